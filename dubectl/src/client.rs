@@ -1,0 +1,168 @@
+//! The HTTP client: one method per API call; server errors become messages.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use dubernetes_core::{Event, Pod, PodSpec};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, Deserialize)]
+pub struct ApplyResponse {
+    pub outcome: dubernetes_core::ApplyOutcome,
+}
+
+#[derive(Debug, Deserialize)]
+struct ApiError {
+    code: String,
+    message: String,
+}
+
+/// An error the server answered with.
+#[derive(Debug)]
+pub struct ServerError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (HTTP {}, {})", self.message, self.status, self.code)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+pub fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ServerError>()
+        .is_some_and(|s| s.status == 404)
+}
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(server: &str) -> anyhow::Result<Client> {
+        let base = server.trim_end_matches('/').to_string();
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            bail!("--server {server:?} must be a URL like http://127.0.0.1:8080");
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Client { base, http })
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                anyhow!(
+                    "cannot reach the Dubernetes server at {} ({e}). Is it running? Start it with `dubernetes-server`, or point --server / DUBERNETES_SERVER at it",
+                    self.base
+                )
+            } else {
+                anyhow!("request to {} failed: {e}", self.base)
+            }
+        })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .context("reading the server's answer")?;
+        if status.is_success() {
+            return serde_json::from_slice(&body)
+                .with_context(|| format!("unexpected answer from {}", self.base));
+        }
+        match serde_json::from_slice::<ApiError>(&body) {
+            Ok(e) => Err(ServerError {
+                status: status.as_u16(),
+                code: e.code,
+                message: e.message,
+            }
+            .into()),
+            Err(_) => Err(ServerError {
+                status: status.as_u16(),
+                code: "unknown".into(),
+                message: String::from_utf8_lossy(&body).trim().to_string(),
+            }
+            .into()),
+        }
+    }
+
+    pub async fn apply(&self, spec: &PodSpec, dry_run: bool) -> anyhow::Result<ApplyResponse> {
+        let url = format!("{}/v1/pods/{}", self.base, spec.name);
+        self.send(self.http.put(url).query(&[("dry_run", dry_run)]).json(spec))
+            .await
+    }
+
+    pub async fn get(&self, name: &str) -> anyhow::Result<Pod> {
+        self.send(self.http.get(format!("{}/v1/pods/{name}", self.base)))
+            .await
+    }
+
+    pub async fn list(&self) -> anyhow::Result<Vec<Pod>> {
+        self.send(self.http.get(format!("{}/v1/pods", self.base)))
+            .await
+    }
+
+    pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
+        let _: serde_json::Value = self
+            .send(self.http.delete(format!("{}/v1/pods/{name}", self.base)))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn events(&self, pod: Option<&str>) -> anyhow::Result<Vec<Event>> {
+        let mut request = self.http.get(format!("{}/v1/events", self.base));
+        if let Some(pod) = pod {
+            request = request.query(&[("pod", pod)]);
+        }
+        self.send(request).await
+    }
+
+    pub async fn version(&self) -> anyhow::Result<serde_json::Value> {
+        self.send(self.http.get(format!("{}/v1/version", self.base)))
+            .await
+    }
+
+    /// Polls the pod until it is fully rolled out; prints progress lines when it changes.
+    pub async fn wait_ready(&self, name: &str, timeout: Duration) -> anyhow::Result<Pod> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            let pod = self.get(name).await?;
+            let s = &pod.status;
+            let line = format!(
+                "pod/{name}: {}/{} ready, {} up to date, {}",
+                s.ready_replicas, s.desired_replicas, s.updated_replicas, s.phase
+            );
+            if line != last {
+                eprintln!("{line}");
+                last = line;
+            }
+            if pod.is_converged() {
+                return Ok(pod);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "pod/{name} not ready after {timeout:?}: {}/{} ready{}",
+                    s.ready_replicas,
+                    s.desired_replicas,
+                    s.message
+                        .as_ref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}

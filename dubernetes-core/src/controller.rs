@@ -1,0 +1,797 @@
+//! The reconcile loop: observe (list containers by label) → plan (pure) → act
+//! (bollard), per pod, level-triggered and edge-woken.
+//!
+//! Each pod has a tiny worker task with a one-slot wake channel: any number of
+//! wakes while a reconcile runs coalesce into one more reconcile. Docker
+//! events and API writes wake pods; a periodic resync (one container list for
+//! the whole instance) catches anything missed. The ingress has its own
+//! coalescing task.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::future::join_all;
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::{Error, Result};
+use crate::ingress::{Ingress, Route};
+use crate::plan::{Action, Desired, RemoveReason, plan};
+use crate::runtime::{
+    ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_PORT, LABEL_REVISION, LABEL_ROLE, Observed,
+    ReplicaTemplate, Runtime,
+};
+use crate::store::{Store, StoredPod};
+
+/// A change the controller made or saw, for watchers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Change {
+    /// A pod's desired or observed state changed.
+    Pod {
+        /// The pod's name.
+        name: String,
+    },
+    /// The ingress applied a new config.
+    Ingress,
+}
+
+/// Crash-loop backoff settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackoffSettings {
+    /// Delay before the second restart in a row; doubles after that.
+    pub initial: Duration,
+    /// Longest delay.
+    pub max: Duration,
+    /// A replica that ran this long before it exited is replaced at once and
+    /// resets the back-off; quicker exits in a row back off.
+    pub reset_after: Duration,
+}
+
+impl Default for BackoffSettings {
+    fn default() -> Self {
+        BackoffSettings {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            reset_after: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PodRuntimeStatus {
+    pub observed_generation: i64,
+    pub restarts: u32,
+    pub crash_streak: u32,
+    pub last_exit_code: Option<i64>,
+    pub last_failure: Option<Instant>,
+    pub next_allowed: Option<Instant>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub error_streak: u32,
+}
+
+/// Settings of the controller.
+#[derive(Debug, Clone)]
+pub(crate) struct ControllerSettings {
+    pub instance: String,
+    pub network: String,
+    pub resync: Duration,
+    pub stop_grace: Duration,
+    pub engine_concurrency: usize,
+    pub backoff: BackoffSettings,
+}
+
+pub(crate) struct Context {
+    pub settings: ControllerSettings,
+    pub store: Store,
+    pub runtime: Runtime,
+    pub ingress: Ingress,
+    pub changes: broadcast::Sender<Change>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    draining: StdMutex<HashSet<String>>,
+    status: StdMutex<HashMap<String, PodRuntimeStatus>>,
+    workers: StdMutex<HashMap<String, mpsc::Sender<()>>>,
+    engine_slots: Semaphore,
+    ingress_wake: Notify,
+    ingress_error: StdMutex<Option<String>>,
+}
+
+fn lock<T>(m: &StdMutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+enum Next {
+    Done,
+    Requeue(Duration),
+    Gone,
+}
+
+impl Context {
+    pub(crate) fn new(
+        settings: ControllerSettings,
+        store: Store,
+        runtime: Runtime,
+        ingress: Ingress,
+    ) -> Arc<Context> {
+        let (changes, _) = broadcast::channel(1024);
+        Arc::new(Context {
+            engine_slots: Semaphore::new(settings.engine_concurrency.max(1)),
+            settings,
+            store,
+            runtime,
+            ingress,
+            changes,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            draining: StdMutex::new(HashSet::new()),
+            status: StdMutex::new(HashMap::new()),
+            workers: StdMutex::new(HashMap::new()),
+            ingress_wake: Notify::new(),
+            ingress_error: StdMutex::new(None),
+        })
+    }
+
+    pub(crate) fn pod_status(&self, pod: &str) -> PodRuntimeStatus {
+        lock(&self.status).get(pod).cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn is_draining(&self, id: &str) -> bool {
+        lock(&self.draining).contains(id)
+    }
+
+    pub(crate) fn ingress_error(&self) -> Option<String> {
+        lock(&self.ingress_error).clone()
+    }
+
+    fn notify(&self, change: Change) {
+        // No receiver is fine.
+        let _ = self.changes.send(change);
+    }
+
+    /// Wakes a pod's reconcile; wakes while one runs coalesce into one more.
+    pub(crate) fn wake(self: &Arc<Self>, pod: &str) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let mut workers = lock(&self.workers);
+        let tx = workers.entry(pod.to_string()).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(1);
+            let ctx = Arc::clone(self);
+            let pod = pod.to_string();
+            self.tasks.spawn(async move { ctx.worker(pod, rx).await });
+            tx
+        });
+        let _ = tx.try_send(());
+    }
+
+    fn wake_after(self: &Arc<Self>, pod: &str, delay: Duration) {
+        let ctx = Arc::clone(self);
+        let pod = pod.to_string();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(delay) => ctx.wake(&pod),
+            }
+        });
+    }
+
+    pub(crate) fn wake_ingress(&self) {
+        self.ingress_wake.notify_one();
+    }
+
+    async fn worker(self: Arc<Self>, pod: String, mut rx: mpsc::Receiver<()>) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                msg = rx.recv() => if msg.is_none() { return },
+            }
+            let next = match self.reconcile(&pod).await {
+                Ok(next) => {
+                    if let Some(s) = lock(&self.status).get_mut(&pod) {
+                        s.error_streak = 0;
+                    }
+                    next
+                }
+                Err(e) => {
+                    tracing::warn!(pod, error = %e, "reconcile failed");
+                    let streak = {
+                        let mut status = lock(&self.status);
+                        let s = status.entry(pod.clone()).or_default();
+                        s.error_streak = s.error_streak.saturating_add(1);
+                        s.message = Some(e.to_string());
+                        s.error_streak
+                    };
+                    self.notify(Change::Pod { name: pod.clone() });
+                    Next::Requeue(error_backoff(streak))
+                }
+            };
+            match next {
+                Next::Done => {}
+                Next::Requeue(delay) if delay.is_zero() => self.wake(&pod),
+                Next::Requeue(delay) => self.wake_after(&pod, delay),
+                Next::Gone => {
+                    let mut workers = lock(&self.workers);
+                    if rx.is_empty() {
+                        workers.remove(&pod);
+                        lock(&self.status).remove(&pod);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes one pod's containers match its spec, from whatever state they are in.
+    async fn reconcile(self: &Arc<Self>, pod: &str) -> Result<Next> {
+        tracing::debug!(pod, "reconcile");
+        let stored = self.store.get(pod).await?;
+        let observed: Vec<Observed> = self
+            .runtime
+            .list(&self.settings.instance, &self.settings.network, Some(pod))
+            .await?
+            .into_iter()
+            .filter(|c| c.role == "replica")
+            .collect();
+        let desired = stored.as_ref().map(|p| Desired {
+            replicas: p.spec.replicas,
+            revision: p.spec.revision_hash(),
+        });
+        let actions = plan(desired.as_ref(), &observed);
+        let Some(stored) = stored else {
+            if actions.is_empty() {
+                return Ok(Next::Gone);
+            }
+            self.execute(pod, None, &observed, actions).await?;
+            self.notify(Change::Pod {
+                name: pod.to_string(),
+            });
+            return Ok(Next::Requeue(Duration::ZERO));
+        };
+        if actions.is_empty() {
+            let changed = {
+                let mut status = lock(&self.status);
+                let s = status.entry(pod.to_string()).or_default();
+                let changed = s.observed_generation != stored.generation || s.message.is_some();
+                s.observed_generation = stored.generation;
+                if s.next_allowed.is_none_or(|t| t <= Instant::now()) {
+                    s.reason = None;
+                }
+                s.message = None;
+                changed
+            };
+            if changed {
+                self.notify(Change::Pod {
+                    name: pod.to_string(),
+                });
+            }
+            return Ok(Next::Done);
+        }
+        let next = self.execute(pod, Some(&stored), &observed, actions).await?;
+        self.notify(Change::Pod {
+            name: pod.to_string(),
+        });
+        Ok(next)
+    }
+
+    async fn execute(
+        self: &Arc<Self>,
+        pod: &str,
+        stored: Option<&StoredPod>,
+        observed: &[Observed],
+        actions: Vec<Action>,
+    ) -> Result<Next> {
+        let mut creates = 0u32;
+        let mut starts = Vec::new();
+        let mut quick_removes = Vec::new();
+        let mut drains = Vec::new();
+        let mut exited = Vec::new();
+        for action in actions {
+            match action {
+                Action::Create { count } => creates += count,
+                Action::Start { id } => starts.push(id),
+                Action::Remove {
+                    id,
+                    running,
+                    reason,
+                } => {
+                    if reason == RemoveReason::Exited
+                        && let Some(c) = observed.iter().find(|c| c.id == id)
+                    {
+                        exited.push(c.clone());
+                    }
+                    if running {
+                        drains.push((id, reason))
+                    } else {
+                        quick_removes.push((id, reason))
+                    }
+                }
+            }
+        }
+
+        // Crash-loop bookkeeping: record why replicas died before they are removed.
+        let mut delay_creates = None;
+        if !exited.is_empty() {
+            let mut log_tail = String::new();
+            if let Some(last) = exited.iter().max_by_key(|c| c.created) {
+                log_tail = self
+                    .runtime
+                    .log_tail(&last.id, 10)
+                    .await
+                    .unwrap_or_default();
+            }
+            let now = Instant::now();
+            let backoff = self.settings.backoff;
+            let (restarts, code, wait) = {
+                let mut status = lock(&self.status);
+                let s = status.entry(pod.to_string()).or_default();
+                // A replica that ran for `reset_after` before it exited is not crash-looping:
+                // its replacement starts at once. Only quick exits in a row back off.
+                let now_secs = crate::store::now_ms() / 1000;
+                let lived_long = exited
+                    .iter()
+                    .all(|c| now_secs - c.created >= backoff.reset_after.as_secs() as i64);
+                if lived_long
+                    || s.last_failure.is_some_and(|t| {
+                        now.duration_since(t) > backoff.reset_after.saturating_mul(4)
+                    })
+                {
+                    s.crash_streak = 0;
+                }
+                let before = s.crash_streak;
+                s.crash_streak = s.crash_streak.saturating_add(1);
+                s.restarts = s.restarts.saturating_add(exited.len() as u32);
+                s.last_exit_code = exited
+                    .iter()
+                    .max_by_key(|c| c.created)
+                    .and_then(Observed::exit_code);
+                s.last_failure = Some(now);
+                let delay = crash_delay(before, backoff);
+                s.next_allowed = Some(now + delay);
+                if !delay.is_zero() {
+                    s.reason = Some("CrashLoopBackOff".into());
+                    s.message = Some(format!(
+                        "replicas keep exiting (last exit code {}); restarting in {:?}. Last log lines:\n{}",
+                        s.last_exit_code
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| "unknown".into()),
+                        delay,
+                        log_tail.trim_end()
+                    ));
+                }
+                (s.restarts, s.last_exit_code, delay)
+            };
+            let names: Vec<_> = exited.iter().map(|c| c.name.as_str()).collect();
+            self.event(
+                pod,
+                "Warning",
+                "Exited",
+                &format!(
+                    "{} exited (code {}); restart #{restarts}{}",
+                    names.join(", "),
+                    code.map(|c| c.to_string())
+                        .unwrap_or_else(|| "unknown".into()),
+                    if wait.is_zero() {
+                        String::new()
+                    } else {
+                        format!(", back-off {wait:?}")
+                    }
+                ),
+            )
+            .await;
+        }
+        let next_allowed = self.pod_status(pod).next_allowed;
+        if creates > 0
+            && let Some(t) = next_allowed
+            && t > Instant::now()
+        {
+            delay_creates = Some(t - Instant::now());
+            creates = 0;
+        }
+
+        let mut errors = Vec::new();
+        // Stopped containers: remove at once, concurrently.
+        let removed = join_all(
+            quick_removes
+                .iter()
+                .map(|(id, _)| self.with_slot(self.runtime.remove(id))),
+        )
+        .await;
+        errors.extend(removed.into_iter().filter_map(Result::err));
+        for id in &starts {
+            if let Err(e) = self.with_slot(self.runtime.start(id)).await {
+                errors.push(e);
+            }
+        }
+
+        // Missing replicas: all at once (bounded by the engine semaphore).
+        if creates > 0
+            && let Some(stored) = stored
+        {
+            match self.runtime.ensure_image(&stored.spec.image).await {
+                Ok(()) => {
+                    let template = self.template(stored);
+                    let results = join_all((0..creates).map(|_| {
+                        let mut t = template.clone();
+                        t.name =
+                            format!("dub-{}-{}-{}", self.settings.instance, pod, random_suffix());
+                        async move {
+                            self.with_slot(self.runtime.create_replica(&t))
+                                .await
+                                .map(|_| t.name)
+                        }
+                    }))
+                    .await;
+                    let mut made = Vec::new();
+                    for r in results {
+                        match r {
+                            Ok(name) => made.push(name),
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                    if !made.is_empty() {
+                        self.event(
+                            pod,
+                            "Normal",
+                            "Created",
+                            &format!(
+                                "created {} replica(s) of revision {}",
+                                made.len(),
+                                template
+                                    .labels
+                                    .get(LABEL_REVISION)
+                                    .map(String::as_str)
+                                    .unwrap_or("")
+                            ),
+                        )
+                        .await;
+                    }
+                }
+                Err(e) => {
+                    {
+                        let mut status = lock(&self.status);
+                        let s = status.entry(pod.to_string()).or_default();
+                        s.reason = Some("ImageUnavailable".into());
+                    }
+                    self.event(pod, "Warning", "ImageUnavailable", &e.to_string())
+                        .await;
+                    errors.push(e);
+                }
+            }
+        }
+        self.wake_ingress();
+
+        // Running containers: out of the ingress first, then stopped gracefully.
+        if !drains.is_empty() {
+            lock(&self.draining).extend(drains.iter().map(|(id, _)| id.clone()));
+            if let Err(e) = self.sync_ingress().await {
+                tracing::warn!(error = %e, "ingress sync before draining failed; stopping anyway");
+            }
+            let grace = self.settings.stop_grace;
+            let stopped = join_all(
+                drains
+                    .iter()
+                    .map(|(id, _)| self.with_slot(self.runtime.stop_and_remove(id, grace))),
+            )
+            .await;
+            {
+                let mut draining = lock(&self.draining);
+                for (id, _) in &drains {
+                    draining.remove(id);
+                }
+            }
+            errors.extend(stopped.into_iter().filter_map(Result::err));
+        }
+        let mut reasons: HashMap<&'static str, usize> = HashMap::new();
+        for (_, reason) in drains.iter().chain(quick_removes.iter()) {
+            if *reason != RemoveReason::Exited {
+                *reasons.entry(reason.as_str()).or_default() += 1;
+            }
+        }
+        for (reason, n) in reasons {
+            self.event(
+                pod,
+                "Normal",
+                "Removed",
+                &format!("removed {n} container(s): {reason}"),
+            )
+            .await;
+        }
+
+        if let Some(e) = errors.into_iter().next() {
+            return Err(e);
+        }
+        Ok(match delay_creates {
+            Some(d) => Next::Requeue(d),
+            None => Next::Requeue(Duration::ZERO),
+        })
+    }
+
+    async fn with_slot<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let _permit = self
+            .engine_slots
+            .acquire()
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        call.await
+    }
+
+    fn template(&self, stored: &StoredPod) -> ReplicaTemplate {
+        let spec = &stored.spec;
+        let labels = HashMap::from([
+            (LABEL_INSTANCE.to_string(), self.settings.instance.clone()),
+            (LABEL_POD.to_string(), spec.name.clone()),
+            (LABEL_REVISION.to_string(), spec.revision_hash()),
+            (LABEL_ROLE.to_string(), "replica".to_string()),
+            (LABEL_PORT.to_string(), spec.port.to_string()),
+        ]);
+        ReplicaTemplate {
+            name: String::new(),
+            image: spec.image.clone(),
+            port: spec.port,
+            env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            labels,
+            network: self.settings.network.clone(),
+        }
+    }
+
+    async fn event(&self, pod: &str, kind: &str, reason: &str, message: &str) {
+        tracing::info!(pod, kind, reason, message);
+        if let Err(e) = self.store.record_event(pod, kind, reason, message).await {
+            tracing::warn!(error = %e, "recording an event failed");
+        }
+    }
+
+    /// Computes the routes from the store and the engine and makes the ingress serve them.
+    pub(crate) async fn sync_ingress(&self) -> Result<()> {
+        let pods = self.store.list().await?;
+        let containers = self
+            .runtime
+            .list(&self.settings.instance, &self.settings.network, None)
+            .await?;
+        let routes = self.routes(&pods, &containers);
+        let ingress: Vec<&Observed> = containers.iter().filter(|c| c.role == "ingress").collect();
+        let result = self.ingress.sync(&routes, &ingress).await;
+        *lock(&self.ingress_error) = result.as_ref().err().map(ToString::to_string);
+        if result? {
+            self.notify(Change::Ingress);
+        }
+        Ok(())
+    }
+
+    fn routes(&self, pods: &[StoredPod], containers: &[Observed]) -> Vec<Route> {
+        let draining = lock(&self.draining);
+        pods.iter()
+            .filter_map(|p| {
+                let host = p.spec.host()?;
+                let servers = containers
+                    .iter()
+                    .filter(|c| {
+                        c.role == "replica" && c.pod.as_deref() == Some(p.spec.name.as_str())
+                    })
+                    .filter(|c| c.state == ContainerState::Running && !draining.contains(&c.id))
+                    .filter_map(|c| {
+                        let ip: IpAddr = c.ip.as_deref()?.parse().ok()?;
+                        let port: u16 = c.labels.get(LABEL_PORT)?.parse().ok()?;
+                        Some(((ip, port), c.id.clone()))
+                    })
+                    .collect();
+                Some(Route::with_ids(&p.spec.name, host, servers))
+            })
+            .collect()
+    }
+
+    /// Runs the controller's long-lived tasks: ingress, events, resync.
+    pub(crate) fn start(self: &Arc<Self>) {
+        let ctx = Arc::clone(self);
+        self.tasks.spawn(async move { ctx.ingress_loop().await });
+        let ctx = Arc::clone(self);
+        self.tasks.spawn(async move { ctx.event_loop().await });
+        let ctx = Arc::clone(self);
+        self.tasks.spawn(async move { ctx.resync_loop().await });
+    }
+
+    async fn ingress_loop(self: Arc<Self>) {
+        let mut streak = 0u32;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.ingress_wake.notified() => {}
+            }
+            match self.sync_ingress().await {
+                Ok(()) => streak = 0,
+                Err(e) => {
+                    streak = streak.saturating_add(1);
+                    tracing::warn!(error = %e, "ingress sync failed");
+                    let ctx = Arc::clone(&self);
+                    let delay = error_backoff(streak);
+                    self.tasks.spawn(async move {
+                        tokio::select! {
+                            _ = ctx.shutdown.cancelled() => {}
+                            _ = tokio::time::sleep(delay) => ctx.wake_ingress(),
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    async fn event_loop(self: Arc<Self>) {
+        let mut streak = 0u32;
+        loop {
+            let mut events = self.runtime.events(&self.settings.instance);
+            // Anything that happened while the stream was down is caught by a resync.
+            if streak > 0 {
+                self.resync().await;
+            }
+            loop {
+                let next = tokio::select! {
+                    _ = self.shutdown.cancelled() => return,
+                    next = events.next() => next,
+                };
+                match next {
+                    Some(Ok(event)) => {
+                        streak = 0;
+                        let action = event.action.unwrap_or_default();
+                        let actor_id = event.actor.as_ref().and_then(|a| a.id.clone());
+                        let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
+                        let event = DieEvent { actor_id };
+                        tracing::debug!(
+                            action,
+                            pod = attributes.get(LABEL_POD).map(String::as_str),
+                            "docker event"
+                        );
+                        let relevant = [
+                            "start",
+                            "die",
+                            "destroy",
+                            "stop",
+                            "kill",
+                            "oom",
+                            "pause",
+                            "unpause",
+                            "health_status",
+                        ]
+                        .iter()
+                        .any(|a| action.starts_with(a));
+                        if !relevant {
+                            continue;
+                        }
+                        if let Some(pod) = attributes.get(LABEL_POD) {
+                            if action.starts_with("die") || action.starts_with("oom") {
+                                // The engine emits `die` before its container list shows the
+                                // container as exited; an inspect waits for the container's lock,
+                                // so after it the list agrees. Then wake the pod.
+                                let ctx = Arc::clone(&self);
+                                let pod = pod.clone();
+                                let id = event.actor_id.clone();
+                                self.tasks.spawn(async move {
+                                    if let Some(id) = id {
+                                        let _ = ctx.runtime.inspect_state(&id).await;
+                                    }
+                                    ctx.wake(&pod);
+                                });
+                            } else {
+                                self.wake(pod);
+                            }
+                        }
+                        self.wake_ingress();
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "docker event stream failed; reconnecting");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            streak = streak.saturating_add(1);
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(error_backoff(streak)) => {}
+            }
+        }
+    }
+
+    async fn resync_loop(self: Arc<Self>) {
+        loop {
+            self.resync().await;
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.settings.resync) => {}
+            }
+        }
+    }
+
+    /// One container list for the whole instance; wakes every pod whose plan
+    /// is not empty, and every pod that owns containers but is not stored.
+    pub(crate) async fn resync(self: &Arc<Self>) {
+        let (pods, containers) = match (
+            self.store.list().await,
+            self.runtime
+                .list(&self.settings.instance, &self.settings.network, None)
+                .await,
+        ) {
+            (Ok(p), Ok(c)) => (p, c),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "resync failed");
+                return;
+            }
+        };
+        let mut by_pod: HashMap<&str, Vec<Observed>> = HashMap::new();
+        for c in containers.iter().filter(|c| c.role == "replica") {
+            if let Some(pod) = c.pod.as_deref() {
+                by_pod.entry(pod).or_default().push(c.clone());
+            }
+        }
+        for p in &pods {
+            let observed = by_pod.remove(p.spec.name.as_str()).unwrap_or_default();
+            let desired = Desired {
+                replicas: p.spec.replicas,
+                revision: p.spec.revision_hash(),
+            };
+            let converged = plan(Some(&desired), &observed).is_empty();
+            if !converged || self.pod_status(&p.spec.name).observed_generation != p.generation {
+                self.wake(&p.spec.name);
+            }
+        }
+        for orphan in by_pod.keys() {
+            self.wake(orphan);
+        }
+        self.wake_ingress();
+    }
+}
+
+struct DieEvent {
+    actor_id: Option<String>,
+}
+
+fn crash_delay(restarts_before: u32, backoff: BackoffSettings) -> Duration {
+    if restarts_before == 0 {
+        return Duration::ZERO;
+    }
+    let exp = (restarts_before - 1).min(30);
+    backoff.initial.saturating_mul(1u32 << exp).min(backoff.max)
+}
+
+fn error_backoff(streak: u32) -> Duration {
+    let exp = streak.saturating_sub(1).min(6);
+    Duration::from_millis(500u64 << exp).min(Duration::from_secs(30))
+}
+
+fn random_suffix() -> String {
+    (0..6)
+        .map(|_| {
+            char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36usize)])
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_backoff_starts_at_zero_doubles_and_caps() {
+        let b = BackoffSettings {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(10),
+            reset_after: Duration::from_secs(60),
+        };
+        let delays: Vec<_> = (0..7).map(|n| crash_delay(n, b).as_secs()).collect();
+        assert_eq!(delays, [0, 1, 2, 4, 8, 10, 10]);
+        assert_eq!(crash_delay(u32::MAX, b), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn error_backoff_is_bounded() {
+        assert_eq!(error_backoff(1), Duration::from_millis(500));
+        assert_eq!(error_backoff(100), Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,54 @@
+//! The error type of the library.
+
+use crate::spec::{SpecError, ValidationError};
+
+/// Everything that can go wrong in Dubernetes, for callers to match on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A spec failed validation; nothing was changed.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// YAML input could not be read as pod specs; nothing was changed.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The named pod does not exist.
+    #[error("pod {0:?} not found")]
+    NotFound(String),
+    /// A request conflicts with the current state (e.g. a name in the body that differs from the one in the path).
+    #[error("{0}")]
+    Conflict(String),
+    /// A limit of this instance was reached.
+    #[error("{0}")]
+    Limit(String),
+    /// The SQLite store failed.
+    #[error("store error: {0}")]
+    Store(#[from] sqlx::Error),
+    /// Applying the store's migrations failed.
+    #[error("store migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The Docker engine could not be reached or refused a call.
+    #[error("docker: {context}: {source}")]
+    Docker {
+        /// What we were doing.
+        context: String,
+        /// The engine's error.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// A Docker call took longer than its deadline.
+    #[error("docker: {0} timed out")]
+    DockerTimeout(String),
+    /// The ingress could not be configured.
+    #[error("ingress: {0}")]
+    Ingress(String),
+    /// A wait did not finish before its deadline.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The instance is shutting down.
+    #[error("the orchestrator is shutting down")]
+    ShuttingDown,
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,363 @@
+//! The nginx ingress: one container per instance, on the instance network,
+//! the only container that publishes a port.
+//!
+//! Its config is data: rendered by askama from `templates/nginx.conf`,
+//! written into the container through the archive API (no bind mount, which
+//! breaks when a file is replaced by rename), checked with `nginx -t` before
+//! it goes live, and reloaded only when it changed. A rejected config is
+//! rolled back to the last good one on disk; the running nginx never saw it.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use askama::Template;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::runtime::{LABEL_INGRESS_CONFIG, LABEL_INSTANCE, LABEL_ROLE, Observed, Runtime};
+
+/// The default ingress image: the official nginx image, pulled if missing.
+pub const DEFAULT_INGRESS_IMAGE: &str = "nginx:1.27-alpine";
+const CONF_DIR: &str = "/etc/nginx/conf.d";
+const CONF_FILE: &str = "default.conf";
+
+/// How the ingress container is run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct IngressSettings {
+    /// An image with nginx in the official image's layout.
+    pub image: String,
+    /// Where the ingress listens on the host. Port 0 lets the engine pick a free port.
+    pub listen: SocketAddr,
+}
+
+impl IngressSettings {
+    /// Settings with the given image and listen address.
+    pub fn new(image: impl Into<String>, listen: SocketAddr) -> Self {
+        IngressSettings {
+            image: image.into(),
+            listen,
+        }
+    }
+}
+
+impl Default for IngressSettings {
+    fn default() -> Self {
+        IngressSettings {
+            image: DEFAULT_INGRESS_IMAGE.into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 80)),
+        }
+    }
+}
+
+/// One host routed to one pod's ready replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Route {
+    pub pod: String,
+    pub host: String,
+    /// `ip:port` of each ready replica.
+    pub servers: Vec<String>,
+    /// Container ids behind `servers`.
+    pub ids: Vec<String>,
+}
+
+impl Route {
+    /// A route; server addresses are built from parsed IPs only.
+    #[cfg(test)]
+    pub(crate) fn new(pod: &str, host: &str, mut servers: Vec<(IpAddr, u16)>) -> Route {
+        Self::with_ids(
+            pod,
+            host,
+            servers.drain(..).map(|s| (s, String::new())).collect(),
+        )
+    }
+
+    /// A route whose servers are the given containers.
+    pub(crate) fn with_ids(
+        pod: &str,
+        host: &str,
+        mut servers: Vec<((IpAddr, u16), String)>,
+    ) -> Route {
+        servers.sort();
+        servers.dedup_by(|a, b| a.0 == b.0);
+        let ids = servers
+            .iter()
+            .map(|(_, id)| id.clone())
+            .filter(|id| !id.is_empty())
+            .collect();
+        let servers: Vec<(IpAddr, u16)> = servers.into_iter().map(|(s, _)| s).collect();
+        Route {
+            ids,
+            pod: pod.to_string(),
+            host: host.to_string(),
+            servers: servers
+                .into_iter()
+                .map(|(ip, port)| SocketAddr::new(ip, port).to_string())
+                .collect(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "nginx.conf", escape = "none")]
+struct NginxConf<'a> {
+    instance: &'a str,
+    routes: &'a [Route],
+}
+
+/// Renders the nginx config for these routes.
+pub(crate) fn render(instance: &str, routes: &[Route]) -> Result<String> {
+    NginxConf { instance, routes }
+        .render()
+        .map_err(|e| Error::Ingress(format!("rendering nginx.conf: {e}")))
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Containers the live config routes to.
+    routed: HashSet<String>,
+    container_id: Option<String>,
+    last_applied: Option<String>,
+    port: Option<u16>,
+}
+
+/// The ingress of one instance.
+#[derive(Debug)]
+pub(crate) struct Ingress {
+    runtime: Runtime,
+    instance: String,
+    network: String,
+    name: String,
+    settings: IngressSettings,
+    state: Mutex<State>,
+}
+
+impl Ingress {
+    pub(crate) fn new(
+        runtime: Runtime,
+        instance: &str,
+        network: &str,
+        settings: IngressSettings,
+    ) -> Ingress {
+        Ingress {
+            runtime,
+            instance: instance.to_string(),
+            network: network.to_string(),
+            name: format!("dub-{instance}-ingress"),
+            settings,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn config_hash(&self) -> String {
+        let digest = Sha256::digest(format!(
+            "{}|{}|{}",
+            self.settings.image, self.settings.listen, self.network
+        ));
+        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The host port the ingress listens on, once it runs.
+    pub(crate) async fn port(&self) -> Option<u16> {
+        self.state.lock().await.port
+    }
+
+    /// Makes the ingress container exist, run with current settings, and serve
+    /// exactly `routes`. `observed` is this instance's ingress containers.
+    pub(crate) async fn sync(&self, routes: &[Route], observed: &[&Observed]) -> Result<bool> {
+        let text = render(&self.instance, routes)?;
+        let mut state = self.state.lock().await;
+        let hash = self.config_hash();
+        let healthy = observed.iter().find(|c| {
+            c.name == self.name
+                && c.state == crate::runtime::ContainerState::Running
+                && c.labels.get(LABEL_INGRESS_CONFIG) == Some(&hash)
+        });
+        match healthy {
+            Some(c) if state.container_id.as_deref() == Some(c.id.as_str()) => {
+                if state.last_applied.as_deref() == Some(text.as_str()) {
+                    return Ok(false);
+                }
+                self.apply(&c.id, &text, routes, &mut state).await?;
+                Ok(true)
+            }
+            Some(c) => {
+                // Adopted (e.g. after a server restart): deliver our config once.
+                state.container_id = Some(c.id.clone());
+                state.last_applied = None;
+                state.port = self.runtime.published_port(&c.id, 80).await?;
+                self.apply(&c.id, &text, routes, &mut state).await?;
+                Ok(true)
+            }
+            None => {
+                for c in observed {
+                    self.runtime.remove(&c.id).await?;
+                }
+                self.create(&text, routes, &mut state).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn create(&self, text: &str, routes: &[Route], state: &mut State) -> Result<()> {
+        state.container_id = None;
+        state.last_applied = None;
+        state.routed.clear();
+        self.runtime.ensure_image(&self.settings.image).await.map_err(|e| {
+            Error::Ingress(format!(
+                "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local) or pass --ingress-image with an image you have",
+                self.settings.image
+            ))
+        })?;
+        let labels = HashMap::from([
+            (LABEL_INSTANCE.to_string(), self.instance.clone()),
+            (LABEL_ROLE.to_string(), "ingress".to_string()),
+            (LABEL_INGRESS_CONFIG.to_string(), self.config_hash()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(self.settings.image.clone()),
+            labels: Some(labels),
+            exposed_ports: Some(vec!["80/tcp".into()]),
+            host_config: Some(HostConfig {
+                network_mode: Some(self.network.clone()),
+                port_bindings: Some(Runtime::port_bindings(
+                    80,
+                    &self.settings.listen.ip().to_string(),
+                    self.settings.listen.port(),
+                )),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = self.runtime.create(&self.name, body).await?;
+        // Written before the start, so nginx comes up serving our routes.
+        self.runtime
+            .write_file(&id, CONF_DIR, CONF_FILE, text.as_bytes())
+            .await?;
+        self.runtime.start(&id).await?;
+        let (code, output) = self.runtime.exec(&id, &["nginx", "-t", "-q"]).await?;
+        if code != 0 {
+            return Err(Error::Ingress(format!(
+                "nginx -t rejected the generated config: {}",
+                output.trim()
+            )));
+        }
+        state.port = self.runtime.published_port(&id, 80).await?;
+        state.container_id = Some(id);
+        state.last_applied = Some(text.to_string());
+        state.routed = routed_ids(routes);
+        Ok(())
+    }
+
+    async fn apply(&self, id: &str, text: &str, routes: &[Route], state: &mut State) -> Result<()> {
+        self.runtime
+            .write_file(id, CONF_DIR, CONF_FILE, text.as_bytes())
+            .await?;
+        let (code, output) = self.runtime.exec(id, &["nginx", "-t", "-q"]).await?;
+        if code != 0 {
+            if let Some(good) = &state.last_applied {
+                self.runtime
+                    .write_file(id, CONF_DIR, CONF_FILE, good.as_bytes())
+                    .await?;
+            }
+            return Err(Error::Ingress(format!(
+                "nginx -t rejected the new config, kept the last good one: {}",
+                output.trim()
+            )));
+        }
+        let (code, output) = self.runtime.exec(id, &["nginx", "-s", "reload"]).await?;
+        if code != 0 {
+            return Err(Error::Ingress(format!(
+                "nginx -s reload failed: {}",
+                output.trim()
+            )));
+        }
+        state.last_applied = Some(text.to_string());
+        state.routed = routed_ids(routes);
+        Ok(())
+    }
+
+    /// The containers the live config routes to.
+    pub(crate) async fn routed(&self) -> HashSet<String> {
+        self.state.lock().await.routed.clone()
+    }
+}
+
+fn routed_ids(routes: &[Route]) -> HashSet<String> {
+    routes.iter().flat_map(|r| r.ids.iter().cloned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn renders_one_upstream_per_pod_with_replicas() {
+        let routes = [
+            Route::new(
+                "web",
+                "web.local",
+                vec![(ip("172.18.0.3"), 80), (ip("172.18.0.2"), 80)],
+            ),
+            Route::new("api", "api.example.com", vec![(ip("172.18.0.4"), 8080)]),
+        ];
+        let conf = render("t", &routes).expect("render");
+        assert!(conf.contains("upstream pod_web {\n    server 172.18.0.2:80 max_fails=1 fail_timeout=1s;\n    server 172.18.0.3:80"), "{conf}");
+        assert!(conf.contains("server 172.18.0.4:8080"), "{conf}");
+        assert!(conf.contains("server_name web.local;"), "{conf}");
+        assert!(conf.contains("proxy_pass http://pod_web;"), "{conf}");
+        assert!(conf.contains("proxy_pass http://pod_api;"), "{conf}");
+        assert_eq!(conf.matches("\nupstream ").count(), 2);
+    }
+
+    #[test]
+    fn unknown_hosts_get_404() {
+        let conf = render("t", &[]).expect("render");
+        assert!(conf.contains("listen 80 default_server;"));
+        assert!(conf.contains("return 404"));
+        assert!(!conf.contains("upstream"));
+    }
+
+    #[test]
+    fn a_host_without_ready_replicas_gets_503_and_no_empty_upstream() {
+        let conf = render("t", &[Route::new("web", "web.local", vec![])]).expect("render");
+        assert!(conf.contains("server_name web.local;"), "{conf}");
+        assert!(conf.contains("return 503"), "{conf}");
+        assert!(!conf.contains("upstream pod_web"), "{conf}");
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        let a = [Route::new(
+            "web",
+            "web.local",
+            vec![(ip("10.0.0.2"), 80), (ip("10.0.0.1"), 80)],
+        )];
+        let b = [Route::new(
+            "web",
+            "web.local",
+            vec![(ip("10.0.0.1"), 80), (ip("10.0.0.2"), 80)],
+        )];
+        assert_eq!(
+            render("t", &a).expect("render"),
+            render("t", &b).expect("render")
+        );
+    }
+
+    #[test]
+    fn ipv6_replicas_are_bracketed() {
+        let conf = render(
+            "t",
+            &[Route::new("web", "w.local", vec![(ip("fd00::2"), 80)])],
+        )
+        .expect("render");
+        assert!(conf.contains("server [fd00::2]:80"), "{conf}");
+    }
+}

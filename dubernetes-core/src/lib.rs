@@ -1,0 +1,52 @@
+//! # dubernetes-core
+//!
+//! A small, honest container orchestrator for one machine, as a library.
+//! You describe pods (an image, a number of replicas, an optional host name);
+//! Dubernetes keeps that many Docker containers running and routes the host
+//! through an nginx ingress container.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use dubernetes_core::{Dubernetes, IngressSettings, PodSpec};
+//!
+//! # async fn demo() -> Result<(), dubernetes_core::Error> {
+//! let orchestrator = Dubernetes::builder()
+//!     .instance("demo")
+//!     .in_memory()
+//!     .ingress(IngressSettings::new("dubernetes/nginx:local", "127.0.0.1:0".parse().unwrap()))
+//!     .build()
+//!     .await?;
+//! orchestrator.apply(PodSpec::new("whoami", "dubernetes/whoami:v1").with_replicas(3).with_host("whoami.local")).await?;
+//! let pod = orchestrator.wait_ready("whoami", Duration::from_secs(30)).await?;
+//! println!("{} of {} ready", pod.status.ready_replicas, pod.status.desired_replicas);
+//! // Stops the controller and removes every container and the network of the instance.
+//! orchestrator.purge().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! How it works (see `docs/architecture.md`): desired state lives in SQLite
+//! ([`PodSpec`]s with a generation); observed state lives in Docker (every
+//! container carries labels naming its instance, pod and revision). A
+//! controller reconciles each pod — observe, plan (a pure function), act —
+//! woken by API writes and Docker events, with a periodic resync.
+#![deny(missing_docs)]
+
+mod controller;
+mod error;
+mod ingress;
+mod orchestrator;
+mod plan;
+mod runtime;
+mod spec;
+mod store;
+
+pub use controller::{BackoffSettings, Change};
+pub use error::{Error, Result};
+pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
+pub use orchestrator::{Dubernetes, DubernetesBuilder, Pod, PodStatus, Replica};
+pub use runtime::{ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
+pub use spec::{
+    Access, FieldError, MAX_REPLICAS, PodSpec, SpecError, ValidationError, parse_specs,
+};
+pub use store::{ApplyOutcome, Event};

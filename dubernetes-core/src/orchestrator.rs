@@ -1,0 +1,596 @@
+//! The public handle: build an instance, apply specs, read status, wait, shut down.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio_stream_compat::BroadcastStream;
+
+use crate::controller::{BackoffSettings, Change, Context, ControllerSettings};
+use crate::error::{Error, Result};
+use crate::ingress::{Ingress, IngressSettings};
+use crate::runtime::{ContainerState, Observed, Runtime};
+use crate::spec::PodSpec;
+use crate::store::{ApplyOutcome, Event, Store, StoredPod};
+
+mod tokio_stream_compat {
+    //! A broadcast receiver as a `Stream`, skipping lagged gaps.
+    use futures::Stream;
+    use tokio::sync::broadcast;
+
+    pub(super) struct BroadcastStream;
+
+    impl BroadcastStream {
+        pub(super) fn new<T: Clone + Send + 'static>(
+            rx: broadcast::Receiver<T>,
+        ) -> impl Stream<Item = T> {
+            futures::stream::unfold(rx, |mut rx| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(item) => return Some((item, rx)),
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            })
+        }
+    }
+}
+
+/// A pod: its spec, bookkeeping, and what the engine shows of it right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Pod {
+    /// The pod's name.
+    pub name: String,
+    /// The desired state.
+    pub spec: PodSpec,
+    /// Increases on every change of the spec.
+    pub generation: i64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+    /// Observed status.
+    pub status: PodStatus,
+    /// The pod's containers, as the engine reports them.
+    pub replicas: Vec<Replica>,
+}
+
+/// The observed status of a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PodStatus {
+    /// The generation the controller last converged to.
+    pub observed_generation: i64,
+    /// `replicas` of the spec.
+    pub desired_replicas: u32,
+    /// Replicas running the current revision and routed.
+    pub ready_replicas: u32,
+    /// Replicas (in any live state) of the current revision.
+    pub updated_replicas: u32,
+    /// Live replicas of any revision.
+    pub current_replicas: u32,
+    /// The current revision hash.
+    pub revision: String,
+    /// `Running`, `Progressing`, `Stopped` (0 replicas), or `Failing`.
+    pub phase: String,
+    /// A machine-readable reason when something is wrong, e.g. `CrashLoopBackOff`.
+    pub reason: Option<String>,
+    /// What is wrong, for people.
+    pub message: Option<String>,
+    /// How many times replicas exited and were replaced.
+    pub restarts: u32,
+    /// Exit code of the last replica that exited.
+    pub last_exit_code: Option<i64>,
+}
+
+/// One container of a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Replica {
+    /// Container name.
+    pub name: String,
+    /// Short container id.
+    pub id: String,
+    /// Engine state.
+    pub state: ContainerState,
+    /// Engine status text, e.g. `Up 3 minutes`.
+    pub status: String,
+    /// Revision hash it runs.
+    pub revision: String,
+    /// Runs the current revision.
+    pub up_to_date: bool,
+    /// Running and routed by the ingress.
+    pub ready: bool,
+    /// Address on the instance network.
+    pub ip: Option<String>,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// Builds a [`Dubernetes`] instance.
+#[derive(Debug, Clone)]
+pub struct DubernetesBuilder {
+    instance: String,
+    data_dir: Option<PathBuf>,
+    ingress: IngressSettings,
+    resync: Duration,
+    stop_grace: Duration,
+    engine_concurrency: usize,
+    backoff: BackoffSettings,
+    max_pods: u32,
+}
+
+impl Default for DubernetesBuilder {
+    fn default() -> Self {
+        DubernetesBuilder {
+            instance: "default".into(),
+            data_dir: None,
+            ingress: IngressSettings::default(),
+            resync: Duration::from_secs(30),
+            stop_grace: Duration::from_secs(10),
+            engine_concurrency: 16,
+            backoff: BackoffSettings::default(),
+            max_pods: 1000,
+        }
+    }
+}
+
+impl DubernetesBuilder {
+    /// The instance name (a DNS label): it namespaces the network, container
+    /// names and labels, so several instances share one engine safely.
+    pub fn instance(mut self, instance: impl Into<String>) -> Self {
+        self.instance = instance.into();
+        self
+    }
+
+    /// Keep the SQLite store in `dir/dubernetes.db`.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Keep the store in memory (throwaway use). This is the default.
+    pub fn in_memory(mut self) -> Self {
+        self.data_dir = None;
+        self
+    }
+
+    /// How the ingress runs.
+    pub fn ingress(mut self, ingress: IngressSettings) -> Self {
+        self.ingress = ingress;
+        self
+    }
+
+    /// How often everything is re-checked even without events (default 30 s).
+    pub fn resync_interval(mut self, every: Duration) -> Self {
+        self.resync = every;
+        self
+    }
+
+    /// How long a replica gets between SIGTERM and SIGKILL (default 10 s).
+    pub fn stop_grace_period(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
+        self
+    }
+
+    /// How many engine calls run at once (default 16).
+    pub fn engine_concurrency(mut self, n: usize) -> Self {
+        self.engine_concurrency = n;
+        self
+    }
+
+    /// Crash-loop backoff.
+    pub fn backoff(mut self, backoff: BackoffSettings) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Most pods this instance accepts (default 1000).
+    pub fn max_pods(mut self, n: u32) -> Self {
+        self.max_pods = n;
+        self
+    }
+
+    /// Connects to the engine, opens the store, and starts the controller.
+    pub async fn build(self) -> Result<Dubernetes> {
+        let probe = PodSpec::new(self.instance.clone(), "x");
+        if let Err(e) = probe.validate() {
+            let message = e
+                .problems
+                .first()
+                .map(|p| p.message.clone())
+                .unwrap_or_default();
+            return Err(Error::Conflict(format!("instance name: {message}")));
+        }
+        let store = match &self.data_dir {
+            Some(dir) => Store::open(dir).await?,
+            None => Store::in_memory().await?,
+        };
+        let runtime = Runtime::connect().await?;
+        let network = format!("dub-{}", self.instance);
+        runtime.ensure_network(&network, &self.instance).await?;
+        let ingress = Ingress::new(
+            runtime.clone(),
+            &self.instance,
+            &network,
+            self.ingress.clone(),
+        );
+        let settings = ControllerSettings {
+            instance: self.instance.clone(),
+            network,
+            resync: self.resync,
+            stop_grace: self.stop_grace,
+            engine_concurrency: self.engine_concurrency,
+            backoff: self.backoff,
+        };
+        let ctx = Context::new(settings, store, runtime, ingress);
+        ctx.start();
+        Ok(Dubernetes {
+            ctx,
+            max_pods: self.max_pods,
+        })
+    }
+}
+
+/// A running orchestrator instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Dubernetes {
+    ctx: Arc<Context>,
+    max_pods: u32,
+}
+
+impl std::fmt::Debug for Dubernetes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dubernetes")
+            .field("instance", &self.ctx.settings.instance)
+            .finish()
+    }
+}
+
+impl Dubernetes {
+    /// A builder with defaults: instance `default`, in-memory store, official nginx ingress on port 80.
+    pub fn builder() -> DubernetesBuilder {
+        DubernetesBuilder::default()
+    }
+
+    /// The instance name.
+    pub fn instance(&self) -> &str {
+        &self.ctx.settings.instance
+    }
+
+    /// The Docker API version negotiated with the engine.
+    pub fn engine_api_version(&self) -> String {
+        self.ctx.runtime.api_version()
+    }
+
+    /// Validates a spec without storing anything; returns what [`apply`](Self::apply) would do.
+    pub async fn dry_run(&self, spec: &PodSpec) -> Result<ApplyOutcome> {
+        spec.validate()?;
+        self.check_host(spec).await?;
+        Ok(match self.ctx.store.get(&spec.name).await? {
+            None => ApplyOutcome::Created,
+            Some(p) if p.spec == *spec => ApplyOutcome::Unchanged,
+            Some(_) => ApplyOutcome::Configured,
+        })
+    }
+
+    async fn check_host(&self, spec: &PodSpec) -> Result<()> {
+        if let Some(host) = spec.host() {
+            for other in self.ctx.store.list().await? {
+                if other.spec.name != spec.name && other.spec.host() == Some(host) {
+                    return Err(Error::Conflict(format!(
+                        "access.host: {host:?} is already routed to pod {:?}; pick another host or change that pod first",
+                        other.spec.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates or updates a pod (idempotent) and wakes its reconcile.
+    pub async fn apply(&self, spec: PodSpec) -> Result<(Pod, ApplyOutcome)> {
+        spec.validate()?;
+        self.check_host(&spec).await?;
+        if self.ctx.store.get(&spec.name).await?.is_none()
+            && self.ctx.store.count().await? >= i64::from(self.max_pods)
+        {
+            return Err(Error::Limit(format!(
+                "this instance already has the maximum of {} pods; delete one first",
+                self.max_pods
+            )));
+        }
+        let (stored, outcome) = self.ctx.store.upsert(&spec).await.map_err(|e| match e {
+            Error::Store(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                Error::Conflict(format!(
+                    "access.host: {:?} is already routed to another pod",
+                    spec.host().unwrap_or_default()
+                ))
+            }
+            other => other,
+        })?;
+        if outcome != ApplyOutcome::Unchanged {
+            self.ctx.wake(&spec.name);
+            self.ctx.wake_ingress();
+        }
+        let pod = self.view(stored).await?;
+        Ok((pod, outcome))
+    }
+
+    /// Sets the number of replicas of a pod.
+    pub async fn scale(&self, name: &str, replicas: u32) -> Result<Pod> {
+        let stored = self
+            .ctx
+            .store
+            .get(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let mut spec = stored.spec;
+        spec.replicas = replicas;
+        Ok(self.apply(spec).await?.0)
+    }
+
+    /// One pod with its replicas.
+    pub async fn get(&self, name: &str) -> Result<Pod> {
+        let stored = self
+            .ctx
+            .store
+            .get(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        self.view(stored).await
+    }
+
+    /// Every pod, by name, with one engine call for all of them.
+    pub async fn list(&self) -> Result<Vec<Pod>> {
+        let pods = self.ctx.store.list().await?;
+        let containers = self
+            .ctx
+            .runtime
+            .list(
+                &self.ctx.settings.instance,
+                &self.ctx.settings.network,
+                None,
+            )
+            .await?;
+        let routed = self.ctx.ingress.routed().await;
+        Ok(pods
+            .into_iter()
+            .map(|p| self.view_with(p, &containers, &routed))
+            .collect())
+    }
+
+    /// Deletes a pod; its containers are removed and its route dropped.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        if !self.ctx.store.delete(name).await? {
+            return Err(Error::NotFound(name.to_string()));
+        }
+        self.ctx.wake(name);
+        self.ctx.wake_ingress();
+        Ok(())
+    }
+
+    /// Recent events, of one pod or all, oldest first.
+    pub async fn events(&self, pod: Option<&str>, limit: u32) -> Result<Vec<Event>> {
+        self.ctx.store.events(pod, i64::from(limit)).await
+    }
+
+    /// Changes as they happen (pods reconciled, ingress reloaded).
+    pub fn watch(&self) -> impl Stream<Item = Change> + Send + 'static {
+        BroadcastStream::new(self.ctx.changes.subscribe())
+    }
+
+    /// The host port of the ingress, once it runs.
+    pub async fn ingress_port(&self) -> Option<u16> {
+        self.ctx.ingress.port().await
+    }
+
+    /// The last ingress error, if the last sync failed.
+    pub fn ingress_error(&self) -> Option<String> {
+        self.ctx.ingress_error()
+    }
+
+    /// Waits until the pod's current generation is fully rolled out: every
+    /// desired replica runs the current revision, is routed, and no old one is left.
+    pub async fn wait_ready(&self, name: &str, timeout: Duration) -> Result<Pod> {
+        let mut changes = Box::pin(self.watch());
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let pod = self.get(name).await?;
+            if pod.is_converged() {
+                return Ok(pod);
+            }
+            let wait = tokio::time::timeout_at(deadline, async {
+                // A change, or a periodic look in case a change was missed.
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    futures::StreamExt::next(&mut changes),
+                )
+                .await;
+            });
+            if wait.await.is_err() {
+                let s = &pod.status;
+                return Err(Error::Timeout(format!(
+                    "pod {name}: {} of {} replicas ready, {} up to date after {timeout:?}{}",
+                    s.ready_replicas,
+                    s.desired_replicas,
+                    s.updated_replicas,
+                    s.message
+                        .as_ref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                )));
+            }
+        }
+    }
+
+    /// Waits until a deleted pod's containers are all gone.
+    pub async fn wait_deleted(&self, name: &str, timeout: Duration) -> Result<()> {
+        let mut changes = Box::pin(self.watch());
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = self
+                .ctx
+                .runtime
+                .list(
+                    &self.ctx.settings.instance,
+                    &self.ctx.settings.network,
+                    Some(name),
+                )
+                .await?;
+            if left.is_empty() && self.ctx.store.get(name).await?.is_none() {
+                return Ok(());
+            }
+            let wait = tokio::time::timeout_at(deadline, async {
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    futures::StreamExt::next(&mut changes),
+                )
+                .await;
+            });
+            if wait.await.is_err() {
+                return Err(Error::Timeout(format!(
+                    "pod {name} still has {} container(s)",
+                    left.len()
+                )));
+            }
+        }
+    }
+
+    /// Stops the controller. Containers keep running; a new instance with the
+    /// same name adopts them.
+    pub async fn shutdown(&self) {
+        self.ctx.shutdown.cancel();
+        self.ctx.tasks.close();
+        self.ctx.tasks.wait().await;
+        self.ctx.store.close().await;
+    }
+
+    /// Stops the controller and removes every container and the network of
+    /// this instance. Pods stay in the store.
+    pub async fn purge(&self) -> Result<()> {
+        self.ctx.shutdown.cancel();
+        self.ctx.tasks.close();
+        self.ctx.tasks.wait().await;
+        let containers = self
+            .ctx
+            .runtime
+            .list(
+                &self.ctx.settings.instance,
+                &self.ctx.settings.network,
+                None,
+            )
+            .await?;
+        let removals =
+            futures::future::join_all(containers.iter().map(|c| self.ctx.runtime.remove(&c.id)))
+                .await;
+        removals.into_iter().collect::<Result<Vec<()>>>()?;
+        self.ctx
+            .runtime
+            .remove_network(&self.ctx.settings.network)
+            .await?;
+        self.ctx.store.close().await;
+        Ok(())
+    }
+
+    async fn view(&self, stored: StoredPod) -> Result<Pod> {
+        let containers = self
+            .ctx
+            .runtime
+            .list(
+                &self.ctx.settings.instance,
+                &self.ctx.settings.network,
+                Some(&stored.spec.name),
+            )
+            .await?;
+        let routed = self.ctx.ingress.routed().await;
+        Ok(self.view_with(stored, &containers, &routed))
+    }
+
+    fn view_with(
+        &self,
+        stored: StoredPod,
+        containers: &[Observed],
+        routed: &HashSet<String>,
+    ) -> Pod {
+        let has_host = stored.spec.host().is_some();
+        let revision = stored.spec.revision_hash();
+        let runtime_status = self.ctx.pod_status(&stored.spec.name);
+        let mut replicas: Vec<Replica> = containers
+            .iter()
+            .filter(|c| c.role == "replica" && c.pod.as_deref() == Some(stored.spec.name.as_str()))
+            .map(|c| {
+                let up_to_date = c.revision.as_deref() == Some(revision.as_str());
+                Replica {
+                    name: c.name.clone(),
+                    id: c.id.chars().take(12).collect(),
+                    state: c.state,
+                    status: c.status.clone(),
+                    revision: c.revision.clone().unwrap_or_default(),
+                    up_to_date,
+                    ready: c.state == ContainerState::Running
+                        && c.ip.is_some()
+                        && !self.ctx.is_draining(&c.id)
+                        && (!has_host || routed.contains(&c.id)),
+                    ip: c.ip.clone(),
+                    created: c.created,
+                }
+            })
+            .collect();
+        replicas.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+        let ready = replicas.iter().filter(|r| r.up_to_date && r.ready).count() as u32;
+        let updated = replicas
+            .iter()
+            .filter(|r| r.up_to_date && r.state.is_live())
+            .count() as u32;
+        let current = replicas.iter().filter(|r| r.state.is_live()).count() as u32;
+        let desired = stored.spec.replicas;
+        let converged = ready == desired && updated == desired && current == desired;
+        let phase = if runtime_status.reason.is_some() {
+            "Failing"
+        } else if !converged || runtime_status.observed_generation != stored.generation {
+            "Progressing"
+        } else if desired == 0 {
+            "Stopped"
+        } else {
+            "Running"
+        };
+        Pod {
+            name: stored.spec.name.clone(),
+            generation: stored.generation,
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+            status: PodStatus {
+                observed_generation: runtime_status.observed_generation,
+                desired_replicas: desired,
+                ready_replicas: ready,
+                updated_replicas: updated,
+                current_replicas: current,
+                revision,
+                phase: phase.into(),
+                reason: runtime_status.reason,
+                message: runtime_status.message,
+                restarts: runtime_status.restarts,
+                last_exit_code: runtime_status.last_exit_code,
+            },
+            spec: stored.spec,
+            replicas,
+        }
+    }
+}
+
+impl Pod {
+    /// True when the current generation is fully rolled out and routed.
+    pub fn is_converged(&self) -> bool {
+        let s = &self.status;
+        s.observed_generation == self.generation
+            && s.ready_replicas == s.desired_replicas
+            && s.updated_replicas == s.desired_replicas
+            && s.current_replicas == s.desired_replicas
+    }
+}

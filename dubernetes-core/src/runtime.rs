@@ -1,0 +1,572 @@
+//! The Docker engine, through bollard: the only place that talks to it.
+//!
+//! Every call has a deadline. Every container we create carries labels that
+//! make it self-describing (instance, pod, revision), so the controller
+//! learns what runs by listing containers, never from rows it wrote earlier.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, EventMessage, HostConfig,
+    NetworkCreateRequest, NetworkingConfig, PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Label: the instance a container belongs to.
+pub const LABEL_INSTANCE: &str = "io.dubernetes.instance";
+/// Label: the pod a replica belongs to.
+pub const LABEL_POD: &str = "io.dubernetes.pod";
+/// Label: the revision hash of the spec a replica runs.
+pub const LABEL_REVISION: &str = "io.dubernetes.revision";
+/// Label: `replica` or `ingress`.
+pub const LABEL_ROLE: &str = "io.dubernetes.role";
+/// Label: the container port a replica listens on.
+pub const LABEL_PORT: &str = "io.dubernetes.port";
+/// Label: hash of the ingress container's own settings (image, listen address).
+pub const LABEL_INGRESS_CONFIG: &str = "io.dubernetes.ingress-config";
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The state of a container as the engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    /// Created, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Paused.
+    Paused,
+    /// Being restarted by the engine.
+    Restarting,
+    /// Exited.
+    Exited,
+    /// Being removed.
+    Removing,
+    /// Dead (failed removal).
+    Dead,
+    /// Anything else.
+    Unknown,
+}
+
+impl ContainerState {
+    /// True for states in which the container is (or will be) running.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            ContainerState::Created
+                | ContainerState::Running
+                | ContainerState::Restarting
+                | ContainerState::Paused
+        )
+    }
+}
+
+impl From<Option<ContainerSummaryStateEnum>> for ContainerState {
+    fn from(state: Option<ContainerSummaryStateEnum>) -> Self {
+        match state {
+            Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
+            Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
+            Some(ContainerSummaryStateEnum::PAUSED) => ContainerState::Paused,
+            Some(ContainerSummaryStateEnum::RESTARTING) => ContainerState::Restarting,
+            Some(ContainerSummaryStateEnum::EXITED) => ContainerState::Exited,
+            Some(ContainerSummaryStateEnum::REMOVING) => ContainerState::Removing,
+            Some(ContainerSummaryStateEnum::DEAD) => ContainerState::Dead,
+            _ => ContainerState::Unknown,
+        }
+    }
+}
+
+/// A container of this instance, as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Observed {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub pod: Option<String>,
+    pub revision: Option<String>,
+    pub state: ContainerState,
+    /// The engine's status text, e.g. `Exited (1) 3 seconds ago`.
+    pub status: String,
+    /// Address on the instance network.
+    pub ip: Option<String>,
+    /// Unix seconds.
+    pub created: i64,
+    pub labels: HashMap<String, String>,
+}
+
+impl Observed {
+    /// Exit code parsed from the engine's status text, for exited containers.
+    pub fn exit_code(&self) -> Option<i64> {
+        let rest = self.status.strip_prefix("Exited (")?;
+        rest.split(')').next()?.parse().ok()
+    }
+}
+
+/// What a replica container runs.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplicaTemplate {
+    pub name: String,
+    pub image: String,
+    pub port: u16,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub network: String,
+}
+
+/// The Docker engine.
+#[derive(Debug, Clone)]
+pub(crate) struct Runtime {
+    docker: Docker,
+}
+
+async fn bounded<T>(
+    what: &str,
+    limit: Duration,
+    call: impl Future<Output = Result<T, DockerError>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(Error::Docker {
+            context: what.to_string(),
+            source,
+        }),
+        Err(_) => Err(Error::DockerTimeout(what.to_string())),
+    }
+}
+
+pub(crate) fn is_not_found(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Docker {
+            source: DockerError::DockerResponseServerError {
+                status_code: 404,
+                ..
+            },
+            ..
+        }
+    )
+}
+
+fn is_status(e: &Error, code: u16) -> bool {
+    matches!(e, Error::Docker { source: DockerError::DockerResponseServerError { status_code, .. }, .. } if *status_code == code)
+}
+
+impl Runtime {
+    /// Connects as the docker CLI would (`DOCKER_HOST` or the local socket) and
+    /// negotiates the API version with the engine.
+    pub(crate) async fn connect() -> Result<Runtime> {
+        let docker = Docker::connect_with_defaults().map_err(|source| Error::Docker {
+            context: "connecting to the Docker engine (is DOCKER_HOST right?)".into(),
+            source,
+        })?;
+        let docker = bounded(
+            "negotiating the API version",
+            CALL_TIMEOUT,
+            docker.negotiate_version(),
+        )
+        .await?;
+        bounded("pinging the engine", CALL_TIMEOUT, docker.ping()).await?;
+        Ok(Runtime { docker })
+    }
+
+    /// The API version in use after negotiation.
+    pub(crate) fn api_version(&self) -> String {
+        self.docker.client_version().to_string()
+    }
+
+    /// Creates the instance's bridge network if it is missing.
+    pub(crate) async fn ensure_network(&self, name: &str, instance: &str) -> Result<()> {
+        match bounded(
+            "inspecting network",
+            CALL_TIMEOUT,
+            self.docker.inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            ),
+        )
+        .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([(
+                LABEL_INSTANCE.to_string(),
+                instance.to_string(),
+            )])),
+            ..Default::default()
+        };
+        match bounded(
+            "creating network",
+            CALL_TIMEOUT,
+            self.docker.create_network(request),
+        )
+        .await
+        {
+            Ok(_) => Ok(()),
+            // Another server of the same instance won the race.
+            Err(e) if is_status(&e, 409) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a network; a missing one is fine.
+    pub(crate) async fn remove_network(&self, name: &str) -> Result<()> {
+        match bounded(
+            "removing network",
+            CALL_TIMEOUT,
+            self.docker.remove_network(name),
+        )
+        .await
+        {
+            Err(e) if is_not_found(&e) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Lists this instance's containers (all states), optionally of one pod only.
+    pub(crate) async fn list(
+        &self,
+        instance: &str,
+        network: &str,
+        pod: Option<&str>,
+    ) -> Result<Vec<Observed>> {
+        let mut labels = vec![format!("{LABEL_INSTANCE}={instance}")];
+        if let Some(pod) = pod {
+            labels.push(format!("{LABEL_POD}={pod}"));
+        }
+        let filters = HashMap::from([("label", labels)]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let summaries = bounded(
+            "listing containers",
+            CALL_TIMEOUT,
+            self.docker.list_containers(Some(options)),
+        )
+        .await?;
+        Ok(summaries
+            .into_iter()
+            .filter_map(|s| {
+                let labels = s.labels.unwrap_or_default();
+                let ip = s
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .and_then(|mut n| n.remove(network))
+                    .and_then(|e| e.ip_address)
+                    .filter(|ip| !ip.is_empty());
+                Some(Observed {
+                    id: s.id?,
+                    name: s
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
+                    role: labels.get(LABEL_ROLE).cloned().unwrap_or_default(),
+                    pod: labels.get(LABEL_POD).cloned(),
+                    revision: labels.get(LABEL_REVISION).cloned(),
+                    state: s.state.into(),
+                    status: s.status.unwrap_or_default(),
+                    ip,
+                    created: s.created.unwrap_or(0),
+                    labels,
+                })
+            })
+            .collect())
+    }
+
+    /// Makes sure `image` is present, pulling it when it is not.
+    pub(crate) async fn ensure_image(&self, image: &str) -> Result<()> {
+        match bounded(
+            "inspecting image",
+            CALL_TIMEOUT,
+            self.docker.inspect_image(image),
+        )
+        .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+        let options = CreateImageOptionsBuilder::new().from_image(image).build();
+        let pull = self
+            .docker
+            .create_image(Some(options), None, None)
+            .try_collect::<Vec<_>>();
+        bounded(&format!("pulling image {image} (no such image locally; build or load it, or check the name and the registry)"), PULL_TIMEOUT, pull)
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates and starts a replica. It publishes no host port: it joins the
+    /// instance network, where the ingress reaches it by address.
+    pub(crate) async fn create_replica(&self, template: &ReplicaTemplate) -> Result<String> {
+        let body = ContainerCreateBody {
+            image: Some(template.image.clone()),
+            env: Some(template.env.clone()),
+            labels: Some(template.labels.clone()),
+            exposed_ports: Some(vec![format!("{}/tcp", template.port)]),
+            host_config: Some(HostConfig {
+                network_mode: Some(template.network.clone()),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    template.network.clone(),
+                    EndpointSettings::default(),
+                )])),
+            }),
+            ..Default::default()
+        };
+        self.create_and_start(&template.name, body).await
+    }
+
+    /// Creates a container from a body and starts it; returns its id.
+    pub(crate) async fn create_and_start(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<String> {
+        let id = self.create(name, body).await?;
+        self.start(&id).await?;
+        Ok(id)
+    }
+
+    /// Creates a container without starting it; returns its id.
+    pub(crate) async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        let created = bounded(
+            "creating container",
+            CALL_TIMEOUT,
+            self.docker.create_container(Some(options), body),
+        )
+        .await?;
+        Ok(created.id)
+    }
+
+    /// Starts a container; "already started" is success.
+    pub(crate) async fn start(&self, id: &str) -> Result<()> {
+        match bounded(
+            "starting container",
+            CALL_TIMEOUT,
+            self.docker
+                .start_container(id, None::<bollard::query_parameters::StartContainerOptions>),
+        )
+        .await
+        {
+            Err(e) if is_status(&e, 304) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container; a missing one is fine.
+    pub(crate) async fn stop_and_remove(&self, id: &str, grace: Duration) -> Result<()> {
+        let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let stop = self
+            .docker
+            .stop_container(id, Some(StopContainerOptionsBuilder::new().t(secs).build()));
+        match bounded("stopping container", grace + CALL_TIMEOUT, stop).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) || is_status(&e, 304) => {}
+            Err(e) => return Err(e),
+        }
+        self.remove(id).await
+    }
+
+    /// Removes a container at once (killing it if it runs); a missing one is fine.
+    pub(crate) async fn remove(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match bounded(
+            "removing container",
+            CALL_TIMEOUT,
+            self.docker.remove_container(id, Some(options)),
+        )
+        .await
+        {
+            Err(e) if is_not_found(&e) => Ok(()),
+            // Removal already in progress.
+            Err(e) if is_status(&e, 409) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Runs a command in a container; returns its exit code and combined output.
+    pub(crate) async fn exec(&self, container: &str, cmd: &[&str]) -> Result<(i64, String)> {
+        let config = CreateExecOptions {
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = bounded(
+            "creating exec",
+            CALL_TIMEOUT,
+            self.docker.create_exec(container, config),
+        )
+        .await?;
+        let run = async {
+            let mut out = String::new();
+            if let StartExecResults::Attached { mut output, .. } =
+                self.docker.start_exec(&exec.id, None).await?
+            {
+                while let Some(chunk) = output.next().await {
+                    out.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+                }
+            }
+            Ok(out)
+        };
+        let output = bounded("running exec", CALL_TIMEOUT, run).await?;
+        let inspect = bounded(
+            "inspecting exec",
+            CALL_TIMEOUT,
+            self.docker.inspect_exec(&exec.id),
+        )
+        .await?;
+        Ok((inspect.exit_code.unwrap_or(-1), output))
+    }
+
+    /// Writes one file into a container (created or running) through the archive API.
+    pub(crate) async fn write_file(
+        &self,
+        container: &str,
+        dir: &str,
+        file: &str,
+        content: &[u8],
+    ) -> Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(crate::store::now_ms() as u64 / 1000);
+        let mut builder = tar::Builder::new(Vec::new());
+        builder
+            .append_data(&mut header, file, content)
+            .and_then(|_| builder.into_inner())
+            .map_err(|e| Error::Ingress(format!("building archive: {e}")))
+            .map(bytes::Bytes::from)
+            .map(|tar| {
+                (
+                    tar,
+                    UploadToContainerOptionsBuilder::new().path(dir).build(),
+                )
+            })
+            .map(|(tar, options)| {
+                self.docker
+                    .upload_to_container(container, Some(options), bollard::body_full(tar))
+            })?
+            .await
+            .map_err(|source| Error::Docker {
+                context: format!("writing {dir}/{file}"),
+                source,
+            })
+    }
+
+    /// The engine's event stream for this instance's containers.
+    pub(crate) fn events(
+        &self,
+        instance: &str,
+    ) -> impl Stream<Item = Result<EventMessage, DockerError>> + use<> {
+        let filters = HashMap::from([
+            ("type", vec!["container".to_string()]),
+            ("label", vec![format!("{LABEL_INSTANCE}={instance}")]),
+        ]);
+        self.docker
+            .events(Some(EventsOptionsBuilder::new().filters(&filters).build()))
+    }
+
+    /// The last `tail` log lines of a container (stdout and stderr).
+    pub(crate) async fn log_tail(&self, id: &str, tail: usize) -> Result<String> {
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail.to_string())
+            .build();
+        let logs = self.docker.logs(id, Some(options)).try_collect::<Vec<_>>();
+        let chunks = bounded("reading logs", CALL_TIMEOUT, logs).await?;
+        Ok(chunks
+            .into_iter()
+            .map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned())
+            .collect())
+    }
+
+    /// Publishes `container_port/tcp` of an ingress on `host_ip:host_port`.
+    pub(crate) fn port_bindings(
+        container_port: u16,
+        host_ip: &str,
+        host_port: u16,
+    ) -> HashMap<String, Option<Vec<PortBinding>>> {
+        HashMap::from([(
+            format!("{container_port}/tcp"),
+            Some(vec![PortBinding {
+                host_ip: Some(host_ip.to_string()),
+                host_port: Some(if host_port == 0 {
+                    String::new()
+                } else {
+                    host_port.to_string()
+                }),
+            }]),
+        )])
+    }
+
+    /// Whether a container runs, read from the container itself (not the list view).
+    pub(crate) async fn inspect_state(&self, id: &str) -> Result<bool> {
+        let inspect = bounded(
+            "inspecting container",
+            CALL_TIMEOUT,
+            self.docker.inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            ),
+        )
+        .await?;
+        Ok(inspect.state.and_then(|s| s.running).unwrap_or(false))
+    }
+
+    /// The host port the engine bound for `container_port/tcp` of a container.
+    pub(crate) async fn published_port(
+        &self,
+        container: &str,
+        container_port: u16,
+    ) -> Result<Option<u16>> {
+        let inspect = bounded(
+            "inspecting container",
+            CALL_TIMEOUT,
+            self.docker.inspect_container(
+                container,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            ),
+        )
+        .await?;
+        Ok(inspect
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|mut p| p.remove(&format!("{container_port}/tcp")))
+            .flatten()
+            .and_then(|b| {
+                b.into_iter()
+                    .find_map(|b| b.host_port.and_then(|p| p.parse().ok()))
+            }))
+    }
+}

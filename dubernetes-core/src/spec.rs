@@ -1,0 +1,625 @@
+//! The desired state of a pod as users write it, and its validation.
+//!
+//! Parsing is strict on purpose: an unknown field is an error that names the
+//! field and the fields allowed, so a typo such as `replica: 3` never silently
+//! means "one replica". Everything that later reaches Docker or nginx (names,
+//! hosts, images, env keys) is validated here first, so the nginx template and
+//! the engine calls can trust what they are given.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Most replicas a single pod may ask for.
+pub const MAX_REPLICAS: u32 = 1000;
+
+/// The desired state of one pod: which image, how many replicas, how to reach it.
+///
+/// ```
+/// let spec = dubernetes_core::PodSpec::new("web", "nginx:1.27").with_replicas(3).with_host("web.local");
+/// spec.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PodSpec {
+    /// The pod's name: a DNS label (lowercase letters, digits and `-`, at most 63).
+    pub name: String,
+    /// The image every replica runs, e.g. `myapp-image:latest`.
+    pub image: String,
+    /// How many replicas to keep running. `0` keeps the pod but runs nothing.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// The container port the app listens on.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Environment variables of every replica.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// How the pod is reached from outside, through the ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+}
+
+/// How a pod is reached through the ingress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Access {
+    /// The host name the ingress routes to this pod (RFC 1123).
+    pub host: String,
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+
+fn default_port() -> u16 {
+    80
+}
+
+impl PodSpec {
+    /// A spec with one replica on port 80 and no host.
+    pub fn new(name: impl Into<String>, image: impl Into<String>) -> Self {
+        PodSpec {
+            name: name.into(),
+            image: image.into(),
+            replicas: default_replicas(),
+            port: default_port(),
+            env: BTreeMap::new(),
+            access: None,
+        }
+    }
+
+    /// Sets the number of replicas.
+    pub fn with_replicas(mut self, replicas: u32) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// Sets the container port.
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Routes `host` to this pod through the ingress.
+    pub fn with_host(mut self, host: impl Into<String>) -> Self {
+        self.access = Some(Access { host: host.into() });
+        self
+    }
+
+    /// Adds an environment variable.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// The host name routed to this pod, if any.
+    pub fn host(&self) -> Option<&str> {
+        self.access.as_ref().map(|a| a.host.as_str())
+    }
+
+    /// Checks every field; returns all problems at once, each naming its field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut problems = Vec::new();
+        if let Err(m) = check_dns_label(&self.name) {
+            problems.push(FieldError::new("name", m));
+        }
+        if let Err(m) = check_image(&self.image) {
+            problems.push(FieldError::new("image", m));
+        }
+        if self.replicas > MAX_REPLICAS {
+            problems.push(FieldError::new(
+                "replicas",
+                format!("{} is more than the limit of {MAX_REPLICAS}", self.replicas),
+            ));
+        }
+        if self.port == 0 {
+            problems.push(FieldError::new("port", "must be between 1 and 65535"));
+        }
+        for (key, value) in &self.env {
+            if let Err(m) = check_env_key(key) {
+                problems.push(FieldError::new(format!("env.{key}"), m));
+            }
+            if value.contains('\0') {
+                problems.push(FieldError::new(
+                    format!("env.{key}"),
+                    "value must not contain a NUL byte",
+                ));
+            }
+        }
+        if let Some(access) = &self.access
+            && let Err(m) = check_host(&access.host)
+        {
+            problems.push(FieldError::new("access.host", m));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError {
+                pod: self.name.clone(),
+                problems,
+            })
+        }
+    }
+
+    /// A short hash of everything that decides what a container runs (image,
+    /// port, env), but not of `replicas` or `access`: scaling or re-routing a
+    /// pod must not replace its containers.
+    pub fn revision_hash(&self) -> String {
+        #[derive(Serialize)]
+        struct Template<'a> {
+            image: &'a str,
+            port: u16,
+            env: &'a BTreeMap<String, String>,
+        }
+        let template = Template {
+            image: &self.image,
+            port: self.port,
+            env: &self.env,
+        };
+        // Serializing a struct of strings, an integer and a map cannot fail.
+        let bytes = serde_json::to_vec(&template).unwrap_or_default();
+        let digest = Sha256::digest(&bytes);
+        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// One invalid field of a spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// The field, as a path like `access.host`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// A spec that parsed but has invalid fields.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid pod {pod:?}: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ValidationError {
+    /// The pod's name as given.
+    pub pod: String,
+    /// Every invalid field.
+    pub problems: Vec<FieldError>,
+}
+
+/// A YAML document that could not be read as a pod spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// The YAML itself is broken, or has a field of the wrong type or an unknown field.
+    #[error("document {document}{}: {message}", location.map(|(l, c)| format!(", line {l}, column {c}")).unwrap_or_default())]
+    Syntax {
+        /// Index of the document in a multi-document file, from 1.
+        document: usize,
+        /// Line and column, from 1, where known.
+        location: Option<(usize, usize)>,
+        /// What the parser said.
+        message: String,
+    },
+    /// The document parsed but a field is invalid.
+    #[error("document {document}: {source}")]
+    Invalid {
+        /// Index of the document in a multi-document file, from 1.
+        document: usize,
+        /// The invalid fields.
+        #[source]
+        source: ValidationError,
+    },
+    /// Two documents name the same pod.
+    #[error("document {document}: pod {name:?} is defined twice in the same input")]
+    Duplicate {
+        /// Index of the second document, from 1.
+        document: usize,
+        /// The repeated name.
+        name: String,
+    },
+}
+
+/// Parses one or more pod specs from YAML (documents separated by `---`) and
+/// validates each. Empty documents are skipped.
+pub fn parse_specs(yaml: &str) -> Result<Vec<PodSpec>, SpecError> {
+    let mut specs: Vec<PodSpec> = Vec::new();
+    for (i, document) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
+        let index = i + 1;
+        let spec: Option<PodSpec> =
+            Option::deserialize(document).map_err(|e| SpecError::Syntax {
+                document: index,
+                location: e.location().map(|l| (l.line(), l.column())),
+                message: e.to_string(),
+            })?;
+        let Some(spec) = spec else { continue };
+        spec.validate().map_err(|source| SpecError::Invalid {
+            document: index,
+            source,
+        })?;
+        if specs.iter().any(|s| s.name == spec.name) {
+            return Err(SpecError::Duplicate {
+                document: index,
+                name: spec.name,
+            });
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+fn check_dns_label(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 63 {
+        return Err(format!(
+            "{name:?} is {} characters long; at most 63 are allowed",
+            name.len()
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(format!(
+            "{name:?} may contain only lowercase letters, digits and '-' (a DNS label, e.g. \"my-app\")"
+        ));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err(format!(
+            "{name:?} must start and end with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("must not be empty; remove `access` for a pod without a host".into());
+    }
+    if host.len() > 253 {
+        return Err(format!(
+            "is {} characters long; a host name has at most 253",
+            host.len()
+        ));
+    }
+    for label in host.split('.') {
+        if label.is_empty() {
+            return Err(format!(
+                "{host:?} has an empty label (two dots in a row, or a dot at an end)"
+            ));
+        }
+        if label.len() > 63
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            || label.starts_with('-')
+            || label.ends_with('-')
+        {
+            return Err(format!(
+                "{host:?} is not an RFC 1123 host name: use lowercase letters, digits, '-' and '.', e.g. \"myapp.local\""
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_env_key(key: &str) -> Result<(), String> {
+    static KEY: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex"));
+    if KEY.is_match(key) {
+        Ok(())
+    } else {
+        Err("an environment variable name uses letters, digits and '_', and does not start with a digit".into())
+    }
+}
+
+/// The image reference grammar of the distribution project (docker's
+/// `reference` package): `[domain[:port]/]path[:tag][@digest]`.
+fn check_image(image: &str) -> Result<(), String> {
+    static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
+        let domain_component = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+        let domain = format!(r"{domain_component}(?:\.{domain_component})*(?::[0-9]+)?");
+        let path_component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+        let name = format!(r"(?:{domain}/)?{path_component}(?:/{path_component})*");
+        let tag = r"[\w][\w.-]{0,127}";
+        let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
+        Regex::new(&format!(r"^{name}(?::{tag})?(?:@{digest})?$")).expect("valid regex")
+    });
+    if image.is_empty() {
+        return Err("must not be empty, e.g. \"nginx:1.27\"".into());
+    }
+    if image.len() > 512 {
+        return Err("is longer than 512 characters".into());
+    }
+    if !REFERENCE.is_match(image) {
+        return Err(format!(
+            "{image:?} is not a valid image reference: use [registry/]name[:tag][@digest] with a lowercase name, e.g. \"myapp-image:latest\""
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_one(yaml: &str) -> Result<PodSpec, SpecError> {
+        let mut specs = parse_specs(yaml)?;
+        assert_eq!(specs.len(), 1);
+        Ok(specs.remove(0))
+    }
+
+    fn invalid_fields(yaml: &str) -> Vec<String> {
+        match parse_specs(yaml) {
+            Err(SpecError::Invalid { source, .. }) => {
+                source.problems.into_iter().map(|p| p.field).collect()
+            }
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn seed_shape_parses_with_defaults() {
+        let spec = parse_one(
+            "name: myapp\nimage: myapp-image:latest\nreplicas: 3\naccess: {host: myapp.local}\n",
+        )
+        .expect("valid");
+        assert_eq!(spec.name, "myapp");
+        assert_eq!(spec.replicas, 3);
+        assert_eq!(spec.port, 80);
+        assert_eq!(spec.host(), Some("myapp.local"));
+        let minimal = parse_one("name: a\nimage: b\n").expect("valid");
+        assert_eq!(minimal.replicas, 1);
+        assert_eq!(minimal.access, None);
+    }
+
+    #[test]
+    fn zero_replicas_is_allowed() {
+        assert_eq!(
+            parse_one("name: a\nimage: b\nreplicas: 0\n")
+                .expect("valid")
+                .replicas,
+            0
+        );
+    }
+
+    #[test]
+    fn unknown_field_names_the_field_and_the_allowed_ones() {
+        let err = parse_specs("name: a\nimage: b\nreplica: 3\n").expect_err("typo");
+        let text = err.to_string();
+        assert!(text.contains("unknown field `replica`"), "{text}");
+        assert!(text.contains("`replicas`"), "{text}");
+        assert!(
+            matches!(
+                err,
+                SpecError::Syntax {
+                    document: 1,
+                    location: Some((3, _)),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_field_in_access_is_an_error() {
+        let err = parse_specs("name: a\nimage: b\naccess: {hots: x.local}\n").expect_err("typo");
+        assert!(err.to_string().contains("unknown field `hots`"), "{err}");
+    }
+
+    #[test]
+    fn multi_document_files_parse_in_order_and_skip_empty_documents() {
+        let specs = parse_specs("name: a\nimage: b\n---\n---\nname: c\nimage: d\n").expect("valid");
+        let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+    }
+
+    #[test]
+    fn broken_yaml_reports_document_line_and_column() {
+        let err = parse_specs("name: a\nimage: b\n---\nname: c\nimage: [d\n").expect_err("broken");
+        match err {
+            SpecError::Syntax {
+                document, location, ..
+            } => {
+                assert_eq!(document, 2);
+                assert!(location.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn wrong_types_are_syntax_errors() {
+        assert!(matches!(
+            parse_specs("name: a\nimage: b\nreplicas: many\n"),
+            Err(SpecError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_specs("name: a\nimage: b\nreplicas: -1\n"),
+            Err(SpecError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_specs("name: a\nimage: b\nport: 70000\n"),
+            Err(SpecError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_specs("- a\n- b\n"),
+            Err(SpecError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        let err = parse_specs("name: a\n").expect_err("no image");
+        assert!(err.to_string().contains("missing field `image`"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let err = parse_specs("name: a\nimage: b\n---\nname: a\nimage: c\n").expect_err("dup");
+        assert!(
+            matches!(err, SpecError::Duplicate { document: 2, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn bad_names_are_rejected() {
+        for name in [
+            "",
+            "My-App",
+            "-a",
+            "a-",
+            "a_b",
+            "a.b",
+            "../etc",
+            &"a".repeat(64),
+            "a b",
+            "ä",
+        ] {
+            let spec = PodSpec::new(name, "img");
+            let err = spec.validate().expect_err(name);
+            assert_eq!(err.problems[0].field, "name", "{name}");
+        }
+        for name in ["a", "my-app", "a1", "1a", &"a".repeat(63)] {
+            PodSpec::new(name, "img").validate().expect(name);
+        }
+    }
+
+    #[test]
+    fn bad_hosts_are_rejected() {
+        for host in [
+            "",
+            "a.com; include /etc/passwd",
+            "a.com\nreturn 200",
+            "$host",
+            "a{b}.com",
+            "a..com",
+            ".a.com",
+            "a.com.",
+            "-a.com",
+            "a-.com",
+            "аpple.com", // Cyrillic a
+            "a_b.com",
+            "A.COM",
+            &format!("{}.com", "a".repeat(64)),
+            &vec!["a"; 130].join("."),
+        ] {
+            let err = PodSpec::new("p", "img")
+                .with_host(host)
+                .validate()
+                .expect_err(host);
+            assert_eq!(err.problems[0].field, "access.host", "{host:?}");
+        }
+        for host in ["a", "myapp.local", "x-1.example.com", "1.2.3.4"] {
+            PodSpec::new("p", "img")
+                .with_host(host)
+                .validate()
+                .expect(host);
+        }
+    }
+
+    #[test]
+    fn bad_images_are_rejected() {
+        for image in [
+            "",
+            "UPPER:latest",
+            "a b",
+            "a:",
+            ":tag",
+            "a@sha256:xyz",
+            "a;rm -rf /",
+            "a\nb",
+            "a:-tag",
+        ] {
+            let err = PodSpec::new("p", image).validate().expect_err(image);
+            assert_eq!(err.problems[0].field, "image", "{image:?}");
+        }
+        for image in [
+            "nginx",
+            "nginx:1.27-alpine",
+            "myapp-image:latest",
+            "library/nginx",
+            "localhost:5000/team/app:v1.2",
+            "ghcr.io/org/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "dubernetes/whoami:v1",
+        ] {
+            PodSpec::new("p", image).validate().expect(image);
+        }
+    }
+
+    #[test]
+    fn bad_replicas_ports_and_env_are_rejected() {
+        let err = PodSpec::new("p", "i")
+            .with_replicas(MAX_REPLICAS + 1)
+            .validate()
+            .expect_err("too many");
+        assert_eq!(err.problems[0].field, "replicas");
+        let err = PodSpec::new("p", "i")
+            .with_port(0)
+            .validate()
+            .expect_err("port 0");
+        assert_eq!(err.problems[0].field, "port");
+        assert_eq!(
+            invalid_fields("name: p\nimage: i\nenv: {1A: x}\n"),
+            ["env.1A"]
+        );
+        assert_eq!(
+            invalid_fields("name: p\nimage: i\nenv: {\"A=B\": x}\n"),
+            ["env.A=B"]
+        );
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        assert_eq!(
+            invalid_fields("name: Bad\nimage: Bad\naccess: {host: bad_host}\n"),
+            ["name", "image", "access.host"]
+        );
+    }
+
+    #[test]
+    fn revision_hash_ignores_replicas_and_host() {
+        let a = PodSpec::new("p", "img:1");
+        let scaled = a.clone().with_replicas(7).with_host("x.local");
+        assert_eq!(a.revision_hash(), scaled.revision_hash());
+        assert_ne!(
+            a.revision_hash(),
+            PodSpec::new("p", "img:2").revision_hash()
+        );
+        assert_ne!(a.revision_hash(), a.clone().with_port(8080).revision_hash());
+        assert_ne!(
+            a.revision_hash(),
+            a.clone().with_env("K", "v").revision_hash()
+        );
+        assert_eq!(a.revision_hash().len(), 12);
+    }
+
+    #[test]
+    fn billion_laughs_is_rejected() {
+        let yaml = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n\
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n\
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n\
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
+        assert!(parse_specs(yaml).is_err());
+    }
+}

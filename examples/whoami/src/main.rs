@@ -1,0 +1,410 @@
+//! `whoami`: a tiny demo HTTP server for Dubernetes (in the spirit of traefik/whoami).
+//!
+//! * `GET /healthz` -> `200 ok` (or `500` when `WHOAMI_UNHEALTHY=1`)
+//! * any other path -> `200` text/plain with hostname, version, IP, request line and headers
+//!
+//! Environment:
+//! * `PORT` (default 80): TCP port to listen on (0.0.0.0)
+//! * `WHOAMI_VERSION` (default `v1`): reported as `Version:`
+//! * `WHOAMI_UNHEALTHY=1`: `/healthz` answers 500
+//! * `WHOAMI_EXIT_CODE=N`: exit immediately with code N (a crashing app)
+//! * `WHOAMI_STARTUP_DELAY_MS=N`: sleep N ms before listening (a slow starter)
+//!
+//! It exits with code 0 on SIGTERM/SIGINT, also as PID 1 in a container.
+//! Only std is used; the two libc functions needed for signal handling are declared here.
+
+use std::env;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process;
+use std::thread;
+use std::time::Duration;
+
+/// Longest accepted request line or header line, in bytes.
+const MAX_LINE: u64 = 8 * 1024;
+/// Most header lines accepted in one request.
+const MAX_HEADERS: usize = 100;
+/// Largest request body that is read (and discarded) while keeping the connection open.
+const MAX_BODY: u64 = 1024 * 1024;
+/// How long an idle keep-alive connection is kept open.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+mod sig {
+    use std::os::raw::c_int;
+
+    pub const SIGINT: c_int = 2;
+    pub const SIGTERM: c_int = 15;
+
+    extern "C" {
+        fn signal(signum: c_int, handler: usize) -> usize;
+        fn _exit(status: c_int) -> !;
+    }
+
+    extern "C" fn exit_now(_signum: c_int) {
+        // SAFETY: `_exit` is async-signal-safe. Stdout is line-buffered, so every
+        // complete log line has already been written.
+        unsafe { _exit(0) }
+    }
+
+    /// Exit with code 0 on SIGTERM and SIGINT. Needed because a process running
+    /// as PID 1 gets no default action for these signals.
+    pub fn exit_on_term() {
+        let handler = exit_now as extern "C" fn(c_int) as usize;
+        for signum in [SIGTERM, SIGINT] {
+            // SAFETY: installs a handler that only calls an async-signal-safe function.
+            unsafe {
+                signal(signum, handler);
+            }
+        }
+    }
+}
+
+struct Config {
+    hostname: String,
+    version: String,
+    unhealthy: bool,
+}
+
+fn main() {
+    sig::exit_on_term();
+
+    if let Ok(code) = env::var("WHOAMI_EXIT_CODE") {
+        let parsed = code.trim().parse::<i32>();
+        let exit_code = parsed.as_ref().copied().unwrap_or(1);
+        match parsed {
+            Ok(_) => eprintln!("whoami: WHOAMI_EXIT_CODE={code}, exiting with code {exit_code}"),
+            Err(_) => eprintln!("whoami: invalid WHOAMI_EXIT_CODE={code:?}, exiting with code 1"),
+        }
+        process::exit(exit_code);
+    }
+
+    let port = match env::var("PORT") {
+        Ok(p) if !p.trim().is_empty() => match p.trim().parse::<u16>() {
+            Ok(port) => port,
+            Err(_) => {
+                eprintln!("whoami: invalid PORT={p:?}");
+                process::exit(2);
+            }
+        },
+        _ => 80,
+    };
+
+    if let Ok(delay) = env::var("WHOAMI_STARTUP_DELAY_MS") {
+        match delay.trim().parse::<u64>() {
+            Ok(ms) => {
+                println!("whoami: startup delay {ms} ms");
+                thread::sleep(Duration::from_millis(ms));
+            }
+            Err(_) => eprintln!("whoami: ignoring invalid WHOAMI_STARTUP_DELAY_MS={delay:?}"),
+        }
+    }
+
+    let config: &'static Config = Box::leak(Box::new(Config {
+        hostname: hostname(),
+        version: env::var("WHOAMI_VERSION")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "v1".to_string()),
+        unhealthy: env::var("WHOAMI_UNHEALTHY").is_ok_and(|v| v.trim() == "1"),
+    }));
+
+    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("whoami: cannot listen on {addr}: {e}");
+            process::exit(1);
+        }
+    };
+    println!(
+        "whoami {} listening on {addr} (hostname {})",
+        config.version, config.hostname
+    );
+
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                let spawned = thread::Builder::new().name("conn".into()).spawn(move || {
+                    let _ = serve(stream, config);
+                });
+                if let Err(e) = spawned {
+                    eprintln!("whoami: cannot spawn connection thread: {e}");
+                }
+            }
+            Err(e) => {
+                eprintln!("whoami: accept failed: {e}");
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// One parsed request head.
+struct Request {
+    method: String,
+    path: String,
+    version: String,
+    request_line: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    fn keep_alive(&self) -> bool {
+        if self.has_token("connection", "close") {
+            false
+        } else if self.version == "HTTP/1.0" {
+            self.has_token("connection", "keep-alive")
+        } else {
+            true
+        }
+    }
+}
+
+enum ReadError {
+    /// Connection closed, timed out or failed: just drop it.
+    Closed,
+    /// The client sent something we cannot parse: answer with this status, then close.
+    Bad(u16),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(_: io::Error) -> Self {
+        ReadError::Closed
+    }
+}
+
+/// Reads one line (up to `MAX_LINE` bytes), without its line ending.
+/// `Ok(None)` means EOF before any byte.
+fn read_line(reader: &mut impl BufRead) -> Result<Option<String>, ReadError> {
+    let mut buf = Vec::new();
+    let n = reader
+        .by_ref()
+        .take(MAX_LINE + 1)
+        .read_until(b'\n', &mut buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() != Some(&b'\n') {
+        // Line too long, or EOF in the middle of a line.
+        return Err(if n as u64 > MAX_LINE {
+            ReadError::Bad(431)
+        } else {
+            ReadError::Closed
+        });
+    }
+    buf.pop();
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, ReadError> {
+    // Tolerate (a few) empty lines before the request line, as RFC 9112 suggests.
+    let mut request_line = None;
+    for _ in 0..4 {
+        match read_line(reader)? {
+            None => return Ok(None),
+            Some(l) if l.is_empty() => continue,
+            Some(l) => {
+                request_line = Some(l);
+                break;
+            }
+        }
+    }
+    let request_line = request_line.ok_or(ReadError::Bad(400))?;
+
+    let mut parts = request_line.split(' ');
+    let (method, path, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(p), Some(v), None) => (m, p, v),
+        _ => return Err(ReadError::Bad(400)),
+    };
+    if !is_token(method) || path.is_empty() || path.bytes().any(|b| b.is_ascii_control()) {
+        return Err(ReadError::Bad(400));
+    }
+    if version != "HTTP/1.1" && version != "HTTP/1.0" {
+        return Err(ReadError::Bad(505));
+    }
+
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(reader)?.ok_or(ReadError::Closed)?;
+        if line.is_empty() {
+            break;
+        }
+        if headers.len() >= MAX_HEADERS {
+            return Err(ReadError::Bad(431));
+        }
+        let (name, value) = line.split_once(':').ok_or(ReadError::Bad(400))?;
+        if !is_token(name) {
+            return Err(ReadError::Bad(400));
+        }
+        headers.push((name.to_string(), value.trim().to_string()));
+    }
+
+    Ok(Some(Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        version: version.to_string(),
+        request_line,
+        headers,
+    }))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+fn write_response(
+    out: &mut impl Write,
+    status: u16,
+    body: &str,
+    head_only: bool,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let mut resp = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: {connection}\r\n\r\n",
+        reason(status),
+        body.len()
+    );
+    if !head_only {
+        resp.push_str(body);
+    }
+    out.write_all(resp.as_bytes())?;
+    out.flush()
+}
+
+/// Reads and discards the request body. Returns the error status to answer with
+/// (the connection is then closed) when the body cannot be handled.
+fn discard_body(
+    req: &Request,
+    reader: &mut impl BufRead,
+    out: &mut impl Write,
+) -> Result<(), ReadError> {
+    if req.header("transfer-encoding").is_some() {
+        return Err(ReadError::Bad(501));
+    }
+    let len = match req.header("content-length") {
+        None => return Ok(()),
+        Some(v) => v.parse::<u64>().map_err(|_| ReadError::Bad(400))?,
+    };
+    if len > MAX_BODY {
+        return Err(ReadError::Bad(413));
+    }
+    if len > 0 && req.has_token("expect", "100-continue") {
+        out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        out.flush()?;
+    }
+    let copied = io::copy(&mut reader.by_ref().take(len), &mut io::sink())?;
+    if copied != len {
+        return Err(ReadError::Closed);
+    }
+    Ok(())
+}
+
+fn whoami_body(config: &Config, req: &Request, local: Option<SocketAddr>, peer: &str) -> String {
+    let mut body = format!(
+        "Hostname: {}\nVersion: {}\n",
+        config.hostname, config.version
+    );
+    if let Some(local) = local {
+        body.push_str(&format!("IP: {}\n", local.ip()));
+    }
+    body.push_str(&format!("RemoteAddr: {peer}\n{}\n", req.request_line));
+    for (name, value) in &req.headers {
+        body.push_str(&format!("{name}: {value}\n"));
+    }
+    body
+}
+
+fn serve(stream: TcpStream, config: &Config) -> io::Result<()> {
+    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    stream.set_write_timeout(Some(IDLE_TIMEOUT))?;
+    let local = stream.local_addr().ok();
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "-".to_string());
+    let mut out = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+
+    loop {
+        let req = match read_request(&mut reader) {
+            Ok(Some(req)) => req,
+            Ok(None) | Err(ReadError::Closed) => return Ok(()),
+            Err(ReadError::Bad(status)) => {
+                println!("{peer} - - {status} (malformed request)");
+                let _ = write_response(&mut out, status, reason(status), false, false);
+                return Ok(());
+            }
+        };
+        match discard_body(&req, &mut reader, &mut out) {
+            Ok(()) => {}
+            Err(ReadError::Closed) => return Ok(()),
+            Err(ReadError::Bad(status)) => {
+                println!("{peer} {} {} {status}", req.method, req.path);
+                let _ = write_response(&mut out, status, reason(status), false, false);
+                return Ok(());
+            }
+        }
+
+        let route = req.path.split(['?', '#']).next().unwrap_or("");
+        let (status, body) = if route == "/healthz" {
+            if config.unhealthy {
+                (500, "unhealthy".to_string())
+            } else {
+                (200, "ok".to_string())
+            }
+        } else {
+            (200, whoami_body(config, &req, local, &peer))
+        };
+        let keep_alive = req.keep_alive();
+        println!("{peer} {} {} {status}", req.method, req.path);
+        write_response(&mut out, status, &body, req.method == "HEAD", keep_alive)?;
+        if !keep_alive {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Build the local container images Dubernetes uses, with no container registry:
+#
+#   dubernetes/whoami:v1   examples/whoami as a static binary on an empty image
+#   dubernetes/whoami:v2   the same, with WHOAMI_VERSION=v2
+#   dubernetes/nginx:local Debian's nginx (extracted, not installed) on an empty image
+#
+# Needs: docker (daemon running), cargo/rustc, and Debian's apt for the nginx package
+# and anything else missing. Idempotent; a second run mostly hits caches. Runs from any
+# directory. Prints the tags it built on stdout, one a line (everything else goes to
+# stderr).
+#
+# Environment:
+#   DUBERNETES_DEB_CACHE  where downloaded .deb files are kept
+#                         (default: ${XDG_CACHE_HOME:-$HOME/.cache}/dubernetes/debs)
+set -euo pipefail
+umask 022
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WHOAMI_DIR="$ROOT/examples/whoami"
+WHOAMI_TARGET_DIR="$WHOAMI_DIR/target"
+DEB_CACHE="${DUBERNETES_DEB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dubernetes/debs}"
+
+log() { echo "build-images: $*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null 2>&1; then
+	SUDO=(sudo)
+fi
+
+APT_UPDATED=0
+apt_update() {
+	if [[ $APT_UPDATED -eq 0 ]]; then
+		log "apt-get update"
+		"${SUDO[@]}" apt-get update -qq >&2
+		APT_UPDATED=1
+	fi
+}
+
+# Install the given Debian packages unless they are installed already.
+apt_install() {
+	local p missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null ||
+			missing+=("$p")
+	done
+	[[ ${#missing[@]} -eq 0 ]] && return 0
+	apt_update
+	log "installing ${missing[*]}"
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# Candidate version of a Debian package, empty if unknown.
+apt_candidate() {
+	apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { if ($2 != "(none)") print $2 }'
+}
+
+# Print the path of a cached .deb of package $1 (the candidate version when it can be
+# downloaded; else any cached version, so that the build also works without apt).
+fetch_deb() {
+	local pkg=$1 cand f
+	mkdir -p "$DEB_CACHE"
+	cand="$(apt_candidate "$pkg")"
+	if [[ -n $cand ]]; then
+		for f in "$DEB_CACHE/${pkg}"_*.deb; do
+			[[ -e $f ]] || continue
+			if [[ $(dpkg-deb -f "$f" Package) == "$pkg" && $(dpkg-deb -f "$f" Version) == "$cand" ]]; then
+				echo "$f"
+				return 0
+			fi
+		done
+		log "apt-get download $pkg=$cand"
+		if (cd "$DEB_CACHE" && apt-get download -qq -o APT::Sandbox::User=root "$pkg=$cand" >&2); then
+			for f in "$DEB_CACHE/${pkg}"_*.deb; do
+				if [[ -e $f && $(dpkg-deb -f "$f" Version) == "$cand" ]]; then
+					echo "$f"
+					return 0
+				fi
+			done
+		fi
+		log "warning: could not download $pkg=$cand, trying the cache"
+	fi
+	local best="" best_ver="" ver
+	for f in "$DEB_CACHE/${pkg}"_*.deb; do
+		[[ -e $f ]] || continue
+		ver="$(dpkg-deb -f "$f" Version)"
+		if [[ -z $best ]] || dpkg --compare-versions "$ver" gt "$best_ver"; then
+			best="$f"
+			best_ver="$ver"
+		fi
+	done
+	[[ -n $best ]] || return 1
+	echo "$best"
+}
+
+# --- tools -------------------------------------------------------------------------
+command -v docker >/dev/null 2>&1 || die "docker CLI not found (install docker.io and start dockerd)"
+docker info >/dev/null 2>&1 || die "cannot reach the docker daemon (is dockerd running? are you in the docker group?)"
+command -v cargo >/dev/null 2>&1 || die "cargo not found (a Rust toolchain is needed)"
+command -v rustc >/dev/null 2>&1 || die "rustc not found (a Rust toolchain is needed)"
+command -v apt-get >/dev/null 2>&1 || die "apt-get not found (a Debian-based host is needed)"
+apt_install libc-bin gcc libc6-dev
+
+# The legacy builder needs no buildx and pulls nothing for FROM scratch.
+if ! docker buildx version >/dev/null 2>&1; then
+	export DOCKER_BUILDKIT=0
+fi
+
+STAGE="$(mktemp -d "${TMPDIR:-/tmp}/dubernetes-images.XXXXXX")"
+trap 'rm -rf "$STAGE"' EXIT
+
+docker_build() { # docker_build CONTEXT TAG [docker build args...]
+	local ctx=$1 tag=$2
+	shift 2
+	log "docker build $tag"
+	docker build --tag "$tag" "$@" "$ctx" >&2
+}
+
+# --- whoami ------------------------------------------------------------------------
+HOST_TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
+[[ -n $HOST_TRIPLE ]] || die "cannot tell rustc's host target"
+log "cargo build examples/whoami (static, $HOST_TRIPLE)"
+(
+	cd "$WHOAMI_DIR"
+	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
+		--target "$HOST_TRIPLE" --target-dir "$WHOAMI_TARGET_DIR" >&2
+)
+WHOAMI_BIN="$WHOAMI_TARGET_DIR/$HOST_TRIPLE/release/whoami"
+[[ -x $WHOAMI_BIN ]] || die "$WHOAMI_BIN was not built"
+if ! LC_ALL=C ldd "$WHOAMI_BIN" 2>&1 | grep -E 'not a dynamic executable|statically linked' >/dev/null; then
+	die "$WHOAMI_BIN is not statically linked"
+fi
+
+mkdir -p "$STAGE/whoami"
+cp "$ROOT/images/whoami/Dockerfile" "$STAGE/whoami/Dockerfile"
+cp "$WHOAMI_BIN" "$STAGE/whoami/whoami"
+docker_build "$STAGE/whoami" dubernetes/whoami:v1 --build-arg WHOAMI_VERSION=v1
+docker_build "$STAGE/whoami" dubernetes/whoami:v2 --build-arg WHOAMI_VERSION=v2
+
+# --- nginx -------------------------------------------------------------------------
+# Package lists are needed to know the candidate versions (empty on a fresh machine).
+if [[ -z $(apt_candidate nginx-common) ]]; then
+	apt_update || log "warning: apt-get update failed, using cached packages"
+fi
+DEB_ROOT="$STAGE/deb"
+mkdir -p "$DEB_ROOT"
+NGINX_DEB=""
+# The package holding /usr/sbin/nginx: `nginx` since bookworm, nginx-core/-light before.
+for pkg in nginx nginx-core nginx-light; do
+	deb="$(fetch_deb "$pkg")" || continue
+	if dpkg-deb -c "$deb" | grep -E '\./usr/sbin/nginx$' >/dev/null; then
+		NGINX_DEB="$deb"
+		break
+	fi
+done
+[[ -n $NGINX_DEB ]] || die "no Debian package with /usr/sbin/nginx could be downloaded"
+COMMON_DEB="$(fetch_deb nginx-common)" || die "cannot download nginx-common"
+log "using $(basename "$NGINX_DEB") and $(basename "$COMMON_DEB")"
+dpkg-deb -x "$NGINX_DEB" "$DEB_ROOT"
+dpkg-deb -x "$COMMON_DEB" "$DEB_ROOT"
+
+# The shared libraries nginx links to must be on the host for ldd to find them: install
+# the library packages the nginx package depends on (first alternative of each).
+mapfile -t LIB_PKGS < <(dpkg-deb -f "$NGINX_DEB" Depends | tr ',' '\n' |
+	sed -E 's/\|.*//; s/\(.*\)//; s/:any//; s/[[:space:]]//g' | grep -E '^(lib|zlib)' || true)
+[[ ${#LIB_PKGS[@]} -eq 0 ]] || apt_install "${LIB_PKGS[@]}"
+
+RFS="$STAGE/nginx/rootfs"
+mkdir -p "$RFS"
+install -D -m 0755 "$DEB_ROOT/usr/sbin/nginx" "$RFS/usr/sbin/nginx"
+
+LDD_OUT="$(LC_ALL=C ldd "$DEB_ROOT/usr/sbin/nginx")" || die "ldd failed on nginx"
+if grep -q 'not found' <<<"$LDD_OUT"; then
+	die "libraries of nginx missing on the host:"$'\n'"$LDD_OUT"
+fi
+# "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)"
+mapfile -t LIBS < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$LDD_OUT")
+[[ ${#LIBS[@]} -gt 0 ]] || die "ldd listed no libraries for nginx"
+for lib in "${LIBS[@]}"; do
+	install -D -m 0755 "$(readlink -f "$lib")" "$RFS$lib"
+done
+
+# Configuration files from the Debian package (mime.types, *_params, charset maps).
+mkdir -p "$RFS/etc/nginx/conf.d"
+for f in mime.types fastcgi_params fastcgi.conf scgi_params uwsgi_params proxy_params koi-utf koi-win win-utf; do
+	if [[ -f "$DEB_ROOT/etc/nginx/$f" ]]; then
+		install -m 0644 "$DEB_ROOT/etc/nginx/$f" "$RFS/etc/nginx/$f"
+	fi
+done
+[[ -f $RFS/etc/nginx/mime.types ]] || die "mime.types not found in $(basename "$COMMON_DEB")"
+
+# Directories compiled into Debian's nginx (see `nginx -V`), and the usual ones.
+mkdir -p "$RFS"/var/lib/nginx/{body,fastcgi,proxy,scgi,uwsgi} "$RFS/var/log/nginx" \
+	"$RFS/var/cache/nginx" "$RFS/run" "$RFS/var/lock" "$RFS/usr/lib/nginx/modules" \
+	"$RFS/usr/share/nginx/html" "$RFS/etc/nginx/modules-enabled" "$RFS/tmp"
+chmod 1777 "$RFS/tmp"
+ln -sfn ../run "$RFS/var/run"
+ln -sfn /dev/stdout "$RFS/var/log/nginx/access.log"
+ln -sfn /dev/stderr "$RFS/var/log/nginx/error.log"
+
+# The project's own files (nginx.conf, conf.d/default.conf, passwd, group, html) last.
+cp -R "$ROOT/images/nginx/rootfs/." "$RFS/"
+cp "$ROOT/images/nginx/Dockerfile" "$STAGE/nginx/Dockerfile"
+docker_build "$STAGE/nginx" dubernetes/nginx:local
+
+for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/nginx:local; do
+	docker image inspect "$tag" >/dev/null || die "$tag missing after build"
+	echo "$tag"
+done
