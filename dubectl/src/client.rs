@@ -35,8 +35,7 @@ impl std::fmt::Display for ServerError {
 impl std::error::Error for ServerError {}
 
 pub fn is_not_found(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<ServerError>()
-        .is_some_and(|s| s.status == 404)
+    e.downcast_ref::<ServerError>().is_some_and(|s| s.status == 404)
 }
 
 pub struct Client {
@@ -58,10 +57,7 @@ impl Client {
         Ok(Client { base, http })
     }
 
-    async fn send<T: DeserializeOwned>(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> anyhow::Result<T> {
+    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
         let response = request.send().await.map_err(|e| {
             if e.is_connect() || e.is_timeout() {
                 anyhow!(
@@ -73,13 +69,9 @@ impl Client {
             }
         })?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .context("reading the server's answer")?;
+        let body = response.bytes().await.context("reading the server's answer")?;
         if status.is_success() {
-            return serde_json::from_slice(&body)
-                .with_context(|| format!("unexpected answer from {}", self.base));
+            return serde_json::from_slice(&body).with_context(|| format!("unexpected answer from {}", self.base));
         }
         match serde_json::from_slice::<ApiError>(&body) {
             Ok(e) => Err(ServerError {
@@ -104,13 +96,11 @@ impl Client {
     }
 
     pub async fn get(&self, name: &str) -> anyhow::Result<Pod> {
-        self.send(self.http.get(format!("{}/v1/pods/{name}", self.base)))
-            .await
+        self.send(self.http.get(format!("{}/v1/pods/{name}", self.base))).await
     }
 
     pub async fn list(&self) -> anyhow::Result<Vec<Pod>> {
-        self.send(self.http.get(format!("{}/v1/pods", self.base)))
-            .await
+        self.send(self.http.get(format!("{}/v1/pods", self.base))).await
     }
 
     pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
@@ -129,8 +119,7 @@ impl Client {
     }
 
     pub async fn version(&self) -> anyhow::Result<serde_json::Value> {
-        self.send(self.http.get(format!("{}/v1/version", self.base)))
-            .await
+        self.send(self.http.get(format!("{}/v1/version", self.base))).await
     }
 
     /// Polls the pod until it is fully rolled out; prints progress lines when it changes.
@@ -156,10 +145,7 @@ impl Client {
                     "pod/{name} not ready after {timeout:?}: {}/{} ready{}",
                     s.ready_replicas,
                     s.desired_replicas,
-                    s.message
-                        .as_ref()
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default()
+                    s.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
                 );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

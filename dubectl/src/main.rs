@@ -66,9 +66,7 @@ enum Command {
         output: Format,
     },
     /// Delete pods by name or by file.
-    #[command(
-        after_help = "Examples:\n  dubectl delete pod whoami\n  dubectl delete -f examples/whoami.yaml"
-    )]
+    #[command(after_help = "Examples:\n  dubectl delete pod whoami\n  dubectl delete -f examples/whoami.yaml")]
     Delete {
         /// Resource kind and names: `pod NAME...`.
         #[arg(required_unless_present = "files")]
@@ -207,11 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::Scale {
             kind: Kind::Pods,
@@ -254,12 +248,8 @@ fn read_specs(sources: &[String]) -> anyhow::Result<Vec<PodSpec>> {
         let mut files = Vec::new();
         if source == "-" {
             let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("reading stdin")?;
-            specs.extend(
-                dubernetes_core::parse_specs(&text).map_err(|e| anyhow::anyhow!("stdin: {e}"))?,
-            );
+            std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+            specs.extend(dubernetes_core::parse_specs(&text).map_err(|e| anyhow::anyhow!("stdin: {e}"))?);
             continue;
         }
         let path = PathBuf::from(source);
@@ -269,17 +259,11 @@ fn read_specs(sources: &[String]) -> anyhow::Result<Vec<PodSpec>> {
             files.push(path);
         }
         for file in files {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let parsed = dubernetes_core::parse_specs(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let parsed = dubernetes_core::parse_specs(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             for spec in parsed {
                 if specs.iter().any(|s| s.name == spec.name) {
-                    bail!(
-                        "{}: pod {:?} is defined more than once",
-                        file.display(),
-                        spec.name
-                    );
+                    bail!("{}: pod {:?} is defined more than once", file.display(), spec.name);
                 }
                 specs.push(spec);
             }
@@ -297,10 +281,7 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         let path = entry.path();
         if path.is_dir() {
             collect_yaml(&path, out)?;
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
             out.push(path);
         }
     }

@@ -30,11 +30,7 @@ fn table(rows: &[Vec<String>]) {
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
         println!("{}", line.join("   ").trim_end());
     }
 }
@@ -64,11 +60,7 @@ pub fn print_pods(pods: &[Pod], format: Format) -> anyhow::Result<()> {
                     pod.spec.host().unwrap_or("<none>").to_string(),
                 ];
                 if format == Format::Wide {
-                    row.extend([
-                        pod.spec.image.clone(),
-                        s.revision.clone(),
-                        s.restarts.to_string(),
-                    ]);
+                    row.extend([pod.spec.image.clone(), s.revision.clone(), s.restarts.to_string()]);
                 }
                 rows.push(row);
             }
@@ -83,11 +75,7 @@ pub fn print_events(events: &[Event]) {
         eprintln!("No events found.");
         return;
     }
-    let mut rows = vec![
-        ["AGE", "TYPE", "REASON", "POD", "MESSAGE"]
-            .map(String::from)
-            .to_vec(),
-    ];
+    let mut rows = vec![["AGE", "TYPE", "REASON", "POD", "MESSAGE"].map(String::from).to_vec()];
     for e in events {
         rows.push(vec![
             age(e.at),

@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 use crate::ingress::{Ingress, Route};
 use crate::plan::{Action, Desired, RemoveReason, plan};
 use crate::runtime::{
-    ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_PORT, LABEL_REVISION, LABEL_ROLE, Observed,
-    ReplicaTemplate, Runtime,
+    ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_PORT, LABEL_REVISION, LABEL_ROLE, Observed, ReplicaTemplate,
+    Runtime,
 };
 use crate::store::{Store, StoredPod};
 
@@ -115,12 +115,7 @@ enum Next {
 }
 
 impl Context {
-    pub(crate) fn new(
-        settings: ControllerSettings,
-        store: Store,
-        runtime: Runtime,
-        ingress: Ingress,
-    ) -> Arc<Context> {
+    pub(crate) fn new(settings: ControllerSettings, store: Store, runtime: Runtime, ingress: Ingress) -> Arc<Context> {
         let (changes, _) = broadcast::channel(1024);
         Arc::new(Context {
             engine_slots: Semaphore::new(settings.engine_concurrency.max(1)),
@@ -250,9 +245,7 @@ impl Context {
                 return Ok(Next::Gone);
             }
             self.execute(pod, None, &observed, actions).await?;
-            self.notify(Change::Pod {
-                name: pod.to_string(),
-            });
+            self.notify(Change::Pod { name: pod.to_string() });
             return Ok(Next::Requeue(Duration::ZERO));
         };
         if actions.is_empty() {
@@ -268,16 +261,12 @@ impl Context {
                 changed
             };
             if changed {
-                self.notify(Change::Pod {
-                    name: pod.to_string(),
-                });
+                self.notify(Change::Pod { name: pod.to_string() });
             }
             return Ok(Next::Done);
         }
         let next = self.execute(pod, Some(&stored), &observed, actions).await?;
-        self.notify(Change::Pod {
-            name: pod.to_string(),
-        });
+        self.notify(Change::Pod { name: pod.to_string() });
         Ok(next)
     }
 
@@ -297,11 +286,7 @@ impl Context {
             match action {
                 Action::Create { count } => creates += count,
                 Action::Start { id } => starts.push(id),
-                Action::Remove {
-                    id,
-                    running,
-                    reason,
-                } => {
+                Action::Remove { id, running, reason } => {
                     if reason == RemoveReason::Exited
                         && let Some(c) = observed.iter().find(|c| c.id == id)
                     {
@@ -321,11 +306,7 @@ impl Context {
         if !exited.is_empty() {
             let mut log_tail = String::new();
             if let Some(last) = exited.iter().max_by_key(|c| c.created) {
-                log_tail = self
-                    .runtime
-                    .log_tail(&last.id, 10)
-                    .await
-                    .unwrap_or_default();
+                log_tail = self.runtime.log_tail(&last.id, 10).await.unwrap_or_default();
             }
             let now = Instant::now();
             let backoff = self.settings.backoff;
@@ -339,19 +320,15 @@ impl Context {
                     .iter()
                     .all(|c| now_secs - c.created >= backoff.reset_after.as_secs() as i64);
                 if lived_long
-                    || s.last_failure.is_some_and(|t| {
-                        now.duration_since(t) > backoff.reset_after.saturating_mul(4)
-                    })
+                    || s.last_failure
+                        .is_some_and(|t| now.duration_since(t) > backoff.reset_after.saturating_mul(4))
                 {
                     s.crash_streak = 0;
                 }
                 let before = s.crash_streak;
                 s.crash_streak = s.crash_streak.saturating_add(1);
                 s.restarts = s.restarts.saturating_add(exited.len() as u32);
-                s.last_exit_code = exited
-                    .iter()
-                    .max_by_key(|c| c.created)
-                    .and_then(Observed::exit_code);
+                s.last_exit_code = exited.iter().max_by_key(|c| c.created).and_then(Observed::exit_code);
                 s.last_failure = Some(now);
                 let delay = crash_delay(before, backoff);
                 s.next_allowed = Some(now + delay);
@@ -376,8 +353,7 @@ impl Context {
                 &format!(
                     "{} exited (code {}); restart #{restarts}{}",
                     names.join(", "),
-                    code.map(|c| c.to_string())
-                        .unwrap_or_else(|| "unknown".into()),
+                    code.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into()),
                     if wait.is_zero() {
                         String::new()
                     } else {
@@ -420,13 +396,8 @@ impl Context {
                     let template = self.template(stored);
                     let results = join_all((0..creates).map(|_| {
                         let mut t = template.clone();
-                        t.name =
-                            format!("dub-{}-{}-{}", self.settings.instance, pod, random_suffix());
-                        async move {
-                            self.with_slot(self.runtime.create_replica(&t))
-                                .await
-                                .map(|_| t.name)
-                        }
+                        t.name = format!("dub-{}-{}-{}", self.settings.instance, pod, random_suffix());
+                        async move { self.with_slot(self.runtime.create_replica(&t)).await.map(|_| t.name) }
                     }))
                     .await;
                     let mut made = Vec::new();
@@ -444,11 +415,7 @@ impl Context {
                             &format!(
                                 "created {} replica(s) of revision {}",
                                 made.len(),
-                                template
-                                    .labels
-                                    .get(LABEL_REVISION)
-                                    .map(String::as_str)
-                                    .unwrap_or("")
+                                template.labels.get(LABEL_REVISION).map(String::as_str).unwrap_or("")
                             ),
                         )
                         .await;
@@ -460,8 +427,7 @@ impl Context {
                         let s = status.entry(pod.to_string()).or_default();
                         s.reason = Some("ImageUnavailable".into());
                     }
-                    self.event(pod, "Warning", "ImageUnavailable", &e.to_string())
-                        .await;
+                    self.event(pod, "Warning", "ImageUnavailable", &e.to_string()).await;
                     errors.push(e);
                 }
             }
@@ -496,13 +462,8 @@ impl Context {
             }
         }
         for (reason, n) in reasons {
-            self.event(
-                pod,
-                "Normal",
-                "Removed",
-                &format!("removed {n} container(s): {reason}"),
-            )
-            .await;
+            self.event(pod, "Normal", "Removed", &format!("removed {n} container(s): {reason}"))
+                .await;
         }
 
         if let Some(e) = errors.into_iter().next() {
@@ -515,11 +476,7 @@ impl Context {
     }
 
     async fn with_slot<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
-        let _permit = self
-            .engine_slots
-            .acquire()
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
+        let _permit = self.engine_slots.acquire().await.map_err(|_| Error::ShuttingDown)?;
         call.await
     }
 
@@ -573,9 +530,7 @@ impl Context {
                 let host = p.spec.host()?;
                 let servers = containers
                     .iter()
-                    .filter(|c| {
-                        c.role == "replica" && c.pod.as_deref() == Some(p.spec.name.as_str())
-                    })
+                    .filter(|c| c.role == "replica" && c.pod.as_deref() == Some(p.spec.name.as_str()))
                     .filter(|c| c.state == ContainerState::Running && !draining.contains(&c.id))
                     .filter_map(|c| {
                         let ip: IpAddr = c.ip.as_deref()?.parse().ok()?;
@@ -767,9 +722,7 @@ fn error_backoff(streak: u32) -> Duration {
 
 fn random_suffix() -> String {
     (0..6)
-        .map(|_| {
-            char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36usize)])
-        })
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36usize)]))
         .collect()
 }
 

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use askama::Template;
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -68,19 +69,11 @@ impl Route {
     /// A route; server addresses are built from parsed IPs only.
     #[cfg(test)]
     pub(crate) fn new(pod: &str, host: &str, mut servers: Vec<(IpAddr, u16)>) -> Route {
-        Self::with_ids(
-            pod,
-            host,
-            servers.drain(..).map(|s| (s, String::new())).collect(),
-        )
+        Self::with_ids(pod, host, servers.drain(..).map(|s| (s, String::new())).collect())
     }
 
     /// A route whose servers are the given containers.
-    pub(crate) fn with_ids(
-        pod: &str,
-        host: &str,
-        mut servers: Vec<((IpAddr, u16), String)>,
-    ) -> Route {
+    pub(crate) fn with_ids(pod: &str, host: &str, mut servers: Vec<((IpAddr, u16), String)>) -> Route {
         servers.sort();
         servers.dedup_by(|a, b| a.0 == b.0);
         let ids = servers
@@ -105,14 +98,32 @@ impl Route {
 #[template(path = "nginx.conf", escape = "none")]
 struct NginxConf<'a> {
     instance: &'a str,
+    version: &'a str,
     routes: &'a [Route],
 }
 
-/// Renders the nginx config for these routes.
-pub(crate) fn render(instance: &str, routes: &[Route]) -> Result<String> {
-    NginxConf { instance, routes }
-        .render()
-        .map_err(|e| Error::Ingress(format!("rendering nginx.conf: {e}")))
+/// A short hash of the routes: served by the config itself so the
+/// controller can tell when a reload is live.
+fn version_of(instance: &str, routes: &[Route]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(instance.as_bytes());
+    for r in routes {
+        hasher.update(format!("{}|{}|{}\n", r.pod, r.host, r.servers.join(",")).as_bytes());
+    }
+    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Renders the nginx config for these routes; returns it with its version.
+pub(crate) fn render(instance: &str, routes: &[Route]) -> Result<(String, String)> {
+    let version = version_of(instance, routes);
+    let text = NginxConf {
+        instance,
+        version: &version,
+        routes,
+    }
+    .render()
+    .map_err(|e| Error::Ingress(format!("rendering nginx.conf: {e}")))?;
+    Ok((text, version))
 }
 
 #[derive(Debug, Default)]
@@ -136,12 +147,7 @@ pub(crate) struct Ingress {
 }
 
 impl Ingress {
-    pub(crate) fn new(
-        runtime: Runtime,
-        instance: &str,
-        network: &str,
-        settings: IngressSettings,
-    ) -> Ingress {
+    pub(crate) fn new(runtime: Runtime, instance: &str, network: &str, settings: IngressSettings) -> Ingress {
         Ingress {
             runtime,
             instance: instance.to_string(),
@@ -168,7 +174,7 @@ impl Ingress {
     /// Makes the ingress container exist, run with current settings, and serve
     /// exactly `routes`. `observed` is this instance's ingress containers.
     pub(crate) async fn sync(&self, routes: &[Route], observed: &[&Observed]) -> Result<bool> {
-        let text = render(&self.instance, routes)?;
+        let (text, version) = render(&self.instance, routes)?;
         let mut state = self.state.lock().await;
         let hash = self.config_hash();
         let healthy = observed.iter().find(|c| {
@@ -181,7 +187,7 @@ impl Ingress {
                 if state.last_applied.as_deref() == Some(text.as_str()) {
                     return Ok(false);
                 }
-                self.apply(&c.id, &text, routes, &mut state).await?;
+                self.apply(&c.id, &text, &version, routes, &mut state).await?;
                 Ok(true)
             }
             Some(c) => {
@@ -189,20 +195,20 @@ impl Ingress {
                 state.container_id = Some(c.id.clone());
                 state.last_applied = None;
                 state.port = self.runtime.published_port(&c.id, 80).await?;
-                self.apply(&c.id, &text, routes, &mut state).await?;
+                self.apply(&c.id, &text, &version, routes, &mut state).await?;
                 Ok(true)
             }
             None => {
                 for c in observed {
                     self.runtime.remove(&c.id).await?;
                 }
-                self.create(&text, routes, &mut state).await?;
+                self.create(&text, &version, routes, &mut state).await?;
                 Ok(true)
             }
         }
     }
 
-    async fn create(&self, text: &str, routes: &[Route], state: &mut State) -> Result<()> {
+    async fn create(&self, text: &str, version: &str, routes: &[Route], state: &mut State) -> Result<()> {
         state.container_id = None;
         state.last_applied = None;
         state.routed.clear();
@@ -246,13 +252,14 @@ impl Ingress {
             )));
         }
         state.port = self.runtime.published_port(&id, 80).await?;
+        self.wait_live(state.port, version).await?;
         state.container_id = Some(id);
         state.last_applied = Some(text.to_string());
         state.routed = routed_ids(routes);
         Ok(())
     }
 
-    async fn apply(&self, id: &str, text: &str, routes: &[Route], state: &mut State) -> Result<()> {
+    async fn apply(&self, id: &str, text: &str, version: &str, routes: &[Route], state: &mut State) -> Result<()> {
         self.runtime
             .write_file(id, CONF_DIR, CONF_FILE, text.as_bytes())
             .await?;
@@ -270,11 +277,9 @@ impl Ingress {
         }
         let (code, output) = self.runtime.exec(id, &["nginx", "-s", "reload"]).await?;
         if code != 0 {
-            return Err(Error::Ingress(format!(
-                "nginx -s reload failed: {}",
-                output.trim()
-            )));
+            return Err(Error::Ingress(format!("nginx -s reload failed: {}", output.trim())));
         }
+        self.wait_live(state.port, version).await?;
         state.last_applied = Some(text.to_string());
         state.routed = routed_ids(routes);
         Ok(())
@@ -284,6 +289,71 @@ impl Ingress {
     pub(crate) async fn routed(&self) -> HashSet<String> {
         self.state.lock().await.routed.clone()
     }
+}
+
+impl Ingress {
+    /// Waits until nginx answers with the config `version`: a reload is
+    /// asynchronous (new workers start, old ones drain), so "reloaded" is only
+    /// true once a fresh connection is served by the new config. Probes go to
+    /// the published port on this host's loopback (or the bound address).
+    async fn wait_live(&self, port: Option<u16>, version: &str) -> Result<()> {
+        let Some(port) = port else { return Ok(()) };
+        let ip = match self.settings.listen.ip() {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let addr = SocketAddr::new(ip, port);
+        let deadline = tokio::time::Instant::now() + LIVE_TIMEOUT;
+        let mut last_error = String::from("no answer");
+        let mut in_a_row = 0;
+        while tokio::time::Instant::now() < deadline {
+            match probe(addr).await {
+                Ok(v) if v == version => {
+                    in_a_row += 1;
+                    // Two fresh connections in a row: old workers stopped accepting.
+                    if in_a_row >= 2 {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Ok(v) => last_error = format!("still serving config {v}"),
+                Err(e) => last_error = e.to_string(),
+            }
+            in_a_row = 0;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(Error::Ingress(format!(
+            "nginx on {addr} did not serve config {version} within {LIVE_TIMEOUT:?}: {last_error}"
+        )))
+    }
+}
+
+const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
+
+async fn probe(addr: SocketAddr) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /.dubernetes/config-version HTTP/1.1\r\nHost: dubernetes-probe.invalid\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut answer = Vec::new();
+        stream.take(4096).read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(2), io)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "probe timed out"))??;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!(
+            "probe answered {:?}",
+            head.lines().next().unwrap_or("")
+        )));
+    }
+    Ok(body.trim().to_string())
 }
 
 fn routed_ids(routes: &[Route]) -> HashSet<String> {
@@ -301,15 +371,16 @@ mod tests {
     #[test]
     fn renders_one_upstream_per_pod_with_replicas() {
         let routes = [
-            Route::new(
-                "web",
-                "web.local",
-                vec![(ip("172.18.0.3"), 80), (ip("172.18.0.2"), 80)],
-            ),
+            Route::new("web", "web.local", vec![(ip("172.18.0.3"), 80), (ip("172.18.0.2"), 80)]),
             Route::new("api", "api.example.com", vec![(ip("172.18.0.4"), 8080)]),
         ];
-        let conf = render("t", &routes).expect("render");
-        assert!(conf.contains("upstream pod_web {\n    server 172.18.0.2:80 max_fails=1 fail_timeout=1s;\n    server 172.18.0.3:80"), "{conf}");
+        let (conf, _) = render("t", &routes).expect("render");
+        assert!(
+            conf.contains(
+                "upstream pod_web {\n    server 172.18.0.2:80 max_fails=1 fail_timeout=1s;\n    server 172.18.0.3:80"
+            ),
+            "{conf}"
+        );
         assert!(conf.contains("server 172.18.0.4:8080"), "{conf}");
         assert!(conf.contains("server_name web.local;"), "{conf}");
         assert!(conf.contains("proxy_pass http://pod_web;"), "{conf}");
@@ -319,7 +390,7 @@ mod tests {
 
     #[test]
     fn unknown_hosts_get_404() {
-        let conf = render("t", &[]).expect("render");
+        let (conf, _) = render("t", &[]).expect("render");
         assert!(conf.contains("listen 80 default_server;"));
         assert!(conf.contains("return 404"));
         assert!(!conf.contains("upstream"));
@@ -327,7 +398,7 @@ mod tests {
 
     #[test]
     fn a_host_without_ready_replicas_gets_503_and_no_empty_upstream() {
-        let conf = render("t", &[Route::new("web", "web.local", vec![])]).expect("render");
+        let (conf, _) = render("t", &[Route::new("web", "web.local", vec![])]).expect("render");
         assert!(conf.contains("server_name web.local;"), "{conf}");
         assert!(conf.contains("return 503"), "{conf}");
         assert!(!conf.contains("upstream pod_web"), "{conf}");
@@ -345,19 +416,12 @@ mod tests {
             "web.local",
             vec![(ip("10.0.0.1"), 80), (ip("10.0.0.2"), 80)],
         )];
-        assert_eq!(
-            render("t", &a).expect("render"),
-            render("t", &b).expect("render")
-        );
+        assert_eq!(render("t", &a).expect("render"), render("t", &b).expect("render"));
     }
 
     #[test]
     fn ipv6_replicas_are_bracketed() {
-        let conf = render(
-            "t",
-            &[Route::new("web", "w.local", vec![(ip("fd00::2"), 80)])],
-        )
-        .expect("render");
+        let (conf, _) = render("t", &[Route::new("web", "w.local", vec![(ip("fd00::2"), 80)])]).expect("render");
         assert!(conf.contains("server [fd00::2]:80"), "{conf}");
     }
 }

@@ -46,7 +46,5 @@ pub use error::{Error, Result};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use orchestrator::{Dubernetes, DubernetesBuilder, Pod, PodStatus, Replica};
 pub use runtime::{ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
-pub use spec::{
-    Access, FieldError, MAX_REPLICAS, PodSpec, SpecError, ValidationError, parse_specs,
-};
+pub use spec::{Access, FieldError, MAX_REPLICAS, PodSpec, SpecError, ValidationError, parse_specs};
 pub use store::{ApplyOutcome, Event};

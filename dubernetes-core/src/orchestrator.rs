@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio_stream_compat::BroadcastStream;
+use tokio_stream::wrappers::BroadcastStream;
 
 use crate::controller::{BackoffSettings, Change, Context, ControllerSettings};
 use crate::error::{Error, Result};
@@ -15,30 +16,6 @@ use crate::ingress::{Ingress, IngressSettings};
 use crate::runtime::{ContainerState, Observed, Runtime};
 use crate::spec::PodSpec;
 use crate::store::{ApplyOutcome, Event, Store, StoredPod};
-
-mod tokio_stream_compat {
-    //! A broadcast receiver as a `Stream`, skipping lagged gaps.
-    use futures::Stream;
-    use tokio::sync::broadcast;
-
-    pub(super) struct BroadcastStream;
-
-    impl BroadcastStream {
-        pub(super) fn new<T: Clone + Send + 'static>(
-            rx: broadcast::Receiver<T>,
-        ) -> impl Stream<Item = T> {
-            futures::stream::unfold(rx, |mut rx| async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(item) => return Some((item, rx)),
-                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    }
-                }
-            })
-        }
-    }
-}
 
 /// A pod: its spec, bookkeeping, and what the engine shows of it right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,11 +177,7 @@ impl DubernetesBuilder {
     pub async fn build(self) -> Result<Dubernetes> {
         let probe = PodSpec::new(self.instance.clone(), "x");
         if let Err(e) = probe.validate() {
-            let message = e
-                .problems
-                .first()
-                .map(|p| p.message.clone())
-                .unwrap_or_default();
+            let message = e.problems.first().map(|p| p.message.clone()).unwrap_or_default();
             return Err(Error::Conflict(format!("instance name: {message}")));
         }
         let store = match &self.data_dir {
@@ -214,12 +187,7 @@ impl DubernetesBuilder {
         let runtime = Runtime::connect().await?;
         let network = format!("dub-{}", self.instance);
         runtime.ensure_network(&network, &self.instance).await?;
-        let ingress = Ingress::new(
-            runtime.clone(),
-            &self.instance,
-            &network,
-            self.ingress.clone(),
-        );
+        let ingress = Ingress::new(runtime.clone(), &self.instance, &network, self.ingress.clone());
         let settings = ControllerSettings {
             instance: self.instance.clone(),
             network,
@@ -297,8 +265,7 @@ impl Dubernetes {
     pub async fn apply(&self, spec: PodSpec) -> Result<(Pod, ApplyOutcome)> {
         spec.validate()?;
         self.check_host(&spec).await?;
-        if self.ctx.store.get(&spec.name).await?.is_none()
-            && self.ctx.store.count().await? >= i64::from(self.max_pods)
+        if self.ctx.store.get(&spec.name).await?.is_none() && self.ctx.store.count().await? >= i64::from(self.max_pods)
         {
             return Err(Error::Limit(format!(
                 "this instance already has the maximum of {} pods; delete one first",
@@ -306,12 +273,10 @@ impl Dubernetes {
             )));
         }
         let (stored, outcome) = self.ctx.store.upsert(&spec).await.map_err(|e| match e {
-            Error::Store(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-                Error::Conflict(format!(
-                    "access.host: {:?} is already routed to another pod",
-                    spec.host().unwrap_or_default()
-                ))
-            }
+            Error::Store(sqlx::Error::Database(d)) if d.is_unique_violation() => Error::Conflict(format!(
+                "access.host: {:?} is already routed to another pod",
+                spec.host().unwrap_or_default()
+            )),
             other => other,
         })?;
         if outcome != ApplyOutcome::Unchanged {
@@ -352,11 +317,7 @@ impl Dubernetes {
         let containers = self
             .ctx
             .runtime
-            .list(
-                &self.ctx.settings.instance,
-                &self.ctx.settings.network,
-                None,
-            )
+            .list(&self.ctx.settings.instance, &self.ctx.settings.network, None)
             .await?;
         let routed = self.ctx.ingress.routed().await;
         Ok(pods
@@ -382,7 +343,8 @@ impl Dubernetes {
 
     /// Changes as they happen (pods reconciled, ingress reloaded).
     pub fn watch(&self) -> impl Stream<Item = Change> + Send + 'static {
-        BroadcastStream::new(self.ctx.changes.subscribe())
+        // A watcher that lags behind skips what it missed; it re-reads state on the next change.
+        BroadcastStream::new(self.ctx.changes.subscribe()).filter_map(|c| async move { c.ok() })
     }
 
     /// The host port of the ingress, once it runs.
@@ -407,11 +369,7 @@ impl Dubernetes {
             }
             let wait = tokio::time::timeout_at(deadline, async {
                 // A change, or a periodic look in case a change was missed.
-                let _ = tokio::time::timeout(
-                    Duration::from_millis(500),
-                    futures::StreamExt::next(&mut changes),
-                )
-                .await;
+                let _ = tokio::time::timeout(Duration::from_millis(500), futures::StreamExt::next(&mut changes)).await;
             });
             if wait.await.is_err() {
                 let s = &pod.status;
@@ -420,10 +378,7 @@ impl Dubernetes {
                     s.ready_replicas,
                     s.desired_replicas,
                     s.updated_replicas,
-                    s.message
-                        .as_ref()
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default()
+                    s.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
                 )));
             }
         }
@@ -437,21 +392,13 @@ impl Dubernetes {
             let left = self
                 .ctx
                 .runtime
-                .list(
-                    &self.ctx.settings.instance,
-                    &self.ctx.settings.network,
-                    Some(name),
-                )
+                .list(&self.ctx.settings.instance, &self.ctx.settings.network, Some(name))
                 .await?;
             if left.is_empty() && self.ctx.store.get(name).await?.is_none() {
                 return Ok(());
             }
             let wait = tokio::time::timeout_at(deadline, async {
-                let _ = tokio::time::timeout(
-                    Duration::from_millis(500),
-                    futures::StreamExt::next(&mut changes),
-                )
-                .await;
+                let _ = tokio::time::timeout(Duration::from_millis(500), futures::StreamExt::next(&mut changes)).await;
             });
             if wait.await.is_err() {
                 return Err(Error::Timeout(format!(
@@ -480,22 +427,24 @@ impl Dubernetes {
         let containers = self
             .ctx
             .runtime
-            .list(
-                &self.ctx.settings.instance,
-                &self.ctx.settings.network,
-                None,
-            )
+            .list(&self.ctx.settings.instance, &self.ctx.settings.network, None)
             .await?;
-        let removals =
-            futures::future::join_all(containers.iter().map(|c| self.ctx.runtime.remove(&c.id)))
-                .await;
+        let removals = futures::future::join_all(containers.iter().map(|c| self.ctx.runtime.remove(&c.id))).await;
         removals.into_iter().collect::<Result<Vec<()>>>()?;
-        self.ctx
-            .runtime
-            .remove_network(&self.ctx.settings.network)
-            .await?;
+        self.ctx.runtime.remove_network(&self.ctx.settings.network).await?;
         self.ctx.store.close().await;
         Ok(())
+    }
+
+    /// How many containers of this instance exist on the engine (any role,
+    /// any state); 0 after a successful [`purge`](Self::purge).
+    pub async fn leftover_containers(&self) -> Result<usize> {
+        Ok(self
+            .ctx
+            .runtime
+            .list(&self.ctx.settings.instance, &self.ctx.settings.network, None)
+            .await?
+            .len())
     }
 
     async fn view(&self, stored: StoredPod) -> Result<Pod> {
@@ -512,12 +461,7 @@ impl Dubernetes {
         Ok(self.view_with(stored, &containers, &routed))
     }
 
-    fn view_with(
-        &self,
-        stored: StoredPod,
-        containers: &[Observed],
-        routed: &HashSet<String>,
-    ) -> Pod {
+    fn view_with(&self, stored: StoredPod, containers: &[Observed], routed: &HashSet<String>) -> Pod {
         let has_host = stored.spec.host().is_some();
         let revision = stored.spec.revision_hash();
         let runtime_status = self.ctx.pod_status(&stored.spec.name);
@@ -544,10 +488,7 @@ impl Dubernetes {
             .collect();
         replicas.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
         let ready = replicas.iter().filter(|r| r.up_to_date && r.ready).count() as u32;
-        let updated = replicas
-            .iter()
-            .filter(|r| r.up_to_date && r.state.is_live())
-            .count() as u32;
+        let updated = replicas.iter().filter(|r| r.up_to_date && r.state.is_live()).count() as u32;
         let current = replicas.iter().filter(|r| r.state.is_live()).count() as u32;
         let desired = stored.spec.replicas;
         let converged = ready == desired && updated == desired && current == desired;

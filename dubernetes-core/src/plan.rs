@@ -66,10 +66,7 @@ pub(crate) fn plan(desired: Option<&Desired>, observed: &[Observed]) -> Vec<Acti
         reason,
     };
     let Some(desired) = desired else {
-        return observed
-            .iter()
-            .map(|c| remove(c, RemoveReason::PodDeleted))
-            .collect();
+        return observed.iter().map(|c| remove(c, RemoveReason::PodDeleted)).collect();
     };
     let mut actions = Vec::new();
     let (current, stale): (Vec<&Observed>, Vec<&Observed>) = observed
@@ -89,12 +86,7 @@ pub(crate) fn plan(desired: Option<&Desired>, observed: &[Observed]) -> Vec<Acti
         // Keep running, oldest first: remove never-started and newest first.
         live.sort_by_key(|c| (c.state != ContainerState::Running, c.created, c.id.clone()));
         let mut extra = live.split_off(wanted);
-        extra.sort_by_key(|c| {
-            (
-                c.state == ContainerState::Running,
-                std::cmp::Reverse(c.created),
-            )
-        });
+        extra.sort_by_key(|c| (c.state == ContainerState::Running, std::cmp::Reverse(c.created)));
         for c in extra {
             actions.push(remove(c, RemoveReason::ScaledDown));
         }
@@ -109,10 +101,7 @@ pub(crate) fn plan(desired: Option<&Desired>, observed: &[Observed]) -> Vec<Acti
             count: (wanted - live.len()) as u32,
         });
     }
-    let running_current = live
-        .iter()
-        .filter(|c| c.state == ContainerState::Running)
-        .count();
+    let running_current = live.iter().filter(|c| c.state == ContainerState::Running).count();
     for c in stale {
         if c.state == ContainerState::Removing {
             continue;
@@ -155,27 +144,18 @@ mod tests {
 
     #[test]
     fn empty_pod_creates_all_replicas_at_once() {
-        assert_eq!(
-            plan(Some(&desired(30)), &[]),
-            [Action::Create { count: 30 }]
-        );
+        assert_eq!(plan(Some(&desired(30)), &[]), [Action::Create { count: 30 }]);
     }
 
     #[test]
     fn converged_pod_needs_nothing() {
-        let observed = [
-            container("a", "r2", Running, 1),
-            container("b", "r2", Running, 2),
-        ];
+        let observed = [container("a", "r2", Running, 1), container("b", "r2", Running, 2)];
         assert_eq!(plan(Some(&desired(2)), &observed), []);
     }
 
     #[test]
     fn zero_replicas_removes_everything_but_keeps_nothing_running() {
-        let observed = [
-            container("a", "r2", Running, 1),
-            container("b", "r1", Running, 2),
-        ];
+        let observed = [container("a", "r2", Running, 1), container("b", "r1", Running, 2)];
         let actions = plan(Some(&desired(0)), &observed);
         assert_eq!(actions.len(), 2);
         assert!(actions.iter().all(|a| matches!(a, Action::Remove { .. })));
@@ -208,10 +188,7 @@ mod tests {
 
     #[test]
     fn exited_replicas_are_removed_and_replaced() {
-        let observed = [
-            container("a", "r2", Running, 1),
-            container("dead", "r2", Exited, 2),
-        ];
+        let observed = [container("a", "r2", Running, 1), container("dead", "r2", Exited, 2)];
         assert_eq!(
             plan(Some(&desired(2)), &observed),
             [
@@ -228,32 +205,20 @@ mod tests {
     #[test]
     fn created_but_unstarted_replicas_are_started_not_duplicated() {
         let observed = [container("a", "r2", Created, 1)];
-        assert_eq!(
-            plan(Some(&desired(1)), &observed),
-            [Action::Start { id: "a".into() }]
-        );
+        assert_eq!(plan(Some(&desired(1)), &observed), [Action::Start { id: "a".into() }]);
     }
 
     #[test]
     fn stale_replicas_serve_until_the_new_revision_runs() {
-        let observed = [
-            container("o1", "r1", Running, 1),
-            container("o2", "r1", Running, 2),
-        ];
-        assert_eq!(
-            plan(Some(&desired(2)), &observed),
-            [Action::Create { count: 2 }]
-        );
+        let observed = [container("o1", "r1", Running, 1), container("o2", "r1", Running, 2)];
+        assert_eq!(plan(Some(&desired(2)), &observed), [Action::Create { count: 2 }]);
         let observed = [
             container("o1", "r1", Running, 1),
             container("o2", "r1", Running, 2),
             container("n1", "r2", Running, 3),
             container("n2", "r2", Created, 4),
         ];
-        assert_eq!(
-            plan(Some(&desired(2)), &observed),
-            [Action::Start { id: "n2".into() }]
-        );
+        assert_eq!(plan(Some(&desired(2)), &observed), [Action::Start { id: "n2".into() }]);
         let observed = [
             container("o1", "r1", Running, 1),
             container("o2", "r1", Exited, 2),
@@ -295,10 +260,7 @@ mod tests {
 
     #[test]
     fn deleted_pod_loses_everything() {
-        let observed = [
-            container("a", "r2", Running, 1),
-            container("b", "r1", Exited, 2),
-        ];
+        let observed = [container("a", "r2", Running, 1), container("b", "r1", Exited, 2)];
         let actions = plan(None, &observed);
         assert_eq!(
             actions,
@@ -319,14 +281,8 @@ mod tests {
 
     #[test]
     fn containers_being_removed_are_left_alone() {
-        let observed = [
-            container("a", "r2", Removing, 1),
-            container("b", "r1", Removing, 2),
-        ];
-        assert_eq!(
-            plan(Some(&desired(1)), &observed),
-            [Action::Create { count: 1 }]
-        );
+        let observed = [container("a", "r2", Removing, 1), container("b", "r1", Removing, 2)];
+        assert_eq!(plan(Some(&desired(1)), &observed), [Action::Create { count: 1 }]);
     }
 
     /// Property: applying the plan to the observed set (a simulated engine
@@ -337,9 +293,7 @@ mod tests {
         let states = [Created, Running, Exited, Dead, Restarting];
         let mut seed = 7u64;
         let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (seed >> 33) as usize
         };
         for _ in 0..2000 {
@@ -347,12 +301,7 @@ mod tests {
             let mut observed: Vec<Observed> = (0..next() % 8)
                 .map(|i| {
                     let revision = if next() % 2 == 0 { "r1" } else { "r2" };
-                    container(
-                        &format!("c{i}"),
-                        revision,
-                        states[next() % states.len()],
-                        i as i64,
-                    )
+                    container(&format!("c{i}"), revision, states[next() % states.len()], i as i64)
                 })
                 .collect();
             let mut fresh = 100;
@@ -363,12 +312,7 @@ mod tests {
                         Action::Create { count } => {
                             for _ in 0..count {
                                 fresh += 1;
-                                observed.push(container(
-                                    &format!("n{fresh}"),
-                                    "r2",
-                                    Running,
-                                    fresh,
-                                ));
+                                observed.push(container(&format!("n{fresh}"), "r2", Running, fresh));
                             }
                         }
                         Action::Start { id } => {
@@ -383,11 +327,7 @@ mod tests {
                     c.state = Running;
                 }
             }
-            assert_eq!(
-                plan(Some(&desired(replicas)), &observed),
-                [],
-                "{observed:?}"
-            );
+            assert_eq!(plan(Some(&desired(replicas)), &observed), [], "{observed:?}");
             assert_eq!(observed.len(), replicas as usize, "{observed:?}");
             assert!(
                 observed

@@ -12,13 +12,12 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, EventMessage, HostConfig,
-    NetworkCreateRequest, NetworkingConfig, PortBinding,
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, EventMessage, HostConfig, NetworkCreateRequest,
+    NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
-    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -68,10 +67,7 @@ impl ContainerState {
     pub fn is_live(self) -> bool {
         matches!(
             self,
-            ContainerState::Created
-                | ContainerState::Running
-                | ContainerState::Restarting
-                | ContainerState::Paused
+            ContainerState::Created | ContainerState::Running | ContainerState::Restarting | ContainerState::Paused
         )
     }
 }
@@ -134,11 +130,7 @@ pub(crate) struct Runtime {
     docker: Docker,
 }
 
-async fn bounded<T>(
-    what: &str,
-    limit: Duration,
-    call: impl Future<Output = Result<T, DockerError>>,
-) -> Result<T> {
+async fn bounded<T>(what: &str, limit: Duration, call: impl Future<Output = Result<T, DockerError>>) -> Result<T> {
     match tokio::time::timeout(limit, call).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(source)) => Err(Error::Docker {
@@ -153,10 +145,7 @@ pub(crate) fn is_not_found(e: &Error) -> bool {
     matches!(
         e,
         Error::Docker {
-            source: DockerError::DockerResponseServerError {
-                status_code: 404,
-                ..
-            },
+            source: DockerError::DockerResponseServerError { status_code: 404, .. },
             ..
         }
     )
@@ -174,12 +163,7 @@ impl Runtime {
             context: "connecting to the Docker engine (is DOCKER_HOST right?)".into(),
             source,
         })?;
-        let docker = bounded(
-            "negotiating the API version",
-            CALL_TIMEOUT,
-            docker.negotiate_version(),
-        )
-        .await?;
+        let docker = bounded("negotiating the API version", CALL_TIMEOUT, docker.negotiate_version()).await?;
         bounded("pinging the engine", CALL_TIMEOUT, docker.ping()).await?;
         Ok(Runtime { docker })
     }
@@ -194,10 +178,8 @@ impl Runtime {
         match bounded(
             "inspecting network",
             CALL_TIMEOUT,
-            self.docker.inspect_network(
-                name,
-                None::<bollard::query_parameters::InspectNetworkOptions>,
-            ),
+            self.docker
+                .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>),
         )
         .await
         {
@@ -208,19 +190,10 @@ impl Runtime {
         let request = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
-            labels: Some(HashMap::from([(
-                LABEL_INSTANCE.to_string(),
-                instance.to_string(),
-            )])),
+            labels: Some(HashMap::from([(LABEL_INSTANCE.to_string(), instance.to_string())])),
             ..Default::default()
         };
-        match bounded(
-            "creating network",
-            CALL_TIMEOUT,
-            self.docker.create_network(request),
-        )
-        .await
-        {
+        match bounded("creating network", CALL_TIMEOUT, self.docker.create_network(request)).await {
             Ok(_) => Ok(()),
             // Another server of the same instance won the race.
             Err(e) if is_status(&e, 409) => Ok(()),
@@ -230,34 +203,20 @@ impl Runtime {
 
     /// Removes a network; a missing one is fine.
     pub(crate) async fn remove_network(&self, name: &str) -> Result<()> {
-        match bounded(
-            "removing network",
-            CALL_TIMEOUT,
-            self.docker.remove_network(name),
-        )
-        .await
-        {
+        match bounded("removing network", CALL_TIMEOUT, self.docker.remove_network(name)).await {
             Err(e) if is_not_found(&e) => Ok(()),
             other => other,
         }
     }
 
     /// Lists this instance's containers (all states), optionally of one pod only.
-    pub(crate) async fn list(
-        &self,
-        instance: &str,
-        network: &str,
-        pod: Option<&str>,
-    ) -> Result<Vec<Observed>> {
+    pub(crate) async fn list(&self, instance: &str, network: &str, pod: Option<&str>) -> Result<Vec<Observed>> {
         let mut labels = vec![format!("{LABEL_INSTANCE}={instance}")];
         if let Some(pod) = pod {
             labels.push(format!("{LABEL_POD}={pod}"));
         }
         let filters = HashMap::from([("label", labels)]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
         let summaries = bounded(
             "listing containers",
             CALL_TIMEOUT,
@@ -297,13 +256,7 @@ impl Runtime {
 
     /// Makes sure `image` is present, pulling it when it is not.
     pub(crate) async fn ensure_image(&self, image: &str) -> Result<()> {
-        match bounded(
-            "inspecting image",
-            CALL_TIMEOUT,
-            self.docker.inspect_image(image),
-        )
-        .await
-        {
+        match bounded("inspecting image", CALL_TIMEOUT, self.docker.inspect_image(image)).await {
             Ok(_) => return Ok(()),
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(e),
@@ -313,9 +266,15 @@ impl Runtime {
             .docker
             .create_image(Some(options), None, None)
             .try_collect::<Vec<_>>();
-        bounded(&format!("pulling image {image} (no such image locally; build or load it, or check the name and the registry)"), PULL_TIMEOUT, pull)
-            .await
-            .map(|_| ())
+        bounded(
+            &format!(
+                "pulling image {image} (no such image locally; build or load it, or check the name and the registry)"
+            ),
+            PULL_TIMEOUT,
+            pull,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Creates and starts a replica. It publishes no host port: it joins the
@@ -331,10 +290,7 @@ impl Runtime {
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    template.network.clone(),
-                    EndpointSettings::default(),
-                )])),
+                endpoints_config: Some(HashMap::from([(template.network.clone(), EndpointSettings::default())])),
             }),
             ..Default::default()
         };
@@ -342,11 +298,7 @@ impl Runtime {
     }
 
     /// Creates a container from a body and starts it; returns its id.
-    pub(crate) async fn create_and_start(
-        &self,
-        name: &str,
-        body: ContainerCreateBody,
-    ) -> Result<String> {
+    pub(crate) async fn create_and_start(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
         let id = self.create(name, body).await?;
         self.start(&id).await?;
         Ok(id)
@@ -395,10 +347,7 @@ impl Runtime {
 
     /// Removes a container at once (killing it if it runs); a missing one is fine.
     pub(crate) async fn remove(&self, id: &str) -> Result<()> {
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
+        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         match bounded(
             "removing container",
             CALL_TIMEOUT,
@@ -429,9 +378,7 @@ impl Runtime {
         .await?;
         let run = async {
             let mut out = String::new();
-            if let StartExecResults::Attached { mut output, .. } =
-                self.docker.start_exec(&exec.id, None).await?
-            {
+            if let StartExecResults::Attached { mut output, .. } = self.docker.start_exec(&exec.id, None).await? {
                 while let Some(chunk) = output.next().await {
                     out.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
                 }
@@ -439,23 +386,12 @@ impl Runtime {
             Ok(out)
         };
         let output = bounded("running exec", CALL_TIMEOUT, run).await?;
-        let inspect = bounded(
-            "inspecting exec",
-            CALL_TIMEOUT,
-            self.docker.inspect_exec(&exec.id),
-        )
-        .await?;
+        let inspect = bounded("inspecting exec", CALL_TIMEOUT, self.docker.inspect_exec(&exec.id)).await?;
         Ok((inspect.exit_code.unwrap_or(-1), output))
     }
 
     /// Writes one file into a container (created or running) through the archive API.
-    pub(crate) async fn write_file(
-        &self,
-        container: &str,
-        dir: &str,
-        file: &str,
-        content: &[u8],
-    ) -> Result<()> {
+    pub(crate) async fn write_file(&self, container: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
         let mut header = tar::Header::new_gnu();
         header.set_size(content.len() as u64);
         header.set_mode(0o644);
@@ -466,12 +402,7 @@ impl Runtime {
             .and_then(|_| builder.into_inner())
             .map_err(|e| Error::Ingress(format!("building archive: {e}")))
             .map(bytes::Bytes::from)
-            .map(|tar| {
-                (
-                    tar,
-                    UploadToContainerOptionsBuilder::new().path(dir).build(),
-                )
-            })
+            .map(|tar| (tar, UploadToContainerOptionsBuilder::new().path(dir).build()))
             .map(|(tar, options)| {
                 self.docker
                     .upload_to_container(container, Some(options), bollard::body_full(tar))
@@ -484,10 +415,7 @@ impl Runtime {
     }
 
     /// The engine's event stream for this instance's containers.
-    pub(crate) fn events(
-        &self,
-        instance: &str,
-    ) -> impl Stream<Item = Result<EventMessage, DockerError>> + use<> {
+    pub(crate) fn events(&self, instance: &str) -> impl Stream<Item = Result<EventMessage, DockerError>> + use<> {
         let filters = HashMap::from([
             ("type", vec!["container".to_string()]),
             ("label", vec![format!("{LABEL_INSTANCE}={instance}")]),
@@ -535,28 +463,20 @@ impl Runtime {
         let inspect = bounded(
             "inspecting container",
             CALL_TIMEOUT,
-            self.docker.inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            ),
+            self.docker
+                .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>),
         )
         .await?;
         Ok(inspect.state.and_then(|s| s.running).unwrap_or(false))
     }
 
     /// The host port the engine bound for `container_port/tcp` of a container.
-    pub(crate) async fn published_port(
-        &self,
-        container: &str,
-        container_port: u16,
-    ) -> Result<Option<u16>> {
+    pub(crate) async fn published_port(&self, container: &str, container_port: u16) -> Result<Option<u16>> {
         let inspect = bounded(
             "inspecting container",
             CALL_TIMEOUT,
-            self.docker.inspect_container(
-                container,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            ),
+            self.docker
+                .inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>),
         )
         .await?;
         Ok(inspect
@@ -564,9 +484,6 @@ impl Runtime {
             .and_then(|n| n.ports)
             .and_then(|mut p| p.remove(&format!("{container_port}/tcp")))
             .flatten()
-            .and_then(|b| {
-                b.into_iter()
-                    .find_map(|b| b.host_port.and_then(|p| p.parse().ok()))
-            }))
+            .and_then(|b| b.into_iter().find_map(|b| b.host_port.and_then(|p| p.parse().ok()))))
     }
 }

@@ -242,12 +242,11 @@ pub fn parse_specs(yaml: &str) -> Result<Vec<PodSpec>, SpecError> {
     let mut specs: Vec<PodSpec> = Vec::new();
     for (i, document) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
         let index = i + 1;
-        let spec: Option<PodSpec> =
-            Option::deserialize(document).map_err(|e| SpecError::Syntax {
-                document: index,
-                location: e.location().map(|l| (l.line(), l.column())),
-                message: e.to_string(),
-            })?;
+        let spec: Option<PodSpec> = Option::deserialize(document).map_err(|e| SpecError::Syntax {
+            document: index,
+            location: e.location().map(|l| (l.line(), l.column())),
+            message: e.to_string(),
+        })?;
         let Some(spec) = spec else { continue };
         spec.validate().map_err(|source| SpecError::Invalid {
             document: index,
@@ -283,9 +282,7 @@ fn check_dns_label(name: &str) -> Result<(), String> {
         ));
     }
     if name.starts_with('-') || name.ends_with('-') {
-        return Err(format!(
-            "{name:?} must start and end with a letter or digit"
-        ));
+        return Err(format!("{name:?} must start and end with a letter or digit"));
     }
     Ok(())
 }
@@ -298,6 +295,11 @@ fn check_host(host: &str) -> Result<(), String> {
         return Err(format!(
             "is {} characters long; a host name has at most 253",
             host.len()
+        ));
+    }
+    if host == "invalid" || host.ends_with(".invalid") {
+        return Err(format!(
+            "{host:?}: the .invalid domain is reserved (RFC 2606) and used by the ingress's own probes"
         ));
     }
     for label in host.split('.') {
@@ -322,8 +324,7 @@ fn check_host(host: &str) -> Result<(), String> {
 }
 
 fn check_env_key(key: &str) -> Result<(), String> {
-    static KEY: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex"));
+    static KEY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex"));
     if KEY.is_match(key) {
         Ok(())
     } else {
@@ -369,19 +370,15 @@ mod tests {
 
     fn invalid_fields(yaml: &str) -> Vec<String> {
         match parse_specs(yaml) {
-            Err(SpecError::Invalid { source, .. }) => {
-                source.problems.into_iter().map(|p| p.field).collect()
-            }
+            Err(SpecError::Invalid { source, .. }) => source.problems.into_iter().map(|p| p.field).collect(),
             other => panic!("expected a validation error, got {other:?}"),
         }
     }
 
     #[test]
     fn seed_shape_parses_with_defaults() {
-        let spec = parse_one(
-            "name: myapp\nimage: myapp-image:latest\nreplicas: 3\naccess: {host: myapp.local}\n",
-        )
-        .expect("valid");
+        let spec = parse_one("name: myapp\nimage: myapp-image:latest\nreplicas: 3\naccess: {host: myapp.local}\n")
+            .expect("valid");
         assert_eq!(spec.name, "myapp");
         assert_eq!(spec.replicas, 3);
         assert_eq!(spec.port, 80);
@@ -394,9 +391,7 @@ mod tests {
     #[test]
     fn zero_replicas_is_allowed() {
         assert_eq!(
-            parse_one("name: a\nimage: b\nreplicas: 0\n")
-                .expect("valid")
-                .replicas,
+            parse_one("name: a\nimage: b\nreplicas: 0\n").expect("valid").replicas,
             0
         );
     }
@@ -437,9 +432,7 @@ mod tests {
     fn broken_yaml_reports_document_line_and_column() {
         let err = parse_specs("name: a\nimage: b\n---\nname: c\nimage: [d\n").expect_err("broken");
         match err {
-            SpecError::Syntax {
-                document, location, ..
-            } => {
+            SpecError::Syntax { document, location, .. } => {
                 assert_eq!(document, 2);
                 assert!(location.is_some());
             }
@@ -461,10 +454,7 @@ mod tests {
             parse_specs("name: a\nimage: b\nport: 70000\n"),
             Err(SpecError::Syntax { .. })
         ));
-        assert!(matches!(
-            parse_specs("- a\n- b\n"),
-            Err(SpecError::Syntax { .. })
-        ));
+        assert!(matches!(parse_specs("- a\n- b\n"), Err(SpecError::Syntax { .. })));
     }
 
     #[test]
@@ -476,10 +466,7 @@ mod tests {
     #[test]
     fn duplicate_names_are_rejected() {
         let err = parse_specs("name: a\nimage: b\n---\nname: a\nimage: c\n").expect_err("dup");
-        assert!(
-            matches!(err, SpecError::Duplicate { document: 2, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, SpecError::Duplicate { document: 2, .. }), "{err:?}");
     }
 
     #[test]
@@ -521,20 +508,15 @@ mod tests {
             "аpple.com", // Cyrillic a
             "a_b.com",
             "A.COM",
+            "dubernetes-probe.invalid",
             &format!("{}.com", "a".repeat(64)),
             &vec!["a"; 130].join("."),
         ] {
-            let err = PodSpec::new("p", "img")
-                .with_host(host)
-                .validate()
-                .expect_err(host);
+            let err = PodSpec::new("p", "img").with_host(host).validate().expect_err(host);
             assert_eq!(err.problems[0].field, "access.host", "{host:?}");
         }
         for host in ["a", "myapp.local", "x-1.example.com", "1.2.3.4"] {
-            PodSpec::new("p", "img")
-                .with_host(host)
-                .validate()
-                .expect(host);
+            PodSpec::new("p", "img").with_host(host).validate().expect(host);
         }
     }
 
@@ -574,19 +556,10 @@ mod tests {
             .validate()
             .expect_err("too many");
         assert_eq!(err.problems[0].field, "replicas");
-        let err = PodSpec::new("p", "i")
-            .with_port(0)
-            .validate()
-            .expect_err("port 0");
+        let err = PodSpec::new("p", "i").with_port(0).validate().expect_err("port 0");
         assert_eq!(err.problems[0].field, "port");
-        assert_eq!(
-            invalid_fields("name: p\nimage: i\nenv: {1A: x}\n"),
-            ["env.1A"]
-        );
-        assert_eq!(
-            invalid_fields("name: p\nimage: i\nenv: {\"A=B\": x}\n"),
-            ["env.A=B"]
-        );
+        assert_eq!(invalid_fields("name: p\nimage: i\nenv: {1A: x}\n"), ["env.1A"]);
+        assert_eq!(invalid_fields("name: p\nimage: i\nenv: {\"A=B\": x}\n"), ["env.A=B"]);
     }
 
     #[test]
@@ -602,15 +575,9 @@ mod tests {
         let a = PodSpec::new("p", "img:1");
         let scaled = a.clone().with_replicas(7).with_host("x.local");
         assert_eq!(a.revision_hash(), scaled.revision_hash());
-        assert_ne!(
-            a.revision_hash(),
-            PodSpec::new("p", "img:2").revision_hash()
-        );
+        assert_ne!(a.revision_hash(), PodSpec::new("p", "img:2").revision_hash());
         assert_ne!(a.revision_hash(), a.clone().with_port(8080).revision_hash());
-        assert_ne!(
-            a.revision_hash(),
-            a.clone().with_env("K", "v").revision_hash()
-        );
+        assert_ne!(a.revision_hash(), a.clone().with_env("K", "v").revision_hash());
         assert_eq!(a.revision_hash().len(), 12);
     }
 

@@ -8,9 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::error::{Error, Result};
 use crate::spec::PodSpec;
@@ -127,8 +125,7 @@ impl Store {
 
     /// Creates or updates a pod in one statement (atomic, no read-modify-write race).
     pub(crate) async fn upsert(&self, spec: &PodSpec) -> Result<(StoredPod, ApplyOutcome)> {
-        let json = serde_json::to_string(spec)
-            .map_err(|e| Error::Conflict(format!("cannot encode spec: {e}")))?;
+        let json = serde_json::to_string(spec).map_err(|e| Error::Conflict(format!("cannot encode spec: {e}")))?;
         let now = now_ms();
         let row = sqlx::query(
             "INSERT INTO pods (name, spec, generation, created_at, updated_at) VALUES (?1, ?2, 1, ?3, ?3)
@@ -155,20 +152,17 @@ impl Store {
     }
 
     pub(crate) async fn get(&self, name: &str) -> Result<Option<StoredPod>> {
-        let row = sqlx::query(
-            "SELECT spec, generation, created_at, updated_at FROM pods WHERE name = ?1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query("SELECT spec, generation, created_at, updated_at FROM pods WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| decode(&r)).transpose()
     }
 
     pub(crate) async fn list(&self) -> Result<Vec<StoredPod>> {
-        let rows =
-            sqlx::query("SELECT spec, generation, created_at, updated_at FROM pods ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query("SELECT spec, generation, created_at, updated_at FROM pods ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(decode).collect()
     }
 
@@ -188,22 +182,17 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    pub(crate) async fn record_event(
-        &self,
-        pod: &str,
-        kind: &str,
-        reason: &str,
-        message: &str,
-    ) -> Result<()> {
-        let id: i64 = sqlx::query("INSERT INTO events (pod, at, kind, reason, message) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id")
-            .bind(pod)
-            .bind(now_ms())
-            .bind(kind)
-            .bind(reason)
-            .bind(message)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("id")?;
+    pub(crate) async fn record_event(&self, pod: &str, kind: &str, reason: &str, message: &str) -> Result<()> {
+        let id: i64 =
+            sqlx::query("INSERT INTO events (pod, at, kind, reason, message) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id")
+                .bind(pod)
+                .bind(now_ms())
+                .bind(kind)
+                .bind(reason)
+                .bind(message)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("id")?;
         if id % 100 == 0 {
             sqlx::query("DELETE FROM events WHERE id <= ?1")
                 .bind(id - MAX_EVENTS)
@@ -244,8 +233,7 @@ impl Store {
 
 fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPod> {
     let spec: String = row.try_get("spec")?;
-    let spec: PodSpec =
-        serde_json::from_str(&spec).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?;
+    let spec: PodSpec = serde_json::from_str(&spec).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?;
     Ok(StoredPod {
         spec,
         generation: row.try_get("generation")?,
@@ -267,10 +255,7 @@ mod tests {
         assert_eq!((pod.generation, outcome), (1, ApplyOutcome::Created));
         let (pod, outcome) = store.upsert(&spec).await.expect("same");
         assert_eq!((pod.generation, outcome), (1, ApplyOutcome::Unchanged));
-        let (pod, outcome) = store
-            .upsert(&spec.clone().with_replicas(3))
-            .await
-            .expect("change");
+        let (pod, outcome) = store.upsert(&spec.clone().with_replicas(3)).await.expect("change");
         assert_eq!((pod.generation, outcome), (2, ApplyOutcome::Configured));
         assert_eq!(pod.spec.replicas, 3);
         drop(store);

@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use dubernetes_core::{ApplyOutcome, Dubernetes, Error, FieldError, PodSpec};
+use dubernetes_core::{ApplyOutcome, Dubernetes, Error, FieldError, PodSpec, SpecError};
 use serde::{Deserialize, Serialize};
 
 /// Largest request body accepted.
@@ -48,21 +48,19 @@ impl From<Error> for ApiError {
                 fields: v.problems,
                 ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec", message)
             },
+            Error::Spec(SpecError::Invalid { source, .. }) => ApiError {
+                fields: source.problems,
+                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec", message)
+            },
             Error::Spec(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_spec", message),
             Error::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
-            Error::Limit(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", message)
+            Error::Limit(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", message),
+            Error::Docker { .. } | Error::DockerTimeout(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable", message)
             }
-            Error::Docker { .. } | Error::DockerTimeout(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "engine_unavailable",
-                message,
-            ),
             Error::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),
-            Error::ShuttingDown => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
-            }
+            Error::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }
@@ -112,10 +110,7 @@ pub fn router(orchestrator: Dubernetes) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/version", get(version))
         .route("/v1/pods", get(list_pods).post(post_pod))
-        .route(
-            "/v1/pods/{name}",
-            get(get_pod).put(put_pod).delete(delete_pod),
-        )
+        .route("/v1/pods/{name}", get(get_pod).put(put_pod).delete(delete_pod))
         .route("/v1/events", get(events))
         .route("/v1/ingress", get(ingress))
         .fallback(|| async {
@@ -150,25 +145,16 @@ async fn list_pods(State(o): State<Dubernetes>) -> Result<impl IntoResponse, Api
     Ok(axum::Json(o.list().await?))
 }
 
-async fn get_pod(
-    State(o): State<Dubernetes>,
-    Path(name): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn get_pod(State(o): State<Dubernetes>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(o.get(&name).await?))
 }
 
-async fn delete_pod(
-    State(o): State<Dubernetes>,
-    Path(name): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn delete_pod(State(o): State<Dubernetes>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
     o.delete(&name).await?;
     Ok(axum::Json(serde_json::json!({"deleted": name})))
 }
 
-async fn events(
-    State(o): State<Dubernetes>,
-    Query(q): Query<EventParams>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn events(State(o): State<Dubernetes>, Query(q): Query<EventParams>) -> Result<impl IntoResponse, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
     Ok(axum::Json(o.events(q.pod.as_deref(), limit).await?))
 }
@@ -179,12 +165,7 @@ fn decode_spec(headers: &HeaderMap, body: &Bytes) -> Result<PodSpec, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if body.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -208,8 +189,7 @@ fn decode_spec(headers: &HeaderMap, body: &Bytes) -> Result<PodSpec, ApiError> {
             )
         }),
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
-            let mut specs =
-                dubernetes_core::parse_specs(text).map_err(|e| ApiError::from(Error::Spec(e)))?;
+            let mut specs = dubernetes_core::parse_specs(text).map_err(|e| ApiError::from(Error::Spec(e)))?;
             if specs.len() != 1 {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -222,9 +202,7 @@ fn decode_spec(headers: &HeaderMap, body: &Bytes) -> Result<PodSpec, ApiError> {
         _ => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            format!(
-                "content type {content_type:?} is not supported; send application/json or application/yaml"
-            ),
+            format!("content type {content_type:?} is not supported; send application/json or application/yaml"),
         )),
     }
 }

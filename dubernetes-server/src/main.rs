@@ -83,14 +83,12 @@ async fn main() -> anyhow::Result<()> {
                 config.data_dir.display()
             )
         })?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "binding the API to {} (in use? pick another with --listen)",
-                config.listen
-            )
-        })?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "binding the API to {} (in use? pick another with --listen)",
+            config.listen
+        )
+    })?;
     tracing::info!(
         api = %listener.local_addr()?,
         instance = %config.instance,

@@ -1,1 +1,377 @@
+//! Test harness: runs the real `dubernetes-server` and `dubectl` binaries
+//! against the real Docker engine, each test in its own instance (network,
+//! container names, labels), data dir and ports, and removes everything the
+//! instance made when the test ends, passed or failed.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use std::collections::HashMap;
+
+/// The demo image, v1 and v2 (same app, reports `Version: v2`).
+pub const WHOAMI_V1: &str = "dubernetes/whoami:v1";
+/// See [`WHOAMI_V1`].
+pub const WHOAMI_V2: &str = "dubernetes/whoami:v2";
+/// The locally built nginx ingress image.
+pub const NGINX_LOCAL: &str = "dubernetes/nginx:local";
+
+/// Connects to the engine or fails the test with a message that says what to do.
+pub async fn docker() -> Docker {
+    let docker = Docker::connect_with_defaults().unwrap_or_else(|e| {
+        panic!("cannot connect to the Docker engine ({e}); these tests need a running Docker engine")
+    });
+    let docker = docker
+        .negotiate_version()
+        .await
+        .unwrap_or_else(|e| panic!("the Docker engine does not answer ({e}); start it (e.g. `service docker start`)"));
+    for image in [WHOAMI_V1, WHOAMI_V2, NGINX_LOCAL] {
+        if docker.inspect_image(image).await.is_err() {
+            panic!("image {image} is missing; build the test images with scripts/build-images.sh");
+        }
+    }
+    docker
+}
+
+/// A unique instance name for a test: a DNS label.
+pub fn instance_name(test: &str) -> String {
+    let suffix: String = format!("{:x}", rand_u32());
+    let mut name = format!("t-{test}-{suffix}");
+    name.truncate(40);
+    name.trim_end_matches('-').to_string()
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    t ^ std::process::id().rotate_left(16)
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Path of a workspace binary, built by `cargo build --workspace --bins`.
+pub fn binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing; build the binaries first with `cargo build --workspace --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` until it returns `Some`, or fails the test at the deadline.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Removes every container and the network of an instance.
+pub async fn purge_instance(docker: &Docker, instance: &str) {
+    let filters = HashMap::from([("label", vec![format!("io.dubernetes.instance={instance}")])]);
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    if let Ok(containers) = docker.list_containers(Some(options)).await {
+        for c in containers {
+            if let Some(id) = c.id {
+                let _ = docker
+                    .remove_container(
+                        &id,
+                        Some(RemoveContainerOptionsBuilder::new().force(true).v(true).build()),
+                    )
+                    .await;
+            }
+        }
+    }
+    let _ = docker.remove_network(&format!("dub-{instance}")).await;
+}
+
+/// Containers of an instance (optionally one pod) as (id, state, image).
+pub async fn containers(docker: &Docker, instance: &str, pod: Option<&str>) -> Vec<(String, String, String)> {
+    let mut labels = vec![
+        format!("io.dubernetes.instance={instance}"),
+        "io.dubernetes.role=replica".to_string(),
+    ];
+    if let Some(pod) = pod {
+        labels.push(format!("io.dubernetes.pod={pod}"));
+    }
+    let filters = HashMap::from([("label", labels)]);
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    let list = docker.list_containers(Some(options)).await.expect("list containers");
+    let mut out: Vec<_> = list
+        .into_iter()
+        .map(|c| {
+            (
+                c.id.unwrap_or_default(),
+                c.state.map(|s| s.to_string()).unwrap_or_default(),
+                c.image.unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A real `dubernetes-server` process in its own instance.
+pub struct TestServer {
+    /// Instance name.
+    pub instance: String,
+    /// API base URL.
+    pub url: String,
+    /// Data dir (kept across restarts of the same TestServer).
+    pub data_dir: tempfile::TempDir,
+    api_port: u16,
+    child: Option<Child>,
+    /// HTTP client for the API and the ingress.
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    /// Starts a server for a new instance and waits until its API answers.
+    pub async fn start(test: &str) -> TestServer {
+        let _ = docker().await;
+        let instance = instance_name(test);
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let api_port = free_port();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let mut server = TestServer {
+            url: format!("http://127.0.0.1:{api_port}"),
+            instance,
+            data_dir,
+            api_port,
+            child: None,
+            http,
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join("server.log"))
+            .expect("log file");
+        let child = Command::new(binary("dubernetes-server"))
+            .args(["--listen", &format!("127.0.0.1:{}", self.api_port)])
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(["--instance", &self.instance])
+            .args(["--ingress-listen", "127.0.0.1:0"])
+            .args(["--ingress-image", NGINX_LOCAL])
+            .args(["--stop-grace-seconds", "2"])
+            .env("RUST_LOG", "info,dubernetes_core=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn dubernetes-server");
+        self.child = Some(child);
+        let url = format!("{}/healthz", self.url);
+        let http = self.http.clone();
+        wait_for("the server's API", Duration::from_secs(30), || {
+            let (url, http) = (url.clone(), http.clone());
+            async move {
+                http.get(url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+    }
+
+    /// Stops the server with SIGTERM (graceful) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server with SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same instance, data dir and port.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    /// Starts the server again after a stop or kill.
+    pub async fn start_again(&mut self) {
+        self.spawn().await;
+    }
+
+    /// Runs `dubectl` against this server.
+    pub fn dubectl(&self, args: &[&str]) -> Output {
+        Command::new(binary("dubectl"))
+            .args(args)
+            .env("DUBERNETES_SERVER", &self.url)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run dubectl")
+    }
+
+    /// Runs `dubectl` with stdin.
+    pub fn dubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(binary("dubectl"))
+            .args(args)
+            .env("DUBERNETES_SERVER", &self.url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run dubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("dubectl output")
+    }
+
+    /// `GET path` on the API, as JSON.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.http.get(format!("{}{path}", self.url)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Applies a YAML spec through `PUT /v1/pods/{name}`.
+    pub async fn put_yaml(&self, name: &str, yaml: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .put(format!("{}/v1/pods/{name}", self.url))
+            .header("content-type", "application/yaml")
+            .body(yaml.to_string())
+            .send()
+            .await
+            .expect("PUT");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The ingress's host port, once it runs.
+    pub async fn ingress_port(&self) -> u16 {
+        wait_for("the ingress port", Duration::from_secs(60), || async {
+            let (_, body) = self.get_json("/v1/ingress").await;
+            body["port"].as_u64().map(|p| p as u16)
+        })
+        .await
+    }
+
+    /// One request through the ingress with a Host header: (status, body).
+    pub async fn via_ingress(&self, host: &str) -> Result<(u16, String), String> {
+        let port = self.ingress_port().await;
+        let response = self
+            .http
+            .get(format!("http://127.0.0.1:{port}/"))
+            .header("host", host)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await.map_err(|e| e.to_string())?))
+    }
+
+    /// Waits until the pod is fully rolled out (per the API).
+    pub async fn wait_converged(&self, name: &str, timeout: Duration) -> serde_json::Value {
+        wait_for(&format!("pod {name} to converge"), timeout, || async {
+            let (status, pod) = self.get_json(&format!("/v1/pods/{name}")).await;
+            let s = &pod["status"];
+            let converged = status == 200
+                && s["observed_generation"] == pod["generation"]
+                && s["ready_replicas"] == s["desired_replicas"]
+                && s["updated_replicas"] == s["desired_replicas"]
+                && s["current_replicas"] == s["desired_replicas"];
+            converged.then_some(pod)
+        })
+        .await
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("---- server log of instance {} (last lines) ----", self.instance);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        let instance = self.instance.clone();
+        // Drop may run inside a runtime: clean up on a thread with its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(async {
+                    if let Ok(docker) = Docker::connect_with_defaults() {
+                        purge_instance(&docker, &instance).await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// Text of a command's stdout.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Text of a command's stderr.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: installs what is missing,
+# builds the local images (no registry needed), builds the binaries, then runs
+# formatting, lint, unit, doc and integration tests against the real engine.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { echo "test.sh: $*" >&2; }
+
+command -v docker >/dev/null || { log "docker is not installed: install Docker Engine (apt-get install docker.io) and start it"; exit 1; }
+docker info >/dev/null 2>&1 || { log "the Docker engine does not answer: start it (e.g. 'service docker start') or set DOCKER_HOST"; exit 1; }
+
+scripts/build-images.sh >/dev/null
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo build (binaries the integration tests run)"
+cargo build --workspace --bins --examples --locked
+log "cargo test"
+cargo test --workspace --locked -- --test-threads="${DUBERNETES_TEST_THREADS:-4}"
+log "embedding example"
+cargo run --locked -p dubernetes-core --example embed
