@@ -118,8 +118,65 @@ impl Client {
         self.send(request).await
     }
 
+    pub async fn history(&self, name: &str) -> anyhow::Result<Vec<dubernetes_core::Revision>> {
+        self.send(self.http.get(format!("{}/v1/pods/{name}/revisions", self.base)))
+            .await
+    }
+
+    pub async fn undo(&self, name: &str, to_revision: Option<i64>) -> anyhow::Result<Pod> {
+        let body = serde_json::json!({ "to_revision": to_revision });
+        let response: serde_json::Value = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/pods/{name}/rollback", self.base))
+                    .json(&body),
+            )
+            .await?;
+        serde_json::from_value(response["pod"].clone()).context("unexpected answer to a rollback")
+    }
+
     pub async fn version(&self) -> anyhow::Result<serde_json::Value> {
         self.send(self.http.get(format!("{}/v1/version", self.base))).await
+    }
+
+    /// Waits for the pod's latest revision to roll out; fails when it is rolled back or failed.
+    pub async fn wait_rollout(&self, name: &str, timeout: Duration) -> anyhow::Result<Pod> {
+        let start = self.get(name).await?;
+        let watched = start.status.revision_number;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            let pod = self.get(name).await?;
+            let s = &pod.status;
+            let line = format!(
+                "revision {}: {}/{} ready, {} up to date, {}",
+                s.revision_number, s.ready_replicas, s.desired_replicas, s.updated_replicas, s.phase
+            );
+            if line != last {
+                eprintln!("{line}");
+                last = line;
+            }
+            let progressing = s.conditions.iter().find(|c| c.kind == "Progressing");
+            if s.revision_number != watched || progressing.is_some_and(|c| !c.status) {
+                bail!(
+                    "rollout of revision {watched} failed: {}",
+                    s.message
+                        .clone()
+                        .unwrap_or_else(|| "see `dubectl rollout history`".into())
+                );
+            }
+            if pod.is_converged() && progressing.is_some_and(|c| c.reason == "RolloutComplete") {
+                return Ok(pod);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "rollout of revision {watched} not done after {timeout:?}: {}/{} ready",
+                    s.ready_replicas,
+                    s.desired_replicas
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Polls the pod until it is fully rolled out; prints progress lines when it changes.

@@ -91,6 +91,9 @@ enum Command {
         #[arg(long)]
         replicas: u32,
     },
+    /// Manage rollouts: status, history, undo.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Show recent events, of one pod or all.
     Events {
         /// Only this pod.
@@ -98,6 +101,34 @@ enum Command {
     },
     /// Show client and server versions.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum RolloutCommand {
+    /// Wait for a pod's rollout to finish; exit non-zero if it fails or times out.
+    #[command(after_help = "Example:\n  dubectl rollout status whoami --timeout 2m")]
+    Status {
+        /// The pod's name.
+        name: String,
+        /// How long to wait.
+        #[arg(long, default_value = "300s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// List a pod's revisions.
+    #[command(after_help = "Example:\n  dubectl rollout history whoami")]
+    History {
+        /// The pod's name.
+        name: String,
+    },
+    /// Go back to an earlier revision (by default the previous one).
+    #[command(after_help = "Examples:\n  dubectl rollout undo whoami\n  dubectl rollout undo whoami --to-revision 2")]
+    Undo {
+        /// The pod's name.
+        name: String,
+        /// The revision to go back to.
+        #[arg(long)]
+        to_revision: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -216,6 +247,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pod.spec.replicas = replicas;
             client.apply(&pod.spec, false).await?;
             println!("pod/{name} scaled");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollout(RolloutCommand::Status { name, timeout }) => {
+            let pod = client.wait_rollout(&name, timeout).await?;
+            println!(
+                "pod/{name} successfully rolled out (revision {})",
+                pod.status.revision_number
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollout(RolloutCommand::History { name }) => {
+            output::print_history(&client.history(&name).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollout(RolloutCommand::Undo { name, to_revision }) => {
+            let pod = client.undo(&name, to_revision).await?;
+            println!(
+                "pod/{name} rolled back (now revision {}, image {})",
+                pod.status.revision_number, pod.spec.image
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Events { name } => {

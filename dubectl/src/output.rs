@@ -87,3 +87,22 @@ pub fn print_events(events: &[Event]) {
     }
     table(&rows);
 }
+
+pub fn print_history(revisions: &[dubernetes_core::Revision]) {
+    let mut rows = vec![
+        ["REVISION", "AGE", "OUTCOME", "IMAGE", "REASON", "MESSAGE"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for r in revisions {
+        rows.push(vec![
+            r.number.to_string(),
+            age(r.created_at),
+            r.outcome.clone(),
+            r.spec.image.clone(),
+            r.reason.clone().unwrap_or_default(),
+            r.message.clone().unwrap_or_default().replace('\n', " "),
+        ]);
+    }
+    table(&rows);
+}

@@ -19,12 +19,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
+use crate::health::{Health, Target};
 use crate::ingress::{Ingress, Route};
 use crate::plan::{Action, Desired, RemoveReason, plan};
 use crate::runtime::{
     ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_PORT, LABEL_REVISION, LABEL_ROLE, Observed, ReplicaTemplate,
     Runtime,
 };
+use crate::spec::PodSpec;
 use crate::store::{Store, StoredPod};
 
 /// A change the controller made or saw, for watchers.
@@ -86,6 +88,8 @@ pub(crate) struct ControllerSettings {
     pub stop_grace: Duration,
     pub engine_concurrency: usize,
     pub backoff: BackoffSettings,
+    /// Pause between taking a replica out of the ingress and stopping it.
+    pub drain: Duration,
 }
 
 pub(crate) struct Context {
@@ -102,6 +106,19 @@ pub(crate) struct Context {
     engine_slots: Semaphore,
     ingress_wake: Notify,
     ingress_error: StdMutex<Option<String>>,
+    health: Health,
+    ingress_sync: tokio::sync::Mutex<()>,
+    rollouts: StdMutex<HashMap<String, Rollout>>,
+    last_routes: StdMutex<HashMap<String, Vec<String>>>,
+}
+
+/// A rollout in progress, for its progress deadline.
+#[derive(Debug, Clone)]
+struct Rollout {
+    number: i64,
+    last_progress: Instant,
+    best_ready: usize,
+    deadline: Duration,
 }
 
 fn lock<T>(m: &StdMutex<T>) -> MutexGuard<'_, T> {
@@ -131,6 +148,10 @@ impl Context {
             workers: StdMutex::new(HashMap::new()),
             ingress_wake: Notify::new(),
             ingress_error: StdMutex::new(None),
+            health: Health::default(),
+            ingress_sync: tokio::sync::Mutex::new(()),
+            rollouts: StdMutex::new(HashMap::new()),
+            last_routes: StdMutex::new(HashMap::new()),
         })
     }
 
@@ -228,19 +249,17 @@ impl Context {
     async fn reconcile(self: &Arc<Self>, pod: &str) -> Result<Next> {
         tracing::debug!(pod, "reconcile");
         let stored = self.store.get(pod).await?;
-        let observed: Vec<Observed> = self
+        let mut observed: Vec<Observed> = self
             .runtime
             .list(&self.settings.instance, &self.settings.network, Some(pod))
             .await?
             .into_iter()
             .filter(|c| c.role == "replica")
             .collect();
-        let desired = stored.as_ref().map(|p| Desired {
-            replicas: p.spec.replicas,
-            revision: p.spec.revision_hash(),
-        });
-        let actions = plan(desired.as_ref(), &observed);
         let Some(stored) = stored else {
+            self.health.forget_pod(pod);
+            lock(&self.rollouts).remove(pod);
+            let actions = plan(None, &observed);
             if actions.is_empty() {
                 return Ok(Next::Gone);
             }
@@ -248,6 +267,33 @@ impl Context {
             self.notify(Change::Pod { name: pod.to_string() });
             return Ok(Next::Requeue(Duration::ZERO));
         };
+        let spec = &stored.spec;
+        self.sync_probes(pod, spec, &observed);
+        let routed = self.ingress.routed().await;
+        for c in &mut observed {
+            c.ready = self.is_serving(c, spec) && (spec.host().is_none() || routed.contains(&c.id));
+        }
+        let strategy = spec.update_strategy();
+        let revision = spec.revision_hash();
+        let desired = Desired {
+            replicas: spec.replicas,
+            revision: revision.clone(),
+            max_surge: strategy.max_surge,
+            max_unavailable: strategy.max_unavailable,
+        };
+        let actions = plan(Some(&desired), &observed);
+        let ready_new = observed
+            .iter()
+            .filter(|c| c.ready && c.revision.as_deref() == Some(&revision))
+            .count();
+        let converged = actions.is_empty()
+            && ready_new == spec.replicas as usize
+            && observed
+                .iter()
+                .all(|c| c.revision.as_deref() == Some(&revision) || !c.state.is_live());
+        if let Some(next) = self.track_rollout(&stored, &observed, ready_new, converged).await? {
+            return Ok(next);
+        }
         if actions.is_empty() {
             let changed = {
                 let mut status = lock(&self.status);
@@ -256,18 +302,180 @@ impl Context {
                 s.observed_generation = stored.generation;
                 if s.next_allowed.is_none_or(|t| t <= Instant::now()) {
                     s.reason = None;
+                    s.message = None;
                 }
-                s.message = None;
                 changed
             };
             if changed {
                 self.notify(Change::Pod { name: pod.to_string() });
             }
-            return Ok(Next::Done);
+            // A rollout in progress is re-checked at its deadline even without events.
+            return Ok(match self.rollout_deadline(pod) {
+                Some(at) => Next::Requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(50)),
+                None => Next::Done,
+            });
         }
         let next = self.execute(pod, Some(&stored), &observed, actions).await?;
         self.notify(Change::Pod { name: pod.to_string() });
         Ok(next)
+    }
+
+    /// The readiness-check state of a replica, if its pod has a check.
+    pub(crate) fn health_state(&self, id: &str) -> Option<crate::health::ProbeState> {
+        self.health.state(id)
+    }
+
+    /// Running, on the network, not draining, and passing its check (if the pod has one).
+    pub(crate) fn is_serving(&self, c: &Observed, spec: &PodSpec) -> bool {
+        c.state == ContainerState::Running
+            && c.ip.is_some()
+            && !self.is_draining(&c.id)
+            && (spec.health.is_none() || self.health.state(&c.id).is_some_and(|h| h.ready))
+    }
+
+    fn sync_probes(self: &Arc<Self>, pod: &str, spec: &PodSpec, observed: &[Observed]) {
+        let targets: Vec<Target> = observed
+            .iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .filter_map(|c| {
+                Some(Target {
+                    id: c.id.clone(),
+                    ip: c.ip.as_deref()?.parse().ok()?,
+                    port: c.labels.get(LABEL_PORT)?.parse().ok()?,
+                })
+            })
+            .collect();
+        let ctx = Arc::clone(self);
+        let pod_name = pod.to_string();
+        let on_change: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            ctx.wake(&pod_name);
+            ctx.wake_ingress();
+        });
+        let host = spec.host().unwrap_or("localhost");
+        self.health.sync(
+            pod,
+            spec.health.as_ref(),
+            host,
+            &targets,
+            &self.tasks,
+            &self.shutdown,
+            on_change,
+        );
+    }
+
+    /// The deadline of the pod's rollout in progress, if any.
+    fn rollout_deadline(&self, pod: &str) -> Option<Instant> {
+        lock(&self.rollouts).get(pod).map(|r| r.last_progress + r.deadline)
+    }
+
+    /// Rollout bookkeeping: completes the current revision once it is fully
+    /// rolled out, and fails it (rolling back) when it made no progress for its
+    /// deadline. Returns `Some` when the reconcile should stop here.
+    async fn track_rollout(
+        self: &Arc<Self>,
+        stored: &StoredPod,
+        observed: &[Observed],
+        ready_new: usize,
+        converged: bool,
+    ) -> Result<Option<Next>> {
+        let pod = stored.spec.name.as_str();
+        if stored.rollout.outcome != "progressing" {
+            lock(&self.rollouts).remove(pod);
+            return Ok(None);
+        }
+        let number = stored.rollout.number;
+        if converged {
+            lock(&self.rollouts).remove(pod);
+            if self.store.complete_revision(pod, number).await? {
+                self.event(
+                    pod,
+                    "Normal",
+                    "RolloutComplete",
+                    &format!("revision {number} is fully rolled out"),
+                )
+                .await;
+                self.notify(Change::Pod { name: pod.to_string() });
+            }
+            return Ok(None);
+        }
+        let deadline = stored.spec.update_strategy().progress_deadline;
+        let now = Instant::now();
+        let expired = {
+            let mut rollouts = lock(&self.rollouts);
+            let r = rollouts.entry(pod.to_string()).or_insert(Rollout {
+                number,
+                last_progress: now,
+                best_ready: ready_new,
+                deadline,
+            });
+            if r.number != number {
+                *r = Rollout {
+                    number,
+                    last_progress: now,
+                    best_ready: ready_new,
+                    deadline,
+                };
+            }
+            r.deadline = deadline;
+            if ready_new > r.best_ready {
+                r.best_ready = ready_new;
+                r.last_progress = now;
+            }
+            now.duration_since(r.last_progress) >= deadline
+        };
+        if !expired {
+            return Ok(None);
+        }
+        lock(&self.rollouts).remove(pod);
+        let cause = self.failure_cause(&stored.spec, observed);
+        let message = format!(
+            "revision {number} made no progress for {}: {ready_new} of {} new replicas ready; {cause}",
+            humantime::format_duration(deadline),
+            stored.spec.replicas
+        );
+        match self
+            .store
+            .fail_and_roll_back(pod, number, "ProgressDeadlineExceeded", &message)
+            .await?
+        {
+            Some(good) => {
+                self.event(
+                    pod,
+                    "Warning",
+                    "RolledBack",
+                    &format!("{message}; rolled back to revision {}", good.number),
+                )
+                .await;
+            }
+            None => {
+                self.event(
+                    pod,
+                    "Warning",
+                    "RolloutFailed",
+                    &format!("{message}; no earlier good revision to roll back to"),
+                )
+                .await;
+            }
+        }
+        self.notify(Change::Pod { name: pod.to_string() });
+        Ok(Some(Next::Requeue(Duration::ZERO)))
+    }
+
+    /// Why new replicas are not ready: the failing check or the last exit.
+    fn failure_cause(&self, spec: &PodSpec, observed: &[Observed]) -> String {
+        let revision = spec.revision_hash();
+        let check_error = observed
+            .iter()
+            .filter(|c| c.revision.as_deref() == Some(&revision))
+            .find_map(|c| self.health.state(&c.id).and_then(|h| h.last_error));
+        if let Some(e) = check_error {
+            return format!("readiness check failing: {e}");
+        }
+        let status = self.pod_status(&spec.name);
+        match status.last_exit_code {
+            Some(code) => format!("replicas exit with code {code} ({} restarts)", status.restarts),
+            None => "replicas did not become ready".to_string(),
+        }
     }
 
     async fn execute(
@@ -309,7 +517,7 @@ impl Context {
                 log_tail = self.runtime.log_tail(&last.id, 10).await.unwrap_or_default();
             }
             let now = Instant::now();
-            let backoff = self.settings.backoff;
+            let backoff = self.backoff_for(stored.map(|p| &p.spec));
             let (restarts, code, wait) = {
                 let mut status = lock(&self.status);
                 let s = status.entry(pod.to_string()).or_default();
@@ -440,7 +648,16 @@ impl Context {
             if let Err(e) = self.sync_ingress().await {
                 tracing::warn!(error = %e, "ingress sync before draining failed; stopping anyway");
             }
-            let grace = self.settings.stop_grace;
+            // Let nginx's old workers finish what they were sending to these replicas.
+            if !self.settings.drain.is_zero() {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(self.settings.drain) => {}
+                }
+            }
+            let grace = stored
+                .and_then(|p| p.spec.stop_grace_period)
+                .unwrap_or(self.settings.stop_grace);
             let stopped = join_all(
                 drains
                     .iter()
@@ -475,6 +692,17 @@ impl Context {
         })
     }
 
+    /// The server's back-off settings with the pod's overrides.
+    fn backoff_for(&self, spec: Option<&PodSpec>) -> BackoffSettings {
+        let mut b = self.settings.backoff;
+        if let Some(r) = spec.and_then(|s| s.restart.as_ref()) {
+            b.initial = r.initial_delay.unwrap_or(b.initial);
+            b.max = r.max_delay.unwrap_or(b.max);
+            b.reset_after = r.reset_after.unwrap_or(b.reset_after);
+        }
+        b
+    }
+
     async fn with_slot<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
         let _permit = self.engine_slots.acquire().await.map_err(|_| Error::ShuttingDown)?;
         call.await
@@ -494,6 +722,10 @@ impl Context {
             image: spec.image.clone(),
             port: spec.port,
             env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            command: spec.command.clone(),
+            args: spec.args.clone(),
+            memory: spec.memory_bytes(),
+            cpus: spec.resources.as_ref().and_then(|r| r.cpus),
             labels,
             network: self.settings.network.clone(),
         }
@@ -506,8 +738,12 @@ impl Context {
         }
     }
 
-    /// Computes the routes from the store and the engine and makes the ingress serve them.
-    pub(crate) async fn sync_ingress(&self) -> Result<()> {
+    /// Computes the routes from the store and the engine and makes the ingress
+    /// serve them. Serialized: routes are computed and applied under one lock,
+    /// so an older computation can never be applied after a newer one (which
+    /// could route to a replica that is being drained).
+    pub(crate) async fn sync_ingress(self: &Arc<Self>) -> Result<()> {
+        let _one_at_a_time = self.ingress_sync.lock().await;
         let pods = self.store.list().await?;
         let containers = self
             .runtime
@@ -519,19 +755,33 @@ impl Context {
         *lock(&self.ingress_error) = result.as_ref().err().map(ToString::to_string);
         if result? {
             self.notify(Change::Ingress);
+            // Pods whose routed replicas changed may now make progress (a rollout step).
+            let changed: Vec<String> = {
+                let mut last = lock(&self.last_routes);
+                let now: HashMap<String, Vec<String>> = routes.iter().map(|r| (r.pod.clone(), r.ids.clone())).collect();
+                let changed = now
+                    .iter()
+                    .filter(|(pod, ids)| last.get(*pod) != Some(*ids))
+                    .map(|(pod, _)| pod.clone())
+                    .collect();
+                *last = now;
+                changed
+            };
+            for pod in changed {
+                self.wake(&pod);
+            }
         }
         Ok(())
     }
 
     fn routes(&self, pods: &[StoredPod], containers: &[Observed]) -> Vec<Route> {
-        let draining = lock(&self.draining);
         pods.iter()
             .filter_map(|p| {
                 let host = p.spec.host()?;
                 let servers = containers
                     .iter()
                     .filter(|c| c.role == "replica" && c.pod.as_deref() == Some(p.spec.name.as_str()))
-                    .filter(|c| c.state == ContainerState::Running && !draining.contains(&c.id))
+                    .filter(|c| self.is_serving(c, &p.spec))
                     .filter_map(|c| {
                         let ip: IpAddr = c.ip.as_deref()?.parse().ok()?;
                         let port: u16 = c.labels.get(LABEL_PORT)?.parse().ok()?;
@@ -687,9 +937,12 @@ impl Context {
         }
         for p in &pods {
             let observed = by_pod.remove(p.spec.name.as_str()).unwrap_or_default();
+            let strategy = p.spec.update_strategy();
             let desired = Desired {
                 replicas: p.spec.replicas,
                 revision: p.spec.revision_hash(),
+                max_surge: strategy.max_surge,
+                max_unavailable: strategy.max_unavailable,
             };
             let converged = plan(Some(&desired), &observed).is_empty();
             if !converged || self.pod_status(&p.spec.name).observed_generation != p.generation {

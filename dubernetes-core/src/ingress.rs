@@ -332,28 +332,17 @@ impl Ingress {
 const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
 async fn probe(addr: SocketAddr) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let io = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream
-            .write_all(b"GET /.dubernetes/config-version HTTP/1.1\r\nHost: dubernetes-probe.invalid\r\nConnection: close\r\n\r\n")
-            .await?;
-        let mut answer = Vec::new();
-        stream.take(4096).read_to_end(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
-    };
-    let answer = tokio::time::timeout(Duration::from_secs(2), io)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "probe timed out"))??;
-    let text = String::from_utf8_lossy(&answer);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!(
-            "probe answered {:?}",
-            head.lines().next().unwrap_or("")
-        )));
+    match crate::probe::http_get(
+        addr,
+        "/.dubernetes/config-version",
+        "dubernetes-probe.invalid",
+        Duration::from_secs(2),
+    )
+    .await?
+    {
+        (200, body) => Ok(body.trim().to_string()),
+        (status, _) => Err(std::io::Error::other(format!("probe answered {status}"))),
     }
-    Ok(body.trim().to_string())
 }
 
 fn routed_ids(routes: &[Route]) -> HashSet<String> {

@@ -34,9 +34,11 @@
 
 mod controller;
 mod error;
+mod health;
 mod ingress;
 mod orchestrator;
 mod plan;
+mod probe;
 mod runtime;
 mod spec;
 mod store;
@@ -44,7 +46,10 @@ mod store;
 pub use controller::{BackoffSettings, Change};
 pub use error::{Error, Result};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
-pub use orchestrator::{Dubernetes, DubernetesBuilder, Pod, PodStatus, Replica};
+pub use orchestrator::{Condition, Dubernetes, DubernetesBuilder, Pod, PodStatus, Replica};
 pub use runtime::{ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
-pub use spec::{Access, FieldError, MAX_REPLICAS, PodSpec, SpecError, ValidationError, parse_specs};
-pub use store::{ApplyOutcome, Event};
+pub use spec::{
+    Access, FieldError, HealthCheck, MAX_REPLICAS, PodSpec, Resources, RestartBackoff, SpecError, UpdateStrategy,
+    ValidationError, parse_memory, parse_specs,
+};
+pub use store::{ApplyOutcome, Event, Revision, RolloutState};

@@ -15,10 +15,10 @@ use crate::error::{Error, Result};
 use crate::ingress::{Ingress, IngressSettings};
 use crate::runtime::{ContainerState, Observed, Runtime};
 use crate::spec::PodSpec;
-use crate::store::{ApplyOutcome, Event, Store, StoredPod};
+use crate::store::{ApplyOutcome, Event, Revision, Store, StoredPod};
 
 /// A pod: its spec, bookkeeping, and what the engine shows of it right now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Pod {
     /// The pod's name.
@@ -59,10 +59,29 @@ pub struct PodStatus {
     pub reason: Option<String>,
     /// What is wrong, for people.
     pub message: Option<String>,
+    /// The number of the latest revision (see [`Dubernetes::history`]).
+    pub revision_number: i64,
+    /// `Available` and `Progressing`, like a Kubernetes Deployment's.
+    pub conditions: Vec<Condition>,
     /// How many times replicas exited and were replaced.
     pub restarts: u32,
     /// Exit code of the last replica that exited.
     pub last_exit_code: Option<i64>,
+}
+
+/// One aspect of a pod's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Condition {
+    /// `Available` or `Progressing`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Whether the condition holds.
+    pub status: bool,
+    /// A CamelCase reason, e.g. `RolloutComplete` or `ProgressDeadlineExceeded`.
+    pub reason: String,
+    /// Details, for people.
+    pub message: String,
 }
 
 /// One container of a pod.
@@ -81,8 +100,10 @@ pub struct Replica {
     pub revision: String,
     /// Runs the current revision.
     pub up_to_date: bool,
-    /// Running and routed by the ingress.
+    /// Running, passing its readiness check, and routed by the ingress.
     pub ready: bool,
+    /// The last failure of its readiness check, if it is failing.
+    pub check_error: Option<String>,
     /// Address on the instance network.
     pub ip: Option<String>,
     /// Unix seconds.
@@ -100,6 +121,7 @@ pub struct DubernetesBuilder {
     engine_concurrency: usize,
     backoff: BackoffSettings,
     max_pods: u32,
+    drain: Duration,
 }
 
 impl Default for DubernetesBuilder {
@@ -113,6 +135,7 @@ impl Default for DubernetesBuilder {
             engine_concurrency: 16,
             backoff: BackoffSettings::default(),
             max_pods: 1000,
+            drain: Duration::from_secs(1),
         }
     }
 }
@@ -152,6 +175,13 @@ impl DubernetesBuilder {
     /// How long a replica gets between SIGTERM and SIGKILL (default 10 s).
     pub fn stop_grace_period(mut self, grace: Duration) -> Self {
         self.stop_grace = grace;
+        self
+    }
+
+    /// How long a replica taken out of the ingress keeps running before it is
+    /// stopped, so requests nginx already sent it can finish (default 1 s).
+    pub fn drain_period(mut self, drain: Duration) -> Self {
+        self.drain = drain;
         self
     }
 
@@ -195,6 +225,7 @@ impl DubernetesBuilder {
             stop_grace: self.stop_grace,
             engine_concurrency: self.engine_concurrency,
             backoff: self.backoff,
+            drain: self.drain,
         };
         let ctx = Context::new(settings, store, runtime, ingress);
         ctx.start();
@@ -336,6 +367,42 @@ impl Dubernetes {
         Ok(())
     }
 
+    /// The revisions of a pod, oldest first.
+    pub async fn history(&self, name: &str) -> Result<Vec<Revision>> {
+        if self.ctx.store.get(name).await?.is_none() {
+            return Err(Error::NotFound(name.to_string()));
+        }
+        self.ctx.store.revisions(name).await
+    }
+
+    /// Rolls a pod's containers back to an earlier revision: `to` names it,
+    /// or by default the latest revision before the current one that ran
+    /// something else. Replicas, host and policies stay as they are; the
+    /// undo itself is a new revision.
+    pub async fn undo(&self, name: &str, to: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
+        let stored = self
+            .ctx
+            .store
+            .get(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let revisions = self.ctx.store.revisions(name).await?;
+        let current = stored.spec.revision_hash();
+        let target = match to {
+            Some(n) => revisions.iter().find(|r| r.number == n).ok_or_else(|| {
+                Error::Conflict(format!(
+                    "to_revision: pod {name} has no revision {n}; `dubectl rollout history {name}` lists them"
+                ))
+            })?,
+            None => revisions
+                .iter()
+                .rev()
+                .find(|r| r.hash != current)
+                .ok_or_else(|| Error::Conflict(format!("pod {name} has no earlier revision to roll back to")))?,
+        };
+        self.apply(stored.spec.with_template_of(&target.spec)).await
+    }
+
     /// Recent events, of one pod or all, oldest first.
     pub async fn events(&self, pod: Option<&str>, limit: u32) -> Result<Vec<Event>> {
         self.ctx.store.events(pod, i64::from(limit)).await
@@ -470,6 +537,7 @@ impl Dubernetes {
             .filter(|c| c.role == "replica" && c.pod.as_deref() == Some(stored.spec.name.as_str()))
             .map(|c| {
                 let up_to_date = c.revision.as_deref() == Some(revision.as_str());
+                let check = self.ctx.health_state(&c.id);
                 Replica {
                     name: c.name.clone(),
                     id: c.id.chars().take(12).collect(),
@@ -477,10 +545,8 @@ impl Dubernetes {
                     status: c.status.clone(),
                     revision: c.revision.clone().unwrap_or_default(),
                     up_to_date,
-                    ready: c.state == ContainerState::Running
-                        && c.ip.is_some()
-                        && !self.ctx.is_draining(&c.id)
-                        && (!has_host || routed.contains(&c.id)),
+                    ready: self.ctx.is_serving(c, &stored.spec) && (!has_host || routed.contains(&c.id)),
+                    check_error: check.and_then(|h| h.last_error),
                     ip: c.ip.clone(),
                     created: c.created,
                 }
@@ -501,6 +567,58 @@ impl Dubernetes {
         } else {
             "Running"
         };
+        let rollout = &stored.rollout;
+        let rolled_back = rollout.reason.as_deref() == Some("Rollback");
+        let (reason, message) = match (&runtime_status.reason, rollout.outcome.as_str()) {
+            (Some(r), _) => (Some(r.clone()), runtime_status.message.clone()),
+            (None, "failed") => (Some("ProgressDeadlineExceeded".to_string()), rollout.message.clone()),
+            (None, _) if rolled_back => (Some("RolledBack".to_string()), rollout.message.clone()),
+            (None, _) => (None, runtime_status.message.clone()),
+        };
+        let strategy = stored.spec.update_strategy();
+        let min_available = desired.saturating_sub(strategy.max_unavailable);
+        let available = ready >= min_available;
+        let conditions = vec![
+            Condition {
+                kind: "Available".into(),
+                status: available,
+                reason: if available {
+                    "MinimumReplicasAvailable"
+                } else {
+                    "MinimumReplicasUnavailable"
+                }
+                .into(),
+                message: format!("{ready} of {desired} replicas ready (at least {min_available} needed)"),
+            },
+            match rollout.outcome.as_str() {
+                "failed" => Condition {
+                    kind: "Progressing".into(),
+                    status: false,
+                    reason: "ProgressDeadlineExceeded".into(),
+                    message: rollout.message.clone().unwrap_or_default(),
+                },
+                "complete" => Condition {
+                    kind: "Progressing".into(),
+                    status: true,
+                    reason: "RolloutComplete".into(),
+                    message: format!("revision {} is fully rolled out", rollout.number),
+                },
+                _ => Condition {
+                    kind: "Progressing".into(),
+                    status: true,
+                    reason: if rolled_back {
+                        "RollingBack"
+                    } else {
+                        "NewRevisionProgressing"
+                    }
+                    .into(),
+                    message: format!(
+                        "revision {}: {updated} of {desired} replicas updated, {ready} ready",
+                        rollout.number
+                    ),
+                },
+            },
+        ];
         Pod {
             name: stored.spec.name.clone(),
             generation: stored.generation,
@@ -513,11 +631,13 @@ impl Dubernetes {
                 updated_replicas: updated,
                 current_replicas: current,
                 revision,
+                revision_number: rollout.number,
                 phase: phase.into(),
-                reason: runtime_status.reason,
-                message: runtime_status.message,
+                reason,
+                message,
                 restarts: runtime_status.restarts,
                 last_exit_code: runtime_status.last_exit_code,
+                conditions,
             },
             spec: stored.spec,
             replicas,

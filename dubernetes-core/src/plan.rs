@@ -9,6 +9,10 @@ use crate::runtime::{ContainerState, Observed};
 pub(crate) struct Desired {
     pub replicas: u32,
     pub revision: String,
+    /// Replicas allowed above `replicas` during a rollout.
+    pub max_surge: u32,
+    /// Ready replicas allowed below `replicas` during a rollout.
+    pub max_unavailable: u32,
 }
 
 /// Why a container is removed.
@@ -18,7 +22,7 @@ pub(crate) enum RemoveReason {
     PodDeleted,
     /// More replicas run than desired.
     ScaledDown,
-    /// It runs an old revision and enough new ones are running.
+    /// It runs an old revision and enough new ones are ready.
     Outdated,
     /// It exited or died and will be replaced.
     Exited,
@@ -50,15 +54,18 @@ pub(crate) enum Action {
     },
 }
 
-/// Plans one pod. `observed` holds that pod's containers only.
+/// Plans one pod. `observed` holds that pod's containers only, with `ready`
+/// set by the caller (running, passing its check, routed).
 ///
 /// The rules:
 /// - a deleted pod loses every container;
 /// - exited or dead containers are removed (the current revision's are replaced);
-/// - missing replicas of the current revision are created all at once;
-/// - extra ones are removed, never-started and newest first;
-/// - containers of an old revision keep serving until as many current ones
-///   run as are desired, then they are removed.
+/// - extra replicas of the current revision are removed, unready and newest first;
+/// - missing ones are created all at once, as far as `max_surge` allows while
+///   old-revision replicas still run;
+/// - old-revision replicas are removed when they are not ready, or when
+///   enough replicas are ready that removing them keeps at least
+///   `replicas - max_unavailable` ready.
 pub(crate) fn plan(desired: Option<&Desired>, observed: &[Observed]) -> Vec<Action> {
     let remove = |c: &Observed, reason| Action::Remove {
         id: c.id.clone(),
@@ -66,49 +73,78 @@ pub(crate) fn plan(desired: Option<&Desired>, observed: &[Observed]) -> Vec<Acti
         reason,
     };
     let Some(desired) = desired else {
-        return observed.iter().map(|c| remove(c, RemoveReason::PodDeleted)).collect();
+        return observed
+            .iter()
+            .filter(|c| c.state != ContainerState::Removing)
+            .map(|c| remove(c, RemoveReason::PodDeleted))
+            .collect();
     };
     let mut actions = Vec::new();
+    let wanted = desired.replicas as usize;
     let (current, stale): (Vec<&Observed>, Vec<&Observed>) = observed
         .iter()
         .partition(|c| c.revision.as_deref() == Some(desired.revision.as_str()));
 
-    let mut live: Vec<&Observed> = Vec::new();
+    let mut live_new: Vec<&Observed> = Vec::new();
     for c in current {
         if c.state.is_live() {
-            live.push(c);
+            live_new.push(c);
         } else if c.state != ContainerState::Removing {
             actions.push(remove(c, RemoveReason::Exited));
         }
     }
-    let wanted = desired.replicas as usize;
-    if live.len() > wanted {
-        // Keep running, oldest first: remove never-started and newest first.
-        live.sort_by_key(|c| (c.state != ContainerState::Running, c.created, c.id.clone()));
-        let mut extra = live.split_off(wanted);
-        extra.sort_by_key(|c| (c.state == ContainerState::Running, std::cmp::Reverse(c.created)));
+    let mut live_old: Vec<&Observed> = Vec::new();
+    for c in stale {
+        if c.state.is_live() {
+            live_old.push(c);
+        } else if c.state != ContainerState::Removing {
+            actions.push(remove(c, RemoveReason::Outdated));
+        }
+    }
+
+    if live_new.len() > wanted {
+        // Keep ready, then running, then oldest; remove the rest, unready and newest first.
+        live_new.sort_by_key(|c| (!c.ready, c.state != ContainerState::Running, c.created, c.id.clone()));
+        let mut extra = live_new.split_off(wanted);
+        extra.sort_by_key(|c| {
+            (
+                c.ready,
+                c.state == ContainerState::Running,
+                std::cmp::Reverse(c.created),
+            )
+        });
         for c in extra {
             actions.push(remove(c, RemoveReason::ScaledDown));
         }
     }
-    for c in &live {
+    for c in &live_new {
         if c.state == ContainerState::Created {
             actions.push(Action::Start { id: c.id.clone() });
         }
     }
-    if live.len() < wanted {
-        actions.push(Action::Create {
-            count: (wanted - live.len()) as u32,
-        });
+
+    // Old replicas that are not ready serve nobody: remove them at once.
+    let (ready_old, unready_old): (Vec<&Observed>, Vec<&Observed>) = live_old.into_iter().partition(|c| c.ready);
+    for c in &unready_old {
+        actions.push(remove(c, RemoveReason::Outdated));
     }
-    let running_current = live.iter().filter(|c| c.state == ContainerState::Running).count();
-    for c in stale {
-        if c.state == ContainerState::Removing {
-            continue;
-        }
-        if c.state != ContainerState::Running || running_current >= wanted {
-            actions.push(remove(c, RemoveReason::Outdated));
-        }
+    let ready_new = live_new.iter().filter(|c| c.ready).count();
+    let min_available = wanted.saturating_sub(desired.max_unavailable as usize);
+    let removable = (ready_new + ready_old.len())
+        .saturating_sub(min_available)
+        .min(ready_old.len());
+    let mut ready_old = ready_old;
+    ready_old.sort_by_key(|c| (c.created, c.id.clone()));
+    for c in ready_old.iter().take(removable) {
+        actions.push(remove(c, RemoveReason::Outdated));
+    }
+    let old_left = ready_old.len() - removable;
+
+    let missing = wanted.saturating_sub(live_new.len());
+    let room = (wanted + desired.max_surge as usize).saturating_sub(live_new.len() + old_left);
+    let create = missing.min(room);
+    if create > 0 {
+        actions.push(Action::Create { count: create as u32 });
     }
     actions
 }
@@ -130,13 +166,21 @@ mod tests {
             ip: None,
             created,
             labels: HashMap::new(),
+            ready: state == ContainerState::Running,
         }
+    }
+
+    fn unready(mut c: Observed) -> Observed {
+        c.ready = false;
+        c
     }
 
     fn desired(replicas: u32) -> Desired {
         Desired {
             replicas,
             revision: "r2".into(),
+            max_surge: 1,
+            max_unavailable: 0,
         }
     }
 
@@ -154,7 +198,13 @@ mod tests {
     }
 
     #[test]
-    fn zero_replicas_removes_everything_but_keeps_nothing_running() {
+    fn scale_up_is_not_limited_by_surge() {
+        let observed = [container("a", "r2", Running, 1)];
+        assert_eq!(plan(Some(&desired(5)), &observed), [Action::Create { count: 4 }]);
+    }
+
+    #[test]
+    fn zero_replicas_removes_everything() {
         let observed = [container("a", "r2", Running, 1), container("b", "r1", Running, 2)];
         let actions = plan(Some(&desired(0)), &observed);
         assert_eq!(actions.len(), 2);
@@ -162,15 +212,14 @@ mod tests {
     }
 
     #[test]
-    fn scale_down_removes_newest_and_unstarted_first() {
+    fn scale_down_removes_unready_and_newest_first() {
         let observed = [
             container("old", "r2", Running, 1),
             container("new", "r2", Running, 5),
             container("unstarted", "r2", Created, 0),
         ];
-        let actions = plan(Some(&desired(1)), &observed);
         assert_eq!(
-            actions,
+            plan(Some(&desired(1)), &observed),
             [
                 Action::Remove {
                     id: "unstarted".into(),
@@ -183,6 +232,18 @@ mod tests {
                     reason: RemoveReason::ScaledDown
                 },
             ]
+        );
+        let observed = [
+            container("ready", "r2", Running, 5),
+            unready(container("starting", "r2", Running, 1)),
+        ];
+        assert_eq!(
+            plan(Some(&desired(1)), &observed),
+            [Action::Remove {
+                id: "starting".into(),
+                running: true,
+                reason: RemoveReason::ScaledDown
+            }]
         );
     }
 
@@ -204,56 +265,125 @@ mod tests {
 
     #[test]
     fn created_but_unstarted_replicas_are_started_not_duplicated() {
-        let observed = [container("a", "r2", Created, 1)];
+        let observed = [unready(container("a", "r2", Created, 1))];
         assert_eq!(plan(Some(&desired(1)), &observed), [Action::Start { id: "a".into() }]);
     }
 
     #[test]
-    fn stale_replicas_serve_until_the_new_revision_runs() {
-        let observed = [container("o1", "r1", Running, 1), container("o2", "r1", Running, 2)];
-        assert_eq!(plan(Some(&desired(2)), &observed), [Action::Create { count: 2 }]);
-        let observed = [
-            container("o1", "r1", Running, 1),
-            container("o2", "r1", Running, 2),
-            container("n1", "r2", Running, 3),
-            container("n2", "r2", Created, 4),
-        ];
-        assert_eq!(plan(Some(&desired(2)), &observed), [Action::Start { id: "n2".into() }]);
-        let observed = [
-            container("o1", "r1", Running, 1),
-            container("o2", "r1", Exited, 2),
-            container("n1", "r2", Running, 3),
-            container("n2", "r2", Running, 4),
-        ];
+    fn rolling_update_surges_one_and_never_drops_below_desired() {
+        let d = desired(3);
+        let old = |id: &str, t| container(id, "r1", Running, t);
+        // Start: one surge replica.
         assert_eq!(
-            plan(Some(&desired(2)), &observed),
+            plan(Some(&d), &[old("o1", 1), old("o2", 2), old("o3", 3)]),
+            [Action::Create { count: 1 }]
+        );
+        // The new one is not ready yet: wait.
+        let starting = unready(container("n1", "r2", Running, 4));
+        assert_eq!(
+            plan(Some(&d), &[old("o1", 1), old("o2", 2), old("o3", 3), starting.clone()]),
+            []
+        );
+        // It is ready: the oldest old one goes, and the next new one is started.
+        let n1 = container("n1", "r2", Running, 4);
+        assert_eq!(
+            plan(Some(&d), &[old("o1", 1), old("o2", 2), old("o3", 3), n1.clone()]),
             [
                 Action::Remove {
                     id: "o1".into(),
                     running: true,
                     reason: RemoveReason::Outdated
                 },
+                Action::Create { count: 1 },
+            ]
+        );
+        // All new ready: the last old one goes.
+        let all_new = [
+            container("n1", "r2", Running, 4),
+            container("n2", "r2", Running, 5),
+            container("n3", "r2", Running, 6),
+        ];
+        let mut with_old = all_new.to_vec();
+        with_old.push(old("o3", 3));
+        assert_eq!(
+            plan(Some(&d), &with_old),
+            [Action::Remove {
+                id: "o3".into(),
+                running: true,
+                reason: RemoveReason::Outdated
+            }]
+        );
+    }
+
+    #[test]
+    fn max_unavailable_without_surge_removes_first() {
+        let d = Desired {
+            replicas: 2,
+            revision: "r2".into(),
+            max_surge: 0,
+            max_unavailable: 1,
+        };
+        let observed = [container("o1", "r1", Running, 1), container("o2", "r1", Running, 2)];
+        assert_eq!(
+            plan(Some(&d), &observed),
+            [
                 Action::Remove {
-                    id: "o2".into(),
-                    running: false,
+                    id: "o1".into(),
+                    running: true,
                     reason: RemoveReason::Outdated
                 },
+                Action::Create { count: 1 }
             ]
         );
     }
 
     #[test]
-    fn stopped_stale_replicas_are_removed_at_once() {
-        let observed = [container("o1", "r1", Exited, 1)];
+    fn a_new_revision_that_never_gets_ready_keeps_the_old_serving() {
+        let d = desired(2);
+        let observed = [
+            container("o1", "r1", Running, 1),
+            container("o2", "r1", Running, 2),
+            unready(container("n1", "r2", Running, 3)),
+        ];
+        assert_eq!(plan(Some(&d), &observed), []);
+        let observed = [
+            container("o1", "r1", Running, 1),
+            container("o2", "r1", Running, 2),
+            container("n1", "r2", Exited, 3),
+        ];
+        assert_eq!(
+            plan(Some(&d), &observed),
+            [
+                Action::Remove {
+                    id: "n1".into(),
+                    running: false,
+                    reason: RemoveReason::Exited
+                },
+                Action::Create { count: 1 }
+            ]
+        );
+    }
+
+    #[test]
+    fn unready_old_replicas_go_at_once() {
+        let observed = [
+            unready(container("o1", "r1", Running, 1)),
+            container("o2", "r1", Exited, 2),
+        ];
         assert_eq!(
             plan(Some(&desired(1)), &observed),
             [
-                Action::Create { count: 1 },
                 Action::Remove {
-                    id: "o1".into(),
+                    id: "o2".into(),
                     running: false,
                     reason: RemoveReason::Outdated
-                }
+                },
+                Action::Remove {
+                    id: "o1".into(),
+                    running: true,
+                    reason: RemoveReason::Outdated
+                },
+                Action::Create { count: 1 },
             ]
         );
     }
@@ -261,9 +391,8 @@ mod tests {
     #[test]
     fn deleted_pod_loses_everything() {
         let observed = [container("a", "r2", Running, 1), container("b", "r1", Exited, 2)];
-        let actions = plan(None, &observed);
         assert_eq!(
-            actions,
+            plan(None, &observed),
             [
                 Action::Remove {
                     id: "a".into(),
@@ -283,36 +412,75 @@ mod tests {
     fn containers_being_removed_are_left_alone() {
         let observed = [container("a", "r2", Removing, 1), container("b", "r1", Removing, 2)];
         assert_eq!(plan(Some(&desired(1)), &observed), [Action::Create { count: 1 }]);
+        assert_eq!(plan(None, &observed), []);
     }
 
-    /// Property: applying the plan to the observed set (a simulated engine
-    /// where creates succeed and start running) converges in at most three
-    /// rounds to exactly `replicas` running containers of the current revision.
+    /// Properties, over random mixes of states and strategies, with a simulated
+    /// engine where creates start running and become ready one round later:
+    /// - ready replicas never drop below `replicas - max_unavailable` once they were there;
+    /// - live replicas never exceed `replicas + max_surge` (plus the ones already above it);
+    /// - it converges to exactly `replicas` ready replicas of the current revision.
     #[test]
-    fn plans_converge_from_any_mix() {
+    fn plans_converge_and_respect_the_strategy() {
         let states = [Created, Running, Exited, Dead, Restarting];
         let mut seed = 7u64;
         let mut next = || {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (seed >> 33) as usize
         };
-        for _ in 0..2000 {
+        for _ in 0..3000 {
             let replicas = (next() % 6) as u32;
+            let max_surge = (next() % 3) as u32;
+            let max_unavailable = if max_surge == 0 {
+                1 + (next() % 2) as u32
+            } else {
+                (next() % 2) as u32
+            };
+            let d = Desired {
+                replicas,
+                revision: "r2".into(),
+                max_surge,
+                max_unavailable,
+            };
             let mut observed: Vec<Observed> = (0..next() % 8)
                 .map(|i| {
                     let revision = if next() % 2 == 0 { "r1" } else { "r2" };
                     container(&format!("c{i}"), revision, states[next() % states.len()], i as i64)
                 })
                 .collect();
+            let floor = |obs: &[Observed]| obs.iter().filter(|c| c.ready).count();
+            let min_available = (replicas.saturating_sub(max_unavailable)) as usize;
             let mut fresh = 100;
-            for _round in 0..3 {
-                let actions = plan(Some(&desired(replicas)), &observed);
+            let mut rounds = 0;
+            loop {
+                let actions = plan(Some(&d), &observed);
+                if actions.is_empty() {
+                    if observed.iter().any(|c| c.state == Restarting) {
+                        // The engine finishes its own restarts; then look again.
+                        for c in observed.iter_mut().filter(|c| c.state == Restarting) {
+                            c.state = Running;
+                            c.ready = true;
+                        }
+                        continue;
+                    }
+                    break;
+                }
+                rounds += 1;
+                assert!(rounds < 40, "no convergence: {observed:?}");
+                let ready_before = floor(&observed);
+                let live_before = observed.iter().filter(|c| c.state.is_live()).count();
+                // New containers from the previous round become ready.
+                for c in observed.iter_mut() {
+                    if c.state == Restarting || c.state == Created {
+                        c.state = Running;
+                    }
+                }
                 for action in actions {
                     match action {
                         Action::Create { count } => {
                             for _ in 0..count {
                                 fresh += 1;
-                                observed.push(container(&format!("n{fresh}"), "r2", Running, fresh));
+                                observed.push(unready(container(&format!("n{fresh}"), "r2", Running, fresh)));
                             }
                         }
                         Action::Start { id } => {
@@ -323,17 +491,23 @@ mod tests {
                         Action::Remove { id, .. } => observed.retain(|c| c.id != id),
                     }
                 }
-                for c in observed.iter_mut().filter(|c| c.state == Restarting) {
-                    c.state = Running;
+                let ready_after = floor(&observed);
+                assert!(
+                    ready_after >= min_available.min(ready_before),
+                    "ready dropped from {ready_before} to {ready_after} (floor {min_available}): {observed:?}"
+                );
+                let live_after = observed.iter().filter(|c| c.state.is_live()).count();
+                let ceiling = (replicas + max_surge) as usize;
+                assert!(
+                    live_after <= ceiling.max(live_before),
+                    "{live_after} live > {ceiling}: {observed:?}"
+                );
+                for c in observed.iter_mut() {
+                    c.ready = c.state == Running;
                 }
             }
-            assert_eq!(plan(Some(&desired(replicas)), &observed), [], "{observed:?}");
             assert_eq!(observed.len(), replicas as usize, "{observed:?}");
-            assert!(
-                observed
-                    .iter()
-                    .all(|c| c.revision.as_deref() == Some("r2") && c.state == Running)
-            );
+            assert!(observed.iter().all(|c| c.revision.as_deref() == Some("r2") && c.ready));
         }
     }
 }

@@ -103,6 +103,9 @@ pub(crate) struct Observed {
     /// Unix seconds.
     pub created: i64,
     pub labels: HashMap<String, String>,
+    /// Running, passing its readiness check (if any) and routed: set by the
+    /// controller after listing, false straight from the engine.
+    pub ready: bool,
 }
 
 impl Observed {
@@ -120,6 +123,10 @@ pub(crate) struct ReplicaTemplate {
     pub image: String,
     pub port: u16,
     pub env: Vec<String>,
+    pub command: Option<Vec<String>>,
+    pub args: Option<Vec<String>>,
+    pub memory: Option<u64>,
+    pub cpus: Option<f64>,
     pub labels: HashMap<String, String>,
     pub network: String,
 }
@@ -249,6 +256,7 @@ impl Runtime {
                     ip,
                     created: s.created.unwrap_or(0),
                     labels,
+                    ready: false,
                 })
             })
             .collect())
@@ -285,8 +293,12 @@ impl Runtime {
             env: Some(template.env.clone()),
             labels: Some(template.labels.clone()),
             exposed_ports: Some(vec![format!("{}/tcp", template.port)]),
+            entrypoint: template.command.clone(),
+            cmd: template.args.clone(),
             host_config: Some(HostConfig {
                 network_mode: Some(template.network.clone()),
+                memory: template.memory.and_then(|m| i64::try_from(m).ok()),
+                nano_cpus: template.cpus.map(|c| (c * 1e9) as i64),
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {

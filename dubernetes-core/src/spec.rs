@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ pub const MAX_REPLICAS: u32 = 1000;
 /// let spec = dubernetes_core::PodSpec::new("web", "nginx:1.27").with_replicas(3).with_host("web.local");
 /// spec.validate().unwrap();
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PodSpec {
@@ -40,6 +41,27 @@ pub struct PodSpec {
     /// Environment variables of every replica.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Replaces the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's command (the entrypoint's arguments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// Memory and CPU limits, enforced by the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// An HTTP readiness check; without one, a running replica counts as ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
+    /// How a new revision replaces the old one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateStrategy>,
+    /// Time between SIGTERM and SIGKILL when a replica stops (default: the server's, 10s).
+    #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<Duration>,
+    /// Crash-loop back-off overrides for this pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartBackoff>,
     /// How the pod is reached from outside, through the ingress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Access>,
@@ -52,6 +74,167 @@ pub struct PodSpec {
 pub struct Access {
     /// The host name the ingress routes to this pod (RFC 1123).
     pub host: String,
+}
+
+/// Limits the engine enforces on every replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Resources {
+    /// Memory limit: bytes, or a number with a unit `k`, `m`, `g` (powers of 1000) or `Ki`, `Mi`, `Gi` (powers of 1024), e.g. `256Mi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// CPU limit in cores, e.g. `0.5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+}
+
+/// An HTTP readiness check, made by the controller to each replica's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HealthCheck {
+    /// Path to GET, e.g. `/healthz`. A 2xx or 3xx answer is healthy.
+    pub path: String,
+    /// Port to check (default: the pod's `port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Time between checks.
+    #[serde(default = "default_interval", with = "duration")]
+    pub interval: Duration,
+    /// How long one check may take.
+    #[serde(default = "default_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Consecutive successes before a replica is ready.
+    #[serde(default = "one")]
+    pub healthy_after: u32,
+    /// Consecutive failures before a ready replica is taken out of the ingress.
+    #[serde(default = "three")]
+    pub unhealthy_after: u32,
+}
+
+/// How a new revision replaces the old one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct UpdateStrategy {
+    /// How many replicas may run above `replicas` during a rollout.
+    #[serde(default = "one")]
+    pub max_surge: u32,
+    /// How many replicas below `replicas` may be ready during a rollout.
+    #[serde(default)]
+    pub max_unavailable: u32,
+    /// A rollout that makes no progress for this long fails and is rolled back.
+    #[serde(default = "default_progress_deadline", with = "duration")]
+    pub progress_deadline: Duration,
+}
+
+impl Default for UpdateStrategy {
+    fn default() -> Self {
+        UpdateStrategy {
+            max_surge: 1,
+            max_unavailable: 0,
+            progress_deadline: default_progress_deadline(),
+        }
+    }
+}
+
+/// Crash-loop back-off overrides; unset fields take the server's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RestartBackoff {
+    /// Delay before the second quick restart in a row; doubles after that.
+    #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    pub initial_delay: Option<Duration>,
+    /// Longest delay.
+    #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<Duration>,
+    /// A replica that ran this long before it exited resets the back-off.
+    #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    pub reset_after: Option<Duration>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn three() -> u32 {
+    3
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_progress_deadline() -> Duration {
+    Duration::from_secs(120)
+}
+
+/// Durations as human strings: `500ms`, `2s`, `1m 30s`.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration ({e}); write e.g. \"500ms\", \"2s\" or \"1m\""
+            ))
+        })
+    }
+}
+
+mod duration_opt {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(d).map(Some)
+    }
+}
+
+/// Parses a memory size: `1048576`, `512k`, `256Mi`, `1g`, `2Gi`.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like \"256Mi\" or \"1g\""))?;
+    let factor: u64 = match unit {
+        "" | "b" | "B" => 1,
+        "k" | "K" | "kb" | "KB" => 1000,
+        "m" | "M" | "mb" | "MB" => 1000 * 1000,
+        "g" | "G" | "gb" | "GB" => 1000 * 1000 * 1000,
+        "Ki" => 1024,
+        "Mi" => 1024 * 1024,
+        "Gi" => 1024 * 1024 * 1024,
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit {unit:?}; use k, m, g, Ki, Mi or Gi"
+            ));
+        }
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 fn default_replicas() -> u32 {
@@ -71,6 +254,13 @@ impl PodSpec {
             replicas: default_replicas(),
             port: default_port(),
             env: BTreeMap::new(),
+            command: None,
+            args: None,
+            resources: None,
+            health: None,
+            update: None,
+            stop_grace_period: None,
+            restart: None,
             access: None,
         }
     }
@@ -97,6 +287,39 @@ impl PodSpec {
     pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.insert(key.into(), value.into());
         self
+    }
+
+    /// Sets an HTTP readiness check on `path`, with default timings.
+    pub fn with_health(mut self, path: impl Into<String>) -> Self {
+        self.health = Some(HealthCheck {
+            path: path.into(),
+            port: None,
+            interval: default_interval(),
+            timeout: default_timeout(),
+            healthy_after: 1,
+            unhealthy_after: 3,
+        });
+        self
+    }
+
+    /// Sets the image.
+    pub fn with_image(mut self, image: impl Into<String>) -> Self {
+        self.image = image.into();
+        self
+    }
+
+    /// The update strategy, with defaults when unset.
+    pub fn update_strategy(&self) -> UpdateStrategy {
+        self.update.clone().unwrap_or_default()
+    }
+
+    /// Memory limit in bytes, if set and valid.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.resources
+            .as_ref()?
+            .memory
+            .as_deref()
+            .and_then(|m| parse_memory(m).ok())
     }
 
     /// The host name routed to this pod, if any.
@@ -133,6 +356,107 @@ impl PodSpec {
                 ));
             }
         }
+        for (field, list) in [("command", &self.command), ("args", &self.args)] {
+            if let Some(list) = list {
+                if field == "command" && list.is_empty() {
+                    problems.push(FieldError::new(
+                        field,
+                        "must not be empty; remove the field to use the image's entrypoint",
+                    ));
+                }
+                if list.len() > 256 {
+                    problems.push(FieldError::new(field, "has more than 256 items"));
+                }
+                if let Some(i) = list.iter().position(|a| a.contains('\0') || a.len() > 8192) {
+                    problems.push(FieldError::new(
+                        format!("{field}[{i}]"),
+                        "must not contain a NUL byte or exceed 8192 bytes",
+                    ));
+                }
+            }
+        }
+        if let Some(resources) = &self.resources {
+            if let Some(memory) = &resources.memory {
+                match parse_memory(memory) {
+                    Ok(bytes) if bytes < 6 * 1024 * 1024 => problems.push(FieldError::new(
+                        "resources.memory",
+                        format!("{memory:?} is below the engine's minimum of 6Mi"),
+                    )),
+                    Ok(bytes) if bytes > (1u64 << 42) => problems.push(FieldError::new(
+                        "resources.memory",
+                        format!("{memory:?} is more than 4Ti"),
+                    )),
+                    Ok(_) => {}
+                    Err(m) => problems.push(FieldError::new("resources.memory", m)),
+                }
+            }
+            if let Some(cpus) = resources.cpus
+                && !(cpus.is_finite() && (0.01..=1024.0).contains(&cpus))
+            {
+                problems.push(FieldError::new(
+                    "resources.cpus",
+                    format!("{cpus} is not between 0.01 and 1024 cores"),
+                ));
+            }
+        }
+        if let Some(h) = &self.health {
+            if let Err(m) = check_http_path(&h.path) {
+                problems.push(FieldError::new("health.path", m));
+            }
+            if h.port == Some(0) {
+                problems.push(FieldError::new("health.port", "must be between 1 and 65535"));
+            }
+            if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&h.interval) {
+                problems.push(FieldError::new("health.interval", "must be between 100ms and 1h"));
+            }
+            if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&h.timeout) {
+                problems.push(FieldError::new("health.timeout", "must be between 10ms and 60s"));
+            }
+            for (field, n) in [
+                ("health.healthy_after", h.healthy_after),
+                ("health.unhealthy_after", h.unhealthy_after),
+            ] {
+                if !(1..=100).contains(&n) {
+                    problems.push(FieldError::new(field, format!("{n} is not between 1 and 100")));
+                }
+            }
+        }
+        if let Some(u) = &self.update {
+            if u.max_surge == 0 && u.max_unavailable == 0 {
+                problems.push(FieldError::new(
+                    "update",
+                    "max_surge and max_unavailable are both 0, so a rollout could never make progress; raise one of them",
+                ));
+            }
+            if u.max_surge > MAX_REPLICAS || u.max_unavailable > MAX_REPLICAS {
+                problems.push(FieldError::new(
+                    "update",
+                    format!("max_surge and max_unavailable are at most {MAX_REPLICAS}"),
+                ));
+            }
+            if !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&u.progress_deadline) {
+                problems.push(FieldError::new(
+                    "update.progress_deadline",
+                    "must be between 1s and 24h",
+                ));
+            }
+        }
+        if let Some(grace) = self.stop_grace_period
+            && grace > Duration::from_secs(3600)
+        {
+            problems.push(FieldError::new("stop_grace_period", "must be at most 1h"));
+        }
+        if let Some(r) = &self.restart {
+            for (field, d) in [
+                ("restart.initial_delay", r.initial_delay),
+                ("restart.max_delay", r.max_delay),
+                ("restart.reset_after", r.reset_after),
+            ] {
+                if d.is_some_and(|d| d > Duration::from_secs(24 * 3600)) {
+                    problems.push(FieldError::new(field, "must be at most 24h"));
+                }
+            }
+        }
         if let Some(access) = &self.access
             && let Err(m) = check_host(&access.host)
         {
@@ -157,16 +481,38 @@ impl PodSpec {
             image: &'a str,
             port: u16,
             env: &'a BTreeMap<String, String>,
+            command: &'a Option<Vec<String>>,
+            args: &'a Option<Vec<String>>,
+            memory: Option<u64>,
+            cpus: Option<f64>,
         }
         let template = Template {
             image: &self.image,
             port: self.port,
             env: &self.env,
+            command: &self.command,
+            args: &self.args,
+            memory: self.memory_bytes(),
+            cpus: self.resources.as_ref().and_then(|r| r.cpus),
         };
-        // Serializing a struct of strings, an integer and a map cannot fail.
+        // Serializing strings, integers, floats and maps cannot fail.
         let bytes = serde_json::to_vec(&template).unwrap_or_default();
         let digest = Sha256::digest(&bytes);
         digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A copy with the container template (what [`revision_hash`](Self::revision_hash)
+    /// covers) taken from `other`, keeping this spec's replicas, access and policies.
+    pub fn with_template_of(&self, other: &PodSpec) -> PodSpec {
+        PodSpec {
+            image: other.image.clone(),
+            port: other.port,
+            env: other.env.clone(),
+            command: other.command.clone(),
+            args: other.args.clone(),
+            resources: other.resources.clone(),
+            ..self.clone()
+        }
     }
 }
 
@@ -319,6 +665,24 @@ fn check_host(host: &str) -> Result<(), String> {
                 "{host:?} is not an RFC 1123 host name: use lowercase letters, digits, '-' and '.', e.g. \"myapp.local\""
             ));
         }
+    }
+    Ok(())
+}
+
+/// An HTTP path we may write into a request line: RFC 3986 characters only,
+/// so nothing can inject a header.
+fn check_http_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must start with '/', e.g. \"/healthz\""));
+    }
+    if path.len() > 1024 {
+        return Err("is longer than 1024 characters".into());
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/%?".contains(c);
+    if !path.chars().all(allowed) {
+        return Err(format!(
+            "{path:?} may contain only URL path characters (no spaces, quotes or control characters)"
+        ));
     }
     Ok(())
 }
@@ -579,6 +943,107 @@ mod tests {
         assert_ne!(a.revision_hash(), a.clone().with_port(8080).revision_hash());
         assert_ne!(a.revision_hash(), a.clone().with_env("K", "v").revision_hash());
         assert_eq!(a.revision_hash().len(), 12);
+    }
+
+    #[test]
+    fn deploy_fields_parse_with_defaults() {
+        let spec = parse_one(
+            "name: a\nimage: b\ncommand: [/app]\nargs: [--port, \"8080\"]\nresources: {memory: 256Mi, cpus: 0.5}\n\
+             health: {path: /healthz}\nupdate: {max_surge: 2, progress_deadline: 30s}\nstop_grace_period: 5s\n\
+             restart: {initial_delay: 500ms}\n",
+        )
+        .expect("valid");
+        assert_eq!(spec.memory_bytes(), Some(256 * 1024 * 1024));
+        let h = spec.health.as_ref().expect("health");
+        assert_eq!(
+            (h.interval, h.timeout, h.healthy_after, h.unhealthy_after),
+            (Duration::from_secs(2), Duration::from_secs(1), 1, 3)
+        );
+        let u = spec.update_strategy();
+        assert_eq!(
+            (u.max_surge, u.max_unavailable, u.progress_deadline),
+            (2, 0, Duration::from_secs(30))
+        );
+        assert_eq!(spec.stop_grace_period, Some(Duration::from_secs(5)));
+        assert_eq!(
+            spec.restart.as_ref().and_then(|r| r.initial_delay),
+            Some(Duration::from_millis(500))
+        );
+        // Round trip through JSON (what the store keeps) and YAML (what `get -o yaml` prints).
+        let json = serde_json::to_string(&spec).expect("json");
+        assert_eq!(serde_json::from_str::<PodSpec>(&json).expect("back"), spec);
+        let yaml = serde_yaml_ng::to_string(&spec).expect("yaml");
+        assert_eq!(parse_one(&yaml).expect("yaml back"), spec);
+    }
+
+    #[test]
+    fn bad_deploy_fields_are_rejected() {
+        let cases = [
+            ("command: []", "command"),
+            ("resources: {memory: 1k}", "resources.memory"),
+            ("resources: {memory: 12 parsecs}", "resources.memory"),
+            ("resources: {cpus: 0}", "resources.cpus"),
+            ("resources: {cpus: .nan}", "resources.cpus"),
+            ("health: {path: healthz}", "health.path"),
+            ("health: {path: \"/a b\"}", "health.path"),
+            ("health: {path: \"/a\\r\\nX: y\"}", "health.path"),
+            ("health: {path: /h, interval: 1ms}", "health.interval"),
+            ("health: {path: /h, healthy_after: 0}", "health.healthy_after"),
+            ("health: {path: /h, port: 0}", "health.port"),
+            ("update: {max_surge: 0, max_unavailable: 0}", "update"),
+            ("update: {progress_deadline: 0s}", "update.progress_deadline"),
+            ("stop_grace_period: 2h", "stop_grace_period"),
+        ];
+        for (yaml, field) in cases {
+            assert_eq!(
+                invalid_fields(&format!("name: p\nimage: i\n{yaml}\n")),
+                [field],
+                "{yaml}"
+            );
+        }
+        for yaml in [
+            "stop_grace_period: soon",
+            "health: {path: /h, timeout: 5}",
+            "update: {max_surge: -1}",
+            "health: {}",
+        ] {
+            assert!(
+                matches!(
+                    parse_specs(&format!("name: p\nimage: i\n{yaml}\n")),
+                    Err(SpecError::Syntax { .. })
+                ),
+                "{yaml}"
+            );
+        }
+    }
+
+    #[test]
+    fn template_changes_make_new_revisions_policies_do_not() {
+        let a = PodSpec::new("p", "img:1");
+        let mut b = a.clone();
+        b.command = Some(vec!["/x".into()]);
+        assert_ne!(a.revision_hash(), b.revision_hash());
+        let mut c = a.clone();
+        c.resources = Some(Resources {
+            memory: Some("64Mi".into()),
+            cpus: None,
+        });
+        assert_ne!(a.revision_hash(), c.revision_hash());
+        let d = a.clone().with_health("/healthz");
+        assert_eq!(a.revision_hash(), d.revision_hash());
+        let e = PodSpec::new("p", "img:2").with_replicas(4).with_host("h.local");
+        let undone = e.with_template_of(&a);
+        assert_eq!(undone.revision_hash(), a.revision_hash());
+        assert_eq!((undone.replicas, undone.host()), (4, Some("h.local")));
+    }
+
+    #[test]
+    fn memory_sizes_parse() {
+        assert_eq!(parse_memory("1048576"), Ok(1 << 20));
+        assert_eq!(parse_memory("512k"), Ok(512_000));
+        assert_eq!(parse_memory("2Gi"), Ok(2 << 30));
+        assert!(parse_memory("99999999999999999999g").is_err());
+        assert!(parse_memory("1.5g").is_err());
     }
 
     #[test]

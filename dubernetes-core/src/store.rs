@@ -17,7 +17,7 @@ use crate::spec::PodSpec;
 const MAX_EVENTS: i64 = 5000;
 
 /// A pod as stored: its spec and bookkeeping.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StoredPod {
     /// The desired state.
@@ -28,6 +28,32 @@ pub struct StoredPod {
     pub created_at: i64,
     /// When the spec last changed, unix milliseconds.
     pub updated_at: i64,
+    /// The latest revision.
+    pub rollout: RolloutState,
+}
+
+/// The latest revision of a pod and how its rollout stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[non_exhaustive]
+pub struct RolloutState {
+    /// The latest revision's number (0 if none).
+    pub number: i64,
+    /// `progressing`, `complete`, `failed` or `superseded`.
+    pub outcome: String,
+    /// e.g. `Rollback` for an automatic rollback.
+    pub reason: Option<String>,
+    /// Details, for people.
+    pub message: Option<String>,
+}
+
+/// A pod joined with its latest revision.
+macro_rules! pod_select {
+    () => {
+        "SELECT p.spec, p.generation, p.created_at, p.updated_at,
+        r.number AS rev_number, r.outcome AS rev_outcome, r.reason AS rev_reason, r.message AS rev_message
+    FROM pods p LEFT JOIN revisions r
+        ON r.pod = p.name AND r.number = (SELECT MAX(number) FROM revisions WHERE pod = p.name)"
+    };
 }
 
 /// What an apply did.
@@ -51,6 +77,28 @@ impl ApplyOutcome {
             ApplyOutcome::Unchanged => "unchanged",
         }
     }
+}
+
+/// One revision of a pod: what its containers ran, and how the rollout ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Revision {
+    /// 1, 2, 3... per pod.
+    pub number: i64,
+    /// The revision hash (labels the containers).
+    pub hash: String,
+    /// The spec as applied.
+    pub spec: PodSpec,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// `progressing`, `complete`, `failed` or `superseded`.
+    pub outcome: String,
+    /// Why it ended that way, e.g. `ProgressDeadlineExceeded`, or `Rollback`.
+    pub reason: Option<String>,
+    /// Details, for people.
+    pub message: Option<String>,
+    /// When the rollout ended, unix milliseconds.
+    pub finished_at: Option<i64>,
 }
 
 /// One recorded event.
@@ -123,27 +171,36 @@ impl Store {
         Ok(Store { pool })
     }
 
-    /// Creates or updates a pod in one statement (atomic, no read-modify-write race).
+    /// Creates or updates a pod. The pod row is written by one conditional
+    /// upsert (so concurrent applies cannot lose an update); when what the
+    /// containers run changed, a new revision is recorded in the same transaction.
     pub(crate) async fn upsert(&self, spec: &PodSpec) -> Result<(StoredPod, ApplyOutcome)> {
         let json = serde_json::to_string(spec).map_err(|e| Error::Conflict(format!("cannot encode spec: {e}")))?;
         let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // The write comes first, so the transaction takes SQLite's write lock at once.
         let row = sqlx::query(
-            "INSERT INTO pods (name, spec, generation, created_at, updated_at) VALUES (?1, ?2, 1, ?3, ?3)
-             ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, generation = pods.generation + 1,
-                 updated_at = excluded.updated_at
+            "INSERT INTO pods (name, spec, host, generation, created_at, updated_at) VALUES (?1, ?2, ?3, 1, ?4, ?4)
+             ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, host = excluded.host,
+                 generation = pods.generation + 1, updated_at = excluded.updated_at
              WHERE pods.spec != excluded.spec
              RETURNING generation",
         )
         .bind(&spec.name)
         .bind(&json)
+        .bind(spec.host())
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let outcome = match row {
             None => ApplyOutcome::Unchanged,
             Some(row) if row.try_get::<i64, _>("generation")? == 1 => ApplyOutcome::Created,
             Some(_) => ApplyOutcome::Configured,
         };
+        if outcome != ApplyOutcome::Unchanged {
+            record_revision(&mut tx, spec, &json, now, None).await?;
+        }
+        tx.commit().await?;
         let stored = self
             .get(&spec.name)
             .await?
@@ -151,8 +208,106 @@ impl Store {
         Ok((stored, outcome))
     }
 
+    /// The revisions of a pod, oldest first.
+    pub(crate) async fn revisions(&self, pod: &str) -> Result<Vec<Revision>> {
+        let rows = sqlx::query(
+            "SELECT number, hash, spec, created_at, outcome, reason, message, finished_at
+             FROM revisions WHERE pod = ?1 ORDER BY number",
+        )
+        .bind(pod)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_revision).collect()
+    }
+
+    /// Marks a progressing revision complete.
+    pub(crate) async fn complete_revision(&self, pod: &str, number: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE revisions SET outcome = 'complete', finished_at = ?3
+             WHERE pod = ?1 AND number = ?2 AND outcome = 'progressing'",
+        )
+        .bind(pod)
+        .bind(number)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Fails a progressing revision and, in the same transaction, rolls the
+    /// pod's container template back to the last complete revision with another
+    /// hash (keeping replicas, host and policies). Returns the revision rolled
+    /// back to, or None when there is none (the pod stays on the failed one).
+    pub(crate) async fn fail_and_roll_back(
+        &self,
+        pod: &str,
+        failed: i64,
+        reason: &str,
+        message: &str,
+    ) -> Result<Option<Revision>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let marked = sqlx::query(
+            "UPDATE revisions SET outcome = 'failed', reason = ?3, message = ?4, finished_at = ?5
+             WHERE pod = ?1 AND number = ?2 AND outcome = 'progressing'",
+        )
+        .bind(pod)
+        .bind(failed)
+        .bind(reason)
+        .bind(message)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let failed_hash: Option<String> = sqlx::query("SELECT hash FROM revisions WHERE pod = ?1 AND number = ?2")
+            .bind(pod)
+            .bind(failed)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("hash"))
+            .transpose()?;
+        let good = sqlx::query(
+            "SELECT number, hash, spec, created_at, outcome, reason, message, finished_at FROM revisions
+             WHERE pod = ?1 AND outcome = 'complete' AND hash != ?2 ORDER BY number DESC LIMIT 1",
+        )
+        .bind(pod)
+        .bind(failed_hash.unwrap_or_default())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(good) = good.as_ref().map(decode_revision).transpose()? else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let current: Option<String> = sqlx::query("SELECT spec FROM pods WHERE name = ?1")
+            .bind(pod)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("spec"))
+            .transpose()?;
+        let Some(current) = current else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let current: PodSpec =
+            serde_json::from_str(&current).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?;
+        let rolled = current.with_template_of(&good.spec);
+        let json = serde_json::to_string(&rolled).map_err(|e| Error::Conflict(format!("cannot encode spec: {e}")))?;
+        sqlx::query("UPDATE pods SET spec = ?2, generation = generation + 1, updated_at = ?3 WHERE name = ?1")
+            .bind(pod)
+            .bind(&json)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let note = format!("automatic rollback to revision {}: {reason}: {message}", good.number);
+        record_revision(&mut tx, &rolled, &json, now, Some(("Rollback", &note))).await?;
+        tx.commit().await?;
+        Ok(Some(good))
+    }
+
     pub(crate) async fn get(&self, name: &str) -> Result<Option<StoredPod>> {
-        let row = sqlx::query("SELECT spec, generation, created_at, updated_at FROM pods WHERE name = ?1")
+        let row = sqlx::query(concat!(pod_select!(), " WHERE p.name = ?1"))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
@@ -160,7 +315,7 @@ impl Store {
     }
 
     pub(crate) async fn list(&self) -> Result<Vec<StoredPod>> {
-        let rows = sqlx::query("SELECT spec, generation, created_at, updated_at FROM pods ORDER BY name")
+        let rows = sqlx::query(concat!(pod_select!(), " ORDER BY p.name"))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(decode).collect()
@@ -173,12 +328,18 @@ impl Store {
             .try_get("n")?)
     }
 
-    /// Deletes a pod; returns whether it existed.
+    /// Deletes a pod and its revisions; returns whether it existed.
     pub(crate) async fn delete(&self, name: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM pods WHERE name = ?1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM revisions WHERE pod = ?1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -231,6 +392,70 @@ impl Store {
     }
 }
 
+/// Appends a revision for `spec` (the next number) and supersedes any still progressing.
+async fn record_revision(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    spec: &PodSpec,
+    json: &str,
+    now: i64,
+    note: Option<(&str, &str)>,
+) -> Result<()> {
+    let hash = spec.revision_hash();
+    let latest = sqlx::query("SELECT number, hash FROM revisions WHERE pod = ?1 ORDER BY number DESC LIMIT 1")
+        .bind(&spec.name)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let (number, latest_hash) = match &latest {
+        Some(r) => (r.try_get::<i64, _>("number")?, Some(r.try_get::<String, _>("hash")?)),
+        None => (0, None),
+    };
+    if latest_hash.as_deref() == Some(hash.as_str()) {
+        // Only replicas, host or policies changed: same revision, refresh its spec.
+        sqlx::query("UPDATE revisions SET spec = ?3 WHERE pod = ?1 AND number = ?2")
+            .bind(&spec.name)
+            .bind(number)
+            .bind(json)
+            .execute(&mut **tx)
+            .await?;
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE revisions SET outcome = 'superseded', finished_at = ?2 WHERE pod = ?1 AND outcome = 'progressing'",
+    )
+    .bind(&spec.name)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO revisions (pod, number, hash, spec, created_at, outcome, reason, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'progressing', ?6, ?7)",
+    )
+    .bind(&spec.name)
+    .bind(number + 1)
+    .bind(&hash)
+    .bind(json)
+    .bind(now)
+    .bind(note.map(|n| n.0))
+    .bind(note.map(|n| n.1))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn decode_revision(row: &sqlx::sqlite::SqliteRow) -> Result<Revision> {
+    let spec: String = row.try_get("spec")?;
+    Ok(Revision {
+        number: row.try_get("number")?,
+        hash: row.try_get("hash")?,
+        spec: serde_json::from_str(&spec).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?,
+        created_at: row.try_get("created_at")?,
+        outcome: row.try_get("outcome")?,
+        reason: row.try_get("reason")?,
+        message: row.try_get("message")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
 fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPod> {
     let spec: String = row.try_get("spec")?;
     let spec: PodSpec = serde_json::from_str(&spec).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?;
@@ -239,6 +464,12 @@ fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPod> {
         generation: row.try_get("generation")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        rollout: RolloutState {
+            number: row.try_get::<Option<i64>, _>("rev_number")?.unwrap_or(0),
+            outcome: row.try_get::<Option<String>, _>("rev_outcome")?.unwrap_or_default(),
+            reason: row.try_get("rev_reason")?,
+            message: row.try_get("rev_message")?,
+        },
     })
 }
 
@@ -265,6 +496,38 @@ mod tests {
         assert!(store.delete("web").await.expect("delete"));
         assert!(!store.delete("web").await.expect("delete again"));
         assert_eq!(store.get("web").await.expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn revisions_follow_template_changes_and_roll_back() {
+        let store = Store::in_memory().await.expect("open");
+        let v1 = PodSpec::new("web", "img:1").with_replicas(2);
+        store.upsert(&v1).await.expect("v1");
+        store.upsert(&v1.clone().with_replicas(5)).await.expect("scale");
+        let revs = store.revisions("web").await.expect("revisions");
+        assert_eq!(revs.len(), 1, "scaling is not a revision");
+        assert_eq!(revs[0].spec.replicas, 5);
+        assert!(store.complete_revision("web", 1).await.expect("complete"));
+        let v2 = v1.clone().with_replicas(5).with_image("img:2");
+        store.upsert(&v2).await.expect("v2");
+        let good = store
+            .fail_and_roll_back("web", 2, "ProgressDeadlineExceeded", "no")
+            .await
+            .expect("rollback");
+        assert_eq!(good.map(|r| r.number), Some(1));
+        let pod = store.get("web").await.expect("get").expect("pod");
+        assert_eq!(
+            (pod.spec.image.as_str(), pod.spec.replicas, pod.generation),
+            ("img:1", 5, 4)
+        );
+        let revs = store.revisions("web").await.expect("revisions");
+        let outcomes: Vec<_> = revs.iter().map(|r| (r.number, r.outcome.as_str())).collect();
+        assert_eq!(outcomes, [(1, "complete"), (2, "failed"), (3, "progressing")]);
+        assert_eq!(revs[2].reason.as_deref(), Some("Rollback"));
+        // A failed revision cannot be failed twice.
+        assert_eq!(store.fail_and_roll_back("web", 2, "x", "y").await.expect("again"), None);
+        assert!(store.delete("web").await.expect("delete"));
+        assert!(store.revisions("web").await.expect("revisions").is_empty());
     }
 
     #[tokio::test]

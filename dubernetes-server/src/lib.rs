@@ -111,6 +111,8 @@ pub fn router(orchestrator: Dubernetes) -> Router {
         .route("/v1/version", get(version))
         .route("/v1/pods", get(list_pods).post(post_pod))
         .route("/v1/pods/{name}", get(get_pod).put(put_pod).delete(delete_pod))
+        .route("/v1/pods/{name}/revisions", get(revisions))
+        .route("/v1/pods/{name}/rollback", axum::routing::post(rollback))
         .route("/v1/events", get(events))
         .route("/v1/ingress", get(ingress))
         .fallback(|| async {
@@ -152,6 +154,40 @@ async fn get_pod(State(o): State<Dubernetes>, Path(name): Path<String>) -> Resul
 async fn delete_pod(State(o): State<Dubernetes>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
     o.delete(&name).await?;
     Ok(axum::Json(serde_json::json!({"deleted": name})))
+}
+
+async fn revisions(State(o): State<Dubernetes>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(axum::Json(o.history(&name).await?))
+}
+
+/// Body of `POST /v1/pods/{name}/rollback`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The revision to go back to; default: the one before the current.
+    #[serde(default)]
+    pub to_revision: Option<i64>,
+}
+
+async fn rollback(State(o): State<Dubernetes>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    let request: RollbackRequest = if body.is_empty() {
+        RollbackRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("invalid rollback request: {e}"),
+            )
+        })?
+    };
+    let (pod, outcome) = o.undo(&name, request.to_revision).await?;
+    Ok(axum::Json(ApplyResponse {
+        outcome,
+        dry_run: false,
+        pod: Some(pod),
+    })
+    .into_response())
 }
 
 async fn events(State(o): State<Dubernetes>, Query(q): Query<EventParams>) -> Result<impl IntoResponse, ApiError> {

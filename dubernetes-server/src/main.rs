@@ -33,6 +33,9 @@ struct Config {
     /// Seconds a replica gets between SIGTERM and SIGKILL.
     #[arg(long, env = "DUBERNETES_STOP_GRACE_SECONDS", default_value_t = 10)]
     stop_grace_seconds: u64,
+    /// Milliseconds a replica taken out of the ingress keeps running before it is stopped.
+    #[arg(long, env = "DUBERNETES_DRAIN_MS", default_value_t = 1000)]
+    drain_ms: u64,
     /// Concurrent calls to the Docker engine.
     #[arg(long, env = "DUBERNETES_ENGINE_CONCURRENCY", default_value_t = 16)]
     engine_concurrency: usize,
@@ -72,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         .resync_interval(Duration::from_secs(config.resync_seconds))
         .stop_grace_period(Duration::from_secs(config.stop_grace_seconds))
         .engine_concurrency(config.engine_concurrency)
+        .drain_period(Duration::from_millis(config.drain_ms))
         .backoff(backoff)
         .max_pods(config.max_pods)
         .build()

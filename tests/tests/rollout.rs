@@ -1,0 +1,302 @@
+//! Rolling updates that never drop a request, and automatic rollback.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use dubernetes_tests::{TestServer, containers, docker, stderr, stdout, wait_for};
+
+const T: Duration = Duration::from_secs(90);
+
+fn spec(image: &str, replicas: u32, extra: &str) -> String {
+    format!(
+        "name: app\nimage: {image}\nreplicas: {replicas}\naccess: {{host: app.local}}\n\
+         health: {{path: /healthz, interval: 200ms, timeout: 500ms}}\n{extra}"
+    )
+}
+
+/// A steady stream of requests through the ingress, on a few connections.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    errors: Arc<std::sync::Mutex<Vec<String>>>,
+    retried: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    async fn start(server: &TestServer, host: &str, clients: usize) -> Load {
+        let port = server.ingress_port().await;
+        let load = Load {
+            stop: Arc::new(AtomicBool::new(false)),
+            ok: Arc::new(AtomicU64::new(0)),
+            failed: Arc::new(AtomicU64::new(0)),
+            errors: Arc::new(std::sync::Mutex::new(Vec::new())),
+            retried: Arc::new(AtomicU64::new(0)),
+            tasks: Vec::new(),
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (stop, ok, failed, errors, retried) = (
+                load.stop.clone(),
+                load.ok.clone(),
+                load.failed.clone(),
+                load.errors.clone(),
+                load.retried.clone(),
+            );
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client");
+            let url = format!("http://127.0.0.1:{port}/");
+            let host = host.to_string();
+            tasks.push(tokio::spawn(async move {
+                // Bounded: at most 10 minutes of requests even if nobody stops us.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+                while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+                    let mut result = http.get(&url).header("host", &host).send().await;
+                    // An nginx reload closes the old workers' keep-alive connections
+                    // after their current response. A request sent on such a reused
+                    // connection sees it closed before any response byte; like curl
+                    // and browsers (RFC 9112 section 9.3.1) we retry it once on a
+                    // fresh connection. Every other failure counts.
+                    if let Err(e) = &result
+                        && format!("{e:?}").contains("IncompleteMessage")
+                    {
+                        retried.fetch_add(1, Ordering::Relaxed);
+                        result = http.get(&url).header("host", &host).send().await;
+                    }
+                    match result {
+                        Ok(r) if r.status().as_u16() == 200 => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            errors.lock().expect("lock").push(format!("HTTP {}", r.status()));
+                        }
+                        Err(e) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            errors.lock().expect("lock").push(format!("{e:?}"));
+                        }
+                    }
+                }
+            }));
+        }
+        Load { tasks, ..load }
+    }
+
+    async fn finish(self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let mut errors = self.errors.lock().expect("lock").clone();
+        errors.push(format!(
+            "(retried on a fresh connection after a keep-alive close: {})",
+            self.retried.load(Ordering::Relaxed)
+        ));
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            errors,
+        )
+    }
+}
+
+async fn pod(server: &TestServer) -> serde_json::Value {
+    server.get_json("/v1/pods/app").await.1
+}
+
+#[tokio::test]
+async fn image_change_under_load_drops_no_request() {
+    let server = TestServer::start("rolling").await;
+    let docker = docker().await;
+    let (status, body) = server.put_yaml("app", &spec("dubernetes/whoami:v1", 5, "")).await;
+    assert_eq!(status, 201, "{body}");
+    server.wait_converged("app", T).await;
+    let load = Load::start(&server, "app.local", 4).await;
+    wait_for("some requests to succeed", T, || async {
+        (load.ok.load(Ordering::Relaxed) > 20).then_some(())
+    })
+    .await;
+
+    let (status, body) = server.put_yaml("app", &spec("dubernetes/whoami:v2", 5, "")).await;
+    assert_eq!(status, 200, "{body}");
+    let done = server.wait_converged("app", T).await;
+    // A few more requests on the new revision only.
+    let seen = load.ok.load(Ordering::Relaxed);
+    wait_for("requests after the rollout", T, || async {
+        (load.ok.load(Ordering::Relaxed) > seen + 20).then_some(())
+    })
+    .await;
+    let (ok, failed, errors) = load.finish().await;
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed during the rollout: {errors:?}",
+        ok + failed
+    );
+    assert!(ok > 50, "too few requests to mean anything: {ok}");
+
+    let after = wait_for("the old containers to be removed", T, || async {
+        let now = containers(&docker, &server.instance, Some("app")).await;
+        (now.len() == 5).then_some(now)
+    })
+    .await;
+    assert!(
+        after.iter().all(|c| c.2 == "dubernetes/whoami:v2" && c.1 == "running"),
+        "{after:?}"
+    );
+    assert_eq!(done["status"]["revision_number"], 2);
+    let progressing = done["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .cloned();
+    wait_for("the rollout to be marked complete", T, || async {
+        let p = pod(&server).await;
+        let c = p["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Progressing").cloned());
+        c.filter(|c| c["reason"] == "RolloutComplete").map(|_| ())
+    })
+    .await;
+    drop(progressing);
+
+    // Changing only replicas scales without a new revision.
+    let (_, body) = server.put_yaml("app", &spec("dubernetes/whoami:v2", 3, "")).await;
+    assert_eq!(body["pod"]["status"]["revision_number"], 2);
+    let out = server.dubectl(&["rollout", "history", "app"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let history = stdout(&out);
+    assert_eq!(history.lines().count(), 3, "{history}");
+    assert!(
+        history
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("complete") && l.contains("whoami:v1")),
+        "{history}"
+    );
+}
+
+async fn assert_rolls_back(test: &str, bad_env: &str, cause: &str) {
+    let server = TestServer::start(test).await;
+    let docker = docker().await;
+    let deadline = "update: {progress_deadline: 4s}\n";
+    server.put_yaml("app", &spec("dubernetes/whoami:v1", 3, deadline)).await;
+    server.wait_converged("app", T).await;
+    wait_for("revision 1 complete", T, || async {
+        let p = pod(&server).await;
+        p["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["reason"] == "RolloutComplete")
+            .then_some(())
+    })
+    .await;
+    let good: Vec<String> = containers(&docker, &server.instance, Some("app"))
+        .await
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    let load = Load::start(&server, "app.local", 3).await;
+
+    let bad = spec("dubernetes/whoami:v2", 3, &format!("{deadline}env: {{{bad_env}}}\n"));
+    let (status, body) = server.put_yaml("app", &bad).await;
+    assert_eq!(status, 200, "{body}");
+    let rolled = wait_for("the automatic rollback", T, || async {
+        let p = pod(&server).await;
+        (p["status"]["reason"] == "RolledBack").then_some(p)
+    })
+    .await;
+    let message = rolled["status"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(
+        message.contains("ProgressDeadlineExceeded") && message.contains(cause),
+        "{message}"
+    );
+    assert_eq!(rolled["spec"]["image"], "dubernetes/whoami:v1");
+    assert!(rolled["spec"].get("env").is_none(), "{rolled}");
+    let settled = server.wait_converged("app", T).await;
+    assert_eq!(settled["status"]["revision_number"], 3);
+
+    let (ok, failed, errors) = load.finish().await;
+    assert_eq!(failed, 0, "{failed} of {} requests failed: {errors:?}", ok + failed);
+    assert!(ok > 20, "{ok}");
+    // The old replicas never stopped serving: they are the very same containers.
+    let now: Vec<String> = containers(&docker, &server.instance, Some("app"))
+        .await
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(now, good);
+
+    let out = server.dubectl(&["rollout", "history", "app"]);
+    let history = stdout(&out);
+    let row2 = history.lines().find(|l| l.starts_with('2')).unwrap_or_default();
+    assert!(
+        row2.contains("failed") && row2.contains("ProgressDeadlineExceeded"),
+        "{history}"
+    );
+    let (_, events) = server.get_json("/v1/events?pod=app").await;
+    assert!(
+        events
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["reason"] == "RolledBack"),
+        "{events}"
+    );
+}
+
+#[tokio::test]
+async fn a_never_ready_revision_is_rolled_back() {
+    assert_rolls_back("unready", "WHOAMI_UNHEALTHY: \"1\"", "answered 500").await;
+}
+
+#[tokio::test]
+async fn a_crashing_revision_is_rolled_back() {
+    assert_rolls_back("crashing", "WHOAMI_EXIT_CODE: \"3\"", "exit with code 3").await;
+}
+
+#[tokio::test]
+async fn rollout_undo_goes_back_and_forth() {
+    let server = TestServer::start("undo").await;
+    let docker = docker().await;
+    server.put_yaml("app", &spec("dubernetes/whoami:v1", 2, "")).await;
+    server.wait_converged("app", T).await;
+    server.put_yaml("app", &spec("dubernetes/whoami:v2", 2, "")).await;
+    server.wait_converged("app", T).await;
+
+    let out = server.dubectl(&["rollout", "undo", "app"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = server.dubectl(&["rollout", "status", "app", "--timeout", "60s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for("only v1 containers", T, || async {
+        let images: Vec<String> = containers(&docker, &server.instance, Some("app"))
+            .await
+            .into_iter()
+            .map(|c| c.2)
+            .collect();
+        (images == ["dubernetes/whoami:v1", "dubernetes/whoami:v1"]).then_some(())
+    })
+    .await;
+
+    let out = server.dubectl(&["rollout", "undo", "app", "--to-revision", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.wait_converged("app", T).await;
+    wait_for("only v2 containers", T, || async {
+        let images: Vec<String> = containers(&docker, &server.instance, Some("app"))
+            .await
+            .into_iter()
+            .map(|c| c.2)
+            .collect();
+        (images == ["dubernetes/whoami:v2", "dubernetes/whoami:v2"]).then_some(())
+    })
+    .await;
+
+    let out = server.dubectl(&["rollout", "undo", "app", "--to-revision", "99"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no revision 99"), "{}", stderr(&out));
+}
