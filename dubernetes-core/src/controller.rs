@@ -952,6 +952,7 @@ impl Context {
         for orphan in by_pod.keys() {
             self.wake(orphan);
         }
+        self.ingress.verify().await;
         self.wake_ingress();
     }
 }

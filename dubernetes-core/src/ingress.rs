@@ -128,6 +128,8 @@ pub(crate) fn render(instance: &str, routes: &[Route]) -> Result<(String, String
 
 #[derive(Debug, Default)]
 struct State {
+    /// Version of the last applied config.
+    version: Option<String>,
     /// Containers the live config routes to.
     routed: HashSet<String>,
     container_id: Option<String>,
@@ -255,6 +257,7 @@ impl Ingress {
         self.wait_live(state.port, version).await?;
         state.container_id = Some(id);
         state.last_applied = Some(text.to_string());
+        state.version = Some(version.to_string());
         state.routed = routed_ids(routes);
         Ok(())
     }
@@ -281,8 +284,34 @@ impl Ingress {
         }
         self.wait_live(state.port, version).await?;
         state.last_applied = Some(text.to_string());
+        state.version = Some(version.to_string());
         state.routed = routed_ids(routes);
         Ok(())
+    }
+
+    /// Checks that nginx still serves the last applied config (someone may have
+    /// replaced or reloaded it by hand); if not, forgets it so the next sync
+    /// writes and reloads it again. Returns whether it was intact.
+    pub(crate) async fn verify(&self) -> bool {
+        let mut state = self.state.lock().await;
+        let (Some(port), Some(version)) = (state.port, state.version.clone()) else {
+            return true;
+        };
+        let intact = matches!(probe(SocketAddr::new(self.probe_ip(), port)).await, Ok(v) if v == version);
+        if !intact {
+            tracing::warn!("the ingress does not serve the config we applied; re-applying it");
+            state.last_applied = None;
+            state.version = None;
+        }
+        intact
+    }
+
+    fn probe_ip(&self) -> IpAddr {
+        match self.settings.listen.ip() {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        }
     }
 
     /// The containers the live config routes to.
@@ -298,12 +327,7 @@ impl Ingress {
     /// the published port on this host's loopback (or the bound address).
     async fn wait_live(&self, port: Option<u16>, version: &str) -> Result<()> {
         let Some(port) = port else { return Ok(()) };
-        let ip = match self.settings.listen.ip() {
-            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
-            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        let addr = SocketAddr::new(ip, port);
+        let addr = SocketAddr::new(self.probe_ip(), port);
         let deadline = tokio::time::Instant::now() + LIVE_TIMEOUT;
         let mut last_error = String::from("no answer");
         let mut in_a_row = 0;

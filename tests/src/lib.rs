@@ -148,11 +148,17 @@ pub struct TestServer {
     child: Option<Child>,
     /// HTTP client for the API and the ingress.
     pub http: reqwest::Client,
+    extra_args: Vec<String>,
 }
 
 impl TestServer {
     /// Starts a server for a new instance and waits until its API answers.
     pub async fn start(test: &str) -> TestServer {
+        Self::start_with(test, &[]).await
+    }
+
+    /// Like [`start`](Self::start), with extra server flags.
+    pub async fn start_with(test: &str, extra_args: &[&str]) -> TestServer {
         let _ = docker().await;
         let instance = instance_name(test);
         let data_dir = tempfile::tempdir().expect("tempdir");
@@ -168,6 +174,7 @@ impl TestServer {
             api_port,
             child: None,
             http,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         server.spawn().await;
         server
@@ -187,6 +194,7 @@ impl TestServer {
             .args(["--ingress-listen", "127.0.0.1:0"])
             .args(["--ingress-image", NGINX_LOCAL])
             .args(["--stop-grace-seconds", "2"])
+            .args(&self.extra_args)
             .env("RUST_LOG", "info,dubernetes_core=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::from(log.try_clone().expect("log")))
