@@ -42,6 +42,8 @@ mod probe;
 mod runtime;
 mod spec;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use controller::{BackoffSettings, Change};
 pub use error::{Error, Result};

@@ -491,16 +491,28 @@ impl Dubernetes {
         self.ctx.shutdown.cancel();
         self.ctx.tasks.close();
         self.ctx.tasks.wait().await;
-        let containers = self
-            .ctx
-            .runtime
-            .list(&self.ctx.settings.instance, &self.ctx.settings.network, None)
-            .await?;
-        let removals = futures::future::join_all(containers.iter().map(|c| self.ctx.runtime.remove(&c.id))).await;
-        removals.into_iter().collect::<Result<Vec<()>>>()?;
-        self.ctx.runtime.remove_network(&self.ctx.settings.network).await?;
+        remove_everything(
+            &self.ctx.runtime,
+            &self.ctx.settings.instance,
+            &self.ctx.settings.network,
+        )
+        .await?;
         self.ctx.store.close().await;
         Ok(())
+    }
+
+    /// Stops the controller without waiting for it and returns a future that
+    /// removes every container and the network of this instance through a new
+    /// engine connection. For `Drop` impls that must finish the clean-up on
+    /// another thread while the runtime the controller lives on is blocked.
+    pub(crate) fn detach_for_purge(&self) -> impl Future<Output = Result<()>> + Send + 'static {
+        self.ctx.shutdown.cancel();
+        let instance = self.ctx.settings.instance.clone();
+        let network = self.ctx.settings.network.clone();
+        async move {
+            let runtime = Runtime::connect().await?;
+            remove_everything(&runtime, &instance, &network).await
+        }
     }
 
     /// How many containers of this instance exist on the engine (any role,
@@ -654,4 +666,11 @@ impl Pod {
             && s.updated_replicas == s.desired_replicas
             && s.current_replicas == s.desired_replicas
     }
+}
+
+async fn remove_everything(runtime: &Runtime, instance: &str, network: &str) -> Result<()> {
+    let containers = runtime.list(instance, network, None).await?;
+    let removals = futures::future::join_all(containers.iter().map(|c| runtime.remove(&c.id))).await;
+    removals.into_iter().collect::<Result<Vec<()>>>()?;
+    runtime.remove_network(network).await
 }
