@@ -164,10 +164,10 @@ impl Drop for TestCluster {
         // thread with its own runtime.
         let purge = self.orchestrator.detach_for_purge();
         let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                if let Err(e) = rt.block_on(purge) {
-                    eprintln!("dubernetes TestCluster: clean-up failed: {e}");
-                }
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build()
+                && let Err(e) = rt.block_on(purge)
+            {
+                eprintln!("dubernetes TestCluster: clean-up failed: {e}");
             }
         })
         .join();
