@@ -433,6 +433,31 @@ impl TestServer {
         .await
     }
 
+    /// The nginx config the ingress container has on disk right now (what it serves).
+    pub async fn ingress_config(&self) -> String {
+        use futures::TryStreamExt as _;
+        let docker = docker().await;
+        let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::new()
+            .path("/etc/nginx/conf.d/default.conf")
+            .build();
+        let chunks: Vec<bytes::Bytes> = docker
+            .download_from_container(&format!("dub-{}-ingress", self.instance), Some(options))
+            .try_collect()
+            .await
+            .expect("download the ingress config");
+        let tar_bytes: Vec<u8> = chunks.concat();
+        let mut archive = tar::Archive::new(tar_bytes.as_slice());
+        let mut entry = archive
+            .entries()
+            .expect("tar")
+            .next()
+            .expect("one file")
+            .expect("entry");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).expect("utf-8 config");
+        text
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
