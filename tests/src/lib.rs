@@ -313,6 +313,11 @@ impl TestServer {
         }
     }
 
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Starts the server again on the same instance, data dir and port.
     pub async fn restart(&mut self) {
         self.stop();
