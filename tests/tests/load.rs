@@ -31,6 +31,9 @@ struct Stats {
 
 /// What the store should hold: owned pods' last acknowledged value (None: deleted),
 /// and for hot pods, generation -> replicas of the acknowledged write that made it.
+/// Records an acknowledged write into [`Expected`].
+type Record = Box<dyn FnOnce(&mut Expected) + Send>;
+
 #[derive(Default)]
 struct Expected {
     owned: HashMap<String, Option<u64>>,
@@ -76,11 +79,7 @@ async fn fifty_clients_mixed_writes_no_5xx_consistent_end_state() {
                     n += 1;
                     let roll = next() % 100;
                     let own = format!("c{c}-{}", next() % 2);
-                    let (status, body, record): (
-                        u16,
-                        serde_json::Value,
-                        Option<Box<dyn FnOnce(&mut Expected) + Send>>,
-                    ) = if roll < 35 {
+                    let (status, body, record): (u16, serde_json::Value, Option<Record>) = if roll < 35 {
                         let r = server.http.get(format!("{}/v1/pods/{own}", server.url)).send().await;
                         let (s, b) = read(r).await;
                         (s, b, None)
@@ -138,10 +137,10 @@ async fn fifty_clients_mixed_writes_no_5xx_consistent_end_state() {
                             let (s, b) = read(r).await;
                             let new_generation = b["pod"]["generation"].as_i64();
                             let s = if s == 409 { 200 } else { s };
-                            let record: Option<Box<dyn FnOnce(&mut Expected) + Send>> = new_generation.map(|g| {
+                            let record: Option<Record> = new_generation.map(|g| {
                                 Box::new(move |e: &mut Expected| {
                                     e.hot.entry(hot).or_default().insert(g, replicas);
-                                }) as Box<dyn FnOnce(&mut Expected) + Send>
+                                }) as Record
                             });
                             (s, b, record)
                         }
