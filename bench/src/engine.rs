@@ -25,7 +25,10 @@ pub const LABEL_BENCH: &str = "io.dubernetes.bench";
 
 pub async fn connect() -> Result<Docker> {
     let docker = Docker::connect_with_defaults().context("connecting to the Docker engine")?;
-    let docker = docker.negotiate_version().await.context("negotiating the API version")?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .context("negotiating the API version")?;
     Ok(docker)
 }
 
@@ -108,7 +111,11 @@ impl Cleanup {
         if swarm {
             // Swarm tasks go away with the services; leaving removes the rest.
             let left = docker
-                .leave_swarm(Some(bollard::query_parameters::LeaveSwarmOptionsBuilder::new().force(true).build()))
+                .leave_swarm(Some(
+                    bollard::query_parameters::LeaveSwarmOptionsBuilder::new()
+                        .force(true)
+                        .build(),
+                ))
                 .await;
             if let Err(e) = left {
                 eprintln!("bench: warning: docker swarm leave --force: {e}");
@@ -180,7 +187,10 @@ pub async fn create_network(docker: &Docker, cleanup: &Cleanup, name: &str, run:
         labels: Some(HashMap::from([(LABEL_BENCH.to_string(), run.to_string())])),
         ..Default::default()
     };
-    docker.create_network(request).await.with_context(|| format!("creating network {name}"))?;
+    docker
+        .create_network(request)
+        .await
+        .with_context(|| format!("creating network {name}"))?;
     Ok(())
 }
 
@@ -266,9 +276,7 @@ pub async fn app_ready_time(
     for _ in 0..rounds {
         let t0 = Instant::now();
         let id = create_and_start(docker, image, network, &label).await?;
-        let inspect = docker
-            .inspect_container(&id, None::<InspectContainerOptions>)
-            .await?;
+        let inspect = docker.inspect_container(&id, None::<InspectContainerOptions>).await?;
         let ip = inspect
             .network_settings
             .and_then(|n| n.networks)

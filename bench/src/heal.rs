@@ -38,8 +38,12 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
 
     // --- heal ---
     eprintln!("bench: heal: {heal_rounds} rounds of docker kill on {replicas} replicas");
-    o.apply(PodSpec::new("heal", IMAGE).with_replicas(replicas).with_host("heal.bench.local"))
-        .await?;
+    o.apply(
+        PodSpec::new("heal", IMAGE)
+            .with_replicas(replicas)
+            .with_host("heal.bench.local"),
+    )
+    .await?;
     o.wait_ready("heal", Duration::from_secs(60)).await?;
     let mut heal = Samples::default();
     for _ in 0..heal_rounds {
@@ -126,8 +130,12 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
 
     // --- scale 3 -> 30 vs the engine's own limit ---
     eprintln!("bench: scale 3 -> 30: {scale_rounds} rounds");
-    o.apply(PodSpec::new("scale", IMAGE).with_replicas(3).with_host("scale.bench.local"))
-        .await?;
+    o.apply(
+        PodSpec::new("scale", IMAGE)
+            .with_replicas(3)
+            .with_host("scale.bench.local"),
+    )
+    .await?;
     o.wait_ready("scale", Duration::from_secs(60)).await?;
     let mut scale = Samples::default();
     let mut limit = Samples::default();

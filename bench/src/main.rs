@@ -100,7 +100,10 @@ async fn main() -> Result<()> {
             .server_bin
             .clone()
             .unwrap_or_else(|| server::release_binary("dubernetes-server")),
-        dubectl_bin: cli.dubectl_bin.clone().unwrap_or_else(|| server::release_binary("dubectl")),
+        dubectl_bin: cli
+            .dubectl_bin
+            .clone()
+            .unwrap_or_else(|| server::release_binary("dubectl")),
     });
     let machine = Machine::read(&docker).await;
     eprintln!("bench: run {} on {}", ctx.run, machine.summary());
@@ -127,7 +130,11 @@ async fn main() -> Result<()> {
     let header = format!(
         "Command: `{}`{}  \nDate: {} (UTC), {} in all  \nMachine: {}  \nLoad average at start: {}; at the end: {} (other engineers were compiling and testing on the same 2 cores, so figures are noisy)",
         command_line(),
-        if cli.quick { " (quick mode: smaller sizes, fewer rounds)" } else { "" },
+        if cli.quick {
+            " (quick mode: smaller sizes, fewer rounds)"
+        } else {
+            ""
+        },
         utc_now(),
         stats::fmt(started.elapsed()),
         machine.summary(),
@@ -202,7 +209,11 @@ impl Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
-            .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim().to_string()))
+            .find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, v)| v.trim().to_string())
+            })
             .unwrap_or_else(|| "unknown CPU".into());
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let mem_kib: f64 = std::fs::read_to_string("/proc/meminfo")

@@ -114,14 +114,16 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
     eprintln!("bench: rollout: v1 → v2 of {replicas} replicas under {rate} req/s");
     let t0 = Instant::now();
     o.apply(spec(V2, replicas, interval)).await?;
-    let pod = o.wait_ready("roll", Duration::from_secs(600)).await?;
+    o.wait_ready("roll", Duration::from_secs(600)).await?;
     let wall = t0.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let pod = o.get("roll").await?;
     stop.store(true, Ordering::Relaxed);
     if generator.await.is_err() {
         bail!("the load generator panicked");
     }
-    let only_new = pod.replicas.iter().all(|r| r.up_to_date) && pod.replicas.len() == replicas as usize;
+    let live: Vec<_> = pod.replicas.iter().filter(|r| r.state.is_live()).collect();
+    let only_new = live.iter().all(|r| r.up_to_date) && live.len() == replicas as usize;
     let sent = load.sent.load(Ordering::Relaxed);
     let failed = load.failed.load(Ordering::Relaxed);
     let (v1, v2) = (load.ok_v1.load(Ordering::Relaxed), load.ok_v2.load(Ordering::Relaxed));
@@ -141,7 +143,11 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
         "| failed requests during a {replicas}-replica rolling update v1 → v2 at {rate} req/s through the ingress | {failed} of {sent} ({v1} answered by v1, {v2} by v2) | 0 | {} |",
         if failed == 0 { "yes" } else { "no" }
     )?;
-    writeln!(md, "| wall time of the update (apply → every replica v2, ready and routed, no v1 left) | {} | | |", fmt(wall))?;
+    writeln!(
+        md,
+        "| wall time of the update (apply → every replica v2, ready and routed, no v1 left) | {} | | |",
+        fmt(wall)
+    )?;
     writeln!(
         md,
         "| of which the app's own start → ready ({steps} steps × {} median, measured straight through the engine) | {} ({:.0}%) | dominates | {} |",

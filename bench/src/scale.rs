@@ -167,7 +167,9 @@ async fn with_server(
     // One change with nothing else stored, as a baseline for the change among 199 idle pods.
     eprintln!("bench: scale: one change, alone");
     server.put(&spec("solo", V1, s.replicas)).await?;
-    server.wait_all_converged(1, Duration::from_millis(20), Duration::from_secs(120)).await?;
+    server
+        .wait_all_converged(1, Duration::from_millis(20), Duration::from_secs(120))
+        .await?;
     let alone = change_image(server, "solo", s.replicas).await?;
     server.delete("solo").await?;
     wait_gone(server, "solo").await?;
@@ -182,10 +184,16 @@ async fn with_server(
     let reloads_before = server.ingress_reloads().await?;
     let t0 = Instant::now();
     let apply_took = server.dubectl_apply(&ctx.dubectl_bin, dir.path()).await?;
-    server.wait_all_converged(s.pods, Duration::from_millis(100), Duration::from_secs(600)).await?;
+    server
+        .wait_all_converged(s.pods, Duration::from_millis(100), Duration::from_secs(600))
+        .await?;
     let converge = t0.elapsed();
     let reloads = server.ingress_reloads().await?.saturating_sub(reloads_before);
-    eprintln!("bench: scale: converged in {} ({reloads} reloads; apply itself {})", fmt(converge), fmt(apply_took));
+    eprintln!(
+        "bench: scale: converged in {} ({reloads} reloads; apply itself {})",
+        fmt(converge),
+        fmt(apply_took)
+    );
 
     // Fill up to the total number of pods (1 replica each), then let it settle.
     eprintln!("bench: scale: {} more pods", s.total_pods - s.pods);
@@ -195,7 +203,9 @@ async fn with_server(
         std::fs::write(more.path().join(format!("{name}.yaml")), yaml(&name, V1, 1))?;
     }
     server.dubectl_apply(&ctx.dubectl_bin, more.path()).await?;
-    server.wait_all_converged(s.total_pods, Duration::from_millis(200), Duration::from_secs(600)).await?;
+    server
+        .wait_all_converged(s.total_pods, Duration::from_millis(200), Duration::from_secs(600))
+        .await?;
     let containers = s.pods * s.replicas as usize + (s.total_pods - s.pods);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -277,14 +287,22 @@ async fn with_server(
         "| server CPU over {:?} idle, {} pods / {containers} containers running | {idle_cpu:.2}% of a core | | | < 1% | {} |",
         s.idle,
         s.total_pods,
-        if idle_cpu < 1.0 { "yes".to_string() } else { format!("no, by {:.2} points", idle_cpu - 1.0) }
+        if idle_cpu < 1.0 {
+            "yes".to_string()
+        } else {
+            format!("no, by {:.2} points", idle_cpu - 1.0)
+        }
     )?;
     writeln!(
         md,
         "| server peak RSS (VmHWM) over the whole run; RSS at the end | {:.1} MiB; {:.1} MiB | | | < 50 MiB | {} |",
         hwm as f64 / 1024.0,
         rss as f64 / 1024.0,
-        if hwm < 50 * 1024 { "yes".to_string() } else { format!("no, by {:.1} MiB", hwm as f64 / 1024.0 - 50.0) }
+        if hwm < 50 * 1024 {
+            "yes".to_string()
+        } else {
+            format!("no, by {:.1} MiB", hwm as f64 / 1024.0 - 50.0)
+        }
     )?;
     for (what, samples, target) in [
         ("GET /v1/pods/{name}", &get, Some(Duration::from_millis(10))),
@@ -376,8 +394,10 @@ async fn wait_status(client: &reqwest::Client, port: u16, host: &str, want: u16)
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(anyhow::anyhow!("the ingress did not answer {want} for {host} within 30 s"))
-                .context("nginx change");
+            return Err(anyhow::anyhow!(
+                "the ingress did not answer {want} for {host} within 30 s"
+            ))
+            .context("nginx change");
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

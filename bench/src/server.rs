@@ -121,13 +121,22 @@ impl Server {
             .send()
             .await?;
         if !r.status().is_success() {
-            bail!("PUT /v1/pods/{}: {} {}", spec.name, r.status(), r.text().await.unwrap_or_default());
+            bail!(
+                "PUT /v1/pods/{}: {} {}",
+                spec.name,
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
         }
         Ok(())
     }
 
     pub async fn delete(&self, name: &str) -> Result<()> {
-        let r = self.client.delete(format!("{}/v1/pods/{name}", self.api)).send().await?;
+        let r = self
+            .client
+            .delete(format!("{}/v1/pods/{name}", self.api))
+            .send()
+            .await?;
         if !r.status().is_success() {
             bail!("DELETE /v1/pods/{name}: {}", r.status());
         }
@@ -206,7 +215,10 @@ pub async fn ingress_status(client: &reqwest::Client, port: u16, host: &str) -> 
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may contain spaces) in parentheses.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("unexpected /proc/pid/stat")?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("unexpected /proc/pid/stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state): utime is field 14, stime 15.
     let utime: f64 = fields.get(11).context("no utime")?.parse()?;

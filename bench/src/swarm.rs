@@ -26,7 +26,9 @@ pub async fn init(docker: &Docker, cleanup: &Cleanup) -> Result<()> {
         .map(|s| s.to_string())
         .unwrap_or_default();
     if state == "active" || state == "pending" {
-        bail!("this engine is already part of a swarm; the benchmark only uses a swarm it creates (docker swarm leave first)");
+        bail!(
+            "this engine is already part of a swarm; the benchmark only uses a swarm it creates (docker swarm leave first)"
+        );
     }
     cleanup.swarm();
     docker

@@ -833,7 +833,9 @@ impl Context {
         let containers = self.list_instance().await?;
         let routes = self.routes(&pods, &containers);
         let ingress: Vec<&Observed> = containers.iter().filter(|c| c.role == "ingress").collect();
+        let started = Instant::now();
         let result = self.ingress.sync(&routes, &ingress).await;
+        tracing::debug!(took = ?started.elapsed(), changed = ?result.as_ref().ok(), "ingress sync");
         *lock(&self.ingress_error) = result.as_ref().err().map(ToString::to_string);
         if result? {
             self.notify(Change::Ingress);

@@ -271,10 +271,13 @@ impl Ingress {
     }
 
     async fn apply(&self, id: &str, text: &str, version: &str, routes: &[Route], state: &mut State) -> Result<()> {
+        let t0 = std::time::Instant::now();
         self.runtime
             .write_file(id, CONF_DIR, CONF_FILE, text.as_bytes())
             .await?;
+        let t_write = t0.elapsed();
         let (code, output) = self.runtime.exec(id, &["nginx", "-t", "-q"]).await?;
+        let t_check = t0.elapsed();
         if code != 0 {
             if let Some(good) = &state.last_applied {
                 self.runtime
@@ -290,7 +293,9 @@ impl Ingress {
         // the container): send it through the engine's kill endpoint, one
         // cheap API call instead of a second exec. The config was checked above.
         self.runtime.signal(id, "HUP").await?;
+        let t_signal = t0.elapsed();
         self.wait_live(state.port, version).await?;
+        tracing::debug!(write = ?t_write, check = ?t_check, signal = ?t_signal, live = ?t0.elapsed(), "nginx config applied");
         state.last_applied = Some(text.to_string());
         state.version = Some(version.to_string());
         self.set_routed(routed_ids(routes));
