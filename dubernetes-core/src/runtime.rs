@@ -44,6 +44,7 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 /// The state of a container as the engine reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ContainerState {
     /// Created, never started.
     Created,

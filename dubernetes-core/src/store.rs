@@ -59,6 +59,7 @@ macro_rules! pod_select {
 /// What an apply did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ApplyOutcome {
     /// The pod did not exist.
     Created,
