@@ -307,10 +307,10 @@ mod tests {
             title: "Heal",
             body: body.into(),
         };
-        write_docs(&path, "h", &[s("one")]).expect("write");
-        write_docs(&path, "h", &[s("two")]).expect("write");
+        write_docs(&path, "h", &[s("first-body")]).expect("write");
+        write_docs(&path, "h", &[s("second-body")]).expect("write");
         let text = std::fs::read_to_string(&path).expect("read");
-        assert!(text.contains("two") && !text.contains("one"), "{text}");
+        assert!(text.contains("second-body") && !text.contains("first-body"), "{text}");
         assert_eq!(text.matches("bench:heal:start").count(), 1);
     }
 }

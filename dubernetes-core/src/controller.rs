@@ -330,6 +330,9 @@ impl Context {
         tracing::debug!(pod, "reconcile");
         let stored = self.store.get(pod).await?;
         let mut observed = self.list_pod(pod).await?;
+        // Replicas being drained are out of the ingress and about to stop: a
+        // background task owns them (see `drain_and_stop`).
+        observed.retain(|c| !self.is_draining(&c.id));
         let Some(stored) = stored else {
             self.health.forget_pod(pod);
             lock(&self.rollouts).remove(pod);
@@ -677,35 +680,23 @@ impl Context {
         errors.extend(removal_errors);
         self.wake_ingress();
 
-        // Running containers: out of the ingress first, then stopped gracefully.
+        // Running containers: out of the ingress first (the reload is live
+        // before we go on), then drained and stopped in the background. The
+        // pod's next reconcile does not count draining containers (they serve
+        // nobody), so the next step of a rollout starts while they drain.
         if !drains.is_empty() {
             lock(&self.draining).extend(drains.iter().map(|(id, _)| id.clone()));
             if let Err(e) = self.sync_ingress().await {
                 tracing::warn!(error = %e, "ingress sync before draining failed; stopping anyway");
             }
-            // Let nginx's old workers finish what they were sending to these replicas.
-            if !self.settings.drain.is_zero() {
-                tokio::select! {
-                    _ = self.shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(self.settings.drain) => {}
-                }
-            }
             let grace = stored
                 .and_then(|p| p.spec.stop_grace_period)
                 .unwrap_or(self.settings.stop_grace);
-            let stopped = join_all(
-                drains
-                    .iter()
-                    .map(|(id, _)| self.with_slot(self.runtime.stop_and_remove(id, grace))),
-            )
-            .await;
-            {
-                let mut draining = lock(&self.draining);
-                for (id, _) in &drains {
-                    draining.remove(id);
-                }
-            }
-            errors.extend(stopped.into_iter().filter_map(Result::err));
+            let ids: Vec<String> = drains.iter().map(|(id, _)| id.clone()).collect();
+            let ctx = Arc::clone(self);
+            let pod_name = pod.to_string();
+            self.tasks
+                .spawn(async move { ctx.drain_and_stop(&pod_name, ids, grace).await });
         }
         let mut reasons: HashMap<&'static str, usize> = HashMap::new();
         for (_, reason) in drains.iter().chain(quick_removes.iter()) {
@@ -775,6 +766,32 @@ impl Context {
             }
         }
         errors
+    }
+
+    /// Lets nginx's old workers finish what they were sending to these
+    /// (already unrouted) replicas, stops them gracefully, and wakes the pod.
+    async fn drain_and_stop(self: Arc<Self>, pod: &str, ids: Vec<String>, grace: Duration) {
+        if !self.settings.drain.is_zero() {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(self.settings.drain) => {}
+            }
+        }
+        let stopped = join_all(
+            ids.iter()
+                .map(|id| self.with_slot(self.runtime.stop_and_remove(id, grace))),
+        )
+        .await;
+        {
+            let mut draining = lock(&self.draining);
+            for id in &ids {
+                draining.remove(id);
+            }
+        }
+        for e in stopped.into_iter().filter_map(Result::err) {
+            tracing::warn!(pod, error = %e, "stopping a drained replica failed; the next reconcile retries");
+        }
+        self.wake(pod);
     }
 
     /// The server's back-off settings with the pod's overrides.
