@@ -438,7 +438,7 @@ impl Dubernetes {
     /// feed no longer holds is [`Error::Expired`]. Without it, the stream
     /// starts with every pod as `ADDED` at the current version. A watcher that
     /// falls too far behind gets one `Expired` item and the stream ends.
-    pub fn watch_from(&self, since: Option<u64>) -> Result<impl Stream<Item = Result<WatchEvent>> + Send + 'static> {
+    pub fn watch_from(&self, since: Option<u64>) -> Result<impl Stream<Item = Result<WatchEvent>> + Send + use<>> {
         self.feed.subscribe(since)
     }
 

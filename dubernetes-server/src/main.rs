@@ -101,8 +101,14 @@ async fn main() -> anyhow::Result<()> {
         ingress_image = %config.ingress_image,
         "dubernetes-server ready"
     );
-    axum::serve(listener, dubernetes_server::router(orchestrator.clone()))
-        .with_graceful_shutdown(shutdown_signal())
+    let streams_end = tokio_util::sync::CancellationToken::new();
+    let router = dubernetes_server::router_with_shutdown(orchestrator.clone(), streams_end.clone());
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Watches and followed logs end, so the graceful shutdown does not wait for them.
+            streams_end.cancel();
+        })
         .await
         .context("serving the API")?;
     tracing::info!("shutting down; containers keep running and are adopted on the next start");
