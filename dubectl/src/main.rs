@@ -498,6 +498,8 @@ async fn watch_pods(
     mut since: u64,
     mut widths: Vec<usize>,
 ) -> anyhow::Result<()> {
+    // A change of something the table does not show prints no line.
+    let mut last: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     loop {
         let mut changes = Box::pin(client.watch(Some(since)).await?);
         while let Some(change) = changes.next().await {
@@ -507,6 +509,13 @@ async fn watch_pods(
                 continue;
             }
             let Some(pod) = change.pod else { continue };
+            if matches!(output, Format::Table | Format::Wide) {
+                let key = format!("{:?}{:?}", change.kind, output::pod_row(&pod, output));
+                if last.get(&pod.name) == Some(&key) {
+                    continue;
+                }
+                last.insert(pod.name.clone(), key);
+            }
             widths = output::print_pod_change(&pod, change.kind, output, widths)?;
         }
     }

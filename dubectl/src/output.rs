@@ -51,7 +51,7 @@ fn pod_header(format: Format) -> Vec<String> {
     header.into_iter().map(String::from).collect()
 }
 
-fn pod_row(pod: &Pod, format: Format) -> Vec<String> {
+pub fn pod_row(pod: &Pod, format: Format) -> Vec<String> {
     let s = &pod.status;
     let mut row = vec![
         pod.name.clone(),
