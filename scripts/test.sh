@@ -16,7 +16,9 @@ scripts/build-images.sh >/dev/null
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+log "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features --locked
 log "cargo build (binaries the integration tests run)"
 cargo build --workspace --bins --examples --locked
 log "cargo test"

@@ -532,6 +532,7 @@ impl PodSpec {
 /// One invalid field of a spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
 pub struct FieldError {
     /// The field, as a path like `access.host`.
     pub field: String,
@@ -557,6 +558,7 @@ impl fmt::Display for FieldError {
 /// A spec that parsed but has invalid fields.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid pod {pod:?}: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+#[non_exhaustive]
 pub struct ValidationError {
     /// The pod's name as given.
     pub pod: String,
@@ -566,6 +568,7 @@ pub struct ValidationError {
 
 /// A YAML document that could not be read as a pod spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpecError {
     /// The YAML itself is broken, or has a field of the wrong type or an unknown field.
     #[error("document {document}{}: {message}", location.map(|(l, c)| format!(", line {l}, column {c}")).unwrap_or_default())]
@@ -598,6 +601,19 @@ pub enum SpecError {
 
 /// Parses one or more pod specs from YAML (documents separated by `---`) and
 /// validates each. Empty documents are skipped.
+///
+/// ```
+/// use dubernetes_core::{parse_specs, SpecError};
+///
+/// let specs = parse_specs("name: web\nimage: nginx:1.27\nreplicas: 3\naccess: {host: web.local}\n").unwrap();
+/// assert_eq!(specs[0].replicas, 3);
+/// assert_eq!(specs[0].host(), Some("web.local"));
+///
+/// // A typo is an error that names the field, never silently ignored.
+/// let err = parse_specs("name: web\nimage: nginx\nreplica: 3\n").unwrap_err();
+/// assert!(err.to_string().contains("replica"), "{err}");
+/// assert!(matches!(err, SpecError::Syntax { .. } | SpecError::Invalid { .. }));
+/// ```
 pub fn parse_specs(yaml: &str) -> Result<Vec<PodSpec>, SpecError> {
     let mut specs: Vec<PodSpec> = Vec::new();
     for (i, document) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {

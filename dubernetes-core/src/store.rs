@@ -62,6 +62,7 @@ macro_rules! pod_select {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ApplyOutcome {
     /// The pod did not exist.
     Created,
