@@ -1,4 +1,4 @@
-//! Colour, only on a terminal and never with `NO_COLOR` (https://no-color.org).
+//! Colour, only on a terminal and never with `NO_COLOR` (<https://no-color.org>).
 
 use std::io::IsTerminal;
 
