@@ -309,3 +309,99 @@ async fn publish_events(orchestrator: &Dubernetes, feed: &Feed) {
         Err(e) => tracing::debug!(error = %e, "change feed: reading events failed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrator::PodStatus;
+    use crate::spec::PodSpec;
+
+    fn pod(name: &str, replicas: u32) -> Pod {
+        Pod {
+            name: name.into(),
+            spec: PodSpec::new(name, "img:v1").with_replicas(replicas),
+            generation: 1,
+            created_at: 0,
+            updated_at: 0,
+            status: PodStatus {
+                observed_generation: 1,
+                desired_replicas: replicas,
+                ready_replicas: 0,
+                updated_replicas: 0,
+                current_replicas: 0,
+                revision: "r".into(),
+                phase: "Progressing".into(),
+                reason: None,
+                message: None,
+                revision_number: 1,
+                conditions: Vec::new(),
+                restarts: 0,
+                last_exit_code: None,
+            },
+            replicas: Vec::new(),
+        }
+    }
+
+    async fn collect(stream: impl Stream<Item = Result<WatchEvent>>, n: usize) -> Vec<WatchEvent> {
+        let items: Vec<_> = tokio::time::timeout(std::time::Duration::from_secs(5), stream.take(n).collect::<Vec<_>>())
+            .await
+            .expect("in time");
+        items.into_iter().map(|i| i.expect("no error")).collect()
+    }
+
+    #[tokio::test]
+    async fn changes_are_numbered_and_resumable() {
+        let feed = Feed::new();
+        let start = feed.version();
+        feed.pod_seen(pod("a", 1));
+        feed.pod_seen(pod("a", 1)); // unchanged: nothing published
+        feed.pod_seen(pod("a", 2));
+        feed.pod_gone("a");
+        feed.pod_gone("a"); // already gone: nothing published
+        assert_eq!(feed.version(), start + 3);
+
+        let all = collect(feed.subscribe(Some(start)).expect("resume"), 3).await;
+        let kinds: Vec<_> = all.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [WatchKind::Added, WatchKind::Modified, WatchKind::Deleted]);
+        assert_eq!(all[2].version, start + 3);
+
+        let after = collect(feed.subscribe(Some(start + 2)).expect("resume"), 1).await;
+        assert_eq!(after[0].kind, WatchKind::Deleted);
+    }
+
+    #[tokio::test]
+    async fn unknown_versions_are_expired() {
+        let feed = Feed::new();
+        let start = feed.version();
+        assert!(matches!(feed.subscribe(Some(start - 1)), Err(Error::Expired(_))));
+        assert!(matches!(feed.subscribe(Some(start + 1)), Err(Error::Expired(_))));
+        assert!(feed.subscribe(Some(start)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_watch_without_version_starts_with_a_snapshot_then_goes_live() {
+        let feed = Feed::new();
+        feed.pod_seen(pod("b", 1));
+        feed.pod_seen(pod("a", 1));
+        let stream = feed.subscribe(None).expect("watch");
+        feed.pod_seen(pod("a", 3));
+        let items = collect(stream, 3).await;
+        assert_eq!(items[0].name, "a");
+        assert_eq!(items[0].kind, WatchKind::Added);
+        assert_eq!(items[1].name, "b");
+        assert_eq!(items[2].kind, WatchKind::Modified);
+        assert_eq!(items[2].pod.as_ref().map(|p| p.spec.replicas), Some(3));
+    }
+
+    #[tokio::test]
+    async fn the_history_is_bounded() {
+        let feed = Feed::new();
+        let start = feed.version();
+        for i in 0..(HISTORY + 10) {
+            feed.pod_seen(pod("a", u32::try_from(i % 7).unwrap_or(0) + 1));
+        }
+        assert!(matches!(feed.subscribe(Some(start)), Err(Error::Expired(_))));
+        let newest = feed.version();
+        assert!(feed.subscribe(Some(newest - HISTORY as u64)).is_ok());
+    }
+}

@@ -192,6 +192,19 @@ async fn every_command_against_a_real_server() {
         assert!(out.contains(part), "describe lacks {part:?}:\n{out}");
     }
 
+    // get -w and events -w: a line for each change, from the watch API.
+    let (mut get_w, get_lines) = follow(&server, &["get", "pods", "cli-two", "-w"]);
+    let (mut events_w, event_lines) = follow(&server, &["events", "cli-two", "-w"]);
+    // Both have printed their header, so they are listening.
+    let header = get_lines.recv_timeout(Duration::from_secs(10)).expect("get -w header");
+    assert!(header.starts_with("NAME"), "{header}");
+    let first = get_lines.recv_timeout(Duration::from_secs(10)).expect("get -w row");
+    assert!(first.starts_with("cli-two ") && first.contains("0/0"), "{first}");
+    let header = event_lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("events -w header");
+    assert!(header.contains("REASON"), "{header}");
+
     // scale, events, version.
     assert_eq!(
         ok(
@@ -205,6 +218,18 @@ async fn every_command_against_a_real_server() {
         "rollout status",
     );
     assert!(out.contains("successfully rolled out"), "{out}");
+    let row = wait_line(&get_lines, "get -w to show cli-two 1/1", |l| {
+        l.starts_with("cli-two ") && l.contains("1/1") && l.contains("Running")
+    });
+    let event = wait_line(&event_lines, "events -w to show the new replica", |l| {
+        l.contains("cli-two") && l.contains("Created")
+    });
+    for child in [&mut get_w, &mut events_w] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(row.contains("1/1"), "{row}");
+    assert!(event.contains("Normal"), "{event}");
     let out = ok(&server.dubectl(&["events", "cli-two"]), "events");
     assert!(out.contains("REASON") && out.contains("cli-two"), "{out}");
     let out = ok(&server.dubectl(&["version"]), "version");
@@ -274,6 +299,42 @@ async fn every_command_against_a_real_server() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Starts a long-running dubectl (e.g. `-w`, `-f`) and hands its stdout lines over a channel.
+fn follow(server: &TestServer, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(binary("dubectl"))
+        .args(args)
+        .env("DUBERNETES_SERVER", &server.url)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dubectl");
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// The first line matching `pred` within 30 s.
+fn wait_line(rx: &mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if pred(&line) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("timed out waiting for {what}; saw {seen:#?}");
 }
 
 /// One Server-Sent Event: (event, data).
