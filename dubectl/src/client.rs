@@ -95,6 +95,21 @@ impl Client {
         }
         let status = response.status();
         let body = response.bytes().await.context("reading the server's answer")?;
+        if status.as_u16() == 401 {
+            let code = serde_json::from_slice::<ApiError>(&body)
+                .map(|e| e.code)
+                .unwrap_or_else(|_| "unauthorized".into());
+            return Err(ServerError {
+                status: 401,
+                code,
+                message: format!(
+                    "{} is refusing the API token: pass --token, set DUBERNETES_TOKEN or put `token:` in the config \
+                     file (a server started without --token keeps its token in <data-dir>/token)",
+                    self.base
+                ),
+            }
+            .into());
+        }
         Err(error_from(status.as_u16(), &body))
     }
 
@@ -120,6 +135,16 @@ impl Client {
         let url = format!("{}/v1/pods/{}", self.base, spec.name);
         self.send(self.http.put(url).query(&[("dry_run", dry_run)]).json(spec))
             .await
+    }
+
+    /// Applies only if the pod is still at `generation` (`If-Match`), else 409 stale_generation.
+    pub async fn apply_if(&self, spec: &PodSpec, generation: Option<i64>) -> anyhow::Result<ApplyResponse> {
+        let url = format!("{}/v1/pods/{}", self.base, spec.name);
+        let mut request = self.http.put(url).json(spec);
+        if let Some(generation) = generation {
+            request = request.header(reqwest::header::IF_MATCH, format!("\"{generation}\""));
+        }
+        self.send(request).await
     }
 
     pub async fn get(&self, name: &str) -> anyhow::Result<Pod> {

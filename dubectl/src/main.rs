@@ -412,9 +412,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             replicas,
         } => {
+            // Conditional on the generation read: a concurrent change of the
+            // pod is a 409 stale_generation, not silently overwritten.
             let mut pod = client.get(&name).await?;
             pod.spec.replicas = replicas;
-            client.apply(&pod.spec, false).await?;
+            client.apply_if(&pod.spec, Some(pod.generation)).await?;
             println!("pod/{name} scaled");
             Ok(ExitCode::SUCCESS)
         }

@@ -1,16 +1,25 @@
 //! The HTTP API of Dubernetes: a thin axum layer over [`dubernetes_core::Dubernetes`].
 //!
 //! Every handler validates, calls the core, and maps its errors to a JSON body
-//! with a stable `code` and a human `message`. Bad input is a 4xx and changes nothing.
+//! with a stable `code`, a human `message` and, for bad input, the `field`.
+//! Bad input is a 4xx and changes nothing.
+//!
+//! [`app`] is what a server serves: the routes of [`router`] behind bearer-token
+//! authentication (`GET /healthz` excepted), a per-request timeout, a body size
+//! limit, and a layer that turns every rejection into the same JSON error body.
+
+pub mod auth;
+pub mod serve;
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,41 +32,60 @@ use utoipa::OpenApi;
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// Default per-request deadline (`--request-timeout-seconds`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The stable, machine-readable codes of error bodies. Clients match on
-/// these, never on messages; every one is documented in `docs/api.md`.
+/// these, never on messages; every one is documented in `docs/api.md` (a test checks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// The pod spec is invalid (`fields` says which field and why).
+    /// The pod spec cannot be read or is invalid (`field`/`fields` say where).
     InvalidSpec,
     /// The request body is not what the route expects.
     InvalidBody,
-    /// The request body is empty.
+    /// A write without a body.
     EmptyBody,
-    /// A query parameter is invalid.
+    /// The request body is larger than the limit.
+    BodyTooLarge,
+    /// A query parameter is unknown or malformed.
     InvalidQuery,
+    /// A header (e.g. `If-Match`) is malformed.
+    InvalidHeader,
+    /// Any other malformed request.
+    BadRequest,
     /// The name in the body differs from the one in the path.
     NameMismatch,
+    /// The bearer token is missing or wrong.
+    Unauthorized,
     /// The pod does not exist.
     NotFound,
+    /// No such API route.
+    NoSuchRoute,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
     /// The request conflicts with the current state (e.g. the host is taken).
     Conflict,
-    /// A limit of the instance was reached.
-    LimitExceeded,
-    /// The Docker engine could not be reached or refused a call.
-    EngineUnavailable,
-    /// A wait did not finish in time.
-    Timeout,
-    /// The server is shutting down.
-    ShuttingDown,
-    /// A watch asked for a version the change feed no longer holds (HTTP 410).
+    /// A conditional write (`If-Match`) found the pod at another generation.
+    StaleGeneration,
+    /// A watch asked for a version the change feed no longer holds (HTTP 410): list again.
     Expired,
     /// The content type is neither JSON nor YAML.
     UnsupportedMediaType,
-    /// No such API route.
-    NoSuchRoute,
+    /// A limit of the instance was reached.
+    LimitExceeded,
     /// Anything else; the message says what.
     Internal,
+    /// The Docker engine could not be reached or refused a call.
+    EngineUnavailable,
+    /// The store could not complete the request.
+    StoreUnavailable,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The request did not finish within the server's request deadline.
+    RequestTimeout,
+    /// A wait did not finish in time.
+    Timeout,
 }
 
 impl ErrorCode {
@@ -66,18 +94,26 @@ impl ErrorCode {
         ErrorCode::InvalidSpec,
         ErrorCode::InvalidBody,
         ErrorCode::EmptyBody,
+        ErrorCode::BodyTooLarge,
         ErrorCode::InvalidQuery,
+        ErrorCode::InvalidHeader,
+        ErrorCode::BadRequest,
         ErrorCode::NameMismatch,
+        ErrorCode::Unauthorized,
         ErrorCode::NotFound,
+        ErrorCode::NoSuchRoute,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::Conflict,
-        ErrorCode::LimitExceeded,
-        ErrorCode::EngineUnavailable,
-        ErrorCode::Timeout,
-        ErrorCode::ShuttingDown,
+        ErrorCode::StaleGeneration,
         ErrorCode::Expired,
         ErrorCode::UnsupportedMediaType,
-        ErrorCode::NoSuchRoute,
+        ErrorCode::LimitExceeded,
         ErrorCode::Internal,
+        ErrorCode::EngineUnavailable,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::ShuttingDown,
+        ErrorCode::RequestTimeout,
+        ErrorCode::Timeout,
     ];
 
     /// The code as it appears in JSON, e.g. `invalid_spec`.
@@ -86,18 +122,26 @@ impl ErrorCode {
             ErrorCode::InvalidSpec => "invalid_spec",
             ErrorCode::InvalidBody => "invalid_body",
             ErrorCode::EmptyBody => "empty_body",
+            ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::InvalidHeader => "invalid_header",
+            ErrorCode::BadRequest => "bad_request",
             ErrorCode::NameMismatch => "name_mismatch",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::NoSuchRoute => "no_such_route",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
-            ErrorCode::LimitExceeded => "limit_exceeded",
-            ErrorCode::EngineUnavailable => "engine_unavailable",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::StaleGeneration => "stale_generation",
             ErrorCode::Expired => "expired",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::NoSuchRoute => "no_such_route",
+            ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Internal => "internal",
+            ErrorCode::EngineUnavailable => "engine_unavailable",
+            ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::Timeout => "timeout",
         }
     }
 }
@@ -109,7 +153,7 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// What went wrong and what to do.
     pub message: String,
-    /// The first invalid field, for validation errors (e.g. `replicas`).
+    /// The (first) input field at fault, e.g. `access.host`, `body` or `If-Match`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Every invalid field, for validation errors.
@@ -120,7 +164,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             code,
             message: message.into(),
@@ -128,6 +172,11 @@ impl ApiError {
             fields: Vec::new(),
             status: status.as_u16(),
         }
+    }
+
+    fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
     }
 
     fn with_fields(mut self, fields: Vec<FieldError>) -> Self {
@@ -142,6 +191,16 @@ impl ApiError {
     }
 }
 
+/// The field a core error message names, when it starts with `field: `.
+fn leading_field(message: &str) -> Option<String> {
+    let (head, _) = message.split_once(": ")?;
+    let plausible = !head.is_empty()
+        && head
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '[' | ']'));
+    plausible.then(|| head.to_string())
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let message = e.to_string();
@@ -153,34 +212,55 @@ impl From<Error> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidSpec, message)
                     .with_fields(source.problems)
             }
-            Error::Spec(_) => ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidSpec, message),
-            Error::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message),
-            Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message),
-            Error::Limit(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::LimitExceeded, message),
+            Error::Spec(SpecError::TooLarge { .. }) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::BodyTooLarge, message).with_field("body")
+            }
+            Error::Spec(ref spec) => {
+                let field = spec.field().unwrap_or_else(|| "body".into());
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidSpec, message).with_field(field)
+            }
+            Error::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message).with_field("name"),
+            Error::StaleGeneration { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::StaleGeneration, message).with_field("generation")
+            }
+            Error::Conflict(ref m) => {
+                let field = leading_field(m);
+                ApiError {
+                    field,
+                    ..ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
+                }
+            }
+            Error::Limit(ref m) => {
+                let field = leading_field(m);
+                ApiError {
+                    field,
+                    ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::LimitExceeded, message)
+                }
+            }
             Error::Docker { .. } | Error::DockerTimeout(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::EngineUnavailable, message)
             }
             Error::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::Timeout, message),
-            Error::Expired(_) => ApiError::new(StatusCode::GONE, ErrorCode::Expired, message),
             Error::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ShuttingDown, message),
+            Error::Expired(_) => ApiError::new(StatusCode::GONE, ErrorCode::Expired, message),
+            Error::Store(_) | Error::Migrate(_) | Error::Corrupt { .. } => {
+                // Details (paths, SQL) go to the log, not to the client.
+                tracing::error!(error = %message, "store error");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::StoreUnavailable,
+                    "the store could not complete the request; retry, and see the server log if it persists",
+                )
+            }
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, message),
         }
     }
 }
 
-impl From<QueryRejection> for ApiError {
-    fn from(e: QueryRejection) -> Self {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidQuery,
-            format!("{}; see docs/api.md for the parameters of this route", e.body_text()),
-        )
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), axum::Json(self)).into_response()
+        let status = self.status();
+        (status, axum::Json(self)).into_response()
     }
 }
 
@@ -192,7 +272,7 @@ pub struct ApplyResponse {
     /// True when nothing was stored (`?dry_run=true`).
     #[serde(default)]
     pub dry_run: bool,
-    /// The pod after the apply (on dry runs: the pod as stored now, absent for new pods).
+    /// The pod after the apply (absent on dry runs of new pods).
     pub pod: Option<dubernetes_core::Pod>,
 }
 
@@ -204,6 +284,144 @@ pub struct WriteParams {
     /// Validate only; store nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Optimistic concurrency: write only if the pod is still at this
+    /// generation (same as an `If-Match: "N"` header), else 409 `stale_generation`.
+    #[serde(default)]
+    pub generation: Option<i64>,
+}
+
+/// What [`app`] needs besides the orchestrator.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The bearer token every request but `GET /healthz` must carry.
+    pub token: auth::Token,
+    /// Deadline of one request, from its head to the end of its answer.
+    pub request_timeout: Duration,
+}
+
+/// The API as served: [`router`] behind authentication, a request deadline,
+/// a body limit, and uniform JSON errors. No CORS layer: browsers on other
+/// origins cannot read answers, and the token is not a cookie they could send.
+pub fn app(orchestrator: Dubernetes, config: ApiConfig) -> Router {
+    app_with_shutdown(orchestrator, config, CancellationToken::new())
+}
+
+/// [`app`], with a token that ends the long-lived streams (watch, followed
+/// logs) when cancelled, so a graceful shutdown does not wait for them. The
+/// request deadline bounds the time to the answer's head, not a stream's body.
+pub fn app_with_shutdown(orchestrator: Dubernetes, config: ApiConfig, shutdown: CancellationToken) -> Router {
+    let timeout = config.request_timeout;
+    router_with_shutdown(orchestrator, shutdown)
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn_with_state(config.token, auth::require_token))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            deadline(timeout, request, next)
+        }))
+}
+
+/// Answers 503 `request_timeout` when a request takes longer than its deadline.
+async fn deadline(timeout: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::RequestTimeout,
+            format!("the request did not finish within {timeout:?}; retry later"),
+        )
+        .into_response(),
+    }
+}
+
+/// Rewrites the plain-text rejections of axum's extractors (body too large,
+/// bad query string, wrong method...) into the JSON error body.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let (code, field) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::BodyTooLarge, Some("body")),
+        StatusCode::METHOD_NOT_ALLOWED => (ErrorCode::MethodNotAllowed, None),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (ErrorCode::UnsupportedMediaType, Some("Content-Type")),
+        StatusCode::BAD_REQUEST if text.contains("query") => (ErrorCode::InvalidQuery, Some("query")),
+        StatusCode::BAD_REQUEST => (ErrorCode::BadRequest, None),
+        s if s.is_client_error() => (ErrorCode::BadRequest, None),
+        _ => (ErrorCode::Internal, None),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut error = ApiError::new(status, code, message);
+    error.field = field.map(str::to_string);
+    let mut out = error.into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The generation a write is conditional on: `If-Match: "N"` or `?generation=N`.
+fn expected_generation(headers: &HeaderMap, params: &WriteParams) -> Result<Option<i64>, ApiError> {
+    let from_header = match headers.get(header::IF_MATCH) {
+        None => None,
+        Some(value) => {
+            let bad = || {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidHeader,
+                    "If-Match must be a pod generation as an ETag, e.g. If-Match: \"3\"",
+                )
+                .with_field("If-Match")
+            };
+            let text = value.to_str().map_err(|_| bad())?.trim();
+            let text = text.strip_prefix("W/").unwrap_or(text);
+            let text = text.trim_matches('"');
+            Some(text.parse::<i64>().map_err(|_| bad())?)
+        }
+    };
+    match (from_header, params.generation) {
+        (Some(a), Some(b)) if a != b => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidHeader,
+            format!("If-Match ({a}) and ?generation= ({b}) disagree; send one of them"),
+        )
+        .with_field("If-Match")),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// The request body, or the JSON error for a body that is too large or broken.
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::BodyTooLarge
+        } else {
+            ErrorCode::InvalidBody
+        };
+        ApiError::new(
+            status,
+            code,
+            format!("{}; at most {MAX_BODY_BYTES} bytes", e.body_text()),
+        )
+        .with_field("body")
+    })
 }
 
 /// Query parameters of `GET /v1/events`.
@@ -293,6 +511,7 @@ impl FromRef<AppState> for Dubernetes {
         logs,
         openapi_json
     ),
+    modifiers(&BearerAuth),
     components(schemas(
         ErrorCode,
         ApiError,
@@ -305,6 +524,17 @@ impl FromRef<AppState> for Dubernetes {
 )]
 pub struct ApiDoc;
 
+/// Adds the bearer-token scheme every route but `/healthz` requires.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
 /// The OpenAPI document as pretty JSON (what `GET /v1/openapi.json` serves and `docs/openapi.json` holds).
 pub fn openapi_document() -> String {
     let mut json = ApiDoc::openapi()
@@ -314,12 +544,12 @@ pub fn openapi_document() -> String {
     json
 }
 
-/// Builds the API router.
+/// The API's routes, without authentication: serve [`app`], not this.
 pub fn router(orchestrator: Dubernetes) -> Router {
     router_with_shutdown(orchestrator, CancellationToken::new())
 }
 
-/// Builds the API router; `shutdown` ends long-lived streams when cancelled.
+/// [`router`]; `shutdown` ends long-lived streams when cancelled.
 pub fn router_with_shutdown(orchestrator: Dubernetes, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -351,7 +581,7 @@ async fn healthz() -> impl IntoResponse {
 }
 
 /// Versions of the server, the API and the engine.
-#[utoipa::path(get, path = "/v1/version", tag = "server", responses((status = 200, body = VersionInfo)))]
+#[utoipa::path(get, path = "/v1/version", tag = "server", security(("bearer" = [])), responses((status = 200, body = VersionInfo)))]
 async fn version(State(o): State<Dubernetes>) -> impl IntoResponse {
     axum::Json(VersionInfo {
         server: env!("CARGO_PKG_VERSION").into(),
@@ -362,13 +592,13 @@ async fn version(State(o): State<Dubernetes>) -> impl IntoResponse {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "server", responses((status = 200, description = "The OpenAPI document")))]
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "server", security(("bearer" = [])), responses((status = 200, description = "The OpenAPI document")))]
 async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], openapi_document())
 }
 
 /// The ingress: its host port and last error.
-#[utoipa::path(get, path = "/v1/ingress", tag = "server", responses((status = 200, description = "`{port, error}`")))]
+#[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, error}`")))]
 async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
     axum::Json(serde_json::json!({ "port": o.ingress_port().await, "error": o.ingress_error() }))
 }
@@ -380,33 +610,51 @@ fn version_header(version: u64) -> [(&'static str, HeaderValue); 1] {
 /// Every pod with its status and replicas. The `x-watch-version` header is
 /// the change feed's version before the list was read: watch from it to see
 /// every change after the list.
-#[utoipa::path(get, path = "/v1/pods", tag = "pods", responses(
+#[utoipa::path(get, path = "/v1/pods", tag = "pods", security(("bearer" = [])), responses(
     (status = 200, body = Vec<dubernetes_core::Pod>, headers(("x-watch-version" = u64, description = "watch from here"))),
-    (status = 503, body = ApiError)))]
+    (status = 401, body = ApiError), (status = 503, body = ApiError)))]
 async fn list_pods(State(o): State<Dubernetes>) -> Result<impl IntoResponse, ApiError> {
     let version = o.watch_version();
     Ok((version_header(version), axum::Json(o.list().await?)))
 }
 
-/// One pod.
-#[utoipa::path(get, path = "/v1/pods/{name}", tag = "pods", params(("name" = String, Path, description = "pod name")),
-    responses((status = 200, body = dubernetes_core::Pod), (status = 404, body = ApiError)))]
-async fn get_pod(State(o): State<Dubernetes>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+/// One pod; its generation is the `ETag` (for `If-Match`).
+#[utoipa::path(get, path = "/v1/pods/{name}", tag = "pods", security(("bearer" = [])),
+    params(("name" = String, Path, description = "pod name")),
+    responses((status = 200, body = dubernetes_core::Pod, headers(("ETag" = String, description = "the generation, quoted"))),
+        (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+async fn get_pod(State(o): State<Dubernetes>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let version = o.watch_version();
-    Ok((version_header(version), axum::Json(o.get(&name).await?)))
+    let pod = o.get(&name).await?;
+    let etag = HeaderValue::from_str(&format!("\"{}\"", pod.generation)).ok();
+    let mut response = (version_header(version), axum::Json(pod)).into_response();
+    if let Some(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
 }
 
 /// Deletes a pod: its containers are removed and its route dropped.
-#[utoipa::path(delete, path = "/v1/pods/{name}", tag = "pods", params(("name" = String, Path, description = "pod name")),
-    responses((status = 200, description = "`{deleted: name}`"), (status = 404, body = ApiError)))]
-async fn delete_pod(State(o): State<Dubernetes>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    o.delete(&name).await?;
+/// Conditional on `If-Match: "N"` or `?generation=N` when given.
+#[utoipa::path(delete, path = "/v1/pods/{name}", tag = "pods", security(("bearer" = [])),
+    params(("name" = String, Path, description = "pod name"), WriteParams),
+    responses((status = 200, description = "`{deleted: name}`"), (status = 401, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "stale_generation")))]
+async fn delete_pod(
+    State(o): State<Dubernetes>,
+    Path(name): Path<String>,
+    Query(params): Query<WriteParams>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let expected = expected_generation(&headers, &params)?;
+    o.delete_if(&name, expected).await?;
     Ok(axum::Json(serde_json::json!({"deleted": name})))
 }
 
 /// A pod's revisions, oldest first.
-#[utoipa::path(get, path = "/v1/pods/{name}/revisions", tag = "pods", params(("name" = String, Path, description = "pod name")),
-    responses((status = 200, body = Vec<dubernetes_core::Revision>), (status = 404, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/pods/{name}/revisions", tag = "pods", security(("bearer" = [])),
+    params(("name" = String, Path, description = "pod name")),
+    responses((status = 200, body = Vec<dubernetes_core::Revision>), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
 async fn revisions(State(o): State<Dubernetes>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(o.history(&name).await?))
 }
@@ -421,10 +669,17 @@ pub struct RollbackRequest {
 }
 
 /// Rolls a pod back to an earlier revision (by default the previous one).
-#[utoipa::path(post, path = "/v1/pods/{name}/rollback", tag = "pods", params(("name" = String, Path, description = "pod name")),
+#[utoipa::path(post, path = "/v1/pods/{name}/rollback", tag = "pods", security(("bearer" = [])),
+    params(("name" = String, Path, description = "pod name")),
     request_body(content = Option<RollbackRequest>, description = "optional; empty body = previous revision"),
-    responses((status = 200, body = ApplyResponse), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
-async fn rollback(State(o): State<Dubernetes>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    responses((status = 200, body = ApplyResponse), (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+async fn rollback(
+    State(o): State<Dubernetes>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_or_error(body)?;
     let request: RollbackRequest = if body.is_empty() {
         RollbackRequest::default()
     } else {
@@ -434,6 +689,7 @@ async fn rollback(State(o): State<Dubernetes>, Path(name): Path<String>, body: B
                 ErrorCode::InvalidBody,
                 format!("invalid rollback request: {e}"),
             )
+            .with_field("body")
         })?
     };
     let (pod, outcome) = o.undo(&name, request.to_revision).await?;
@@ -446,13 +702,9 @@ async fn rollback(State(o): State<Dubernetes>, Path(name): Path<String>, body: B
 }
 
 /// Recent events, oldest first. `x-watch-version` as for `GET /v1/pods`.
-#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventParams),
-    responses((status = 200, body = Vec<dubernetes_core::Event>), (status = 400, body = ApiError)))]
-async fn events(
-    State(o): State<Dubernetes>,
-    q: Result<Query<EventParams>, QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let Query(q) = q?;
+#[utoipa::path(get, path = "/v1/events", tag = "events", security(("bearer" = [])), params(EventParams),
+    responses((status = 200, body = Vec<dubernetes_core::Event>), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+async fn events(State(o): State<Dubernetes>, Query(q): Query<EventParams>) -> Result<impl IntoResponse, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
     let version = o.watch_version();
     Ok((
@@ -467,16 +719,15 @@ async fn events(
 /// `Last-Event-ID` header. A version the feed no longer holds is answered
 /// with 410 `expired`; a watcher that falls behind gets an `error` message
 /// with code `expired` and the stream ends.
-#[utoipa::path(get, path = "/v1/watch", tag = "watch", params(WatchParams),
+#[utoipa::path(get, path = "/v1/watch", tag = "watch", security(("bearer" = [])), params(WatchParams),
     responses(
         (status = 200, description = "text/event-stream of WatchEvent", content_type = "text/event-stream", body = dubernetes_core::WatchEvent),
         (status = 410, body = ApiError, description = "the version is no longer in the feed: list again")))]
 async fn watch(
     State(state): State<AppState>,
     headers: HeaderMap,
-    q: Result<Query<WatchParams>, QueryRejection>,
+    Query(q): Query<WatchParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let Query(q) = q?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -513,16 +764,15 @@ async fn watch(
 /// newline-delimited JSON ([`dubernetes_core::LogLine`] per line). With
 /// `follow`, the response goes on until the replicas stop or the client goes
 /// away. A failure mid-stream is a last line with `code` and `message`.
-#[utoipa::path(get, path = "/v1/pods/{name}/logs", tag = "pods", params(("name" = String, Path, description = "pod name"), LogParams),
+#[utoipa::path(get, path = "/v1/pods/{name}/logs", tag = "pods", security(("bearer" = [])), params(("name" = String, Path, description = "pod name"), LogParams),
     responses(
         (status = 200, description = "application/x-ndjson of LogLine", content_type = "application/x-ndjson", body = dubernetes_core::LogLine),
         (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 async fn logs(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    q: Result<Query<LogParams>, QueryRejection>,
+    Query(q): Query<LogParams>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q?;
     let mut options = LogOptions::new().follow(q.follow);
     if let Some(tail) = q.tail {
         options = options.tail(tail);
@@ -568,7 +818,8 @@ fn decode_spec(headers: &HeaderMap, body: &Bytes) -> Result<PodSpec, ApiError> {
             StatusCode::BAD_REQUEST,
             ErrorCode::EmptyBody,
             "the request body is empty; send a pod spec as JSON or YAML",
-        ));
+        )
+        .with_field("body"));
     }
     let text = std::str::from_utf8(body).map_err(|_| {
         ApiError::new(
@@ -576,15 +827,13 @@ fn decode_spec(headers: &HeaderMap, body: &Bytes) -> Result<PodSpec, ApiError> {
             ErrorCode::InvalidBody,
             "the request body is not valid UTF-8",
         )
+        .with_field("body")
     })?;
     match essence.as_str() {
-        "application/json" => serde_json::from_str(text).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidSpec,
-                format!("invalid JSON pod spec: {e}"),
-            )
-        }),
+        "application/json" => {
+            let spec: PodSpec = dubernetes_core::parse_json_spec(text).map_err(|e| ApiError::from(Error::Spec(e)))?;
+            Ok(spec)
+        }
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             let mut specs = dubernetes_core::parse_specs(text).map_err(|e| ApiError::from(Error::Spec(e)))?;
             if specs.len() != 1 {
@@ -592,7 +841,8 @@ fn decode_spec(headers: &HeaderMap, body: &Bytes) -> Result<PodSpec, ApiError> {
                     StatusCode::BAD_REQUEST,
                     ErrorCode::InvalidSpec,
                     format!("expected exactly one pod spec, got {}", specs.len()),
-                ));
+                )
+                .with_field("body"));
             }
             Ok(specs.remove(0))
         }
@@ -600,11 +850,13 @@ fn decode_spec(headers: &HeaderMap, body: &Bytes) -> Result<PodSpec, ApiError> {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::UnsupportedMediaType,
             format!("content type {content_type:?} is not supported; send application/json or application/yaml"),
-        )),
+        )
+        .with_field("Content-Type")),
     }
 }
 
-async fn apply(o: &Dubernetes, spec: PodSpec, params: WriteParams) -> Result<Response, ApiError> {
+async fn apply(o: &Dubernetes, spec: PodSpec, params: WriteParams, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let expected = expected_generation(headers, &params)?;
     if params.dry_run {
         let outcome = o.dry_run(&spec).await?;
         let pod = o.get(&spec.name).await.ok();
@@ -615,7 +867,7 @@ async fn apply(o: &Dubernetes, spec: PodSpec, params: WriteParams) -> Result<Res
         })
         .into_response());
     }
-    let (pod, outcome) = o.apply(spec).await?;
+    let (pod, outcome) = o.apply_if(spec, expected).await?;
     let status = if outcome == ApplyOutcome::Created {
         StatusCode::CREATED
     } else {
@@ -634,19 +886,22 @@ async fn apply(o: &Dubernetes, spec: PodSpec, params: WriteParams) -> Result<Res
 
 /// Creates or updates the pod of that name (idempotent). The body is a pod
 /// spec as JSON or YAML (by `Content-Type`). `?dry_run=true` validates on the
-/// server and stores nothing.
-#[utoipa::path(put, path = "/v1/pods/{name}", tag = "pods", params(("name" = String, Path, description = "pod name"), WriteParams),
+/// server and stores nothing; `If-Match: "N"` or `?generation=N` makes the
+/// write conditional on the pod's generation.
+#[utoipa::path(put, path = "/v1/pods/{name}", tag = "pods", security(("bearer" = [])),
+    params(("name" = String, Path, description = "pod name"), WriteParams),
     request_body(content = PodSpec, content_type = "application/json"),
     responses((status = 200, body = ApplyResponse, description = "configured or unchanged"), (status = 201, body = ApplyResponse, description = "created"),
-        (status = 400, body = ApiError), (status = 409, body = ApiError), (status = 415, body = ApiError), (status = 422, body = ApiError)))]
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 409, body = ApiError), (status = 413, body = ApiError),
+        (status = 415, body = ApiError), (status = 422, body = ApiError)))]
 async fn put_pod(
     State(o): State<Dubernetes>,
     Path(name): Path<String>,
-    params: Result<Query<WriteParams>, QueryRejection>,
+    Query(params): Query<WriteParams>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
+    let body = body_or_error(body)?;
     let spec = decode_spec(&headers, &body)?;
     if spec.name != name {
         return Err(ApiError::new(
@@ -656,23 +911,25 @@ async fn put_pod(
                 "name: the body names pod {:?} but the path names {name:?}; make them the same",
                 spec.name
             ),
-        ));
+        )
+        .with_field("name"));
     }
-    apply(&o, spec, params).await
+    apply(&o, spec, params, &headers).await
 }
 
 /// Creates or updates the pod named in the body; as `PUT /v1/pods/{name}`.
-#[utoipa::path(post, path = "/v1/pods", tag = "pods", params(WriteParams),
+#[utoipa::path(post, path = "/v1/pods", tag = "pods", security(("bearer" = [])), params(WriteParams),
     request_body(content = PodSpec, content_type = "application/json"),
     responses((status = 200, body = ApplyResponse, description = "configured or unchanged"), (status = 201, body = ApplyResponse, description = "created"),
-        (status = 400, body = ApiError), (status = 409, body = ApiError), (status = 415, body = ApiError), (status = 422, body = ApiError)))]
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 409, body = ApiError), (status = 413, body = ApiError),
+        (status = 415, body = ApiError), (status = 422, body = ApiError)))]
 async fn post_pod(
     State(o): State<Dubernetes>,
-    params: Result<Query<WriteParams>, QueryRejection>,
+    Query(params): Query<WriteParams>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
+    let body = body_or_error(body)?;
     let spec = decode_spec(&headers, &body)?;
-    apply(&o, spec, params).await
+    apply(&o, spec, params, &headers).await
 }

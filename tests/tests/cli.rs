@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dubernetes_tests::{TestServer, binary, docker, stderr, stdout, wait_for};
+use dubernetes_tests::{TestServer, auth_headers, binary, docker, stderr, stdout, wait_for};
 use futures::StreamExt;
 
 fn code(output: &Output) -> i32 {
@@ -149,6 +149,7 @@ async fn every_command_against_a_real_server() {
     let mut follower = Command::new(binary("dubectl"))
         .args(["logs", "cli-one", "-f", "--tail", "0"])
         .env("DUBERNETES_SERVER", &server.url)
+        .env("DUBERNETES_TOKEN", &server.token)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -306,6 +307,7 @@ fn follow(server: &TestServer, args: &[&str]) -> (std::process::Child, mpsc::Rec
     let mut child = Command::new(binary("dubectl"))
         .args(args)
         .env("DUBERNETES_SERVER", &server.url)
+        .env("DUBERNETES_TOKEN", &server.token)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -385,7 +387,10 @@ async fn a_watch_sees_a_killed_replica_within_a_second() {
     let body: serde_json::Value = response.json().await.expect("error body");
     assert_eq!(body["code"], "expired");
 
-    let streaming = reqwest::Client::new();
+    let streaming = reqwest::Client::builder()
+        .default_headers(auth_headers(&server.token))
+        .build()
+        .expect("client");
     let response = streaming
         .get(format!("{}/v1/watch", server.url))
         .send()
