@@ -600,7 +600,11 @@ async fn openapi_json() -> impl IntoResponse {
 /// The ingress: its host port and last error.
 #[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, error}`")))]
 async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
-    axum::Json(serde_json::json!({ "port": o.ingress_port().await, "error": o.ingress_error() }))
+    axum::Json(serde_json::json!({
+        "port": o.ingress_port().await,
+        "error": o.ingress_error(),
+        "reloads": o.ingress_reloads(),
+    }))
 }
 
 fn version_header(version: u64) -> [(&'static str, HeaderValue); 1] {
