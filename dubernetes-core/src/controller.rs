@@ -251,7 +251,7 @@ impl Context {
         lock(&self.ingress_error).clone()
     }
 
-    fn notify(&self, change: Change) {
+    pub(crate) fn notify(&self, change: Change) {
         // No receiver is fine.
         let _ = self.changes.send(change);
     }
@@ -862,6 +862,8 @@ impl Context {
         if let Err(e) = self.store.record_event(pod, kind, reason, message).await {
             tracing::warn!(error = %e, "recording an event failed");
         }
+        // Watchers learn of the new event through the change feed.
+        self.notify(Change::Pod { name: pod.to_string() });
     }
 
     /// Computes the routes from the store and the engine and makes the ingress
@@ -1023,9 +1025,15 @@ impl Context {
                                     if let Some(id) = id {
                                         let _ = ctx.runtime.inspect_state(&id).await;
                                     }
+                                    // Watchers see the exited replica now, before the reconcile
+                                    // replaces it: refresh the observed cache, then say so.
+                                    if ctx.list_pod(&pod).await.is_ok() {
+                                        ctx.notify(Change::Pod { name: pod.clone() });
+                                    }
                                     ctx.wake(&pod);
                                 });
                             } else {
+                                self.notify(Change::Pod { name: pod.clone() });
                                 self.wake(pod);
                             }
                         }
