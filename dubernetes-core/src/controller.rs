@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -110,6 +111,49 @@ pub(crate) struct Context {
     ingress_sync: tokio::sync::Mutex<()>,
     rollouts: StdMutex<HashMap<String, Rollout>>,
     last_routes: StdMutex<HashMap<String, Vec<String>>>,
+    observed: StdMutex<ObservedCache>,
+    list_seq: AtomicU64,
+}
+
+/// What the engine last showed of this instance's replicas, by pod: every
+/// container list the controller makes anyway (a reconcile lists its pod, an
+/// ingress sync and a resync list the instance) refreshes it, so API reads
+/// (`get`, `list`) never call the engine. Events wake reconciles, which list
+/// again, so it lags the engine by at most one reconcile.
+#[derive(Default)]
+struct ObservedCache {
+    /// Replicas of each pod, with the sequence number of the list they come from.
+    pods: HashMap<String, (u64, Arc<[Observed]>)>,
+}
+
+impl ObservedCache {
+    /// Applies a list of one pod's replicas taken at `seq`; an older list
+    /// never overwrites a newer one.
+    fn put_pod(&mut self, seq: u64, pod: &str, replicas: Vec<Observed>) {
+        match self.pods.get(pod) {
+            Some((newer, _)) if *newer > seq => {}
+            // An empty list is kept (until the next full list) so that an
+            // older list cannot bring removed containers back.
+            _ => {
+                self.pods.insert(pod.to_string(), (seq, replicas.into()));
+            }
+        }
+    }
+
+    /// Applies a list of the whole instance taken at `seq`.
+    fn put_all(&mut self, seq: u64, containers: &[Observed]) {
+        let mut by_pod: HashMap<&str, Vec<Observed>> = HashMap::new();
+        for c in containers.iter().filter(|c| c.role == "replica") {
+            if let Some(pod) = c.pod.as_deref() {
+                by_pod.entry(pod).or_default().push(c.clone());
+            }
+        }
+        self.pods
+            .retain(|pod, (at, _)| *at > seq || by_pod.contains_key(pod.as_str()));
+        for (pod, replicas) in by_pod {
+            self.put_pod(seq, pod, replicas);
+        }
+    }
 }
 
 /// A rollout in progress, for its progress deadline.
@@ -152,7 +196,43 @@ impl Context {
             ingress_sync: tokio::sync::Mutex::new(()),
             rollouts: StdMutex::new(HashMap::new()),
             last_routes: StdMutex::new(HashMap::new()),
+            observed: StdMutex::new(ObservedCache::default()),
+            list_seq: AtomicU64::new(0),
         })
+    }
+
+    /// Lists every container of the instance (one engine call) and refreshes the cache.
+    pub(crate) async fn list_instance(&self) -> Result<Vec<Observed>> {
+        let seq = self.list_seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let containers = self
+            .runtime
+            .list(&self.settings.instance, &self.settings.network, None)
+            .await?;
+        lock(&self.observed).put_all(seq, &containers);
+        Ok(containers)
+    }
+
+    /// Lists one pod's replicas (one engine call) and refreshes the cache.
+    async fn list_pod(&self, pod: &str) -> Result<Vec<Observed>> {
+        let seq = self.list_seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let replicas: Vec<Observed> = self
+            .runtime
+            .list(&self.settings.instance, &self.settings.network, Some(pod))
+            .await?
+            .into_iter()
+            .filter(|c| c.role == "replica")
+            .collect();
+        lock(&self.observed).put_pod(seq, pod, replicas.clone());
+        Ok(replicas)
+    }
+
+    /// The replicas of a pod as last observed (no engine call).
+    pub(crate) fn observed_replicas(&self, pod: &str) -> Arc<[Observed]> {
+        lock(&self.observed)
+            .pods
+            .get(pod)
+            .map(|(_, r)| Arc::clone(r))
+            .unwrap_or_else(|| Arc::from(Vec::new()))
     }
 
     pub(crate) fn pod_status(&self, pod: &str) -> PodRuntimeStatus {
@@ -249,13 +329,12 @@ impl Context {
     async fn reconcile(self: &Arc<Self>, pod: &str) -> Result<Next> {
         tracing::debug!(pod, "reconcile");
         let stored = self.store.get(pod).await?;
-        let mut observed: Vec<Observed> = self
-            .runtime
-            .list(&self.settings.instance, &self.settings.network, Some(pod))
-            .await?
-            .into_iter()
-            .filter(|c| c.role == "replica")
-            .collect();
+        let mut observed = self.list_pod(pod).await?;
+        // Replicas being drained are out of the ingress and about to stop: a
+        // background task owns them (see `drain_and_stop`). The pod has not
+        // landed until they are gone: that task wakes the pod when they are.
+        let draining = observed.iter().any(|c| self.is_draining(&c.id));
+        observed.retain(|c| !self.is_draining(&c.id));
         let Some(stored) = stored else {
             self.health.forget_pod(pod);
             lock(&self.rollouts).remove(pod);
@@ -269,7 +348,7 @@ impl Context {
         };
         let spec = &stored.spec;
         self.sync_probes(pod, spec, &observed);
-        let routed = self.ingress.routed().await;
+        let routed = self.ingress.routed();
         for c in &mut observed {
             c.ready = self.is_serving(c, spec) && (spec.host().is_none() || routed.contains(&c.id));
         }
@@ -293,6 +372,9 @@ impl Context {
                 .all(|c| c.revision.as_deref() == Some(&revision) || !c.state.is_live());
         if let Some(next) = self.track_rollout(&stored, &observed, ready_new, converged).await? {
             return Ok(next);
+        }
+        if actions.is_empty() && draining {
+            return Ok(Next::Done);
         }
         if actions.is_empty() {
             let changed = {
@@ -512,10 +594,6 @@ impl Context {
         // Crash-loop bookkeeping: record why replicas died before they are removed.
         let mut delay_creates = None;
         if !exited.is_empty() {
-            let mut log_tail = String::new();
-            if let Some(last) = exited.iter().max_by_key(|c| c.created) {
-                log_tail = self.runtime.log_tail(&last.id, 10).await.unwrap_or_default();
-            }
             let now = Instant::now();
             let backoff = self.backoff_for(stored.map(|p| &p.spec));
             let (restarts, code, wait) = {
@@ -540,19 +618,24 @@ impl Context {
                 s.last_failure = Some(now);
                 let delay = crash_delay(before, backoff);
                 s.next_allowed = Some(now + delay);
-                if !delay.is_zero() {
-                    s.reason = Some("CrashLoopBackOff".into());
-                    s.message = Some(format!(
-                        "replicas keep exiting (last exit code {}); restarting in {:?}. Last log lines:\n{}",
-                        s.last_exit_code
-                            .map(|c| c.to_string())
-                            .unwrap_or_else(|| "unknown".into()),
-                        delay,
-                        log_tail.trim_end()
-                    ));
-                }
                 (s.restarts, s.last_exit_code, delay)
             };
+            if !wait.is_zero() {
+                // Only a crash loop needs the log (one engine call fewer on a plain heal).
+                let mut log_tail = String::new();
+                if let Some(last) = exited.iter().max_by_key(|c| c.created) {
+                    log_tail = self.runtime.log_tail(&last.id, 10).await.unwrap_or_default();
+                }
+                let mut status = lock(&self.status);
+                let s = status.entry(pod.to_string()).or_default();
+                s.reason = Some("CrashLoopBackOff".into());
+                s.message = Some(format!(
+                    "replicas keep exiting (last exit code {}); restarting in {:?}. Last log lines:\n{}",
+                    code.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into()),
+                    wait,
+                    log_tail.trim_end()
+                ));
+            }
             let names: Vec<_> = exited.iter().map(|c| c.name.as_str()).collect();
             self.event(
                 pod,
@@ -580,97 +663,45 @@ impl Context {
             creates = 0;
         }
 
-        let mut errors = Vec::new();
-        // Stopped containers: remove at once, concurrently.
-        let removed = join_all(
-            quick_removes
-                .iter()
-                .map(|(id, _)| self.with_slot(self.runtime.remove(id))),
-        )
-        .await;
-        errors.extend(removed.into_iter().filter_map(Result::err));
-        for id in &starts {
-            if let Err(e) = self.with_slot(self.runtime.start(id)).await {
-                errors.push(e);
-            }
-        }
-
-        // Missing replicas: all at once (bounded by the engine semaphore).
-        if creates > 0
-            && let Some(stored) = stored
-        {
-            match self.runtime.ensure_image(&stored.spec.image).await {
-                Ok(()) => {
-                    let template = self.template(stored);
-                    let results = join_all((0..creates).map(|_| {
-                        let mut t = template.clone();
-                        t.name = format!("dub-{}-{}-{}", self.settings.instance, pod, random_suffix());
-                        async move { self.with_slot(self.runtime.create_replica(&t)).await.map(|_| t.name) }
-                    }))
-                    .await;
-                    let mut made = Vec::new();
-                    for r in results {
-                        match r {
-                            Ok(name) => made.push(name),
-                            Err(e) => errors.push(e),
-                        }
-                    }
-                    if !made.is_empty() {
-                        self.event(
-                            pod,
-                            "Normal",
-                            "Created",
-                            &format!(
-                                "created {} replica(s) of revision {}",
-                                made.len(),
-                                template.labels.get(LABEL_REVISION).map(String::as_str).unwrap_or("")
-                            ),
-                        )
-                        .await;
-                    }
-                }
-                Err(e) => {
-                    {
-                        let mut status = lock(&self.status);
-                        let s = status.entry(pod.to_string()).or_default();
-                        s.reason = Some("ImageUnavailable".into());
-                    }
-                    self.event(pod, "Warning", "ImageUnavailable", &e.to_string()).await;
+        // Stopped containers are removed at once, concurrently with the
+        // creation of their replacements (a replacement never waits for the
+        // removal of the container it replaces).
+        let removals = async {
+            let removed = join_all(
+                quick_removes
+                    .iter()
+                    .map(|(id, _)| self.with_slot(self.runtime.remove(id))),
+            )
+            .await;
+            let mut errors: Vec<Error> = removed.into_iter().filter_map(Result::err).collect();
+            for id in &starts {
+                if let Err(e) = self.with_slot(self.runtime.start(id)).await {
                     errors.push(e);
                 }
             }
-        }
+            errors
+        };
+        let (removal_errors, mut errors) = tokio::join!(removals, self.create_replicas(pod, stored, creates));
+        errors.extend(removal_errors);
         self.wake_ingress();
 
-        // Running containers: out of the ingress first, then stopped gracefully.
+        // Running containers: out of the ingress first (the reload is live
+        // before we go on), then drained and stopped in the background. The
+        // pod's next reconcile does not count draining containers (they serve
+        // nobody), so the next step of a rollout starts while they drain.
         if !drains.is_empty() {
             lock(&self.draining).extend(drains.iter().map(|(id, _)| id.clone()));
             if let Err(e) = self.sync_ingress().await {
                 tracing::warn!(error = %e, "ingress sync before draining failed; stopping anyway");
             }
-            // Let nginx's old workers finish what they were sending to these replicas.
-            if !self.settings.drain.is_zero() {
-                tokio::select! {
-                    _ = self.shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(self.settings.drain) => {}
-                }
-            }
             let grace = stored
                 .and_then(|p| p.spec.stop_grace_period)
                 .unwrap_or(self.settings.stop_grace);
-            let stopped = join_all(
-                drains
-                    .iter()
-                    .map(|(id, _)| self.with_slot(self.runtime.stop_and_remove(id, grace))),
-            )
-            .await;
-            {
-                let mut draining = lock(&self.draining);
-                for (id, _) in &drains {
-                    draining.remove(id);
-                }
-            }
-            errors.extend(stopped.into_iter().filter_map(Result::err));
+            let ids: Vec<String> = drains.iter().map(|(id, _)| id.clone()).collect();
+            let ctx = Arc::clone(self);
+            let pod_name = pod.to_string();
+            self.tasks
+                .spawn(async move { ctx.drain_and_stop(&pod_name, ids, grace).await });
         }
         let mut reasons: HashMap<&'static str, usize> = HashMap::new();
         for (_, reason) in drains.iter().chain(quick_removes.iter()) {
@@ -690,6 +721,82 @@ impl Context {
             Some(d) => Next::Requeue(d),
             None => Next::Requeue(Duration::ZERO),
         })
+    }
+
+    /// Creates and starts `creates` replicas of the pod's current revision,
+    /// all at once (bounded by the engine semaphore). Returns the errors.
+    async fn create_replicas(self: &Arc<Self>, pod: &str, stored: Option<&StoredPod>, creates: u32) -> Vec<Error> {
+        let mut errors = Vec::new();
+        let Some(stored) = stored.filter(|_| creates > 0) else {
+            return errors;
+        };
+        match self.runtime.ensure_image(&stored.spec.image).await {
+            Ok(()) => {
+                let template = self.template(stored);
+                let results = join_all((0..creates).map(|_| {
+                    let mut t = template.clone();
+                    t.name = format!("dub-{}-{}-{}", self.settings.instance, pod, random_suffix());
+                    async move { self.with_slot(self.runtime.create_replica(&t)).await.map(|_| t.name) }
+                }))
+                .await;
+                let mut made = Vec::new();
+                for r in results {
+                    match r {
+                        Ok(name) => made.push(name),
+                        Err(e) => errors.push(e),
+                    }
+                }
+                if !made.is_empty() {
+                    self.event(
+                        pod,
+                        "Normal",
+                        "Created",
+                        &format!(
+                            "created {} replica(s) of revision {}",
+                            made.len(),
+                            template.labels.get(LABEL_REVISION).map(String::as_str).unwrap_or("")
+                        ),
+                    )
+                    .await;
+                }
+            }
+            Err(e) => {
+                {
+                    let mut status = lock(&self.status);
+                    let s = status.entry(pod.to_string()).or_default();
+                    s.reason = Some("ImageUnavailable".into());
+                }
+                self.event(pod, "Warning", "ImageUnavailable", &e.to_string()).await;
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
+    /// Lets nginx's old workers finish what they were sending to these
+    /// (already unrouted) replicas, stops them gracefully, and wakes the pod.
+    async fn drain_and_stop(self: Arc<Self>, pod: &str, ids: Vec<String>, grace: Duration) {
+        if !self.settings.drain.is_zero() {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(self.settings.drain) => {}
+            }
+        }
+        let stopped = join_all(
+            ids.iter()
+                .map(|id| self.with_slot(self.runtime.stop_and_remove(id, grace))),
+        )
+        .await;
+        {
+            let mut draining = lock(&self.draining);
+            for id in &ids {
+                draining.remove(id);
+            }
+        }
+        for e in stopped.into_iter().filter_map(Result::err) {
+            tracing::warn!(pod, error = %e, "stopping a drained replica failed; the next reconcile retries");
+        }
+        self.wake(pod);
     }
 
     /// The server's back-off settings with the pod's overrides.
@@ -745,13 +852,12 @@ impl Context {
     pub(crate) async fn sync_ingress(self: &Arc<Self>) -> Result<()> {
         let _one_at_a_time = self.ingress_sync.lock().await;
         let pods = self.store.list().await?;
-        let containers = self
-            .runtime
-            .list(&self.settings.instance, &self.settings.network, None)
-            .await?;
+        let containers = self.list_instance().await?;
         let routes = self.routes(&pods, &containers);
         let ingress: Vec<&Observed> = containers.iter().filter(|c| c.role == "ingress").collect();
+        let started = Instant::now();
         let result = self.ingress.sync(&routes, &ingress).await;
+        tracing::debug!(took = ?started.elapsed(), changed = ?result.as_ref().ok(), "ingress sync");
         *lock(&self.ingress_error) = result.as_ref().err().map(ToString::to_string);
         if result? {
             self.notify(Change::Ingress);
@@ -803,14 +909,31 @@ impl Context {
         self.tasks.spawn(async move { ctx.resync_loop().await });
     }
 
+    /// Applies route changes, coalescing bursts: wakes that arrive while a
+    /// sync runs collapse into one more sync, and a sync that follows
+    /// another one closely first waits a cool-down (half the last sync's
+    /// duration, at most [`MAX_INGRESS_COOLDOWN`]) so that more changes of a
+    /// burst share its reload, and reloads never take more than about two
+    /// thirds of the time. An isolated change is applied at once.
     async fn ingress_loop(self: Arc<Self>) {
         let mut streak = 0u32;
+        let mut not_before: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = self.ingress_wake.notified() => {}
             }
-            match self.sync_ingress().await {
+            if let Some(at) = not_before.take() {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep_until(at) => {}
+                }
+            }
+            let started = tokio::time::Instant::now();
+            let result = self.sync_ingress().await;
+            let took = started.elapsed();
+            not_before = Some(tokio::time::Instant::now() + (took / 2).min(MAX_INGRESS_COOLDOWN));
+            match result {
                 Ok(()) => streak = 0,
                 Err(e) => {
                     streak = streak.saturating_add(1);
@@ -917,12 +1040,7 @@ impl Context {
     /// One container list for the whole instance; wakes every pod whose plan
     /// is not empty, and every pod that owns containers but is not stored.
     pub(crate) async fn resync(self: &Arc<Self>) {
-        let (pods, containers) = match (
-            self.store.list().await,
-            self.runtime
-                .list(&self.settings.instance, &self.settings.network, None)
-                .await,
-        ) {
+        let (pods, containers) = match (self.store.list().await, self.list_instance().await) {
             (Ok(p), Ok(c)) => (p, c),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "resync failed");
@@ -960,6 +1078,9 @@ impl Context {
 struct DieEvent {
     actor_id: Option<String>,
 }
+
+/// Longest pause between two ingress syncs of a burst.
+const MAX_INGRESS_COOLDOWN: Duration = Duration::from_millis(500);
 
 fn crash_delay(restarts_before: u32, backoff: BackoffSettings) -> Duration {
     if restarts_before == 0 {

@@ -372,7 +372,7 @@ impl Dubernetes {
         }
     }
 
-    /// One pod with its replicas.
+    /// One pod with its replicas, as the controller last observed them (no engine call).
     pub async fn get(&self, name: &str) -> Result<Pod> {
         let stored = self
             .ctx
@@ -383,18 +383,17 @@ impl Dubernetes {
         self.view(stored).await
     }
 
-    /// Every pod, by name, with one engine call for all of them.
+    /// Every pod, by name. Reads the store and the controller's observed
+    /// state (kept current by Docker events and resyncs); no engine call.
     pub async fn list(&self) -> Result<Vec<Pod>> {
         let pods = self.ctx.store.list().await?;
-        let containers = self
-            .ctx
-            .runtime
-            .list(&self.ctx.settings.instance, &self.ctx.settings.network, None)
-            .await?;
-        let routed = self.ctx.ingress.routed().await;
+        let routed = self.ctx.ingress.routed();
         Ok(pods
             .into_iter()
-            .map(|p| self.view_with(p, &containers, &routed))
+            .map(|p| {
+                let containers = self.ctx.observed_replicas(&p.spec.name);
+                self.view_with(p, &containers, &routed)
+            })
             .collect())
     }
 
@@ -464,6 +463,12 @@ impl Dubernetes {
     /// The host port of the ingress, once it runs.
     pub async fn ingress_port(&self) -> Option<u16> {
         self.ctx.ingress.port().await
+    }
+
+    /// How many nginx configs the ingress made live since this handle started
+    /// (reloads plus fresh starts of the ingress container).
+    pub fn ingress_reloads(&self) -> u64 {
+        self.ctx.ingress.reloads()
     }
 
     /// The last ingress error, if the last sync failed.
@@ -573,17 +578,10 @@ impl Dubernetes {
             .len())
     }
 
+    /// A pod as the controller last observed it; no engine call.
     async fn view(&self, stored: StoredPod) -> Result<Pod> {
-        let containers = self
-            .ctx
-            .runtime
-            .list(
-                &self.ctx.settings.instance,
-                &self.ctx.settings.network,
-                Some(&stored.spec.name),
-            )
-            .await?;
-        let routed = self.ctx.ingress.routed().await;
+        let containers = self.ctx.observed_replicas(&stored.spec.name);
+        let routed = self.ctx.ingress.routed();
         Ok(self.view_with(stored, &containers, &routed))
     }
 
@@ -719,5 +717,19 @@ async fn remove_everything(runtime: &Runtime, instance: &str, network: &str) -> 
     let containers = runtime.list(instance, network, None).await?;
     let removals = futures::future::join_all(containers.iter().map(|c| runtime.remove(&c.id))).await;
     removals.into_iter().collect::<Result<Vec<()>>>()?;
-    runtime.remove_network(network).await
+    // Docker 20.10 sometimes refuses to remove a network whose containers are
+    // all gone ("has active endpoints") for a moment: retry briefly, then
+    // warn. An empty network left behind is harmless and reused on the next start.
+    let mut last = None;
+    for attempt in 0..3u32 {
+        match runtime.remove_network(network).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+    }
+    if let Some(e) = last {
+        tracing::warn!(network, error = %e, "could not remove the instance network; leaving it behind");
+    }
+    Ok(())
 }

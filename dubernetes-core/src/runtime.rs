@@ -16,8 +16,9 @@ use bollard::models::{
     NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -373,6 +374,17 @@ impl Runtime {
             Err(e) if is_status(&e, 409) => Ok(()),
             other => other,
         }
+    }
+
+    /// Sends a signal (e.g. `HUP`) to a container's main process.
+    pub(crate) async fn signal(&self, id: &str, signal: &str) -> Result<()> {
+        let options = KillContainerOptionsBuilder::new().signal(signal).build();
+        bounded(
+            "signalling container",
+            CALL_TIMEOUT,
+            self.docker.kill_container(id, Some(options)),
+        )
+        .await
     }
 
     /// Runs a command in a container; returns its exit code and combined output.

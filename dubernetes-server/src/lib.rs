@@ -344,7 +344,11 @@ async fn version(State(o): State<Dubernetes>) -> impl IntoResponse {
 }
 
 async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
-    axum::Json(serde_json::json!({ "port": o.ingress_port().await, "error": o.ingress_error() }))
+    axum::Json(serde_json::json!({
+        "port": o.ingress_port().await,
+        "error": o.ingress_error(),
+        "reloads": o.ingress_reloads(),
+    }))
 }
 
 async fn list_pods(State(o): State<Dubernetes>) -> Result<impl IntoResponse, ApiError> {

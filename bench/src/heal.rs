@@ -1,0 +1,232 @@
+//! Issue 4: time from `docker kill` of a replica to its replacement being
+//! ready and routed, Dubernetes vs Swarm; time to scale 3 → 30 vs the engine's
+//! own limit.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use dubernetes_core::{Dubernetes, IngressSettings, PodSpec};
+
+use crate::stats::{Samples, fmt, ratio};
+use crate::{Ctx, Section, engine, swarm};
+
+const IMAGE: &str = "dubernetes/whoami:v1";
+
+pub async fn run(ctx: &Ctx) -> Result<Section> {
+    let instance = format!("{}-heal", ctx.run);
+    ctx.cleanup.instance(&instance);
+    let o = Dubernetes::builder()
+        .instance(&instance)
+        .in_memory()
+        .ingress(IngressSettings::new("dubernetes/nginx:local", "127.0.0.1:0".parse()?))
+        .build()
+        .await?;
+    let result = measure(ctx, &o, &instance).await;
+    if let Err(e) = o.purge().await {
+        eprintln!("bench: warning: purging {instance}: {e}");
+    }
+    result
+}
+
+async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
+    let quick = ctx.quick;
+    let replicas = 5;
+    let heal_rounds = if quick { 3 } else { 10 };
+    let swarm_rounds = if quick { 2 } else { 5 };
+    let scale_rounds = if quick { 1 } else { 3 };
+
+    // --- heal ---
+    eprintln!("bench: heal: {heal_rounds} rounds of docker kill on {replicas} replicas");
+    o.apply(
+        PodSpec::new("heal", IMAGE)
+            .with_replicas(replicas)
+            .with_host("heal.bench.local"),
+    )
+    .await?;
+    o.wait_ready("heal", Duration::from_secs(60)).await?;
+    let mut heal = Samples::default();
+    for _ in 0..heal_rounds {
+        let pod = o.get("heal").await?;
+        let oldest = pod
+            .replicas
+            .iter()
+            .min_by_key(|r| r.created)
+            .context("no replica")?
+            .clone();
+        // A replica that dies young counts as crash-looping (back-off): kill
+        // one that ran past the reset time (10 s), as a replica that dies once.
+        let age = now_secs() - oldest.created;
+        if age < 11 {
+            tokio::time::sleep(Duration::from_secs((11 - age) as u64)).await;
+        }
+        let t0 = Instant::now();
+        engine::kill(&ctx.docker, &oldest.id).await?;
+        let deadline = t0 + Duration::from_secs(30);
+        loop {
+            let pod = o.get("heal").await?;
+            if pod.is_converged() && pod.replicas.iter().all(|r| r.id != oldest.id) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("heal: no ready replacement 30 s after the kill");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        heal.push(t0.elapsed());
+        eprintln!("bench: heal: {}", fmt(t0.elapsed()));
+    }
+    o.delete("heal").await?;
+    o.wait_deleted("heal", Duration::from_secs(60)).await?;
+
+    // --- swarm heal ---
+    let mut swarm_heal = Samples::default();
+    if ctx.swarm {
+        eprintln!("bench: swarm heal: {swarm_rounds} rounds");
+        let image = engine::image_id(&ctx.docker, IMAGE).await?;
+        let svc = swarm::create_service(
+            &ctx.docker,
+            &ctx.cleanup,
+            &ctx.run,
+            &format!("{}-heal", ctx.run),
+            &image,
+            i64::from(replicas),
+        )
+        .await?;
+        swarm::wait_running(
+            &ctx.docker,
+            Some(&svc),
+            replicas as usize,
+            &[],
+            Duration::from_millis(50),
+            Duration::from_secs(120),
+        )
+        .await?;
+        for _ in 0..swarm_rounds {
+            let tasks = swarm::tasks(&ctx.docker, Some(&svc)).await?;
+            let victim = tasks
+                .iter()
+                .filter(|t| swarm::is_running(t))
+                .find_map(swarm::container_id)
+                .context("no running swarm task")?;
+            let t0 = Instant::now();
+            engine::kill(&ctx.docker, &victim).await?;
+            swarm::wait_running(
+                &ctx.docker,
+                Some(&svc),
+                replicas as usize,
+                std::slice::from_ref(&victim),
+                Duration::from_millis(10),
+                Duration::from_secs(60),
+            )
+            .await?;
+            swarm_heal.push(t0.elapsed());
+            eprintln!("bench: swarm heal: {}", fmt(t0.elapsed()));
+        }
+        if let Err(e) = ctx.docker.delete_service(&svc).await {
+            eprintln!("bench: warning: removing swarm service: {e}");
+        }
+    }
+
+    // --- scale 3 -> 30 vs the engine's own limit ---
+    eprintln!("bench: scale 3 -> 30: {scale_rounds} rounds");
+    o.apply(
+        PodSpec::new("scale", IMAGE)
+            .with_replicas(3)
+            .with_host("scale.bench.local"),
+    )
+    .await?;
+    o.wait_ready("scale", Duration::from_secs(60)).await?;
+    let mut scale = Samples::default();
+    let mut limit = Samples::default();
+    let network = format!("dub-{instance}");
+    for _ in 0..scale_rounds {
+        limit.push(engine::engine_limit(&ctx.docker, &ctx.cleanup, &ctx.run, &network, IMAGE, 27, 16).await?);
+        let t0 = Instant::now();
+        o.scale("scale", 30).await?;
+        o.wait_ready("scale", Duration::from_secs(120)).await?;
+        scale.push(t0.elapsed());
+        eprintln!(
+            "bench: scale 3 -> 30: {} (engine limit {})",
+            fmt(t0.elapsed()),
+            fmt(limit.0[limit.len() - 1])
+        );
+        o.scale("scale", 3).await?;
+        o.wait_ready("scale", Duration::from_secs(120)).await?;
+    }
+
+    let mut md = String::new();
+    let target_heal = Duration::from_secs(1);
+    writeln!(md, "| measurement | Dubernetes | Docker Swarm | target | met |")?;
+    writeln!(md, "|---|---|---|---|---|")?;
+    writeln!(
+        md,
+        "| `docker kill` of 1 of {replicas} replicas → replacement ready and routed, median ({} rounds) | {} | {} | < 1 s | {} |",
+        heal.len(),
+        fmt(heal.median()),
+        if swarm_heal.len() > 0 {
+            format!("{} ({} rounds)", fmt(swarm_heal.median()), swarm_heal.len())
+        } else {
+            "not run".into()
+        },
+        met(heal.median() < target_heal, heal.median(), target_heal)
+    )?;
+    writeln!(
+        md,
+        "| same, p90 / max | {} / {} | {} / {} | | |",
+        fmt(heal.quantile(0.9)),
+        fmt(heal.max()),
+        fmt(swarm_heal.quantile(0.9)),
+        fmt(swarm_heal.max())
+    )?;
+    let r = ratio(scale.median(), limit.median());
+    writeln!(
+        md,
+        "\n| measurement | Dubernetes | engine's own limit | ratio | target | met |\n|---|---|---|---|---|---|"
+    )?;
+    writeln!(
+        md,
+        "| scale 3 → 30 replicas until all ready and routed, median ({} rounds) | {} | {} | {r:.2}× | ≤ 1.3× | {} |",
+        scale.len(),
+        fmt(scale.median()),
+        fmt(limit.median()),
+        if r <= 1.3 {
+            "yes".to_string()
+        } else {
+            format!("no, by {:.0}%", (r / 1.3 - 1.0) * 100.0)
+        }
+    )?;
+    writeln!(
+        md,
+        "\nHow: the library (`Dubernetes` handle, in-memory store, engine concurrency 16) in the bench process; \
+         the kill is `POST /containers/{{id}}/kill` (SIGKILL) of the oldest replica (older than the 10 s \
+         back-off reset, so it counts as a replica that dies once); \"ready and routed\" is the pod's own \
+         status polled every 2 ms: every replica running and in the nginx config that is live (the controller \
+         waits until nginx answers with the new config version). Swarm: a 5-replica service of the same image \
+         (given by image id, so the agent does not try a registry), task states read through the engine API \
+         every 10 ms until 5 tasks run again; no traffic goes through Swarm's routing mesh, so its figure does \
+         not include routing and is a lower bound. The engine's own limit: the same 27 containers (same image, \
+         same network) created and started straight through the API, 16 at a time; it includes no readiness \
+         or routing, so the ratio is an upper bound of our overhead."
+    )?;
+    Ok(Section {
+        key: "heal",
+        title: "Self-healing and scaling (issue 4)",
+        body: md,
+    })
+}
+
+fn met(ok: bool, got: Duration, target: Duration) -> String {
+    if ok {
+        "yes".into()
+    } else {
+        format!("no, by {}", fmt(got.saturating_sub(target)))
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

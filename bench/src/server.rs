@@ -1,0 +1,255 @@
+//! A `dubernetes-server` process for the benchmark, its HTTP API on loopback,
+//! and what /proc says about it (CPU time, peak RSS).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use dubernetes_core::{Pod, PodSpec};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use tokio::process::{Child, Command};
+
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running server; killed (SIGKILL, its containers are the clean-up's job) on drop.
+pub struct Server {
+    child: Child,
+    pub api: String,
+    pub ingress_port: u16,
+    pub client: reqwest::Client,
+    /// Bearer token, when the server requires one.
+    pub token: Option<String>,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `bin` for `instance` with a fresh data dir, API and ingress on loopback.
+    pub async fn start(bin: &Path, instance: &str) -> Result<Server> {
+        let data = tempfile::tempdir()?;
+        let api_port = free_port()?;
+        let ingress_port = free_port()?;
+        let help = Command::new(bin)
+            .arg("--help")
+            .output()
+            .await
+            .with_context(|| format!("running {} --help (build it: cargo build --release)", bin.display()))?;
+        // Servers with API authentication need a token; older ones have no such flag.
+        let token = String::from_utf8_lossy(&help.stdout)
+            .contains("--token")
+            .then(|| format!("bench-{:016x}", rand::random::<u64>()));
+        let mut cmd = Command::new(bin);
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{api_port}"))
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--instance")
+            .arg(instance)
+            .arg("--ingress-listen")
+            .arg(format!("127.0.0.1:{ingress_port}"))
+            .arg("--ingress-image")
+            .arg("dubernetes/nginx:local")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(t) = &token {
+            cmd.arg("--token").arg(t);
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let mut headers = HeaderMap::new();
+        if let Some(t) = &token {
+            headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {t}"))?);
+        }
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .default_headers(headers)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let server = Server {
+            child,
+            api: format!("http://127.0.0.1:{api_port}"),
+            ingress_port,
+            client,
+            token,
+            _data: data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = server.client.get(format!("{}/healthz", server.api)).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("dubernetes-server did not answer on {} within 60 s", server.api);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(server)
+    }
+
+    pub fn pid(&self) -> Result<u32> {
+        self.child.id().context("the server exited")
+    }
+
+    pub async fn list(&self) -> Result<Vec<Pod>> {
+        let r = self.client.get(format!("{}/v1/pods", self.api)).send().await?;
+        if !r.status().is_success() {
+            bail!("GET /v1/pods: {}", r.status());
+        }
+        Ok(r.json().await?)
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Pod> {
+        let r = self.client.get(format!("{}/v1/pods/{name}", self.api)).send().await?;
+        if !r.status().is_success() {
+            bail!("GET /v1/pods/{name}: {}", r.status());
+        }
+        Ok(r.json().await?)
+    }
+
+    pub async fn put(&self, spec: &PodSpec) -> Result<()> {
+        let r = self
+            .client
+            .put(format!("{}/v1/pods/{}", self.api, spec.name))
+            .json(spec)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!(
+                "PUT /v1/pods/{}: {} {}",
+                spec.name,
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let r = self
+            .client
+            .delete(format!("{}/v1/pods/{name}", self.api))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("DELETE /v1/pods/{name}: {}", r.status());
+        }
+        Ok(())
+    }
+
+    /// How many configs the ingress made live (0 if the server does not say).
+    pub async fn ingress_reloads(&self) -> Result<u64> {
+        let v: serde_json::Value = self
+            .client
+            .get(format!("{}/v1/ingress", self.api))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(v.get("reloads").and_then(|r| r.as_u64()).unwrap_or(0))
+    }
+
+    /// Runs `dubectl apply -f <dir>` against this server; returns its wall time.
+    pub async fn dubectl_apply(&self, dubectl: &Path, dir: &Path) -> Result<Duration> {
+        let started = Instant::now();
+        let mut cmd = Command::new(dubectl);
+        cmd.arg("apply")
+            .arg("-f")
+            .arg(dir)
+            .env("DUBERNETES_SERVER", &self.api)
+            .stdout(Stdio::null());
+        if let Some(t) = &self.token {
+            cmd.env("DUBERNETES_TOKEN", t);
+        }
+        let out = cmd
+            .output()
+            .await
+            .with_context(|| format!("running {}", dubectl.display()))?;
+        if !out.status.success() {
+            bail!("dubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Waits until every pod (at least `want` of them) is converged; polls
+    /// the list every `every`.
+    pub async fn wait_all_converged(&self, want: usize, every: Duration, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pods = self.list().await?;
+            let done = pods.iter().filter(|p| p.is_converged()).count();
+            if pods.len() >= want && done == pods.len() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{done} of {want} pods converged after {timeout:?}");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        // SIGTERM would be graceful, but the clean-up removes the containers anyway.
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Status of a request through the ingress for `host`, if any answer.
+pub async fn ingress_status(client: &reqwest::Client, port: u16, host: &str) -> Option<u16> {
+    client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .header(reqwest::header::HOST, host)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// User+system CPU seconds a process used so far (`/proc/<pid>/stat`).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) in parentheses.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("unexpected /proc/pid/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, stime 15.
+    let utime: f64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("no stime")?.parse()?;
+    Ok((utime + stime) / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A `Vm...` line of `/proc/<pid>/status`, in KiB.
+pub fn vm_kib(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// The workspace's `target/release/<name>`.
+pub fn release_binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("release").join(name)
+}
