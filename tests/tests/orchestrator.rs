@@ -152,8 +152,12 @@ async fn image_change_replaces_every_container() {
     assert_eq!(body["pod"]["generation"], 2);
     server.wait_converged("app", T).await;
 
-    let after = containers(&docker, &server.instance, Some("app")).await;
-    assert_eq!(after.len(), 3);
+    // Converged counts live replicas; the last old one may still be on its way out.
+    let after = wait_for("the old containers to be removed", T, || async {
+        let after = containers(&docker, &server.instance, Some("app")).await;
+        (after.len() == 3).then_some(after)
+    })
+    .await;
     for (id, state, image) in &after {
         assert!(!before.contains(id), "container {id} survived the image change");
         assert_eq!(state, "running");
