@@ -36,6 +36,9 @@ for _ in $(seq 1 100); do
 	kill -0 "$(cat "$DATA_DIR/server.pid")" 2>/dev/null || { cat "$DATA_DIR/server.log" >&2; exit 1; }
 	sleep 0.1
 done
+# The server generated its API token into the data dir (mode 0600) on first start.
+DUBERNETES_TOKEN="$(cat "$DATA_DIR/token")"
+export DUBERNETES_TOKEN
 
 set -x
 "$BIN/dubectl" apply -f examples/whoami.yaml --wait --timeout 60s
@@ -48,6 +51,7 @@ cat >&2 <<EOT
 
 demo.sh: the orchestrator runs in the background (pid $(cat "$DATA_DIR/server.pid")). Try:
   export DUBERNETES_SERVER=$DUBERNETES_SERVER PATH=$BIN:\$PATH
+  export DUBERNETES_TOKEN=\$(cat $DATA_DIR/token)     # the API needs it: Authorization: Bearer <token>
   dubectl get pods -o wide
   curl -H 'Host: whoami.local' http://127.0.0.1:$INGRESS_PORT/
   dubectl scale pod whoami --replicas 5

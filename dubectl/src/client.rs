@@ -44,12 +44,20 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(server: &str) -> anyhow::Result<Client> {
+    pub fn new(server: &str, token: Option<&str>) -> anyhow::Result<Client> {
         let base = server.trim_end_matches('/').to_string();
         if !base.starts_with("http://") && !base.starts_with("https://") {
             bail!("--server {server:?} must be a URL like http://127.0.0.1:8080");
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .map_err(|_| anyhow!("--token / DUBERNETES_TOKEN contains characters that cannot be sent"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .build()
@@ -74,6 +82,16 @@ impl Client {
             return serde_json::from_slice(&body).with_context(|| format!("unexpected answer from {}", self.base));
         }
         match serde_json::from_slice::<ApiError>(&body) {
+            Ok(e) if status.as_u16() == 401 => Err(ServerError {
+                status: 401,
+                code: e.code,
+                message: format!(
+                    "{} is refusing the API token: pass --token or set DUBERNETES_TOKEN (a server started without \
+                     --token keeps its token in <data-dir>/token)",
+                    self.base
+                ),
+            }
+            .into()),
             Ok(e) => Err(ServerError {
                 status: status.as_u16(),
                 code: e.code,
@@ -93,6 +111,16 @@ impl Client {
         let url = format!("{}/v1/pods/{}", self.base, spec.name);
         self.send(self.http.put(url).query(&[("dry_run", dry_run)]).json(spec))
             .await
+    }
+
+    /// Applies only if the pod is still at `generation` (`If-Match`), else 409 stale_generation.
+    pub async fn apply_if(&self, spec: &PodSpec, generation: Option<i64>) -> anyhow::Result<ApplyResponse> {
+        let url = format!("{}/v1/pods/{}", self.base, spec.name);
+        let mut request = self.http.put(url).json(spec);
+        if let Some(generation) = generation {
+            request = request.header(reqwest::header::IF_MATCH, format!("\"{generation}\""));
+        }
+        self.send(request).await
     }
 
     pub async fn get(&self, name: &str) -> anyhow::Result<Pod> {

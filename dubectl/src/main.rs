@@ -30,6 +30,9 @@ struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     server: String,
+    /// API token (the server's --token, or the contents of its <data-dir>/token).
+    #[arg(long, global = true, env = "DUBERNETES_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -175,7 +178,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&cli.server)?;
+    let client = Client::new(&cli.server, cli.token.as_deref())?;
     match cli.command {
         Command::Apply {
             files,
@@ -243,9 +246,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             replicas,
         } => {
+            // Conditional on the generation read: a concurrent change of the
+            // pod is a 409 stale_generation, not silently overwritten.
             let mut pod = client.get(&name).await?;
             pod.spec.replicas = replicas;
-            client.apply(&pod.spec, false).await?;
+            client.apply_if(&pod.spec, Some(pod.generation)).await?;
             println!("pod/{name} scaled");
             Ok(ExitCode::SUCCESS)
         }

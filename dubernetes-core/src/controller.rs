@@ -331,7 +331,9 @@ impl Context {
         let stored = self.store.get(pod).await?;
         let mut observed = self.list_pod(pod).await?;
         // Replicas being drained are out of the ingress and about to stop: a
-        // background task owns them (see `drain_and_stop`).
+        // background task owns them (see `drain_and_stop`). The pod has not
+        // landed until they are gone: that task wakes the pod when they are.
+        let draining = observed.iter().any(|c| self.is_draining(&c.id));
         observed.retain(|c| !self.is_draining(&c.id));
         let Some(stored) = stored else {
             self.health.forget_pod(pod);
@@ -370,6 +372,9 @@ impl Context {
                 .all(|c| c.revision.as_deref() == Some(&revision) || !c.state.is_live());
         if let Some(next) = self.track_rollout(&stored, &observed, ready_new, converged).await? {
             return Ok(next);
+        }
+        if actions.is_empty() && draining {
+            return Ok(Next::Done);
         }
         if actions.is_empty() {
             let changed = {

@@ -18,6 +18,31 @@ pub enum Error {
     /// A request conflicts with the current state (e.g. a name in the body that differs from the one in the path).
     #[error("{0}")]
     Conflict(String),
+    /// A conditional write named a generation the pod is no longer at: someone
+    /// else changed it since the client read it. Re-read and try again.
+    #[error(
+        "generation: pod {pod:?} is at generation {current}, not {expected}; someone changed it since you read it: re-read it and retry"
+    )]
+    StaleGeneration {
+        /// The pod.
+        pod: String,
+        /// The generation the client sent.
+        expected: i64,
+        /// The generation the pod is at.
+        current: i64,
+    },
+    /// The database file exists but cannot be read as a healthy SQLite database.
+    /// It is left untouched: restore a backup or move it away.
+    #[error(
+        "the database {path} is unreadable or corrupted ({detail}); it was left untouched. \
+         Restore it from a backup (`dubernetes-server backup`, see docs/security.md) or move it away to start empty"
+    )]
+    Corrupt {
+        /// The database file.
+        path: String,
+        /// What SQLite said.
+        detail: String,
+    },
     /// A limit of this instance was reached.
     #[error("{0}")]
     Limit(String),

@@ -121,6 +121,7 @@ pub struct DubernetesBuilder {
     engine_concurrency: usize,
     backoff: BackoffSettings,
     max_pods: u32,
+    max_replicas: u32,
     drain: Duration,
 }
 
@@ -135,6 +136,7 @@ impl Default for DubernetesBuilder {
             engine_concurrency: 16,
             backoff: BackoffSettings::default(),
             max_pods: 1000,
+            max_replicas: crate::spec::MAX_REPLICAS,
             drain: Duration::from_secs(1),
         }
     }
@@ -203,6 +205,12 @@ impl DubernetesBuilder {
         self
     }
 
+    /// Most replicas one pod may ask for (default and ceiling: [`MAX_REPLICAS`](crate::MAX_REPLICAS)).
+    pub fn max_replicas(mut self, n: u32) -> Self {
+        self.max_replicas = n.min(crate::spec::MAX_REPLICAS);
+        self
+    }
+
     /// Connects to the engine, opens the store, and starts the controller.
     pub async fn build(self) -> Result<Dubernetes> {
         let probe = PodSpec::new(self.instance.clone(), "x");
@@ -232,6 +240,7 @@ impl DubernetesBuilder {
         Ok(Dubernetes {
             ctx,
             max_pods: self.max_pods,
+            max_replicas: self.max_replicas,
         })
     }
 }
@@ -241,6 +250,7 @@ impl DubernetesBuilder {
 pub struct Dubernetes {
     ctx: Arc<Context>,
     max_pods: u32,
+    max_replicas: u32,
 }
 
 impl std::fmt::Debug for Dubernetes {
@@ -269,7 +279,7 @@ impl Dubernetes {
 
     /// Validates a spec without storing anything; returns what [`apply`](Self::apply) would do.
     pub async fn dry_run(&self, spec: &PodSpec) -> Result<ApplyOutcome> {
-        spec.validate()?;
+        self.validate(spec)?;
         self.check_host(spec).await?;
         Ok(match self.ctx.store.get(&spec.name).await? {
             None => ApplyOutcome::Created,
@@ -292,24 +302,47 @@ impl Dubernetes {
         Ok(())
     }
 
+    /// The spec's own validation plus this instance's limits.
+    fn validate(&self, spec: &PodSpec) -> Result<()> {
+        spec.validate()?;
+        if spec.replicas > self.max_replicas {
+            return Err(Error::Invalid(crate::spec::ValidationError {
+                pod: spec.name.clone(),
+                problems: vec![crate::spec::FieldError::new(
+                    "replicas",
+                    format!(
+                        "{} is more than this server's limit of {} (--max-replicas)",
+                        spec.replicas, self.max_replicas
+                    ),
+                )],
+            }));
+        }
+        Ok(())
+    }
+
     /// Creates or updates a pod (idempotent) and wakes its reconcile.
     pub async fn apply(&self, spec: PodSpec) -> Result<(Pod, ApplyOutcome)> {
-        spec.validate()?;
-        self.check_host(&spec).await?;
-        if self.ctx.store.get(&spec.name).await?.is_none() && self.ctx.store.count().await? >= i64::from(self.max_pods)
-        {
-            return Err(Error::Limit(format!(
-                "this instance already has the maximum of {} pods; delete one first",
-                self.max_pods
-            )));
-        }
-        let (stored, outcome) = self.ctx.store.upsert(&spec).await.map_err(|e| match e {
-            Error::Store(sqlx::Error::Database(d)) if d.is_unique_violation() => Error::Conflict(format!(
-                "access.host: {:?} is already routed to another pod",
-                spec.host().unwrap_or_default()
-            )),
-            other => other,
-        })?;
+        self.apply_if(spec, None).await
+    }
+
+    /// Like [`apply`](Self::apply), but only if the pod is still at generation
+    /// `expected` (when given): optimistic concurrency for read-modify-write
+    /// clients. Fails with [`Error::StaleGeneration`] (nothing written) when
+    /// someone changed the pod since, and [`Error::NotFound`] when it is gone.
+    pub async fn apply_if(&self, spec: PodSpec, expected: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
+        self.validate(&spec)?;
+        let (stored, outcome) = self
+            .ctx
+            .store
+            .upsert_checked(&spec, expected, self.max_pods)
+            .await
+            .map_err(|e| match e {
+                Error::Store(sqlx::Error::Database(d)) if d.is_unique_violation() => Error::Conflict(format!(
+                    "access.host: {:?} is already routed to another pod",
+                    spec.host().unwrap_or_default()
+                )),
+                other => other,
+            })?;
         if outcome != ApplyOutcome::Unchanged {
             self.ctx.wake(&spec.name);
             self.ctx.wake_ingress();
@@ -318,17 +351,25 @@ impl Dubernetes {
         Ok((pod, outcome))
     }
 
-    /// Sets the number of replicas of a pod.
+    /// Sets the number of replicas of a pod, keeping every other field as it
+    /// is even when other clients change them at the same time (the write is
+    /// conditional on the generation read, and retried when it lost a race).
     pub async fn scale(&self, name: &str, replicas: u32) -> Result<Pod> {
-        let stored = self
-            .ctx
-            .store
-            .get(name)
-            .await?
-            .ok_or_else(|| Error::NotFound(name.to_string()))?;
-        let mut spec = stored.spec;
-        spec.replicas = replicas;
-        Ok(self.apply(spec).await?.0)
+        let mut attempts = 0;
+        loop {
+            let stored = self
+                .ctx
+                .store
+                .get(name)
+                .await?
+                .ok_or_else(|| Error::NotFound(name.to_string()))?;
+            let mut spec = stored.spec;
+            spec.replicas = replicas;
+            match self.apply_if(spec, Some(stored.generation)).await {
+                Err(Error::StaleGeneration { .. }) if attempts < 10 => attempts += 1,
+                other => return other.map(|(pod, _)| pod),
+            }
+        }
     }
 
     /// One pod with its replicas, as the controller last observed them (no engine call).
@@ -358,7 +399,13 @@ impl Dubernetes {
 
     /// Deletes a pod; its containers are removed and its route dropped.
     pub async fn delete(&self, name: &str) -> Result<()> {
-        if !self.ctx.store.delete(name).await? {
+        self.delete_if(name, None).await
+    }
+
+    /// Like [`delete`](Self::delete), but only if the pod is still at
+    /// generation `expected` (when given), else [`Error::StaleGeneration`].
+    pub async fn delete_if(&self, name: &str, expected: Option<i64>) -> Result<()> {
+        if !self.ctx.store.delete_checked(name, expected).await? {
             return Err(Error::NotFound(name.to_string()));
         }
         self.ctx.wake(name);

@@ -18,6 +18,20 @@ use sha2::{Digest, Sha256};
 /// Most replicas a single pod may ask for.
 pub const MAX_REPLICAS: u32 = 1000;
 
+/// Largest YAML or JSON input [`parse_specs`] and [`parse_json_spec`] read.
+pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
+
+/// Deepest nesting of `[`/`{` flow collections or indentation levels accepted.
+/// A pod spec needs 4; the limit stops deeply nested input before the parser
+/// spends stack or time on it.
+pub const MAX_SPEC_DEPTH: usize = 64;
+
+/// Most environment variables per pod.
+pub const MAX_ENV_VARS: usize = 1024;
+
+/// Longest environment variable value, in bytes.
+pub const MAX_ENV_VALUE_BYTES: usize = 32 * 1024;
+
 /// The desired state of one pod: which image, how many replicas, how to reach it.
 ///
 /// ```
@@ -345,14 +359,24 @@ impl PodSpec {
         if self.port == 0 {
             problems.push(FieldError::new("port", "must be between 1 and 65535"));
         }
+        if self.env.len() > MAX_ENV_VARS {
+            problems.push(FieldError::new(
+                "env",
+                format!("has {} variables; at most {MAX_ENV_VARS} are allowed", self.env.len()),
+            ));
+        }
         for (key, value) in &self.env {
+            // A bad key is named by its escaped form so nothing odd reaches a terminal or log.
+            let field = format!("env.{}", key.escape_default());
             if let Err(m) = check_env_key(key) {
-                problems.push(FieldError::new(format!("env.{key}"), m));
+                problems.push(FieldError::new(field.clone(), m));
             }
             if value.contains('\0') {
+                problems.push(FieldError::new(field, "value must not contain a NUL byte"));
+            } else if value.len() > MAX_ENV_VALUE_BYTES {
                 problems.push(FieldError::new(
-                    format!("env.{key}"),
-                    "value must not contain a NUL byte",
+                    field,
+                    format!("value is longer than {MAX_ENV_VALUE_BYTES} bytes"),
                 ));
             }
         }
@@ -527,7 +551,8 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         FieldError {
             field: field.into(),
             message: message.into(),
@@ -583,6 +608,149 @@ pub enum SpecError {
         /// The repeated name.
         name: String,
     },
+    /// The input is larger than [`MAX_SPEC_BYTES`].
+    #[error("the input is {size} bytes; at most {max} are accepted")]
+    TooLarge {
+        /// Size of the input.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The input nests deeper than [`MAX_SPEC_DEPTH`].
+    #[error("the input nests deeper than {max} levels (line {line}); a pod spec needs a handful")]
+    TooDeep {
+        /// Line where the limit was passed, from 1.
+        line: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl SpecError {
+    /// The field at fault, as a path like `replicas` or `access.host`, when known.
+    pub fn field(&self) -> Option<String> {
+        match self {
+            SpecError::Syntax { message, .. } => syntax_field(message),
+            SpecError::Invalid { source, .. } => source.problems.first().map(|p| p.field.clone()),
+            SpecError::Duplicate { .. } => Some("name".into()),
+            SpecError::TooLarge { .. } | SpecError::TooDeep { .. } => None,
+        }
+    }
+}
+
+/// The field a parser message is about: its leading `path: ` (serde_yaml_ng
+/// prefixes nested errors with it), else the field named by
+/// "unknown field `x`" or "missing field `x`".
+fn syntax_field(message: &str) -> Option<String> {
+    let named = |marker: &str| {
+        let rest = &message[message.find(marker)? + marker.len()..];
+        Some(rest[..rest.find('`')?].to_string())
+    };
+    let prefix = message.split_once(": ").map(|(head, _)| head).filter(|head| {
+        !head.is_empty()
+            && head
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '[' | ']'))
+    });
+    let leaf = named("unknown field `").or_else(|| named("missing field `"));
+    match (prefix, leaf) {
+        (Some(p), Some(l)) => Some(format!("{p}.{l}")),
+        (Some(p), None) => Some(p.to_string()),
+        (None, l) => l,
+    }
+}
+
+/// Rejects input that is too large or nests too deep, before any parser sees it.
+/// Depth counts open `[`/`{` outside quoted strings, and indentation in steps.
+fn check_shape(text: &str) -> Result<(), SpecError> {
+    if text.len() > MAX_SPEC_BYTES {
+        return Err(SpecError::TooLarge {
+            size: text.len(),
+            max: MAX_SPEC_BYTES,
+        });
+    }
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches([' ', '-']).len();
+        let too_deep = || SpecError::TooDeep {
+            line: i + 1,
+            max: MAX_SPEC_DEPTH,
+        };
+        if quote.is_none() && indent / 2 > MAX_SPEC_DEPTH {
+            return Err(too_deep());
+        }
+        for c in line.chars() {
+            match quote {
+                Some(q) => {
+                    if escaped {
+                        escaped = false;
+                    } else if c == '\\' && q == '"' {
+                        escaped = true;
+                    } else if c == q {
+                        quote = None;
+                    }
+                }
+                None => match c {
+                    '"' | '\'' => quote = Some(c),
+                    '#' => break,
+                    '[' | '{' => {
+                        depth += 1;
+                        if depth > MAX_SPEC_DEPTH {
+                            return Err(too_deep());
+                        }
+                    }
+                    ']' | '}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                },
+            }
+        }
+        // A single-quoted scalar may span lines; a double-quoted one too.
+        escaped = false;
+    }
+    Ok(())
+}
+
+/// Parses one pod spec from JSON with the same strictness, limits and field
+/// paths as [`parse_specs`]: the JSON is read, then handed to the YAML reader
+/// (JSON values are YAML values), so both formats report errors alike.
+pub fn parse_json_spec(json: &str) -> Result<PodSpec, SpecError> {
+    check_shape(json)?;
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| SpecError::Syntax {
+        document: 1,
+        location: Some((e.line(), e.column())),
+        message: format!("invalid JSON: {e}"),
+    })?;
+    if !value.is_object() {
+        return Err(SpecError::Syntax {
+            document: 1,
+            location: None,
+            message: "a pod spec is a JSON object, e.g. {\"name\": \"web\", \"image\": \"nginx\"}".into(),
+        });
+    }
+    let yaml = serde_yaml_ng::to_string(&value).map_err(|e| SpecError::Syntax {
+        document: 1,
+        location: None,
+        message: e.to_string(),
+    })?;
+    let mut specs = parse_specs(&yaml).map_err(|e| match e {
+        // Lines of the intermediate YAML mean nothing to the client.
+        SpecError::Syntax { document, message, .. } => SpecError::Syntax {
+            document,
+            location: None,
+            message,
+        },
+        other => other,
+    })?;
+    match specs.len() {
+        1 => Ok(specs.remove(0)),
+        n => Err(SpecError::Syntax {
+            document: 1,
+            location: None,
+            message: format!("expected one pod spec, got {n}"),
+        }),
+    }
 }
 
 /// Parses one or more pod specs from YAML (documents separated by `---`) and
@@ -601,6 +769,7 @@ pub enum SpecError {
 /// assert!(matches!(err, SpecError::Syntax { .. } | SpecError::Invalid { .. }));
 /// ```
 pub fn parse_specs(yaml: &str) -> Result<Vec<PodSpec>, SpecError> {
+    check_shape(yaml)?;
     let mut specs: Vec<PodSpec> = Vec::new();
     for (i, document) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
         let index = i + 1;
@@ -720,7 +889,8 @@ fn check_image(image: &str) -> Result<(), String> {
         let domain = format!(r"{domain_component}(?:\.{domain_component})*(?::[0-9]+)?");
         let path_component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
         let name = format!(r"(?:{domain}/)?{path_component}(?:/{path_component})*");
-        let tag = r"[\w][\w.-]{0,127}";
+        // `\w` of the regex crate is Unicode-aware: spell the ASCII classes out.
+        let tag = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
         let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
         Regex::new(&format!(r"^{name}(?::{tag})?(?:@{digest})?$")).expect("valid regex")
     });

@@ -16,6 +16,71 @@ use crate::spec::PodSpec;
 /// How many events are kept per instance; older ones are pruned.
 const MAX_EVENTS: i64 = 5000;
 
+/// The database file in the data dir.
+pub const DB_FILE: &str = "dubernetes.db";
+
+fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        // Writers wait for each other (every write transaction is IMMEDIATE,
+        // so waiting always helps) instead of failing with "database is locked".
+        .busy_timeout(Duration::from_secs(30))
+        .foreign_keys(true)
+}
+
+/// Writes a consistent copy of the store in `data_dir` to `target` while the
+/// server may be running (`VACUUM INTO` reads one snapshot), then checks the
+/// copy. `target` must not exist.
+pub async fn backup(data_dir: &Path, target: &Path) -> Result<()> {
+    let path = data_dir.join(DB_FILE);
+    if !path.exists() {
+        return Err(Error::NotFound(path.display().to_string()));
+    }
+    if target.exists() {
+        return Err(Error::Conflict(format!(
+            "{} already exists; pick a new file name",
+            target.display()
+        )));
+    }
+    let target_text = target
+        .to_str()
+        .ok_or_else(|| Error::Conflict(format!("{} is not a UTF-8 path", target.display())))?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(connect_options(&path).create_if_missing(false))
+        .await
+        .map_err(|e| Error::Corrupt {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+    let result = sqlx::query("VACUUM INTO ?1").bind(target_text).execute(&pool).await;
+    pool.close().await;
+    result?;
+    std::fs::File::open(target)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::Conflict(format!("syncing {}: {e}", target.display())))?;
+    let copy = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(target)
+                .read_only(true)
+                .create_if_missing(false),
+        )
+        .await?;
+    let verdict: Vec<String> = sqlx::query_scalar("PRAGMA quick_check").fetch_all(&copy).await?;
+    copy.close().await;
+    if verdict != ["ok"] {
+        return Err(Error::Corrupt {
+            path: target.display().to_string(),
+            detail: verdict.join("; "),
+        });
+    }
+    Ok(())
+}
+
 /// A pod as stored: its spec and bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -134,24 +199,37 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Store {
-    /// Opens (creating if missing) `dir/dubernetes.db` and migrates it.
+    /// Opens (creating if missing) `dir/dubernetes.db`, checks and migrates it.
+    ///
+    /// Durability: WAL with `synchronous=FULL`, so a commit is on disk (WAL
+    /// fsynced) before the API acknowledges it, and survives a power cut, not
+    /// only a crash. An existing file that SQLite cannot open, or that fails
+    /// `PRAGMA quick_check`, is [`Error::Corrupt`] and is never replaced.
     pub(crate) async fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::Store(sqlx::Error::Configuration(
                 format!("cannot create data dir {}: {e}", dir.display()).into(),
             ))
         })?;
-        let options = SqliteConnectOptions::new()
-            .filename(dir.join("dubernetes.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+        let path = dir.join(DB_FILE);
+        let existed = path.exists();
+        let corrupt = |detail: String| Error::Corrupt {
+            path: path.display().to_string(),
+            detail,
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
-            .await?;
+            .connect_with(connect_options(&path).create_if_missing(!existed))
+            .await
+            .map_err(|e| corrupt(e.to_string()))?;
+        let verdict: Vec<String> = sqlx::query_scalar("PRAGMA quick_check")
+            .fetch_all(&pool)
+            .await
+            .map_err(|e| corrupt(e.to_string()))?;
+        if verdict != ["ok"] {
+            pool.close().await;
+            return Err(corrupt(verdict.join("; ")));
+        }
         Self::migrate(pool).await
     }
 
@@ -172,14 +250,66 @@ impl Store {
         Ok(Store { pool })
     }
 
-    /// Creates or updates a pod. The pod row is written by one conditional
-    /// upsert (so concurrent applies cannot lose an update); when what the
-    /// containers run changed, a new revision is recorded in the same transaction.
+    /// Creates or updates a pod, with [`upsert_checked`](Self::upsert_checked)'s
+    /// checks off (no generation, no pod limit).
+    #[cfg(test)]
     pub(crate) async fn upsert(&self, spec: &PodSpec) -> Result<(StoredPod, ApplyOutcome)> {
+        self.upsert_checked(spec, None, u32::MAX).await
+    }
+
+    /// Creates or updates a pod in one `BEGIN IMMEDIATE` transaction: checks
+    /// the generation the client read (`expected`, optimistic concurrency),
+    /// the pod limit and the host's owner, writes the pod row (the generation
+    /// goes up only when the spec changed), and records a revision when what
+    /// the containers run changed. Nothing is written when a check fails.
+    pub(crate) async fn upsert_checked(
+        &self,
+        spec: &PodSpec,
+        expected: Option<i64>,
+        max_pods: u32,
+    ) -> Result<(StoredPod, ApplyOutcome)> {
         let json = serde_json::to_string(spec).map_err(|e| Error::Conflict(format!("cannot encode spec: {e}")))?;
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        // The write comes first, so the transaction takes SQLite's write lock at once.
+        // IMMEDIATE takes the write lock now: the checks below read the state
+        // the write will change, and no other writer can slip in between.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let current: Option<i64> = sqlx::query_scalar("SELECT generation FROM pods WHERE name = ?1")
+            .bind(&spec.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match (expected, current) {
+            (Some(_), None) => return Err(Error::NotFound(spec.name.clone())),
+            (Some(expected), Some(current)) if expected != current => {
+                return Err(Error::StaleGeneration {
+                    pod: spec.name.clone(),
+                    expected,
+                    current,
+                });
+            }
+            _ => {}
+        }
+        if current.is_none() {
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pods")
+                .fetch_one(&mut *tx)
+                .await?;
+            if count >= i64::from(max_pods) {
+                return Err(Error::Limit(format!(
+                    "name: this instance already has the maximum of {max_pods} pods; delete one first"
+                )));
+            }
+        }
+        if let Some(host) = spec.host() {
+            let owner: Option<String> = sqlx::query_scalar("SELECT name FROM pods WHERE host = ?1 AND name != ?2")
+                .bind(host)
+                .bind(&spec.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(owner) = owner {
+                return Err(Error::Conflict(format!(
+                    "access.host: {host:?} is already routed to pod {owner:?}; pick another host or change that pod first"
+                )));
+            }
+        }
         let row = sqlx::query(
             "INSERT INTO pods (name, spec, host, generation, created_at, updated_at) VALUES (?1, ?2, ?3, 1, ?4, ?4)
              ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, host = excluded.host,
@@ -247,7 +377,7 @@ impl Store {
         message: &str,
     ) -> Result<Option<Revision>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let marked = sqlx::query(
             "UPDATE revisions SET outcome = 'failed', reason = ?3, message = ?4, finished_at = ?5
              WHERE pod = ?1 AND number = ?2 AND outcome = 'progressing'",
@@ -322,16 +452,33 @@ impl Store {
         rows.iter().map(decode).collect()
     }
 
-    pub(crate) async fn count(&self) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM pods")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?)
+    /// Deletes a pod and its revisions; returns whether it existed.
+    #[cfg(test)]
+    pub(crate) async fn delete(&self, name: &str) -> Result<bool> {
+        self.delete_checked(name, None).await
     }
 
-    /// Deletes a pod and its revisions; returns whether it existed.
-    pub(crate) async fn delete(&self, name: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+    /// Deletes a pod and its revisions if it is at generation `expected` (when
+    /// given), in one transaction; returns whether it existed.
+    pub(crate) async fn delete_checked(&self, name: &str, expected: Option<i64>) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(expected) = expected {
+            let current: Option<i64> = sqlx::query_scalar("SELECT generation FROM pods WHERE name = ?1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match current {
+                None => return Ok(false),
+                Some(current) if current != expected => {
+                    return Err(Error::StaleGeneration {
+                        pod: name.to_string(),
+                        expected,
+                        current,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
         let done = sqlx::query("DELETE FROM pods WHERE name = ?1")
             .bind(name)
             .execute(&mut *tx)

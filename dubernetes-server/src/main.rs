@@ -5,17 +5,28 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use dubernetes_core::{BackoffSettings, DEFAULT_INGRESS_IMAGE, Dubernetes, IngressSettings};
+use dubernetes_server::auth::{self, Token};
+use dubernetes_server::serve::ServeLimits;
 
 /// Keeps the pods you apply running as Docker containers, reachable through an nginx ingress.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None, after_help = "Example:\n  dubernetes-server --data-dir ./data --ingress-listen 127.0.0.1:8000 --ingress-image dubernetes/nginx:local")]
+#[command(
+    version,
+    about,
+    long_about = None,
+    after_help = "Example:\n  dubernetes-server --data-dir ./data --ingress-listen 127.0.0.1:8000 --ingress-image dubernetes/nginx:local\n  dubernetes-server --data-dir ./data backup ./dubernetes-backup.db"
+)]
 struct Config {
-    /// Address of the HTTP API.
+    /// Address of the HTTP API. Loopback by default; any other address needs an explicit --token.
     #[arg(long, env = "DUBERNETES_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Directory for the SQLite store.
+    /// Bearer token every API call (except GET /healthz) must carry. Default: read from, or generated
+    /// into, <data-dir>/token (mode 0600).
+    #[arg(long, env = "DUBERNETES_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Directory for the SQLite store (and the generated token).
     #[arg(long, env = "DUBERNETES_DATA_DIR", default_value = "dubernetes-data")]
     data_dir: PathBuf,
     /// Instance name: namespaces the Docker network, container names and labels.
@@ -48,6 +59,35 @@ struct Config {
     /// Most pods this instance accepts.
     #[arg(long, env = "DUBERNETES_MAX_PODS", default_value_t = 1000)]
     max_pods: u32,
+    /// Most replicas one pod may ask for (at most 1000).
+    #[arg(long, env = "DUBERNETES_MAX_REPLICAS", default_value_t = dubernetes_core::MAX_REPLICAS,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(dubernetes_core::MAX_REPLICAS)))]
+    max_replicas: u32,
+    /// Seconds one API request may take, body included; slower ones get 503 request_timeout.
+    #[arg(long, env = "DUBERNETES_REQUEST_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_seconds: u64,
+    /// Most concurrent API connections; more wait in the kernel's queue.
+    #[arg(long, env = "DUBERNETES_MAX_CONNECTIONS", default_value_t = 512,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_connections: u64,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, env = "DUBERNETES_HEADER_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_seconds: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a consistent copy of the store to FILE, while the server runs or not (SQLite VACUUM INTO).
+    /// Restore: stop the server, replace <data-dir>/dubernetes.db with the copy, delete
+    /// <data-dir>/dubernetes.db-wal and -shm, start the server.
+    Backup {
+        /// The new file (must not exist).
+        file: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -59,9 +99,21 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::parse();
+    if let Some(Command::Backup { file }) = &config.command {
+        dubernetes_core::backup(&config.data_dir, file)
+            .await
+            .with_context(|| format!("backing up {} to {}", config.data_dir.display(), file.display()))?;
+        println!(
+            "backed up {} to {}",
+            config.data_dir.join(dubernetes_core::DB_FILE).display(),
+            file.display()
+        );
+        return Ok(());
+    }
     if config.resync_seconds == 0 {
         bail!("--resync-seconds must be at least 1");
     }
+    let token = api_token(&config)?;
     let mut backoff = BackoffSettings::default();
     backoff.initial = Duration::from_millis(config.backoff_initial_ms);
     backoff.max = Duration::from_secs(config.backoff_max_seconds);
@@ -78,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
         .drain_period(Duration::from_millis(config.drain_ms))
         .backoff(backoff)
         .max_pods(config.max_pods)
+        .max_replicas(config.max_replicas)
         .build()
         .await
         .with_context(|| {
@@ -101,13 +154,48 @@ async fn main() -> anyhow::Result<()> {
         ingress_image = %config.ingress_image,
         "dubernetes-server ready"
     );
-    axum::serve(listener, dubernetes_server::router(orchestrator.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving the API")?;
+    let app = dubernetes_server::app(
+        orchestrator.clone(),
+        dubernetes_server::ApiConfig {
+            token,
+            request_timeout: Duration::from_secs(config.request_timeout_seconds),
+        },
+    );
+    let limits = ServeLimits {
+        max_connections: usize::try_from(config.max_connections).unwrap_or(512),
+        header_read_timeout: Duration::from_secs(config.header_timeout_seconds),
+        ..ServeLimits::default()
+    };
+    dubernetes_server::serve::serve(listener, app, limits, shutdown_signal()).await;
     tracing::info!("shutting down; containers keep running and are adopted on the next start");
     orchestrator.shutdown().await;
     Ok(())
+}
+
+/// The API token: `--token`, else the one in (or newly generated into) the data dir.
+/// A non-loopback API without an explicit token is refused: a token generated
+/// into a file on this host is of no use to remote clients, and an API reachable
+/// from the network must be a deliberate choice.
+fn api_token(config: &Config) -> anyhow::Result<Token> {
+    if let Some(text) = &config.token {
+        return Token::new(text.trim()).map_err(|e| anyhow::anyhow!("--token / DUBERNETES_TOKEN: {e}"));
+    }
+    if !config.listen.ip().is_loopback() {
+        bail!(
+            "refusing to serve the API on {} (not loopback) without an explicit token: whoever reaches it can run \
+             any container as root on this host. Set --token or DUBERNETES_TOKEN (e.g. `openssl rand -hex 32`), \
+             or listen on 127.0.0.1",
+            config.listen
+        );
+    }
+    let (text, path, created) = auth::load_or_create(&config.data_dir)
+        .with_context(|| format!("reading or creating the API token in {}", config.data_dir.display()))?;
+    if created {
+        tracing::info!(file = %path.display(), "generated a new API token (mode 0600); dubectl reads it from DUBERNETES_TOKEN, e.g. `export DUBERNETES_TOKEN=$(cat {})`", path.display());
+    } else {
+        tracing::info!(file = %path.display(), "API token read from the data dir");
+    }
+    Token::new(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 async fn shutdown_signal() {

@@ -136,6 +136,26 @@ pub async fn containers(docker: &Docker, instance: &str, pod: Option<&str>) -> V
     out
 }
 
+/// A fresh random API token for one test server.
+pub fn random_token() -> String {
+    let a = rand_u32();
+    let b = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("test-{a:08x}-{b:x}-{:x}", std::process::id())
+}
+
+/// Headers that carry `token` as a bearer token.
+pub fn auth_headers(token: &str) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("token is a header value"),
+    );
+    headers
+}
+
 /// A real `dubernetes-server` process in its own instance.
 pub struct TestServer {
     /// Instance name.
@@ -146,9 +166,15 @@ pub struct TestServer {
     pub data_dir: tempfile::TempDir,
     api_port: u16,
     child: Option<Child>,
-    /// HTTP client for the API and the ingress.
+    /// HTTP client for the API, sending the server's token.
     pub http: reqwest::Client,
+    /// HTTP client without credentials (for the ingress, and to test auth).
+    pub anonymous: reqwest::Client,
+    /// The API token the server was started with.
+    pub token: String,
     extra_args: Vec<String>,
+    /// Let the server generate its own token into the data dir.
+    generated_token: bool,
 }
 
 impl TestServer {
@@ -157,13 +183,29 @@ impl TestServer {
         Self::start_with(test, &[]).await
     }
 
+    /// Starts a server without `--token`/`DUBERNETES_TOKEN`: it generates its
+    /// own into `<data-dir>/token`, which this then uses.
+    pub async fn start_generating_token(test: &str) -> TestServer {
+        Self::start_inner(test, &[], true).await
+    }
+
     /// Like [`start`](Self::start), with extra server flags.
     pub async fn start_with(test: &str, extra_args: &[&str]) -> TestServer {
+        Self::start_inner(test, extra_args, false).await
+    }
+
+    async fn start_inner(test: &str, extra_args: &[&str], generated_token: bool) -> TestServer {
         let _ = docker().await;
         let instance = instance_name(test);
         let data_dir = tempfile::tempdir().expect("tempdir");
         let api_port = free_port();
+        let token = random_token();
         let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .default_headers(auth_headers(&token))
+            .build()
+            .expect("client");
+        let anonymous = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client");
@@ -174,7 +216,10 @@ impl TestServer {
             api_port,
             child: None,
             http,
+            anonymous,
+            token,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            generated_token,
         };
         server.spawn().await;
         server
@@ -186,7 +231,12 @@ impl TestServer {
             .append(true)
             .open(self.data_dir.path().join("server.log"))
             .expect("log file");
-        let child = Command::new(binary("dubernetes-server"))
+        let mut command = Command::new(binary("dubernetes-server"));
+        command.env_remove("DUBERNETES_TOKEN");
+        if !self.generated_token {
+            command.env("DUBERNETES_TOKEN", &self.token);
+        }
+        let child = command
             .args(["--listen", &format!("127.0.0.1:{}", self.api_port)])
             .arg("--data-dir")
             .arg(self.data_dir.path())
@@ -204,18 +254,39 @@ impl TestServer {
         self.child = Some(child);
         let url = format!("{}/healthz", self.url);
         let http = self.http.clone();
-        wait_for("the server's API", Duration::from_secs(30), || {
-            let (url, http) = (url.clone(), http.clone());
-            async move {
-                http.get(url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = http.get(&url).send().await.is_ok_and(|r| r.status().is_success());
+            if up {
+                break;
             }
-        })
-        .await;
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "dubernetes-server exited ({status}) before it answered:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the server's API:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.generated_token {
+            let file = self.data_dir.path().join("token");
+            self.token = std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()))
+                .trim()
+                .to_string();
+            self.http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .default_headers(auth_headers(&self.token))
+                .build()
+                .expect("client");
+        }
     }
 
     /// Stops the server with SIGTERM (graceful) and waits for it to exit.
@@ -242,6 +313,11 @@ impl TestServer {
         }
     }
 
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Starts the server again on the same instance, data dir and port.
     pub async fn restart(&mut self) {
         self.stop();
@@ -258,6 +334,7 @@ impl TestServer {
         Command::new(binary("dubectl"))
             .args(args)
             .env("DUBERNETES_SERVER", &self.url)
+            .env("DUBERNETES_TOKEN", &self.token)
             .env("NO_COLOR", "1")
             .output()
             .expect("run dubectl")
@@ -269,6 +346,7 @@ impl TestServer {
         let mut child = Command::new(binary("dubectl"))
             .args(args)
             .env("DUBERNETES_SERVER", &self.url)
+            .env("DUBERNETES_TOKEN", &self.token)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -288,6 +366,24 @@ impl TestServer {
         let response = self.http.get(format!("{}{path}", self.url)).send().await.expect("GET");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The desired state as stored: every pod's name, generation, spec and
+    /// update time (no observed status, which changes on its own).
+    pub async fn desired_state(&self) -> serde_json::Value {
+        let (status, pods) = self.get_json("/v1/pods").await;
+        assert_eq!(status, 200, "GET /v1/pods: {pods}");
+        let pods = pods.as_array().cloned().unwrap_or_default();
+        serde_json::Value::Array(
+            pods.iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "name": p["name"], "generation": p["generation"],
+                        "spec": p["spec"], "updated_at": p["updated_at"],
+                    })
+                })
+                .collect(),
+        )
     }
 
     /// Applies a YAML spec through `PUT /v1/pods/{name}`.
@@ -317,7 +413,7 @@ impl TestServer {
     pub async fn via_ingress(&self, host: &str) -> Result<(u16, String), String> {
         let port = self.ingress_port().await;
         let response = self
-            .http
+            .anonymous
             .get(format!("http://127.0.0.1:{port}/"))
             .header("host", host)
             .send()
@@ -340,6 +436,31 @@ impl TestServer {
             converged.then_some(pod)
         })
         .await
+    }
+
+    /// The nginx config the ingress container has on disk right now (what it serves).
+    pub async fn ingress_config(&self) -> String {
+        use futures::TryStreamExt as _;
+        let docker = docker().await;
+        let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::new()
+            .path("/etc/nginx/conf.d/default.conf")
+            .build();
+        let chunks: Vec<bytes::Bytes> = docker
+            .download_from_container(&format!("dub-{}-ingress", self.instance), Some(options))
+            .try_collect()
+            .await
+            .expect("download the ingress config");
+        let tar_bytes: Vec<u8> = chunks.concat();
+        let mut archive = tar::Archive::new(tar_bytes.as_slice());
+        let mut entry = archive
+            .entries()
+            .expect("tar")
+            .next()
+            .expect("one file")
+            .expect("entry");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).expect("utf-8 config");
+        text
     }
 
     /// The server's log so far.

@@ -12,7 +12,7 @@ async fn bad_input_is_rejected_and_changes_nothing() {
         )
         .await;
     assert_eq!(status, 201);
-    let (_, before) = server.get_json("/v1/pods").await;
+    let before = server.desired_state().await;
 
     let cases: &[(&str, &str, &str, u16, &str)] = &[
         (
@@ -99,7 +99,7 @@ async fn bad_input_is_rejected_and_changes_nothing() {
         .await;
     assert_eq!(status, 409, "{body}");
 
-    let (_, after) = server.get_json("/v1/pods").await;
+    let after = server.desired_state().await;
     assert_eq!(before, after, "a rejected request changed state");
 }
 
