@@ -65,6 +65,9 @@ impl Client {
             .default_headers(headers.clone())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
+            // The server closes idle keep-alive connections after its header-read
+            // timeout (10 s); never reuse one that old.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .context("building the HTTP client")?;
         let streaming = reqwest::Client::builder()

@@ -202,11 +202,17 @@ impl TestServer {
         let token = random_token();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            // Below the server's 10 s header-read timeout, which also closes idle
+            // keep-alive connections: a reused, just-closed one fails the request.
+            .pool_idle_timeout(Duration::from_secs(5))
             .default_headers(auth_headers(&token))
             .build()
             .expect("client");
         let anonymous = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            // Below the server's 10 s header-read timeout, which also closes idle
+            // keep-alive connections: a reused, just-closed one fails the request.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .expect("client");
         let mut server = TestServer {
@@ -283,6 +289,9 @@ impl TestServer {
                 .to_string();
             self.http = reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                // Below the server's 10 s header-read timeout, which also closes idle
+                // keep-alive connections: a reused, just-closed one fails the request.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .default_headers(auth_headers(&self.token))
                 .build()
                 .expect("client");
