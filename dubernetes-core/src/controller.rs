@@ -181,6 +181,10 @@ struct Rollout {
     number: i64,
     last_progress: Instant,
     best_ready: usize,
+    /// Most new-revision replicas seen running at once: starting them is
+    /// progress too (as in Kubernetes), so a slow engine does not fail a
+    /// rollout whose replicas are still being created.
+    best_running: usize,
     deadline: Duration,
 }
 
@@ -395,6 +399,13 @@ impl Context {
         if actions.is_empty() && draining {
             return Ok(Next::Done);
         }
+        // A container the engine is still removing (ours raced another
+        // removal, or a removal answered 409) is not gone yet: the pod lands
+        // when it is. Its `destroy` event wakes the pod; the requeue is a
+        // safety net.
+        if actions.is_empty() && observed.iter().any(|c| c.state == ContainerState::Removing) {
+            return Ok(Next::Requeue(Duration::from_secs(1)));
+        }
         if actions.is_empty() {
             let changed = {
                 let mut status = lock(&self.status);
@@ -501,12 +512,18 @@ impl Context {
         }
         let deadline = stored.spec.update_strategy().progress_deadline;
         let now = Instant::now();
+        let revision = stored.spec.revision_hash();
+        let running_new = observed
+            .iter()
+            .filter(|c| c.revision.as_deref() == Some(&revision) && c.state == ContainerState::Running)
+            .count();
         let expired = {
             let mut rollouts = lock(&self.rollouts);
             let r = rollouts.entry(pod.to_string()).or_insert(Rollout {
                 number,
                 last_progress: now,
                 best_ready: ready_new,
+                best_running: running_new,
                 deadline,
             });
             if r.number != number {
@@ -514,12 +531,14 @@ impl Context {
                     number,
                     last_progress: now,
                     best_ready: ready_new,
+                    best_running: running_new,
                     deadline,
                 };
             }
             r.deadline = deadline;
-            if ready_new > r.best_ready {
-                r.best_ready = ready_new;
+            if ready_new > r.best_ready || running_new > r.best_running {
+                r.best_ready = r.best_ready.max(ready_new);
+                r.best_running = r.best_running.max(running_new);
                 r.last_progress = now;
             }
             now.duration_since(r.last_progress) >= deadline
