@@ -353,6 +353,9 @@ impl Context {
         tracing::debug!(pod, "reconcile");
         let stored = self.store.get(pod).await?;
         let mut observed = self.list_pod(pod).await?;
+        // The observed cache may have changed (e.g. a drained replica is gone):
+        // the change feed re-reads the pod and publishes only if its view differs.
+        self.notify(Change::Pod { name: pod.to_string() });
         // Replicas being drained are out of the ingress and about to stop: a
         // background task owns them (see `drain_and_stop`). The pod has not
         // landed until they are gone: that task wakes the pod when they are.
