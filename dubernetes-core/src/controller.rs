@@ -113,9 +113,6 @@ pub(crate) struct Context {
     last_routes: StdMutex<HashMap<String, Vec<String>>>,
     observed: StdMutex<ObservedCache>,
     list_seq: AtomicU64,
-    /// Per pod, what watchers were last told about its replicas (ids, states,
-    /// readiness, draining): a reconcile that finds it changed notifies.
-    seen: StdMutex<HashMap<String, Vec<(String, ContainerState, bool, bool)>>>,
 }
 
 /// What the engine last showed of this instance's replicas, by pod: every
@@ -224,7 +221,6 @@ impl Context {
             last_routes: StdMutex::new(HashMap::new()),
             observed: StdMutex::new(ObservedCache::default()),
             list_seq: AtomicU64::new(0),
-            seen: StdMutex::new(HashMap::new()),
         })
     }
 
@@ -363,15 +359,9 @@ impl Context {
         // Replicas being drained are out of the ingress and about to stop: a
         // background task owns them (see `drain_and_stop`). The pod has not
         // landed until they are gone: that task wakes the pod when they are.
-        let draining_ids: Vec<String> = observed
-            .iter()
-            .filter(|c| self.is_draining(&c.id))
-            .map(|c| c.id.clone())
-            .collect();
-        let draining = !draining_ids.is_empty();
+        let draining = observed.iter().any(|c| self.is_draining(&c.id));
         observed.retain(|c| !self.is_draining(&c.id));
         let Some(stored) = stored else {
-            lock(&self.seen).remove(pod);
             self.health.forget_pod(pod);
             lock(&self.rollouts).remove(pod);
             let actions = plan(None, &observed);
@@ -396,22 +386,6 @@ impl Context {
             max_surge: strategy.max_surge,
             max_unavailable: strategy.max_unavailable,
         };
-        // Replica changes that need no action (an old replica finished
-        // draining, one became ready, a removal completed) still change what
-        // `get` and the watch show: tell watchers.
-        let mut seen: Vec<(String, ContainerState, bool, bool)> = observed
-            .iter()
-            .map(|c| (c.id.clone(), c.state, c.ready, false))
-            .chain(
-                draining_ids
-                    .iter()
-                    .map(|id| (id.clone(), ContainerState::Running, false, true)),
-            )
-            .collect();
-        seen.sort_by(|a, b| a.0.cmp(&b.0));
-        if lock(&self.seen).insert(pod.to_string(), seen.clone()).as_ref() != Some(&seen) {
-            self.notify(Change::Pod { name: pod.to_string() });
-        }
         let actions = plan(Some(&desired), &observed);
         let ready_new = observed
             .iter()
