@@ -36,16 +36,19 @@ async fn crash_loop_backs_off_without_delaying_other_pods() {
         "{message}"
     );
 
-    // The delays grow: restart k waits initial * 2^(k-2), capped.
-    let (_, events) = server.get_json("/v1/events?pod=crashy").await;
-    let backoffs: Vec<String> = events
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter_map(|e| e["message"].as_str())
-        .filter_map(|m| m.split("back-off ").nth(1).map(str::to_string))
-        .collect();
-    assert!(backoffs.len() >= 2, "{events}");
+    // The delays grow: restart k waits initial * 2^(k-2), capped. Events are
+    // written as the restarts happen: wait until two back-offs are recorded.
+    let backoffs = wait_for("two back-off events", T, || async {
+        let (_, events) = server.get_json("/v1/events?pod=crashy").await;
+        let backoffs: Vec<String> = events
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["message"].as_str())
+            .filter_map(|m| m.split("back-off ").nth(1).map(str::to_string))
+            .collect();
+        (backoffs.len() >= 2).then_some(backoffs)
+    })
+    .await;
     assert_eq!(backoffs[0], "300ms", "{backoffs:?}");
     assert_eq!(backoffs[1], "600ms", "{backoffs:?}");
 }
