@@ -3,13 +3,16 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use dubernetes_core::{Event, Pod, PodSpec};
+use dubernetes_core::{Event, LogLine, Pod, PodSpec, WatchEvent};
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 #[derive(Debug, Deserialize)]
 pub struct ApplyResponse {
     pub outcome: dubernetes_core::ApplyOutcome,
+    #[serde(default)]
+    pub pod: Option<Pod>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +44,8 @@ pub fn is_not_found(e: &anyhow::Error) -> bool {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Without a total timeout: for watches and followed logs.
+    streaming: reqwest::Client,
 }
 
 impl Client {
@@ -57,7 +62,7 @@ impl Client {
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
         let http = reqwest::Client::builder()
-            .default_headers(headers)
+            .default_headers(headers.clone())
             // The server closes connections idle for its header timeout (10 s by
             // default); drop them first, so no request races the close.
             .pool_idle_timeout(Duration::from_secs(4))
@@ -65,49 +70,68 @@ impl Client {
             .timeout(Duration::from_secs(60))
             .build()
             .context("building the HTTP client")?;
-        Ok(Client { base, http })
+        let streaming = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Client { base, http, streaming })
     }
 
-    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
-        let response = request.send().await.map_err(|e| {
-            if e.is_connect() || e.is_timeout() {
-                anyhow!(
-                    "cannot reach the Dubernetes server at {} ({e}). Is it running? Start it with `dubernetes-server`, or point --server / DUBERNETES_SERVER at it",
-                    self.base
-                )
-            } else {
-                anyhow!("request to {} failed: {e}", self.base)
-            }
-        })?;
+    fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
+        if e.is_connect() || e.is_timeout() {
+            anyhow!(
+                "cannot reach the Dubernetes server at {} ({e}). Is it running? Start it with `dubernetes-server` \
+                 (or scripts/demo.sh), or point --server / DUBERNETES_SERVER / the config file at it",
+                self.base
+            )
+        } else {
+            anyhow!("request to {} failed: {e}", self.base)
+        }
+    }
+
+    /// Sends a request and returns the successful response, or the server's error.
+    async fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
         let status = response.status();
         let body = response.bytes().await.context("reading the server's answer")?;
-        if status.is_success() {
-            return serde_json::from_slice(&body).with_context(|| format!("unexpected answer from {}", self.base));
-        }
-        match serde_json::from_slice::<ApiError>(&body) {
-            Ok(e) if status.as_u16() == 401 => Err(ServerError {
+        if status.as_u16() == 401 {
+            let code = serde_json::from_slice::<ApiError>(&body)
+                .map(|e| e.code)
+                .unwrap_or_else(|_| "unauthorized".into());
+            return Err(ServerError {
                 status: 401,
-                code: e.code,
+                code,
                 message: format!(
-                    "{} is refusing the API token: pass --token or set DUBERNETES_TOKEN (a server started without \
-                     --token keeps its token in <data-dir>/token)",
+                    "{} is refusing the API token: pass --token, set DUBERNETES_TOKEN or put `token:` in the config \
+                     file (a server started without --token keeps its token in <data-dir>/token)",
                     self.base
                 ),
             }
-            .into()),
-            Ok(e) => Err(ServerError {
-                status: status.as_u16(),
-                code: e.code,
-                message: e.message,
-            }
-            .into()),
-            Err(_) => Err(ServerError {
-                status: status.as_u16(),
-                code: "unknown".into(),
-                message: String::from_utf8_lossy(&body).trim().to_string(),
-            }
-            .into()),
+            .into());
         }
+        Err(error_from(status.as_u16(), &body))
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        Ok(self.send_versioned(request).await?.0)
+    }
+
+    /// Like `send`, with the `x-watch-version` header: watch from it to see every change after this read.
+    async fn send_versioned<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<(T, u64)> {
+        let response = self.call(request).await?;
+        let version = response
+            .headers()
+            .get("x-watch-version")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let body = response.bytes().await.context("reading the server's answer")?;
+        let value = serde_json::from_slice(&body).with_context(|| format!("unexpected answer from {}", self.base))?;
+        Ok((value, version))
     }
 
     pub async fn apply(&self, spec: &PodSpec, dry_run: bool) -> anyhow::Result<ApplyResponse> {
@@ -130,8 +154,10 @@ impl Client {
         self.send(self.http.get(format!("{}/v1/pods/{name}", self.base))).await
     }
 
-    pub async fn list(&self) -> anyhow::Result<Vec<Pod>> {
-        self.send(self.http.get(format!("{}/v1/pods", self.base))).await
+    /// The pods and the watch version to follow them from.
+    pub async fn list_versioned(&self) -> anyhow::Result<(Vec<Pod>, u64)> {
+        self.send_versioned(self.http.get(format!("{}/v1/pods", self.base)))
+            .await
     }
 
     pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
@@ -141,12 +167,62 @@ impl Client {
         Ok(())
     }
 
-    pub async fn events(&self, pod: Option<&str>) -> anyhow::Result<Vec<Event>> {
+    pub async fn events(&self, pod: Option<&str>) -> anyhow::Result<(Vec<Event>, u64)> {
         let mut request = self.http.get(format!("{}/v1/events", self.base));
         if let Some(pod) = pod {
             request = request.query(&[("pod", pod)]);
         }
-        self.send(request).await
+        self.send_versioned(request).await
+    }
+
+    /// The change feed (`GET /v1/watch`, Server-Sent Events), from `since` or from a snapshot.
+    pub async fn watch(
+        &self,
+        since: Option<u64>,
+    ) -> anyhow::Result<impl Stream<Item = anyhow::Result<WatchEvent>> + use<>> {
+        let mut request = self
+            .streaming
+            .get(format!("{}/v1/watch", self.base))
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(since) = since {
+            request = request.query(&[("since", since)]);
+        }
+        let response = self.call(request).await?;
+        Ok(sse_messages(response.bytes_stream()).map(|message| {
+            let (event, data) = message?;
+            if event == "error" {
+                return Err(error_from(410, data.as_bytes()));
+            }
+            serde_json::from_str::<WatchEvent>(&data).context("unexpected message in the watch stream")
+        }))
+    }
+
+    /// A pod's logs (`GET /v1/pods/{name}/logs`, one JSON line per log line).
+    pub async fn logs(
+        &self,
+        name: &str,
+        follow: bool,
+        tail: Option<usize>,
+        since: Option<&str>,
+    ) -> anyhow::Result<impl Stream<Item = anyhow::Result<LogLine>> + use<>> {
+        let mut query: Vec<(&str, String)> = vec![("follow", follow.to_string())];
+        if let Some(tail) = tail {
+            query.push(("tail", tail.to_string()));
+        }
+        if let Some(since) = since {
+            query.push(("since", since.to_string()));
+        }
+        let client = if follow { &self.streaming } else { &self.http };
+        let response = self
+            .call(client.get(format!("{}/v1/pods/{name}/logs", self.base)).query(&query))
+            .await?;
+        Ok(ndjson_lines(response.bytes_stream()).map(|line| {
+            let line = line?;
+            match serde_json::from_str::<LogLine>(&line) {
+                Ok(l) => Ok(l),
+                Err(_) => Err(error_from(500, line.as_bytes())),
+            }
+        }))
     }
 
     pub async fn history(&self, name: &str) -> anyhow::Result<Vec<dubernetes_core::Revision>> {
@@ -166,77 +242,119 @@ impl Client {
         serde_json::from_value(response["pod"].clone()).context("unexpected answer to a rollback")
     }
 
+    pub async fn dry_run_outcome(&self, spec: &PodSpec) -> anyhow::Result<ApplyResponse> {
+        self.apply(spec, true).await
+    }
+
     pub async fn version(&self) -> anyhow::Result<serde_json::Value> {
         self.send(self.http.get(format!("{}/v1/version", self.base))).await
     }
+}
 
-    /// Waits for the pod's latest revision to roll out; fails when it is rolled back or failed.
-    pub async fn wait_rollout(&self, name: &str, timeout: Duration) -> anyhow::Result<Pod> {
-        let start = self.get(name).await?;
-        let watched = start.status.revision_number;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut last = String::new();
-        loop {
-            let pod = self.get(name).await?;
-            let s = &pod.status;
-            let line = format!(
-                "revision {}: {}/{} ready, {} up to date, {}",
-                s.revision_number, s.ready_replicas, s.desired_replicas, s.updated_replicas, s.phase
-            );
-            if line != last {
-                eprintln!("{line}");
-                last = line;
+/// The error the server answered with, with a hint of what to do next.
+fn error_from(status: u16, body: &[u8]) -> anyhow::Error {
+    match serde_json::from_slice::<ApiError>(body) {
+        Ok(e) => {
+            let hint = match e.code.as_str() {
+                "not_found" => "; `dubectl get pods` lists the pods",
+                "unauthorized" => "; pass --token or set DUBERNETES_TOKEN (or `token:` in the config file)",
+                "engine_unavailable" => "; is the Docker engine running on the server's machine?",
+                _ => "",
+            };
+            ServerError {
+                status,
+                code: e.code,
+                message: format!("{}{hint}", e.message),
             }
-            let progressing = s.conditions.iter().find(|c| c.kind == "Progressing");
-            if s.revision_number != watched || progressing.is_some_and(|c| !c.status) {
-                bail!(
-                    "rollout of revision {watched} failed: {}",
-                    s.message
-                        .clone()
-                        .unwrap_or_else(|| "see `dubectl rollout history`".into())
-                );
-            }
-            if pod.is_converged() && progressing.is_some_and(|c| c.reason == "RolloutComplete") {
-                return Ok(pod);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "rollout of revision {watched} not done after {timeout:?}: {}/{} ready",
-                    s.ready_replicas,
-                    s.desired_replicas
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            .into()
         }
+        Err(_) => ServerError {
+            status,
+            code: "unknown".into(),
+            message: String::from_utf8_lossy(body).trim().to_string(),
+        }
+        .into(),
     }
+}
 
-    /// Polls the pod until it is fully rolled out; prints progress lines when it changes.
-    pub async fn wait_ready(&self, name: &str, timeout: Duration) -> anyhow::Result<Pod> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut last = String::new();
+/// Splits a byte stream into lines (without their `\n` or `\r\n`), empty ones included.
+fn byte_lines(
+    bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+) -> impl Stream<Item = anyhow::Result<String>> {
+    let bytes = Box::pin(bytes);
+    futures::stream::unfold(
+        (bytes, Vec::<u8>::new(), false),
+        |(mut bytes, mut buffer, mut done)| async move {
+            loop {
+                if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                    let rest = buffer.split_off(end + 1);
+                    let mut line = std::mem::replace(&mut buffer, rest);
+                    line.pop();
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    return Some((Ok(String::from_utf8_lossy(&line).into_owned()), (bytes, buffer, done)));
+                }
+                if done {
+                    if buffer.is_empty() {
+                        return None;
+                    }
+                    let line = String::from_utf8_lossy(&std::mem::take(&mut buffer)).into_owned();
+                    return Some((Ok(line), (bytes, buffer, done)));
+                }
+                match bytes.next().await {
+                    Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                    Some(Err(e)) => {
+                        return Some((
+                            Err(anyhow!("the stream from the server broke: {e}")),
+                            (bytes, Vec::new(), true),
+                        ));
+                    }
+                    None => done = true,
+                }
+            }
+        },
+    )
+}
+
+/// Non-empty lines of a newline-delimited JSON stream.
+fn ndjson_lines(
+    bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+) -> impl Stream<Item = anyhow::Result<String>> {
+    byte_lines(bytes).filter(|l| futures::future::ready(!matches!(l, Ok(l) if l.trim().is_empty())))
+}
+
+/// Parses Server-Sent Events into `(event, data)` pairs (comments and keep-alives skipped).
+fn sse_messages(
+    bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+) -> impl Stream<Item = anyhow::Result<(String, String)>> {
+    let lines = Box::pin(byte_lines(bytes));
+    futures::stream::unfold(lines, |mut lines| async move {
+        let mut event = String::from("message");
+        let mut data: Vec<String> = Vec::new();
         loop {
-            let pod = self.get(name).await?;
-            let s = &pod.status;
-            let line = format!(
-                "pod/{name}: {}/{} ready, {} up to date, {}",
-                s.ready_replicas, s.desired_replicas, s.updated_replicas, s.phase
-            );
-            if line != last {
-                eprintln!("{line}");
-                last = line;
+            match lines.next().await {
+                None => return None,
+                Some(Err(e)) => return Some((Err(e), lines)),
+                Some(Ok(line)) => {
+                    if line.is_empty() {
+                        if data.is_empty() {
+                            continue;
+                        }
+                        return Some((Ok((event, data.join("\n"))), lines));
+                    }
+                    if line.starts_with(':') {
+                        continue;
+                    }
+                    let (field, value) = line.split_once(':').unwrap_or((line.as_str(), ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "event" => event = value.to_string(),
+                        "data" => data.push(value.to_string()),
+                        _ => {}
+                    }
+                }
             }
-            if pod.is_converged() {
-                return Ok(pod);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "pod/{name} not ready after {timeout:?}: {}/{} ready{}",
-                    s.ready_replicas,
-                    s.desired_replicas,
-                    s.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-    }
+    })
 }

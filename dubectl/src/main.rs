@@ -1,7 +1,11 @@
 //! `dubectl`: a kubectl-style client for the Dubernetes HTTP API.
 
 mod client;
+mod config;
+mod diff;
 mod output;
+mod progress;
+mod style;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -9,28 +13,24 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand, ValueEnum};
-use dubernetes_core::PodSpec;
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use dubernetes_core::{PodSpec, WatchKind};
+use futures::StreamExt;
 
 use crate::client::Client;
 
-/// Control a Dubernetes server: apply desired state, inspect pods, delete them.
+/// Control a Dubernetes server: apply desired state, inspect pods, follow logs, roll out and back.
 #[derive(Debug, Parser)]
 #[command(
     version,
     about,
-    after_help = "Examples:\n  dubectl apply -f examples/whoami.yaml\n  dubectl get pods\n  dubectl delete pod whoami"
+    after_help = "Examples:\n  dubectl apply -f examples/whoami.yaml --wait\n  dubectl get pods -w\n  dubectl logs whoami -f\n  dubectl describe pod whoami\n  dubectl delete pod whoami\n\nThe server is taken from --server, else DUBERNETES_SERVER, else `server:` in\n$XDG_CONFIG_HOME/dubernetes/config.yaml (~/.config/dubernetes/config.yaml), else http://127.0.0.1:8080.\nThe token likewise from --token, DUBERNETES_TOKEN, or `token:` in that file."
 )]
 struct Cli {
-    /// Server URL.
-    #[arg(
-        long,
-        global = true,
-        env = "DUBERNETES_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
-    /// API token (the server's --token, or the contents of its DATA_DIR/token).
+    /// Server URL [default: http://127.0.0.1:8080].
+    #[arg(long, global = true, env = "DUBERNETES_SERVER")]
+    server: Option<String>,
+    /// API token (the server's --token, or the contents of its `<data-dir>/token`).
     #[arg(long, global = true, env = "DUBERNETES_TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
@@ -41,7 +41,7 @@ struct Cli {
 enum Command {
     /// Create or update pods from YAML files, directories (*.yaml, *.yml, recursively) or - for stdin.
     #[command(
-        after_help = "Examples:\n  dubectl apply -f app.yaml\n  dubectl apply -f k8s/\n  cat app.yaml | dubectl apply -f -\n  dubectl apply -f app.yaml --wait --timeout 60s"
+        after_help = "Prints pod/NAME created|configured|unchanged for each pod.\n\nExamples:\n  dubectl apply -f app.yaml\n  dubectl apply -f k8s/\n  cat app.yaml | dubectl apply -f -\n  dubectl get pod whoami -o json | dubectl apply -f -\n  dubectl apply -f app.yaml --dry-run\n  dubectl apply -f app.yaml --wait --timeout 60s"
     )]
     Apply {
         /// File, directory or `-`; repeat for several.
@@ -50,15 +50,24 @@ enum Command {
         /// Validate on the server without changing anything.
         #[arg(long)]
         dry_run: bool,
-        /// Wait until every applied pod is fully rolled out.
+        /// Wait until every applied pod is fully rolled out (live progress on a terminal).
         #[arg(long)]
         wait: bool,
         /// How long --wait waits, e.g. 90s, 5m.
         #[arg(long, default_value = "120s", value_parser = parse_duration)]
         timeout: Duration,
     },
-    /// Show pods.
-    #[command(after_help = "Examples:\n  dubectl get pods\n  dubectl get pods whoami -o yaml")]
+    /// Show what `apply` would change, as a unified diff; exit 0: no changes, 1: changes, 2: error.
+    #[command(after_help = "Examples:\n  dubectl diff -f app.yaml\n  dubectl diff -f k8s/ && echo up to date")]
+    Diff {
+        /// File, directory or `-`; repeat for several.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+    },
+    /// Show pods as a table, JSON or YAML; -w keeps watching.
+    #[command(
+        after_help = "Examples:\n  dubectl get pods\n  dubectl get pods -o wide\n  dubectl get pod whoami -o yaml\n  dubectl get pods -w"
+    )]
     Get {
         /// Resource kind: `pods` (or `pod`, `po`).
         kind: Kind,
@@ -67,9 +76,42 @@ enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
+        /// After listing, print a line for every change (uses the watch API).
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// Show a pod in detail: spec, status, conditions, replicas, recent events.
+    #[command(after_help = "Example:\n  dubectl describe pod whoami")]
+    Describe {
+        /// `pod`.
+        kind: Kind,
+        /// The pod's name.
+        name: String,
+    },
+    /// Print a pod's logs: every replica's, interleaved, each line prefixed with its replica.
+    #[command(
+        after_help = "Examples:\n  dubectl logs whoami\n  dubectl logs whoami -f\n  dubectl logs whoami --tail 20 --since 10m"
+    )]
+    Logs {
+        /// The pod's name.
+        name: String,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines of each replica.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Only lines newer than this, e.g. 30s, 5m, 1h.
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<Duration>,
+        /// Print lines without the replica prefix.
+        #[arg(long)]
+        no_prefix: bool,
     },
     /// Delete pods by name or by file.
-    #[command(after_help = "Examples:\n  dubectl delete pod whoami\n  dubectl delete -f examples/whoami.yaml")]
+    #[command(
+        after_help = "Examples:\n  dubectl delete pod whoami\n  dubectl delete pod a b c\n  dubectl delete -f examples/whoami.yaml"
+    )]
     Delete {
         /// Resource kind and names: `pod NAME...`.
         #[arg(required_unless_present = "files")]
@@ -97,18 +139,41 @@ enum Command {
     /// Manage rollouts: status, history, undo.
     #[command(subcommand)]
     Rollout(RolloutCommand),
-    /// Show recent events, of one pod or all.
+    /// Show recent events, of one pod or all; -w keeps watching.
+    #[command(after_help = "Examples:\n  dubectl events\n  dubectl events whoami -w")]
     Events {
         /// Only this pod.
         name: Option<String>,
+        /// After listing, print new events as they happen (uses the watch API).
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Show client and server versions.
+    #[command(after_help = "Example:\n  dubectl version")]
     Version,
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  dubectl completion bash > /etc/bash_completion.d/dubectl\n  dubectl completion zsh > \"${fpath[1]}/_dubectl\"\n  dubectl completion fish > ~/.config/fish/completions/dubectl.fish"
+    )]
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Show the configuration in force and where each setting comes from.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the server, token (redacted) and config file in force.
+    #[command(after_help = "Example:\n  dubectl config view")]
+    View,
 }
 
 #[derive(Debug, Subcommand)]
 enum RolloutCommand {
-    /// Wait for a pod's rollout to finish; exit non-zero if it fails or times out.
+    /// Wait for a pod's rollout to finish, with live progress; exit non-zero if it fails or times out.
     #[command(after_help = "Example:\n  dubectl rollout status whoami --timeout 2m")]
     Status {
         /// The pod's name.
@@ -168,18 +233,48 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `diff` follows kubectl: 0 no changes, 1 changes, 2 and above errors.
+    let failure = if matches!(cli.command, Command::Diff { .. }) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    };
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let on = style::enabled(true);
+            eprintln!("{} {e:#}", style::paint(on, 31, "error:"));
+            failure
         }
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&cli.server, cli.token.as_deref())?;
+    if let Command::Completion { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "dubectl", &mut std::io::stdout());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let settings = config::resolve(cli.server, cli.token)?;
+    if let Command::Config(ConfigCommand::View) = cli.command {
+        println!(
+            "server: {}    # from {}",
+            settings.server,
+            settings.server_source.describe()
+        );
+        match &settings.token {
+            Some(_) => println!("token: REDACTED    # from {}", settings.token_source.describe()),
+            None => println!("token: null    # none set"),
+        }
+        match (&settings.file, config::path()) {
+            (Some(p), _) => println!("config-file: {}", p.display()),
+            (None, Some(p)) => println!("config-file: {}    # does not exist", p.display()),
+            (None, None) => println!("config-file: null    # neither XDG_CONFIG_HOME nor HOME is set"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let client = Client::new(&settings.server, settings.token.as_deref())?;
     match cli.command {
+        Command::Completion { .. } | Command::Config(_) => Ok(ExitCode::SUCCESS),
         Command::Apply {
             files,
             dry_run,
@@ -190,31 +285,102 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if specs.is_empty() {
                 bail!("no pod specs found in {}", files.join(", "));
             }
-            let mut names = Vec::new();
+            let mut targets = Vec::new();
             for spec in specs {
                 let response = client.apply(&spec, dry_run).await?;
                 let suffix = if dry_run { " (server dry run)" } else { "" };
                 println!("pod/{} {}{suffix}", spec.name, response.outcome.as_str());
-                names.push(spec.name);
+                if let Some(pod) = response.pod {
+                    targets.push(progress::Target {
+                        name: spec.name,
+                        min_generation: pod.generation,
+                        revision: pod.status.revision_number,
+                    });
+                }
             }
             if wait && !dry_run {
-                for name in names {
-                    client.wait_ready(&name, timeout).await?;
-                    println!("pod/{name} ready");
+                for target in targets {
+                    progress::wait(&client, &target, timeout).await?;
+                    println!("pod/{} ready", target.name);
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff { files } => {
+            let specs = read_specs(&files)?;
+            if specs.is_empty() {
+                bail!("no pod specs found in {}", files.join(", "));
+            }
+            let mut changed = false;
+            for spec in specs {
+                // The server validates (and checks the host is free) first: an invalid file is an error, not a diff.
+                client.dry_run_outcome(&spec).await?;
+                let live = match client.get(&spec.name).await {
+                    Ok(pod) => Some(pod.spec),
+                    Err(e) if client::is_not_found(&e) => None,
+                    Err(e) => return Err(e),
+                };
+                if let Some(text) = diff::unified(&spec.name, live.as_ref(), &spec, style::enabled(false))? {
+                    print!("{text}");
+                    changed = true;
+                }
+            }
+            Ok(if changed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Get {
             kind: Kind::Pods,
             name,
             output,
+            watch,
         } => {
-            let pods = match name {
-                Some(name) => vec![client.get(&name).await?],
-                None => client.list().await?,
+            let (pods, version) = match &name {
+                Some(name) => {
+                    let (pods, version) = client.list_versioned().await?;
+                    let pod = pods.into_iter().find(|p| &p.name == name);
+                    match pod {
+                        Some(pod) => (vec![pod], version),
+                        // The server's own not-found error, with its hint.
+                        None => (vec![client.get(name).await?], version),
+                    }
+                }
+                None => client.list_versioned().await?,
             };
-            output::print_pods(&pods, output)?;
+            let single = name.is_some() && !watch;
+            let widths = output::print_pods(&pods, output, single)?;
+            if watch {
+                watch_pods(&client, name.as_deref(), output, version, widths).await?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Describe { kind: Kind::Pods, name } => {
+            let pod = client.get(&name).await?;
+            let (events, _) = client.events(Some(&name)).await?;
+            output::describe(&pod, &events)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logs {
+            name,
+            follow,
+            tail,
+            since,
+            no_prefix,
+        } => {
+            let since = since.map(|d| format!("{}s", d.as_secs().max(1)));
+            let mut lines = Box::pin(client.logs(&name, follow, tail, since.as_deref()).await?);
+            let on = style::enabled(false);
+            while let Some(line) = lines.next().await {
+                let line = line?;
+                if no_prefix {
+                    println!("{}", line.line);
+                } else {
+                    let prefix = format!("[{}]", line.replica);
+                    println!(
+                        "{} {}",
+                        style::paint(on, style::colour_of(&line.replica), &prefix),
+                        line.line
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Delete {
@@ -234,7 +400,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(()) => println!("pod/{name} deleted"),
                     Err(e) if ignore_not_found && client::is_not_found(&e) => {}
                     Err(e) => {
-                        eprintln!("error: {e:#}");
+                        eprintln!("{} {e:#}", style::paint(style::enabled(true), 31, "error:"));
                         failed = true;
                     }
                 }
@@ -255,7 +421,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollout(RolloutCommand::Status { name, timeout }) => {
-            let pod = client.wait_rollout(&name, timeout).await?;
+            let pod = client.get(&name).await?;
+            let target = progress::Target {
+                name: name.clone(),
+                min_generation: pod.generation,
+                revision: pod.status.revision_number,
+            };
+            let pod = progress::wait(&client, &target, timeout).await?;
             println!(
                 "pod/{name} successfully rolled out (revision {})",
                 pod.status.revision_number
@@ -274,27 +446,126 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Events { name } => {
-            output::print_events(&client.events(name.as_deref()).await?);
+        Command::Events { name, watch } => {
+            let (events, version) = client.events(name.as_deref()).await?;
+            let widths = output::print_events(&events, !watch);
+            if watch {
+                let mut last_id = events.last().map(|e| e.id).unwrap_or(0);
+                let mut widths = widths;
+                let mut since = version;
+                loop {
+                    let mut changes = Box::pin(client.watch(Some(since)).await?);
+                    while let Some(change) = changes.next().await {
+                        let change = change?;
+                        since = change.version;
+                        if change.kind != WatchKind::Event {
+                            continue;
+                        }
+                        let Some(event) = change.event else { continue };
+                        if event.id <= last_id || name.as_deref().is_some_and(|n| n != event.pod) {
+                            continue;
+                        }
+                        last_id = event.id;
+                        widths = output::print_event_row(&event, widths);
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {
             println!("Client Version: {}", env!("CARGO_PKG_VERSION"));
             match client.version().await {
                 Ok(v) => println!(
-                    "Server Version: {} (instance {}, Docker API {})",
+                    "Server Version: {} (API {}, instance {}, Docker API {})",
                     v["server"].as_str().unwrap_or("?"),
+                    v["api"].as_str().unwrap_or("?"),
                     v["instance"].as_str().unwrap_or("?"),
                     v["docker_api"].as_str().unwrap_or("?")
                 ),
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("{} {e:#}", style::paint(style::enabled(true), 31, "error:"));
                     return Ok(ExitCode::FAILURE);
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `get -w`: one line per change after the list, until interrupted.
+async fn watch_pods(
+    client: &Client,
+    name: Option<&str>,
+    output: Format,
+    mut since: u64,
+    mut widths: Vec<usize>,
+) -> anyhow::Result<()> {
+    // A change of something the table does not show prints no line.
+    let mut last: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    loop {
+        let mut changes = Box::pin(client.watch(Some(since)).await?);
+        while let Some(change) = changes.next().await {
+            let change = change?;
+            since = change.version;
+            if change.kind == WatchKind::Event || name.is_some_and(|n| n != change.name) {
+                continue;
+            }
+            let Some(pod) = change.pod else { continue };
+            if matches!(output, Format::Table | Format::Wide) {
+                let key = format!("{:?}{:?}", change.kind, output::pod_row(&pod, output));
+                if last.get(&pod.name) == Some(&key) {
+                    continue;
+                }
+                last.insert(pod.name.clone(), key);
+            }
+            widths = output::print_pod_change(&pod, change.kind, output, widths)?;
+        }
+    }
+}
+
+/// Turns pods as `get -o json|yaml` prints them (objects with `spec` and
+/// `status`, alone or in a list) back into plain specs, so output round-trips
+/// through `apply -f -`; anything else is returned unchanged.
+fn unwrap_pod_objects(text: &str) -> anyhow::Result<String> {
+    use serde::Deserialize as _;
+    let mut docs = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        match serde_yaml_ng::Value::deserialize(doc) {
+            Ok(v) => docs.push(v),
+            // Not even YAML: let the spec parser report it with its line and column.
+            Err(_) => return Ok(text.to_string()),
+        }
+    }
+    fn is_pod(v: &serde_yaml_ng::Value) -> bool {
+        v.get("spec").is_some() && v.get("status").is_some()
+    }
+    let any = docs
+        .iter()
+        .any(|d| is_pod(d) || d.as_sequence().is_some_and(|s| s.iter().any(is_pod)));
+    if !any {
+        return Ok(text.to_string());
+    }
+    let mut specs = Vec::new();
+    for doc in docs {
+        match doc {
+            serde_yaml_ng::Value::Sequence(items) => {
+                specs.extend(
+                    items
+                        .into_iter()
+                        .map(|i| if is_pod(&i) { i["spec"].clone() } else { i }),
+                );
+            }
+            d if is_pod(&d) => specs.push(d["spec"].clone()),
+            serde_yaml_ng::Value::Null => {}
+            d => specs.push(d),
+        }
+    }
+    let mut out = String::new();
+    for spec in specs {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&spec)?);
+    }
+    Ok(out)
 }
 
 /// Reads every spec from files, directories (recursively, *.yaml/*.yml, sorted) and `-`.
@@ -305,6 +576,7 @@ fn read_specs(sources: &[String]) -> anyhow::Result<Vec<PodSpec>> {
         if source == "-" {
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+            let text = unwrap_pod_objects(&text)?;
             specs.extend(dubernetes_core::parse_specs(&text).map_err(|e| anyhow::anyhow!("stdin: {e}"))?);
             continue;
         }
@@ -316,6 +588,7 @@ fn read_specs(sources: &[String]) -> anyhow::Result<Vec<PodSpec>> {
         }
         for file in files {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = unwrap_pod_objects(&text)?;
             let parsed = dubernetes_core::parse_specs(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             for spec in parsed {
                 if specs.iter().any(|s| s.name == spec.name) {

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dubernetes_core::{Event, Pod};
+use dubernetes_core::{Event, Pod, WatchKind};
 
 use crate::Format;
 
@@ -24,68 +24,220 @@ pub fn age(since_ms: i64) -> String {
     }
 }
 
-fn table(rows: &[Vec<String>]) {
+/// Prints rows aligned; returns the column widths (for rows printed later by watches).
+fn table(rows: &[Vec<String>], min: &[usize]) -> Vec<usize> {
     let columns = rows.first().map(Vec::len).unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain(min.get(i).copied())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for row in rows {
         let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
         println!("{}", line.join("   ").trim_end());
     }
+    widths
 }
 
-pub fn print_pods(pods: &[Pod], format: Format) -> anyhow::Result<()> {
+fn pod_header(format: Format) -> Vec<String> {
+    let mut header = vec!["NAME", "READY", "UP-TO-DATE", "STATUS", "AGE", "HOST"];
+    if format == Format::Wide {
+        header.extend(["IMAGE", "REVISION", "RESTARTS"]);
+    }
+    header.into_iter().map(String::from).collect()
+}
+
+pub fn pod_row(pod: &Pod, format: Format) -> Vec<String> {
+    let s = &pod.status;
+    let mut row = vec![
+        pod.name.clone(),
+        format!("{}/{}", s.ready_replicas, s.desired_replicas),
+        s.updated_replicas.to_string(),
+        s.reason.clone().unwrap_or_else(|| s.phase.clone()),
+        age(pod.created_at),
+        pod.spec.host().unwrap_or("<none>").to_string(),
+    ];
+    if format == Format::Wide {
+        row.extend([
+            pod.spec.image.clone(),
+            s.revision_number.to_string(),
+            s.restarts.to_string(),
+        ]);
+    }
+    row
+}
+
+/// Prints pods; `single`: one pod asked for by name (JSON/YAML print the object, not a list).
+pub fn print_pods(pods: &[Pod], format: Format, single: bool) -> anyhow::Result<Vec<usize>> {
     match format {
+        Format::Json if single && pods.len() == 1 => println!("{}", serde_json::to_string_pretty(&pods[0])?),
+        Format::Yaml if single && pods.len() == 1 => print!("{}", serde_yaml_ng::to_string(&pods[0])?),
         Format::Json => println!("{}", serde_json::to_string_pretty(pods)?),
         Format::Yaml => print!("{}", serde_yaml_ng::to_string(pods)?),
         Format::Table | Format::Wide => {
             if pods.is_empty() {
                 eprintln!("No pods found.");
-                return Ok(());
+                let header = pod_header(format);
+                return Ok(header.iter().map(|h| h.len()).collect());
             }
-            let mut header = vec!["NAME", "READY", "UP-TO-DATE", "STATUS", "AGE", "HOST"];
-            if format == Format::Wide {
-                header.extend(["IMAGE", "REVISION", "RESTARTS"]);
-            }
-            let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
-            for pod in pods {
-                let s = &pod.status;
-                let mut row = vec![
-                    pod.name.clone(),
-                    format!("{}/{}", s.ready_replicas, s.desired_replicas),
-                    s.updated_replicas.to_string(),
-                    s.reason.clone().unwrap_or_else(|| s.phase.clone()),
-                    age(pod.created_at),
-                    pod.spec.host().unwrap_or("<none>").to_string(),
-                ];
-                if format == Format::Wide {
-                    row.extend([pod.spec.image.clone(), s.revision.clone(), s.restarts.to_string()]);
-                }
-                rows.push(row);
-            }
-            table(&rows);
+            let mut rows = vec![pod_header(format)];
+            rows.extend(pods.iter().map(|p| pod_row(p, format)));
+            return Ok(table(&rows, &[]));
         }
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
-pub fn print_events(events: &[Event]) {
-    if events.is_empty() {
-        eprintln!("No events found.");
-        return;
+/// Prints one pod change of `get -w`; returns the widths for the next one.
+pub fn print_pod_change(pod: &Pod, kind: WatchKind, format: Format, widths: Vec<usize>) -> anyhow::Result<Vec<usize>> {
+    match format {
+        Format::Json => {
+            println!(
+                "{}",
+                serde_json::to_string(&serde_json::json!({"type": kind, "object": pod}))?
+            );
+            Ok(widths)
+        }
+        Format::Yaml => {
+            print!(
+                "---\n{}",
+                serde_yaml_ng::to_string(&serde_json::json!({"type": kind, "object": pod}))?
+            );
+            Ok(widths)
+        }
+        Format::Table | Format::Wide => {
+            let mut row = pod_row(pod, format);
+            if kind == WatchKind::Deleted {
+                row[3] = "Deleted".into();
+            }
+            Ok(table(&[row], &widths))
+        }
     }
-    let mut rows = vec![["AGE", "TYPE", "REASON", "POD", "MESSAGE"].map(String::from).to_vec()];
-    for e in events {
+}
+
+fn event_row(e: &Event) -> Vec<String> {
+    vec![
+        age(e.at),
+        e.kind.clone(),
+        e.reason.clone(),
+        e.pod.clone(),
+        e.message.replace('\n', " "),
+    ]
+}
+
+/// Prints events as a table; returns the column widths.
+pub fn print_events(events: &[Event], say_when_empty: bool) -> Vec<usize> {
+    let header = ["AGE", "TYPE", "REASON", "POD", "MESSAGE"].map(String::from).to_vec();
+    if events.is_empty() {
+        if say_when_empty {
+            eprintln!("No events found.");
+            return Vec::new();
+        }
+        return table(&[header], &[4, 7, 16, 12, 0]);
+    }
+    let mut rows = vec![header];
+    rows.extend(events.iter().map(event_row));
+    table(&rows, &[])
+}
+
+/// Prints one event of `events -w`.
+pub fn print_event_row(e: &Event, widths: Vec<usize>) -> Vec<usize> {
+    table(&[event_row(e)], &widths)
+}
+
+/// `describe pod`: everything about one pod, for people.
+pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
+    let s = &pod.status;
+    let field = |k: &str, v: &str| println!("{:<14}{v}", format!("{k}:"));
+    field("Name", &pod.name);
+    field("Image", &pod.spec.image);
+    field("Host", pod.spec.host().unwrap_or("<none>"));
+    field("Port", &pod.spec.port.to_string());
+    field("Created", &format!("{} ago", age(pod.created_at)));
+    field(
+        "Replicas",
+        &format!(
+            "{} desired | {} updated | {} ready | {} current",
+            s.desired_replicas, s.updated_replicas, s.ready_replicas, s.current_replicas
+        ),
+    );
+    field("Revision", &format!("{} ({})", s.revision_number, s.revision));
+    field(
+        "Generation",
+        &format!("{} (observed {})", pod.generation, s.observed_generation),
+    );
+    field("Status", &s.phase);
+    if let Some(reason) = &s.reason {
+        field("Reason", reason);
+    }
+    if let Some(message) = &s.message {
+        field("Message", &message.replace('\n', " "));
+    }
+    field("Restarts", &s.restarts.to_string());
+    if let Some(code) = s.last_exit_code {
+        field("Last exit", &code.to_string());
+    }
+    println!("Conditions:");
+    let mut rows = vec![["  TYPE", "STATUS", "REASON", "MESSAGE"].map(String::from).to_vec()];
+    for c in &s.conditions {
         rows.push(vec![
-            age(e.at),
-            e.kind.clone(),
-            e.reason.clone(),
-            e.pod.clone(),
-            e.message.replace('\n', " "),
+            format!("  {}", c.kind),
+            if c.status { "True" } else { "False" }.into(),
+            c.reason.clone(),
+            c.message.clone(),
         ]);
     }
-    table(&rows);
+    table(&rows, &[]);
+    println!("Replicas:");
+    if pod.replicas.is_empty() {
+        println!("  <none>");
+    } else {
+        let mut rows = vec![
+            ["  NAME", "STATE", "READY", "UP-TO-DATE", "REVISION", "IP", "STATUS"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        for r in &pod.replicas {
+            rows.push(vec![
+                format!("  {}", r.name.trim_start_matches('/')),
+                serde_json::to_value(r.state)?.as_str().unwrap_or("?").to_string(),
+                if r.ready { "true" } else { "false" }.into(),
+                if r.up_to_date { "true" } else { "false" }.into(),
+                r.revision.clone(),
+                r.ip.clone().unwrap_or_else(|| "<none>".into()),
+                match &r.check_error {
+                    Some(err) => format!("{} (check failing: {err})", r.status),
+                    None => r.status.clone(),
+                },
+            ]);
+        }
+        table(&rows, &[]);
+    }
+    println!("Spec:");
+    for line in serde_yaml_ng::to_string(&pod.spec)?.lines() {
+        println!("  {line}");
+    }
+    println!("Events:");
+    if events.is_empty() {
+        println!("  <none>");
+    } else {
+        let mut rows = vec![["  AGE", "TYPE", "REASON", "MESSAGE"].map(String::from).to_vec()];
+        let recent = &events[events.len().saturating_sub(15)..];
+        for e in recent {
+            rows.push(vec![
+                format!("  {}", age(e.at)),
+                e.kind.clone(),
+                e.reason.clone(),
+                e.message.replace('\n', " "),
+            ]);
+        }
+        table(&rows, &[]);
+    }
+    Ok(())
 }
 
 pub fn print_history(revisions: &[dubernetes_core::Revision]) {
@@ -104,5 +256,5 @@ pub fn print_history(revisions: &[dubernetes_core::Revision]) {
             r.message.clone().unwrap_or_default().replace('\n', " "),
         ]);
     }
-    table(&rows);
+    table(&rows, &[]);
 }

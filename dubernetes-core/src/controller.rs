@@ -162,6 +162,10 @@ struct Rollout {
     number: i64,
     last_progress: Instant,
     best_ready: usize,
+    /// Most new-revision replicas seen running at once: starting them is
+    /// progress too (as in Kubernetes), so a slow engine does not fail a
+    /// rollout whose replicas are still being created.
+    best_running: usize,
     deadline: Duration,
 }
 
@@ -247,7 +251,7 @@ impl Context {
         lock(&self.ingress_error).clone()
     }
 
-    fn notify(&self, change: Change) {
+    pub(crate) fn notify(&self, change: Change) {
         // No receiver is fine.
         let _ = self.changes.send(change);
     }
@@ -376,6 +380,13 @@ impl Context {
         if actions.is_empty() && draining {
             return Ok(Next::Done);
         }
+        // A container the engine is still removing (ours raced another
+        // removal, or a removal answered 409) is not gone yet: the pod lands
+        // when it is. Its `destroy` event wakes the pod; the requeue is a
+        // safety net.
+        if actions.is_empty() && observed.iter().any(|c| c.state == ContainerState::Removing) {
+            return Ok(Next::Requeue(Duration::from_secs(1)));
+        }
         if actions.is_empty() {
             let changed = {
                 let mut status = lock(&self.status);
@@ -482,12 +493,18 @@ impl Context {
         }
         let deadline = stored.spec.update_strategy().progress_deadline;
         let now = Instant::now();
+        let revision = stored.spec.revision_hash();
+        let running_new = observed
+            .iter()
+            .filter(|c| c.revision.as_deref() == Some(&revision) && c.state == ContainerState::Running)
+            .count();
         let expired = {
             let mut rollouts = lock(&self.rollouts);
             let r = rollouts.entry(pod.to_string()).or_insert(Rollout {
                 number,
                 last_progress: now,
                 best_ready: ready_new,
+                best_running: running_new,
                 deadline,
             });
             if r.number != number {
@@ -495,12 +512,14 @@ impl Context {
                     number,
                     last_progress: now,
                     best_ready: ready_new,
+                    best_running: running_new,
                     deadline,
                 };
             }
             r.deadline = deadline;
-            if ready_new > r.best_ready {
-                r.best_ready = ready_new;
+            if ready_new > r.best_ready || running_new > r.best_running {
+                r.best_ready = r.best_ready.max(ready_new);
+                r.best_running = r.best_running.max(running_new);
                 r.last_progress = now;
             }
             now.duration_since(r.last_progress) >= deadline
@@ -843,6 +862,8 @@ impl Context {
         if let Err(e) = self.store.record_event(pod, kind, reason, message).await {
             tracing::warn!(error = %e, "recording an event failed");
         }
+        // Watchers learn of the new event through the change feed.
+        self.notify(Change::Pod { name: pod.to_string() });
     }
 
     /// Computes the routes from the store and the engine and makes the ingress
@@ -1004,9 +1025,15 @@ impl Context {
                                     if let Some(id) = id {
                                         let _ = ctx.runtime.inspect_state(&id).await;
                                     }
+                                    // Watchers see the exited replica now, before the reconcile
+                                    // replaces it: refresh the observed cache, then say so.
+                                    if ctx.list_pod(&pod).await.is_ok() {
+                                        ctx.notify(Change::Pod { name: pod.clone() });
+                                    }
                                     ctx.wake(&pod);
                                 });
                             } else {
+                                self.notify(Change::Pod { name: pod.clone() });
                                 self.wake(pod);
                             }
                         }

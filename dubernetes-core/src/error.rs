@@ -70,6 +70,10 @@ pub enum Error {
     /// A wait did not finish before its deadline.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A watch asked to resume from a version the change feed no longer holds:
+    /// list again and watch from the version of that list.
+    #[error("expired: {0}")]
+    Expired(String),
     /// The instance is shutting down.
     #[error("the orchestrator is shutting down")]
     ShuttingDown,

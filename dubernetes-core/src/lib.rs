@@ -36,6 +36,7 @@ mod controller;
 mod error;
 mod health;
 mod ingress;
+mod logs;
 mod orchestrator;
 mod plan;
 mod probe;
@@ -44,10 +45,12 @@ mod spec;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod watch;
 
 pub use controller::{BackoffSettings, Change};
 pub use error::{Error, Result};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
+pub use logs::{LogLine, LogLines, LogOptions, LogStream};
 pub use orchestrator::{Condition, Dubernetes, DubernetesBuilder, Pod, PodStatus, Replica};
 pub use runtime::{ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 pub use spec::{
@@ -56,3 +59,4 @@ pub use spec::{
     parse_specs,
 };
 pub use store::{ApplyOutcome, DB_FILE, Event, Revision, RolloutState, backup};
+pub use watch::{HISTORY as WATCH_HISTORY, WatchEvent, WatchKind};

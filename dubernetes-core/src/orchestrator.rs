@@ -16,9 +16,11 @@ use crate::ingress::{Ingress, IngressSettings};
 use crate::runtime::{ContainerState, Observed, Runtime};
 use crate::spec::PodSpec;
 use crate::store::{ApplyOutcome, Event, Revision, Store, StoredPod};
+use crate::watch::{Feed, WatchEvent};
 
 /// A pod: its spec, bookkeeping, and what the engine shows of it right now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct Pod {
     /// The pod's name.
@@ -39,6 +41,7 @@ pub struct Pod {
 
 /// The observed status of a pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct PodStatus {
     /// The generation the controller last converged to.
@@ -71,6 +74,7 @@ pub struct PodStatus {
 
 /// One aspect of a pod's status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct Condition {
     /// `Available` or `Progressing`.
@@ -86,6 +90,7 @@ pub struct Condition {
 
 /// One container of a pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct Replica {
     /// Container name.
@@ -236,12 +241,18 @@ impl DubernetesBuilder {
             drain: self.drain,
         };
         let ctx = Context::new(settings, store, runtime, ingress);
+        // Subscribed before the controller starts, so the feed misses no change.
+        let changes = ctx.changes.subscribe();
         ctx.start();
-        Ok(Dubernetes {
+        let orchestrator = Dubernetes {
             ctx,
             max_pods: self.max_pods,
             max_replicas: self.max_replicas,
-        })
+            feed: Feed::new(),
+        };
+        let feed_task = crate::watch::run(orchestrator.clone(), Arc::clone(&orchestrator.feed), changes);
+        orchestrator.ctx.tasks.spawn(feed_task);
+        Ok(orchestrator)
     }
 }
 
@@ -251,6 +262,7 @@ pub struct Dubernetes {
     ctx: Arc<Context>,
     max_pods: u32,
     max_replicas: u32,
+    feed: Arc<Feed>,
 }
 
 impl std::fmt::Debug for Dubernetes {
@@ -344,6 +356,9 @@ impl Dubernetes {
                 other => other,
             })?;
         if outcome != ApplyOutcome::Unchanged {
+            self.ctx.notify(Change::Pod {
+                name: spec.name.clone(),
+            });
             self.ctx.wake(&spec.name);
             self.ctx.wake_ingress();
         }
@@ -408,6 +423,7 @@ impl Dubernetes {
         if !self.ctx.store.delete_checked(name, expected).await? {
             return Err(Error::NotFound(name.to_string()));
         }
+        self.ctx.notify(Change::Pod { name: name.to_string() });
         self.ctx.wake(name);
         self.ctx.wake_ingress();
         Ok(())
@@ -458,6 +474,60 @@ impl Dubernetes {
     pub fn watch(&self) -> impl Stream<Item = Change> + Send + 'static {
         // A watcher that lags behind skips what it missed; it re-reads state on the next change.
         BroadcastStream::new(self.ctx.changes.subscribe()).filter_map(|c| async move { c.ok() })
+    }
+
+    /// The change feed: every change of a pod (spec, status, replicas) and
+    /// every new event, numbered by an increasing version.
+    ///
+    /// With `since`, the stream starts with the changes after that version (a
+    /// client that lost its connection resumes where it was); a version the
+    /// feed no longer holds is [`Error::Expired`]. Without it, the stream
+    /// starts with every pod as `ADDED` at the current version. A watcher that
+    /// falls too far behind gets one `Expired` item and the stream ends.
+    pub fn watch_from(&self, since: Option<u64>) -> Result<impl Stream<Item = Result<WatchEvent>> + Send + use<>> {
+        self.feed.subscribe(since)
+    }
+
+    /// The newest version of the change feed: watch from it to see what
+    /// happens after a list.
+    pub fn watch_version(&self) -> u64 {
+        self.feed.version()
+    }
+
+    /// A pod's logs: every replica's, interleaved as lines arrive, each line
+    /// tagged with its replica. With `follow`, the stream goes on until the
+    /// replicas that existed at the start stop, or the caller drops it.
+    pub async fn logs(&self, name: &str, options: crate::logs::LogOptions) -> Result<crate::logs::LogLines> {
+        if self.ctx.store.get(name).await?.is_none() {
+            return Err(Error::NotFound(name.to_string()));
+        }
+        let prefix = format!("dub-{}-", self.ctx.settings.instance);
+        let containers = self
+            .ctx
+            .runtime
+            .list(&self.ctx.settings.instance, &self.ctx.settings.network, Some(name))
+            .await?;
+        let streams = containers
+            .iter()
+            .filter(|c| c.role == "replica")
+            .map(|c| {
+                let replica = c.name.trim_start_matches('/').trim_start_matches(&prefix).to_string();
+                crate::logs::replica_lines(&self.ctx.runtime, &c.id, replica, &options)
+            })
+            .collect();
+        Ok(crate::logs::merge(streams))
+    }
+
+    pub(crate) fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
+        self.ctx.shutdown.clone()
+    }
+
+    pub(crate) async fn store_last_event_id(&self) -> Result<i64> {
+        self.ctx.store.last_event_id().await
+    }
+
+    pub(crate) async fn store_events_after(&self, after: i64) -> Result<Vec<Event>> {
+        self.ctx.store.events_after(after, 1000).await
     }
 
     /// The host port of the ingress, once it runs.

@@ -43,6 +43,7 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The state of a container as the engine reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum ContainerState {
@@ -462,6 +463,29 @@ impl Runtime {
             .into_iter()
             .map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned())
             .collect())
+    }
+
+    /// A container's log as a stream of chunks (stdout and stderr), optionally
+    /// following it. `tail`: only the last lines; `since`: Unix seconds.
+    /// The stream is pulled on demand, so a slow reader slows the engine's
+    /// sender instead of filling memory.
+    pub(crate) fn log_stream(
+        &self,
+        id: &str,
+        follow: bool,
+        tail: Option<usize>,
+        since: Option<i64>,
+    ) -> impl Stream<Item = Result<bollard::container::LogOutput, DockerError>> + use<> {
+        let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+        let mut options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .tail(&tail);
+        if let Some(since) = since {
+            options = options.since(i32::try_from(since).unwrap_or(i32::MAX));
+        }
+        self.docker.logs(id, Some(options.build()))
     }
 
     /// Publishes `container_port/tcp` of an ingress on `host_ip:host_port`.

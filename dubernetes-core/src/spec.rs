@@ -39,6 +39,7 @@ pub const MAX_ENV_VALUE_BYTES: usize = 32 * 1024;
 /// spec.validate().unwrap();
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PodSpec {
@@ -72,6 +73,7 @@ pub struct PodSpec {
     pub update: Option<UpdateStrategy>,
     /// Time between SIGTERM and SIGKILL when a replica stops (default: the server's, 10s).
     #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "10s"))]
     pub stop_grace_period: Option<Duration>,
     /// Crash-loop back-off overrides for this pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,6 +85,7 @@ pub struct PodSpec {
 
 /// How a pod is reached through the ingress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Access {
@@ -92,6 +95,7 @@ pub struct Access {
 
 /// Limits the engine enforces on every replica.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Resources {
@@ -105,6 +109,7 @@ pub struct Resources {
 
 /// An HTTP readiness check, made by the controller to each replica's address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HealthCheck {
@@ -115,9 +120,11 @@ pub struct HealthCheck {
     pub port: Option<u16>,
     /// Time between checks.
     #[serde(default = "default_interval", with = "duration")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s"))]
     pub interval: Duration,
     /// How long one check may take.
     #[serde(default = "default_timeout", with = "duration")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s"))]
     pub timeout: Duration,
     /// Consecutive successes before a replica is ready.
     #[serde(default = "one")]
@@ -129,6 +136,7 @@ pub struct HealthCheck {
 
 /// How a new revision replaces the old one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct UpdateStrategy {
@@ -140,6 +148,7 @@ pub struct UpdateStrategy {
     pub max_unavailable: u32,
     /// A rollout that makes no progress for this long fails and is rolled back.
     #[serde(default = "default_progress_deadline", with = "duration")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s"))]
     pub progress_deadline: Duration,
 }
 
@@ -155,17 +164,21 @@ impl Default for UpdateStrategy {
 
 /// Crash-loop back-off overrides; unset fields take the server's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RestartBackoff {
     /// Delay before the second quick restart in a row; doubles after that.
     #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "10s"))]
     pub initial_delay: Option<Duration>,
     /// Longest delay.
     #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "10s"))]
     pub max_delay: Option<Duration>,
     /// A replica that ran this long before it exited resets the back-off.
     #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "10s"))]
     pub reset_after: Option<Duration>,
 }
 
@@ -542,6 +555,7 @@ impl PodSpec {
 
 /// One invalid field of a spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct FieldError {
     /// The field, as a path like `access.host`.

@@ -83,6 +83,7 @@ pub async fn backup(data_dir: &Path, target: &Path) -> Result<()> {
 
 /// A pod as stored: its spec and bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct StoredPod {
     /// The desired state.
@@ -99,6 +100,7 @@ pub struct StoredPod {
 
 /// The latest revision of a pod and how its rollout stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct RolloutState {
     /// The latest revision's number (0 if none).
@@ -123,6 +125,7 @@ macro_rules! pod_select {
 
 /// What an apply did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum ApplyOutcome {
@@ -147,6 +150,7 @@ impl ApplyOutcome {
 
 /// One revision of a pod: what its containers ran, and how the rollout ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct Revision {
     /// 1, 2, 3... per pod.
@@ -169,6 +173,7 @@ pub struct Revision {
 
 /// One recorded event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct Event {
     /// Increasing id.
@@ -533,6 +538,37 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Events with an id above `after`, oldest first (at most `limit`).
+    pub(crate) async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>> {
+        let rows =
+            sqlx::query("SELECT id, pod, at, kind, reason, message FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Event {
+                    id: r.try_get("id")?,
+                    pod: r.try_get("pod")?,
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    reason: r.try_get("reason")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The id of the newest event, 0 when there is none.
+    pub(crate) async fn last_event_id(&self) -> Result<i64> {
+        let id: Option<i64> = sqlx::query("SELECT MAX(id) AS id FROM events")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("id")?;
+        Ok(id.unwrap_or(0))
     }
 
     pub(crate) async fn close(&self) {

@@ -132,7 +132,7 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
 fn unauthorized() -> Response {
     let mut response = ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "unauthorized",
+        crate::ErrorCode::Unauthorized,
         "missing or wrong API token; send Authorization: Bearer <token> (dubectl: --token or DUBERNETES_TOKEN)",
     )
     .into_response();

@@ -11,18 +11,23 @@
 pub mod auth;
 pub mod serve;
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use dubernetes_core::{ApplyOutcome, Dubernetes, Error, FieldError, PodSpec, SpecError};
+use dubernetes_core::{ApplyOutcome, Dubernetes, Error, FieldError, LogOptions, PodSpec, SpecError};
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -30,11 +35,122 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Default per-request deadline (`--request-timeout-seconds`).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The stable, machine-readable codes of error bodies. Clients match on
+/// these, never on messages; every one is documented in `docs/api.md` (a test checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The pod spec cannot be read or is invalid (`field`/`fields` say where).
+    InvalidSpec,
+    /// The request body is not what the route expects.
+    InvalidBody,
+    /// A write without a body.
+    EmptyBody,
+    /// The request body is larger than the limit.
+    BodyTooLarge,
+    /// A query parameter is unknown or malformed.
+    InvalidQuery,
+    /// A header (e.g. `If-Match`) is malformed.
+    InvalidHeader,
+    /// Any other malformed request.
+    BadRequest,
+    /// The name in the body differs from the one in the path.
+    NameMismatch,
+    /// The bearer token is missing or wrong.
+    Unauthorized,
+    /// The pod does not exist.
+    NotFound,
+    /// No such API route.
+    NoSuchRoute,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
+    /// The request conflicts with the current state (e.g. the host is taken).
+    Conflict,
+    /// A conditional write (`If-Match`) found the pod at another generation.
+    StaleGeneration,
+    /// A watch asked for a version the change feed no longer holds (HTTP 410): list again.
+    Expired,
+    /// The content type is neither JSON nor YAML.
+    UnsupportedMediaType,
+    /// A limit of the instance was reached.
+    LimitExceeded,
+    /// Anything else; the message says what.
+    Internal,
+    /// The Docker engine could not be reached or refused a call.
+    EngineUnavailable,
+    /// The store could not complete the request.
+    StoreUnavailable,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The request did not finish within the server's request deadline.
+    RequestTimeout,
+    /// A wait did not finish in time.
+    Timeout,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation checks.
+    pub const ALL: &[ErrorCode] = &[
+        ErrorCode::InvalidSpec,
+        ErrorCode::InvalidBody,
+        ErrorCode::EmptyBody,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::InvalidQuery,
+        ErrorCode::InvalidHeader,
+        ErrorCode::BadRequest,
+        ErrorCode::NameMismatch,
+        ErrorCode::Unauthorized,
+        ErrorCode::NotFound,
+        ErrorCode::NoSuchRoute,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Conflict,
+        ErrorCode::StaleGeneration,
+        ErrorCode::Expired,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::LimitExceeded,
+        ErrorCode::Internal,
+        ErrorCode::EngineUnavailable,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::ShuttingDown,
+        ErrorCode::RequestTimeout,
+        ErrorCode::Timeout,
+    ];
+
+    /// The code as it appears in JSON, e.g. `invalid_spec`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidSpec => "invalid_spec",
+            ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::EmptyBody => "empty_body",
+            ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::InvalidHeader => "invalid_header",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::NameMismatch => "name_mismatch",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::NoSuchRoute => "no_such_route",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::StaleGeneration => "stale_generation",
+            ErrorCode::Expired => "expired",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::Internal => "internal",
+            ErrorCode::EngineUnavailable => "engine_unavailable",
+            ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::Timeout => "timeout",
+        }
+    }
+}
+
 /// A JSON error body: `{"code": "...", "message": "...", "field": "...", "fields": [...]}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiError {
     /// Stable, machine-readable code.
-    pub code: String,
+    pub code: ErrorCode,
     /// What went wrong and what to do.
     pub message: String,
     /// The (first) input field at fault, e.g. `access.host`, `body` or `If-Match`.
@@ -48,9 +164,9 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            code: code.into(),
+            code,
             message: message.into(),
             field: None,
             fields: Vec::new(),
@@ -90,51 +206,53 @@ impl From<Error> for ApiError {
         let message = e.to_string();
         match e {
             Error::Invalid(v) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec", message).with_fields(v.problems)
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidSpec, message).with_fields(v.problems)
             }
             Error::Spec(SpecError::Invalid { source, .. }) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec", message).with_fields(source.problems)
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidSpec, message)
+                    .with_fields(source.problems)
             }
             Error::Spec(SpecError::TooLarge { .. }) => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message).with_field("body")
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::BodyTooLarge, message).with_field("body")
             }
             Error::Spec(ref spec) => {
                 let field = spec.field().unwrap_or_else(|| "body".into());
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_spec", message).with_field(field)
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidSpec, message).with_field(field)
             }
-            Error::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message).with_field("name"),
+            Error::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message).with_field("name"),
             Error::StaleGeneration { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "stale_generation", message).with_field("generation")
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::StaleGeneration, message).with_field("generation")
             }
             Error::Conflict(ref m) => {
                 let field = leading_field(m);
                 ApiError {
                     field,
-                    ..ApiError::new(StatusCode::CONFLICT, "conflict", message)
+                    ..ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
                 }
             }
             Error::Limit(ref m) => {
                 let field = leading_field(m);
                 ApiError {
                     field,
-                    ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", message)
+                    ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::LimitExceeded, message)
                 }
             }
             Error::Docker { .. } | Error::DockerTimeout(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable", message)
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::EngineUnavailable, message)
             }
-            Error::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),
-            Error::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message),
+            Error::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::Timeout, message),
+            Error::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ShuttingDown, message),
+            Error::Expired(_) => ApiError::new(StatusCode::GONE, ErrorCode::Expired, message),
             Error::Store(_) | Error::Migrate(_) | Error::Corrupt { .. } => {
                 // Details (paths, SQL) go to the log, not to the client.
                 tracing::error!(error = %message, "store error");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
+                    ErrorCode::StoreUnavailable,
                     "the store could not complete the request; retry, and see the server log if it persists",
                 )
             }
-            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, message),
         }
     }
 }
@@ -147,7 +265,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The answer to an apply.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApplyResponse {
     /// `created`, `configured` or `unchanged`.
     pub outcome: ApplyOutcome,
@@ -159,8 +277,9 @@ pub struct ApplyResponse {
 }
 
 /// Query parameters of writes.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WriteParams {
     /// Validate only; store nothing.
     #[serde(default)]
@@ -184,8 +303,15 @@ pub struct ApiConfig {
 /// a body limit, and uniform JSON errors. No CORS layer: browsers on other
 /// origins cannot read answers, and the token is not a cookie they could send.
 pub fn app(orchestrator: Dubernetes, config: ApiConfig) -> Router {
+    app_with_shutdown(orchestrator, config, CancellationToken::new())
+}
+
+/// [`app`], with a token that ends the long-lived streams (watch, followed
+/// logs) when cancelled, so a graceful shutdown does not wait for them. The
+/// request deadline bounds the time to the answer's head, not a stream's body.
+pub fn app_with_shutdown(orchestrator: Dubernetes, config: ApiConfig, shutdown: CancellationToken) -> Router {
     let timeout = config.request_timeout;
-    router(orchestrator)
+    router_with_shutdown(orchestrator, shutdown)
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(config.token, auth::require_token))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
@@ -199,7 +325,7 @@ async fn deadline(timeout: Duration, request: Request, next: Next) -> Response {
         Ok(response) => response,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!("the request did not finish within {timeout:?}; retry later"),
         )
         .into_response(),
@@ -226,13 +352,13 @@ async fn json_errors(request: Request, next: Next) -> Response {
     let text = axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&text).trim().to_string();
     let (code, field) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", Some("body")),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", None),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", Some("Content-Type")),
-        StatusCode::BAD_REQUEST if text.contains("query") => ("invalid_query", Some("query")),
-        StatusCode::BAD_REQUEST => ("bad_request", None),
-        s if s.is_client_error() => ("bad_request", None),
-        _ => ("internal", None),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::BodyTooLarge, Some("body")),
+        StatusCode::METHOD_NOT_ALLOWED => (ErrorCode::MethodNotAllowed, None),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (ErrorCode::UnsupportedMediaType, Some("Content-Type")),
+        StatusCode::BAD_REQUEST if text.contains("query") => (ErrorCode::InvalidQuery, Some("query")),
+        StatusCode::BAD_REQUEST => (ErrorCode::BadRequest, None),
+        s if s.is_client_error() => (ErrorCode::BadRequest, None),
+        _ => (ErrorCode::Internal, None),
     };
     let message = if text.is_empty() {
         status.canonical_reason().unwrap_or("error").to_string()
@@ -258,7 +384,7 @@ fn expected_generation(headers: &HeaderMap, params: &WriteParams) -> Result<Opti
             let bad = || {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "invalid_header",
+                    ErrorCode::InvalidHeader,
                     "If-Match must be a pod generation as an ETag, e.g. If-Match: \"3\"",
                 )
                 .with_field("If-Match")
@@ -272,7 +398,7 @@ fn expected_generation(headers: &HeaderMap, params: &WriteParams) -> Result<Opti
     match (from_header, params.generation) {
         (Some(a), Some(b)) if a != b => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_header",
+            ErrorCode::InvalidHeader,
             format!("If-Match ({a}) and ?generation= ({b}) disagree; send one of them"),
         )
         .with_field("If-Match")),
@@ -285,9 +411,9 @@ fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError>
     body.map_err(|e| {
         let status = e.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "body_too_large"
+            ErrorCode::BodyTooLarge
         } else {
-            "invalid_body"
+            ErrorCode::InvalidBody
         };
         ApiError::new(
             status,
@@ -299,8 +425,9 @@ fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError>
 }
 
 /// Query parameters of `GET /v1/events`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventParams {
     /// Only this pod's events.
     pub pod: Option<String>,
@@ -308,41 +435,170 @@ pub struct EventParams {
     pub limit: Option<u32>,
 }
 
+/// Query parameters of `GET /v1/watch`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WatchParams {
+    /// Resume after this version (the `id` of the last SSE message seen, or
+    /// the `x-watch-version` header of a list). Without it (and without a
+    /// `Last-Event-ID` header) the stream starts with every pod as `ADDED`.
+    pub since: Option<u64>,
+}
+
+/// Query parameters of `GET /v1/pods/{name}/logs`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogParams {
+    /// Keep streaming new lines.
+    #[serde(default)]
+    pub follow: bool,
+    /// Only the last N lines of each replica.
+    pub tail: Option<usize>,
+    /// Only lines newer than this, e.g. `30s`, `5m`, `1h`.
+    pub since: Option<String>,
+}
+
+/// The server's version.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VersionInfo {
+    /// The server's version.
+    pub server: String,
+    /// The API version (`v1`).
+    pub api: String,
+    /// The instance name.
+    pub instance: String,
+    /// The Docker API version negotiated with the engine.
+    pub docker_api: String,
+}
+
+/// The state the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    orchestrator: Dubernetes,
+    /// Cancelled when the server shuts down: long-lived streams (watch,
+    /// `logs?follow`) end so the graceful shutdown does not wait for them.
+    shutdown: CancellationToken,
+}
+
+impl FromRef<AppState> for Dubernetes {
+    fn from_ref(state: &AppState) -> Dubernetes {
+        state.orchestrator.clone()
+    }
+}
+
+/// The OpenAPI document of the API, generated from the handlers and types.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Dubernetes API",
+        description = "Desired state in, running containers out. See docs/api.md."
+    ),
+    paths(
+        healthz,
+        version,
+        list_pods,
+        post_pod,
+        get_pod,
+        put_pod,
+        delete_pod,
+        revisions,
+        rollback,
+        events,
+        ingress,
+        watch,
+        logs,
+        openapi_json
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(
+        ErrorCode,
+        ApiError,
+        ApplyResponse,
+        VersionInfo,
+        RollbackRequest,
+        dubernetes_core::WatchEvent,
+        dubernetes_core::LogLine
+    ))
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer-token scheme every route but `/healthz` requires.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The OpenAPI document as pretty JSON (what `GET /v1/openapi.json` serves and `docs/openapi.json` holds).
+pub fn openapi_document() -> String {
+    let mut json = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    json.push('\n');
+    json
+}
+
 /// The API's routes, without authentication: serve [`app`], not this.
 pub fn router(orchestrator: Dubernetes) -> Router {
+    router_with_shutdown(orchestrator, CancellationToken::new())
+}
+
+/// [`router`]; `shutdown` ends long-lived streams when cancelled.
+pub fn router_with_shutdown(orchestrator: Dubernetes, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/version", get(version))
+        .route("/v1/openapi.json", get(openapi_json))
         .route("/v1/pods", get(list_pods).post(post_pod))
         .route("/v1/pods/{name}", get(get_pod).put(put_pod).delete(delete_pod))
         .route("/v1/pods/{name}/revisions", get(revisions))
         .route("/v1/pods/{name}/rollback", axum::routing::post(rollback))
+        .route("/v1/pods/{name}/logs", get(logs))
         .route("/v1/events", get(events))
+        .route("/v1/watch", get(watch))
         .route("/v1/ingress", get(ingress))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
-                "no_such_route",
+                ErrorCode::NoSuchRoute,
                 "no such API route; see docs/api.md",
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(orchestrator)
+        .with_state(AppState { orchestrator, shutdown })
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "server", responses((status = 200, description = "The server runs")))]
 async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Versions of the server, the API and the engine.
+#[utoipa::path(get, path = "/v1/version", tag = "server", security(("bearer" = [])), responses((status = 200, body = VersionInfo)))]
 async fn version(State(o): State<Dubernetes>) -> impl IntoResponse {
-    axum::Json(serde_json::json!({
-        "server": env!("CARGO_PKG_VERSION"),
-        "api": "v1",
-        "instance": o.instance(),
-        "docker_api": o.engine_api_version(),
-    }))
+    axum::Json(VersionInfo {
+        server: env!("CARGO_PKG_VERSION").into(),
+        api: "v1".into(),
+        instance: o.instance().into(),
+        docker_api: o.engine_api_version(),
+    })
 }
 
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "server", security(("bearer" = [])), responses((status = 200, description = "The OpenAPI document")))]
+async fn openapi_json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_document())
+}
+
+/// The ingress: its host port and last error.
+#[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, error}`")))]
 async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
     axum::Json(serde_json::json!({
         "port": o.ingress_port().await,
@@ -351,20 +607,43 @@ async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
     }))
 }
 
-async fn list_pods(State(o): State<Dubernetes>) -> Result<impl IntoResponse, ApiError> {
-    Ok(axum::Json(o.list().await?))
+fn version_header(version: u64) -> [(&'static str, HeaderValue); 1] {
+    [("x-watch-version", HeaderValue::from(version))]
 }
 
+/// Every pod with its status and replicas. The `x-watch-version` header is
+/// the change feed's version before the list was read: watch from it to see
+/// every change after the list.
+#[utoipa::path(get, path = "/v1/pods", tag = "pods", security(("bearer" = [])), responses(
+    (status = 200, body = Vec<dubernetes_core::Pod>, headers(("x-watch-version" = u64, description = "watch from here"))),
+    (status = 401, body = ApiError), (status = 503, body = ApiError)))]
+async fn list_pods(State(o): State<Dubernetes>) -> Result<impl IntoResponse, ApiError> {
+    let version = o.watch_version();
+    Ok((version_header(version), axum::Json(o.list().await?)))
+}
+
+/// One pod; its generation is the `ETag` (for `If-Match`).
+#[utoipa::path(get, path = "/v1/pods/{name}", tag = "pods", security(("bearer" = [])),
+    params(("name" = String, Path, description = "pod name")),
+    responses((status = 200, body = dubernetes_core::Pod, headers(("ETag" = String, description = "the generation, quoted"))),
+        (status = 401, body = ApiError), (status = 404, body = ApiError)))]
 async fn get_pod(State(o): State<Dubernetes>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let version = o.watch_version();
     let pod = o.get(&name).await?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", pod.generation)).ok();
-    let mut response = axum::Json(pod).into_response();
+    let mut response = (version_header(version), axum::Json(pod)).into_response();
     if let Some(etag) = etag {
         response.headers_mut().insert(header::ETAG, etag);
     }
     Ok(response)
 }
 
+/// Deletes a pod: its containers are removed and its route dropped.
+/// Conditional on `If-Match: "N"` or `?generation=N` when given.
+#[utoipa::path(delete, path = "/v1/pods/{name}", tag = "pods", security(("bearer" = [])),
+    params(("name" = String, Path, description = "pod name"), WriteParams),
+    responses((status = 200, description = "`{deleted: name}`"), (status = 401, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "stale_generation")))]
 async fn delete_pod(
     State(o): State<Dubernetes>,
     Path(name): Path<String>,
@@ -376,12 +655,16 @@ async fn delete_pod(
     Ok(axum::Json(serde_json::json!({"deleted": name})))
 }
 
+/// A pod's revisions, oldest first.
+#[utoipa::path(get, path = "/v1/pods/{name}/revisions", tag = "pods", security(("bearer" = [])),
+    params(("name" = String, Path, description = "pod name")),
+    responses((status = 200, body = Vec<dubernetes_core::Revision>), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
 async fn revisions(State(o): State<Dubernetes>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(o.history(&name).await?))
 }
 
 /// Body of `POST /v1/pods/{name}/rollback`.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// The revision to go back to; default: the one before the current.
@@ -389,6 +672,12 @@ pub struct RollbackRequest {
     pub to_revision: Option<i64>,
 }
 
+/// Rolls a pod back to an earlier revision (by default the previous one).
+#[utoipa::path(post, path = "/v1/pods/{name}/rollback", tag = "pods", security(("bearer" = [])),
+    params(("name" = String, Path, description = "pod name")),
+    request_body(content = Option<RollbackRequest>, description = "optional; empty body = previous revision"),
+    responses((status = 200, body = ApplyResponse), (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 404, body = ApiError), (status = 409, body = ApiError)))]
 async fn rollback(
     State(o): State<Dubernetes>,
     Path(name): Path<String>,
@@ -401,7 +690,7 @@ async fn rollback(
         serde_json::from_slice(&body).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 format!("invalid rollback request: {e}"),
             )
             .with_field("body")
@@ -416,9 +705,109 @@ async fn rollback(
     .into_response())
 }
 
+/// Recent events, oldest first. `x-watch-version` as for `GET /v1/pods`.
+#[utoipa::path(get, path = "/v1/events", tag = "events", security(("bearer" = [])), params(EventParams),
+    responses((status = 200, body = Vec<dubernetes_core::Event>), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
 async fn events(State(o): State<Dubernetes>, Query(q): Query<EventParams>) -> Result<impl IntoResponse, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
-    Ok(axum::Json(o.events(q.pod.as_deref(), limit).await?))
+    let version = o.watch_version();
+    Ok((
+        version_header(version),
+        axum::Json(o.events(q.pod.as_deref(), limit).await?),
+    ))
+}
+
+/// The change feed as Server-Sent Events: one message per change, `id` = its
+/// version, `event` = `ADDED`, `MODIFIED`, `DELETED` or `EVENT`, `data` = a
+/// [`dubernetes_core::WatchEvent`] as JSON. Resume with `?since=` or the
+/// `Last-Event-ID` header. A version the feed no longer holds is answered
+/// with 410 `expired`; a watcher that falls behind gets an `error` message
+/// with code `expired` and the stream ends.
+#[utoipa::path(get, path = "/v1/watch", tag = "watch", security(("bearer" = [])), params(WatchParams),
+    responses(
+        (status = 200, description = "text/event-stream of WatchEvent", content_type = "text/event-stream", body = dubernetes_core::WatchEvent),
+        (status = 410, body = ApiError, description = "the version is no longer in the feed: list again")))]
+async fn watch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<WatchParams>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let since = q.since.or(last_event_id);
+    let feed = state.orchestrator.watch_from(since)?;
+    let stream = feed
+        .map(|item| {
+            Ok(match item {
+                Ok(change) => {
+                    let kind = serde_json::to_value(change.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_else(|| "MODIFIED".into());
+                    let data = serde_json::to_string(&change).unwrap_or_else(|_| "{}".into());
+                    SseEvent::default()
+                        .id(change.version.to_string())
+                        .event(kind)
+                        .data(data)
+                }
+                Err(e) => {
+                    let body = ApiError::from(e);
+                    SseEvent::default()
+                        .event("error")
+                        .data(serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()))
+                }
+            })
+        })
+        .take_until(state.shutdown.cancelled_owned());
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// A pod's logs: every replica's, interleaved as lines arrive, as
+/// newline-delimited JSON ([`dubernetes_core::LogLine`] per line). With
+/// `follow`, the response goes on until the replicas stop or the client goes
+/// away. A failure mid-stream is a last line with `code` and `message`.
+#[utoipa::path(get, path = "/v1/pods/{name}/logs", tag = "pods", security(("bearer" = [])), params(("name" = String, Path, description = "pod name"), LogParams),
+    responses(
+        (status = 200, description = "application/x-ndjson of LogLine", content_type = "application/x-ndjson", body = dubernetes_core::LogLine),
+        (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+async fn logs(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<LogParams>,
+) -> Result<Response, ApiError> {
+    let mut options = LogOptions::new().follow(q.follow);
+    if let Some(tail) = q.tail {
+        options = options.tail(tail);
+    }
+    if let Some(since) = q.since.as_deref() {
+        let ago = humantime::parse_duration(since).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidQuery,
+                format!("since: {since:?} is not a duration like 30s, 5m or 1h ({e})"),
+            )
+        })?;
+        options = options.since(ago);
+    }
+    let lines = state.orchestrator.logs(&name, options).await?;
+    let body = lines
+        .map(|item| {
+            let mut line = match item {
+                Ok(line) => serde_json::to_vec(&line),
+                Err(e) => serde_json::to_vec(&ApiError::from(e)),
+            }
+            .unwrap_or_default();
+            line.push(b'\n');
+            Ok::<_, Infallible>(Bytes::from(line))
+        })
+        .take_until(state.shutdown.cancelled_owned());
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// Reads a spec from JSON or YAML, by content type.
@@ -431,7 +820,7 @@ fn decode_spec(headers: &HeaderMap, body: &Bytes) -> Result<PodSpec, ApiError> {
     if body.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "empty_body",
+            ErrorCode::EmptyBody,
             "the request body is empty; send a pod spec as JSON or YAML",
         )
         .with_field("body"));
@@ -439,7 +828,7 @@ fn decode_spec(headers: &HeaderMap, body: &Bytes) -> Result<PodSpec, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "the request body is not valid UTF-8",
         )
         .with_field("body")
@@ -454,7 +843,7 @@ fn decode_spec(headers: &HeaderMap, body: &Bytes) -> Result<PodSpec, ApiError> {
             if specs.len() != 1 {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "invalid_spec",
+                    ErrorCode::InvalidSpec,
                     format!("expected exactly one pod spec, got {}", specs.len()),
                 )
                 .with_field("body"));
@@ -463,7 +852,7 @@ fn decode_spec(headers: &HeaderMap, body: &Bytes) -> Result<PodSpec, ApiError> {
         }
         _ => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             format!("content type {content_type:?} is not supported; send application/json or application/yaml"),
         )
         .with_field("Content-Type")),
@@ -499,6 +888,16 @@ async fn apply(o: &Dubernetes, spec: PodSpec, params: WriteParams, headers: &Hea
         .into_response())
 }
 
+/// Creates or updates the pod of that name (idempotent). The body is a pod
+/// spec as JSON or YAML (by `Content-Type`). `?dry_run=true` validates on the
+/// server and stores nothing; `If-Match: "N"` or `?generation=N` makes the
+/// write conditional on the pod's generation.
+#[utoipa::path(put, path = "/v1/pods/{name}", tag = "pods", security(("bearer" = [])),
+    params(("name" = String, Path, description = "pod name"), WriteParams),
+    request_body(content = PodSpec, content_type = "application/json"),
+    responses((status = 200, body = ApplyResponse, description = "configured or unchanged"), (status = 201, body = ApplyResponse, description = "created"),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 409, body = ApiError), (status = 413, body = ApiError),
+        (status = 415, body = ApiError), (status = 422, body = ApiError)))]
 async fn put_pod(
     State(o): State<Dubernetes>,
     Path(name): Path<String>,
@@ -511,7 +910,7 @@ async fn put_pod(
     if spec.name != name {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "name_mismatch",
+            ErrorCode::NameMismatch,
             format!(
                 "name: the body names pod {:?} but the path names {name:?}; make them the same",
                 spec.name
@@ -522,6 +921,12 @@ async fn put_pod(
     apply(&o, spec, params, &headers).await
 }
 
+/// Creates or updates the pod named in the body; as `PUT /v1/pods/{name}`.
+#[utoipa::path(post, path = "/v1/pods", tag = "pods", security(("bearer" = [])), params(WriteParams),
+    request_body(content = PodSpec, content_type = "application/json"),
+    responses((status = 200, body = ApplyResponse, description = "configured or unchanged"), (status = 201, body = ApplyResponse, description = "created"),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 409, body = ApiError), (status = 413, body = ApiError),
+        (status = 415, body = ApiError), (status = 422, body = ApiError)))]
 async fn post_pod(
     State(o): State<Dubernetes>,
     Query(params): Query<WriteParams>,

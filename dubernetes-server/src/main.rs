@@ -154,19 +154,26 @@ async fn main() -> anyhow::Result<()> {
         ingress_image = %config.ingress_image,
         "dubernetes-server ready"
     );
-    let app = dubernetes_server::app(
+    // Cancelled on shutdown: watches and followed logs end, so the graceful shutdown does not wait for them.
+    let streams_end = tokio_util::sync::CancellationToken::new();
+    let app = dubernetes_server::app_with_shutdown(
         orchestrator.clone(),
         dubernetes_server::ApiConfig {
             token,
             request_timeout: Duration::from_secs(config.request_timeout_seconds),
         },
+        streams_end.clone(),
     );
     let limits = ServeLimits {
         max_connections: usize::try_from(config.max_connections).unwrap_or(512),
         header_read_timeout: Duration::from_secs(config.header_timeout_seconds),
         ..ServeLimits::default()
     };
-    dubernetes_server::serve::serve(listener, app, limits, shutdown_signal()).await;
+    let shutdown = async move {
+        shutdown_signal().await;
+        streams_end.cancel();
+    };
+    dubernetes_server::serve::serve(listener, app, limits, shutdown).await;
     tracing::info!("shutting down; containers keep running and are adopted on the next start");
     orchestrator.shutdown().await;
     Ok(())

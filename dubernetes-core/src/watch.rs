@@ -1,0 +1,407 @@
+//! A resumable change feed: every change of a pod (its spec, status or
+//! replicas) and every new event, numbered by a version that only increases.
+//!
+//! The controller only says *which* pod changed ([`Change`]); the feed turns
+//! that into *what* changed by re-reading the pod's view and comparing it with
+//! the last one it published, so a watcher gets whole objects and never has
+//! to poll. The last [`HISTORY`] entries are kept so a client that lost its
+//! connection resumes from the last version it saw; one that fell further
+//! behind gets [`Error::Expired`] and starts again from a fresh list
+//! (Kubernetes' `410 Gone`).
+//!
+//! Versions start at the Unix time in milliseconds when the instance started,
+//! so a version from an earlier run of the server is older than anything the
+//! feed holds and is answered with `Expired`, never with a wrong history.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
+
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use crate::controller::Change;
+use crate::error::{Error, Result};
+use crate::orchestrator::{Dubernetes, Pod};
+use crate::store::Event;
+
+/// How many changes the feed keeps for watchers that resume.
+pub const HISTORY: usize = 4096;
+
+/// What a [`WatchEvent`] says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "UPPERCASE")]
+pub enum WatchKind {
+    /// A pod appeared (or, at the start of a watch without a version, exists).
+    Added,
+    /// A pod's spec, status or replicas changed.
+    Modified,
+    /// A pod was deleted; `pod` is its last state.
+    Deleted,
+    /// An event was recorded; it is in `event`.
+    Event,
+}
+
+/// One entry of the change feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
+pub struct WatchEvent {
+    /// Increases with every entry; resume a watch after it with `since`.
+    pub version: u64,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: WatchKind,
+    /// The pod it is about.
+    pub name: String,
+    /// The pod after the change (its last state for `DELETED`); absent for `EVENT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<Pod>,
+    /// The event, for `EVENT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Event>,
+}
+
+struct FeedState {
+    /// The version of the newest entry (or the start version).
+    version: u64,
+    /// Entries with versions `floor + 1 ..= version`.
+    history: VecDeque<WatchEvent>,
+    /// The version before the oldest entry kept; resuming below it is `Expired`.
+    floor: u64,
+    /// The last published view of every pod, without the engine's ever-changing status text.
+    pods: HashMap<String, Pod>,
+    last_event_id: i64,
+}
+
+/// The feed shared by the orchestrator handle and its publishing task.
+pub(crate) struct Feed {
+    state: StdMutex<FeedState>,
+    tx: broadcast::Sender<WatchEvent>,
+}
+
+fn lock(m: &StdMutex<FeedState>) -> MutexGuard<'_, FeedState> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A pod as compared between publications: the engine's status text (`Up 3
+/// seconds`) changes by itself and is not a change.
+fn comparable(pod: &Pod) -> Pod {
+    let mut pod = pod.clone();
+    for r in &mut pod.replicas {
+        r.status.clear();
+    }
+    pod
+}
+
+impl Feed {
+    pub(crate) fn new() -> Arc<Feed> {
+        let start = u64::try_from(crate::store::now_ms()).unwrap_or(0);
+        let (tx, _) = broadcast::channel(HISTORY);
+        Arc::new(Feed {
+            state: StdMutex::new(FeedState {
+                version: start,
+                history: VecDeque::new(),
+                floor: start,
+                pods: HashMap::new(),
+                last_event_id: 0,
+            }),
+            tx,
+        })
+    }
+
+    /// The newest version.
+    pub(crate) fn version(&self) -> u64 {
+        lock(&self.state).version
+    }
+
+    fn publish(&self, state: &mut FeedState, kind: WatchKind, name: &str, pod: Option<Pod>, event: Option<Event>) {
+        state.version += 1;
+        let entry = WatchEvent {
+            version: state.version,
+            kind,
+            name: name.to_string(),
+            pod,
+            event,
+        };
+        if state.history.len() == HISTORY
+            && let Some(old) = state.history.pop_front()
+        {
+            state.floor = old.version;
+        }
+        state.history.push_back(entry.clone());
+        // No watcher is fine.
+        let _ = self.tx.send(entry);
+    }
+
+    /// Publishes a pod's current view if it differs from the last one.
+    fn pod_seen(&self, pod: Pod) {
+        let mut state = lock(&self.state);
+        let key = comparable(&pod);
+        let kind = match state.pods.get(&pod.name) {
+            None => WatchKind::Added,
+            Some(last) if *last == key => return,
+            Some(_) => WatchKind::Modified,
+        };
+        state.pods.insert(pod.name.clone(), key);
+        let name = pod.name.clone();
+        self.publish(&mut state, kind, &name, Some(pod), None);
+    }
+
+    fn pod_gone(&self, name: &str) {
+        let mut state = lock(&self.state);
+        if let Some(last) = state.pods.remove(name) {
+            self.publish(&mut state, WatchKind::Deleted, name, Some(last), None);
+        }
+    }
+
+    fn events_seen(&self, events: Vec<Event>) {
+        let mut state = lock(&self.state);
+        for event in events {
+            if event.id <= state.last_event_id {
+                continue;
+            }
+            state.last_event_id = event.id;
+            let name = event.pod.clone();
+            self.publish(&mut state, WatchKind::Event, &name, None, Some(event));
+        }
+    }
+
+    /// The entries after `since` (or, without it, every pod as `ADDED` at the
+    /// current version), then live ones.
+    pub(crate) fn subscribe(
+        &self,
+        since: Option<u64>,
+    ) -> Result<impl Stream<Item = Result<WatchEvent>> + Send + use<>> {
+        let state = lock(&self.state);
+        // Subscribed under the lock: nothing published between the backlog and the live stream is lost.
+        let live = BroadcastStream::new(self.tx.subscribe());
+        let backlog: Vec<WatchEvent> = match since {
+            Some(v) if v < state.floor || v > state.version => {
+                return Err(Error::Expired(format!(
+                    "version {v} is not in the change feed (it holds {}..={}); list again and watch from the version of the list",
+                    state.floor, state.version
+                )));
+            }
+            Some(v) => state.history.iter().filter(|e| e.version > v).cloned().collect(),
+            None => {
+                let mut names: Vec<&String> = state.pods.keys().collect();
+                names.sort();
+                names
+                    .into_iter()
+                    .filter_map(|n| state.pods.get(n))
+                    .map(|pod| WatchEvent {
+                        version: state.version,
+                        kind: WatchKind::Added,
+                        name: pod.name.clone(),
+                        pod: Some(pod.clone()),
+                        event: None,
+                    })
+                    .collect()
+            }
+        };
+        let after = state.version;
+        drop(state);
+        let live = live
+            .map(|item| match item {
+                Ok(e) => Ok(e),
+                Err(BroadcastStreamRecvError::Lagged(n)) => Err(Error::Expired(format!(
+                    "this watcher fell {n} changes behind; watch again from the last version it saw"
+                ))),
+            })
+            // A lagging watcher gets one error and the stream ends.
+            .scan(false, |failed, item| {
+                let out = if *failed { None } else { Some(item) };
+                if let Some(Err(_)) = &out {
+                    *failed = true;
+                }
+                futures::future::ready(out)
+            })
+            .filter(move |item| futures::future::ready(!matches!(item, Ok(e) if e.version <= after)));
+        Ok(futures::stream::iter(backlog.into_iter().map(Ok)).chain(live))
+    }
+}
+
+/// Keeps the feed up to date: turns the controller's change notes into entries.
+pub(crate) async fn run(orchestrator: Dubernetes, feed: Arc<Feed>, mut changes: broadcast::Receiver<Change>) {
+    let shutdown = orchestrator.shutdown_token();
+    // Start from what exists, without publishing it.
+    match orchestrator.list().await {
+        Ok(pods) => {
+            let mut state = lock(&feed.state);
+            for pod in pods {
+                state.pods.insert(pod.name.clone(), comparable(&pod));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "change feed: listing pods failed"),
+    }
+    match orchestrator.store_last_event_id().await {
+        Ok(id) => lock(&feed.state).last_event_id = id,
+        Err(e) => tracing::warn!(error = %e, "change feed: reading events failed"),
+    }
+    loop {
+        let change = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            change = changes.recv() => change,
+        };
+        match change {
+            Ok(Change::Pod { name }) => {
+                // Coalesce a burst: every pod named in the queue is looked at once.
+                let mut names = vec![name];
+                let mut all = false;
+                while let Ok(more) = changes.try_recv() {
+                    match more {
+                        Change::Pod { name } if !names.contains(&name) => names.push(name),
+                        Change::Pod { .. } => {}
+                        Change::Ingress => all = true,
+                    }
+                }
+                if all {
+                    refresh_all(&orchestrator, &feed).await;
+                } else {
+                    for name in names {
+                        refresh(&orchestrator, &feed, &name).await;
+                    }
+                }
+            }
+            // A new ingress config changes which replicas are ready.
+            Ok(Change::Ingress) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                refresh_all(&orchestrator, &feed).await
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+        publish_events(&orchestrator, &feed).await;
+    }
+}
+
+async fn refresh(orchestrator: &Dubernetes, feed: &Feed, name: &str) {
+    match orchestrator.get(name).await {
+        Ok(pod) => feed.pod_seen(pod),
+        Err(Error::NotFound(_)) => feed.pod_gone(name),
+        Err(e) => tracing::debug!(pod = name, error = %e, "change feed: reading a pod failed"),
+    }
+}
+
+async fn refresh_all(orchestrator: &Dubernetes, feed: &Feed) {
+    match orchestrator.list().await {
+        Ok(pods) => {
+            let known: Vec<String> = lock(&feed.state).pods.keys().cloned().collect();
+            for name in known {
+                if !pods.iter().any(|p| p.name == name) {
+                    feed.pod_gone(&name);
+                }
+            }
+            for pod in pods {
+                feed.pod_seen(pod);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "change feed: listing pods failed"),
+    }
+}
+
+async fn publish_events(orchestrator: &Dubernetes, feed: &Feed) {
+    let after = lock(&feed.state).last_event_id;
+    match orchestrator.store_events_after(after).await {
+        Ok(events) => feed.events_seen(events),
+        Err(e) => tracing::debug!(error = %e, "change feed: reading events failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrator::PodStatus;
+    use crate::spec::PodSpec;
+
+    fn pod(name: &str, replicas: u32) -> Pod {
+        Pod {
+            name: name.into(),
+            spec: PodSpec::new(name, "img:v1").with_replicas(replicas),
+            generation: 1,
+            created_at: 0,
+            updated_at: 0,
+            status: PodStatus {
+                observed_generation: 1,
+                desired_replicas: replicas,
+                ready_replicas: 0,
+                updated_replicas: 0,
+                current_replicas: 0,
+                revision: "r".into(),
+                phase: "Progressing".into(),
+                reason: None,
+                message: None,
+                revision_number: 1,
+                conditions: Vec::new(),
+                restarts: 0,
+                last_exit_code: None,
+            },
+            replicas: Vec::new(),
+        }
+    }
+
+    async fn collect(stream: impl Stream<Item = Result<WatchEvent>>, n: usize) -> Vec<WatchEvent> {
+        let items: Vec<_> = tokio::time::timeout(std::time::Duration::from_secs(5), stream.take(n).collect::<Vec<_>>())
+            .await
+            .expect("in time");
+        items.into_iter().map(|i| i.expect("no error")).collect()
+    }
+
+    #[tokio::test]
+    async fn changes_are_numbered_and_resumable() {
+        let feed = Feed::new();
+        let start = feed.version();
+        feed.pod_seen(pod("a", 1));
+        feed.pod_seen(pod("a", 1)); // unchanged: nothing published
+        feed.pod_seen(pod("a", 2));
+        feed.pod_gone("a");
+        feed.pod_gone("a"); // already gone: nothing published
+        assert_eq!(feed.version(), start + 3);
+
+        let all = collect(feed.subscribe(Some(start)).expect("resume"), 3).await;
+        let kinds: Vec<_> = all.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [WatchKind::Added, WatchKind::Modified, WatchKind::Deleted]);
+        assert_eq!(all[2].version, start + 3);
+
+        let after = collect(feed.subscribe(Some(start + 2)).expect("resume"), 1).await;
+        assert_eq!(after[0].kind, WatchKind::Deleted);
+    }
+
+    #[tokio::test]
+    async fn unknown_versions_are_expired() {
+        let feed = Feed::new();
+        let start = feed.version();
+        assert!(matches!(feed.subscribe(Some(start - 1)), Err(Error::Expired(_))));
+        assert!(matches!(feed.subscribe(Some(start + 1)), Err(Error::Expired(_))));
+        assert!(feed.subscribe(Some(start)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_watch_without_version_starts_with_a_snapshot_then_goes_live() {
+        let feed = Feed::new();
+        feed.pod_seen(pod("b", 1));
+        feed.pod_seen(pod("a", 1));
+        let stream = feed.subscribe(None).expect("watch");
+        feed.pod_seen(pod("a", 3));
+        let items = collect(stream, 3).await;
+        assert_eq!(items[0].name, "a");
+        assert_eq!(items[0].kind, WatchKind::Added);
+        assert_eq!(items[1].name, "b");
+        assert_eq!(items[2].kind, WatchKind::Modified);
+        assert_eq!(items[2].pod.as_ref().map(|p| p.spec.replicas), Some(3));
+    }
+
+    #[tokio::test]
+    async fn the_history_is_bounded() {
+        let feed = Feed::new();
+        let start = feed.version();
+        for i in 0..(HISTORY + 10) {
+            feed.pod_seen(pod("a", u32::try_from(i % 7).unwrap_or(0) + 1));
+        }
+        assert!(matches!(feed.subscribe(Some(start)), Err(Error::Expired(_))));
+        let newest = feed.version();
+        assert!(feed.subscribe(Some(newest - HISTORY as u64)).is_ok());
+    }
+}

@@ -1,0 +1,61 @@
+//! The API contract cannot drift: `docs/openapi.json` is the document the
+//! server generates, and every error code is documented in `docs/api.md`.
+//!
+//! After changing the API: `UPDATE_OPENAPI=1 cargo test -p dubernetes-server openapi`.
+
+use std::path::PathBuf;
+
+use dubernetes_server::{ErrorCode, openapi_document};
+
+fn docs(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs").join(file)
+}
+
+#[test]
+fn openapi_document_in_docs_is_current() {
+    let generated = openapi_document();
+    let path = docs("openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).expect("writing docs/openapi.json");
+        return;
+    }
+    let stored = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        stored == generated,
+        "docs/openapi.json is out of date with the code; regenerate it with \
+         `UPDATE_OPENAPI=1 cargo test -p dubernetes-server openapi` and commit it"
+    );
+}
+
+#[test]
+fn openapi_document_is_valid_json_with_every_route() {
+    let doc: serde_json::Value = serde_json::from_str(&openapi_document()).expect("valid JSON");
+    let paths = doc["paths"].as_object().expect("paths");
+    for route in [
+        "/v1/pods",
+        "/v1/pods/{name}",
+        "/v1/pods/{name}/logs",
+        "/v1/pods/{name}/revisions",
+        "/v1/pods/{name}/rollback",
+        "/v1/events",
+        "/v1/watch",
+        "/v1/version",
+        "/v1/openapi.json",
+    ] {
+        assert!(paths.contains_key(route), "{route} missing from the OpenAPI document");
+    }
+}
+
+#[test]
+fn every_error_code_is_documented() {
+    let api = std::fs::read_to_string(docs("api.md")).expect("docs/api.md");
+    for code in ErrorCode::ALL {
+        let json = serde_json::to_value(code).expect("code serializes");
+        assert_eq!(json.as_str(), Some(code.as_str()));
+        assert!(
+            api.contains(&format!("`{}`", code.as_str())),
+            "error code `{}` is not documented in docs/api.md",
+            code.as_str()
+        );
+    }
+}
