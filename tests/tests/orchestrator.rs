@@ -60,8 +60,9 @@ async fn demo_apply_serve_get_delete() {
     );
 
     let out = server.dubectl(&["get", "pods", "whoami", "-o", "json"]);
-    let pods: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json output");
-    assert_eq!(pods[0]["replicas"].as_array().expect("replicas").len(), 3);
+    let pod: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json output");
+    // One pod asked for by name prints the object itself (dubectl get -o json, like kubectl).
+    assert_eq!(pod["replicas"].as_array().expect("replicas").len(), 3, "{pod}");
 
     // No replica publishes a host port; only the ingress does.
     let list = docker
