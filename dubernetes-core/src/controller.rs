@@ -931,29 +931,35 @@ impl Context {
     }
 
     /// Applies route changes, coalescing bursts: wakes that arrive while a
-    /// sync runs collapse into one more sync, and a sync that follows
-    /// another one closely first waits a cool-down (half the last sync's
-    /// duration, at most [`MAX_INGRESS_COOLDOWN`]) so that more changes of a
-    /// burst share its reload, and reloads never take more than about two
-    /// thirds of the time. An isolated change is applied at once.
+    /// sync runs collapse into one more sync. A change and the one that
+    /// follows it (a replica dies, its replacement starts) are applied at
+    /// once; from the third sync in a row on, each first waits a cool-down
+    /// (half the last sync's duration, at most [`MAX_INGRESS_COOLDOWN`]) so
+    /// that more changes of a burst share its reload, and reloads never take
+    /// more than about two thirds of the time.
     async fn ingress_loop(self: Arc<Self>) {
         let mut streak = 0u32;
-        let mut not_before: Option<tokio::time::Instant> = None;
+        let mut last_end: Option<Instant> = None;
+        let mut cooldown = Duration::ZERO;
+        // The previous sync started right after the one before it.
+        let mut chained = false;
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = self.ingress_wake.notified() => {}
             }
-            if let Some(at) = not_before.take() {
+            let back_to_back = last_end.is_some_and(|end| end.elapsed() < Duration::from_millis(20));
+            if back_to_back && chained {
                 tokio::select! {
                     _ = self.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep_until(at) => {}
+                    _ = tokio::time::sleep(cooldown) => {}
                 }
             }
-            let started = tokio::time::Instant::now();
+            chained = back_to_back;
+            let started = Instant::now();
             let result = self.sync_ingress().await;
-            let took = started.elapsed();
-            not_before = Some(tokio::time::Instant::now() + (took / 2).min(MAX_INGRESS_COOLDOWN));
+            cooldown = (started.elapsed() / 2).min(MAX_INGRESS_COOLDOWN);
+            last_end = Some(Instant::now());
             match result {
                 Ok(()) => streak = 0,
                 Err(e) => {

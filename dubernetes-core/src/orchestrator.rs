@@ -682,7 +682,13 @@ impl Dubernetes {
         replicas.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
         let ready = replicas.iter().filter(|r| r.up_to_date && r.ready).count() as u32;
         let updated = replicas.iter().filter(|r| r.up_to_date && r.state.is_live()).count() as u32;
-        let current = replicas.iter().filter(|r| r.state.is_live()).count() as u32;
+        // A replica being drained counts until it is removed, even once it
+        // exited: the pod is not converged while it still exists.
+        let current = containers
+            .iter()
+            .filter(|c| c.role == "replica" && c.pod.as_deref() == Some(stored.spec.name.as_str()))
+            .filter(|c| c.state.is_live() || self.ctx.is_draining(&c.id))
+            .count() as u32;
         let desired = stored.spec.replicas;
         let converged = ready == desired && updated == desired && current == desired;
         let phase = if runtime_status.reason.is_some() {
