@@ -72,6 +72,7 @@ impl Client {
             .context("building the HTTP client")?;
         let streaming = reqwest::Client::builder()
             .default_headers(headers)
+            .pool_idle_timeout(Duration::from_secs(4))
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("building the HTTP client")?;
