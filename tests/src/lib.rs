@@ -495,6 +495,10 @@ impl Drop for TestServer {
                 rt.block_on(async {
                     if let Ok(docker) = Docker::connect_with_defaults() {
                         purge_instance(&docker, &instance).await;
+                        // A create the killed server had already sent may land
+                        // after the first purge listed the instance: purge again.
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        purge_instance(&docker, &instance).await;
                     }
                 });
             }

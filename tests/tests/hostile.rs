@@ -289,8 +289,15 @@ async fn hostile_input_bounces_and_changes_nothing() {
 
     let mut failures = Vec::new();
     for case in cases() {
-        let mut request = server
-            .http
+        // A fresh connection per case: the server closes a connection whose
+        // body it refused to read (413), and a pooled one could race that close.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(0)
+            .default_headers(dubernetes_tests::auth_headers(&server.token))
+            .build()
+            .expect("client");
+        let mut request = http
             .request(
                 case.method.parse().expect("method"),
                 format!("{}{}", server.url, case.path),
@@ -299,7 +306,14 @@ async fn hostile_input_bounces_and_changes_nothing() {
         if let Some(content_type) = case.content_type {
             request = request.header("content-type", content_type);
         }
-        let response = request.send().await.expect("send");
+        let response = match request.send().await {
+            Ok(response) => response,
+            // Refusing a 2 MiB body early may reset the connection while the
+            // client is still sending it: the client then sees no answer at all.
+            // Still a refusal; the state checks below prove nothing was written.
+            Err(e) if case.status == 413 && e.is_request() => continue,
+            Err(e) => panic!("{}: {e}", case.what),
+        };
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
