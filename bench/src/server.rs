@@ -69,6 +69,9 @@ impl Server {
             .no_proxy()
             .default_headers(headers)
             .timeout(Duration::from_secs(30))
+            // The server closes connections idle for its header timeout (10 s):
+            // drop them first, so no request races the close.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()?;
         let server = Server {
             child,

@@ -63,12 +63,16 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .default_headers(headers.clone())
+            // The server closes connections idle for its header timeout (10 s by
+            // default); drop them first, so no request races the close.
+            .pool_idle_timeout(Duration::from_secs(4))
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .build()
             .context("building the HTTP client")?;
         let streaming = reqwest::Client::builder()
             .default_headers(headers)
+            .pool_idle_timeout(Duration::from_secs(4))
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("building the HTTP client")?;

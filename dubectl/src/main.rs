@@ -30,7 +30,7 @@ struct Cli {
     /// Server URL [default: http://127.0.0.1:8080].
     #[arg(long, global = true, env = "DUBERNETES_SERVER")]
     server: Option<String>,
-    /// API token (the server's --token, or the contents of its `<data-dir>/token`).
+    /// API token (the server's --token, or the contents of its DATA_DIR/token).
     #[arg(long, global = true, env = "DUBERNETES_TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]

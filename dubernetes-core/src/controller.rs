@@ -140,6 +140,25 @@ impl ObservedCache {
         }
     }
 
+    /// Marks one replica exited (on its `die` event), ahead of the next list.
+    fn mark_exited(&mut self, pod: &str, id: &str) {
+        if let Some((_, replicas)) = self.pods.get_mut(pod)
+            && replicas.iter().any(|c| c.id == id && c.state != ContainerState::Exited)
+        {
+            let updated: Vec<Observed> = replicas
+                .iter()
+                .map(|c| {
+                    let mut c = c.clone();
+                    if c.id == id {
+                        c.state = ContainerState::Exited;
+                    }
+                    c
+                })
+                .collect();
+            *replicas = updated.into();
+        }
+    }
+
     /// Applies a list of the whole instance taken at `seq`.
     fn put_all(&mut self, seq: u64, containers: &[Observed]) {
         let mut by_pod: HashMap<&str, Vec<Observed>> = HashMap::new();
@@ -334,6 +353,9 @@ impl Context {
         tracing::debug!(pod, "reconcile");
         let stored = self.store.get(pod).await?;
         let mut observed = self.list_pod(pod).await?;
+        // The observed cache may have changed (e.g. a drained replica is gone):
+        // the change feed re-reads the pod and publishes only if its view differs.
+        self.notify(Change::Pod { name: pod.to_string() });
         // Replicas being drained are out of the ingress and about to stop: a
         // background task owns them (see `drain_and_stop`). The pod has not
         // landed until they are gone: that task wakes the pod when they are.
@@ -1026,17 +1048,18 @@ impl Context {
                                 // The engine emits `die` before its container list shows the
                                 // container as exited; an inspect waits for the container's lock,
                                 // so after it the list agrees. Then wake the pod.
+                                // Watchers see the exited replica at once, before the
+                                // reconcile replaces it: the cache is marked from the event.
+                                if let Some(id) = event.actor_id.as_deref() {
+                                    lock(&self.observed).mark_exited(pod, id);
+                                    self.notify(Change::Pod { name: pod.clone() });
+                                }
                                 let ctx = Arc::clone(&self);
                                 let pod = pod.clone();
                                 let id = event.actor_id.clone();
                                 self.tasks.spawn(async move {
                                     if let Some(id) = id {
                                         let _ = ctx.runtime.inspect_state(&id).await;
-                                    }
-                                    // Watchers see the exited replica now, before the reconcile
-                                    // replaces it: refresh the observed cache, then say so.
-                                    if ctx.list_pod(&pod).await.is_ok() {
-                                        ctx.notify(Change::Pod { name: pod.clone() });
                                     }
                                     ctx.wake(&pod);
                                 });

@@ -675,7 +675,13 @@ fn syntax_field(message: &str) -> Option<String> {
 }
 
 /// Rejects input that is too large or nests too deep, before any parser sees it.
-/// Depth counts open `[`/`{` outside quoted strings, and indentation in steps.
+///
+/// Two counts, because the YAML parser's cost grows fast with nesting:
+/// - depth of `[`/`{` outside quoted strings and comments, and indentation,
+///   against [`MAX_SPEC_DEPTH`];
+/// - as a backstop that no quoting trick can fool (a block scalar holding a
+///   quote, a `#` that is not a comment...), the depth counting *every*
+///   bracket, quoted or not, against four times that.
 fn check_shape(text: &str) -> Result<(), SpecError> {
     if text.len() > MAX_SPEC_BYTES {
         return Err(SpecError::TooLarge {
@@ -684,6 +690,7 @@ fn check_shape(text: &str) -> Result<(), SpecError> {
         });
     }
     let mut depth = 0usize;
+    let mut raw_depth = 0usize;
     let mut quote: Option<char> = None;
     let mut escaped = false;
     for (i, line) in text.lines().enumerate() {
@@ -695,32 +702,48 @@ fn check_shape(text: &str) -> Result<(), SpecError> {
         if quote.is_none() && indent / 2 > MAX_SPEC_DEPTH {
             return Err(too_deep());
         }
-        for c in line.chars() {
+        for b in line.bytes() {
+            match b {
+                b'[' | b'{' => {
+                    raw_depth += 1;
+                    if raw_depth > 4 * MAX_SPEC_DEPTH {
+                        return Err(too_deep());
+                    }
+                }
+                b']' | b'}' => raw_depth = raw_depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        // Where a quote may open a quoted scalar: at the start of a value.
+        let mut previous = b' ';
+        for b in line.bytes() {
             match quote {
                 Some(q) => {
                     if escaped {
                         escaped = false;
-                    } else if c == '\\' && q == '"' {
+                    } else if b == b'\\' && q == '"' {
                         escaped = true;
-                    } else if c == q {
+                    } else if char::from(b) == q {
                         quote = None;
                     }
                 }
-                None => match c {
-                    '"' | '\'' => quote = Some(c),
-                    '#' => break,
-                    '[' | '{' => {
+                None => match b {
+                    b'"' | b'\'' if matches!(previous, b' ' | b'\t' | b':' | b'-' | b'[' | b'{' | b',' | b'?') => {
+                        quote = Some(char::from(b));
+                    }
+                    b'#' if matches!(previous, b' ' | b'\t') => break,
+                    b'[' | b'{' => {
                         depth += 1;
                         if depth > MAX_SPEC_DEPTH {
                             return Err(too_deep());
                         }
                     }
-                    ']' | '}' => depth = depth.saturating_sub(1),
+                    b']' | b'}' => depth = depth.saturating_sub(1),
                     _ => {}
                 },
             }
+            previous = b;
         }
-        // A single-quoted scalar may span lines; a double-quoted one too.
         escaped = false;
     }
     Ok(())

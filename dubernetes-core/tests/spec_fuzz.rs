@@ -189,7 +189,7 @@ fn nesting_and_size_bombs_are_rejected_quickly() {
         h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
     assert!(parse_specs(laughs).is_err());
     // Quoted brackets are not nesting.
-    let fine = format!("name: a\nimage: b\nenv: {{K: \"{}\"}}\n", "[".repeat(500));
+    let fine = format!("name: a\nimage: b\nenv: {{K: \"{}\"}}\n", "[".repeat(200));
     assert!(parse_specs(&fine).is_ok(), "{:?}", parse_specs(&fine));
     assert!(
         start.elapsed() < std::time::Duration::from_secs(10),
@@ -219,4 +219,29 @@ fn errors_name_the_field() {
     );
     assert_eq!(json(r#"{"name":"a","image":"b","extra":1}"#).as_deref(), Some("extra"));
     assert_eq!(json(r#"{"name":"a","image":"b:ｖ1"}"#).as_deref(), Some("image"));
+}
+
+#[test]
+fn nesting_hidden_from_the_depth_check_is_bounded_anyway() {
+    let start = std::time::Instant::now();
+    // An apostrophe inside a plain scalar does not open a quoted string.
+    let apostrophe = format!(
+        "name: it's\nimage: b\nargs: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert!(matches!(parse_specs(&apostrophe), Err(SpecError::TooDeep { .. })));
+    // A quote inside a block scalar fools the quote tracking; the raw bracket count does not.
+    let block = format!("args: |\n  \"\nenv: {}\n", "{a: ".repeat(50_000));
+    assert!(matches!(parse_specs(&block), Err(SpecError::TooDeep { .. })));
+    // What the backstop lets through is cheap for the parser.
+    let most = format!("args: |\n  \"\nenv: {}\n", "[".repeat(256));
+    assert!(parse_specs(&most).is_err());
+    let most_maps = format!("args: |\n  \"\nenv: {}\n", "{a: ".repeat(256));
+    assert!(parse_specs(&most_maps).is_err());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
 }

@@ -23,7 +23,7 @@ struct Config {
     #[arg(long, env = "DUBERNETES_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Bearer token every API call (except GET /healthz) must carry. Default: read from, or generated
-    /// into, <data-dir>/token (mode 0600).
+    /// into, DATA_DIR/token (mode 0600).
     #[arg(long, env = "DUBERNETES_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Directory for the SQLite store (and the generated token).
@@ -82,8 +82,8 @@ struct Config {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write a consistent copy of the store to FILE, while the server runs or not (SQLite VACUUM INTO).
-    /// Restore: stop the server, replace <data-dir>/dubernetes.db with the copy, delete
-    /// <data-dir>/dubernetes.db-wal and -shm, start the server.
+    /// Restore: stop the server, replace DATA_DIR/dubernetes.db with the copy, delete
+    /// DATA_DIR/dubernetes.db-wal and -shm, start the server.
     Backup {
         /// The new file (must not exist).
         file: PathBuf,

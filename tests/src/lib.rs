@@ -136,6 +136,11 @@ pub async fn containers(docker: &Docker, instance: &str, pod: Option<&str>) -> V
     out
 }
 
+/// Clients drop idle connections before the server does (it closes a
+/// connection that sends no request head for `--header-timeout-seconds`,
+/// default 10 s); otherwise a request sent just as the server closes fails.
+pub const CLIENT_IDLE: Duration = Duration::from_secs(4);
+
 /// A fresh random API token for one test server.
 pub fn random_token() -> String {
     let a = rand_u32();
@@ -202,11 +207,13 @@ impl TestServer {
         let token = random_token();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(CLIENT_IDLE)
             .default_headers(auth_headers(&token))
             .build()
             .expect("client");
         let anonymous = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(CLIENT_IDLE)
             .build()
             .expect("client");
         let mut server = TestServer {
@@ -283,6 +290,7 @@ impl TestServer {
                 .to_string();
             self.http = reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .pool_idle_timeout(CLIENT_IDLE)
                 .default_headers(auth_headers(&self.token))
                 .build()
                 .expect("client");

@@ -251,6 +251,15 @@ fn cases() -> Vec<Case> {
             field: Some("name"),
         },
         Case {
+            what: "a method the route does not have",
+            method: "PATCH",
+            path: "/v1/pods/ok".into(),
+            content_type: Some("application/json"),
+            body: b"{\"replicas\": 100000}".to_vec(),
+            status: 405,
+            field: None,
+        },
+        Case {
             what: "rollback with a broken body",
             method: "POST",
             path: "/v1/pods/ok/rollback".into(),
