@@ -637,15 +637,22 @@ impl Context {
         if !exited.is_empty() {
             let now = Instant::now();
             let backoff = self.backoff_for(stored.map(|p| &p.spec));
+            // A replica that ran for `reset_after` before it exited is not crash-looping:
+            // its replacement starts at once. Only quick exits in a row back off.
+            let now_secs = crate::store::now_ms() / 1000;
+            let lived_long = exited
+                .iter()
+                .all(|c| now_secs - c.created >= backoff.reset_after.as_secs() as i64);
+            // Only a quick exit may be a crash loop whose status shows the log
+            // (one engine call fewer on a plain heal). Read before the status
+            // changes, so status and events move together.
+            let mut log_tail = String::new();
+            if !lived_long && let Some(last) = exited.iter().max_by_key(|c| c.created) {
+                log_tail = self.runtime.log_tail(&last.id, 10).await.unwrap_or_default();
+            }
             let (restarts, code, wait) = {
                 let mut status = lock(&self.status);
                 let s = status.entry(pod.to_string()).or_default();
-                // A replica that ran for `reset_after` before it exited is not crash-looping:
-                // its replacement starts at once. Only quick exits in a row back off.
-                let now_secs = crate::store::now_ms() / 1000;
-                let lived_long = exited
-                    .iter()
-                    .all(|c| now_secs - c.created >= backoff.reset_after.as_secs() as i64);
                 if lived_long
                     || s.last_failure
                         .is_some_and(|t| now.duration_since(t) > backoff.reset_after.saturating_mul(4))
@@ -659,24 +666,19 @@ impl Context {
                 s.last_failure = Some(now);
                 let delay = crash_delay(before, backoff);
                 s.next_allowed = Some(now + delay);
+                if !delay.is_zero() {
+                    s.reason = Some("CrashLoopBackOff".into());
+                    s.message = Some(format!(
+                        "replicas keep exiting (last exit code {}); restarting in {:?}. Last log lines:\n{}",
+                        s.last_exit_code
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| "unknown".into()),
+                        delay,
+                        log_tail.trim_end()
+                    ));
+                }
                 (s.restarts, s.last_exit_code, delay)
             };
-            if !wait.is_zero() {
-                // Only a crash loop needs the log (one engine call fewer on a plain heal).
-                let mut log_tail = String::new();
-                if let Some(last) = exited.iter().max_by_key(|c| c.created) {
-                    log_tail = self.runtime.log_tail(&last.id, 10).await.unwrap_or_default();
-                }
-                let mut status = lock(&self.status);
-                let s = status.entry(pod.to_string()).or_default();
-                s.reason = Some("CrashLoopBackOff".into());
-                s.message = Some(format!(
-                    "replicas keep exiting (last exit code {}); restarting in {:?}. Last log lines:\n{}",
-                    code.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into()),
-                    wait,
-                    log_tail.trim_end()
-                ));
-            }
             let names: Vec<_> = exited.iter().map(|c| c.name.as_str()).collect();
             self.event(
                 pod,
