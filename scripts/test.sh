@@ -22,6 +22,6 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features --lock
 log "cargo build (binaries the integration tests run)"
 cargo build --workspace --bins --examples --locked
 log "cargo test"
-cargo test --workspace --locked -- --test-threads="${DUBERNETES_TEST_THREADS:-4}"
+cargo test --workspace --locked -- --test-threads="${DUBERNETES_TEST_THREADS:-3}"
 log "embedding example"
 cargo run --locked -p dubernetes-core --example embed
