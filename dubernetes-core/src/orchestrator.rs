@@ -627,6 +627,7 @@ impl Dubernetes {
     /// removes every container and the network of this instance through a new
     /// engine connection. For `Drop` impls that must finish the clean-up on
     /// another thread while the runtime the controller lives on is blocked.
+    #[cfg(feature = "testing")]
     pub(crate) fn detach_for_purge(&self) -> impl Future<Output = Result<()>> + Send + 'static {
         self.ctx.shutdown.cancel();
         let instance = self.ctx.settings.instance.clone();
