@@ -526,18 +526,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Event {
-                    id: r.try_get("id")?,
-                    pod: r.try_get("pod")?,
-                    at: r.try_get("at")?,
-                    kind: r.try_get("kind")?,
-                    reason: r.try_get("reason")?,
-                    message: r.try_get("message")?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
     }
 
     /// Events with an id above `after`, oldest first (at most `limit`).
@@ -548,18 +537,7 @@ impl Store {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Event {
-                    id: r.try_get("id")?,
-                    pod: r.try_get("pod")?,
-                    at: r.try_get("at")?,
-                    kind: r.try_get("kind")?,
-                    reason: r.try_get("reason")?,
-                    message: r.try_get("message")?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
     }
 
     /// The id of the newest event, 0 when there is none.
@@ -654,6 +632,18 @@ fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPod> {
             reason: row.try_get("rev_reason")?,
             message: row.try_get("rev_message")?,
         },
+    })
+}
+
+/// An `events` row (id, pod, at, kind, reason, message) as an [`Event`].
+fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Event> {
+    Ok(Event {
+        id: r.try_get("id")?,
+        pod: r.try_get("pod")?,
+        at: r.try_get("at")?,
+        kind: r.try_get("kind")?,
+        reason: r.try_get("reason")?,
+        message: r.try_get("message")?,
     })
 }
 
