@@ -1,5 +1,7 @@
 //! The error type of the library.
 
+use std::path::PathBuf;
+
 use crate::spec::{SpecError, ValidationError};
 
 /// Everything that can go wrong in Dubernetes, for callers to match on.
@@ -77,6 +79,106 @@ pub enum Error {
     /// The instance is shutting down.
     #[error("the orchestrator is shutting down")]
     ShuttingDown,
+    /// The data dir cannot be used; nothing was changed.
+    #[error("data dir {}: {problem}", path.display())]
+    DataDir {
+        /// The data dir (absolute).
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: DataDirProblem,
+    },
+    /// The engine runs containers of this instance that this store does not
+    /// own (another store's, or unlabelled ones this store has no reason to
+    /// think are its own). The start was refused before anything was stopped,
+    /// removed or created.
+    #[error("{}", foreign_message(instance, *count, store_id, other_stores, data_dirs, *unlabelled))]
+    ForeignContainers {
+        /// The instance.
+        instance: String,
+        /// How many containers are foreign.
+        count: usize,
+        /// This store's id.
+        store_id: String,
+        /// The store ids they are labelled with.
+        other_stores: Vec<String>,
+        /// The data dirs those stores were last seen with (from the containers' labels).
+        data_dirs: Vec<String>,
+        /// How many carry no store label (made by a version before store ids).
+        unlabelled: usize,
+    },
+}
+
+/// Why a data dir cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataDirProblem {
+    /// The path exists and is not a directory.
+    #[error("is not a directory; point --data-dir at a directory, or at a path that does not exist yet")]
+    NotADirectory,
+    /// It (or a parent) cannot be created, or a file in it cannot be written.
+    #[error("cannot be created or written ({detail}); pick a writable --data-dir or fix its owner and mode")]
+    Unwritable {
+        /// What the OS said.
+        detail: String,
+    },
+    /// Another process holds the data dir's lock: one server per data dir.
+    #[error(
+        "is in use by another dubernetes-server (pid {}); one server per data dir: stop that one, or use another --data-dir",
+        pid.map_or_else(|| "unknown".to_string(), |p| p.to_string())
+    )]
+    Locked {
+        /// The holder's process id, as it wrote it into the lock file.
+        pid: Option<u32>,
+    },
+    /// No data dir was given and none could be chosen.
+    #[error("no default ({reason}); set --data-dir or DUBERNETES_DATA_DIR")]
+    NoDefault {
+        /// Why.
+        reason: String,
+    },
+}
+
+fn foreign_message(
+    instance: &str,
+    count: usize,
+    store_id: &str,
+    other_stores: &[String],
+    data_dirs: &[String],
+    unlabelled: usize,
+) -> String {
+    let mut text = format!(
+        "refusing to start: instance {instance:?} has {count} container(s) that this store (id {store_id}) does not own"
+    );
+    let labelled = count - unlabelled.min(count);
+    if labelled > 0 {
+        text.push_str(&format!(
+            "; {labelled} belong to store {}",
+            if other_stores.is_empty() {
+                "(unknown)".to_string()
+            } else {
+                other_stores.join(", ")
+            }
+        ));
+        if !data_dirs.is_empty() {
+            text.push_str(&format!(", last seen with data dir {}", data_dirs.join(", ")));
+        }
+    }
+    if unlabelled > 0 {
+        text.push_str(&format!(
+            "; {unlabelled} carry no store label (made by an older version, for a store this is not)"
+        ));
+    }
+    let hint = match data_dirs {
+        [one] if one != crate::ownership::IN_MEMORY => format!(" (--data-dir {one})"),
+        _ => String::new(),
+    };
+    text.push_str(&format!(
+        ". Nothing was stopped, removed or created. Either start with the data dir of the store that made them{hint}, \
+         or take them over with --adopt-foreign (DUBERNETES_ADOPT_FOREIGN=true; embedded: \
+         DubernetesBuilder::adopt_foreign): they are adopted as they run, none is stopped or replaced, and those of \
+         pods this store does not have are left alone until you apply such a pod. Stop the server that manages them first"
+    ));
+    text
 }
 
 /// Shorthand for results of this crate.

@@ -33,11 +33,13 @@
 #![deny(missing_docs)]
 
 mod controller;
+mod data_dir;
 mod error;
 mod health;
 mod ingress;
 mod logs;
 mod orchestrator;
+mod ownership;
 mod plan;
 mod probe;
 mod runtime;
@@ -48,10 +50,12 @@ pub mod testing;
 mod watch;
 
 pub use controller::{BackoffSettings, Change};
-pub use error::{Error, Result};
+pub use data_dir::LOCK_FILE;
+pub use error::{DataDirProblem, Error, Result};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use logs::{LogLine, LogLines, LogOptions, LogStream};
 pub use orchestrator::{Condition, Dubernetes, DubernetesBuilder, Pod, PodStatus, Replica};
+pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
 pub use runtime::{ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 pub use spec::{
     Access, FieldError, HealthCheck, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH,

@@ -1,7 +1,7 @@
 //! The public handle: build an instance, apply specs, read status, wait, shut down.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::controller::{BackoffSettings, Change, Context, ControllerSettings};
+use crate::data_dir::DataDirLock;
 use crate::error::{Error, Result};
 use crate::ingress::{Ingress, IngressSettings};
+use crate::ownership::{Facts, Ownership, Seen};
 use crate::runtime::{ContainerState, Observed, Runtime};
 use crate::spec::PodSpec;
 use crate::store::{ApplyOutcome, Event, Revision, Store, StoredPod};
@@ -128,6 +130,7 @@ pub struct DubernetesBuilder {
     max_pods: u32,
     max_replicas: u32,
     drain: Duration,
+    adopt_foreign: bool,
 }
 
 impl Default for DubernetesBuilder {
@@ -143,6 +146,7 @@ impl Default for DubernetesBuilder {
             max_pods: 1000,
             max_replicas: crate::spec::MAX_REPLICAS,
             drain: Duration::from_secs(1),
+            adopt_foreign: false,
         }
     }
 }
@@ -216,19 +220,100 @@ impl DubernetesBuilder {
         self
     }
 
-    /// Connects to the engine, opens the store, and starts the controller.
+    /// Take over containers of this instance that another store made (or
+    /// that carry no store label), instead of refusing to start
+    /// ([`Error::ForeignContainers`]). They are adopted as they run: none is
+    /// stopped or replaced; those of pods this store does not have are left
+    /// alone until a pod of that name is applied. Default: off.
+    pub fn adopt_foreign(mut self, adopt: bool) -> Self {
+        self.adopt_foreign = adopt;
+        self
+    }
+
+    /// Connects to the engine, opens the store, checks that it owns every
+    /// container of the instance, and starts the controller.
+    ///
+    /// Order matters, so that a mistaken start harms nothing: the data dir is
+    /// checked (and, if it holds a store, locked) first; then every container
+    /// of the instance is listed and judged ([`crate::ownership`]); only when
+    /// none is foreign (or `adopt_foreign` is on) is a new store created, the
+    /// decision recorded, and the controller started. A refusal changes
+    /// nothing: no file, no container, no network.
     pub async fn build(self) -> Result<Dubernetes> {
         let probe = PodSpec::new(self.instance.clone(), "x");
         if let Err(e) = probe.validate() {
             let message = e.problems.first().map(|p| p.message.clone()).unwrap_or_default();
             return Err(Error::Conflict(format!("instance name: {message}")));
         }
-        let store = match &self.data_dir {
-            Some(dir) => Store::open(dir).await?,
-            None => Store::in_memory().await?,
+        let dir = self.data_dir.as_deref().map(crate::data_dir::absolute).transpose()?;
+        let existing = match &dir {
+            Some(dir) if crate::data_dir::has_store(dir)? => {
+                let lock = DataDirLock::acquire(dir)?;
+                Some((lock, Store::open(dir).await?))
+            }
+            _ => None,
         };
-        let runtime = Runtime::connect().await?;
+        let facts = match &existing {
+            Some((_, store)) => store.ownership_facts().await?,
+            None => crate::store::OwnershipFacts::default(),
+        };
+        let store_id = facts.id.clone().unwrap_or_else(crate::ownership::new_store_id);
+        let dir_label = dir
+            .as_ref()
+            .map_or_else(|| crate::ownership::IN_MEMORY.to_string(), |d| d.display().to_string());
+        let ownership = Arc::new(Ownership::new(store_id.clone(), dir_label.clone()));
+        let runtime = Runtime::connect(Arc::clone(&ownership)).await?;
         let network = format!("dub-{}", self.instance);
+        let everything = runtime.list_all(&self.instance, &network).await?;
+        let adopted: HashSet<String> = facts.adopted.iter().map(|(id, _, _)| id.clone()).collect();
+        let seen: Vec<Seen<'_>> = everything
+            .iter()
+            .map(|c| Seen {
+                id: &c.id,
+                labels: &c.labels,
+            })
+            .collect();
+        let decision = Facts {
+            store_id: &store_id,
+            upgraded: facts.id.is_none() && !facts.pods.is_empty(),
+            pods: &facts.pods,
+            adopted: &adopted,
+        };
+        // Decides only; a refusal returns here, before anything is written.
+        let adoptions = crate::ownership::decide(&self.instance, &seen, &decision, self.adopt_foreign)?;
+        let (lock, store) = match (existing, &dir) {
+            (Some((lock, store)), _) => (Some(lock), store),
+            (None, Some(dir)) => {
+                crate::data_dir::create(dir)?;
+                let lock = DataDirLock::acquire(dir)?;
+                (Some(lock), Store::open(dir).await?)
+            }
+            (None, None) => (None, Store::in_memory().await?),
+        };
+        let existing_ids: HashSet<String> = everything.iter().map(|c| c.id.clone()).collect();
+        store
+            .record_ownership(&store_id, &dir_label, &adoptions, &existing_ids)
+            .await?;
+        ownership.load(
+            facts
+                .adopted
+                .into_iter()
+                .filter(|(id, _, _)| existing_ids.contains(id))
+                .chain(adoptions.iter().map(|a| (a.id.clone(), a.pod.clone(), a.held))),
+        );
+        if facts.id.is_none() {
+            tracing::info!(store_id = %store_id, data_dir = %dir_label, "this store has a new id; every container it creates is labelled with it");
+        }
+        for a in &adoptions {
+            tracing::warn!(
+                container = %a.id,
+                pod = a.pod.as_deref().unwrap_or("(ingress)"),
+                previous_store = a.previous_store.as_deref().unwrap_or("(none: an older version)"),
+                held = a.held,
+                "adopted a container as it runs{}",
+                if a.held { "; its pod is not in this store, so it is left alone until such a pod is applied" } else { "" }
+            );
+        }
         runtime.ensure_network(&network, &self.instance).await?;
         let ingress = Ingress::new(runtime.clone(), &self.instance, &network, self.ingress.clone());
         let settings = ControllerSettings {
@@ -249,6 +334,8 @@ impl DubernetesBuilder {
             max_pods: self.max_pods,
             max_replicas: self.max_replicas,
             feed: Feed::new(),
+            data_dir: dir,
+            _lock: lock.map(Arc::new),
         };
         let feed_task = crate::watch::run(orchestrator.clone(), Arc::clone(&orchestrator.feed), changes);
         orchestrator.ctx.tasks.spawn(feed_task);
@@ -263,6 +350,10 @@ pub struct Dubernetes {
     max_pods: u32,
     max_replicas: u32,
     feed: Arc<Feed>,
+    /// The absolute data dir (None: in memory).
+    data_dir: Option<PathBuf>,
+    /// Held for the life of the process (and every clone of the handle).
+    _lock: Option<Arc<DataDirLock>>,
 }
 
 impl std::fmt::Debug for Dubernetes {
@@ -287,6 +378,28 @@ impl Dubernetes {
     /// The Docker API version negotiated with the engine.
     pub fn engine_api_version(&self) -> String {
         self.ctx.runtime.api_version()
+    }
+
+    /// The absolute data dir the store lives in (None: in memory).
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.data_dir.as_deref()
+    }
+
+    /// This store's id: the [`LABEL_STORE`](crate::LABEL_STORE) of every container it creates.
+    pub fn store_id(&self) -> &str {
+        self.ctx.runtime.ownership().store_id()
+    }
+
+    /// Containers adopted with `adopt_foreign` whose pod is not in the store:
+    /// left alone until a pod of that name is applied.
+    pub fn held_containers(&self) -> usize {
+        self.ctx.runtime.ownership().held_count()
+    }
+
+    /// Containers of this instance seen since the start that belong to
+    /// another store (left alone; logged once each).
+    pub fn foreign_containers(&self) -> usize {
+        self.ctx.runtime.ownership().foreign_count()
     }
 
     /// Validates a spec without storing anything; returns what [`apply`](Self::apply) would do.
@@ -343,6 +456,14 @@ impl Dubernetes {
     /// someone changed the pod since, and [`Error::NotFound`] when it is gone.
     pub async fn apply_if(&self, spec: PodSpec, expected: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
         self.validate(&spec)?;
+        let ownership = self.ctx.runtime.ownership();
+        if ownership.has_held(&spec.name) {
+            // Adopted containers of this pod become its replicas (the plan
+            // keeps those of the current revision); recorded before they are managed.
+            self.ctx.store.release_held(&spec.name).await?;
+            let ids = ownership.release_held(&spec.name);
+            tracing::info!(pod = %spec.name, containers = ids.len(), "adopted containers now belong to this pod");
+        }
         let (stored, outcome) = self
             .ctx
             .store
@@ -632,8 +753,9 @@ impl Dubernetes {
         self.ctx.shutdown.cancel();
         let instance = self.ctx.settings.instance.clone();
         let network = self.ctx.settings.network.clone();
+        let ownership = Arc::clone(self.ctx.runtime.ownership());
         async move {
-            let runtime = Runtime::connect().await?;
+            let runtime = Runtime::connect(ownership).await?;
             remove_everything(&runtime, &instance, &network).await
         }
     }
@@ -644,7 +766,7 @@ impl Dubernetes {
         Ok(self
             .ctx
             .runtime
-            .list(&self.ctx.settings.instance, &self.ctx.settings.network, None)
+            .list_owned(&self.ctx.settings.instance, &self.ctx.settings.network)
             .await?
             .len())
     }
@@ -791,7 +913,8 @@ impl Pod {
 }
 
 async fn remove_everything(runtime: &Runtime, instance: &str, network: &str) -> Result<()> {
-    let containers = runtime.list(instance, network, None).await?;
+    // Only what this store owns: a foreign container of the instance stays.
+    let containers = runtime.list_owned(instance, network).await?;
     let removals = futures::future::join_all(containers.iter().map(|c| runtime.remove(&c.id))).await;
     removals.into_iter().collect::<Result<Vec<()>>>()?;
     // Docker 20.10 sometimes refuses to remove a network whose containers are

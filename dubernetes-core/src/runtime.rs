@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -24,6 +25,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::ownership::Ownership;
 
 /// Label: the instance a container belongs to.
 pub const LABEL_INSTANCE: &str = "io.dubernetes.instance";
@@ -134,10 +136,24 @@ pub(crate) struct ReplicaTemplate {
     pub network: String,
 }
 
-/// The Docker engine.
+/// The Docker engine, seen through this store's ownership: every container
+/// it creates carries the store's labels, and [`list`](Runtime::list) shows
+/// only the containers the store manages.
 #[derive(Debug, Clone)]
 pub(crate) struct Runtime {
     docker: Docker,
+    ownership: Arc<Ownership>,
+}
+
+/// Which containers of the instance a list returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Those the controller manages (ours and adopted).
+    Managed,
+    /// Everything the store owns, held adoptions included (for a purge).
+    Owned,
+    /// Every container of the instance, whoever owns it (the start-up check).
+    All,
 }
 
 async fn bounded<T>(what: &str, limit: Duration, call: impl Future<Output = Result<T, DockerError>>) -> Result<T> {
@@ -168,14 +184,19 @@ fn is_status(e: &Error, code: u16) -> bool {
 impl Runtime {
     /// Connects as the docker CLI would (`DOCKER_HOST` or the local socket) and
     /// negotiates the API version with the engine.
-    pub(crate) async fn connect() -> Result<Runtime> {
+    pub(crate) async fn connect(ownership: Arc<Ownership>) -> Result<Runtime> {
         let docker = Docker::connect_with_defaults().map_err(|source| Error::Docker {
             context: "connecting to the Docker engine (is DOCKER_HOST right?)".into(),
             source,
         })?;
         let docker = bounded("negotiating the API version", CALL_TIMEOUT, docker.negotiate_version()).await?;
         bounded("pinging the engine", CALL_TIMEOUT, docker.ping()).await?;
-        Ok(Runtime { docker })
+        Ok(Runtime { docker, ownership })
+    }
+
+    /// The ownership rule this runtime applies.
+    pub(crate) fn ownership(&self) -> &Arc<Ownership> {
+        &self.ownership
     }
 
     /// The API version in use after negotiation.
@@ -219,8 +240,25 @@ impl Runtime {
         }
     }
 
-    /// Lists this instance's containers (all states), optionally of one pod only.
+    /// Lists the containers of this instance (all states) that this store
+    /// manages, optionally of one pod only. Containers of the instance that
+    /// belong to another store are left out (and logged once each): the
+    /// controller never plans, stops, removes or routes them.
     pub(crate) async fn list(&self, instance: &str, network: &str, pod: Option<&str>) -> Result<Vec<Observed>> {
+        self.list_scoped(instance, network, pod, Scope::Managed).await
+    }
+
+    /// Every container of this instance this store owns, held adoptions included.
+    pub(crate) async fn list_owned(&self, instance: &str, network: &str) -> Result<Vec<Observed>> {
+        self.list_scoped(instance, network, None, Scope::Owned).await
+    }
+
+    /// Every container of this instance, whoever owns it (the start-up check).
+    pub(crate) async fn list_all(&self, instance: &str, network: &str) -> Result<Vec<Observed>> {
+        self.list_scoped(instance, network, None, Scope::All).await
+    }
+
+    async fn list_scoped(&self, instance: &str, network: &str, pod: Option<&str>, scope: Scope) -> Result<Vec<Observed>> {
         let mut labels = vec![format!("{LABEL_INSTANCE}={instance}")];
         if let Some(pod) = pod {
             labels.push(format!("{LABEL_POD}={pod}"));
@@ -237,6 +275,23 @@ impl Runtime {
             .into_iter()
             .filter_map(|s| {
                 let labels = s.labels.unwrap_or_default();
+                let id = s.id?;
+                let visible = match scope {
+                    Scope::All => true,
+                    Scope::Owned => self.ownership.owns(&id, &labels),
+                    Scope::Managed => self.ownership.manages(&id, &labels),
+                };
+                if !visible {
+                    if !self.ownership.owns(&id, &labels) && self.ownership.note_foreign(&id) {
+                        tracing::warn!(
+                            container = %id,
+                            store = labels.get(crate::ownership::LABEL_STORE).map_or("(none)", String::as_str),
+                            data_dir = labels.get(crate::ownership::LABEL_DATA_DIR).map_or("(unknown)", String::as_str),
+                            "a container of this instance belongs to another store; it is left alone"
+                        );
+                    }
+                    return None;
+                }
                 let ip = s
                     .network_settings
                     .and_then(|n| n.networks)
@@ -244,7 +299,7 @@ impl Runtime {
                     .and_then(|e| e.ip_address)
                     .filter(|ip| !ip.is_empty());
                 Some(Observed {
-                    id: s.id?,
+                    id,
                     name: s
                         .names
                         .and_then(|n| n.into_iter().next())
@@ -319,8 +374,10 @@ impl Runtime {
         Ok(id)
     }
 
-    /// Creates a container without starting it; returns its id.
-    pub(crate) async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+    /// Creates a container without starting it; returns its id. Every
+    /// container gets this store's labels here, so none can be made without them.
+    pub(crate) async fn create(&self, name: &str, mut body: ContainerCreateBody) -> Result<String> {
+        body.labels.get_or_insert_with(HashMap::new).extend(self.ownership.labels());
         let options = CreateContainerOptionsBuilder::new().name(name).build();
         let created = bounded(
             "creating container",

@@ -55,6 +55,21 @@ pub async fn backup(data_dir: &Path, target: &Path) -> Result<()> {
             path: path.display().to_string(),
             detail: e.to_string(),
         })?;
+    // The copy holds every env value: make it private before SQLite writes it
+    // (VACUUM INTO accepts an empty file).
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(target)
+            .map_err(|e| Error::Conflict(format!("creating {}: {e}", target.display())));
+        if let Err(e) = created {
+            pool.close().await;
+            return Err(e);
+        }
+    }
     let result = sqlx::query("VACUUM INTO ?1").bind(target_text).execute(&pool).await;
     pool.close().await;
     result?;
@@ -79,6 +94,14 @@ pub async fn backup(data_dir: &Path, target: &Path) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// What a store knows about ownership (see [`Store::ownership_facts`]).
+#[derive(Debug, Default)]
+pub(crate) struct OwnershipFacts {
+    pub id: Option<String>,
+    pub pods: std::collections::HashSet<String>,
+    pub adopted: Vec<(String, Option<String>, bool)>,
 }
 
 /// A pod as stored: its spec and bookkeeping.
@@ -211,13 +234,11 @@ impl Store {
     /// only a crash. An existing file that SQLite cannot open, or that fails
     /// `PRAGMA quick_check`, is [`Error::Corrupt`] and is never replaced.
     pub(crate) async fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::Store(sqlx::Error::Configuration(
-                format!("cannot create data dir {}: {e}", dir.display()).into(),
-            ))
-        })?;
+        crate::data_dir::create(dir)?;
         let path = dir.join(DB_FILE);
         let existed = path.exists();
+        // Created 0600 before SQLite opens it: its WAL and -shm files get its mode.
+        crate::data_dir::private_db_files(dir)?;
         let corrupt = |detail: String| Error::Corrupt {
             path: path.display().to_string(),
             detail,
@@ -547,6 +568,86 @@ impl Store {
             .await?
             .try_get("id")?;
         Ok(id.unwrap_or(0))
+    }
+
+    /// What the store knows about ownership: its id (None: a new store, or
+    /// one written by a version before store ids), its pods, and the
+    /// containers it adopted, as (id, pod, held).
+    pub(crate) async fn ownership_facts(&self) -> Result<OwnershipFacts> {
+        let id: Option<String> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'store_id'")
+            .fetch_optional(&self.pool)
+            .await?;
+        let pods: Vec<String> = sqlx::query_scalar("SELECT name FROM pods").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT id, pod, held FROM adopted_containers")
+            .fetch_all(&self.pool)
+            .await?;
+        let adopted = rows
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("pod")?, r.try_get::<i64, _>("held")? != 0)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(OwnershipFacts {
+            id,
+            pods: pods.into_iter().collect(),
+            adopted,
+        })
+    }
+
+    /// Records the start-up ownership decision in one transaction: the store
+    /// id (when new), the data dir it runs from, the new adoptions; and forgets
+    /// adoptions of containers that no longer exist (`existing`: every
+    /// container of the instance now).
+    pub(crate) async fn record_ownership(
+        &self,
+        store_id: &str,
+        data_dir: &str,
+        adoptions: &[crate::ownership::Adoption],
+        existing: &std::collections::HashSet<String>,
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("INSERT INTO store_meta (key, value) VALUES ('store_id', ?1) ON CONFLICT (key) DO NOTHING")
+            .bind(store_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO store_meta (key, value) VALUES ('data_dir', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(data_dir)
+        .execute(&mut *tx)
+        .await?;
+        let known: Vec<String> = sqlx::query_scalar("SELECT id FROM adopted_containers")
+            .fetch_all(&mut *tx)
+            .await?;
+        for gone in known.iter().filter(|id| !existing.contains(*id)) {
+            sqlx::query("DELETE FROM adopted_containers WHERE id = ?1")
+                .bind(gone)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for a in adoptions {
+            sqlx::query(
+                "INSERT INTO adopted_containers (id, pod, previous_store, held, adopted_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET held = excluded.held",
+            )
+            .bind(&a.id)
+            .bind(&a.pod)
+            .bind(&a.previous_store)
+            .bind(i64::from(a.held))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The held adoptions of `pod` become managed (the pod was applied).
+    pub(crate) async fn release_held(&self, pod: &str) -> Result<()> {
+        sqlx::query("UPDATE adopted_containers SET held = 0 WHERE pod = ?1 AND held = 1")
+            .bind(pod)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub(crate) async fn close(&self) {
