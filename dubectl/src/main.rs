@@ -475,13 +475,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Version => {
             println!("Client Version: {}", env!("CARGO_PKG_VERSION"));
             match client.version().await {
-                Ok(v) => println!(
-                    "Server Version: {} (API {}, instance {}, Docker API {})",
-                    v["server"].as_str().unwrap_or("?"),
-                    v["api"].as_str().unwrap_or("?"),
-                    v["instance"].as_str().unwrap_or("?"),
-                    v["docker_api"].as_str().unwrap_or("?")
-                ),
+                Ok(v) => {
+                    println!(
+                        "Server Version: {} (API {}, instance {}, Docker API {})",
+                        v["server"].as_str().unwrap_or("?"),
+                        v["api"].as_str().unwrap_or("?"),
+                        v["instance"].as_str().unwrap_or("?"),
+                        v["docker_api"].as_str().unwrap_or("?")
+                    );
+                    if let Some(store) = v["store_id"].as_str() {
+                        println!(
+                            "Data Dir: {} (store {store})",
+                            v["data_dir"].as_str().unwrap_or("(in memory)")
+                        );
+                    }
+                    for (field, what) in [
+                        ("held_containers", "adopted container(s) of pods this store does not have, left alone"),
+                        ("foreign_containers", "container(s) of another store in this instance, left alone"),
+                    ] {
+                        if let Some(n) = v[field].as_u64().filter(|n| *n > 0) {
+                            println!("Note: {n} {what}");
+                        }
+                    }
+                }
                 Err(e) => {
                     eprintln!("{} {e:#}", style::paint(style::enabled(true), 31, "error:"));
                     return Ok(ExitCode::FAILURE);

@@ -827,6 +827,61 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_store_id_and_adoptions_survive_a_restart_and_gone_containers_are_forgotten() {
+        use crate::ownership::Adoption;
+        use std::collections::HashSet;
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).await.expect("open");
+        let facts = store.ownership_facts().await.expect("facts");
+        assert_eq!(facts.id, None, "a new store has no id until its first start records one");
+        store.upsert(&PodSpec::new("web", "img")).await.expect("apply");
+        let adoptions = [
+            Adoption {
+                id: "c1".into(),
+                pod: Some("web".into()),
+                previous_store: None,
+                held: false,
+            },
+            Adoption {
+                id: "c2".into(),
+                pod: Some("api".into()),
+                previous_store: Some("other".into()),
+                held: true,
+            },
+        ];
+        let all = HashSet::from(["c1".to_string(), "c2".to_string()]);
+        store.record_ownership("id-1", "/data", &adoptions, &all).await.expect("record");
+        // The id is written once: a later start with another candidate keeps it.
+        store.record_ownership("id-2", "/data", &[], &all).await.expect("again");
+        store.release_held("api").await.expect("release");
+        store.close().await;
+        for file in [DB_FILE.to_string(), format!("{DB_FILE}-wal")] {
+            let mode = std::fs::metadata(dir.path().join(&file)).map(|m| m.permissions().mode() & 0o777);
+            assert!(matches!(mode, Ok(0o600) | Err(_)), "{file}: {mode:?}");
+        }
+        let store = Store::open(dir.path()).await.expect("reopen");
+        let mut facts = store.ownership_facts().await.expect("facts");
+        facts.adopted.sort();
+        assert_eq!(facts.id.as_deref(), Some("id-1"));
+        assert_eq!(facts.pods, HashSet::from(["web".to_string()]));
+        assert_eq!(
+            facts.adopted,
+            [
+                ("c1".to_string(), Some("web".to_string()), false),
+                ("c2".to_string(), Some("api".to_string()), false)
+            ]
+        );
+        // c1 no longer exists on the engine: its record goes.
+        store
+            .record_ownership("id-1", "/data", &[], &HashSet::from(["c2".to_string()]))
+            .await
+            .expect("prune");
+        let facts = store.ownership_facts().await.expect("facts");
+        assert_eq!(facts.adopted.len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_corrupt_database_is_an_error_not_replaced() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(

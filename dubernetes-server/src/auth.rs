@@ -70,40 +70,80 @@ pub fn generate() -> String {
 /// Reads `data_dir/token`, or creates it with a new token (mode 0600) when it
 /// does not exist. Returns the token text, the file, and whether it was created.
 pub fn load_or_create(data_dir: &Path) -> std::io::Result<(String, PathBuf, bool)> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    std::fs::create_dir_all(data_dir)?;
-    let path = data_dir.join(TOKEN_FILE);
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-    {
-        Ok(mut file) => {
-            let token = generate();
-            file.write_all(token.as_bytes())?;
-            file.write_all(b"\n")?;
-            file.sync_all()?;
+    match load(data_dir)? {
+        Some((token, path)) => Ok((token, path, false)),
+        None => {
+            std::fs::create_dir_all(data_dir)?;
+            let (token, path) = create(data_dir)?;
             Ok((token, path, true))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let mode = std::fs::metadata(&path)?.permissions().mode();
-            if mode & 0o077 != 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::PermissionDenied,
-                    format!(
-                        "{} is readable by other users (mode {:o}); run `chmod 600 {}`",
-                        path.display(),
-                        mode & 0o777,
-                        path.display()
-                    ),
-                ));
-            }
-            let token = std::fs::read_to_string(&path)?.trim().to_string();
-            Ok((token, path, false))
-        }
-        Err(e) => Err(e),
     }
+}
+
+/// Reads `data_dir/token`. None when there is none yet (or it is empty: only
+/// an older version, killed while writing it, could leave an empty one, and an
+/// empty token was never handed to anyone). A token file others can read is
+/// an error naming the fix.
+pub fn load(data_dir: &Path) -> std::io::Result<Option<(String, PathBuf)>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = data_dir.join(TOKEN_FILE);
+    let meta = match std::fs::metadata(&path) {
+        Ok(meta) => meta,
+        // A missing data dir, or a data dir that is a file: the store reports it.
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is readable by other users (mode {:o}); run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ),
+        ));
+    }
+    let token = std::fs::read_to_string(&path)?.trim().to_string();
+    if token.is_empty() {
+        tracing::warn!(file = %path.display(), "the token file is empty (an older version was killed while writing it); writing a new token");
+        return Ok(None);
+    }
+    Ok(Some((token, path)))
+}
+
+/// Writes a new token into `data_dir/token` atomically: a private temporary
+/// file is written and fsynced, then renamed over the name (and the directory
+/// fsynced), so a crash or `kill -9` at any point leaves either no token file
+/// or a whole one, never an empty one. The caller holds the data dir's lock.
+pub fn create(data_dir: &Path) -> std::io::Result<(String, PathBuf)> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let path = data_dir.join(TOKEN_FILE);
+    let temp = data_dir.join(format!(".{TOKEN_FILE}.{}.tmp", std::process::id()));
+    let token = generate();
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        // A leftover temporary file keeps its old mode on open: set it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(token.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &path)?;
+        std::fs::File::open(data_dir)?.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    Ok((token, path))
 }
 
 /// Middleware: lets `GET /healthz` through, and everything else only with the token.
@@ -179,5 +219,22 @@ mod tests {
         assert_eq!(token, again);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         assert!(load_or_create(dir.path()).is_err());
+    }
+
+    #[test]
+    fn an_empty_token_file_is_replaced_and_no_temporary_file_is_left() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(TOKEN_FILE);
+        std::fs::write(&path, "").expect("empty");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let (token, _, created) = load_or_create(dir.path()).expect("replace");
+        assert!(created);
+        assert_eq!(std::fs::read_to_string(&path).expect("read").trim(), token);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, [TOKEN_FILE]);
     }
 }

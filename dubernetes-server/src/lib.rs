@@ -471,6 +471,15 @@ pub struct VersionInfo {
     pub instance: String,
     /// The Docker API version negotiated with the engine.
     pub docker_api: String,
+    /// The absolute data dir of the store (null: in memory).
+    pub data_dir: Option<String>,
+    /// The store's id, the `io.dubernetes.store` label of every container it creates.
+    pub store_id: String,
+    /// Containers adopted with `--adopt-foreign` whose pod is not in the store
+    /// (left alone until a pod of that name is applied).
+    pub held_containers: usize,
+    /// Containers of this instance seen since the start that belong to another store (left alone).
+    pub foreign_containers: usize,
 }
 
 /// The state the handlers share.
@@ -588,6 +597,10 @@ async fn version(State(o): State<Dubernetes>) -> impl IntoResponse {
         api: "v1".into(),
         instance: o.instance().into(),
         docker_api: o.engine_api_version(),
+        data_dir: o.data_dir().map(|d| d.display().to_string()),
+        store_id: o.store_id().to_string(),
+        held_containers: o.held_containers(),
+        foreign_containers: o.foreign_containers(),
     })
 }
 

@@ -16,7 +16,7 @@ use dubernetes_server::serve::ServeLimits;
     version,
     about,
     long_about = None,
-    after_help = "Example:\n  dubernetes-server --data-dir ./data --ingress-listen 127.0.0.1:8000 --ingress-image dubernetes/nginx:local\n  dubernetes-server --data-dir ./data backup ./dubernetes-backup.db"
+    after_help = "Example:\n  dubernetes-server --ingress-listen 127.0.0.1:8000 --ingress-image dubernetes/nginx:local\n  dubernetes-server --data-dir ./data backup ./dubernetes-backup.db"
 )]
 struct Config {
     /// Address of the HTTP API. Loopback by default; any other address needs an explicit --token.
@@ -26,9 +26,16 @@ struct Config {
     /// into, DATA_DIR/token (mode 0600).
     #[arg(long, env = "DUBERNETES_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Directory for the SQLite store (and the generated token).
-    #[arg(long, env = "DUBERNETES_DATA_DIR", default_value = "dubernetes-data")]
-    data_dir: PathBuf,
+    /// Directory for the SQLite store (and the generated token), locked while the server runs.
+    /// Default: /var/lib/dubernetes/INSTANCE as root, else $XDG_STATE_HOME/dubernetes/INSTANCE
+    /// (~/.local/state/dubernetes/INSTANCE): never relative to the working directory.
+    #[arg(long, env = "DUBERNETES_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Take over containers of this instance that another store made (or that carry no store
+    /// label) instead of refusing to start. They are adopted as they run: none is stopped or
+    /// replaced. Stop the server that manages them first.
+    #[arg(long, env = "DUBERNETES_ADOPT_FOREIGN")]
+    adopt_foreign: bool,
     /// Instance name: namespaces the Docker network, container names and labels.
     #[arg(long, env = "DUBERNETES_INSTANCE", default_value = "default")]
     instance: String,
@@ -99,13 +106,17 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::parse();
+    let data_dir = match &config.data_dir {
+        Some(dir) => std::path::absolute(dir).with_context(|| format!("--data-dir {}", dir.display()))?,
+        None => default_data_dir(&config.instance)?,
+    };
     if let Some(Command::Backup { file }) = &config.command {
-        dubernetes_core::backup(&config.data_dir, file)
+        dubernetes_core::backup(&data_dir, file)
             .await
-            .with_context(|| format!("backing up {} to {}", config.data_dir.display(), file.display()))?;
+            .with_context(|| format!("backing up {} to {}", data_dir.display(), file.display()))?;
         println!(
             "backed up {} to {}",
-            config.data_dir.join(dubernetes_core::DB_FILE).display(),
+            data_dir.join(dubernetes_core::DB_FILE).display(),
             file.display()
         );
         return Ok(());
@@ -113,13 +124,17 @@ async fn main() -> anyhow::Result<()> {
     if config.resync_seconds == 0 {
         bail!("--resync-seconds must be at least 1");
     }
-    let token = api_token(&config)?;
+    tracing::info!(data_dir = %data_dir.display(), instance = %config.instance, "starting");
+    // An existing token is read (and checked) before anything starts; a new
+    // one is written only once the data dir is ours (locked by the builder).
+    let token = api_token(&config, &data_dir)?;
     let mut backoff = BackoffSettings::default();
     backoff.initial = Duration::from_millis(config.backoff_initial_ms);
     backoff.max = Duration::from_secs(config.backoff_max_seconds);
     let orchestrator = Dubernetes::builder()
         .instance(&config.instance)
-        .data_dir(&config.data_dir)
+        .data_dir(&data_dir)
+        .adopt_foreign(config.adopt_foreign)
         .ingress(IngressSettings::new(
             config.ingress_image.clone(),
             config.ingress_listen,
@@ -137,9 +152,18 @@ async fn main() -> anyhow::Result<()> {
             format!(
                 "starting instance {:?} with data dir {}",
                 config.instance,
-                config.data_dir.display()
+                data_dir.display()
             )
         })?;
+    let token = match token {
+        Some(token) => token,
+        None => {
+            let (text, path) = auth::create(&data_dir)
+                .with_context(|| format!("writing a new API token into {}", data_dir.display()))?;
+            tracing::info!(file = %path.display(), "generated a new API token (mode 0600); dubectl reads it from DUBERNETES_TOKEN, e.g. `export DUBERNETES_TOKEN=$(cat {})`", path.display());
+            Token::new(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "binding the API to {} (in use? pick another with --listen)",
@@ -149,7 +173,8 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         api = %listener.local_addr()?,
         instance = %config.instance,
-        data_dir = %config.data_dir.display(),
+        data_dir = %data_dir.display(),
+        store_id = %orchestrator.store_id(),
         ingress = %config.ingress_listen,
         ingress_image = %config.ingress_image,
         "dubernetes-server ready"
@@ -179,13 +204,45 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The API token: `--token`, else the one in (or newly generated into) the data dir.
+/// The default data dir of an instance: `/var/lib/dubernetes/INSTANCE` for
+/// root, else `$XDG_STATE_HOME/dubernetes/INSTANCE`, else
+/// `$HOME/.local/state/dubernetes/INSTANCE`. Never relative to the working
+/// directory, so a `cd` cannot point the server at an empty store.
+fn default_data_dir(instance: &str) -> anyhow::Result<PathBuf> {
+    // The instance becomes a path component: it must be a DNS label first.
+    if let Err(e) = dubernetes_core::PodSpec::new(instance, "x").validate() {
+        let message = e.problems.first().map(|p| p.message.clone()).unwrap_or_default();
+        bail!("--instance {instance:?}: {message}");
+    }
+    if rustix::process::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/lib/dubernetes").join(instance));
+    }
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").and_then(absolute) {
+        return Ok(state.join("dubernetes").join(instance));
+    }
+    match std::env::var_os("HOME").and_then(absolute) {
+        Some(home) => Ok(home.join(".local/state/dubernetes").join(instance)),
+        None => Err(dubernetes_core::Error::DataDir {
+            path: PathBuf::from("(default)"),
+            problem: dubernetes_core::DataDirProblem::NoDefault {
+                reason: "neither XDG_STATE_HOME nor HOME is an absolute path".into(),
+            },
+        }
+        .into()),
+    }
+}
+
+/// The API token: `--token`, else the one in the data dir; None when a new
+/// one must be generated into it (after the data dir is locked).
 /// A non-loopback API without an explicit token is refused: a token generated
 /// into a file on this host is of no use to remote clients, and an API reachable
 /// from the network must be a deliberate choice.
-fn api_token(config: &Config) -> anyhow::Result<Token> {
+fn api_token(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<Option<Token>> {
     if let Some(text) = &config.token {
-        return Token::new(text.trim()).map_err(|e| anyhow::anyhow!("--token / DUBERNETES_TOKEN: {e}"));
+        return Token::new(text.trim())
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("--token / DUBERNETES_TOKEN: {e}"));
     }
     if !config.listen.ip().is_loopback() {
         bail!(
@@ -195,14 +252,15 @@ fn api_token(config: &Config) -> anyhow::Result<Token> {
             config.listen
         );
     }
-    let (text, path, created) = auth::load_or_create(&config.data_dir)
-        .with_context(|| format!("reading or creating the API token in {}", config.data_dir.display()))?;
-    if created {
-        tracing::info!(file = %path.display(), "generated a new API token (mode 0600); dubectl reads it from DUBERNETES_TOKEN, e.g. `export DUBERNETES_TOKEN=$(cat {})`", path.display());
-    } else {
-        tracing::info!(file = %path.display(), "API token read from the data dir");
-    }
-    Token::new(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let Some((text, path)) =
+        auth::load(data_dir).with_context(|| format!("reading the API token in {}", data_dir.display()))?
+    else {
+        return Ok(None);
+    };
+    tracing::info!(file = %path.display(), "API token read from the data dir");
+    Token::new(&text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 async fn shutdown_signal() {
