@@ -152,7 +152,7 @@ fn foreign_message(
     let labelled = count - unlabelled.min(count);
     if labelled > 0 {
         text.push_str(&format!(
-            "; {labelled} belong to store {}",
+            "; {labelled} of them belong to store {}",
             if other_stores.is_empty() {
                 "(unknown)".to_string()
             } else {

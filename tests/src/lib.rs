@@ -167,8 +167,11 @@ pub struct TestServer {
     pub instance: String,
     /// API base URL.
     pub url: String,
-    /// Data dir (kept across restarts of the same TestServer).
+    /// Data dir (kept across restarts of the same TestServer); the server
+    /// log is written here too.
     pub data_dir: tempfile::TempDir,
+    /// The `--data-dir` the server runs with: `data_dir` itself, or a path below it.
+    pub data_path: PathBuf,
     api_port: u16,
     child: Option<Child>,
     /// HTTP client for the API, sending the server's token.
@@ -200,9 +203,22 @@ impl TestServer {
     }
 
     async fn start_inner(test: &str, extra_args: &[&str], generated_token: bool) -> TestServer {
+        Self::start_custom(test, None, None, extra_args, generated_token).await
+    }
+
+    /// Starts a server with a given instance (None: a new one) and data dir
+    /// below the test's temporary directory (None: that directory itself).
+    pub async fn start_custom(
+        test: &str,
+        instance: Option<&str>,
+        data_subdir: Option<&str>,
+        extra_args: &[&str],
+        generated_token: bool,
+    ) -> TestServer {
         let _ = docker().await;
-        let instance = instance_name(test);
+        let instance = instance.map_or_else(|| instance_name(test), str::to_string);
         let data_dir = tempfile::tempdir().expect("tempdir");
+        let data_path = data_subdir.map_or_else(|| data_dir.path().to_path_buf(), |sub| data_dir.path().join(sub));
         let api_port = free_port();
         let token = random_token();
         let http = reqwest::Client::builder()
@@ -220,6 +236,7 @@ impl TestServer {
             url: format!("http://127.0.0.1:{api_port}"),
             instance,
             data_dir,
+            data_path,
             api_port,
             child: None,
             http,
@@ -246,7 +263,7 @@ impl TestServer {
         let child = command
             .args(["--listen", &format!("127.0.0.1:{}", self.api_port)])
             .arg("--data-dir")
-            .arg(self.data_dir.path())
+            .arg(&self.data_path)
             .args(["--instance", &self.instance])
             .args(["--ingress-listen", "127.0.0.1:0"])
             .args(["--ingress-image", NGINX_LOCAL])
@@ -283,7 +300,7 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if self.generated_token {
-            let file = self.data_dir.path().join("token");
+            let file = self.data_path.join("token");
             self.token = std::fs::read_to_string(&file)
                 .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()))
                 .trim()

@@ -169,9 +169,13 @@ async fn online_backup_restores() {
     assert!(!again.status.success());
     assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
 
-    // Restore: a new data dir with the copy as its database.
+    // Restore: a new data dir with the copy as its database. The copy is the
+    // store of another instance's server (its own store id): the ingress this
+    // instance's first start made belongs to the store that is replaced, so
+    // it goes first (else the restored store rightly refuses to start).
     let mut restored = TestServer::start("restored").await;
     restored.stop();
+    dubernetes_tests::purge_instance(&dubernetes_tests::docker().await, &restored.instance).await;
     std::fs::copy(&file, restored.data_dir.path().join("dubernetes.db")).expect("restore");
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(restored.data_dir.path().join(format!("dubernetes.db{suffix}")));

@@ -90,17 +90,32 @@ async fn orphans_are_removed_and_foreign_containers_left_alone() {
     )
     .await;
     let unlabelled = make(&format!("{}-unlabelled", server.instance), HashMap::new()).await;
+    // An orphan is a container of this store (its label) whose pod is gone.
+    let (_, version) = server.get_json("/v1/version").await;
+    let store = version["store_id"].as_str().expect("store id").to_string();
     let orphan = make(
         &format!("{}-orphan", server.instance),
         label(&[
             ("io.dubernetes.instance", &server.instance),
+            ("io.dubernetes.store", &store),
+            ("io.dubernetes.role", "replica"),
+            ("io.dubernetes.pod", "ghost"),
+        ]),
+    )
+    .await;
+    // The same instance, another store's: never ours to remove.
+    let other_store = make(
+        &format!("{}-other-store", server.instance),
+        label(&[
+            ("io.dubernetes.instance", &server.instance),
+            ("io.dubernetes.store", "0123456789abcdef"),
             ("io.dubernetes.role", "replica"),
             ("io.dubernetes.pod", "ghost"),
         ]),
     )
     .await;
     let cleanup = || async {
-        for id in [&foreign, &unlabelled, &orphan] {
+        for id in [&foreign, &unlabelled, &orphan, &other_store] {
             let _ = docker
                 .remove_container(id, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
                 .await;
@@ -132,8 +147,15 @@ async fn orphans_are_removed_and_foreign_containers_left_alone() {
         .inspect_container(&unlabelled, None::<bollard::query_parameters::InspectContainerOptions>)
         .await
         .is_ok();
+    let other_store_alive = docker
+        .inspect_container(&other_store, None::<bollard::query_parameters::InspectContainerOptions>)
+        .await
+        .is_ok();
+    let (_, version) = server.get_json("/v1/version").await;
     cleanup().await;
     assert!(gone.is_ok(), "the orphan container was not removed");
+    assert!(other_store_alive, "a container of another store was removed");
+    assert!(version["foreign_containers"].as_u64() >= Some(1), "{version}");
     assert!(foreign_alive, "a container of another instance was removed");
     assert!(unlabelled_alive, "a container without labels was removed");
 }
