@@ -490,8 +490,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         );
                     }
                     for (field, what) in [
-                        ("held_containers", "adopted container(s) of pods this store does not have, left alone"),
-                        ("foreign_containers", "container(s) of another store in this instance, left alone"),
+                        (
+                            "held_containers",
+                            "adopted container(s) of pods this store does not have, left alone",
+                        ),
+                        (
+                            "foreign_containers",
+                            "container(s) of another store in this instance, left alone",
+                        ),
                     ] {
                         if let Some(n) = v[field].as_u64().filter(|n| *n > 0) {
                             println!("Note: {n} {what}");

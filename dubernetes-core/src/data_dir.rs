@@ -61,7 +61,10 @@ pub(crate) fn create(dir: &Path) -> Result<()> {
             Ok(m) if !m.is_dir() => problem(dir, DataDirProblem::NotADirectory),
             _ => unwritable(dir, &e),
         })?;
-    let mode = std::fs::metadata(dir).map_err(|e| unwritable(dir, &e))?.permissions().mode();
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| unwritable(dir, &e))?
+        .permissions()
+        .mode();
     if mode & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| unwritable(dir, &e))?;
         tracing::warn!(data_dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "the data dir was readable by other users; set it to 0700");
@@ -85,8 +88,7 @@ pub(crate) fn private_db_files(dir: &Path) -> Result<()> {
         if let Ok(meta) = std::fs::metadata(&file)
             && meta.permissions().mode() & 0o077 != 0
         {
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| unwritable(dir, &e))?;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(|e| unwritable(dir, &e))?;
         }
     }
     Ok(())
@@ -195,8 +197,11 @@ mod tests {
         create(&data).expect("again");
         assert_eq!(mode(&data), 0o700);
         std::fs::write(data.join(format!("{DB_FILE}-wal")), "").expect("wal");
-        std::fs::set_permissions(data.join(format!("{DB_FILE}-wal")), std::fs::Permissions::from_mode(0o644))
-            .expect("chmod");
+        std::fs::set_permissions(
+            data.join(format!("{DB_FILE}-wal")),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
         private_db_files(&data).expect("private");
         assert_eq!(mode(&data.join(DB_FILE)), 0o600);
         assert_eq!(mode(&data.join(format!("{DB_FILE}-wal"))), 0o600);

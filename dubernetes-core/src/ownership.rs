@@ -302,8 +302,28 @@ mod tests {
         let own = labels(Some("ours"), "replica", Some("web"), None);
         let other = labels(Some("theirs"), "replica", Some("web"), None);
         assert_eq!(classify(Seen { id: "c1", labels: &own }, &f, false), Verdict::Own);
-        assert_eq!(classify(Seen { id: "c2", labels: &other }, &f, false), Verdict::Own);
-        assert_eq!(classify(Seen { id: "c3", labels: &other }, &f, false), Verdict::Foreign);
+        assert_eq!(
+            classify(
+                Seen {
+                    id: "c2",
+                    labels: &other
+                },
+                &f,
+                false
+            ),
+            Verdict::Own
+        );
+        assert_eq!(
+            classify(
+                Seen {
+                    id: "c3",
+                    labels: &other
+                },
+                &f,
+                false
+            ),
+            Verdict::Foreign
+        );
     }
 
     #[test]
@@ -343,10 +363,22 @@ mod tests {
         let pods = HashSet::new();
         let adopted = HashSet::new();
         let a = labels(Some("s1"), "replica", Some("web"), Some("/old/data"));
-        let err = decide("prod", &[Seen { id: "a", labels: &a }], &facts(&pods, &adopted, false), false)
-            .expect_err("refused");
+        let err = decide(
+            "prod",
+            &[Seen { id: "a", labels: &a }],
+            &facts(&pods, &adopted, false),
+            false,
+        )
+        .expect_err("refused");
         let text = err.to_string();
-        for needle in ["prod", "1 container", "s1", "/old/data", "--data-dir", "--adopt-foreign"] {
+        for needle in [
+            "prod",
+            "1 container",
+            "s1",
+            "/old/data",
+            "--data-dir",
+            "--adopt-foreign",
+        ] {
             assert!(text.contains(needle), "{needle:?} missing in: {text}");
         }
     }
@@ -362,7 +394,10 @@ mod tests {
         let seen = [
             Seen { id: "w", labels: &web },
             Seen { id: "a", labels: &api },
-            Seen { id: "i", labels: &ingress },
+            Seen {
+                id: "i",
+                labels: &ingress,
+            },
         ];
         let adoptions = decide("prod", &seen, &f, true).expect("adopted");
         let held: Vec<(&str, bool)> = adoptions.iter().map(|a| (a.id.as_str(), a.held)).collect();
@@ -380,11 +415,44 @@ mod tests {
         let ingress = labels(None, "ingress", None, None);
         let stranger = labels(None, "replica", Some("other"), None);
         let labelled = labels(Some("s1"), "replica", Some("web"), None);
-        assert_eq!(classify(Seen { id: "w", labels: &web }, &f, false), Verdict::Adopt { held: false });
-        assert_eq!(classify(Seen { id: "i", labels: &ingress }, &f, false), Verdict::Adopt { held: false });
-        assert_eq!(classify(Seen { id: "s", labels: &stranger }, &f, false), Verdict::Foreign);
+        assert_eq!(
+            classify(Seen { id: "w", labels: &web }, &f, false),
+            Verdict::Adopt { held: false }
+        );
+        assert_eq!(
+            classify(
+                Seen {
+                    id: "i",
+                    labels: &ingress
+                },
+                &f,
+                false
+            ),
+            Verdict::Adopt { held: false }
+        );
+        assert_eq!(
+            classify(
+                Seen {
+                    id: "s",
+                    labels: &stranger
+                },
+                &f,
+                false
+            ),
+            Verdict::Foreign
+        );
         // Another store's label is never "an older version": still foreign.
-        assert_eq!(classify(Seen { id: "l", labels: &labelled }, &f, false), Verdict::Foreign);
+        assert_eq!(
+            classify(
+                Seen {
+                    id: "l",
+                    labels: &labelled
+                },
+                &f,
+                false
+            ),
+            Verdict::Foreign
+        );
         // Not upgraded (the store has its id): unlabelled ones are foreign.
         let f = facts(&pods, &adopted, false);
         assert_eq!(classify(Seen { id: "w", labels: &web }, &f, false), Verdict::Foreign);
@@ -395,16 +463,28 @@ mod tests {
         let pods = HashSet::new();
         let adopted = HashSet::new();
         let own = labels(Some("ours"), "replica", Some("web"), None);
-        let adoptions = decide("prod", &[Seen { id: "a", labels: &own }], &facts(&pods, &adopted, false), false)
-            .expect("ours");
+        let adoptions = decide(
+            "prod",
+            &[Seen { id: "a", labels: &own }],
+            &facts(&pods, &adopted, false),
+            false,
+        )
+        .expect("ours");
         assert!(adoptions.is_empty());
-        assert!(decide("prod", &[], &facts(&pods, &adopted, false), false).expect("empty").is_empty());
+        assert!(
+            decide("prod", &[], &facts(&pods, &adopted, false), false)
+                .expect("empty")
+                .is_empty()
+        );
     }
 
     #[test]
     fn run_time_rule_manages_own_and_adopted_and_releases_held_on_apply() {
         let o = Ownership::new("ours".into(), "/data".into());
-        o.load([("adopted".to_string(), Some("web".to_string()), false), ("held".to_string(), Some("api".to_string()), true)]);
+        o.load([
+            ("adopted".to_string(), Some("web".to_string()), false),
+            ("held".to_string(), Some("api".to_string()), true),
+        ]);
         let foreign = labels(Some("theirs"), "replica", Some("api"), None);
         let own = labels(Some("ours"), "replica", Some("web"), None);
         assert!(o.manages("x", &own));

@@ -258,7 +258,13 @@ impl Runtime {
         self.list_scoped(instance, network, None, Scope::All).await
     }
 
-    async fn list_scoped(&self, instance: &str, network: &str, pod: Option<&str>, scope: Scope) -> Result<Vec<Observed>> {
+    async fn list_scoped(
+        &self,
+        instance: &str,
+        network: &str,
+        pod: Option<&str>,
+        scope: Scope,
+    ) -> Result<Vec<Observed>> {
         let mut labels = vec![format!("{LABEL_INSTANCE}={instance}")];
         if let Some(pod) = pod {
             labels.push(format!("{LABEL_POD}={pod}"));
@@ -377,7 +383,9 @@ impl Runtime {
     /// Creates a container without starting it; returns its id. Every
     /// container gets this store's labels here, so none can be made without them.
     pub(crate) async fn create(&self, name: &str, mut body: ContainerCreateBody) -> Result<String> {
-        body.labels.get_or_insert_with(HashMap::new).extend(self.ownership.labels());
+        body.labels
+            .get_or_insert_with(HashMap::new)
+            .extend(self.ownership.labels());
         let options = CreateContainerOptionsBuilder::new().name(name).build();
         let created = bounded(
             "creating container",

@@ -577,7 +577,9 @@ impl Store {
         let id: Option<String> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'store_id'")
             .fetch_optional(&self.pool)
             .await?;
-        let pods: Vec<String> = sqlx::query_scalar("SELECT name FROM pods").fetch_all(&self.pool).await?;
+        let pods: Vec<String> = sqlx::query_scalar("SELECT name FROM pods")
+            .fetch_all(&self.pool)
+            .await?;
         let rows = sqlx::query("SELECT id, pod, held FROM adopted_containers")
             .fetch_all(&self.pool)
             .await?;
@@ -834,7 +836,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).await.expect("open");
         let facts = store.ownership_facts().await.expect("facts");
-        assert_eq!(facts.id, None, "a new store has no id until its first start records one");
+        assert_eq!(
+            facts.id, None,
+            "a new store has no id until its first start records one"
+        );
         store.upsert(&PodSpec::new("web", "img")).await.expect("apply");
         let adoptions = [
             Adoption {
@@ -851,7 +856,10 @@ mod tests {
             },
         ];
         let all = HashSet::from(["c1".to_string(), "c2".to_string()]);
-        store.record_ownership("id-1", "/data", &adoptions, &all).await.expect("record");
+        store
+            .record_ownership("id-1", "/data", &adoptions, &all)
+            .await
+            .expect("record");
         // The id is written once: a later start with another candidate keeps it.
         store.record_ownership("id-2", "/data", &[], &all).await.expect("again");
         store.release_held("api").await.expect("release");

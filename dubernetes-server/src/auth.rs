@@ -90,7 +90,12 @@ pub fn load(data_dir: &Path) -> std::io::Result<Option<(String, PathBuf)>> {
     let meta = match std::fs::metadata(&path) {
         Ok(meta) => meta,
         // A missing data dir, or a data dir that is a file: the store reports it.
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Ok(None);
         }
         Err(e) => return Err(e),

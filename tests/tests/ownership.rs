@@ -17,14 +17,14 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, StartContainerOptions,
 };
-use dubernetes_tests::{
-    NGINX_LOCAL, TestServer, WHOAMI_V1, binary, docker, free_port, random_token, stderr, wait_for,
-};
+use dubernetes_tests::{NGINX_LOCAL, TestServer, WHOAMI_V1, binary, docker, free_port, random_token, stderr, wait_for};
 
 const T: Duration = Duration::from_secs(90);
 
 fn pod(name: &str, replicas: u32) -> String {
-    format!("name: {name}\nimage: {WHOAMI_V1}\nreplicas: {replicas}\naccess:\n  host: {name}.local\nenv:\n  SECRET: s3cr3t\n")
+    format!(
+        "name: {name}\nimage: {WHOAMI_V1}\nreplicas: {replicas}\naccess:\n  host: {name}.local\nenv:\n  SECRET: s3cr3t\n"
+    )
 }
 
 /// Every container of an instance, any role and state: id → (role, state).
@@ -132,12 +132,20 @@ async fn a_start_on_the_wrong_data_dir_is_refused_and_touches_nothing() {
         assert!(err.contains(needle), "{needle:?} missing in:\n{err}");
     }
     assert!(!typo.exists(), "a refused start created its data dir");
-    assert_eq!(everything(&docker, &a.instance).await, before, "a refused start changed containers");
+    assert_eq!(
+        everything(&docker, &a.instance).await,
+        before,
+        "a refused start changed containers"
+    );
 
     // The right data dir: the same containers are adopted as they run.
     a.start_again().await;
     a.wait_converged("web", T).await;
-    assert_eq!(everything(&docker, &a.instance).await, before, "the restart replaced containers");
+    assert_eq!(
+        everything(&docker, &a.instance).await,
+        before,
+        "the restart replaced containers"
+    );
 }
 
 #[tokio::test]
@@ -157,7 +165,11 @@ async fn taking_over_with_adopt_foreign_keeps_every_container_and_then_manages_t
     // Held: the pod is not in this store, so nothing may touch them. Applying
     // it makes them its replicas: the same revision, so none is replaced.
     apply_and_wait(&b, "web", 3).await;
-    assert_eq!(replica_ids(&docker, &a.instance, "web").await, before, "adopted replicas were replaced");
+    assert_eq!(
+        replica_ids(&docker, &a.instance, "web").await,
+        before,
+        "adopted replicas were replaced"
+    );
     assert_eq!(version(&b).await["held_containers"], 0);
     let (status, body) = b.via_ingress("web.local").await.expect("ingress");
     assert_eq!(status, 200, "{body}");
@@ -191,7 +203,10 @@ async fn a_second_server_on_the_same_data_dir_exits_at_once_naming_the_holder() 
     for instance in [a.instance.clone(), format!("{}-b", a.instance)] {
         let (out, took) = refused_start(&instance, &a.data_path, &[]);
         let err = stderr(&out);
-        assert!(err.contains("in use by another dubernetes-server") && err.contains(&pid), "{err}");
+        assert!(
+            err.contains("in use by another dubernetes-server") && err.contains(&pid),
+            "{err}"
+        );
         assert!(took < Duration::from_secs(10), "took {took:?}");
         assert!(everything(&docker, &format!("{}-b", a.instance)).await.is_empty());
     }
@@ -214,8 +229,14 @@ async fn the_same_instance_on_a_second_store_is_refused_while_the_first_runs() {
     let other = tempfile::tempdir().expect("tempdir");
     let (out, _) = refused_start(&a.instance, other.path(), &[]);
     let err = stderr(&out);
-    assert!(err.contains(&store_id) && err.contains(&a.data_path.display().to_string()), "{err}");
-    assert!(!other.path().join("dubernetes.db").exists(), "the refused store was created");
+    assert!(
+        err.contains(&store_id) && err.contains(&a.data_path.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        !other.path().join("dubernetes.db").exists(),
+        "the refused store was created"
+    );
     assert_eq!(everything(&docker, &a.instance).await, before);
     apply_and_wait(&a, "web", 1).await;
 }
@@ -246,7 +267,13 @@ async fn the_data_dir_and_its_secrets_are_private() {
     let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
     assert_eq!(mode(&a.data_path).expect("dir"), 0o700);
     assert_eq!(mode(a.data_path.parent().expect("parent")).expect("parent"), 0o700);
-    for file in ["dubernetes.db", "dubernetes.db-wal", "dubernetes.db-shm", "token", "lock"] {
+    for file in [
+        "dubernetes.db",
+        "dubernetes.db-wal",
+        "dubernetes.db-shm",
+        "token",
+        "lock",
+    ] {
         assert_eq!(mode(&a.data_path.join(file)).expect(file), 0o600, "{file}");
     }
     let names: Vec<String> = std::fs::read_dir(&a.data_path)
@@ -345,10 +372,18 @@ async fn an_upgraded_store_adopts_the_unlabelled_containers_of_its_pods_without_
 
     a.start_again().await;
     let v = version(&a).await;
-    assert_ne!(v["store_id"].as_str(), Some(new_version_store.as_str()), "the old store got a new id");
+    assert_ne!(
+        v["store_id"].as_str(),
+        Some(new_version_store.as_str()),
+        "the old store got a new id"
+    );
     assert_eq!(v["held_containers"], 0);
     a.wait_converged("web", T).await;
-    assert_eq!(replica_ids(&docker, &a.instance, "web").await, old, "the old replicas were replaced");
+    assert_eq!(
+        replica_ids(&docker, &a.instance, "web").await,
+        old,
+        "the old replicas were replaced"
+    );
     let (status, _) = a.via_ingress("web.local").await.expect("ingress");
     assert_eq!(status, 200);
     // Adopted means owned: delete removes them.
@@ -387,13 +422,20 @@ async fn bad_data_dirs_are_clear_errors_that_change_nothing() {
         locked.join("data")
     };
     let (out, _) = refused_start(&instance, &unwritable, &[]);
-    assert!(stderr(&out).contains("cannot be created or written"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot be created or written"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!unwritable.exists());
     // Nothing was made on the engine either.
     assert!(everything(&docker, &instance).await.is_empty());
     assert!(
         docker
-            .inspect_network(&format!("dub-{instance}"), None::<bollard::query_parameters::InspectNetworkOptions>)
+            .inspect_network(
+                &format!("dub-{instance}"),
+                None::<bollard::query_parameters::InspectNetworkOptions>
+            )
             .await
             .is_err(),
         "a refused start created the instance network"
