@@ -235,7 +235,7 @@ impl DubernetesBuilder {
     ///
     /// Order matters, so that a mistaken start harms nothing: the data dir is
     /// checked (and, if it holds a store, locked) first; then every container
-    /// of the instance is listed and judged ([`crate::ownership`]); only when
+    /// of the instance is listed and judged (see docs/security.md); only when
     /// none is foreign (or `adopt_foreign` is on) is a new store created, the
     /// decision recorded, and the controller started. A refusal changes
     /// nothing: no file, no container, no network.

@@ -34,7 +34,7 @@ struct Config {
     /// Take over containers of this instance that another store made (or that carry no store
     /// label) instead of refusing to start. They are adopted as they run: none is stopped or
     /// replaced. Stop the server that manages them first.
-    #[arg(long, env = "DUBERNETES_ADOPT_FOREIGN")]
+    #[arg(long, env = "DUBERNETES_ADOPT_FOREIGN", value_parser = clap::builder::BoolishValueParser::new())]
     adopt_foreign: bool,
     /// Instance name: namespaces the Docker network, container names and labels.
     #[arg(long, env = "DUBERNETES_INSTANCE", default_value = "default")]
