@@ -456,14 +456,6 @@ impl Dubernetes {
     /// someone changed the pod since, and [`Error::NotFound`] when it is gone.
     pub async fn apply_if(&self, spec: PodSpec, expected: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
         self.validate(&spec)?;
-        let ownership = self.ctx.runtime.ownership();
-        if ownership.has_held(&spec.name) {
-            // Adopted containers of this pod become its replicas (the plan
-            // keeps those of the current revision); recorded before they are managed.
-            self.ctx.store.release_held(&spec.name).await?;
-            let ids = ownership.release_held(&spec.name);
-            tracing::info!(pod = %spec.name, containers = ids.len(), "adopted containers now belong to this pod");
-        }
         let (stored, outcome) = self
             .ctx
             .store
@@ -476,6 +468,17 @@ impl Dubernetes {
                 )),
                 other => other,
             })?;
+        let ownership = self.ctx.runtime.ownership();
+        if ownership.has_held(&spec.name) {
+            // Adopted containers of this pod become its replicas (the plan
+            // keeps those of the current revision). Only after the pod is
+            // stored: released earlier, a failed write would leave them
+            // managed without a pod, and so removed as orphans.
+            self.ctx.store.release_held(&spec.name).await?;
+            let ids = ownership.release_held(&spec.name);
+            tracing::info!(pod = %spec.name, containers = ids.len(), "adopted containers now belong to this pod");
+            self.ctx.wake(&spec.name);
+        }
         if outcome != ApplyOutcome::Unchanged {
             self.ctx.notify(Change::Pod {
                 name: spec.name.clone(),
