@@ -134,6 +134,25 @@ impl DataDirLock {
     }
 }
 
+/// Whether a server holds the lock of another data dir, and its pid: probed
+/// with a shared lock that is released at once. Creates nothing; a missing or
+/// unreadable lock file is None.
+pub(crate) fn holder(dir: &Path) -> Option<Option<u32>> {
+    let mut file = File::open(dir.join(LOCK_FILE)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            Some(text.trim().parse().ok())
+        }
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,8 +172,11 @@ mod tests {
             std::fs::read_to_string(dir.path().join(LOCK_FILE)).expect("pid").trim(),
             std::process::id().to_string()
         );
+        assert_eq!(holder(dir.path()), Some(Some(std::process::id())));
         drop(first);
+        assert_eq!(holder(dir.path()), None);
         DataDirLock::acquire(dir.path()).expect("free again");
+        assert_eq!(holder(&dir.path().join("missing")), None);
     }
 
     #[test]

@@ -106,6 +106,22 @@ pub enum Error {
         /// How many carry no store label (made by a version before store ids).
         unlabelled: usize,
     },
+    /// `adopt_foreign` was asked for, but the server of the store that made
+    /// the containers still runs (it holds its data dir's lock): two servers
+    /// would manage the same containers. Nothing was changed.
+    #[error(
+        "refusing to adopt: containers of instance {instance:?} belong to the store in {data_dir}, whose server still runs (pid {}); \
+         stop that server first and start again with --adopt-foreign, or use it (--data-dir {data_dir}). Nothing was changed",
+        pid.map_or_else(|| "unknown".to_string(), |p| p.to_string())
+    )]
+    ForeignServerRunning {
+        /// The instance.
+        instance: String,
+        /// The other store's data dir.
+        data_dir: String,
+        /// The pid its server wrote into its lock file.
+        pid: Option<u32>,
+    },
 }
 
 /// Why a data dir cannot be used.

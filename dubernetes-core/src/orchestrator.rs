@@ -281,6 +281,22 @@ impl DubernetesBuilder {
         };
         // Decides only; a refusal returns here, before anything is written.
         let adoptions = crate::ownership::decide(&self.instance, &seen, &decision, self.adopt_foreign)?;
+        // Taking over from a server that still runs would make two managers.
+        let their_dirs: std::collections::BTreeSet<&str> = everything
+            .iter()
+            .filter(|c| adoptions.iter().any(|a| a.id == c.id && a.previous_store.is_some()))
+            .filter_map(|c| c.labels.get(crate::ownership::LABEL_DATA_DIR).map(String::as_str))
+            .filter(|d| *d != dir_label && Path::new(d).is_absolute())
+            .collect();
+        for their in their_dirs {
+            if let Some(pid) = crate::data_dir::holder(Path::new(their)) {
+                return Err(Error::ForeignServerRunning {
+                    instance: self.instance.clone(),
+                    data_dir: their.to_string(),
+                    pid,
+                });
+            }
+        }
         let (lock, store) = match (existing, &dir) {
             (Some((lock, store)), _) => (Some(lock), store),
             (None, Some(dir)) => {

@@ -237,6 +237,15 @@ async fn the_same_instance_on_a_second_store_is_refused_while_the_first_runs() {
         !other.path().join("dubernetes.db").exists(),
         "the refused store was created"
     );
+    // Taking over from a server that still runs is refused too: two managers.
+    let (out, _) = refused_start(&a.instance, other.path(), &["--adopt-foreign"]);
+    let err = stderr(&out);
+    let pid = a.pid().expect("pid").to_string();
+    assert!(err.contains("still runs") && err.contains(&pid), "{err}");
+    assert!(
+        !other.path().join("dubernetes.db").exists(),
+        "the refused takeover created a store"
+    );
     assert_eq!(everything(&docker, &a.instance).await, before);
     apply_and_wait(&a, "web", 1).await;
 }
