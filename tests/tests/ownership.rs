@@ -368,7 +368,13 @@ async fn an_upgraded_store_adopts_the_unlabelled_containers_of_its_pods_without_
             .expect("start");
         old.push(created.id);
     }
-    // The new version's own containers go (the older version had made these instead).
+    // The new version's own containers go (the older version had made these
+    // instead); the ingress is replaced by an unlabelled copy of itself.
+    let ingress_name = format!("dub-{}-ingress", a.instance);
+    let ingress = docker
+        .inspect_container(&ingress_name, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect the ingress");
     for (id, _) in everything(&docker, &a.instance).await {
         if !old.contains(&id) {
             docker
@@ -378,6 +384,36 @@ async fn an_upgraded_store_adopts_the_unlabelled_containers_of_its_pods_without_
         }
     }
     old.sort();
+    let old_ingress = {
+        let config = ingress.config.expect("config");
+        let host = ingress.host_config.expect("host config");
+        let mut labels = config.labels.unwrap_or_default();
+        labels.remove("io.dubernetes.store");
+        labels.remove("io.dubernetes.data-dir");
+        let body = ContainerCreateBody {
+            image: config.image,
+            labels: Some(labels),
+            exposed_ports: config.exposed_ports,
+            host_config: Some(HostConfig {
+                network_mode: host.network_mode,
+                port_bindings: host.port_bindings,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::new().name(&ingress_name).build()),
+                body,
+            )
+            .await
+            .expect("create the ingress");
+        docker
+            .start_container(&created.id, None::<StartContainerOptions>)
+            .await
+            .expect("start the ingress");
+        created.id
+    };
 
     a.start_again().await;
     let v = version(&a).await;
@@ -395,6 +431,15 @@ async fn an_upgraded_store_adopts_the_unlabelled_containers_of_its_pods_without_
     );
     let (status, _) = a.via_ingress("web.local").await.expect("ingress");
     assert_eq!(status, 200);
+    let ingress_now = docker
+        .inspect_container(&ingress_name, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect the ingress");
+    assert_eq!(
+        ingress_now.id.as_deref(),
+        Some(old_ingress.as_str()),
+        "the old ingress was replaced"
+    );
     // Adopted means owned: delete removes them.
     let out = a.dubectl(&["delete", "pod", "web"]);
     assert!(out.status.success(), "{}", stderr(&out));
