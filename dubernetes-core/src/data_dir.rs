@@ -50,8 +50,10 @@ pub(crate) fn has_store(dir: &Path) -> Result<bool> {
     }
 }
 
-/// Creates the data dir (and missing parents) with mode `0700`; an existing
-/// one whose mode lets others in is tightened to `0700`.
+/// Creates the data dir (and missing parents) with mode `0700`. An existing
+/// one is left as it is (it may be a directory the operator chose and shares
+/// on purpose) with a warning when others may list it: the files that hold
+/// secrets are `0600` either way.
 pub(crate) fn create(dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -66,8 +68,11 @@ pub(crate) fn create(dir: &Path) -> Result<()> {
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| unwritable(dir, &e))?;
-        tracing::warn!(data_dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "the data dir was readable by other users; set it to 0700");
+        tracing::warn!(
+            data_dir = %dir.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "other users may list the data dir (its database and token are 0600); `chmod 700` it to hide their names too"
+        );
     }
     Ok(())
 }
@@ -217,7 +222,7 @@ mod tests {
         assert_eq!(mode(&data), 0o700);
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         create(&data).expect("again");
-        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data), 0o755, "an existing dir is the operator's: left as it is");
         std::fs::write(data.join(format!("{DB_FILE}-wal")), "").expect("wal");
         std::fs::set_permissions(
             data.join(format!("{DB_FILE}-wal")),
