@@ -25,7 +25,7 @@ if [[ -f "$DATA_DIR/server.pid" ]] && kill -0 "$(cat "$DATA_DIR/server.pid")" 2>
 	kill "$(cat "$DATA_DIR/server.pid")"
 	while kill -0 "$(cat "$DATA_DIR/server.pid")" 2>/dev/null; do sleep 0.1; done
 fi
-mkdir -p "$DATA_DIR"
+mkdir -p -m 700 "$DATA_DIR"   # the server keeps secrets here (it creates its files 0600)
 log "starting dubernetes-server (API 127.0.0.1:$API_PORT, ingress 127.0.0.1:$INGRESS_PORT, log $DATA_DIR/server.log)"
 nohup "$BIN/dubernetes-server" --instance demo --data-dir "$DATA_DIR" \
 	--listen "127.0.0.1:$API_PORT" --ingress-listen "127.0.0.1:$INGRESS_PORT" \
