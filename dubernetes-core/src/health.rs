@@ -1,17 +1,28 @@
-//! Readiness checks: one small task per running replica of a pod that has a
-//! `health` check, GETting its path on the replica's address on the instance
-//! network. A replica becomes ready after `healthy_after` successes in a row
-//! and stops being ready after `unhealthy_after` failures in a row; every flip
-//! calls back (the controller wakes the pod and the ingress).
+//! Readiness checks: one small task per running replica, checking the
+//! replica's address on the instance network: an HTTP GET of `path`, or a
+//! TCP connect (the default when a pod has no `health` block). A replica
+//! becomes ready after `healthy_after` successes in a row and stops being
+//! ready after `unhealthy_after` failures in a row; every flip calls back (the
+//! controller wakes the pod and the ingress). Until its first success a
+//! replica is checked more often (50ms, doubling up to `interval`), so a
+//! replacement starts serving as soon as it listens, not an interval later.
+//! `type: none` has no task: a running replica is ready from the moment the
+//! check is set up.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::spec::HealthCheck;
+use crate::spec::{CheckKind, HealthCheck};
+
+/// The first re-check of a replica that is not ready yet.
+const STARTUP_POLL: Duration = Duration::from_millis(50);
 
 /// What the checks of one replica say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,6 +31,8 @@ pub(crate) struct ProbeState {
     pub successes: u32,
     pub failures: u32,
     pub last_error: Option<String>,
+    /// Since when it has been ready without a break (None while not ready).
+    pub ready_since: Option<Instant>,
 }
 
 struct Entry {
@@ -81,6 +94,23 @@ impl Health {
                 continue;
             }
             let cancel = shutdown.child_token();
+            if check.kind == CheckKind::None {
+                let state = ProbeState {
+                    ready: true,
+                    ready_since: Some(Instant::now()),
+                    ..ProbeState::default()
+                };
+                entries.insert(
+                    id.to_string(),
+                    Entry {
+                        pod: pod.to_string(),
+                        key,
+                        cancel,
+                        state: Arc::new(Mutex::new(state)),
+                    },
+                );
+                continue;
+            }
             let state = Arc::new(Mutex::new(ProbeState::default()));
             let port = check.port.unwrap_or(target.port);
             let addr = SocketAddr::new(target.ip, port);
@@ -128,45 +158,74 @@ async fn run(
     state: Arc<Mutex<ProbeState>>,
     on_change: Arc<dyn Fn() + Send + Sync>,
 ) {
-    let mut interval = tokio::time::interval(check.interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pause = Duration::ZERO;
+    let mut seen_success = false;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = interval.tick() => {}
+            _ = tokio::time::sleep(pause) => {}
         }
-        let result = crate::probe::http_get(addr, &check.path, &host, check.timeout).await;
-        let outcome = match result {
-            Ok((status, _)) if (200..400).contains(&status) => Ok(()),
-            Ok((status, _)) => Err(format!("GET {} on {addr} answered {status}", check.path)),
-            Err(e) => Err(format!("GET {} on {addr} failed: {e}", check.path)),
-        };
-        let flipped = {
-            let mut s = lock(&state);
-            let was = s.ready;
-            match outcome {
-                Ok(()) => {
-                    s.successes = s.successes.saturating_add(1);
-                    s.failures = 0;
-                    s.last_error = None;
-                    if s.successes >= check.healthy_after {
-                        s.ready = true;
-                    }
-                }
-                Err(e) => {
-                    s.failures = s.failures.saturating_add(1);
-                    s.successes = 0;
-                    s.last_error = Some(e);
-                    // Before the first success a replica is simply not ready yet.
-                    if s.failures >= check.unhealthy_after || !was {
-                        s.ready = false;
-                    }
-                }
-            }
-            was != s.ready
-        };
+        let started = Instant::now();
+        let outcome = check_once(addr, &check, &host).await;
+        seen_success |= outcome.is_ok();
+        let flipped = record(&mut lock(&state), &check, outcome, Instant::now());
         if flipped {
             on_change();
         }
+        // Until the first success, poll fast (a replica that is starting is
+        // usually ready within a few hundred ms); then the check's interval.
+        let cadence = if seen_success {
+            check.interval
+        } else {
+            pause.saturating_mul(2).max(STARTUP_POLL).min(check.interval)
+        };
+        pause = cadence.saturating_sub(started.elapsed());
     }
+}
+
+/// One check of one replica.
+async fn check_once(addr: SocketAddr, check: &HealthCheck, host: &str) -> Result<(), String> {
+    match check.kind {
+        CheckKind::Http => match crate::probe::http_get(addr, &check.path, host, check.timeout).await {
+            Ok((status, _)) if (200..400).contains(&status) => Ok(()),
+            Ok((status, _)) => Err(format!("GET {} on {addr} answered {status}", check.path)),
+            Err(e) => Err(format!("GET {} on {addr} failed: {e}", check.path)),
+        },
+        CheckKind::Tcp => match tokio::time::timeout(check.timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("TCP connect to {addr} failed: {e}")),
+            Err(_) => Err(format!("TCP connect to {addr}: no answer within {:?}", check.timeout)),
+        },
+        CheckKind::None => Ok(()),
+    }
+}
+
+/// Applies one check's outcome; returns whether readiness flipped.
+fn record(s: &mut ProbeState, check: &HealthCheck, outcome: Result<(), String>, now: Instant) -> bool {
+    let was = s.ready;
+    match outcome {
+        Ok(()) => {
+            s.successes = s.successes.saturating_add(1);
+            s.failures = 0;
+            s.last_error = None;
+            if s.successes >= check.healthy_after {
+                s.ready = true;
+            }
+        }
+        Err(e) => {
+            s.failures = s.failures.saturating_add(1);
+            s.successes = 0;
+            s.last_error = Some(e);
+            // Before the first success a replica is simply not ready yet.
+            if s.failures >= check.unhealthy_after || !was {
+                s.ready = false;
+            }
+        }
+    }
+    if s.ready && !was {
+        s.ready_since = Some(now);
+    } else if !s.ready {
+        s.ready_since = None;
+    }
+    was != s.ready
 }

@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 mod controller;
+mod crashloop;
 mod error;
 mod health;
 mod ingress;
@@ -40,6 +41,7 @@ mod logs;
 mod orchestrator;
 mod plan;
 mod probe;
+mod rollout;
 mod runtime;
 mod spec;
 mod store;
@@ -54,7 +56,7 @@ pub use logs::{LogLine, LogLines, LogOptions, LogStream};
 pub use orchestrator::{Condition, Dubernetes, DubernetesBuilder, Pod, PodStatus, Replica};
 pub use runtime::{ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 pub use spec::{
-    Access, FieldError, HealthCheck, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH,
+    Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH,
     PodSpec, Resources, RestartBackoff, SpecError, UpdateStrategy, ValidationError, parse_json_spec, parse_memory,
     parse_specs,
 };
