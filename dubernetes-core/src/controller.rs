@@ -776,6 +776,13 @@ impl Context {
             .map(|c| c.to_string())
             .unwrap_or_else(|| "unknown".into());
         if !decision.crash {
+            // Counted as a restart (as Kubernetes' restartCount), never as a crash.
+            {
+                let mut status = lock(&self.status);
+                let s = status.entry(pod.to_string()).or_default();
+                s.restarts = s.restarts.saturating_add(1);
+                s.last_exit_code = c.exit_code();
+            }
             let signal = match cause {
                 ExitCause::Killed(Some(sig)) => format!(" (signal {sig})"),
                 _ => String::new(),
