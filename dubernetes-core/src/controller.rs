@@ -16,8 +16,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
-use tokio_util::sync::CancellationToken;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::crashloop::{ExitCause, LABEL_SLOT, Slots};
@@ -589,7 +589,11 @@ impl Context {
                     pod,
                     "Warning",
                     "RolledBack",
-                    &format!("{}: {message}; rolled back to revision {}", reason.as_str(), good.number),
+                    &format!(
+                        "{}: {message}; rolled back to revision {}",
+                        reason.as_str(),
+                        good.number
+                    ),
                 )
                 .await;
             }
@@ -689,9 +693,7 @@ impl Context {
             delay_creates = wait.map(|t| t.saturating_duration_since(now));
         }
         {
-            let until = lock(&self.slots)
-                .get(pod)
-                .and_then(|s| s.backing_off_until(now));
+            let until = lock(&self.slots).get(pod).and_then(|s| s.backing_off_until(now));
             let mut status = lock(&self.status);
             let s = status.entry(pod.to_string()).or_default();
             s.next_allowed = until;
@@ -715,7 +717,8 @@ impl Context {
             }
             errors
         };
-        let (removal_errors, mut errors) = tokio::join!(removals, self.create_replicas(pod, stored, &slots_for_creates));
+        let (removal_errors, mut errors) =
+            tokio::join!(removals, self.create_replicas(pod, stored, &slots_for_creates));
         errors.extend(removal_errors);
         self.wake_ingress();
 
@@ -767,14 +770,12 @@ impl Context {
             .map(|(cause, _)| cause)
             .unwrap_or(ExitCause::Crash);
         let lived = Duration::from_secs((crate::store::now_ms() / 1000 - c.created).max(0) as u64);
-        let decision = lock(&self.slots)
-            .entry(pod.to_string())
-            .or_default()
-            .on_exit(slot_of(c), cause, lived, now, backoff);
-        let code = c
-            .exit_code()
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "unknown".into());
+        let decision =
+            lock(&self.slots)
+                .entry(pod.to_string())
+                .or_default()
+                .on_exit(slot_of(c), cause, lived, now, backoff);
+        let code = c.exit_code().map(|c| c.to_string()).unwrap_or_else(|| "unknown".into());
         if !decision.crash {
             // Counted as a restart (as Kubernetes' restartCount), never as a crash.
             {
@@ -806,7 +807,11 @@ impl Context {
         if new_in_rollout || lived < backoff.reset_after {
             log_tail = self.runtime.log_tail(&c.id, 10).await.unwrap_or_default();
         }
-        let oom = if cause == ExitCause::Oom { ", killed for memory (OOM)" } else { "" };
+        let oom = if cause == ExitCause::Oom {
+            ", killed for memory (OOM)"
+        } else {
+            ""
+        };
         if new_in_rollout && let Some(r) = lock(&self.rollouts).get_mut(pod) {
             r.record_failure(format!(
                 "{} exited with code {code}{oom}. Last log lines:\n{}",

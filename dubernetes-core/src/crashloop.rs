@@ -238,7 +238,13 @@ mod tests {
         let quick = Duration::from_millis(100);
         for _ in 0..5 {
             let d = slots.on_exit("a", ExitCause::Killed(Some(9)), quick, now, b());
-            assert_eq!(d, ExitDecision { delay: Duration::ZERO, crash: false });
+            assert_eq!(
+                d,
+                ExitDecision {
+                    delay: Duration::ZERO,
+                    crash: false
+                }
+            );
             assert_eq!(slots.take(1, now, fresh()).0, ["a"]);
         }
         assert_eq!(slots.get("a").map(|s| s.streak), Some(0));
@@ -246,7 +252,13 @@ mod tests {
         slots.on_exit("a", ExitCause::Oom, quick, now, b());
         slots.take(1, now, fresh());
         let d = slots.on_exit("a", ExitCause::Oom, quick, now, b());
-        assert_eq!(d, ExitDecision { delay: Duration::from_secs(1), crash: true });
+        assert_eq!(
+            d,
+            ExitDecision {
+                delay: Duration::from_secs(1),
+                crash: true
+            }
+        );
     }
 
     #[test]

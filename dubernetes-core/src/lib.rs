@@ -56,9 +56,9 @@ pub use logs::{LogLine, LogLines, LogOptions, LogStream};
 pub use orchestrator::{Condition, Dubernetes, DubernetesBuilder, Pod, PodStatus, Replica};
 pub use runtime::{ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 pub use spec::{
-    Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH,
-    PodSpec, Resources, RestartBackoff, SpecError, UpdateStrategy, ValidationError, parse_json_spec, parse_memory,
-    parse_specs,
+    Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_REPLICAS,
+    MAX_SPEC_BYTES, MAX_SPEC_DEPTH, PodSpec, Resources, RestartBackoff, SpecError, UpdateStrategy, ValidationError,
+    parse_json_spec, parse_memory, parse_specs,
 };
 pub use store::{ApplyOutcome, DB_FILE, Event, Revision, RolloutState, backup};
 pub use watch::{HISTORY as WATCH_HISTORY, WatchEvent, WatchKind};

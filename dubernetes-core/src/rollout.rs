@@ -217,7 +217,10 @@ mod tests {
         p.record_failure("b".into());
         assert!(matches!(step(&mut p, obs, limits, t0), Verdict::Continue { .. }));
         p.record_failure("c".into());
-        assert_eq!(step(&mut p, obs, limits, t0), Verdict::Fail(FailReason::ReplicasExiting));
+        assert_eq!(
+            step(&mut p, obs, limits, t0),
+            Verdict::Fail(FailReason::ReplicasExiting)
+        );
 
         let mut p = Progress::new(2, t0);
         assert_eq!(
@@ -230,10 +233,7 @@ mod tests {
             step(&mut p, obs, limits, t0 + Duration::from_secs(60)),
             Verdict::Fail(FailReason::ProgressDeadlineExceeded)
         );
-        let done = RolloutObservation {
-            converged: true,
-            ..obs
-        };
+        let done = RolloutObservation { converged: true, ..obs };
         assert_eq!(step(&mut p, done, limits, t0), Verdict::Complete);
     }
 

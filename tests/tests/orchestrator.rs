@@ -215,7 +215,10 @@ async fn killed_replica_is_replaced_and_routed() {
         .filter_map(|e| e["reason"].as_str())
         .collect();
     // A kill from outside is booked as such, not as the app's own exit (a crash).
-    assert!(reasons.contains(&"Killed") && !reasons.contains(&"Exited"), "{reasons:?}");
+    assert!(
+        reasons.contains(&"Killed") && !reasons.contains(&"Exited"),
+        "{reasons:?}"
+    );
 }
 
 #[tokio::test]

@@ -218,10 +218,7 @@ async fn assert_rolls_back(test: &str, bad_env: &str, reason: &str, cause: &str)
     })
     .await;
     let message = rolled["status"]["message"].as_str().unwrap_or_default().to_string();
-    assert!(
-        message.contains(reason) && message.contains(cause),
-        "{message}"
-    );
+    assert!(message.contains(reason) && message.contains(cause), "{message}");
     assert_eq!(rolled["spec"]["image"], "dubernetes/whoami:v1");
     assert!(rolled["spec"].get("env").is_none(), "{rolled}");
     let settled = server.wait_converged("app", T).await;
@@ -241,10 +238,7 @@ async fn assert_rolls_back(test: &str, bad_env: &str, reason: &str, cause: &str)
     let out = server.dubectl(&["rollout", "history", "app"]);
     let history = stdout(&out);
     let row2 = history.lines().find(|l| l.starts_with('2')).unwrap_or_default();
-    assert!(
-        row2.contains("failed") && row2.contains(reason),
-        "{history}"
-    );
+    assert!(row2.contains("failed") && row2.contains(reason), "{history}");
     let (_, events) = server.get_json("/v1/events?pod=app").await;
     assert!(
         events
@@ -258,13 +252,25 @@ async fn assert_rolls_back(test: &str, bad_env: &str, reason: &str, cause: &str)
 
 #[tokio::test]
 async fn a_never_ready_revision_is_rolled_back() {
-    assert_rolls_back("unready", "WHOAMI_UNHEALTHY: \"1\"", "ProgressDeadlineExceeded", "answered 500").await;
+    assert_rolls_back(
+        "unready",
+        "WHOAMI_UNHEALTHY: \"1\"",
+        "ProgressDeadlineExceeded",
+        "answered 500",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_crashing_revision_is_rolled_back() {
     // Its replicas exit: it fails fast, long before the deadline.
-    assert_rolls_back("crashing", "WHOAMI_EXIT_CODE: \"3\"", "ReplicasExiting", "exited with code 3").await;
+    assert_rolls_back(
+        "crashing",
+        "WHOAMI_EXIT_CODE: \"3\"",
+        "ReplicasExiting",
+        "exited with code 3",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -135,12 +135,18 @@ async fn assert_bad_revision_is_harmless(test: &str, image: &str, extra: &str, r
 
     let started = Instant::now();
     let out = tokio::task::block_in_place(|| {
-        server.dubectl_stdin(&["apply", "-f", "-", "--wait", "--timeout", "100s"], &spec(image, extra))
+        server.dubectl_stdin(
+            &["apply", "-f", "-", "--wait", "--timeout", "100s"],
+            &spec(image, extra),
+        )
     });
     let cost = started.elapsed();
     let err = stderr(&out);
     assert!(!out.status.success(), "apply --wait of {image} succeeded: {err}");
-    assert!(err.contains("rolled back") && err.contains(reason) && err.contains(cause), "{err}");
+    assert!(
+        err.contains("rolled back") && err.contains(reason) && err.contains(cause),
+        "{err}"
+    );
     eprintln!("{test}: {image} cost {cost:?} before it was rolled back");
 
     let rolled = pod(&server).await;
@@ -235,7 +241,9 @@ async fn a_slow_starting_revision_still_rolls_out() {
     })
     .await;
     assert!(
-        after.iter().all(|c| c.2 == "dubernetes/whoami:slow" && c.1 == "running"),
+        after
+            .iter()
+            .all(|c| c.2 == "dubernetes/whoami:slow" && c.1 == "running"),
         "{after:?}"
     );
     let (ok, failed, errors) = load.finish().await;
@@ -279,7 +287,10 @@ async fn killing_the_newest_replica_again_and_again_heals_at_once() {
         let (victim, _) = newest(&docker, &server.instance).await;
         let t0 = Instant::now();
         docker
-            .kill_container(&victim, Some(KillContainerOptionsBuilder::new().signal("SIGKILL").build()))
+            .kill_container(
+                &victim,
+                Some(KillContainerOptionsBuilder::new().signal("SIGKILL").build()),
+            )
             .await
             .expect("docker kill");
         killed.push(victim.clone());
@@ -314,7 +325,11 @@ async fn killing_the_newest_replica_again_and_again_heals_at_once() {
         .collect();
     assert!(messages.iter().all(|m| !m.contains("back-off")), "{messages:?}");
     assert!(
-        messages.iter().filter(|m| m.contains("killed or stopped from outside")).count() >= 5,
+        messages
+            .iter()
+            .filter(|m| m.contains("killed or stopped from outside"))
+            .count()
+            >= 5,
         "{messages:?}"
     );
     assert!(messages.iter().all(|m| !m.contains("exited (code")), "{messages:?}");
