@@ -1341,6 +1341,8 @@ mod tests {
             ("health: {path: /h, port: 0}", "health.port"),
             ("update: {max_surge: 0, max_unavailable: 0}", "update"),
             ("update: {progress_deadline: 0s}", "update.progress_deadline"),
+            ("update: {min_ready: 2h}", "update.min_ready"),
+            ("update: {max_failures: 0}", "update.max_failures"),
             ("stop_grace_period: 2h", "stop_grace_period"),
         ];
         for (yaml, field) in cases {
@@ -1355,6 +1357,9 @@ mod tests {
             "health: {path: /h, timeout: 5}",
             "update: {max_surge: -1}",
             "health: {}",
+            "health: {type: http}",
+            "health: {type: tcp, path: /h}",
+            "health: {type: grpc}",
         ] {
             assert!(
                 matches!(
@@ -1364,6 +1369,30 @@ mod tests {
                 "{yaml}"
             );
         }
+    }
+
+    #[test]
+    fn readiness_defaults_to_tcp_and_the_old_health_shape_means_http() {
+        let spec = parse_one("name: p\nimage: i\n").expect("parse");
+        assert_eq!(spec.readiness().kind, CheckKind::Tcp);
+        let u = spec.update_strategy();
+        assert_eq!((u.min_ready, u.max_failures), (Duration::from_secs(5), 3));
+        let kind = |yaml: &str| {
+            parse_one(&format!("name: p\nimage: i\n{yaml}\n"))
+                .expect(yaml)
+                .readiness()
+                .kind
+        };
+        assert_eq!(kind("health: {path: /healthz}"), CheckKind::Http);
+        assert_eq!(kind("health: {type: http, path: /healthz}"), CheckKind::Http);
+        assert_eq!(kind("health: {type: tcp, port: 81}"), CheckKind::Tcp);
+        assert_eq!(kind("health: {type: none}"), CheckKind::None);
+        let spec = parse_one("name: p\nimage: i\nhealth: {type: tcp}\nupdate: {min_ready: 0s, max_failures: 5}\n")
+            .expect("parse");
+        assert_eq!(spec.update_strategy().min_ready, Duration::ZERO);
+        // Round trips (what the store keeps, what `get -o yaml` prints).
+        let yaml = serde_yaml_ng::to_string(&spec).expect("yaml");
+        assert_eq!(parse_one(&yaml).expect("back"), spec);
     }
 
     #[test]

@@ -125,24 +125,48 @@ async fn good_pod_under_load(server: &TestServer) -> (Vec<String>, Load) {
     (good, load)
 }
 
-/// Applies a bad image with `apply --wait` (which must fail, naming
-/// `reason`), under a steady load; the rollback keeps the very same old
-/// replicas serving and no request fails.
-async fn assert_bad_revision_is_harmless(test: &str, image: &str, extra: &str, reason: &str, cause: &str) {
+/// How a test waits for the bad revision.
+#[derive(Clone, Copy)]
+enum Waiter {
+    /// `dubectl apply -f - --wait`.
+    ApplyWait,
+    /// A PUT, then `dubectl rollout status` (the rollout must still be going
+    /// when it starts: only for revisions that fail slowly).
+    RolloutStatus,
+}
+
+/// Applies a bad image and waits for it (which must fail, naming `reason`),
+/// under a steady load; the rollback keeps the very same old replicas
+/// serving and no request fails.
+async fn assert_bad_revision_is_harmless(
+    test: &str,
+    image: &str,
+    extra: &str,
+    reason: &str,
+    cause: &str,
+    waiter: Waiter,
+) {
     let server = TestServer::start(test).await;
     let docker = docker().await;
     let (good, load) = good_pod_under_load(&server).await;
 
     let started = Instant::now();
-    let out = tokio::task::block_in_place(|| {
-        server.dubectl_stdin(
-            &["apply", "-f", "-", "--wait", "--timeout", "100s"],
-            &spec(image, extra),
-        )
-    });
+    let out = match waiter {
+        Waiter::ApplyWait => tokio::task::block_in_place(|| {
+            server.dubectl_stdin(
+                &["apply", "-f", "-", "--wait", "--timeout", "100s"],
+                &spec(image, extra),
+            )
+        }),
+        Waiter::RolloutStatus => {
+            let (status, body) = server.put_yaml("app", &spec(image, extra)).await;
+            assert_eq!(status, 200, "{body}");
+            tokio::task::block_in_place(|| server.dubectl(&["rollout", "status", "app", "--timeout", "100s"]))
+        }
+    };
     let cost = started.elapsed();
     let err = stderr(&out);
-    assert!(!out.status.success(), "apply --wait of {image} succeeded: {err}");
+    assert!(!out.status.success(), "waiting for {image} succeeded: {err}");
     assert!(
         err.contains("rolled back") && err.contains(reason) && err.contains(cause),
         "{err}"
@@ -189,6 +213,7 @@ async fn a_revision_that_exits_at_once_fails_fast_and_takes_no_traffic() {
         "",
         "ReplicasExiting",
         "exited with code 3",
+        Waiter::ApplyWait,
     )
     .await;
 }
@@ -203,6 +228,7 @@ async fn a_revision_that_serves_then_dies_fails_fast_and_takes_no_traffic() {
         "",
         "ReplicasExiting",
         "exited with code 4",
+        Waiter::ApplyWait,
     )
     .await;
 }
@@ -216,6 +242,7 @@ async fn a_revision_that_never_listens_takes_no_traffic() {
         "update: {progress_deadline: 5s}\n",
         "ProgressDeadlineExceeded",
         "TCP connect to",
+        Waiter::RolloutStatus,
     )
     .await;
 }
