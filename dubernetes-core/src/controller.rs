@@ -24,8 +24,8 @@ use crate::crashloop::{ExitCause, LABEL_SLOT, Slots};
 use crate::error::{Error, Result};
 use crate::health::{Health, Target};
 use crate::ingress::{Ingress, Route};
-use crate::plan::{Action, Desired, RemoveReason, plan};
-use crate::rollout::{self, FailReason, Limits, Progress, RolloutObservation, Verdict, gate_new_replicas};
+use crate::plan::{Action, Desired, RemoveReason, plan, plan_gated};
+use crate::rollout::{self, FailReason, Limits, Progress, RolloutObservation, Verdict, gate};
 use crate::runtime::{
     ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_PORT, LABEL_REVISION, LABEL_ROLE, Observed, ReplicaTemplate,
     Runtime,
@@ -396,7 +396,7 @@ impl Context {
             .count();
         // ...and what the planner may trust: while other revisions still run,
         // a new replica counts only once it has been ready for `min_ready`.
-        let trust_at = gate_new_replicas(
+        let (untrusted_old, trust_at) = gate(
             &mut observed,
             &revision,
             |id| self.health.state(id).and_then(|h| h.ready_since),
@@ -409,7 +409,7 @@ impl Context {
             max_surge: strategy.max_surge,
             max_unavailable: strategy.max_unavailable,
         };
-        let actions = plan(Some(&desired), &observed);
+        let actions = plan_gated(Some(&desired), &observed, &untrusted_old);
         let ready_new = observed.iter().filter(|c| c.ready && is_new(c)).count();
         let converged = actions.is_empty()
             && ready_new == spec.replicas as usize
@@ -585,6 +585,16 @@ impl Context {
             .await?
         {
             Some(good) => {
+                // The failed revision's crash-loop state is not the rolled-back one's.
+                {
+                    let mut status = lock(&self.status);
+                    if let Some(s) = status.get_mut(pod) {
+                        s.reason = None;
+                        s.message = None;
+                        s.next_allowed = None;
+                    }
+                }
+                lock(&self.slots).remove(pod);
                 self.event(
                     pod,
                     "Warning",
@@ -610,16 +620,6 @@ impl Context {
                 .await;
             }
         }
-        // The failed revision's crash-loop state is not the rolled-back one's.
-        {
-            let mut status = lock(&self.status);
-            if let Some(s) = status.get_mut(pod) {
-                s.reason = None;
-                s.message = None;
-                s.next_allowed = None;
-            }
-        }
-        lock(&self.slots).remove(pod);
         self.notify(Change::Pod { name: pod.to_string() });
         Ok(Err(Next::Requeue(Duration::ZERO)))
     }

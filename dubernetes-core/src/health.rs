@@ -81,10 +81,25 @@ impl Health {
                 .collect(),
             None => HashMap::new(),
         };
+        // A replica whose check changed (a new `health` block) keeps its
+        // readiness until the new check says otherwise: a config change must
+        // not make every replica look unready at once.
+        let mut previous: HashMap<String, ProbeState> = HashMap::new();
         entries.retain(|id, entry| {
             let keep = entry.pod != pod || wanted.get(id.as_str()).is_some_and(|(_, key)| *key == entry.key);
             if !keep {
                 entry.cancel.cancel();
+                if wanted.contains_key(id.as_str()) {
+                    let s = lock(&entry.state);
+                    previous.insert(
+                        id.clone(),
+                        ProbeState {
+                            ready: s.ready,
+                            ready_since: s.ready_since,
+                            ..ProbeState::default()
+                        },
+                    );
+                }
             }
             keep
         });
@@ -94,10 +109,11 @@ impl Health {
                 continue;
             }
             let cancel = shutdown.child_token();
+            let before = previous.remove(id).unwrap_or_default();
             if check.kind == CheckKind::None {
                 let state = ProbeState {
                     ready: true,
-                    ready_since: Some(Instant::now()),
+                    ready_since: before.ready_since.or_else(|| Some(Instant::now())),
                     ..ProbeState::default()
                 };
                 entries.insert(
@@ -111,7 +127,7 @@ impl Health {
                 );
                 continue;
             }
-            let state = Arc::new(Mutex::new(ProbeState::default()));
+            let state = Arc::new(Mutex::new(before));
             let port = check.port.unwrap_or(target.port);
             let addr = SocketAddr::new(target.ip, port);
             tasks.spawn(run(
