@@ -184,13 +184,13 @@ async fn image_change_under_load_drops_no_request() {
     );
 }
 
-async fn assert_rolls_back(test: &str, bad_env: &str, reason: &str, cause: &str) {
+async fn assert_rolls_back(test: &str, bad_env: &str, deadline: &str, reason: &str, cause: &str) {
     let server = TestServer::start(test).await;
     let docker = docker().await;
     // The good revision rolls out under the default deadline (a busy CI
     // machine may need more than a few seconds to start it); only the bad
-    // one gets a short deadline.
-    let deadline = "update: {progress_deadline: 4s}\n";
+    // one gets its deadline.
+    let deadline = format!("update: {{progress_deadline: {deadline}}}\n");
     server.put_yaml("app", &spec("dubernetes/whoami:v1", 3, "")).await;
     server.wait_converged("app", T).await;
     wait_for("revision 1 complete", T, || async {
@@ -255,6 +255,7 @@ async fn a_never_ready_revision_is_rolled_back() {
     assert_rolls_back(
         "unready",
         "WHOAMI_UNHEALTHY: \"1\"",
+        "4s",
         "ProgressDeadlineExceeded",
         "answered 500",
     )
@@ -263,10 +264,11 @@ async fn a_never_ready_revision_is_rolled_back() {
 
 #[tokio::test]
 async fn a_crashing_revision_is_rolled_back() {
-    // Its replicas exit: it fails fast, long before the deadline.
+    // Its replicas exit: it fails fast (with its third exit), long before the deadline.
     assert_rolls_back(
         "crashing",
         "WHOAMI_EXIT_CODE: \"3\"",
+        "60s",
         "ReplicasExiting",
         "exited with code 3",
     )
