@@ -245,3 +245,95 @@ fn record(s: &mut ProbeState, check: &HealthCheck, outcome: Result<(), String>, 
     }
     was != s.ready
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits (bounded) until `cond` holds for the replica's state.
+    async fn until(health: &Health, id: &str, cond: impl Fn(&ProbeState) -> bool) -> Duration {
+        let started = Instant::now();
+        while !health.state(id).is_some_and(|s| cond(&s)) {
+            assert!(started.elapsed() < Duration::from_secs(10), "{:?}", health.state(id));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        started.elapsed()
+    }
+
+    #[tokio::test]
+    async fn tcp_check_is_ready_soon_after_the_port_opens_and_unready_after_it_closes() {
+        // A free port on loopback, closed for now.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let health = Health::default();
+        let tasks = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let mut check = HealthCheck::new(CheckKind::Tcp);
+        check.interval = Duration::from_secs(2);
+        check.unhealthy_after = 1;
+        let target = Target {
+            id: "c1".into(),
+            ip: "127.0.0.1".parse().expect("ip"),
+            port,
+        };
+        let flips = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counter = Arc::clone(&flips);
+        let on_change: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        health.sync("p", Some(&check), "h", &[target], &tasks, &shutdown, on_change);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let s = health.state("c1").expect("a check runs");
+        assert!(!s.ready && s.ready_since.is_none());
+        assert!(s.last_error.is_some_and(|e| e.contains("TCP connect")));
+
+        // It opens: ready within a fast poll (50ms doubling), not an interval later.
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        let took = until(&health, "c1", |s| s.ready).await;
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        assert!(health.state("c1").is_some_and(|s| s.ready_since.is_some()));
+        assert_eq!(flips.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // It closes: unready after `unhealthy_after` failed checks.
+        drop(listener);
+        until(&health, "c1", |s| !s.ready).await;
+        assert!(health.state("c1").is_some_and(|s| s.ready_since.is_none()));
+        assert_eq!(flips.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        // `type: none`: ready at once, no task; a changed check keeps readiness.
+        health.sync(
+            "p",
+            Some(&HealthCheck::new(CheckKind::None)),
+            "h",
+            &[Target {
+                id: "c1".into(),
+                ip: "127.0.0.1".parse().expect("ip"),
+                port,
+            }],
+            &tasks,
+            &shutdown,
+            Arc::new(|| {}),
+        );
+        assert!(health.state("c1").is_some_and(|s| s.ready));
+        shutdown.cancel();
+    }
+
+    #[test]
+    fn ready_since_follows_unbroken_readiness() {
+        let check = HealthCheck::new(CheckKind::Tcp);
+        let t0 = Instant::now();
+        let mut s = ProbeState::default();
+        assert!(record(&mut s, &check, Ok(()), t0));
+        assert_eq!(s.ready_since, Some(t0));
+        // A failure below `unhealthy_after` keeps it ready, since t0.
+        assert!(!record(&mut s, &check, Err("x".into()), t0 + Duration::from_secs(1)));
+        assert!(!record(&mut s, &check, Ok(()), t0 + Duration::from_secs(2)));
+        assert_eq!(s.ready_since, Some(t0));
+        for i in 0..3 {
+            record(&mut s, &check, Err("x".into()), t0 + Duration::from_secs(3 + i));
+        }
+        assert!(!s.ready && s.ready_since.is_none());
+    }
+}
