@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{KillContainerOptionsBuilder, ListContainersOptionsBuilder};
+use bollard::query_parameters::{
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
 use dubernetes_tests::{TestServer, containers, docker, stderr, wait_for};
 
 const T: Duration = Duration::from_secs(120);
@@ -299,6 +302,7 @@ async fn newest(docker: &bollard::Docker, instance: &str) -> (String, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_newest_replica_again_and_again_heals_at_once() {
+    // (and a `docker stop` and a `docker rm -f` after that)
     let server = TestServer::start("sr-kill").await;
     let docker = docker().await;
     let (status, body) = server.put_yaml("app", &spec("dubernetes/whoami:v1", "")).await;
@@ -306,20 +310,33 @@ async fn killing_the_newest_replica_again_and_again_heals_at_once() {
     server.wait_converged("app", T).await;
     let mut heals = Vec::new();
     let mut killed = Vec::new();
-    for round in 0..5 {
+    // Five kills, then a `docker stop` and a `docker rm -f`: all from outside.
+    let rounds = ["kill", "kill", "kill", "kill", "kill", "stop", "rm -f"];
+    let mut others = Vec::new();
+    for (round, how) in rounds.iter().enumerate() {
         if round > 0 {
             // A second apart, as the report.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let (victim, _) = newest(&docker, &server.instance).await;
         let t0 = Instant::now();
-        docker
-            .kill_container(
-                &victim,
-                Some(KillContainerOptionsBuilder::new().signal("SIGKILL").build()),
-            )
-            .await
-            .expect("docker kill");
+        match *how {
+            "kill" => docker
+                .kill_container(
+                    &victim,
+                    Some(KillContainerOptionsBuilder::new().signal("SIGKILL").build()),
+                )
+                .await
+                .expect("docker kill"),
+            "stop" => docker
+                .stop_container(&victim, Some(StopContainerOptionsBuilder::new().t(10).build()))
+                .await
+                .expect("docker stop"),
+            _ => docker
+                .remove_container(&victim, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
+                .await
+                .expect("docker rm -f"),
+        }
         killed.push(victim.clone());
         // Healed: three ready (routed) replicas again, none of them a killed one.
         wait_for("the replacement to be ready and routed", T, || async {
@@ -336,11 +353,18 @@ async fn killing_the_newest_replica_again_and_again_heals_at_once() {
             (ready.len() == 3 && fresh).then_some(())
         })
         .await;
-        heals.push(t0.elapsed());
+        if *how == "kill" {
+            heals.push(t0.elapsed());
+        } else {
+            others.push((*how, t0.elapsed()));
+        }
     }
-    eprintln!("kill the newest replica 5 times, 1s apart: ready and routed again after {heals:?}");
+    eprintln!("kill the newest replica 5 times, 1s apart: ready and routed again after {heals:?}; then {others:?}");
     for (i, h) in heals.iter().enumerate() {
         assert!(*h < Duration::from_secs(3), "heal {i} took {h:?}: {heals:?}");
+    }
+    for (how, h) in &others {
+        assert!(*h < Duration::from_secs(3), "heal after {how} took {h:?}");
     }
     // None of them counted as a crash: no back-off (each is a restart, though).
     let (_, events) = server.get_json("/v1/events?pod=app").await;
@@ -356,9 +380,16 @@ async fn killing_the_newest_replica_again_and_again_heals_at_once() {
             .iter()
             .filter(|m| m.contains("killed or stopped from outside"))
             .count()
-            >= 5,
+            >= 6,
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("killed or stopped from outside (signal 15)")),
         "{messages:?}"
     );
     assert!(messages.iter().all(|m| !m.contains("exited (code")), "{messages:?}");
-    assert_eq!(pod(&server).await["status"]["restarts"], 5);
+    // Five kills and a stop left an exited container to replace; `rm -f` did not.
+    assert_eq!(pod(&server).await["status"]["restarts"], 6);
 }
