@@ -677,10 +677,13 @@ impl Context {
         let backoff = self.backoff_for(stored.map(|p| &p.spec));
         let revision = stored.map(|p| p.spec.revision_hash());
         let rolling = stored.is_some_and(|p| p.rollout.outcome == "progressing");
-        for c in &exited {
-            self.record_exit(pod, c, backoff, now, rolling && c.revision == revision)
-                .await;
-        }
+        // Concurrently: a crash's log tail is one engine call each.
+        join_all(
+            exited
+                .iter()
+                .map(|c| self.record_exit(pod, c, backoff, now, rolling && c.revision == revision)),
+        )
+        .await;
         let mut delay_creates = None;
         let mut slots_for_creates = Vec::new();
         if creates > 0 {

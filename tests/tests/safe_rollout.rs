@@ -360,11 +360,16 @@ async fn killing_the_newest_replica_again_and_again_heals_at_once() {
         }
     }
     eprintln!("kill the newest replica 5 times, 1s apart: ready and routed again after {heals:?}; then {others:?}");
+    // Quiet machine: 0.65-0.95 s each (docs/benchmarks.md). The bound is for
+    // a 2-core machine running other suites at once (load 14 saw one over 3 s);
+    // a per-pod back-off would need 1 + 2 + 4 + 8 s for kills 2..5, and the
+    // events below show deterministically that none backed off.
+    let bound = Duration::from_secs(5);
     for (i, h) in heals.iter().enumerate() {
-        assert!(*h < Duration::from_secs(3), "heal {i} took {h:?}: {heals:?}");
+        assert!(*h < bound, "heal {i} took {h:?}: {heals:?}; then {others:?}");
     }
     for (how, h) in &others {
-        assert!(*h < Duration::from_secs(3), "heal after {how} took {h:?}");
+        assert!(*h < bound, "heal after {how} took {h:?}: {heals:?}; then {others:?}");
     }
     // None of them counted as a crash: no back-off (each is a restart, though).
     let (_, events) = server.get_json("/v1/events?pod=app").await;
