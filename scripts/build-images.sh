@@ -3,6 +3,10 @@
 #
 #   dubernetes/whoami:v1   examples/whoami as a static binary on an empty image
 #   dubernetes/whoami:v2   the same, with WHOAMI_VERSION=v2
+#   dubernetes/whoami:crash, :nolisten, :flaky, :slow
+#                          v2 with a bad behaviour, for the safe-rollout tests:
+#                          exits at once (code 3); never listens; serves, then
+#                          exits after 2s (code 4); listens only after 3s
 #   dubernetes/nginx:local Debian's nginx (extracted, not installed) on an empty image
 #
 # Needs: docker (daemon running), cargo/rustc, and Debian's apt for the nginx package
@@ -141,6 +145,19 @@ cp "$ROOT/images/whoami/Dockerfile" "$STAGE/whoami/Dockerfile"
 cp "$WHOAMI_BIN" "$STAGE/whoami/whoami"
 docker_build "$STAGE/whoami" dubernetes/whoami:v1 --build-arg WHOAMI_VERSION=v1
 docker_build "$STAGE/whoami" dubernetes/whoami:v2 --build-arg WHOAMI_VERSION=v2
+# Bad revisions: v2 plus one environment variable (FROM a local image pulls nothing).
+WHOAMI_VARIANTS=(
+	"crash WHOAMI_EXIT_CODE=3"
+	"nolisten WHOAMI_NO_LISTEN=1"
+	"flaky WHOAMI_DIE_AFTER_MS=2000"
+	"slow WHOAMI_STARTUP_DELAY_MS=3000"
+)
+for variant in "${WHOAMI_VARIANTS[@]}"; do
+	read -r tag setting <<<"$variant"
+	mkdir -p "$STAGE/whoami-$tag"
+	printf 'FROM dubernetes/whoami:v2\nENV %s\n' "$setting" >"$STAGE/whoami-$tag/Dockerfile"
+	docker_build "$STAGE/whoami-$tag" "dubernetes/whoami:$tag"
+done
 
 # --- nginx -------------------------------------------------------------------------
 # Package lists are needed to know the candidate versions (empty on a fresh machine).
@@ -208,7 +225,7 @@ cp -R "$ROOT/images/nginx/rootfs/." "$RFS/"
 cp "$ROOT/images/nginx/Dockerfile" "$STAGE/nginx/Dockerfile"
 docker_build "$STAGE/nginx" dubernetes/nginx:local
 
-for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/nginx:local; do
+for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow} dubernetes/nginx:local; do
 	docker image inspect "$tag" >/dev/null || die "$tag missing after build"
 	echo "$tag"
 done

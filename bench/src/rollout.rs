@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use dubernetes_core::{Dubernetes, IngressSettings, PodSpec};
+use dubernetes_core::{Dubernetes, IngressSettings, PodSpec, UpdateStrategy};
 
 use crate::stats::fmt;
 use crate::{Ctx, Section, engine};
@@ -66,6 +66,12 @@ fn spec(image: &str, replicas: u32, interval: Duration) -> PodSpec {
     if let Some(h) = spec.health.as_mut() {
         h.interval = interval;
     }
+    // This section measures the mechanism (engine calls, checks, reloads,
+    // drains): no stabilization window, which would add `min_ready` (5s by
+    // default) to every step and nothing else.
+    let mut update = UpdateStrategy::default();
+    update.min_ready = Duration::ZERO;
+    spec.update = Some(update);
     spec
 }
 

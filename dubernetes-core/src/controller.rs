@@ -11,18 +11,21 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::join_all;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::crashloop::{ExitCause, LABEL_SLOT, Slots};
 use crate::error::{Error, Result};
 use crate::health::{Health, Target};
 use crate::ingress::{Ingress, Route};
-use crate::plan::{Action, Desired, RemoveReason, plan};
+use crate::plan::{Action, Desired, RemoveReason, plan, plan_gated};
+use crate::rollout::{self, FailReason, Limits, Progress, RolloutObservation, Verdict, gate};
 use crate::runtime::{
     ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_PORT, LABEL_REVISION, LABEL_ROLE, Observed, ReplicaTemplate,
     Runtime,
@@ -71,9 +74,8 @@ impl Default for BackoffSettings {
 pub(crate) struct PodRuntimeStatus {
     pub observed_generation: i64,
     pub restarts: u32,
-    pub crash_streak: u32,
     pub last_exit_code: Option<i64>,
-    pub last_failure: Option<Instant>,
+    /// The latest end of a replica slot's back-off (see [`crate::crashloop`]).
     pub next_allowed: Option<Instant>,
     pub reason: Option<String>,
     pub message: Option<String>,
@@ -109,7 +111,12 @@ pub(crate) struct Context {
     ingress_error: StdMutex<Option<String>>,
     health: Health,
     ingress_sync: tokio::sync::Mutex<()>,
-    rollouts: StdMutex<HashMap<String, Rollout>>,
+    rollouts: StdMutex<HashMap<String, Progress>>,
+    /// Crash-loop back-off per replica slot, by pod.
+    slots: StdMutex<HashMap<String, Slots>>,
+    /// Why replicas stopped, from the engine's `kill` and `oom` events, by
+    /// container id; read when the exited replica is removed.
+    exit_notes: StdMutex<HashMap<String, (ExitCause, Instant)>>,
     last_routes: StdMutex<HashMap<String, Vec<String>>>,
     observed: StdMutex<ObservedCache>,
     list_seq: AtomicU64,
@@ -175,19 +182,6 @@ impl ObservedCache {
     }
 }
 
-/// A rollout in progress, for its progress deadline.
-#[derive(Debug, Clone)]
-struct Rollout {
-    number: i64,
-    last_progress: Instant,
-    best_ready: usize,
-    /// Most new-revision replicas seen running at once: starting them is
-    /// progress too (as in Kubernetes), so a slow engine does not fail a
-    /// rollout whose replicas are still being created.
-    best_running: usize,
-    deadline: Duration,
-}
-
 fn lock<T>(m: &StdMutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -218,6 +212,8 @@ impl Context {
             health: Health::default(),
             ingress_sync: tokio::sync::Mutex::new(()),
             rollouts: StdMutex::new(HashMap::new()),
+            slots: StdMutex::new(HashMap::new()),
+            exit_notes: StdMutex::new(HashMap::new()),
             last_routes: StdMutex::new(HashMap::new()),
             observed: StdMutex::new(ObservedCache::default()),
             list_seq: AtomicU64::new(0),
@@ -364,6 +360,7 @@ impl Context {
         let Some(stored) = stored else {
             self.health.forget_pod(pod);
             lock(&self.rollouts).remove(pod);
+            lock(&self.slots).remove(pod);
             let actions = plan(None, &observed);
             if actions.is_empty() {
                 return Ok(Next::Gone);
@@ -380,25 +377,52 @@ impl Context {
         }
         let strategy = spec.update_strategy();
         let revision = spec.revision_hash();
+        let now = Instant::now();
+        {
+            // Every container still there keeps its slot, exited ones too:
+            // their exit is booked when they are removed.
+            let live: Vec<&str> = observed.iter().map(slot_of).collect();
+            let backoff = self.backoff_for(Some(spec));
+            if let Some(slots) = lock(&self.slots).get_mut(pod) {
+                slots.retain_live(&live, now, backoff);
+            }
+        }
+        let is_new = |c: &Observed| c.revision.as_deref() == Some(revision.as_str());
+        // What the rollout has achieved, by the checks alone...
+        let checked_new = observed.iter().filter(|c| c.ready && is_new(c)).count();
+        let running_new = observed
+            .iter()
+            .filter(|c| is_new(c) && c.state == ContainerState::Running)
+            .count();
+        // ...and what the planner may trust: while other revisions still run,
+        // a new replica counts only once it has been ready for `min_ready`.
+        let (untrusted_old, trust_at) = gate(
+            &mut observed,
+            &revision,
+            |id| self.health.state(id).and_then(|h| h.ready_since),
+            strategy.min_ready,
+            now,
+        );
         let desired = Desired {
             replicas: spec.replicas,
             revision: revision.clone(),
             max_surge: strategy.max_surge,
             max_unavailable: strategy.max_unavailable,
         };
-        let actions = plan(Some(&desired), &observed);
-        let ready_new = observed
-            .iter()
-            .filter(|c| c.ready && c.revision.as_deref() == Some(&revision))
-            .count();
+        let actions = plan_gated(Some(&desired), &observed, &untrusted_old);
+        let ready_new = observed.iter().filter(|c| c.ready && is_new(c)).count();
         let converged = actions.is_empty()
             && ready_new == spec.replicas as usize
-            && observed
-                .iter()
-                .all(|c| c.revision.as_deref() == Some(&revision) || !c.state.is_live());
-        if let Some(next) = self.track_rollout(&stored, &observed, ready_new, converged).await? {
-            return Ok(next);
-        }
+            && observed.iter().all(|c| is_new(c) || !c.state.is_live());
+        let progress = RolloutObservation {
+            ready_new: checked_new,
+            running_new,
+            converged,
+        };
+        let recheck = match self.track_rollout(&stored, &observed, progress).await? {
+            Ok(recheck) => recheck,
+            Err(next) => return Ok(next),
+        };
         if actions.is_empty() && draining {
             return Ok(Next::Done);
         }
@@ -424,9 +448,14 @@ impl Context {
             if changed {
                 self.notify(Change::Pod { name: pod.to_string() });
             }
-            // A rollout in progress is re-checked at its deadline even without events.
-            return Ok(match self.rollout_deadline(pod) {
-                Some(at) => Next::Requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(50)),
+            // A rollout in progress is re-checked at its deadline, and when a
+            // new replica's stabilization window ends, even without events.
+            let at = match (recheck, trust_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            return Ok(match at {
+                Some(at) => Next::Requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(20)),
                 None => Next::Done,
             });
         }
@@ -440,12 +469,13 @@ impl Context {
         self.health.state(id)
     }
 
-    /// Running, on the network, not draining, and passing its check (if the pod has one).
-    pub(crate) fn is_serving(&self, c: &Observed, spec: &PodSpec) -> bool {
+    /// Running, on the network, not draining, and passing its readiness check
+    /// (the pod's `health`, or a TCP connect to its port by default).
+    pub(crate) fn is_serving(&self, c: &Observed, _spec: &PodSpec) -> bool {
         c.state == ContainerState::Running
             && c.ip.is_some()
             && !self.is_draining(&c.id)
-            && (spec.health.is_none() || self.health.state(&c.id).is_some_and(|h| h.ready))
+            && self.health.state(&c.id).is_some_and(|h| h.ready)
     }
 
     fn sync_probes(self: &Arc<Self>, pod: &str, spec: &PodSpec, observed: &[Observed]) {
@@ -467,9 +497,10 @@ impl Context {
             ctx.wake_ingress();
         });
         let host = spec.host().unwrap_or("localhost");
+        let check = spec.readiness();
         self.health.sync(
             pod,
-            spec.health.as_ref(),
+            Some(&check),
             host,
             &targets,
             &self.tasks,
@@ -478,95 +509,101 @@ impl Context {
         );
     }
 
-    /// The deadline of the pod's rollout in progress, if any.
-    fn rollout_deadline(&self, pod: &str) -> Option<Instant> {
-        lock(&self.rollouts).get(pod).map(|r| r.last_progress + r.deadline)
-    }
-
     /// Rollout bookkeeping: completes the current revision once it is fully
     /// rolled out, and fails it (rolling back) when it made no progress for its
-    /// deadline. Returns `Some` when the reconcile should stop here.
+    /// deadline or its replicas exited `max_failures` times (see
+    /// [`rollout::step`]). `Ok(when)` goes on (and looks again at `when`);
+    /// `Err(next)` stops the reconcile here.
     async fn track_rollout(
         self: &Arc<Self>,
         stored: &StoredPod,
         observed: &[Observed],
-        ready_new: usize,
-        converged: bool,
-    ) -> Result<Option<Next>> {
+        obs: RolloutObservation,
+    ) -> Result<std::result::Result<Option<Instant>, Next>> {
         let pod = stored.spec.name.as_str();
         if stored.rollout.outcome != "progressing" {
             lock(&self.rollouts).remove(pod);
-            return Ok(None);
+            return Ok(Ok(None));
         }
         let number = stored.rollout.number;
-        if converged {
-            lock(&self.rollouts).remove(pod);
-            if self.store.complete_revision(pod, number).await? {
-                self.event(
-                    pod,
-                    "Normal",
-                    "RolloutComplete",
-                    &format!("revision {number} is fully rolled out"),
-                )
-                .await;
-                self.notify(Change::Pod { name: pod.to_string() });
-            }
-            return Ok(None);
-        }
-        let deadline = stored.spec.update_strategy().progress_deadline;
-        let now = Instant::now();
-        let revision = stored.spec.revision_hash();
-        let running_new = observed
-            .iter()
-            .filter(|c| c.revision.as_deref() == Some(&revision) && c.state == ContainerState::Running)
-            .count();
-        let expired = {
-            let mut rollouts = lock(&self.rollouts);
-            let r = rollouts.entry(pod.to_string()).or_insert(Rollout {
-                number,
-                last_progress: now,
-                best_ready: ready_new,
-                best_running: running_new,
-                deadline,
-            });
-            if r.number != number {
-                *r = Rollout {
-                    number,
-                    last_progress: now,
-                    best_ready: ready_new,
-                    best_running: running_new,
-                    deadline,
-                };
-            }
-            r.deadline = deadline;
-            if ready_new > r.best_ready || running_new > r.best_running {
-                r.best_ready = r.best_ready.max(ready_new);
-                r.best_running = r.best_running.max(running_new);
-                r.last_progress = now;
-            }
-            now.duration_since(r.last_progress) >= deadline
+        let strategy = stored.spec.update_strategy();
+        let limits = Limits {
+            progress_deadline: strategy.progress_deadline,
+            max_failures: strategy.max_failures,
         };
-        if !expired {
-            return Ok(None);
-        }
+        let now = Instant::now();
+        let (verdict, state) = {
+            let mut rollouts = lock(&self.rollouts);
+            let r = rollouts
+                .entry(pod.to_string())
+                .or_insert_with(|| Progress::new(number, now));
+            if r.number != number {
+                *r = Progress::new(number, now);
+            }
+            (rollout::step(r, obs, limits, now), r.clone())
+        };
+        let reason = match verdict {
+            Verdict::Continue { recheck } => return Ok(Ok(Some(recheck))),
+            Verdict::Complete => {
+                lock(&self.rollouts).remove(pod);
+                if self.store.complete_revision(pod, number).await? {
+                    self.event(
+                        pod,
+                        "Normal",
+                        "RolloutComplete",
+                        &format!("revision {number} is fully rolled out"),
+                    )
+                    .await;
+                    self.notify(Change::Pod { name: pod.to_string() });
+                }
+                return Ok(Ok(None));
+            }
+            Verdict::Fail(reason) => reason,
+        };
         lock(&self.rollouts).remove(pod);
-        let cause = self.failure_cause(&stored.spec, observed);
-        let message = format!(
-            "revision {number} made no progress for {}: {ready_new} of {} new replicas ready; {cause}",
-            humantime::format_duration(deadline),
-            stored.spec.replicas
-        );
+        let message = match reason {
+            FailReason::ProgressDeadlineExceeded => {
+                let cause = self.failure_cause(&stored.spec, observed);
+                format!(
+                    "revision {number} made no progress for {}: {} of {} new replicas ready; {cause}",
+                    humantime::format_duration(limits.progress_deadline),
+                    obs.ready_new,
+                    stored.spec.replicas
+                )
+            }
+            FailReason::ReplicasExiting => format!(
+                "revision {number} failed fast: its replicas exited {} times (update.max_failures is {}); \
+                 the old replicas kept serving. Last: {}",
+                state.failures,
+                limits.max_failures,
+                state.last_failure.as_deref().unwrap_or("unknown")
+            ),
+        };
         match self
             .store
-            .fail_and_roll_back(pod, number, "ProgressDeadlineExceeded", &message)
+            .fail_and_roll_back(pod, number, reason.as_str(), &message)
             .await?
         {
             Some(good) => {
+                // The failed revision's crash-loop state is not the rolled-back one's.
+                {
+                    let mut status = lock(&self.status);
+                    if let Some(s) = status.get_mut(pod) {
+                        s.reason = None;
+                        s.message = None;
+                        s.next_allowed = None;
+                    }
+                }
+                lock(&self.slots).remove(pod);
                 self.event(
                     pod,
                     "Warning",
                     "RolledBack",
-                    &format!("{message}; rolled back to revision {}", good.number),
+                    &format!(
+                        "{}: {message}; rolled back to revision {}",
+                        reason.as_str(),
+                        good.number
+                    ),
                 )
                 .await;
             }
@@ -575,13 +612,16 @@ impl Context {
                     pod,
                     "Warning",
                     "RolloutFailed",
-                    &format!("{message}; no earlier good revision to roll back to"),
+                    &format!(
+                        "{}: {message}; no earlier good revision to roll back to",
+                        reason.as_str()
+                    ),
                 )
                 .await;
             }
         }
         self.notify(Change::Pod { name: pod.to_string() });
-        Ok(Some(Next::Requeue(Duration::ZERO)))
+        Ok(Err(Next::Requeue(Duration::ZERO)))
     }
 
     /// Why new replicas are not ready: the failing check or the last exit.
@@ -633,77 +673,33 @@ impl Context {
         }
 
         // Crash-loop bookkeeping: record why replicas died before they are removed.
-        let mut delay_creates = None;
-        if !exited.is_empty() {
-            let now = Instant::now();
-            let backoff = self.backoff_for(stored.map(|p| &p.spec));
-            // A replica that ran for `reset_after` before it exited is not crash-looping:
-            // its replacement starts at once. Only quick exits in a row back off.
-            let now_secs = crate::store::now_ms() / 1000;
-            let lived_long = exited
+        let now = Instant::now();
+        let backoff = self.backoff_for(stored.map(|p| &p.spec));
+        let revision = stored.map(|p| p.spec.revision_hash());
+        let rolling = stored.is_some_and(|p| p.rollout.outcome == "progressing");
+        // Concurrently: a crash's log tail is one engine call each.
+        join_all(
+            exited
                 .iter()
-                .all(|c| now_secs - c.created >= backoff.reset_after.as_secs() as i64);
-            // Only a quick exit may be a crash loop whose status shows the log
-            // (one engine call fewer on a plain heal). Read before the status
-            // changes, so status and events move together.
-            let mut log_tail = String::new();
-            if !lived_long && let Some(last) = exited.iter().max_by_key(|c| c.created) {
-                log_tail = self.runtime.log_tail(&last.id, 10).await.unwrap_or_default();
-            }
-            let (restarts, code, wait) = {
-                let mut status = lock(&self.status);
-                let s = status.entry(pod.to_string()).or_default();
-                if lived_long
-                    || s.last_failure
-                        .is_some_and(|t| now.duration_since(t) > backoff.reset_after.saturating_mul(4))
-                {
-                    s.crash_streak = 0;
-                }
-                let before = s.crash_streak;
-                s.crash_streak = s.crash_streak.saturating_add(1);
-                s.restarts = s.restarts.saturating_add(exited.len() as u32);
-                s.last_exit_code = exited.iter().max_by_key(|c| c.created).and_then(Observed::exit_code);
-                s.last_failure = Some(now);
-                let delay = crash_delay(before, backoff);
-                s.next_allowed = Some(now + delay);
-                if !delay.is_zero() {
-                    s.reason = Some("CrashLoopBackOff".into());
-                    s.message = Some(format!(
-                        "replicas keep exiting (last exit code {}); restarting in {:?}. Last log lines:\n{}",
-                        s.last_exit_code
-                            .map(|c| c.to_string())
-                            .unwrap_or_else(|| "unknown".into()),
-                        delay,
-                        log_tail.trim_end()
-                    ));
-                }
-                (s.restarts, s.last_exit_code, delay)
+                .map(|c| self.record_exit(pod, c, backoff, now, rolling && c.revision == revision)),
+        )
+        .await;
+        let mut delay_creates = None;
+        let mut slots_for_creates = Vec::new();
+        if creates > 0 {
+            let (slots, wait) = {
+                let mut all = lock(&self.slots);
+                let slots = all.entry(pod.to_string()).or_default();
+                slots.take(creates as usize, now, random_suffix)
             };
-            let names: Vec<_> = exited.iter().map(|c| c.name.as_str()).collect();
-            self.event(
-                pod,
-                "Warning",
-                "Exited",
-                &format!(
-                    "{} exited (code {}); restart #{restarts}{}",
-                    names.join(", "),
-                    code.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into()),
-                    if wait.is_zero() {
-                        String::new()
-                    } else {
-                        format!(", back-off {wait:?}")
-                    }
-                ),
-            )
-            .await;
+            slots_for_creates = slots;
+            delay_creates = wait.map(|t| t.saturating_duration_since(now));
         }
-        let next_allowed = self.pod_status(pod).next_allowed;
-        if creates > 0
-            && let Some(t) = next_allowed
-            && t > Instant::now()
         {
-            delay_creates = Some(t - Instant::now());
-            creates = 0;
+            let until = lock(&self.slots).get(pod).and_then(|s| s.backing_off_until(now));
+            let mut status = lock(&self.status);
+            let s = status.entry(pod.to_string()).or_default();
+            s.next_allowed = until;
         }
 
         // Stopped containers are removed at once, concurrently with the
@@ -724,7 +720,8 @@ impl Context {
             }
             errors
         };
-        let (removal_errors, mut errors) = tokio::join!(removals, self.create_replicas(pod, stored, creates));
+        let (removal_errors, mut errors) =
+            tokio::join!(removals, self.create_replicas(pod, stored, &slots_for_creates));
         errors.extend(removal_errors);
         self.wake_ingress();
 
@@ -766,18 +763,110 @@ impl Context {
         })
     }
 
-    /// Creates and starts `creates` replicas of the pod's current revision,
-    /// all at once (bounded by the engine semaphore). Returns the errors.
-    async fn create_replicas(self: &Arc<Self>, pod: &str, stored: Option<&StoredPod>, creates: u32) -> Vec<Error> {
+    /// Books one exited replica: a crash (its own exit, or OOM) counts
+    /// towards its slot's back-off and, for a replica of a revision being
+    /// rolled out, towards the rollout's `max_failures`; a kill from outside
+    /// is replaced at once.
+    async fn record_exit(&self, pod: &str, c: &Observed, backoff: BackoffSettings, now: Instant, new_in_rollout: bool) {
+        let cause = lock(&self.exit_notes)
+            .remove(&c.id)
+            .map(|(cause, _)| cause)
+            .unwrap_or(ExitCause::Crash);
+        let lived = Duration::from_secs((crate::store::now_ms() / 1000 - c.created).max(0) as u64);
+        let decision =
+            lock(&self.slots)
+                .entry(pod.to_string())
+                .or_default()
+                .on_exit(slot_of(c), cause, lived, now, backoff);
+        let code = c.exit_code().map(|c| c.to_string()).unwrap_or_else(|| "unknown".into());
+        if !decision.crash {
+            // Counted as a restart (as Kubernetes' restartCount), never as a crash.
+            {
+                let mut status = lock(&self.status);
+                let s = status.entry(pod.to_string()).or_default();
+                s.restarts = s.restarts.saturating_add(1);
+                s.last_exit_code = c.exit_code();
+            }
+            let signal = match cause {
+                ExitCause::Killed(Some(sig)) => format!(" (signal {sig})"),
+                _ => String::new(),
+            };
+            self.event(
+                pod,
+                "Normal",
+                "Killed",
+                &format!(
+                    "{} was killed or stopped from outside{signal}, exit code {code}; replaced at once",
+                    c.name
+                ),
+            )
+            .await;
+            return;
+        }
+        // Only a quick exit may be a crash loop whose status shows the log
+        // (one engine call fewer on a plain heal); a rollout's failure always
+        // says why. Read before the status changes, so status and events move together.
+        let mut log_tail = String::new();
+        if new_in_rollout || lived < backoff.reset_after {
+            log_tail = self.runtime.log_tail(&c.id, 10).await.unwrap_or_default();
+        }
+        let oom = if cause == ExitCause::Oom {
+            ", killed for memory (OOM)"
+        } else {
+            ""
+        };
+        if new_in_rollout && let Some(r) = lock(&self.rollouts).get_mut(pod) {
+            r.record_failure(format!(
+                "{} exited with code {code}{oom}. Last log lines:\n{}",
+                c.name,
+                log_tail.trim_end()
+            ));
+        }
+        let restarts = {
+            let mut status = lock(&self.status);
+            let s = status.entry(pod.to_string()).or_default();
+            s.restarts = s.restarts.saturating_add(1);
+            s.last_exit_code = c.exit_code();
+            if !decision.delay.is_zero() {
+                s.reason = Some("CrashLoopBackOff".into());
+                s.message = Some(format!(
+                    "replicas keep exiting (last exit code {code}{oom}); restarting in {:?}. Last log lines:\n{}",
+                    decision.delay,
+                    log_tail.trim_end()
+                ));
+            }
+            s.restarts
+        };
+        self.event(
+            pod,
+            "Warning",
+            "Exited",
+            &format!(
+                "{} exited (code {code}{oom}); restart #{restarts}{}",
+                c.name,
+                if decision.delay.is_zero() {
+                    String::new()
+                } else {
+                    format!(", back-off {:?}", decision.delay)
+                }
+            ),
+        )
+        .await;
+    }
+
+    /// Creates and starts one replica of the pod's current revision for each
+    /// of `slots`, all at once (bounded by the engine semaphore). Returns the errors.
+    async fn create_replicas(self: &Arc<Self>, pod: &str, stored: Option<&StoredPod>, slots: &[String]) -> Vec<Error> {
         let mut errors = Vec::new();
-        let Some(stored) = stored.filter(|_| creates > 0) else {
+        let Some(stored) = stored.filter(|_| !slots.is_empty()) else {
             return errors;
         };
         match self.runtime.ensure_image(&stored.spec.image).await {
             Ok(()) => {
                 let template = self.template(stored);
-                let results = join_all((0..creates).map(|_| {
+                let results = join_all(slots.iter().map(|slot| {
                     let mut t = template.clone();
+                    t.labels.insert(LABEL_SLOT.to_string(), slot.clone());
                     t.name = format!("dub-{}-{}-{}", self.settings.instance, pod, random_suffix());
                     async move { self.with_slot(self.runtime.create_replica(&t)).await.map(|_| t.name) }
                 }))
@@ -1043,6 +1132,17 @@ impl Context {
                         if !relevant {
                             continue;
                         }
+                        if let (Some(id), Some(_)) = (event.actor_id.as_deref(), attributes.get(LABEL_POD)) {
+                            // The engine reports `kill` (with the signal) before the `die`
+                            // of a `docker kill`, `docker stop` or `docker rm -f`; an app's
+                            // own exit has none. Our own stops are of draining replicas.
+                            if action.starts_with("kill") && !self.is_draining(id) {
+                                let signal = attributes.get("signal").and_then(|s| s.parse().ok());
+                                self.note_exit(id, ExitCause::Killed(signal));
+                            } else if action.starts_with("oom") {
+                                self.note_exit(id, ExitCause::Oom);
+                            }
+                        }
                         if let Some(pod) = attributes.get(LABEL_POD) {
                             if action.starts_with("die") || action.starts_with("oom") {
                                 // The engine emits `die` before its container list shows the
@@ -1083,6 +1183,19 @@ impl Context {
                 _ = tokio::time::sleep(error_backoff(streak)) => {}
             }
         }
+    }
+
+    /// Remembers why a replica is about to die (an OOM kill wins over a kill).
+    fn note_exit(&self, id: &str, cause: ExitCause) {
+        let now = Instant::now();
+        let mut notes = lock(&self.exit_notes);
+        // Notes of containers that were removed without an exit to book
+        // (`docker rm -f`) are dropped after a while.
+        notes.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(600));
+        if cause != ExitCause::Oom && notes.get(id).is_some_and(|(c, _)| *c == ExitCause::Oom) {
+            return;
+        }
+        notes.insert(id.to_string(), (cause, now));
     }
 
     async fn resync_loop(self: Arc<Self>) {
@@ -1137,16 +1250,14 @@ struct DieEvent {
     actor_id: Option<String>,
 }
 
+/// The replica slot a container fills: its label, or (for replicas made
+/// before slots existed) its own id.
+fn slot_of(c: &Observed) -> &str {
+    c.labels.get(LABEL_SLOT).map(String::as_str).unwrap_or(c.id.as_str())
+}
+
 /// Longest pause between two ingress syncs of a burst.
 const MAX_INGRESS_COOLDOWN: Duration = Duration::from_millis(500);
-
-fn crash_delay(restarts_before: u32, backoff: BackoffSettings) -> Duration {
-    if restarts_before == 0 {
-        return Duration::ZERO;
-    }
-    let exp = (restarts_before - 1).min(30);
-    backoff.initial.saturating_mul(1u32 << exp).min(backoff.max)
-}
 
 fn error_backoff(streak: u32) -> Duration {
     let exp = streak.saturating_sub(1).min(6);
@@ -1162,18 +1273,6 @@ fn random_suffix() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crash_backoff_starts_at_zero_doubles_and_caps() {
-        let b = BackoffSettings {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(10),
-            reset_after: Duration::from_secs(60),
-        };
-        let delays: Vec<_> = (0..7).map(|n| crash_delay(n, b).as_secs()).collect();
-        assert_eq!(delays, [0, 1, 2, 4, 8, 10, 10]);
-        assert_eq!(crash_delay(u32::MAX, b), Duration::from_secs(10));
-    }
 
     #[test]
     fn error_backoff_is_bounded() {

@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 mod controller;
+mod crashloop;
 mod data_dir;
 mod error;
 mod health;
@@ -42,6 +43,7 @@ mod orchestrator;
 mod ownership;
 mod plan;
 mod probe;
+mod rollout;
 mod runtime;
 mod spec;
 mod store;
@@ -58,9 +60,9 @@ pub use orchestrator::{Condition, Dubernetes, DubernetesBuilder, Pod, PodStatus,
 pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
 pub use runtime::{ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 pub use spec::{
-    Access, FieldError, HealthCheck, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH,
-    PodSpec, Resources, RestartBackoff, SpecError, UpdateStrategy, ValidationError, parse_json_spec, parse_memory,
-    parse_specs,
+    Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_REPLICAS,
+    MAX_SPEC_BYTES, MAX_SPEC_DEPTH, PodSpec, Resources, RestartBackoff, SpecError, UpdateStrategy, ValidationError,
+    parse_json_spec, parse_memory, parse_specs,
 };
 pub use store::{ApplyOutcome, DB_FILE, Event, Revision, RolloutState, backup};
 pub use watch::{HISTORY as WATCH_HISTORY, WatchEvent, WatchKind};

@@ -846,7 +846,15 @@ impl Dubernetes {
         let rolled_back = rollout.reason.as_deref() == Some("Rollback");
         let (reason, message) = match (&runtime_status.reason, rollout.outcome.as_str()) {
             (Some(r), _) => (Some(r.clone()), runtime_status.message.clone()),
-            (None, "failed") => (Some("ProgressDeadlineExceeded".to_string()), rollout.message.clone()),
+            (None, "failed") => (
+                Some(
+                    rollout
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| "ProgressDeadlineExceeded".to_string()),
+                ),
+                rollout.message.clone(),
+            ),
             (None, _) if rolled_back => (Some("RolledBack".to_string()), rollout.message.clone()),
             (None, _) => (None, runtime_status.message.clone()),
         };

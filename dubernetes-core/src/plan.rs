@@ -2,6 +2,8 @@
 //! engine shows, decide what to do. No IO here, so it is tested exhaustively
 //! without Docker.
 
+use std::collections::HashSet;
+
 use crate::runtime::{ContainerState, Observed};
 
 /// What a pod should be, as far as the planner cares.
@@ -67,6 +69,15 @@ pub(crate) enum Action {
 ///   enough replicas are ready that removing them keeps at least
 ///   `replicas - max_unavailable` ready.
 pub(crate) fn plan(desired: Option<&Desired>, observed: &[Observed]) -> Vec<Action> {
+    plan_gated(desired, observed, &HashSet::new())
+}
+
+/// [`plan`], where the old-revision replicas in `untrusted` pass their check
+/// but are not trusted yet (ready for less than the stabilization window,
+/// see [`crate::rollout::gate`]): they serve, so they are not removed as
+/// unready, but they do not count as available either; they go once the
+/// others are enough.
+pub(crate) fn plan_gated(desired: Option<&Desired>, observed: &[Observed], untrusted: &HashSet<String>) -> Vec<Action> {
     let remove = |c: &Observed, reason| Action::Remove {
         id: c.id.clone(),
         running: c.state == ContainerState::Running,
@@ -128,17 +139,25 @@ pub(crate) fn plan(desired: Option<&Desired>, observed: &[Observed]) -> Vec<Acti
     for c in &unready_old {
         actions.push(remove(c, RemoveReason::Outdated));
     }
+    let (mut ready_old, untrusted_old): (Vec<&Observed>, Vec<&Observed>) =
+        ready_old.into_iter().partition(|c| !untrusted.contains(&c.id));
     let ready_new = live_new.iter().filter(|c| c.ready).count();
     let min_available = wanted.saturating_sub(desired.max_unavailable as usize);
     let removable = (ready_new + ready_old.len())
         .saturating_sub(min_available)
         .min(ready_old.len());
-    let mut ready_old = ready_old;
     ready_old.sort_by_key(|c| (c.created, c.id.clone()));
     for c in ready_old.iter().take(removable) {
         actions.push(remove(c, RemoveReason::Outdated));
     }
-    let old_left = ready_old.len() - removable;
+    let mut old_left = ready_old.len() - removable;
+    if ready_new + old_left >= min_available {
+        for c in &untrusted_old {
+            actions.push(remove(c, RemoveReason::Outdated));
+        }
+    } else {
+        old_left += untrusted_old.len();
+    }
 
     let missing = wanted.saturating_sub(live_new.len());
     let room = (wanted + desired.max_surge as usize).saturating_sub(live_new.len() + old_left);

@@ -65,7 +65,9 @@ pub struct PodSpec {
     /// Memory and CPU limits, enforced by the engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
-    /// An HTTP readiness check; without one, a running replica counts as ready.
+    /// The readiness check. Without one, a replica is ready when its `port`
+    /// accepts a TCP connection (see [`PodSpec::readiness`]); `{type: none}`
+    /// makes a running replica ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthCheck>,
     /// How a new revision replaces the old one.
@@ -107,18 +109,39 @@ pub struct Resources {
     pub cpus: Option<f64>,
 }
 
-/// An HTTP readiness check, made by the controller to each replica's address.
+/// What a readiness check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CheckKind {
+    /// GET `path`; a 2xx or 3xx answer is healthy.
+    #[default]
+    Http,
+    /// Open a TCP connection to the port.
+    Tcp,
+    /// No check: a running replica is ready.
+    None,
+}
+
+/// A readiness check, made by the controller to each replica's address on the
+/// instance network. `type` defaults to `http` (and then needs `path`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "RawHealthCheck")]
 #[non_exhaustive]
 pub struct HealthCheck {
-    /// Path to GET, e.g. `/healthz`. A 2xx or 3xx answer is healthy.
+    /// What the check does: `http` (the default when `path` is set), `tcp` or `none`.
+    #[serde(rename = "type", default)]
+    pub kind: CheckKind,
+    /// Path to GET, e.g. `/healthz` (`http` only). A 2xx or 3xx answer is healthy.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
     /// Port to check (default: the pod's `port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// Time between checks.
+    /// Time between checks (until the first success, a replica is checked
+    /// more often: 50ms, doubling up to this).
     #[serde(default = "default_interval", with = "duration")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s"))]
     pub interval: Duration,
@@ -132,6 +155,77 @@ pub struct HealthCheck {
     /// Consecutive failures before a ready replica is taken out of the ingress.
     #[serde(default = "three")]
     pub unhealthy_after: u32,
+}
+
+impl HealthCheck {
+    /// A check of `kind` with the default timings.
+    pub fn new(kind: CheckKind) -> Self {
+        HealthCheck {
+            kind,
+            path: String::new(),
+            port: None,
+            interval: default_interval(),
+            timeout: default_timeout(),
+            healthy_after: 1,
+            unhealthy_after: 3,
+        }
+    }
+}
+
+/// What the YAML may say; a `health` block with neither `type` nor `path`
+/// is a mistake, not an HTTP check of nothing.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealthCheck {
+    #[serde(rename = "type", default)]
+    kind: Option<CheckKind>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default = "default_interval", with = "duration")]
+    interval: Duration,
+    #[serde(default = "default_timeout", with = "duration")]
+    timeout: Duration,
+    #[serde(default = "one")]
+    healthy_after: u32,
+    #[serde(default = "three")]
+    unhealthy_after: u32,
+}
+
+impl TryFrom<RawHealthCheck> for HealthCheck {
+    type Error = String;
+
+    fn try_from(raw: RawHealthCheck) -> Result<Self, String> {
+        let kind = match (raw.kind, &raw.path) {
+            (Some(kind), _) => kind,
+            (None, Some(_)) => CheckKind::Http,
+            (None, None) => {
+                return Err("health needs a `path` (an HTTP check, e.g. `path: /healthz`) \
+                            or a `type` (`http`, `tcp` or `none`)"
+                    .to_string());
+            }
+        };
+        let path = raw.path.unwrap_or_default();
+        match kind {
+            CheckKind::Http if path.is_empty() => {
+                return Err("health of type http needs a `path`, e.g. `path: /healthz`".to_string());
+            }
+            CheckKind::Tcp | CheckKind::None if !path.is_empty() => {
+                return Err("health.path is for `type: http` only; remove it or set `type: http`".to_string());
+            }
+            _ => {}
+        }
+        Ok(HealthCheck {
+            kind,
+            path,
+            port: raw.port,
+            interval: raw.interval,
+            timeout: raw.timeout,
+            healthy_after: raw.healthy_after,
+            unhealthy_after: raw.unhealthy_after,
+        })
+    }
 }
 
 /// How a new revision replaces the old one.
@@ -150,6 +244,16 @@ pub struct UpdateStrategy {
     #[serde(default = "default_progress_deadline", with = "duration")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s"))]
     pub progress_deadline: Duration,
+    /// How long a new replica must stay ready, without a break, before it
+    /// counts as available and an old replica may be removed for it (like
+    /// Kubernetes' `minReadySeconds`, Swarm's `update-monitor`).
+    #[serde(default = "default_min_ready", with = "duration")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s"))]
+    pub min_ready: Duration,
+    /// A rollout fails at once (and rolls back) when replicas of the new
+    /// revision exit (on their own, or OOM) this many times.
+    #[serde(default = "three")]
+    pub max_failures: u32,
 }
 
 impl Default for UpdateStrategy {
@@ -158,6 +262,8 @@ impl Default for UpdateStrategy {
             max_surge: 1,
             max_unavailable: 0,
             progress_deadline: default_progress_deadline(),
+            min_ready: default_min_ready(),
+            max_failures: 3,
         }
     }
 }
@@ -200,6 +306,13 @@ fn default_timeout() -> Duration {
 
 fn default_progress_deadline() -> Duration {
     Duration::from_secs(120)
+}
+
+/// The default stabilization window of a rollout.
+pub const DEFAULT_MIN_READY: Duration = Duration::from_secs(5);
+
+fn default_min_ready() -> Duration {
+    DEFAULT_MIN_READY
 }
 
 /// Durations as human strings: `500ms`, `2s`, `1m 30s`.
@@ -320,13 +433,15 @@ impl PodSpec {
     pub fn with_health(mut self, path: impl Into<String>) -> Self {
         self.health = Some(HealthCheck {
             path: path.into(),
-            port: None,
-            interval: default_interval(),
-            timeout: default_timeout(),
-            healthy_after: 1,
-            unhealthy_after: 3,
+            ..HealthCheck::new(CheckKind::Http)
         });
         self
+    }
+
+    /// The readiness check in force: the `health` block, or else a TCP
+    /// connect check on `port` with the default timings.
+    pub fn readiness(&self) -> HealthCheck {
+        self.health.clone().unwrap_or_else(|| HealthCheck::new(CheckKind::Tcp))
     }
 
     /// Sets the image.
@@ -437,7 +552,9 @@ impl PodSpec {
             }
         }
         if let Some(h) = &self.health {
-            if let Err(m) = check_http_path(&h.path) {
+            if h.kind == CheckKind::Http
+                && let Err(m) = check_http_path(&h.path)
+            {
                 problems.push(FieldError::new("health.path", m));
             }
             if h.port == Some(0) {
@@ -475,6 +592,15 @@ impl PodSpec {
                 problems.push(FieldError::new(
                     "update.progress_deadline",
                     "must be between 1s and 24h",
+                ));
+            }
+            if u.min_ready > Duration::from_secs(3600) {
+                problems.push(FieldError::new("update.min_ready", "must be at most 1h"));
+            }
+            if !(1..=1000).contains(&u.max_failures) {
+                problems.push(FieldError::new(
+                    "update.max_failures",
+                    format!("{} is not between 1 and 1000", u.max_failures),
                 ));
             }
         }
@@ -1215,6 +1341,8 @@ mod tests {
             ("health: {path: /h, port: 0}", "health.port"),
             ("update: {max_surge: 0, max_unavailable: 0}", "update"),
             ("update: {progress_deadline: 0s}", "update.progress_deadline"),
+            ("update: {min_ready: 2h}", "update.min_ready"),
+            ("update: {max_failures: 0}", "update.max_failures"),
             ("stop_grace_period: 2h", "stop_grace_period"),
         ];
         for (yaml, field) in cases {
@@ -1229,6 +1357,9 @@ mod tests {
             "health: {path: /h, timeout: 5}",
             "update: {max_surge: -1}",
             "health: {}",
+            "health: {type: http}",
+            "health: {type: tcp, path: /h}",
+            "health: {type: grpc}",
         ] {
             assert!(
                 matches!(
@@ -1238,6 +1369,30 @@ mod tests {
                 "{yaml}"
             );
         }
+    }
+
+    #[test]
+    fn readiness_defaults_to_tcp_and_the_old_health_shape_means_http() {
+        let spec = parse_one("name: p\nimage: i\n").expect("parse");
+        assert_eq!(spec.readiness().kind, CheckKind::Tcp);
+        let u = spec.update_strategy();
+        assert_eq!((u.min_ready, u.max_failures), (Duration::from_secs(5), 3));
+        let kind = |yaml: &str| {
+            parse_one(&format!("name: p\nimage: i\n{yaml}\n"))
+                .expect(yaml)
+                .readiness()
+                .kind
+        };
+        assert_eq!(kind("health: {path: /healthz}"), CheckKind::Http);
+        assert_eq!(kind("health: {type: http, path: /healthz}"), CheckKind::Http);
+        assert_eq!(kind("health: {type: tcp, port: 81}"), CheckKind::Tcp);
+        assert_eq!(kind("health: {type: none}"), CheckKind::None);
+        let spec = parse_one("name: p\nimage: i\nhealth: {type: tcp}\nupdate: {min_ready: 0s, max_failures: 5}\n")
+            .expect("parse");
+        assert_eq!(spec.update_strategy().min_ready, Duration::ZERO);
+        // Round trips (what the store keeps, what `get -o yaml` prints).
+        let yaml = serde_yaml_ng::to_string(&spec).expect("yaml");
+        assert_eq!(parse_one(&yaml).expect("back"), spec);
     }
 
     #[test]

@@ -46,7 +46,11 @@ fn assert_safe(spec: &PodSpec) {
         assert!(key.is_ascii() && !key.is_empty() && !key.contains('='), "{key:?}");
         assert!(!value.contains('\0'));
     }
-    if let Some(health) = &spec.health {
+    if let Some(health) = spec
+        .health
+        .as_ref()
+        .filter(|h| h.kind == dubernetes_core::CheckKind::Http)
+    {
         assert!(health.path.starts_with('/'));
         assert!(
             !health

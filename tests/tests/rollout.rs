@@ -121,7 +121,10 @@ async fn image_change_under_load_drops_no_request() {
     })
     .await;
 
-    let (status, body) = server.put_yaml("app", &spec("dubernetes/whoami:v2", 5, "")).await;
+    // The stabilization window is not what this test is about: keep it short.
+    let (status, body) = server
+        .put_yaml("app", &spec("dubernetes/whoami:v2", 5, "update: {min_ready: 300ms}\n"))
+        .await;
     assert_eq!(status, 200, "{body}");
     let done = server.wait_converged("app", T).await;
     // A few more requests on the new revision only.
@@ -181,13 +184,13 @@ async fn image_change_under_load_drops_no_request() {
     );
 }
 
-async fn assert_rolls_back(test: &str, bad_env: &str, cause: &str) {
+async fn assert_rolls_back(test: &str, bad_env: &str, deadline: &str, reason: &str, cause: &str) {
     let server = TestServer::start(test).await;
     let docker = docker().await;
     // The good revision rolls out under the default deadline (a busy CI
     // machine may need more than a few seconds to start it); only the bad
-    // one gets a short deadline.
-    let deadline = "update: {progress_deadline: 4s}\n";
+    // one gets its deadline.
+    let deadline = format!("update: {{progress_deadline: {deadline}}}\n");
     server.put_yaml("app", &spec("dubernetes/whoami:v1", 3, "")).await;
     server.wait_converged("app", T).await;
     wait_for("revision 1 complete", T, || async {
@@ -215,10 +218,7 @@ async fn assert_rolls_back(test: &str, bad_env: &str, cause: &str) {
     })
     .await;
     let message = rolled["status"]["message"].as_str().unwrap_or_default().to_string();
-    assert!(
-        message.contains("ProgressDeadlineExceeded") && message.contains(cause),
-        "{message}"
-    );
+    assert!(message.contains(reason) && message.contains(cause), "{message}");
     assert_eq!(rolled["spec"]["image"], "dubernetes/whoami:v1");
     assert!(rolled["spec"].get("env").is_none(), "{rolled}");
     let settled = server.wait_converged("app", T).await;
@@ -238,10 +238,7 @@ async fn assert_rolls_back(test: &str, bad_env: &str, cause: &str) {
     let out = server.dubectl(&["rollout", "history", "app"]);
     let history = stdout(&out);
     let row2 = history.lines().find(|l| l.starts_with('2')).unwrap_or_default();
-    assert!(
-        row2.contains("failed") && row2.contains("ProgressDeadlineExceeded"),
-        "{history}"
-    );
+    assert!(row2.contains("failed") && row2.contains(reason), "{history}");
     let (_, events) = server.get_json("/v1/events?pod=app").await;
     assert!(
         events
@@ -255,12 +252,27 @@ async fn assert_rolls_back(test: &str, bad_env: &str, cause: &str) {
 
 #[tokio::test]
 async fn a_never_ready_revision_is_rolled_back() {
-    assert_rolls_back("unready", "WHOAMI_UNHEALTHY: \"1\"", "answered 500").await;
+    assert_rolls_back(
+        "unready",
+        "WHOAMI_UNHEALTHY: \"1\"",
+        "4s",
+        "ProgressDeadlineExceeded",
+        "answered 500",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_crashing_revision_is_rolled_back() {
-    assert_rolls_back("crashing", "WHOAMI_EXIT_CODE: \"3\"", "exit with code 3").await;
+    // Its replicas exit: it fails fast (with its third exit), long before the deadline.
+    assert_rolls_back(
+        "crashing",
+        "WHOAMI_EXIT_CODE: \"3\"",
+        "60s",
+        "ReplicasExiting",
+        "exited with code 3",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -269,7 +281,9 @@ async fn rollout_undo_goes_back_and_forth() {
     let docker = docker().await;
     server.put_yaml("app", &spec("dubernetes/whoami:v1", 2, "")).await;
     server.wait_converged("app", T).await;
-    server.put_yaml("app", &spec("dubernetes/whoami:v2", 2, "")).await;
+    server
+        .put_yaml("app", &spec("dubernetes/whoami:v2", 2, "update: {min_ready: 300ms}\n"))
+        .await;
     server.wait_converged("app", T).await;
 
     let out = server.dubectl(&["rollout", "undo", "app"]);

@@ -9,6 +9,9 @@
 //! * `WHOAMI_UNHEALTHY=1`: `/healthz` answers 500
 //! * `WHOAMI_EXIT_CODE=N`: exit immediately with code N (a crashing app)
 //! * `WHOAMI_STARTUP_DELAY_MS=N`: sleep N ms before listening (a slow starter)
+//! * `WHOAMI_NO_LISTEN=1`: run, but never listen (an app that refuses connections)
+//! * `WHOAMI_DIE_AFTER_MS=N`: listen and serve, then exit with code 4 after N ms
+//!   (an app that serves, then dies)
 //!
 //! It exits with code 0 on SIGTERM/SIGINT, also as PID 1 in a container.
 //! Only std is used; the two libc functions needed for signal handling are declared here.
@@ -99,6 +102,13 @@ fn main() {
         }
     }
 
+    if env::var("WHOAMI_NO_LISTEN").is_ok_and(|v| v.trim() == "1") {
+        println!("whoami: WHOAMI_NO_LISTEN=1, running without listening");
+        loop {
+            thread::sleep(Duration::from_secs(3600));
+        }
+    }
+
     let config: &'static Config = Box::leak(Box::new(Config {
         hostname: hostname(),
         version: env::var("WHOAMI_VERSION")
@@ -120,6 +130,19 @@ fn main() {
         "whoami {} listening on {addr} (hostname {})",
         config.version, config.hostname
     );
+
+    if let Ok(after) = env::var("WHOAMI_DIE_AFTER_MS") {
+        match after.trim().parse::<u64>() {
+            Ok(ms) => {
+                thread::spawn(move || {
+                    thread::sleep(Duration::from_millis(ms));
+                    eprintln!("whoami: WHOAMI_DIE_AFTER_MS={ms}, exiting with code 4");
+                    process::exit(4);
+                });
+            }
+            Err(_) => eprintln!("whoami: ignoring invalid WHOAMI_DIE_AFTER_MS={after:?}"),
+        }
+    }
 
     for conn in listener.incoming() {
         match conn {
