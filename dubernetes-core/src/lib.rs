@@ -55,7 +55,7 @@ pub use orchestrator::{Condition, Dubernetes, DubernetesBuilder, Pod, PodStatus,
 pub use runtime::{ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 pub use spec::{
     Access, FieldError, HealthCheck, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH,
-    PodSpec, Resources, RestartBackoff, SpecError, UpdateStrategy, ValidationError, parse_json_spec, parse_memory,
+    MAX_STORED_SPEC_BYTES, PodSpec, Resources, RestartBackoff, SpecError, UpdateStrategy, ValidationError, check_stored_size, parse_json_spec, parse_memory,
     parse_specs,
 };
 pub use store::{ApplyOutcome, DB_FILE, Event, Revision, RolloutState, backup};

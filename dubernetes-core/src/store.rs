@@ -274,6 +274,16 @@ impl Store {
         max_pods: u32,
     ) -> Result<(StoredPod, ApplyOutcome)> {
         let json = serde_json::to_string(spec).map_err(|e| Error::Conflict(format!("cannot encode spec: {e}")))?;
+        // Every way in (YAML, JSON, the library) ends here: the stored size is bounded whatever the caller checked.
+        if json.len() > crate::spec::MAX_STORED_SPEC_BYTES {
+            return Err(Error::Spec(crate::spec::SpecError::SpecTooLarge {
+                document: 1,
+                line: None,
+                size: json.len(),
+                max: crate::spec::MAX_STORED_SPEC_BYTES,
+                aliases: false,
+            }));
+        }
         let now = now_ms();
         // IMMEDIATE takes the write lock now: the checks below read the state
         // the write will change, and no other writer can slip in between.
