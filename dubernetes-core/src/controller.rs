@@ -878,6 +878,7 @@ impl Context {
             cpus: spec.resources.as_ref().and_then(|r| r.cpus),
             labels,
             network: self.settings.network.clone(),
+            limits: spec.container_limits(),
         }
     }
 

@@ -35,14 +35,24 @@ pub struct IngressSettings {
     pub image: String,
     /// Where the ingress listens on the host. Port 0 lets the engine pick a free port.
     pub listen: SocketAddr,
+    /// Log rotation, pids limit and no-new-privileges of the ingress container.
+    #[serde(default)]
+    pub limits: crate::runtime::ContainerLimits,
 }
 
 impl IngressSettings {
+    /// The ingress container's log rotation, pids limit and no-new-privileges.
+    pub fn with_limits(mut self, limits: crate::runtime::ContainerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Settings with the given image and listen address.
     pub fn new(image: impl Into<String>, listen: SocketAddr) -> Self {
         IngressSettings {
             image: image.into(),
             listen,
+            limits: crate::runtime::ContainerLimits::default(),
         }
     }
 }
@@ -52,6 +62,7 @@ impl Default for IngressSettings {
         IngressSettings {
             image: DEFAULT_INGRESS_IMAGE.into(),
             listen: SocketAddr::from(([0, 0, 0, 0], 80)),
+            limits: crate::runtime::ContainerLimits::default(),
         }
     }
 }
@@ -233,19 +244,21 @@ impl Ingress {
             (LABEL_ROLE.to_string(), "ingress".to_string()),
             (LABEL_INGRESS_CONFIG.to_string(), self.config_hash()),
         ]);
+        let mut host_config = HostConfig {
+            network_mode: Some(self.network.clone()),
+            port_bindings: Some(Runtime::port_bindings(
+                80,
+                &self.settings.listen.ip().to_string(),
+                self.settings.listen.port(),
+            )),
+            ..Default::default()
+        };
+        self.settings.limits.apply(&mut host_config);
         let body = ContainerCreateBody {
             image: Some(self.settings.image.clone()),
             labels: Some(labels),
             exposed_ports: Some(vec!["80/tcp".into()]),
-            host_config: Some(HostConfig {
-                network_mode: Some(self.network.clone()),
-                port_bindings: Some(Runtime::port_bindings(
-                    80,
-                    &self.settings.listen.ip().to_string(),
-                    self.settings.listen.port(),
-                )),
-                ..Default::default()
-            }),
+            host_config: Some(host_config),
             ..Default::default()
         };
         let id = self.runtime.create(&self.name, body).await?;

@@ -12,7 +12,8 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, EventMessage, HostConfig, NetworkCreateRequest,
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, EventMessage, HostConfig, HostConfigLogConfig,
+    NetworkCreateRequest,
     NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
@@ -119,6 +120,82 @@ impl Observed {
     }
 }
 
+/// Default largest size of one container log file before the engine rotates it.
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Default number of log files the engine keeps per container (the current one included).
+pub const DEFAULT_LOG_MAX_FILES: u32 = 3;
+/// Default most processes (and threads) a container may run at once.
+pub const DEFAULT_PIDS_LIMIT: u32 = 1024;
+
+/// Settings that protect the host from a container: a bounded, rotated log
+/// (`json-file` driver with `max-size` and `max-file`), a pids limit (a fork
+/// bomb stops at it) and `no-new-privileges` (no setuid binary can raise a
+/// process's privileges). Replicas take them from their spec (`logging`,
+/// `resources.pids`, `security`), the ingress from its settings; the defaults
+/// are on unless overridden.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ContainerLimits {
+    /// Largest log file before rotation, in bytes.
+    pub log_max_bytes: u64,
+    /// Log files kept, the current one included.
+    pub log_max_files: u32,
+    /// Most processes; `None` means no limit.
+    pub pids: Option<u32>,
+    /// Sets `no-new-privileges`.
+    pub no_new_privileges: bool,
+}
+
+impl Default for ContainerLimits {
+    fn default() -> Self {
+        ContainerLimits {
+            log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+            log_max_files: DEFAULT_LOG_MAX_FILES,
+            pids: Some(DEFAULT_PIDS_LIMIT),
+            no_new_privileges: true,
+        }
+    }
+}
+
+impl ContainerLimits {
+    /// Log rotation: files of at most `max_bytes`, `max_files` of them kept.
+    pub fn with_log(mut self, max_bytes: u64, max_files: u32) -> Self {
+        self.log_max_bytes = max_bytes;
+        self.log_max_files = max_files;
+        self
+    }
+
+    /// The pids limit; `None` for none.
+    pub fn with_pids(mut self, pids: Option<u32>) -> Self {
+        self.pids = pids;
+        self
+    }
+
+    /// Whether `no-new-privileges` is set.
+    pub fn with_no_new_privileges(mut self, on: bool) -> Self {
+        self.no_new_privileges = on;
+        self
+    }
+
+    /// Writes these limits into a container's host config.
+    pub(crate) fn apply(&self, host: &mut HostConfig) {
+        host.log_config = Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), self.log_max_bytes.to_string()),
+                ("max-file".to_string(), self.log_max_files.to_string()),
+            ])),
+        });
+        // The engine reads 0 or -1 as "no limit".
+        host.pids_limit = Some(self.pids.map_or(-1, i64::from));
+        if self.no_new_privileges {
+            host.security_opt
+                .get_or_insert_with(Vec::new)
+                .push("no-new-privileges:true".into());
+        }
+    }
+}
+
 /// What a replica container runs.
 #[derive(Debug, Clone)]
 pub(crate) struct ReplicaTemplate {
@@ -132,6 +209,7 @@ pub(crate) struct ReplicaTemplate {
     pub cpus: Option<f64>,
     pub labels: HashMap<String, String>,
     pub network: String,
+    pub limits: ContainerLimits,
 }
 
 /// The Docker engine.
@@ -291,6 +369,13 @@ impl Runtime {
     /// Creates and starts a replica. It publishes no host port: it joins the
     /// instance network, where the ingress reaches it by address.
     pub(crate) async fn create_replica(&self, template: &ReplicaTemplate) -> Result<String> {
+        let mut host_config = HostConfig {
+            network_mode: Some(template.network.clone()),
+            memory: template.memory.and_then(|m| i64::try_from(m).ok()),
+            nano_cpus: template.cpus.map(|c| (c * 1e9) as i64),
+            ..Default::default()
+        };
+        template.limits.apply(&mut host_config);
         let body = ContainerCreateBody {
             image: Some(template.image.clone()),
             env: Some(template.env.clone()),
@@ -298,12 +383,7 @@ impl Runtime {
             exposed_ports: Some(vec![format!("{}/tcp", template.port)]),
             entrypoint: template.command.clone(),
             cmd: template.args.clone(),
-            host_config: Some(HostConfig {
-                network_mode: Some(template.network.clone()),
-                memory: template.memory.and_then(|m| i64::try_from(m).ok()),
-                nano_cpus: template.cpus.map(|c| (c * 1e9) as i64),
-                ..Default::default()
-            }),
+            host_config: Some(host_config),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(template.network.clone(), EndpointSettings::default())])),
             }),

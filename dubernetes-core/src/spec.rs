@@ -89,7 +89,42 @@ pub struct PodSpec {
     /// How the pod is reached from outside, through the ingress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Access>,
+    /// Log rotation of every replica (default: 3 files of 10 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    /// Privilege settings of every replica (default: `no_new_privileges: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Security>,
 }
+
+/// How the engine keeps a replica's log: the `json-file` driver, rotated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Logging {
+    /// Largest log file before it is rotated, e.g. `10Mi` (default 10Mi; 1Ki to 1Ti).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<String>,
+    /// Log files kept, the current one included (default 3; 1 to 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_files: Option<u32>,
+}
+
+/// Privilege settings of a replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Security {
+    /// `no-new-privileges`: no process can gain privileges through a setuid
+    /// binary (default `true`). Set `false` only for an image that needs `sudo` or `ping` as a user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_new_privileges: Option<bool>,
+}
+
+/// Most processes a pod may allow per replica (`resources.pids`).
+pub const MAX_PIDS: u32 = 4_194_304;
 
 /// How a pod is reached through the ingress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +148,9 @@ pub struct Resources {
     /// CPU limit in cores, e.g. `0.5`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
+    /// Most processes (and threads) per replica (default 1024; `0` for no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u32>,
 }
 
 /// An HTTP readiness check, made by the controller to each replica's address.
@@ -297,6 +335,8 @@ impl PodSpec {
             stop_grace_period: None,
             restart: None,
             access: None,
+            logging: None,
+            security: None,
         }
     }
 
@@ -444,6 +484,7 @@ impl PodSpec {
                 ));
             }
         }
+        self.validate_host_limits(&mut problems);
         if let Some(h) = &self.health {
             if let Err(m) = check_http_path(&h.path) {
                 problems.push(FieldError::new("health.path", m));
@@ -517,6 +558,64 @@ impl PodSpec {
         }
     }
 
+    /// The log rotation, pids limit and no-new-privileges its replicas get:
+    /// the spec's values, the defaults of [`ContainerLimits`](crate::runtime::ContainerLimits) otherwise.
+    pub fn container_limits(&self) -> crate::runtime::ContainerLimits {
+        let defaults = crate::runtime::ContainerLimits::default();
+        let logging = self.logging.clone().unwrap_or_default();
+        let log_max_bytes = logging
+            .max_size
+            .as_deref()
+            .and_then(|s| parse_memory(s).ok())
+            .unwrap_or(defaults.log_max_bytes);
+        let pids = match self.resources.as_ref().and_then(|r| r.pids) {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => defaults.pids,
+        };
+        defaults
+            .with_log(log_max_bytes, logging.max_files.unwrap_or(defaults.log_max_files))
+            .with_pids(pids)
+            .with_no_new_privileges(
+                self.security
+                    .as_ref()
+                    .and_then(|s| s.no_new_privileges)
+                    .unwrap_or(defaults.no_new_privileges),
+            )
+    }
+
+    /// Checks `logging` and `resources.pids`.
+    fn validate_host_limits(&self, problems: &mut Vec<FieldError>) {
+        if let Some(pids) = self.resources.as_ref().and_then(|r| r.pids)
+            && pids > MAX_PIDS
+        {
+            problems.push(FieldError::new(
+                "resources.pids",
+                format!("{pids} is more than {MAX_PIDS}; use 0 for no limit"),
+            ));
+        }
+        if let Some(logging) = &self.logging {
+            if let Some(size) = &logging.max_size {
+                match parse_memory(size) {
+                    Ok(bytes) if !(1024..=(1u64 << 40)).contains(&bytes) => problems.push(FieldError::new(
+                        "logging.max_size",
+                        format!("{size:?} is not between 1Ki and 1Ti"),
+                    )),
+                    Ok(_) => {}
+                    Err(m) => problems.push(FieldError::new("logging.max_size", m)),
+                }
+            }
+            if let Some(files) = logging.max_files
+                && !(1..=100).contains(&files)
+            {
+                problems.push(FieldError::new(
+                    "logging.max_files",
+                    format!("{files} is not between 1 and 100"),
+                ));
+            }
+        }
+    }
+
     /// A short hash of everything that decides what a container runs (image,
     /// port, env), but not of `replicas` or `access`: scaling or re-routing a
     /// pod must not replace its containers.
@@ -530,6 +629,13 @@ impl PodSpec {
             args: &'a Option<Vec<String>>,
             memory: Option<u64>,
             cpus: Option<f64>,
+            // Skipped when unset, so specs written before these fields existed keep their hash.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pids: Option<u32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            logging: Option<&'a Logging>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            security: Option<&'a Security>,
         }
         let template = Template {
             image: &self.image,
@@ -539,6 +645,9 @@ impl PodSpec {
             args: &self.args,
             memory: self.memory_bytes(),
             cpus: self.resources.as_ref().and_then(|r| r.cpus),
+            pids: self.resources.as_ref().and_then(|r| r.pids),
+            logging: self.logging.as_ref(),
+            security: self.security.as_ref(),
         };
         // Serializing strings, integers, floats and maps cannot fail.
         let bytes = serde_json::to_vec(&template).unwrap_or_default();
@@ -556,6 +665,8 @@ impl PodSpec {
             command: other.command.clone(),
             args: other.args.clone(),
             resources: other.resources.clone(),
+            logging: other.logging.clone(),
+            security: other.security.clone(),
             ..self.clone()
         }
     }
@@ -1400,6 +1511,7 @@ mod tests {
         c.resources = Some(Resources {
             memory: Some("64Mi".into()),
             cpus: None,
+            pids: None,
         });
         assert_ne!(a.revision_hash(), c.revision_hash());
         let d = a.clone().with_health("/healthz");
@@ -1501,5 +1613,43 @@ h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
         let yaml = serde_yaml_ng::to_string(&spec).expect("yaml");
         assert!(matches!(parse_specs(&yaml), Err(SpecError::SpecTooLarge { .. })));
         check_stored_size(&PodSpec::new("p", "i").with_env("V", "z".repeat(31 * 1024))).expect("one is fine");
+    }
+
+    #[test]
+    fn host_limits_default_on_and_can_be_overridden() {
+        let spec = parse_one("name: a\nimage: b\n").expect("valid");
+        let d = spec.container_limits();
+        assert_eq!(
+            (d.log_max_bytes, d.log_max_files, d.pids, d.no_new_privileges),
+            (10 * 1024 * 1024, 3, Some(1024), true)
+        );
+        let spec = parse_one(
+            "name: a\nimage: b\nlogging: {max_size: 1Mi, max_files: 5}\nresources: {pids: 0}\nsecurity: {no_new_privileges: false}\n",
+        )
+        .expect("valid");
+        let o = spec.container_limits();
+        assert_eq!(
+            (o.log_max_bytes, o.log_max_files, o.pids, o.no_new_privileges),
+            (1024 * 1024, 5, None, false)
+        );
+        assert_eq!(parse_one("name: a\nimage: b\nresources: {pids: 64}\n").expect("valid").container_limits().pids, Some(64));
+        // What the container runs with is part of its revision...
+        assert_ne!(spec.revision_hash(), PodSpec::new("a", "b").revision_hash());
+        // ...but specs that do not set the new fields keep the hash they had before them.
+        assert_eq!(PodSpec::new("p", "img:1").revision_hash(), "a7f00d741e54");
+        for (yaml, field) in [
+            ("logging: {max_size: 10}", "logging.max_size"),
+            ("logging: {max_size: 2Ti}", "logging.max_size"),
+            ("logging: {max_size: lots}", "logging.max_size"),
+            ("logging: {max_files: 0}", "logging.max_files"),
+            ("logging: {max_files: 101}", "logging.max_files"),
+            ("resources: {pids: 4194305}", "resources.pids"),
+        ] {
+            assert_eq!(invalid_fields(&format!("name: p\nimage: i\n{yaml}\n")), [field], "{yaml}");
+        }
+        assert!(matches!(
+            parse_specs("name: p\nimage: i\nsecurity: {privileged: true}\n"),
+            Err(SpecError::Syntax { .. })
+        ));
     }
 }

@@ -20,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
@@ -374,6 +374,7 @@ async fn publish_events(orchestrator: &Dubernetes, feed: &Feed) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
     use crate::orchestrator::PodStatus;
     use crate::spec::PodSpec;
 
