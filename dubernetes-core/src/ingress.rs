@@ -163,6 +163,9 @@ pub(crate) struct Ingress {
     routed: StdMutex<Arc<HashSet<String>>>,
     /// Configs made live (reloads and fresh starts), for benchmarks and metrics.
     reloads: AtomicU64,
+    /// `state.port` (0: none), readable without waiting for a sync that is
+    /// stuck on a frozen engine.
+    published: std::sync::atomic::AtomicU32,
 }
 
 impl Ingress {
@@ -176,6 +179,7 @@ impl Ingress {
             state: Mutex::new(State::default()),
             routed: StdMutex::new(Arc::new(HashSet::new())),
             reloads: AtomicU64::new(0),
+            published: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -189,7 +193,7 @@ impl Ingress {
 
     /// The host port the ingress listens on, once it runs.
     pub(crate) async fn port(&self) -> Option<u16> {
-        self.state.lock().await.port
+        u16::try_from(self.published.load(Ordering::Relaxed)).ok().filter(|&p| p != 0)
     }
 
     /// Makes the ingress container exist, run with current settings, and serve
@@ -216,6 +220,7 @@ impl Ingress {
                 state.container_id = Some(c.id.clone());
                 state.last_applied = None;
                 state.port = self.runtime.published_port(&c.id, 80).await?;
+                self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
                 self.apply(&c.id, &text, &version, routes, &mut state).await?;
                 Ok(true)
             }
@@ -275,6 +280,7 @@ impl Ingress {
             )));
         }
         state.port = self.runtime.published_port(&id, 80).await?;
+        self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
         self.wait_live(state.port, version).await?;
         state.container_id = Some(id);
         state.last_applied = Some(text.to_string());

@@ -41,6 +41,8 @@ pub const LABEL_INGRESS_CONFIG: &str = "io.dubernetes.ingress-config";
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Most bytes of a container's log tail that are read (for crash reports).
+const LOG_TAIL_MAX_BYTES: usize = 8 * 1024;
 
 /// The state of a container as the engine reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,18 +428,24 @@ impl Runtime {
         }
     }
 
-    /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container; a missing one is fine.
-    pub(crate) async fn stop_and_remove(&self, id: &str, grace: Duration) -> Result<()> {
+    /// Stops a container: its stop signal (SIGTERM unless the image says
+    /// otherwise), then SIGKILL after `grace`; a missing or stopped one is fine.
+    ///
+    /// The engine waits the grace period itself while this request is open,
+    /// so callers make it without holding an engine slot: waiting for a slow
+    /// replica must not stop other pods' calls. bollard's client timeout
+    /// (120 s) would cut a longer wait short, so this one call gets its own,
+    /// the grace period plus [`CALL_TIMEOUT`].
+    pub(crate) async fn stop(&self, id: &str, grace: Duration) -> Result<()> {
         let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
-        let stop = self
-            .docker
-            .stop_container(id, Some(StopContainerOptionsBuilder::new().t(secs).build()));
-        match bounded("stopping container", grace + CALL_TIMEOUT, stop).await {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) || is_status(&e, 304) => {}
-            Err(e) => return Err(e),
+        let limit = grace + CALL_TIMEOUT;
+        let docker = self.docker.clone().with_timeout(limit);
+        let stop = docker.stop_container(id, Some(StopContainerOptionsBuilder::new().t(secs).build()));
+        match bounded("stopping container", limit, stop).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) || is_status(&e, 304) => Ok(()),
+            Err(e) => Err(e),
         }
-        self.remove(id).await
     }
 
     /// Removes a container at once (killing it if it runs); a missing one is fine.
@@ -503,7 +511,7 @@ impl Runtime {
         header.set_mode(0o644);
         header.set_mtime(crate::store::now_ms() as u64 / 1000);
         let mut builder = tar::Builder::new(Vec::new());
-        builder
+        let upload = builder
             .append_data(&mut header, file, content)
             .and_then(|_| builder.into_inner())
             .map_err(|e| Error::Ingress(format!("building archive: {e}")))
@@ -512,12 +520,8 @@ impl Runtime {
             .map(|(tar, options)| {
                 self.docker
                     .upload_to_container(container, Some(options), bollard::body_full(tar))
-            })?
-            .await
-            .map_err(|source| Error::Docker {
-                context: format!("writing {dir}/{file}"),
-                source,
-            })
+            })?;
+        bounded(&format!("writing {dir}/{file}"), CALL_TIMEOUT, upload).await
     }
 
     /// The engine's event stream for this instance's containers.
@@ -537,12 +541,24 @@ impl Runtime {
             .stderr(true)
             .tail(&tail.to_string())
             .build();
-        let logs = self.docker.logs(id, Some(options)).try_collect::<Vec<_>>();
-        let chunks = bounded("reading logs", CALL_TIMEOUT, logs).await?;
-        Ok(chunks
-            .into_iter()
-            .map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned())
-            .collect())
+        // A line without a newline can be any length: read at most
+        // LOG_TAIL_MAX_BYTES, keeping the end (the last lines are the point).
+        let read = async {
+            let mut logs = self.docker.logs(id, Some(options));
+            let mut tail: Vec<u8> = Vec::new();
+            while let Some(chunk) = logs.next().await {
+                tail.extend_from_slice(&chunk?.into_bytes());
+                if tail.len() > 2 * LOG_TAIL_MAX_BYTES {
+                    tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
+                }
+            }
+            if tail.len() > LOG_TAIL_MAX_BYTES {
+                tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
+            }
+            Ok(tail)
+        };
+        let tail = bounded("reading logs", CALL_TIMEOUT, read).await?;
+        Ok(String::from_utf8_lossy(&tail).into_owned())
     }
 
     /// A container's log as a stream of chunks (stdout and stderr), optionally

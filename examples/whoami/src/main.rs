@@ -9,6 +9,8 @@
 //! * `WHOAMI_UNHEALTHY=1`: `/healthz` answers 500
 //! * `WHOAMI_EXIT_CODE=N`: exit immediately with code N (a crashing app)
 //! * `WHOAMI_STARTUP_DELAY_MS=N`: sleep N ms before listening (a slow starter)
+//! * `WHOAMI_IGNORE_SIGTERM=1`: install no signal handler, so as PID 1 in a
+//!   container SIGTERM does nothing and only SIGKILL stops it (a slow stopper)
 //!
 //! It exits with code 0 on SIGTERM/SIGINT, also as PID 1 in a container.
 //! Only std is used; the two libc functions needed for signal handling are declared here.
@@ -66,7 +68,9 @@ struct Config {
 }
 
 fn main() {
-    sig::exit_on_term();
+    if !env::var("WHOAMI_IGNORE_SIGTERM").is_ok_and(|v| v.trim() == "1") {
+        sig::exit_on_term();
+    }
 
     if let Ok(code) = env::var("WHOAMI_EXIT_CODE") {
         let parsed = code.trim().parse::<i32>();
