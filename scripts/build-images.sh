@@ -3,6 +3,7 @@
 #
 #   dubernetes/whoami:v1   examples/whoami as a static binary on an empty image
 #   dubernetes/whoami:v2   the same, with WHOAMI_VERSION=v2
+#   dubernetes/whoami:stubborn  the same, for slow-stop tests (WHOAMI_IGNORE_SIGTERM=1)
 #   dubernetes/nginx:local Debian's nginx (extracted, not installed) on an empty image
 #
 # Needs: docker (daemon running), cargo/rustc, and Debian's apt for the nginx package
@@ -141,6 +142,8 @@ cp "$ROOT/images/whoami/Dockerfile" "$STAGE/whoami/Dockerfile"
 cp "$WHOAMI_BIN" "$STAGE/whoami/whoami"
 docker_build "$STAGE/whoami" dubernetes/whoami:v1 --build-arg WHOAMI_VERSION=v1
 docker_build "$STAGE/whoami" dubernetes/whoami:v2 --build-arg WHOAMI_VERSION=v2
+# The same app, for tests of slow stops: run it with WHOAMI_IGNORE_SIGTERM=1.
+docker_build "$STAGE/whoami" dubernetes/whoami:stubborn --build-arg WHOAMI_VERSION=stubborn
 
 # --- nginx -------------------------------------------------------------------------
 # Package lists are needed to know the candidate versions (empty on a fresh machine).
@@ -208,7 +211,7 @@ cp -R "$ROOT/images/nginx/rootfs/." "$RFS/"
 cp "$ROOT/images/nginx/Dockerfile" "$STAGE/nginx/Dockerfile"
 docker_build "$STAGE/nginx" dubernetes/nginx:local
 
-for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/nginx:local; do
+for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:stubborn dubernetes/nginx:local; do
 	docker image inspect "$tag" >/dev/null || die "$tag missing after build"
 	echo "$tag"
 done

@@ -10,6 +10,9 @@ use dubernetes_tests::engine_proxy::EngineProxy;
 use dubernetes_tests::{TestServer, WHOAMI_V1, WHOAMI_V2, containers, docker, wait_for};
 use futures::StreamExt;
 
+/// whoami, built from this tree, that ignores SIGTERM when run with WHOAMI_IGNORE_SIGTERM=1.
+const WHOAMI_STUBBORN: &str = "dubernetes/whoami:stubborn";
+
 /// Peak resident memory of a process (`VmHWM`), in bytes.
 fn vm_hwm(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
@@ -224,7 +227,7 @@ async fn a_slow_stop_holds_no_engine_slot_and_others_heal_and_roll_out_meanwhile
     // One engine slot: a stop that held it for its grace period would block everyone.
     let server = TestServer::start_with("slowstop", &["--engine-concurrency", "1", "--drain-ms", "0"]).await;
     let slow = format!(
-        "name: slow\nimage: {WHOAMI_V1}\nreplicas: 2\nenv: {{WHOAMI_IGNORE_SIGTERM: \"1\"}}\nstop_grace_period: 20s\n"
+        "name: slow\nimage: {WHOAMI_STUBBORN}\nreplicas: 2\nenv: {{WHOAMI_IGNORE_SIGTERM: \"1\"}}\nstop_grace_period: 20s\n"
     );
     let fast = |image: &str| format!("name: fast\nimage: {image}\naccess: {{host: fast.slowstop.local}}\n");
     assert_eq!(server.put_yaml("slow", &slow).await.0, 201);
@@ -239,7 +242,7 @@ async fn a_slow_stop_holds_no_engine_slot_and_others_heal_and_roll_out_meanwhile
     assert_eq!(status, 200, "{body}");
     tokio::time::timeout(Duration::from_secs(15), kills)
         .await
-        .expect("both stops were sent")
+        .expect("both stops were sent within 15 s (a stop that held the only engine slot would delay the second by its 20 s grace)")
         .expect("events task");
     let stops_sent = Instant::now();
 
