@@ -193,7 +193,9 @@ impl Ingress {
 
     /// The host port the ingress listens on, once it runs.
     pub(crate) async fn port(&self) -> Option<u16> {
-        u16::try_from(self.published.load(Ordering::Relaxed)).ok().filter(|&p| p != 0)
+        u16::try_from(self.published.load(Ordering::Relaxed))
+            .ok()
+            .filter(|&p| p != 0)
     }
 
     /// Makes the ingress container exist, run with current settings, and serve

@@ -1079,7 +1079,11 @@ impl SpecError {
     fn in_document(self, index: usize) -> SpecError {
         match self {
             SpecError::SpecTooLarge {
-                line, size, max, aliases, ..
+                line,
+                size,
+                max,
+                aliases,
+                ..
             } => SpecError::SpecTooLarge {
                 document: index,
                 line,
@@ -1571,7 +1575,10 @@ h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
             other => panic!("{other:?}"),
         }
         let text = err.to_string();
-        assert!(text.contains(&MAX_STORED_SPEC_BYTES.to_string()) && text.contains("alias"), "{text}");
+        assert!(
+            text.contains(&MAX_STORED_SPEC_BYTES.to_string()) && text.contains("alias"),
+            "{text}"
+        );
         assert_eq!(err.field().as_deref(), Some("body"));
     }
 
@@ -1582,7 +1589,10 @@ h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
         yaml.push_str("]\ncommand: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nenv: {K: *b}\n");
         // 10 KB anchored, 100 KB through `b`, nested once more by the alias to `b`:
         // small enough. Ten more aliases to `b` pass the limit.
-        assert!(matches!(parse_specs(&yaml), Err(SpecError::Syntax { .. })), "types differ, but not too large");
+        assert!(
+            matches!(parse_specs(&yaml), Err(SpecError::Syntax { .. })),
+            "types differ, but not too large"
+        );
         let bigger = yaml.replace("env: {K: *b}", "labels: [*b, *b, *b]");
         match parse_specs(&bigger) {
             Err(SpecError::SpecTooLarge { document: 2, .. }) => {}
@@ -1596,7 +1606,10 @@ h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
         let specs = parse_specs(yaml).expect("anchors are legitimate YAML");
         assert_eq!(specs[0].env.len(), 2);
         let reuse = "name: a\nimage: b\nargs: [&p \"--port\", *p]\n";
-        assert_eq!(parse_one(reuse).expect("valid").args, Some(vec!["--port".into(), "--port".into()]));
+        assert_eq!(
+            parse_one(reuse).expect("valid").args,
+            Some(vec!["--port".into(), "--port".into()])
+        );
     }
 
     #[test]
@@ -1607,7 +1620,10 @@ h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
             spec = spec.with_env(format!("V{i}"), "z".repeat(31 * 1024));
         }
         spec.validate().expect("every field is valid");
-        assert!(matches!(check_stored_size(&spec), Err(SpecError::SpecTooLarge { aliases: false, .. })));
+        assert!(matches!(
+            check_stored_size(&spec),
+            Err(SpecError::SpecTooLarge { aliases: false, .. })
+        ));
         let json = serde_json::to_string(&spec).expect("json");
         assert!(matches!(parse_json_spec(&json), Err(SpecError::SpecTooLarge { .. })));
         let yaml = serde_yaml_ng::to_string(&spec).expect("yaml");
@@ -1632,7 +1648,13 @@ h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
             (o.log_max_bytes, o.log_max_files, o.pids, o.no_new_privileges),
             (1024 * 1024, 5, None, false)
         );
-        assert_eq!(parse_one("name: a\nimage: b\nresources: {pids: 64}\n").expect("valid").container_limits().pids, Some(64));
+        assert_eq!(
+            parse_one("name: a\nimage: b\nresources: {pids: 64}\n")
+                .expect("valid")
+                .container_limits()
+                .pids,
+            Some(64)
+        );
         // What the container runs with is part of its revision...
         assert_ne!(spec.revision_hash(), PodSpec::new("a", "b").revision_hash());
         // ...but specs that do not set the new fields keep the hash they had before them.
@@ -1645,7 +1667,11 @@ h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
             ("logging: {max_files: 101}", "logging.max_files"),
             ("resources: {pids: 4194305}", "resources.pids"),
         ] {
-            assert_eq!(invalid_fields(&format!("name: p\nimage: i\n{yaml}\n")), [field], "{yaml}");
+            assert_eq!(
+                invalid_fields(&format!("name: p\nimage: i\n{yaml}\n")),
+                [field],
+                "{yaml}"
+            );
         }
         assert!(matches!(
             parse_specs("name: p\nimage: i\nsecurity: {privileged: true}\n"),

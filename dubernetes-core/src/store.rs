@@ -802,7 +802,10 @@ mod tests {
         store.upsert(&PodSpec::new("web", "img:1")).await.expect("v1");
         assert!(store.complete_revision("web", 1).await.expect("complete"));
         for v in 2..=25 {
-            store.upsert(&PodSpec::new("web", format!("img:{v}"))).await.expect("upsert");
+            store
+                .upsert(&PodSpec::new("web", format!("img:{v}")))
+                .await
+                .expect("upsert");
         }
         let revs = store.revisions("web").await.expect("revisions");
         let numbers: Vec<i64> = revs.iter().map(|r| r.number).collect();
@@ -829,10 +832,17 @@ mod tests {
         let long = "é".repeat(10_000);
         store.record_event("a", "Warning", "Crash", &long).await.expect("event");
         let events = store.events(Some("a"), 10).await.expect("events");
-        assert!(events[0].message.len() <= MAX_EVENT_MESSAGE_BYTES, "{}", events[0].message.len());
+        assert!(
+            events[0].message.len() <= MAX_EVENT_MESSAGE_BYTES,
+            "{}",
+            events[0].message.len()
+        );
         assert!(events[0].message.ends_with("[cut]"));
         for i in 0..(MAX_EVENTS + 250) {
-            store.record_event("b", "Normal", "Tick", &i.to_string()).await.expect("event");
+            store
+                .record_event("b", "Normal", "Tick", &i.to_string())
+                .await
+                .expect("event");
         }
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
             .fetch_one(&store.pool)

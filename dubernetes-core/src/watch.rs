@@ -145,7 +145,9 @@ impl Feed {
         state.history.push_back((entry, bytes));
         state.history_bytes += bytes;
         while state.history.len() > HISTORY || (state.history_bytes > HISTORY_BYTES && state.history.len() > 1) {
-            let Some((old, size)) = state.history.pop_front() else { break };
+            let Some((old, size)) = state.history.pop_front() else {
+                break;
+            };
             state.floor = old.version;
             state.history_bytes -= size;
         }
@@ -374,9 +376,9 @@ async fn publish_events(orchestrator: &Dubernetes, feed: &Feed) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::StreamExt;
     use crate::orchestrator::PodStatus;
     use crate::spec::PodSpec;
+    use futures::StreamExt;
 
     fn pod(name: &str, replicas: u32) -> Pod {
         Pod {

@@ -135,9 +135,10 @@ fn log_options(hc: &bollard::models::HostConfig) -> (Option<String>, HashMap<Str
 }
 
 fn no_new_privileges(hc: &bollard::models::HostConfig) -> bool {
-    hc.security_opt
-        .as_ref()
-        .is_some_and(|o| o.iter().any(|s| s == "no-new-privileges:true" || s == "no-new-privileges"))
+    hc.security_opt.as_ref().is_some_and(|o| {
+        o.iter()
+            .any(|s| s == "no-new-privileges:true" || s == "no-new-privileges")
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -191,7 +192,10 @@ async fn replicas_and_the_ingress_get_host_protecting_defaults_each_overridable(
 
     // Out-of-range values are refused, naming the field.
     let (status, body) = server
-        .put_yaml("bad", &format!("name: bad\nimage: {WHOAMI_V1}\nlogging: {{max_files: 0}}\n"))
+        .put_yaml(
+            "bad",
+            &format!("name: bad\nimage: {WHOAMI_V1}\nlogging: {{max_files: 0}}\n"),
+        )
         .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["field"], "logging.max_files");
@@ -238,7 +242,9 @@ async fn a_slow_stop_holds_no_engine_slot_and_others_heal_and_roll_out_meanwhile
 
     // Scale the slow pod to 0: both its replicas ignore SIGTERM, so both stops wait 20 s.
     let kills = tokio::spawn(kills_seen(server.instance.clone(), "slow".into(), 2));
-    let (status, body) = server.put_yaml("slow", &slow.replace("replicas: 2", "replicas: 0")).await;
+    let (status, body) = server
+        .put_yaml("slow", &slow.replace("replicas: 2", "replicas: 0"))
+        .await;
     assert_eq!(status, 200, "{body}");
     tokio::time::timeout(Duration::from_secs(15), kills)
         .await
@@ -337,7 +343,10 @@ async fn a_frozen_engine_leaves_the_api_answering_and_everything_converges_after
     let mut timed = |started: Instant, what: &str, status: u16, expected: &[u16]| {
         let took = started.elapsed();
         assert!(expected.contains(&status), "{what}: {status}");
-        assert!(took < FROZEN_ANSWER_BOUND, "{what} took {took:?} with the engine frozen");
+        assert!(
+            took < FROZEN_ANSWER_BOUND,
+            "{what} took {took:?} with the engine frozen"
+        );
         slowest = slowest.max(took);
     };
     let put = |name: &str, body: String| {
@@ -356,19 +365,49 @@ async fn a_frozen_engine_leaves_the_api_answering_and_everything_converges_after
     let s = put("c", spec("c", 1)).await.expect("PUT c").status().as_u16();
     timed(t, "PUT new pod c", s, &[201]);
     let t = Instant::now();
-    let s = http.delete(url("/v1/pods/c")).send().await.expect("DELETE c").status().as_u16();
+    let s = http
+        .delete(url("/v1/pods/c"))
+        .send()
+        .await
+        .expect("DELETE c")
+        .status()
+        .as_u16();
     timed(t, "DELETE c", s, &[200, 202, 204]);
     let mut rounds = 0;
     while frozen_at.elapsed() < Duration::from_secs(65) {
-        for path in ["/v1/pods", "/v1/pods/a", "/v1/pods/b", "/v1/events?limit=50", "/v1/ingress"] {
+        for path in [
+            "/v1/pods",
+            "/v1/pods/a",
+            "/v1/pods/b",
+            "/v1/events?limit=50",
+            "/v1/ingress",
+        ] {
             let t = Instant::now();
-            let s = http.get(url(path)).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+            let s = http
+                .get(url(path))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {path}: {e}"));
             timed(t, &format!("GET {path}"), s.status().as_u16(), &[200]);
         }
         rounds += 1;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    eprintln!("engine frozen {:?}: {rounds} rounds of reads, slowest answer {slowest:?}", frozen_at.elapsed());
+    eprintln!(
+        "engine frozen {:?}: {rounds} rounds of reads, slowest answer {slowest:?}",
+        frozen_at.elapsed()
+    );
+    // The freeze was real for the server: nothing it asked for reached the engine.
+    assert_eq!(
+        replica_count(&server.instance, "b").await.1,
+        0,
+        "b was not created while frozen"
+    );
+    assert_eq!(
+        replica_count(&server.instance, "a").await.1,
+        2,
+        "a was not scaled while frozen"
+    );
     proxy.resume();
 
     // Everything converges, with exactly the replicas asked for.
@@ -410,10 +449,14 @@ async fn an_engine_restart_mid_rollout_converges_without_duplicates() {
     proxy.restart(Duration::from_secs(5)).await;
 
     server.wait_converged("web", Duration::from_secs(120)).await;
-    wait_for("three v2 replicas and nothing else", Duration::from_secs(120), || async {
-        let (running, all, images) = replica_count(&server.instance, "web").await;
-        (running == 3 && all == 3 && images.iter().all(|i| i == WHOAMI_V2)).then_some(())
-    })
+    wait_for(
+        "three v2 replicas and nothing else",
+        Duration::from_secs(120),
+        || async {
+            let (running, all, images) = replica_count(&server.instance, "web").await;
+            (running == 3 && all == 3 && images.iter().all(|i| i == WHOAMI_V2)).then_some(())
+        },
+    )
     .await;
     let (status, text) = server.via_ingress("web.restart.local").await.expect("ingress");
     assert!(status == 200 && text.contains("Version: v2"), "{status} {text}");
