@@ -184,9 +184,18 @@ impl Ingress {
     }
 
     fn config_hash(&self) -> String {
+        let l = &self.settings.limits;
+        // The host limits count too: an ingress made before them (or with
+        // other flags) is replaced once, so it runs with what the flags say.
         let digest = Sha256::digest(format!(
-            "{}|{}|{}",
-            self.settings.image, self.settings.listen, self.network
+            "{}|{}|{}|log={}x{}|pids={:?}|nnp={}",
+            self.settings.image,
+            self.settings.listen,
+            self.network,
+            l.log_max_bytes,
+            l.log_max_files,
+            l.pids,
+            l.no_new_privileges
         ));
         digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
