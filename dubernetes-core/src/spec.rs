@@ -1002,11 +1002,10 @@ fn check_expansion(yaml: &str, max: usize) -> Result<(), SpecError> {
     let mut open: Vec<(usize, usize)> = Vec::new();
     let mut size = 0usize;
     for item in Parser::new_from_str(yaml) {
-        let (event, span) = item.map_err(|e| SpecError::Syntax {
-            document: document.max(1),
-            location: Some((e.marker().line(), e.marker().col() + 1)),
-            message: e.info().to_string(),
-        })?;
+        let (event, span) = match item {
+            Ok(item) => item,
+            Err(e) => return Err(syntax_error(yaml, document.max(1), &e)),
+        };
         let done: Option<(usize, usize)> = match event {
             Event::DocumentStart(_) => {
                 document += 1;
@@ -1055,6 +1054,30 @@ fn check_expansion(yaml: &str, max: usize) -> Result<(), SpecError> {
         }
     }
     Ok(())
+}
+
+/// The error for YAML the pre-pass cannot read. The deserializer's own
+/// message is the familiar one (and the one every other error uses), so it is
+/// preferred: the input is read again without building any value
+/// (`IgnoredAny`: no memory beyond its events; its alias replay is bounded by
+/// its own repetition limit). Should it accept what the pre-pass refused, the
+/// input is refused anyway with the pre-pass's message: what cannot be
+/// measured is not let through.
+fn syntax_error(yaml: &str, document: usize, scan: &saphyr_parser::ScanError) -> SpecError {
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
+        if let Err(e) = serde::de::IgnoredAny::deserialize(doc) {
+            return SpecError::Syntax {
+                document: i + 1,
+                location: e.location().map(|l| (l.line(), l.column())),
+                message: e.to_string(),
+            };
+        }
+    }
+    SpecError::Syntax {
+        document,
+        location: Some((scan.marker().line(), scan.marker().col() + 1)),
+        message: scan.info().to_string(),
+    }
 }
 
 /// Refuses a spec whose JSON encoding (what the store keeps) is larger than
@@ -1677,5 +1700,20 @@ h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
             parse_specs("name: p\nimage: i\nsecurity: {privileged: true}\n"),
             Err(SpecError::Syntax { .. })
         ));
+    }
+
+    #[test]
+    fn broken_yaml_keeps_the_deserializers_message() {
+        let yaml = "name: a\nimage: b\n---\nname: c\nimage: [d\n";
+        let pre = match check_expansion(yaml, MAX_STORED_SPEC_BYTES) {
+            Err(SpecError::Syntax { document, message, .. }) => (document, message),
+            other => panic!("{other:?}"),
+        };
+        let serde_message = serde_yaml_ng::Deserializer::from_str(yaml)
+            .filter_map(|d| serde::de::IgnoredAny::deserialize(d).err())
+            .map(|e| e.to_string())
+            .next()
+            .expect("serde refuses it too");
+        assert_eq!(pre, (2, serde_message));
     }
 }

@@ -850,4 +850,20 @@ mod tests {
             .expect("count");
         assert!(count <= MAX_EVENTS + 100, "{count}");
     }
+
+    #[tokio::test]
+    async fn a_spec_over_the_stored_limit_is_refused_and_nothing_is_written() {
+        let store = Store::in_memory().await.expect("store");
+        let mut spec = PodSpec::new("big", "img:1");
+        for i in 0..9 {
+            spec = spec.with_env(format!("V{i}"), "z".repeat(31 * 1024));
+        }
+        let err = store.upsert(&spec).await.expect_err("too large");
+        assert!(
+            matches!(err, Error::Spec(crate::spec::SpecError::SpecTooLarge { .. })),
+            "{err:?}"
+        );
+        assert!(store.get("big").await.expect("get").is_none());
+        assert!(store.revisions("big").await.expect("revisions").is_empty());
+    }
 }
