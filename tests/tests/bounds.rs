@@ -461,3 +461,87 @@ async fn an_engine_restart_mid_rollout_converges_without_duplicates() {
     let (status, text) = server.via_ingress("web.restart.local").await.expect("ingress");
     assert!(status == 200 && text.contains("Version: v2"), "{status} {text}");
 }
+
+/// Signals the engine reported sending to a pod's containers (`kill` events), until `done` is set.
+async fn signals_sent(instance: String, pod: String, done: tokio::sync::watch::Receiver<bool>) -> Vec<String> {
+    let docker = docker().await;
+    let filters = HashMap::from([
+        ("type", vec!["container".to_string()]),
+        ("event", vec!["kill".to_string()]),
+        (
+            "label",
+            vec![
+                format!("io.dubernetes.instance={instance}"),
+                format!("io.dubernetes.pod={pod}"),
+            ],
+        ),
+    ]);
+    let mut events = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+    let mut done = done;
+    let mut signals = Vec::new();
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(e)) => signals.push(
+                    e.actor
+                        .and_then(|a| a.attributes)
+                        .and_then(|a| a.get("signal").cloned())
+                        .unwrap_or_default(),
+                ),
+                _ => return signals,
+            },
+            _ = done.changed() => return signals,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grace_period_longer_than_the_engine_clients_timeout_is_honoured() {
+    // bollard's client gives up on a request after 120 s; this grace is longer.
+    let server = TestServer::start_with("longgrace", &["--drain-ms", "0"]).await;
+    let spec = format!(
+        "name: patient\nimage: {WHOAMI_STUBBORN}\nenv: {{WHOAMI_IGNORE_SIGTERM: \"1\"}}\nstop_grace_period: 125s\n"
+    );
+    assert_eq!(server.put_yaml("patient", &spec).await.0, 201);
+    server.wait_converged("patient", Duration::from_secs(60)).await;
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(signals_sent(server.instance.clone(), "patient".into(), done_rx));
+    let scaled = Instant::now();
+    let (status, body) = server
+        .put_yaml(
+            "patient",
+            &spec.replace("stop_grace_period", "replicas: 0\nstop_grace_period"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let docker = docker().await;
+    wait_for("the patient replica to be gone", Duration::from_secs(200), || async {
+        containers(&docker, &server.instance, Some("patient"))
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let took = scaled.elapsed();
+    done_tx.send_replace(true);
+    let signals = signals.await.expect("events task");
+    assert!(
+        took >= Duration::from_secs(120),
+        "the grace period was honoured: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(170),
+        "removed soon after its grace period: {took:?}"
+    );
+    // One stop (SIGTERM), then the engine's SIGKILL at the end of the grace:
+    // a stop that timed out on the client side would have been sent again.
+    assert_eq!(
+        signals.iter().filter(|s| s.as_str() == "15").count(),
+        1,
+        "signals sent: {signals:?}"
+    );
+    assert!(
+        !server.log().contains("stopping a drained replica failed"),
+        "the stop did not fail"
+    );
+}
