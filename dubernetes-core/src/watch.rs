@@ -39,6 +39,10 @@ pub const HISTORY_BYTES: usize = 16 * 1024 * 1024;
 /// Most entries a watcher takes from the history in one go.
 const BATCH: usize = 64;
 
+/// Most bytes (JSON size) a watcher takes from the history in one go, beyond
+/// the first entry: what a watcher whose client stopped reading can hold.
+const BATCH_BYTES: usize = 256 * 1024;
+
 /// What a [`WatchEvent`] says happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -155,7 +159,7 @@ impl Feed {
         self.tx.send_replace(state.version);
     }
 
-    /// Moves up to [`BATCH`] entries after version `after` into `into`.
+    /// Moves up to [`BATCH`] entries (and about [`BATCH_BYTES`]) after version `after` into `into`.
     fn entries_after(&self, after: u64, into: &mut VecDeque<WatchEvent>) -> Result<()> {
         let state = lock(&self.state);
         if after < state.floor {
@@ -165,7 +169,14 @@ impl Feed {
             )));
         }
         let skip = usize::try_from(after - state.floor).unwrap_or(usize::MAX);
-        into.extend(state.history.iter().skip(skip).take(BATCH).map(|(e, _)| e.clone()));
+        let mut bytes = 0;
+        for (entry, size) in state.history.iter().skip(skip).take(BATCH) {
+            if !into.is_empty() && bytes + size > BATCH_BYTES {
+                break;
+            }
+            bytes += size;
+            into.push_back(entry.clone());
+        }
         Ok(())
     }
 
@@ -247,7 +258,7 @@ impl Feed {
 }
 
 /// One watcher's place in the feed: what it was sent last, and a small batch
-/// taken from the history (never more than [`BATCH`] entries beyond it).
+/// taken from the history (at most [`BATCH`] entries and about [`BATCH_BYTES`]).
 struct Watcher {
     feed: Arc<Feed>,
     wake: watch::Receiver<u64>,
