@@ -7,6 +7,7 @@
 #                          v2 with a bad behaviour, for the safe-rollout tests:
 #                          exits at once (code 3); never listens; serves, then
 #                          exits after 2s (code 4); listens only after 3s
+#   dubernetes/whoami:stubborn  the same, for slow-stop tests (WHOAMI_IGNORE_SIGTERM=1)
 #   dubernetes/nginx:local Debian's nginx (extracted, not installed) on an empty image
 #
 # Needs: docker (daemon running), cargo/rustc, and Debian's apt for the nginx package
@@ -158,6 +159,8 @@ for variant in "${WHOAMI_VARIANTS[@]}"; do
 	printf 'FROM dubernetes/whoami:v2\nENV %s\n' "$setting" >"$STAGE/whoami-$tag/Dockerfile"
 	docker_build "$STAGE/whoami-$tag" "dubernetes/whoami:$tag"
 done
+# The same app, for tests of slow stops: run it with WHOAMI_IGNORE_SIGTERM=1.
+docker_build "$STAGE/whoami" dubernetes/whoami:stubborn --build-arg WHOAMI_VERSION=stubborn
 
 # --- nginx -------------------------------------------------------------------------
 # Package lists are needed to know the candidate versions (empty on a fresh machine).
@@ -225,7 +228,7 @@ cp -R "$ROOT/images/nginx/rootfs/." "$RFS/"
 cp "$ROOT/images/nginx/Dockerfile" "$STAGE/nginx/Dockerfile"
 docker_build "$STAGE/nginx" dubernetes/nginx:local
 
-for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow} dubernetes/nginx:local; do
+for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local; do
 	docker image inspect "$tag" >/dev/null || die "$tag missing after build"
 	echo "$tag"
 done

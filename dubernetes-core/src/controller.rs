@@ -914,10 +914,13 @@ impl Context {
                 _ = tokio::time::sleep(self.settings.drain) => {}
             }
         }
-        let stopped = join_all(
-            ids.iter()
-                .map(|id| self.with_slot(self.runtime.stop_and_remove(id, grace))),
-        )
+        // The stop waits out the grace period without an engine slot (the
+        // engine does the waiting); only the removal takes one.
+        let ctx = &self;
+        let stopped = join_all(ids.iter().map(|id| async move {
+            ctx.runtime.stop(id, grace).await?;
+            ctx.with_slot(ctx.runtime.remove(id)).await
+        }))
         .await;
         {
             let mut draining = lock(&self.draining);
@@ -967,6 +970,7 @@ impl Context {
             cpus: spec.resources.as_ref().and_then(|r| r.cpus),
             labels,
             network: self.settings.network.clone(),
+            limits: spec.container_limits(),
         }
     }
 

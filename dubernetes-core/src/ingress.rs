@@ -35,14 +35,24 @@ pub struct IngressSettings {
     pub image: String,
     /// Where the ingress listens on the host. Port 0 lets the engine pick a free port.
     pub listen: SocketAddr,
+    /// Log rotation, pids limit and no-new-privileges of the ingress container.
+    #[serde(default)]
+    pub limits: crate::runtime::ContainerLimits,
 }
 
 impl IngressSettings {
+    /// The ingress container's log rotation, pids limit and no-new-privileges.
+    pub fn with_limits(mut self, limits: crate::runtime::ContainerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Settings with the given image and listen address.
     pub fn new(image: impl Into<String>, listen: SocketAddr) -> Self {
         IngressSettings {
             image: image.into(),
             listen,
+            limits: crate::runtime::ContainerLimits::default(),
         }
     }
 }
@@ -52,6 +62,7 @@ impl Default for IngressSettings {
         IngressSettings {
             image: DEFAULT_INGRESS_IMAGE.into(),
             listen: SocketAddr::from(([0, 0, 0, 0], 80)),
+            limits: crate::runtime::ContainerLimits::default(),
         }
     }
 }
@@ -152,6 +163,9 @@ pub(crate) struct Ingress {
     routed: StdMutex<Arc<HashSet<String>>>,
     /// Configs made live (reloads and fresh starts), for benchmarks and metrics.
     reloads: AtomicU64,
+    /// `state.port` (0: none), readable without waiting for a sync that is
+    /// stuck on a frozen engine.
+    published: std::sync::atomic::AtomicU32,
 }
 
 impl Ingress {
@@ -165,20 +179,32 @@ impl Ingress {
             state: Mutex::new(State::default()),
             routed: StdMutex::new(Arc::new(HashSet::new())),
             reloads: AtomicU64::new(0),
+            published: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
     fn config_hash(&self) -> String {
+        let l = &self.settings.limits;
+        // The host limits count too: an ingress made before them (or with
+        // other flags) is replaced once, so it runs with what the flags say.
         let digest = Sha256::digest(format!(
-            "{}|{}|{}",
-            self.settings.image, self.settings.listen, self.network
+            "{}|{}|{}|log={}x{}|pids={:?}|nnp={}",
+            self.settings.image,
+            self.settings.listen,
+            self.network,
+            l.log_max_bytes,
+            l.log_max_files,
+            l.pids,
+            l.no_new_privileges
         ));
         digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
 
     /// The host port the ingress listens on, once it runs.
     pub(crate) async fn port(&self) -> Option<u16> {
-        self.state.lock().await.port
+        u16::try_from(self.published.load(Ordering::Relaxed))
+            .ok()
+            .filter(|&p| p != 0)
     }
 
     /// Makes the ingress container exist, run with current settings, and serve
@@ -205,6 +231,7 @@ impl Ingress {
                 state.container_id = Some(c.id.clone());
                 state.last_applied = None;
                 state.port = self.runtime.published_port(&c.id, 80).await?;
+                self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
                 self.apply(&c.id, &text, &version, routes, &mut state).await?;
                 Ok(true)
             }
@@ -233,19 +260,21 @@ impl Ingress {
             (LABEL_ROLE.to_string(), "ingress".to_string()),
             (LABEL_INGRESS_CONFIG.to_string(), self.config_hash()),
         ]);
+        let mut host_config = HostConfig {
+            network_mode: Some(self.network.clone()),
+            port_bindings: Some(Runtime::port_bindings(
+                80,
+                &self.settings.listen.ip().to_string(),
+                self.settings.listen.port(),
+            )),
+            ..Default::default()
+        };
+        self.settings.limits.apply(&mut host_config);
         let body = ContainerCreateBody {
             image: Some(self.settings.image.clone()),
             labels: Some(labels),
             exposed_ports: Some(vec!["80/tcp".into()]),
-            host_config: Some(HostConfig {
-                network_mode: Some(self.network.clone()),
-                port_bindings: Some(Runtime::port_bindings(
-                    80,
-                    &self.settings.listen.ip().to_string(),
-                    self.settings.listen.port(),
-                )),
-                ..Default::default()
-            }),
+            host_config: Some(host_config),
             ..Default::default()
         };
         let id = self.runtime.create(&self.name, body).await?;
@@ -262,6 +291,7 @@ impl Ingress {
             )));
         }
         state.port = self.runtime.published_port(&id, 80).await?;
+        self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
         self.wait_live(state.port, version).await?;
         state.container_id = Some(id);
         state.last_applied = Some(text.to_string());

@@ -58,11 +58,17 @@ pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use logs::{LogLine, LogLines, LogOptions, LogStream};
 pub use orchestrator::{Condition, Dubernetes, DubernetesBuilder, Pod, PodStatus, Replica};
 pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
-pub use runtime::{ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
-pub use spec::{
-    Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_REPLICAS,
-    MAX_SPEC_BYTES, MAX_SPEC_DEPTH, PodSpec, Resources, RestartBackoff, SpecError, UpdateStrategy, ValidationError,
-    parse_json_spec, parse_memory, parse_specs,
+pub use runtime::{
+    ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT, LABEL_INSTANCE,
+    LABEL_POD, LABEL_REVISION, LABEL_ROLE,
 };
-pub use store::{ApplyOutcome, DB_FILE, Event, Revision, RolloutState, backup};
-pub use watch::{HISTORY as WATCH_HISTORY, WatchEvent, WatchKind};
+pub use spec::{
+    Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS,
+    MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, Resources, RestartBackoff,
+    Security, SpecError, UpdateStrategy, ValidationError, check_stored_size, parse_json_spec, parse_memory,
+    parse_specs,
+};
+pub use store::{
+    ApplyOutcome, DB_FILE, Event, MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS, MAX_REVISIONS, Revision, RolloutState, backup,
+};
+pub use watch::{HISTORY as WATCH_HISTORY, HISTORY_BYTES as WATCH_HISTORY_BYTES, WatchEvent, WatchKind};

@@ -13,8 +13,8 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, EventMessage, HostConfig, NetworkCreateRequest,
-    NetworkingConfig, PortBinding,
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, EventMessage, HostConfig, HostConfigLogConfig,
+    NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
@@ -42,6 +42,8 @@ pub const LABEL_INGRESS_CONFIG: &str = "io.dubernetes.ingress-config";
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Most bytes of a container's log tail that are read (for crash reports).
+const LOG_TAIL_MAX_BYTES: usize = 8 * 1024;
 
 /// The state of a container as the engine reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +123,82 @@ impl Observed {
     }
 }
 
+/// Default largest size of one container log file before the engine rotates it.
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Default number of log files the engine keeps per container (the current one included).
+pub const DEFAULT_LOG_MAX_FILES: u32 = 3;
+/// Default most processes (and threads) a container may run at once.
+pub const DEFAULT_PIDS_LIMIT: u32 = 1024;
+
+/// Settings that protect the host from a container: a bounded, rotated log
+/// (`json-file` driver with `max-size` and `max-file`), a pids limit (a fork
+/// bomb stops at it) and `no-new-privileges` (no setuid binary can raise a
+/// process's privileges). Replicas take them from their spec (`logging`,
+/// `resources.pids`, `security`), the ingress from its settings; the defaults
+/// are on unless overridden.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ContainerLimits {
+    /// Largest log file before rotation, in bytes.
+    pub log_max_bytes: u64,
+    /// Log files kept, the current one included.
+    pub log_max_files: u32,
+    /// Most processes; `None` means no limit.
+    pub pids: Option<u32>,
+    /// Sets `no-new-privileges`.
+    pub no_new_privileges: bool,
+}
+
+impl Default for ContainerLimits {
+    fn default() -> Self {
+        ContainerLimits {
+            log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+            log_max_files: DEFAULT_LOG_MAX_FILES,
+            pids: Some(DEFAULT_PIDS_LIMIT),
+            no_new_privileges: true,
+        }
+    }
+}
+
+impl ContainerLimits {
+    /// Log rotation: files of at most `max_bytes`, `max_files` of them kept.
+    pub fn with_log(mut self, max_bytes: u64, max_files: u32) -> Self {
+        self.log_max_bytes = max_bytes;
+        self.log_max_files = max_files;
+        self
+    }
+
+    /// The pids limit; `None` for none.
+    pub fn with_pids(mut self, pids: Option<u32>) -> Self {
+        self.pids = pids;
+        self
+    }
+
+    /// Whether `no-new-privileges` is set.
+    pub fn with_no_new_privileges(mut self, on: bool) -> Self {
+        self.no_new_privileges = on;
+        self
+    }
+
+    /// Writes these limits into a container's host config.
+    pub(crate) fn apply(&self, host: &mut HostConfig) {
+        host.log_config = Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), self.log_max_bytes.to_string()),
+                ("max-file".to_string(), self.log_max_files.to_string()),
+            ])),
+        });
+        // The engine reads 0 or -1 as "no limit".
+        host.pids_limit = Some(self.pids.map_or(-1, i64::from));
+        if self.no_new_privileges {
+            host.security_opt
+                .get_or_insert_with(Vec::new)
+                .push("no-new-privileges:true".into());
+        }
+    }
+}
+
 /// What a replica container runs.
 #[derive(Debug, Clone)]
 pub(crate) struct ReplicaTemplate {
@@ -134,6 +212,7 @@ pub(crate) struct ReplicaTemplate {
     pub cpus: Option<f64>,
     pub labels: HashMap<String, String>,
     pub network: String,
+    pub limits: ContainerLimits,
 }
 
 /// The Docker engine, seen through this store's ownership: every container
@@ -352,6 +431,13 @@ impl Runtime {
     /// Creates and starts a replica. It publishes no host port: it joins the
     /// instance network, where the ingress reaches it by address.
     pub(crate) async fn create_replica(&self, template: &ReplicaTemplate) -> Result<String> {
+        let mut host_config = HostConfig {
+            network_mode: Some(template.network.clone()),
+            memory: template.memory.and_then(|m| i64::try_from(m).ok()),
+            nano_cpus: template.cpus.map(|c| (c * 1e9) as i64),
+            ..Default::default()
+        };
+        template.limits.apply(&mut host_config);
         let body = ContainerCreateBody {
             image: Some(template.image.clone()),
             env: Some(template.env.clone()),
@@ -359,12 +445,7 @@ impl Runtime {
             exposed_ports: Some(vec![format!("{}/tcp", template.port)]),
             entrypoint: template.command.clone(),
             cmd: template.args.clone(),
-            host_config: Some(HostConfig {
-                network_mode: Some(template.network.clone()),
-                memory: template.memory.and_then(|m| i64::try_from(m).ok()),
-                nano_cpus: template.cpus.map(|c| (c * 1e9) as i64),
-                ..Default::default()
-            }),
+            host_config: Some(host_config),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(template.network.clone(), EndpointSettings::default())])),
             }),
@@ -411,18 +492,24 @@ impl Runtime {
         }
     }
 
-    /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container; a missing one is fine.
-    pub(crate) async fn stop_and_remove(&self, id: &str, grace: Duration) -> Result<()> {
+    /// Stops a container: its stop signal (SIGTERM unless the image says
+    /// otherwise), then SIGKILL after `grace`; a missing or stopped one is fine.
+    ///
+    /// The engine waits the grace period itself while this request is open,
+    /// so callers make it without holding an engine slot: waiting for a slow
+    /// replica must not stop other pods' calls. bollard's client timeout
+    /// (120 s) would cut a longer wait short, so this one call gets its own,
+    /// the grace period plus [`CALL_TIMEOUT`].
+    pub(crate) async fn stop(&self, id: &str, grace: Duration) -> Result<()> {
         let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
-        let stop = self
-            .docker
-            .stop_container(id, Some(StopContainerOptionsBuilder::new().t(secs).build()));
-        match bounded("stopping container", grace + CALL_TIMEOUT, stop).await {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) || is_status(&e, 304) => {}
-            Err(e) => return Err(e),
+        let limit = grace + CALL_TIMEOUT;
+        let docker = self.docker.clone().with_timeout(limit);
+        let stop = docker.stop_container(id, Some(StopContainerOptionsBuilder::new().t(secs).build()));
+        match bounded("stopping container", limit, stop).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) || is_status(&e, 304) => Ok(()),
+            Err(e) => Err(e),
         }
-        self.remove(id).await
     }
 
     /// Removes a container at once (killing it if it runs); a missing one is fine.
@@ -488,7 +575,7 @@ impl Runtime {
         header.set_mode(0o644);
         header.set_mtime(crate::store::now_ms() as u64 / 1000);
         let mut builder = tar::Builder::new(Vec::new());
-        builder
+        let upload = builder
             .append_data(&mut header, file, content)
             .and_then(|_| builder.into_inner())
             .map_err(|e| Error::Ingress(format!("building archive: {e}")))
@@ -497,12 +584,8 @@ impl Runtime {
             .map(|(tar, options)| {
                 self.docker
                     .upload_to_container(container, Some(options), bollard::body_full(tar))
-            })?
-            .await
-            .map_err(|source| Error::Docker {
-                context: format!("writing {dir}/{file}"),
-                source,
-            })
+            })?;
+        bounded(&format!("writing {dir}/{file}"), CALL_TIMEOUT, upload).await
     }
 
     /// The engine's event stream for this instance's containers.
@@ -522,12 +605,24 @@ impl Runtime {
             .stderr(true)
             .tail(&tail.to_string())
             .build();
-        let logs = self.docker.logs(id, Some(options)).try_collect::<Vec<_>>();
-        let chunks = bounded("reading logs", CALL_TIMEOUT, logs).await?;
-        Ok(chunks
-            .into_iter()
-            .map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned())
-            .collect())
+        // A line without a newline can be any length: read at most
+        // LOG_TAIL_MAX_BYTES, keeping the end (the last lines are the point).
+        let read = async {
+            let mut logs = self.docker.logs(id, Some(options));
+            let mut tail: Vec<u8> = Vec::new();
+            while let Some(chunk) = logs.next().await {
+                tail.extend_from_slice(&chunk?.into_bytes());
+                if tail.len() > 2 * LOG_TAIL_MAX_BYTES {
+                    tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
+                }
+            }
+            if tail.len() > LOG_TAIL_MAX_BYTES {
+                tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
+            }
+            Ok(tail)
+        };
+        let tail = bounded("reading logs", CALL_TIMEOUT, read).await?;
+        Ok(String::from_utf8_lossy(&tail).into_owned())
     }
 
     /// A container's log as a stream of chunks (stdout and stderr), optionally

@@ -32,6 +32,14 @@ pub const MAX_ENV_VARS: usize = 1024;
 /// Longest environment variable value, in bytes.
 pub const MAX_ENV_VALUE_BYTES: usize = 32 * 1024;
 
+/// Largest a pod spec may be once stored: its JSON encoding, in bytes. It is
+/// also the most one YAML document may expand to (an alias costs the size of
+/// the node it names), checked before the document is deserialized, so a
+/// small input that repeats a large value through aliases is refused before
+/// it takes memory. The same as the server's request body limit: a spec that
+/// could not be sent as JSON cannot be stored through YAML either.
+pub const MAX_STORED_SPEC_BYTES: usize = 256 * 1024;
+
 /// The desired state of one pod: which image, how many replicas, how to reach it.
 ///
 /// ```
@@ -83,7 +91,42 @@ pub struct PodSpec {
     /// How the pod is reached from outside, through the ingress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Access>,
+    /// Log rotation of every replica (default: 3 files of 10 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    /// Privilege settings of every replica (default: `no_new_privileges: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Security>,
 }
+
+/// How the engine keeps a replica's log: the `json-file` driver, rotated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Logging {
+    /// Largest log file before it is rotated, e.g. `10Mi` (default 10Mi; 1Ki to 1Ti).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<String>,
+    /// Log files kept, the current one included (default 3; 1 to 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_files: Option<u32>,
+}
+
+/// Privilege settings of a replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Security {
+    /// `no-new-privileges`: no process can gain privileges through a setuid
+    /// binary (default `true`). Set `false` only for an image that needs `sudo` or `ping` as a user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_new_privileges: Option<bool>,
+}
+
+/// Most processes a pod may allow per replica (`resources.pids`).
+pub const MAX_PIDS: u32 = 4_194_304;
 
 /// How a pod is reached through the ingress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +150,9 @@ pub struct Resources {
     /// CPU limit in cores, e.g. `0.5`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
+    /// Most processes (and threads) per replica (default 1024; `0` for no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u32>,
 }
 
 /// What a readiness check does.
@@ -402,6 +448,8 @@ impl PodSpec {
             stop_grace_period: None,
             restart: None,
             access: None,
+            logging: None,
+            security: None,
         }
     }
 
@@ -551,6 +599,7 @@ impl PodSpec {
                 ));
             }
         }
+        self.validate_host_limits(&mut problems);
         if let Some(h) = &self.health {
             if h.kind == CheckKind::Http
                 && let Err(m) = check_http_path(&h.path)
@@ -635,6 +684,64 @@ impl PodSpec {
         }
     }
 
+    /// The log rotation, pids limit and no-new-privileges its replicas get:
+    /// the spec's values, the defaults of [`ContainerLimits`](crate::runtime::ContainerLimits) otherwise.
+    pub fn container_limits(&self) -> crate::runtime::ContainerLimits {
+        let defaults = crate::runtime::ContainerLimits::default();
+        let logging = self.logging.clone().unwrap_or_default();
+        let log_max_bytes = logging
+            .max_size
+            .as_deref()
+            .and_then(|s| parse_memory(s).ok())
+            .unwrap_or(defaults.log_max_bytes);
+        let pids = match self.resources.as_ref().and_then(|r| r.pids) {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => defaults.pids,
+        };
+        defaults
+            .with_log(log_max_bytes, logging.max_files.unwrap_or(defaults.log_max_files))
+            .with_pids(pids)
+            .with_no_new_privileges(
+                self.security
+                    .as_ref()
+                    .and_then(|s| s.no_new_privileges)
+                    .unwrap_or(defaults.no_new_privileges),
+            )
+    }
+
+    /// Checks `logging` and `resources.pids`.
+    fn validate_host_limits(&self, problems: &mut Vec<FieldError>) {
+        if let Some(pids) = self.resources.as_ref().and_then(|r| r.pids)
+            && pids > MAX_PIDS
+        {
+            problems.push(FieldError::new(
+                "resources.pids",
+                format!("{pids} is more than {MAX_PIDS}; use 0 for no limit"),
+            ));
+        }
+        if let Some(logging) = &self.logging {
+            if let Some(size) = &logging.max_size {
+                match parse_memory(size) {
+                    Ok(bytes) if !(1024..=(1u64 << 40)).contains(&bytes) => problems.push(FieldError::new(
+                        "logging.max_size",
+                        format!("{size:?} is not between 1Ki and 1Ti"),
+                    )),
+                    Ok(_) => {}
+                    Err(m) => problems.push(FieldError::new("logging.max_size", m)),
+                }
+            }
+            if let Some(files) = logging.max_files
+                && !(1..=100).contains(&files)
+            {
+                problems.push(FieldError::new(
+                    "logging.max_files",
+                    format!("{files} is not between 1 and 100"),
+                ));
+            }
+        }
+    }
+
     /// A short hash of everything that decides what a container runs (image,
     /// port, env), but not of `replicas` or `access`: scaling or re-routing a
     /// pod must not replace its containers.
@@ -648,6 +755,13 @@ impl PodSpec {
             args: &'a Option<Vec<String>>,
             memory: Option<u64>,
             cpus: Option<f64>,
+            // Skipped when unset, so specs written before these fields existed keep their hash.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pids: Option<u32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            logging: Option<&'a Logging>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            security: Option<&'a Security>,
         }
         let template = Template {
             image: &self.image,
@@ -657,6 +771,9 @@ impl PodSpec {
             args: &self.args,
             memory: self.memory_bytes(),
             cpus: self.resources.as_ref().and_then(|r| r.cpus),
+            pids: self.resources.as_ref().and_then(|r| r.pids),
+            logging: self.logging.as_ref(),
+            security: self.security.as_ref(),
         };
         // Serializing strings, integers, floats and maps cannot fail.
         let bytes = serde_json::to_vec(&template).unwrap_or_default();
@@ -674,6 +791,8 @@ impl PodSpec {
             command: other.command.clone(),
             args: other.args.clone(),
             resources: other.resources.clone(),
+            logging: other.logging.clone(),
+            security: other.security.clone(),
             ..self.clone()
         }
     }
@@ -764,6 +883,27 @@ pub enum SpecError {
         /// The limit.
         max: usize,
     },
+    /// A document expands (aliases repeated in full) to more than
+    /// [`MAX_STORED_SPEC_BYTES`], or a spec encodes to more than that.
+    #[error(
+        "document {document}{}: the pod spec would be {} bytes or more once {}; at most {max} bytes are stored (MAX_STORED_SPEC_BYTES){}",
+        line.map(|l| format!(", line {l}")).unwrap_or_default(),
+        size,
+        if *aliases { "its aliases are expanded" } else { "stored" },
+        if *aliases { ": repeat less through anchors and aliases (`*name`), or move large values into the image" } else { ": move large values (env, args) into the image or a file it reads" }
+    )]
+    SpecTooLarge {
+        /// Index of the document in a multi-document file, from 1.
+        document: usize,
+        /// Line where the expansion passed the limit, when found by the YAML pre-pass.
+        line: Option<usize>,
+        /// The size reached (a lower bound when the pre-pass stopped early).
+        size: usize,
+        /// The limit.
+        max: usize,
+        /// Whether aliases made it that large.
+        aliases: bool,
+    },
 }
 
 impl SpecError {
@@ -774,6 +914,7 @@ impl SpecError {
             SpecError::Invalid { source, .. } => source.problems.first().map(|p| p.field.clone()),
             SpecError::Duplicate { .. } => Some("name".into()),
             SpecError::TooLarge { .. } | SpecError::TooDeep { .. } => None,
+            SpecError::SpecTooLarge { .. } => Some("body".into()),
         }
     }
 }
@@ -933,6 +1074,7 @@ pub fn parse_json_spec(json: &str) -> Result<PodSpec, SpecError> {
 /// ```
 pub fn parse_specs(yaml: &str) -> Result<Vec<PodSpec>, SpecError> {
     check_shape(yaml)?;
+    check_expansion(yaml, MAX_STORED_SPEC_BYTES)?;
     let mut specs: Vec<PodSpec> = Vec::new();
     for (i, document) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
         let index = i + 1;
@@ -946,6 +1088,7 @@ pub fn parse_specs(yaml: &str) -> Result<Vec<PodSpec>, SpecError> {
             document: index,
             source,
         })?;
+        check_stored_size(&spec).map_err(|e| e.in_document(index))?;
         if specs.iter().any(|s| s.name == spec.name) {
             return Err(SpecError::Duplicate {
                 document: index,
@@ -955,6 +1098,151 @@ pub fn parse_specs(yaml: &str) -> Result<Vec<PodSpec>, SpecError> {
         specs.push(spec);
     }
     Ok(specs)
+}
+
+/// What one node adds to a spec's expanded size beyond its scalar text: about
+/// the punctuation its JSON encoding needs (quotes, `:` or `,`).
+const NODE_OVERHEAD: usize = 2;
+
+/// Refuses a YAML input any of whose documents would expand to more than
+/// `max` bytes, before any of it is deserialized.
+///
+/// serde_yaml_ng replays an anchored node at every alias, so 44 KB whose
+/// `env` repeats a 32 KiB value through 1023 aliases deserializes into 32 MiB.
+/// This pass reads the YAML events once (saphyr-parser, no values built) and
+/// computes each node's expanded size: a scalar costs its length, a
+/// collection the sum of its items, an alias the expanded size of the node
+/// its anchor names (so nested aliases multiply, as they would in memory).
+/// The count is kept per document and checked as it grows, so it stops at the
+/// first event past the limit; its own memory is one number per anchor and
+/// one per open collection.
+///
+/// Anchors and aliases stay allowed: a spec that uses them sensibly expands
+/// to far less than the limit.
+fn check_expansion(yaml: &str, max: usize) -> Result<(), SpecError> {
+    use saphyr_parser::{Event, Parser};
+
+    let mut document = 0usize;
+    let mut anchors: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    // Open collections: (anchor id, 0 for none; expanded size so far).
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    let mut size = 0usize;
+    for item in Parser::new_from_str(yaml) {
+        let (event, span) = match item {
+            Ok(item) => item,
+            Err(e) => return Err(syntax_error(yaml, document.max(1), &e)),
+        };
+        let done: Option<(usize, usize)> = match event {
+            Event::DocumentStart(_) => {
+                document += 1;
+                size = 0;
+                open.clear();
+                None
+            }
+            Event::Scalar(value, _, anchor, _) => Some((anchor, value.len().saturating_add(NODE_OVERHEAD))),
+            Event::Alias(id) => Some((0, anchors.get(&id).copied().unwrap_or(0))),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                open.push((anchor, NODE_OVERHEAD));
+                size = size.saturating_add(NODE_OVERHEAD);
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                // The collection's own size is already in `size`; only its parent learns it now.
+                if let Some((anchor, total)) = open.pop() {
+                    if anchor != 0 {
+                        anchors.insert(anchor, total);
+                    }
+                    if let Some((_, parent)) = open.last_mut() {
+                        *parent = parent.saturating_add(total);
+                    }
+                }
+                None
+            }
+            _ => None,
+        };
+        if let Some((anchor, node)) = done {
+            if anchor != 0 {
+                anchors.insert(anchor, node);
+            }
+            if let Some((_, parent)) = open.last_mut() {
+                *parent = parent.saturating_add(node);
+            }
+            size = size.saturating_add(node);
+        }
+        if size > max {
+            return Err(SpecError::SpecTooLarge {
+                document: document.max(1),
+                line: Some(span.start.line()),
+                size,
+                max,
+                aliases: !anchors.is_empty(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The error for YAML the pre-pass cannot read. The deserializer's own
+/// message is the familiar one (and the one every other error uses), so it is
+/// preferred: the input is read again without building any value
+/// (`IgnoredAny`: no memory beyond its events; its alias replay is bounded by
+/// its own repetition limit). Should it accept what the pre-pass refused, the
+/// input is refused anyway with the pre-pass's message: what cannot be
+/// measured is not let through.
+fn syntax_error(yaml: &str, document: usize, scan: &saphyr_parser::ScanError) -> SpecError {
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
+        if let Err(e) = serde::de::IgnoredAny::deserialize(doc) {
+            return SpecError::Syntax {
+                document: i + 1,
+                location: e.location().map(|l| (l.line(), l.column())),
+                message: e.to_string(),
+            };
+        }
+    }
+    SpecError::Syntax {
+        document,
+        location: Some((scan.marker().line(), scan.marker().col() + 1)),
+        message: scan.info().to_string(),
+    }
+}
+
+/// Refuses a spec whose JSON encoding (what the store keeps) is larger than
+/// [`MAX_STORED_SPEC_BYTES`]. [`parse_specs`] and [`parse_json_spec`] call it,
+/// and the store checks again before it writes, so every way in is bounded.
+pub fn check_stored_size(spec: &PodSpec) -> Result<(), SpecError> {
+    // Serializing strings, numbers and maps cannot fail; a failure counts as too large.
+    let size = serde_json::to_vec(spec).map_or(usize::MAX, |json| json.len());
+    if size > MAX_STORED_SPEC_BYTES {
+        return Err(SpecError::SpecTooLarge {
+            document: 1,
+            line: None,
+            size,
+            max: MAX_STORED_SPEC_BYTES,
+            aliases: false,
+        });
+    }
+    Ok(())
+}
+
+impl SpecError {
+    fn in_document(self, index: usize) -> SpecError {
+        match self {
+            SpecError::SpecTooLarge {
+                line,
+                size,
+                max,
+                aliases,
+                ..
+            } => SpecError::SpecTooLarge {
+                document: index,
+                line,
+                size,
+                max,
+                aliases,
+            },
+            other => other,
+        }
+    }
 }
 
 fn check_dns_label(name: &str) -> Result<(), String> {
@@ -1405,6 +1693,7 @@ mod tests {
         c.resources = Some(Resources {
             memory: Some("64Mi".into()),
             cpus: None,
+            pids: None,
         });
         assert_ne!(a.revision_hash(), c.revision_hash());
         let d = a.clone().with_health("/healthz");
@@ -1431,5 +1720,155 @@ b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*
 e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n\
 h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
         assert!(parse_specs(yaml).is_err());
+    }
+
+    /// The issue's input: 44 KB of YAML whose `env` repeats one 32 KiB value
+    /// through 1023 aliases (32 MiB once expanded).
+    pub(crate) fn alias_bomb() -> String {
+        let mut yaml = format!("name: bomb\nimage: b\nenv:\n  V0: &big \"{}\"\n", "x".repeat(32 * 1024));
+        for i in 1..1024 {
+            yaml.push_str(&format!("  V{i}: *big\n"));
+        }
+        yaml
+    }
+
+    #[test]
+    fn aliases_count_their_expansion_against_the_stored_limit() {
+        let yaml = alias_bomb();
+        assert!(yaml.len() < 48 * 1024, "{}", yaml.len());
+        let err = parse_specs(&yaml).expect_err("32 MiB expanded");
+        match &err {
+            SpecError::SpecTooLarge {
+                document: 1,
+                max,
+                aliases: true,
+                size,
+                line: Some(line),
+            } => {
+                assert_eq!(*max, MAX_STORED_SPEC_BYTES);
+                // Stopped at the first alias past the limit, not at the end.
+                assert!(*size <= MAX_STORED_SPEC_BYTES + 33 * 1024, "{size}");
+                assert!(*line < 20, "{line}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.contains(&MAX_STORED_SPEC_BYTES.to_string()) && text.contains("alias"),
+            "{text}"
+        );
+        assert_eq!(err.field().as_deref(), Some("body"));
+    }
+
+    #[test]
+    fn nested_aliases_multiply_and_are_refused_in_later_documents_too() {
+        let mut yaml = String::from("name: ok\nimage: b\n---\nname: n\nimage: b\nargs: &a [");
+        yaml.push_str(&vec![format!("\"{}\"", "y".repeat(1000)); 10].join(","));
+        yaml.push_str("]\ncommand: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nenv: {K: *b}\n");
+        // 10 KB anchored, 100 KB through `b`, nested once more by the alias to `b`:
+        // small enough. Ten more aliases to `b` pass the limit.
+        assert!(
+            matches!(parse_specs(&yaml), Err(SpecError::Syntax { .. })),
+            "types differ, but not too large"
+        );
+        let bigger = yaml.replace("env: {K: *b}", "labels: [*b, *b, *b]");
+        match parse_specs(&bigger) {
+            Err(SpecError::SpecTooLarge { document: 2, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sensible_anchors_are_still_accepted() {
+        let yaml = "name: a\nimage: b\nenv: &common {A: \"1\", B: \"2\"}\n---\nname: c\nimage: d\nargs: &args [x, y]\ncommand: [/bin/app]\n";
+        let specs = parse_specs(yaml).expect("anchors are legitimate YAML");
+        assert_eq!(specs[0].env.len(), 2);
+        let reuse = "name: a\nimage: b\nargs: [&p \"--port\", *p]\n";
+        assert_eq!(
+            parse_one(reuse).expect("valid").args,
+            Some(vec!["--port".into(), "--port".into()])
+        );
+    }
+
+    #[test]
+    fn the_stored_size_is_bounded_without_aliases_too() {
+        // 9 values of 31 KiB: each valid, together over the stored limit.
+        let mut spec = PodSpec::new("p", "i");
+        for i in 0..9 {
+            spec = spec.with_env(format!("V{i}"), "z".repeat(31 * 1024));
+        }
+        spec.validate().expect("every field is valid");
+        assert!(matches!(
+            check_stored_size(&spec),
+            Err(SpecError::SpecTooLarge { aliases: false, .. })
+        ));
+        let json = serde_json::to_string(&spec).expect("json");
+        assert!(matches!(parse_json_spec(&json), Err(SpecError::SpecTooLarge { .. })));
+        let yaml = serde_yaml_ng::to_string(&spec).expect("yaml");
+        assert!(matches!(parse_specs(&yaml), Err(SpecError::SpecTooLarge { .. })));
+        check_stored_size(&PodSpec::new("p", "i").with_env("V", "z".repeat(31 * 1024))).expect("one is fine");
+    }
+
+    #[test]
+    fn host_limits_default_on_and_can_be_overridden() {
+        let spec = parse_one("name: a\nimage: b\n").expect("valid");
+        let d = spec.container_limits();
+        assert_eq!(
+            (d.log_max_bytes, d.log_max_files, d.pids, d.no_new_privileges),
+            (10 * 1024 * 1024, 3, Some(1024), true)
+        );
+        let spec = parse_one(
+            "name: a\nimage: b\nlogging: {max_size: 1Mi, max_files: 5}\nresources: {pids: 0}\nsecurity: {no_new_privileges: false}\n",
+        )
+        .expect("valid");
+        let o = spec.container_limits();
+        assert_eq!(
+            (o.log_max_bytes, o.log_max_files, o.pids, o.no_new_privileges),
+            (1024 * 1024, 5, None, false)
+        );
+        assert_eq!(
+            parse_one("name: a\nimage: b\nresources: {pids: 64}\n")
+                .expect("valid")
+                .container_limits()
+                .pids,
+            Some(64)
+        );
+        // What the container runs with is part of its revision...
+        assert_ne!(spec.revision_hash(), PodSpec::new("a", "b").revision_hash());
+        // ...but specs that do not set the new fields keep the hash they had before them.
+        assert_eq!(PodSpec::new("p", "img:1").revision_hash(), "a7f00d741e54");
+        for (yaml, field) in [
+            ("logging: {max_size: 10}", "logging.max_size"),
+            ("logging: {max_size: 2Ti}", "logging.max_size"),
+            ("logging: {max_size: lots}", "logging.max_size"),
+            ("logging: {max_files: 0}", "logging.max_files"),
+            ("logging: {max_files: 101}", "logging.max_files"),
+            ("resources: {pids: 4194305}", "resources.pids"),
+        ] {
+            assert_eq!(
+                invalid_fields(&format!("name: p\nimage: i\n{yaml}\n")),
+                [field],
+                "{yaml}"
+            );
+        }
+        assert!(matches!(
+            parse_specs("name: p\nimage: i\nsecurity: {privileged: true}\n"),
+            Err(SpecError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn broken_yaml_keeps_the_deserializers_message() {
+        let yaml = "name: a\nimage: b\n---\nname: c\nimage: [d\n";
+        let pre = match check_expansion(yaml, MAX_STORED_SPEC_BYTES) {
+            Err(SpecError::Syntax { document, message, .. }) => (document, message),
+            other => panic!("{other:?}"),
+        };
+        let serde_message = serde_yaml_ng::Deserializer::from_str(yaml)
+            .filter_map(|d| serde::de::IgnoredAny::deserialize(d).err())
+            .map(|e| e.to_string())
+            .next()
+            .expect("serde refuses it too");
+        assert_eq!(pre, (2, serde_message));
     }
 }

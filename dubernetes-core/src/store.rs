@@ -13,8 +13,20 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::error::{Error, Result};
 use crate::spec::PodSpec;
 
-/// How many events are kept per instance; older ones are pruned.
-const MAX_EVENTS: i64 = 5000;
+/// How many events are kept per instance; older ones are pruned (checked
+/// every 100 events, so at most 100 more are ever stored).
+pub const MAX_EVENTS: i64 = 5000;
+
+/// Longest event message stored, in bytes; a longer one (say, an error
+/// quoting a huge log line) is cut at a character boundary and marked.
+/// With [`MAX_EVENTS`], the event log holds at most about 20 MiB.
+pub const MAX_EVENT_MESSAGE_BYTES: usize = 4096;
+
+/// How many revisions are kept per pod (Kubernetes' `revisionHistoryLimit`
+/// default). Older ones are pruned when a new one is recorded, except the
+/// current one and the last complete ones that `rollout undo` and automatic
+/// rollback go back to, so at most `MAX_REVISIONS + 2` rows exist per pod.
+pub const MAX_REVISIONS: i64 = 10;
 
 /// The database file in the data dir.
 pub const DB_FILE: &str = "dubernetes.db";
@@ -295,6 +307,16 @@ impl Store {
         max_pods: u32,
     ) -> Result<(StoredPod, ApplyOutcome)> {
         let json = serde_json::to_string(spec).map_err(|e| Error::Conflict(format!("cannot encode spec: {e}")))?;
+        // Every way in (YAML, JSON, the library) ends here: the stored size is bounded whatever the caller checked.
+        if json.len() > crate::spec::MAX_STORED_SPEC_BYTES {
+            return Err(Error::Spec(crate::spec::SpecError::SpecTooLarge {
+                document: 1,
+                line: None,
+                size: json.len(),
+                max: crate::spec::MAX_STORED_SPEC_BYTES,
+                aliases: false,
+            }));
+        }
         let now = now_ms();
         // IMMEDIATE takes the write lock now: the checks below read the state
         // the write will change, and no other writer can slip in between.
@@ -402,6 +424,8 @@ impl Store {
         reason: &str,
         message: &str,
     ) -> Result<Option<Revision>> {
+        let message = cut_message(message);
+        let message = message.as_ref();
         let now = now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let marked = sqlx::query(
@@ -518,13 +542,14 @@ impl Store {
     }
 
     pub(crate) async fn record_event(&self, pod: &str, kind: &str, reason: &str, message: &str) -> Result<()> {
+        let message = cut_message(message);
         let id: i64 =
             sqlx::query("INSERT INTO events (pod, at, kind, reason, message) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id")
                 .bind(pod)
                 .bind(now_ms())
                 .bind(kind)
                 .bind(reason)
-                .bind(message)
+                .bind(message.as_ref())
                 .fetch_one(&self.pool)
                 .await?
                 .try_get("id")?;
@@ -704,7 +729,39 @@ async fn record_revision(
     .bind(note.map(|n| n.1))
     .execute(&mut **tx)
     .await?;
+    prune_revisions(tx, &spec.name).await
+}
+
+/// Deletes a pod's revisions beyond the newest [`MAX_REVISIONS`], keeping
+/// whatever a rollback or `rollout undo` needs: the current (newest) one, the
+/// last complete one, and the last complete one whose hash differs from the
+/// current's (what [`Store::fail_and_roll_back`] goes back to).
+async fn prune_revisions(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, pod: &str) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM revisions WHERE pod = ?1
+           AND number <= (SELECT MAX(number) FROM revisions WHERE pod = ?1) - ?2
+           AND number != (SELECT COALESCE(MAX(number), -1) FROM revisions WHERE pod = ?1 AND outcome = 'complete')
+           AND number != (SELECT COALESCE(MAX(number), -1) FROM revisions WHERE pod = ?1 AND outcome = 'complete'
+                AND hash != (SELECT hash FROM revisions WHERE pod = ?1 ORDER BY number DESC LIMIT 1))",
+    )
+    .bind(pod)
+    .bind(MAX_REVISIONS)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
+}
+
+/// `message`, cut to [`MAX_EVENT_MESSAGE_BYTES`] at a character boundary.
+fn cut_message(message: &str) -> std::borrow::Cow<'_, str> {
+    const MARK: &str = " [cut]";
+    if message.len() <= MAX_EVENT_MESSAGE_BYTES {
+        return message.into();
+    }
+    let mut end = MAX_EVENT_MESSAGE_BYTES - MARK.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARK}", &message[..end]).into()
 }
 
 fn decode_revision(row: &sqlx::sqlite::SqliteRow) -> Result<Revision> {
@@ -900,5 +957,77 @@ mod tests {
         assert!(Store::open(dir.path()).await.is_err());
         let content = std::fs::read(dir.path().join("dubernetes.db")).expect("read");
         assert!(content.starts_with(b"this is not"));
+    }
+
+    #[tokio::test]
+    async fn revisions_are_pruned_but_never_the_current_or_the_last_complete() {
+        let store = Store::in_memory().await.expect("store");
+        // Revision 1 completes; 2..=25 never do (each superseded by the next).
+        store.upsert(&PodSpec::new("web", "img:1")).await.expect("v1");
+        assert!(store.complete_revision("web", 1).await.expect("complete"));
+        for v in 2..=25 {
+            store
+                .upsert(&PodSpec::new("web", format!("img:{v}")))
+                .await
+                .expect("upsert");
+        }
+        let revs = store.revisions("web").await.expect("revisions");
+        let numbers: Vec<i64> = revs.iter().map(|r| r.number).collect();
+        assert_eq!(numbers.len() as i64, MAX_REVISIONS + 1, "{numbers:?}");
+        assert_eq!(numbers[0], 1, "the last complete revision is kept: {numbers:?}");
+        assert_eq!(*numbers.last().expect("newest"), 25);
+        assert_eq!(numbers[1], 25 - MAX_REVISIONS + 1, "{numbers:?}");
+        // Rollback still finds revision 1.
+        let back = store
+            .fail_and_roll_back("web", 25, "ProgressDeadlineExceeded", "never ready")
+            .await
+            .expect("roll back");
+        assert!(back.is_some(), "rolled back to the kept complete revision");
+        assert_eq!(store.get("web").await.expect("get").expect("pod").spec.image, "img:1");
+        // Other pods are untouched.
+        store.upsert(&PodSpec::new("api", "a:1")).await.expect("api");
+        assert_eq!(store.revisions("api").await.expect("revisions").len(), 1);
+        assert!(store.revisions("web").await.expect("revisions").len() as i64 <= MAX_REVISIONS + 2);
+    }
+
+    #[tokio::test]
+    async fn event_messages_are_cut_and_the_log_is_bounded() {
+        let store = Store::in_memory().await.expect("store");
+        let long = "é".repeat(10_000);
+        store.record_event("a", "Warning", "Crash", &long).await.expect("event");
+        let events = store.events(Some("a"), 10).await.expect("events");
+        assert!(
+            events[0].message.len() <= MAX_EVENT_MESSAGE_BYTES,
+            "{}",
+            events[0].message.len()
+        );
+        assert!(events[0].message.ends_with("[cut]"));
+        for i in 0..(MAX_EVENTS + 250) {
+            store
+                .record_event("b", "Normal", "Tick", &i.to_string())
+                .await
+                .expect("event");
+        }
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&store.pool)
+            .await
+            .expect("count");
+        assert!(count <= MAX_EVENTS + 100, "{count}");
+    }
+
+    #[tokio::test]
+    async fn a_spec_over_the_stored_limit_is_refused_and_nothing_is_written() {
+        let store = Store::in_memory().await.expect("store");
+        let mut spec = PodSpec::new("big", "img:1");
+        for i in 0..9 {
+            spec = spec.with_env(format!("V{i}"), "z".repeat(31 * 1024));
+        }
+        let err = store.upsert(&spec).await.expect_err("too large");
+        assert!(
+            matches!(err, Error::Spec(crate::spec::SpecError::SpecTooLarge { .. })),
+            "{err:?}"
+        );
+        assert!(store.get("big").await.expect("get").is_none());
+        assert!(store.revisions("big").await.expect("revisions").is_empty());
     }
 }

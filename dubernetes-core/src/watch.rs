@@ -4,10 +4,14 @@
 //! The controller only says *which* pod changed ([`Change`]); the feed turns
 //! that into *what* changed by re-reading the pod's view and comparing it with
 //! the last one it published, so a watcher gets whole objects and never has
-//! to poll. The last [`HISTORY`] entries are kept so a client that lost its
-//! connection resumes from the last version it saw; one that fell further
-//! behind gets [`Error::Expired`] and starts again from a fresh list
-//! (Kubernetes' `410 Gone`).
+//! to poll. The last [`HISTORY`] entries, and at most [`HISTORY_BYTES`] of
+//! them, are kept so a client that lost its connection resumes from the last
+//! version it saw; one that fell further behind gets [`Error::Expired`] and
+//! starts again from a fresh list (Kubernetes' `410 Gone`).
+//!
+//! The history is the only buffer: live watchers are woken by a version
+//! number and read the entries from it, so a slow watcher holds no copies of
+//! its own; one that falls behind the history's oldest entry gets `Expired`.
 //!
 //! Versions start at the Unix time in milliseconds when the instance started,
 //! so a version from an earlier run of the server is older than anything the
@@ -16,11 +20,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio::sync::{broadcast, watch};
 
 use crate::controller::Change;
 use crate::error::{Error, Result};
@@ -29,6 +31,17 @@ use crate::store::Event;
 
 /// How many changes the feed keeps for watchers that resume.
 pub const HISTORY: usize = 4096;
+
+/// Most bytes of changes the feed keeps (entries counted by their JSON size);
+/// the oldest go first. The newest entry is always kept.
+pub const HISTORY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most entries a watcher takes from the history in one go.
+const BATCH: usize = 64;
+
+/// Most bytes (JSON size) a watcher takes from the history in one go, beyond
+/// the first entry: what a watcher whose client stopped reading can hold.
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// What a [`WatchEvent`] says happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,8 +81,10 @@ pub struct WatchEvent {
 struct FeedState {
     /// The version of the newest entry (or the start version).
     version: u64,
-    /// Entries with versions `floor + 1 ..= version`.
-    history: VecDeque<WatchEvent>,
+    /// Entries with versions `floor + 1 ..= version`, each with its JSON size.
+    history: VecDeque<(WatchEvent, usize)>,
+    /// Sum of the sizes in `history`.
+    history_bytes: usize,
     /// The version before the oldest entry kept; resuming below it is `Expired`.
     floor: u64,
     /// The last published view of every pod, without the engine's ever-changing status text.
@@ -80,7 +95,8 @@ struct FeedState {
 /// The feed shared by the orchestrator handle and its publishing task.
 pub(crate) struct Feed {
     state: StdMutex<FeedState>,
-    tx: broadcast::Sender<WatchEvent>,
+    /// The newest version: wakes live watchers, who read the history.
+    tx: watch::Sender<u64>,
 }
 
 fn lock(m: &StdMutex<FeedState>) -> MutexGuard<'_, FeedState> {
@@ -100,11 +116,12 @@ fn comparable(pod: &Pod) -> Pod {
 impl Feed {
     pub(crate) fn new() -> Arc<Feed> {
         let start = u64::try_from(crate::store::now_ms()).unwrap_or(0);
-        let (tx, _) = broadcast::channel(HISTORY);
+        let (tx, _) = watch::channel(start);
         Arc::new(Feed {
             state: StdMutex::new(FeedState {
                 version: start,
                 history: VecDeque::new(),
+                history_bytes: 0,
                 floor: start,
                 pods: HashMap::new(),
                 last_event_id: 0,
@@ -127,14 +144,40 @@ impl Feed {
             pod,
             event,
         };
-        if state.history.len() == HISTORY
-            && let Some(old) = state.history.pop_front()
-        {
+        // Serializing a view cannot fail; a failure counts as nothing.
+        let bytes = serde_json::to_vec(&entry).map_or(0, |j| j.len());
+        state.history.push_back((entry, bytes));
+        state.history_bytes += bytes;
+        while state.history.len() > HISTORY || (state.history_bytes > HISTORY_BYTES && state.history.len() > 1) {
+            let Some((old, size)) = state.history.pop_front() else {
+                break;
+            };
             state.floor = old.version;
+            state.history_bytes -= size;
         }
-        state.history.push_back(entry.clone());
         // No watcher is fine.
-        let _ = self.tx.send(entry);
+        self.tx.send_replace(state.version);
+    }
+
+    /// Moves up to [`BATCH`] entries (and about [`BATCH_BYTES`]) after version `after` into `into`.
+    fn entries_after(&self, after: u64, into: &mut VecDeque<WatchEvent>) -> Result<()> {
+        let state = lock(&self.state);
+        if after < state.floor {
+            return Err(Error::Expired(format!(
+                "this watcher fell behind: version {after} is no longer in the change feed (it holds {}..={}); list again and watch from the version of the list",
+                state.floor, state.version
+            )));
+        }
+        let skip = usize::try_from(after - state.floor).unwrap_or(usize::MAX);
+        let mut bytes = 0;
+        for (entry, size) in state.history.iter().skip(skip).take(BATCH) {
+            if !into.is_empty() && bytes + size > BATCH_BYTES {
+                break;
+            }
+            bytes += size;
+            into.push_back(entry.clone());
+        }
+        Ok(())
     }
 
     /// Publishes a pod's current view if it differs from the last one.
@@ -173,24 +216,22 @@ impl Feed {
     /// The entries after `since` (or, without it, every pod as `ADDED` at the
     /// current version), then live ones.
     pub(crate) fn subscribe(
-        &self,
+        self: &Arc<Self>,
         since: Option<u64>,
     ) -> Result<impl Stream<Item = Result<WatchEvent>> + Send + use<>> {
         let state = lock(&self.state);
-        // Subscribed under the lock: nothing published between the backlog and the live stream is lost.
-        let live = BroadcastStream::new(self.tx.subscribe());
-        let backlog: Vec<WatchEvent> = match since {
+        let (pending, after): (VecDeque<WatchEvent>, u64) = match since {
             Some(v) if v < state.floor || v > state.version => {
                 return Err(Error::Expired(format!(
                     "version {v} is not in the change feed (it holds {}..={}); list again and watch from the version of the list",
                     state.floor, state.version
                 )));
             }
-            Some(v) => state.history.iter().filter(|e| e.version > v).cloned().collect(),
+            Some(v) => (VecDeque::new(), v),
             None => {
                 let mut names: Vec<&String> = state.pods.keys().collect();
                 names.sort();
-                names
+                let snapshot = names
                     .into_iter()
                     .filter_map(|n| state.pods.get(n))
                     .map(|pod| WatchEvent {
@@ -200,28 +241,61 @@ impl Feed {
                         pod: Some(pod.clone()),
                         event: None,
                     })
-                    .collect()
+                    .collect();
+                (snapshot, state.version)
             }
         };
-        let after = state.version;
         drop(state);
-        let live = live
-            .map(|item| match item {
-                Ok(e) => Ok(e),
-                Err(BroadcastStreamRecvError::Lagged(n)) => Err(Error::Expired(format!(
-                    "this watcher fell {n} changes behind; watch again from the last version it saw"
-                ))),
-            })
-            // A lagging watcher gets one error and the stream ends.
-            .scan(false, |failed, item| {
-                let out = if *failed { None } else { Some(item) };
-                if let Some(Err(_)) = &out {
-                    *failed = true;
-                }
-                futures::future::ready(out)
-            })
-            .filter(move |item| futures::future::ready(!matches!(item, Ok(e) if e.version <= after)));
-        Ok(futures::stream::iter(backlog.into_iter().map(Ok)).chain(live))
+        let watcher = Watcher {
+            feed: Arc::clone(self),
+            wake: self.tx.subscribe(),
+            pending,
+            after,
+            failed: false,
+        };
+        Ok(futures::stream::unfold(watcher, Watcher::next))
+    }
+}
+
+/// One watcher's place in the feed: what it was sent last, and a small batch
+/// taken from the history (at most [`BATCH`] entries and about [`BATCH_BYTES`]).
+struct Watcher {
+    feed: Arc<Feed>,
+    wake: watch::Receiver<u64>,
+    /// Entries taken but not yet sent (the snapshot first, for a watch without a version).
+    pending: VecDeque<WatchEvent>,
+    /// The version of the last history entry taken.
+    after: u64,
+    failed: bool,
+}
+
+impl Watcher {
+    async fn next(mut self) -> Option<(Result<WatchEvent>, Watcher)> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            if let Some(entry) = self.pending.pop_front() {
+                return Some((Ok(entry), self));
+            }
+            // Marks the newest version seen before reading, so a publication
+            // after the read wakes us again.
+            self.wake.borrow_and_update();
+            let mut batch = VecDeque::new();
+            if let Err(e) = self.feed.entries_after(self.after, &mut batch) {
+                // A watcher that fell behind gets one error and the stream ends.
+                self.failed = true;
+                return Some((Err(e), self));
+            }
+            if let Some(last) = batch.back() {
+                self.after = last.version;
+                self.pending = batch;
+                continue;
+            }
+            if self.wake.changed().await.is_err() {
+                return None;
+            }
+        }
     }
 }
 
@@ -315,6 +389,7 @@ mod tests {
     use super::*;
     use crate::orchestrator::PodStatus;
     use crate::spec::PodSpec;
+    use futures::StreamExt;
 
     fn pod(name: &str, replicas: u32) -> Pod {
         Pod {
@@ -403,5 +478,36 @@ mod tests {
         assert!(matches!(feed.subscribe(Some(start)), Err(Error::Expired(_))));
         let newest = feed.version();
         assert!(feed.subscribe(Some(newest - HISTORY as u64)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_history_is_bounded_by_bytes_and_a_slow_watcher_expires() {
+        let feed = Feed::new();
+        let start = feed.version();
+        let slow = feed.subscribe(Some(start)).expect("watch");
+        // Each view carries ~200 KiB of env: 200 of them are 40 MiB, far over the byte budget.
+        for i in 0..200u32 {
+            let mut p = pod("big", 1);
+            p.spec = p.spec.with_env("V", format!("{i}{}", "x".repeat(200 * 1024)));
+            feed.pod_seen(p);
+        }
+        let held: usize = lock(&feed.state).history_bytes;
+        assert!(held <= HISTORY_BYTES, "{held}");
+        let kept = lock(&feed.state).history.len();
+        assert!((70..200).contains(&kept), "{kept}");
+        assert!(matches!(feed.subscribe(Some(start)), Err(Error::Expired(_))));
+        // The watcher that read nothing meanwhile learns it fell behind, once.
+        let items: Vec<_> = tokio::time::timeout(std::time::Duration::from_secs(5), slow.collect::<Vec<_>>())
+            .await
+            .expect("ends");
+        assert_eq!(items.len(), 1);
+        assert!(matches!(items[0], Err(Error::Expired(_))));
+        // A watcher from the oldest kept version reads every kept entry, then live ones.
+        let floor = lock(&feed.state).floor;
+        let resumed = feed.subscribe(Some(floor)).expect("resume");
+        feed.pod_seen(pod("late", 1));
+        let got = collect(resumed, kept + 1).await;
+        assert_eq!(got.last().map(|e| e.name.as_str()), Some("late"));
+        assert!(got.windows(2).all(|w| w[1].version == w[0].version + 1));
     }
 }

@@ -212,7 +212,7 @@ impl From<Error> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidSpec, message)
                     .with_fields(source.problems)
             }
-            Error::Spec(SpecError::TooLarge { .. }) => {
+            Error::Spec(SpecError::TooLarge { .. } | SpecError::SpecTooLarge { .. }) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::BodyTooLarge, message).with_field("body")
             }
             Error::Spec(ref spec) => {

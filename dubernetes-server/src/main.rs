@@ -82,6 +82,19 @@ struct Config {
     #[arg(long, env = "DUBERNETES_HEADER_TIMEOUT_SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
     header_timeout_seconds: u64,
+    /// Largest log file of the ingress container before the engine rotates it, e.g. 10Mi.
+    #[arg(long, env = "DUBERNETES_INGRESS_LOG_MAX_SIZE", default_value = "10Mi")]
+    ingress_log_max_size: String,
+    /// Log files kept for the ingress container, the current one included.
+    #[arg(long, env = "DUBERNETES_INGRESS_LOG_MAX_FILES", default_value_t = dubernetes_core::DEFAULT_LOG_MAX_FILES,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    ingress_log_max_files: u32,
+    /// Most processes in the ingress container (0: no limit).
+    #[arg(long, env = "DUBERNETES_INGRESS_PIDS_LIMIT", default_value_t = dubernetes_core::DEFAULT_PIDS_LIMIT)]
+    ingress_pids_limit: u32,
+    /// Run the ingress without no-new-privileges (only for an image that needs setuid binaries).
+    #[arg(long, env = "DUBERNETES_INGRESS_ALLOW_NEW_PRIVILEGES")]
+    ingress_allow_new_privileges: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -128,6 +141,20 @@ async fn main() -> anyhow::Result<()> {
     // An existing token is read (and checked) before anything starts; a new
     // one is written only once the data dir is ours (locked by the builder).
     let token = api_token(&config, &data_dir)?;
+    let ingress_log_bytes = dubernetes_core::parse_memory(&config.ingress_log_max_size)
+        .map_err(anyhow::Error::msg)
+        .and_then(|b| {
+            if (1024..=(1u64 << 40)).contains(&b) {
+                Ok(b)
+            } else {
+                bail!("is not between 1Ki and 1Ti")
+            }
+        })
+        .context("--ingress-log-max-size")?;
+    let ingress_limits = dubernetes_core::ContainerLimits::default()
+        .with_log(ingress_log_bytes, config.ingress_log_max_files)
+        .with_pids(Some(config.ingress_pids_limit).filter(|&n| n > 0))
+        .with_no_new_privileges(!config.ingress_allow_new_privileges);
     let mut backoff = BackoffSettings::default();
     backoff.initial = Duration::from_millis(config.backoff_initial_ms);
     backoff.max = Duration::from_secs(config.backoff_max_seconds);
@@ -135,10 +162,7 @@ async fn main() -> anyhow::Result<()> {
         .instance(&config.instance)
         .data_dir(&data_dir)
         .adopt_foreign(config.adopt_foreign)
-        .ingress(IngressSettings::new(
-            config.ingress_image.clone(),
-            config.ingress_listen,
-        ))
+        .ingress(IngressSettings::new(config.ingress_image.clone(), config.ingress_listen).with_limits(ingress_limits))
         .resync_interval(Duration::from_secs(config.resync_seconds))
         .stop_grace_period(Duration::from_secs(config.stop_grace_seconds))
         .engine_concurrency(config.engine_concurrency)

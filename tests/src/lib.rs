@@ -12,6 +12,8 @@ use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use std::collections::HashMap;
 
+pub mod engine_proxy;
+
 /// The demo image, v1 and v2 (same app, reports `Version: v2`).
 pub const WHOAMI_V1: &str = "dubernetes/whoami:v1";
 /// See [`WHOAMI_V1`].
@@ -181,6 +183,8 @@ pub struct TestServer {
     /// The API token the server was started with.
     pub token: String,
     extra_args: Vec<String>,
+    /// Extra environment of the server process (e.g. `DOCKER_HOST`).
+    extra_env: Vec<(String, String)>,
     /// Let the server generate its own token into the data dir.
     generated_token: bool,
 }
@@ -202,8 +206,19 @@ impl TestServer {
         Self::start_inner(test, extra_args, false).await
     }
 
+    /// Like [`start_with`](Self::start_with), with extra environment variables
+    /// for the server process (e.g. `DOCKER_HOST` pointing at an
+    /// [`engine_proxy::EngineProxy`]).
+    pub async fn start_with_env(test: &str, extra_args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        Self::start_full(test, extra_args, env, false).await
+    }
+
     async fn start_inner(test: &str, extra_args: &[&str], generated_token: bool) -> TestServer {
-        Self::start_custom(test, None, None, extra_args, generated_token).await
+        Self::start_custom_env(test, None, None, extra_args, &[], generated_token).await
+    }
+
+    async fn start_full(test: &str, extra_args: &[&str], env: &[(&str, &str)], generated_token: bool) -> TestServer {
+        Self::start_custom_env(test, None, None, extra_args, env, generated_token).await
     }
 
     /// Starts a server with a given instance (None: a new one) and data dir
@@ -213,6 +228,17 @@ impl TestServer {
         instance: Option<&str>,
         data_subdir: Option<&str>,
         extra_args: &[&str],
+        generated_token: bool,
+    ) -> TestServer {
+        Self::start_custom_env(test, instance, data_subdir, extra_args, &[], generated_token).await
+    }
+
+    async fn start_custom_env(
+        test: &str,
+        instance: Option<&str>,
+        data_subdir: Option<&str>,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
         generated_token: bool,
     ) -> TestServer {
         let _ = docker().await;
@@ -243,6 +269,7 @@ impl TestServer {
             anonymous,
             token,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             generated_token,
         };
         server.spawn().await;
@@ -269,6 +296,7 @@ impl TestServer {
             .args(["--ingress-image", NGINX_LOCAL])
             .args(["--stop-grace-seconds", "2"])
             .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info,dubernetes_core=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::from(log.try_clone().expect("log")))

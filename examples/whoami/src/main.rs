@@ -12,6 +12,8 @@
 //! * `WHOAMI_NO_LISTEN=1`: run, but never listen (an app that refuses connections)
 //! * `WHOAMI_DIE_AFTER_MS=N`: listen and serve, then exit with code 4 after N ms
 //!   (an app that serves, then dies)
+//! * `WHOAMI_IGNORE_SIGTERM=1`: install no signal handler, so as PID 1 in a
+//!   container SIGTERM does nothing and only SIGKILL stops it (a slow stopper)
 //!
 //! It exits with code 0 on SIGTERM/SIGINT, also as PID 1 in a container.
 //! Only std is used; the two libc functions needed for signal handling are declared here.
@@ -69,7 +71,9 @@ struct Config {
 }
 
 fn main() {
-    sig::exit_on_term();
+    if !env::var("WHOAMI_IGNORE_SIGTERM").is_ok_and(|v| v.trim() == "1") {
+        sig::exit_on_term();
+    }
 
     if let Ok(code) = env::var("WHOAMI_EXIT_CODE") {
         let parsed = code.trim().parse::<i32>();
