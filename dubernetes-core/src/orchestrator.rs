@@ -692,7 +692,9 @@ impl Dubernetes {
             .count() as u32;
         let desired = stored.spec.replicas;
         let converged = ready == desired && updated == desired && current == desired;
-        let phase = if runtime_status.reason.is_some() {
+        // A route nginx rejected (the other pods' routes were applied without it).
+        let ingress_rejection = self.ctx.ingress.rejections().get(&stored.spec.name).cloned();
+        let phase = if runtime_status.reason.is_some() || ingress_rejection.is_some() {
             "Failing"
         } else if !converged || runtime_status.observed_generation != stored.generation {
             "Progressing"
@@ -705,6 +707,10 @@ impl Dubernetes {
         let rolled_back = rollout.reason.as_deref() == Some("Rollback");
         let (reason, message) = match (&runtime_status.reason, rollout.outcome.as_str()) {
             (Some(r), _) => (Some(r.clone()), runtime_status.message.clone()),
+            (None, _) if ingress_rejection.is_some() => (
+                Some("IngressRejected".to_string()),
+                ingress_rejection.map(|m| format!("nginx rejected this pod's route: {m}")),
+            ),
             (None, "failed") => (Some("ProgressDeadlineExceeded".to_string()), rollout.message.clone()),
             (None, _) if rolled_back => (Some("RolledBack".to_string()), rollout.message.clone()),
             (None, _) => (None, runtime_status.message.clone()),
