@@ -50,7 +50,10 @@ mod watch;
 pub use controller::{BackoffSettings, Change};
 pub use error::{Error, Result};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
-pub use logs::{LogLine, LogLines, LogOptions, LogStream};
+pub use logs::{
+    DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, FollowLimits, LogLine, LogLines, LogOptions, LogStream,
+    MAX_LOG_LINE_BYTES,
+};
 pub use orchestrator::{Condition, Dubernetes, DubernetesBuilder, Pod, PodStatus, Replica};
 pub use runtime::{ContainerState, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 pub use spec::{

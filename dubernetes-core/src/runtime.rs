@@ -39,6 +39,8 @@ pub const LABEL_PORT: &str = "io.dubernetes.port";
 pub const LABEL_INGRESS_CONFIG: &str = "io.dubernetes.ingress-config";
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most bytes of a crashed replica's last log lines kept for its status and event.
+pub(crate) const LOG_TAIL_BYTES: usize = 4 * 1024;
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The state of a container as the engine reports it.
@@ -450,19 +452,31 @@ impl Runtime {
             .events(Some(EventsOptionsBuilder::new().filters(&filters).build()))
     }
 
-    /// The last `tail` log lines of a container (stdout and stderr).
+    /// The last `tail` log lines of a container (stdout and stderr), at most
+    /// [`LOG_TAIL_BYTES`] of them.
     pub(crate) async fn log_tail(&self, id: &str, tail: usize) -> Result<String> {
         let options = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
             .tail(&tail.to_string())
             .build();
-        let logs = self.docker.logs(id, Some(options)).try_collect::<Vec<_>>();
-        let chunks = bounded("reading logs", CALL_TIMEOUT, logs).await?;
-        Ok(chunks
-            .into_iter()
-            .map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned())
-            .collect())
+        // Only the last LOG_TAIL_BYTES are kept, whatever the lines' length
+        // (a replica may write one huge line): the tail goes into statuses and events.
+        let logs = self
+            .docker
+            .logs(id, Some(options))
+            .try_fold(Vec::new(), |mut tail, chunk| {
+                tail.extend_from_slice(&chunk.into_bytes());
+                if tail.len() > 2 * LOG_TAIL_BYTES {
+                    tail.drain(..tail.len() - LOG_TAIL_BYTES);
+                }
+                futures::future::ready(Ok(tail))
+            });
+        let mut tail = bounded("reading logs", CALL_TIMEOUT, logs).await?;
+        if tail.len() > LOG_TAIL_BYTES {
+            tail.drain(..tail.len() - LOG_TAIL_BYTES);
+        }
+        Ok(String::from_utf8_lossy(&tail).into_owned())
     }
 
     /// A container's log as a stream of chunks (stdout and stderr), optionally

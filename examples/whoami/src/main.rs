@@ -9,6 +9,10 @@
 //! * `WHOAMI_UNHEALTHY=1`: `/healthz` answers 500
 //! * `WHOAMI_EXIT_CODE=N`: exit immediately with code N (a crashing app)
 //! * `WHOAMI_STARTUP_DELAY_MS=N`: sleep N ms before listening (a slow starter)
+//! * `WHOAMI_LOG_TEXT=text`: print `text` as one line to stdout and stderr at start
+//!   (before `WHOAMI_EXIT_CODE` acts), e.g. terminal escapes, for log tests
+//! * `WHOAMI_LOG_BYTES=N`: write N bytes (`x`) to stdout at start, with no newline,
+//!   then keep running: a replica writing one endless line
 //!
 //! It exits with code 0 on SIGTERM/SIGINT, also as PID 1 in a container.
 //! Only std is used; the two libc functions needed for signal handling are declared here.
@@ -59,6 +63,31 @@ mod sig {
     }
 }
 
+/// `WHOAMI_LOG_TEXT` (see the module docs).
+fn log_text() {
+    if let Ok(text) = env::var("WHOAMI_LOG_TEXT") {
+        println!("{text}");
+        eprintln!("{text}");
+    }
+}
+
+/// `WHOAMI_LOG_BYTES` (see the module docs): after the last line whoami prints.
+fn log_bytes() {
+    if let Some(n) = env::var("WHOAMI_LOG_BYTES").ok().and_then(|n| n.trim().parse::<u64>().ok()) {
+        let chunk = [b'x'; 64 * 1024];
+        let mut out = io::stdout().lock();
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(chunk.len() as u64) as usize;
+            if out.write_all(&chunk[..k]).is_err() {
+                break;
+            }
+            left -= k as u64;
+        }
+        let _ = out.flush();
+    }
+}
+
 struct Config {
     hostname: String,
     version: String,
@@ -67,6 +96,7 @@ struct Config {
 
 fn main() {
     sig::exit_on_term();
+    log_text();
 
     if let Ok(code) = env::var("WHOAMI_EXIT_CODE") {
         let parsed = code.trim().parse::<i32>();
@@ -120,6 +150,7 @@ fn main() {
         "whoami {} listening on {addr} (hostname {})",
         config.version, config.hostname
     );
+    log_bytes();
 
     for conn in listener.incoming() {
         match conn {
