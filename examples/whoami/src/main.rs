@@ -11,8 +11,10 @@
 //! * `WHOAMI_STARTUP_DELAY_MS=N`: sleep N ms before listening (a slow starter)
 //! * `WHOAMI_LOG_TEXT=text`: print `text` as one line to stdout and stderr at start
 //!   (before `WHOAMI_EXIT_CODE` acts), e.g. terminal escapes, for log tests
-//! * `WHOAMI_LOG_BYTES=N`: write N bytes (`x`) to stdout at start, with no newline,
+//! * `WHOAMI_LOG_BYTES=N`: write N bytes (`x`) to stdout once listening, with no newline,
 //!   then keep running: a replica writing one endless line
+//! * `WHOAMI_LOG_LINE_BYTES=L`: with `WHOAMI_LOG_BYTES`, end a line every L bytes
+//!   (the newline included): a replica writing many lines quickly
 //!
 //! It exits with code 0 on SIGTERM/SIGINT, also as PID 1 in a container.
 //! Only std is used; the two libc functions needed for signal handling are declared here.
@@ -71,21 +73,35 @@ fn log_text() {
     }
 }
 
-/// `WHOAMI_LOG_BYTES` (see the module docs): after the last line whoami prints.
+/// `WHOAMI_LOG_BYTES` and `WHOAMI_LOG_LINE_BYTES` (see the module docs):
+/// after the last line whoami prints.
 fn log_bytes() {
-    if let Some(n) = env::var("WHOAMI_LOG_BYTES").ok().and_then(|n| n.trim().parse::<u64>().ok()) {
-        let chunk = [b'x'; 64 * 1024];
-        let mut out = io::stdout().lock();
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(chunk.len() as u64) as usize;
-            if out.write_all(&chunk[..k]).is_err() {
-                break;
-            }
-            left -= k as u64;
+    let Some(n) = env::var("WHOAMI_LOG_BYTES").ok().and_then(|n| n.trim().parse::<u64>().ok()) else {
+        return;
+    };
+    let line = env::var("WHOAMI_LOG_LINE_BYTES")
+        .ok()
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0);
+    let chunk: Vec<u8> = match line {
+        // Whole lines of `line` bytes, the last one being the newline.
+        Some(line) => {
+            let mut one = vec![b'x'; line];
+            one[line - 1] = b'\n';
+            one.repeat((64 * 1024 / line).max(1))
         }
-        let _ = out.flush();
+        None => vec![b'x'; 64 * 1024],
+    };
+    let mut out = io::stdout().lock();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(chunk.len() as u64) as usize;
+        if out.write_all(&chunk[..k]).is_err() {
+            break;
+        }
+        left -= k as u64;
     }
+    let _ = out.flush();
 }
 
 struct Config {
