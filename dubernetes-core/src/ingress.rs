@@ -281,8 +281,7 @@ impl Ingress {
                     // Same routes as last time, one of which nginx rejected.
                     return Ok(false);
                 }
-                self.apply(&c.id, &text, routes, &mut state).await?;
-                Ok(true)
+                self.apply(&c.id, &text, routes, &mut state).await
             }
             Some(c) => {
                 // Adopted (e.g. after a server restart): deliver our config once.
@@ -360,8 +359,9 @@ impl Ingress {
 
     /// Writes `text` (the config of all `routes`), checks it and makes it
     /// live. If nginx rejects it, finds the routes that cause it, makes the
-    /// rest live, and records the rejected ones.
-    async fn apply(&self, id: &str, text: &str, routes: &[Route], state: &mut State) -> Result<()> {
+    /// rest live, and records the rejected ones. Returns whether a new config
+    /// went live (not when nginx rejected exactly what it had rejected before).
+    async fn apply(&self, id: &str, text: &str, routes: &[Route], state: &mut State) -> Result<bool> {
         let t0 = std::time::Instant::now();
         self.runtime
             .write_file(id, CONF_DIR, CONF_FILE, text.as_bytes())
@@ -398,7 +398,8 @@ impl Ingress {
         if !rejected.is_empty() {
             tracing::warn!(pods = ?rejected.keys().collect::<Vec<_>>(), "nginx rejected some routes; applied the others");
         }
-        if state.last_applied.as_deref() != Some(live_text.as_str()) {
+        let changed = state.last_applied.as_deref() != Some(live_text.as_str());
+        if changed {
             // `nginx -s reload` only sends SIGHUP to the master process (PID 1 in
             // the container): send it through the engine's kill endpoint, one
             // cheap API call instead of a second exec. The config was checked above.
@@ -412,7 +413,7 @@ impl Ingress {
         }
         state.requested = (!rejected.is_empty()).then(|| text.to_string());
         lock(&self.rejected).now = Arc::new(rejected);
-        Ok(())
+        Ok(changed)
     }
 
     /// Puts the last good config back on disk after a failed apply (best effort:
@@ -604,12 +605,31 @@ fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// nginx's complaint without its boilerplate: the `[emerg]` lines.
+/// nginx's complaint without its boilerplate: the `[emerg]` lines, without
+/// the timestamp and process id an `error_log` setting may put before them
+/// (so the same problem reads the same every time).
 fn nginx_error(output: &str) -> String {
-    let lines: Vec<&str> = output
+    let lines: Vec<String> = output
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.ends_with("test failed"))
+        .map(|l| match l.find(" [") {
+            // "2026/12/01 08:02:59 [emerg] 536#536: text" -> "[emerg] text"
+            Some(at) if !l.starts_with("nginx:") => {
+                let rest = &l[at + 1..];
+                match rest.split_once("] ") {
+                    Some((level, text)) => {
+                        let text = match text.split_once(": ") {
+                            Some((pid, text)) if pid.chars().all(|c| c.is_ascii_digit() || c == '#') => text,
+                            _ => text,
+                        };
+                        format!("{level}] {text}")
+                    }
+                    None => rest.to_string(),
+                }
+            }
+            _ => l.trim_start_matches("nginx: ").to_string(),
+        })
         .collect();
     let text = lines.join("; ");
     if text.is_empty() {
@@ -830,7 +850,13 @@ mod tests {
         assert_eq!(error_line(output), Some(12));
         assert_eq!(
             nginx_error(output),
-            "nginx: [emerg] duplicate upstream \"pod_web\" in /etc/nginx/conf.d/default.conf:12"
+            "[emerg] duplicate upstream \"pod_web\" in /etc/nginx/conf.d/default.conf:12"
+        );
+        assert_eq!(
+            nginx_error(
+                "2026/12/01 08:02:59 [emerg] 536#536: duplicate upstream \"pod_bad\" in /etc/nginx/conf.d/default.conf:12\nnginx: configuration file /etc/nginx/nginx.conf test failed"
+            ),
+            "[emerg] duplicate upstream \"pod_bad\" in /etc/nginx/conf.d/default.conf:12"
         );
         assert_eq!(error_line("nginx: [emerg] could not build server_names_hash"), None);
         assert_eq!(error_line("in /etc/nginx/conf.d/other.conf:3"), None);

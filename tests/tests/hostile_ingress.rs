@@ -78,21 +78,35 @@ async fn kill_and_wait_healed(server: &TestServer, name: &str, host: &str) {
         .kill_container(&victim, None::<bollard::query_parameters::KillContainerOptions>)
         .await
         .expect("kill a replica");
-    wait_for(&format!("{name} to heal and be routed"), T, || async {
-        let (_, pod) = server.get_json(&format!("/v1/pods/{name}")).await;
-        let s = &pod["status"];
-        let ids: Vec<String> = pod["replicas"]
-            .as_array()?
-            .iter()
-            .filter(|r| r["ready"] == true)
-            .filter_map(|r| r["id"].as_str().map(str::to_string))
-            .collect();
-        let healed = s["ready_replicas"] == s["desired_replicas"]
-            && s["current_replicas"] == s["desired_replicas"]
-            && !ids.iter().any(|id| victim.starts_with(id.as_str()));
-        healed.then_some(())
+    let last = std::sync::Mutex::new(serde_json::Value::Null);
+    let healed = tokio::time::timeout(T, async {
+        loop {
+            let (_, pod) = server.get_json(&format!("/v1/pods/{name}")).await;
+            let s = &pod["status"];
+            let ids: Vec<String> = pod["replicas"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["ready"] == true)
+                .filter_map(|r| r["id"].as_str().map(str::to_string))
+                .collect();
+            let healed = s["ready_replicas"] == s["desired_replicas"]
+                && s["current_replicas"] == s["desired_replicas"]
+                && !ids.iter().any(|id| victim.starts_with(id.as_str()));
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = pod;
+            if healed {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     })
     .await;
+    assert!(
+        healed.is_ok(),
+        "{name} did not heal and get routed within {T:?}; last seen:\n{:#}\nlive config:\n{}",
+        last.lock().unwrap_or_else(|e| e.into_inner()),
+        server.ingress_config().await
+    );
     wait_served(server, host, name, 200).await;
 }
 
@@ -119,6 +133,7 @@ async fn write_into_ingress(server: &TestServer, file: &str, content: &str) {
 #[tokio::test]
 async fn every_host_length_the_api_accepts_is_served() {
     let server = TestServer::start("hosts").await;
+    let pid = server.pid().expect("server pid");
     put(&server, "victim", &pod("victim", "victim.local", 1)).await;
     server.wait_converged("victim", T).await;
 
@@ -163,6 +178,25 @@ async fn every_host_length_the_api_accepts_is_served() {
         .map(|p| p["name"].clone())
         .collect();
     assert!(rejected.is_empty(), "{rejected:?}");
+    let peak = peak_kib(pid);
+    eprintln!(
+        "server VmHWM with {} pods routed: {peak} KiB",
+        pods.as_array().map_or(0, Vec::len)
+    );
+    assert!(peak < MAX_PEAK_KIB, "the server's peak memory reached {peak} KiB");
+}
+
+/// The server's peak memory with the 265 pods above (measured: see docs/security.md).
+const MAX_PEAK_KIB: u64 = 96 * 1024;
+
+/// Peak resident memory of a process (`VmHWM`), in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
 }
 
 #[tokio::test]
@@ -228,6 +262,8 @@ async fn a_route_nginx_rejects_is_reported_and_the_rest_applied() {
         }
     }
     assert_eq!(good["status"]["ready_replicas"], 2, "{good}");
+    // No other server either (the killed replica is gone from it).
+    assert_eq!(config.matches(" max_fails=1 ").count(), 4, "{config}");
     let (_, ingress) = server.get_json("/v1/ingress").await;
     assert!(ingress["error"].is_null(), "{ingress}");
     // The 404 of the default server, not a 502: nginx serves the others' config.
