@@ -101,12 +101,11 @@ async fn kill_and_wait_healed(server: &TestServer, name: &str, host: &str) {
         }
     })
     .await;
-    assert!(
-        healed.is_ok(),
-        "{name} did not heal and get routed within {T:?}; last seen:\n{:#}\nlive config:\n{}",
-        last.lock().unwrap_or_else(|e| e.into_inner()),
-        server.ingress_config().await
-    );
+    if healed.is_err() {
+        let seen = last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let config = server.ingress_config().await;
+        panic!("{name} did not heal and get routed within {T:?}; last seen:\n{seen:#}\nlive config:\n{config}");
+    }
     wait_served(server, host, name, 200).await;
 }
 
