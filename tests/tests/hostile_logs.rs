@@ -124,11 +124,11 @@ async fn long_lines_are_cut_and_a_slow_reader_holds_no_memory() {
         serde_json::from_slice(got.split(|b| *b == b'\n').nth(1).expect("a second line")).expect("json");
     assert_eq!(second["truncated"], true);
 
-    // A slow reader: read 1 MiB of chatty's 16 MB, stop reading for a while,
-    // then read the rest. The server holds no more than its buffers meanwhile.
+    // A slow reader: follow chatty's 16 MB, read 1 MiB, stop reading for a
+    // while, then read the rest. The server holds no more than its buffers meanwhile.
     let response = server
         .http
-        .get(format!("{}/v1/pods/chatty/logs", server.url))
+        .get(format!("{}/v1/pods/chatty/logs?follow=true", server.url))
         .send()
         .await
         .expect("GET logs");
@@ -145,12 +145,18 @@ async fn long_lines_are_cut_and_a_slow_reader_holds_no_memory() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         stalled.push(peak_kib(pid));
     }
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.expect("chunk");
+    // Followed (the replica may still be writing): 16000 lines of 1000 bytes
+    // and the listening line, then nothing more.
+    while lines < 16_000 + 1 {
+        let chunk = tokio::time::timeout(T, body.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {lines} lines within {T:?}"))
+            .expect("more")
+            .expect("chunk");
         read += chunk.len();
         lines += chunk.iter().filter(|b| **b == b'\n').count();
     }
-    // 16000 lines of 1000 bytes and the listening line.
+    drop(body);
     assert_eq!(lines, 16_000 + 1, "lines read");
     let after = peak_kib(pid);
     eprintln!(
