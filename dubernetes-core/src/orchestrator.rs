@@ -549,6 +549,13 @@ impl Dubernetes {
         self.ctx.ingress.reloads()
     }
 
+    /// Pods whose routes the live nginx config leaves out because nginx
+    /// rejected them, with nginx's message (also in each pod's status, reason
+    /// `IngressRejected`).
+    pub fn ingress_rejections(&self) -> std::collections::BTreeMap<String, String> {
+        (*self.ctx.ingress.rejections()).clone()
+    }
+
     /// The last ingress error, if the last sync failed.
     pub fn ingress_error(&self) -> Option<String> {
         self.ctx.ingress_error()

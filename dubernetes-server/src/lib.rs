@@ -622,13 +622,14 @@ async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], openapi_document())
 }
 
-/// The ingress: its host port and last error.
-#[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, error}`")))]
+/// The ingress: its host port, last error, and the pods whose routes nginx rejected.
+#[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, error, reloads, rejected}`: `rejected` maps a pod to nginx's message")))]
 async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
     axum::Json(serde_json::json!({
         "port": o.ingress_port().await,
         "error": o.ingress_error(),
         "reloads": o.ingress_reloads(),
+        "rejected": o.ingress_rejections(),
     }))
 }
 

@@ -265,6 +265,8 @@ async fn a_route_nginx_rejects_is_reported_and_the_rest_applied() {
     assert_eq!(config.matches(" max_fails=1 ").count(), 4, "{config}");
     let (_, ingress) = server.get_json("/v1/ingress").await;
     assert!(ingress["error"].is_null(), "{ingress}");
+    let rejected = ingress["rejected"].as_object().expect("rejected");
+    assert_eq!(rejected.keys().collect::<Vec<_>>(), ["bad"], "{ingress}");
     // The 404 of the default server, not a 502: nginx serves the others' config.
     let (status, _) = server.via_ingress("bad.local").await.expect("ingress");
     assert_eq!(status, 404);
