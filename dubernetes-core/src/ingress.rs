@@ -476,7 +476,10 @@ impl Ingress {
             budget -= 1;
             let (check, tried) = self.check_routes(id, &remaining).await?;
             match check {
-                Check::Passed => return Ok((remaining, rejected)),
+                Check::Passed => {
+                    tracing::info!(checks = MAX_ISOLATION_CHECKS - budget, rejected = ?rejected.keys().collect::<Vec<_>>(), "isolated the routes nginx rejects from the line it names");
+                    return Ok((remaining, rejected));
+                }
                 Check::Rejected(next) => {
                     output = next;
                     text = tried;
@@ -529,6 +532,7 @@ impl Ingress {
             }
         }
         accepted.sort_unstable();
+        tracing::info!(checks = MAX_ISOLATION_CHECKS - budget, rejected = ?rejected.keys().collect::<Vec<_>>(), "isolated the routes nginx rejects by bisection");
         Ok((accepted.iter().map(|&i| remaining[i].clone()).collect(), rejected))
     }
 

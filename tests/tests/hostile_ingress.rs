@@ -283,3 +283,40 @@ async fn a_route_nginx_rejects_is_reported_and_the_rest_applied() {
     wait_served(&server, "bad.local", "bad", 200).await;
     assert!(server.ingress_config().await.contains("upstream pod_bad"));
 }
+
+#[tokio::test]
+async fn a_culprit_nginx_does_not_point_at_is_found_by_bisection() {
+    let server = TestServer::start("bisect").await;
+    // This time the clash is reported in the image's file, loaded after ours
+    // ("duplicate upstream ... in zz-extra.conf:1"): nothing in nginx's
+    // message names a line of our config, so the routes are bisected.
+    let names = ["p1", "p2", "p3", "p4", "p5", "p6"];
+    for name in names {
+        put(&server, name, &pod(name, &format!("{name}.local"), 1)).await;
+    }
+    for name in names {
+        server.wait_converged(name, T).await;
+    }
+    write_into_ingress(&server, "zz-extra.conf", "upstream pod_p4 { server 127.0.0.1:9; }\n").await;
+    // A change of another pod makes the ingress render and check again.
+    put(&server, "p1", &pod("p1", "p1.local", 2)).await;
+    let status = wait_for("p4 to be reported as IngressRejected", T, || async {
+        let (_, pod) = server.get_json("/v1/pods/p4").await;
+        (pod["status"]["reason"] == "IngressRejected").then(|| pod["status"].clone())
+    })
+    .await;
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("duplicate upstream \"pod_p4\""), "{message}");
+    server.wait_converged("p1", T).await;
+    let (_, ingress) = server.get_json("/v1/ingress").await;
+    let rejected = ingress["rejected"].as_object().expect("rejected");
+    assert_eq!(rejected.keys().collect::<Vec<_>>(), ["p4"], "{ingress}");
+    for name in names.iter().filter(|n| **n != "p4") {
+        let (_, view) = server.get_json(&format!("/v1/pods/{name}")).await;
+        assert!(view["status"]["reason"].is_null(), "{view}");
+        wait_served(&server, &format!("{name}.local"), name, 200).await;
+    }
+    let config = server.ingress_config().await;
+    assert!(!config.contains("pod_p4"), "{config}");
+    assert_eq!(config.matches(" max_fails=1 ").count(), 6, "{config}");
+}
