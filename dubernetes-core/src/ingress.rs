@@ -274,12 +274,14 @@ impl Ingress {
         });
         match healthy {
             Some(c) if state.container_id.as_deref() == Some(c.id.as_str()) => {
-                if state.last_applied.as_deref() == Some(text.as_str()) {
-                    return Ok(false);
-                }
-                if state.requested.as_deref() == Some(text.as_str()) {
-                    // Same routes as last time, one of which nginx rejected.
-                    return Ok(false);
+                // The same config as live (or as last asked for, when nginx
+                // rejected part of it): nothing to write. But the containers
+                // behind it may be others: a replacement replica can get the
+                // address of the one it replaces. nginx already routes to it.
+                if state.last_applied.as_deref() == Some(text.as_str())
+                    || state.requested.as_deref() == Some(text.as_str())
+                {
+                    return Ok(self.update_routed(routes));
                 }
                 self.apply(&c.id, &text, routes, &mut state).await
             }
@@ -398,22 +400,27 @@ impl Ingress {
         if !rejected.is_empty() {
             tracing::warn!(pods = ?rejected.keys().collect::<Vec<_>>(), "nginx rejected some routes; applied the others");
         }
-        let changed = state.last_applied.as_deref() != Some(live_text.as_str());
-        if changed {
-            // `nginx -s reload` only sends SIGHUP to the master process (PID 1 in
-            // the container): send it through the engine's kill endpoint, one
-            // cheap API call instead of a second exec. The config was checked above.
-            self.runtime.signal(id, "HUP").await?;
-            let t_signal = t0.elapsed();
-            self.wait_live(state.port, &version).await?;
-            tracing::debug!(write = ?t_write, check = ?t_check, signal = ?t_signal, live = ?t0.elapsed(), "nginx config applied");
-            state.last_applied = Some(live_text);
-            state.version = Some(version);
-            self.set_routed(routed_ids(&live_routes));
-        }
-        state.requested = (!rejected.is_empty()).then(|| text.to_string());
+        // Same routes again skip the checks; set once the rest is live (a
+        // failed reload below is retried in full).
+        let requested = (!rejected.is_empty()).then(|| text.to_string());
         lock(&self.rejected).now = Arc::new(rejected);
-        Ok(changed)
+        if state.last_applied.as_deref() == Some(live_text.as_str()) {
+            // nginx rejected what it rejected before; the rest is live already.
+            state.requested = requested;
+            return Ok(self.update_routed(&live_routes));
+        }
+        // `nginx -s reload` only sends SIGHUP to the master process (PID 1 in
+        // the container): send it through the engine's kill endpoint, one
+        // cheap API call instead of a second exec. The config was checked above.
+        self.runtime.signal(id, "HUP").await?;
+        let t_signal = t0.elapsed();
+        self.wait_live(state.port, &version).await?;
+        tracing::debug!(write = ?t_write, check = ?t_check, signal = ?t_signal, live = ?t0.elapsed(), "nginx config applied");
+        state.last_applied = Some(live_text);
+        state.version = Some(version);
+        state.requested = requested;
+        self.set_routed(routed_ids(&live_routes));
+        Ok(true)
     }
 
     /// Puts the last good config back on disk after a failed apply (best effort:
@@ -597,6 +604,24 @@ impl Ingress {
     /// How many configs were made live since start.
     pub(crate) fn reloads(&self) -> u64 {
         self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// Records the containers behind an unchanged live config (routes
+    /// nginx rejected left out); returns whether they changed. No reload.
+    fn update_routed(&self, routes: &[Route]) -> bool {
+        let rejected = self.rejections();
+        let live: Vec<Route> = routes
+            .iter()
+            .filter(|r| !rejected.contains_key(&r.pod))
+            .cloned()
+            .collect();
+        let ids = routed_ids(&live);
+        let mut routed = self.routed.lock().unwrap_or_else(|e| e.into_inner());
+        if **routed == ids {
+            return false;
+        }
+        *routed = Arc::new(ids);
+        true
     }
 
     fn set_routed(&self, routed: HashSet<String>) {
