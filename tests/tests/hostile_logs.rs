@@ -126,8 +126,13 @@ async fn long_lines_are_cut_and_a_slow_reader_holds_no_memory() {
 
     // A slow reader: follow chatty's 16 MB, read 1 MiB, stop reading for a
     // while, then read the rest. The server holds no more than its buffers meanwhile.
-    let response = server
-        .http
+    // A client without the harness's 30 s total deadline: under load, reading
+    // 16 MB slowly on purpose can take longer.
+    let streaming = reqwest::Client::builder()
+        .default_headers(dubernetes_tests::auth_headers(&server.token))
+        .build()
+        .expect("client");
+    let response = streaming
         .get(format!("{}/v1/pods/chatty/logs?follow=true", server.url))
         .send()
         .await
