@@ -17,6 +17,7 @@ use crate::ingress::{Ingress, IngressSettings};
 use crate::ownership::{Facts, Ownership, Seen};
 use crate::runtime::{ContainerState, Observed, Runtime};
 use crate::spec::PodSpec;
+use crate::store::sqlite::SqliteStore;
 use crate::store::{ApplyOutcome, Event, Revision, Store, StoredPod};
 use crate::watch::{Feed, WatchEvent};
 
@@ -249,7 +250,7 @@ impl DubernetesBuilder {
         let existing = match &dir {
             Some(dir) if crate::data_dir::has_store(dir)? => {
                 let lock = DataDirLock::acquire(dir)?;
-                Some((lock, Store::open(dir).await?))
+                Some((lock, Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>))
             }
             _ => None,
         };
@@ -302,9 +303,9 @@ impl DubernetesBuilder {
             (None, Some(dir)) => {
                 crate::data_dir::create(dir)?;
                 let lock = DataDirLock::acquire(dir)?;
-                (Some(lock), Store::open(dir).await?)
+                (Some(lock), Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>)
             }
-            (None, None) => (None, Store::in_memory().await?),
+            (None, None) => (None, Arc::new(SqliteStore::in_memory().await?) as Arc<dyn Store>),
         };
         let existing_ids: HashSet<String> = everything.iter().map(|c| c.id.clone()).collect();
         store
@@ -472,18 +473,7 @@ impl Dubernetes {
     /// someone changed the pod since, and [`Error::NotFound`] when it is gone.
     pub async fn apply_if(&self, spec: PodSpec, expected: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
         self.validate(&spec)?;
-        let (stored, outcome) = self
-            .ctx
-            .store
-            .upsert_checked(&spec, expected, self.max_pods)
-            .await
-            .map_err(|e| match e {
-                Error::Store(sqlx::Error::Database(d)) if d.is_unique_violation() => Error::Conflict(format!(
-                    "access.host: {:?} is already routed to another pod",
-                    spec.host().unwrap_or_default()
-                )),
-                other => other,
-            })?;
+        let (stored, outcome) = self.ctx.store.upsert_checked(&spec, expected, self.max_pods).await?;
         let ownership = self.ctx.runtime.ownership();
         if ownership.has_held(&spec.name) {
             // Adopted containers of this pod become its replicas (the plan
