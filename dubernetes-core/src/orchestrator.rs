@@ -244,7 +244,10 @@ impl DubernetesBuilder {
         let probe = PodSpec::new(self.instance.clone(), "x");
         if let Err(e) = probe.validate() {
             let message = e.problems.first().map(|p| p.message.clone()).unwrap_or_default();
-            return Err(Error::Conflict(format!("instance name: {message}")));
+            return Err(Error::InvalidInput {
+                field: "instance name".into(),
+                message,
+            });
         }
         let dir = self.data_dir.as_deref().map(crate::data_dir::absolute).transpose()?;
         let existing = match &dir {
@@ -434,10 +437,10 @@ impl Dubernetes {
         if let Some(host) = spec.host() {
             for other in self.ctx.store.list().await? {
                 if other.spec.name != spec.name && other.spec.host() == Some(host) {
-                    return Err(Error::Conflict(format!(
-                        "access.host: {host:?} is already routed to pod {:?}; pick another host or change that pod first",
-                        other.spec.name
-                    )));
+                    return Err(Error::HostTaken {
+                        host: host.to_string(),
+                        owner: Some(other.spec.name.clone()),
+                    });
                 }
             }
         }
@@ -581,16 +584,21 @@ impl Dubernetes {
         let revisions = self.ctx.store.revisions(name).await?;
         let current = stored.spec.revision_hash();
         let target = match to {
-            Some(n) => revisions.iter().find(|r| r.number == n).ok_or_else(|| {
-                Error::Conflict(format!(
-                    "to_revision: pod {name} has no revision {n}; `dubectl rollout history {name}` lists them"
-                ))
-            })?,
+            Some(n) => revisions
+                .iter()
+                .find(|r| r.number == n)
+                .ok_or_else(|| Error::NoRevision {
+                    pod: name.to_string(),
+                    number: Some(n),
+                })?,
             None => revisions
                 .iter()
                 .rev()
                 .find(|r| r.hash != current)
-                .ok_or_else(|| Error::Conflict(format!("pod {name} has no earlier revision to roll back to")))?,
+                .ok_or_else(|| Error::NoRevision {
+                    pod: name.to_string(),
+                    number: None,
+                })?,
         };
         self.apply(stored.spec.with_template_of(&target.spec)).await
     }

@@ -124,7 +124,10 @@ pub(crate) async fn the_pod_limit_counts_new_pods_only(store: &dyn Store) {
         .upsert_checked(&PodSpec::new("b", "img:1"), None, 1)
         .await
         .expect_err("over the limit");
-    assert!(matches!(err, Error::Limit(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Limit { ref field, .. } if field == "name"),
+        "{err:?}"
+    );
     assert_eq!(store.get("b").await.expect("get"), None);
     store
         .upsert_checked(&PodSpec::new("a", "img:2"), None, 1)
@@ -138,7 +141,10 @@ pub(crate) async fn a_host_belongs_to_one_pod(store: &dyn Store) {
         .upsert_checked(&PodSpec::new("b", "img:1").with_host("a.local"), None, 10)
         .await
         .expect_err("taken");
-    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::HostTaken { ref host, ref owner } if host == "a.local" && owner.as_deref() == Some("a")),
+        "{err:?}"
+    );
     assert_eq!(store.get("b").await.expect("get"), None, "nothing written");
     // Once a lets go of it, b can take it.
     upsert(store, &PodSpec::new("a", "img:1").with_host("other.local")).await;
@@ -361,6 +367,9 @@ pub(crate) async fn a_backup_is_private_and_never_overwrites(store: &dyn Store) 
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let before = std::fs::read(&target).expect("read");
     let err = store.backup(&target).await.expect_err("exists");
-    assert!(err.to_string().contains("already exists"), "{err}");
+    assert!(
+        matches!(err, Error::AlreadyExists { ref path } if *path == target),
+        "{err:?}"
+    );
     assert_eq!(std::fs::read(&target).expect("read"), before, "not overwritten");
 }

@@ -162,7 +162,7 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// client read (`expected`, optimistic concurrency: [`Error::StaleGeneration`],
     /// or [`Error::NotFound`] when the pod is gone), the pod limit
     /// (`max_pods`, [`Error::Limit`]), the stored size ([`crate::MAX_STORED_SPEC_BYTES`])
-    /// and the host's owner ([`Error::Conflict`]), writes the pod (the
+    /// and the host's owner ([`Error::HostTaken`]), writes the pod (the
     /// generation goes up only when the spec changed), and records a revision
     /// when what the containers run changed. Nothing is written when a check fails.
     async fn upsert_checked(
@@ -248,7 +248,7 @@ pub(crate) fn now_ms() -> i64 {
 /// [`crate::MAX_STORED_SPEC_BYTES`]: every way in (YAML, JSON, the library)
 /// ends in a store, so the stored size is bounded whatever the caller checked.
 pub(crate) fn encode_spec(spec: &PodSpec) -> Result<String> {
-    let json = serde_json::to_string(spec).map_err(|e| Error::Conflict(format!("cannot encode spec: {e}")))?;
+    let json = serde_json::to_string(spec).map_err(|e| Error::Internal(format!("cannot encode spec: {e}")))?;
     if json.len() > crate::spec::MAX_STORED_SPEC_BYTES {
         return Err(Error::Spec(crate::spec::SpecError::SpecTooLarge {
             document: 1,

@@ -156,9 +156,10 @@ impl SqliteStore {
                 .fetch_one(&mut *tx)
                 .await?;
             if count >= i64::from(max_pods) {
-                return Err(Error::Limit(format!(
-                    "name: this instance already has the maximum of {max_pods} pods; delete one first"
-                )));
+                return Err(Error::Limit {
+                    field: "name".into(),
+                    message: format!("this instance already has the maximum of {max_pods} pods; delete one first"),
+                });
             }
         }
         if let Some(host) = spec.host() {
@@ -168,9 +169,10 @@ impl SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(owner) = owner {
-                return Err(Error::Conflict(format!(
-                    "access.host: {host:?} is already routed to pod {owner:?}; pick another host or change that pod first"
-                )));
+                return Err(Error::HostTaken {
+                    host: host.to_string(),
+                    owner: Some(owner),
+                });
             }
         }
         let row = sqlx::query(
@@ -214,10 +216,10 @@ impl Store for SqliteStore {
         self.upsert_tx(spec, expected, max_pods).await.map_err(|e| match e {
             // The host check above runs inside the transaction; the UNIQUE
             // index is the last word should anything slip past it.
-            Error::Store(sqlx::Error::Database(d)) if d.is_unique_violation() => Error::Conflict(format!(
-                "access.host: {:?} is already routed to another pod",
-                spec.host().unwrap_or_default()
-            )),
+            Error::Store(sqlx::Error::Database(d)) if d.is_unique_violation() => Error::HostTaken {
+                host: spec.host().unwrap_or_default().to_string(),
+                owner: None,
+            },
             other => other,
         })
     }
@@ -309,7 +311,7 @@ impl Store for SqliteStore {
         let current: PodSpec =
             serde_json::from_str(&current).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?;
         let rolled = current.with_template_of(&good.spec);
-        let json = serde_json::to_string(&rolled).map_err(|e| Error::Conflict(format!("cannot encode spec: {e}")))?;
+        let json = serde_json::to_string(&rolled).map_err(|e| Error::Internal(format!("cannot encode spec: {e}")))?;
         sqlx::query("UPDATE pods SET spec = $2, generation = generation + 1, updated_at = $3 WHERE name = $1")
             .bind(pod)
             .bind(&json)
@@ -508,14 +510,14 @@ impl Store for SqliteStore {
 
     async fn backup(&self, target: &Path) -> Result<()> {
         if target.exists() {
-            return Err(Error::Conflict(format!(
-                "{} already exists; pick a new file name",
-                target.display()
-            )));
+            return Err(Error::AlreadyExists {
+                path: target.to_path_buf(),
+            });
         }
-        let target_text = target
-            .to_str()
-            .ok_or_else(|| Error::Conflict(format!("{} is not a UTF-8 path", target.display())))?;
+        let target_text = target.to_str().ok_or_else(|| Error::InvalidInput {
+            field: "backup file".into(),
+            message: format!("{} is not a UTF-8 path; pick another name", target.display()),
+        })?;
         // The copy holds every env value: make it private before SQLite writes it
         // (VACUUM INTO accepts an empty file).
         {
@@ -525,7 +527,10 @@ impl Store for SqliteStore {
                 .create_new(true)
                 .mode(0o600)
                 .open(target)
-                .map_err(|e| Error::Conflict(format!("creating {}: {e}", target.display())))?;
+                .map_err(|source| Error::Io {
+                    context: format!("creating {}", target.display()),
+                    source,
+                })?;
         }
         sqlx::query("VACUUM INTO $1")
             .bind(target_text)
@@ -533,7 +538,10 @@ impl Store for SqliteStore {
             .await?;
         std::fs::File::open(target)
             .and_then(|f| f.sync_all())
-            .map_err(|e| Error::Conflict(format!("syncing {}: {e}", target.display())))?;
+            .map_err(|source| Error::Io {
+                context: format!("syncing {}", target.display()),
+                source,
+            })?;
         let copy = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(
