@@ -102,7 +102,7 @@ pub enum Error {
         /// Which limit, and what to do.
         message: String,
     },
-    /// The SQLite store failed.
+    /// The store's database failed.
     #[error("store error: {0}")]
     Store(#[from] sqlx::Error),
     /// Applying the store's migrations failed.
