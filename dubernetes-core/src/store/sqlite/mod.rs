@@ -14,12 +14,18 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{
-    ApplyOutcome, Event, MAX_EVENTS, MAX_REVISIONS, OwnershipFacts, Revision, RolloutState, Store, StoredPod,
-    cut_message, encode_spec, now_ms,
+    ApplyOutcome, Event, MAX_EVENTS, OwnershipFacts, Revision, RolloutState, Store, StoredPod, cut_message,
+    encode_spec, now_ms,
 };
 use crate::error::{Error, Result};
 use crate::ownership::Adoption;
 use crate::spec::PodSpec;
+
+mod backup;
+mod revisions;
+
+pub use backup::backup;
+use revisions::{decode_revision, record_revision};
 
 /// The database file in the data dir.
 pub const DB_FILE: &str = "dubernetes.db";
@@ -33,29 +39,6 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
         // so waiting always helps) instead of failing with "database is locked".
         .busy_timeout(Duration::from_secs(30))
         .foreign_keys(true)
-}
-
-/// Writes a consistent copy of the store in `data_dir` to `target` while the
-/// server may be running (`VACUUM INTO` reads one snapshot), then checks the
-/// copy. `target` must not exist. Opens the file without migrating it: a
-/// backup never changes the store it copies.
-pub async fn backup(data_dir: &Path, target: &Path) -> Result<()> {
-    let path = data_dir.join(DB_FILE);
-    if !path.exists() {
-        return Err(Error::NotFound(path.display().to_string()));
-    }
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(connect_options(&path).create_if_missing(false))
-        .await
-        .map_err(|e| Error::Corrupt {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        })?;
-    let store = SqliteStore { pool };
-    let result = store.backup(target).await;
-    store.close().await;
-    result
 }
 
 /// A pod joined with its latest revision.
@@ -509,156 +492,12 @@ impl Store for SqliteStore {
     }
 
     async fn backup(&self, target: &Path) -> Result<()> {
-        if target.exists() {
-            return Err(Error::AlreadyExists {
-                path: target.to_path_buf(),
-            });
-        }
-        let target_text = target.to_str().ok_or_else(|| Error::InvalidInput {
-            field: "backup file".into(),
-            message: format!("{} is not a UTF-8 path; pick another name", target.display()),
-        })?;
-        // The copy holds every env value: make it private before SQLite writes it
-        // (VACUUM INTO accepts an empty file).
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(target)
-                .map_err(|source| Error::Io {
-                    context: format!("creating {}", target.display()),
-                    source,
-                })?;
-        }
-        sqlx::query("VACUUM INTO $1")
-            .bind(target_text)
-            .execute(&self.pool)
-            .await?;
-        std::fs::File::open(target)
-            .and_then(|f| f.sync_all())
-            .map_err(|source| Error::Io {
-                context: format!("syncing {}", target.display()),
-                source,
-            })?;
-        let copy = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(
-                SqliteConnectOptions::new()
-                    .filename(target)
-                    .read_only(true)
-                    .create_if_missing(false),
-            )
-            .await?;
-        let mut verdict: Vec<String> = sqlx::query_scalar("PRAGMA quick_check").fetch_all(&copy).await?;
-        // An empty file passes quick_check: a copy without the pods table
-        // (say, of an in-memory store, which VACUUM INTO cannot copy) is no backup.
-        let tables: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'pods'")
-                .fetch_one(&copy)
-                .await?;
-        copy.close().await;
-        if tables != 1 {
-            verdict.push("the copy holds no pods table".to_string());
-        }
-        if verdict != ["ok"] {
-            // Ours (created above): a bad copy must not pass for a backup later.
-            let _ = std::fs::remove_file(target);
-            return Err(Error::Corrupt {
-                path: target.display().to_string(),
-                detail: verdict.join("; "),
-            });
-        }
-        Ok(())
+        self.copy_to(target).await
     }
 
     async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// Appends a revision for `spec` (the next number) and supersedes any still progressing.
-async fn record_revision(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    spec: &PodSpec,
-    json: &str,
-    now: i64,
-    note: Option<(&str, &str)>,
-) -> Result<()> {
-    let hash = spec.revision_hash();
-    let latest = sqlx::query("SELECT number, hash FROM revisions WHERE pod = $1 ORDER BY number DESC LIMIT 1")
-        .bind(&spec.name)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let (number, latest_hash) = match &latest {
-        Some(r) => (r.try_get::<i64, _>("number")?, Some(r.try_get::<String, _>("hash")?)),
-        None => (0, None),
-    };
-    if latest_hash.as_deref() == Some(hash.as_str()) {
-        // Only replicas, host or policies changed: same revision, refresh its spec.
-        sqlx::query("UPDATE revisions SET spec = $3 WHERE pod = $1 AND number = $2")
-            .bind(&spec.name)
-            .bind(number)
-            .bind(json)
-            .execute(&mut **tx)
-            .await?;
-        return Ok(());
-    }
-    sqlx::query(
-        "UPDATE revisions SET outcome = 'superseded', finished_at = $2 WHERE pod = $1 AND outcome = 'progressing'",
-    )
-    .bind(&spec.name)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO revisions (pod, number, hash, spec, created_at, outcome, reason, message)
-         VALUES ($1, $2, $3, $4, $5, 'progressing', $6, $7)",
-    )
-    .bind(&spec.name)
-    .bind(number + 1)
-    .bind(&hash)
-    .bind(json)
-    .bind(now)
-    .bind(note.map(|n| n.0))
-    .bind(note.map(|n| n.1))
-    .execute(&mut **tx)
-    .await?;
-    prune_revisions(tx, &spec.name).await
-}
-
-/// Deletes a pod's revisions beyond the newest [`MAX_REVISIONS`], keeping
-/// whatever a rollback or `rollout undo` needs: the current (newest) one, the
-/// last complete one, and the last complete one whose hash differs from the
-/// current's (what [`Store::fail_and_roll_back`] goes back to).
-async fn prune_revisions(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, pod: &str) -> Result<()> {
-    sqlx::query(
-        "DELETE FROM revisions WHERE pod = $1
-           AND number <= (SELECT MAX(number) FROM revisions WHERE pod = $1) - $2
-           AND number != (SELECT COALESCE(MAX(number), -1) FROM revisions WHERE pod = $1 AND outcome = 'complete')
-           AND number != (SELECT COALESCE(MAX(number), -1) FROM revisions WHERE pod = $1 AND outcome = 'complete'
-                AND hash != (SELECT hash FROM revisions WHERE pod = $1 ORDER BY number DESC LIMIT 1))",
-    )
-    .bind(pod)
-    .bind(MAX_REVISIONS)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-fn decode_revision(row: &sqlx::sqlite::SqliteRow) -> Result<Revision> {
-    let spec: String = row.try_get("spec")?;
-    Ok(Revision {
-        number: row.try_get("number")?,
-        hash: row.try_get("hash")?,
-        spec: serde_json::from_str(&spec).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?,
-        created_at: row.try_get("created_at")?,
-        outcome: row.try_get("outcome")?,
-        reason: row.try_get("reason")?,
-        message: row.try_get("message")?,
-        finished_at: row.try_get("finished_at")?,
-    })
 }
 
 fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPod> {
@@ -691,111 +530,4 @@ fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Event> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A store in a file of its own dir, as a server keeps it (the dir
-    /// lives as long as the test holds it).
-    async fn file_store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path()).await.expect("open");
-        (dir, store)
-    }
-
-    super::super::contract::store_contract_tests!(file_store().await);
-
-    /// The embedded default (one connection): every case but the backup,
-    /// which an in-memory database cannot give (see below).
-    mod in_memory {
-        use super::*;
-
-        crate::store::contract::store_contract_tests!(@cases ((), SqliteStore::in_memory().await.expect("store"));
-            upsert_reports_created_configured_unchanged_and_bumps_generation,
-            a_write_at_a_stale_generation_is_refused_and_changes_nothing,
-            the_pod_limit_counts_new_pods_only,
-            a_host_belongs_to_one_pod,
-            revisions_follow_template_changes_and_roll_back,
-            revisions_are_pruned_but_never_the_current_or_the_last_complete,
-            events_are_listed_per_pod_in_order,
-            events_resume_after_an_id,
-            event_messages_are_cut_and_the_log_is_bounded,
-            the_store_id_is_written_once_and_gone_adoptions_are_forgotten,
-            a_spec_over_the_stored_limit_is_refused_and_nothing_is_written,
-        );
-    }
-
-    #[tokio::test]
-    async fn an_in_memory_store_refuses_a_backup_rather_than_writing_an_empty_copy() {
-        let store = SqliteStore::in_memory().await.expect("store");
-        store
-            .upsert_checked(&PodSpec::new("web", "img:1"), None, 10)
-            .await
-            .expect("create");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let target = dir.path().join("copy.db");
-        let err = store.backup(&target).await.expect_err("nothing to copy");
-        assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
-        assert!(!target.exists(), "no empty file passes for a backup");
-    }
-
-    #[tokio::test]
-    async fn a_file_store_survives_a_reopen_and_its_files_are_private() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path()).await.expect("open");
-        let spec = PodSpec::new("web", "img:1").with_replicas(2);
-        store.upsert_checked(&spec, None, 10).await.expect("create");
-        store
-            .record_ownership("id-1", "/data", &[], &HashSet::new())
-            .await
-            .expect("id");
-        store.close().await;
-        for file in [DB_FILE.to_string(), format!("{DB_FILE}-wal")] {
-            let mode = std::fs::metadata(dir.path().join(&file)).map(|m| m.permissions().mode() & 0o777);
-            assert!(matches!(mode, Ok(0o600) | Err(_)), "{file}: {mode:?}");
-        }
-        let store = SqliteStore::open(dir.path()).await.expect("reopen");
-        let pods = store.list().await.expect("list");
-        assert_eq!(pods.len(), 1);
-        assert_eq!((pods[0].spec.replicas, pods[0].generation), (2, 1));
-        assert_eq!(
-            store.ownership_facts().await.expect("facts").id.as_deref(),
-            Some("id-1")
-        );
-    }
-
-    #[tokio::test]
-    async fn a_corrupt_database_is_an_error_not_replaced() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(
-            dir.path().join("dubernetes.db"),
-            b"this is not a sqlite database at all, not even close....",
-        )
-        .expect("write");
-        let err = SqliteStore::open(dir.path()).await.expect_err("corrupt");
-        assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
-        let content = std::fs::read(dir.path().join("dubernetes.db")).expect("read");
-        assert!(content.starts_with(b"this is not"));
-    }
-
-    #[tokio::test]
-    async fn a_backup_of_a_data_dir_opens_as_a_store() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path()).await.expect("open");
-        store
-            .upsert_checked(&PodSpec::new("web", "img:1"), None, 10)
-            .await
-            .expect("create");
-        let out = tempfile::tempdir().expect("tempdir");
-        // While the store is open, as a running server's.
-        backup(dir.path(), &out.path().join(DB_FILE)).await.expect("backup");
-        let copy = SqliteStore::open(out.path()).await.expect("open the copy");
-        assert_eq!(copy.list().await.expect("list").len(), 1);
-        let missing = tempfile::tempdir().expect("tempdir");
-        let err = backup(missing.path(), &out.path().join("other.db"))
-            .await
-            .expect_err("no store");
-        assert!(matches!(err, Error::NotFound(_)), "{err:?}");
-        assert!(!out.path().join("other.db").exists());
-    }
-}
+mod tests;
