@@ -17,6 +17,7 @@ use crate::ingress::{Ingress, IngressSettings};
 use crate::ownership::{Facts, Ownership, Seen};
 use crate::runtime::{ContainerState, Observed, Runtime};
 use crate::spec::PodSpec;
+use crate::store::sqlite::SqliteStore;
 use crate::store::{ApplyOutcome, Event, Revision, Store, StoredPod};
 use crate::watch::{Feed, WatchEvent};
 
@@ -243,13 +244,16 @@ impl DubernetesBuilder {
         let probe = PodSpec::new(self.instance.clone(), "x");
         if let Err(e) = probe.validate() {
             let message = e.problems.first().map(|p| p.message.clone()).unwrap_or_default();
-            return Err(Error::Conflict(format!("instance name: {message}")));
+            return Err(Error::InvalidInput {
+                field: "instance name".into(),
+                message,
+            });
         }
         let dir = self.data_dir.as_deref().map(crate::data_dir::absolute).transpose()?;
         let existing = match &dir {
             Some(dir) if crate::data_dir::has_store(dir)? => {
                 let lock = DataDirLock::acquire(dir)?;
-                Some((lock, Store::open(dir).await?))
+                Some((lock, Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>))
             }
             _ => None,
         };
@@ -302,9 +306,9 @@ impl DubernetesBuilder {
             (None, Some(dir)) => {
                 crate::data_dir::create(dir)?;
                 let lock = DataDirLock::acquire(dir)?;
-                (Some(lock), Store::open(dir).await?)
+                (Some(lock), Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>)
             }
-            (None, None) => (None, Store::in_memory().await?),
+            (None, None) => (None, Arc::new(SqliteStore::in_memory().await?) as Arc<dyn Store>),
         };
         let existing_ids: HashSet<String> = everything.iter().map(|c| c.id.clone()).collect();
         store
@@ -433,10 +437,10 @@ impl Dubernetes {
         if let Some(host) = spec.host() {
             for other in self.ctx.store.list().await? {
                 if other.spec.name != spec.name && other.spec.host() == Some(host) {
-                    return Err(Error::Conflict(format!(
-                        "access.host: {host:?} is already routed to pod {:?}; pick another host or change that pod first",
-                        other.spec.name
-                    )));
+                    return Err(Error::HostTaken {
+                        host: host.to_string(),
+                        owner: Some(other.spec.name.clone()),
+                    });
                 }
             }
         }
@@ -472,18 +476,7 @@ impl Dubernetes {
     /// someone changed the pod since, and [`Error::NotFound`] when it is gone.
     pub async fn apply_if(&self, spec: PodSpec, expected: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
         self.validate(&spec)?;
-        let (stored, outcome) = self
-            .ctx
-            .store
-            .upsert_checked(&spec, expected, self.max_pods)
-            .await
-            .map_err(|e| match e {
-                Error::Store(sqlx::Error::Database(d)) if d.is_unique_violation() => Error::Conflict(format!(
-                    "access.host: {:?} is already routed to another pod",
-                    spec.host().unwrap_or_default()
-                )),
-                other => other,
-            })?;
+        let (stored, outcome) = self.ctx.store.upsert_checked(&spec, expected, self.max_pods).await?;
         let ownership = self.ctx.runtime.ownership();
         if ownership.has_held(&spec.name) {
             // Adopted containers of this pod become its replicas (the plan
@@ -591,16 +584,21 @@ impl Dubernetes {
         let revisions = self.ctx.store.revisions(name).await?;
         let current = stored.spec.revision_hash();
         let target = match to {
-            Some(n) => revisions.iter().find(|r| r.number == n).ok_or_else(|| {
-                Error::Conflict(format!(
-                    "to_revision: pod {name} has no revision {n}; `dubectl rollout history {name}` lists them"
-                ))
-            })?,
+            Some(n) => revisions
+                .iter()
+                .find(|r| r.number == n)
+                .ok_or_else(|| Error::NoRevision {
+                    pod: name.to_string(),
+                    number: Some(n),
+                })?,
             None => revisions
                 .iter()
                 .rev()
                 .find(|r| r.hash != current)
-                .ok_or_else(|| Error::Conflict(format!("pod {name} has no earlier revision to roll back to")))?,
+                .ok_or_else(|| Error::NoRevision {
+                    pod: name.to_string(),
+                    number: None,
+                })?,
         };
         self.apply(stored.spec.with_template_of(&target.spec)).await
     }
