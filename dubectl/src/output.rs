@@ -57,7 +57,7 @@ pub fn pod_row(pod: &Pod, format: Format) -> Vec<String> {
         pod.name.clone(),
         format!("{}/{}", s.ready_replicas, s.desired_replicas),
         s.updated_replicas.to_string(),
-        s.reason.clone().unwrap_or_else(|| s.phase.clone()),
+        s.reason.clone().unwrap_or_else(|| s.phase.to_string()),
         age(pod.created_at),
         pod.spec.host().unwrap_or("<none>").to_string(),
     ];
@@ -122,7 +122,7 @@ pub fn print_pod_change(pod: &Pod, kind: WatchKind, format: Format, widths: Vec<
 fn event_row(e: &Event) -> Vec<String> {
     vec![
         age(e.at),
-        e.kind.clone(),
+        e.kind.to_string(),
         e.reason.clone(),
         e.pod.clone(),
         e.message.replace('\n', " "),
@@ -170,7 +170,7 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
         "Generation",
         &format!("{} (observed {})", pod.generation, s.observed_generation),
     );
-    field("Status", &s.phase);
+    field("Status", s.phase.as_str());
     if let Some(reason) = &s.reason {
         field("Reason", reason);
     }
@@ -230,7 +230,7 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
         for e in recent {
             rows.push(vec![
                 format!("  {}", age(e.at)),
-                e.kind.clone(),
+                e.kind.to_string(),
                 e.reason.clone(),
                 e.message.replace('\n', " "),
             ]);
@@ -250,7 +250,7 @@ pub fn print_history(revisions: &[dubernetes_core::Revision]) {
         rows.push(vec![
             r.number.to_string(),
             age(r.created_at),
-            r.outcome.clone(),
+            r.outcome.to_string(),
             r.spec.image.clone(),
             r.reason.clone().unwrap_or_default(),
             r.message.clone().unwrap_or_default().replace('\n', " "),

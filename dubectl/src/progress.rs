@@ -52,7 +52,7 @@ impl Display {
             s.revision_number,
             s.updated_replicas,
             s.desired_replicas,
-            s.reason.clone().unwrap_or_else(|| s.phase.clone()),
+            s.reason.clone().unwrap_or_else(|| s.phase.to_string()),
             s.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
         );
         match self {
@@ -94,7 +94,10 @@ fn verdict(pod: &Pod, target: &Target) -> Option<Result<(), String>> {
                 .unwrap_or_else(|| "see `dubectl rollout history`".into())
         )));
     }
-    let progressing = s.conditions.iter().find(|c| c.kind == "Progressing");
+    let progressing = s
+        .conditions
+        .iter()
+        .find(|c| c.kind == dubernetes_core::ConditionType::Progressing);
     if let Some(c) = progressing.filter(|c| !c.status) {
         return Some(Err(format!("{}: {}", c.reason, c.message)));
     }
@@ -123,7 +126,7 @@ pub async fn wait(client: &Client, target: &Target, timeout: Duration) -> anyhow
                 s.desired_replicas,
                 s.updated_replicas,
                 s.desired_replicas,
-                s.reason.clone().unwrap_or_else(|| s.phase.clone()),
+                s.reason.clone().unwrap_or_else(|| s.phase.to_string()),
                 s.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
             )
         }

@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::container::LogOutput;
 use futures::{Stream, StreamExt};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use dubernetes_api::{LogLine, LogStream};
 
 /// What part of a pod's logs to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,30 +50,6 @@ impl LogOptions {
         self.since = Some(ago);
         self
     }
-}
-
-/// Which output a line was written to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum LogStream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
-/// One line of a replica's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct LogLine {
-    /// The replica (its container name without the `dub-<instance>-` prefix).
-    pub replica: String,
-    /// stdout or stderr.
-    pub stream: LogStream,
-    /// The line, without its newline.
-    pub line: String,
 }
 
 /// Splits a chunked log into lines; a line split across chunks is joined.

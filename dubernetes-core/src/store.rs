@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::error::{Error, Result};
 use crate::spec::PodSpec;
+pub use dubernetes_api::{ApplyOutcome, Event, EventKind, Revision, RolloutOutcome, RolloutState};
 
 /// How many events are kept per instance; older ones are pruned (checked
 /// every 100 events, so at most 100 more are ever stored).
@@ -118,7 +119,6 @@ pub(crate) struct OwnershipFacts {
 
 /// A pod as stored: its spec and bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct StoredPod {
     /// The desired state.
@@ -133,21 +133,6 @@ pub struct StoredPod {
     pub rollout: RolloutState,
 }
 
-/// The latest revision of a pod and how its rollout stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct RolloutState {
-    /// The latest revision's number (0 if none).
-    pub number: i64,
-    /// `progressing`, `complete`, `failed` or `superseded`.
-    pub outcome: String,
-    /// e.g. `Rollback` for an automatic rollback.
-    pub reason: Option<String>,
-    /// Details, for people.
-    pub message: Option<String>,
-}
-
 /// A pod joined with its latest revision.
 macro_rules! pod_select {
     () => {
@@ -156,73 +141,6 @@ macro_rules! pod_select {
     FROM pods p LEFT JOIN revisions r
         ON r.pod = p.name AND r.number = (SELECT MAX(number) FROM revisions WHERE pod = p.name)"
     };
-}
-
-/// What an apply did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum ApplyOutcome {
-    /// The pod did not exist.
-    Created,
-    /// The pod existed with another spec.
-    Configured,
-    /// The pod existed with the same spec; nothing changed.
-    Unchanged,
-}
-
-impl ApplyOutcome {
-    /// The word kubectl prints: `created`, `configured`, `unchanged`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApplyOutcome::Created => "created",
-            ApplyOutcome::Configured => "configured",
-            ApplyOutcome::Unchanged => "unchanged",
-        }
-    }
-}
-
-/// One revision of a pod: what its containers ran, and how the rollout ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct Revision {
-    /// 1, 2, 3... per pod.
-    pub number: i64,
-    /// The revision hash (labels the containers).
-    pub hash: String,
-    /// The spec as applied.
-    pub spec: PodSpec,
-    /// Unix milliseconds.
-    pub created_at: i64,
-    /// `progressing`, `complete`, `failed` or `superseded`.
-    pub outcome: String,
-    /// Why it ended that way, e.g. `ProgressDeadlineExceeded`, or `Rollback`.
-    pub reason: Option<String>,
-    /// Details, for people.
-    pub message: Option<String>,
-    /// When the rollout ended, unix milliseconds.
-    pub finished_at: Option<i64>,
-}
-
-/// One recorded event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct Event {
-    /// Increasing id.
-    pub id: i64,
-    /// The pod it is about.
-    pub pod: String,
-    /// Unix milliseconds.
-    pub at: i64,
-    /// `Normal` or `Warning`.
-    pub kind: String,
-    /// A short CamelCase reason such as `Created` or `Failed`.
-    pub reason: String,
-    /// What happened, for people.
-    pub message: String,
 }
 
 /// The SQLite store.
@@ -771,7 +689,7 @@ fn decode_revision(row: &sqlx::sqlite::SqliteRow) -> Result<Revision> {
         hash: row.try_get("hash")?,
         spec: serde_json::from_str(&spec).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?,
         created_at: row.try_get("created_at")?,
-        outcome: row.try_get("outcome")?,
+        outcome: parse_word(row.try_get::<String, _>("outcome")?)?,
         reason: row.try_get("reason")?,
         message: row.try_get("message")?,
         finished_at: row.try_get("finished_at")?,
@@ -788,11 +706,20 @@ fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPod> {
         updated_at: row.try_get("updated_at")?,
         rollout: RolloutState {
             number: row.try_get::<Option<i64>, _>("rev_number")?.unwrap_or(0),
-            outcome: row.try_get::<Option<String>, _>("rev_outcome")?.unwrap_or_default(),
+            outcome: row
+                .try_get::<Option<String>, _>("rev_outcome")?
+                .map(parse_word)
+                .transpose()?,
             reason: row.try_get("rev_reason")?,
             message: row.try_get("rev_message")?,
         },
     })
+}
+
+/// A word the store wrote (an outcome, an event kind) as its enum; an unknown
+/// one is a decoding error, as a malformed spec is.
+fn parse_word<T: std::str::FromStr<Err = dubernetes_api::ParseEnumError>>(word: String) -> Result<T> {
+    word.parse().map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))
 }
 
 /// An `events` row (id, pod, at, kind, reason, message) as an [`Event`].
@@ -801,7 +728,7 @@ fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Event> {
         id: r.try_get("id")?,
         pod: r.try_get("pod")?,
         at: r.try_get("at")?,
-        kind: r.try_get("kind")?,
+        kind: parse_word(r.try_get::<String, _>("kind")?)?,
         reason: r.try_get("reason")?,
         message: r.try_get("message")?,
     })

@@ -21,13 +21,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
 
 use futures::Stream;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use crate::controller::Change;
 use crate::error::{Error, Result};
 use crate::orchestrator::{Dubernetes, Pod};
 use crate::store::Event;
+pub use dubernetes_api::{WatchEvent, WatchKind};
 
 /// How many changes the feed keeps for watchers that resume.
 pub const HISTORY: usize = 4096;
@@ -42,41 +42,6 @@ const BATCH: usize = 64;
 /// Most bytes (JSON size) a watcher takes from the history in one go, beyond
 /// the first entry: what a watcher whose client stopped reading can hold.
 const BATCH_BYTES: usize = 256 * 1024;
-
-/// What a [`WatchEvent`] says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "UPPERCASE")]
-pub enum WatchKind {
-    /// A pod appeared (or, at the start of a watch without a version, exists).
-    Added,
-    /// A pod's spec, status or replicas changed.
-    Modified,
-    /// A pod was deleted; `pod` is its last state.
-    Deleted,
-    /// An event was recorded; it is in `event`.
-    Event,
-}
-
-/// One entry of the change feed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct WatchEvent {
-    /// Increases with every entry; resume a watch after it with `since`.
-    pub version: u64,
-    /// What happened.
-    #[serde(rename = "type")]
-    pub kind: WatchKind,
-    /// The pod it is about.
-    pub name: String,
-    /// The pod after the change (its last state for `DELETED`); absent for `EVENT`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<Pod>,
-    /// The event, for `EVENT`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<Event>,
-}
 
 struct FeedState {
     /// The version of the newest entry (or the start version).
