@@ -58,6 +58,8 @@ pub enum ErrorCode {
     RequestTimeout,
     /// A wait did not finish in time.
     Timeout,
+    /// The server follows as many log streams as it allows at once (`--max-log-follows`): retry later.
+    TooManyLogStreams,
 }
 
 impl ErrorCode {
@@ -86,6 +88,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::RequestTimeout,
         ErrorCode::Timeout,
+        ErrorCode::TooManyLogStreams,
     ];
 
     /// The code as it appears in JSON, e.g. `invalid_spec`.
@@ -114,6 +117,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::TooManyLogStreams => "too_many_log_streams",
         }
     }
 }

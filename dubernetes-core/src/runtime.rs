@@ -40,9 +40,9 @@ pub const LABEL_PORT: &str = "io.dubernetes.port";
 pub const LABEL_INGRESS_CONFIG: &str = "io.dubernetes.ingress-config";
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most bytes of a crashed replica's last log lines kept for its status and event.
+pub(crate) const LOG_TAIL_BYTES: usize = 4 * 1024;
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
-/// Most bytes of a container's log tail that are read (for crash reports).
-const LOG_TAIL_MAX_BYTES: usize = 8 * 1024;
 
 pub use dubernetes_api::ContainerState;
 
@@ -516,30 +516,30 @@ impl Runtime {
             .events(Some(EventsOptionsBuilder::new().filters(&filters).build()))
     }
 
-    /// The last `tail` log lines of a container (stdout and stderr).
+    /// The last `tail` log lines of a container (stdout and stderr), at most
+    /// [`LOG_TAIL_BYTES`] of them.
     pub(crate) async fn log_tail(&self, id: &str, tail: usize) -> Result<String> {
         let options = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
             .tail(&tail.to_string())
             .build();
-        // A line without a newline can be any length: read at most
-        // LOG_TAIL_MAX_BYTES, keeping the end (the last lines are the point).
-        let read = async {
-            let mut logs = self.docker.logs(id, Some(options));
-            let mut tail: Vec<u8> = Vec::new();
-            while let Some(chunk) = logs.next().await {
-                tail.extend_from_slice(&chunk?.into_bytes());
-                if tail.len() > 2 * LOG_TAIL_MAX_BYTES {
-                    tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
+        // Only the last LOG_TAIL_BYTES are kept, whatever the lines' length
+        // (a replica may write one huge line): the tail goes into statuses and events.
+        let logs = self
+            .docker
+            .logs(id, Some(options))
+            .try_fold(Vec::new(), |mut tail, chunk| {
+                tail.extend_from_slice(&chunk.into_bytes());
+                if tail.len() > 2 * LOG_TAIL_BYTES {
+                    tail.drain(..tail.len() - LOG_TAIL_BYTES);
                 }
-            }
-            if tail.len() > LOG_TAIL_MAX_BYTES {
-                tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
-            }
-            Ok(tail)
-        };
-        let tail = bounded("reading logs", CALL_TIMEOUT, read).await?;
+                futures::future::ready(Ok(tail))
+            });
+        let mut tail = bounded("reading logs", CALL_TIMEOUT, logs).await?;
+        if tail.len() > LOG_TAIL_BYTES {
+            tail.drain(..tail.len() - LOG_TAIL_BYTES);
+        }
         Ok(String::from_utf8_lossy(&tail).into_owned())
     }
 

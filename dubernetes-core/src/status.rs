@@ -42,6 +42,16 @@ pub(crate) struct ControllerStatus {
     pub message: Option<String>,
 }
 
+/// What the ingress says of a pod's routes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Routes<'a> {
+    /// Ids of the replicas the live config routes to (only pods with a host need it).
+    pub routed: &'a HashSet<String>,
+    /// Why nginx rejected this pod's route, if it did (the other pods' routes
+    /// were applied without it).
+    pub rejection: Option<&'a str>,
+}
+
 /// Replica counts of a pod, the input of [`ReplicaCounts::converged`]:
 /// `containers` are its observed replicas (other pods' and the ingress are
 /// ignored), `ready(c)` says whether a replica is ready, `draining(id)`
@@ -77,15 +87,15 @@ pub(crate) fn needs_reconcile(plan_is_empty: bool, observed_generation: i64, gen
 }
 
 /// The view of a pod. `probe(id)` is what the probes and the drain know of a
-/// replica, `routed` the ids the live ingress config routes to (only pods
-/// with a host need it), `controller` what the controller recorded.
+/// replica, `routes` what the ingress says, `controller` what the controller recorded.
 pub(crate) fn pod_view(
     stored: StoredPod,
     containers: &[Observed],
     probe: impl Fn(&str) -> ReplicaProbe,
-    routed: &HashSet<String>,
+    routes: &Routes<'_>,
     controller: &ControllerStatus,
 ) -> Pod {
+    let routed = routes.routed;
     let spec = &stored.spec;
     let has_host = spec.host().is_some();
     let revision = spec.revision_hash();
@@ -108,7 +118,7 @@ pub(crate) fn pod_view(
         .collect();
     replicas.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
     let counts = counts(spec, containers, ready, |id| probe(id).draining);
-    let status = pod_status(&stored, counts, revision, controller);
+    let status = pod_status(&stored, counts, revision, routes.rejection, controller);
     Pod {
         name: stored.spec.name.clone(),
         generation: stored.generation,
@@ -120,16 +130,22 @@ pub(crate) fn pod_view(
     }
 }
 
-/// A pod's status from its replica counts, its latest revision and what the
-/// controller recorded.
-fn pod_status(stored: &StoredPod, counts: ReplicaCounts, revision: String, controller: &ControllerStatus) -> PodStatus {
+/// A pod's status from its replica counts, its latest revision, the ingress's
+/// rejection of its route and what the controller recorded.
+fn pod_status(
+    stored: &StoredPod,
+    counts: ReplicaCounts,
+    revision: String,
+    ingress_rejection: Option<&str>,
+    controller: &ControllerStatus,
+) -> PodStatus {
     let ReplicaCounts {
         desired,
         ready,
         updated,
         current,
     } = counts;
-    let phase = if controller.reason.is_some() {
+    let phase = if controller.reason.is_some() || ingress_rejection.is_some() {
         Phase::Failing
     } else if !counts.converged() || controller.observed_generation != stored.generation {
         Phase::Progressing
@@ -143,6 +159,10 @@ fn pod_status(stored: &StoredPod, counts: ReplicaCounts, revision: String, contr
     let rolled_back = rollout.reason.as_deref() == Some("Rollback");
     let (reason, message) = match &controller.reason {
         Some(r) => (Some(r.clone()), controller.message.clone()),
+        None if ingress_rejection.is_some() => (
+            Some("IngressRejected".to_string()),
+            ingress_rejection.map(|m| format!("nginx rejected this pod's route: {m}")),
+        ),
         None if failed => (
             Some(
                 rollout
@@ -285,6 +305,13 @@ mod tests {
         move |id| map.get(id).cloned().unwrap_or_default()
     }
 
+    fn routes(routed: &HashSet<String>) -> Routes<'_> {
+        Routes {
+            routed,
+            rejection: None,
+        }
+    }
+
     fn controller(generation: i64) -> ControllerStatus {
         ControllerStatus {
             observed_generation: generation,
@@ -305,7 +332,7 @@ mod tests {
             stored(spec, 3, Some(RolloutOutcome::Complete)),
             &containers,
             probes(&["a", "b", "x"], &[]),
-            &HashSet::new(),
+            &routes(&HashSet::new()),
             &controller(3),
         );
         assert_eq!(pod.status.phase, Phase::Running);
@@ -328,7 +355,7 @@ mod tests {
             stored(spec, 2, Some(RolloutOutcome::Progressing)),
             &containers,
             probes(&["a"], &[]),
-            &HashSet::new(),
+            &routes(&HashSet::new()),
             &controller(1),
         );
         assert!(pod.status.counts().converged());
@@ -349,7 +376,7 @@ mod tests {
                 stored(spec.clone(), 1, Some(RolloutOutcome::Progressing)),
                 &containers,
                 probes(&["new"], draining),
-                &HashSet::new(),
+                &routes(&HashSet::new()),
                 &controller(1),
             )
         };
@@ -374,7 +401,7 @@ mod tests {
                 stored(spec.clone(), 1, None),
                 &containers,
                 probes(&["a"], &[]),
-                routed,
+                &routes(routed),
                 &controller(1),
             )
         };
@@ -393,7 +420,7 @@ mod tests {
             stored(spec.clone(), 1, None),
             &[],
             probes(&[], &[]),
-            &HashSet::new(),
+            &routes(&HashSet::new()),
             &controller(1),
         );
         assert_eq!(pod.status.phase, Phase::Stopped);
@@ -402,9 +429,32 @@ mod tests {
             message: Some("exit 1".into()),
             ..controller(1)
         };
-        let pod = pod_view(stored(spec, 1, None), &[], probes(&[], &[]), &HashSet::new(), &failing);
+        let pod = pod_view(
+            stored(spec, 1, None),
+            &[],
+            probes(&[], &[]),
+            &routes(&HashSet::new()),
+            &failing,
+        );
         assert_eq!(pod.status.phase, Phase::Failing);
         assert_eq!(pod.status.reason.as_deref(), Some("CrashLoopBackOff"));
+    }
+
+    #[test]
+    fn a_rejected_route_is_failing_with_nginx_s_reason() {
+        let spec = PodSpec::new("web", "img:v1").with_replicas(0);
+        let none = HashSet::new();
+        let routes = Routes {
+            routed: &none,
+            rejection: Some("invalid server name"),
+        };
+        let pod = pod_view(stored(spec, 1, None), &[], probes(&[], &[]), &routes, &controller(1));
+        assert_eq!(pod.status.phase, Phase::Failing);
+        assert_eq!(pod.status.reason.as_deref(), Some("IngressRejected"));
+        assert_eq!(
+            pod.status.message.as_deref(),
+            Some("nginx rejected this pod's route: invalid server name")
+        );
     }
 
     #[test]
@@ -412,7 +462,7 @@ mod tests {
         let spec = PodSpec::new("web", "img:v1");
         let mut stored = stored(spec, 1, Some(RolloutOutcome::Failed));
         stored.rollout.message = Some("no replica ready in 10s".into());
-        let pod = pod_view(stored, &[], probes(&[], &[]), &HashSet::new(), &controller(1));
+        let pod = pod_view(stored, &[], probes(&[], &[]), &routes(&HashSet::new()), &controller(1));
         assert_eq!(pod.status.reason.as_deref(), Some("ProgressDeadlineExceeded"));
         let progressing = &pod.status.conditions[1];
         assert_eq!(
