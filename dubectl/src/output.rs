@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dubernetes_core::{Event, Pod, WatchKind};
+use dubernetes_api::{Event, Pod, WatchKind};
 
 use crate::Format;
 use crate::escape;
@@ -241,7 +241,7 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn print_history(revisions: &[dubernetes_core::Revision]) {
+pub fn print_history(revisions: &[dubernetes_api::Revision]) {
     let mut rows = vec![
         ["REVISION", "AGE", "OUTCOME", "IMAGE", "REASON", "MESSAGE"]
             .map(String::from)

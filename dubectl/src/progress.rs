@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use dubernetes_core::{Pod, WatchKind};
+use dubernetes_api::{Pod, WatchKind};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -98,7 +98,7 @@ fn verdict(pod: &Pod, target: &Target) -> Option<Result<(), String>> {
     let progressing = s
         .conditions
         .iter()
-        .find(|c| c.kind == dubernetes_core::ConditionType::Progressing);
+        .find(|c| c.kind == dubernetes_api::ConditionType::Progressing);
     if let Some(c) = progressing.filter(|c| !c.status) {
         return Some(Err(format!(
             "{}: {}",

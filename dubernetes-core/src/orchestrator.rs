@@ -256,7 +256,12 @@ impl DubernetesBuilder {
             data_dir: dir,
             _lock: lock.map(Arc::new),
         };
-        let feed_task = crate::watch::run(orchestrator.clone(), Arc::clone(&orchestrator.feed), changes);
+        let feed_task = crate::watch::run(
+            orchestrator.clone(),
+            orchestrator.ctx.shutdown.clone(),
+            Arc::clone(&orchestrator.feed),
+            changes,
+        );
         orchestrator.ctx.tasks.spawn(feed_task);
         Ok(orchestrator)
     }
@@ -569,18 +574,6 @@ impl Dubernetes {
         Ok(crate::logs::merge(streams, permit))
     }
 
-    pub(crate) fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
-        self.ctx.shutdown.clone()
-    }
-
-    pub(crate) async fn store_last_event_id(&self) -> Result<i64> {
-        self.ctx.store.last_event_id().await
-    }
-
-    pub(crate) async fn store_events_after(&self, after: i64) -> Result<Vec<Event>> {
-        self.ctx.store.events_after(after, 1000).await
-    }
-
     /// The host port of the ingress, once it runs.
     pub async fn ingress_port(&self) -> Option<u16> {
         self.ctx.ingress.port().await
@@ -738,6 +731,26 @@ impl Dubernetes {
             rejection: rejections.get(&stored.spec.name).map(String::as_str),
         };
         crate::status::pod_view(stored, containers, probe, &routes, &controller)
+    }
+}
+
+/// The change feed reads views and events through this, and knows nothing
+/// else of the facade.
+impl crate::watch::FeedSource for Dubernetes {
+    fn list(&self) -> impl Future<Output = Result<Vec<Pod>>> + Send {
+        Dubernetes::list(self)
+    }
+
+    fn get(&self, name: &str) -> impl Future<Output = Result<Pod>> + Send {
+        Dubernetes::get(self, name)
+    }
+
+    async fn last_event_id(&self) -> Result<i64> {
+        self.ctx.store.last_event_id().await
+    }
+
+    async fn events_after(&self, after: i64) -> Result<Vec<Event>> {
+        self.ctx.store.events_after(after, 1000).await
     }
 }
 

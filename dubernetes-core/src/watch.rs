@@ -25,9 +25,10 @@ use tokio::sync::{broadcast, watch};
 
 use crate::controller::Change;
 use crate::error::{Error, Result};
-use crate::orchestrator::{Dubernetes, Pod};
 use crate::store::Event;
+use dubernetes_api::Pod;
 pub use dubernetes_api::{WatchEvent, WatchKind};
+use tokio_util::sync::CancellationToken;
 
 /// How many changes the feed keeps for watchers that resume.
 pub const HISTORY: usize = 4096;
@@ -264,9 +265,28 @@ impl Watcher {
     }
 }
 
-/// Keeps the feed up to date: turns the controller's change notes into entries.
-pub(crate) async fn run(orchestrator: Dubernetes, feed: Arc<Feed>, mut changes: broadcast::Receiver<Change>) {
-    let shutdown = orchestrator.shutdown_token();
+/// What the feed reads: pod views and recorded events, nothing else. The
+/// facade implements it (so the feed does not depend on the facade, which
+/// holds the feed); a test can implement it over a map.
+pub(crate) trait FeedSource: Send + Sync + 'static {
+    /// Every pod, as the API shows it.
+    fn list(&self) -> impl Future<Output = Result<Vec<Pod>>> + Send;
+    /// One pod, as the API shows it; [`Error::NotFound`] once it is gone.
+    fn get(&self, name: &str) -> impl Future<Output = Result<Pod>> + Send;
+    /// The id of the newest recorded event (0 if none).
+    fn last_event_id(&self) -> impl Future<Output = Result<i64>> + Send;
+    /// Recorded events after `after`, oldest first, a bounded batch.
+    fn events_after(&self, after: i64) -> impl Future<Output = Result<Vec<Event>>> + Send;
+}
+
+/// Keeps the feed up to date: turns the controller's change notes into
+/// entries, until `shutdown`.
+pub(crate) async fn run(
+    orchestrator: impl FeedSource,
+    shutdown: CancellationToken,
+    feed: Arc<Feed>,
+    mut changes: broadcast::Receiver<Change>,
+) {
     // Start from what exists, without publishing it.
     match orchestrator.list().await {
         Ok(pods) => {
@@ -277,7 +297,7 @@ pub(crate) async fn run(orchestrator: Dubernetes, feed: Arc<Feed>, mut changes: 
         }
         Err(e) => tracing::warn!(error = %e, "change feed: listing pods failed"),
     }
-    match orchestrator.store_last_event_id().await {
+    match orchestrator.last_event_id().await {
         Ok(id) => lock(&feed.state).last_event_id = id,
         Err(e) => tracing::warn!(error = %e, "change feed: reading events failed"),
     }
@@ -316,7 +336,7 @@ pub(crate) async fn run(orchestrator: Dubernetes, feed: Arc<Feed>, mut changes: 
     }
 }
 
-async fn refresh(orchestrator: &Dubernetes, feed: &Feed, name: &str) {
+async fn refresh(orchestrator: &impl FeedSource, feed: &Feed, name: &str) {
     match orchestrator.get(name).await {
         Ok(pod) => feed.pod_seen(pod),
         Err(Error::NotFound(_)) => feed.pod_gone(name),
@@ -324,7 +344,7 @@ async fn refresh(orchestrator: &Dubernetes, feed: &Feed, name: &str) {
     }
 }
 
-async fn refresh_all(orchestrator: &Dubernetes, feed: &Feed) {
+async fn refresh_all(orchestrator: &impl FeedSource, feed: &Feed) {
     match orchestrator.list().await {
         Ok(pods) => {
             let known: Vec<String> = lock(&feed.state).pods.keys().cloned().collect();
@@ -341,9 +361,9 @@ async fn refresh_all(orchestrator: &Dubernetes, feed: &Feed) {
     }
 }
 
-async fn publish_events(orchestrator: &Dubernetes, feed: &Feed) {
+async fn publish_events(orchestrator: &impl FeedSource, feed: &Feed) {
     let after = lock(&feed.state).last_event_id;
-    match orchestrator.store_events_after(after).await {
+    match orchestrator.events_after(after).await {
         Ok(events) => feed.events_seen(events),
         Err(e) => tracing::debug!(error = %e, "change feed: reading events failed"),
     }
@@ -352,8 +372,8 @@ async fn publish_events(orchestrator: &Dubernetes, feed: &Feed) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::PodStatus;
     use crate::spec::PodSpec;
+    use dubernetes_api::{Phase, PodStatus};
     use futures::StreamExt;
 
     fn pod(name: &str, replicas: u32) -> Pod {
@@ -370,7 +390,7 @@ mod tests {
                 updated_replicas: 0,
                 current_replicas: 0,
                 revision: "r".into(),
-                phase: "Progressing".into(),
+                phase: Phase::Progressing,
                 reason: None,
                 message: None,
                 revision_number: 1,
