@@ -409,6 +409,93 @@ mod tests {
         items.into_iter().map(|i| i.expect("no error")).collect()
     }
 
+    /// A feed source over a map: what the feed reads, without a facade.
+    #[derive(Clone, Default)]
+    struct MapSource {
+        pods: Arc<StdMutex<HashMap<String, Pod>>>,
+        events: Arc<StdMutex<Vec<Event>>>,
+    }
+
+    impl FeedSource for MapSource {
+        async fn list(&self) -> Result<Vec<Pod>> {
+            let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(pods.values().cloned().collect())
+        }
+
+        async fn get(&self, name: &str) -> Result<Pod> {
+            let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+            pods.get(name).cloned().ok_or_else(|| Error::NotFound(name.to_string()))
+        }
+
+        async fn last_event_id(&self) -> Result<i64> {
+            let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(events.last().map_or(0, |e| e.id))
+        }
+
+        async fn events_after(&self, after: i64) -> Result<Vec<Event>> {
+            let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(events.iter().filter(|e| e.id > after).cloned().collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_feed_task_publishes_what_its_source_shows_on_each_change_note() {
+        let source = MapSource::default();
+        let put = |p: Pod| {
+            source
+                .pods
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(p.name.clone(), p)
+        };
+        put(pod("a", 1));
+        let event = |id: i64| Event {
+            id,
+            pod: "a".into(),
+            at: 0,
+            kind: crate::store::EventKind::Normal,
+            reason: "Scaled".into(),
+            message: "to 2".into(),
+        };
+        source.events.lock().unwrap_or_else(|e| e.into_inner()).push(event(5));
+        let feed = Feed::new();
+        let start = feed.version();
+        let (tx, rx) = broadcast::channel(16);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(source.clone(), shutdown.clone(), Arc::clone(&feed), rx));
+        let watch = feed.subscribe(Some(start)).expect("watch");
+        // Wait until the task took its starting snapshot and event id (without
+        // publishing either): it reads the id after the pods.
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while lock(&feed.state).last_event_id != 5 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("snapshot in time");
+        put(pod("a", 2));
+        source.events.lock().unwrap_or_else(|e| e.into_inner()).push(event(7));
+        tx.send(Change::Pod { name: "a".into() }).expect("task listens");
+        let items = collect(watch, 2).await;
+        assert_eq!(
+            items[0].kind,
+            WatchKind::Modified,
+            "the snapshot itself is not published"
+        );
+        assert_eq!(items[0].pod.as_ref().map(|p| p.spec.replicas), Some(2));
+        assert_eq!(items[1].kind, WatchKind::Event);
+        assert_eq!(items[1].event.as_ref().map(|e| e.id), Some(7));
+        source.pods.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        tx.send(Change::Pod { name: "a".into() }).expect("task listens");
+        let gone = collect(feed.subscribe(Some(start + 2)).expect("resume"), 1).await;
+        assert_eq!(gone[0].kind, WatchKind::Deleted);
+        shutdown.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("the task ends on shutdown")
+            .expect("no panic");
+    }
+
     #[tokio::test]
     async fn changes_are_numbered_and_resumable() {
         let feed = Feed::new();
