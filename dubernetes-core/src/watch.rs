@@ -282,13 +282,13 @@ pub(crate) trait FeedSource: Send + Sync + 'static {
 /// Keeps the feed up to date: turns the controller's change notes into
 /// entries, until `shutdown`.
 pub(crate) async fn run(
-    orchestrator: impl FeedSource,
+    source: impl FeedSource,
     shutdown: CancellationToken,
     feed: Arc<Feed>,
     mut changes: broadcast::Receiver<Change>,
 ) {
     // Start from what exists, without publishing it.
-    match orchestrator.list().await {
+    match source.list().await {
         Ok(pods) => {
             let mut state = lock(&feed.state);
             for pod in pods {
@@ -297,7 +297,7 @@ pub(crate) async fn run(
         }
         Err(e) => tracing::warn!(error = %e, "change feed: listing pods failed"),
     }
-    match orchestrator.last_event_id().await {
+    match source.last_event_id().await {
         Ok(id) => lock(&feed.state).last_event_id = id,
         Err(e) => tracing::warn!(error = %e, "change feed: reading events failed"),
     }
@@ -319,33 +319,31 @@ pub(crate) async fn run(
                     }
                 }
                 if all {
-                    refresh_all(&orchestrator, &feed).await;
+                    refresh_all(&source, &feed).await;
                 } else {
                     for name in names {
-                        refresh(&orchestrator, &feed, &name).await;
+                        refresh(&source, &feed, &name).await;
                     }
                 }
             }
             // A new ingress config changes which replicas are ready.
-            Ok(Change::Ingress) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                refresh_all(&orchestrator, &feed).await
-            }
+            Ok(Change::Ingress) | Err(broadcast::error::RecvError::Lagged(_)) => refresh_all(&source, &feed).await,
             Err(broadcast::error::RecvError::Closed) => return,
         }
-        publish_events(&orchestrator, &feed).await;
+        publish_events(&source, &feed).await;
     }
 }
 
-async fn refresh(orchestrator: &impl FeedSource, feed: &Feed, name: &str) {
-    match orchestrator.get(name).await {
+async fn refresh(source: &impl FeedSource, feed: &Feed, name: &str) {
+    match source.get(name).await {
         Ok(pod) => feed.pod_seen(pod),
         Err(Error::NotFound(_)) => feed.pod_gone(name),
         Err(e) => tracing::debug!(pod = name, error = %e, "change feed: reading a pod failed"),
     }
 }
 
-async fn refresh_all(orchestrator: &impl FeedSource, feed: &Feed) {
-    match orchestrator.list().await {
+async fn refresh_all(source: &impl FeedSource, feed: &Feed) {
+    match source.list().await {
         Ok(pods) => {
             let known: Vec<String> = lock(&feed.state).pods.keys().cloned().collect();
             for name in known {
@@ -361,9 +359,9 @@ async fn refresh_all(orchestrator: &impl FeedSource, feed: &Feed) {
     }
 }
 
-async fn publish_events(orchestrator: &impl FeedSource, feed: &Feed) {
+async fn publish_events(source: &impl FeedSource, feed: &Feed) {
     let after = lock(&feed.state).last_event_id;
-    match orchestrator.events_after(after).await {
+    match source.events_after(after).await {
         Ok(events) => feed.events_seen(events),
         Err(e) => tracing::debug!(error = %e, "change feed: reading events failed"),
     }
