@@ -17,6 +17,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+log "dubectl links the API types and an HTTP client only"
+tree="$(cargo tree -p dubectl --locked --prefix none)"; if grep -E '^(bollard|sqlx|libsqlite3-sys|askama) ' <<<"$tree"; then log "dubectl must not depend on bollard, sqlx, SQLite or askama (see cargo tree -p dubectl -i <crate>)"; exit 1; fi
 log "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features --locked
 log "cargo build (binaries the integration tests run)"

@@ -3,23 +3,10 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use dubernetes_core::{Event, LogLine, Pod, PodSpec, WatchEvent};
+pub use dubernetes_api::ApplyResponse;
+use dubernetes_api::{ApiError, ErrorCode, Event, LogLine, Pod, PodSpec, WatchEvent};
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-
-#[derive(Debug, Deserialize)]
-pub struct ApplyResponse {
-    pub outcome: dubernetes_core::ApplyOutcome,
-    #[serde(default)]
-    pub pod: Option<Pod>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ApiError {
-    code: String,
-    message: String,
-}
 
 /// An error the server answered with.
 #[derive(Debug)]
@@ -107,9 +94,7 @@ impl Client {
         let status = response.status();
         let body = response.bytes().await.context("reading the server's answer")?;
         if status.as_u16() == 401 {
-            let code = serde_json::from_slice::<ApiError>(&body)
-                .map(|e| e.code)
-                .unwrap_or_else(|_| "unauthorized".into());
+            let code = error_body(&body).map_or_else(|| ErrorCode::Unauthorized.to_string(), |(code, _)| code);
             return Err(ServerError {
                 status: 401,
                 code,
@@ -233,7 +218,7 @@ impl Client {
         }))
     }
 
-    pub async fn history(&self, name: &str) -> anyhow::Result<Vec<dubernetes_core::Revision>> {
+    pub async fn history(&self, name: &str) -> anyhow::Result<Vec<dubernetes_api::Revision>> {
         self.send(self.http.get(format!("{}/v1/pods/{name}/revisions", self.base)))
             .await
     }
@@ -261,28 +246,44 @@ impl Client {
 
 /// The error the server answered with, with a hint of what to do next.
 fn error_from(status: u16, body: &[u8]) -> anyhow::Error {
-    match serde_json::from_slice::<ApiError>(body) {
-        Ok(e) => {
-            let hint = match e.code.as_str() {
-                "not_found" => "; `dubectl get pods` lists the pods",
-                "unauthorized" => "; pass --token or set DUBERNETES_TOKEN (or `token:` in the config file)",
-                "engine_unavailable" => "; is the Docker engine running on the server's machine?",
+    match error_body(body) {
+        Some((code, message)) => {
+            let hint = match serde_json::from_value::<ErrorCode>(serde_json::Value::from(code.as_str())) {
+                Ok(ErrorCode::NotFound) => "; `dubectl get pods` lists the pods",
+                Ok(ErrorCode::Unauthorized) => {
+                    "; pass --token or set DUBERNETES_TOKEN (or `token:` in the config file)"
+                }
+                Ok(ErrorCode::EngineUnavailable) => "; is the Docker engine running on the server's machine?",
                 _ => "",
             };
             ServerError {
                 status,
-                code: e.code,
-                message: format!("{}{hint}", e.message),
+                code,
+                message: format!("{message}{hint}"),
             }
             .into()
         }
-        Err(_) => ServerError {
+        None => ServerError {
             status,
             code: "unknown".into(),
             message: String::from_utf8_lossy(body).trim().to_string(),
         }
         .into(),
     }
+}
+
+/// The code and message of an error body: the API's [`ApiError`], or (from
+/// a newer server, with a code this client does not know yet) any JSON object
+/// with a string `code` and `message`.
+fn error_body(body: &[u8]) -> Option<(String, String)> {
+    if let Ok(e) = serde_json::from_slice::<ApiError>(body) {
+        return Some((e.code.to_string(), e.message));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Some((
+        value["code"].as_str()?.to_string(),
+        value["message"].as_str()?.to_string(),
+    ))
 }
 
 /// Splits a byte stream into lines (without their `\n` or `\r\n`), empty ones included.
@@ -365,4 +366,31 @@ fn sse_messages(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_are_read_as_the_api_s_and_tolerate_newer_codes() {
+        let known = br#"{"code":"not_found","message":"no pod \"x\"","field":"name"}"#;
+        assert_eq!(
+            error_body(known),
+            Some(("not_found".to_string(), "no pod \"x\"".to_string()))
+        );
+        let message = error_from(404, known).to_string();
+        assert!(message.contains("`dubectl get pods` lists the pods"), "{message}");
+        let newer = br#"{"code":"some_new_code","message":"later"}"#;
+        assert_eq!(
+            error_body(newer),
+            Some(("some_new_code".to_string(), "later".to_string()))
+        );
+        assert_eq!(error_body(b"Bad Gateway"), None);
+        assert!(
+            error_from(502, b"Bad Gateway")
+                .to_string()
+                .contains("Bad Gateway (HTTP 502, unknown)")
+        );
+    }
 }

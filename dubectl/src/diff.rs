@@ -1,7 +1,7 @@
 //! `dubectl diff`: what `apply` would change, as a unified diff of the specs
 //! in YAML (the live one as the server stores it, the one in the file).
 
-use dubernetes_core::PodSpec;
+use dubernetes_api::PodSpec;
 
 /// The diff of one pod, or `None` when nothing would change.
 pub fn unified(name: &str, live: Option<&PodSpec>, applied: &PodSpec, colour: bool) -> anyhow::Result<Option<String>> {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use dubernetes_core::{PodSpec, WatchKind};
+use dubernetes_api::{PodSpec, WatchKind};
 use futures::StreamExt;
 
 use crate::client::Client;
@@ -380,7 +380,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cut = style::paint(
                 on,
                 33,
-                &format!(" [line cut at {} bytes]", dubernetes_core::MAX_LOG_LINE_BYTES),
+                &format!(" [line cut at {} bytes]", dubernetes_api::MAX_LOG_LINE_BYTES),
             );
             while let Some(line) = lines.next().await {
                 let line = line?;
@@ -618,7 +618,7 @@ fn read_specs(sources: &[String]) -> anyhow::Result<Vec<PodSpec>> {
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
             let text = unwrap_pod_objects(&text)?;
-            specs.extend(dubernetes_core::parse_specs(&text).map_err(|e| anyhow::anyhow!("stdin: {e}"))?);
+            specs.extend(dubernetes_api::parse_specs(&text).map_err(|e| anyhow::anyhow!("stdin: {e}"))?);
             continue;
         }
         let path = PathBuf::from(source);
@@ -630,7 +630,7 @@ fn read_specs(sources: &[String]) -> anyhow::Result<Vec<PodSpec>> {
         for file in files {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let text = unwrap_pod_objects(&text)?;
-            let parsed = dubernetes_core::parse_specs(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let parsed = dubernetes_api::parse_specs(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             for spec in parsed {
                 if specs.iter().any(|s| s.name == spec.name) {
                     bail!("{}: pod {:?} is defined more than once", file.display(), spec.name);

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dubernetes_core::{Event, Pod, WatchKind};
+use dubernetes_api::{Event, Pod, WatchKind};
 
 use crate::Format;
 use crate::escape;
@@ -58,7 +58,7 @@ pub fn pod_row(pod: &Pod, format: Format) -> Vec<String> {
         pod.name.clone(),
         format!("{}/{}", s.ready_replicas, s.desired_replicas),
         s.updated_replicas.to_string(),
-        escape::line(s.reason.as_deref().unwrap_or(&s.phase)),
+        escape::line(s.reason.as_deref().unwrap_or(s.phase.as_str())),
         age(pod.created_at),
         pod.spec.host().unwrap_or("<none>").to_string(),
     ];
@@ -123,7 +123,7 @@ pub fn print_pod_change(pod: &Pod, kind: WatchKind, format: Format, widths: Vec<
 fn event_row(e: &Event) -> Vec<String> {
     vec![
         age(e.at),
-        e.kind.clone(),
+        e.kind.to_string(),
         escape::line(&e.reason),
         e.pod.clone(),
         escape::line(&e.message.replace('\n', " ")),
@@ -171,7 +171,7 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
         "Generation",
         &format!("{} (observed {})", pod.generation, s.observed_generation),
     );
-    field("Status", &s.phase);
+    field("Status", s.phase.as_str());
     if let Some(reason) = &s.reason {
         field("Reason", &escape::line(reason));
     }
@@ -231,7 +231,7 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
         for e in recent {
             rows.push(vec![
                 format!("  {}", age(e.at)),
-                e.kind.clone(),
+                e.kind.to_string(),
                 escape::line(&e.reason),
                 escape::line(&e.message.replace('\n', " ")),
             ]);
@@ -241,7 +241,7 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn print_history(revisions: &[dubernetes_core::Revision]) {
+pub fn print_history(revisions: &[dubernetes_api::Revision]) {
     let mut rows = vec![
         ["REVISION", "AGE", "OUTCOME", "IMAGE", "REASON", "MESSAGE"]
             .map(String::from)
@@ -251,7 +251,7 @@ pub fn print_history(revisions: &[dubernetes_core::Revision]) {
         rows.push(vec![
             r.number.to_string(),
             age(r.created_at),
-            r.outcome.clone(),
+            r.outcome.to_string(),
             r.spec.image.clone(),
             escape::line(r.reason.as_deref().unwrap_or_default()),
             escape::line(&r.message.clone().unwrap_or_default().replace('\n', " ")),

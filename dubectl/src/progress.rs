@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use dubernetes_core::{Pod, WatchKind};
+use dubernetes_api::{Pod, WatchKind};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -52,7 +52,7 @@ impl Display {
             s.revision_number,
             s.updated_replicas,
             s.desired_replicas,
-            crate::escape::line(s.reason.as_deref().unwrap_or(&s.phase)),
+            crate::escape::line(s.reason.as_deref().unwrap_or(s.phase.as_str())),
             s.message
                 .as_ref()
                 .map(|m| format!(": {}", crate::escape::line(m)))
@@ -95,7 +95,10 @@ fn verdict(pod: &Pod, target: &Target) -> Option<Result<(), String>> {
             crate::escape::line(s.message.as_deref().unwrap_or("see `dubectl rollout history`"))
         )));
     }
-    let progressing = s.conditions.iter().find(|c| c.kind == "Progressing");
+    let progressing = s
+        .conditions
+        .iter()
+        .find(|c| c.kind == dubernetes_api::ConditionType::Progressing);
     if let Some(c) = progressing.filter(|c| !c.status) {
         return Some(Err(format!(
             "{}: {}",
@@ -128,7 +131,7 @@ pub async fn wait(client: &Client, target: &Target, timeout: Duration) -> anyhow
                 s.desired_replicas,
                 s.updated_replicas,
                 s.desired_replicas,
-                crate::escape::line(s.reason.as_deref().unwrap_or(&s.phase)),
+                crate::escape::line(s.reason.as_deref().unwrap_or(s.phase.as_str())),
                 s.message
                     .as_ref()
                     .map(|m| format!(": {}", crate::escape::line(m)))

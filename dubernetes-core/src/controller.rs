@@ -31,6 +31,7 @@ use crate::runtime::{
     Runtime,
 };
 use crate::spec::PodSpec;
+use crate::status;
 use crate::store::{Store, StoredPod};
 
 /// A change the controller made or saw, for watchers.
@@ -415,10 +416,8 @@ impl Context {
             max_unavailable: strategy.max_unavailable,
         };
         let actions = plan_gated(Some(&desired), &observed, &untrusted_old);
-        let ready_new = observed.iter().filter(|c| c.ready && is_new(c)).count();
-        let converged = actions.is_empty()
-            && ready_new == spec.replicas as usize
-            && observed.iter().all(|c| is_new(c) || !c.state.is_live());
+        // Nothing left to do, and every replica current, ready and alone.
+        let converged = actions.is_empty() && status::counts(spec, &observed, |c| c.ready, |_| false).converged();
         let progress = RolloutObservation {
             ready_new: checked_new,
             running_new,
@@ -477,10 +476,12 @@ impl Context {
     /// Running, on the network, not draining, and passing its readiness check
     /// (the pod's `health`, or a TCP connect to its port by default).
     pub(crate) fn is_serving(&self, c: &Observed, _spec: &PodSpec) -> bool {
-        c.state == ContainerState::Running
-            && c.ip.is_some()
-            && !self.is_draining(&c.id)
-            && self.health.state(&c.id).is_some_and(|h| h.ready)
+        let probe = status::ReplicaProbe {
+            ready: self.health.state(&c.id).is_some_and(|h| h.ready),
+            last_error: None,
+            draining: self.is_draining(&c.id),
+        };
+        status::is_serving(c, &probe)
     }
 
     fn sync_probes(self: &Arc<Self>, pod: &str, spec: &PodSpec, observed: &[Observed]) {
@@ -526,7 +527,7 @@ impl Context {
         obs: RolloutObservation,
     ) -> Result<std::result::Result<Option<Instant>, Next>> {
         let pod = stored.spec.name.as_str();
-        if stored.rollout.outcome != "progressing" {
+        if !stored.rollout.is_progressing() {
             lock(&self.rollouts).remove(pod);
             return Ok(Ok(None));
         }
@@ -681,7 +682,7 @@ impl Context {
         let now = Instant::now();
         let backoff = self.backoff_for(stored.map(|p| &p.spec));
         let revision = stored.map(|p| p.spec.revision_hash());
-        let rolling = stored.is_some_and(|p| p.rollout.outcome == "progressing");
+        let rolling = stored.is_some_and(|p| p.rollout.is_progressing());
         // Concurrently: a crash's log tail is one engine call each.
         join_all(
             exited
@@ -1253,8 +1254,8 @@ impl Context {
                 max_surge: strategy.max_surge,
                 max_unavailable: strategy.max_unavailable,
             };
-            let converged = plan(Some(&desired), &observed).is_empty();
-            if !converged || self.pod_status(&p.spec.name).observed_generation != p.generation {
+            let settled = plan(Some(&desired), &observed).is_empty();
+            if status::needs_reconcile(settled, self.pod_status(&p.spec.name).observed_generation, p.generation) {
                 self.wake(&p.spec.name);
             }
         }

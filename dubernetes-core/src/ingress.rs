@@ -360,7 +360,7 @@ impl Ingress {
             )),
             ..Default::default()
         };
-        self.settings.limits.apply(&mut host_config);
+        crate::runtime::HostLimits::apply(&self.settings.limits, &mut host_config);
         let body = ContainerCreateBody {
             image: Some(self.settings.image.clone()),
             labels: Some(labels),

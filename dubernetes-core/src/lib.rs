@@ -30,7 +30,14 @@
 //! container carries labels naming its instance, pod and revision). A
 //! controller reconciles each pod — observe, plan (a pure function), act —
 //! woken by API writes and Docker events, with a periodic resync.
+//!
+//! The types of the API (specs, views, revisions, events, watch events, log
+//! lines, error bodies) live in [`dubernetes_api`], a crate without IO that
+//! clients such as `dubectl` use alone; they are re-exported here at the paths
+//! they always had.
 #![deny(missing_docs)]
+
+pub use dubernetes_api;
 
 mod controller;
 mod crashloop;
@@ -46,6 +53,7 @@ mod probe;
 mod rollout;
 mod runtime;
 mod spec;
+mod status;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -53,13 +61,14 @@ mod watch;
 
 pub use controller::{BackoffSettings, Change};
 pub use data_dir::LOCK_FILE;
+pub use dubernetes_api::{ApiError, ApplyResponse, ErrorCode, ReplicaCounts};
 pub use error::{DataDirProblem, Error, Result};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use logs::{
     DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, FollowLimits, LogLine, LogLines, LogOptions, LogStream,
     MAX_LOG_LINE_BYTES,
 };
-pub use orchestrator::{Condition, Dubernetes, DubernetesBuilder, Pod, PodStatus, Replica};
+pub use orchestrator::{Condition, ConditionType, Dubernetes, DubernetesBuilder, Phase, Pod, PodStatus, Replica};
 pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
 pub use runtime::{
     ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT, LABEL_INSTANCE,
@@ -72,6 +81,7 @@ pub use spec::{
     parse_specs,
 };
 pub use store::{
-    ApplyOutcome, DB_FILE, Event, MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS, MAX_REVISIONS, Revision, RolloutState, backup,
+    ApplyOutcome, DB_FILE, Event, EventKind, MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS, MAX_REVISIONS, Revision,
+    RolloutOutcome, RolloutState, backup,
 };
 pub use watch::{HISTORY as WATCH_HISTORY, HISTORY_BYTES as WATCH_HISTORY_BYTES, WatchEvent, WatchKind};

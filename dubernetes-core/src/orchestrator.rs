@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use futures::Stream;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::controller::{BackoffSettings, Change, Context, ControllerSettings};
@@ -15,108 +14,12 @@ use crate::data_dir::DataDirLock;
 use crate::error::{Error, Result};
 use crate::ingress::{Ingress, IngressSettings};
 use crate::ownership::{Facts, Ownership, Seen};
-use crate::runtime::{ContainerState, Observed, Runtime};
+use crate::runtime::{Observed, Runtime};
 use crate::spec::PodSpec;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ApplyOutcome, Event, Revision, Store, StoredPod};
 use crate::watch::{Feed, WatchEvent};
-
-/// A pod: its spec, bookkeeping, and what the engine shows of it right now.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct Pod {
-    /// The pod's name.
-    pub name: String,
-    /// The desired state.
-    pub spec: PodSpec,
-    /// Increases on every change of the spec.
-    pub generation: i64,
-    /// Unix milliseconds.
-    pub created_at: i64,
-    /// Unix milliseconds.
-    pub updated_at: i64,
-    /// Observed status.
-    pub status: PodStatus,
-    /// The pod's containers, as the engine reports them.
-    pub replicas: Vec<Replica>,
-}
-
-/// The observed status of a pod.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct PodStatus {
-    /// The generation the controller last converged to.
-    pub observed_generation: i64,
-    /// `replicas` of the spec.
-    pub desired_replicas: u32,
-    /// Replicas running the current revision and routed.
-    pub ready_replicas: u32,
-    /// Replicas (in any live state) of the current revision.
-    pub updated_replicas: u32,
-    /// Live replicas of any revision.
-    pub current_replicas: u32,
-    /// The current revision hash.
-    pub revision: String,
-    /// `Running`, `Progressing`, `Stopped` (0 replicas), or `Failing`.
-    pub phase: String,
-    /// A machine-readable reason when something is wrong, e.g. `CrashLoopBackOff`.
-    pub reason: Option<String>,
-    /// What is wrong, for people.
-    pub message: Option<String>,
-    /// The number of the latest revision (see [`Dubernetes::history`]).
-    pub revision_number: i64,
-    /// `Available` and `Progressing`, like a Kubernetes Deployment's.
-    pub conditions: Vec<Condition>,
-    /// How many times replicas exited and were replaced.
-    pub restarts: u32,
-    /// Exit code of the last replica that exited.
-    pub last_exit_code: Option<i64>,
-}
-
-/// One aspect of a pod's status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct Condition {
-    /// `Available` or `Progressing`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Whether the condition holds.
-    pub status: bool,
-    /// A CamelCase reason, e.g. `RolloutComplete` or `ProgressDeadlineExceeded`.
-    pub reason: String,
-    /// Details, for people.
-    pub message: String,
-}
-
-/// One container of a pod.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct Replica {
-    /// Container name.
-    pub name: String,
-    /// Short container id.
-    pub id: String,
-    /// Engine state.
-    pub state: ContainerState,
-    /// Engine status text, e.g. `Up 3 minutes`.
-    pub status: String,
-    /// Revision hash it runs.
-    pub revision: String,
-    /// Runs the current revision.
-    pub up_to_date: bool,
-    /// Running, passing its readiness check, and routed by the ingress.
-    pub ready: bool,
-    /// The last failure of its readiness check, if it is failing.
-    pub check_error: Option<String>,
-    /// Address on the instance network.
-    pub ip: Option<String>,
-    /// Unix seconds.
-    pub created: i64,
-}
+pub use dubernetes_api::{Condition, ConditionType, Phase, Pod, PodStatus, Replica};
 
 /// Builds a [`Dubernetes`] instance.
 #[derive(Debug, Clone)]
@@ -357,7 +260,12 @@ impl DubernetesBuilder {
             data_dir: dir,
             _lock: lock.map(Arc::new),
         };
-        let feed_task = crate::watch::run(orchestrator.clone(), Arc::clone(&orchestrator.feed), changes);
+        let feed_task = crate::watch::run(
+            orchestrator.clone(),
+            orchestrator.ctx.shutdown.clone(),
+            Arc::clone(&orchestrator.feed),
+            changes,
+        );
         orchestrator.ctx.tasks.spawn(feed_task);
         Ok(orchestrator)
     }
@@ -451,16 +359,16 @@ impl Dubernetes {
     fn validate(&self, spec: &PodSpec) -> Result<()> {
         spec.validate()?;
         if spec.replicas > self.max_replicas {
-            return Err(Error::Invalid(crate::spec::ValidationError {
-                pod: spec.name.clone(),
-                problems: vec![crate::spec::FieldError::new(
+            return Err(Error::Invalid(crate::spec::ValidationError::new(
+                spec.name.clone(),
+                vec![crate::spec::FieldError::new(
                     "replicas",
                     format!(
                         "{} is more than this server's limit of {} (--max-replicas)",
                         spec.replicas, self.max_replicas
                     ),
                 )],
-            }));
+            )));
         }
         Ok(())
     }
@@ -664,18 +572,6 @@ impl Dubernetes {
         Ok(crate::logs::merge(streams, permit))
     }
 
-    pub(crate) fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
-        self.ctx.shutdown.clone()
-    }
-
-    pub(crate) async fn store_last_event_id(&self) -> Result<i64> {
-        self.ctx.store.last_event_id().await
-    }
-
-    pub(crate) async fn store_events_after(&self, after: i64) -> Result<Vec<Event>> {
-        self.ctx.store.events_after(after, 1000).await
-    }
-
     /// The host port of the ingress, once it runs.
     pub async fn ingress_port(&self) -> Option<u16> {
         self.ctx.ingress.port().await
@@ -811,150 +707,48 @@ impl Dubernetes {
     }
 
     fn view_with(&self, stored: StoredPod, containers: &[Observed], routed: &HashSet<String>) -> Pod {
-        let has_host = stored.spec.host().is_some();
-        let revision = stored.spec.revision_hash();
-        let runtime_status = self.ctx.pod_status(&stored.spec.name);
-        let mut replicas: Vec<Replica> = containers
-            .iter()
-            .filter(|c| c.role == "replica" && c.pod.as_deref() == Some(stored.spec.name.as_str()))
-            .map(|c| {
-                let up_to_date = c.revision.as_deref() == Some(revision.as_str());
-                let check = self.ctx.health_state(&c.id);
-                Replica {
-                    name: c.name.clone(),
-                    id: c.id.chars().take(12).collect(),
-                    state: c.state,
-                    status: c.status.clone(),
-                    revision: c.revision.clone().unwrap_or_default(),
-                    up_to_date,
-                    ready: self.ctx.is_serving(c, &stored.spec) && (!has_host || routed.contains(&c.id)),
-                    check_error: check.and_then(|h| h.last_error),
-                    ip: c.ip.clone(),
-                    created: c.created,
-                }
-            })
-            .collect();
-        replicas.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
-        let ready = replicas.iter().filter(|r| r.up_to_date && r.ready).count() as u32;
-        let updated = replicas.iter().filter(|r| r.up_to_date && r.state.is_live()).count() as u32;
-        // A replica being drained counts until it is removed, even once it
-        // exited: the pod is not converged while it still exists.
-        let current = containers
-            .iter()
-            .filter(|c| c.role == "replica" && c.pod.as_deref() == Some(stored.spec.name.as_str()))
-            .filter(|c| c.state.is_live() || self.ctx.is_draining(&c.id))
-            .count() as u32;
-        let desired = stored.spec.replicas;
-        let converged = ready == desired && updated == desired && current == desired;
-        // A route nginx rejected (the other pods' routes were applied without it).
-        let ingress_rejection = self.ctx.ingress.rejections().get(&stored.spec.name).cloned();
-        let phase = if runtime_status.reason.is_some() || ingress_rejection.is_some() {
-            "Failing"
-        } else if !converged || runtime_status.observed_generation != stored.generation {
-            "Progressing"
-        } else if desired == 0 {
-            "Stopped"
-        } else {
-            "Running"
+        let runtime = self.ctx.pod_status(&stored.spec.name);
+        let controller = crate::status::ControllerStatus {
+            observed_generation: runtime.observed_generation,
+            restarts: runtime.restarts,
+            last_exit_code: runtime.last_exit_code,
+            reason: runtime.reason,
+            message: runtime.message,
         };
-        let rollout = &stored.rollout;
-        let rolled_back = rollout.reason.as_deref() == Some("Rollback");
-        let (reason, message) = match (&runtime_status.reason, rollout.outcome.as_str()) {
-            (Some(r), _) => (Some(r.clone()), runtime_status.message.clone()),
-            (None, _) if ingress_rejection.is_some() => (
-                Some("IngressRejected".to_string()),
-                ingress_rejection.map(|m| format!("nginx rejected this pod's route: {m}")),
-            ),
-            (None, "failed") => (
-                Some(
-                    rollout
-                        .reason
-                        .clone()
-                        .unwrap_or_else(|| "ProgressDeadlineExceeded".to_string()),
-                ),
-                rollout.message.clone(),
-            ),
-            (None, _) if rolled_back => (Some("RolledBack".to_string()), rollout.message.clone()),
-            (None, _) => (None, runtime_status.message.clone()),
+        let probe = |id: &str| {
+            let check = self.ctx.health_state(id);
+            crate::status::ReplicaProbe {
+                ready: check.as_ref().is_some_and(|h| h.ready),
+                last_error: check.and_then(|h| h.last_error),
+                draining: self.ctx.is_draining(id),
+            }
         };
-        let strategy = stored.spec.update_strategy();
-        let min_available = desired.saturating_sub(strategy.max_unavailable);
-        let available = ready >= min_available;
-        let conditions = vec![
-            Condition {
-                kind: "Available".into(),
-                status: available,
-                reason: if available {
-                    "MinimumReplicasAvailable"
-                } else {
-                    "MinimumReplicasUnavailable"
-                }
-                .into(),
-                message: format!("{ready} of {desired} replicas ready (at least {min_available} needed)"),
-            },
-            match rollout.outcome.as_str() {
-                "failed" => Condition {
-                    kind: "Progressing".into(),
-                    status: false,
-                    reason: "ProgressDeadlineExceeded".into(),
-                    message: rollout.message.clone().unwrap_or_default(),
-                },
-                "complete" => Condition {
-                    kind: "Progressing".into(),
-                    status: true,
-                    reason: "RolloutComplete".into(),
-                    message: format!("revision {} is fully rolled out", rollout.number),
-                },
-                _ => Condition {
-                    kind: "Progressing".into(),
-                    status: true,
-                    reason: if rolled_back {
-                        "RollingBack"
-                    } else {
-                        "NewRevisionProgressing"
-                    }
-                    .into(),
-                    message: format!(
-                        "revision {}: {updated} of {desired} replicas updated, {ready} ready",
-                        rollout.number
-                    ),
-                },
-            },
-        ];
-        Pod {
-            name: stored.spec.name.clone(),
-            generation: stored.generation,
-            created_at: stored.created_at,
-            updated_at: stored.updated_at,
-            status: PodStatus {
-                observed_generation: runtime_status.observed_generation,
-                desired_replicas: desired,
-                ready_replicas: ready,
-                updated_replicas: updated,
-                current_replicas: current,
-                revision,
-                revision_number: rollout.number,
-                phase: phase.into(),
-                reason,
-                message,
-                restarts: runtime_status.restarts,
-                last_exit_code: runtime_status.last_exit_code,
-                conditions,
-            },
-            spec: stored.spec,
-            replicas,
-        }
+        let rejections = self.ctx.ingress.rejections();
+        let routes = crate::status::Routes {
+            routed,
+            rejection: rejections.get(&stored.spec.name).map(String::as_str),
+        };
+        crate::status::pod_view(stored, containers, probe, &routes, &controller)
     }
 }
 
-impl Pod {
-    /// True when the current generation is fully rolled out and routed.
-    pub fn is_converged(&self) -> bool {
-        let s = &self.status;
-        s.observed_generation == self.generation
-            && s.ready_replicas == s.desired_replicas
-            && s.updated_replicas == s.desired_replicas
-            && s.current_replicas == s.desired_replicas
+/// The change feed reads views and events through this, and knows nothing
+/// else of the facade.
+impl crate::watch::FeedSource for Dubernetes {
+    fn list(&self) -> impl Future<Output = Result<Vec<Pod>>> + Send {
+        Dubernetes::list(self)
+    }
+
+    fn get(&self, name: &str) -> impl Future<Output = Result<Pod>> + Send {
+        Dubernetes::get(self, name)
+    }
+
+    async fn last_event_id(&self) -> Result<i64> {
+        self.ctx.store.last_event_id().await
+    }
+
+    async fn events_after(&self, after: i64) -> Result<Vec<Event>> {
+        self.ctx.store.events_after(after, 1000).await
     }
 }
 

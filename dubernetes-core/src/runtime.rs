@@ -22,7 +22,6 @@ use bollard::query_parameters::{
     UploadToContainerOptionsBuilder,
 };
 use futures::{Stream, StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ownership::Ownership;
@@ -45,52 +44,19 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const LOG_TAIL_BYTES: usize = 4 * 1024;
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The state of a container as the engine reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum ContainerState {
-    /// Created, never started.
-    Created,
-    /// Running.
-    Running,
-    /// Paused.
-    Paused,
-    /// Being restarted by the engine.
-    Restarting,
-    /// Exited.
-    Exited,
-    /// Being removed.
-    Removing,
-    /// Dead (failed removal).
-    Dead,
-    /// Anything else.
-    Unknown,
-}
+pub use dubernetes_api::ContainerState;
 
-impl ContainerState {
-    /// True for states in which the container is (or will be) running.
-    pub fn is_live(self) -> bool {
-        matches!(
-            self,
-            ContainerState::Created | ContainerState::Running | ContainerState::Restarting | ContainerState::Paused
-        )
-    }
-}
-
-impl From<Option<ContainerSummaryStateEnum>> for ContainerState {
-    fn from(state: Option<ContainerSummaryStateEnum>) -> Self {
-        match state {
-            Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
-            Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
-            Some(ContainerSummaryStateEnum::PAUSED) => ContainerState::Paused,
-            Some(ContainerSummaryStateEnum::RESTARTING) => ContainerState::Restarting,
-            Some(ContainerSummaryStateEnum::EXITED) => ContainerState::Exited,
-            Some(ContainerSummaryStateEnum::REMOVING) => ContainerState::Removing,
-            Some(ContainerSummaryStateEnum::DEAD) => ContainerState::Dead,
-            _ => ContainerState::Unknown,
-        }
+/// The engine's word for a container's state as a [`ContainerState`].
+fn container_state(state: Option<ContainerSummaryStateEnum>) -> ContainerState {
+    match state {
+        Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
+        Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
+        Some(ContainerSummaryStateEnum::PAUSED) => ContainerState::Paused,
+        Some(ContainerSummaryStateEnum::RESTARTING) => ContainerState::Restarting,
+        Some(ContainerSummaryStateEnum::EXITED) => ContainerState::Exited,
+        Some(ContainerSummaryStateEnum::REMOVING) => ContainerState::Removing,
+        Some(ContainerSummaryStateEnum::DEAD) => ContainerState::Dead,
+        _ => ContainerState::Unknown,
     }
 }
 
@@ -123,65 +89,17 @@ impl Observed {
     }
 }
 
-/// Default largest size of one container log file before the engine rotates it.
-pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
-/// Default number of log files the engine keeps per container (the current one included).
-pub const DEFAULT_LOG_MAX_FILES: u32 = 3;
-/// Default most processes (and threads) a container may run at once.
-pub const DEFAULT_PIDS_LIMIT: u32 = 1024;
+pub use dubernetes_api::limits::{ContainerLimits, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT};
 
-/// Settings that protect the host from a container: a bounded, rotated log
-/// (`json-file` driver with `max-size` and `max-file`), a pids limit (a fork
-/// bomb stops at it) and `no-new-privileges` (no setuid binary can raise a
-/// process's privileges). Replicas take them from their spec (`logging`,
-/// `resources.pids`, `security`), the ingress from its settings; the defaults
-/// are on unless overridden.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct ContainerLimits {
-    /// Largest log file before rotation, in bytes.
-    pub log_max_bytes: u64,
-    /// Log files kept, the current one included.
-    pub log_max_files: u32,
-    /// Most processes; `None` means no limit.
-    pub pids: Option<u32>,
-    /// Sets `no-new-privileges`.
-    pub no_new_privileges: bool,
-}
-
-impl Default for ContainerLimits {
-    fn default() -> Self {
-        ContainerLimits {
-            log_max_bytes: DEFAULT_LOG_MAX_BYTES,
-            log_max_files: DEFAULT_LOG_MAX_FILES,
-            pids: Some(DEFAULT_PIDS_LIMIT),
-            no_new_privileges: true,
-        }
-    }
-}
-
-impl ContainerLimits {
-    /// Log rotation: files of at most `max_bytes`, `max_files` of them kept.
-    pub fn with_log(mut self, max_bytes: u64, max_files: u32) -> Self {
-        self.log_max_bytes = max_bytes;
-        self.log_max_files = max_files;
-        self
-    }
-
-    /// The pids limit; `None` for none.
-    pub fn with_pids(mut self, pids: Option<u32>) -> Self {
-        self.pids = pids;
-        self
-    }
-
-    /// Whether `no-new-privileges` is set.
-    pub fn with_no_new_privileges(mut self, on: bool) -> Self {
-        self.no_new_privileges = on;
-        self
-    }
-
+/// Writes [`ContainerLimits`] into a container's host config (the limits are
+/// engine-neutral data in `dubernetes-api`; this is Docker's reading of them).
+pub(crate) trait HostLimits {
     /// Writes these limits into a container's host config.
-    pub(crate) fn apply(&self, host: &mut HostConfig) {
+    fn apply(&self, host: &mut HostConfig);
+}
+
+impl HostLimits for ContainerLimits {
+    fn apply(&self, host: &mut HostConfig) {
         host.log_config = Some(HostConfigLogConfig {
             typ: Some("json-file".into()),
             config: Some(HashMap::from([
@@ -394,7 +312,7 @@ impl Runtime {
                     role: labels.get(LABEL_ROLE).cloned().unwrap_or_default(),
                     pod: labels.get(LABEL_POD).cloned(),
                     revision: labels.get(LABEL_REVISION).cloned(),
-                    state: s.state.into(),
+                    state: container_state(s.state),
                     status: s.status.unwrap_or_default(),
                     ip,
                     created: s.created.unwrap_or(0),

@@ -21,13 +21,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
 
 use futures::Stream;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use crate::controller::Change;
 use crate::error::{Error, Result};
-use crate::orchestrator::{Dubernetes, Pod};
 use crate::store::Event;
+use dubernetes_api::Pod;
+pub use dubernetes_api::{WatchEvent, WatchKind};
+use tokio_util::sync::CancellationToken;
 
 /// How many changes the feed keeps for watchers that resume.
 pub const HISTORY: usize = 4096;
@@ -42,41 +43,6 @@ const BATCH: usize = 64;
 /// Most bytes (JSON size) a watcher takes from the history in one go, beyond
 /// the first entry: what a watcher whose client stopped reading can hold.
 const BATCH_BYTES: usize = 256 * 1024;
-
-/// What a [`WatchEvent`] says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "UPPERCASE")]
-pub enum WatchKind {
-    /// A pod appeared (or, at the start of a watch without a version, exists).
-    Added,
-    /// A pod's spec, status or replicas changed.
-    Modified,
-    /// A pod was deleted; `pod` is its last state.
-    Deleted,
-    /// An event was recorded; it is in `event`.
-    Event,
-}
-
-/// One entry of the change feed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct WatchEvent {
-    /// Increases with every entry; resume a watch after it with `since`.
-    pub version: u64,
-    /// What happened.
-    #[serde(rename = "type")]
-    pub kind: WatchKind,
-    /// The pod it is about.
-    pub name: String,
-    /// The pod after the change (its last state for `DELETED`); absent for `EVENT`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<Pod>,
-    /// The event, for `EVENT`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<Event>,
-}
 
 struct FeedState {
     /// The version of the newest entry (or the start version).
@@ -299,11 +265,30 @@ impl Watcher {
     }
 }
 
-/// Keeps the feed up to date: turns the controller's change notes into entries.
-pub(crate) async fn run(orchestrator: Dubernetes, feed: Arc<Feed>, mut changes: broadcast::Receiver<Change>) {
-    let shutdown = orchestrator.shutdown_token();
+/// What the feed reads: pod views and recorded events, nothing else. The
+/// facade implements it (so the feed does not depend on the facade, which
+/// holds the feed); a test can implement it over a map.
+pub(crate) trait FeedSource: Send + Sync + 'static {
+    /// Every pod, as the API shows it.
+    fn list(&self) -> impl Future<Output = Result<Vec<Pod>>> + Send;
+    /// One pod, as the API shows it; [`Error::NotFound`] once it is gone.
+    fn get(&self, name: &str) -> impl Future<Output = Result<Pod>> + Send;
+    /// The id of the newest recorded event (0 if none).
+    fn last_event_id(&self) -> impl Future<Output = Result<i64>> + Send;
+    /// Recorded events after `after`, oldest first, a bounded batch.
+    fn events_after(&self, after: i64) -> impl Future<Output = Result<Vec<Event>>> + Send;
+}
+
+/// Keeps the feed up to date: turns the controller's change notes into
+/// entries, until `shutdown`.
+pub(crate) async fn run(
+    source: impl FeedSource,
+    shutdown: CancellationToken,
+    feed: Arc<Feed>,
+    mut changes: broadcast::Receiver<Change>,
+) {
     // Start from what exists, without publishing it.
-    match orchestrator.list().await {
+    match source.list().await {
         Ok(pods) => {
             let mut state = lock(&feed.state);
             for pod in pods {
@@ -312,7 +297,7 @@ pub(crate) async fn run(orchestrator: Dubernetes, feed: Arc<Feed>, mut changes: 
         }
         Err(e) => tracing::warn!(error = %e, "change feed: listing pods failed"),
     }
-    match orchestrator.store_last_event_id().await {
+    match source.last_event_id().await {
         Ok(id) => lock(&feed.state).last_event_id = id,
         Err(e) => tracing::warn!(error = %e, "change feed: reading events failed"),
     }
@@ -334,33 +319,31 @@ pub(crate) async fn run(orchestrator: Dubernetes, feed: Arc<Feed>, mut changes: 
                     }
                 }
                 if all {
-                    refresh_all(&orchestrator, &feed).await;
+                    refresh_all(&source, &feed).await;
                 } else {
                     for name in names {
-                        refresh(&orchestrator, &feed, &name).await;
+                        refresh(&source, &feed, &name).await;
                     }
                 }
             }
             // A new ingress config changes which replicas are ready.
-            Ok(Change::Ingress) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                refresh_all(&orchestrator, &feed).await
-            }
+            Ok(Change::Ingress) | Err(broadcast::error::RecvError::Lagged(_)) => refresh_all(&source, &feed).await,
             Err(broadcast::error::RecvError::Closed) => return,
         }
-        publish_events(&orchestrator, &feed).await;
+        publish_events(&source, &feed).await;
     }
 }
 
-async fn refresh(orchestrator: &Dubernetes, feed: &Feed, name: &str) {
-    match orchestrator.get(name).await {
+async fn refresh(source: &impl FeedSource, feed: &Feed, name: &str) {
+    match source.get(name).await {
         Ok(pod) => feed.pod_seen(pod),
         Err(Error::NotFound(_)) => feed.pod_gone(name),
         Err(e) => tracing::debug!(pod = name, error = %e, "change feed: reading a pod failed"),
     }
 }
 
-async fn refresh_all(orchestrator: &Dubernetes, feed: &Feed) {
-    match orchestrator.list().await {
+async fn refresh_all(source: &impl FeedSource, feed: &Feed) {
+    match source.list().await {
         Ok(pods) => {
             let known: Vec<String> = lock(&feed.state).pods.keys().cloned().collect();
             for name in known {
@@ -376,9 +359,9 @@ async fn refresh_all(orchestrator: &Dubernetes, feed: &Feed) {
     }
 }
 
-async fn publish_events(orchestrator: &Dubernetes, feed: &Feed) {
+async fn publish_events(source: &impl FeedSource, feed: &Feed) {
     let after = lock(&feed.state).last_event_id;
-    match orchestrator.store_events_after(after).await {
+    match source.events_after(after).await {
         Ok(events) => feed.events_seen(events),
         Err(e) => tracing::debug!(error = %e, "change feed: reading events failed"),
     }
@@ -387,8 +370,8 @@ async fn publish_events(orchestrator: &Dubernetes, feed: &Feed) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::PodStatus;
     use crate::spec::PodSpec;
+    use dubernetes_api::{Phase, PodStatus};
     use futures::StreamExt;
 
     fn pod(name: &str, replicas: u32) -> Pod {
@@ -405,7 +388,7 @@ mod tests {
                 updated_replicas: 0,
                 current_replicas: 0,
                 revision: "r".into(),
-                phase: "Progressing".into(),
+                phase: Phase::Progressing,
                 reason: None,
                 message: None,
                 revision_number: 1,
@@ -422,6 +405,93 @@ mod tests {
             .await
             .expect("in time");
         items.into_iter().map(|i| i.expect("no error")).collect()
+    }
+
+    /// A feed source over a map: what the feed reads, without a facade.
+    #[derive(Clone, Default)]
+    struct MapSource {
+        pods: Arc<StdMutex<HashMap<String, Pod>>>,
+        events: Arc<StdMutex<Vec<Event>>>,
+    }
+
+    impl FeedSource for MapSource {
+        async fn list(&self) -> Result<Vec<Pod>> {
+            let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(pods.values().cloned().collect())
+        }
+
+        async fn get(&self, name: &str) -> Result<Pod> {
+            let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+            pods.get(name).cloned().ok_or_else(|| Error::NotFound(name.to_string()))
+        }
+
+        async fn last_event_id(&self) -> Result<i64> {
+            let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(events.last().map_or(0, |e| e.id))
+        }
+
+        async fn events_after(&self, after: i64) -> Result<Vec<Event>> {
+            let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(events.iter().filter(|e| e.id > after).cloned().collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_feed_task_publishes_what_its_source_shows_on_each_change_note() {
+        let source = MapSource::default();
+        let put = |p: Pod| {
+            source
+                .pods
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(p.name.clone(), p)
+        };
+        put(pod("a", 1));
+        let event = |id: i64| Event {
+            id,
+            pod: "a".into(),
+            at: 0,
+            kind: crate::store::EventKind::Normal,
+            reason: "Scaled".into(),
+            message: "to 2".into(),
+        };
+        source.events.lock().unwrap_or_else(|e| e.into_inner()).push(event(5));
+        let feed = Feed::new();
+        let start = feed.version();
+        let (tx, rx) = broadcast::channel(16);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(source.clone(), shutdown.clone(), Arc::clone(&feed), rx));
+        let watch = feed.subscribe(Some(start)).expect("watch");
+        // Wait until the task took its starting snapshot and event id (without
+        // publishing either): it reads the id after the pods.
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while lock(&feed.state).last_event_id != 5 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("snapshot in time");
+        put(pod("a", 2));
+        source.events.lock().unwrap_or_else(|e| e.into_inner()).push(event(7));
+        tx.send(Change::Pod { name: "a".into() }).expect("task listens");
+        let items = collect(watch, 2).await;
+        assert_eq!(
+            items[0].kind,
+            WatchKind::Modified,
+            "the snapshot itself is not published"
+        );
+        assert_eq!(items[0].pod.as_ref().map(|p| p.spec.replicas), Some(2));
+        assert_eq!(items[1].kind, WatchKind::Event);
+        assert_eq!(items[1].event.as_ref().map(|e| e.id), Some(7));
+        source.pods.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        tx.send(Change::Pod { name: "a".into() }).expect("task listens");
+        let gone = collect(feed.subscribe(Some(start + 2)).expect("resume"), 1).await;
+        assert_eq!(gone[0].kind, WatchKind::Deleted);
+        shutdown.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("the task ends on shutdown")
+            .expect("no panic");
     }
 
     #[tokio::test]

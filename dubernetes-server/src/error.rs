@@ -8,163 +8,68 @@ use axum::response::{IntoResponse, Response};
 use dubernetes_core::{Error, FieldError, SpecError};
 use serde::{Deserialize, Serialize};
 
-/// The stable, machine-readable codes of error bodies. Clients match on
-/// these, never on messages; every one is documented in `docs/api.md` (a test checks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The pod spec cannot be read or is invalid (`field`/`fields` say where).
-    InvalidSpec,
-    /// The request body is not what the route expects.
-    InvalidBody,
-    /// A write without a body.
-    EmptyBody,
-    /// The request body is larger than the limit.
-    BodyTooLarge,
-    /// A query parameter is unknown or malformed.
-    InvalidQuery,
-    /// A header (e.g. `If-Match`) is malformed.
-    InvalidHeader,
-    /// Any other malformed request.
-    BadRequest,
-    /// The name in the body differs from the one in the path.
-    NameMismatch,
-    /// The bearer token is missing or wrong.
-    Unauthorized,
-    /// The pod does not exist.
-    NotFound,
-    /// No such API route.
-    NoSuchRoute,
-    /// The route exists but not with this method.
-    MethodNotAllowed,
-    /// The request conflicts with the current state (e.g. the host is taken).
-    Conflict,
-    /// A conditional write (`If-Match`) found the pod at another generation.
-    StaleGeneration,
-    /// A watch asked for a version the change feed no longer holds (HTTP 410): list again.
-    Expired,
-    /// The content type is neither JSON nor YAML.
-    UnsupportedMediaType,
-    /// A limit of the instance was reached.
-    LimitExceeded,
-    /// Anything else; the message says what.
-    Internal,
-    /// The Docker engine could not be reached or refused a call.
-    EngineUnavailable,
-    /// The store could not complete the request.
-    StoreUnavailable,
-    /// The server is shutting down.
-    ShuttingDown,
-    /// The request did not finish within the server's request deadline.
-    RequestTimeout,
-    /// A wait did not finish in time.
-    Timeout,
-    /// The server follows as many log streams as it allows at once (`--max-log-follows`): retry later.
-    TooManyLogStreams,
+pub use dubernetes_core::ErrorCode;
+
+/// An error answer: the JSON body every client reads
+/// ([`dubernetes_core::ApiError`], `{"code", "message", "field", "fields"}`)
+/// and the HTTP status it is sent with.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ApiError {
+    body: dubernetes_core::ApiError,
+    #[serde(skip)]
+    status: u16,
 }
 
-impl ErrorCode {
-    /// Every code, for documentation checks.
-    pub const ALL: &[ErrorCode] = &[
-        ErrorCode::InvalidSpec,
-        ErrorCode::InvalidBody,
-        ErrorCode::EmptyBody,
-        ErrorCode::BodyTooLarge,
-        ErrorCode::InvalidQuery,
-        ErrorCode::InvalidHeader,
-        ErrorCode::BadRequest,
-        ErrorCode::NameMismatch,
-        ErrorCode::Unauthorized,
-        ErrorCode::NotFound,
-        ErrorCode::NoSuchRoute,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::Conflict,
-        ErrorCode::StaleGeneration,
-        ErrorCode::Expired,
-        ErrorCode::UnsupportedMediaType,
-        ErrorCode::LimitExceeded,
-        ErrorCode::Internal,
-        ErrorCode::EngineUnavailable,
-        ErrorCode::StoreUnavailable,
-        ErrorCode::ShuttingDown,
-        ErrorCode::RequestTimeout,
-        ErrorCode::Timeout,
-        ErrorCode::TooManyLogStreams,
-    ];
-
-    /// The code as it appears in JSON, e.g. `invalid_spec`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidSpec => "invalid_spec",
-            ErrorCode::InvalidBody => "invalid_body",
-            ErrorCode::EmptyBody => "empty_body",
-            ErrorCode::BodyTooLarge => "body_too_large",
-            ErrorCode::InvalidQuery => "invalid_query",
-            ErrorCode::InvalidHeader => "invalid_header",
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::NameMismatch => "name_mismatch",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::NoSuchRoute => "no_such_route",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::StaleGeneration => "stale_generation",
-            ErrorCode::Expired => "expired",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::LimitExceeded => "limit_exceeded",
-            ErrorCode::Internal => "internal",
-            ErrorCode::EngineUnavailable => "engine_unavailable",
-            ErrorCode::StoreUnavailable => "store_unavailable",
-            ErrorCode::ShuttingDown => "shutting_down",
-            ErrorCode::RequestTimeout => "request_timeout",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::TooManyLogStreams => "too_many_log_streams",
-        }
+/// The document describes the body; the status is the response's.
+impl utoipa::PartialSchema for ApiError {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <dubernetes_core::ApiError as utoipa::PartialSchema>::schema()
     }
 }
 
-/// A JSON error body: `{"code": "...", "message": "...", "field": "...", "fields": [...]}`.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ApiError {
-    /// Stable, machine-readable code.
-    pub code: ErrorCode,
-    /// What went wrong and what to do.
-    pub message: String,
-    /// The (first) input field at fault, e.g. `access.host`, `body` or `If-Match`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// Every invalid field, for validation errors.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fields: Vec<FieldError>,
-    #[serde(skip)]
-    status: u16,
+impl utoipa::ToSchema for ApiError {
+    fn name() -> std::borrow::Cow<'static, str> {
+        <dubernetes_core::ApiError as utoipa::ToSchema>::name()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        <dubernetes_core::ApiError as utoipa::ToSchema>::schemas(schemas)
+    }
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            code,
-            message: message.into(),
-            field: None,
-            fields: Vec::new(),
+            body: dubernetes_core::ApiError::new(code, message),
             status: status.as_u16(),
         }
     }
 
     pub(crate) fn with_field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        self.body.field = Some(field.into());
+        self
+    }
+
+    pub(crate) fn with_optional_field(mut self, field: Option<String>) -> Self {
+        self.body.field = field;
         self
     }
 
     pub(crate) fn with_fields(mut self, fields: Vec<FieldError>) -> Self {
-        self.field = fields.first().map(|f| f.field.clone());
-        self.fields = fields;
+        self.body.field = fields.first().map(|f| f.field.clone());
+        self.body.fields = fields;
         self
     }
 
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The body clients read.
+    pub fn body(&self) -> &dubernetes_core::ApiError {
+        &self.body
     }
 }
 
@@ -239,7 +144,7 @@ mod tests {
 
     fn answer(e: Error) -> (u16, ErrorCode, Option<String>, String) {
         let api = ApiError::from(e);
-        (api.status().as_u16(), api.code, api.field, api.message)
+        (api.status().as_u16(), api.body.code, api.body.field, api.body.message)
     }
 
     #[test]

@@ -74,8 +74,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
     } else {
         text
     };
-    let mut error = ApiError::new(status, code, message);
-    error.field = field.map(str::to_string);
+    let error = ApiError::new(status, code, message).with_optional_field(field.map(str::to_string));
     let mut out = error.into_response();
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {

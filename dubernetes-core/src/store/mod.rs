@@ -19,6 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use dubernetes_api::{ApplyOutcome, Event, EventKind, Revision, RolloutOutcome, RolloutState};
+
 use crate::error::{Error, Result};
 use crate::ownership::Adoption;
 use crate::spec::PodSpec;
@@ -57,7 +59,6 @@ pub(crate) struct OwnershipFacts {
 
 /// A pod as stored: its spec and bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct StoredPod {
     /// The desired state.
@@ -70,88 +71,6 @@ pub struct StoredPod {
     pub updated_at: i64,
     /// The latest revision.
     pub rollout: RolloutState,
-}
-
-/// The latest revision of a pod and how its rollout stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct RolloutState {
-    /// The latest revision's number (0 if none).
-    pub number: i64,
-    /// `progressing`, `complete`, `failed` or `superseded`.
-    pub outcome: String,
-    /// e.g. `Rollback` for an automatic rollback.
-    pub reason: Option<String>,
-    /// Details, for people.
-    pub message: Option<String>,
-}
-
-/// What an apply did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum ApplyOutcome {
-    /// The pod did not exist.
-    Created,
-    /// The pod existed with another spec.
-    Configured,
-    /// The pod existed with the same spec; nothing changed.
-    Unchanged,
-}
-
-impl ApplyOutcome {
-    /// The word kubectl prints: `created`, `configured`, `unchanged`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApplyOutcome::Created => "created",
-            ApplyOutcome::Configured => "configured",
-            ApplyOutcome::Unchanged => "unchanged",
-        }
-    }
-}
-
-/// One revision of a pod: what its containers ran, and how the rollout ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct Revision {
-    /// 1, 2, 3... per pod.
-    pub number: i64,
-    /// The revision hash (labels the containers).
-    pub hash: String,
-    /// The spec as applied.
-    pub spec: PodSpec,
-    /// Unix milliseconds.
-    pub created_at: i64,
-    /// `progressing`, `complete`, `failed` or `superseded`.
-    pub outcome: String,
-    /// Why it ended that way, e.g. `ProgressDeadlineExceeded`, or `Rollback`.
-    pub reason: Option<String>,
-    /// Details, for people.
-    pub message: Option<String>,
-    /// When the rollout ended, unix milliseconds.
-    pub finished_at: Option<i64>,
-}
-
-/// One recorded event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct Event {
-    /// Increasing id.
-    pub id: i64,
-    /// The pod it is about.
-    pub pod: String,
-    /// Unix milliseconds.
-    pub at: i64,
-    /// `Normal` or `Warning`.
-    pub kind: String,
-    /// A short CamelCase reason such as `Created` or `Failed`.
-    pub reason: String,
-    /// What happened, for people.
-    pub message: String,
 }
 
 /// Desired state, as the controller and the facade need it. Every method is

@@ -14,17 +14,7 @@ use super::version_header;
 use crate::MAX_BODY_BYTES;
 use crate::error::{ApiError, ErrorCode};
 
-/// The answer to an apply.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ApplyResponse {
-    /// `created`, `configured` or `unchanged`.
-    pub outcome: ApplyOutcome,
-    /// True when nothing was stored (`?dry_run=true`).
-    #[serde(default)]
-    pub dry_run: bool,
-    /// The pod after the apply (absent on dry runs of new pods).
-    pub pod: Option<dubernetes_core::Pod>,
-}
+pub use dubernetes_core::ApplyResponse;
 
 /// Query parameters of writes.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

@@ -510,11 +510,20 @@ fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPod> {
         updated_at: row.try_get("updated_at")?,
         rollout: RolloutState {
             number: row.try_get::<Option<i64>, _>("rev_number")?.unwrap_or(0),
-            outcome: row.try_get::<Option<String>, _>("rev_outcome")?.unwrap_or_default(),
+            outcome: row
+                .try_get::<Option<String>, _>("rev_outcome")?
+                .map(parse_word)
+                .transpose()?,
             reason: row.try_get("rev_reason")?,
             message: row.try_get("rev_message")?,
         },
     })
+}
+
+/// A word the store wrote (an outcome, an event kind) as its enum; an unknown
+/// one is a decoding error, as a malformed spec is.
+pub(super) fn parse_word<T: std::str::FromStr<Err = dubernetes_api::ParseEnumError>>(word: String) -> Result<T> {
+    word.parse().map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))
 }
 
 /// An `events` row (id, pod, at, kind, reason, message) as an [`Event`].
@@ -523,7 +532,7 @@ fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Event> {
         id: r.try_get("id")?,
         pod: r.try_get("pod")?,
         at: r.try_get("at")?,
-        kind: r.try_get("kind")?,
+        kind: parse_word(r.try_get::<String, _>("kind")?)?,
         reason: r.try_get("reason")?,
         message: r.try_get("message")?,
     })

@@ -82,7 +82,7 @@ pub(super) fn decode_revision(row: &sqlx::sqlite::SqliteRow) -> Result<Revision>
         hash: row.try_get("hash")?,
         spec: serde_json::from_str(&spec).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?,
         created_at: row.try_get("created_at")?,
-        outcome: row.try_get("outcome")?,
+        outcome: super::parse_word(row.try_get::<String, _>("outcome")?)?,
         reason: row.try_get("reason")?,
         message: row.try_get("message")?,
         finished_at: row.try_get("finished_at")?,

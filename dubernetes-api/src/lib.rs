@@ -1,0 +1,60 @@
+//! # dubernetes-api
+//!
+//! The types of the Dubernetes API, without IO (like `kube-core` for
+//! Kubernetes): what a client sends ([`PodSpec`], with its strict parsing and
+//! validation), what the server answers ([`Pod`] and its [`PodStatus`],
+//! [`Revision`]s, [`Event`]s, [`WatchEvent`]s, [`LogLine`]s) and how it fails
+//! ([`ApiError`] with a stable [`ErrorCode`]). Outcomes, phases, condition
+//! types and event kinds are enums whose JSON is the word they always were.
+//!
+//! `dubernetes-core` (the orchestrator) and the server use these types, and
+//! `dubectl` needs nothing else to talk to a server: no engine client, no
+//! database, no templates.
+//!
+//! ```
+//! let specs = dubernetes_api::parse_specs("name: web\nimage: nginx:1.27\nreplicas: 2\n")?;
+//! assert_eq!(specs[0].replicas, 2);
+//! # Ok::<(), dubernetes_api::SpecError>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod event;
+pub mod limits;
+pub mod logs;
+pub mod pod;
+pub mod revision;
+pub mod spec;
+pub mod watch;
+
+pub use error::{ApiError, ErrorCode};
+pub use event::{Event, EventKind};
+pub use limits::{ContainerLimits, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT};
+pub use logs::{LogLine, LogStream, MAX_LOG_LINE_BYTES};
+pub use pod::{Condition, ConditionType, ContainerState, Phase, Pod, PodStatus, Replica, ReplicaCounts};
+pub use revision::{ApplyOutcome, ApplyResponse, Revision, RolloutOutcome, RolloutState};
+pub use spec::{
+    Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS,
+    MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, Resources, RestartBackoff,
+    Security, SpecError, UpdateStrategy, ValidationError, check_stored_size, parse_json_spec, parse_memory,
+    parse_specs,
+};
+pub use watch::{WatchEvent, WatchKind};
+
+/// A stored or sent word that names no value of an enum (e.g. a rollout
+/// outcome read back from a store).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?}")]
+pub struct ParseEnumError {
+    what: &'static str,
+    value: String,
+}
+
+impl ParseEnumError {
+    pub(crate) fn new(what: &'static str, value: &str) -> Self {
+        ParseEnumError {
+            what,
+            value: value.chars().take(64).collect(),
+        }
+    }
+}
