@@ -39,7 +39,7 @@ impl FromRef<AppState> for Dubernetes {
     }
 }
 
-/// The API's routes, without authentication: serve [`app`], not this.
+/// The API's routes, without authentication: serve [`app`](crate::app), not this.
 pub fn router(orchestrator: Dubernetes) -> Router {
     router_with_shutdown(orchestrator, CancellationToken::new())
 }
