@@ -14,13 +14,13 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use askama::Template;
-use bollard::models::{ContainerCreateBody, HostConfig};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
+use crate::engine::Network;
 use crate::error::{Error, Result};
-use crate::runtime::{LABEL_INGRESS_CONFIG, LABEL_INSTANCE, LABEL_ROLE, Observed, Runtime};
+use crate::runtime::{ContainerSpec, LABEL_INGRESS_CONFIG, LABEL_INSTANCE, LABEL_ROLE, Observed, Runtime};
 
 /// The default ingress image: the official nginx image, pulled if missing.
 pub const DEFAULT_INGRESS_IMAGE: &str = "nginx:1.27-alpine";
@@ -152,6 +152,8 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Ingress {
     runtime: Runtime,
+    /// How the published port is reached (the host's sockets for a real engine).
+    net: Arc<dyn Network>,
     instance: String,
     network: String,
     name: String,
@@ -171,6 +173,7 @@ pub(crate) struct Ingress {
 impl Ingress {
     pub(crate) fn new(runtime: Runtime, instance: &str, network: &str, settings: IngressSettings) -> Ingress {
         Ingress {
+            net: runtime.network(),
             runtime,
             instance: instance.to_string(),
             network: network.to_string(),
@@ -260,24 +263,17 @@ impl Ingress {
             (LABEL_ROLE.to_string(), "ingress".to_string()),
             (LABEL_INGRESS_CONFIG.to_string(), self.config_hash()),
         ]);
-        let mut host_config = HostConfig {
-            network_mode: Some(self.network.clone()),
-            port_bindings: Some(Runtime::port_bindings(
-                80,
-                &self.settings.listen.ip().to_string(),
-                self.settings.listen.port(),
-            )),
+        let spec = ContainerSpec {
+            name: self.name.clone(),
+            image: self.settings.image.clone(),
+            port: 80,
+            labels,
+            network: self.network.clone(),
+            limits: self.settings.limits,
+            publish: Some(self.settings.listen),
             ..Default::default()
         };
-        self.settings.limits.apply(&mut host_config);
-        let body = ContainerCreateBody {
-            image: Some(self.settings.image.clone()),
-            labels: Some(labels),
-            exposed_ports: Some(vec!["80/tcp".into()]),
-            host_config: Some(host_config),
-            ..Default::default()
-        };
-        let id = self.runtime.create(&self.name, body).await?;
+        let id = self.runtime.create(&spec).await?;
         // Written before the start, so nginx comes up serving our routes.
         self.runtime
             .write_file(&id, CONF_DIR, CONF_FILE, text.as_bytes())
@@ -340,7 +336,7 @@ impl Ingress {
         let (Some(port), Some(version)) = (state.port, state.version.clone()) else {
             return true;
         };
-        let intact = matches!(probe(SocketAddr::new(self.probe_ip(), port)).await, Ok(v) if v == version);
+        let intact = matches!(self.probe(SocketAddr::new(self.probe_ip(), port)).await, Ok(v) if v == version);
         if !intact {
             tracing::warn!("the ingress does not serve the config we applied; re-applying it");
             state.last_applied = None;
@@ -385,7 +381,7 @@ impl Ingress {
         let mut last_error = String::from("no answer");
         let mut in_a_row = 0;
         while tokio::time::Instant::now() < deadline {
-            match probe(addr).await {
+            match self.probe(addr).await {
                 Ok(v) if v == version => {
                     in_a_row += 1;
                     // Two fresh connections in a row: old workers stopped accepting.
@@ -408,17 +404,22 @@ impl Ingress {
 
 const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
-async fn probe(addr: SocketAddr) -> std::io::Result<String> {
-    match crate::probe::http_get(
-        addr,
-        "/.dubernetes/config-version",
-        "dubernetes-probe.invalid",
-        Duration::from_secs(2),
-    )
-    .await?
-    {
-        (200, body) => Ok(body.trim().to_string()),
-        (status, _) => Err(std::io::Error::other(format!("probe answered {status}"))),
+impl Ingress {
+    /// The config version nginx serves on a fresh connection to `addr`.
+    async fn probe(&self, addr: SocketAddr) -> std::io::Result<String> {
+        match self
+            .net
+            .http_get(
+                addr,
+                "/.dubernetes/config-version",
+                "dubernetes-probe.invalid",
+                Duration::from_secs(2),
+            )
+            .await?
+        {
+            (200, body) => Ok(body.trim().to_string()),
+            (status, _) => Err(std::io::Error::other(format!("probe answered {status}"))),
+        }
     }
 }
 

@@ -35,6 +35,7 @@
 mod controller;
 mod crashloop;
 mod data_dir;
+mod engine;
 mod error;
 mod health;
 mod ingress;

@@ -9,11 +9,11 @@
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bollard::container::LogOutput;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::engine::{LogChunk, LogRequest, LogSource};
+use crate::error::Result;
 
 /// What part of a pod's logs to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,12 +83,10 @@ struct Lines {
 }
 
 impl Lines {
-    fn feed(&mut self, output: LogOutput) -> Vec<LogLine> {
-        let (stream, bytes) = match output {
-            LogOutput::StdErr { message } => (LogStream::Stderr, message),
-            LogOutput::StdOut { message } | LogOutput::Console { message } | LogOutput::StdIn { message } => {
-                (LogStream::Stdout, message)
-            }
+    fn feed(&mut self, chunk: LogChunk) -> Vec<LogLine> {
+        let (stream, bytes) = match chunk.source {
+            LogSource::Stderr => (LogStream::Stderr, chunk.bytes),
+            LogSource::Stdout => (LogStream::Stdout, chunk.bytes),
         };
         let buffer = &mut self.pending[stream as usize];
         buffer.extend_from_slice(&bytes);
@@ -138,8 +136,14 @@ pub(crate) fn replica_lines(
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         i64::try_from(now.saturating_sub(ago).as_secs()).unwrap_or(i64::MAX)
     });
-    let chunks = runtime.log_stream(id, options.follow, options.tail, since);
-    let what = format!("reading the log of {replica}");
+    let chunks = runtime.engine().logs(
+        id,
+        LogRequest {
+            follow: options.follow,
+            tail: options.tail,
+            since,
+        },
+    );
     let mut splitter = Lines {
         replica,
         pending: [Vec::new(), Vec::new()],
@@ -150,13 +154,9 @@ pub(crate) fn replica_lines(
         .chain(futures::stream::iter([None]))
         .flat_map(move |chunk| {
             let out: Vec<Result<LogLine>> = match chunk {
-                Some(Ok(output)) => splitter.feed(output).into_iter().map(Ok).collect(),
-                // A replica removed while we read it simply ends its part of the log.
-                Some(Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })) => Vec::new(),
-                Some(Err(source)) => vec![Err(Error::Docker {
-                    context: what.clone(),
-                    source,
-                })],
+                // (A replica removed while we read it simply ends its part of the log.)
+                Some(Ok(chunk)) => splitter.feed(chunk).into_iter().map(Ok).collect(),
+                Some(Err(e)) => vec![Err(e)],
                 None => splitter.finish().into_iter().map(Ok).collect(),
             };
             futures::stream::iter(out)
@@ -173,9 +173,10 @@ pub(crate) fn merge(streams: Vec<LogLines>) -> LogLines {
 mod tests {
     use super::*;
 
-    fn out(s: &str) -> LogOutput {
-        LogOutput::StdOut {
-            message: bytes::Bytes::copy_from_slice(s.as_bytes()),
+    fn out(s: &str) -> LogChunk {
+        LogChunk {
+            source: LogSource::Stdout,
+            bytes: bytes::Bytes::copy_from_slice(s.as_bytes()),
         }
     }
 

@@ -772,9 +772,9 @@ impl Dubernetes {
         self.ctx.shutdown.cancel();
         let instance = self.ctx.settings.instance.clone();
         let network = self.ctx.settings.network.clone();
-        let ownership = Arc::clone(self.ctx.runtime.ownership());
+        let runtime = self.ctx.runtime.clone();
         async move {
-            let runtime = Runtime::connect(ownership).await?;
+            let runtime = runtime.reconnect().await?;
             remove_everything(&runtime, &instance, &network).await
         }
     }
