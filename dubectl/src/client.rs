@@ -31,7 +31,14 @@ pub struct ServerError {
 
 impl std::fmt::Display for ServerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (HTTP {}, {})", self.message, self.status, self.code)
+        // Messages may quote what a container wrote (a crash log tail).
+        write!(
+            f,
+            "{} (HTTP {}, {})",
+            crate::escape::line(&self.message),
+            self.status,
+            crate::escape::line(&self.code)
+        )
     }
 }
 

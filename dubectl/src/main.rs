@@ -3,6 +3,7 @@
 mod client;
 mod config;
 mod diff;
+mod escape;
 mod output;
 mod progress;
 mod style;
@@ -107,6 +108,11 @@ enum Command {
         /// Print lines without the replica prefix.
         #[arg(long)]
         no_prefix: bool,
+        /// On a terminal too, print lines as the replicas wrote them, control
+        /// characters (colours, cursor moves) included. By default they are
+        /// shown escaped on a terminal (`\x1b[31m`) and passed through to pipes and files.
+        #[arg(long)]
+        raw: bool,
     },
     /// Delete pods by name or by file.
     #[command(
@@ -364,20 +370,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tail,
             since,
             no_prefix,
+            raw,
         } => {
             let since = since.map(|d| format!("{}s", d.as_secs().max(1)));
             let mut lines = Box::pin(client.logs(&name, follow, tail, since.as_deref()).await?);
             let on = style::enabled(false);
+            // What replicas write reaches a terminal only escaped (see escape.rs).
+            let escape = !raw && std::io::IsTerminal::is_terminal(&std::io::stdout());
+            let cut = style::paint(
+                on,
+                33,
+                &format!(" [line cut at {} bytes]", dubernetes_core::MAX_LOG_LINE_BYTES),
+            );
             while let Some(line) = lines.next().await {
                 let line = line?;
+                let text = if escape {
+                    escape::escape_control(&line.line, false)
+                } else {
+                    std::borrow::Cow::Borrowed(line.line.as_str())
+                };
+                let marker = if line.truncated { cut.as_str() } else { "" };
                 if no_prefix {
-                    println!("{}", line.line);
+                    println!("{text}{marker}");
                 } else {
                     let prefix = format!("[{}]", line.replica);
                     println!(
-                        "{} {}",
+                        "{} {text}{marker}",
                         style::paint(on, style::colour_of(&line.replica), &prefix),
-                        line.line
                     );
                 }
             }

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use dubernetes_core::{Event, Pod, WatchKind};
 
 use crate::Format;
+use crate::escape;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -57,7 +58,7 @@ pub fn pod_row(pod: &Pod, format: Format) -> Vec<String> {
         pod.name.clone(),
         format!("{}/{}", s.ready_replicas, s.desired_replicas),
         s.updated_replicas.to_string(),
-        s.reason.clone().unwrap_or_else(|| s.phase.clone()),
+        escape::line(s.reason.as_deref().unwrap_or(&s.phase)),
         age(pod.created_at),
         pod.spec.host().unwrap_or("<none>").to_string(),
     ];
@@ -123,9 +124,9 @@ fn event_row(e: &Event) -> Vec<String> {
     vec![
         age(e.at),
         e.kind.clone(),
-        e.reason.clone(),
+        escape::line(&e.reason),
         e.pod.clone(),
-        e.message.replace('\n', " "),
+        escape::line(&e.message.replace('\n', " ")),
     ]
 }
 
@@ -172,10 +173,10 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
     );
     field("Status", &s.phase);
     if let Some(reason) = &s.reason {
-        field("Reason", reason);
+        field("Reason", &escape::line(reason));
     }
     if let Some(message) = &s.message {
-        field("Message", &message.replace('\n', " "));
+        field("Message", &escape::line(&message.replace('\n', " ")));
     }
     field("Restarts", &s.restarts.to_string());
     if let Some(code) = s.last_exit_code {
@@ -187,8 +188,8 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
         rows.push(vec![
             format!("  {}", c.kind),
             if c.status { "True" } else { "False" }.into(),
-            c.reason.clone(),
-            c.message.clone(),
+            escape::line(&c.reason),
+            escape::line(&c.message),
         ]);
     }
     table(&rows, &[]);
@@ -209,10 +210,10 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
                 if r.up_to_date { "true" } else { "false" }.into(),
                 r.revision.clone(),
                 r.ip.clone().unwrap_or_else(|| "<none>".into()),
-                match &r.check_error {
+                escape::line(&match &r.check_error {
                     Some(err) => format!("{} (check failing: {err})", r.status),
                     None => r.status.clone(),
-                },
+                }),
             ]);
         }
         table(&rows, &[]);
@@ -231,8 +232,8 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
             rows.push(vec![
                 format!("  {}", age(e.at)),
                 e.kind.clone(),
-                e.reason.clone(),
-                e.message.replace('\n', " "),
+                escape::line(&e.reason),
+                escape::line(&e.message.replace('\n', " ")),
             ]);
         }
         table(&rows, &[]);
@@ -252,8 +253,8 @@ pub fn print_history(revisions: &[dubernetes_core::Revision]) {
             age(r.created_at),
             r.outcome.clone(),
             r.spec.image.clone(),
-            r.reason.clone().unwrap_or_default(),
-            r.message.clone().unwrap_or_default().replace('\n', " "),
+            escape::line(r.reason.as_deref().unwrap_or_default()),
+            escape::line(&r.message.clone().unwrap_or_default().replace('\n', " ")),
         ]);
     }
     table(&rows, &[]);

@@ -52,8 +52,11 @@ impl Display {
             s.revision_number,
             s.updated_replicas,
             s.desired_replicas,
-            s.reason.clone().unwrap_or_else(|| s.phase.clone()),
-            s.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+            crate::escape::line(s.reason.as_deref().unwrap_or(&s.phase)),
+            s.message
+                .as_ref()
+                .map(|m| format!(": {}", crate::escape::line(m)))
+                .unwrap_or_default()
         );
         match self {
             Display::Bar(bar) => {
@@ -89,14 +92,16 @@ fn verdict(pod: &Pod, target: &Target) -> Option<Result<(), String>> {
             "revision {} was rolled back (now revision {}): {}",
             target.revision,
             s.revision_number,
-            s.message
-                .clone()
-                .unwrap_or_else(|| "see `dubectl rollout history`".into())
+            crate::escape::line(s.message.as_deref().unwrap_or("see `dubectl rollout history`"))
         )));
     }
     let progressing = s.conditions.iter().find(|c| c.kind == "Progressing");
     if let Some(c) = progressing.filter(|c| !c.status) {
-        return Some(Err(format!("{}: {}", c.reason, c.message)));
+        return Some(Err(format!(
+            "{}: {}",
+            crate::escape::line(&c.reason),
+            crate::escape::line(&c.message)
+        )));
     }
     if pod.is_converged() {
         return Some(Ok(()));
@@ -123,8 +128,11 @@ pub async fn wait(client: &Client, target: &Target, timeout: Duration) -> anyhow
                 s.desired_replicas,
                 s.updated_replicas,
                 s.desired_replicas,
-                s.reason.clone().unwrap_or_else(|| s.phase.clone()),
-                s.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+                crate::escape::line(s.reason.as_deref().unwrap_or(&s.phase)),
+                s.message
+                    .as_ref()
+                    .map(|m| format!(": {}", crate::escape::line(m)))
+                    .unwrap_or_default()
             )
         }
     }

@@ -66,6 +66,9 @@ pub enum Error {
     /// A Docker call took longer than its deadline.
     #[error("docker: {0} timed out")]
     DockerTimeout(String),
+    /// A cap on concurrent streams (followed logs) is reached: retry later.
+    #[error("{0}")]
+    TooManyStreams(String),
     /// The ingress could not be configured.
     #[error("ingress: {0}")]
     Ingress(String),

@@ -56,7 +56,10 @@ pub use controller::{BackoffSettings, Change};
 pub use data_dir::LOCK_FILE;
 pub use error::{DataDirProblem, Error, Result};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
-pub use logs::{LogLine, LogLines, LogOptions, LogStream};
+pub use logs::{
+    DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, FollowLimits, LogLine, LogLines, LogOptions, LogStream,
+    MAX_LOG_LINE_BYTES,
+};
 pub use orchestrator::{Condition, Dubernetes, DubernetesBuilder, Pod, PodStatus, Replica};
 pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
 pub use runtime::{

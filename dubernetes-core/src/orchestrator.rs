@@ -636,7 +636,11 @@ impl Dubernetes {
 
     /// A pod's logs: every replica's, interleaved as lines arrive, each line
     /// tagged with its replica. With `follow`, the stream goes on until the
-    /// replicas that existed at the start stop, or the caller drops it.
+    /// replicas that existed at the start stop, or the caller drops it; with
+    /// [`LogOptions::limits`](crate::LogOptions::limits) too, a followed read
+    /// past them is refused ([`Error::Limit`] past the per-request cap,
+    /// [`Error::TooManyStreams`] past the total). Lines are cut at
+    /// [`MAX_LOG_LINE_BYTES`](crate::MAX_LOG_LINE_BYTES).
     pub async fn logs(&self, name: &str, options: crate::logs::LogOptions) -> Result<crate::logs::LogLines> {
         if self.ctx.store.get(name).await?.is_none() {
             return Err(Error::NotFound(name.to_string()));
@@ -647,15 +651,19 @@ impl Dubernetes {
             .runtime
             .list(&self.ctx.settings.instance, &self.ctx.settings.network, Some(name))
             .await?;
-        let streams = containers
+        let replicas: Vec<&Observed> = containers.iter().filter(|c| c.role == "replica").collect();
+        let permit = match &options.limits {
+            Some(limits) if options.follow => Some(limits.acquire(name, replicas.len())?),
+            _ => None,
+        };
+        let streams = replicas
             .iter()
-            .filter(|c| c.role == "replica")
             .map(|c| {
                 let replica = c.name.trim_start_matches('/').trim_start_matches(&prefix).to_string();
                 crate::logs::replica_lines(&self.ctx.runtime, &c.id, replica, &options)
             })
             .collect();
-        Ok(crate::logs::merge(streams))
+        Ok(crate::logs::merge(streams, permit))
     }
 
     pub(crate) fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
@@ -679,6 +687,13 @@ impl Dubernetes {
     /// (reloads plus fresh starts of the ingress container).
     pub fn ingress_reloads(&self) -> u64 {
         self.ctx.ingress.reloads()
+    }
+
+    /// Pods whose routes the live nginx config leaves out because nginx
+    /// rejected them, with nginx's message (also in each pod's status, reason
+    /// `IngressRejected`).
+    pub fn ingress_rejections(&self) -> std::collections::BTreeMap<String, String> {
+        (*self.ctx.ingress.rejections()).clone()
     }
 
     /// The last ingress error, if the last sync failed.
@@ -833,7 +848,9 @@ impl Dubernetes {
             .count() as u32;
         let desired = stored.spec.replicas;
         let converged = ready == desired && updated == desired && current == desired;
-        let phase = if runtime_status.reason.is_some() {
+        // A route nginx rejected (the other pods' routes were applied without it).
+        let ingress_rejection = self.ctx.ingress.rejections().get(&stored.spec.name).cloned();
+        let phase = if runtime_status.reason.is_some() || ingress_rejection.is_some() {
             "Failing"
         } else if !converged || runtime_status.observed_generation != stored.generation {
             "Progressing"
@@ -846,6 +863,10 @@ impl Dubernetes {
         let rolled_back = rollout.reason.as_deref() == Some("Rollback");
         let (reason, message) = match (&runtime_status.reason, rollout.outcome.as_str()) {
             (Some(r), _) => (Some(r.clone()), runtime_status.message.clone()),
+            (None, _) if ingress_rejection.is_some() => (
+                Some("IngressRejected".to_string()),
+                ingress_rejection.map(|m| format!("nginx rejected this pod's route: {m}")),
+            ),
             (None, "failed") => (
                 Some(
                     rollout

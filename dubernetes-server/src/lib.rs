@@ -23,7 +23,10 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use dubernetes_core::{ApplyOutcome, Dubernetes, Error, FieldError, LogOptions, PodSpec, SpecError};
+use dubernetes_core::{
+    ApplyOutcome, DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, Dubernetes, Error, FieldError,
+    FollowLimits, LogOptions, PodSpec, SpecError,
+};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -86,6 +89,8 @@ pub enum ErrorCode {
     RequestTimeout,
     /// A wait did not finish in time.
     Timeout,
+    /// The server follows as many log streams as it allows at once (`--max-log-follows`): retry later.
+    TooManyLogStreams,
 }
 
 impl ErrorCode {
@@ -114,6 +119,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::RequestTimeout,
         ErrorCode::Timeout,
+        ErrorCode::TooManyLogStreams,
     ];
 
     /// The code as it appears in JSON, e.g. `invalid_spec`.
@@ -142,6 +148,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::TooManyLogStreams => "too_many_log_streams",
         }
     }
 }
@@ -241,6 +248,10 @@ impl From<Error> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::EngineUnavailable, message)
             }
             Error::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::Timeout, message),
+            Error::TooManyStreams(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::TooManyLogStreams, message)
+                    .with_field("follow")
+            }
             Error::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ShuttingDown, message),
             Error::Expired(_) => ApiError::new(StatusCode::GONE, ErrorCode::Expired, message),
             Error::Store(_) | Error::Migrate(_) | Error::Corrupt { .. } => {
@@ -297,6 +308,8 @@ pub struct ApiConfig {
     pub token: auth::Token,
     /// Deadline of one request, from its head to the end of its answer.
     pub request_timeout: Duration,
+    /// Caps on followed logs (`GET /v1/pods/{name}/logs?follow=true`).
+    pub log_follows: FollowLimits,
 }
 
 /// The API as served: [`router`] behind authentication, a request deadline,
@@ -311,7 +324,7 @@ pub fn app(orchestrator: Dubernetes, config: ApiConfig) -> Router {
 /// request deadline bounds the time to the answer's head, not a stream's body.
 pub fn app_with_shutdown(orchestrator: Dubernetes, config: ApiConfig, shutdown: CancellationToken) -> Router {
     let timeout = config.request_timeout;
-    router_with_shutdown(orchestrator, shutdown)
+    router_with_limits(orchestrator, shutdown, config.log_follows)
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(config.token, auth::require_token))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
@@ -489,6 +502,8 @@ pub struct AppState {
     /// Cancelled when the server shuts down: long-lived streams (watch,
     /// `logs?follow`) end so the graceful shutdown does not wait for them.
     shutdown: CancellationToken,
+    /// Caps on followed logs, shared by every request.
+    log_follows: FollowLimits,
 }
 
 impl FromRef<AppState> for Dubernetes {
@@ -560,6 +575,12 @@ pub fn router(orchestrator: Dubernetes) -> Router {
 
 /// [`router`]; `shutdown` ends long-lived streams when cancelled.
 pub fn router_with_shutdown(orchestrator: Dubernetes, shutdown: CancellationToken) -> Router {
+    let log_follows = FollowLimits::new(DEFAULT_MAX_LOG_FOLLOWS, DEFAULT_MAX_LOG_FOLLOW_REPLICAS);
+    router_with_limits(orchestrator, shutdown, log_follows)
+}
+
+/// [`router_with_shutdown`] with the given caps on followed logs.
+pub fn router_with_limits(orchestrator: Dubernetes, shutdown: CancellationToken, log_follows: FollowLimits) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/version", get(version))
@@ -580,7 +601,11 @@ pub fn router_with_shutdown(orchestrator: Dubernetes, shutdown: CancellationToke
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(AppState { orchestrator, shutdown })
+        .with_state(AppState {
+            orchestrator,
+            shutdown,
+            log_follows,
+        })
 }
 
 /// Liveness.
@@ -610,13 +635,14 @@ async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], openapi_document())
 }
 
-/// The ingress: its host port and last error.
-#[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, error}`")))]
+/// The ingress: its host port, last error, and the pods whose routes nginx rejected.
+#[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, error, reloads, rejected}`: `rejected` maps a pod to nginx's message")))]
 async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
     axum::Json(serde_json::json!({
         "port": o.ingress_port().await,
         "error": o.ingress_error(),
         "reloads": o.ingress_reloads(),
+        "rejected": o.ingress_rejections(),
     }))
 }
 
@@ -781,16 +807,22 @@ async fn watch(
 /// newline-delimited JSON ([`dubernetes_core::LogLine`] per line). With
 /// `follow`, the response goes on until the replicas stop or the client goes
 /// away. A failure mid-stream is a last line with `code` and `message`.
+/// Lines longer than 16 KiB are cut there and carry `"truncated": true`.
+/// A followed read holds one place per replica in `--max-log-follows`
+/// (503 `too_many_log_streams` when they are taken) and may read at most
+/// `--max-log-follow-replicas` replicas (422 `limit_exceeded`, field `follow`).
+/// The answer is produced as the client reads it: a slow client slows the
+/// engine's log stream, nothing is buffered ahead.
 #[utoipa::path(get, path = "/v1/pods/{name}/logs", tag = "pods", security(("bearer" = [])), params(("name" = String, Path, description = "pod name"), LogParams),
     responses(
         (status = 200, description = "application/x-ndjson of LogLine", content_type = "application/x-ndjson", body = dubernetes_core::LogLine),
-        (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+        (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError), (status = 503, body = ApiError)))]
 async fn logs(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<LogParams>,
 ) -> Result<Response, ApiError> {
-    let mut options = LogOptions::new().follow(q.follow);
+    let mut options = LogOptions::new().follow(q.follow).limits(state.log_follows.clone());
     if let Some(tail) = q.tail {
         options = options.tail(tail);
     }

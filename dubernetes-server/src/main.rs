@@ -95,6 +95,14 @@ struct Config {
     /// Run the ingress without no-new-privileges (only for an image that needs setuid binaries).
     #[arg(long, env = "DUBERNETES_INGRESS_ALLOW_NEW_PRIVILEGES")]
     ingress_allow_new_privileges: bool,
+    /// Most replica log streams followed at once, server-wide (`logs?follow`); past it 503 too_many_log_streams.
+    #[arg(long, env = "DUBERNETES_MAX_LOG_FOLLOWS", default_value_t = dubernetes_core::DEFAULT_MAX_LOG_FOLLOWS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_log_follows: usize,
+    /// Most replicas one `logs?follow` request reads; past it 422 limit_exceeded.
+    #[arg(long, env = "DUBERNETES_MAX_LOG_FOLLOW_REPLICAS", default_value_t = dubernetes_core::DEFAULT_MAX_LOG_FOLLOW_REPLICAS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_log_follow_replicas: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -210,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
         dubernetes_server::ApiConfig {
             token,
             request_timeout: Duration::from_secs(config.request_timeout_seconds),
+            log_follows: dubernetes_core::FollowLimits::new(config.max_log_follows, config.max_log_follow_replicas),
         },
         streams_end.clone(),
     );

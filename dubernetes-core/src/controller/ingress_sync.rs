@@ -18,6 +18,17 @@ impl Context {
         let result = self.ingress.sync(&routes, &ingress).await;
         tracing::debug!(took = ?started.elapsed(), changed = ?result.as_ref().ok(), "ingress sync");
         *lock(&self.ingress_error) = result.as_ref().err().map(ToString::to_string);
+        // Routes nginx rejected are reported against their pods (status and an event).
+        for (pod, change) in self.ingress.take_rejection_changes() {
+            match change {
+                crate::ingress::RejectionChange::Rejected(message) => {
+                    let message =
+                        format!("nginx rejected this pod's route; the other pods' routes were applied: {message}");
+                    self.event(&pod, "Warning", "IngressRejected", &message).await;
+                }
+                crate::ingress::RejectionChange::Cleared => self.notify(Change::Pod { name: pod }),
+            }
+        }
         if result? {
             self.notify(Change::Ingress);
             // Pods whose routed replicas changed may now make progress (a rollout step).

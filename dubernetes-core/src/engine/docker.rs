@@ -32,8 +32,8 @@ use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
-/// Most bytes of a container's log tail that are read (for crash reports).
-const LOG_TAIL_MAX_BYTES: usize = 8 * 1024;
+/// Most bytes of a crashed replica's last log lines kept for its status and event.
+const LOG_TAIL_MAX_BYTES: usize = crate::engine::LOG_TAIL_BYTES;
 
 /// The Docker engine.
 #[derive(Debug, Clone)]

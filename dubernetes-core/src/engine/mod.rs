@@ -101,6 +101,10 @@ impl Observed {
     }
 }
 
+/// Most bytes of a crashed replica's last log lines kept for its status and
+/// event ([`Engine::log_tail`] returns at most this many, whatever the lines' length).
+pub(crate) const LOG_TAIL_BYTES: usize = 4 * 1024;
+
 /// Default largest size of one container log file before the engine rotates it.
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 /// Default number of log files the engine keeps per container (the current one included).
@@ -240,6 +244,7 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
 
     /// A new connection to the same engine, for a clean-up that runs on
     /// another async runtime than the one this connection was made on.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     async fn reconnect(&self) -> Result<Arc<dyn Engine>>;
 
     /// How the host reaches addresses on the engine's networks (readiness

@@ -14,6 +14,12 @@
 //!   (an app that serves, then dies)
 //! * `WHOAMI_IGNORE_SIGTERM=1`: install no signal handler, so as PID 1 in a
 //!   container SIGTERM does nothing and only SIGKILL stops it (a slow stopper)
+//! * `WHOAMI_LOG_TEXT=text`: print `text` as one line to stdout and stderr at start
+//!   (before `WHOAMI_EXIT_CODE` acts), e.g. terminal escapes, for log tests
+//! * `WHOAMI_LOG_BYTES=N`: write N bytes (`x`) to stdout once listening, with no newline,
+//!   then keep running: a replica writing one endless line
+//! * `WHOAMI_LOG_LINE_BYTES=L`: with `WHOAMI_LOG_BYTES`, end a line every L bytes
+//!   (the newline included): a replica writing many lines quickly
 //!
 //! It exits with code 0 on SIGTERM/SIGINT, also as PID 1 in a container.
 //! Only std is used; the two libc functions needed for signal handling are declared here.
@@ -64,6 +70,45 @@ mod sig {
     }
 }
 
+/// `WHOAMI_LOG_TEXT` (see the module docs).
+fn log_text() {
+    if let Ok(text) = env::var("WHOAMI_LOG_TEXT") {
+        println!("{text}");
+        eprintln!("{text}");
+    }
+}
+
+/// `WHOAMI_LOG_BYTES` and `WHOAMI_LOG_LINE_BYTES` (see the module docs):
+/// after the last line whoami prints.
+fn log_bytes() {
+    let Some(n) = env::var("WHOAMI_LOG_BYTES").ok().and_then(|n| n.trim().parse::<u64>().ok()) else {
+        return;
+    };
+    let line = env::var("WHOAMI_LOG_LINE_BYTES")
+        .ok()
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0);
+    let chunk: Vec<u8> = match line {
+        // Whole lines of `line` bytes, the last one being the newline.
+        Some(line) => {
+            let mut one = vec![b'x'; line];
+            one[line - 1] = b'\n';
+            one.repeat((64 * 1024 / line).max(1))
+        }
+        None => vec![b'x'; 64 * 1024],
+    };
+    let mut out = io::stdout().lock();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(chunk.len() as u64) as usize;
+        if out.write_all(&chunk[..k]).is_err() {
+            break;
+        }
+        left -= k as u64;
+    }
+    let _ = out.flush();
+}
+
 struct Config {
     hostname: String,
     version: String,
@@ -74,6 +119,7 @@ fn main() {
     if !env::var("WHOAMI_IGNORE_SIGTERM").is_ok_and(|v| v.trim() == "1") {
         sig::exit_on_term();
     }
+    log_text();
 
     if let Ok(code) = env::var("WHOAMI_EXIT_CODE") {
         let parsed = code.trim().parse::<i32>();
@@ -134,6 +180,7 @@ fn main() {
         "whoami {} listening on {addr} (hostname {})",
         config.version, config.hostname
     );
+    log_bytes();
 
     if let Ok(after) = env::var("WHOAMI_DIE_AFTER_MS") {
         match after.trim().parse::<u64>() {
