@@ -131,6 +131,8 @@ pub struct DubernetesBuilder {
     max_replicas: u32,
     drain: Duration,
     adopt_foreign: bool,
+    /// The engine to use; None: connect to Docker.
+    engine: Option<Arc<dyn crate::engine::Engine>>,
 }
 
 impl Default for DubernetesBuilder {
@@ -147,11 +149,19 @@ impl Default for DubernetesBuilder {
             max_replicas: crate::spec::MAX_REPLICAS,
             drain: Duration::from_secs(1),
             adopt_foreign: false,
+            engine: None,
         }
     }
 }
 
 impl DubernetesBuilder {
+    /// Runs on this engine instead of connecting to Docker (the fake engine's tests).
+    #[cfg(test)]
+    pub(crate) fn engine(mut self, engine: Arc<dyn crate::engine::Engine>) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
     /// The instance name (a DNS label): it namespaces the network, container
     /// names and labels, so several instances share one engine safely.
     pub fn instance(mut self, instance: impl Into<String>) -> Self {
@@ -262,7 +272,10 @@ impl DubernetesBuilder {
             .as_ref()
             .map_or_else(|| crate::ownership::IN_MEMORY.to_string(), |d| d.display().to_string());
         let ownership = Arc::new(Ownership::new(store_id.clone(), dir_label.clone()));
-        let runtime = Runtime::connect(Arc::clone(&ownership)).await?;
+        let runtime = match &self.engine {
+            Some(engine) => Runtime::new(Arc::clone(engine), Arc::clone(&ownership)),
+            None => Runtime::connect(Arc::clone(&ownership)).await?,
+        };
         let network = format!("dub-{}", self.instance);
         let everything = runtime.list_all(&self.instance, &network).await?;
         let adopted: HashSet<String> = facts.adopted.iter().map(|(id, _, _)| id.clone()).collect();
