@@ -30,7 +30,7 @@ fn engine() -> FakeEngine {
 /// clock would jump straight to the next timer (the pool's acquire timeout,
 /// a back-off): with a [`PACE`] timer always pending, it moves that much at a
 /// time instead, a few ms of virtual time per query.
-const PACE: Duration = Duration::from_millis(2);
+const PACE: Duration = Duration::from_millis(1);
 
 fn pace_the_clock() {
     tokio::spawn(async {
