@@ -555,12 +555,11 @@ impl Dubernetes {
     /// state (kept current by Docker events and resyncs); no engine call.
     pub async fn list(&self) -> Result<Vec<Pod>> {
         let pods = self.ctx.store.list().await?;
-        let routed = self.ctx.ingress.routed();
         Ok(pods
             .into_iter()
             .map(|p| {
-                let containers = self.ctx.observed_replicas(&p.spec.name);
-                self.view_with(p, &containers, &routed)
+                let observation = self.ctx.observe_pod(&p.spec);
+                view_of(p, observation)
             })
             .collect())
     }
@@ -820,145 +819,144 @@ impl Dubernetes {
 
     /// A pod as the controller last observed it; no engine call.
     async fn view(&self, stored: StoredPod) -> Result<Pod> {
-        let containers = self.ctx.observed_replicas(&stored.spec.name);
-        let routed = self.ctx.ingress.routed();
-        Ok(self.view_with(stored, &containers, &routed))
+        let observation = self.ctx.observe_pod(&stored.spec);
+        Ok(view_of(stored, observation))
     }
+}
 
-    fn view_with(&self, stored: StoredPod, containers: &[Observed], routed: &HashSet<String>) -> Pod {
-        let has_host = stored.spec.host().is_some();
-        let revision = stored.spec.revision_hash();
-        let runtime_status = self.ctx.pod_status(&stored.spec.name);
-        let mut replicas: Vec<Replica> = containers
-            .iter()
-            .filter(|c| c.role == "replica" && c.pod.as_deref() == Some(stored.spec.name.as_str()))
-            .map(|c| {
-                let up_to_date = c.revision.as_deref() == Some(revision.as_str());
-                let check = self.ctx.health_state(&c.id);
-                Replica {
-                    name: c.name.clone(),
-                    id: c.id.chars().take(12).collect(),
-                    state: c.state,
-                    status: c.status.clone(),
-                    revision: c.revision.clone().unwrap_or_default(),
-                    up_to_date,
-                    ready: self.ctx.is_serving(c, &stored.spec) && (!has_host || routed.contains(&c.id)),
-                    check_error: check.and_then(|h| h.last_error),
-                    ip: c.ip.clone(),
-                    created: c.created,
-                }
-            })
-            .collect();
-        replicas.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
-        let ready = replicas.iter().filter(|r| r.up_to_date && r.ready).count() as u32;
-        let updated = replicas.iter().filter(|r| r.up_to_date && r.state.is_live()).count() as u32;
-        // A replica being drained counts until it is removed, even once it
-        // exited: the pod is not converged while it still exists.
-        let current = containers
-            .iter()
-            .filter(|c| c.role == "replica" && c.pod.as_deref() == Some(stored.spec.name.as_str()))
-            .filter(|c| c.state.is_live() || self.ctx.is_draining(&c.id))
-            .count() as u32;
-        let desired = stored.spec.replicas;
-        let converged = ready == desired && updated == desired && current == desired;
-        // A route nginx rejected (the other pods' routes were applied without it).
-        let ingress_rejection = self.ctx.ingress.rejections().get(&stored.spec.name).cloned();
-        let phase = if runtime_status.reason.is_some() || ingress_rejection.is_some() {
-            "Failing"
-        } else if !converged || runtime_status.observed_generation != stored.generation {
-            "Progressing"
-        } else if desired == 0 {
-            "Stopped"
-        } else {
-            "Running"
-        };
-        let rollout = &stored.rollout;
-        let rolled_back = rollout.reason.as_deref() == Some("Rollback");
-        let (reason, message) = match (&runtime_status.reason, rollout.outcome.as_str()) {
-            (Some(r), _) => (Some(r.clone()), runtime_status.message.clone()),
-            (None, _) if ingress_rejection.is_some() => (
-                Some("IngressRejected".to_string()),
-                ingress_rejection.map(|m| format!("nginx rejected this pod's route: {m}")),
+/// A pod's view, from what is stored and what the controller observed.
+fn view_of(stored: StoredPod, observation: crate::controller::PodObservation) -> Pod {
+    let revision = stored.spec.revision_hash();
+    let runtime_status = observation.status;
+    let mut replicas: Vec<Replica> = observation
+        .replicas
+        .iter()
+        .map(|r| {
+            let c = &r.container;
+            let up_to_date = c.revision.as_deref() == Some(revision.as_str());
+            Replica {
+                name: c.name.clone(),
+                id: c.id.chars().take(12).collect(),
+                state: c.state,
+                status: c.status.clone(),
+                revision: c.revision.clone().unwrap_or_default(),
+                up_to_date,
+                ready: r.ready,
+                check_error: r.check_error.clone(),
+                ip: c.ip.clone(),
+                created: c.created,
+            }
+        })
+        .collect();
+    replicas.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+    let ready = replicas.iter().filter(|r| r.up_to_date && r.ready).count() as u32;
+    let updated = replicas.iter().filter(|r| r.up_to_date && r.state.is_live()).count() as u32;
+    // A replica being drained counts until it is removed, even once it
+    // exited: the pod is not converged while it still exists.
+    let current = observation
+        .replicas
+        .iter()
+        .filter(|r| r.container.state.is_live() || r.draining)
+        .count() as u32;
+    let desired = stored.spec.replicas;
+    let converged = ready == desired && updated == desired && current == desired;
+    // A route nginx rejected (the other pods' routes were applied without it).
+    let ingress_rejection = observation.ingress_rejection;
+    let phase = if runtime_status.reason.is_some() || ingress_rejection.is_some() {
+        "Failing"
+    } else if !converged || runtime_status.observed_generation != stored.generation {
+        "Progressing"
+    } else if desired == 0 {
+        "Stopped"
+    } else {
+        "Running"
+    };
+    let rollout = &stored.rollout;
+    let rolled_back = rollout.reason.as_deref() == Some("Rollback");
+    let (reason, message) = match (&runtime_status.reason, rollout.outcome.as_str()) {
+        (Some(r), _) => (Some(r.clone()), runtime_status.message.clone()),
+        (None, _) if ingress_rejection.is_some() => (
+            Some("IngressRejected".to_string()),
+            ingress_rejection.map(|m| format!("nginx rejected this pod's route: {m}")),
+        ),
+        (None, "failed") => (
+            Some(
+                rollout
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "ProgressDeadlineExceeded".to_string()),
             ),
-            (None, "failed") => (
-                Some(
-                    rollout
-                        .reason
-                        .clone()
-                        .unwrap_or_else(|| "ProgressDeadlineExceeded".to_string()),
-                ),
-                rollout.message.clone(),
-            ),
-            (None, _) if rolled_back => (Some("RolledBack".to_string()), rollout.message.clone()),
-            (None, _) => (None, runtime_status.message.clone()),
-        };
-        let strategy = stored.spec.update_strategy();
-        let min_available = desired.saturating_sub(strategy.max_unavailable);
-        let available = ready >= min_available;
-        let conditions = vec![
-            Condition {
-                kind: "Available".into(),
-                status: available,
-                reason: if available {
-                    "MinimumReplicasAvailable"
+            rollout.message.clone(),
+        ),
+        (None, _) if rolled_back => (Some("RolledBack".to_string()), rollout.message.clone()),
+        (None, _) => (None, runtime_status.message.clone()),
+    };
+    let strategy = stored.spec.update_strategy();
+    let min_available = desired.saturating_sub(strategy.max_unavailable);
+    let available = ready >= min_available;
+    let conditions = vec![
+        Condition {
+            kind: "Available".into(),
+            status: available,
+            reason: if available {
+                "MinimumReplicasAvailable"
+            } else {
+                "MinimumReplicasUnavailable"
+            }
+            .into(),
+            message: format!("{ready} of {desired} replicas ready (at least {min_available} needed)"),
+        },
+        match rollout.outcome.as_str() {
+            "failed" => Condition {
+                kind: "Progressing".into(),
+                status: false,
+                reason: "ProgressDeadlineExceeded".into(),
+                message: rollout.message.clone().unwrap_or_default(),
+            },
+            "complete" => Condition {
+                kind: "Progressing".into(),
+                status: true,
+                reason: "RolloutComplete".into(),
+                message: format!("revision {} is fully rolled out", rollout.number),
+            },
+            _ => Condition {
+                kind: "Progressing".into(),
+                status: true,
+                reason: if rolled_back {
+                    "RollingBack"
                 } else {
-                    "MinimumReplicasUnavailable"
+                    "NewRevisionProgressing"
                 }
                 .into(),
-                message: format!("{ready} of {desired} replicas ready (at least {min_available} needed)"),
+                message: format!(
+                    "revision {}: {updated} of {desired} replicas updated, {ready} ready",
+                    rollout.number
+                ),
             },
-            match rollout.outcome.as_str() {
-                "failed" => Condition {
-                    kind: "Progressing".into(),
-                    status: false,
-                    reason: "ProgressDeadlineExceeded".into(),
-                    message: rollout.message.clone().unwrap_or_default(),
-                },
-                "complete" => Condition {
-                    kind: "Progressing".into(),
-                    status: true,
-                    reason: "RolloutComplete".into(),
-                    message: format!("revision {} is fully rolled out", rollout.number),
-                },
-                _ => Condition {
-                    kind: "Progressing".into(),
-                    status: true,
-                    reason: if rolled_back {
-                        "RollingBack"
-                    } else {
-                        "NewRevisionProgressing"
-                    }
-                    .into(),
-                    message: format!(
-                        "revision {}: {updated} of {desired} replicas updated, {ready} ready",
-                        rollout.number
-                    ),
-                },
-            },
-        ];
-        Pod {
-            name: stored.spec.name.clone(),
-            generation: stored.generation,
-            created_at: stored.created_at,
-            updated_at: stored.updated_at,
-            status: PodStatus {
-                observed_generation: runtime_status.observed_generation,
-                desired_replicas: desired,
-                ready_replicas: ready,
-                updated_replicas: updated,
-                current_replicas: current,
-                revision,
-                revision_number: rollout.number,
-                phase: phase.into(),
-                reason,
-                message,
-                restarts: runtime_status.restarts,
-                last_exit_code: runtime_status.last_exit_code,
-                conditions,
-            },
-            spec: stored.spec,
-            replicas,
-        }
+        },
+    ];
+    Pod {
+        name: stored.spec.name.clone(),
+        generation: stored.generation,
+        created_at: stored.created_at,
+        updated_at: stored.updated_at,
+        status: PodStatus {
+            observed_generation: runtime_status.observed_generation,
+            desired_replicas: desired,
+            ready_replicas: ready,
+            updated_replicas: updated,
+            current_replicas: current,
+            revision,
+            revision_number: rollout.number,
+            phase: phase.into(),
+            reason,
+            message,
+            restarts: runtime_status.restarts,
+            last_exit_code: runtime_status.last_exit_code,
+            conditions,
+        },
+        spec: stored.spec,
+        replicas,
     }
 }
 

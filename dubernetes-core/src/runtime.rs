@@ -66,7 +66,10 @@ impl Runtime {
     /// A new connection to the same engine, same ownership (see [`Engine::reconnect`]).
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) async fn reconnect(&self) -> Result<Runtime> {
-        Ok(Runtime::new(self.engine.reconnect().await?, Arc::clone(&self.ownership)))
+        Ok(Runtime::new(
+            self.engine.reconnect().await?,
+            Arc::clone(&self.ownership),
+        ))
     }
 
     /// The engine itself, for calls that ownership does not concern (they

@@ -126,12 +126,14 @@ impl Context {
         })
     }
 
-    /// Books one exited replica: a crash (its own exit, or OOM) counts
-    /// towards its slot's back-off and, for a replica of a revision being
-    /// rolled out, towards the rollout's `max_failures`; a kill from outside
-
+    /// Creates and starts one replica of the pod's current revision for each
     /// of `slots`, all at once (bounded by the engine semaphore). Returns the errors.
-    pub(super) async fn create_replicas(self: &Arc<Self>, pod: &str, stored: Option<&StoredPod>, slots: &[String]) -> Vec<Error> {
+    pub(super) async fn create_replicas(
+        self: &Arc<Self>,
+        pod: &str,
+        stored: Option<&StoredPod>,
+        slots: &[String],
+    ) -> Vec<Error> {
         let mut errors = Vec::new();
         let Some(stored) = stored.filter(|_| !slots.is_empty()) else {
             return errors;
@@ -180,9 +182,7 @@ impl Context {
         errors
     }
 
-    /// Lets nginx's old workers finish what they were sending to these
-
-
+    /// What a replica of the pod's current revision runs, with its labels.
     pub(super) fn template(&self, stored: &StoredPod) -> ContainerSpec {
         let spec = &stored.spec;
         let labels = HashMap::from([

@@ -4,6 +4,7 @@
 use super::prelude::*;
 
 impl Context {
+    /// Lets nginx's old workers finish what they were sending to these
     /// (already unrouted) replicas, stops them gracefully, and wakes the pod.
     pub(super) async fn drain_and_stop(self: Arc<Self>, pod: &str, ids: Vec<String>, grace: Duration) {
         if !self.settings.drain.is_zero() {
@@ -31,5 +32,4 @@ impl Context {
         }
         self.wake(pod);
     }
-
 }

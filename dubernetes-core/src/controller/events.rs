@@ -13,9 +13,17 @@ pub(super) enum Meaning {
     /// A replica of `pod` exited (`die`, `oom`): mark it exited in the cache,
     /// wait until the engine agrees, then wake the pod. `cause`: why, when the
     /// event says (`oom`).
-    Exited { pod: String, id: String, cause: Option<ExitCause> },
+    Exited {
+        pod: String,
+        id: String,
+        cause: Option<ExitCause>,
+    },
     /// A replica is about to die of a signal (`kill`; the `die` follows).
-    Killing { pod: String, id: String, signal: Option<i64> },
+    Killing {
+        pod: String,
+        id: String,
+        signal: Option<i64>,
+    },
     /// Something else happened to a container of `pod`: wake it.
     Changed { pod: String },
     /// A container that is not a replica (the ingress) changed.
@@ -77,7 +85,11 @@ impl Context {
                 match next {
                     Some(Ok(event)) => {
                         streak = 0;
-                        tracing::debug!(action = event.action, pod = event.attributes.get(LABEL_POD).map(String::as_str), "engine event");
+                        tracing::debug!(
+                            action = event.action,
+                            pod = event.attributes.get(LABEL_POD).map(String::as_str),
+                            "engine event"
+                        );
                         self.on_event(decode(&event));
                     }
                     Some(Err(e)) => {
@@ -154,19 +166,34 @@ mod tests {
 
     #[test]
     fn events_decode_by_prefix() {
-        assert_eq!(decode(&event("exec_create: nginx -t", Some("web"), &[])), Meaning::Ignore);
+        assert_eq!(
+            decode(&event("exec_create: nginx -t", Some("web"), &[])),
+            Meaning::Ignore
+        );
         assert_eq!(decode(&event("create", Some("web"), &[])), Meaning::Ignore);
         assert_eq!(
             decode(&event("die", Some("web"), &[])),
-            Meaning::Exited { pod: "web".into(), id: "c1".into(), cause: None }
+            Meaning::Exited {
+                pod: "web".into(),
+                id: "c1".into(),
+                cause: None
+            }
         );
         assert_eq!(
             decode(&event("oom", Some("web"), &[])),
-            Meaning::Exited { pod: "web".into(), id: "c1".into(), cause: Some(ExitCause::Oom) }
+            Meaning::Exited {
+                pod: "web".into(),
+                id: "c1".into(),
+                cause: Some(ExitCause::Oom)
+            }
         );
         assert_eq!(
             decode(&event("kill", Some("web"), &[("signal", "9")])),
-            Meaning::Killing { pod: "web".into(), id: "c1".into(), signal: Some(9) }
+            Meaning::Killing {
+                pod: "web".into(),
+                id: "c1".into(),
+                signal: Some(9)
+            }
         );
         assert_eq!(
             decode(&event("health_status: healthy", Some("web"), &[])),

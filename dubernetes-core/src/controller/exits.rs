@@ -4,8 +4,18 @@
 use super::prelude::*;
 
 impl Context {
+    /// Books one exited replica: a crash (its own exit, or OOM) counts
+    /// towards its slot's back-off and, for a replica of a revision being
+    /// rolled out, towards the rollout's `max_failures`; a kill from outside
     /// is replaced at once.
-    pub(super) async fn record_exit(&self, pod: &str, c: &Observed, backoff: BackoffSettings, now: Instant, new_in_rollout: bool) {
+    pub(super) async fn record_exit(
+        &self,
+        pod: &str,
+        c: &Observed,
+        backoff: BackoffSettings,
+        now: Instant,
+        new_in_rollout: bool,
+    ) {
         let cause = lock(&self.exit_notes)
             .remove(&c.id)
             .map(|(cause, _)| cause)
@@ -91,8 +101,6 @@ impl Context {
         )
         .await;
     }
-
-    /// Creates and starts one replica of the pod's current revision for each
 
     /// Remembers why a replica is about to die (an OOM kill wins over a kill).
     pub(super) fn note_exit(&self, id: &str, cause: ExitCause) {

@@ -69,9 +69,6 @@ impl Context {
             .collect()
     }
 
-    /// Runs the controller's long-lived tasks: ingress, events, resync.
-
-
     /// Applies route changes, coalescing bursts: wakes that arrive while a
     /// sync runs collapse into one more sync. A change and the one that
     /// follows it (a replica dies, its replacement starts) are applied at
@@ -119,7 +116,6 @@ impl Context {
             }
         }
     }
-
 }
 
 /// Longest pause between two ingress syncs of a burst.

@@ -46,7 +46,6 @@ mod resync;
 #[cfg(test)]
 mod tests;
 
-
 /// What the controller's files share.
 mod prelude {
     pub(super) use std::collections::HashMap;
@@ -71,7 +70,7 @@ mod prelude {
 }
 
 use observe::ObservedCache;
-
+pub(crate) use observe::PodObservation;
 
 /// A change the controller made or saw, for watchers.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -274,7 +273,6 @@ impl Context {
         let ctx = Arc::clone(self);
         self.tasks.spawn(async move { ctx.resync_loop().await });
     }
-
 }
 
 /// The replica slot a container fills: its label, or (for replicas made
@@ -294,4 +292,3 @@ fn random_suffix() -> String {
         .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36usize)]))
         .collect()
 }
-

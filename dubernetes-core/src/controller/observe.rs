@@ -155,3 +155,53 @@ impl Context {
         );
     }
 }
+
+/// What the facade may read of one pod: one snapshot of the controller's
+/// observation (no engine call), so the status view is computed from values,
+/// not by reaching into the controller's maps.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PodObservation {
+    /// The pod's replicas as last listed.
+    pub replicas: Vec<ReplicaObservation>,
+    /// The controller's bookkeeping (generation seen, restarts, reason).
+    pub status: PodRuntimeStatus,
+    /// nginx rejected the pod's route, with nginx's words.
+    pub ingress_rejection: Option<String>,
+}
+
+/// One replica in a [`PodObservation`].
+#[derive(Debug, Clone)]
+pub(crate) struct ReplicaObservation {
+    pub container: Observed,
+    /// Serving: running, reachable, passing its check, not draining, and
+    /// routed by the live config when the pod has a host.
+    pub ready: bool,
+    /// Out of the ingress and about to stop.
+    pub draining: bool,
+    /// What its readiness check last said, when it failed.
+    pub check_error: Option<String>,
+}
+
+impl Context {
+    /// The read model of one pod (see [`PodObservation`]).
+    pub(crate) fn observe_pod(&self, spec: &PodSpec) -> PodObservation {
+        let routed = self.ingress.routed();
+        let has_host = spec.host().is_some();
+        let replicas = self
+            .observed_replicas(&spec.name)
+            .iter()
+            .filter(|c| c.role == "replica" && c.pod.as_deref() == Some(spec.name.as_str()))
+            .map(|c| ReplicaObservation {
+                ready: self.is_serving(c, spec) && (!has_host || routed.contains(&c.id)),
+                draining: self.is_draining(&c.id),
+                check_error: self.health_state(&c.id).and_then(|h| h.last_error),
+                container: c.clone(),
+            })
+            .collect();
+        PodObservation {
+            replicas,
+            status: self.pod_status(&spec.name),
+            ingress_rejection: self.ingress.rejections().get(&spec.name).cloned(),
+        }
+    }
+}

@@ -5,7 +5,6 @@ use super::prelude::*;
 use crate::rollout::{self, FailReason, Limits, Progress, RolloutObservation, Verdict};
 
 impl Context {
-
     /// Rollout bookkeeping: completes the current revision once it is fully
     /// rolled out, and fails it (rolling back) when it made no progress for its
     /// deadline or its replicas exited `max_failures` times (see
@@ -137,5 +136,4 @@ impl Context {
             None => "replicas did not become ready".to_string(),
         }
     }
-
 }

@@ -133,7 +133,11 @@ mod tests {
         assert_eq!(q.next_due().await, "web");
         assert_eq!(t0.elapsed(), Duration::from_secs(7), "the newest answer (7 s) wins");
         // Nothing else is due: the queue waits.
-        assert!(tokio::time::timeout(Duration::from_secs(3600), q.next_due()).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), q.next_due())
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test(start_paused = true)]

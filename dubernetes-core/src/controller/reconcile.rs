@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::{Change, Context, Next, error_backoff, lock, slot_of};
 use crate::error::{Error, Result};
-use crate::plan::{Action, plan, plan_gated, Desired};
+use crate::plan::{Action, Desired, plan, plan_gated};
 use crate::rollout::{RolloutObservation, gate};
 use crate::runtime::{ContainerState, Observed};
 
@@ -181,14 +181,19 @@ impl Context {
         self.notify(Change::Pod { name: pod.to_string() });
         Ok(next)
     }
-
 }
 
 /// Whether a pod has landed, as the controller sees it: nothing left to do,
 /// every desired replica of the current revision ready, and no live replica
 /// of another revision. (The one definition the controller uses; the status
 /// view's is `crate::status`'s.)
-pub(crate) fn converged(actions: &[Action], ready_new: usize, replicas: u32, observed: &[Observed], revision: &str) -> bool {
+pub(crate) fn converged(
+    actions: &[Action],
+    ready_new: usize,
+    replicas: u32,
+    observed: &[Observed],
+    revision: &str,
+) -> bool {
     actions.is_empty()
         && ready_new == replicas as usize
         && observed

@@ -4,7 +4,6 @@
 use super::prelude::*;
 
 impl Context {
-
     pub(super) async fn resync_loop(self: Arc<Self>) {
         loop {
             self.resync().await;

@@ -51,11 +51,16 @@ async fn start(fake: &FakeEngine, dir: Option<&std::path::Path>) -> Dubernetes {
         Some(dir) => builder.data_dir(dir),
         None => builder.in_memory(),
     };
-    builder.build().await.expect("the orchestrator starts on the fake engine")
+    builder
+        .build()
+        .await
+        .expect("the orchestrator starts on the fake engine")
 }
 
 fn web(image: &str, replicas: u32, update: UpdateStrategy) -> PodSpec {
-    let mut spec = PodSpec::new("web", image).with_replicas(replicas).with_host("web.local");
+    let mut spec = PodSpec::new("web", image)
+        .with_replicas(replicas)
+        .with_host("web.local");
     spec.update = Some(update);
     spec
 }
@@ -120,9 +125,21 @@ async fn a_rollout_surges_by_one_and_never_drops_below_replicas() {
     let pod = d.wait_ready("web", WAIT).await.expect("v2 lands");
     assert_eq!(pod.status.revision, revision);
     assert_eq!(fake.running_revisions("web"), vec![revision.clone(); 3]);
-    assert_eq!(fake.min_routable("web"), Some(3), "max_unavailable 0: never fewer than 3 routed");
-    assert_eq!(fake.max_routable("web"), Some(4), "max_surge 1: at most 4 routed at once");
-    assert_eq!(fake.stopped_while_routed(), 0, "every old replica left the ingress before its stop");
+    assert_eq!(
+        fake.min_routable("web"),
+        Some(3),
+        "max_unavailable 0: never fewer than 3 routed"
+    );
+    assert_eq!(
+        fake.max_routable("web"),
+        Some(4),
+        "max_surge 1: at most 4 routed at once"
+    );
+    assert_eq!(
+        fake.stopped_while_routed(),
+        0,
+        "every old replica left the ingress before its stop"
+    );
     assert!(has_event(&d, "RolloutComplete").await);
     d.shutdown().await;
 }
@@ -136,7 +153,11 @@ async fn max_unavailable_lets_a_rollout_go_below_replicas_but_no_further() {
     fake.clear_history();
     d.apply(web(V2, 4, strategy(0, 2))).await.expect("apply v2");
     d.wait_ready("web", WAIT).await.expect("v2 lands");
-    assert_eq!(fake.max_routable("web"), Some(4), "max_surge 0: never more than 4 routed");
+    assert_eq!(
+        fake.max_routable("web"),
+        Some(4),
+        "max_surge 0: never more than 4 routed"
+    );
     let min = fake.min_routable("web").expect("history");
     assert!(min >= 2, "max_unavailable 2: at least 2 of 4 routed, saw {min}");
     d.shutdown().await;
@@ -153,7 +174,9 @@ async fn a_crashing_revision_fails_fast_and_rolls_back_while_the_old_one_serves(
     landed(&d).await;
     fake.clear_history();
     let began = tokio::time::Instant::now();
-    d.apply(web("fake/web:broken", 2, strategy(1, 0))).await.expect("apply broken");
+    d.apply(web("fake/web:broken", 2, strategy(1, 0)))
+        .await
+        .expect("apply broken");
     until("rolled back", async || has_event(&d, "RolledBack").await).await;
     assert!(
         began.elapsed() < UpdateStrategy::default().progress_deadline,
@@ -241,7 +264,11 @@ async fn a_new_server_adopts_what_runs_and_creates_nothing() {
     let mut before = ids;
     before.sort();
     assert_eq!(now, before, "the same replicas run");
-    assert_eq!(fake.calls("create"), creates, "no container was created (the ingress adopted too)");
+    assert_eq!(
+        fake.calls("create"),
+        creates,
+        "no container was created (the ingress adopted too)"
+    );
     again.shutdown().await;
 }
 
@@ -254,8 +281,15 @@ async fn scaling_down_drains_before_it_stops() {
     let stops = fake.calls("stop");
     d.apply(web(V1, 1, strategy(1, 0))).await.expect("scale down");
     d.wait_ready("web", WAIT).await.expect("scaled");
-    until("two stopped and removed", async || fake.ids("replica", Some("web"), false).len() == 1).await;
-    assert_eq!(fake.calls("stop") - stops, 2, "each removed replica was stopped gracefully");
+    until("two stopped and removed", async || {
+        fake.ids("replica", Some("web"), false).len() == 1
+    })
+    .await;
+    assert_eq!(
+        fake.calls("stop") - stops,
+        2,
+        "each removed replica was stopped gracefully"
+    );
     assert_eq!(fake.stopped_while_routed(), 0, "out of the ingress first, then stopped");
     d.shutdown().await;
 }
@@ -305,9 +339,21 @@ async fn a_replica_killed_from_outside_is_replaced_at_once_and_is_no_crash() {
         now.len() == 2 && !now.contains(&victim)
     })
     .await;
-    assert!(began.elapsed() < Duration::from_secs(1), "no back-off: {:?}", began.elapsed());
+    assert!(
+        began.elapsed() < Duration::from_secs(1),
+        "no back-off: {:?}",
+        began.elapsed()
+    );
     let events = d.events(Some("web"), 500).await.expect("events");
-    assert!(events.iter().any(|e| e.reason == "Killed" && e.message.contains("signal 9")), "{events:?}");
-    assert!(!events.iter().any(|e| e.reason == "Exited"), "a kill is not a crash: {events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason == "Killed" && e.message.contains("signal 9")),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.reason == "Exited"),
+        "a kill is not a crash: {events:?}"
+    );
     d.shutdown().await;
 }

@@ -478,7 +478,10 @@ impl Engine for DockerEngine {
             .logs(id, Some(options.build()))
             // A container removed while we read it simply ends its log.
             .take_while(|chunk| {
-                let gone = matches!(chunk, Err(DockerError::DockerResponseServerError { status_code: 404, .. }));
+                let gone = matches!(
+                    chunk,
+                    Err(DockerError::DockerResponseServerError { status_code: 404, .. })
+                );
                 futures::future::ready(!gone)
             })
             .map(move |chunk| match chunk {

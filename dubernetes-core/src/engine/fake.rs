@@ -296,7 +296,9 @@ fn record(s: &mut State) {
     let routed = routed_servers(s);
     let mut by_pod: HashMap<String, usize> = HashMap::new();
     for c in s.containers.values().filter(|c| c.state == ContainerState::Running) {
-        let Some(pod) = c.spec.labels.get(LABEL_POD) else { continue };
+        let Some(pod) = c.spec.labels.get(LABEL_POD) else {
+            continue;
+        };
         let addr = c.ip.map(|ip| format!("{ip}:{}", c.spec.port)).unwrap_or_default();
         if routed.contains(&addr) {
             *by_pod.entry(pod.clone()).or_default() += 1;
@@ -394,7 +396,9 @@ impl Engine for FakeEngine {
             exit_code: None,
             ip: Some(ip),
             created: crate::store::now_ms() / 1000,
-            published: spec.publish.map(|at| if at.port() == 0 { 30000 + n as u16 } else { at.port() }),
+            published: spec
+                .publish
+                .map(|at| if at.port() == 0 { 30000 + n as u16 } else { at.port() }),
             files: HashMap::new(),
             live_config: None,
             runs: 0,
@@ -444,7 +448,9 @@ impl Engine for FakeEngine {
         FakeEngine::count(&mut s, "stop");
         if let Some(c) = s.containers.get(id).filter(|c| c.state == ContainerState::Running) {
             let addr = c.ip.map(|ip| format!("{ip}:{}", c.spec.port)).unwrap_or_default();
-            if c.spec.labels.get(LABEL_ROLE).map(String::as_str) == Some("replica") && routed_servers(&s).contains(&addr) {
+            if c.spec.labels.get(LABEL_ROLE).map(String::as_str) == Some("replica")
+                && routed_servers(&s).contains(&addr)
+            {
                 s.stopped_while_routed += 1;
             }
             // Our apps stop at once on SIGTERM.
@@ -559,7 +565,10 @@ impl Network for FakeEngine {
         if serves {
             Ok(())
         } else {
-            Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"))
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused",
+            ))
         }
     }
 
@@ -580,7 +589,10 @@ impl Network for FakeEngine {
             return match version {
                 Some(v) if path == "/.dubernetes/config-version" => Ok((200, v)),
                 Some(_) => Ok((404, String::new())),
-                None => Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused")),
+                None => Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "connection refused",
+                )),
             };
         }
         self.tcp_connect(addr, timeout).await.map(|()| (200, "ok".to_string()))

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 
 pub(crate) mod docker;
-#[cfg(any(test, feature = "testing"))]
+#[cfg(test)]
 pub mod fake;
 
 /// The state of a container as the engine reports it.
@@ -312,8 +312,13 @@ pub trait Network: Send + Sync + std::fmt::Debug {
     async fn tcp_connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<()>;
 
     /// GETs `path` with a `Host` header over a fresh connection; the status and body.
-    async fn http_get(&self, addr: SocketAddr, path: &str, host: &str, timeout: Duration)
-    -> std::io::Result<(u16, String)>;
+    async fn http_get(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        host: &str,
+        timeout: Duration,
+    ) -> std::io::Result<(u16, String)>;
 }
 
 /// The host's own sockets: what a real engine's bridge networks need.
