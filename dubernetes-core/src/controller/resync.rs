@@ -39,8 +39,9 @@ impl Context {
                 max_surge: strategy.max_surge,
                 max_unavailable: strategy.max_unavailable,
             };
-            let converged = plan(Some(&desired), &observed).is_empty();
-            if !converged || self.pod_status(&p.spec.name).observed_generation != p.generation {
+            // Not "converged" (see reconcile::converged): only "the planner has nothing to do".
+            let idle = plan(Some(&desired), &observed).is_empty();
+            if !idle || self.pod_status(&p.spec.name).observed_generation != p.generation {
                 self.wake(&p.spec.name);
             }
         }
