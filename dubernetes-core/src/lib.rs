@@ -32,6 +32,7 @@
 //! woken by API writes and Docker events, with a periodic resync.
 #![deny(missing_docs)]
 
+mod builder;
 mod controller;
 mod crashloop;
 mod data_dir;
