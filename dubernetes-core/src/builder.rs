@@ -16,6 +16,7 @@ use crate::ownership::{Facts, Ownership, Seen};
 use crate::runtime::Runtime;
 use crate::spec::PodSpec;
 use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
 use crate::watch::Feed;
 
 /// Builds a [`Dubernetes`] instance.
@@ -154,13 +155,16 @@ impl DubernetesBuilder {
         let probe = PodSpec::new(self.instance.clone(), "x");
         if let Err(e) = probe.validate() {
             let message = e.problems.first().map(|p| p.message.clone()).unwrap_or_default();
-            return Err(Error::Conflict(format!("instance name: {message}")));
+            return Err(Error::InvalidInput {
+                field: "instance name".into(),
+                message,
+            });
         }
         let dir = self.data_dir.as_deref().map(crate::data_dir::absolute).transpose()?;
         let existing = match &dir {
             Some(dir) if crate::data_dir::has_store(dir)? => {
                 let lock = DataDirLock::acquire(dir)?;
-                Some((lock, Store::open(dir).await?))
+                Some((lock, Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>))
             }
             _ => None,
         };
@@ -216,9 +220,9 @@ impl DubernetesBuilder {
             (None, Some(dir)) => {
                 crate::data_dir::create(dir)?;
                 let lock = DataDirLock::acquire(dir)?;
-                (Some(lock), Store::open(dir).await?)
+                (Some(lock), Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>)
             }
-            (None, None) => (None, Store::in_memory().await?),
+            (None, None) => (None, Arc::new(SqliteStore::in_memory().await?) as Arc<dyn Store>),
         };
         let existing_ids: HashSet<String> = everything.iter().map(|c| c.id.clone()).collect();
         store

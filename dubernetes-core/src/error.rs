@@ -17,9 +17,58 @@ pub enum Error {
     /// The named pod does not exist.
     #[error("pod {0:?} not found")]
     NotFound(String),
-    /// A request conflicts with the current state (e.g. a name in the body that differs from the one in the path).
-    #[error("{0}")]
-    Conflict(String),
+    /// The host is already routed to another pod (field `access.host`);
+    /// nothing was written. `owner` is that pod, when known.
+    #[error("access.host: {host:?} is already routed to {}", owner.as_ref().map_or_else(
+        || "another pod".to_string(),
+        |o| format!("pod {o:?}; pick another host or change that pod first")
+    ))]
+    HostTaken {
+        /// The host name.
+        host: String,
+        /// The pod it is routed to.
+        owner: Option<String>,
+    },
+    /// A rollback asked for a revision the pod does not have (`number`,
+    /// field `to_revision`), or, without a number, the pod has no revision
+    /// with another template to go back to.
+    #[error("{}", match number {
+        Some(n) => format!("to_revision: pod {pod} has no revision {n}; `dubectl rollout history {pod}` lists them"),
+        None => format!("pod {pod} has no earlier revision to roll back to"),
+    })]
+    NoRevision {
+        /// The pod.
+        pod: String,
+        /// The revision asked for (None: the previous one).
+        number: Option<i64>,
+    },
+    /// An input other than a pod spec (a setting of the builder, a path) is
+    /// not usable; nothing was changed.
+    #[error("{field}: {message}")]
+    InvalidInput {
+        /// What is wrong, e.g. `instance name`.
+        field: String,
+        /// Why, and what to do.
+        message: String,
+    },
+    /// A file that must be new exists (e.g. a backup's target); it was left untouched.
+    #[error("{} already exists; pick a new file name", path.display())]
+    AlreadyExists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing, e.g. `creating /backup.db`.
+        context: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bug: something that cannot fail did.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A conditional write named a generation the pod is no longer at: someone
     /// else changed it since the client read it. Re-read and try again.
     #[error(
@@ -45,10 +94,15 @@ pub enum Error {
         /// What SQLite said.
         detail: String,
     },
-    /// A limit of this instance was reached.
-    #[error("{0}")]
-    Limit(String),
-    /// The SQLite store failed.
+    /// A limit of this instance was reached; nothing was changed.
+    #[error("{field}: {message}")]
+    Limit {
+        /// The input that hit the limit, e.g. `name` (one more pod) or `follow`.
+        field: String,
+        /// Which limit, and what to do.
+        message: String,
+    },
+    /// The store's database failed.
     #[error("store error: {0}")]
     Store(#[from] sqlx::Error),
     /// Applying the store's migrations failed.

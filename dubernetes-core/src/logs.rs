@@ -65,11 +65,14 @@ impl FollowLimits {
     /// the returned permit drops (the stream ends or the reader goes away).
     pub(crate) fn acquire(&self, pod: &str, streams: usize) -> Result<tokio::sync::OwnedSemaphorePermit> {
         if streams > self.per_request {
-            return Err(Error::Limit(format!(
-                "follow: pod {pod:?} has {streams} replicas and one request follows at most {} (--max-log-follow-replicas); \
-                 read without follow, or with --tail, or raise the limit",
-                self.per_request
-            )));
+            return Err(Error::Limit {
+                field: "follow".into(),
+                message: format!(
+                    "pod {pod:?} has {streams} replicas and one request follows at most {} (--max-log-follow-replicas); \
+                     read without follow, or with --tail, or raise the limit",
+                    self.per_request
+                ),
+            });
         }
         let n = u32::try_from(streams).unwrap_or(u32::MAX);
         Arc::clone(&self.total).try_acquire_many_owned(n).map_err(|_| {

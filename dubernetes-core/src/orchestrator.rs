@@ -189,10 +189,10 @@ impl Dubernetes {
         if let Some(host) = spec.host() {
             for other in self.ctx.store.list().await? {
                 if other.spec.name != spec.name && other.spec.host() == Some(host) {
-                    return Err(Error::Conflict(format!(
-                        "access.host: {host:?} is already routed to pod {:?}; pick another host or change that pod first",
-                        other.spec.name
-                    )));
+                    return Err(Error::HostTaken {
+                        host: host.to_string(),
+                        owner: Some(other.spec.name.clone()),
+                    });
                 }
             }
         }
@@ -228,18 +228,7 @@ impl Dubernetes {
     /// someone changed the pod since, and [`Error::NotFound`] when it is gone.
     pub async fn apply_if(&self, spec: PodSpec, expected: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
         self.validate(&spec)?;
-        let (stored, outcome) = self
-            .ctx
-            .store
-            .upsert_checked(&spec, expected, self.max_pods)
-            .await
-            .map_err(|e| match e {
-                Error::Store(sqlx::Error::Database(d)) if d.is_unique_violation() => Error::Conflict(format!(
-                    "access.host: {:?} is already routed to another pod",
-                    spec.host().unwrap_or_default()
-                )),
-                other => other,
-            })?;
+        let (stored, outcome) = self.ctx.store.upsert_checked(&spec, expected, self.max_pods).await?;
         let ownership = self.ctx.runtime.ownership();
         if ownership.has_held(&spec.name) {
             // Adopted containers of this pod become its replicas (the plan
@@ -346,16 +335,21 @@ impl Dubernetes {
         let revisions = self.ctx.store.revisions(name).await?;
         let current = stored.spec.revision_hash();
         let target = match to {
-            Some(n) => revisions.iter().find(|r| r.number == n).ok_or_else(|| {
-                Error::Conflict(format!(
-                    "to_revision: pod {name} has no revision {n}; `dubectl rollout history {name}` lists them"
-                ))
-            })?,
+            Some(n) => revisions
+                .iter()
+                .find(|r| r.number == n)
+                .ok_or_else(|| Error::NoRevision {
+                    pod: name.to_string(),
+                    number: Some(n),
+                })?,
             None => revisions
                 .iter()
                 .rev()
                 .find(|r| r.hash != current)
-                .ok_or_else(|| Error::Conflict(format!("pod {name} has no earlier revision to roll back to")))?,
+                .ok_or_else(|| Error::NoRevision {
+                    pod: name.to_string(),
+                    number: None,
+                })?,
         };
         self.apply(stored.spec.with_template_of(&target.spec)).await
     }

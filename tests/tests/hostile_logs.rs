@@ -52,18 +52,19 @@ async fn long_lines_are_cut_and_a_slow_reader_holds_no_memory() {
     let server = TestServer::start("longlog").await;
     let pid = server.pid().expect("server pid");
     // One replica writes 16 MiB without a newline and keeps running; another
-    // writes 16 MB of 1000-byte lines at once. (16 MiB: the engine here
-    // rotates container logs at 3 x 10 MB, and the whole log must stay.)
+    // writes 16 MB of 1000-byte lines at once. Both keep their whole log in
+    // one file (`logging.max_size: 64Mi`; the default rotates at 10 MiB, and
+    // Docker 20.10 ends a followed log at a rotation).
     put(
         &server,
         "endless",
-        "name: endless\nimage: dubernetes/whoami:v1\nenv: {WHOAMI_LOG_BYTES: \"16777216\"}\n",
+        "name: endless\nimage: dubernetes/whoami:v1\nlogging: {max_size: 64Mi}\nenv: {WHOAMI_LOG_BYTES: \"16777216\"}\n",
     )
     .await;
     put(
         &server,
         "chatty",
-        "name: chatty\nimage: dubernetes/whoami:v1\nenv: {WHOAMI_LOG_BYTES: \"16000000\", WHOAMI_LOG_LINE_BYTES: \"1000\"}\n",
+        "name: chatty\nimage: dubernetes/whoami:v1\nlogging: {max_size: 64Mi}\nenv: {WHOAMI_LOG_BYTES: \"16000000\", WHOAMI_LOG_LINE_BYTES: \"1000\"}\n",
     )
     .await;
     server.wait_converged("endless", T).await;

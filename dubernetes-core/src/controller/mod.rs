@@ -136,7 +136,7 @@ pub(crate) struct ControllerSettings {
 
 pub(crate) struct Context {
     pub settings: ControllerSettings,
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     pub runtime: Runtime,
     pub ingress: Ingress,
     pub changes: broadcast::Sender<Change>,
@@ -172,7 +172,12 @@ enum Next {
 }
 
 impl Context {
-    pub(crate) fn new(settings: ControllerSettings, store: Store, runtime: Runtime, ingress: Ingress) -> Arc<Context> {
+    pub(crate) fn new(
+        settings: ControllerSettings,
+        store: Arc<dyn Store>,
+        runtime: Runtime,
+        ingress: Ingress,
+    ) -> Arc<Context> {
         let (changes, _) = broadcast::channel(1024);
         let health = Health::new(runtime.network());
         Arc::new(Context {

@@ -1,0 +1,275 @@
+//! Desired state: pods (with a generation that increases on every change),
+//! their revisions and rollout state, a bounded log of events, and the
+//! ownership records of the store (its id, the containers it adopted).
+//! Nothing the engine knows better (which containers run) is stored here.
+//!
+//! [`Store`] is the seam: the controller and the facade hold an
+//! `Arc<dyn Store>` and never see SQL. Each operation is one transaction of
+//! the implementation (the checks and the write of an apply cannot be split
+//! by another writer), so no transaction handle crosses the trait.
+//! [`sqlite::SqliteStore`] is the implementation today; a PostgreSQL one
+//! plugs in beside it and proves itself with the same [`contract`] tests.
+//! SQLite-only SQL (`BEGIN IMMEDIATE`, `PRAGMA`, `VACUUM INTO`) stays inside
+//! the SQLite module; the queries are runtime `sqlx::query(..).bind(..)` with
+//! `$1..$n` placeholders, which both engines read.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::ownership::Adoption;
+use crate::spec::PodSpec;
+
+#[cfg(test)]
+pub(crate) mod contract;
+pub(crate) mod sqlite;
+
+pub use sqlite::{DB_FILE, backup};
+
+/// How many events are kept per instance; older ones are pruned (checked
+/// every 100 events, so at most 100 more are ever stored).
+pub const MAX_EVENTS: i64 = 5000;
+
+/// Longest event message stored, in bytes; a longer one (say, an error
+/// quoting a huge log line) is cut at a character boundary and marked.
+/// With [`MAX_EVENTS`], the event log holds at most about 20 MiB.
+pub const MAX_EVENT_MESSAGE_BYTES: usize = 4096;
+
+/// How many revisions are kept per pod (Kubernetes' `revisionHistoryLimit`
+/// default). Older ones are pruned when a new one is recorded, except the
+/// current one and the last complete ones that `rollout undo` and automatic
+/// rollback go back to, so at most `MAX_REVISIONS + 2` rows exist per pod.
+pub const MAX_REVISIONS: i64 = 10;
+
+/// What a store knows about ownership (see [`Store::ownership_facts`]).
+#[derive(Debug, Default)]
+pub(crate) struct OwnershipFacts {
+    /// The store's id (None: a new store, or one written by a version before store ids).
+    pub id: Option<String>,
+    /// The names of its pods.
+    pub pods: HashSet<String>,
+    /// The containers it adopted, as (id, pod, held).
+    pub adopted: Vec<(String, Option<String>, bool)>,
+}
+
+/// A pod as stored: its spec and bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
+pub struct StoredPod {
+    /// The desired state.
+    pub spec: PodSpec,
+    /// Increases by one on every change of the spec.
+    pub generation: i64,
+    /// When the pod was created, unix milliseconds.
+    pub created_at: i64,
+    /// When the spec last changed, unix milliseconds.
+    pub updated_at: i64,
+    /// The latest revision.
+    pub rollout: RolloutState,
+}
+
+/// The latest revision of a pod and how its rollout stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
+pub struct RolloutState {
+    /// The latest revision's number (0 if none).
+    pub number: i64,
+    /// `progressing`, `complete`, `failed` or `superseded`.
+    pub outcome: String,
+    /// e.g. `Rollback` for an automatic rollback.
+    pub reason: Option<String>,
+    /// Details, for people.
+    pub message: Option<String>,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ApplyOutcome {
+    /// The pod did not exist.
+    Created,
+    /// The pod existed with another spec.
+    Configured,
+    /// The pod existed with the same spec; nothing changed.
+    Unchanged,
+}
+
+impl ApplyOutcome {
+    /// The word kubectl prints: `created`, `configured`, `unchanged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyOutcome::Created => "created",
+            ApplyOutcome::Configured => "configured",
+            ApplyOutcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// One revision of a pod: what its containers ran, and how the rollout ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
+pub struct Revision {
+    /// 1, 2, 3... per pod.
+    pub number: i64,
+    /// The revision hash (labels the containers).
+    pub hash: String,
+    /// The spec as applied.
+    pub spec: PodSpec,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// `progressing`, `complete`, `failed` or `superseded`.
+    pub outcome: String,
+    /// Why it ended that way, e.g. `ProgressDeadlineExceeded`, or `Rollback`.
+    pub reason: Option<String>,
+    /// Details, for people.
+    pub message: Option<String>,
+    /// When the rollout ended, unix milliseconds.
+    pub finished_at: Option<i64>,
+}
+
+/// One recorded event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
+pub struct Event {
+    /// Increasing id.
+    pub id: i64,
+    /// The pod it is about.
+    pub pod: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// `Normal` or `Warning`.
+    pub kind: String,
+    /// A short CamelCase reason such as `Created` or `Failed`.
+    pub reason: String,
+    /// What happened, for people.
+    pub message: String,
+}
+
+/// Desired state, as the controller and the facade need it. Every method is
+/// one transaction; a failed check writes nothing.
+#[async_trait::async_trait]
+pub(crate) trait Store: Send + Sync + std::fmt::Debug {
+    /// Creates or updates a pod in one transaction: checks the generation the
+    /// client read (`expected`, optimistic concurrency: [`Error::StaleGeneration`],
+    /// or [`Error::NotFound`] when the pod is gone), the pod limit
+    /// (`max_pods`, [`Error::Limit`]), the stored size ([`crate::MAX_STORED_SPEC_BYTES`])
+    /// and the host's owner ([`Error::HostTaken`]), writes the pod (the
+    /// generation goes up only when the spec changed), and records a revision
+    /// when what the containers run changed. Nothing is written when a check fails.
+    async fn upsert_checked(
+        &self,
+        spec: &PodSpec,
+        expected: Option<i64>,
+        max_pods: u32,
+    ) -> Result<(StoredPod, ApplyOutcome)>;
+
+    /// A pod joined with its latest revision.
+    async fn get(&self, name: &str) -> Result<Option<StoredPod>>;
+
+    /// Every pod, by name.
+    async fn list(&self) -> Result<Vec<StoredPod>>;
+
+    /// Deletes a pod and its revisions if it is at generation `expected` (when
+    /// given), in one transaction; returns whether it existed.
+    async fn delete_checked(&self, name: &str, expected: Option<i64>) -> Result<bool>;
+
+    /// The revisions of a pod, oldest first (at most [`MAX_REVISIONS`] + 2).
+    async fn revisions(&self, pod: &str) -> Result<Vec<Revision>>;
+
+    /// Marks a progressing revision complete; false when it is not progressing.
+    async fn complete_revision(&self, pod: &str, number: i64) -> Result<bool>;
+
+    /// Fails a progressing revision and, in the same transaction, rolls the
+    /// pod's container template back to the last complete revision with another
+    /// hash (keeping replicas, host and policies). Returns the revision rolled
+    /// back to, or None when there is none (the pod stays on the failed one)
+    /// or the revision was not progressing.
+    async fn fail_and_roll_back(&self, pod: &str, failed: i64, reason: &str, message: &str)
+    -> Result<Option<Revision>>;
+
+    /// Appends an event (its message cut to [`MAX_EVENT_MESSAGE_BYTES`]);
+    /// the log keeps about [`MAX_EVENTS`].
+    async fn record_event(&self, pod: &str, kind: &str, reason: &str, message: &str) -> Result<()>;
+
+    /// The newest `limit` events (of `pod`, when given), oldest first.
+    async fn events(&self, pod: Option<&str>, limit: i64) -> Result<Vec<Event>>;
+
+    /// Events with an id above `after`, oldest first (at most `limit`).
+    async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>>;
+
+    /// The id of the newest event, 0 when there is none.
+    async fn last_event_id(&self) -> Result<i64>;
+
+    /// What the store knows about ownership.
+    async fn ownership_facts(&self) -> Result<OwnershipFacts>;
+
+    /// Records the start-up ownership decision in one transaction: the store
+    /// id (only when it has none yet), the data dir it runs from, the new
+    /// adoptions; and forgets adoptions of containers that no longer exist
+    /// (`existing`: every container of the instance now).
+    async fn record_ownership(
+        &self,
+        store_id: &str,
+        data_dir: &str,
+        adoptions: &[Adoption],
+        existing: &HashSet<String>,
+    ) -> Result<()>;
+
+    /// The held adoptions of `pod` become managed (the pod was applied).
+    async fn release_held(&self, pod: &str) -> Result<()>;
+
+    /// Writes a consistent copy of the store to the file `target` (which
+    /// must not exist) while the store is in use, created `0600` (it holds
+    /// every env value), and checks the copy.
+    async fn backup(&self, target: &Path) -> Result<()>;
+
+    /// Closes the store; later calls fail.
+    async fn close(&self);
+}
+
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A spec as the store keeps it (JSON), refused when larger than
+/// [`crate::MAX_STORED_SPEC_BYTES`]: every way in (YAML, JSON, the library)
+/// ends in a store, so the stored size is bounded whatever the caller checked.
+pub(crate) fn encode_spec(spec: &PodSpec) -> Result<String> {
+    let json = serde_json::to_string(spec).map_err(|e| Error::Internal(format!("cannot encode spec: {e}")))?;
+    if json.len() > crate::spec::MAX_STORED_SPEC_BYTES {
+        return Err(Error::Spec(crate::spec::SpecError::SpecTooLarge {
+            document: 1,
+            line: None,
+            size: json.len(),
+            max: crate::spec::MAX_STORED_SPEC_BYTES,
+            aliases: false,
+        }));
+    }
+    Ok(json)
+}
+
+/// `message`, cut to [`MAX_EVENT_MESSAGE_BYTES`] at a character boundary.
+pub(crate) fn cut_message(message: &str) -> std::borrow::Cow<'_, str> {
+    const MARK: &str = " [cut]";
+    if message.len() <= MAX_EVENT_MESSAGE_BYTES {
+        return message.into();
+    }
+    let mut end = MAX_EVENT_MESSAGE_BYTES - MARK.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARK}", &message[..end]).into()
+}

@@ -1,0 +1,66 @@
+//! The OpenAPI document, generated from the handlers and types (what
+//! `GET /v1/openapi.json` serves and `docs/openapi.json` holds; a test keeps
+//! them equal).
+
+use utoipa::OpenApi;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::routes::meta::{self, VersionInfo};
+use crate::routes::pods::{self, ApplyResponse, RollbackRequest};
+use crate::routes::{events, logs, watch};
+
+/// The OpenAPI document of the API, generated from the handlers and types.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Dubernetes API",
+        description = "Desired state in, running containers out. See docs/api.md."
+    ),
+    paths(
+        meta::healthz,
+        meta::version,
+        pods::list_pods,
+        pods::post_pod,
+        pods::get_pod,
+        pods::put_pod,
+        pods::delete_pod,
+        pods::revisions,
+        pods::rollback,
+        events::events,
+        meta::ingress,
+        watch::watch,
+        logs::logs,
+        meta::openapi_json
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(
+        ErrorCode,
+        ApiError,
+        ApplyResponse,
+        VersionInfo,
+        RollbackRequest,
+        dubernetes_core::WatchEvent,
+        dubernetes_core::LogLine
+    ))
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer-token scheme every route but `/healthz` requires.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The OpenAPI document as pretty JSON (what `GET /v1/openapi.json` serves and `docs/openapi.json` holds).
+pub fn openapi_document() -> String {
+    let mut json = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    json.push('\n');
+    json
+}

@@ -1,0 +1,69 @@
+//! The server itself: liveness, versions, the OpenAPI document, the ingress.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use dubernetes_core::Dubernetes;
+use serde::{Deserialize, Serialize};
+
+use crate::openapi::openapi_document;
+
+/// The server's version.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VersionInfo {
+    /// The server's version.
+    pub server: String,
+    /// The API version (`v1`).
+    pub api: String,
+    /// The instance name.
+    pub instance: String,
+    /// The Docker API version negotiated with the engine.
+    pub docker_api: String,
+    /// The absolute data dir of the store (null: in memory).
+    pub data_dir: Option<String>,
+    /// The store's id, the `io.dubernetes.store` label of every container it creates.
+    pub store_id: String,
+    /// Containers adopted with `--adopt-foreign` whose pod is not in the store
+    /// (left alone until a pod of that name is applied).
+    pub held_containers: usize,
+    /// Containers of this instance seen since the start that belong to another store (left alone).
+    pub foreign_containers: usize,
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "server", responses((status = 200, description = "The server runs")))]
+pub(crate) async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Versions of the server, the API and the engine.
+#[utoipa::path(get, path = "/v1/version", tag = "server", security(("bearer" = [])), responses((status = 200, body = VersionInfo)))]
+pub(crate) async fn version(State(o): State<Dubernetes>) -> impl IntoResponse {
+    axum::Json(VersionInfo {
+        server: env!("CARGO_PKG_VERSION").into(),
+        api: "v1".into(),
+        instance: o.instance().into(),
+        docker_api: o.engine_api_version(),
+        data_dir: o.data_dir().map(|d| d.display().to_string()),
+        store_id: o.store_id().to_string(),
+        held_containers: o.held_containers(),
+        foreign_containers: o.foreign_containers(),
+    })
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "server", security(("bearer" = [])), responses((status = 200, description = "The OpenAPI document")))]
+pub(crate) async fn openapi_json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_document())
+}
+
+/// The ingress: its host port, last error, and the pods whose routes nginx rejected.
+#[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, error, reloads, rejected}`: `rejected` maps a pod to nginx's message")))]
+pub(crate) async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "port": o.ingress_port().await,
+        "error": o.ingress_error(),
+        "reloads": o.ingress_reloads(),
+        "rejected": o.ingress_rejections(),
+    }))
+}

@@ -1,0 +1,84 @@
+//! The routes of the API, one module per resource, and the state their
+//! handlers share.
+
+pub(crate) mod events;
+pub(crate) mod logs;
+pub(crate) mod meta;
+pub(crate) mod pods;
+pub(crate) mod watch;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::{HeaderValue, StatusCode};
+use axum::routing::get;
+use dubernetes_core::{DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, Dubernetes, FollowLimits};
+use tokio_util::sync::CancellationToken;
+
+use crate::MAX_BODY_BYTES;
+use crate::error::{ApiError, ErrorCode};
+use events::events;
+use logs::logs;
+use meta::{healthz, ingress, openapi_json, version};
+use pods::{delete_pod, get_pod, list_pods, post_pod, put_pod, revisions, rollback};
+use watch::watch;
+
+/// The state the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) orchestrator: Dubernetes,
+    /// Cancelled when the server shuts down: long-lived streams (watch,
+    /// `logs?follow`) end so the graceful shutdown does not wait for them.
+    pub(crate) shutdown: CancellationToken,
+    /// Caps on followed logs, shared by every request.
+    pub(crate) log_follows: FollowLimits,
+}
+
+impl FromRef<AppState> for Dubernetes {
+    fn from_ref(state: &AppState) -> Dubernetes {
+        state.orchestrator.clone()
+    }
+}
+
+/// The API's routes, without authentication: serve [`app`], not this.
+pub fn router(orchestrator: Dubernetes) -> Router {
+    router_with_shutdown(orchestrator, CancellationToken::new())
+}
+
+/// [`router`]; `shutdown` ends long-lived streams when cancelled.
+pub fn router_with_shutdown(orchestrator: Dubernetes, shutdown: CancellationToken) -> Router {
+    let log_follows = FollowLimits::new(DEFAULT_MAX_LOG_FOLLOWS, DEFAULT_MAX_LOG_FOLLOW_REPLICAS);
+    router_with_limits(orchestrator, shutdown, log_follows)
+}
+
+/// [`router_with_shutdown`] with the given caps on followed logs.
+pub fn router_with_limits(orchestrator: Dubernetes, shutdown: CancellationToken, log_follows: FollowLimits) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/version", get(version))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/v1/pods", get(list_pods).post(post_pod))
+        .route("/v1/pods/{name}", get(get_pod).put(put_pod).delete(delete_pod))
+        .route("/v1/pods/{name}/revisions", get(revisions))
+        .route("/v1/pods/{name}/rollback", axum::routing::post(rollback))
+        .route("/v1/pods/{name}/logs", get(logs))
+        .route("/v1/events", get(events))
+        .route("/v1/watch", get(watch))
+        .route("/v1/ingress", get(ingress))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NoSuchRoute,
+                "no such API route; see docs/api.md",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(AppState {
+            orchestrator,
+            shutdown,
+            log_follows,
+        })
+}
+
+pub(crate) fn version_header(version: u64) -> [(&'static str, HeaderValue); 1] {
+    [("x-watch-version", HeaderValue::from(version))]
+}
