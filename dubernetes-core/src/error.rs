@@ -108,14 +108,14 @@ pub enum Error {
     /// Applying the store's migrations failed.
     #[error("store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// The Docker engine could not be reached or refused a call.
+    /// The container engine could not be reached or refused a call.
     #[error("docker: {context}: {source}")]
     Docker {
         /// What we were doing.
         context: String,
-        /// The engine's error.
+        /// The engine's error (its own type stays inside its implementation).
         #[source]
-        source: bollard::errors::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A Docker call took longer than its deadline.
     #[error("docker: {0} timed out")]

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::engine::Network;
 use crate::spec::{CheckKind, HealthCheck};
 
 /// The first re-check of a replica that is not ready yet.
@@ -43,9 +44,10 @@ struct Entry {
 }
 
 /// The running checks, by container id.
-#[derive(Default)]
 pub(crate) struct Health {
     entries: Mutex<HashMap<String, Entry>>,
+    /// How replicas are reached (the host's sockets for a real engine).
+    network: Arc<dyn Network>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -60,6 +62,14 @@ pub(crate) struct Target {
 }
 
 impl Health {
+    /// No checks yet; checks reach replicas through `network`.
+    pub(crate) fn new(network: Arc<dyn Network>) -> Health {
+        Health {
+            entries: Mutex::new(HashMap::new()),
+            network,
+        }
+    }
+
     /// Makes the running checks of `pod` exactly one per target (restarting
     /// those whose check or address changed); stops the others.
     #[allow(clippy::too_many_arguments)] // Each is a distinct input; a struct would only rename them.
@@ -131,6 +141,7 @@ impl Health {
             let port = check.port.unwrap_or(target.port);
             let addr = SocketAddr::new(target.ip, port);
             tasks.spawn(run(
+                Arc::clone(&self.network),
                 addr,
                 check.clone(),
                 host.to_string(),
@@ -167,6 +178,7 @@ impl Health {
 }
 
 async fn run(
+    network: Arc<dyn Network>,
     addr: SocketAddr,
     check: HealthCheck,
     host: String,
@@ -182,7 +194,7 @@ async fn run(
             _ = tokio::time::sleep(pause) => {}
         }
         let started = Instant::now();
-        let outcome = check_once(addr, &check, &host).await;
+        let outcome = check_once(network.as_ref(), addr, &check, &host).await;
         seen_success |= outcome.is_ok();
         let flipped = record(&mut lock(&state), &check, outcome, Instant::now());
         if flipped {
@@ -200,17 +212,19 @@ async fn run(
 }
 
 /// One check of one replica.
-async fn check_once(addr: SocketAddr, check: &HealthCheck, host: &str) -> Result<(), String> {
+async fn check_once(network: &dyn Network, addr: SocketAddr, check: &HealthCheck, host: &str) -> Result<(), String> {
     match check.kind {
-        CheckKind::Http => match crate::probe::http_get(addr, &check.path, host, check.timeout).await {
+        CheckKind::Http => match network.http_get(addr, &check.path, host, check.timeout).await {
             Ok((status, _)) if (200..400).contains(&status) => Ok(()),
             Ok((status, _)) => Err(format!("GET {} on {addr} answered {status}", check.path)),
             Err(e) => Err(format!("GET {} on {addr} failed: {e}", check.path)),
         },
-        CheckKind::Tcp => match tokio::time::timeout(check.timeout, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("TCP connect to {addr} failed: {e}")),
-            Err(_) => Err(format!("TCP connect to {addr}: no answer within {:?}", check.timeout)),
+        CheckKind::Tcp => match network.tcp_connect(addr, check.timeout).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                Err(format!("TCP connect to {addr}: no answer within {:?}", check.timeout))
+            }
+            Err(e) => Err(format!("TCP connect to {addr} failed: {e}")),
         },
         CheckKind::None => Ok(()),
     }
@@ -267,7 +281,7 @@ mod tests {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let health = Health::default();
+        let health = Health::new(std::sync::Arc::new(crate::engine::HostNetwork));
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let mut check = HealthCheck::new(CheckKind::Tcp);

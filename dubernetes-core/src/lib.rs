@@ -39,9 +39,11 @@
 
 pub use dubernetes_api;
 
+mod builder;
 mod controller;
 mod crashloop;
 mod data_dir;
+mod engine;
 mod error;
 mod health;
 mod ingress;

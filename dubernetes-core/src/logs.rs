@@ -10,9 +10,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bollard::container::LogOutput;
 use futures::{Stream, StreamExt};
 
+use crate::engine::{LogChunk, LogRequest, LogSource};
 use crate::error::{Error, Result};
 pub use dubernetes_api::{LogLine, LogStream, MAX_LOG_LINE_BYTES};
 
@@ -169,12 +169,10 @@ impl Lines {
         }
     }
 
-    fn feed(&mut self, output: LogOutput) -> Vec<LogLine> {
-        let (stream, bytes) = match output {
-            LogOutput::StdErr { message } => (LogStream::Stderr, message),
-            LogOutput::StdOut { message } | LogOutput::Console { message } | LogOutput::StdIn { message } => {
-                (LogStream::Stdout, message)
-            }
+    fn feed(&mut self, chunk: LogChunk) -> Vec<LogLine> {
+        let (stream, bytes) = match chunk.source {
+            LogSource::Stderr => (LogStream::Stderr, chunk.bytes),
+            LogSource::Stdout => (LogStream::Stdout, chunk.bytes),
         };
         let mut lines = Vec::new();
         let mut rest: &[u8] = &bytes;
@@ -242,8 +240,14 @@ pub(crate) fn replica_lines(
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         i64::try_from(now.saturating_sub(ago).as_secs()).unwrap_or(i64::MAX)
     });
-    let chunks = runtime.log_stream(id, options.follow, options.tail, since);
-    let what = format!("reading the log of {replica}");
+    let chunks = runtime.engine().logs(
+        id,
+        LogRequest {
+            follow: options.follow,
+            tail: options.tail,
+            since,
+        },
+    );
     let mut splitter = Lines::new(replica);
     // `None` marks the end of the engine's stream, so the last partial line is flushed.
     let lines = chunks
@@ -251,13 +255,9 @@ pub(crate) fn replica_lines(
         .chain(futures::stream::iter([None]))
         .flat_map(move |chunk| {
             let out: Vec<Result<LogLine>> = match chunk {
-                Some(Ok(output)) => splitter.feed(output).into_iter().map(Ok).collect(),
-                // A replica removed while we read it simply ends its part of the log.
-                Some(Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })) => Vec::new(),
-                Some(Err(source)) => vec![Err(Error::Docker {
-                    context: what.clone(),
-                    source,
-                })],
+                // (A replica removed while we read it simply ends its part of the log.)
+                Some(Ok(chunk)) => splitter.feed(chunk).into_iter().map(Ok).collect(),
+                Some(Err(e)) => vec![Err(e)],
                 None => splitter.finish().into_iter().map(Ok).collect(),
             };
             futures::stream::iter(out)
@@ -278,9 +278,10 @@ pub(crate) fn merge(streams: Vec<LogLines>, permit: Option<tokio::sync::OwnedSem
 mod tests {
     use super::*;
 
-    fn out(s: &str) -> LogOutput {
-        LogOutput::StdOut {
-            message: bytes::Bytes::copy_from_slice(s.as_bytes()),
+    fn out(s: &str) -> LogChunk {
+        LogChunk {
+            source: LogSource::Stdout,
+            bytes: bytes::Bytes::copy_from_slice(s.as_bytes()),
         }
     }
 
@@ -346,8 +347,9 @@ mod tests {
     fn stdout_and_stderr_are_split_separately() {
         let mut l = Lines::new("r".into());
         assert!(l.feed(out("o1")).is_empty());
-        let e = l.feed(LogOutput::StdErr {
-            message: bytes::Bytes::from_static(b"e1\n"),
+        let e = l.feed(LogChunk {
+            source: LogSource::Stderr,
+            bytes: bytes::Bytes::from_static(b"e1\n"),
         });
         assert_eq!((e[0].stream, e[0].line.as_str()), (LogStream::Stderr, "e1"));
         assert_eq!(l.feed(out("\n"))[0].line, "o1");

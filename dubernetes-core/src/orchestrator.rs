@@ -1,6 +1,5 @@
 //! The public handle: build an instance, apply specs, read status, wait, shut down.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,279 +8,27 @@ use futures::Stream;
 use futures::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::controller::{BackoffSettings, Change, Context, ControllerSettings};
+pub use crate::builder::DubernetesBuilder;
+use crate::controller::{Change, Context};
 use crate::data_dir::DataDirLock;
 use crate::error::{Error, Result};
-use crate::ingress::{Ingress, IngressSettings};
-use crate::ownership::{Facts, Ownership, Seen};
 use crate::runtime::{Observed, Runtime};
 use crate::spec::PodSpec;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{ApplyOutcome, Event, Revision, Store, StoredPod};
+use crate::store::{ApplyOutcome, Event, Revision, StoredPod};
 use crate::watch::{Feed, WatchEvent};
 pub use dubernetes_api::{Condition, ConditionType, Phase, Pod, PodStatus, Replica};
-
-/// Builds a [`Dubernetes`] instance.
-#[derive(Debug, Clone)]
-pub struct DubernetesBuilder {
-    instance: String,
-    data_dir: Option<PathBuf>,
-    ingress: IngressSettings,
-    resync: Duration,
-    stop_grace: Duration,
-    engine_concurrency: usize,
-    backoff: BackoffSettings,
-    max_pods: u32,
-    max_replicas: u32,
-    drain: Duration,
-    adopt_foreign: bool,
-}
-
-impl Default for DubernetesBuilder {
-    fn default() -> Self {
-        DubernetesBuilder {
-            instance: "default".into(),
-            data_dir: None,
-            ingress: IngressSettings::default(),
-            resync: Duration::from_secs(30),
-            stop_grace: Duration::from_secs(10),
-            engine_concurrency: 16,
-            backoff: BackoffSettings::default(),
-            max_pods: 1000,
-            max_replicas: crate::spec::MAX_REPLICAS,
-            drain: Duration::from_secs(1),
-            adopt_foreign: false,
-        }
-    }
-}
-
-impl DubernetesBuilder {
-    /// The instance name (a DNS label): it namespaces the network, container
-    /// names and labels, so several instances share one engine safely.
-    pub fn instance(mut self, instance: impl Into<String>) -> Self {
-        self.instance = instance.into();
-        self
-    }
-
-    /// Keep the SQLite store in `dir/dubernetes.db`.
-    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.data_dir = Some(dir.into());
-        self
-    }
-
-    /// Keep the store in memory (throwaway use). This is the default.
-    pub fn in_memory(mut self) -> Self {
-        self.data_dir = None;
-        self
-    }
-
-    /// How the ingress runs.
-    pub fn ingress(mut self, ingress: IngressSettings) -> Self {
-        self.ingress = ingress;
-        self
-    }
-
-    /// How often everything is re-checked even without events (default 30 s).
-    pub fn resync_interval(mut self, every: Duration) -> Self {
-        self.resync = every;
-        self
-    }
-
-    /// How long a replica gets between SIGTERM and SIGKILL (default 10 s).
-    pub fn stop_grace_period(mut self, grace: Duration) -> Self {
-        self.stop_grace = grace;
-        self
-    }
-
-    /// How long a replica taken out of the ingress keeps running before it is
-    /// stopped, so requests nginx already sent it can finish (default 1 s).
-    pub fn drain_period(mut self, drain: Duration) -> Self {
-        self.drain = drain;
-        self
-    }
-
-    /// How many engine calls run at once (default 16).
-    pub fn engine_concurrency(mut self, n: usize) -> Self {
-        self.engine_concurrency = n;
-        self
-    }
-
-    /// Crash-loop backoff.
-    pub fn backoff(mut self, backoff: BackoffSettings) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// Most pods this instance accepts (default 1000).
-    pub fn max_pods(mut self, n: u32) -> Self {
-        self.max_pods = n;
-        self
-    }
-
-    /// Most replicas one pod may ask for (default and ceiling: [`MAX_REPLICAS`](crate::MAX_REPLICAS)).
-    pub fn max_replicas(mut self, n: u32) -> Self {
-        self.max_replicas = n.min(crate::spec::MAX_REPLICAS);
-        self
-    }
-
-    /// Take over containers of this instance that another store made (or
-    /// that carry no store label), instead of refusing to start
-    /// ([`Error::ForeignContainers`]). They are adopted as they run: none is
-    /// stopped or replaced; those of pods this store does not have are left
-    /// alone until a pod of that name is applied. Default: off.
-    pub fn adopt_foreign(mut self, adopt: bool) -> Self {
-        self.adopt_foreign = adopt;
-        self
-    }
-
-    /// Connects to the engine, opens the store, checks that it owns every
-    /// container of the instance, and starts the controller.
-    ///
-    /// Order matters, so that a mistaken start harms nothing: the data dir is
-    /// checked (and, if it holds a store, locked) first; then every container
-    /// of the instance is listed and judged (see docs/security.md); only when
-    /// none is foreign (or `adopt_foreign` is on) is a new store created, the
-    /// decision recorded, and the controller started. A refusal changes
-    /// nothing: no file, no container, no network.
-    pub async fn build(self) -> Result<Dubernetes> {
-        let probe = PodSpec::new(self.instance.clone(), "x");
-        if let Err(e) = probe.validate() {
-            let message = e.problems.first().map(|p| p.message.clone()).unwrap_or_default();
-            return Err(Error::InvalidInput {
-                field: "instance name".into(),
-                message,
-            });
-        }
-        let dir = self.data_dir.as_deref().map(crate::data_dir::absolute).transpose()?;
-        let existing = match &dir {
-            Some(dir) if crate::data_dir::has_store(dir)? => {
-                let lock = DataDirLock::acquire(dir)?;
-                Some((lock, Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>))
-            }
-            _ => None,
-        };
-        let facts = match &existing {
-            Some((_, store)) => store.ownership_facts().await?,
-            None => crate::store::OwnershipFacts::default(),
-        };
-        let store_id = facts.id.clone().unwrap_or_else(crate::ownership::new_store_id);
-        let dir_label = dir
-            .as_ref()
-            .map_or_else(|| crate::ownership::IN_MEMORY.to_string(), |d| d.display().to_string());
-        let ownership = Arc::new(Ownership::new(store_id.clone(), dir_label.clone()));
-        let runtime = Runtime::connect(Arc::clone(&ownership)).await?;
-        let network = format!("dub-{}", self.instance);
-        let everything = runtime.list_all(&self.instance, &network).await?;
-        let adopted: HashSet<String> = facts.adopted.iter().map(|(id, _, _)| id.clone()).collect();
-        let seen: Vec<Seen<'_>> = everything
-            .iter()
-            .map(|c| Seen {
-                id: &c.id,
-                labels: &c.labels,
-            })
-            .collect();
-        let decision = Facts {
-            store_id: &store_id,
-            upgraded: facts.id.is_none() && !facts.pods.is_empty(),
-            pods: &facts.pods,
-            adopted: &adopted,
-        };
-        // Decides only; a refusal returns here, before anything is written.
-        let adoptions = crate::ownership::decide(&self.instance, &seen, &decision, self.adopt_foreign)?;
-        // Taking over from a server that still runs would make two managers.
-        let their_dirs: std::collections::BTreeSet<&str> = everything
-            .iter()
-            .filter(|c| adoptions.iter().any(|a| a.id == c.id && a.previous_store.is_some()))
-            .filter_map(|c| c.labels.get(crate::ownership::LABEL_DATA_DIR).map(String::as_str))
-            .filter(|d| *d != dir_label && Path::new(d).is_absolute())
-            .collect();
-        for their in their_dirs {
-            if let Some(pid) = crate::data_dir::holder(Path::new(their)) {
-                return Err(Error::ForeignServerRunning {
-                    instance: self.instance.clone(),
-                    data_dir: their.to_string(),
-                    pid,
-                });
-            }
-        }
-        let (lock, store) = match (existing, &dir) {
-            (Some((lock, store)), _) => (Some(lock), store),
-            (None, Some(dir)) => {
-                crate::data_dir::create(dir)?;
-                let lock = DataDirLock::acquire(dir)?;
-                (Some(lock), Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>)
-            }
-            (None, None) => (None, Arc::new(SqliteStore::in_memory().await?) as Arc<dyn Store>),
-        };
-        let existing_ids: HashSet<String> = everything.iter().map(|c| c.id.clone()).collect();
-        store
-            .record_ownership(&store_id, &dir_label, &adoptions, &existing_ids)
-            .await?;
-        ownership.load(
-            facts
-                .adopted
-                .into_iter()
-                .filter(|(id, _, _)| existing_ids.contains(id))
-                .chain(adoptions.iter().map(|a| (a.id.clone(), a.pod.clone(), a.held))),
-        );
-        if facts.id.is_none() {
-            tracing::info!(store_id = %store_id, data_dir = %dir_label, "this store has a new id; every container it creates is labelled with it");
-        }
-        for a in &adoptions {
-            tracing::warn!(
-                container = %a.id,
-                pod = a.pod.as_deref().unwrap_or("(ingress)"),
-                previous_store = a.previous_store.as_deref().unwrap_or("(none: an older version)"),
-                held = a.held,
-                "adopted a container as it runs{}",
-                if a.held { "; its pod is not in this store, so it is left alone until such a pod is applied" } else { "" }
-            );
-        }
-        runtime.ensure_network(&network, &self.instance).await?;
-        let ingress = Ingress::new(runtime.clone(), &self.instance, &network, self.ingress.clone());
-        let settings = ControllerSettings {
-            instance: self.instance.clone(),
-            network,
-            resync: self.resync,
-            stop_grace: self.stop_grace,
-            engine_concurrency: self.engine_concurrency,
-            backoff: self.backoff,
-            drain: self.drain,
-        };
-        let ctx = Context::new(settings, store, runtime, ingress);
-        // Subscribed before the controller starts, so the feed misses no change.
-        let changes = ctx.changes.subscribe();
-        ctx.start();
-        let orchestrator = Dubernetes {
-            ctx,
-            max_pods: self.max_pods,
-            max_replicas: self.max_replicas,
-            feed: Feed::new(),
-            data_dir: dir,
-            _lock: lock.map(Arc::new),
-        };
-        let feed_task = crate::watch::run(
-            orchestrator.clone(),
-            orchestrator.ctx.shutdown.clone(),
-            Arc::clone(&orchestrator.feed),
-            changes,
-        );
-        orchestrator.ctx.tasks.spawn(feed_task);
-        Ok(orchestrator)
-    }
-}
 
 /// A running orchestrator instance. Cheap to clone.
 #[derive(Clone)]
 pub struct Dubernetes {
-    ctx: Arc<Context>,
-    max_pods: u32,
-    max_replicas: u32,
-    feed: Arc<Feed>,
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) max_pods: u32,
+    pub(crate) max_replicas: u32,
+    pub(crate) feed: Arc<Feed>,
     /// The absolute data dir (None: in memory).
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Held for the life of the process (and every clone of the handle).
-    _lock: Option<Arc<DataDirLock>>,
+    pub(crate) _lock: Option<Arc<DataDirLock>>,
 }
 
 impl std::fmt::Debug for Dubernetes {
@@ -443,12 +190,11 @@ impl Dubernetes {
     /// state (kept current by Docker events and resyncs); no engine call.
     pub async fn list(&self) -> Result<Vec<Pod>> {
         let pods = self.ctx.store.list().await?;
-        let routed = self.ctx.ingress.routed();
         Ok(pods
             .into_iter()
             .map(|p| {
-                let containers = self.ctx.observed_replicas(&p.spec.name);
-                self.view_with(p, &containers, &routed)
+                let observation = self.ctx.observe_pod(&p.spec);
+                crate::status::pod_view(p, observation)
             })
             .collect())
     }
@@ -681,9 +427,9 @@ impl Dubernetes {
         self.ctx.shutdown.cancel();
         let instance = self.ctx.settings.instance.clone();
         let network = self.ctx.settings.network.clone();
-        let ownership = Arc::clone(self.ctx.runtime.ownership());
+        let runtime = self.ctx.runtime.clone();
         async move {
-            let runtime = Runtime::connect(ownership).await?;
+            let runtime = runtime.reconnect().await?;
             remove_everything(&runtime, &instance, &network).await
         }
     }
@@ -701,34 +447,8 @@ impl Dubernetes {
 
     /// A pod as the controller last observed it; no engine call.
     async fn view(&self, stored: StoredPod) -> Result<Pod> {
-        let containers = self.ctx.observed_replicas(&stored.spec.name);
-        let routed = self.ctx.ingress.routed();
-        Ok(self.view_with(stored, &containers, &routed))
-    }
-
-    fn view_with(&self, stored: StoredPod, containers: &[Observed], routed: &HashSet<String>) -> Pod {
-        let runtime = self.ctx.pod_status(&stored.spec.name);
-        let controller = crate::status::ControllerStatus {
-            observed_generation: runtime.observed_generation,
-            restarts: runtime.restarts,
-            last_exit_code: runtime.last_exit_code,
-            reason: runtime.reason,
-            message: runtime.message,
-        };
-        let probe = |id: &str| {
-            let check = self.ctx.health_state(id);
-            crate::status::ReplicaProbe {
-                ready: check.as_ref().is_some_and(|h| h.ready),
-                last_error: check.and_then(|h| h.last_error),
-                draining: self.ctx.is_draining(id),
-            }
-        };
-        let rejections = self.ctx.ingress.rejections();
-        let routes = crate::status::Routes {
-            routed,
-            rejection: rejections.get(&stored.spec.name).map(String::as_str),
-        };
-        crate::status::pod_view(stored, containers, probe, &routes, &controller)
+        let observation = self.ctx.observe_pod(&stored.spec);
+        Ok(crate::status::pod_view(stored, observation))
     }
 }
 

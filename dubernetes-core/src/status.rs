@@ -52,6 +52,65 @@ pub(crate) struct Routes<'a> {
     pub rejection: Option<&'a str>,
 }
 
+/// What the facade may read of one pod: one snapshot of what the controller
+/// observed (no engine call, no lock held), the only input of [`pod_view`]
+/// besides the stored pod. Built by [`observe`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PodObservation {
+    /// The pod's replicas as last listed (other pods' and the ingress left out).
+    pub replicas: Vec<ReplicaObservation>,
+    /// What the controller recorded (generation seen, restarts, reason).
+    pub controller: ControllerStatus,
+    /// nginx rejected the pod's route, with nginx's words.
+    pub ingress_rejection: Option<String>,
+}
+
+/// One replica in a [`PodObservation`].
+#[derive(Debug, Clone)]
+pub(crate) struct ReplicaObservation {
+    /// The container as the engine listed it.
+    pub container: Observed,
+    /// Serving (see [`is_serving`]) and, when the pod has a host, routed by
+    /// the live config.
+    pub ready: bool,
+    /// Out of the ingress and about to stop.
+    pub draining: bool,
+    /// What its readiness check last said, when it failed.
+    pub check_error: Option<String>,
+}
+
+/// The snapshot of one pod: `containers` are the observed containers (only
+/// this pod's replicas are kept), `probe(id)` what the probes and the drain
+/// know of a replica, `routes` what the ingress says, `controller` what the
+/// controller recorded.
+pub(crate) fn observe(
+    spec: &PodSpec,
+    containers: &[Observed],
+    probe: impl Fn(&str) -> ReplicaProbe,
+    routes: &Routes<'_>,
+    controller: ControllerStatus,
+) -> PodObservation {
+    let has_host = spec.host().is_some();
+    let replicas = containers
+        .iter()
+        .filter(|c| is_replica_of(c, &spec.name))
+        .map(|c| {
+            let probe = probe(&c.id);
+            ReplicaObservation {
+                ready: is_serving(c, &probe) && (!has_host || routes.routed.contains(&c.id)),
+                draining: probe.draining,
+                check_error: probe.last_error,
+                container: c.clone(),
+            }
+        })
+        .collect();
+    PodObservation {
+        replicas,
+        controller,
+        ingress_rejection: routes.rejection.map(str::to_string),
+    }
+}
+
 /// Replica counts of a pod, the input of [`ReplicaCounts::converged`]:
 /// `containers` are its observed replicas (other pods' and the ingress are
 /// ignored), `ready(c)` says whether a replica is ready, `draining(id)`
@@ -63,15 +122,31 @@ pub(crate) fn counts(
     ready: impl Fn(&Observed) -> bool,
     draining: impl Fn(&str) -> bool,
 ) -> ReplicaCounts {
+    tally(
+        spec,
+        containers
+            .iter()
+            .filter(|c| is_replica_of(c, &spec.name))
+            .map(|c| (c, ready(c), draining(&c.id))),
+    )
+}
+
+/// Counts `(replica, ready, draining)` of one pod.
+fn tally<'a>(spec: &PodSpec, replicas: impl Iterator<Item = (&'a Observed, bool, bool)>) -> ReplicaCounts {
     let revision = spec.revision_hash();
-    let mine: Vec<&Observed> = containers.iter().filter(|c| is_replica_of(c, &spec.name)).collect();
-    let up_to_date = |c: &Observed| c.revision.as_deref() == Some(revision.as_str());
-    ReplicaCounts {
+    let mut counts = ReplicaCounts {
         desired: spec.replicas,
-        ready: mine.iter().filter(|c| up_to_date(c) && ready(c)).count() as u32,
-        updated: mine.iter().filter(|c| up_to_date(c) && c.state.is_live()).count() as u32,
-        current: mine.iter().filter(|c| c.state.is_live() || draining(&c.id)).count() as u32,
+        ready: 0,
+        updated: 0,
+        current: 0,
+    };
+    for (c, ready, draining) in replicas {
+        let up_to_date = c.revision.as_deref() == Some(revision.as_str());
+        counts.ready += u32::from(up_to_date && ready);
+        counts.updated += u32::from(up_to_date && c.state.is_live());
+        counts.current += u32::from(c.state.is_live() || draining);
     }
+    counts
 }
 
 /// Whether a replica serves: running, on the network, not draining, and
@@ -86,39 +161,41 @@ pub(crate) fn needs_reconcile(plan_is_empty: bool, observed_generation: i64, gen
     !plan_is_empty || observed_generation != generation
 }
 
-/// The view of a pod. `probe(id)` is what the probes and the drain know of a
-/// replica, `routes` what the ingress says, `controller` what the controller recorded.
-pub(crate) fn pod_view(
-    stored: StoredPod,
-    containers: &[Observed],
-    probe: impl Fn(&str) -> ReplicaProbe,
-    routes: &Routes<'_>,
-    controller: &ControllerStatus,
-) -> Pod {
-    let routed = routes.routed;
-    let spec = &stored.spec;
-    let has_host = spec.host().is_some();
-    let revision = spec.revision_hash();
-    let ready = |c: &Observed| is_serving(c, &probe(&c.id)) && (!has_host || routed.contains(&c.id));
-    let mut replicas: Vec<Replica> = containers
-        .iter()
-        .filter(|c| is_replica_of(c, &spec.name))
-        .map(|c| Replica {
-            name: c.name.clone(),
-            id: c.id.chars().take(12).collect(),
-            state: c.state,
-            status: c.status.clone(),
-            revision: c.revision.clone().unwrap_or_default(),
-            up_to_date: c.revision.as_deref() == Some(revision.as_str()),
-            ready: ready(c),
-            check_error: probe(&c.id).last_error,
-            ip: c.ip.clone(),
-            created: c.created,
+/// The view of a pod, from what is stored and one [`PodObservation`]: the
+/// one function that computes a pod's status.
+pub(crate) fn pod_view(stored: StoredPod, observation: PodObservation) -> Pod {
+    let revision = stored.spec.revision_hash();
+    let counts = tally(
+        &stored.spec,
+        observation.replicas.iter().map(|r| (&r.container, r.ready, r.draining)),
+    );
+    let status = pod_status(
+        &stored,
+        counts,
+        revision.clone(),
+        observation.ingress_rejection.as_deref(),
+        &observation.controller,
+    );
+    let mut replicas: Vec<Replica> = observation
+        .replicas
+        .into_iter()
+        .map(|r| {
+            let c = r.container;
+            Replica {
+                up_to_date: c.revision.as_deref() == Some(revision.as_str()),
+                id: c.id.chars().take(12).collect(),
+                name: c.name,
+                state: c.state,
+                status: c.status,
+                revision: c.revision.unwrap_or_default(),
+                ready: r.ready,
+                check_error: r.check_error,
+                ip: c.ip,
+                created: c.created,
+            }
         })
         .collect();
     replicas.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
-    let counts = counts(spec, containers, ready, |id| probe(id).draining);
-    let status = pod_status(&stored, counts, revision, routes.rejection, controller);
     Pod {
         name: stored.spec.name.clone(),
         generation: stored.generation,
@@ -248,6 +325,18 @@ mod tests {
 
     use super::*;
 
+    /// The view through the snapshot, as the facade computes it.
+    fn view(
+        stored: StoredPod,
+        containers: &[Observed],
+        probe: impl Fn(&str) -> ReplicaProbe,
+        routes: &Routes<'_>,
+        controller: &ControllerStatus,
+    ) -> Pod {
+        let observation = observe(&stored.spec, containers, probe, routes, controller.clone());
+        pod_view(stored, observation)
+    }
+
     fn stored(spec: PodSpec, generation: i64, outcome: Option<RolloutOutcome>) -> StoredPod {
         StoredPod {
             spec,
@@ -328,7 +417,7 @@ mod tests {
             replica("a", "web", &rev, ContainerState::Running, 10),
             replica("x", "other", &rev, ContainerState::Running, 5),
         ];
-        let pod = pod_view(
+        let pod = view(
             stored(spec, 3, Some(RolloutOutcome::Complete)),
             &containers,
             probes(&["a", "b", "x"], &[]),
@@ -351,7 +440,7 @@ mod tests {
         let spec = PodSpec::new("web", "img:v1");
         let rev = spec.revision_hash();
         let containers = [replica("a", "web", &rev, ContainerState::Running, 1)];
-        let pod = pod_view(
+        let pod = view(
             stored(spec, 2, Some(RolloutOutcome::Progressing)),
             &containers,
             probes(&["a"], &[]),
@@ -372,7 +461,7 @@ mod tests {
             replica("old", "web", "oldrev", ContainerState::Exited, 1),
         ];
         let view = |draining: &[&str]| {
-            pod_view(
+            view(
                 stored(spec.clone(), 1, Some(RolloutOutcome::Progressing)),
                 &containers,
                 probes(&["new"], draining),
@@ -397,7 +486,7 @@ mod tests {
         let rev = spec.revision_hash();
         let containers = [replica("a", "web", &rev, ContainerState::Running, 1)];
         let view = |routed: &HashSet<String>| {
-            pod_view(
+            view(
                 stored(spec.clone(), 1, None),
                 &containers,
                 probes(&["a"], &[]),
@@ -416,7 +505,7 @@ mod tests {
     #[test]
     fn zero_replicas_is_stopped_and_a_controller_reason_is_failing() {
         let spec = PodSpec::new("web", "img:v1").with_replicas(0);
-        let pod = pod_view(
+        let pod = view(
             stored(spec.clone(), 1, None),
             &[],
             probes(&[], &[]),
@@ -429,7 +518,7 @@ mod tests {
             message: Some("exit 1".into()),
             ..controller(1)
         };
-        let pod = pod_view(
+        let pod = view(
             stored(spec, 1, None),
             &[],
             probes(&[], &[]),
@@ -448,7 +537,7 @@ mod tests {
             routed: &none,
             rejection: Some("invalid server name"),
         };
-        let pod = pod_view(stored(spec, 1, None), &[], probes(&[], &[]), &routes, &controller(1));
+        let pod = view(stored(spec, 1, None), &[], probes(&[], &[]), &routes, &controller(1));
         assert_eq!(pod.status.phase, Phase::Failing);
         assert_eq!(pod.status.reason.as_deref(), Some("IngressRejected"));
         assert_eq!(
@@ -462,7 +551,7 @@ mod tests {
         let spec = PodSpec::new("web", "img:v1");
         let mut stored = stored(spec, 1, Some(RolloutOutcome::Failed));
         stored.rollout.message = Some("no replica ready in 10s".into());
-        let pod = pod_view(stored, &[], probes(&[], &[]), &routes(&HashSet::new()), &controller(1));
+        let pod = view(stored, &[], probes(&[], &[]), &routes(&HashSet::new()), &controller(1));
         assert_eq!(pod.status.reason.as_deref(), Some("ProgressDeadlineExceeded"));
         let progressing = &pod.status.conditions[1];
         assert_eq!(

@@ -1,0 +1,211 @@
+//! Acting on a plan: creates (bounded by the engine semaphore), quick
+//! removals, drains, and the events that say what was done.
+
+use super::prelude::*;
+
+impl Context {
+    pub(super) async fn execute(
+        self: &Arc<Self>,
+        pod: &str,
+        stored: Option<&StoredPod>,
+        observed: &[Observed],
+        actions: Vec<Action>,
+    ) -> Result<Next> {
+        let mut creates = 0u32;
+        let mut starts = Vec::new();
+        let mut quick_removes = Vec::new();
+        let mut drains = Vec::new();
+        let mut exited = Vec::new();
+        for action in actions {
+            match action {
+                Action::Create { count } => creates += count,
+                Action::Start { id } => starts.push(id),
+                Action::Remove { id, running, reason } => {
+                    if reason == RemoveReason::Exited
+                        && let Some(c) = observed.iter().find(|c| c.id == id)
+                    {
+                        exited.push(c.clone());
+                    }
+                    if running {
+                        drains.push((id, reason))
+                    } else {
+                        quick_removes.push((id, reason))
+                    }
+                }
+            }
+        }
+
+        // Crash-loop bookkeeping: record why replicas died before they are removed.
+        let now = Instant::now();
+        let backoff = self.backoff_for(stored.map(|p| &p.spec));
+        let revision = stored.map(|p| p.spec.revision_hash());
+        let rolling = stored.is_some_and(|p| p.rollout.is_progressing());
+        // Concurrently: a crash's log tail is one engine call each.
+        join_all(
+            exited
+                .iter()
+                .map(|c| self.record_exit(pod, c, backoff, now, rolling && c.revision == revision)),
+        )
+        .await;
+        let mut delay_creates = None;
+        let mut slots_for_creates = Vec::new();
+        if creates > 0 {
+            let (slots, wait) = {
+                let mut all = lock(&self.slots);
+                let slots = all.entry(pod.to_string()).or_default();
+                slots.take(creates as usize, now, random_suffix)
+            };
+            slots_for_creates = slots;
+            delay_creates = wait.map(|t| t.saturating_duration_since(now));
+        }
+        {
+            let until = lock(&self.slots).get(pod).and_then(|s| s.backing_off_until(now));
+            let mut status = lock(&self.status);
+            let s = status.entry(pod.to_string()).or_default();
+            s.next_allowed = until;
+        }
+
+        // Stopped containers are removed at once, concurrently with the
+        // creation of their replacements (a replacement never waits for the
+        // removal of the container it replaces).
+        let removals = async {
+            let removed = join_all(
+                quick_removes
+                    .iter()
+                    .map(|(id, _)| self.with_slot(self.runtime.remove(id))),
+            )
+            .await;
+            let mut errors: Vec<Error> = removed.into_iter().filter_map(Result::err).collect();
+            for id in &starts {
+                if let Err(e) = self.with_slot(self.runtime.start(id)).await {
+                    errors.push(e);
+                }
+            }
+            errors
+        };
+        let (removal_errors, mut errors) =
+            tokio::join!(removals, self.create_replicas(pod, stored, &slots_for_creates));
+        errors.extend(removal_errors);
+        self.wake_ingress();
+
+        // Running containers: out of the ingress first (the reload is live
+        // before we go on), then drained and stopped in the background. The
+        // pod's next reconcile does not count draining containers (they serve
+        // nobody), so the next step of a rollout starts while they drain.
+        if !drains.is_empty() {
+            lock(&self.draining).extend(drains.iter().map(|(id, _)| id.clone()));
+            if let Err(e) = self.sync_ingress().await {
+                tracing::warn!(error = %e, "ingress sync before draining failed; stopping anyway");
+            }
+            let grace = stored
+                .and_then(|p| p.spec.stop_grace_period)
+                .unwrap_or(self.settings.stop_grace);
+            let ids: Vec<String> = drains.iter().map(|(id, _)| id.clone()).collect();
+            let ctx = Arc::clone(self);
+            let pod_name = pod.to_string();
+            self.tasks
+                .spawn(async move { ctx.drain_and_stop(&pod_name, ids, grace).await });
+        }
+        let mut reasons: HashMap<&'static str, usize> = HashMap::new();
+        for (_, reason) in drains.iter().chain(quick_removes.iter()) {
+            if *reason != RemoveReason::Exited {
+                *reasons.entry(reason.as_str()).or_default() += 1;
+            }
+        }
+        for (reason, n) in reasons {
+            self.event(pod, "Normal", "Removed", &format!("removed {n} container(s): {reason}"))
+                .await;
+        }
+
+        if let Some(e) = errors.into_iter().next() {
+            return Err(e);
+        }
+        Ok(match delay_creates {
+            Some(d) => Next::Requeue(d),
+            None => Next::Requeue(Duration::ZERO),
+        })
+    }
+
+    /// Creates and starts one replica of the pod's current revision for each
+    /// of `slots`, all at once (bounded by the engine semaphore). Returns the errors.
+    pub(super) async fn create_replicas(
+        self: &Arc<Self>,
+        pod: &str,
+        stored: Option<&StoredPod>,
+        slots: &[String],
+    ) -> Vec<Error> {
+        let mut errors = Vec::new();
+        let Some(stored) = stored.filter(|_| !slots.is_empty()) else {
+            return errors;
+        };
+        match self.runtime.ensure_image(&stored.spec.image).await {
+            Ok(()) => {
+                let template = self.template(stored);
+                let results = join_all(slots.iter().map(|slot| {
+                    let mut t = template.clone();
+                    t.labels.insert(LABEL_SLOT.to_string(), slot.clone());
+                    t.name = format!("dub-{}-{}-{}", self.settings.instance, pod, random_suffix());
+                    async move { self.with_slot(self.runtime.create_and_start(&t)).await.map(|_| t.name) }
+                }))
+                .await;
+                let mut made = Vec::new();
+                for r in results {
+                    match r {
+                        Ok(name) => made.push(name),
+                        Err(e) => errors.push(e),
+                    }
+                }
+                if !made.is_empty() {
+                    self.event(
+                        pod,
+                        "Normal",
+                        "Created",
+                        &format!(
+                            "created {} replica(s) of revision {}",
+                            made.len(),
+                            template.labels.get(LABEL_REVISION).map(String::as_str).unwrap_or("")
+                        ),
+                    )
+                    .await;
+                }
+            }
+            Err(e) => {
+                {
+                    let mut status = lock(&self.status);
+                    let s = status.entry(pod.to_string()).or_default();
+                    s.reason = Some("ImageUnavailable".into());
+                }
+                self.event(pod, "Warning", "ImageUnavailable", &e.to_string()).await;
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
+    /// What a replica of the pod's current revision runs, with its labels.
+    pub(super) fn template(&self, stored: &StoredPod) -> ContainerSpec {
+        let spec = &stored.spec;
+        let labels = HashMap::from([
+            (LABEL_INSTANCE.to_string(), self.settings.instance.clone()),
+            (LABEL_POD.to_string(), spec.name.clone()),
+            (LABEL_REVISION.to_string(), spec.revision_hash()),
+            (LABEL_ROLE.to_string(), "replica".to_string()),
+            (LABEL_PORT.to_string(), spec.port.to_string()),
+        ]);
+        ContainerSpec {
+            name: String::new(),
+            image: spec.image.clone(),
+            port: spec.port,
+            env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            command: spec.command.clone(),
+            args: spec.args.clone(),
+            memory: spec.memory_bytes(),
+            cpus: spec.resources.as_ref().and_then(|r| r.cpus),
+            labels,
+            network: self.settings.network.clone(),
+            limits: spec.container_limits(),
+            // Replicas publish no host port: the ingress reaches them on the network.
+            publish: None,
+        }
+    }
+}

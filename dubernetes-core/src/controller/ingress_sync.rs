@@ -1,0 +1,122 @@
+//! Keeping the ingress in step with the replicas: routes from the store and
+//! the engine, one sync at a time, bursts coalesced behind a cool-down.
+
+use super::prelude::*;
+
+impl Context {
+    /// Computes the routes from the store and the engine and makes the ingress
+    /// serve them. Serialized: routes are computed and applied under one lock,
+    /// so an older computation can never be applied after a newer one (which
+    /// could route to a replica that is being drained).
+    pub(crate) async fn sync_ingress(self: &Arc<Self>) -> Result<()> {
+        let _one_at_a_time = self.ingress_sync.lock().await;
+        let pods = self.store.list().await?;
+        let containers = self.list_instance().await?;
+        let routes = self.routes(&pods, &containers);
+        let ingress: Vec<&Observed> = containers.iter().filter(|c| c.role == "ingress").collect();
+        let started = Instant::now();
+        let result = self.ingress.sync(&routes, &ingress).await;
+        tracing::debug!(took = ?started.elapsed(), changed = ?result.as_ref().ok(), "ingress sync");
+        *lock(&self.ingress_error) = result.as_ref().err().map(ToString::to_string);
+        // Routes nginx rejected are reported against their pods (status and an event).
+        for (pod, change) in self.ingress.take_rejection_changes() {
+            match change {
+                crate::ingress::RejectionChange::Rejected(message) => {
+                    let message =
+                        format!("nginx rejected this pod's route; the other pods' routes were applied: {message}");
+                    self.event(&pod, "Warning", "IngressRejected", &message).await;
+                }
+                crate::ingress::RejectionChange::Cleared => self.notify(Change::Pod { name: pod }),
+            }
+        }
+        if result? {
+            self.notify(Change::Ingress);
+            // Pods whose routed replicas changed may now make progress (a rollout step).
+            let changed: Vec<String> = {
+                let mut last = lock(&self.last_routes);
+                let now: HashMap<String, Vec<String>> = routes.iter().map(|r| (r.pod.clone(), r.ids.clone())).collect();
+                let changed = now
+                    .iter()
+                    .filter(|(pod, ids)| last.get(*pod) != Some(*ids))
+                    .map(|(pod, _)| pod.clone())
+                    .collect();
+                *last = now;
+                changed
+            };
+            for pod in changed {
+                self.wake(&pod);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn routes(&self, pods: &[StoredPod], containers: &[Observed]) -> Vec<Route> {
+        pods.iter()
+            .filter_map(|p| {
+                let host = p.spec.host()?;
+                let servers = containers
+                    .iter()
+                    .filter(|c| c.role == "replica" && c.pod.as_deref() == Some(p.spec.name.as_str()))
+                    .filter(|c| self.is_serving(c, &p.spec))
+                    .filter_map(|c| {
+                        let ip: IpAddr = c.ip.as_deref()?.parse().ok()?;
+                        let port: u16 = c.labels.get(LABEL_PORT)?.parse().ok()?;
+                        Some(((ip, port), c.id.clone()))
+                    })
+                    .collect();
+                Some(Route::with_ids(&p.spec.name, host, servers))
+            })
+            .collect()
+    }
+
+    /// Applies route changes, coalescing bursts: wakes that arrive while a
+    /// sync runs collapse into one more sync. A change and the one that
+    /// follows it (a replica dies, its replacement starts) are applied at
+    /// once; from the third sync in a row on, each first waits a cool-down
+    /// (half the last sync's duration, at most [`MAX_INGRESS_COOLDOWN`]) so
+    /// that more changes of a burst share its reload, and reloads never take
+    /// more than about two thirds of the time.
+    pub(super) async fn ingress_loop(self: Arc<Self>) {
+        let mut streak = 0u32;
+        let mut last_end: Option<Instant> = None;
+        let mut cooldown = Duration::ZERO;
+        // The previous sync started right after the one before it.
+        let mut chained = false;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.ingress_wake.notified() => {}
+            }
+            let back_to_back = last_end.is_some_and(|end| end.elapsed() < Duration::from_millis(20));
+            if back_to_back && chained {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(cooldown) => {}
+                }
+            }
+            chained = back_to_back;
+            let started = Instant::now();
+            let result = self.sync_ingress().await;
+            cooldown = (started.elapsed() / 2).min(MAX_INGRESS_COOLDOWN);
+            last_end = Some(Instant::now());
+            match result {
+                Ok(()) => streak = 0,
+                Err(e) => {
+                    streak = streak.saturating_add(1);
+                    tracing::warn!(error = %e, "ingress sync failed");
+                    let ctx = Arc::clone(&self);
+                    let delay = error_backoff(streak);
+                    self.tasks.spawn(async move {
+                        tokio::select! {
+                            _ = ctx.shutdown.cancelled() => {}
+                            _ = tokio::time::sleep(delay) => ctx.wake_ingress(),
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Longest pause between two ingress syncs of a burst.
+const MAX_INGRESS_COOLDOWN: Duration = Duration::from_millis(500);

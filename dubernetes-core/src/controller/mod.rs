@@ -1,0 +1,298 @@
+//! The controller: observe (list containers by label) → plan (pure) → act,
+//! per pod, level-triggered and edge-woken. One idea per file:
+//!
+//! - [`queue`]: keyed work queue (coalesced wakes, deduplicated delayed requeues);
+//! - [`reconcile`]: one pod's observe → plan → act, returning when to look
+//!   again, and the error policy;
+//! - [`observe`]: the observed-state cache and readiness of replicas;
+//! - [`act`]: executing a plan's actions; [`drain`]: taking running replicas
+//!   out gracefully; [`exits`]: booking exits (crash-loop back-off);
+//! - [`progress`]: rollout bookkeeping around the pure [`crate::rollout`];
+//! - [`ingress_sync`]: routes and the coalescing ingress task;
+//! - [`events`]: decoding the engine's event stream; [`resync`]: the periodic safety net.
+//!
+//! The decisions themselves are pure and live beside the planner:
+//! [`crate::plan`], [`crate::rollout`], [`crate::crashloop`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, broadcast};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::crashloop::{ExitCause, LABEL_SLOT, Slots};
+use crate::error::{Error, Result};
+use crate::health::Health;
+use crate::ingress::Ingress;
+use crate::rollout::Progress;
+use crate::runtime::{Observed, Runtime};
+use crate::spec::PodSpec;
+use crate::store::Store;
+
+mod act;
+mod drain;
+mod events;
+mod exits;
+mod ingress_sync;
+mod observe;
+mod progress;
+mod queue;
+mod reconcile;
+mod resync;
+#[cfg(test)]
+mod tests;
+
+/// What the controller's files share.
+mod prelude {
+    pub(super) use std::collections::HashMap;
+    pub(super) use std::net::IpAddr;
+    pub(super) use std::sync::Arc;
+    pub(super) use std::time::Duration;
+
+    pub(super) use futures::StreamExt;
+    pub(super) use futures::future::join_all;
+    pub(super) use tokio::time::Instant;
+
+    pub(super) use super::{BackoffSettings, Change, Context, Next, error_backoff, lock, random_suffix, slot_of};
+    pub(super) use crate::crashloop::{ExitCause, LABEL_SLOT};
+    pub(super) use crate::error::{Error, Result};
+    pub(super) use crate::ingress::Route;
+    pub(super) use crate::plan::{Action, Desired, RemoveReason, plan};
+    pub(super) use crate::runtime::{
+        ContainerSpec, LABEL_INSTANCE, LABEL_POD, LABEL_PORT, LABEL_REVISION, LABEL_ROLE, Observed,
+    };
+    pub(super) use crate::spec::PodSpec;
+    pub(super) use crate::store::StoredPod;
+}
+
+use observe::ObservedCache;
+
+/// A change the controller made or saw, for watchers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Change {
+    /// A pod's desired or observed state changed.
+    Pod {
+        /// The pod's name.
+        name: String,
+    },
+    /// The ingress applied a new config.
+    Ingress,
+}
+
+/// Crash-loop backoff settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackoffSettings {
+    /// Delay before the second restart in a row; doubles after that.
+    pub initial: Duration,
+    /// Longest delay.
+    pub max: Duration,
+    /// A replica that ran this long before it exited is replaced at once and
+    /// resets the back-off; quicker exits in a row back off.
+    pub reset_after: Duration,
+}
+
+impl Default for BackoffSettings {
+    fn default() -> Self {
+        BackoffSettings {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            reset_after: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PodRuntimeStatus {
+    pub observed_generation: i64,
+    pub restarts: u32,
+    pub last_exit_code: Option<i64>,
+    /// The latest end of a replica slot's back-off (see [`crate::crashloop`]).
+    pub next_allowed: Option<Instant>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub error_streak: u32,
+}
+
+/// Settings of the controller.
+#[derive(Debug, Clone)]
+pub(crate) struct ControllerSettings {
+    pub instance: String,
+    pub network: String,
+    pub resync: Duration,
+    pub stop_grace: Duration,
+    pub engine_concurrency: usize,
+    pub backoff: BackoffSettings,
+    /// Pause between taking a replica out of the ingress and stopping it.
+    pub drain: Duration,
+}
+
+pub(crate) struct Context {
+    pub settings: ControllerSettings,
+    pub store: Arc<dyn Store>,
+    pub runtime: Runtime,
+    pub ingress: Ingress,
+    pub changes: broadcast::Sender<Change>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    draining: StdMutex<HashSet<String>>,
+    status: StdMutex<HashMap<String, PodRuntimeStatus>>,
+    queue: queue::WorkQueue,
+    engine_slots: Semaphore,
+    ingress_wake: Notify,
+    ingress_error: StdMutex<Option<String>>,
+    health: Health,
+    ingress_sync: tokio::sync::Mutex<()>,
+    rollouts: StdMutex<HashMap<String, Progress>>,
+    /// Crash-loop back-off per replica slot, by pod.
+    slots: StdMutex<HashMap<String, Slots>>,
+    /// Why replicas stopped, from the engine's `kill` and `oom` events, by
+    /// container id; read when the exited replica is removed.
+    exit_notes: StdMutex<HashMap<String, (ExitCause, Instant)>>,
+    last_routes: StdMutex<HashMap<String, Vec<String>>>,
+    observed: StdMutex<ObservedCache>,
+    list_seq: AtomicU64,
+}
+
+fn lock<T>(m: &StdMutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+enum Next {
+    Done,
+    Requeue(Duration),
+    Gone,
+}
+
+impl Context {
+    pub(crate) fn new(
+        settings: ControllerSettings,
+        store: Arc<dyn Store>,
+        runtime: Runtime,
+        ingress: Ingress,
+    ) -> Arc<Context> {
+        let (changes, _) = broadcast::channel(1024);
+        let health = Health::new(runtime.network());
+        Arc::new(Context {
+            engine_slots: Semaphore::new(settings.engine_concurrency.max(1)),
+            settings,
+            store,
+            runtime,
+            ingress,
+            changes,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            draining: StdMutex::new(HashSet::new()),
+            status: StdMutex::new(HashMap::new()),
+            queue: queue::WorkQueue::default(),
+            ingress_wake: Notify::new(),
+            ingress_error: StdMutex::new(None),
+            health,
+            ingress_sync: tokio::sync::Mutex::new(()),
+            rollouts: StdMutex::new(HashMap::new()),
+            slots: StdMutex::new(HashMap::new()),
+            exit_notes: StdMutex::new(HashMap::new()),
+            last_routes: StdMutex::new(HashMap::new()),
+            observed: StdMutex::new(ObservedCache::default()),
+            list_seq: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn is_draining(&self, id: &str) -> bool {
+        lock(&self.draining).contains(id)
+    }
+
+    pub(crate) fn ingress_error(&self) -> Option<String> {
+        lock(&self.ingress_error).clone()
+    }
+
+    pub(crate) fn notify(&self, change: Change) {
+        // No receiver is fine.
+        let _ = self.changes.send(change);
+    }
+
+    /// Wakes a pod's reconcile; wakes while one runs coalesce into one more.
+    pub(crate) fn wake(self: &Arc<Self>, pod: &str) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        if let Some(rx) = self.queue.wake(pod) {
+            let ctx = Arc::clone(self);
+            let pod = pod.to_string();
+            self.tasks.spawn(async move { ctx.worker(pod, rx).await });
+        }
+    }
+
+    pub(crate) fn wake_ingress(&self) {
+        self.ingress_wake.notify_one();
+    }
+
+    /// The server's back-off settings with the pod's overrides.
+    fn backoff_for(&self, spec: Option<&PodSpec>) -> BackoffSettings {
+        let mut b = self.settings.backoff;
+        if let Some(r) = spec.and_then(|s| s.restart.as_ref()) {
+            b.initial = r.initial_delay.unwrap_or(b.initial);
+            b.max = r.max_delay.unwrap_or(b.max);
+            b.reset_after = r.reset_after.unwrap_or(b.reset_after);
+        }
+        b
+    }
+
+    async fn with_slot<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let _permit = self.engine_slots.acquire().await.map_err(|_| Error::ShuttingDown)?;
+        call.await
+    }
+
+    async fn event(&self, pod: &str, kind: &str, reason: &str, message: &str) {
+        tracing::info!(pod, kind, reason, message);
+        if let Err(e) = self.store.record_event(pod, kind, reason, message).await {
+            tracing::warn!(error = %e, "recording an event failed");
+        }
+        // Watchers learn of the new event through the change feed.
+        self.notify(Change::Pod { name: pod.to_string() });
+    }
+
+    /// Runs the controller's long-lived tasks: ingress, events, resync, and
+    /// the timer of delayed requeues.
+    pub(crate) fn start(self: &Arc<Self>) {
+        let ctx = Arc::clone(self);
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return,
+                    pod = ctx.queue.next_due() => ctx.wake(&pod),
+                }
+            }
+        });
+        let ctx = Arc::clone(self);
+        self.tasks.spawn(async move { ctx.ingress_loop().await });
+        let ctx = Arc::clone(self);
+        self.tasks.spawn(async move { ctx.event_loop().await });
+        let ctx = Arc::clone(self);
+        self.tasks.spawn(async move { ctx.resync_loop().await });
+    }
+}
+
+/// The replica slot a container fills: its label, or (for replicas made
+/// before slots existed) its own id.
+fn slot_of(c: &Observed) -> &str {
+    c.labels.get(LABEL_SLOT).map(String::as_str).unwrap_or(c.id.as_str())
+}
+
+/// The error policy's delay: 0.5 s after one failure, doubling, at most 30 s.
+fn error_backoff(streak: u32) -> Duration {
+    let exp = streak.saturating_sub(1).min(6);
+    Duration::from_millis(500u64 << exp).min(Duration::from_secs(30))
+}
+
+fn random_suffix() -> String {
+    (0..6)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36usize)]))
+        .collect()
+}

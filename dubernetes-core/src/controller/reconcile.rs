@@ -1,0 +1,206 @@
+//! One pod's reconcile: observe → plan → act, returning when to look again,
+//! and the error policy that decides when to retry a failed one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Change, Context, Next, error_backoff, lock, slot_of};
+use crate::error::{Error, Result};
+use crate::plan::{Action, Desired, plan, plan_gated};
+use crate::rollout::{RolloutObservation, gate};
+use crate::runtime::{ContainerState, Observed};
+use crate::spec::PodSpec;
+use crate::status;
+
+impl Context {
+    /// The worker of one pod: one reconcile per wake (wakes coalesce), then
+    /// what the reconcile (or the error policy) says: look again now, at a
+    /// time (on the queue's timer), or never; a deleted pod's worker ends.
+    pub(super) async fn worker(self: Arc<Self>, pod: String, mut rx: mpsc::Receiver<()>) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                msg = rx.recv() => if msg.is_none() { return },
+            }
+            let next = match self.reconcile(&pod).await {
+                Ok(next) => {
+                    if let Some(s) = lock(&self.status).get_mut(&pod) {
+                        s.error_streak = 0;
+                    }
+                    next
+                }
+                Err(e) => self.error_policy(&pod, &e),
+            };
+            match next {
+                Next::Done => self.queue.schedule(&pod, None),
+                Next::Requeue(delay) if delay.is_zero() => {
+                    self.queue.schedule(&pod, None);
+                    self.wake(&pod);
+                }
+                Next::Requeue(delay) => self.queue.schedule(&pod, Some(Instant::now() + delay)),
+                Next::Gone => {
+                    if self.queue.retire(&pod, &rx) {
+                        lock(&self.status).remove(&pod);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A failed reconcile is retried after a back-off that grows with the
+    /// failures in a row ([`error_backoff`]); the pod's status says why.
+    pub(super) fn error_policy(&self, pod: &str, e: &Error) -> Next {
+        tracing::warn!(pod, error = %e, "reconcile failed");
+        let streak = {
+            let mut status = lock(&self.status);
+            let s = status.entry(pod.to_string()).or_default();
+            s.error_streak = s.error_streak.saturating_add(1);
+            s.message = Some(e.to_string());
+            s.error_streak
+        };
+        self.notify(Change::Pod { name: pod.to_string() });
+        Next::Requeue(error_backoff(streak))
+    }
+
+    /// Makes one pod's containers match its spec, from whatever state they are in.
+    pub(super) async fn reconcile(self: &Arc<Self>, pod: &str) -> Result<Next> {
+        tracing::debug!(pod, "reconcile");
+        let stored = self.store.get(pod).await?;
+        let mut observed = self.list_pod(pod).await?;
+        // The observed cache may have changed (e.g. a drained replica is gone):
+        // the change feed re-reads the pod and publishes only if its view differs.
+        self.notify(Change::Pod { name: pod.to_string() });
+        // Replicas being drained are out of the ingress and about to stop: a
+        // background task owns them (see `drain_and_stop`). The pod has not
+        // landed until they are gone: that task wakes the pod when they are.
+        let draining = observed.iter().any(|c| self.is_draining(&c.id));
+        observed.retain(|c| !self.is_draining(&c.id));
+        let Some(stored) = stored else {
+            self.health.forget_pod(pod);
+            lock(&self.rollouts).remove(pod);
+            lock(&self.slots).remove(pod);
+            let actions = plan(None, &observed);
+            if actions.is_empty() {
+                return Ok(Next::Gone);
+            }
+            self.execute(pod, None, &observed, actions).await?;
+            self.notify(Change::Pod { name: pod.to_string() });
+            return Ok(Next::Requeue(Duration::ZERO));
+        };
+        let spec = &stored.spec;
+        self.sync_probes(pod, spec, &observed);
+        let routed = self.ingress.routed();
+        for c in &mut observed {
+            c.ready = self.is_serving(c, spec) && (spec.host().is_none() || routed.contains(&c.id));
+        }
+        let strategy = spec.update_strategy();
+        let revision = spec.revision_hash();
+        let now = Instant::now();
+        {
+            // Every container still there keeps its slot, exited ones too:
+            // their exit is booked when they are removed.
+            let live: Vec<&str> = observed.iter().map(slot_of).collect();
+            let backoff = self.backoff_for(Some(spec));
+            if let Some(slots) = lock(&self.slots).get_mut(pod) {
+                slots.retain_live(&live, now, backoff);
+            }
+        }
+        let is_new = |c: &Observed| c.revision.as_deref() == Some(revision.as_str());
+        // What the rollout has achieved, by the checks alone...
+        let checked_new = observed.iter().filter(|c| c.ready && is_new(c)).count();
+        let running_new = observed
+            .iter()
+            .filter(|c| is_new(c) && c.state == ContainerState::Running)
+            .count();
+        // ...and what the planner may trust: while other revisions still run,
+        // a new replica counts only once it has been ready for `min_ready`.
+        let (untrusted_old, trust_at) = gate(
+            &mut observed,
+            &revision,
+            |id| self.health.state(id).and_then(|h| h.ready_since),
+            strategy.min_ready,
+            now,
+        );
+        let desired = Desired {
+            replicas: spec.replicas,
+            revision: revision.clone(),
+            max_surge: strategy.max_surge,
+            max_unavailable: strategy.max_unavailable,
+        };
+        let actions = plan_gated(Some(&desired), &observed, &untrusted_old);
+        // Nothing left to do, and every replica current, ready and alone.
+        let converged = converged(&actions, spec, &observed);
+        let progress = RolloutObservation {
+            ready_new: checked_new,
+            running_new,
+            converged,
+        };
+        let recheck = match self.track_rollout(&stored, &observed, progress).await? {
+            Ok(recheck) => recheck,
+            Err(next) => return Ok(next),
+        };
+        if actions.is_empty() && draining {
+            return Ok(Next::Done);
+        }
+        // A container the engine is still removing (ours raced another
+        // removal, or a removal answered 409) is not gone yet: the pod lands
+        // when it is. Its `destroy` event wakes the pod; the requeue is a
+        // safety net.
+        if actions.is_empty() && observed.iter().any(|c| c.state == ContainerState::Removing) {
+            return Ok(Next::Requeue(Duration::from_secs(1)));
+        }
+        if actions.is_empty() {
+            let changed = {
+                let mut status = lock(&self.status);
+                let s = status.entry(pod.to_string()).or_default();
+                let changed = s.observed_generation != stored.generation || s.message.is_some();
+                s.observed_generation = stored.generation;
+                if s.next_allowed.is_none_or(|t| t <= Instant::now()) {
+                    s.reason = None;
+                    s.message = None;
+                }
+                changed
+            };
+            if changed {
+                self.notify(Change::Pod { name: pod.to_string() });
+            }
+            // A rollout in progress is re-checked at its deadline, and when a
+            // new replica's stabilization window ends, even without events.
+            let at = match (recheck, trust_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            return Ok(match at {
+                Some(at) => Next::Requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(20)),
+                None => Next::Done,
+            });
+        }
+        let next = self.execute(pod, Some(&stored), &observed, actions).await?;
+        self.notify(Change::Pod { name: pod.to_string() });
+        Ok(next)
+    }
+}
+
+/// Whether a pod has landed, as the controller sees it: nothing left to do,
+/// and its replica counts [`converged`](crate::ReplicaCounts::converged)
+/// (every desired replica current and ready, none of another revision alive).
+/// "Converged" itself is defined once, in `dubernetes-api`; the status view
+/// asks the same question through [`crate::status::counts`].
+pub(crate) fn converged(actions: &[Action], spec: &PodSpec, observed: &[Observed]) -> bool {
+    actions.is_empty() && status::counts(spec, observed, |c| c.ready, |_| false).converged()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn error_backoff_is_bounded() {
+        assert_eq!(error_backoff(1), Duration::from_millis(500));
+        assert_eq!(error_backoff(100), Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,359 @@
+//! The controller against the fake engine (`crate::engine::fake`), on
+//! tokio's paused clock: rollouts, surge and availability, fast failure and
+//! rollback, the progress deadline, crash-loop back-off, adoption by a new
+//! server, drain before stop, and a dying ingress. No Docker; virtual time,
+//! so back-offs of seconds and deadlines of minutes take milliseconds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::fake::{App, FakeEngine};
+use crate::spec::UpdateStrategy;
+use crate::{Dubernetes, IngressSettings, PodSpec};
+
+const NGINX: &str = "fake/nginx";
+const V1: &str = "fake/web:v1";
+const V2: &str = "fake/web:v2";
+/// Generous in virtual time: nothing here takes this long unless it is broken.
+const WAIT: Duration = Duration::from_secs(300);
+
+fn engine() -> FakeEngine {
+    let fake = FakeEngine::new();
+    fake.image(NGINX, App::nginx())
+        .image(V1, App::serving())
+        .image(V2, App::serving());
+    fake
+}
+
+/// Paces tokio's auto-advancing clock. The store's SQLite runs on a thread
+/// of its own, so while a query runs the runtime looks idle and a paused
+/// clock would jump straight to the next timer (the pool's acquire timeout,
+/// a back-off): with a [`PACE`] timer always pending, it moves that much at a
+/// time instead, a few ms of virtual time per query.
+const PACE: Duration = Duration::from_millis(1);
+
+fn pace_the_clock() {
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(PACE).await;
+        }
+    });
+}
+
+async fn start(fake: &FakeEngine, dir: Option<&std::path::Path>) -> Dubernetes {
+    pace_the_clock();
+    let builder = Dubernetes::builder()
+        .instance("fake")
+        .ingress(IngressSettings::new(NGINX, "127.0.0.1:0".parse().expect("address")))
+        .drain_period(Duration::from_millis(200))
+        .engine(Arc::new(fake.clone()));
+    let builder = match dir {
+        Some(dir) => builder.data_dir(dir),
+        None => builder.in_memory(),
+    };
+    builder
+        .build()
+        .await
+        .expect("the orchestrator starts on the fake engine")
+}
+
+fn web(image: &str, replicas: u32, update: UpdateStrategy) -> PodSpec {
+    let mut spec = PodSpec::new("web", image)
+        .with_replicas(replicas)
+        .with_host("web.local");
+    spec.update = Some(update);
+    spec
+}
+
+fn strategy(max_surge: u32, max_unavailable: u32) -> UpdateStrategy {
+    // Non-exhaustive (it lives in `dubernetes-api`): set the fields of a default.
+    let mut update = UpdateStrategy::default();
+    update.max_surge = max_surge;
+    update.max_unavailable = max_unavailable;
+    update.min_ready = Duration::from_secs(1);
+    update
+}
+
+/// Waits until the pod is ready and the controller has booked its rollout
+/// complete (`wait_ready` can return a moment before that: an apply in
+/// between would find no good revision to roll back to).
+async fn landed(d: &Dubernetes) -> crate::Pod {
+    let pod = d.wait_ready("web", WAIT).await.expect("the pod lands");
+    let number = pod.status.revision_number;
+    until("the rollout is booked complete", async || {
+        let events = d.events(Some("web"), 500).await.expect("events");
+        events
+            .iter()
+            .any(|e| e.reason == "RolloutComplete" && e.message.starts_with(&format!("revision {number} ")))
+    })
+    .await;
+    pod
+}
+
+/// Waits (in virtual time) until `done` holds, polling every 10 ms.
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn has_event(d: &Dubernetes, reason: &str) -> bool {
+    let events = d.events(Some("web"), 500).await.expect("events");
+    if std::env::var("FAKE_DEBUG").is_ok() {
+        for e in &events {
+            eprintln!("{} {} {}", e.reason, e.kind, e.message);
+        }
+    }
+    events.iter().any(|e| e.reason == reason)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollout_surges_by_one_and_never_drops_below_replicas() {
+    let fake = engine();
+    let d = start(&fake, None).await;
+    d.apply(web(V1, 3, strategy(1, 0))).await.expect("apply v1");
+    landed(&d).await;
+    assert_eq!(fake.running_revisions("web").len(), 3);
+    assert_eq!(fake.routed_now("web"), 3, "all three routed once ready");
+
+    fake.clear_history();
+    let v2 = web(V2, 3, strategy(1, 0));
+    let revision = v2.revision_hash();
+    d.apply(v2).await.expect("apply v2");
+    let pod = d.wait_ready("web", WAIT).await.expect("v2 lands");
+    assert_eq!(pod.status.revision, revision);
+    assert_eq!(fake.running_revisions("web"), vec![revision.clone(); 3]);
+    assert_eq!(
+        fake.min_routable("web"),
+        Some(3),
+        "max_unavailable 0: never fewer than 3 routed"
+    );
+    assert_eq!(
+        fake.max_routable("web"),
+        Some(4),
+        "max_surge 1: at most 4 routed at once"
+    );
+    assert_eq!(
+        fake.stopped_while_routed(),
+        0,
+        "every old replica left the ingress before its stop"
+    );
+    assert!(has_event(&d, "RolloutComplete").await);
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_unavailable_lets_a_rollout_go_below_replicas_but_no_further() {
+    let fake = engine();
+    let d = start(&fake, None).await;
+    d.apply(web(V1, 4, strategy(0, 2))).await.expect("apply v1");
+    landed(&d).await;
+    fake.clear_history();
+    d.apply(web(V2, 4, strategy(0, 2))).await.expect("apply v2");
+    d.wait_ready("web", WAIT).await.expect("v2 lands");
+    assert_eq!(
+        fake.max_routable("web"),
+        Some(4),
+        "max_surge 0: never more than 4 routed"
+    );
+    let min = fake.min_routable("web").expect("history");
+    assert!(min >= 2, "max_unavailable 2: at least 2 of 4 routed, saw {min}");
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crashing_revision_fails_fast_and_rolls_back_while_the_old_one_serves() {
+    let fake = engine();
+    fake.image("fake/web:broken", App::crashing(Duration::from_millis(300), 3));
+    let d = start(&fake, None).await;
+    let v1 = web(V1, 2, strategy(1, 0));
+    let good = v1.revision_hash();
+    d.apply(v1).await.expect("apply v1");
+    landed(&d).await;
+    fake.clear_history();
+    let began = tokio::time::Instant::now();
+    d.apply(web("fake/web:broken", 2, strategy(1, 0)))
+        .await
+        .expect("apply broken");
+    until("rolled back", async || has_event(&d, "RolledBack").await).await;
+    assert!(
+        began.elapsed() < UpdateStrategy::default().progress_deadline,
+        "max_failures fails the rollout before the progress deadline ({:?})",
+        began.elapsed()
+    );
+    let pod = d.wait_ready("web", WAIT).await.expect("the rolled-back revision lands");
+    assert_eq!(pod.status.revision, good);
+    assert_eq!(fake.min_routable("web"), Some(2), "the old replicas served throughout");
+    let events = d.events(Some("web"), 500).await.expect("events");
+    let rolled = events.iter().find(|e| e.reason == "RolledBack").expect("event");
+    assert!(rolled.message.contains("exited 3 times"), "{}", rolled.message);
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revision_that_never_becomes_ready_fails_at_its_progress_deadline() {
+    let fake = engine();
+    fake.image("fake/web:hangs", App::hanging());
+    let d = start(&fake, None).await;
+    d.apply(web(V1, 2, strategy(1, 0))).await.expect("apply v1");
+    landed(&d).await;
+    let mut hangs = web("fake/web:hangs", 2, strategy(1, 0));
+    let deadline = Duration::from_secs(20);
+    if let Some(u) = hangs.update.as_mut() {
+        u.progress_deadline = deadline;
+    }
+    let began = tokio::time::Instant::now();
+    d.apply(hangs).await.expect("apply hanging");
+    until("rolled back", async || has_event(&d, "RolledBack").await).await;
+    let took = began.elapsed();
+    assert!(took >= deadline, "not before the deadline: {took:?}");
+    // (The paced clock lets a few seconds of virtual time pass while SQLite works.)
+    assert!(took < deadline * 2, "soon after it: {took:?}");
+    let events = d.events(Some("web"), 500).await.expect("events");
+    let rolled = events.iter().find(|e| e.reason == "RolledBack").expect("event");
+    assert!(rolled.message.contains("made no progress"), "{}", rolled.message);
+    d.wait_ready("web", WAIT).await.expect("back on v1");
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_loop_backs_off_exponentially() {
+    let fake = engine();
+    fake.image("fake/web:crash", App::crashing(Duration::from_millis(100), 1));
+    let d = start(&fake, None).await;
+    d.apply(web("fake/web:crash", 1, strategy(1, 0))).await.expect("apply");
+    until("four exits", async || {
+        let events = d.events(Some("web"), 500).await.expect("events");
+        events.iter().filter(|e| e.reason == "Exited").count() >= 5
+    })
+    .await;
+    let events = d.events(Some("web"), 500).await.expect("events");
+    let delays: Vec<String> = events
+        .iter()
+        .filter(|e| e.reason == "Exited")
+        .filter_map(|e| e.message.split("back-off ").nth(1).map(str::to_string))
+        .collect();
+    assert!(
+        delays.starts_with(&["1s".into(), "2s".into(), "4s".into(), "8s".into()]),
+        "back-off doubles from 1 s: {delays:?} ({events:?})"
+    );
+    let pod = d.get("web").await.expect("get");
+    assert_eq!(pod.status.reason.as_deref(), Some("CrashLoopBackOff"));
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_server_adopts_what_runs_and_creates_nothing() {
+    let fake = engine();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = start(&fake, Some(dir.path())).await;
+    d.apply(web(V1, 3, strategy(1, 0))).await.expect("apply");
+    d.wait_ready("web", WAIT).await.expect("lands");
+    let ids = fake.ids("replica", Some("web"), true);
+    let creates = fake.calls("create");
+    d.shutdown().await;
+    drop(d);
+
+    let again = start(&fake, Some(dir.path())).await;
+    let pod = again.wait_ready("web", WAIT).await.expect("adopted");
+    assert_eq!(pod.status.ready_replicas, 3);
+    let mut now = fake.ids("replica", Some("web"), true);
+    now.sort();
+    let mut before = ids;
+    before.sort();
+    assert_eq!(now, before, "the same replicas run");
+    assert_eq!(
+        fake.calls("create"),
+        creates,
+        "no container was created (the ingress adopted too)"
+    );
+    again.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn scaling_down_drains_before_it_stops() {
+    let fake = engine();
+    let d = start(&fake, None).await;
+    d.apply(web(V1, 3, strategy(1, 0))).await.expect("apply");
+    d.wait_ready("web", WAIT).await.expect("lands");
+    let stops = fake.calls("stop");
+    d.apply(web(V1, 1, strategy(1, 0))).await.expect("scale down");
+    d.wait_ready("web", WAIT).await.expect("scaled");
+    until("two stopped and removed", async || {
+        fake.ids("replica", Some("web"), false).len() == 1
+    })
+    .await;
+    assert_eq!(
+        fake.calls("stop") - stops,
+        2,
+        "each removed replica was stopped gracefully"
+    );
+    assert_eq!(fake.stopped_while_routed(), 0, "out of the ingress first, then stopped");
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dying_ingress_is_replaced_and_routes_again() {
+    let fake = engine();
+    let d = start(&fake, None).await;
+    d.apply(web(V1, 2, strategy(1, 0))).await.expect("apply");
+    d.wait_ready("web", WAIT).await.expect("lands");
+    let ingress = fake.ids("ingress", None, true);
+    assert_eq!(ingress.len(), 1);
+    fake.crash(&ingress[0], 1);
+    until("a new ingress runs", async || {
+        let now = fake.ids("ingress", None, true);
+        now.len() == 1 && now != ingress
+    })
+    .await;
+    fake.clear_history();
+    until("routes are served again", async || {
+        d.get("web").await.is_ok_and(|p| p.status.ready_replicas == 2)
+    })
+    .await;
+    assert_eq!(d.ingress_error(), None);
+    // A config nginx rejects is never made live: the running one stays.
+    fake.reject_configs(true);
+    let reloads = d.ingress_reloads();
+    d.apply(web(V1, 3, strategy(1, 0))).await.expect("scale up");
+    until("the rejection is reported", async || d.ingress_error().is_some()).await;
+    assert_eq!(d.ingress_reloads(), reloads, "nothing was reloaded");
+    fake.reject_configs(false);
+    d.wait_ready("web", WAIT).await.expect("lands once nginx accepts");
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_killed_from_outside_is_replaced_at_once_and_is_no_crash() {
+    let fake = engine();
+    let d = start(&fake, None).await;
+    d.apply(web(V1, 2, strategy(1, 0))).await.expect("apply");
+    landed(&d).await;
+    let victim = fake.ids("replica", Some("web"), true)[0].clone();
+    let began = tokio::time::Instant::now();
+    fake.kill(&victim);
+    until("replaced", async || {
+        let now = fake.ids("replica", Some("web"), true);
+        now.len() == 2 && !now.contains(&victim)
+    })
+    .await;
+    assert!(
+        began.elapsed() < Duration::from_secs(1),
+        "no back-off: {:?}",
+        began.elapsed()
+    );
+    let events = d.events(Some("web"), 500).await.expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason == "Killed" && e.message.contains("signal 9")),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.reason == "Exited"),
+        "a kill is not a crash: {events:?}"
+    );
+    d.shutdown().await;
+}

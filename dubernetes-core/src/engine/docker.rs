@@ -1,0 +1,500 @@
+//! [`Engine`] for the Docker engine, through bollard: the only file that
+//! names a bollard type. Every call has a deadline.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig, HostConfigLogConfig,
+    NetworkCreateRequest, NetworkingConfig, PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
+};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+
+use super::{
+    ContainerLimits, ContainerSpec, ContainerState, Engine, EngineEvent, HostNetwork, LogChunk, LogRequest, LogSource,
+    Network, Observed,
+};
+use crate::error::{Error, Result};
+use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Most bytes of a crashed replica's last log lines kept for its status and event.
+const LOG_TAIL_MAX_BYTES: usize = crate::engine::LOG_TAIL_BYTES;
+
+/// The Docker engine.
+#[derive(Debug, Clone)]
+pub(crate) struct DockerEngine {
+    docker: Docker,
+}
+
+fn wrap(context: &str, source: DockerError) -> Error {
+    Error::Docker {
+        context: context.to_string(),
+        source: Box::new(source),
+    }
+}
+
+/// Runs one call with a deadline; the status code of a refusal, if any, stays readable.
+async fn bounded<T>(
+    what: &str,
+    limit: Duration,
+    call: impl Future<Output = Result<T, DockerError>>,
+) -> Result<T, Refused> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(DockerError::DockerResponseServerError { status_code, message })) => Err(Refused::Status(
+            status_code,
+            wrap(what, DockerError::DockerResponseServerError { status_code, message }),
+        )),
+        Ok(Err(source)) => Err(Refused::Other(wrap(what, source))),
+        Err(_) => Err(Refused::Other(Error::DockerTimeout(what.to_string()))),
+    }
+}
+
+/// A failed call: refused with an HTTP status, or anything else.
+enum Refused {
+    Status(u16, Error),
+    Other(Error),
+}
+
+impl Refused {
+    fn status(&self) -> Option<u16> {
+        match self {
+            Refused::Status(code, _) => Some(*code),
+            Refused::Other(_) => None,
+        }
+    }
+}
+
+impl From<Refused> for Error {
+    fn from(r: Refused) -> Error {
+        match r {
+            Refused::Status(_, e) | Refused::Other(e) => e,
+        }
+    }
+}
+
+/// Succeeds when the call did, or was refused with one of `fine`.
+fn ok_unless<T: Default>(result: Result<T, Refused>, fine: &[u16]) -> Result<T> {
+    match result {
+        Ok(v) => Ok(v),
+        Err(r) if r.status().is_some_and(|s| fine.contains(&s)) => Ok(T::default()),
+        Err(r) => Err(r.into()),
+    }
+}
+
+fn container_state(state: Option<ContainerSummaryStateEnum>) -> ContainerState {
+    match state {
+        Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
+        Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
+        Some(ContainerSummaryStateEnum::PAUSED) => ContainerState::Paused,
+        Some(ContainerSummaryStateEnum::RESTARTING) => ContainerState::Restarting,
+        Some(ContainerSummaryStateEnum::EXITED) => ContainerState::Exited,
+        Some(ContainerSummaryStateEnum::REMOVING) => ContainerState::Removing,
+        Some(ContainerSummaryStateEnum::DEAD) => ContainerState::Dead,
+        _ => ContainerState::Unknown,
+    }
+}
+
+/// Writes container limits into a host config.
+fn apply_limits(limits: &ContainerLimits, host: &mut HostConfig) {
+    host.log_config = Some(HostConfigLogConfig {
+        typ: Some("json-file".into()),
+        config: Some(HashMap::from([
+            ("max-size".to_string(), limits.log_max_bytes.to_string()),
+            ("max-file".to_string(), limits.log_max_files.to_string()),
+        ])),
+    });
+    // The engine reads 0 or -1 as "no limit".
+    host.pids_limit = Some(limits.pids.map_or(-1, i64::from));
+    if limits.no_new_privileges {
+        host.security_opt
+            .get_or_insert_with(Vec::new)
+            .push("no-new-privileges:true".into());
+    }
+}
+
+fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
+    let port = format!("{}/tcp", spec.port);
+    let mut host_config = HostConfig {
+        network_mode: Some(spec.network.clone()),
+        memory: spec.memory.and_then(|m| i64::try_from(m).ok()),
+        nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+        port_bindings: spec.publish.map(|at| {
+            HashMap::from([(
+                port.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some(at.ip().to_string()),
+                    host_port: Some(if at.port() == 0 {
+                        String::new()
+                    } else {
+                        at.port().to_string()
+                    }),
+                }]),
+            )])
+        }),
+        ..Default::default()
+    };
+    apply_limits(&spec.limits, &mut host_config);
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+        labels: Some(spec.labels.clone()),
+        exposed_ports: Some(vec![port]),
+        entrypoint: spec.command.clone(),
+        cmd: spec.args.clone(),
+        host_config: Some(host_config),
+        // Only replicas name their endpoint (the ingress joins through network_mode).
+        networking_config: spec.publish.is_none().then(|| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(spec.network.clone(), EndpointSettings::default())])),
+        }),
+        ..Default::default()
+    }
+}
+
+impl DockerEngine {
+    /// Connects as the docker CLI would (`DOCKER_HOST` or the local socket) and
+    /// negotiates the API version with the engine.
+    pub(crate) async fn connect() -> Result<DockerEngine> {
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| wrap("connecting to the Docker engine (is DOCKER_HOST right?)", e))?;
+        let docker = bounded("negotiating the API version", CALL_TIMEOUT, docker.negotiate_version()).await?;
+        bounded("pinging the engine", CALL_TIMEOUT, docker.ping()).await?;
+        Ok(DockerEngine { docker })
+    }
+
+    async fn inspect(&self, id: &str) -> Result<bollard::models::ContainerInspectResponse> {
+        Ok(bounded(
+            "inspecting container",
+            CALL_TIMEOUT,
+            self.docker
+                .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>),
+        )
+        .await?)
+    }
+}
+
+#[async_trait]
+impl Engine for DockerEngine {
+    fn api_version(&self) -> String {
+        self.docker.client_version().to_string()
+    }
+
+    async fn reconnect(&self) -> Result<Arc<dyn Engine>> {
+        Ok(Arc::new(DockerEngine::connect().await?))
+    }
+
+    fn network(&self) -> Arc<dyn Network> {
+        Arc::new(HostNetwork)
+    }
+
+    async fn ensure_network(&self, name: &str, instance: &str) -> Result<()> {
+        let inspect = bounded(
+            "inspecting network",
+            CALL_TIMEOUT,
+            self.docker
+                .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>),
+        )
+        .await;
+        match inspect {
+            Ok(_) => return Ok(()),
+            Err(r) if r.status() == Some(404) => {}
+            Err(r) => return Err(r.into()),
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([(LABEL_INSTANCE.to_string(), instance.to_string())])),
+            ..Default::default()
+        };
+        // 409: another server of the same instance won the race.
+        ok_unless(
+            bounded("creating network", CALL_TIMEOUT, self.docker.create_network(request))
+                .await
+                .map(|_| ()),
+            &[409],
+        )
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        ok_unless(
+            bounded("removing network", CALL_TIMEOUT, self.docker.remove_network(name)).await,
+            &[404],
+        )
+    }
+
+    async fn list(&self, instance: &str, network: &str, pod: Option<&str>) -> Result<Vec<Observed>> {
+        let mut labels = vec![format!("{LABEL_INSTANCE}={instance}")];
+        if let Some(pod) = pod {
+            labels.push(format!("{LABEL_POD}={pod}"));
+        }
+        let filters = HashMap::from([("label", labels)]);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let summaries = bounded(
+            "listing containers",
+            CALL_TIMEOUT,
+            self.docker.list_containers(Some(options)),
+        )
+        .await?;
+        Ok(summaries
+            .into_iter()
+            .filter_map(|s| {
+                let labels = s.labels.unwrap_or_default();
+                let id = s.id?;
+                let ip = s
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .and_then(|mut n| n.remove(network))
+                    .and_then(|e| e.ip_address)
+                    .filter(|ip| !ip.is_empty());
+                Some(Observed {
+                    id,
+                    name: s
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
+                    role: labels.get(LABEL_ROLE).cloned().unwrap_or_default(),
+                    pod: labels.get(LABEL_POD).cloned(),
+                    revision: labels.get(LABEL_REVISION).cloned(),
+                    state: container_state(s.state),
+                    status: s.status.unwrap_or_default(),
+                    ip,
+                    created: s.created.unwrap_or(0),
+                    labels,
+                    ready: false,
+                })
+            })
+            .collect())
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<()> {
+        match bounded("inspecting image", CALL_TIMEOUT, self.docker.inspect_image(image)).await {
+            Ok(_) => return Ok(()),
+            Err(r) if r.status() == Some(404) => {}
+            Err(r) => return Err(r.into()),
+        }
+        let options = CreateImageOptionsBuilder::new().from_image(image).build();
+        let pull = self
+            .docker
+            .create_image(Some(options), None, None)
+            .try_collect::<Vec<_>>();
+        bounded(
+            &format!(
+                "pulling image {image} (no such image locally; build or load it, or check the name and the registry)"
+            ),
+            PULL_TIMEOUT,
+            pull,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let created = bounded(
+            "creating container",
+            CALL_TIMEOUT,
+            self.docker.create_container(Some(options), body_of(spec)),
+        )
+        .await?;
+        Ok(created.id)
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        ok_unless(
+            bounded(
+                "starting container",
+                CALL_TIMEOUT,
+                self.docker
+                    .start_container(id, None::<bollard::query_parameters::StartContainerOptions>),
+            )
+            .await,
+            &[304],
+        )
+    }
+
+    /// The engine waits the grace period itself while this request is open.
+    /// bollard's client timeout (120 s) would cut a longer wait short, so this
+    /// one call gets its own, the grace period plus [`CALL_TIMEOUT`].
+    async fn stop(&self, id: &str, grace: Duration) -> Result<()> {
+        let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let limit = grace + CALL_TIMEOUT;
+        let docker = self.docker.clone().with_timeout(limit);
+        let stop = docker.stop_container(id, Some(StopContainerOptionsBuilder::new().t(secs).build()));
+        ok_unless(bounded("stopping container", limit, stop).await, &[304, 404])
+    }
+
+    async fn remove(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        // 409: a removal is already in progress.
+        ok_unless(
+            bounded(
+                "removing container",
+                CALL_TIMEOUT,
+                self.docker.remove_container(id, Some(options)),
+            )
+            .await,
+            &[404, 409],
+        )
+    }
+
+    async fn signal(&self, id: &str, signal: &str) -> Result<()> {
+        let options = KillContainerOptionsBuilder::new().signal(signal).build();
+        Ok(bounded(
+            "signalling container",
+            CALL_TIMEOUT,
+            self.docker.kill_container(id, Some(options)),
+        )
+        .await?)
+    }
+
+    async fn exec(&self, id: &str, cmd: &[&str]) -> Result<(i64, String)> {
+        let config = CreateExecOptions {
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = bounded("creating exec", CALL_TIMEOUT, self.docker.create_exec(id, config)).await?;
+        let run = async {
+            let mut out = String::new();
+            if let StartExecResults::Attached { mut output, .. } = self.docker.start_exec(&exec.id, None).await? {
+                while let Some(chunk) = output.next().await {
+                    out.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+                }
+            }
+            Ok(out)
+        };
+        let output = bounded("running exec", CALL_TIMEOUT, run).await?;
+        let inspect = bounded("inspecting exec", CALL_TIMEOUT, self.docker.inspect_exec(&exec.id)).await?;
+        Ok((inspect.exit_code.unwrap_or(-1), output))
+    }
+
+    async fn write_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(crate::store::now_ms() as u64 / 1000);
+        let mut builder = tar::Builder::new(Vec::new());
+        let tar = builder
+            .append_data(&mut header, file, content)
+            .and_then(|_| builder.into_inner())
+            .map_err(|e| Error::Ingress(format!("building archive: {e}")))?;
+        let options = UploadToContainerOptionsBuilder::new().path(dir).build();
+        let upload = self
+            .docker
+            .upload_to_container(id, Some(options), bollard::body_full(bytes::Bytes::from(tar)));
+        Ok(bounded(&format!("writing {dir}/{file}"), CALL_TIMEOUT, upload).await?)
+    }
+
+    async fn is_running(&self, id: &str) -> Result<bool> {
+        Ok(self.inspect(id).await?.state.and_then(|s| s.running).unwrap_or(false))
+    }
+
+    async fn published_port(&self, id: &str, container_port: u16) -> Result<Option<u16>> {
+        Ok(self
+            .inspect(id)
+            .await?
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|mut p| p.remove(&format!("{container_port}/tcp")))
+            .flatten()
+            .and_then(|b| b.into_iter().find_map(|b| b.host_port.and_then(|p| p.parse().ok()))))
+    }
+
+    fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent>> {
+        let filters = HashMap::from([
+            ("type", vec!["container".to_string()]),
+            ("label", vec![format!("{LABEL_INSTANCE}={instance}")]),
+        ]);
+        self.docker
+            .events(Some(EventsOptionsBuilder::new().filters(&filters).build()))
+            .map(|event| {
+                let event = event.map_err(|e| wrap("reading the event stream", e))?;
+                let actor = event.actor.unwrap_or_default();
+                Ok(EngineEvent {
+                    action: event.action.unwrap_or_default(),
+                    id: actor.id,
+                    attributes: actor.attributes.unwrap_or_default(),
+                })
+            })
+            .boxed()
+    }
+
+    async fn log_tail(&self, id: &str, tail: usize) -> Result<String> {
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail.to_string())
+            .build();
+        // A line without a newline can be any length: read at most
+        // LOG_TAIL_MAX_BYTES, keeping the end (the last lines are the point).
+        let read = async {
+            let mut logs = self.docker.logs(id, Some(options));
+            let mut tail: Vec<u8> = Vec::new();
+            while let Some(chunk) = logs.next().await {
+                tail.extend_from_slice(&chunk?.into_bytes());
+                if tail.len() > 2 * LOG_TAIL_MAX_BYTES {
+                    tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
+                }
+            }
+            if tail.len() > LOG_TAIL_MAX_BYTES {
+                tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
+            }
+            Ok(tail)
+        };
+        let tail = bounded("reading logs", CALL_TIMEOUT, read).await?;
+        Ok(String::from_utf8_lossy(&tail).into_owned())
+    }
+
+    fn logs(&self, id: &str, request: LogRequest) -> BoxStream<'static, Result<LogChunk>> {
+        let tail = request.tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+        let mut options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(request.follow)
+            .tail(&tail);
+        if let Some(since) = request.since {
+            options = options.since(i32::try_from(since).unwrap_or(i32::MAX));
+        }
+        let what = format!("reading the log of {id}");
+        self.docker
+            .logs(id, Some(options.build()))
+            // A container removed while we read it simply ends its log.
+            .take_while(|chunk| {
+                let gone = matches!(
+                    chunk,
+                    Err(DockerError::DockerResponseServerError { status_code: 404, .. })
+                );
+                futures::future::ready(!gone)
+            })
+            .map(move |chunk| match chunk {
+                Ok(LogOutput::StdErr { message }) => Ok(LogChunk {
+                    source: LogSource::Stderr,
+                    bytes: message,
+                }),
+                Ok(other) => Ok(LogChunk {
+                    source: LogSource::Stdout,
+                    bytes: other.into_bytes(),
+                }),
+                Err(e) => Err(wrap(&what, e)),
+            })
+            .boxed()
+    }
+}

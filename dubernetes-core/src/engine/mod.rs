@@ -1,0 +1,263 @@
+//! The engine seam: what the controller and the ingress need from a
+//! container engine, in our own words (containers with labels and states,
+//! replica templates, events, log chunks), never in an engine's structs.
+//!
+//! [`Engine`] is implemented for Docker through bollard ([`docker`]) and, for
+//! tests, in memory ([`fake`]); a Swarm backend is the next implementation.
+//! Nothing outside `engine/docker.rs` names a bollard type.
+//!
+//! The engine is never used bare: [`crate::runtime::Runtime`] wraps it and
+//! adds what every implementation must guarantee and none may forget, this
+//! store's ownership (a list shows only the containers the store manages; a
+//! create always carries the store's labels).
+//!
+//! Implementations are idempotent where the controller retries: `start` of a
+//! started container, `stop` of a stopped or missing one and `remove` of a
+//! missing one succeed. Every call has a deadline.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::error::Result;
+
+pub(crate) mod docker;
+#[cfg(test)]
+pub mod fake;
+
+pub use dubernetes_api::ContainerState;
+
+/// A container of this instance, as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// The engine's id.
+    pub id: String,
+    /// The container's name (no leading `/`).
+    pub name: String,
+    /// `replica` or `ingress` (its `io.dubernetes.role` label).
+    pub role: String,
+    /// The pod it belongs to (its `io.dubernetes.pod` label).
+    pub pod: Option<String>,
+    /// The revision it runs (its `io.dubernetes.revision` label).
+    pub revision: Option<String>,
+    /// Its state.
+    pub state: ContainerState,
+    /// The engine's status text, e.g. `Exited (1) 3 seconds ago`.
+    pub status: String,
+    /// Address on the instance network.
+    pub ip: Option<String>,
+    /// Unix seconds.
+    pub created: i64,
+    /// All its labels.
+    pub labels: HashMap<String, String>,
+    /// Running, passing its readiness check (if any) and routed: set by the
+    /// controller after listing, false straight from the engine.
+    pub ready: bool,
+}
+
+impl Observed {
+    /// Exit code parsed from the engine's status text, for exited containers.
+    pub fn exit_code(&self) -> Option<i64> {
+        let rest = self.status.strip_prefix("Exited (")?;
+        rest.split(')').next()?.parse().ok()
+    }
+}
+
+/// Most bytes of a crashed replica's last log lines kept for its status and
+/// event ([`Engine::log_tail`] returns at most this many, whatever the lines' length).
+pub(crate) const LOG_TAIL_BYTES: usize = 4 * 1024;
+
+// The limits are engine-neutral data in `dubernetes-api`; `docker.rs` writes
+// them into a host config.
+pub use dubernetes_api::limits::{ContainerLimits, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT};
+
+/// What a container runs: a replica, or the ingress.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    /// Its name.
+    pub name: String,
+    /// Its image.
+    pub image: String,
+    /// The TCP port it listens on (exposed on the instance network).
+    pub port: u16,
+    /// `KEY=value` pairs.
+    pub env: Vec<String>,
+    /// Replaces the image's entrypoint.
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's arguments.
+    pub args: Option<Vec<String>>,
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+    /// CPU limit.
+    pub cpus: Option<f64>,
+    /// Its labels (the runtime adds the store's).
+    pub labels: HashMap<String, String>,
+    /// The network it joins.
+    pub network: String,
+    /// Host protection.
+    pub limits: ContainerLimits,
+    /// Publish `port` on this host address (port 0: any free port). Only the ingress does.
+    pub publish: Option<SocketAddr>,
+}
+
+/// Something that happened to a container of the instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineEvent {
+    /// What happened: `start`, `die`, `kill`, `oom`, `destroy`, ... (may carry
+    /// a suffix, as Docker's `exec_create: ...`: match on prefixes).
+    pub action: String,
+    /// The container's id.
+    pub id: Option<String>,
+    /// The container's labels, and details such as `signal` for a `kill`.
+    pub attributes: HashMap<String, String>,
+}
+
+/// Which output of a container a log chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSource {
+    /// Standard output (and anything that is not standard error).
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A piece of a container's log, as the engine sends it (not split into lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    /// Where it came from.
+    pub source: LogSource,
+    /// The bytes.
+    pub bytes: Bytes,
+}
+
+/// What to read of a container's log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogRequest {
+    /// Keep the stream open for new lines.
+    pub follow: bool,
+    /// Only the last lines.
+    pub tail: Option<usize>,
+    /// Only lines since this Unix second.
+    pub since: Option<i64>,
+}
+
+/// A container engine, in the controller's words.
+///
+/// Lists return every container of the instance (all states), whoever owns
+/// it: ownership is applied above, by [`crate::runtime::Runtime`].
+#[async_trait]
+pub trait Engine: Send + Sync + std::fmt::Debug {
+    /// The API version in use (for `/v1/version`).
+    fn api_version(&self) -> String;
+
+    /// A new connection to the same engine, for a clean-up that runs on
+    /// another async runtime than the one this connection was made on.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    async fn reconnect(&self) -> Result<Arc<dyn Engine>>;
+
+    /// How the host reaches addresses on the engine's networks (readiness
+    /// checks, the ingress's published port).
+    fn network(&self) -> Arc<dyn Network>;
+
+    /// Creates the instance's network if it is missing.
+    async fn ensure_network(&self, name: &str, instance: &str) -> Result<()>;
+
+    /// Removes a network; a missing one is fine.
+    async fn remove_network(&self, name: &str) -> Result<()>;
+
+    /// Every container labelled with `instance` (and `pod`, if given), in
+    /// every state; `ip` is its address on `network`.
+    async fn list(&self, instance: &str, network: &str, pod: Option<&str>) -> Result<Vec<Observed>>;
+
+    /// Makes sure `image` is present (pulling it if the engine can).
+    async fn ensure_image(&self, image: &str) -> Result<()>;
+
+    /// Creates a container without starting it; returns its id.
+    async fn create(&self, spec: &ContainerSpec) -> Result<String>;
+
+    /// Starts a container; "already started" is success.
+    async fn start(&self, id: &str) -> Result<()>;
+
+    /// Stops a container: its stop signal, then a kill after `grace`. A
+    /// missing or stopped one is fine. May take the whole grace period.
+    async fn stop(&self, id: &str, grace: Duration) -> Result<()>;
+
+    /// Removes a container at once (killing it if it runs); a missing one is fine.
+    async fn remove(&self, id: &str) -> Result<()>;
+
+    /// Sends a signal (e.g. `HUP`) to a container's main process.
+    async fn signal(&self, id: &str, signal: &str) -> Result<()>;
+
+    /// Runs a command in a container; returns its exit code and combined output.
+    async fn exec(&self, id: &str, cmd: &[&str]) -> Result<(i64, String)>;
+
+    /// Writes one file into a container (created or running).
+    async fn write_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()>;
+
+    /// Whether a container runs, read from the container itself (on Docker
+    /// this also waits until the engine has finished booking an exit).
+    async fn is_running(&self, id: &str) -> Result<bool>;
+
+    /// The host port the engine bound for `container_port` of a container.
+    async fn published_port(&self, id: &str, container_port: u16) -> Result<Option<u16>>;
+
+    /// The engine's events for this instance's containers. The stream ends
+    /// or fails when the connection drops; the caller reconnects.
+    fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent>>;
+
+    /// The last `tail` log lines of a container (at most a few KiB).
+    async fn log_tail(&self, id: &str, tail: usize) -> Result<String>;
+
+    /// A container's log, pulled on demand (a slow reader slows the engine's
+    /// sender). A container removed while it is read ends the stream.
+    fn logs(&self, id: &str, request: LogRequest) -> BoxStream<'static, Result<LogChunk>>;
+}
+
+/// How the host reaches addresses on the engine's networks.
+#[async_trait]
+pub trait Network: Send + Sync + std::fmt::Debug {
+    /// Opens (and closes) a TCP connection.
+    async fn tcp_connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<()>;
+
+    /// GETs `path` with a `Host` header over a fresh connection; the status and body.
+    async fn http_get(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        host: &str,
+        timeout: Duration,
+    ) -> std::io::Result<(u16, String)>;
+}
+
+/// The host's own sockets: what a real engine's bridge networks need.
+#[derive(Debug, Default)]
+pub(crate) struct HostNetwork;
+
+#[async_trait]
+impl Network for HostNetwork {
+    async fn tcp_connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<()> {
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {timeout:?}"),
+            )),
+        }
+    }
+
+    async fn http_get(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        host: &str,
+        timeout: Duration,
+    ) -> std::io::Result<(u16, String)> {
+        crate::probe::http_get(addr, path, host, timeout).await
+    }
+}

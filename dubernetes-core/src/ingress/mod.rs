@@ -1,0 +1,452 @@
+//! The nginx ingress: one container per instance, on the instance network,
+//! the only container that publishes a port.
+//!
+//! Its config is data: rendered by askama from `templates/nginx.conf`,
+//! written into the container through the archive API (no bind mount, which
+//! breaks when a file is replaced by rename), checked with `nginx -t` before
+//! it goes live, and reloaded only when it changed. A rejected config is
+//! rolled back to the last good one on disk; the running nginx never saw it.
+//!
+//! One pod's route can never stop everyone else's changes: when `nginx -t`
+//! rejects a config, the routes that cause it are found (the line nginx
+//! names, else bisection, at most [`MAX_ISOLATION_CHECKS`] checks), the rest
+//! is applied without them, and the rejection is reported against those pods
+//! ([`Ingress::rejections`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+mod reject;
+mod render;
+
+pub(crate) use reject::RejectionChange;
+use reject::{Check, Rejections};
+pub(crate) use render::{Route, render};
+
+use crate::engine::Network;
+use crate::error::{Error, Result};
+use crate::runtime::{ContainerSpec, LABEL_INGRESS_CONFIG, LABEL_INSTANCE, LABEL_ROLE, Observed, Runtime};
+
+/// The default ingress image: the official nginx image, pulled if missing.
+pub const DEFAULT_INGRESS_IMAGE: &str = "nginx:1.27-alpine";
+const CONF_DIR: &str = "/etc/nginx/conf.d";
+const CONF_FILE: &str = "default.conf";
+
+/// How the ingress container is run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct IngressSettings {
+    /// An image with nginx in the official image's layout.
+    pub image: String,
+    /// Where the ingress listens on the host. Port 0 lets the engine pick a free port.
+    pub listen: SocketAddr,
+    /// Log rotation, pids limit and no-new-privileges of the ingress container.
+    #[serde(default)]
+    pub limits: crate::runtime::ContainerLimits,
+}
+
+impl IngressSettings {
+    /// The ingress container's log rotation, pids limit and no-new-privileges.
+    pub fn with_limits(mut self, limits: crate::runtime::ContainerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Settings with the given image and listen address.
+    pub fn new(image: impl Into<String>, listen: SocketAddr) -> Self {
+        IngressSettings {
+            image: image.into(),
+            listen,
+            limits: crate::runtime::ContainerLimits::default(),
+        }
+    }
+}
+
+impl Default for IngressSettings {
+    fn default() -> Self {
+        IngressSettings {
+            image: DEFAULT_INGRESS_IMAGE.into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 80)),
+            limits: crate::runtime::ContainerLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Version of the last applied config.
+    version: Option<String>,
+    container_id: Option<String>,
+    last_applied: Option<String>,
+    /// The full config last asked for, when nginx rejected part of it: the
+    /// same routes again are not re-checked (see [`Ingress::verify`]).
+    requested: Option<String>,
+    port: Option<u16>,
+}
+
+/// The ingress of one instance.
+#[derive(Debug)]
+pub(crate) struct Ingress {
+    runtime: Runtime,
+    /// How the published port is reached (the host's sockets for a real engine).
+    net: Arc<dyn Network>,
+    instance: String,
+    network: String,
+    name: String,
+    settings: IngressSettings,
+    state: Mutex<State>,
+    /// Containers the live config routes to. Kept out of `state`, whose lock
+    /// is held for a whole sync (write, check, reload, wait until live), so
+    /// API reads never wait for a reload.
+    routed: StdMutex<Arc<HashSet<String>>>,
+    /// Pods whose routes the live config leaves out because nginx rejected
+    /// them, with nginx's message; and what the controller was last told.
+    rejected: StdMutex<Rejections>,
+    /// Configs made live (reloads and fresh starts), for benchmarks and metrics.
+    reloads: AtomicU64,
+    /// `state.port` (0: none), readable without waiting for a sync that is
+    /// stuck on a frozen engine.
+    published: std::sync::atomic::AtomicU32,
+}
+
+impl Ingress {
+    pub(crate) fn new(runtime: Runtime, instance: &str, network: &str, settings: IngressSettings) -> Ingress {
+        Ingress {
+            net: runtime.network(),
+            runtime,
+            instance: instance.to_string(),
+            network: network.to_string(),
+            name: format!("dub-{instance}-ingress"),
+            settings,
+            state: Mutex::new(State::default()),
+            routed: StdMutex::new(Arc::new(HashSet::new())),
+            rejected: StdMutex::new(Rejections::default()),
+            reloads: AtomicU64::new(0),
+            published: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    fn config_hash(&self) -> String {
+        let l = &self.settings.limits;
+        // The host limits count too: an ingress made before them (or with
+        // other flags) is replaced once, so it runs with what the flags say.
+        let digest = Sha256::digest(format!(
+            "{}|{}|{}|log={}x{}|pids={:?}|nnp={}",
+            self.settings.image,
+            self.settings.listen,
+            self.network,
+            l.log_max_bytes,
+            l.log_max_files,
+            l.pids,
+            l.no_new_privileges
+        ));
+        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The host port the ingress listens on, once it runs.
+    pub(crate) async fn port(&self) -> Option<u16> {
+        u16::try_from(self.published.load(Ordering::Relaxed))
+            .ok()
+            .filter(|&p| p != 0)
+    }
+
+    /// Makes the ingress container exist, run with current settings, and serve
+    /// `routes`, less any nginx rejects (see [`Ingress::rejections`]).
+    /// `observed` is this instance's ingress containers.
+    pub(crate) async fn sync(&self, routes: &[Route], observed: &[&Observed]) -> Result<bool> {
+        let (text, _) = render(&self.instance, routes)?;
+        let mut state = self.state.lock().await;
+        let hash = self.config_hash();
+        let healthy = observed.iter().find(|c| {
+            c.name == self.name
+                && c.state == crate::runtime::ContainerState::Running
+                && c.labels.get(LABEL_INGRESS_CONFIG) == Some(&hash)
+        });
+        match healthy {
+            Some(c) if state.container_id.as_deref() == Some(c.id.as_str()) => {
+                // The same config as live (or as last asked for, when nginx
+                // rejected part of it): nothing to write. But the containers
+                // behind it may be others: a replacement replica can get the
+                // address of the one it replaces. nginx already routes to it.
+                if state.last_applied.as_deref() == Some(text.as_str())
+                    || state.requested.as_deref() == Some(text.as_str())
+                {
+                    return Ok(self.update_routed(routes));
+                }
+                self.apply(&c.id, &text, routes, &mut state).await
+            }
+            Some(c) => {
+                // Adopted (e.g. after a server restart): deliver our config once.
+                state.container_id = Some(c.id.clone());
+                state.last_applied = None;
+                state.requested = None;
+                state.port = self.runtime.published_port(&c.id, 80).await?;
+                self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
+                self.apply(&c.id, &text, routes, &mut state).await?;
+                Ok(true)
+            }
+            None => {
+                for c in observed {
+                    self.runtime.remove(&c.id).await?;
+                }
+                let id = self.create(&mut state).await?;
+                self.apply(&id, &text, routes, &mut state).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Creates and starts a fresh ingress serving no routes (a config that
+    /// cannot be rejected for anything a pod wrote); [`Ingress::apply`] then
+    /// adds the routes. Returns the container id.
+    async fn create(&self, state: &mut State) -> Result<String> {
+        state.container_id = None;
+        state.last_applied = None;
+        state.requested = None;
+        *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(HashSet::new());
+        self.runtime.ensure_image(&self.settings.image).await.map_err(|e| {
+            Error::Ingress(format!(
+                "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local) or pass --ingress-image with an image you have",
+                self.settings.image
+            ))
+        })?;
+        let labels = HashMap::from([
+            (LABEL_INSTANCE.to_string(), self.instance.clone()),
+            (LABEL_ROLE.to_string(), "ingress".to_string()),
+            (LABEL_INGRESS_CONFIG.to_string(), self.config_hash()),
+        ]);
+        let spec = ContainerSpec {
+            name: self.name.clone(),
+            image: self.settings.image.clone(),
+            port: 80,
+            labels,
+            network: self.network.clone(),
+            limits: self.settings.limits,
+            publish: Some(self.settings.listen),
+            ..Default::default()
+        };
+        let (text, version) = render(&self.instance, &[])?;
+        let id = self.runtime.create(&spec).await?;
+        // Written before the start, so nginx comes up serving our config.
+        self.runtime
+            .write_file(&id, CONF_DIR, CONF_FILE, text.as_bytes())
+            .await?;
+        self.runtime.start(&id).await?;
+        if let Check::Rejected(output) = self.check(&id).await? {
+            return Err(Error::Ingress(format!(
+                "nginx -t rejected the generated config even without routes (does the image's nginx.conf set server_names_hash_* itself?): {output}"
+            )));
+        }
+        state.port = self.runtime.published_port(&id, 80).await?;
+        self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
+        self.wait_live(state.port, &version).await?;
+        state.container_id = Some(id.clone());
+        state.last_applied = Some(text);
+        state.version = Some(version);
+        Ok(id)
+    }
+
+    /// Writes `text` (the config of all `routes`), checks it and makes it
+    /// live. If nginx rejects it, finds the routes that cause it, makes the
+    /// rest live, and records the rejected ones. Returns whether a new config
+    /// went live (not when nginx rejected exactly what it had rejected before).
+    async fn apply(&self, id: &str, text: &str, routes: &[Route], state: &mut State) -> Result<bool> {
+        let t0 = std::time::Instant::now();
+        self.runtime
+            .write_file(id, CONF_DIR, CONF_FILE, text.as_bytes())
+            .await?;
+        let t_write = t0.elapsed();
+        let check = self.check(id).await;
+        let t_check = t0.elapsed();
+        let (live_routes, rejected) = match check {
+            Ok(Check::Passed) => (routes.to_vec(), BTreeMap::new()),
+            Ok(Check::Rejected(output)) => match self.isolate(id, text, routes, output).await {
+                Ok((accepted, rejected)) => {
+                    let (accepted_text, _) = render(&self.instance, &accepted)?;
+                    if let Err(e) = self
+                        .runtime
+                        .write_file(id, CONF_DIR, CONF_FILE, accepted_text.as_bytes())
+                        .await
+                    {
+                        self.restore(id, state).await;
+                        return Err(e);
+                    }
+                    (accepted, rejected)
+                }
+                Err(e) => {
+                    self.restore(id, state).await;
+                    return Err(e);
+                }
+            },
+            Err(e) => {
+                self.restore(id, state).await;
+                return Err(e);
+            }
+        };
+        let (live_text, version) = render(&self.instance, &live_routes)?;
+        if !rejected.is_empty() {
+            tracing::warn!(pods = ?rejected.keys().collect::<Vec<_>>(), "nginx rejected some routes; applied the others");
+        }
+        // Same routes again skip the checks; set once the rest is live (a
+        // failed reload below is retried in full).
+        let requested = (!rejected.is_empty()).then(|| text.to_string());
+        lock(&self.rejected).now = Arc::new(rejected);
+        if state.last_applied.as_deref() == Some(live_text.as_str()) {
+            // nginx rejected what it rejected before; the rest is live already.
+            state.requested = requested;
+            return Ok(self.update_routed(&live_routes));
+        }
+        // `nginx -s reload` only sends SIGHUP to the master process (PID 1 in
+        // the container): send it through the engine's kill endpoint, one
+        // cheap API call instead of a second exec. The config was checked above.
+        self.runtime.signal(id, "HUP").await?;
+        let t_signal = t0.elapsed();
+        self.wait_live(state.port, &version).await?;
+        tracing::debug!(write = ?t_write, check = ?t_check, signal = ?t_signal, live = ?t0.elapsed(), "nginx config applied");
+        state.last_applied = Some(live_text);
+        state.version = Some(version);
+        state.requested = requested;
+        self.set_routed(routed_ids(&live_routes));
+        Ok(true)
+    }
+
+    /// Puts the last good config back on disk after a failed apply (best effort:
+    /// the running nginx never read the rejected one either way).
+    async fn restore(&self, id: &str, state: &State) {
+        if let Some(good) = &state.last_applied
+            && let Err(e) = self.runtime.write_file(id, CONF_DIR, CONF_FILE, good.as_bytes()).await
+        {
+            tracing::warn!(error = %e, "putting the last good nginx config back failed");
+        }
+    }
+
+    /// Checks that nginx still serves the last applied config (someone may have
+    /// replaced or reloaded it by hand); if not, forgets it so the next sync
+    /// writes and reloads it again. Routes nginx rejected are tried again on
+    /// the next sync too (what made nginx reject them may be gone). Returns
+    /// whether the config was intact.
+    pub(crate) async fn verify(&self) -> bool {
+        let mut state = self.state.lock().await;
+        state.requested = None;
+        let (Some(port), Some(version)) = (state.port, state.version.clone()) else {
+            return true;
+        };
+        let intact = matches!(self.probe(SocketAddr::new(self.probe_ip(), port)).await, Ok(v) if v == version);
+        if !intact {
+            tracing::warn!("the ingress does not serve the config we applied; re-applying it");
+            state.last_applied = None;
+            state.version = None;
+        }
+        intact
+    }
+
+    fn probe_ip(&self) -> IpAddr {
+        match self.settings.listen.ip() {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        }
+    }
+
+    /// The containers the live config routes to. Never waits for a sync.
+    pub(crate) fn routed(&self) -> Arc<HashSet<String>> {
+        Arc::clone(&self.routed.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// How many configs were made live since start.
+    pub(crate) fn reloads(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// Records the containers behind an unchanged live config (routes
+    /// nginx rejected left out); returns whether they changed. No reload.
+    fn update_routed(&self, routes: &[Route]) -> bool {
+        let rejected = self.rejections();
+        let live: Vec<Route> = routes
+            .iter()
+            .filter(|r| !rejected.contains_key(&r.pod))
+            .cloned()
+            .collect();
+        let ids = routed_ids(&live);
+        let mut routed = self.routed.lock().unwrap_or_else(|e| e.into_inner());
+        if **routed == ids {
+            return false;
+        }
+        *routed = Arc::new(ids);
+        true
+    }
+
+    fn set_routed(&self, routed: HashSet<String>) {
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(routed);
+    }
+}
+
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Ingress {
+    /// Waits until nginx answers with the config `version`: a reload is
+    /// asynchronous (new workers start, old ones drain), so "reloaded" is only
+    /// true once a fresh connection is served by the new config. Probes go to
+    /// the published port on this host's loopback (or the bound address).
+    async fn wait_live(&self, port: Option<u16>, version: &str) -> Result<()> {
+        let Some(port) = port else { return Ok(()) };
+        let addr = SocketAddr::new(self.probe_ip(), port);
+        let deadline = tokio::time::Instant::now() + LIVE_TIMEOUT;
+        let mut last_error = String::from("no answer");
+        let mut in_a_row = 0;
+        while tokio::time::Instant::now() < deadline {
+            match self.probe(addr).await {
+                Ok(v) if v == version => {
+                    in_a_row += 1;
+                    // Two fresh connections in a row: old workers stopped accepting.
+                    if in_a_row >= 2 {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Ok(v) => last_error = format!("still serving config {v}"),
+                Err(e) => last_error = e.to_string(),
+            }
+            in_a_row = 0;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(Error::Ingress(format!(
+            "nginx on {addr} did not serve config {version} within {LIVE_TIMEOUT:?}: {last_error}"
+        )))
+    }
+}
+
+const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Ingress {
+    /// The config version nginx serves on a fresh connection to `addr`.
+    async fn probe(&self, addr: SocketAddr) -> std::io::Result<String> {
+        match self
+            .net
+            .http_get(
+                addr,
+                "/.dubernetes/config-version",
+                "dubernetes-probe.invalid",
+                Duration::from_secs(2),
+            )
+            .await?
+        {
+            (200, body) => Ok(body.trim().to_string()),
+            (status, _) => Err(std::io::Error::other(format!("probe answered {status}"))),
+        }
+    }
+}
+
+fn routed_ids(routes: &[Route]) -> HashSet<String> {
+    routes.iter().flat_map(|r| r.ids.iter().cloned()).collect()
+}
