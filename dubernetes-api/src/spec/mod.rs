@@ -1,0 +1,546 @@
+//! The desired state of a pod as users write it, and its validation.
+//!
+//! Parsing is strict on purpose: an unknown field is an error that names the
+//! field and the fields allowed, so a typo such as `replica: 3` never silently
+//! means "one replica". Everything that later reaches Docker or nginx (names,
+//! hosts, images, env keys) is validated here first, so the nginx template and
+//! the engine calls can trust what they are given.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+// This file: `PodSpec` and its parts, the limits, the builders and the
+// revision hash. `parse`: YAML/JSON in, with the size, nesting and alias
+// bounds. `validate`: the field rules. `duration`: serde helpers.
+mod duration;
+mod parse;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use parse::{SpecError, check_stored_size, parse_json_spec, parse_specs};
+pub use validate::{FieldError, ValidationError, parse_memory};
+
+/// Most replicas a single pod may ask for.
+pub const MAX_REPLICAS: u32 = 1000;
+
+/// Largest YAML or JSON input [`parse_specs`] and [`parse_json_spec`] read.
+pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
+
+/// Deepest nesting of `[`/`{` flow collections or indentation levels accepted.
+/// A pod spec needs 4; the limit stops deeply nested input before the parser
+/// spends stack or time on it.
+pub const MAX_SPEC_DEPTH: usize = 64;
+
+/// Most environment variables per pod.
+pub const MAX_ENV_VARS: usize = 1024;
+
+/// Longest environment variable value, in bytes.
+pub const MAX_ENV_VALUE_BYTES: usize = 32 * 1024;
+
+/// Largest a pod spec may be once stored: its JSON encoding, in bytes. It is
+/// also the most one YAML document may expand to (an alias costs the size of
+/// the node it names), checked before the document is deserialized, so a
+/// small input that repeats a large value through aliases is refused before
+/// it takes memory. The same as the server's request body limit: a spec that
+/// could not be sent as JSON cannot be stored through YAML either.
+pub const MAX_STORED_SPEC_BYTES: usize = 256 * 1024;
+
+/// The desired state of one pod: which image, how many replicas, how to reach it.
+///
+/// ```
+/// let spec = dubernetes_api::PodSpec::new("web", "nginx:1.27").with_replicas(3).with_host("web.local");
+/// spec.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PodSpec {
+    /// The pod's name: a DNS label (lowercase letters, digits and `-`, at most 63).
+    pub name: String,
+    /// The image every replica runs, e.g. `myapp-image:latest`.
+    pub image: String,
+    /// How many replicas to keep running. `0` keeps the pod but runs nothing.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// The container port the app listens on.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Environment variables of every replica.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Replaces the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's command (the entrypoint's arguments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// Memory and CPU limits, enforced by the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// The readiness check. Without one, a replica is ready when its `port`
+    /// accepts a TCP connection (see [`PodSpec::readiness`]); `{type: none}`
+    /// makes a running replica ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
+    /// How a new revision replaces the old one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateStrategy>,
+    /// Time between SIGTERM and SIGKILL when a replica stops (default: the server's, 10s).
+    #[serde(default, with = "duration::opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "10s"))]
+    pub stop_grace_period: Option<Duration>,
+    /// Crash-loop back-off overrides for this pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartBackoff>,
+    /// How the pod is reached from outside, through the ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+    /// Log rotation of every replica (default: 3 files of 10 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    /// Privilege settings of every replica (default: `no_new_privileges: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Security>,
+}
+
+/// How the engine keeps a replica's log: the `json-file` driver, rotated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Logging {
+    /// Largest log file before it is rotated, e.g. `10Mi` (default 10Mi; 1Ki to 1Ti).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<String>,
+    /// Log files kept, the current one included (default 3; 1 to 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_files: Option<u32>,
+}
+
+/// Privilege settings of a replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Security {
+    /// `no-new-privileges`: no process can gain privileges through a setuid
+    /// binary (default `true`). Set `false` only for an image that needs `sudo` or `ping` as a user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_new_privileges: Option<bool>,
+}
+
+/// Most processes a pod may allow per replica (`resources.pids`).
+pub const MAX_PIDS: u32 = 4_194_304;
+
+/// How a pod is reached through the ingress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Access {
+    /// The host name the ingress routes to this pod (RFC 1123).
+    pub host: String,
+}
+
+/// Limits the engine enforces on every replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Resources {
+    /// Memory limit: bytes, or a number with a unit `k`, `m`, `g` (powers of 1000) or `Ki`, `Mi`, `Gi` (powers of 1024), e.g. `256Mi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// CPU limit in cores, e.g. `0.5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Most processes (and threads) per replica (default 1024; `0` for no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u32>,
+}
+
+/// What a readiness check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// GET `path`; a 2xx or 3xx answer is healthy.
+    #[default]
+    Http,
+    /// Open a TCP connection to the port.
+    Tcp,
+    /// No check: a running replica is ready.
+    None,
+}
+
+/// A readiness check, made by the controller to each replica's address on the
+/// instance network. `type` defaults to `http` (and then needs `path`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, try_from = "RawHealthCheck")]
+#[non_exhaustive]
+pub struct HealthCheck {
+    /// What the check does: `http` (the default when `path` is set), `tcp` or `none`.
+    #[serde(rename = "type", default)]
+    pub kind: CheckKind,
+    /// Path to GET, e.g. `/healthz` (`http` only). A 2xx or 3xx answer is healthy.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// Port to check (default: the pod's `port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Time between checks (until the first success, a replica is checked
+    /// more often: 50ms, doubling up to this).
+    #[serde(default = "default_interval", with = "duration")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s"))]
+    pub interval: Duration,
+    /// How long one check may take.
+    #[serde(default = "default_timeout", with = "duration")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s"))]
+    pub timeout: Duration,
+    /// Consecutive successes before a replica is ready.
+    #[serde(default = "one")]
+    pub healthy_after: u32,
+    /// Consecutive failures before a ready replica is taken out of the ingress.
+    #[serde(default = "three")]
+    pub unhealthy_after: u32,
+}
+
+impl HealthCheck {
+    /// A check of `kind` with the default timings.
+    pub fn new(kind: CheckKind) -> Self {
+        HealthCheck {
+            kind,
+            path: String::new(),
+            port: None,
+            interval: default_interval(),
+            timeout: default_timeout(),
+            healthy_after: 1,
+            unhealthy_after: 3,
+        }
+    }
+}
+
+/// What the YAML may say; a `health` block with neither `type` nor `path`
+/// is a mistake, not an HTTP check of nothing.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealthCheck {
+    #[serde(rename = "type", default)]
+    kind: Option<CheckKind>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default = "default_interval", with = "duration")]
+    interval: Duration,
+    #[serde(default = "default_timeout", with = "duration")]
+    timeout: Duration,
+    #[serde(default = "one")]
+    healthy_after: u32,
+    #[serde(default = "three")]
+    unhealthy_after: u32,
+}
+
+impl TryFrom<RawHealthCheck> for HealthCheck {
+    type Error = String;
+
+    fn try_from(raw: RawHealthCheck) -> Result<Self, String> {
+        let kind = match (raw.kind, &raw.path) {
+            (Some(kind), _) => kind,
+            (None, Some(_)) => CheckKind::Http,
+            (None, None) => {
+                return Err("health needs a `path` (an HTTP check, e.g. `path: /healthz`) \
+                            or a `type` (`http`, `tcp` or `none`)"
+                    .to_string());
+            }
+        };
+        let path = raw.path.unwrap_or_default();
+        match kind {
+            CheckKind::Http if path.is_empty() => {
+                return Err("health of type http needs a `path`, e.g. `path: /healthz`".to_string());
+            }
+            CheckKind::Tcp | CheckKind::None if !path.is_empty() => {
+                return Err("health.path is for `type: http` only; remove it or set `type: http`".to_string());
+            }
+            _ => {}
+        }
+        Ok(HealthCheck {
+            kind,
+            path,
+            port: raw.port,
+            interval: raw.interval,
+            timeout: raw.timeout,
+            healthy_after: raw.healthy_after,
+            unhealthy_after: raw.unhealthy_after,
+        })
+    }
+}
+
+/// How a new revision replaces the old one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct UpdateStrategy {
+    /// How many replicas may run above `replicas` during a rollout.
+    #[serde(default = "one")]
+    pub max_surge: u32,
+    /// How many replicas below `replicas` may be ready during a rollout.
+    #[serde(default)]
+    pub max_unavailable: u32,
+    /// A rollout that makes no progress for this long fails and is rolled back.
+    #[serde(default = "default_progress_deadline", with = "duration")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s"))]
+    pub progress_deadline: Duration,
+    /// How long a new replica must stay ready, without a break, before it
+    /// counts as available and an old replica may be removed for it (like
+    /// Kubernetes' `minReadySeconds`, Swarm's `update-monitor`).
+    #[serde(default = "default_min_ready", with = "duration")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s"))]
+    pub min_ready: Duration,
+    /// A rollout fails at once (and rolls back) when replicas of the new
+    /// revision exit (on their own, or OOM) this many times.
+    #[serde(default = "three")]
+    pub max_failures: u32,
+}
+
+impl Default for UpdateStrategy {
+    fn default() -> Self {
+        UpdateStrategy {
+            max_surge: 1,
+            max_unavailable: 0,
+            progress_deadline: default_progress_deadline(),
+            min_ready: default_min_ready(),
+            max_failures: 3,
+        }
+    }
+}
+
+/// Crash-loop back-off overrides; unset fields take the server's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RestartBackoff {
+    /// Delay before the second quick restart in a row; doubles after that.
+    #[serde(default, with = "duration::opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "10s"))]
+    pub initial_delay: Option<Duration>,
+    /// Longest delay.
+    #[serde(default, with = "duration::opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "10s"))]
+    pub max_delay: Option<Duration>,
+    /// A replica that ran this long before it exited resets the back-off.
+    #[serde(default, with = "duration::opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "10s"))]
+    pub reset_after: Option<Duration>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn three() -> u32 {
+    3
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_progress_deadline() -> Duration {
+    Duration::from_secs(120)
+}
+
+/// The default stabilization window of a rollout.
+pub const DEFAULT_MIN_READY: Duration = Duration::from_secs(5);
+
+fn default_min_ready() -> Duration {
+    DEFAULT_MIN_READY
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+
+fn default_port() -> u16 {
+    80
+}
+
+impl PodSpec {
+    /// A spec with one replica on port 80 and no host.
+    pub fn new(name: impl Into<String>, image: impl Into<String>) -> Self {
+        PodSpec {
+            name: name.into(),
+            image: image.into(),
+            replicas: default_replicas(),
+            port: default_port(),
+            env: BTreeMap::new(),
+            command: None,
+            args: None,
+            resources: None,
+            health: None,
+            update: None,
+            stop_grace_period: None,
+            restart: None,
+            access: None,
+            logging: None,
+            security: None,
+        }
+    }
+
+    /// Sets the number of replicas.
+    pub fn with_replicas(mut self, replicas: u32) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// Sets the container port.
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Routes `host` to this pod through the ingress.
+    pub fn with_host(mut self, host: impl Into<String>) -> Self {
+        self.access = Some(Access { host: host.into() });
+        self
+    }
+
+    /// Adds an environment variable.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets an HTTP readiness check on `path`, with default timings.
+    pub fn with_health(mut self, path: impl Into<String>) -> Self {
+        self.health = Some(HealthCheck {
+            path: path.into(),
+            ..HealthCheck::new(CheckKind::Http)
+        });
+        self
+    }
+
+    /// The readiness check in force: the `health` block, or else a TCP
+    /// connect check on `port` with the default timings.
+    pub fn readiness(&self) -> HealthCheck {
+        self.health.clone().unwrap_or_else(|| HealthCheck::new(CheckKind::Tcp))
+    }
+
+    /// Sets the image.
+    pub fn with_image(mut self, image: impl Into<String>) -> Self {
+        self.image = image.into();
+        self
+    }
+
+    /// The update strategy, with defaults when unset.
+    pub fn update_strategy(&self) -> UpdateStrategy {
+        self.update.clone().unwrap_or_default()
+    }
+
+    /// Memory limit in bytes, if set and valid.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.resources
+            .as_ref()?
+            .memory
+            .as_deref()
+            .and_then(|m| parse_memory(m).ok())
+    }
+
+    /// The host name routed to this pod, if any.
+    pub fn host(&self) -> Option<&str> {
+        self.access.as_ref().map(|a| a.host.as_str())
+    }
+
+    /// The log rotation, pids limit and no-new-privileges its replicas get:
+    /// the spec's values, the defaults of [`ContainerLimits`](crate::limits::ContainerLimits) otherwise.
+    pub fn container_limits(&self) -> crate::limits::ContainerLimits {
+        let defaults = crate::limits::ContainerLimits::default();
+        let logging = self.logging.clone().unwrap_or_default();
+        let log_max_bytes = logging
+            .max_size
+            .as_deref()
+            .and_then(|s| parse_memory(s).ok())
+            .unwrap_or(defaults.log_max_bytes);
+        let pids = match self.resources.as_ref().and_then(|r| r.pids) {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => defaults.pids,
+        };
+        defaults
+            .with_log(log_max_bytes, logging.max_files.unwrap_or(defaults.log_max_files))
+            .with_pids(pids)
+            .with_no_new_privileges(
+                self.security
+                    .as_ref()
+                    .and_then(|s| s.no_new_privileges)
+                    .unwrap_or(defaults.no_new_privileges),
+            )
+    }
+
+    /// A short hash of everything that decides what a container runs (image,
+    /// port, env), but not of `replicas` or `access`: scaling or re-routing a
+    /// pod must not replace its containers.
+    pub fn revision_hash(&self) -> String {
+        #[derive(Serialize)]
+        struct Template<'a> {
+            image: &'a str,
+            port: u16,
+            env: &'a BTreeMap<String, String>,
+            command: &'a Option<Vec<String>>,
+            args: &'a Option<Vec<String>>,
+            memory: Option<u64>,
+            cpus: Option<f64>,
+            // Skipped when unset, so specs written before these fields existed keep their hash.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pids: Option<u32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            logging: Option<&'a Logging>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            security: Option<&'a Security>,
+        }
+        let template = Template {
+            image: &self.image,
+            port: self.port,
+            env: &self.env,
+            command: &self.command,
+            args: &self.args,
+            memory: self.memory_bytes(),
+            cpus: self.resources.as_ref().and_then(|r| r.cpus),
+            pids: self.resources.as_ref().and_then(|r| r.pids),
+            logging: self.logging.as_ref(),
+            security: self.security.as_ref(),
+        };
+        // Serializing strings, integers, floats and maps cannot fail.
+        let bytes = serde_json::to_vec(&template).unwrap_or_default();
+        let digest = Sha256::digest(&bytes);
+        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A copy with the container template (what [`revision_hash`](Self::revision_hash)
+    /// covers) taken from `other`, keeping this spec's replicas, access and policies.
+    pub fn with_template_of(&self, other: &PodSpec) -> PodSpec {
+        PodSpec {
+            image: other.image.clone(),
+            port: other.port,
+            env: other.env.clone(),
+            command: other.command.clone(),
+            args: other.args.clone(),
+            resources: other.resources.clone(),
+            logging: other.logging.clone(),
+            security: other.security.clone(),
+            ..self.clone()
+        }
+    }
+}

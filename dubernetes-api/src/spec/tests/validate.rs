@@ -1,0 +1,221 @@
+//! Validation: the rules of each field.
+
+use super::*;
+
+#[test]
+fn zero_replicas_is_allowed() {
+    assert_eq!(
+        parse_one("name: a\nimage: b\nreplicas: 0\n").expect("valid").replicas,
+        0
+    );
+}
+
+#[test]
+fn duplicate_names_are_rejected() {
+    let err = parse_specs("name: a\nimage: b\n---\nname: a\nimage: c\n").expect_err("dup");
+    assert!(matches!(err, SpecError::Duplicate { document: 2, .. }), "{err:?}");
+}
+
+#[test]
+fn bad_names_are_rejected() {
+    for name in [
+        "",
+        "My-App",
+        "-a",
+        "a-",
+        "a_b",
+        "a.b",
+        "../etc",
+        &"a".repeat(64),
+        "a b",
+        "ä",
+    ] {
+        let spec = PodSpec::new(name, "img");
+        let err = spec.validate().expect_err(name);
+        assert_eq!(err.problems[0].field, "name", "{name}");
+    }
+    for name in ["a", "my-app", "a1", "1a", &"a".repeat(63)] {
+        PodSpec::new(name, "img").validate().expect(name);
+    }
+}
+
+#[test]
+fn bad_hosts_are_rejected() {
+    for host in [
+        "",
+        "a.com; include /etc/passwd",
+        "a.com\nreturn 200",
+        "$host",
+        "a{b}.com",
+        "a..com",
+        ".a.com",
+        "a.com.",
+        "-a.com",
+        "a-.com",
+        "аpple.com", // Cyrillic a
+        "a_b.com",
+        "A.COM",
+        "dubernetes-probe.invalid",
+        &format!("{}.com", "a".repeat(64)),
+        &vec!["a"; 130].join("."),
+    ] {
+        let err = PodSpec::new("p", "img").with_host(host).validate().expect_err(host);
+        assert_eq!(err.problems[0].field, "access.host", "{host:?}");
+    }
+    for host in ["a", "myapp.local", "x-1.example.com", "1.2.3.4"] {
+        PodSpec::new("p", "img").with_host(host).validate().expect(host);
+    }
+}
+
+#[test]
+fn bad_images_are_rejected() {
+    for image in [
+        "",
+        "UPPER:latest",
+        "a b",
+        "a:",
+        ":tag",
+        "a@sha256:xyz",
+        "a;rm -rf /",
+        "a\nb",
+        "a:-tag",
+    ] {
+        let err = PodSpec::new("p", image).validate().expect_err(image);
+        assert_eq!(err.problems[0].field, "image", "{image:?}");
+    }
+    for image in [
+        "nginx",
+        "nginx:1.27-alpine",
+        "myapp-image:latest",
+        "library/nginx",
+        "localhost:5000/team/app:v1.2",
+        "ghcr.io/org/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "dubernetes/whoami:v1",
+    ] {
+        PodSpec::new("p", image).validate().expect(image);
+    }
+}
+
+#[test]
+fn bad_replicas_ports_and_env_are_rejected() {
+    let err = PodSpec::new("p", "i")
+        .with_replicas(MAX_REPLICAS + 1)
+        .validate()
+        .expect_err("too many");
+    assert_eq!(err.problems[0].field, "replicas");
+    let err = PodSpec::new("p", "i").with_port(0).validate().expect_err("port 0");
+    assert_eq!(err.problems[0].field, "port");
+    assert_eq!(invalid_fields("name: p\nimage: i\nenv: {1A: x}\n"), ["env.1A"]);
+    assert_eq!(invalid_fields("name: p\nimage: i\nenv: {\"A=B\": x}\n"), ["env.A=B"]);
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    assert_eq!(
+        invalid_fields("name: Bad\nimage: Bad\naccess: {host: bad_host}\n"),
+        ["name", "image", "access.host"]
+    );
+}
+
+#[test]
+fn bad_deploy_fields_are_rejected() {
+    let cases = [
+        ("command: []", "command"),
+        ("resources: {memory: 1k}", "resources.memory"),
+        ("resources: {memory: 12 parsecs}", "resources.memory"),
+        ("resources: {cpus: 0}", "resources.cpus"),
+        ("resources: {cpus: .nan}", "resources.cpus"),
+        ("health: {path: healthz}", "health.path"),
+        ("health: {path: \"/a b\"}", "health.path"),
+        ("health: {path: \"/a\\r\\nX: y\"}", "health.path"),
+        ("health: {path: /h, interval: 1ms}", "health.interval"),
+        ("health: {path: /h, healthy_after: 0}", "health.healthy_after"),
+        ("health: {path: /h, port: 0}", "health.port"),
+        ("update: {max_surge: 0, max_unavailable: 0}", "update"),
+        ("update: {progress_deadline: 0s}", "update.progress_deadline"),
+        ("update: {min_ready: 2h}", "update.min_ready"),
+        ("update: {max_failures: 0}", "update.max_failures"),
+        ("stop_grace_period: 2h", "stop_grace_period"),
+    ];
+    for (yaml, field) in cases {
+        assert_eq!(
+            invalid_fields(&format!("name: p\nimage: i\n{yaml}\n")),
+            [field],
+            "{yaml}"
+        );
+    }
+    for yaml in [
+        "stop_grace_period: soon",
+        "health: {path: /h, timeout: 5}",
+        "update: {max_surge: -1}",
+        "health: {}",
+        "health: {type: http}",
+        "health: {type: tcp, path: /h}",
+        "health: {type: grpc}",
+    ] {
+        assert!(
+            matches!(
+                parse_specs(&format!("name: p\nimage: i\n{yaml}\n")),
+                Err(SpecError::Syntax { .. })
+            ),
+            "{yaml}"
+        );
+    }
+}
+
+#[test]
+fn memory_sizes_parse() {
+    assert_eq!(parse_memory("1048576"), Ok(1 << 20));
+    assert_eq!(parse_memory("512k"), Ok(512_000));
+    assert_eq!(parse_memory("2Gi"), Ok(2 << 30));
+    assert!(parse_memory("99999999999999999999g").is_err());
+    assert!(parse_memory("1.5g").is_err());
+}
+
+#[test]
+fn host_limits_default_on_and_can_be_overridden() {
+    let spec = parse_one("name: a\nimage: b\n").expect("valid");
+    let d = spec.container_limits();
+    assert_eq!(
+        (d.log_max_bytes, d.log_max_files, d.pids, d.no_new_privileges),
+        (10 * 1024 * 1024, 3, Some(1024), true)
+    );
+    let spec = parse_one(
+        "name: a\nimage: b\nlogging: {max_size: 1Mi, max_files: 5}\nresources: {pids: 0}\nsecurity: {no_new_privileges: false}\n",
+    )
+    .expect("valid");
+    let o = spec.container_limits();
+    assert_eq!(
+        (o.log_max_bytes, o.log_max_files, o.pids, o.no_new_privileges),
+        (1024 * 1024, 5, None, false)
+    );
+    assert_eq!(
+        parse_one("name: a\nimage: b\nresources: {pids: 64}\n")
+            .expect("valid")
+            .container_limits()
+            .pids,
+        Some(64)
+    );
+    // What the container runs with is part of its revision...
+    assert_ne!(spec.revision_hash(), PodSpec::new("a", "b").revision_hash());
+    // ...but specs that do not set the new fields keep the hash they had before them.
+    assert_eq!(PodSpec::new("p", "img:1").revision_hash(), "a7f00d741e54");
+    for (yaml, field) in [
+        ("logging: {max_size: 10}", "logging.max_size"),
+        ("logging: {max_size: 2Ti}", "logging.max_size"),
+        ("logging: {max_size: lots}", "logging.max_size"),
+        ("logging: {max_files: 0}", "logging.max_files"),
+        ("logging: {max_files: 101}", "logging.max_files"),
+        ("resources: {pids: 4194305}", "resources.pids"),
+    ] {
+        assert_eq!(
+            invalid_fields(&format!("name: p\nimage: i\n{yaml}\n")),
+            [field],
+            "{yaml}"
+        );
+    }
+    assert!(matches!(
+        parse_specs("name: p\nimage: i\nsecurity: {privileged: true}\n"),
+        Err(SpecError::Syntax { .. })
+    ));
+}

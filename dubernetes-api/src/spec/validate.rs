@@ -1,0 +1,398 @@
+//! Validation of a parsed spec: [`PodSpec::validate`] and the rules of each field.
+
+use std::fmt;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::{CheckKind, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_PIDS, MAX_REPLICAS, PodSpec};
+
+impl PodSpec {
+    /// Checks every field; returns all problems at once, each naming its field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut problems = Vec::new();
+        if let Err(m) = check_dns_label(&self.name) {
+            problems.push(FieldError::new("name", m));
+        }
+        if let Err(m) = check_image(&self.image) {
+            problems.push(FieldError::new("image", m));
+        }
+        if self.replicas > MAX_REPLICAS {
+            problems.push(FieldError::new(
+                "replicas",
+                format!("{} is more than the limit of {MAX_REPLICAS}", self.replicas),
+            ));
+        }
+        if self.port == 0 {
+            problems.push(FieldError::new("port", "must be between 1 and 65535"));
+        }
+        if self.env.len() > MAX_ENV_VARS {
+            problems.push(FieldError::new(
+                "env",
+                format!("has {} variables; at most {MAX_ENV_VARS} are allowed", self.env.len()),
+            ));
+        }
+        for (key, value) in &self.env {
+            // A bad key is named by its escaped form so nothing odd reaches a terminal or log.
+            let field = format!("env.{}", key.escape_default());
+            if let Err(m) = check_env_key(key) {
+                problems.push(FieldError::new(field.clone(), m));
+            }
+            if value.contains('\0') {
+                problems.push(FieldError::new(field, "value must not contain a NUL byte"));
+            } else if value.len() > MAX_ENV_VALUE_BYTES {
+                problems.push(FieldError::new(
+                    field,
+                    format!("value is longer than {MAX_ENV_VALUE_BYTES} bytes"),
+                ));
+            }
+        }
+        for (field, list) in [("command", &self.command), ("args", &self.args)] {
+            if let Some(list) = list {
+                if field == "command" && list.is_empty() {
+                    problems.push(FieldError::new(
+                        field,
+                        "must not be empty; remove the field to use the image's entrypoint",
+                    ));
+                }
+                if list.len() > 256 {
+                    problems.push(FieldError::new(field, "has more than 256 items"));
+                }
+                if let Some(i) = list.iter().position(|a| a.contains('\0') || a.len() > 8192) {
+                    problems.push(FieldError::new(
+                        format!("{field}[{i}]"),
+                        "must not contain a NUL byte or exceed 8192 bytes",
+                    ));
+                }
+            }
+        }
+        if let Some(resources) = &self.resources {
+            if let Some(memory) = &resources.memory {
+                match parse_memory(memory) {
+                    Ok(bytes) if bytes < 6 * 1024 * 1024 => problems.push(FieldError::new(
+                        "resources.memory",
+                        format!("{memory:?} is below the engine's minimum of 6Mi"),
+                    )),
+                    Ok(bytes) if bytes > (1u64 << 42) => problems.push(FieldError::new(
+                        "resources.memory",
+                        format!("{memory:?} is more than 4Ti"),
+                    )),
+                    Ok(_) => {}
+                    Err(m) => problems.push(FieldError::new("resources.memory", m)),
+                }
+            }
+            if let Some(cpus) = resources.cpus
+                && !(cpus.is_finite() && (0.01..=1024.0).contains(&cpus))
+            {
+                problems.push(FieldError::new(
+                    "resources.cpus",
+                    format!("{cpus} is not between 0.01 and 1024 cores"),
+                ));
+            }
+        }
+        self.validate_host_limits(&mut problems);
+        if let Some(h) = &self.health {
+            if h.kind == CheckKind::Http
+                && let Err(m) = check_http_path(&h.path)
+            {
+                problems.push(FieldError::new("health.path", m));
+            }
+            if h.port == Some(0) {
+                problems.push(FieldError::new("health.port", "must be between 1 and 65535"));
+            }
+            if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&h.interval) {
+                problems.push(FieldError::new("health.interval", "must be between 100ms and 1h"));
+            }
+            if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&h.timeout) {
+                problems.push(FieldError::new("health.timeout", "must be between 10ms and 60s"));
+            }
+            for (field, n) in [
+                ("health.healthy_after", h.healthy_after),
+                ("health.unhealthy_after", h.unhealthy_after),
+            ] {
+                if !(1..=100).contains(&n) {
+                    problems.push(FieldError::new(field, format!("{n} is not between 1 and 100")));
+                }
+            }
+        }
+        if let Some(u) = &self.update {
+            if u.max_surge == 0 && u.max_unavailable == 0 {
+                problems.push(FieldError::new(
+                    "update",
+                    "max_surge and max_unavailable are both 0, so a rollout could never make progress; raise one of them",
+                ));
+            }
+            if u.max_surge > MAX_REPLICAS || u.max_unavailable > MAX_REPLICAS {
+                problems.push(FieldError::new(
+                    "update",
+                    format!("max_surge and max_unavailable are at most {MAX_REPLICAS}"),
+                ));
+            }
+            if !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&u.progress_deadline) {
+                problems.push(FieldError::new(
+                    "update.progress_deadline",
+                    "must be between 1s and 24h",
+                ));
+            }
+            if u.min_ready > Duration::from_secs(3600) {
+                problems.push(FieldError::new("update.min_ready", "must be at most 1h"));
+            }
+            if !(1..=1000).contains(&u.max_failures) {
+                problems.push(FieldError::new(
+                    "update.max_failures",
+                    format!("{} is not between 1 and 1000", u.max_failures),
+                ));
+            }
+        }
+        if let Some(grace) = self.stop_grace_period
+            && grace > Duration::from_secs(3600)
+        {
+            problems.push(FieldError::new("stop_grace_period", "must be at most 1h"));
+        }
+        if let Some(r) = &self.restart {
+            for (field, d) in [
+                ("restart.initial_delay", r.initial_delay),
+                ("restart.max_delay", r.max_delay),
+                ("restart.reset_after", r.reset_after),
+            ] {
+                if d.is_some_and(|d| d > Duration::from_secs(24 * 3600)) {
+                    problems.push(FieldError::new(field, "must be at most 24h"));
+                }
+            }
+        }
+        if let Some(access) = &self.access
+            && let Err(m) = check_host(&access.host)
+        {
+            problems.push(FieldError::new("access.host", m));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError {
+                pod: self.name.clone(),
+                problems,
+            })
+        }
+    }
+
+    /// Checks `logging` and `resources.pids`.
+    fn validate_host_limits(&self, problems: &mut Vec<FieldError>) {
+        if let Some(pids) = self.resources.as_ref().and_then(|r| r.pids)
+            && pids > MAX_PIDS
+        {
+            problems.push(FieldError::new(
+                "resources.pids",
+                format!("{pids} is more than {MAX_PIDS}; use 0 for no limit"),
+            ));
+        }
+        if let Some(logging) = &self.logging {
+            if let Some(size) = &logging.max_size {
+                match parse_memory(size) {
+                    Ok(bytes) if !(1024..=(1u64 << 40)).contains(&bytes) => problems.push(FieldError::new(
+                        "logging.max_size",
+                        format!("{size:?} is not between 1Ki and 1Ti"),
+                    )),
+                    Ok(_) => {}
+                    Err(m) => problems.push(FieldError::new("logging.max_size", m)),
+                }
+            }
+            if let Some(files) = logging.max_files
+                && !(1..=100).contains(&files)
+            {
+                problems.push(FieldError::new(
+                    "logging.max_files",
+                    format!("{files} is not between 1 and 100"),
+                ));
+            }
+        }
+    }
+}
+
+/// One invalid field of a spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
+pub struct FieldError {
+    /// The field, as a path like `access.host`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// A spec that parsed but has invalid fields.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid pod {pod:?}: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+#[non_exhaustive]
+pub struct ValidationError {
+    /// The pod's name as given.
+    pub pod: String,
+    /// Every invalid field.
+    pub problems: Vec<FieldError>,
+}
+
+impl ValidationError {
+    /// The problems of pod `pod`.
+    pub fn new(pod: impl Into<String>, problems: Vec<FieldError>) -> Self {
+        ValidationError {
+            pod: pod.into(),
+            problems,
+        }
+    }
+}
+
+/// Parses a memory size: `1048576`, `512k`, `256Mi`, `1g`, `2Gi`.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like \"256Mi\" or \"1g\""))?;
+    let factor: u64 = match unit {
+        "" | "b" | "B" => 1,
+        "k" | "K" | "kb" | "KB" => 1000,
+        "m" | "M" | "mb" | "MB" => 1000 * 1000,
+        "g" | "G" | "gb" | "GB" => 1000 * 1000 * 1000,
+        "Ki" => 1024,
+        "Mi" => 1024 * 1024,
+        "Gi" => 1024 * 1024 * 1024,
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit {unit:?}; use k, m, g, Ki, Mi or Gi"
+            ));
+        }
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+fn check_dns_label(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 63 {
+        return Err(format!(
+            "{name:?} is {} characters long; at most 63 are allowed",
+            name.len()
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(format!(
+            "{name:?} may contain only lowercase letters, digits and '-' (a DNS label, e.g. \"my-app\")"
+        ));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err(format!("{name:?} must start and end with a letter or digit"));
+    }
+    Ok(())
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("must not be empty; remove `access` for a pod without a host".into());
+    }
+    if host.len() > 253 {
+        return Err(format!(
+            "is {} characters long; a host name has at most 253",
+            host.len()
+        ));
+    }
+    if host == "invalid" || host.ends_with(".invalid") {
+        return Err(format!(
+            "{host:?}: the .invalid domain is reserved (RFC 2606) and used by the ingress's own probes"
+        ));
+    }
+    for label in host.split('.') {
+        if label.is_empty() {
+            return Err(format!(
+                "{host:?} has an empty label (two dots in a row, or a dot at an end)"
+            ));
+        }
+        if label.len() > 63
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            || label.starts_with('-')
+            || label.ends_with('-')
+        {
+            return Err(format!(
+                "{host:?} is not an RFC 1123 host name: use lowercase letters, digits, '-' and '.', e.g. \"myapp.local\""
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An HTTP path we may write into a request line: RFC 3986 characters only,
+/// so nothing can inject a header.
+fn check_http_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must start with '/', e.g. \"/healthz\""));
+    }
+    if path.len() > 1024 {
+        return Err("is longer than 1024 characters".into());
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/%?".contains(c);
+    if !path.chars().all(allowed) {
+        return Err(format!(
+            "{path:?} may contain only URL path characters (no spaces, quotes or control characters)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_env_key(key: &str) -> Result<(), String> {
+    static KEY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex"));
+    if KEY.is_match(key) {
+        Ok(())
+    } else {
+        Err("an environment variable name uses letters, digits and '_', and does not start with a digit".into())
+    }
+}
+
+/// The image reference grammar of the distribution project (docker's
+/// `reference` package): `[domain[:port]/]path[:tag][@digest]`.
+fn check_image(image: &str) -> Result<(), String> {
+    static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
+        let domain_component = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+        let domain = format!(r"{domain_component}(?:\.{domain_component})*(?::[0-9]+)?");
+        let path_component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+        let name = format!(r"(?:{domain}/)?{path_component}(?:/{path_component})*");
+        // `\w` of the regex crate is Unicode-aware: spell the ASCII classes out.
+        let tag = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
+        let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
+        Regex::new(&format!(r"^{name}(?::{tag})?(?:@{digest})?$")).expect("valid regex")
+    });
+    if image.is_empty() {
+        return Err("must not be empty, e.g. \"nginx:1.27\"".into());
+    }
+    if image.len() > 512 {
+        return Err("is longer than 512 characters".into());
+    }
+    if !REFERENCE.is_match(image) {
+        return Err(format!(
+            "{image:?} is not a valid image reference: use [registry/]name[:tag][@digest] with a lowercase name, e.g. \"myapp-image:latest\""
+        ));
+    }
+    Ok(())
+}
