@@ -7,22 +7,11 @@ use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{EventsOptionsBuilder, KillContainerOptionsBuilder};
 use dubernetes_tests::engine_proxy::EngineProxy;
-use dubernetes_tests::{TestServer, WHOAMI_V1, WHOAMI_V2, containers, docker, wait_for};
+use dubernetes_tests::{TestServer, WHOAMI_V1, WHOAMI_V2, containers, docker, peak_kib, wait_for};
 use futures::StreamExt;
 
 /// whoami, built from this tree, that ignores SIGTERM when run with WHOAMI_IGNORE_SIGTERM=1.
 const WHOAMI_STUBBORN: &str = "dubernetes/whoami:stubborn";
-
-/// Peak resident memory of a process (`VmHWM`), in bytes.
-fn vm_hwm(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status");
-    kib * 1024
-}
 
 /// The input: 44 KB of YAML whose `env` repeats one 32 KiB value
 /// through 1023 aliases (32 MiB once expanded).
@@ -66,7 +55,7 @@ async fn an_alias_bomb_is_refused_before_it_takes_memory_or_space() {
     let config = server.ingress_config().await;
     let store_before = store_bytes(&server);
     let pid = server.pid().expect("server runs");
-    let hwm_before = vm_hwm(pid);
+    let hwm_before = peak_kib(pid) * 1024;
 
     let bomb = alias_bomb("bomb");
     assert!(bomb.len() < 48 * 1024, "{}", bomb.len());
@@ -80,7 +69,7 @@ async fn an_alias_bomb_is_refused_before_it_takes_memory_or_space() {
             "the answer names the limit and the cause: {message}"
         );
     }
-    let hwm_after = vm_hwm(pid);
+    let hwm_after = peak_kib(pid) * 1024;
     let grown = hwm_after.saturating_sub(hwm_before);
     eprintln!(
         "server VmHWM before {} KiB, after 9 concurrent alias bombs {} KiB (+{} KiB); store {} -> {} bytes",

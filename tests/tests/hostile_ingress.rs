@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bollard::query_parameters::UploadToContainerOptionsBuilder;
-use dubernetes_tests::{TestServer, containers, docker, wait_for};
+use dubernetes_tests::{TestServer, containers, docker, peak_kib, wait_for};
 
 const T: Duration = Duration::from_secs(90);
 const PREVIEW: &str = "feature-login-redesign.preview.staging.example.com";
@@ -187,16 +187,6 @@ async fn every_host_length_the_api_accepts_is_served() {
 
 /// The server's peak memory with the 265 pods above (measured: see docs/security.md).
 const MAX_PEAK_KIB: u64 = 96 * 1024;
-
-/// Peak resident memory of a process (`VmHWM`), in KiB.
-fn peak_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status")
-}
 
 #[tokio::test]
 async fn a_route_nginx_rejects_is_reported_and_the_rest_applied() {

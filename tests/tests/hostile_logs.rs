@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use dubernetes_tests::{TestServer, binary, stdout, wait_for};
+use dubernetes_tests::{TestServer, binary, peak_kib, stdout, wait_for};
 use futures::StreamExt;
 
 const T: Duration = Duration::from_secs(90);
@@ -16,16 +16,6 @@ const MAX_LINE: usize = 16 * 1024;
 /// Measured on the 2-core test machine: see docs/security.md. Before the cut,
 /// the line was buffered whole, copied and serialized: several times 16 MiB.
 const MAX_GROWTH_KIB: u64 = 24 * 1024;
-
-/// Peak resident memory of a process (`VmHWM`), in KiB.
-fn peak_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status")
-}
 
 async fn put(server: &TestServer, name: &str, yaml: &str) {
     let (status, body) = server.put_yaml(name, yaml).await;
