@@ -50,6 +50,8 @@ mod ingress;
 mod logs;
 mod orchestrator;
 mod ownership;
+#[cfg(any(test, feature = "testing"))]
+pub mod pg_cluster;
 mod plan;
 mod probe;
 mod rollout;
