@@ -56,6 +56,7 @@ mod plan;
 mod probe;
 mod rollout;
 mod runtime;
+mod shared;
 mod spec;
 mod status;
 mod store;

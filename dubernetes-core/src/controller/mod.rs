@@ -176,8 +176,8 @@ impl Context {
         store: Arc<dyn Store>,
         runtime: Runtime,
         ingress: Ingress,
+        changes: broadcast::Sender<Change>,
     ) -> Arc<Context> {
-        let (changes, _) = broadcast::channel(1024);
         let health = Health::new(runtime.network());
         Arc::new(Context {
             engine_slots: Semaphore::new(settings.engine_concurrency.max(1)),
