@@ -297,7 +297,7 @@ impl DubernetesBuilder {
         };
         match pg {
             // One server per store: it leads from the start to the end.
-            None => handle.begin_term(),
+            None => handle.begin_term().await,
             Some(pg) => {
                 let views = handle.changes.subscribe();
                 handle.tasks.spawn(crate::shared::publish_views(

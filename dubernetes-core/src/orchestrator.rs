@@ -108,11 +108,20 @@ impl Handle {
 
     /// Becomes the leader: a fresh controller context starts from what the
     /// engine shows (resync, adoption of what runs, the ingress as it is).
-    pub(crate) fn begin_term(&self) {
+    pub(crate) async fn begin_term(&self) {
         if self.shutdown.is_cancelled() {
             return;
         }
         let (ctx, fence) = self.context(true);
+        if let Some(pg) = self.store.postgres() {
+            ctx.inherit_ready(inherited_ready(pg).await);
+            // The ingress first: the planner counts only routed replicas as
+            // ready, and would otherwise see the running ones as unready and
+            // replace them. This delivers the routes the old leader served.
+            if let Err(e) = ctx.sync_ingress().await {
+                tracing::warn!(error = %e, "the first ingress sync of this term failed; the controller retries it");
+            }
+        }
         let (_, old_fence) = self.swap((Arc::clone(&ctx), fence));
         old_fence.cancel();
         ctx.start();
@@ -139,6 +148,21 @@ impl Handle {
     /// Waits until this server leads or stops leading.
     pub(crate) fn leader_changes(&self) -> tokio::sync::watch::Receiver<bool> {
         self.leader.subscribe()
+    }
+}
+
+/// The replicas the last published views show ready (12-character ids).
+async fn inherited_ready(pg: &crate::store::postgres::PgStore) -> std::collections::HashSet<String> {
+    match pg.views().await {
+        Ok(views) => views
+            .iter()
+            .filter_map(|(_, json)| serde_json::from_str::<Pod>(json).ok())
+            .flat_map(|pod| pod.replicas.into_iter().filter(|r| r.ready).map(|r| r.id))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the previous leader's views failed; probes start from scratch");
+            std::collections::HashSet::new()
+        }
     }
 }
 

@@ -128,7 +128,7 @@ pub(crate) async fn lead(orchestrator: Dubernetes, options: PgConnectOptions, sh
             continue;
         }
         tracing::info!(instance = %handle.settings.instance, "this server leads the instance now; it acts on the engine");
-        handle.begin_term();
+        handle.begin_term().await;
         let mut confirmed = Instant::now();
         loop {
             if !pause(&shutdown, HEARTBEAT).await {
