@@ -7,15 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::controller::{BackoffSettings, Context, ControllerSettings};
+use crate::controller::{BackoffSettings, ControllerSettings};
 use crate::data_dir::DataDirLock;
 use crate::error::{Error, Result};
-use crate::ingress::{Ingress, IngressSettings};
-use crate::orchestrator::Dubernetes;
+use crate::ingress::IngressSettings;
+use crate::orchestrator::{Dubernetes, Handle};
 use crate::ownership::{Facts, Ownership, Seen};
 use crate::runtime::Runtime;
 use crate::spec::PodSpec;
 use crate::store::Store;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::watch::Feed;
 
@@ -35,6 +36,8 @@ pub struct DubernetesBuilder {
     adopt_foreign: bool,
     /// The engine to use; None: connect to Docker.
     engine: Option<Arc<dyn crate::engine::Engine>>,
+    /// A `postgres://` URL: a store shared by several servers (None: SQLite).
+    postgres: Option<String>,
 }
 
 impl Default for DubernetesBuilder {
@@ -52,6 +55,7 @@ impl Default for DubernetesBuilder {
             drain: Duration::from_secs(1),
             adopt_foreign: false,
             engine: None,
+            postgres: None,
         }
     }
 }
@@ -74,6 +78,16 @@ impl DubernetesBuilder {
     /// Keep the SQLite store in `dir/dubernetes.db`.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Keep the store in the PostgreSQL database at `url` (`postgres://...`)
+    /// instead of SQLite: any number of servers of one instance may share
+    /// it. One of them leads (acts on the engine); the others serve the API
+    /// from the store (see [`Dubernetes::is_leader`]). The data dir, when
+    /// given, is still this server's own (locked; the server keeps its token there).
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.postgres = Some(url.into());
         self
     }
 
@@ -161,10 +175,21 @@ impl DubernetesBuilder {
             });
         }
         let dir = self.data_dir.as_deref().map(crate::data_dir::absolute).transpose()?;
-        let existing = match &dir {
-            Some(dir) if crate::data_dir::has_store(dir)? => {
+        let existing = match (&self.postgres, &dir) {
+            (Some(url), dir) => {
+                // This server's own dir (its token); the store is shared.
+                let lock = match dir {
+                    Some(dir) => {
+                        crate::data_dir::create(dir)?;
+                        Some(DataDirLock::acquire(dir)?)
+                    }
+                    None => None,
+                };
+                Some((lock, Arc::new(PgStore::open(url).await?) as Arc<dyn Store>))
+            }
+            (None, Some(dir)) if crate::data_dir::has_store(dir)? => {
                 let lock = DataDirLock::acquire(dir)?;
-                Some((lock, Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>))
+                Some((Some(lock), Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>))
             }
             _ => None,
         };
@@ -216,7 +241,7 @@ impl DubernetesBuilder {
             }
         }
         let (lock, store) = match (existing, &dir) {
-            (Some((lock, store)), _) => (Some(lock), store),
+            (Some((lock, store)), _) => (lock, store),
             (None, Some(dir)) => {
                 crate::data_dir::create(dir)?;
                 let lock = DataDirLock::acquire(dir)?;
@@ -249,7 +274,6 @@ impl DubernetesBuilder {
             );
         }
         runtime.ensure_network(&network, &self.instance).await?;
-        let ingress = Ingress::new(runtime.clone(), &self.instance, &network, self.ingress.clone());
         let settings = ControllerSettings {
             instance: self.instance.clone(),
             network,
@@ -259,25 +283,48 @@ impl DubernetesBuilder {
             backoff: self.backoff,
             drain: self.drain,
         };
-        let ctx = Context::new(settings, store, runtime, ingress);
+        let pg = store.postgres().cloned();
+        let handle = Arc::new(Handle::new(settings, store, runtime, self.ingress.clone()));
         // Subscribed before the controller starts, so the feed misses no change.
-        let changes = ctx.changes.subscribe();
-        ctx.start();
+        let changes = handle.changes.subscribe();
         let orchestrator = Dubernetes {
-            ctx,
+            handle: Arc::clone(&handle),
             max_pods: self.max_pods,
             max_replicas: self.max_replicas,
             feed: Feed::new(),
             data_dir: dir,
             _lock: lock.map(Arc::new),
         };
+        match pg {
+            // One server per store: it leads from the start to the end.
+            None => handle.begin_term().await,
+            Some(pg) => {
+                let views = handle.changes.subscribe();
+                handle.tasks.spawn(crate::shared::publish_views(
+                    orchestrator.clone(),
+                    pg.clone(),
+                    views,
+                    handle.shutdown.clone(),
+                ));
+                handle.tasks.spawn(crate::shared::listen(
+                    orchestrator.clone(),
+                    pg.clone(),
+                    handle.shutdown.clone(),
+                ));
+                handle.tasks.spawn(crate::shared::lead(
+                    orchestrator.clone(),
+                    pg.options().clone(),
+                    handle.shutdown.clone(),
+                ));
+            }
+        }
         let feed_task = crate::watch::run(
             orchestrator.clone(),
-            orchestrator.ctx.shutdown.clone(),
+            handle.shutdown.clone(),
             Arc::clone(&orchestrator.feed),
             changes,
         );
-        orchestrator.ctx.tasks.spawn(feed_task);
+        handle.tasks.spawn(feed_task);
         Ok(orchestrator)
     }
 }

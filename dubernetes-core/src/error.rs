@@ -136,6 +136,10 @@ pub enum Error {
     /// The instance is shutting down.
     #[error("the orchestrator is shutting down")]
     ShuttingDown,
+    /// This server's leadership term ended (it lost its database lock):
+    /// it no longer acts on the engine.
+    #[error("this server is no longer the leader of its instance; it does not act on the engine")]
+    Fenced,
     /// The data dir cannot be used; nothing was changed.
     #[error("data dir {}: {problem}", path.display())]
     DataDir {

@@ -50,10 +50,13 @@ mod ingress;
 mod logs;
 mod orchestrator;
 mod ownership;
+#[cfg(any(test, feature = "testing"))]
+pub mod pg_cluster;
 mod plan;
 mod probe;
 mod rollout;
 mod runtime;
+mod shared;
 mod spec;
 mod status;
 mod store;

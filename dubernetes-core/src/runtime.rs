@@ -17,7 +17,7 @@ pub use crate::engine::{
 };
 pub(crate) use crate::engine::{ContainerSpec, Observed};
 use crate::engine::{Engine, EngineEvent, Network};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ownership::Ownership;
 
 /// Label: the instance a container belongs to.
@@ -38,6 +38,8 @@ pub const LABEL_INGRESS_CONFIG: &str = "io.dubernetes.ingress-config";
 pub(crate) struct Runtime {
     engine: Arc<dyn Engine>,
     ownership: Arc<Ownership>,
+    /// The leadership term this runtime acts for (see [`Runtime::fenced`]).
+    fence: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// Which containers of the instance a list returns.
@@ -60,16 +62,50 @@ impl Runtime {
 
     /// Wraps any engine in this store's ownership.
     pub(crate) fn new(engine: Arc<dyn Engine>, ownership: Arc<Ownership>) -> Runtime {
-        Runtime { engine, ownership }
+        Runtime {
+            engine,
+            ownership,
+            fence: None,
+        }
+    }
+
+    /// This runtime for one leadership term: once `fence` is cancelled, every
+    /// call that changes the engine fails with [`Error::Fenced`] before it is
+    /// sent, and one in flight is abandoned (the engine may still finish it;
+    /// the next leader sees the result, as it sees everything, by label).
+    /// Reads stay allowed. This is what keeps a leader that lost its lock
+    /// from acting while another leads.
+    pub(crate) fn fenced(&self, fence: tokio_util::sync::CancellationToken) -> Runtime {
+        Runtime {
+            fence: Some(fence),
+            ..self.clone()
+        }
+    }
+
+    /// Runs an engine call that changes something, unless the term is over.
+    async fn act<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        match &self.fence {
+            None => call.await,
+            Some(fence) => {
+                if fence.is_cancelled() {
+                    return Err(Error::Fenced);
+                }
+                tokio::select! {
+                    biased;
+                    _ = fence.cancelled() => Err(Error::Fenced),
+                    result = call => result,
+                }
+            }
+        }
     }
 
     /// A new connection to the same engine, same ownership (see [`Engine::reconnect`]).
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) async fn reconnect(&self) -> Result<Runtime> {
-        Ok(Runtime::new(
-            self.engine.reconnect().await?,
-            Arc::clone(&self.ownership),
-        ))
+        Ok(Runtime {
+            engine: self.engine.reconnect().await?,
+            ..self.clone()
+        })
     }
 
     /// The engine itself, for calls that ownership does not concern (they
@@ -95,12 +131,12 @@ impl Runtime {
 
     /// Creates the instance's network if it is missing.
     pub(crate) async fn ensure_network(&self, name: &str, instance: &str) -> Result<()> {
-        self.engine.ensure_network(name, instance).await
+        self.act(self.engine.ensure_network(name, instance)).await
     }
 
     /// Removes a network; a missing one is fine.
     pub(crate) async fn remove_network(&self, name: &str) -> Result<()> {
-        self.engine.remove_network(name).await
+        self.act(self.engine.remove_network(name)).await
     }
 
     /// Lists the containers of this instance (all states) that this store
@@ -152,7 +188,7 @@ impl Runtime {
 
     /// Makes sure `image` is present, pulling it when it is not.
     pub(crate) async fn ensure_image(&self, image: &str) -> Result<()> {
-        self.engine.ensure_image(image).await
+        self.act(self.engine.ensure_image(image)).await
     }
 
     /// Creates a container without starting it; returns its id. Every
@@ -160,7 +196,7 @@ impl Runtime {
     pub(crate) async fn create(&self, spec: &ContainerSpec) -> Result<String> {
         let mut spec = spec.clone();
         spec.labels.extend(self.ownership.labels());
-        self.engine.create(&spec).await
+        self.act(self.engine.create(&spec)).await
     }
 
     /// Creates a container and starts it; returns its id. A replica publishes
@@ -174,34 +210,34 @@ impl Runtime {
 
     /// Starts a container; "already started" is success.
     pub(crate) async fn start(&self, id: &str) -> Result<()> {
-        self.engine.start(id).await
+        self.act(self.engine.start(id)).await
     }
 
     /// Stops a container (its stop signal, then a kill after `grace`); a
     /// missing or stopped one is fine. The engine waits the grace period, so
     /// callers make this call without holding an engine slot.
     pub(crate) async fn stop(&self, id: &str, grace: Duration) -> Result<()> {
-        self.engine.stop(id, grace).await
+        self.act(self.engine.stop(id, grace)).await
     }
 
     /// Removes a container at once (killing it if it runs); a missing one is fine.
     pub(crate) async fn remove(&self, id: &str) -> Result<()> {
-        self.engine.remove(id).await
+        self.act(self.engine.remove(id)).await
     }
 
     /// Sends a signal (e.g. `HUP`) to a container's main process.
     pub(crate) async fn signal(&self, id: &str, signal: &str) -> Result<()> {
-        self.engine.signal(id, signal).await
+        self.act(self.engine.signal(id, signal)).await
     }
 
     /// Runs a command in a container; returns its exit code and combined output.
     pub(crate) async fn exec(&self, id: &str, cmd: &[&str]) -> Result<(i64, String)> {
-        self.engine.exec(id, cmd).await
+        self.act(self.engine.exec(id, cmd)).await
     }
 
     /// Writes one file into a container (created or running).
     pub(crate) async fn write_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
-        self.engine.write_file(id, dir, file, content).await
+        self.act(self.engine.write_file(id, dir, file, content)).await
     }
 
     /// The engine's event stream for this instance's containers.

@@ -14,6 +14,9 @@ use std::collections::HashMap;
 
 pub mod engine_proxy;
 
+/// A throwaway PostgreSQL (see [`dubernetes_core::pg_cluster`]).
+pub use dubernetes_core::pg_cluster::PgCluster;
+
 /// The demo image, v1 and v2 (same app, reports `Version: v2`).
 pub const WHOAMI_V1: &str = "dubernetes/whoami:v1";
 /// See [`WHOAMI_V1`].
@@ -231,6 +234,21 @@ impl TestServer {
         generated_token: bool,
     ) -> TestServer {
         Self::start_custom_env(test, instance, data_subdir, extra_args, &[], generated_token).await
+    }
+
+    /// Starts one of several servers of `instance` sharing the PostgreSQL
+    /// store at `store` (each with its own data dir, token and API port).
+    pub async fn start_shared(test: &str, instance: &str, store: &str, extra_args: &[&str]) -> TestServer {
+        let mut args = vec!["--store", store];
+        args.extend_from_slice(extra_args);
+        Self::start_custom_env(test, Some(instance), None, &args, &[], false).await
+    }
+
+    /// Whether this server leads its instance (`GET /healthz`); None when it does not answer.
+    pub async fn leads(&self) -> Option<bool> {
+        let response = self.anonymous.get(format!("{}/healthz", self.url)).send().await.ok()?;
+        let body: serde_json::Value = response.json().await.ok()?;
+        body["leader"].as_bool()
     }
 
     async fn start_custom_env(
@@ -549,6 +567,34 @@ impl Drop for TestServer {
             }
         })
         .join();
+    }
+}
+
+/// The next server-sent event of a stream as (event, data); None when it ends.
+pub async fn next_sse(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    buffer: &mut String,
+) -> Option<(String, String)> {
+    use futures::StreamExt as _;
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let message: String = buffer.drain(..end + 2).collect();
+            let mut event = String::new();
+            let mut data = String::new();
+            for line in message.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    event = v.to_string();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            if data.is_empty() {
+                continue;
+            }
+            return Some((event, data));
+        }
+        let chunk = stream.next().await?.ok()?;
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
     }
 }
 

@@ -28,12 +28,16 @@ pub struct VersionInfo {
     pub held_containers: usize,
     /// Containers of this instance seen since the start that belong to another store (left alone).
     pub foreign_containers: usize,
+    /// The kind of store: `sqlite` (one server) or `postgres` (shared by the servers of the instance).
+    pub store: String,
+    /// Whether this server leads its instance (acts on the engine); always true with SQLite.
+    pub leader: bool,
 }
 
-/// Liveness.
-#[utoipa::path(get, path = "/healthz", tag = "server", responses((status = 200, description = "The server runs")))]
-pub(crate) async fn healthz() -> impl IntoResponse {
-    axum::Json(serde_json::json!({"status": "ok"}))
+/// Liveness, and whether this server leads its instance.
+#[utoipa::path(get, path = "/healthz", tag = "server", responses((status = 200, description = "The server runs: `{\"status\": \"ok\", \"leader\": true|false}`; `leader`: this server acts on the engine (always true with SQLite)")))]
+pub(crate) async fn healthz(State(o): State<Dubernetes>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok", "leader": o.is_leader()}))
 }
 
 /// Versions of the server, the API and the engine.
@@ -48,6 +52,8 @@ pub(crate) async fn version(State(o): State<Dubernetes>) -> impl IntoResponse {
         store_id: o.store_id().to_string(),
         held_containers: o.held_containers(),
         foreign_containers: o.foreign_containers(),
+        store: o.store_kind().into(),
+        leader: o.is_leader(),
     })
 }
 
