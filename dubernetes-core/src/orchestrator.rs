@@ -50,6 +50,11 @@ impl Dubernetes {
         &self.ctx.settings.instance
     }
 
+    /// Which engine this orchestrator drives (`docker` or `swarm`).
+    pub fn backend(&self) -> crate::engine::Backend {
+        self.ctx.runtime.backend()
+    }
+
     /// The Docker API version negotiated with the engine.
     pub fn engine_api_version(&self) -> String {
         self.ctx.runtime.api_version()
