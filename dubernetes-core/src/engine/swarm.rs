@@ -72,6 +72,8 @@ const EXIT_BOOKING: Duration = Duration::from_secs(5);
 const NETWORK_DRAIN: Duration = Duration::from_secs(20);
 /// Least time between two attempts to repair a probe agent that does not answer.
 const PROBE_REPAIR_EVERY: Duration = Duration::from_secs(5);
+/// How long a new probe agent has to answer.
+const PROBE_START: Duration = Duration::from_secs(10);
 /// Most retries of an update refused for an outdated version index.
 const UPDATE_RETRIES: u32 = 5;
 
@@ -306,13 +308,11 @@ impl SwarmEngine {
     }
 }
 
-/// Newest task first: the highest version index (tasks of one service are
-/// updated in order), then the latest creation.
-fn task_order(t: &Task) -> (u64, String) {
-    (
-        t.version.as_ref().and_then(|v| v.index).unwrap_or(0),
-        t.created_at.clone().unwrap_or_default(),
-    )
+/// Newest task first: the highest version index (the store's index grows
+/// with every write). Creation times are not read: their type changes with
+/// bollard's features.
+fn task_order(t: &Task) -> u64 {
+    t.version.as_ref().and_then(|v| v.index).unwrap_or(0)
 }
 
 /// A service's state, read from its newest task.
@@ -765,13 +765,28 @@ impl ProbeNetwork {
                 context: format!("probe agent {name}"),
                 source: "the engine published no port".into(),
             })?;
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(Probe {
+        let probe = Probe {
             network: network.to_string(),
             instance: instance.to_string(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             user,
             password,
-        });
+        };
+        // Ready when it proxies a connection to itself.
+        let deadline = Instant::now() + PROBE_START;
+        loop {
+            let own = SocketAddr::from(([127, 0, 0, 1], PROBE_PORT));
+            let attempt =
+                tokio_socks::tcp::Socks5Stream::connect_with_password(probe.addr, own, &probe.user, &probe.password);
+            match tokio::time::timeout(Duration::from_secs(1), attempt).await {
+                Ok(Ok(_)) => break,
+                _ if Instant::now() >= deadline => {
+                    return Err(Error::DockerTimeout(format!("starting the probe agent {name}")));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
         Ok(())
     }
 
