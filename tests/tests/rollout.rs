@@ -108,11 +108,25 @@ async fn pod(server: &TestServer) -> serde_json::Value {
     server.get_json("/v1/pods/app").await.1
 }
 
+async fn wait_rollout_complete(server: &TestServer) {
+    wait_for("the rollout to be marked complete", T, || async {
+        let p = pod(server).await;
+        let c = p["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Progressing").cloned());
+        c.filter(|c| c["reason"] == "RolloutComplete").map(|_| ())
+    })
+    .await;
+}
+
 async fn image_change_under_load_drops_no_request(backend: Backend) {
     let server = TestServer::start_on(backend, "rolling").await;
     let (status, body) = server.put_yaml("app", &spec("dubernetes/whoami:v1", 5, "")).await;
     assert_eq!(status, 201, "{body}");
     server.wait_converged("app", T).await;
+    // Converged is not complete: revision 1's stabilization window (5 s) ends
+    // later, the later the slower its replicas started (the swarm backend).
+    wait_rollout_complete(&server).await;
     let load = Load::start(&server, "app.local", 4).await;
     wait_for("some requests to succeed", T, || async {
         (load.ok.load(Ordering::Relaxed) > 20).then_some(())
@@ -156,14 +170,7 @@ async fn image_change_under_load_drops_no_request(backend: Backend) {
         .iter()
         .find(|c| c["type"] == "Progressing")
         .cloned();
-    wait_for("the rollout to be marked complete", T, || async {
-        let p = pod(&server).await;
-        let c = p["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Progressing").cloned());
-        c.filter(|c| c["reason"] == "RolloutComplete").map(|_| ())
-    })
-    .await;
+    wait_rollout_complete(&server).await;
     drop(progressing);
 
     // Changing only replicas scales without a new revision.
