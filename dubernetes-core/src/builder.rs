@@ -34,6 +34,7 @@ pub struct DubernetesBuilder {
     max_replicas: u32,
     drain: Duration,
     adopt_foreign: bool,
+    backend: crate::engine::Backend,
     /// The engine to use; None: connect to Docker.
     engine: Option<Arc<dyn crate::engine::Engine>>,
     /// A `postgres://` URL: a store shared by several servers (None: SQLite).
@@ -54,6 +55,7 @@ impl Default for DubernetesBuilder {
             max_replicas: crate::spec::MAX_REPLICAS,
             drain: Duration::from_secs(1),
             adopt_foreign: false,
+            backend: crate::engine::Backend::Docker,
             engine: None,
             postgres: None,
         }
@@ -146,6 +148,15 @@ impl DubernetesBuilder {
         self
     }
 
+    /// Which engine to drive: one Docker engine (the default) or a Docker
+    /// Swarm through one of its managers (each replica a service; see
+    /// `docs/architecture.md`). The swarm backend refuses to start when the
+    /// engine is not a swarm manager.
+    pub fn backend(mut self, backend: crate::engine::Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// Take over containers of this instance that another store made (or
     /// that carry no store label), instead of refusing to start
     /// ([`Error::ForeignContainers`]). They are adopted as they run: none is
@@ -204,7 +215,7 @@ impl DubernetesBuilder {
         let ownership = Arc::new(Ownership::new(store_id.clone(), dir_label.clone()));
         let runtime = match &self.engine {
             Some(engine) => Runtime::new(Arc::clone(engine), Arc::clone(&ownership)),
-            None => Runtime::connect(Arc::clone(&ownership)).await?,
+            None => Runtime::connect(self.backend, Arc::clone(&ownership)).await?,
         };
         let network = format!("dub-{}", self.instance);
         let everything = runtime.list_all(&self.instance, &network).await?;

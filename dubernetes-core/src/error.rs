@@ -117,6 +117,12 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The swarm backend was asked for on an engine that is not a swarm manager.
+    #[error(
+        "the swarm backend needs a Docker engine that is a swarm manager, and {0}: run `docker swarm init` \
+         (one node) or point DOCKER_HOST at a manager of your swarm, or use --backend docker"
+    )]
+    NotSwarmManager(String),
     /// A Docker call took longer than its deadline.
     #[error("docker: {0} timed out")]
     DockerTimeout(String),

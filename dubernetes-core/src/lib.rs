@@ -67,6 +67,8 @@ mod watch;
 pub use controller::{BackoffSettings, Change};
 pub use data_dir::LOCK_FILE;
 pub use dubernetes_api::{ApiError, ApplyResponse, ErrorCode, ReplicaCounts};
+pub use engine::Backend;
+pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
 pub use error::{DataDirProblem, Error, Result};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use logs::{

@@ -209,6 +209,11 @@ impl Dubernetes {
         &self.handle.settings.instance
     }
 
+    /// Which engine this orchestrator drives (`docker` or `swarm`).
+    pub fn backend(&self) -> crate::engine::Backend {
+        self.handle.runtime.backend()
+    }
+
     /// The Docker API version negotiated with the engine.
     pub fn engine_api_version(&self) -> String {
         self.handle.runtime.api_version()

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 
+use crate::engine::{Backend, Engine, EngineEvent, Network};
 pub use crate::engine::{
     ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT,
 };
 pub(crate) use crate::engine::{ContainerSpec, Observed};
-use crate::engine::{Engine, EngineEvent, Network};
 use crate::error::{Error, Result};
 use crate::ownership::Ownership;
 
@@ -54,10 +54,14 @@ enum Scope {
 }
 
 impl Runtime {
-    /// Connects to the Docker engine (`DOCKER_HOST` or the local socket).
-    pub(crate) async fn connect(ownership: Arc<Ownership>) -> Result<Runtime> {
-        let engine = crate::engine::docker::DockerEngine::connect().await?;
-        Ok(Runtime::new(Arc::new(engine), ownership))
+    /// Connects to the Docker engine (`DOCKER_HOST` or the local socket), as
+    /// one engine or as a swarm manager.
+    pub(crate) async fn connect(backend: Backend, ownership: Arc<Ownership>) -> Result<Runtime> {
+        let engine: Arc<dyn Engine> = match backend {
+            Backend::Docker => Arc::new(crate::engine::docker::DockerEngine::connect().await?),
+            Backend::Swarm => Arc::new(crate::engine::swarm::SwarmEngine::connect().await?),
+        };
+        Ok(Runtime::new(engine, ownership))
     }
 
     /// Wraps any engine in this store's ownership.
@@ -122,6 +126,11 @@ impl Runtime {
     /// The ownership rule this runtime applies.
     pub(crate) fn ownership(&self) -> &Arc<Ownership> {
         &self.ownership
+    }
+
+    /// Which backend the engine is.
+    pub(crate) fn backend(&self) -> Backend {
+        self.engine.backend()
     }
 
     /// The API version in use after negotiation.

@@ -42,6 +42,11 @@ struct Config {
     /// replaced. Stop the server that manages them first.
     #[arg(long, env = "DUBERNETES_ADOPT_FOREIGN", value_parser = clap::builder::BoolishValueParser::new())]
     adopt_foreign: bool,
+    /// Which engine to drive: `docker` (this Docker engine) or `swarm` (a Docker Swarm through
+    /// this engine, which must be a swarm manager: each replica becomes a Swarm service placed on
+    /// any node; the ingress and a probe agent stay containers on this engine).
+    #[arg(long, env = "DUBERNETES_BACKEND", default_value = "docker")]
+    backend: dubernetes_core::Backend,
     /// Instance name: namespaces the Docker network, container names and labels.
     #[arg(long, env = "DUBERNETES_INSTANCE", default_value = "default")]
     instance: String,
@@ -189,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let orchestrator = builder
         .adopt_foreign(config.adopt_foreign)
+        .backend(config.backend)
         .ingress(IngressSettings::new(config.ingress_image.clone(), config.ingress_listen).with_limits(ingress_limits))
         .resync_interval(Duration::from_secs(config.resync_seconds))
         .stop_grace_period(Duration::from_secs(config.stop_grace_seconds))

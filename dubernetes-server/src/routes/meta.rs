@@ -19,6 +19,8 @@ pub struct VersionInfo {
     pub instance: String,
     /// The Docker API version negotiated with the engine.
     pub docker_api: String,
+    /// The backend: `docker` (one engine) or `swarm` (a Docker Swarm through one of its managers).
+    pub backend: String,
     /// The absolute data dir of the store (null: in memory).
     pub data_dir: Option<String>,
     /// The store's id, the `io.dubernetes.store` label of every container it creates.
@@ -48,6 +50,7 @@ pub(crate) async fn version(State(o): State<Dubernetes>) -> impl IntoResponse {
         api: "v1".into(),
         instance: o.instance().into(),
         docker_api: o.engine_api_version(),
+        backend: o.backend().to_string(),
         data_dir: o.data_dir().map(|d| d.display().to_string()),
         store_id: o.store_id().to_string(),
         held_containers: o.held_containers(),
