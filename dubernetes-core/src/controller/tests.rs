@@ -314,14 +314,22 @@ async fn a_dying_ingress_is_replaced_and_routes_again() {
     })
     .await;
     assert_eq!(d.ingress_error(), None);
-    // A config nginx rejects is never made live: the running one stays.
-    fake.reject_configs(true);
+    // Scaling changes only the endpoint files: no `nginx -t`, no reload.
     let reloads = d.ingress_reloads();
+    let updates = d.ingress_endpoint_updates();
     d.apply(web(V1, 3, strategy(1, 0))).await.expect("scale up");
+    d.wait_ready("web", WAIT).await.expect("scaled up");
+    assert_eq!(d.ingress_reloads(), reloads, "no reload for a new replica");
+    assert!(d.ingress_endpoint_updates() > updates);
+    // A config nginx rejects (a new host) is never made live: the running one stays.
+    fake.reject_configs(true);
+    let mut api = PodSpec::new("api", V1).with_replicas(1).with_host("api.local");
+    api.update = Some(strategy(1, 0));
+    d.apply(api).await.expect("apply api");
     until("the rejection is reported", async || d.ingress_error().is_some()).await;
     assert_eq!(d.ingress_reloads(), reloads, "nothing was reloaded");
     fake.reject_configs(false);
-    d.wait_ready("web", WAIT).await.expect("lands once nginx accepts");
+    d.wait_ready("api", WAIT).await.expect("lands once nginx accepts");
     d.shutdown().await;
 }
 

@@ -277,16 +277,28 @@ impl FakeEngine {
     }
 }
 
-/// The `ip:port` servers of the live ingress config.
+/// The `ip:port` servers the live ingress routes to: of each pod with a
+/// server block in the live config, what its endpoint files say (read by
+/// nginx per request, as `templates/ingress.js` does: live once written).
 fn routed_servers(s: &State) -> HashSet<String> {
-    let Some(config) = s.containers.values().find_map(|c| c.live_config.as_deref()) else {
+    let Some(c) = s.containers.values().find(|c| c.live_config.is_some()) else {
         return HashSet::new();
+    };
+    let config = c.live_config.as_deref().unwrap_or_default();
+    let file = |pod: &str, slot: char| {
+        c.files
+            .get(&format!("/etc/{}", crate::ingress::endpoints_slot(pod, slot)))
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
     };
     config
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("server "))
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
+        .filter_map(|l| l.trim().strip_prefix("set $dub_pod "))
+        .filter_map(|l| l.strip_suffix(';'))
+        .flat_map(|pod| {
+            let (a, b) = (file(pod, 'a'), file(pod, 'b'));
+            crate::ingress::latest_endpoints([a.as_str(), b.as_str()]).unwrap_or_default()
+        })
         .collect()
 }
 
@@ -508,6 +520,22 @@ impl Engine for FakeEngine {
             return Err(refused("writing a file", "no such container"));
         };
         c.files.insert(format!("{dir}/{file}"), content.to_vec());
+        Ok(())
+    }
+
+    async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+        let mut s = lock(&self.state);
+        let Some(c) = s.containers.get_mut(id) else {
+            return Err(refused("writing files", "no such container"));
+        };
+        for (path, content) in files {
+            c.files
+                .insert(format!("{}/{path}", dir.trim_end_matches('/')), content.to_vec());
+        }
+        // Endpoint files are read per request: what a running nginx routes to changed.
+        if c.live_config.is_some() {
+            record(&mut s);
+        }
         Ok(())
     }
 
