@@ -23,7 +23,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let o = Dubernetes::builder()
         .instance(&instance)
         .in_memory()
-        .ingress(IngressSettings::new("dubernetes/nginx:local", "127.0.0.1:0".parse()?))
+        .ingress(IngressSettings::new("dubernetes/nginx:local-2", "127.0.0.1:0".parse()?))
         .build()
         .await?;
     let result = measure(ctx, &o, &instance).await;

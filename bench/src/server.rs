@@ -51,7 +51,7 @@ impl Server {
             .arg("--ingress-listen")
             .arg(format!("127.0.0.1:{ingress_port}"))
             .arg("--ingress-image")
-            .arg("dubernetes/nginx:local")
+            .arg("dubernetes/nginx:local-2")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
