@@ -334,6 +334,36 @@ async fn a_dying_ingress_is_replaced_and_routes_again() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_route_nginx_rejects_is_left_out_and_the_others_still_change() {
+    let fake = engine();
+    let d = start(&fake, None).await;
+    d.apply(web(V1, 1, strategy(1, 0))).await.expect("apply web");
+    landed(&d).await;
+    fake.reject_host(Some("bad.local"));
+    let mut bad = PodSpec::new("bad", V1).with_replicas(1).with_host("bad.local");
+    bad.update = Some(strategy(1, 0));
+    d.apply(bad).await.expect("apply bad");
+    until("bad is reported as IngressRejected", async || {
+        d.get("bad").await.is_ok_and(|p| p.status.reason.as_deref() == Some("IngressRejected"))
+    })
+    .await;
+    assert_eq!(d.ingress_rejections().keys().collect::<Vec<_>>(), ["bad"]);
+    // The other pod's replica changes go on, by endpoint files only.
+    let reloads = d.ingress_reloads();
+    d.apply(web(V1, 3, strategy(1, 0))).await.expect("scale web");
+    until("web scaled and routed", async || {
+        d.get("web").await.is_ok_and(|p| p.status.ready_replicas == 3)
+    })
+    .await;
+    assert_eq!(fake.max_routable("bad"), Some(0), "bad was never routed");
+    assert_eq!(d.ingress_reloads(), reloads, "a replica change reloaded nginx");
+    // Once nginx accepts it (the next resync tries again), bad is routed.
+    fake.reject_host(None);
+    d.wait_ready("bad", WAIT).await.expect("bad lands once nginx accepts it");
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_replica_killed_from_outside_is_replaced_at_once_and_is_no_crash() {
     let fake = engine();
     let d = start(&fake, None).await;

@@ -105,6 +105,8 @@ struct State {
     next: u32,
     /// `nginx -t` fails while set.
     reject_configs: bool,
+    /// `nginx -t` fails for a config that serves this host, naming its line.
+    reject_host: Option<String>,
     /// Calls by kind, for tests that count.
     calls: HashMap<&'static str, u32>,
     /// After each change: for each pod, how many running replicas the live
@@ -159,6 +161,13 @@ impl FakeEngine {
     /// Makes `nginx -t` reject every config while `on`.
     pub fn reject_configs(&self, on: bool) {
         lock(&self.state).reject_configs = on;
+    }
+
+    /// Makes `nginx -t` reject a config with a server block for `host`
+    /// (naming the line of its `server_name`), as nginx does for a route of
+    /// ours that clashes with something, while set.
+    pub fn reject_host(&self, host: Option<&str>) {
+        lock(&self.state).reject_host = host.map(str::to_string);
     }
 
     /// How often a kind of call was made (`create`, `stop`, `remove`, `signal`, ...).
@@ -508,8 +517,15 @@ impl Engine for FakeEngine {
         if !s.containers.get(id).is_some_and(|c| c.state == ContainerState::Running) {
             return Err(refused("creating exec", "container is not running"));
         }
+        let clash = s.reject_host.as_ref().and_then(|host| {
+            let conf = s.containers.get(id)?.files.get(CONF)?;
+            let needle = format!("server_name {host};");
+            let line = String::from_utf8_lossy(conf).lines().position(|l| l.trim() == needle)? + 1;
+            Some(format!("nginx: [emerg] the fake rejects {host} in {CONF}:{line}"))
+        });
         match cmd.first() {
             Some(&"nginx") if s.reject_configs => Ok((1, "nginx: [emerg] rejected by the fake".into())),
+            Some(&"nginx") if clash.is_some() => Ok((1, clash.unwrap_or_default())),
             _ => Ok((0, String::new())),
         }
     }
