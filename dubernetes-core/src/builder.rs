@@ -260,6 +260,15 @@ impl DubernetesBuilder {
             }
             (None, None) => (None, Arc::new(SqliteStore::in_memory().await?) as Arc<dyn Store>),
         };
+        // The data dir lock (or an in-memory store) makes this process the
+        // only writer of a SQLite store: its reads can be served from memory.
+        // A PostgreSQL store has other writers (the other servers), so it is
+        // never wrapped.
+        let store: Arc<dyn Store> = if store.postgres().is_some() {
+            store
+        } else {
+            Arc::new(crate::store::cache::CachedStore::new(store))
+        };
         let existing_ids: HashSet<String> = everything.iter().map(|c| c.id.clone()).collect();
         store
             .record_ownership(&store_id, &dir_label, &adoptions, &existing_ids)

@@ -76,6 +76,8 @@ const PROBE_REPAIR_EVERY: Duration = Duration::from_secs(5);
 const PROBE_START: Duration = Duration::from_secs(10);
 /// Most retries of an update refused for an outdated version index.
 const UPDATE_RETRIES: u32 = 5;
+/// How long a delete waits for Swarm's task reaper (see `wait_reaped`).
+const REAP_WAIT: Duration = Duration::from_secs(10);
 
 /// Docker Swarm mode, as an [`Engine`]: replicas are services, the ingress and
 /// the probe agent are containers of the local engine.
@@ -304,6 +306,32 @@ impl SwarmEngine {
                 return Err(Error::DockerTimeout(format!("stopping service {id}")));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until Swarm's task reaper is done with the service's tasks that
+    /// were marked for removal (a stop scales the service to 0, which marks
+    /// its task so; the reaper deletes it shortly after it shut down).
+    ///
+    /// Docker 20.10's swarmkit crashes the whole engine (a nil pointer in
+    /// `SetServiceTasksRemove`, fixed in later swarmkit) when a service is
+    /// deleted while the reaper deletes one of its tasks: seen here when a
+    /// delete followed a stop at once. So a delete waits for the reaper; if it
+    /// is not done by `limit`, the delete fails and the controller retries it
+    /// later, rather than risk the engine every replica runs on.
+    async fn wait_reaped(&self, id: &str, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let tasks = self.tasks_of(id).await?;
+            if !tasks.iter().any(|t| t.desired_state == Some(TaskState::REMOVE)) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::DockerTimeout(format!(
+                    "removing service {id}: Swarm has not reaped its stopped task yet"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
@@ -577,6 +605,7 @@ impl Engine for SwarmEngine {
         if is_container_id(id) {
             return self.inner.remove(id).await;
         }
+        self.wait_reaped(id, REAP_WAIT).await?;
         ok_unless(
             bounded("removing service", CALL_TIMEOUT, self.docker.delete_service(id)).await,
             &[404],
@@ -596,6 +625,13 @@ impl Engine for SwarmEngine {
     async fn write_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
         let container = self.container_of(id).await?;
         self.inner.write_file(&container, dir, file, content).await
+    }
+
+    /// One archive into the container behind `id`, as on Docker (the
+    /// ingress's endpoint files and scripts: their directories are made).
+    async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+        let container = self.container_of(id).await?;
+        self.inner.write_files(&container, dir, files).await
     }
 
     /// For a service: whether its newest task runs. When its container on

@@ -7,6 +7,12 @@
 //! it goes live, and reloaded only when it changed. A rejected config is
 //! rolled back to the last good one on disk; the running nginx never saw it.
 //!
+//! The config holds hosts only. Which replicas serve a host is written to
+//! endpoint files that nginx's njs module reads per request
+//! ([`endpoints`]): replicas come and go without a reload, so client
+//! keep-alive connections stay open; nginx reloads only when the set of
+//! hosts (the server blocks) changes.
+//!
 //! One pod's route can never stop everyone else's changes: when `nginx -t`
 //! rejects a config, the routes that cause it are found (the line nginx
 //! names, else bisection, at most [`MAX_ISOLATION_CHECKS`] checks), the rest
@@ -23,8 +29,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
+mod endpoints;
 mod reject;
 mod render;
+
+#[cfg(test)]
+pub(crate) use endpoints::{latest as latest_endpoints, slot_path as endpoints_slot};
 
 pub(crate) use reject::RejectionChange;
 use reject::{Check, Rejections};
@@ -38,6 +48,22 @@ use crate::runtime::{ContainerSpec, LABEL_INGRESS_CONFIG, LABEL_INSTANCE, LABEL_
 pub const DEFAULT_INGRESS_IMAGE: &str = "nginx:1.27-alpine";
 const CONF_DIR: &str = "/etc/nginx/conf.d";
 const CONF_FILE: &str = "default.conf";
+
+/// Files every ingress container gets before it starts (paths under `/etc`):
+/// the main config that loads njs, the njs router, the proxy settings of
+/// every route. They never change while the container lives.
+const STATIC_FILES: [(&str, &str); 3] = [
+    ("nginx/nginx.conf", include_str!("../../../templates/nginx-main.conf")),
+    ("dubernetes/ingress.js", include_str!("../../../templates/ingress.js")),
+    (
+        "dubernetes/proxy.conf",
+        include_str!("../../../templates/ingress-proxy.conf"),
+    ),
+];
+
+/// Changes when what [`STATIC_FILES`] and the config expect of a container
+/// changes: an ingress made for another layout is replaced.
+const LAYOUT: &str = "njs-endpoints-1";
 
 /// How the ingress container is run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +115,11 @@ struct State {
     /// same routes again are not re-checked (see [`Ingress::verify`]).
     requested: Option<String>,
     port: Option<u16>,
+    /// The endpoint files this process wrote into the container.
+    written: endpoints::Written,
+    /// Pods with a server block in the live config: their endpoint files
+    /// are live as soon as written.
+    live_pods: HashSet<String>,
 }
 
 /// The ingress of one instance.
@@ -111,6 +142,8 @@ pub(crate) struct Ingress {
     rejected: StdMutex<Rejections>,
     /// Configs made live (reloads and fresh starts), for benchmarks and metrics.
     reloads: AtomicU64,
+    /// Endpoint writes (replica changes applied without a reload).
+    endpoint_updates: AtomicU64,
     /// `state.port` (0: none), readable without waiting for a sync that is
     /// stuck on a frozen engine.
     published: std::sync::atomic::AtomicU32,
@@ -129,6 +162,7 @@ impl Ingress {
             routed: StdMutex::new(Arc::new(HashSet::new())),
             rejected: StdMutex::new(Rejections::default()),
             reloads: AtomicU64::new(0),
+            endpoint_updates: AtomicU64::new(0),
             published: std::sync::atomic::AtomicU32::new(0),
         }
     }
@@ -138,7 +172,7 @@ impl Ingress {
         // The host limits count too: an ingress made before them (or with
         // other flags) is replaced once, so it runs with what the flags say.
         let digest = Sha256::digest(format!(
-            "{}|{}|{}|log={}x{}|pids={:?}|nnp={}",
+            "{}|{}|{}|{LAYOUT}|log={}x{}|pids={:?}|nnp={}",
             self.settings.image,
             self.settings.listen,
             self.network,
@@ -171,24 +205,37 @@ impl Ingress {
         });
         match healthy {
             Some(c) if state.container_id.as_deref() == Some(c.id.as_str()) => {
+                // Replicas first: live as soon as written, no reload. A new
+                // host's server block (reloaded below) finds them in place.
+                self.write_endpoints(&c.id, routes, &mut state).await?;
+                // Routed now, whatever happens to the config below (nginx
+                // may reject a new host: the live pods' replicas still change).
+                let live: Vec<Route> = routes
+                    .iter()
+                    .filter(|r| state.live_pods.contains(&r.pod))
+                    .cloned()
+                    .collect();
+                let routed_changed = self.update_routed(&live);
                 // The same config as live (or as last asked for, when nginx
-                // rejected part of it): nothing to write. But the containers
+                // rejected part of it): nothing more to write. The containers
                 // behind it may be others: a replacement replica can get the
                 // address of the one it replaces. nginx already routes to it.
                 if state.last_applied.as_deref() == Some(text.as_str())
                     || state.requested.as_deref() == Some(text.as_str())
                 {
-                    return Ok(self.update_routed(routes));
+                    return Ok(routed_changed);
                 }
-                self.apply(&c.id, &text, routes, &mut state).await
+                Ok(self.apply(&c.id, &text, routes, &mut state).await? || routed_changed)
             }
             Some(c) => {
                 // Adopted (e.g. after a server restart): deliver our config once.
                 state.container_id = Some(c.id.clone());
                 state.last_applied = None;
                 state.requested = None;
+                state.written.clear();
                 state.port = self.runtime.published_port(&c.id, 80).await?;
                 self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
+                self.write_endpoints(&c.id, routes, &mut state).await?;
                 self.apply(&c.id, &text, routes, &mut state).await?;
                 Ok(true)
             }
@@ -197,6 +244,7 @@ impl Ingress {
                     self.runtime.remove(&c.id).await?;
                 }
                 let id = self.create(&mut state).await?;
+                self.write_endpoints(&id, routes, &mut state).await?;
                 self.apply(&id, &text, routes, &mut state).await?;
                 Ok(true)
             }
@@ -210,10 +258,12 @@ impl Ingress {
         state.container_id = None;
         state.last_applied = None;
         state.requested = None;
+        state.written.clear();
+        state.live_pods.clear();
         *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(HashSet::new());
         self.runtime.ensure_image(&self.settings.image).await.map_err(|e| {
             Error::Ingress(format!(
-                "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local) or pass --ingress-image with an image you have",
+                "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local-2) or pass --ingress-image with an image you have",
                 self.settings.image
             ))
         })?;
@@ -235,9 +285,12 @@ impl Ingress {
         let (text, version) = render(&self.instance, &[])?;
         let id = self.runtime.create(&spec).await?;
         // Written before the start, so nginx comes up serving our config.
-        self.runtime
-            .write_file(&id, CONF_DIR, CONF_FILE, text.as_bytes())
-            .await?;
+        let mut files: Vec<(String, Vec<u8>)> = STATIC_FILES
+            .iter()
+            .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
+            .collect();
+        files.push((format!("nginx/conf.d/{CONF_FILE}"), text.clone().into_bytes()));
+        self.runtime.write_files(&id, "/etc", &files).await?;
         self.runtime.start(&id).await?;
         if let Check::Rejected(output) = self.check(&id).await? {
             return Err(Error::Ingress(format!(
@@ -313,8 +366,27 @@ impl Ingress {
         state.last_applied = Some(live_text);
         state.version = Some(version);
         state.requested = requested;
+        state.live_pods = live_routes.iter().map(|r| r.pod.clone()).collect();
         self.set_routed(routed_ids(&live_routes));
         Ok(true)
+    }
+
+    /// Writes the endpoint files of the pods whose replicas changed, in one
+    /// engine call. Live when it returns: nginx reads them per request.
+    async fn write_endpoints(&self, id: &str, routes: &[Route], state: &mut State) -> Result<()> {
+        let (files, pending) = state
+            .written
+            .changes(routes.iter().map(|r| (r.pod.as_str(), r.servers.as_slice())));
+        state.written.retain(&routes.iter().map(|r| r.pod.as_str()).collect());
+        if files.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        self.runtime.write_files(id, endpoints::ENDPOINTS_BASE, &files).await?;
+        state.written.commit(pending);
+        self.endpoint_updates.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(files = files.len(), took = ?started.elapsed(), "endpoints written");
+        Ok(())
     }
 
     /// Puts the last good config back on disk after a failed apply (best effort:
@@ -363,6 +435,11 @@ impl Ingress {
     /// How many configs were made live since start.
     pub(crate) fn reloads(&self) -> u64 {
         self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// How many endpoint updates (replica changes without a reload) were written since start.
+    pub(crate) fn endpoint_updates(&self) -> u64 {
+        self.endpoint_updates.load(Ordering::Relaxed)
     }
 
     /// Records the containers behind an unchanged live config (routes

@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::ownership::Adoption;
 use crate::spec::PodSpec;
 
+pub(crate) mod cache;
 #[cfg(test)]
 pub(crate) mod contract;
 pub(crate) mod postgres;

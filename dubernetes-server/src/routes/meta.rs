@@ -67,12 +67,13 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
 }
 
 /// The ingress: its host port, last error, and the pods whose routes nginx rejected.
-#[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, error, reloads, rejected}`: `rejected` maps a pod to nginx's message")))]
+#[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, error, reloads, endpoint_updates, rejected}`: `reloads` counts configs made live, `endpoint_updates` replica changes applied without a reload, `rejected` maps a pod to nginx's message")))]
 pub(crate) async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
     axum::Json(serde_json::json!({
         "port": o.ingress_port().await,
         "error": o.ingress_error(),
         "reloads": o.ingress_reloads(),
+        "endpoint_updates": o.ingress_endpoint_updates(),
         "rejected": o.ingress_rejections(),
     }))
 }
