@@ -344,7 +344,9 @@ async fn a_route_nginx_rejects_is_left_out_and_the_others_still_change() {
     bad.update = Some(strategy(1, 0));
     d.apply(bad).await.expect("apply bad");
     until("bad is reported as IngressRejected", async || {
-        d.get("bad").await.is_ok_and(|p| p.status.reason.as_deref() == Some("IngressRejected"))
+        d.get("bad")
+            .await
+            .is_ok_and(|p| p.status.reason.as_deref() == Some("IngressRejected"))
     })
     .await;
     assert_eq!(d.ingress_rejections().keys().collect::<Vec<_>>(), ["bad"]);
@@ -359,7 +361,9 @@ async fn a_route_nginx_rejects_is_left_out_and_the_others_still_change() {
     assert_eq!(d.ingress_reloads(), reloads, "a replica change reloaded nginx");
     // Once nginx accepts it (the next resync tries again), bad is routed.
     fake.reject_host(None);
-    d.wait_ready("bad", WAIT).await.expect("bad lands once nginx accepts it");
+    d.wait_ready("bad", WAIT)
+        .await
+        .expect("bad lands once nginx accepts it");
     d.shutdown().await;
 }
 
