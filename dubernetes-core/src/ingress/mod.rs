@@ -235,6 +235,9 @@ impl Ingress {
                 state.written.clear();
                 state.port = self.runtime.published_port(&c.id, 80).await?;
                 self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
+                // Its files may be missing (a copy of our ingress made by
+                // someone else): the reload below loads them.
+                self.runtime.write_files(&c.id, "/etc", &static_files()).await?;
                 self.write_endpoints(&c.id, routes, &mut state).await?;
                 self.apply(&c.id, &text, routes, &mut state).await?;
                 Ok(true)
@@ -285,10 +288,7 @@ impl Ingress {
         let (text, version) = render(&self.instance, &[])?;
         let id = self.runtime.create(&spec).await?;
         // Written before the start, so nginx comes up serving our config.
-        let mut files: Vec<(String, Vec<u8>)> = STATIC_FILES
-            .iter()
-            .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
-            .collect();
+        let mut files = static_files();
         files.push((format!("nginx/conf.d/{CONF_FILE}"), text.clone().into_bytes()));
         self.runtime.write_files(&id, "/etc", &files).await?;
         self.runtime.start(&id).await?;
@@ -522,6 +522,14 @@ impl Ingress {
             (status, _) => Err(std::io::Error::other(format!("probe answered {status}"))),
         }
     }
+}
+
+/// [`STATIC_FILES`] as files to write under `/etc`.
+fn static_files() -> Vec<(String, Vec<u8>)> {
+    STATIC_FILES
+        .iter()
+        .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
+        .collect()
 }
 
 fn routed_ids(routes: &[Route]) -> HashSet<String> {
