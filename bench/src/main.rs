@@ -14,6 +14,7 @@ mod scale;
 mod server;
 mod stats;
 mod swarm;
+mod swarm_backend;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,6 +33,8 @@ enum Suite {
     Scale,
     /// Issue 3: rolling update of 10 replicas under 100 req/s.
     Rollout,
+    /// Issue 16: `--backend swarm` vs plain Swarm: apply → served, kill → replaced, rolling update under load.
+    SwarmBackend,
     /// All of the above.
     All,
 }
@@ -51,6 +54,10 @@ struct Cli {
     /// Skip the Docker Swarm comparisons.
     #[arg(long)]
     no_swarm: bool,
+    /// Use the swarm this engine is already in (a manager), and leave it as it is, instead of
+    /// making (and at the end leaving) a single-node swarm of its own.
+    #[arg(long)]
+    existing_swarm: bool,
     /// The server binary (default: target/release/dubernetes-server).
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -67,6 +74,7 @@ pub struct Ctx {
     pub run: String,
     pub quick: bool,
     pub swarm: bool,
+    pub existing_swarm: bool,
     pub server_bin: PathBuf,
     pub dubectl_bin: PathBuf,
 }
@@ -96,6 +104,7 @@ async fn main() -> Result<()> {
         run: format!("bench-{:06x}", rand::random::<u32>() & 0xff_ffff),
         quick: cli.quick,
         swarm: !cli.no_swarm,
+        existing_swarm: cli.existing_swarm,
         server_bin: cli
             .server_bin
             .clone()
@@ -152,8 +161,11 @@ async fn main() -> Result<()> {
 }
 
 async fn run_suites(ctx: &Ctx, suite: Suite) -> Result<Vec<Section>> {
-    if ctx.swarm && matches!(suite, Suite::Heal | Suite::Scale | Suite::All) {
-        swarm::init(&ctx.docker, &ctx.cleanup).await?;
+    if suite == Suite::SwarmBackend && !ctx.swarm {
+        anyhow::bail!("the swarm-backend benchmark needs a swarm: drop --no-swarm");
+    }
+    if ctx.swarm && matches!(suite, Suite::Heal | Suite::Scale | Suite::SwarmBackend | Suite::All) {
+        swarm::init(&ctx.docker, &ctx.cleanup, ctx.existing_swarm).await?;
     }
     let mut sections = Vec::new();
     if matches!(suite, Suite::Heal | Suite::All) {
@@ -164,6 +176,9 @@ async fn run_suites(ctx: &Ctx, suite: Suite) -> Result<Vec<Section>> {
     }
     if matches!(suite, Suite::Rollout | Suite::All) {
         sections.push(rollout::run(ctx).await.context("rollout benchmark")?);
+    }
+    if ctx.swarm && matches!(suite, Suite::SwarmBackend | Suite::All) {
+        sections.push(swarm_backend::run(ctx).await.context("swarm backend benchmark")?);
     }
     Ok(sections)
 }

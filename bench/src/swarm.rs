@@ -17,14 +17,19 @@ use bollard::query_parameters::ListTasksOptionsBuilder;
 use crate::engine::{Cleanup, LABEL_BENCH};
 
 /// Joins this engine to a new single-node swarm on loopback, unless it is in
-/// one already (then we refuse: it is not ours to leave).
-pub async fn init(docker: &Docker, cleanup: &Cleanup) -> Result<()> {
+/// one already (then we refuse: it is not ours to leave; with `existing`,
+/// we use it and leave it as it is).
+pub async fn init(docker: &Docker, cleanup: &Cleanup, existing: bool) -> Result<()> {
     let info = docker.info().await.context("docker info")?;
     let state = info
         .swarm
         .and_then(|s| s.local_node_state)
         .map(|s| s.to_string())
         .unwrap_or_default();
+    if state == "active" && existing {
+        eprintln!("bench: using the swarm this engine is in (--existing-swarm); it stays");
+        return Ok(());
+    }
     if state == "active" || state == "pending" {
         bail!(
             "this engine is already part of a swarm; the benchmark only uses a swarm it creates (docker swarm leave first)"
