@@ -18,7 +18,7 @@ log() { echo "bench.sh: $*" >&2; }
 
 command -v docker >/dev/null || { log "docker is not installed"; exit 1; }
 docker info >/dev/null 2>&1 || { log "the Docker engine does not answer: start it or set DOCKER_HOST"; exit 1; }
-[[ $# -ge 1 ]] || { log "usage: scripts/bench.sh heal|scale|rollout|all [--quick] [--write-docs FILE] [--no-swarm]"; exit 2; }
+[[ $# -ge 1 ]] || { log "usage: scripts/bench.sh heal|scale|rollout|swarm-backend|all [--quick] [--write-docs FILE] [--no-swarm]"; exit 2; }
 
 for image in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/nginx:local-2; do
 	docker image inspect "$image" >/dev/null 2>&1 || { scripts/build-images.sh >/dev/null; break; }

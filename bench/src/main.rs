@@ -14,6 +14,7 @@ mod scale;
 mod server;
 mod stats;
 mod swarm;
+mod swarm_backend;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,6 +33,8 @@ enum Suite {
     Scale,
     /// Issue 3: rolling update of 10 replicas under 100 req/s.
     Rollout,
+    /// Issue 16: `--backend swarm` vs plain Swarm: apply → served, kill → replaced, rolling update under load.
+    SwarmBackend,
     /// All of the above.
     All,
 }
@@ -152,7 +155,10 @@ async fn main() -> Result<()> {
 }
 
 async fn run_suites(ctx: &Ctx, suite: Suite) -> Result<Vec<Section>> {
-    if ctx.swarm && matches!(suite, Suite::Heal | Suite::Scale | Suite::All) {
+    if suite == Suite::SwarmBackend && !ctx.swarm {
+        anyhow::bail!("the swarm-backend benchmark needs a swarm: drop --no-swarm");
+    }
+    if ctx.swarm && matches!(suite, Suite::Heal | Suite::Scale | Suite::SwarmBackend | Suite::All) {
         swarm::init(&ctx.docker, &ctx.cleanup).await?;
     }
     let mut sections = Vec::new();
@@ -164,6 +170,9 @@ async fn run_suites(ctx: &Ctx, suite: Suite) -> Result<Vec<Section>> {
     }
     if matches!(suite, Suite::Rollout | Suite::All) {
         sections.push(rollout::run(ctx).await.context("rollout benchmark")?);
+    }
+    if ctx.swarm && matches!(suite, Suite::SwarmBackend | Suite::All) {
+        sections.push(swarm_backend::run(ctx).await.context("swarm backend benchmark")?);
     }
     Ok(sections)
 }

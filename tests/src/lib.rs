@@ -26,25 +26,10 @@ pub const NGINX_LOCAL: &str = "dubernetes/nginx:local-2";
 /// The swarm backend's probe agent image.
 pub const PROBE_LOCAL: &str = "dubernetes/probe:local";
 
-/// Which backend a test server runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// `--backend docker`: containers on this engine.
-    Docker,
-    /// `--backend swarm`: one Swarm service per replica, on a single-node
-    /// swarm of this engine (made by [`ensure_swarm`] if there is none).
-    Swarm,
-}
-
-impl Backend {
-    /// The `--backend` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Docker => "docker",
-            Backend::Swarm => "swarm",
-        }
-    }
-}
+/// Which backend a test server runs on: `Docker` (containers on this
+/// engine) or `Swarm` (one Swarm service per replica, on a single-node swarm
+/// of this engine, made by [`ensure_swarm`] if there is none).
+pub use dubernetes_core::Backend;
 
 /// Runs each named `async fn(Backend)` as two tests, `docker::NAME` and
 /// `swarm::NAME`: one suite, parameterised by backend.

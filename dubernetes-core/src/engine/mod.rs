@@ -293,6 +293,19 @@ pub trait Network: Send + Sync + std::fmt::Debug {
     ) -> std::io::Result<(u16, String)>;
 }
 
+/// Runs `connect` with a deadline; a late answer is a `TimedOut` error.
+pub(crate) async fn within<T>(
+    timeout: Duration,
+    connect: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(timeout, connect).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {timeout:?}"),
+        ))
+    })
+}
+
 /// The host's own sockets: what a real engine's bridge networks need.
 #[derive(Debug, Default)]
 pub(crate) struct HostNetwork;
@@ -300,14 +313,7 @@ pub(crate) struct HostNetwork;
 #[async_trait]
 impl Network for HostNetwork {
     async fn tcp_connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<()> {
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer within {timeout:?}"),
-            )),
-        }
+        within(timeout, tokio::net::TcpStream::connect(addr)).await.map(|_| ())
     }
 
     async fn http_get(

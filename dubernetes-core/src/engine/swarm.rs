@@ -881,13 +881,7 @@ impl Network for ProbeNetwork {
         if addr.ip().is_loopback() {
             return HostNetwork.tcp_connect(addr, timeout).await;
         }
-        match tokio::time::timeout(timeout, self.connect(addr)).await {
-            Ok(r) => r.map(|_| ()),
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer within {timeout:?}"),
-            )),
-        }
+        super::within(timeout, self.connect(addr)).await.map(|_| ())
     }
 
     async fn http_get(
