@@ -48,6 +48,7 @@ mod error;
 mod health;
 mod ingress;
 mod logs;
+mod metrics;
 mod orchestrator;
 mod ownership;
 mod plan;
@@ -70,6 +71,7 @@ pub use logs::{
     DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, FollowLimits, LogLine, LogLines, LogOptions, LogStream,
     MAX_LOG_LINE_BYTES,
 };
+pub use metrics::{METRICS_CONTENT_TYPE, Metrics, StreamGuard, StreamKind};
 pub use orchestrator::{Condition, ConditionType, Dubernetes, DubernetesBuilder, Phase, Pod, PodStatus, Replica};
 pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
 pub use runtime::{

@@ -58,6 +58,7 @@ pub fn app(orchestrator: Dubernetes, config: ApiConfig) -> Router {
 /// logs) when cancelled, so a graceful shutdown does not wait for them. The
 /// request deadline bounds the time to the answer's head, not a stream's body.
 pub fn app_with_shutdown(orchestrator: Dubernetes, config: ApiConfig, shutdown: CancellationToken) -> Router {
+    let metrics = orchestrator.metrics().clone();
     let router = router_with_limits(orchestrator, shutdown, config.log_follows.clone());
-    middleware::wrap(router, &config)
+    middleware::wrap(router, &config, metrics)
 }

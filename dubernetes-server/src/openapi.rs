@@ -19,6 +19,7 @@ use crate::routes::{events, logs, watch};
     paths(
         meta::healthz,
         meta::version,
+        meta::metrics,
         pods::list_pods,
         pods::post_pod,
         pods::get_pod,

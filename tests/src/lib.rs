@@ -13,6 +13,7 @@ use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOpt
 use std::collections::HashMap;
 
 pub mod engine_proxy;
+pub mod exposition;
 
 /// The demo image, v1 and v2 (same app, reports `Version: v2`).
 pub const WHOAMI_V1: &str = "dubernetes/whoami:v1";
