@@ -2,13 +2,17 @@
 //! and the series of a deleted pod dropped once it is gone.
 
 use super::prelude::*;
+use tracing::Instrument as _;
+
 use crate::metrics::ReconcileOutcome;
 
 impl Context {
     /// [`Context::reconcile`], timed and counted by outcome (see `docs/metrics.md`).
     pub(super) async fn reconcile_measured(self: &Arc<Self>, pod: &str) -> Result<Next> {
         let started = std::time::Instant::now();
-        let result = self.reconcile(pod).await;
+        // Every line the reconcile logs carries the pod (and, once known, the revision).
+        let span = tracing::info_span!("reconcile", pod, revision = tracing::field::Empty);
+        let result = self.reconcile(pod).instrument(span).await;
         let outcome = match &result {
             Ok(Next::Done) => ReconcileOutcome::Done,
             Ok(Next::Requeue(_)) => ReconcileOutcome::Requeue,

@@ -99,6 +99,7 @@ impl Context {
         }
         let strategy = spec.update_strategy();
         let revision = spec.revision_hash();
+        tracing::Span::current().record("revision", revision.as_str());
         let now = Instant::now();
         {
             // Every container still there keeps its slot, exited ones too:

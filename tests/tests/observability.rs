@@ -1,6 +1,6 @@
-//! `GET /metrics` on a real server: behind the token, a well-formed
-//! Prometheus text exposition, and counters that move when the engine kills a
-//! replica and the controller replaces it.
+//! Observability of a real server: `GET /metrics` behind the token, a
+//! well-formed Prometheus text exposition, counters that move when the engine
+//! kills a replica and the controller replaces it; and JSON logs.
 
 use std::time::Duration;
 
@@ -228,4 +228,37 @@ async fn metrics_parse_and_move_when_a_replica_is_killed_and_replaced() {
         (!now.text.contains("pod=\"web\"")).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_pod_and_revision() {
+    let server = TestServer::start_with("jsonlogs", &["--log-format", "json"]).await;
+    let yaml = "name: api\nimage: dubernetes/whoami:v1\n";
+    assert_eq!(server.put_yaml("api", yaml).await.0, 201);
+    let pod = server.wait_converged("api", T).await;
+    let revision = pod["status"]["revision"].as_str().expect("revision").to_string();
+    let lines = wait_for("a reconcile line with the pod and its revision", T, || async {
+        let log = server.log();
+        // Only whole lines: the server may be writing the last one.
+        let lines: Vec<serde_json::Value> = log
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}")))
+            .collect();
+        lines
+            .iter()
+            .any(|l| l["span"]["pod"] == "api" && l["span"]["revision"] == revision.as_str())
+            .then_some(lines)
+    })
+    .await;
+    for line in &lines {
+        for key in ["timestamp", "level", "target"] {
+            assert!(line.get(key).is_some(), "{key} missing in {line}");
+        }
+    }
+    // Event fields are top-level: the controller's events name their pod.
+    assert!(
+        lines.iter().any(|l| l["pod"] == "api" && l["reason"] == "Created"),
+        "no Created event line for the pod"
+    );
 }
