@@ -22,7 +22,7 @@ use dubernetes_core::{Dubernetes, FollowLimits};
 use tokio_util::sync::CancellationToken;
 
 pub use error::{ApiError, ErrorCode};
-pub use openapi::{ApiDoc, openapi_document};
+pub use openapi::{ApiDoc, contract as openapi_contract, openapi_contract_gaps, openapi_document};
 pub use routes::events::EventParams;
 pub use routes::logs::LogParams;
 pub use routes::meta::VersionInfo;
