@@ -9,11 +9,13 @@
 //! limit, and a layer that turns every rejection into the same JSON error body.
 
 pub mod auth;
+mod dashboard;
 mod error;
 mod middleware;
 mod openapi;
 mod routes;
 pub mod serve;
+pub mod session;
 
 use std::time::Duration;
 
@@ -21,6 +23,7 @@ use axum::Router;
 use dubernetes_core::{Dubernetes, FollowLimits};
 use tokio_util::sync::CancellationToken;
 
+pub use dashboard::{CONTENT_SECURITY_POLICY, DashboardLink};
 pub use error::{ApiError, ErrorCode};
 pub use openapi::{ApiDoc, contract as openapi_contract, openapi_contract_gaps, openapi_document};
 pub use routes::events::EventParams;

@@ -20,12 +20,15 @@ use crate::{ApiConfig, auth};
 /// JSON error rewrite.
 pub(crate) fn wrap(router: Router, config: &ApiConfig, metrics: Metrics) -> Router {
     let timeout = config.request_timeout;
+    let sessions = std::sync::Arc::new(crate::session::Sessions::default());
+    let auth = auth::Auth {
+        token: config.token.clone(),
+        sessions: sessions.clone(),
+    };
     router
+        .merge(crate::dashboard::routes(sessions))
         .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn_with_state(
-            config.token.clone(),
-            auth::require_token,
-        ))
+        .layer(middleware::from_fn_with_state(auth, auth::require_token))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             deadline(timeout, request, next)
         }))

@@ -22,6 +22,7 @@ use crate::routes::{events, logs, watch};
         meta::healthz,
         meta::version,
         meta::metrics,
+        crate::dashboard::new_link,
         pods::list_pods,
         pods::post_pod,
         pods::get_pod,
@@ -41,6 +42,7 @@ use crate::routes::{events, logs, watch};
         ApiError,
         ApplyResponse,
         VersionInfo,
+        crate::dashboard::DashboardLink,
         RollbackRequest,
         dubernetes_core::WatchEvent,
         dubernetes_core::LogLine
