@@ -42,7 +42,7 @@ function renderPods() {
       const cls = "replica " + (r.ready ? "ready" : "notready") + (r.up_to_date ? "" : " old");
       replicas.append(el("span", { class: cls, "data-replica": r.name, "data-state": r.state, "data-ready": String(r.ready),
         title: r.status + (r.check_error ? " — " + r.check_error : "") },
-        `${r.name.slice(pod.name.length + 1)} ${r.state}${r.ready ? " ✓" : ""} rev ${r.revision.slice(0, 7)}`));
+        `${pod.name}-${r.name.slice(r.name.lastIndexOf("-") + 1)} ${r.state}${r.ready ? " ✓" : ""} rev ${r.revision.slice(0, 7)}`));
     }
     return el("tr", { "data-pod": pod.name, "data-ready": String(s.ready_replicas), "data-desired": String(desired), "data-phase": s.phase },
       name,
