@@ -42,7 +42,10 @@ fn schemathesis() -> PathBuf {
 
 /// Runs schemathesis on `document` against `server`; its exit status and output.
 fn run(server: &TestServer, document: &Path, extra: &[&str]) -> (bool, String) {
+    // Its cache (`.schemathesis/`, replayed failures) stays out of the tree and out of the next run.
+    let scratch = tempfile::tempdir().expect("tempdir");
     let output = Command::new(schemathesis())
+        .current_dir(scratch.path())
         .arg("run")
         .arg(document)
         .args(["--url", &server.url])
