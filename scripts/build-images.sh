@@ -9,6 +9,8 @@
 #                          exits after 2s (code 4); listens only after 3s
 #   dubernetes/whoami:stubborn  the same, for slow-stop tests (WHOAMI_IGNORE_SIGTERM=1)
 #   dubernetes/nginx:local Debian's nginx (extracted, not installed) on an empty image
+#   dubernetes/probe:local Debian's microsocks (extracted) on an empty image: the swarm
+#                          backend's probe agent on the overlay network
 #
 # Needs: docker (daemon running), cargo/rustc, and Debian's apt for the nginx package
 # and anything else missing. Idempotent; a second run mostly hits caches. Runs from any
@@ -228,7 +230,25 @@ cp -R "$ROOT/images/nginx/rootfs/." "$RFS/"
 cp "$ROOT/images/nginx/Dockerfile" "$STAGE/nginx/Dockerfile"
 docker_build "$STAGE/nginx" dubernetes/nginx:local
 
-for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local; do
+# --- probe agent (swarm backend) ----------------------------------------------------
+PROBE_DEB="$(fetch_deb microsocks)" || die "cannot download microsocks"
+log "using $(basename "$PROBE_DEB")"
+mkdir -p "$STAGE/probe-deb"
+dpkg-deb -x "$PROBE_DEB" "$STAGE/probe-deb"
+PRFS="$STAGE/probe/rootfs"
+install -D -m 0755 "$STAGE/probe-deb/usr/bin/microsocks" "$PRFS/usr/bin/microsocks"
+LDD_OUT="$(LC_ALL=C ldd "$PRFS/usr/bin/microsocks")" || die "ldd failed on microsocks"
+if grep -q 'not found' <<<"$LDD_OUT"; then
+	die "libraries of microsocks missing on the host:"$'\n'"$LDD_OUT"
+fi
+mapfile -t LIBS < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$LDD_OUT")
+for lib in "${LIBS[@]}"; do
+	install -D -m 0755 "$(readlink -f "$lib")" "$PRFS$lib"
+done
+cp "$ROOT/images/probe/Dockerfile" "$STAGE/probe/Dockerfile"
+docker_build "$STAGE/probe" dubernetes/probe:local
+
+for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local dubernetes/probe:local; do
 	docker image inspect "$tag" >/dev/null || die "$tag missing after build"
 	echo "$tag"
 done

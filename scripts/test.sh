@@ -42,6 +42,32 @@ log "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features --locked
 log "cargo build (binaries the integration tests run)"
 cargo build --workspace --bins --examples --locked
+# The swarm backend's tests (swarm::* in orchestrator, rollout and healing) need a
+# swarm manager: a single-node swarm on loopback is made here when the engine is in
+# none, and left at the end (also on failure) only if it was made here. Docker 20.10
+# can give a broken manager right after a leave: check it answers, else again.
+SWARM_MADE=0
+leave_swarm() {
+	if [[ $SWARM_MADE -eq 1 ]]; then
+		log "docker swarm leave --force (the swarm this script made)"
+		docker swarm leave --force >/dev/null 2>&1 || log "warning: docker swarm leave --force failed"
+	fi
+}
+trap leave_swarm EXIT
+if [[ $(docker info --format '{{.Swarm.LocalNodeState}}') == inactive ]]; then
+	for attempt in 1 2 3; do
+		log "docker swarm init --advertise-addr 127.0.0.1"
+		if docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >/dev/null; then
+			SWARM_MADE=1
+		fi
+		if docker node ls >/dev/null 2>&1; then break; fi
+		docker swarm leave --force >/dev/null 2>&1 || true
+		SWARM_MADE=0
+		sleep "$attempt"
+	done
+	[[ $SWARM_MADE -eq 1 ]] || { log "could not make a single-node swarm for the swarm backend's tests (docker swarm init)"; exit 1; }
+fi
+
 log "cargo test"
 cargo test --workspace --locked -- --test-threads="${DUBERNETES_TEST_THREADS:-3}"
 log "embedding example"

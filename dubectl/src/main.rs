@@ -543,6 +543,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             v["data_dir"].as_str().unwrap_or("(in memory)")
                         );
                     }
+                    if let (Some(kind), Some(leader)) = (v["store"].as_str(), v["leader"].as_bool()) {
+                        println!(
+                            "Store: {} ({})",
+                            escape::line(kind),
+                            if leader {
+                                "this server leads: it acts on the engine"
+                            } else {
+                                "this server stands by: it serves the API, another leads"
+                            }
+                        );
+                    }
                     for (field, what) in [
                         (
                             "held_containers",

@@ -7,16 +7,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::controller::{BackoffSettings, Context, ControllerSettings};
+use crate::controller::{BackoffSettings, ControllerSettings};
 use crate::data_dir::DataDirLock;
 use crate::error::{Error, Result};
-use crate::ingress::{Ingress, IngressSettings};
+use crate::ingress::IngressSettings;
 use crate::metrics::Metrics;
-use crate::orchestrator::Dubernetes;
+use crate::orchestrator::{Dubernetes, Handle};
 use crate::ownership::{Facts, Ownership, Seen};
 use crate::runtime::Runtime;
 use crate::spec::PodSpec;
 use crate::store::Store;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::watch::Feed;
 
@@ -34,8 +35,11 @@ pub struct DubernetesBuilder {
     max_replicas: u32,
     drain: Duration,
     adopt_foreign: bool,
+    backend: crate::engine::Backend,
     /// The engine to use; None: connect to Docker.
     engine: Option<Arc<dyn crate::engine::Engine>>,
+    /// A `postgres://` URL: a store shared by several servers (None: SQLite).
+    postgres: Option<String>,
 }
 
 impl Default for DubernetesBuilder {
@@ -52,7 +56,9 @@ impl Default for DubernetesBuilder {
             max_replicas: crate::spec::MAX_REPLICAS,
             drain: Duration::from_secs(1),
             adopt_foreign: false,
+            backend: crate::engine::Backend::Docker,
             engine: None,
+            postgres: None,
         }
     }
 }
@@ -75,6 +81,16 @@ impl DubernetesBuilder {
     /// Keep the SQLite store in `dir/dubernetes.db`.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Keep the store in the PostgreSQL database at `url` (`postgres://...`)
+    /// instead of SQLite: any number of servers of one instance may share
+    /// it. One of them leads (acts on the engine); the others serve the API
+    /// from the store (see [`Dubernetes::is_leader`]). The data dir, when
+    /// given, is still this server's own (locked; the server keeps its token there).
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.postgres = Some(url.into());
         self
     }
 
@@ -133,6 +149,15 @@ impl DubernetesBuilder {
         self
     }
 
+    /// Which engine to drive: one Docker engine (the default) or a Docker
+    /// Swarm through one of its managers (each replica a service; see
+    /// `docs/architecture.md`). The swarm backend refuses to start when the
+    /// engine is not a swarm manager.
+    pub fn backend(mut self, backend: crate::engine::Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// Take over containers of this instance that another store made (or
     /// that carry no store label), instead of refusing to start
     /// ([`Error::ForeignContainers`]). They are adopted as they run: none is
@@ -162,10 +187,21 @@ impl DubernetesBuilder {
             });
         }
         let dir = self.data_dir.as_deref().map(crate::data_dir::absolute).transpose()?;
-        let existing = match &dir {
-            Some(dir) if crate::data_dir::has_store(dir)? => {
+        let existing = match (&self.postgres, &dir) {
+            (Some(url), dir) => {
+                // This server's own dir (its token); the store is shared.
+                let lock = match dir {
+                    Some(dir) => {
+                        crate::data_dir::create(dir)?;
+                        Some(DataDirLock::acquire(dir)?)
+                    }
+                    None => None,
+                };
+                Some((lock, Arc::new(PgStore::open(url).await?) as Arc<dyn Store>))
+            }
+            (None, Some(dir)) if crate::data_dir::has_store(dir)? => {
                 let lock = DataDirLock::acquire(dir)?;
-                Some((lock, Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>))
+                Some((Some(lock), Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>))
             }
             _ => None,
         };
@@ -180,7 +216,7 @@ impl DubernetesBuilder {
         let ownership = Arc::new(Ownership::new(store_id.clone(), dir_label.clone()));
         let runtime = match &self.engine {
             Some(engine) => Runtime::new(Arc::clone(engine), Arc::clone(&ownership), Metrics::new()),
-            None => Runtime::connect(Arc::clone(&ownership), Metrics::new()).await?,
+            None => Runtime::connect(self.backend, Arc::clone(&ownership), Metrics::new()).await?,
         };
         let network = format!("dub-{}", self.instance);
         let everything = runtime.list_all(&self.instance, &network).await?;
@@ -217,7 +253,7 @@ impl DubernetesBuilder {
             }
         }
         let (lock, store) = match (existing, &dir) {
-            (Some((lock, store)), _) => (Some(lock), store),
+            (Some((lock, store)), _) => (lock, store),
             (None, Some(dir)) => {
                 crate::data_dir::create(dir)?;
                 let lock = DataDirLock::acquire(dir)?;
@@ -250,7 +286,6 @@ impl DubernetesBuilder {
             );
         }
         runtime.ensure_network(&network, &self.instance).await?;
-        let ingress = Ingress::new(runtime.clone(), &self.instance, &network, self.ingress.clone());
         let settings = ControllerSettings {
             instance: self.instance.clone(),
             network,
@@ -260,25 +295,48 @@ impl DubernetesBuilder {
             backoff: self.backoff,
             drain: self.drain,
         };
-        let ctx = Context::new(settings, store, runtime, ingress);
+        let pg = store.postgres().cloned();
+        let handle = Arc::new(Handle::new(settings, store, runtime, self.ingress.clone()));
         // Subscribed before the controller starts, so the feed misses no change.
-        let changes = ctx.changes.subscribe();
-        ctx.start();
+        let changes = handle.changes.subscribe();
         let orchestrator = Dubernetes {
-            ctx,
+            handle: Arc::clone(&handle),
             max_pods: self.max_pods,
             max_replicas: self.max_replicas,
             feed: Feed::new(),
             data_dir: dir,
             _lock: lock.map(Arc::new),
         };
+        match pg {
+            // One server per store: it leads from the start to the end.
+            None => handle.begin_term().await,
+            Some(pg) => {
+                let views = handle.changes.subscribe();
+                handle.tasks.spawn(crate::shared::publish_views(
+                    orchestrator.clone(),
+                    pg.clone(),
+                    views,
+                    handle.shutdown.clone(),
+                ));
+                handle.tasks.spawn(crate::shared::listen(
+                    orchestrator.clone(),
+                    pg.clone(),
+                    handle.shutdown.clone(),
+                ));
+                handle.tasks.spawn(crate::shared::lead(
+                    orchestrator.clone(),
+                    pg.options().clone(),
+                    handle.shutdown.clone(),
+                ));
+            }
+        }
         let feed_task = crate::watch::run(
             orchestrator.clone(),
-            orchestrator.ctx.shutdown.clone(),
+            handle.shutdown.clone(),
             Arc::clone(&orchestrator.feed),
             changes,
         );
-        orchestrator.ctx.tasks.spawn(feed_task);
+        handle.tasks.spawn(feed_task);
         Ok(orchestrator)
     }
 }

@@ -117,6 +117,12 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The swarm backend was asked for on an engine that is not a swarm manager.
+    #[error(
+        "the swarm backend needs a Docker engine that is a swarm manager, and {0}: run `docker swarm init` \
+         (one node) or point DOCKER_HOST at a manager of your swarm, or use --backend docker"
+    )]
+    NotSwarmManager(String),
     /// A Docker call took longer than its deadline.
     #[error("docker: {0} timed out")]
     DockerTimeout(String),
@@ -136,6 +142,10 @@ pub enum Error {
     /// The instance is shutting down.
     #[error("the orchestrator is shutting down")]
     ShuttingDown,
+    /// This server's leadership term ended (it lost its database lock):
+    /// it no longer acts on the engine.
+    #[error("this server is no longer the leader of its instance; it does not act on the engine")]
+    Fenced,
     /// The data dir cannot be used; nothing was changed.
     #[error("data dir {}: {problem}", path.display())]
     DataDir {

@@ -51,10 +51,13 @@ mod logs;
 mod metrics;
 mod orchestrator;
 mod ownership;
+#[cfg(any(test, feature = "testing"))]
+pub mod pg_cluster;
 mod plan;
 mod probe;
 mod rollout;
 mod runtime;
+mod shared;
 mod spec;
 mod status;
 mod store;
@@ -65,6 +68,8 @@ mod watch;
 pub use controller::{BackoffSettings, Change};
 pub use data_dir::LOCK_FILE;
 pub use dubernetes_api::{ApiError, ApplyResponse, ErrorCode, ReplicaCounts};
+pub use engine::Backend;
+pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
 pub use error::{DataDirProblem, Error, Result};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use logs::{

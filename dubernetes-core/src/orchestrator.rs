@@ -21,7 +21,7 @@ pub use dubernetes_api::{Condition, ConditionType, Phase, Pod, PodStatus, Replic
 /// A running orchestrator instance. Cheap to clone.
 #[derive(Clone)]
 pub struct Dubernetes {
-    pub(crate) ctx: Arc<Context>,
+    pub(crate) handle: Arc<Handle>,
     pub(crate) max_pods: u32,
     pub(crate) max_replicas: u32,
     pub(crate) feed: Arc<Feed>,
@@ -31,10 +31,169 @@ pub struct Dubernetes {
     pub(crate) _lock: Option<Arc<DataDirLock>>,
 }
 
+/// A term's controller context and the token that fences its runtime.
+type Term = (Arc<Context>, tokio_util::sync::CancellationToken);
+
+/// What outlives a leadership term: the store, the engine connection, the
+/// change broadcast, and the controller context of the current term.
+///
+/// A term is one [`Context`]: made fresh when this server becomes the
+/// leader (so it starts from what the engine shows, never from what an
+/// earlier term meant to do), with a runtime fenced by the term's token.
+/// A server that does not lead holds a context that never starts (its
+/// shutdown token is cancelled at birth, so nothing wakes a reconcile).
+/// With SQLite there is one term, from build to shutdown.
+pub(crate) struct Handle {
+    pub(crate) settings: crate::controller::ControllerSettings,
+    pub(crate) store: Arc<dyn crate::store::Store>,
+    /// The engine, unfenced: reads (logs, lists) on any server.
+    pub(crate) runtime: Runtime,
+    pub(crate) ingress: crate::ingress::IngressSettings,
+    pub(crate) changes: tokio::sync::broadcast::Sender<Change>,
+    /// Ends the handle's own tasks (feed, leadership, listener).
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
+    pub(crate) tasks: tokio_util::task::TaskTracker,
+    /// The current term's context and its fence.
+    current: std::sync::RwLock<Term>,
+    leader: tokio::sync::watch::Sender<bool>,
+}
+
+impl Handle {
+    pub(crate) fn new(
+        settings: crate::controller::ControllerSettings,
+        store: Arc<dyn crate::store::Store>,
+        runtime: Runtime,
+        ingress: crate::ingress::IngressSettings,
+    ) -> Handle {
+        let (changes, _) = tokio::sync::broadcast::channel(1024);
+        let standby = new_context(&settings, &store, &runtime, &ingress, &changes, false);
+        Handle {
+            settings,
+            store,
+            runtime,
+            ingress,
+            changes,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            tasks: tokio_util::task::TaskTracker::new(),
+            current: std::sync::RwLock::new(standby),
+            leader: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    fn context(&self, acting: bool) -> Term {
+        new_context(
+            &self.settings,
+            &self.store,
+            &self.runtime,
+            &self.ingress,
+            &self.changes,
+            acting,
+        )
+    }
+
+    /// Makes `next` the current term; returns the one it replaces.
+    fn swap(&self, next: Term) -> Term {
+        std::mem::replace(&mut *self.current.write().unwrap_or_else(|e| e.into_inner()), next)
+    }
+
+    /// The current term's context.
+    pub(crate) fn ctx(&self) -> Arc<Context> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()).0)
+    }
+
+    /// Whether this server leads (acts on the engine) now.
+    pub(crate) fn leading(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    /// Becomes the leader: a fresh controller context starts from what the
+    /// engine shows (resync, adoption of what runs, the ingress as it is).
+    pub(crate) async fn begin_term(&self) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let (ctx, fence) = self.context(true);
+        if let Some(pg) = self.store.postgres() {
+            ctx.inherit_ready(inherited_ready(pg).await);
+            // The ingress first: the planner counts only routed replicas as
+            // ready, and would otherwise see the running ones as unready and
+            // replace them. This delivers the routes the old leader served.
+            if let Err(e) = ctx.sync_ingress().await {
+                tracing::warn!(error = %e, "the first ingress sync of this term failed; the controller retries it");
+            }
+        }
+        let (_, old_fence) = self.swap((Arc::clone(&ctx), fence));
+        old_fence.cancel();
+        ctx.start();
+        self.leader.send_replace(true);
+        // Every pod's view may change (this server now observes them).
+        let _ = self.changes.send(Change::Ingress);
+    }
+
+    /// Stops leading: the fence cuts every engine call of the term at once
+    /// (before the database can give the lock to another server), then the
+    /// term's tasks are stopped and awaited (at most `wait`).
+    pub(crate) async fn end_term(&self, wait: Duration) {
+        let (old, fence) = self.swap(self.context(false));
+        fence.cancel();
+        self.leader.send_replace(false);
+        old.shutdown.cancel();
+        old.tasks.close();
+        if tokio::time::timeout(wait, old.tasks.wait()).await.is_err() {
+            tracing::warn!("the ended term's tasks did not stop in {wait:?}; they act on nothing (fenced)");
+        }
+        let _ = self.changes.send(Change::Ingress);
+    }
+
+    /// Waits until this server leads or stops leading.
+    pub(crate) fn leader_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.leader.subscribe()
+    }
+}
+
+/// The replicas the last published views show ready (12-character ids).
+async fn inherited_ready(pg: &crate::store::postgres::PgStore) -> std::collections::HashSet<String> {
+    match pg.views().await {
+        Ok(views) => views
+            .iter()
+            .filter_map(|(_, json)| serde_json::from_str::<Pod>(json).ok())
+            .flat_map(|pod| pod.replicas.into_iter().filter(|r| r.ready).map(|r| r.id))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the previous leader's views failed; probes start from scratch");
+            std::collections::HashSet::new()
+        }
+    }
+}
+
+/// A new controller context: acting (its runtime fenced by a new token), or
+/// standing by (never started: nothing wakes a reconcile).
+fn new_context(
+    settings: &crate::controller::ControllerSettings,
+    store: &Arc<dyn crate::store::Store>,
+    runtime: &Runtime,
+    ingress: &crate::ingress::IngressSettings,
+    changes: &tokio::sync::broadcast::Sender<Change>,
+    acting: bool,
+) -> Term {
+    let fence = tokio_util::sync::CancellationToken::new();
+    let runtime = if acting {
+        runtime.fenced(fence.clone())
+    } else {
+        runtime.clone()
+    };
+    let ingress = crate::ingress::Ingress::new(runtime.clone(), &settings.instance, &settings.network, ingress.clone());
+    let ctx = Context::new(settings.clone(), Arc::clone(store), runtime, ingress, changes.clone());
+    if !acting {
+        ctx.shutdown.cancel();
+    }
+    (ctx, fence)
+}
+
 impl std::fmt::Debug for Dubernetes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dubernetes")
-            .field("instance", &self.ctx.settings.instance)
+            .field("instance", &self.handle.settings.instance)
             .finish()
     }
 }
@@ -47,12 +206,17 @@ impl Dubernetes {
 
     /// The instance name.
     pub fn instance(&self) -> &str {
-        &self.ctx.settings.instance
+        &self.handle.settings.instance
+    }
+
+    /// Which engine this orchestrator drives (`docker` or `swarm`).
+    pub fn backend(&self) -> crate::engine::Backend {
+        self.handle.runtime.backend()
     }
 
     /// The Docker API version negotiated with the engine.
     pub fn engine_api_version(&self) -> String {
-        self.ctx.runtime.api_version()
+        self.handle.runtime.api_version()
     }
 
     /// The absolute data dir the store lives in (None: in memory).
@@ -62,7 +226,7 @@ impl Dubernetes {
 
     /// The instance's metrics, for the HTTP layer to record requests and streams into.
     pub fn metrics(&self) -> &crate::Metrics {
-        self.ctx.runtime.metrics()
+        self.handle.runtime.metrics()
     }
 
     /// Every metric in the Prometheus text format (see `docs/metrics.md`); the
@@ -74,26 +238,26 @@ impl Dubernetes {
 
     /// This store's id: the [`LABEL_STORE`](crate::LABEL_STORE) of every container it creates.
     pub fn store_id(&self) -> &str {
-        self.ctx.runtime.ownership().store_id()
+        self.handle.runtime.ownership().store_id()
     }
 
     /// Containers adopted with `adopt_foreign` whose pod is not in the store:
     /// left alone until a pod of that name is applied.
     pub fn held_containers(&self) -> usize {
-        self.ctx.runtime.ownership().held_count()
+        self.handle.runtime.ownership().held_count()
     }
 
     /// Containers of this instance seen since the start that belong to
     /// another store (left alone; logged once each).
     pub fn foreign_containers(&self) -> usize {
-        self.ctx.runtime.ownership().foreign_count()
+        self.handle.runtime.ownership().foreign_count()
     }
 
     /// Validates a spec without storing anything; returns what [`apply`](Self::apply) would do.
     pub async fn dry_run(&self, spec: &PodSpec) -> Result<ApplyOutcome> {
         self.validate(spec)?;
         self.check_host(spec).await?;
-        Ok(match self.ctx.store.get(&spec.name).await? {
+        Ok(match self.handle.store.get(&spec.name).await? {
             None => ApplyOutcome::Created,
             Some(p) if p.spec == *spec => ApplyOutcome::Unchanged,
             Some(_) => ApplyOutcome::Configured,
@@ -102,7 +266,7 @@ impl Dubernetes {
 
     async fn check_host(&self, spec: &PodSpec) -> Result<()> {
         if let Some(host) = spec.host() {
-            for other in self.ctx.store.list().await? {
+            for other in self.handle.store.list().await? {
                 if other.spec.name != spec.name && other.spec.host() == Some(host) {
                     return Err(Error::HostTaken {
                         host: host.to_string(),
@@ -143,24 +307,24 @@ impl Dubernetes {
     /// someone changed the pod since, and [`Error::NotFound`] when it is gone.
     pub async fn apply_if(&self, spec: PodSpec, expected: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
         self.validate(&spec)?;
-        let (stored, outcome) = self.ctx.store.upsert_checked(&spec, expected, self.max_pods).await?;
-        let ownership = self.ctx.runtime.ownership();
+        let (stored, outcome) = self.handle.store.upsert_checked(&spec, expected, self.max_pods).await?;
+        let ownership = self.handle.runtime.ownership();
         if ownership.has_held(&spec.name) {
             // Adopted containers of this pod become its replicas (the plan
             // keeps those of the current revision). Only after the pod is
             // stored: released earlier, a failed write would leave them
             // managed without a pod, and so removed as orphans.
-            self.ctx.store.release_held(&spec.name).await?;
+            self.handle.store.release_held(&spec.name).await?;
             let ids = ownership.release_held(&spec.name);
             tracing::info!(pod = %spec.name, containers = ids.len(), "adopted containers now belong to this pod");
-            self.ctx.wake(&spec.name);
+            self.handle.ctx().wake(&spec.name);
         }
         if outcome != ApplyOutcome::Unchanged {
-            self.ctx.notify(Change::Pod {
+            self.handle.ctx().notify(Change::Pod {
                 name: spec.name.clone(),
             });
-            self.ctx.wake(&spec.name);
-            self.ctx.wake_ingress();
+            self.handle.ctx().wake(&spec.name);
+            self.handle.ctx().wake_ingress();
         }
         let pod = self.view(stored).await?;
         Ok((pod, outcome))
@@ -173,7 +337,7 @@ impl Dubernetes {
         let mut attempts = 0;
         loop {
             let stored = self
-                .ctx
+                .handle
                 .store
                 .get(name)
                 .await?
@@ -190,7 +354,7 @@ impl Dubernetes {
     /// One pod with its replicas, as the controller last observed them (no engine call).
     pub async fn get(&self, name: &str) -> Result<Pod> {
         let stored = self
-            .ctx
+            .handle
             .store
             .get(name)
             .await?
@@ -201,11 +365,22 @@ impl Dubernetes {
     /// Every pod, by name. Reads the store and the controller's observed
     /// state (kept current by Docker events and resyncs); no engine call.
     pub async fn list(&self) -> Result<Vec<Pod>> {
-        let pods = self.ctx.store.list().await?;
+        let pods = self.handle.store.list().await?;
+        if let Some(pg) = self.standby_store() {
+            let mut views: std::collections::HashMap<String, String> = pg.views().await?.into_iter().collect();
+            return Ok(pods
+                .into_iter()
+                .map(|p| {
+                    let published = views.remove(&p.spec.name);
+                    self.standby_view(p, published.as_deref())
+                })
+                .collect());
+        }
+        let ctx = self.handle.ctx();
         Ok(pods
             .into_iter()
             .map(|p| {
-                let observation = self.ctx.observe_pod(&p.spec);
+                let observation = ctx.observe_pod(&p.spec);
                 crate::status::pod_view(p, observation)
             })
             .collect())
@@ -219,21 +394,21 @@ impl Dubernetes {
     /// Like [`delete`](Self::delete), but only if the pod is still at
     /// generation `expected` (when given), else [`Error::StaleGeneration`].
     pub async fn delete_if(&self, name: &str, expected: Option<i64>) -> Result<()> {
-        if !self.ctx.store.delete_checked(name, expected).await? {
+        if !self.handle.store.delete_checked(name, expected).await? {
             return Err(Error::NotFound(name.to_string()));
         }
-        self.ctx.notify(Change::Pod { name: name.to_string() });
-        self.ctx.wake(name);
-        self.ctx.wake_ingress();
+        self.handle.ctx().notify(Change::Pod { name: name.to_string() });
+        self.handle.ctx().wake(name);
+        self.handle.ctx().wake_ingress();
         Ok(())
     }
 
     /// The revisions of a pod, oldest first.
     pub async fn history(&self, name: &str) -> Result<Vec<Revision>> {
-        if self.ctx.store.get(name).await?.is_none() {
+        if self.handle.store.get(name).await?.is_none() {
             return Err(Error::NotFound(name.to_string()));
         }
-        self.ctx.store.revisions(name).await
+        self.handle.store.revisions(name).await
     }
 
     /// Rolls a pod's containers back to an earlier revision: `to` names it,
@@ -242,12 +417,12 @@ impl Dubernetes {
     /// undo itself is a new revision.
     pub async fn undo(&self, name: &str, to: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
         let stored = self
-            .ctx
+            .handle
             .store
             .get(name)
             .await?
             .ok_or_else(|| Error::NotFound(name.to_string()))?;
-        let revisions = self.ctx.store.revisions(name).await?;
+        let revisions = self.handle.store.revisions(name).await?;
         let current = stored.spec.revision_hash();
         let target = match to {
             Some(n) => revisions
@@ -271,13 +446,13 @@ impl Dubernetes {
 
     /// Recent events, of one pod or all, oldest first.
     pub async fn events(&self, pod: Option<&str>, limit: u32) -> Result<Vec<Event>> {
-        self.ctx.store.events(pod, i64::from(limit)).await
+        self.handle.store.events(pod, i64::from(limit)).await
     }
 
     /// Changes as they happen (pods reconciled, ingress reloaded).
     pub fn watch(&self) -> impl Stream<Item = Change> + Send + 'static {
         // A watcher that lags behind skips what it missed; it re-reads state on the next change.
-        BroadcastStream::new(self.ctx.changes.subscribe()).filter_map(|c| async move { c.ok() })
+        BroadcastStream::new(self.handle.changes.subscribe()).filter_map(|c| async move { c.ok() })
     }
 
     /// The change feed: every change of a pod (spec, status, replicas) and
@@ -306,14 +481,18 @@ impl Dubernetes {
     /// [`Error::TooManyStreams`] past the total). Lines are cut at
     /// [`MAX_LOG_LINE_BYTES`](crate::MAX_LOG_LINE_BYTES).
     pub async fn logs(&self, name: &str, options: crate::logs::LogOptions) -> Result<crate::logs::LogLines> {
-        if self.ctx.store.get(name).await?.is_none() {
+        if self.handle.store.get(name).await?.is_none() {
             return Err(Error::NotFound(name.to_string()));
         }
-        let prefix = format!("dub-{}-", self.ctx.settings.instance);
+        let prefix = format!("dub-{}-", self.handle.settings.instance);
         let containers = self
-            .ctx
+            .handle
             .runtime
-            .list(&self.ctx.settings.instance, &self.ctx.settings.network, Some(name))
+            .list(
+                &self.handle.settings.instance,
+                &self.handle.settings.network,
+                Some(name),
+            )
             .await?;
         let replicas: Vec<&Observed> = containers.iter().filter(|c| c.role == "replica").collect();
         let permit = match &options.limits {
@@ -324,7 +503,7 @@ impl Dubernetes {
             .iter()
             .map(|c| {
                 let replica = c.name.trim_start_matches('/').trim_start_matches(&prefix).to_string();
-                crate::logs::replica_lines(&self.ctx.runtime, &c.id, replica, &options)
+                crate::logs::replica_lines(&self.handle.runtime, &c.id, replica, &options)
             })
             .collect();
         Ok(crate::logs::merge(streams, permit))
@@ -332,25 +511,25 @@ impl Dubernetes {
 
     /// The host port of the ingress, once it runs.
     pub async fn ingress_port(&self) -> Option<u16> {
-        self.ctx.ingress.port().await
+        self.handle.ctx().ingress.port().await
     }
 
     /// How many nginx configs the ingress made live since this handle started
     /// (reloads plus fresh starts of the ingress container).
     pub fn ingress_reloads(&self) -> u64 {
-        self.ctx.ingress.reloads()
+        self.handle.ctx().ingress.reloads()
     }
 
     /// Pods whose routes the live nginx config leaves out because nginx
     /// rejected them, with nginx's message (also in each pod's status, reason
     /// `IngressRejected`).
     pub fn ingress_rejections(&self) -> std::collections::BTreeMap<String, String> {
-        (*self.ctx.ingress.rejections()).clone()
+        (*self.handle.ctx().ingress.rejections()).clone()
     }
 
     /// The last ingress error, if the last sync failed.
     pub fn ingress_error(&self) -> Option<String> {
-        self.ctx.ingress_error()
+        self.handle.ctx().ingress_error()
     }
 
     /// Waits until the pod's current generation is fully rolled out: every
@@ -386,11 +565,15 @@ impl Dubernetes {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = self
-                .ctx
+                .handle
                 .runtime
-                .list(&self.ctx.settings.instance, &self.ctx.settings.network, Some(name))
+                .list(
+                    &self.handle.settings.instance,
+                    &self.handle.settings.network,
+                    Some(name),
+                )
                 .await?;
-            if left.is_empty() && self.ctx.store.get(name).await?.is_none() {
+            if left.is_empty() && self.handle.store.get(name).await?.is_none() {
                 return Ok(());
             }
             let wait = tokio::time::timeout_at(deadline, async {
@@ -408,25 +591,83 @@ impl Dubernetes {
     /// Stops the controller. Containers keep running; a new instance with the
     /// same name adopts them.
     pub async fn shutdown(&self) {
-        self.ctx.shutdown.cancel();
-        self.ctx.tasks.close();
-        self.ctx.tasks.wait().await;
-        self.ctx.store.close().await;
+        self.stop_tasks().await;
+        self.handle.store.close().await;
+    }
+
+    /// Stops the controller of the current term, then the handle's own tasks
+    /// (feed, leadership: the lock goes with its connection, after the
+    /// controller stopped, so no other server leads while this one acts).
+    async fn stop_tasks(&self) {
+        let ctx = self.handle.ctx();
+        ctx.shutdown.cancel();
+        ctx.tasks.close();
+        ctx.tasks.wait().await;
+        self.handle.shutdown.cancel();
+        self.handle.tasks.close();
+        self.handle.tasks.wait().await;
+        // A term that began while the first one was stopping.
+        let ctx = self.handle.ctx();
+        ctx.shutdown.cancel();
+        ctx.tasks.close();
+        ctx.tasks.wait().await;
+    }
+
+    /// Whether this server leads its instance: acts on the engine (reconcile,
+    /// ingress). Always true with SQLite (one server per store); with a
+    /// shared PostgreSQL store, the one server holding the leader lock.
+    pub fn is_leader(&self) -> bool {
+        self.handle.leading()
+    }
+
+    /// Which kind of store this instance runs on: `sqlite` or `postgres`.
+    pub fn store_kind(&self) -> &'static str {
+        if self.handle.store.postgres().is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    /// The PostgreSQL store, when this server shares one and does not lead:
+    /// its views come from what the leader published.
+    fn standby_store(&self) -> Option<&crate::store::postgres::PgStore> {
+        self.handle.store.postgres().filter(|_| !self.handle.leading())
+    }
+
+    /// A pod as a standby shows it: desired state from the store, observed
+    /// state as the leader last published it (not yet observed when the
+    /// leader has not seen this generation, or published nothing yet).
+    fn standby_view(&self, stored: StoredPod, published: Option<&str>) -> Pod {
+        let published: Option<Pod> = published.and_then(|json| serde_json::from_str(json).ok());
+        match published {
+            Some(mut pod) => {
+                pod.status.desired_replicas = stored.spec.replicas;
+                pod.name = stored.spec.name.clone();
+                pod.spec = stored.spec;
+                pod.generation = stored.generation;
+                pod.created_at = stored.created_at;
+                pod.updated_at = stored.updated_at;
+                pod
+            }
+            None => {
+                let observation = self.handle.ctx().observe_pod(&stored.spec);
+                crate::status::pod_view(stored, observation)
+            }
+        }
     }
 
     /// Stops the controller and removes every container and the network of
     /// this instance. Pods stay in the store.
     pub async fn purge(&self) -> Result<()> {
-        self.ctx.shutdown.cancel();
-        self.ctx.tasks.close();
-        self.ctx.tasks.wait().await;
+        self.stop_tasks().await;
         remove_everything(
-            &self.ctx.runtime,
-            &self.ctx.settings.instance,
-            &self.ctx.settings.network,
+            &self.handle.runtime,
+            &self.handle.settings.instance,
+            &self.handle.settings.network,
         )
         .await?;
-        self.ctx.store.close().await;
+        self.handle.store.close().await;
         Ok(())
     }
 
@@ -436,10 +677,11 @@ impl Dubernetes {
     /// another thread while the runtime the controller lives on is blocked.
     #[cfg(feature = "testing")]
     pub(crate) fn detach_for_purge(&self) -> impl Future<Output = Result<()>> + Send + 'static {
-        self.ctx.shutdown.cancel();
-        let instance = self.ctx.settings.instance.clone();
-        let network = self.ctx.settings.network.clone();
-        let runtime = self.ctx.runtime.clone();
+        self.handle.ctx().shutdown.cancel();
+        self.handle.shutdown.cancel();
+        let instance = self.handle.settings.instance.clone();
+        let network = self.handle.settings.network.clone();
+        let runtime = self.handle.runtime.clone();
         async move {
             let runtime = runtime.reconnect().await?;
             remove_everything(&runtime, &instance, &network).await
@@ -450,16 +692,20 @@ impl Dubernetes {
     /// any state); 0 after a successful [`purge`](Self::purge).
     pub async fn leftover_containers(&self) -> Result<usize> {
         Ok(self
-            .ctx
+            .handle
             .runtime
-            .list_owned(&self.ctx.settings.instance, &self.ctx.settings.network)
+            .list_owned(&self.handle.settings.instance, &self.handle.settings.network)
             .await?
             .len())
     }
 
     /// A pod as the controller last observed it; no engine call.
     async fn view(&self, stored: StoredPod) -> Result<Pod> {
-        let observation = self.ctx.observe_pod(&stored.spec);
+        if let Some(pg) = self.standby_store() {
+            let published = pg.view(&stored.spec.name).await?;
+            return Ok(self.standby_view(stored, published.as_deref()));
+        }
+        let observation = self.handle.ctx().observe_pod(&stored.spec);
         Ok(crate::status::pod_view(stored, observation))
     }
 }
@@ -476,11 +722,11 @@ impl crate::watch::FeedSource for Dubernetes {
     }
 
     async fn last_event_id(&self) -> Result<i64> {
-        self.ctx.store.last_event_id().await
+        self.handle.store.last_event_id().await
     }
 
     async fn events_after(&self, after: i64) -> Result<Vec<Event>> {
-        self.ctx.store.events_after(after, 1000).await
+        self.handle.store.events_after(after, 1000).await
     }
 }
 

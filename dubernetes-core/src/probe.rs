@@ -17,8 +17,22 @@ pub(crate) async fn http_get(
     host: &str,
     timeout: Duration,
 ) -> std::io::Result<(u16, String)> {
+    http_get_via(tokio::net::TcpStream::connect(addr), path, host, timeout).await
+}
+
+/// Like [`http_get`], over the stream `connect` opens (e.g. through a proxy);
+/// `timeout` covers the connect too.
+pub(crate) async fn http_get_via<S>(
+    connect: impl std::future::Future<Output = std::io::Result<S>>,
+    path: &str,
+    host: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let io = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let mut stream = connect.await?;
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: dubernetes-probe\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;

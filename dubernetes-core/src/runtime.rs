@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 
+use crate::engine::{Backend, Engine, EngineEvent, Network};
 pub use crate::engine::{
     ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT,
 };
 pub(crate) use crate::engine::{ContainerSpec, Observed};
-use crate::engine::{Engine, EngineEvent, Network};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics::{EngineOp, Metrics};
 use crate::ownership::Ownership;
 
@@ -39,6 +39,8 @@ pub const LABEL_INGRESS_CONFIG: &str = "io.dubernetes.ingress-config";
 pub(crate) struct Runtime {
     engine: Arc<dyn Engine>,
     ownership: Arc<Ownership>,
+    /// The leadership term this runtime acts for (see [`Runtime::fenced`]).
+    fence: Option<tokio_util::sync::CancellationToken>,
     /// Every engine call below is timed here, by operation.
     metrics: Metrics,
 }
@@ -55,10 +57,14 @@ enum Scope {
 }
 
 impl Runtime {
-    /// Connects to the Docker engine (`DOCKER_HOST` or the local socket).
-    pub(crate) async fn connect(ownership: Arc<Ownership>, metrics: Metrics) -> Result<Runtime> {
-        let engine = crate::engine::docker::DockerEngine::connect().await?;
-        Ok(Runtime::new(Arc::new(engine), ownership, metrics))
+    /// Connects to the Docker engine (`DOCKER_HOST` or the local socket), as
+    /// one engine or as a swarm manager.
+    pub(crate) async fn connect(backend: Backend, ownership: Arc<Ownership>, metrics: Metrics) -> Result<Runtime> {
+        let engine: Arc<dyn Engine> = match backend {
+            Backend::Docker => Arc::new(crate::engine::docker::DockerEngine::connect().await?),
+            Backend::Swarm => Arc::new(crate::engine::swarm::SwarmEngine::connect().await?),
+        };
+        Ok(Runtime::new(engine, ownership, metrics))
     }
 
     /// Wraps any engine in this store's ownership; its calls are timed into `metrics`.
@@ -66,6 +72,7 @@ impl Runtime {
         Runtime {
             engine,
             ownership,
+            fence: None,
             metrics,
         }
     }
@@ -83,14 +90,43 @@ impl Runtime {
         result
     }
 
+    /// This runtime for one leadership term: once `fence` is cancelled, every
+    /// call that changes the engine fails with [`Error::Fenced`] before it is
+    /// sent, and one in flight is abandoned (the engine may still finish it;
+    /// the next leader sees the result, as it sees everything, by label).
+    /// Reads stay allowed. This is what keeps a leader that lost its lock
+    /// from acting while another leads.
+    pub(crate) fn fenced(&self, fence: tokio_util::sync::CancellationToken) -> Runtime {
+        Runtime {
+            fence: Some(fence),
+            ..self.clone()
+        }
+    }
+
+    /// Runs an engine call that changes something, unless the term is over.
+    async fn act<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        match &self.fence {
+            None => call.await,
+            Some(fence) => {
+                if fence.is_cancelled() {
+                    return Err(Error::Fenced);
+                }
+                tokio::select! {
+                    biased;
+                    _ = fence.cancelled() => Err(Error::Fenced),
+                    result = call => result,
+                }
+            }
+        }
+    }
+
     /// A new connection to the same engine, same ownership (see [`Engine::reconnect`]).
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) async fn reconnect(&self) -> Result<Runtime> {
-        Ok(Runtime::new(
-            self.engine.reconnect().await?,
-            Arc::clone(&self.ownership),
-            self.metrics.clone(),
-        ))
+        Ok(Runtime {
+            engine: self.engine.reconnect().await?,
+            ..self.clone()
+        })
     }
 
     /// The engine itself, for calls that ownership does not concern (they
@@ -109,6 +145,11 @@ impl Runtime {
         &self.ownership
     }
 
+    /// Which backend the engine is.
+    pub(crate) fn backend(&self) -> Backend {
+        self.engine.backend()
+    }
+
     /// The API version in use after negotiation.
     pub(crate) fn api_version(&self) -> String {
         self.engine.api_version()
@@ -116,13 +157,16 @@ impl Runtime {
 
     /// Creates the instance's network if it is missing.
     pub(crate) async fn ensure_network(&self, name: &str, instance: &str) -> Result<()> {
-        self.timed(EngineOp::EnsureNetwork, self.engine.ensure_network(name, instance))
-            .await
+        self.timed(
+            EngineOp::EnsureNetwork,
+            self.act(self.engine.ensure_network(name, instance)),
+        )
+        .await
     }
 
     /// Removes a network; a missing one is fine.
     pub(crate) async fn remove_network(&self, name: &str) -> Result<()> {
-        self.timed(EngineOp::RemoveNetwork, self.engine.remove_network(name))
+        self.timed(EngineOp::RemoveNetwork, self.act(self.engine.remove_network(name)))
             .await
     }
 
@@ -177,7 +221,8 @@ impl Runtime {
 
     /// Makes sure `image` is present, pulling it when it is not.
     pub(crate) async fn ensure_image(&self, image: &str) -> Result<()> {
-        self.timed(EngineOp::EnsureImage, self.engine.ensure_image(image)).await
+        self.timed(EngineOp::EnsureImage, self.act(self.engine.ensure_image(image)))
+            .await
     }
 
     /// Creates a container without starting it; returns its id. Every
@@ -185,7 +230,7 @@ impl Runtime {
     pub(crate) async fn create(&self, spec: &ContainerSpec) -> Result<String> {
         let mut spec = spec.clone();
         spec.labels.extend(self.ownership.labels());
-        self.timed(EngineOp::Create, self.engine.create(&spec)).await
+        self.timed(EngineOp::Create, self.act(self.engine.create(&spec))).await
     }
 
     /// Creates a container and starts it; returns its id. A replica publishes
@@ -199,35 +244,39 @@ impl Runtime {
 
     /// Starts a container; "already started" is success.
     pub(crate) async fn start(&self, id: &str) -> Result<()> {
-        self.timed(EngineOp::Start, self.engine.start(id)).await
+        self.timed(EngineOp::Start, self.act(self.engine.start(id))).await
     }
 
     /// Stops a container (its stop signal, then a kill after `grace`); a
     /// missing or stopped one is fine. The engine waits the grace period, so
     /// callers make this call without holding an engine slot.
     pub(crate) async fn stop(&self, id: &str, grace: Duration) -> Result<()> {
-        self.timed(EngineOp::Stop, self.engine.stop(id, grace)).await
+        self.timed(EngineOp::Stop, self.act(self.engine.stop(id, grace))).await
     }
 
     /// Removes a container at once (killing it if it runs); a missing one is fine.
     pub(crate) async fn remove(&self, id: &str) -> Result<()> {
-        self.timed(EngineOp::Remove, self.engine.remove(id)).await
+        self.timed(EngineOp::Remove, self.act(self.engine.remove(id))).await
     }
 
     /// Sends a signal (e.g. `HUP`) to a container's main process.
     pub(crate) async fn signal(&self, id: &str, signal: &str) -> Result<()> {
-        self.timed(EngineOp::Signal, self.engine.signal(id, signal)).await
+        self.timed(EngineOp::Signal, self.act(self.engine.signal(id, signal)))
+            .await
     }
 
     /// Runs a command in a container; returns its exit code and combined output.
     pub(crate) async fn exec(&self, id: &str, cmd: &[&str]) -> Result<(i64, String)> {
-        self.timed(EngineOp::Exec, self.engine.exec(id, cmd)).await
+        self.timed(EngineOp::Exec, self.act(self.engine.exec(id, cmd))).await
     }
 
     /// Writes one file into a container (created or running).
     pub(crate) async fn write_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
-        self.timed(EngineOp::WriteFile, self.engine.write_file(id, dir, file, content))
-            .await
+        self.timed(
+            EngineOp::WriteFile,
+            self.act(self.engine.write_file(id, dir, file, content)),
+        )
+        .await
     }
 
     /// The engine's event stream for this instance's containers.

@@ -108,7 +108,7 @@ impl From<Error> for ApiError {
             Error::Limit { field, .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::LimitExceeded, message).with_field(field)
             }
-            Error::Docker { .. } | Error::DockerTimeout(_) => {
+            Error::Docker { .. } | Error::DockerTimeout(_) | Error::NotSwarmManager(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::EngineUnavailable, message)
             }
             Error::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::Timeout, message),

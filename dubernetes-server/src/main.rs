@@ -35,11 +35,22 @@ struct Config {
     /// (~/.local/state/dubernetes/INSTANCE): never relative to the working directory.
     #[arg(long, env = "DUBERNETES_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where desired state lives: `sqlite://DIR` (SQLite in the data dir DIR; the default is
+    /// SQLite in --data-dir) or `postgres://USER:PASSWORD@HOST:PORT/DB` (PostgreSQL, shared by
+    /// every server of the instance: one leads, the others stand by and serve the API; each
+    /// server keeps its own --data-dir for its token).
+    #[arg(long, env = "DUBERNETES_STORE", hide_env_values = true)]
+    store: Option<String>,
     /// Take over containers of this instance that another store made (or that carry no store
     /// label) instead of refusing to start. They are adopted as they run: none is stopped or
     /// replaced. Stop the server that manages them first.
     #[arg(long, env = "DUBERNETES_ADOPT_FOREIGN", value_parser = clap::builder::BoolishValueParser::new())]
     adopt_foreign: bool,
+    /// Which engine to drive: `docker` (this Docker engine) or `swarm` (a Docker Swarm through
+    /// this engine, which must be a swarm manager: each replica becomes a Swarm service placed on
+    /// any node; the ingress and a probe agent stay containers on this engine).
+    #[arg(long, env = "DUBERNETES_BACKEND", default_value = "docker")]
+    backend: dubernetes_core::Backend,
     /// Instance name: namespaces the Docker network, container names and labels.
     #[arg(long, env = "DUBERNETES_INSTANCE", default_value = "default")]
     instance: String,
@@ -147,10 +158,21 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     init_logs(config.log_format);
-    let data_dir = match &config.data_dir {
-        Some(dir) => std::path::absolute(dir).with_context(|| format!("--data-dir {}", dir.display()))?,
-        None => default_data_dir(&config.instance)?,
+    let store = StoreUrl::parse(config.store.as_deref())?;
+    let data_dir = match (&config.data_dir, &store) {
+        (Some(dir), StoreUrl::Sqlite(Some(other))) if dir != other => bail!(
+            "--data-dir {} and --store sqlite://{} name two places for one SQLite store; give one of them",
+            dir.display(),
+            other.display()
+        ),
+        (Some(dir), _) | (None, StoreUrl::Sqlite(Some(dir))) => {
+            std::path::absolute(dir).with_context(|| format!("--data-dir {}", dir.display()))?
+        }
+        (None, _) => default_data_dir(&config.instance)?,
     };
+    if let (Some(Command::Backup { .. }), StoreUrl::Postgres(_)) = (&config.command, &store) {
+        bail!("the store is PostgreSQL: back it up with `pg_dump` (or your database's backups), not with this command");
+    }
     if let Some(Command::Backup { file }) = &config.command {
         dubernetes_core::backup(&data_dir, file)
             .await
@@ -186,10 +208,13 @@ async fn main() -> anyhow::Result<()> {
     let mut backoff = BackoffSettings::default();
     backoff.initial = Duration::from_millis(config.backoff_initial_ms);
     backoff.max = Duration::from_secs(config.backoff_max_seconds);
-    let orchestrator = Dubernetes::builder()
-        .instance(&config.instance)
-        .data_dir(&data_dir)
+    let mut builder = Dubernetes::builder().instance(&config.instance).data_dir(&data_dir);
+    if let StoreUrl::Postgres(url) = &store {
+        builder = builder.postgres(url);
+    }
+    let orchestrator = builder
         .adopt_foreign(config.adopt_foreign)
+        .backend(config.backend)
         .ingress(IngressSettings::new(config.ingress_image.clone(), config.ingress_listen).with_limits(ingress_limits))
         .resync_interval(Duration::from_secs(config.resync_seconds))
         .stop_grace_period(Duration::from_secs(config.stop_grace_seconds))
@@ -227,6 +252,8 @@ async fn main() -> anyhow::Result<()> {
         instance = %config.instance,
         data_dir = %data_dir.display(),
         store_id = %orchestrator.store_id(),
+        store = %store,
+        leader = orchestrator.is_leader(),
         ingress = %config.ingress_listen,
         ingress_image = %config.ingress_image,
         "dubernetes-server ready"
@@ -255,6 +282,48 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("shutting down; containers keep running and are adopted on the next start");
     orchestrator.shutdown().await;
     Ok(())
+}
+
+/// The `--store` flag.
+enum StoreUrl {
+    /// SQLite in the data dir (`sqlite://DIR` names it).
+    Sqlite(Option<PathBuf>),
+    /// A `postgres://` URL (may hold a password: never logged).
+    Postgres(String),
+}
+
+impl StoreUrl {
+    fn parse(url: Option<&str>) -> anyhow::Result<StoreUrl> {
+        let Some(url) = url.map(str::trim) else {
+            return Ok(StoreUrl::Sqlite(None));
+        };
+        if let Some(dir) = url.strip_prefix("sqlite://") {
+            if dir.is_empty() {
+                bail!("--store sqlite:// needs the data dir, e.g. sqlite:///var/lib/dubernetes/default");
+            }
+            return Ok(StoreUrl::Sqlite(Some(PathBuf::from(dir))));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreUrl::Postgres(url.to_string()));
+        }
+        bail!("--store / DUBERNETES_STORE: expected sqlite://DIR or postgres://USER:PASSWORD@HOST:PORT/DB");
+    }
+}
+
+/// What the log says of the store: never the password.
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sqlite(_) => f.write_str("sqlite (data dir)"),
+            StoreUrl::Postgres(url) => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+                let at_host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+                let host = at_host.split('?').next().unwrap_or(at_host);
+                let host: String = host.chars().filter(|c| !c.is_control()).collect();
+                write!(f, "postgres {host}")
+            }
+        }
+    }
 }
 
 /// The default data dir of an instance: `/var/lib/dubernetes/INSTANCE` for

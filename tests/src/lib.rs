@@ -15,12 +15,132 @@ use std::collections::HashMap;
 pub mod engine_proxy;
 pub mod exposition;
 
+/// A throwaway PostgreSQL (see [`dubernetes_core::pg_cluster`]).
+pub use dubernetes_core::pg_cluster::PgCluster;
+
 /// The demo image, v1 and v2 (same app, reports `Version: v2`).
 pub const WHOAMI_V1: &str = "dubernetes/whoami:v1";
 /// See [`WHOAMI_V1`].
 pub const WHOAMI_V2: &str = "dubernetes/whoami:v2";
 /// The locally built nginx ingress image.
 pub const NGINX_LOCAL: &str = "dubernetes/nginx:local";
+/// The swarm backend's probe agent image.
+pub const PROBE_LOCAL: &str = "dubernetes/probe:local";
+
+/// Which backend a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `--backend docker`: containers on this engine.
+    Docker,
+    /// `--backend swarm`: one Swarm service per replica, on a single-node
+    /// swarm of this engine (made by [`ensure_swarm`] if there is none).
+    Swarm,
+}
+
+impl Backend {
+    /// The `--backend` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Docker => "docker",
+            Backend::Swarm => "swarm",
+        }
+    }
+}
+
+/// Runs each named `async fn(Backend)` as two tests, `docker::NAME` and
+/// `swarm::NAME`: one suite, parameterised by backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod docker {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::Backend::Docker).await
+                }
+            )*
+        }
+        mod swarm {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::Backend::Swarm).await
+                }
+            )*
+        }
+    };
+}
+
+/// Makes sure this engine is a swarm manager for the swarm tests: a swarm
+/// that is there is used as it is; an engine in no swarm gets a single-node
+/// swarm on loopback (`docker swarm init --advertise-addr 127.0.0.1`), which
+/// `scripts/test.sh` leaves at the end (by hand: `docker swarm leave --force`).
+/// Fails the test with a clear message if no swarm can be had. Safe to call
+/// from parallel tests and from test binaries one after another.
+pub fn ensure_swarm() {
+    static READY: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
+    if *ready {
+        return;
+    }
+    let run = |args: &[&str]| -> Result<String, String> {
+        let out = Command::new("docker")
+            .args(args)
+            .output()
+            .map_err(|e| format!("docker {}: {e}", args.join(" ")))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(format!(
+                "docker {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    let mut last = String::new();
+    for attempt in 0..5 {
+        let state = run(&[
+            "info",
+            "--format",
+            "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+        ])
+        .unwrap_or_else(|e| panic!("the swarm tests need a Docker engine: {e}"));
+        match state.as_str() {
+            "active true" => match run(&["node", "ls", "-q"]) {
+                Ok(_) => {
+                    *ready = true;
+                    return;
+                }
+                // Docker 20.10: an init right after a leave can give a
+                // manager whose every call fails; leave and init again.
+                Err(e) => {
+                    last = e;
+                    let _ = run(&["swarm", "leave", "--force"]);
+                }
+            },
+            "active false" => panic!(
+                "this engine is a swarm worker; the swarm tests need a manager (run them on a manager, or leave the swarm)"
+            ),
+            "inactive" => match run(&[
+                "swarm",
+                "init",
+                "--advertise-addr",
+                "127.0.0.1",
+                "--listen-addr",
+                "127.0.0.1:2377",
+            ]) {
+                Ok(_) => eprintln!(
+                    "dubernetes-tests: made a single-node swarm for the swarm tests (scripts/test.sh leaves it; by hand: docker swarm leave --force)"
+                ),
+                Err(e) => last = e,
+            },
+            other => last = format!("swarm state {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(500 * (attempt + 1)));
+    }
+    panic!("no swarm manager could be had for the swarm tests: {last}");
+}
 
 /// Connects to the engine or fails the test with a message that says what to do.
 pub async fn docker() -> Docker {
@@ -94,9 +214,22 @@ where
     }
 }
 
-/// Removes every container and the network of an instance.
+/// Removes every service, container and the network of an instance.
 pub async fn purge_instance(docker: &Docker, instance: &str) {
     let filters = HashMap::from([("label", vec![format!("io.dubernetes.instance={instance}")])]);
+    // Swarm services of the swarm backend (an engine in no swarm refuses the list).
+    let mut had_services = false;
+    let options = bollard::query_parameters::ListServicesOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    if let Ok(services) = docker.list_services(Some(options)).await {
+        for s in services {
+            if let Some(id) = s.id {
+                had_services = true;
+                let _ = docker.delete_service(&id).await;
+            }
+        }
+    }
     let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
     if let Ok(containers) = docker.list_containers(Some(options)).await {
         for c in containers {
@@ -110,7 +243,65 @@ pub async fn purge_instance(docker: &Docker, instance: &str) {
             }
         }
     }
-    let _ = docker.remove_network(&format!("dub-{instance}")).await;
+    // The tasks of deleted services leave the overlay network a moment later.
+    let deadline = Instant::now() + Duration::from_secs(if had_services { 20 } else { 0 });
+    while docker.remove_network(&format!("dub-{instance}")).await.is_err() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Replicas of an instance on the swarm backend (optionally one pod) as
+/// (service id, state of its newest task as Docker names container states,
+/// image as the user wrote it).
+pub async fn services(docker: &Docker, instance: &str, pod: Option<&str>) -> Vec<(String, String, String)> {
+    let mut labels = vec![
+        format!("io.dubernetes.instance={instance}"),
+        "io.dubernetes.role=replica".to_string(),
+    ];
+    if let Some(pod) = pod {
+        labels.push(format!("io.dubernetes.pod={pod}"));
+    }
+    let filters = HashMap::from([("label", labels)]);
+    let options = bollard::query_parameters::ListServicesOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    let list = docker.list_services(Some(options)).await.expect("list services");
+    let mut out = Vec::new();
+    for s in list {
+        let id = s.id.unwrap_or_default();
+        let image = s
+            .spec
+            .and_then(|s| s.labels)
+            .and_then(|mut l| l.remove("io.dubernetes.image"))
+            .unwrap_or_default();
+        let state = newest_task(docker, &id)
+            .await
+            .and_then(|t| t.status)
+            .and_then(|s| s.state)
+            .map_or("created", |state| {
+                use bollard::models::TaskState as S;
+                match state {
+                    S::RUNNING => "running",
+                    S::COMPLETE | S::FAILED | S::SHUTDOWN | S::REJECTED | S::ORPHANED | S::REMOVE => "exited",
+                    _ => "created",
+                }
+            });
+        out.push((id, state.to_string(), image));
+    }
+    out.sort();
+    out
+}
+
+/// The newest task of a service.
+async fn newest_task(docker: &Docker, service: &str) -> Option<bollard::models::Task> {
+    let filters = HashMap::from([("service", vec![service.to_string()])]);
+    let options = bollard::query_parameters::ListTasksOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    let tasks = docker.list_tasks(Some(options)).await.ok()?;
+    tasks
+        .into_iter()
+        .max_by_key(|t| t.version.as_ref().and_then(|v| v.index).unwrap_or(0))
 }
 
 /// Containers of an instance (optionally one pod) as (id, state, image).
@@ -186,6 +377,8 @@ pub struct TestServer {
     extra_args: Vec<String>,
     /// Extra environment of the server process (e.g. `DOCKER_HOST`).
     extra_env: Vec<(String, String)>,
+    /// The backend it runs on.
+    pub backend: Backend,
     /// Let the server generate its own token into the data dir.
     generated_token: bool,
 }
@@ -194,6 +387,20 @@ impl TestServer {
     /// Starts a server for a new instance and waits until its API answers.
     pub async fn start(test: &str) -> TestServer {
         Self::start_with(test, &[]).await
+    }
+
+    /// Starts a server for a new instance on `backend`.
+    pub async fn start_on(backend: Backend, test: &str) -> TestServer {
+        Self::start_with_on(backend, test, &[]).await
+    }
+
+    /// Like [`start_on`](Self::start_on), with extra server flags.
+    pub async fn start_with_on(backend: Backend, test: &str, extra_args: &[&str]) -> TestServer {
+        let test = match backend {
+            Backend::Docker => test.to_string(),
+            Backend::Swarm => format!("sw-{test}"),
+        };
+        Self::start_custom_backend(backend, &test, None, None, extra_args, &[], false).await
     }
 
     /// Starts a server without `--token`/`DUBERNETES_TOKEN`: it generates its
@@ -234,6 +441,21 @@ impl TestServer {
         Self::start_custom_env(test, instance, data_subdir, extra_args, &[], generated_token).await
     }
 
+    /// Starts one of several servers of `instance` sharing the PostgreSQL
+    /// store at `store` (each with its own data dir, token and API port).
+    pub async fn start_shared(test: &str, instance: &str, store: &str, extra_args: &[&str]) -> TestServer {
+        let mut args = vec!["--store", store];
+        args.extend_from_slice(extra_args);
+        Self::start_custom_env(test, Some(instance), None, &args, &[], false).await
+    }
+
+    /// Whether this server leads its instance (`GET /healthz`); None when it does not answer.
+    pub async fn leads(&self) -> Option<bool> {
+        let response = self.anonymous.get(format!("{}/healthz", self.url)).send().await.ok()?;
+        let body: serde_json::Value = response.json().await.ok()?;
+        body["leader"].as_bool()
+    }
+
     async fn start_custom_env(
         test: &str,
         instance: Option<&str>,
@@ -242,7 +464,35 @@ impl TestServer {
         env: &[(&str, &str)],
         generated_token: bool,
     ) -> TestServer {
-        let _ = docker().await;
+        Self::start_custom_backend(
+            Backend::Docker,
+            test,
+            instance,
+            data_subdir,
+            extra_args,
+            env,
+            generated_token,
+        )
+        .await
+    }
+
+    async fn start_custom_backend(
+        backend: Backend,
+        test: &str,
+        instance: Option<&str>,
+        data_subdir: Option<&str>,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        generated_token: bool,
+    ) -> TestServer {
+        let docker = docker().await;
+        if backend == Backend::Swarm {
+            assert!(
+                docker.inspect_image(PROBE_LOCAL).await.is_ok(),
+                "image {PROBE_LOCAL} is missing; build the test images with scripts/build-images.sh"
+            );
+            ensure_swarm();
+        }
         let instance = instance.map_or_else(|| instance_name(test), str::to_string);
         let data_dir = tempfile::tempdir().expect("tempdir");
         let data_path = data_subdir.map_or_else(|| data_dir.path().to_path_buf(), |sub| data_dir.path().join(sub));
@@ -272,6 +522,7 @@ impl TestServer {
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             generated_token,
+            backend,
         };
         server.spawn().await;
         server
@@ -296,6 +547,7 @@ impl TestServer {
             .args(["--ingress-listen", "127.0.0.1:0"])
             .args(["--ingress-image", NGINX_LOCAL])
             .args(["--stop-grace-seconds", "2"])
+            .args(["--backend", self.backend.as_str()])
             .args(&self.extra_args)
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info,dubernetes_core=debug")
@@ -381,6 +633,33 @@ impl TestServer {
     /// Starts the server again after a stop or kill.
     pub async fn start_again(&mut self) {
         self.spawn().await;
+    }
+
+    /// The replicas of this instance (optionally of one pod) as (id, state,
+    /// image): containers on the docker backend, services on the swarm one.
+    pub async fn replicas(&self, pod: Option<&str>) -> Vec<(String, String, String)> {
+        let docker = docker().await;
+        match self.backend {
+            Backend::Docker => containers(&docker, &self.instance, pod).await,
+            Backend::Swarm => services(&docker, &self.instance, pod).await,
+        }
+    }
+
+    /// Kills a replica (by the id [`replicas`](Self::replicas) gives) with
+    /// SIGKILL, as `docker kill`: its container, or its task's container.
+    pub async fn kill_replica(&self, id: &str) {
+        let docker = docker().await;
+        let container = match self.backend {
+            Backend::Docker => id.to_string(),
+            Backend::Swarm => newest_task(&docker, id)
+                .await
+                .and_then(|t| t.status?.container_status?.container_id)
+                .unwrap_or_else(|| panic!("service {id} has no task container")),
+        };
+        docker
+            .kill_container(&container, None::<bollard::query_parameters::KillContainerOptions>)
+            .await
+            .expect("kill a replica");
     }
 
     /// Runs `dubectl` against this server.
@@ -550,6 +829,34 @@ impl Drop for TestServer {
             }
         })
         .join();
+    }
+}
+
+/// The next server-sent event of a stream as (event, data); None when it ends.
+pub async fn next_sse(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    buffer: &mut String,
+) -> Option<(String, String)> {
+    use futures::StreamExt as _;
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let message: String = buffer.drain(..end + 2).collect();
+            let mut event = String::new();
+            let mut data = String::new();
+            for line in message.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    event = v.to_string();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            if data.is_empty() {
+                continue;
+            }
+            return Some((event, data));
+        }
+        let chunk = stream.next().await?.ok()?;
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
     }
 }
 

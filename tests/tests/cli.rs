@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dubernetes_tests::{TestServer, auth_headers, binary, docker, stderr, stdout, wait_for};
+use dubernetes_tests::{TestServer, auth_headers, binary, docker, next_sse, stderr, stdout, wait_for};
 use futures::StreamExt;
 
 fn code(output: &Output) -> i32 {
@@ -337,33 +337,6 @@ fn wait_line(rx: &mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) -> boo
         }
     }
     panic!("timed out waiting for {what}; saw {seen:#?}");
-}
-
-/// One Server-Sent Event: (event, data).
-async fn next_sse(
-    stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
-    buffer: &mut String,
-) -> Option<(String, String)> {
-    loop {
-        if let Some(end) = buffer.find("\n\n") {
-            let message: String = buffer.drain(..end + 2).collect();
-            let mut event = String::new();
-            let mut data = String::new();
-            for line in message.lines() {
-                if let Some(v) = line.strip_prefix("event: ") {
-                    event = v.to_string();
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    data.push_str(v);
-                }
-            }
-            if data.is_empty() {
-                continue;
-            }
-            return Some((event, data));
-        }
-        let chunk = stream.next().await?.ok()?;
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-    }
 }
 
 #[tokio::test]

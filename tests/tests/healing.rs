@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
-use dubernetes_tests::{TestServer, WHOAMI_V1, containers, docker, wait_for};
+use dubernetes_tests::{Backend, TestServer, WHOAMI_V1, docker, wait_for};
 
 const T: Duration = Duration::from_secs(90);
 
-#[tokio::test]
-async fn crash_loop_backs_off_without_delaying_other_pods() {
-    let server = TestServer::start("crashloop").await;
+async fn crash_loop_backs_off_without_delaying_other_pods(backend: Backend) {
+    let server = TestServer::start_on(backend, "crashloop").await;
     let crashy = "name: crashy\nimage: dubernetes/whoami:v1\nenv: {WHOAMI_EXIT_CODE: \"3\"}\n\
                   restart: {initial_delay: 300ms, max_delay: 5s}\n";
     assert_eq!(server.put_yaml("crashy", crashy).await.0, 201);
@@ -53,9 +52,8 @@ async fn crash_loop_backs_off_without_delaying_other_pods() {
     assert_eq!(backoffs[1], "600ms", "{backoffs:?}");
 }
 
-#[tokio::test]
-async fn orphans_are_removed_and_foreign_containers_left_alone() {
-    let server = TestServer::start("gc").await;
+async fn orphans_are_removed_and_foreign_containers_left_alone(backend: Backend) {
+    let server = TestServer::start_on(backend, "gc").await;
     let docker = docker().await;
     let make = |name: &str, labels: HashMap<String, String>| {
         let docker = docker.clone();
@@ -160,9 +158,8 @@ async fn orphans_are_removed_and_foreign_containers_left_alone() {
     assert!(unlabelled_alive, "a container without labels was removed");
 }
 
-#[tokio::test]
-async fn the_ingress_heals_when_removed_or_stopped() {
-    let server = TestServer::start("ingress-heal").await;
+async fn the_ingress_heals_when_removed_or_stopped(backend: Backend) {
+    let server = TestServer::start_on(backend, "ingress-heal").await;
     let docker = docker().await;
     server
         .put_yaml(
@@ -188,19 +185,17 @@ async fn the_ingress_heals_when_removed_or_stopped() {
     wait_for("the pod to be served after the ingress was stopped", T, serving).await;
 }
 
-#[tokio::test]
-async fn kill_9_during_scaling_converges_without_duplicates_or_orphans() {
-    let mut server = TestServer::start("kill9").await;
-    let docker = docker().await;
+async fn kill_9_during_scaling_converges_without_duplicates_or_orphans(backend: Backend) {
+    let mut server = TestServer::start_on(backend, "kill9").await;
     let yaml = |n: u32| format!("name: churn\nimage: dubernetes/whoami:v1\nreplicas: {n}\n");
     server.put_yaml("churn", &yaml(0)).await;
     for (round, target) in [20u32, 0, 20, 5].into_iter().enumerate() {
         let (status, _) = server.put_yaml("churn", &yaml(target)).await;
         assert_eq!(status, 200, "round {round}");
         // Kill the server in the middle of the work: once the engine shows some of it.
-        let before = containers(&docker, &server.instance, Some("churn")).await.len();
+        let before = server.replicas(Some("churn")).await.len();
         wait_for(&format!("round {round} to be under way"), T, || async {
-            let now = containers(&docker, &server.instance, Some("churn")).await.len();
+            let now = server.replicas(Some("churn")).await.len();
             (now != before).then_some(())
         })
         .await;
@@ -212,7 +207,7 @@ async fn kill_9_during_scaling_converges_without_duplicates_or_orphans() {
             &format!("exactly {target} containers after round {round}"),
             T,
             || async {
-                let all = containers(&docker, &server.instance, None).await;
+                let all = server.replicas(None).await;
                 (all.len() == target as usize).then_some(all)
             },
         )
@@ -221,9 +216,8 @@ async fn kill_9_during_scaling_converges_without_duplicates_or_orphans() {
     }
 }
 
-#[tokio::test]
-async fn a_config_changed_behind_our_back_is_restored() {
-    let server = TestServer::start_with("ingress-config", &["--resync-seconds", "1"]).await;
+async fn a_config_changed_behind_our_back_is_restored(backend: Backend) {
+    let server = TestServer::start_with_on(backend, "ingress-config", &["--resync-seconds", "1"]).await;
     let docker = docker().await;
     server
         .put_yaml(
@@ -276,3 +270,11 @@ async fn a_config_changed_behind_our_back_is_restored() {
     // The controller notices on its next resync and puts its config back.
     wait_for("the pod to be served again", T, serving).await;
 }
+
+dubernetes_tests::on_both_backends!(
+    crash_loop_backs_off_without_delaying_other_pods,
+    orphans_are_removed_and_foreign_containers_left_alone,
+    the_ingress_heals_when_removed_or_stopped,
+    kill_9_during_scaling_converges_without_duplicates_or_orphans,
+    a_config_changed_behind_our_back_is_restored,
+);

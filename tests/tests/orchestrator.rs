@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use dubernetes_tests::{TestServer, WHOAMI_V1, WHOAMI_V2, containers, docker, stderr, stdout, wait_for};
+use dubernetes_tests::{Backend, TestServer, WHOAMI_V1, WHOAMI_V2, docker, stderr, stdout, wait_for};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -26,9 +26,8 @@ async fn distinct_hostnames(server: &TestServer, host: &str, n: usize) -> HashSe
     seen.into_inner().expect("lock")
 }
 
-#[tokio::test]
-async fn demo_apply_serve_get_delete() {
-    let server = TestServer::start("demo").await;
+async fn demo_apply_serve_get_delete(backend: Backend) {
+    let server = TestServer::start_on(backend, "demo").await;
     let docker = docker().await;
     let file = server.data_dir.path().join("whoami.yaml");
     std::fs::write(&file, spec("whoami", WHOAMI_V1, 3, "whoami.local")).expect("write spec");
@@ -41,7 +40,7 @@ async fn demo_apply_serve_get_delete() {
     // Three distinct replicas answer through the ingress, in turn.
     let seen = distinct_hostnames(&server, "whoami.local", 3).await;
     assert_eq!(seen.len(), 3);
-    assert_eq!(containers(&docker, &server.instance, Some("whoami")).await.len(), 3);
+    assert_eq!(server.replicas(Some("whoami")).await.len(), 3);
 
     // Unknown hosts get a 404 from nginx.
     assert_eq!(server.via_ingress("nobody.local").await.expect("request").0, 404);
@@ -84,17 +83,20 @@ async fn demo_apply_serve_get_delete() {
             .cloned()
             .unwrap_or_default();
         let published = c.ports.iter().flatten().any(|p| p.public_port.is_some());
-        assert_eq!(published, role == "ingress", "container {:?} ({role})", c.names);
+        // (and the swarm backend's probe agent, on 127.0.0.1)
+        assert_eq!(
+            published,
+            role == "ingress" || role == "probe",
+            "container {:?} ({role})",
+            c.names
+        );
     }
 
     let out = server.dubectl(&["delete", "pod", "whoami"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "pod/whoami deleted");
     wait_for("whoami's containers to be gone", T, || async {
-        containers(&docker, &server.instance, Some("whoami"))
-            .await
-            .is_empty()
-            .then_some(())
+        server.replicas(Some("whoami")).await.is_empty().then_some(())
     })
     .await;
     wait_for("the whoami route to be gone", T, || async {
@@ -106,10 +108,8 @@ async fn demo_apply_serve_get_delete() {
     assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
 }
 
-#[tokio::test]
-async fn scale_up_down_and_to_zero() {
-    let server = TestServer::start("scale").await;
-    let docker = docker().await;
+async fn scale_up_down_and_to_zero(backend: Backend) {
+    let server = TestServer::start_on(backend, "scale").await;
     let (status, _) = server.put_yaml("web", &spec("web", WHOAMI_V1, 1, "web.local")).await;
     assert_eq!(status, 201);
     server.wait_converged("web", T).await;
@@ -117,35 +117,29 @@ async fn scale_up_down_and_to_zero() {
     let out = server.dubectl(&["scale", "pod", "web", "--replicas", "6"]);
     assert!(out.status.success(), "{}", stderr(&out));
     server.wait_converged("web", T).await;
-    assert_eq!(containers(&docker, &server.instance, Some("web")).await.len(), 6);
+    assert_eq!(server.replicas(Some("web")).await.len(), 6);
     distinct_hostnames(&server, "web.local", 6).await;
 
     server.dubectl(&["scale", "pod", "web", "--replicas", "2"]);
     server.wait_converged("web", T).await;
-    assert_eq!(containers(&docker, &server.instance, Some("web")).await.len(), 2);
+    assert_eq!(server.replicas(Some("web")).await.len(), 2);
 
     // Zero keeps the pod and runs nothing; the host answers 503 from nginx.
     server.dubectl(&["scale", "pod", "web", "--replicas", "0"]);
     let pod = server.wait_converged("web", T).await;
     assert_eq!(pod["status"]["phase"], "Stopped");
-    assert!(containers(&docker, &server.instance, Some("web")).await.is_empty());
+    assert!(server.replicas(Some("web")).await.is_empty());
     wait_for("a 503 for a pod without replicas", T, || async {
         matches!(server.via_ingress("web.local").await, Ok((503, _))).then_some(())
     })
     .await;
 }
 
-#[tokio::test]
-async fn image_change_replaces_every_container() {
-    let server = TestServer::start("image").await;
-    let docker = docker().await;
+async fn image_change_replaces_every_container(backend: Backend) {
+    let server = TestServer::start_on(backend, "image").await;
     server.put_yaml("app", &spec("app", WHOAMI_V1, 3, "app.local")).await;
     server.wait_converged("app", T).await;
-    let before: HashSet<String> = containers(&docker, &server.instance, Some("app"))
-        .await
-        .into_iter()
-        .map(|c| c.0)
-        .collect();
+    let before: HashSet<String> = server.replicas(Some("app")).await.into_iter().map(|c| c.0).collect();
 
     let (status, body) = server.put_yaml("app", &spec("app", WHOAMI_V2, 3, "app.local")).await;
     assert_eq!(status, 200, "{body}");
@@ -155,7 +149,7 @@ async fn image_change_replaces_every_container() {
 
     // Converged counts live replicas; the last old one may still be on its way out.
     let after = wait_for("the old containers to be removed", T, || async {
-        let after = containers(&docker, &server.instance, Some("app")).await;
+        let after = server.replicas(Some("app")).await;
         (after.len() == 3).then_some(after)
     })
     .await;
@@ -170,36 +164,29 @@ async fn image_change_replaces_every_container() {
     .await;
 }
 
-#[tokio::test]
-async fn restart_adopts_running_containers() {
-    let mut server = TestServer::start("adopt").await;
-    let docker = docker().await;
+async fn restart_adopts_running_containers(backend: Backend) {
+    let mut server = TestServer::start_on(backend, "adopt").await;
     server.put_yaml("keep", &spec("keep", WHOAMI_V1, 3, "keep.local")).await;
     server.wait_converged("keep", T).await;
-    let before = containers(&docker, &server.instance, Some("keep")).await;
+    let before = server.replicas(Some("keep")).await;
 
     server.restart().await;
     let pod = server.wait_converged("keep", T).await;
     assert_eq!(pod["generation"], 1);
-    let after = containers(&docker, &server.instance, Some("keep")).await;
+    let after = server.replicas(Some("keep")).await;
     assert_eq!(before, after, "containers were recreated on restart");
     distinct_hostnames(&server, "keep.local", 3).await;
 }
 
-#[tokio::test]
-async fn killed_replica_is_replaced_and_routed() {
-    let server = TestServer::start("heal").await;
-    let docker = docker().await;
+async fn killed_replica_is_replaced_and_routed(backend: Backend) {
+    let server = TestServer::start_on(backend, "heal").await;
     server.put_yaml("heal", &spec("heal", WHOAMI_V1, 3, "heal.local")).await;
     server.wait_converged("heal", T).await;
-    let before = containers(&docker, &server.instance, Some("heal")).await;
+    let before = server.replicas(Some("heal")).await;
     let victim = before[0].0.clone();
-    docker
-        .kill_container(&victim, None::<bollard::query_parameters::KillContainerOptions>)
-        .await
-        .expect("kill a replica");
+    server.kill_replica(&victim).await;
     wait_for("the killed replica to be replaced", T, || async {
-        let now = containers(&docker, &server.instance, Some("heal")).await;
+        let now = server.replicas(Some("heal")).await;
         let running = now.iter().filter(|c| c.1 == "running").count();
         (running == 3 && !now.iter().any(|c| c.0 == victim)).then_some(())
     })
@@ -221,10 +208,8 @@ async fn killed_replica_is_replaced_and_routed() {
     );
 }
 
-#[tokio::test]
-async fn multi_document_apply_from_stdin_and_delete_by_file() {
-    let server = TestServer::start("multi").await;
-    let docker = docker().await;
+async fn multi_document_apply_from_stdin_and_delete_by_file(backend: Backend) {
+    let server = TestServer::start_on(backend, "multi").await;
     let yaml = format!(
         "{}---\n{}",
         spec("one", WHOAMI_V1, 1, "one.local"),
@@ -235,17 +220,23 @@ async fn multi_document_apply_from_stdin_and_delete_by_file() {
     assert_eq!(stdout(&out), "pod/one created\npod/two created\n");
     server.wait_converged("one", T).await;
     server.wait_converged("two", T).await;
-    assert_eq!(containers(&docker, &server.instance, None).await.len(), 3);
+    assert_eq!(server.replicas(None).await.len(), 3);
 
     let file = server.data_dir.path().join("both.yaml");
     std::fs::write(&file, &yaml).expect("write");
     let out = server.dubectl(&["delete", "-f", file.to_str().expect("utf8")]);
     assert!(out.status.success(), "{}", stderr(&out));
     wait_for("all containers gone", T, || async {
-        containers(&docker, &server.instance, None)
-            .await
-            .is_empty()
-            .then_some(())
+        server.replicas(None).await.is_empty().then_some(())
     })
     .await;
 }
+
+dubernetes_tests::on_both_backends!(
+    demo_apply_serve_get_delete,
+    scale_up_down_and_to_zero,
+    image_change_replaces_every_container,
+    restart_adopts_running_containers,
+    killed_replica_is_replaced_and_routed,
+    multi_document_apply_from_stdin_and_delete_by_file,
+);

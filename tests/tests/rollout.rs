@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use dubernetes_tests::{TestServer, containers, docker, stderr, stdout, wait_for};
+use dubernetes_tests::{Backend, TestServer, stderr, stdout, wait_for};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -108,13 +108,25 @@ async fn pod(server: &TestServer) -> serde_json::Value {
     server.get_json("/v1/pods/app").await.1
 }
 
-#[tokio::test]
-async fn image_change_under_load_drops_no_request() {
-    let server = TestServer::start("rolling").await;
-    let docker = docker().await;
+async fn wait_rollout_complete(server: &TestServer) {
+    wait_for("the rollout to be marked complete", T, || async {
+        let p = pod(server).await;
+        let c = p["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Progressing").cloned());
+        c.filter(|c| c["reason"] == "RolloutComplete").map(|_| ())
+    })
+    .await;
+}
+
+async fn image_change_under_load_drops_no_request(backend: Backend) {
+    let server = TestServer::start_on(backend, "rolling").await;
     let (status, body) = server.put_yaml("app", &spec("dubernetes/whoami:v1", 5, "")).await;
     assert_eq!(status, 201, "{body}");
     server.wait_converged("app", T).await;
+    // Converged is not complete: revision 1's stabilization window (5 s) ends
+    // later, the later the slower its replicas started (the swarm backend).
+    wait_rollout_complete(&server).await;
     let load = Load::start(&server, "app.local", 4).await;
     wait_for("some requests to succeed", T, || async {
         (load.ok.load(Ordering::Relaxed) > 20).then_some(())
@@ -143,7 +155,7 @@ async fn image_change_under_load_drops_no_request() {
     assert!(ok > 50, "too few requests to mean anything: {ok}");
 
     let after = wait_for("the old containers to be removed", T, || async {
-        let now = containers(&docker, &server.instance, Some("app")).await;
+        let now = server.replicas(Some("app")).await;
         (now.len() == 5).then_some(now)
     })
     .await;
@@ -158,14 +170,7 @@ async fn image_change_under_load_drops_no_request() {
         .iter()
         .find(|c| c["type"] == "Progressing")
         .cloned();
-    wait_for("the rollout to be marked complete", T, || async {
-        let p = pod(&server).await;
-        let c = p["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Progressing").cloned());
-        c.filter(|c| c["reason"] == "RolloutComplete").map(|_| ())
-    })
-    .await;
+    wait_rollout_complete(&server).await;
     drop(progressing);
 
     // Changing only replicas scales without a new revision.
@@ -184,9 +189,8 @@ async fn image_change_under_load_drops_no_request() {
     );
 }
 
-async fn assert_rolls_back(test: &str, bad_env: &str, deadline: &str, reason: &str, cause: &str) {
-    let server = TestServer::start(test).await;
-    let docker = docker().await;
+async fn assert_rolls_back(backend: Backend, test: &str, bad_env: &str, deadline: &str, reason: &str, cause: &str) {
+    let server = TestServer::start_on(backend, test).await;
     // The good revision rolls out under the default deadline (a busy CI
     // machine may need more than a few seconds to start it); only the bad
     // one gets its deadline.
@@ -202,11 +206,7 @@ async fn assert_rolls_back(test: &str, bad_env: &str, deadline: &str, reason: &s
             .then_some(())
     })
     .await;
-    let good: Vec<String> = containers(&docker, &server.instance, Some("app"))
-        .await
-        .into_iter()
-        .map(|c| c.0)
-        .collect();
+    let good: Vec<String> = server.replicas(Some("app")).await.into_iter().map(|c| c.0).collect();
     let load = Load::start(&server, "app.local", 3).await;
 
     let bad = spec("dubernetes/whoami:v2", 3, &format!("{deadline}env: {{{bad_env}}}\n"));
@@ -228,11 +228,7 @@ async fn assert_rolls_back(test: &str, bad_env: &str, deadline: &str, reason: &s
     assert_eq!(failed, 0, "{failed} of {} requests failed: {errors:?}", ok + failed);
     assert!(ok > 20, "{ok}");
     // The old replicas never stopped serving: they are the very same containers.
-    let now: Vec<String> = containers(&docker, &server.instance, Some("app"))
-        .await
-        .into_iter()
-        .map(|c| c.0)
-        .collect();
+    let now: Vec<String> = server.replicas(Some("app")).await.into_iter().map(|c| c.0).collect();
     assert_eq!(now, good);
 
     let out = server.dubectl(&["rollout", "history", "app"]);
@@ -250,9 +246,9 @@ async fn assert_rolls_back(test: &str, bad_env: &str, deadline: &str, reason: &s
     );
 }
 
-#[tokio::test]
-async fn a_never_ready_revision_is_rolled_back() {
+async fn a_never_ready_revision_is_rolled_back(backend: Backend) {
     assert_rolls_back(
+        backend,
         "unready",
         "WHOAMI_UNHEALTHY: \"1\"",
         "4s",
@@ -262,10 +258,10 @@ async fn a_never_ready_revision_is_rolled_back() {
     .await;
 }
 
-#[tokio::test]
-async fn a_crashing_revision_is_rolled_back() {
+async fn a_crashing_revision_is_rolled_back(backend: Backend) {
     // Its replicas exit: it fails fast (with its third exit), long before the deadline.
     assert_rolls_back(
+        backend,
         "crashing",
         "WHOAMI_EXIT_CODE: \"3\"",
         "60s",
@@ -275,10 +271,8 @@ async fn a_crashing_revision_is_rolled_back() {
     .await;
 }
 
-#[tokio::test]
-async fn rollout_undo_goes_back_and_forth() {
-    let server = TestServer::start("undo").await;
-    let docker = docker().await;
+async fn rollout_undo_goes_back_and_forth(backend: Backend) {
+    let server = TestServer::start_on(backend, "undo").await;
     server.put_yaml("app", &spec("dubernetes/whoami:v1", 2, "")).await;
     server.wait_converged("app", T).await;
     server
@@ -291,11 +285,7 @@ async fn rollout_undo_goes_back_and_forth() {
     let out = server.dubectl(&["rollout", "status", "app", "--timeout", "60s"]);
     assert!(out.status.success(), "{}", stderr(&out));
     wait_for("only v1 containers", T, || async {
-        let images: Vec<String> = containers(&docker, &server.instance, Some("app"))
-            .await
-            .into_iter()
-            .map(|c| c.2)
-            .collect();
+        let images: Vec<String> = server.replicas(Some("app")).await.into_iter().map(|c| c.2).collect();
         (images == ["dubernetes/whoami:v1", "dubernetes/whoami:v1"]).then_some(())
     })
     .await;
@@ -304,11 +294,7 @@ async fn rollout_undo_goes_back_and_forth() {
     assert!(out.status.success(), "{}", stderr(&out));
     server.wait_converged("app", T).await;
     wait_for("only v2 containers", T, || async {
-        let images: Vec<String> = containers(&docker, &server.instance, Some("app"))
-            .await
-            .into_iter()
-            .map(|c| c.2)
-            .collect();
+        let images: Vec<String> = server.replicas(Some("app")).await.into_iter().map(|c| c.2).collect();
         (images == ["dubernetes/whoami:v2", "dubernetes/whoami:v2"]).then_some(())
     })
     .await;
@@ -317,3 +303,10 @@ async fn rollout_undo_goes_back_and_forth() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no revision 99"), "{}", stderr(&out));
 }
+
+dubernetes_tests::on_both_backends!(
+    image_change_under_load_drops_no_request,
+    a_never_ready_revision_is_rolled_back,
+    a_crashing_revision_is_rolled_back,
+    rollout_undo_goes_back_and_forth,
+);

@@ -159,6 +159,10 @@ pub(crate) struct Context {
     last_routes: StdMutex<HashMap<String, Vec<String>>>,
     observed: StdMutex<ObservedCache>,
     list_seq: AtomicU64,
+    /// Replicas (12-character ids) the previous leader last saw ready: they
+    /// stay routable in this term until their first probe fails or confirms
+    /// them, so a takeover does not empty the ingress while probes start.
+    inherited_ready: StdMutex<(HashSet<String>, Instant)>,
 }
 
 fn lock<T>(m: &StdMutex<T>) -> MutexGuard<'_, T> {
@@ -177,8 +181,8 @@ impl Context {
         store: Arc<dyn Store>,
         runtime: Runtime,
         ingress: Ingress,
+        changes: broadcast::Sender<Change>,
     ) -> Arc<Context> {
-        let (changes, _) = broadcast::channel(1024);
         let health = Health::new(runtime.network());
         Arc::new(Context {
             engine_slots: Semaphore::new(settings.engine_concurrency.max(1)),
@@ -202,7 +206,17 @@ impl Context {
             last_routes: StdMutex::new(HashMap::new()),
             observed: StdMutex::new(ObservedCache::default()),
             list_seq: AtomicU64::new(0),
+            inherited_ready: StdMutex::new((HashSet::new(), Instant::now())),
         })
+    }
+
+    /// Takes over the readiness the previous leader last published (ids of
+    /// 12 characters), before [`Context::start`].
+    pub(crate) fn inherit_ready(&self, ids: HashSet<String>) {
+        // Trusted at once (see `inherited_since`): ready long before this term.
+        let now = Instant::now();
+        let since = now.checked_sub(Duration::from_secs(24 * 3600)).unwrap_or(now);
+        *lock(&self.inherited_ready) = (ids, since);
     }
 
     pub(crate) fn is_draining(&self, id: &str) -> bool {

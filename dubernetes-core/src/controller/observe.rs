@@ -177,11 +177,23 @@ impl Context {
         )
     }
 
+    /// Since when a replica the previous leader last saw ready counts as
+    /// ready (long enough to be trusted: it served under that leader), until
+    /// a probe of this term fails; None for any other replica.
+    pub(super) fn inherited_since(&self, id: &str) -> Option<tokio::time::Instant> {
+        let failed = self.health.state(id).is_some_and(|h| h.failures > 0);
+        let inherited = lock(&self.inherited_ready);
+        if failed || !inherited.0.contains(id.get(..12).unwrap_or(id)) {
+            return None;
+        }
+        Some(inherited.1)
+    }
+
     /// What the probes and the drain know of one replica.
     fn probe_of(&self, id: &str) -> status::ReplicaProbe {
         let check = self.health.state(id);
         status::ReplicaProbe {
-            ready: check.as_ref().is_some_and(|h| h.ready),
+            ready: check.as_ref().is_some_and(|h| h.ready) || self.inherited_since(id).is_some(),
             last_error: check.and_then(|h| h.last_error),
             draining: self.is_draining(id),
         }

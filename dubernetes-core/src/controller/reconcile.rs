@@ -122,7 +122,12 @@ impl Context {
         let (untrusted_old, trust_at) = gate(
             &mut observed,
             &revision,
-            |id| self.health.state(id).and_then(|h| h.ready_since),
+            |id| {
+                self.health
+                    .state(id)
+                    .and_then(|h| h.ready_since)
+                    .or_else(|| self.inherited_since(id))
+            },
             strategy.min_ready,
             now,
         );

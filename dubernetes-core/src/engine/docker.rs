@@ -1,5 +1,5 @@
-//! [`Engine`] for the Docker engine, through bollard: the only file that
-//! names a bollard type. Every call has a deadline.
+//! [`Engine`] for the Docker engine, through bollard: with `swarm.rs`, the
+//! only file that names a bollard type. Every call has a deadline.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,8 +17,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -30,7 +30,9 @@ use super::{
 use crate::error::{Error, Result};
 use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Label Docker puts on a Swarm task's container: its service's id.
+pub(super) const LABEL_SWARM_SERVICE: &str = "com.docker.swarm.service.id";
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 /// Most bytes of a crashed replica's last log lines kept for its status and event.
 const LOG_TAIL_MAX_BYTES: usize = crate::engine::LOG_TAIL_BYTES;
@@ -41,7 +43,7 @@ pub(crate) struct DockerEngine {
     docker: Docker,
 }
 
-fn wrap(context: &str, source: DockerError) -> Error {
+pub(super) fn wrap(context: &str, source: DockerError) -> Error {
     Error::Docker {
         context: context.to_string(),
         source: Box::new(source),
@@ -49,7 +51,7 @@ fn wrap(context: &str, source: DockerError) -> Error {
 }
 
 /// Runs one call with a deadline; the status code of a refusal, if any, stays readable.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     what: &str,
     limit: Duration,
     call: impl Future<Output = Result<T, DockerError>>,
@@ -66,13 +68,13 @@ async fn bounded<T>(
 }
 
 /// A failed call: refused with an HTTP status, or anything else.
-enum Refused {
+pub(super) enum Refused {
     Status(u16, Error),
     Other(Error),
 }
 
 impl Refused {
-    fn status(&self) -> Option<u16> {
+    pub(super) fn status(&self) -> Option<u16> {
         match self {
             Refused::Status(code, _) => Some(*code),
             Refused::Other(_) => None,
@@ -89,7 +91,7 @@ impl From<Refused> for Error {
 }
 
 /// Succeeds when the call did, or was refused with one of `fine`.
-fn ok_unless<T: Default>(result: Result<T, Refused>, fine: &[u16]) -> Result<T> {
+pub(super) fn ok_unless<T: Default>(result: Result<T, Refused>, fine: &[u16]) -> Result<T> {
     match result {
         Ok(v) => Ok(v),
         Err(r) if r.status().is_some_and(|s| fine.contains(&s)) => Ok(T::default()),
@@ -177,6 +179,11 @@ impl DockerEngine {
         Ok(DockerEngine { docker })
     }
 
+    /// The bollard client, for the Swarm engine built on this one.
+    pub(super) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
     async fn inspect(&self, id: &str) -> Result<bollard::models::ContainerInspectResponse> {
         Ok(bounded(
             "inspecting container",
@@ -254,6 +261,10 @@ impl Engine for DockerEngine {
             .into_iter()
             .filter_map(|s| {
                 let labels = s.labels.unwrap_or_default();
+                // A task container of the swarm backend is Swarm's to manage.
+                if labels.contains_key(LABEL_SWARM_SERVICE) {
+                    return None;
+                }
                 let id = s.id?;
                 let ip = s
                     .network_settings
@@ -438,63 +449,85 @@ impl Engine for DockerEngine {
     }
 
     async fn log_tail(&self, id: &str, tail: usize) -> Result<String> {
-        let options = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .tail(&tail.to_string())
-            .build();
-        // A line without a newline can be any length: read at most
-        // LOG_TAIL_MAX_BYTES, keeping the end (the last lines are the point).
-        let read = async {
-            let mut logs = self.docker.logs(id, Some(options));
-            let mut tail: Vec<u8> = Vec::new();
-            while let Some(chunk) = logs.next().await {
-                tail.extend_from_slice(&chunk?.into_bytes());
-                if tail.len() > 2 * LOG_TAIL_MAX_BYTES {
-                    tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
-                }
-            }
-            if tail.len() > LOG_TAIL_MAX_BYTES {
-                tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
-            }
-            Ok(tail)
-        };
-        let tail = bounded("reading logs", CALL_TIMEOUT, read).await?;
-        Ok(String::from_utf8_lossy(&tail).into_owned())
+        read_tail(self.docker.logs(id, Some(tail_options(tail)))).await
     }
 
     fn logs(&self, id: &str, request: LogRequest) -> BoxStream<'static, Result<LogChunk>> {
-        let tail = request.tail.map_or_else(|| "all".to_string(), |n| n.to_string());
-        let mut options = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .follow(request.follow)
-            .tail(&tail);
-        if let Some(since) = request.since {
-            options = options.since(i32::try_from(since).unwrap_or(i32::MAX));
-        }
-        let what = format!("reading the log of {id}");
-        self.docker
-            .logs(id, Some(options.build()))
-            // A container removed while we read it simply ends its log.
-            .take_while(|chunk| {
-                let gone = matches!(
-                    chunk,
-                    Err(DockerError::DockerResponseServerError { status_code: 404, .. })
-                );
-                futures::future::ready(!gone)
-            })
-            .map(move |chunk| match chunk {
-                Ok(LogOutput::StdErr { message }) => Ok(LogChunk {
-                    source: LogSource::Stderr,
-                    bytes: message,
-                }),
-                Ok(other) => Ok(LogChunk {
-                    source: LogSource::Stdout,
-                    bytes: other.into_bytes(),
-                }),
-                Err(e) => Err(wrap(&what, e)),
-            })
-            .boxed()
+        log_chunks(
+            self.docker.logs(id, Some(log_options(request))),
+            format!("reading the log of {id}"),
+        )
     }
+}
+
+/// Query of the last `tail` lines, stdout and stderr.
+pub(super) fn tail_options(tail: usize) -> LogsOptions {
+    LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .tail(&tail.to_string())
+        .build()
+}
+
+/// Query of a log read.
+pub(super) fn log_options(request: LogRequest) -> LogsOptions {
+    let tail = request.tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+    let mut options = LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .follow(request.follow)
+        .tail(&tail);
+    if let Some(since) = request.since {
+        options = options.since(i32::try_from(since).unwrap_or(i32::MAX));
+    }
+    options.build()
+}
+
+/// The last [`LOG_TAIL_MAX_BYTES`] of a finite log stream, as text.
+pub(super) async fn read_tail(logs: impl futures::Stream<Item = Result<LogOutput, DockerError>>) -> Result<String> {
+    // A line without a newline can be any length: read at most
+    // LOG_TAIL_MAX_BYTES, keeping the end (the last lines are the point).
+    let read = async {
+        let mut logs = std::pin::pin!(logs);
+        let mut tail: Vec<u8> = Vec::new();
+        while let Some(chunk) = logs.next().await {
+            tail.extend_from_slice(&chunk?.into_bytes());
+            if tail.len() > 2 * LOG_TAIL_MAX_BYTES {
+                tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
+            }
+        }
+        if tail.len() > LOG_TAIL_MAX_BYTES {
+            tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
+        }
+        Ok(tail)
+    };
+    let tail = bounded("reading logs", CALL_TIMEOUT, read).await?;
+    Ok(String::from_utf8_lossy(&tail).into_owned())
+}
+
+/// A bollard log stream in our words; a container (or service) removed while
+/// it is read simply ends its log.
+pub(super) fn log_chunks(
+    logs: impl futures::Stream<Item = Result<LogOutput, DockerError>> + Send + 'static,
+    what: String,
+) -> BoxStream<'static, Result<LogChunk>> {
+    logs.take_while(|chunk| {
+        let gone = matches!(
+            chunk,
+            Err(DockerError::DockerResponseServerError { status_code: 404, .. })
+        );
+        futures::future::ready(!gone)
+    })
+    .map(move |chunk| match chunk {
+        Ok(LogOutput::StdErr { message }) => Ok(LogChunk {
+            source: LogSource::Stderr,
+            bytes: message,
+        }),
+        Ok(other) => Ok(LogChunk {
+            source: LogSource::Stdout,
+            bytes: other.into_bytes(),
+        }),
+        Err(e) => Err(wrap(&what, e)),
+    })
+    .boxed()
 }

@@ -2,9 +2,10 @@
 //! container engine, in our own words (containers with labels and states,
 //! replica templates, events, log chunks), never in an engine's structs.
 //!
-//! [`Engine`] is implemented for Docker through bollard ([`docker`]) and, for
-//! tests, in memory ([`fake`]); a Swarm backend is the next implementation.
-//! Nothing outside `engine/docker.rs` names a bollard type.
+//! [`Engine`] is implemented for Docker through bollard ([`docker`]), for
+//! Docker Swarm mode on top of it ([`swarm`]: one service per replica) and,
+//! for tests, in memory ([`fake`]). Nothing outside `engine/docker.rs` and
+//! `engine/swarm.rs` names a bollard type.
 //!
 //! The engine is never used bare: [`crate::runtime::Runtime`] wraps it and
 //! adds what every implementation must guarantee and none may forget, this
@@ -29,8 +30,48 @@ use crate::error::Result;
 pub(crate) mod docker;
 #[cfg(test)]
 pub mod fake;
+pub(crate) mod swarm;
 
 pub use dubernetes_api::ContainerState;
+
+/// Which engine the orchestrator drives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// One Docker engine: replicas are containers on a bridge network.
+    #[default]
+    Docker,
+    /// A Docker Swarm (the engine must be a manager): each replica is a Swarm
+    /// service of one task on an attachable overlay network, placed by Swarm
+    /// on any node; the ingress stays a container on this engine.
+    Swarm,
+}
+
+impl Backend {
+    /// Its name, as `--backend` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Docker => "docker",
+            Backend::Swarm => "swarm",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Backend, String> {
+        match s {
+            "docker" => Ok(Backend::Docker),
+            "swarm" => Ok(Backend::Swarm),
+            other => Err(format!("unknown backend `{other}`: use `docker` or `swarm`")),
+        }
+    }
+}
 
 /// A container of this instance, as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +195,11 @@ pub struct LogRequest {
 pub trait Engine: Send + Sync + std::fmt::Debug {
     /// The API version in use (for `/v1/version`).
     fn api_version(&self) -> String;
+
+    /// Which backend this is (for `/v1/version`).
+    fn backend(&self) -> Backend {
+        Backend::Docker
+    }
 
     /// A new connection to the same engine, for a clean-up that runs on
     /// another async runtime than the one this connection was made on.

@@ -7,8 +7,9 @@
 //! `Arc<dyn Store>` and never see SQL. Each operation is one transaction of
 //! the implementation (the checks and the write of an apply cannot be split
 //! by another writer), so no transaction handle crosses the trait.
-//! [`sqlite::SqliteStore`] is the implementation today; a PostgreSQL one
-//! plugs in beside it and proves itself with the same [`contract`] tests.
+//! [`sqlite::SqliteStore`] (one server, a file in the data dir) and
+//! [`postgres::PgStore`] (any number of servers of one instance) implement
+//! it and prove themselves with the same [`contract`] tests.
 //! SQLite-only SQL (`BEGIN IMMEDIATE`, `PRAGMA`, `VACUUM INTO`) stays inside
 //! the SQLite module; the queries are runtime `sqlx::query(..).bind(..)` with
 //! `$1..$n` placeholders, which both engines read.
@@ -27,6 +28,7 @@ use crate::spec::PodSpec;
 
 #[cfg(test)]
 pub(crate) mod contract;
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 pub use sqlite::{DB_FILE, backup};
@@ -153,6 +155,12 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
 
     /// Closes the store; later calls fail.
     async fn close(&self);
+
+    /// The PostgreSQL store behind this one, when several servers may share
+    /// it (leadership, notifications, published views); None for SQLite.
+    fn postgres(&self) -> Option<&postgres::PgStore> {
+        None
+    }
 }
 
 /// Unix milliseconds now.

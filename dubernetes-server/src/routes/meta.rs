@@ -20,6 +20,8 @@ pub struct VersionInfo {
     pub instance: String,
     /// The Docker API version negotiated with the engine.
     pub docker_api: String,
+    /// The backend: `docker` (one engine) or `swarm` (a Docker Swarm through one of its managers).
+    pub backend: String,
     /// The absolute data dir of the store (null: in memory).
     pub data_dir: Option<String>,
     /// The store's id, the `io.dubernetes.store` label of every container it creates.
@@ -29,12 +31,16 @@ pub struct VersionInfo {
     pub held_containers: usize,
     /// Containers of this instance seen since the start that belong to another store (left alone).
     pub foreign_containers: usize,
+    /// The kind of store: `sqlite` (one server) or `postgres` (shared by the servers of the instance).
+    pub store: String,
+    /// Whether this server leads its instance (acts on the engine); always true with SQLite.
+    pub leader: bool,
 }
 
-/// Liveness.
-#[utoipa::path(get, path = "/healthz", tag = "server", responses((status = 200, description = "The server runs")))]
-pub(crate) async fn healthz() -> impl IntoResponse {
-    axum::Json(serde_json::json!({"status": "ok"}))
+/// Liveness, and whether this server leads its instance.
+#[utoipa::path(get, path = "/healthz", tag = "server", responses((status = 200, description = "The server runs: `{\"status\": \"ok\", \"leader\": true|false}`; `leader`: this server acts on the engine (always true with SQLite)")))]
+pub(crate) async fn healthz(State(o): State<Dubernetes>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok", "leader": o.is_leader()}))
 }
 
 /// Versions of the server, the API and the engine.
@@ -45,10 +51,13 @@ pub(crate) async fn version(State(o): State<Dubernetes>) -> impl IntoResponse {
         api: "v1".into(),
         instance: o.instance().into(),
         docker_api: o.engine_api_version(),
+        backend: o.backend().to_string(),
         data_dir: o.data_dir().map(|d| d.display().to_string()),
         store_id: o.store_id().to_string(),
         held_containers: o.held_containers(),
         foreign_containers: o.foreign_containers(),
+        store: o.store_kind().into(),
+        leader: o.is_leader(),
     })
 }
 

@@ -1,0 +1,330 @@
+//! Several servers, one PostgreSQL store: who leads, and how every server
+//! learns of what the others did.
+//!
+//! **Leadership** is a session-level advisory lock (`pg_try_advisory_lock`)
+//! held on a connection of its own. We chose the lock over a lease row:
+//! PostgreSQL itself frees it the moment the holder's session ends (a
+//! `kill -9` closes the socket: the standby takes over within one poll),
+//! there is no clock to compare across machines and no row to renew.
+//!
+//! **Fencing.** The leader confirms its session every [`HEARTBEAT`] (a
+//! `SELECT 1` bounded by [`CONFIRM_TIMEOUT`]). A failed confirmation (the
+//! session is gone) ends the term at once; when confirmations only time out
+//! (the database is unreachable), the term ends once [`FENCE_AFTER`] has
+//! passed since the last one. Ending a term cancels the fence of its runtime
+//! first, so no engine call of the term is sent after it (see
+//! [`crate::runtime::Runtime::fenced`]). The lock connection sets
+//! `idle_session_timeout` to [`SESSION_TIMEOUT`]: a session that sends
+//! nothing for that long is ended by the server, which frees the lock. The
+//! bound: the leader stops acting at most `FENCE_AFTER + CONFIRM_TIMEOUT +
+//! HEARTBEAT` (3.5 s) after its last confirmed heartbeat; the server frees the
+//! lock no earlier than `SESSION_TIMEOUT - CONFIRM_TIMEOUT` (5 s) after it.
+//! So a leader cut off from the database has stopped acting before another
+//! can be given the lock. A new leader builds a fresh controller context: it
+//! starts from what the engine shows (labels, adoption), never from what the
+//! old one meant to do.
+//!
+//! **Notifications.** Every write of the store sends a `NOTIFY` (see
+//! [`crate::store::postgres`]); each server listens: the leader wakes the pod
+//! written through another server, every server's change feed re-reads it.
+//! A listener that lost its connection may have missed some: it refreshes
+//! everything when it is back.
+//!
+//! **Views.** Only the leader observes the engine; it publishes each pod's
+//! view (status and replicas) when it changes, and standbys show it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::controller::Change;
+use crate::error::Error;
+use crate::orchestrator::Dubernetes;
+use crate::store::postgres::{CHANNEL, LEADER, PgStore};
+
+/// How often the leader confirms its lock, and a standby tries to take it.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// Longest wait for one confirmation.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A leader that could not confirm its lock for this long stops acting.
+pub const FENCE_AFTER: Duration = Duration::from_secs(2);
+
+/// The lock connection's `idle_session_timeout`: the database frees the lock
+/// of a leader it has not heard from for this long.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// Longest wait for the tasks of an ended term to stop (they are fenced already).
+const TERM_STOP: Duration = Duration::from_secs(10);
+
+/// Pause before connecting again after a failure.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Sleeps `d`, or returns false at shutdown.
+async fn pause(shutdown: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+async fn lock_connection(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+    let timeout = format!("{}ms", SESSION_TIMEOUT.as_millis());
+    let options = options.clone().options([("idle_session_timeout", timeout.as_str())]);
+    match tokio::time::timeout(CONFIRM_TIMEOUT * 5, PgConnection::connect_with(&options)).await {
+        Ok(conn) => conn,
+        Err(_) => Err(sqlx::Error::PoolTimedOut),
+    }
+}
+
+/// Contends for leadership until shutdown: standby until the lock is taken,
+/// then leader until it cannot be confirmed, then standby again.
+pub(crate) async fn lead(orchestrator: Dubernetes, options: PgConnectOptions, shutdown: CancellationToken) {
+    let handle = &orchestrator.handle;
+    loop {
+        let mut conn = match lock_connection(&options).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "leadership: cannot connect to the store; standing by");
+                if !pause(&shutdown, RETRY).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        // Standby: try the lock every heartbeat.
+        let acquired = loop {
+            let attempt = tokio::time::timeout(
+                CONFIRM_TIMEOUT,
+                sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+                    .bind(LEADER)
+                    .fetch_one(&mut conn),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(true)) => break true,
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "leadership: the lock connection failed");
+                    break false;
+                }
+                Err(_) => break false,
+            }
+            if !pause(&shutdown, HEARTBEAT).await {
+                return;
+            }
+        };
+        if !acquired {
+            drop(conn);
+            if !pause(&shutdown, RETRY).await {
+                return;
+            }
+            continue;
+        }
+        tracing::info!(instance = %handle.settings.instance, "this server leads the instance now; it acts on the engine");
+        handle.begin_term().await;
+        let mut confirmed = Instant::now();
+        loop {
+            if !pause(&shutdown, HEARTBEAT).await {
+                // Shutdown: the facade stops the controller, then this
+                // connection (and the lock) goes when the task ends.
+                return;
+            }
+            let check = tokio::time::timeout(
+                CONFIRM_TIMEOUT,
+                sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut conn),
+            )
+            .await;
+            let lost = match check {
+                Ok(Ok(_)) => {
+                    confirmed = Instant::now();
+                    false
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "leadership: the lock's session is gone");
+                    true
+                }
+                Err(_) => confirmed.elapsed() >= FENCE_AFTER,
+            };
+            if lost {
+                tracing::warn!(
+                    instance = %handle.settings.instance,
+                    "this server lost its leader lock: it stops acting on the engine and stands by"
+                );
+                handle.end_term(TERM_STOP).await;
+                break;
+            }
+        }
+        drop(conn);
+        // Contend again after a pause: another server gets the first chance.
+        if !pause(&shutdown, RETRY).await {
+            return;
+        }
+    }
+}
+
+/// Listens to the store's notifications until shutdown: wakes the leader's
+/// controller for writes made through other servers, and every server's feed.
+pub(crate) async fn listen(orchestrator: Dubernetes, store: PgStore, shutdown: CancellationToken) {
+    let handle = &orchestrator.handle;
+    let mut listener = loop {
+        let connected = async {
+            let mut l = PgListener::connect_with(store.pool()).await?;
+            l.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        match connected.await {
+            Ok(l) => break l,
+            Err(e) => {
+                tracing::warn!(error = %e, "store notifications: cannot listen; retrying");
+                if !pause(&shutdown, RETRY).await {
+                    return;
+                }
+            }
+        }
+    };
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            next = listener.try_recv() => next,
+        };
+        match next {
+            Ok(Some(n)) => on_notice(&orchestrator, n.payload()),
+            Ok(None) => {
+                // The connection was lost: notices may be missing. Refresh all.
+                tracing::info!("store notifications: reconnected; refreshing every pod");
+                let _ = handle.changes.send(Change::Ingress);
+                if handle.leading() {
+                    let ctx = handle.ctx();
+                    ctx.resync().await;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "store notifications: the store is unreachable");
+                if !pause(&shutdown, RETRY).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn on_notice(orchestrator: &Dubernetes, payload: &str) {
+    let handle = &orchestrator.handle;
+    let Some((what, pod)) = payload.split_once(':') else {
+        return;
+    };
+    let change = Change::Pod { name: pod.to_string() };
+    match what {
+        "spec" => {
+            let _ = handle.changes.send(change);
+            if handle.leading() {
+                let ctx = handle.ctx();
+                ctx.wake(pod);
+                ctx.wake_ingress();
+            }
+        }
+        "event" => {
+            let _ = handle.changes.send(change);
+        }
+        "view" if !handle.leading() => {
+            let _ = handle.changes.send(change);
+        }
+        _ => {}
+    }
+}
+
+/// While this server leads, publishes each pod's view when it changes, for
+/// the standbys (they do not observe the engine).
+pub(crate) async fn publish_views(
+    orchestrator: Dubernetes,
+    store: PgStore,
+    mut changes: broadcast::Receiver<Change>,
+    shutdown: CancellationToken,
+) {
+    let mut last: HashMap<String, String> = HashMap::new();
+    let mut leader = orchestrator.handle.leader_changes();
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = leader.changed() => {
+                // A new term publishes everything afresh.
+                last.clear();
+                None
+            }
+            change = changes.recv() => match change {
+                Ok(Change::Pod { name }) => Some(name),
+                Ok(Change::Ingress) | Err(broadcast::error::RecvError::Lagged(_)) => None,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        if !orchestrator.is_leader() {
+            continue;
+        }
+        let mut names: Vec<String> = first.into_iter().collect();
+        let mut all = names.is_empty();
+        while let Ok(more) = changes.try_recv() {
+            match more {
+                Change::Pod { name } if !names.contains(&name) => names.push(name),
+                Change::Pod { .. } => {}
+                _ => all = true,
+            }
+        }
+        if all {
+            match orchestrator.list().await {
+                Ok(pods) => {
+                    names = pods.iter().map(|p| p.name.clone()).collect();
+                    for gone in last.keys().filter(|k| !names.contains(k)).cloned().collect::<Vec<_>>() {
+                        names.push(gone);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "publishing views: listing pods failed");
+                    continue;
+                }
+            }
+        }
+        for name in names {
+            publish_one(&orchestrator, &store, &mut last, &name).await;
+        }
+    }
+}
+
+async fn publish_one(orchestrator: &Dubernetes, store: &PgStore, last: &mut HashMap<String, String>, name: &str) {
+    match orchestrator.get(name).await {
+        Ok(pod) => {
+            // The engine's status text ("Up 3 seconds") changes by itself.
+            let mut key = pod.clone();
+            for r in &mut key.replicas {
+                r.status.clear();
+            }
+            let (Ok(key), Ok(json)) = (serde_json::to_string(&key), serde_json::to_string(&pod)) else {
+                return;
+            };
+            if last.get(name) == Some(&key) {
+                return;
+            }
+            match store.publish_view(name, &json).await {
+                Ok(()) => {
+                    last.insert(name.to_string(), key);
+                }
+                Err(e) => tracing::debug!(pod = name, error = %e, "publishing a view failed"),
+            }
+        }
+        Err(Error::NotFound(_)) => {
+            if store.forget_view(name).await.is_ok() {
+                last.remove(name);
+            }
+        }
+        Err(e) => tracing::debug!(pod = name, error = %e, "publishing a view: reading the pod failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

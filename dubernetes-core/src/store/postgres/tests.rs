@@ -1,0 +1,81 @@
+//! The store contract on a real PostgreSQL (a throwaway cluster shared by
+//! this test binary, one database per case), and what only it can show.
+
+use super::*;
+use crate::pg_cluster::PgCluster;
+
+/// A store on a new database of the shared test cluster.
+async fn pg_store() -> ((), PgStore) {
+    let url = PgCluster::shared().new_database().await;
+    ((), PgStore::open(&url).await.expect("open"))
+}
+
+crate::store::contract::store_contract_tests!(@cases pg_store().await;
+    upsert_reports_created_configured_unchanged_and_bumps_generation,
+    a_write_at_a_stale_generation_is_refused_and_changes_nothing,
+    the_pod_limit_counts_new_pods_only,
+    a_host_belongs_to_one_pod,
+    revisions_follow_template_changes_and_roll_back,
+    revisions_are_pruned_but_never_the_current_or_the_last_complete,
+    events_are_listed_per_pod_in_order,
+    events_resume_after_an_id,
+    event_messages_are_cut_and_the_log_is_bounded,
+    the_store_id_is_written_once_and_gone_adoptions_are_forgotten,
+    a_spec_over_the_stored_limit_is_refused_and_nothing_is_written,
+);
+
+#[tokio::test]
+async fn two_servers_opening_one_database_at_once_migrate_it_once() {
+    let url = PgCluster::shared().new_database().await;
+    let (a, b) = tokio::join!(PgStore::open(&url), PgStore::open(&url));
+    let (a, b) = (a.expect("first"), b.expect("second"));
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&a.pool)
+        .await
+        .expect("count");
+    assert_eq!(applied, 1, "one migration, applied once");
+    a.upsert_checked(&PodSpec::new("web", "img:1"), None, 10)
+        .await
+        .expect("write through one");
+    assert!(b.get("web").await.expect("read through the other").is_some());
+}
+
+#[tokio::test]
+async fn concurrent_conditional_writes_through_two_pools_lose_none_and_conflict_cleanly() {
+    let url = PgCluster::shared().new_database().await;
+    let a = PgStore::open(&url).await.expect("a");
+    let b = PgStore::open(&url).await.expect("b");
+    a.upsert_checked(&PodSpec::new("web", "img:1"), None, 10)
+        .await
+        .expect("create");
+    // 40 increments of an env counter, read-modify-write at the read
+    // generation, half through each pool: every one that succeeds counts.
+    let bump = |store: PgStore| async move {
+        let mut done = 0;
+        while done < 20 {
+            let pod = store.get("web").await.expect("get").expect("pod");
+            let n: u32 = pod.spec.replicas + 1;
+            match store
+                .upsert_checked(&pod.spec.clone().with_replicas(n), Some(pod.generation), 10)
+                .await
+            {
+                Ok(_) => done += 1,
+                Err(Error::StaleGeneration { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    tokio::join!(bump(a.clone()), bump(b.clone()));
+    let pod = a.get("web").await.expect("get").expect("pod");
+    assert_eq!(pod.spec.replicas, 41, "every acknowledged write kept");
+    assert_eq!(pod.generation, 41);
+}
+
+#[tokio::test]
+async fn a_malformed_url_names_the_flag() {
+    let err = PgStore::open("postgres://[::1:5432/x").await.expect_err("malformed");
+    assert!(
+        matches!(err, Error::InvalidInput { ref field, .. } if field == "--store"),
+        "{err:?}"
+    );
+}
