@@ -248,6 +248,22 @@ impl Client {
     pub async fn version(&self) -> anyhow::Result<serde_json::Value> {
         self.send(self.http.get(format!("{}/v1/version", self.base))).await
     }
+
+    /// A single-use, short-lived sign-in URL of the dashboard: the token
+    /// stays here; the URL carries only the code the server hands out.
+    pub async fn dashboard_url(&self) -> anyhow::Result<(String, u64)> {
+        let link: serde_json::Value = self
+            .send(self.http.post(format!("{}/v1/dashboard/links", self.base)))
+            .await?;
+        let path = link["path"]
+            .as_str()
+            .filter(|p| p.starts_with("/dashboard/login?code=") && p.bytes().all(|b| b.is_ascii_graphic()))
+            .with_context(|| format!("unexpected dashboard link from {}", self.base))?;
+        Ok((
+            format!("{}{path}", self.base.trim_end_matches('/')),
+            link["expires_in_seconds"].as_u64().unwrap_or(60),
+        ))
+    }
 }
 
 /// The error the server answered with, with a hint of what to do next.

@@ -157,6 +157,14 @@ enum Command {
     /// Show client and server versions.
     #[command(after_help = "Example:\n  dubectl version")]
     Version,
+    /// Open the live dashboard: prints a short-lived, single-use sign-in link (the token never
+    /// goes into a URL) and opens it in a browser when one is at hand (xdg-open).
+    #[command(after_help = "Examples:\n  dubectl dashboard\n  dubectl dashboard --print-url")]
+    Dashboard {
+        /// Only print the link; do not open a browser.
+        #[arg(long)]
+        print_url: bool,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  dubectl completion bash > /etc/bash_completion.d/dubectl\n  dubectl completion zsh > \"${fpath[1]}/_dubectl\"\n  dubectl completion fish > ~/.config/fish/completions/dubectl.fish"
@@ -252,6 +260,24 @@ async fn main() -> ExitCode {
             eprintln!("{} {e:#}", style::paint(on, 31, "error:"));
             failure
         }
+    }
+}
+
+/// Opens `url` with `xdg-open` when there is one and a display; never fails:
+/// the link is printed either way.
+fn open_browser(url: &str) {
+    let desktop = std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if !desktop {
+        return;
+    }
+    let spawned = std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if spawned.is_err() {
+        eprintln!("(no xdg-open here: open the link above in a browser)");
     }
 }
 
@@ -490,6 +516,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         widths = output::print_event_row(&event, widths);
                     }
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dashboard { print_url } => {
+            let (url, ttl) = client.dashboard_url().await?;
+            println!("{url}");
+            if !print_url {
+                eprintln!("(opens the dashboard once, within {ttl}s; run `dubectl dashboard` again for a new link)");
+                open_browser(&url);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -60,6 +60,10 @@ pub enum ErrorCode {
     Timeout,
     /// The server follows as many log streams as it allows at once (`--max-log-follows`): retry later.
     TooManyLogStreams,
+    /// The request was refused for where it came from (a dashboard link opened from another site).
+    Forbidden,
+    /// As many dashboard links are live as the server keeps: retry in a minute.
+    TooManySessions,
 }
 
 impl ErrorCode {
@@ -89,6 +93,8 @@ impl ErrorCode {
         ErrorCode::RequestTimeout,
         ErrorCode::Timeout,
         ErrorCode::TooManyLogStreams,
+        ErrorCode::Forbidden,
+        ErrorCode::TooManySessions,
     ];
 
     /// The code as it appears in JSON, e.g. `invalid_spec`.
@@ -118,6 +124,8 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Timeout => "timeout",
             ErrorCode::TooManyLogStreams => "too_many_log_streams",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooManySessions => "too_many_sessions",
         }
     }
 }

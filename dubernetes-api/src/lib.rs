@@ -36,8 +36,8 @@ pub use revision::{ApplyOutcome, ApplyResponse, Revision, RolloutOutcome, Rollou
 pub use spec::{
     Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS,
     MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, Resources, RestartBackoff,
-    Security, SpecError, UpdateStrategy, ValidationError, check_stored_size, parse_json_spec, parse_memory,
-    parse_specs,
+    Security, SpecError, UpdateStrategy, ValidationError, check_stored_size, integral_numbers, parse_json_spec,
+    parse_memory, parse_specs,
 };
 pub use watch::{WatchEvent, WatchKind};
 

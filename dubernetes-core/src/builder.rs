@@ -11,6 +11,7 @@ use crate::controller::{BackoffSettings, ControllerSettings};
 use crate::data_dir::DataDirLock;
 use crate::error::{Error, Result};
 use crate::ingress::IngressSettings;
+use crate::metrics::Metrics;
 use crate::orchestrator::{Dubernetes, Handle};
 use crate::ownership::{Facts, Ownership, Seen};
 use crate::runtime::Runtime;
@@ -214,8 +215,8 @@ impl DubernetesBuilder {
             .map_or_else(|| crate::ownership::IN_MEMORY.to_string(), |d| d.display().to_string());
         let ownership = Arc::new(Ownership::new(store_id.clone(), dir_label.clone()));
         let runtime = match &self.engine {
-            Some(engine) => Runtime::new(Arc::clone(engine), Arc::clone(&ownership)),
-            None => Runtime::connect(self.backend, Arc::clone(&ownership)).await?,
+            Some(engine) => Runtime::new(Arc::clone(engine), Arc::clone(&ownership), Metrics::new()),
+            None => Runtime::connect(self.backend, Arc::clone(&ownership), Metrics::new()).await?,
         };
         let network = format!("dub-{}", self.instance);
         let everything = runtime.list_all(&self.instance, &network).await?;

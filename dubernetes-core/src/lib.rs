@@ -48,6 +48,7 @@ mod error;
 mod health;
 mod ingress;
 mod logs;
+mod metrics;
 mod orchestrator;
 mod ownership;
 #[cfg(any(test, feature = "testing"))]
@@ -75,6 +76,7 @@ pub use logs::{
     DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, FollowLimits, LogLine, LogLines, LogOptions, LogStream,
     MAX_LOG_LINE_BYTES,
 };
+pub use metrics::{METRICS_CONTENT_TYPE, Metrics, StreamGuard, StreamKind};
 pub use orchestrator::{Condition, ConditionType, Dubernetes, DubernetesBuilder, Phase, Pod, PodStatus, Replica};
 pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
 pub use runtime::{
@@ -84,8 +86,8 @@ pub use runtime::{
 pub use spec::{
     Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS,
     MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, Resources, RestartBackoff,
-    Security, SpecError, UpdateStrategy, ValidationError, check_stored_size, parse_json_spec, parse_memory,
-    parse_specs,
+    Security, SpecError, UpdateStrategy, ValidationError, check_stored_size, integral_numbers, parse_json_spec,
+    parse_memory, parse_specs,
 };
 pub use store::{
     ApplyOutcome, DB_FILE, Event, EventKind, MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS, MAX_REVISIONS, Revision,

@@ -224,6 +224,18 @@ impl Dubernetes {
         self.data_dir.as_deref()
     }
 
+    /// The instance's metrics, for the HTTP layer to record requests and streams into.
+    pub fn metrics(&self) -> &crate::Metrics {
+        self.handle.runtime.metrics()
+    }
+
+    /// Every metric in the Prometheus text format (see `docs/metrics.md`); the
+    /// per-pod replica counts are read from the status view now. No engine call.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let pods = self.list().await?;
+        Ok(self.metrics().encode(&pods))
+    }
+
     /// This store's id: the [`LABEL_STORE`](crate::LABEL_STORE) of every container it creates.
     pub fn store_id(&self) -> &str {
         self.handle.runtime.ownership().store_id()

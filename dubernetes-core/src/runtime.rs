@@ -18,6 +18,7 @@ pub use crate::engine::{
 };
 pub(crate) use crate::engine::{ContainerSpec, Observed};
 use crate::error::{Error, Result};
+use crate::metrics::{EngineOp, Metrics};
 use crate::ownership::Ownership;
 
 /// Label: the instance a container belongs to.
@@ -40,6 +41,8 @@ pub(crate) struct Runtime {
     ownership: Arc<Ownership>,
     /// The leadership term this runtime acts for (see [`Runtime::fenced`]).
     fence: Option<tokio_util::sync::CancellationToken>,
+    /// Every engine call below is timed here, by operation.
+    metrics: Metrics,
 }
 
 /// Which containers of the instance a list returns.
@@ -56,21 +59,35 @@ enum Scope {
 impl Runtime {
     /// Connects to the Docker engine (`DOCKER_HOST` or the local socket), as
     /// one engine or as a swarm manager.
-    pub(crate) async fn connect(backend: Backend, ownership: Arc<Ownership>) -> Result<Runtime> {
+    pub(crate) async fn connect(backend: Backend, ownership: Arc<Ownership>, metrics: Metrics) -> Result<Runtime> {
         let engine: Arc<dyn Engine> = match backend {
             Backend::Docker => Arc::new(crate::engine::docker::DockerEngine::connect().await?),
             Backend::Swarm => Arc::new(crate::engine::swarm::SwarmEngine::connect().await?),
         };
-        Ok(Runtime::new(engine, ownership))
+        Ok(Runtime::new(engine, ownership, metrics))
     }
 
-    /// Wraps any engine in this store's ownership.
-    pub(crate) fn new(engine: Arc<dyn Engine>, ownership: Arc<Ownership>) -> Runtime {
+    /// Wraps any engine in this store's ownership; its calls are timed into `metrics`.
+    pub(crate) fn new(engine: Arc<dyn Engine>, ownership: Arc<Ownership>, metrics: Metrics) -> Runtime {
         Runtime {
             engine,
             ownership,
             fence: None,
+            metrics,
         }
+    }
+
+    /// The instance's metrics (the controller and the ingress record into them too).
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Runs one engine call, timing it (and counting its failure) by operation.
+    async fn timed<T>(&self, op: EngineOp, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        self.metrics.engine_call(op, started.elapsed(), &result);
+        result
     }
 
     /// This runtime for one leadership term: once `fence` is cancelled, every
@@ -140,12 +157,17 @@ impl Runtime {
 
     /// Creates the instance's network if it is missing.
     pub(crate) async fn ensure_network(&self, name: &str, instance: &str) -> Result<()> {
-        self.act(self.engine.ensure_network(name, instance)).await
+        self.timed(
+            EngineOp::EnsureNetwork,
+            self.act(self.engine.ensure_network(name, instance)),
+        )
+        .await
     }
 
     /// Removes a network; a missing one is fine.
     pub(crate) async fn remove_network(&self, name: &str) -> Result<()> {
-        self.act(self.engine.remove_network(name)).await
+        self.timed(EngineOp::RemoveNetwork, self.act(self.engine.remove_network(name)))
+            .await
     }
 
     /// Lists the containers of this instance (all states) that this store
@@ -173,7 +195,9 @@ impl Runtime {
         pod: Option<&str>,
         scope: Scope,
     ) -> Result<Vec<Observed>> {
-        let all = self.engine.list(instance, network, pod).await?;
+        let all = self
+            .timed(EngineOp::List, self.engine.list(instance, network, pod))
+            .await?;
         Ok(all
             .into_iter()
             .filter(|c| {
@@ -197,7 +221,8 @@ impl Runtime {
 
     /// Makes sure `image` is present, pulling it when it is not.
     pub(crate) async fn ensure_image(&self, image: &str) -> Result<()> {
-        self.act(self.engine.ensure_image(image)).await
+        self.timed(EngineOp::EnsureImage, self.act(self.engine.ensure_image(image)))
+            .await
     }
 
     /// Creates a container without starting it; returns its id. Every
@@ -205,7 +230,7 @@ impl Runtime {
     pub(crate) async fn create(&self, spec: &ContainerSpec) -> Result<String> {
         let mut spec = spec.clone();
         spec.labels.extend(self.ownership.labels());
-        self.act(self.engine.create(&spec)).await
+        self.timed(EngineOp::Create, self.act(self.engine.create(&spec))).await
     }
 
     /// Creates a container and starts it; returns its id. A replica publishes
@@ -219,34 +244,39 @@ impl Runtime {
 
     /// Starts a container; "already started" is success.
     pub(crate) async fn start(&self, id: &str) -> Result<()> {
-        self.act(self.engine.start(id)).await
+        self.timed(EngineOp::Start, self.act(self.engine.start(id))).await
     }
 
     /// Stops a container (its stop signal, then a kill after `grace`); a
     /// missing or stopped one is fine. The engine waits the grace period, so
     /// callers make this call without holding an engine slot.
     pub(crate) async fn stop(&self, id: &str, grace: Duration) -> Result<()> {
-        self.act(self.engine.stop(id, grace)).await
+        self.timed(EngineOp::Stop, self.act(self.engine.stop(id, grace))).await
     }
 
     /// Removes a container at once (killing it if it runs); a missing one is fine.
     pub(crate) async fn remove(&self, id: &str) -> Result<()> {
-        self.act(self.engine.remove(id)).await
+        self.timed(EngineOp::Remove, self.act(self.engine.remove(id))).await
     }
 
     /// Sends a signal (e.g. `HUP`) to a container's main process.
     pub(crate) async fn signal(&self, id: &str, signal: &str) -> Result<()> {
-        self.act(self.engine.signal(id, signal)).await
+        self.timed(EngineOp::Signal, self.act(self.engine.signal(id, signal)))
+            .await
     }
 
     /// Runs a command in a container; returns its exit code and combined output.
     pub(crate) async fn exec(&self, id: &str, cmd: &[&str]) -> Result<(i64, String)> {
-        self.act(self.engine.exec(id, cmd)).await
+        self.timed(EngineOp::Exec, self.act(self.engine.exec(id, cmd))).await
     }
 
     /// Writes one file into a container (created or running).
     pub(crate) async fn write_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
-        self.act(self.engine.write_file(id, dir, file, content)).await
+        self.timed(
+            EngineOp::WriteFile,
+            self.act(self.engine.write_file(id, dir, file, content)),
+        )
+        .await
     }
 
     /// Writes several files (paths relative to `dir`) in one engine call.
@@ -261,16 +291,17 @@ impl Runtime {
 
     /// The last `tail` log lines of a container (stdout and stderr).
     pub(crate) async fn log_tail(&self, id: &str, tail: usize) -> Result<String> {
-        self.engine.log_tail(id, tail).await
+        self.timed(EngineOp::LogTail, self.engine.log_tail(id, tail)).await
     }
 
     /// Whether a container runs, read from the container itself (not the list view).
     pub(crate) async fn is_running(&self, id: &str) -> Result<bool> {
-        self.engine.is_running(id).await
+        self.timed(EngineOp::IsRunning, self.engine.is_running(id)).await
     }
 
     /// The host port the engine bound for `container_port` of a container.
     pub(crate) async fn published_port(&self, id: &str, container_port: u16) -> Result<Option<u16>> {
-        self.engine.published_port(id, container_port).await
+        self.timed(EngineOp::PublishedPort, self.engine.published_port(id, container_port))
+            .await
     }
 }

@@ -151,20 +151,41 @@ pub fn create(data_dir: &Path) -> std::io::Result<(String, PathBuf)> {
     Ok((token, path))
 }
 
-/// Middleware: lets `GET /healthz` through, and everything else only with the token.
-pub async fn require_token(State(token): State<Token>, request: Request, next: Next) -> Response {
-    let open = request.uri().path() == "/healthz" && matches!(*request.method(), Method::GET | Method::HEAD);
+/// What the authentication middleware checks against.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// The API token.
+    pub token: Token,
+    /// The dashboard's link codes and sessions.
+    pub sessions: std::sync::Arc<crate::session::Sessions>,
+}
+
+/// Middleware: lets `GET /healthz` and the dashboard's pages and sign-in
+/// through, the read-only API routes with a dashboard session cookie (from
+/// this site only), and everything else only with the token.
+pub async fn require_token(State(auth): State<Auth>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
+    let open = is_read && (path == "/healthz" || path == "/dashboard" || path.starts_with("/dashboard/"));
     if open {
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes)
-        .and_then(bearer);
-    match presented {
-        Some(presented) if token.matches(presented) => next.run(request).await,
-        _ => unauthorized(),
+    let headers = request.headers();
+    match headers.get(header::AUTHORIZATION) {
+        Some(value) => match bearer(value.as_bytes()) {
+            Some(presented) if auth.token.matches(presented) => next.run(request).await,
+            _ => unauthorized(),
+        },
+        None => {
+            let by_cookie = crate::session::cookie_may_read(request.method(), path)
+                && !crate::session::is_cross_site(headers)
+                && crate::session::session_cookie(headers).is_some_and(|id| auth.sessions.is_live(id));
+            if by_cookie {
+                next.run(request).await
+            } else {
+                unauthorized()
+            }
+        }
     }
 }
 

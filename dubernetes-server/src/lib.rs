@@ -9,11 +9,13 @@
 //! limit, and a layer that turns every rejection into the same JSON error body.
 
 pub mod auth;
+mod dashboard;
 mod error;
 mod middleware;
 mod openapi;
 mod routes;
 pub mod serve;
+pub mod session;
 
 use std::time::Duration;
 
@@ -21,8 +23,9 @@ use axum::Router;
 use dubernetes_core::{Dubernetes, FollowLimits};
 use tokio_util::sync::CancellationToken;
 
+pub use dashboard::{CONTENT_SECURITY_POLICY, DashboardLink};
 pub use error::{ApiError, ErrorCode};
-pub use openapi::{ApiDoc, openapi_document};
+pub use openapi::{ApiDoc, contract as openapi_contract, openapi_contract_gaps, openapi_document};
 pub use routes::events::EventParams;
 pub use routes::logs::LogParams;
 pub use routes::meta::VersionInfo;
@@ -58,6 +61,7 @@ pub fn app(orchestrator: Dubernetes, config: ApiConfig) -> Router {
 /// logs) when cancelled, so a graceful shutdown does not wait for them. The
 /// request deadline bounds the time to the answer's head, not a stream's body.
 pub fn app_with_shutdown(orchestrator: Dubernetes, config: ApiConfig, shutdown: CancellationToken) -> Router {
+    let metrics = orchestrator.metrics().clone();
     let router = router_with_limits(orchestrator, shutdown, config.log_follows.clone());
-    middleware::wrap(router, &config)
+    middleware::wrap(router, &config, metrics)
 }

@@ -19,6 +19,10 @@ use dubernetes_server::serve::ServeLimits;
     after_help = "Example:\n  dubernetes-server --ingress-listen 127.0.0.1:8000 --ingress-image dubernetes/nginx:local-2\n  dubernetes-server --data-dir ./data backup ./dubernetes-backup.db"
 )]
 struct Config {
+    /// Format of the server's own logs (on standard output): `text` for people, `json` (one object per line,
+    /// tracing's JSON formatter) for machines. A reconcile's lines carry its `pod` and `revision`.
+    #[arg(long, env = "DUBERNETES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Address of the HTTP API. Loopback by default; any other address needs an explicit --token.
     #[arg(long, env = "DUBERNETES_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -118,6 +122,27 @@ struct Config {
     command: Option<Command>,
 }
 
+/// How the server writes its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, the event's fields
+    /// (`message`, `pod`, ...) and the fields of the spans it happened in (`span`, `spans`).
+    Json,
+}
+
+/// Installs the log subscriber: `RUST_LOG` filters (default: info, quieter sqlx and bollard).
+fn init_logs(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,bollard=warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).init(),
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write a consistent copy of the store to FILE, while the server runs or not (SQLite VACUUM INTO).
@@ -131,13 +156,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,bollard=warn".into()),
-        )
-        .init();
     let config = Config::parse();
+    init_logs(config.log_format);
     let store = StoreUrl::parse(config.store.as_deref())?;
     let data_dir = match (&config.data_dir, &store) {
         (Some(dir), StoreUrl::Sqlite(Some(other))) if dir != other => bail!(

@@ -1,31 +1,65 @@
-//! The layers every request passes: the deadline, bearer-token
-//! authentication ([`crate::auth`]), and the rewrite of axum's plain-text
-//! rejections into the JSON error body.
+//! The layers every request passes: request metrics, the deadline,
+//! bearer-token authentication ([`crate::auth`]), and the rewrite of axum's
+//! plain-text rejections into the JSON error body.
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::{StatusCode, header};
+use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+
+use dubernetes_core::Metrics;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::{ApiConfig, auth};
 
-/// `router` behind the layers, outermost first: the deadline, then
-/// authentication, then the JSON error rewrite.
-pub(crate) fn wrap(router: Router, config: &ApiConfig) -> Router {
+/// `router` behind the layers, outermost first: request metrics (so refusals
+/// and timeouts are counted too), the deadline, then authentication, then the
+/// JSON error rewrite.
+pub(crate) fn wrap(router: Router, config: &ApiConfig, metrics: Metrics) -> Router {
     let timeout = config.request_timeout;
+    let sessions = std::sync::Arc::new(crate::session::Sessions::default());
+    let auth = auth::Auth {
+        token: config.token.clone(),
+        sessions: sessions.clone(),
+    };
     router
+        .merge(crate::dashboard::routes(sessions))
         .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn_with_state(
-            config.token.clone(),
-            auth::require_token,
-        ))
+        .layer(middleware::from_fn_with_state(auth, auth::require_token))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             deadline(timeout, request, next)
         }))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            measure(metrics.clone(), request, next)
+        }))
+}
+
+/// Counts a request by method, matched route template (`/v1/pods/{name}`,
+/// never the raw path: labels stay bounded) and status, and times it to the
+/// response's head. Requests no route matches are `route="unmatched"`.
+async fn measure(metrics: Metrics, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    // Methods are bounded too: any other is counted as `other`.
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let response = next.run(request).await;
+    metrics.api_request(method, &route, response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// Answers 503 `request_timeout` when a request takes longer than its deadline.

@@ -4,6 +4,8 @@
 
 use utoipa::OpenApi;
 
+pub mod contract;
+
 use crate::error::{ApiError, ErrorCode};
 use crate::routes::meta::{self, VersionInfo};
 use crate::routes::pods::{self, ApplyResponse, RollbackRequest};
@@ -19,6 +21,8 @@ use crate::routes::{events, logs, watch};
     paths(
         meta::healthz,
         meta::version,
+        meta::metrics,
+        crate::dashboard::new_link,
         pods::list_pods,
         pods::post_pod,
         pods::get_pod,
@@ -38,6 +42,7 @@ use crate::routes::{events, logs, watch};
         ApiError,
         ApplyResponse,
         VersionInfo,
+        crate::dashboard::DashboardLink,
         RollbackRequest,
         dubernetes_core::WatchEvent,
         dubernetes_core::LogLine
@@ -56,11 +61,24 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document as pretty JSON (what `GET /v1/openapi.json` serves and `docs/openapi.json` holds).
+/// The OpenAPI document as pretty JSON (what `GET /v1/openapi.json` serves and
+/// `docs/openapi.json` holds): the generated one with the constraints and
+/// statuses of [`contract`] written in.
 pub fn openapi_document() -> String {
-    let mut json = ApiDoc::openapi()
-        .to_pretty_json()
+    let mut json = serde_json::to_value(ApiDoc::openapi())
+        .and_then(|mut doc| {
+            let missing = contract::apply(&mut doc);
+            debug_assert!(missing.is_empty(), "constraints for missing schema parts: {missing:?}");
+            serde_json::to_string_pretty(&doc)
+        })
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     json.push('\n');
     json
+}
+
+/// The JSON pointers of [`contract`] that the generated document lacks (none, or the types changed).
+pub fn openapi_contract_gaps() -> Vec<String> {
+    serde_json::to_value(ApiDoc::openapi())
+        .map(|mut doc| contract::apply(&mut doc))
+        .unwrap_or_else(|e| vec![e.to_string()])
 }

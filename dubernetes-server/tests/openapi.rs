@@ -59,3 +59,33 @@ fn every_error_code_is_documented() {
         );
     }
 }
+
+#[test]
+fn every_constraint_lands_on_a_part_of_the_document() {
+    assert_eq!(dubernetes_server::openapi_contract_gaps(), Vec::<String>::new());
+}
+
+#[test]
+fn every_operation_lists_its_error_statuses_with_the_error_body() {
+    let doc: serde_json::Value = serde_json::from_str(&openapi_document()).expect("valid JSON");
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("operations") {
+            let responses = op["responses"].as_object().expect("responses");
+            let mut needed = vec!["503"];
+            if op.get("security").is_some() {
+                needed.push("401");
+            }
+            for status in needed {
+                assert!(responses.contains_key(status), "{method} {path} lacks {status}");
+            }
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ApiError",
+                        "{method} {path} {status} has no error body"
+                    );
+                }
+            }
+        }
+    }
+}

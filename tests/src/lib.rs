@@ -13,6 +13,7 @@ use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOpt
 use std::collections::HashMap;
 
 pub mod engine_proxy;
+pub mod exposition;
 
 /// A throwaway PostgreSQL (see [`dubernetes_core::pg_cluster`]).
 pub use dubernetes_core::pg_cluster::PgCluster;

@@ -21,7 +21,7 @@ mod parse;
 mod tests;
 mod validate;
 
-pub use parse::{SpecError, check_stored_size, parse_json_spec, parse_specs};
+pub use parse::{SpecError, check_stored_size, integral_numbers, parse_json_spec, parse_specs};
 pub use validate::{FieldError, ValidationError, parse_memory};
 
 /// Most replicas a single pod may ask for.

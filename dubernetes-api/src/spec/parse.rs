@@ -88,6 +88,26 @@ impl SpecError {
     }
 }
 
+/// Writes every integral JSON number as an integer: `3.0` is the integer 3
+/// (as JSON Schema, and so the OpenAPI document, counts it), which serde's
+/// integer fields would otherwise refuse. Non-integral numbers stay as they are.
+pub fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                // Exact below 2^53: the float holds this integer.
+                *value = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
 /// The field a parser message is about: its leading `path: ` (serde_yaml_ng
 /// prefixes nested errors with it), else the field named by
 /// "unknown field `x`" or "missing field `x`".
@@ -190,7 +210,7 @@ fn check_shape(text: &str) -> Result<(), SpecError> {
 /// (JSON values are YAML values), so both formats report errors alike.
 pub fn parse_json_spec(json: &str) -> Result<PodSpec, SpecError> {
     check_shape(json)?;
-    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| SpecError::Syntax {
+    let mut value: serde_json::Value = serde_json::from_str(json).map_err(|e| SpecError::Syntax {
         document: 1,
         location: Some((e.line(), e.column())),
         message: format!("invalid JSON: {e}"),
@@ -200,6 +220,19 @@ pub fn parse_json_spec(json: &str) -> Result<PodSpec, SpecError> {
             document: 1,
             location: None,
             message: "a pod spec is a JSON object, e.g. {\"name\": \"web\", \"image\": \"nginx\"}".into(),
+        });
+    }
+    integral_numbers(&mut value);
+    // JSON has types: a number or a boolean where the spec wants a string is
+    // refused here, as the OpenAPI document says (the YAML below would read
+    // `0` as the text "0"). serde_path_to_error names the field.
+    if let Err(e) = serde_path_to_error::deserialize::<_, PodSpec>(&value)
+        && e.inner().to_string().starts_with("invalid type")
+    {
+        return Err(SpecError::Syntax {
+            document: 1,
+            location: None,
+            message: format!("{}: {}", e.path(), e.inner()),
         });
     }
     let yaml = serde_yaml_ng::to_string(&value).map_err(|e| SpecError::Syntax {

@@ -27,6 +27,7 @@ impl Context {
                 .or_default()
                 .on_exit(slot_of(c), cause, lived, now, backoff);
         let code = c.exit_code().map(|c| c.to_string()).unwrap_or_else(|| "unknown".into());
+        self.runtime.metrics().restarted(pod, !decision.delay.is_zero());
         if !decision.crash {
             // Counted as a restart (as Kubernetes' restartCount), never as a crash.
             {

@@ -16,6 +16,7 @@ impl Context {
         let ingress: Vec<&Observed> = containers.iter().filter(|c| c.role == "ingress").collect();
         let started = Instant::now();
         let result = self.ingress.sync(&routes, &ingress).await;
+        self.runtime.metrics().ingress_synced(started.elapsed(), &result);
         tracing::debug!(took = ?started.elapsed(), changed = ?result.as_ref().ok(), "ingress sync");
         *lock(&self.ingress_error) = result.as_ref().err().map(ToString::to_string);
         // Routes nginx rejected are reported against their pods (status and an event).

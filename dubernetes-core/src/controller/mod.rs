@@ -38,6 +38,7 @@ mod drain;
 mod events;
 mod exits;
 mod ingress_sync;
+mod instrument;
 mod observe;
 mod progress;
 mod queue;

@@ -2,6 +2,7 @@
 //! each pod's [`Progress`], completes a revision, or fails it and rolls back.
 
 use super::prelude::*;
+use crate::metrics::RolloutResult;
 use crate::rollout::{self, FailReason, Limits, Progress, RolloutObservation, Verdict};
 
 impl Context {
@@ -43,6 +44,7 @@ impl Context {
             Verdict::Complete => {
                 lock(&self.rollouts).remove(pod);
                 if self.store.complete_revision(pod, number).await? {
+                    self.runtime.metrics().rollout(pod, RolloutResult::Complete);
                     self.event(
                         pod,
                         "Normal",
@@ -81,6 +83,7 @@ impl Context {
             .await?
         {
             Some(good) => {
+                self.runtime.metrics().rollout(pod, RolloutResult::RolledBack);
                 // The failed revision's crash-loop state is not the rolled-back one's.
                 {
                     let mut status = lock(&self.status);
@@ -104,6 +107,7 @@ impl Context {
                 .await;
             }
             None => {
+                self.runtime.metrics().rollout(pod, RolloutResult::Failed);
                 self.event(
                     pod,
                     "Warning",

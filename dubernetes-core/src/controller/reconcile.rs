@@ -25,7 +25,7 @@ impl Context {
                 _ = self.shutdown.cancelled() => return,
                 msg = rx.recv() => if msg.is_none() { return },
             }
-            let next = match self.reconcile(&pod).await {
+            let next = match self.reconcile_measured(&pod).await {
                 Ok(next) => {
                     if let Some(s) = lock(&self.status).get_mut(&pod) {
                         s.error_streak = 0;
@@ -99,6 +99,7 @@ impl Context {
         }
         let strategy = spec.update_strategy();
         let revision = spec.revision_hash();
+        tracing::Span::current().record("revision", revision.as_str());
         let now = Instant::now();
         {
             // Every container still there keeps its slot, exited ones too:

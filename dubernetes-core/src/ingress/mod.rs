@@ -462,6 +462,7 @@ impl Ingress {
 
     fn set_routed(&self, routed: HashSet<String>) {
         self.reloads.fetch_add(1, Ordering::Relaxed);
+        self.runtime.metrics().ingress_reloaded();
         *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(routed);
     }
 }

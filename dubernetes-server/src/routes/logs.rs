@@ -7,7 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use dubernetes_core::LogOptions;
+use dubernetes_core::{LogOptions, StreamKind};
 use futures::StreamExt;
 use serde::Deserialize;
 
@@ -62,8 +62,13 @@ pub(crate) async fn logs(
         options = options.since(ago);
     }
     let lines = state.orchestrator.logs(&name, options).await?;
+    // Counted as open while the body lives (a followed one until the client goes).
+    let open = q
+        .follow
+        .then(|| state.orchestrator.metrics().stream_open(StreamKind::Logs));
     let body = lines
-        .map(|item| {
+        .map(move |item| {
+            let _open = &open;
             let mut line = match item {
                 Ok(line) => serde_json::to_vec(&line),
                 Err(e) => serde_json::to_vec(&ApiError::from(e)),

@@ -6,6 +6,7 @@ use axum::response::IntoResponse;
 use dubernetes_core::Dubernetes;
 use serde::{Deserialize, Serialize};
 
+use crate::error::ApiError;
 use crate::openapi::openapi_document;
 
 /// The server's version.
@@ -58,6 +59,17 @@ pub(crate) async fn version(State(o): State<Dubernetes>) -> impl IntoResponse {
         store: o.store_kind().into(),
         leader: o.is_leader(),
     })
+}
+
+/// Every metric in the Prometheus text format (0.0.4); see docs/metrics.md.
+/// Scrape it with the API token (Prometheus' `authorization` setting).
+#[utoipa::path(get, path = "/metrics", tag = "server", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The Prometheus text exposition", content_type = "text/plain", body = String),
+        (status = 401, body = ApiError, description = "missing or wrong API token")))]
+pub(crate) async fn metrics(State(o): State<Dubernetes>) -> Result<impl IntoResponse, ApiError> {
+    let text = o.metrics_text().await?;
+    Ok(([(header::CONTENT_TYPE, dubernetes_core::METRICS_CONTENT_TYPE)], text))
 }
 
 /// This document.

@@ -18,7 +18,7 @@ use crate::MAX_BODY_BYTES;
 use crate::error::{ApiError, ErrorCode};
 use events::events;
 use logs::logs;
-use meta::{healthz, ingress, openapi_json, version};
+use meta::{healthz, ingress, metrics, openapi_json, version};
 use pods::{delete_pod, get_pod, list_pods, post_pod, put_pod, revisions, rollback};
 use watch::watch;
 
@@ -55,6 +55,7 @@ pub fn router_with_limits(orchestrator: Dubernetes, shutdown: CancellationToken,
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/version", get(version))
+        .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/v1/pods", get(list_pods).post(post_pod))
         .route("/v1/pods/{name}", get(get_pod).put(put_pod).delete(delete_pod))

@@ -178,14 +178,18 @@ pub(crate) async fn rollback(
     let request: RollbackRequest = if body.is_empty() {
         RollbackRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
+        let invalid = |e: serde_json::Error| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidBody,
                 format!("invalid rollback request: {e}"),
             )
             .with_field("body")
-        })?
+        };
+        // `{"to_revision": 3.0}` is the integer 3, as the OpenAPI document counts it.
+        let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(invalid)?;
+        dubernetes_core::integral_numbers(&mut value);
+        serde_json::from_value(value).map_err(invalid)?
     };
     let (pod, outcome) = o.undo(&name, request.to_revision).await?;
     Ok(axum::Json(ApplyResponse {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use dubernetes_core::StreamKind;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 
@@ -44,8 +45,11 @@ pub(crate) async fn watch(
         .and_then(|v| v.trim().parse::<u64>().ok());
     let since = q.since.or(last_event_id);
     let feed = state.orchestrator.watch_from(since)?;
+    // Counted as open while the stream lives.
+    let open = state.orchestrator.metrics().stream_open(StreamKind::Watch);
     let stream = feed
-        .map(|item| {
+        .map(move |item| {
+            let _open = &open;
             Ok(match item {
                 Ok(change) => {
                     let kind = serde_json::to_value(change.kind)

@@ -1,0 +1,434 @@
+//! What `utoipa`'s derives cannot say, written into the generated document:
+//! every input constraint the server enforces (patterns, lengths, ranges,
+//! the cross-field rules of a health check and an update strategy) and every
+//! status an operation can return, each with the JSON error body.
+//!
+//! Patterns are the server's own rules: the name, host, image and env-key
+//! patterns below are the regular expressions of `dubernetes_api`'s
+//! validation (a test checks both agree on samples; the contract test,
+//! `tests/tests/contract.rs`, checks it on generated input). Durations and
+//! sizes have a `format` (`duration`: humantime syntax, `500ms`, `2s`,
+//! `1m 30s`; `byte-size`: `256Mi`, `1g`) and their range in words: a regular
+//! expression cannot bound a sum of units.
+
+use serde_json::{Value, json};
+
+use dubernetes_core::{MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_PIDS, MAX_REPLICAS};
+
+/// A DNS label: what a pod name (and the instance name) must be.
+pub const DNS_LABEL: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+/// An RFC 1123 host name of DNS labels, not in the reserved `.invalid` domain.
+pub const HOST: &str =
+    r"^(?!(.*\.)?invalid$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$";
+/// The image reference grammar of docker's `reference` package.
+pub const IMAGE: &str = concat!(
+    r"^((?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?",
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*",
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+);
+/// An environment variable name.
+pub const ENV_KEY: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+/// A path a readiness check may GET: RFC 3986 characters only.
+pub const HTTP_PATH: &str = r"^/[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*$";
+/// A NUL character (text must not contain one).
+const NUL: &str = "\0";
+
+/// Applies every constraint and response to `doc`; returns the JSON pointers
+/// that were not found (none, unless the types changed: a test checks).
+pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
+    let mut missing = Vec::new();
+    let mut set = |doc: &mut Value, pointer: &str, keys: Value| match doc.pointer_mut(pointer) {
+        Some(Value::Object(target)) => {
+            if let Value::Object(keys) = keys {
+                for (k, v) in keys {
+                    if v.is_null() {
+                        target.remove(&k);
+                    } else {
+                        target.insert(k, v);
+                    }
+                }
+            }
+        }
+        _ => missing.push(pointer.to_string()),
+    };
+    let s = "/components/schemas";
+    let pod = format!("{s}/PodSpec/properties");
+    set(
+        doc,
+        &format!("{pod}/name"),
+        json!({"pattern": DNS_LABEL, "minLength": 1, "maxLength": 63}),
+    );
+    set(
+        doc,
+        &format!("{pod}/image"),
+        json!({"pattern": IMAGE, "minLength": 1, "maxLength": 512}),
+    );
+    set(
+        doc,
+        &format!("{pod}/replicas"),
+        json!({"maximum": MAX_REPLICAS, "description":
+        format!("How many replicas to keep running (default 1). `0` keeps the pod but runs nothing. At most the server's --max-replicas (default {MAX_REPLICAS}).")}),
+    );
+    set(doc, &format!("{pod}/port"), json!({"minimum": 1, "maximum": 65535}));
+    set(
+        doc,
+        &format!("{pod}/env"),
+        json!({
+            "maxProperties": MAX_ENV_VARS,
+            "propertyNames": {"type": "string", "pattern": ENV_KEY},
+            "additionalProperties": {"type": "string", "not": {"pattern": NUL}, "maxLength": MAX_ENV_VALUE_BYTES,
+                "description": format!("at most {MAX_ENV_VALUE_BYTES} bytes of UTF-8")},
+        }),
+    );
+    let item = json!({"type": "string", "not": {"pattern": NUL}, "maxLength": 8192});
+    set(
+        doc,
+        &format!("{pod}/command"),
+        json!({"type": "array", "minItems": 1, "maxItems": 256, "items": item}),
+    );
+    set(
+        doc,
+        &format!("{pod}/args"),
+        json!({"type": "array", "maxItems": 256, "items": item}),
+    );
+    set(doc, &format!("{pod}/stop_grace_period"), duration("at most 1h"));
+
+    set(
+        doc,
+        &format!("{s}/Access/properties/host"),
+        json!({"pattern": HOST, "minLength": 1, "maxLength": 253,
+        "description": "The host name the ingress routes to this pod: RFC 1123 (lowercase letters, digits, `-` and `.`), at most 253 characters, not in the reserved `.invalid` domain."}),
+    );
+
+    let res = format!("{s}/Resources/properties");
+    set(doc, &format!("{res}/memory"), size("6Mi to 4Ti"));
+    set(
+        doc,
+        &format!("{res}/cpus"),
+        json!({"type": "number", "minimum": 0.01, "maximum": 1024}),
+    );
+    set(doc, &format!("{res}/pids"), json!({"maximum": MAX_PIDS}));
+
+    let log = format!("{s}/Logging/properties");
+    set(doc, &format!("{log}/max_size"), size("1Ki to 1Ti"));
+    set(doc, &format!("{log}/max_files"), json!({"minimum": 1, "maximum": 100}));
+
+    let health = format!("{s}/HealthCheck");
+    set(
+        doc,
+        &format!("{health}/properties/path"),
+        json!({"pattern": HTTP_PATH, "maxLength": 1024}),
+    );
+    set(
+        doc,
+        &format!("{health}/properties/port"),
+        json!({"type": "integer", "minimum": 1, "maximum": 65535}),
+    );
+    set(doc, &format!("{health}/properties/interval"), duration("100ms to 1h"));
+    set(doc, &format!("{health}/properties/timeout"), duration("10ms to 60s"));
+    for n in ["healthy_after", "unhealthy_after"] {
+        set(
+            doc,
+            &format!("{health}/properties/{n}"),
+            json!({"minimum": 1, "maximum": 100}),
+        );
+    }
+    // `type: http` (the default) needs a `path`; `tcp` and `none` take none.
+    set(
+        doc,
+        &health,
+        json!({"anyOf": [
+            {"required": ["path"], "properties": {"type": {"const": "http"}, "path": {"minLength": 1}}},
+            {"required": ["type"], "properties": {"type": {"enum": ["tcp", "none"]}, "path": {"maxLength": 0}}},
+        ]}),
+    );
+
+    let update = format!("{s}/UpdateStrategy");
+    for n in ["max_surge", "max_unavailable"] {
+        set(
+            doc,
+            &format!("{update}/properties/{n}"),
+            json!({"maximum": MAX_REPLICAS}),
+        );
+    }
+    set(
+        doc,
+        &format!("{update}/properties/max_failures"),
+        json!({"minimum": 1, "maximum": 1000}),
+    );
+    set(
+        doc,
+        &format!("{update}/properties/progress_deadline"),
+        duration("1s to 24h"),
+    );
+    set(doc, &format!("{update}/properties/min_ready"), duration("at most 1h"));
+    // max_surge (default 1) and max_unavailable (default 0) may not both be 0.
+    set(
+        doc,
+        &update,
+        json!({"not": {"required": ["max_surge"],
+        "properties": {"max_surge": {"const": 0}, "max_unavailable": {"const": 0}}}}),
+    );
+
+    for n in ["initial_delay", "max_delay", "reset_after"] {
+        set(
+            doc,
+            &format!("{s}/RestartBackoff/properties/{n}"),
+            duration("at most 24h"),
+        );
+    }
+
+    // An empty body means the previous revision; `null` is not a request.
+    set(
+        doc,
+        "/paths/~1v1~1pods~1{name}~1rollback/post/requestBody/content/application~1json",
+        json!({"schema": {"$ref": "#/components/schemas/RollbackRequest"}}),
+    );
+
+    // Parameters.
+    set_param(
+        doc,
+        &mut missing,
+        "/v1/pods/{name}",
+        "name",
+        json!({"pattern": DNS_LABEL, "maxLength": 63}),
+    );
+    for (path, name, schema) in [
+        ("/v1/events", "limit", json!({"maximum": u32::MAX})),
+        ("/v1/pods/{name}/logs", "tail", json!({"maximum": u64::MAX})),
+        ("/v1/watch", "since", json!({"maximum": u64::MAX})),
+    ] {
+        set_param(doc, &mut missing, path, name, schema);
+    }
+    set_param(
+        doc,
+        &mut missing,
+        "/v1/pods/{name}/logs",
+        "since",
+        duration("any length"),
+    );
+    responses(doc);
+    unsigned(doc);
+    missing
+}
+
+/// utoipa writes Rust's `u32` as `int32` from 0, whose top is 2^31 - 1: the
+/// server accepts up to 2^32 - 1. Such integers get `int64` and that maximum
+/// (where no tighter one is set).
+fn unsigned(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map.get("format").and_then(Value::as_str) == Some("int32")
+                && map.get("minimum").and_then(Value::as_i64) == Some(0)
+            {
+                map.insert("format".into(), json!("int64"));
+                map.entry("maximum").or_insert(json!(u32::MAX));
+            }
+            map.values_mut().for_each(unsigned);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsigned),
+        _ => {}
+    }
+}
+
+/// A duration field: humantime syntax, its range in words.
+fn duration(range: &str) -> Value {
+    json!({"type": "string", "format": "duration", "oneOf": null,
+        "description": format!("A duration in humantime syntax: a number and a unit (ns, us, ms, s, m, h, d, w, ...), summed, e.g. `500ms`, `2s`, `1m 30s`; {range}.")})
+}
+
+/// A byte size field: bytes or a number with k, m, g (powers of 1000), Ki, Mi, Gi.
+fn size(range: &str) -> Value {
+    json!({"type": "string", "format": "byte-size",
+        "description": format!("A size: bytes, or a number with a unit k, m, g (powers of 1000) or Ki, Mi, Gi (powers of 1024), e.g. `256Mi`; {range}.")})
+}
+
+/// Sets keys of the schema of the parameter `name` of every operation on `path`.
+fn set_param(doc: &mut Value, missing: &mut Vec<String>, path: &str, name: &str, keys: Value) {
+    let mut found = false;
+    if let Some(Value::Object(ops)) = doc.pointer_mut(&format!("/paths/{}", escape(path))) {
+        for op in ops.values_mut() {
+            let Some(Value::Array(params)) = op.get_mut("parameters") else {
+                continue;
+            };
+            for p in params.iter_mut().filter(|p| p["name"] == name) {
+                if let (Some(Value::Object(schema)), Value::Object(keys)) = (p.get_mut("schema"), &keys) {
+                    for (k, v) in keys {
+                        if k == "description" {
+                            continue;
+                        }
+                        if v.is_null() {
+                            schema.remove(k);
+                        } else {
+                            schema.insert(k.clone(), v.clone());
+                        }
+                    }
+                    found = true;
+                }
+            }
+        }
+    }
+    // The path's own `name` parameter is declared once per operation; other
+    // operations on sub-paths share the rule.
+    if name == "name" && path == "/v1/pods/{name}" {
+        let subpaths: Vec<String> = doc["paths"]
+            .as_object()
+            .map(|p| {
+                p.keys()
+                    .filter(|k| k.starts_with("/v1/pods/{name}/"))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for sub in subpaths {
+            set_param(doc, missing, &sub, name, keys.clone());
+        }
+    }
+    if !found {
+        missing.push(format!("{path} parameter {name}"));
+    }
+}
+
+fn escape(path: &str) -> String {
+    path.replace('~', "~0").replace('/', "~1")
+}
+
+/// Adds the statuses every operation can return besides its own, each with
+/// the JSON error body: 401 (a route behind the token), 400 `invalid_query`
+/// (an operation with query parameters: unknown or malformed ones), 503
+/// `request_timeout`/`shutting_down`/`engine_unavailable` (every route: the
+/// deadline), 500 `internal` and 504 `timeout` (routes that read the store
+/// or call the engine).
+fn responses(doc: &mut Value) {
+    let error = |description: &str| {
+        json!({"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}})
+    };
+    let Some(Value::Object(paths)) = doc.get_mut("paths") else {
+        return;
+    };
+    for (path, ops) in paths.iter_mut() {
+        let Some(ops) = ops.as_object_mut() else { continue };
+        for (method, op) in ops.iter_mut() {
+            let secured = op.get("security").is_some();
+            let has_query = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+            let has_body = op.get("requestBody").is_some();
+            let backend = path != "/healthz" && path != "/v1/openapi.json";
+            let Some(Value::Object(responses)) = op.get_mut("responses") else {
+                continue;
+            };
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error(description));
+            };
+            if secured {
+                add("401", "unauthorized: missing or wrong API token");
+            }
+            if has_query {
+                add("400", "invalid_query: an unknown or malformed query parameter");
+            }
+            if has_body {
+                add("413", "body_too_large: the body is larger than 256 KiB");
+            }
+            if backend {
+                add("500", "internal: the store failed");
+                add("504", "timeout: the engine did not answer in time");
+            }
+            add(
+                "503",
+                "request_timeout (the request took longer than --request-timeout-seconds), shutting_down, or engine_unavailable",
+            );
+            let _ = method;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(pattern: &str, text: &str) -> bool {
+        // The regex crate has no look-ahead: the host pattern's `.invalid` rule is checked apart.
+        let (pattern, reserved) = match pattern.strip_prefix(r"^(?!(.*\.)?invalid$)") {
+            Some(rest) => (format!("^{rest}"), text == "invalid" || text.ends_with(".invalid")),
+            None => (pattern.to_string(), false),
+        };
+        regex::Regex::new(&pattern).expect("pattern").is_match(text) && !reserved
+    }
+
+    #[test]
+    fn the_patterns_are_the_validations() {
+        let spec = |name: &str, image: &str, host: Option<&str>, env: Option<&str>| {
+            let mut s = dubernetes_core::PodSpec::new(name, image);
+            if let Some(h) = host {
+                s = s.with_host(h);
+            }
+            if let Some(k) = env {
+                s = s.with_env(k, "v");
+            }
+            s.validate()
+                .map_err(|e| e.problems.iter().map(|p| p.field.clone()).collect::<Vec<_>>())
+        };
+        let names = [
+            "a",
+            "web",
+            "a-b",
+            "0",
+            "-a",
+            "a-",
+            "A",
+            "a_b",
+            "a.b",
+            "",
+            &"a".repeat(63),
+            &"a".repeat(64),
+            "é",
+        ];
+        for n in names {
+            let ok = !spec(n, "x", None, None).is_err_and(|f| f.contains(&"name".to_string()));
+            assert_eq!(matches(DNS_LABEL, n) && n.len() <= 63, ok, "name {n:?}");
+        }
+        let hosts = [
+            "a.local",
+            "web",
+            "a..b",
+            ".a",
+            "a.",
+            "A.b",
+            "x.invalid",
+            "invalid",
+            "invalidx",
+            "a-.b",
+            &"a".repeat(64),
+        ];
+        for h in hosts {
+            let ok = !spec("p", "x", Some(h), None).is_err_and(|f| f.contains(&"access.host".to_string()));
+            assert_eq!(matches(HOST, h) && !h.is_empty() && h.len() <= 253, ok, "host {h:?}");
+        }
+        let images = [
+            "nginx",
+            "nginx:1.27",
+            "dubernetes/whoami:v1",
+            "localhost:5000/a/b:c",
+            "Nginx",
+            "a@sha256:0123456789abcdef0123456789abcdef",
+            "a:",
+            ":a",
+            "a b",
+            "a//b",
+            "a__b",
+            "a___b",
+        ];
+        for i in images {
+            let ok = !spec("p", i, None, None).is_err_and(|f| f.contains(&"image".to_string()));
+            assert_eq!(matches(IMAGE, i) && !i.is_empty() && i.len() <= 512, ok, "image {i:?}");
+        }
+        for k in ["A", "_a1", "1a", "a-b", "a b", "PATH"] {
+            let ok = !spec("p", "x", None, Some(k)).is_err_and(|f| f.iter().any(|f| f.starts_with("env.")));
+            assert_eq!(matches(ENV_KEY, k), ok, "env key {k:?}");
+        }
+    }
+}

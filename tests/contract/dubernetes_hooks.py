@@ -1,0 +1,64 @@
+"""Schemathesis hooks of the contract test (tests/tests/contract.rs).
+
+They do not loosen the contract; they keep the run harmless and the
+generated values inside what the document says in words:
+
+- writes are dry runs (`dry_run=true`): the server validates the whole spec
+  exactly as for a real write and stores nothing, so no container starts and
+  no image is pulled;
+- `PUT /v1/pods/{name}` sends the path's name in the body in positive cases
+  (the document says they must be equal; JSON Schema cannot say it);
+- a followed log never ends: `follow` is false;
+- the `duration` and `byte-size` formats get values inside every field's
+  documented range (1s to 60s; 6Mi to 1Ti).
+"""
+
+import schemathesis
+from hypothesis import strategies as st
+
+schemathesis.openapi.format(
+    "duration",
+    st.one_of(
+        st.integers(min_value=1, max_value=60).map(lambda n: f"{n}s"),
+        st.integers(min_value=1000, max_value=60000).map(lambda n: f"{n}ms"),
+        st.sampled_from(["1m", "1s 500ms", "30s", "1m 0s"]),
+    ),
+)
+schemathesis.openapi.format(
+    "byte-size",
+    st.one_of(
+        st.integers(min_value=6, max_value=1024 * 1024).map(lambda n: f"{n}Mi"),
+        st.integers(min_value=7, max_value=1000).map(lambda n: f"{n}m"),
+        st.integers(min_value=1, max_value=1024).map(lambda n: f"{n}Gi"),
+    ),
+)
+
+
+def _positive(case):
+    meta = getattr(case, "_meta", None)
+    return meta is not None and str(meta.generation.mode).lower().endswith("positive")
+
+
+@schemathesis.hook
+def map_case(context, case):
+    method = case.operation.method.upper()
+    path = case.operation.path
+    # Only values the document allows are replaced: an invalid one (a
+    # negative case) is left as generated, and the server refuses it.
+    booleans = (True, False, "true", "false")
+    query = case.query if case.query is not None else {}
+    if method in ("PUT", "POST", "DELETE") and path != "/v1/pods/{name}/rollback":
+        if "dry_run" not in query or query["dry_run"] in booleans:
+            query["dry_run"] = "true"
+            case.query = query
+    if path == "/v1/pods/{name}/logs" and query.get("follow") in (True, "true"):
+        query["follow"] = "false"
+    if (
+        method == "PUT"
+        and path == "/v1/pods/{name}"
+        and _positive(case)
+        and isinstance(case.body, dict)
+        and case.path_parameters
+    ):
+        case.body["name"] = case.path_parameters.get("name")
+    return case

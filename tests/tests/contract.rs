@@ -1,0 +1,119 @@
+//! The API contract, checked property-based: schemathesis generates requests
+//! from `docs/openapi.json` (valid ones and ones that break it) and checks a
+//! real server against the document: no 5xx, only documented statuses and
+//! content types, bodies that match their schemas, valid input accepted,
+//! invalid input refused, refusals without the token.
+//!
+//! scripts/test.sh installs schemathesis into a venv (`target/contract-venv`);
+//! `DUBERNETES_SCHEMATHESIS` names another binary. The hooks
+//! (`tests/contract/dubernetes_hooks.py`) keep the run harmless: writes are
+//! dry runs (validated exactly as real ones, nothing stored, no container, no
+//! image pull), followed logs are not followed. `GET /v1/watch` (a stream that
+//! never ends) is left out.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use dubernetes_tests::TestServer;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn schemathesis() -> PathBuf {
+    let path = std::env::var_os("DUBERNETES_SCHEMATHESIS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo().join("target"));
+            target.join("contract-venv/bin/schemathesis")
+        });
+    assert!(
+        path.exists(),
+        "{} is missing: the contract test needs schemathesis; scripts/test.sh installs it \
+         (python3 -m venv target/contract-venv && target/contract-venv/bin/pip install schemathesis), \
+         or set DUBERNETES_SCHEMATHESIS",
+        path.display()
+    );
+    path
+}
+
+/// Runs schemathesis on `document` against `server`; its exit status and output.
+fn run(server: &TestServer, document: &Path, extra: &[&str]) -> (bool, String) {
+    // Its cache (`.schemathesis/`, replayed failures) stays out of the tree and out of the next run.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(schemathesis())
+        .current_dir(scratch.path())
+        .arg("run")
+        .arg(document)
+        .args(["--url", &server.url])
+        .args(["--header", &format!("Authorization: Bearer {}", server.token)])
+        .args(["--exclude-path", "/v1/watch"])
+        .args(["--checks", "all"])
+        // Stateful checks assume writes store what they create; these writes are dry runs.
+        .args(["--exclude-checks", "use_after_free,ensure_resource_availability"])
+        // Only the fuzzing phase runs the hooks on every case (dry runs).
+        .args(["--phases", "fuzzing"])
+        .args(["--workers", "1", "--no-shrink", "--request-timeout", "10"])
+        .args(["--output-truncate", "false"])
+        .args(extra)
+        .env("PYTHONPATH", repo().join("tests/contract"))
+        .env("SCHEMATHESIS_HOOKS", "dubernetes_hooks")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run schemathesis");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn the_server_keeps_the_openapi_contract() {
+    let server = TestServer::start("contract").await;
+    // One real pod, so reads of it (and its revisions and logs) answer 200.
+    let yaml = "name: contract\nimage: dubernetes/whoami:v1\n";
+    assert_eq!(server.put_yaml("contract", yaml).await.0, 201);
+    server.wait_converged("contract", Duration::from_secs(60)).await;
+
+    let document = repo().join("docs/openapi.json");
+    let examples = std::env::var("DUBERNETES_CONTRACT_EXAMPLES").unwrap_or_else(|_| "40".into());
+    let seed = std::env::var("DUBERNETES_CONTRACT_SEED").unwrap_or_else(|_| "19".into());
+    let (ok, output) = run(&server, &document, &["--max-examples", &examples, "--seed", &seed]);
+    assert!(ok, "the server breaks docs/openapi.json:\n{output}");
+    let summary = output
+        .lines()
+        .find(|l| l.contains(" generated"))
+        .unwrap_or_else(|| panic!("no summary in:\n{output}"));
+    eprintln!("schemathesis: {}", summary.trim());
+
+    // The check can fail: a document that leaves out the 404 of reading a
+    // missing pod is refused.
+    let mut broken: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&document).expect("read docs/openapi.json")).expect("JSON");
+    let removed = broken["paths"]["/v1/pods/{name}"]["get"]["responses"]
+        .as_object_mut()
+        .and_then(|r| r.remove("404"));
+    assert!(removed.is_some(), "GET /v1/pods/{{name}} documents its 404");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broken_path = dir.path().join("openapi.json");
+    std::fs::write(&broken_path, broken.to_string()).expect("write");
+    let (ok, output) = run(
+        &server,
+        &broken_path,
+        &[
+            "--include-path",
+            "/v1/pods/{name}",
+            "--include-method",
+            "GET",
+            "--max-examples",
+            "10",
+        ],
+    );
+    assert!(!ok, "an undocumented status went unnoticed:\n{output}");
+    assert!(output.contains("404"), "{output}");
+}
