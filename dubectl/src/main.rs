@@ -25,7 +25,7 @@ use crate::client::Client;
 #[command(
     version,
     about,
-    after_help = "Examples:\n  dubectl apply -f examples/whoami.yaml --wait\n  dubectl get pods -w\n  dubectl logs whoami -f\n  dubectl describe pod whoami\n  dubectl delete pod whoami\n\nThe server is taken from --server, else DUBERNETES_SERVER, else `server:` in\n$XDG_CONFIG_HOME/dubernetes/config.yaml (~/.config/dubernetes/config.yaml), else http://127.0.0.1:8080.\nThe token likewise from --token, DUBERNETES_TOKEN, or `token:` in that file."
+    after_help = "Examples:\n  dubectl apply -f examples/whoami.yaml --wait\n  dubectl get pods -w\n  dubectl logs whoami -f\n  dubectl describe pod whoami\n  dubectl delete pod whoami\n\nThe server is taken from --server, else DUBERNETES_SERVER, else `server:` in\n$XDG_CONFIG_HOME/dubernetes/config.yaml (~/.config/dubernetes/config.yaml), else http://127.0.0.1:8080.\nThe token likewise from --token, DUBERNETES_TOKEN, or `token:` in that file; a CA file for an\nhttps:// server from --ca-file, DUBERNETES_CA_FILE, or `ca_file:`."
 )]
 struct Cli {
     /// Server URL [default: http://127.0.0.1:8080].
@@ -34,6 +34,10 @@ struct Cli {
     /// API token (the server's --token, or the contents of its DATA_DIR/token).
     #[arg(long, global = true, env = "DUBERNETES_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM file of CA certificates to trust for an https:// server (e.g. the CA that signed the
+    /// server's --tls-cert), besides the system's roots.
+    #[arg(long, global = true, env = "DUBERNETES_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -260,7 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         clap_complete::generate(shell, &mut Cli::command(), "dubectl", &mut std::io::stdout());
         return Ok(ExitCode::SUCCESS);
     }
-    let settings = config::resolve(cli.server, cli.token)?;
+    let settings = config::resolve(cli.server, cli.token, cli.ca_file)?;
     if let Command::Config(ConfigCommand::View) = cli.command {
         println!(
             "server: {}    # from {}",
@@ -271,6 +275,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(_) => println!("token: REDACTED    # from {}", settings.token_source.describe()),
             None => println!("token: null    # none set"),
         }
+        match &settings.ca_file {
+            Some(f) => println!(
+                "ca-file: {}    # from {}",
+                f.display(),
+                settings.ca_file_source.describe()
+            ),
+            None => println!("ca-file: null    # system roots only"),
+        }
         match (&settings.file, config::path()) {
             (Some(p), _) => println!("config-file: {}", p.display()),
             (None, Some(p)) => println!("config-file: {}    # does not exist", p.display()),
@@ -278,7 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let client = Client::new(&settings.server, settings.token.as_deref())?;
+    let client = Client::new(&settings.server, settings.token.as_deref(), settings.ca_file.as_deref())?;
     match cli.command {
         Command::Completion { .. } | Command::Config(_) => Ok(ExitCode::SUCCESS),
         Command::Apply {

@@ -14,6 +14,7 @@ mod middleware;
 mod openapi;
 mod routes;
 pub mod serve;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -22,6 +22,13 @@ struct Config {
     /// Address of the HTTP API. Loopback by default; any other address needs an explicit --token.
     #[arg(long, env = "DUBERNETES_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// PEM certificate (then its chain) to serve the API over HTTPS; needs --tls-key. Without it the API
+    /// is plain HTTP, and a non-loopback --listen sends the token in clear text (a warning says so).
+    #[arg(long, env = "DUBERNETES_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1). Keep it mode 0600.
+    #[arg(long, env = "DUBERNETES_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Bearer token every API call (except GET /healthz) must carry. Default: read from, or generated
     /// into, DATA_DIR/token (mode 0600).
     #[arg(long, env = "DUBERNETES_TOKEN", hide_env_values = true)]
@@ -149,6 +156,13 @@ async fn main() -> anyhow::Result<()> {
     // An existing token is read (and checked) before anything starts; a new
     // one is written only once the data dir is ours (locked by the builder).
     let token = api_token(&config, &data_dir)?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(std::sync::Arc::new(dubernetes_server::tls::server_config(cert, key)?)),
+        _ => None,
+    };
+    if let Some(warning) = dubernetes_server::tls::cleartext_warning(config.listen, tls.is_some()) {
+        tracing::warn!(listen = %config.listen, "{warning}");
+    }
     let ingress_log_bytes = dubernetes_core::parse_memory(&config.ingress_log_max_size)
         .map_err(anyhow::Error::msg)
         .and_then(|b| {
@@ -204,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
     })?;
     tracing::info!(
         api = %listener.local_addr()?,
+        scheme = if tls.is_some() { "https" } else { "http" },
         instance = %config.instance,
         data_dir = %data_dir.display(),
         store_id = %orchestrator.store_id(),
@@ -231,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
         shutdown_signal().await;
         streams_end.cancel();
     };
-    dubernetes_server::serve::serve(listener, app, limits, shutdown).await;
+    dubernetes_server::serve::serve_tls(listener, app, limits, tls, shutdown).await;
     tracing::info!("shutting down; containers keep running and are adopted on the next start");
     orchestrator.shutdown().await;
     Ok(())

@@ -13,6 +13,7 @@ use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOpt
 use std::collections::HashMap;
 
 pub mod engine_proxy;
+pub mod pki;
 
 /// The demo image, v1 and v2 (same app, reports `Version: v2`).
 pub const WHOAMI_V1: &str = "dubernetes/whoami:v1";
@@ -187,6 +188,9 @@ pub struct TestServer {
     extra_env: Vec<(String, String)>,
     /// Let the server generate its own token into the data dir.
     generated_token: bool,
+    /// With TLS for the API: the CA file clients trust (the server's
+    /// certificate and key sit beside it in the data dir).
+    pub api_ca_file: Option<PathBuf>,
 }
 
 impl TestServer {
@@ -214,11 +218,18 @@ impl TestServer {
     }
 
     async fn start_inner(test: &str, extra_args: &[&str], generated_token: bool) -> TestServer {
-        Self::start_custom_env(test, None, None, extra_args, &[], generated_token).await
+        Self::start_custom_env(test, None, None, extra_args, &[], generated_token, None).await
     }
 
     async fn start_full(test: &str, extra_args: &[&str], env: &[(&str, &str)], generated_token: bool) -> TestServer {
-        Self::start_custom_env(test, None, None, extra_args, env, generated_token).await
+        Self::start_custom_env(test, None, None, extra_args, env, generated_token, None).await
+    }
+
+    /// Like [`start_with`](Self::start_with), serving the API over HTTPS
+    /// (`--tls-cert`/`--tls-key`) with a certificate for 127.0.0.1 from `ca`;
+    /// [`url`](Self::url) is `https://127.0.0.1:PORT` and the clients trust `ca`.
+    pub async fn start_with_api_tls(test: &str, extra_args: &[&str], ca: &pki::TestCa) -> TestServer {
+        Self::start_custom_env(test, None, None, extra_args, &[], false, Some(ca)).await
     }
 
     /// Starts a server with a given instance (None: a new one) and data dir
@@ -230,7 +241,7 @@ impl TestServer {
         extra_args: &[&str],
         generated_token: bool,
     ) -> TestServer {
-        Self::start_custom_env(test, instance, data_subdir, extra_args, &[], generated_token).await
+        Self::start_custom_env(test, instance, data_subdir, extra_args, &[], generated_token, None).await
     }
 
     async fn start_custom_env(
@@ -240,6 +251,7 @@ impl TestServer {
         extra_args: &[&str],
         env: &[(&str, &str)],
         generated_token: bool,
+        tls: Option<&pki::TestCa>,
     ) -> TestServer {
         let _ = docker().await;
         let instance = instance.map_or_else(|| instance_name(test), str::to_string);
@@ -247,9 +259,36 @@ impl TestServer {
         let data_path = data_subdir.map_or_else(|| data_dir.path().to_path_buf(), |sub| data_dir.path().join(sub));
         let api_port = free_port();
         let token = random_token();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .pool_idle_timeout(CLIENT_IDLE)
+        let mut extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        let mut api_ca_file = None;
+        let mut scheme = "http";
+        if let Some(ca) = tls {
+            let leaf = ca.leaf(&["127.0.0.1", "localhost"]);
+            let dir = data_dir.path().join("api-tls");
+            std::fs::create_dir_all(&dir).expect("api-tls dir");
+            let (cert, key, ca_file) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+            std::fs::write(&cert, &leaf.chain_pem).expect("write cert");
+            std::fs::write(&key, &leaf.key_pem).expect("write key");
+            std::fs::write(&ca_file, &ca.cert_pem).expect("write CA");
+            extra_args.extend(["--tls-cert".into(), cert.display().to_string()]);
+            extra_args.extend(["--tls-key".into(), key.display().to_string()]);
+            api_ca_file = Some(ca_file);
+            scheme = "https";
+        }
+        let api_client = |ca: &Option<PathBuf>| {
+            let builder = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_idle_timeout(CLIENT_IDLE);
+            match ca {
+                Some(file) => {
+                    let pem = std::fs::read(file).expect("read CA");
+                    let root = reqwest::Certificate::from_pem(&pem).expect("CA certificate");
+                    builder.add_root_certificate(root).https_only(true)
+                }
+                None => builder,
+            }
+        };
+        let http = api_client(&api_ca_file)
             .default_headers(auth_headers(&token))
             .build()
             .expect("client");
@@ -259,7 +298,7 @@ impl TestServer {
             .build()
             .expect("client");
         let mut server = TestServer {
-            url: format!("http://127.0.0.1:{api_port}"),
+            url: format!("{scheme}://127.0.0.1:{api_port}"),
             instance,
             data_dir,
             data_path,
@@ -268,9 +307,10 @@ impl TestServer {
             http,
             anonymous,
             token,
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            extra_args,
             extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             generated_token,
+            api_ca_file,
         };
         server.spawn().await;
         server
@@ -333,9 +373,16 @@ impl TestServer {
                 .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()))
                 .trim()
                 .to_string();
-            self.http = reqwest::Client::builder()
+            let builder = reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
-                .pool_idle_timeout(CLIENT_IDLE)
+                .pool_idle_timeout(CLIENT_IDLE);
+            let builder = match &self.api_ca_file {
+                Some(file) => builder.add_root_certificate(
+                    reqwest::Certificate::from_pem(&std::fs::read(file).expect("read CA")).expect("CA certificate"),
+                ),
+                None => builder,
+            };
+            self.http = builder
                 .default_headers(auth_headers(&self.token))
                 .build()
                 .expect("client");
@@ -388,6 +435,7 @@ impl TestServer {
             .args(args)
             .env("DUBERNETES_SERVER", &self.url)
             .env("DUBERNETES_TOKEN", &self.token)
+            .envs(self.api_ca_file.iter().map(|f| ("DUBERNETES_CA_FILE", f)))
             .env("NO_COLOR", "1")
             .output()
             .expect("run dubectl")
@@ -400,6 +448,7 @@ impl TestServer {
             .args(args)
             .env("DUBERNETES_SERVER", &self.url)
             .env("DUBERNETES_TOKEN", &self.token)
+            .envs(self.api_ca_file.iter().map(|f| ("DUBERNETES_CA_FILE", f)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
