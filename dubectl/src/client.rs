@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 pub use dubernetes_api::ApplyResponse;
-use dubernetes_api::{ApiError, ErrorCode, Event, LogLine, Pod, PodSpec, WatchEvent};
+use dubernetes_api::{ApiError, ErrorCode, Event, LogLine, NewTlsSecret, Pod, PodSpec, TlsSecret, WatchEvent};
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
@@ -190,6 +190,32 @@ impl Client {
     pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
         let _: serde_json::Value = self
             .send(self.http.delete(format!("{}/v1/pods/{name}", self.base)))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn secrets(&self) -> anyhow::Result<Vec<TlsSecret>> {
+        self.send(self.http.get(format!("{}/v1/secrets", self.base))).await
+    }
+
+    pub async fn secret(&self, name: &str) -> anyhow::Result<TlsSecret> {
+        self.send(self.http.get(format!("{}/v1/secrets/{name}", self.base)))
+            .await
+    }
+
+    /// Creates a TLS secret (`replace`: or replaces the one of that name).
+    pub async fn create_secret(&self, secret: &NewTlsSecret, replace: bool) -> anyhow::Result<TlsSecret> {
+        let request = if replace {
+            self.http.put(format!("{}/v1/secrets/{}", self.base, secret.name))
+        } else {
+            self.http.post(format!("{}/v1/secrets", self.base))
+        };
+        self.send(request.json(secret)).await
+    }
+
+    pub async fn delete_secret(&self, name: &str) -> anyhow::Result<()> {
+        let _: serde_json::Value = self
+            .send(self.http.delete(format!("{}/v1/secrets/{name}", self.base)))
             .await?;
         Ok(())
     }

@@ -69,12 +69,15 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<String>,
     },
-    /// Show pods as a table, JSON or YAML; -w keeps watching.
+    /// Create a resource: `create secret tls NAME --cert FILE --key FILE`.
+    #[command(subcommand)]
+    Create(CreateCommand),
+    /// Show pods (or TLS secrets) as a table, JSON or YAML; -w keeps watching pods.
     #[command(
-        after_help = "Examples:\n  dubectl get pods\n  dubectl get pods -o wide\n  dubectl get pod whoami -o yaml\n  dubectl get pods -w"
+        after_help = "Examples:\n  dubectl get pods\n  dubectl get pods -o wide\n  dubectl get pod whoami -o yaml\n  dubectl get pods -w\n  dubectl get secrets"
     )]
     Get {
-        /// Resource kind: `pods` (or `pod`, `po`).
+        /// Resource kind: `pods` (or `pod`, `po`), `secrets` (or `secret`).
         kind: Kind,
         /// One pod's name.
         name: Option<String>,
@@ -118,12 +121,12 @@ enum Command {
         #[arg(long)]
         raw: bool,
     },
-    /// Delete pods by name or by file.
+    /// Delete pods (or TLS secrets) by name, or pods by file.
     #[command(
-        after_help = "Examples:\n  dubectl delete pod whoami\n  dubectl delete pod a b c\n  dubectl delete -f examples/whoami.yaml"
+        after_help = "Examples:\n  dubectl delete pod whoami\n  dubectl delete pod a b c\n  dubectl delete -f examples/whoami.yaml\n  dubectl delete secret web-cert"
     )]
     Delete {
-        /// Resource kind and names: `pod NAME...`.
+        /// Resource kind and names: `pod NAME...` or `secret NAME...`.
         #[arg(required_unless_present = "files")]
         kind: Option<Kind>,
         /// Pod names.
@@ -175,6 +178,35 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum CreateCommand {
+    /// Create a secret.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretCommand {
+    /// A TLS certificate and its key, for pods with `access.tls: {secret: NAME}`. The key is sent
+    /// once and never shown again; `get secrets` lists names, hosts and expiry.
+    #[command(
+        after_help = "Examples:\n  dubectl create secret tls web-cert --cert fullchain.pem --key privkey.pem\n  dubectl create secret tls web-cert --cert new.pem --key new-key.pem --replace"
+    )]
+    Tls {
+        /// The secret's name (a DNS label).
+        name: String,
+        /// PEM certificate file: the certificate first, then its chain.
+        #[arg(long)]
+        cert: std::path::PathBuf,
+        /// PEM private key file of the certificate.
+        #[arg(long)]
+        key: std::path::PathBuf,
+        /// Replace the secret if it exists (pods using it switch to the new certificate).
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Print the server, token (redacted) and config file in force.
     #[command(after_help = "Example:\n  dubectl config view")]
@@ -213,6 +245,8 @@ enum RolloutCommand {
 enum Kind {
     #[value(alias = "pod", alias = "po")]
     Pods,
+    #[value(alias = "secret")]
+    Secrets,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -370,6 +404,81 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Create(CreateCommand::Secret(SecretCommand::Tls {
+            name,
+            cert,
+            key,
+            replace,
+        })) => {
+            let read = |flag: &str, path: &std::path::Path| {
+                std::fs::read_to_string(path).with_context(|| format!("--{flag} {}", path.display()))
+            };
+            let secret = dubernetes_api::NewTlsSecret {
+                name: name.clone(),
+                cert: read("cert", &cert)?,
+                key: read("key", &key)?,
+            };
+            let stored = client.create_secret(&secret, replace).await?;
+            println!(
+                "secret/{} {} (hosts {}, expires {})",
+                escape::line(&stored.name),
+                if replace { "configured" } else { "created" },
+                escape::line(&stored.hosts.join(",")),
+                output::date(stored.not_after)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get {
+            kind: Kind::Secrets,
+            name,
+            output,
+            watch,
+        } => {
+            if watch {
+                bail!("-w watches pods only; `dubectl get secrets` lists the secrets");
+            }
+            let secrets = match &name {
+                Some(name) => vec![client.secret(name).await?],
+                None => client.secrets().await?,
+            };
+            output::print_secrets(&secrets, output, name.is_some())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Describe {
+            kind: Kind::Secrets,
+            name,
+        } => {
+            output::print_secrets(&[client.secret(&name).await?], Format::Yaml, true)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delete {
+            kind: Some(Kind::Secrets),
+            names,
+            files,
+            ignore_not_found,
+        } => {
+            if !files.is_empty() {
+                bail!("-f deletes pods; delete secrets by name: `dubectl delete secret NAME`");
+            }
+            if names.is_empty() {
+                bail!("name the secrets to delete: `dubectl delete secret NAME`");
+            }
+            let mut failed = false;
+            for name in names {
+                match client.delete_secret(&name).await {
+                    Ok(()) => println!("secret/{} deleted", escape::line(&name)),
+                    Err(e) if ignore_not_found && client::is_not_found(&e) => {}
+                    Err(e) => {
+                        eprintln!("{} {e:#}", style::paint(style::enabled(true), 31, "error:"));
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Scale {
+            kind: Kind::Secrets, ..
+        } => bail!("only pods scale: `dubectl scale pod NAME --replicas N`"),
         Command::Describe { kind: Kind::Pods, name } => {
             let pod = client.get(&name).await?;
             let (events, _) = client.events(Some(&name)).await?;

@@ -60,6 +60,8 @@ pub enum ErrorCode {
     Timeout,
     /// The server follows as many log streams as it allows at once (`--max-log-follows`): retry later.
     TooManyLogStreams,
+    /// A TLS certificate or key is unusable (not PEM, key does not match, expired, wrong host): `field` says which.
+    InvalidCertificate,
 }
 
 impl ErrorCode {
@@ -89,6 +91,7 @@ impl ErrorCode {
         ErrorCode::RequestTimeout,
         ErrorCode::Timeout,
         ErrorCode::TooManyLogStreams,
+        ErrorCode::InvalidCertificate,
     ];
 
     /// The code as it appears in JSON, e.g. `invalid_spec`.
@@ -118,6 +121,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Timeout => "timeout",
             ErrorCode::TooManyLogStreams => "too_many_log_streams",
+            ErrorCode::InvalidCertificate => "invalid_certificate",
         }
     }
 }

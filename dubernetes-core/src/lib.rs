@@ -40,6 +40,7 @@
 pub use dubernetes_api;
 
 mod builder;
+mod certificate;
 mod controller;
 mod crashloop;
 mod data_dir;
@@ -54,6 +55,7 @@ mod plan;
 mod probe;
 mod rollout;
 mod runtime;
+mod secrets;
 mod spec;
 mod status;
 mod store;
@@ -63,7 +65,7 @@ mod watch;
 
 pub use controller::{BackoffSettings, Change};
 pub use data_dir::LOCK_FILE;
-pub use dubernetes_api::{ApiError, ApplyResponse, ErrorCode, ReplicaCounts};
+pub use dubernetes_api::{ApiError, ApplyResponse, ErrorCode, NewTlsSecret, ReplicaCounts, TlsSecret};
 pub use error::{DataDirProblem, Error, Result};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use logs::{
@@ -76,10 +78,11 @@ pub use runtime::{
     ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT, LABEL_INSTANCE,
     LABEL_POD, LABEL_REVISION, LABEL_ROLE,
 };
+pub use secrets::MAX_CERTIFICATE_PEM_BYTES;
 pub use spec::{
     Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS,
     MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, Resources, RestartBackoff,
-    Security, SpecError, UpdateStrategy, ValidationError, check_stored_size, parse_json_spec, parse_memory,
+    Security, SpecError, Tls, UpdateStrategy, ValidationError, check_stored_size, parse_json_spec, parse_memory,
     parse_specs,
 };
 pub use store::{

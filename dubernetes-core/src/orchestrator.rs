@@ -81,6 +81,7 @@ impl Dubernetes {
     pub async fn dry_run(&self, spec: &PodSpec) -> Result<ApplyOutcome> {
         self.validate(spec)?;
         self.check_host(spec).await?;
+        self.check_tls(spec).await?;
         Ok(match self.ctx.store.get(&spec.name).await? {
             None => ApplyOutcome::Created,
             Some(p) if p.spec == *spec => ApplyOutcome::Unchanged,
@@ -131,6 +132,7 @@ impl Dubernetes {
     /// someone changed the pod since, and [`Error::NotFound`] when it is gone.
     pub async fn apply_if(&self, spec: PodSpec, expected: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
         self.validate(&spec)?;
+        self.check_tls(&spec).await?;
         let (stored, outcome) = self.ctx.store.upsert_checked(&spec, expected, self.max_pods).await?;
         let ownership = self.ctx.runtime.ownership();
         if ownership.has_held(&spec.name) {

@@ -96,3 +96,225 @@ async fn api_tls_key_mismatch_refused() {
     assert!(stderr(&out).contains("--tls-cert / --tls-key"), "{}", stderr(&out));
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+/// `POST /v1/secrets` with a body, as the server answers it.
+async fn post_secret(server: &TestServer, name: &str, cert: &str, key: &str) -> (u16, serde_json::Value) {
+    let response = server
+        .http
+        .post(format!("{}/v1/secrets", server.url))
+        .json(&serde_json::json!({"name": name, "cert": cert, "key": key}))
+        .send()
+        .await
+        .expect("POST /v1/secrets");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+/// User certificates: stored once, listed without the key, and every bad
+/// input (not PEM, key of another certificate, expired, wrong host, unknown
+/// secret, in use) is a 4xx that names the problem and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_certificates_and_each_bad_input() {
+    let server = TestServer::start("tls-user").await;
+    let ca = TestCa::new("user test CA");
+    let good = ca.leaf(&["web.tls.test"]);
+    let other = ca.leaf(&["web.tls.test"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, &good.chain_pem).expect("cert");
+    std::fs::write(&key_file, &good.key_pem).expect("key");
+    let (cert, key) = (cert_file.to_str().expect("path"), key_file.to_str().expect("path"));
+
+    let out = server.dubectl(&["create", "secret", "tls", "web-cert", "--cert", cert, "--key", key]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    assert!(stdout(&out).contains("secret/web-cert created"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("web.tls.test"), "{}", stdout(&out));
+
+    // Listed with hosts and expiry; the key is never answered.
+    let out = server.dubectl(&["get", "secrets"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains("web-cert")
+            && table.contains("web.tls.test")
+            && (table.contains("in 89d") || table.contains("in 90d")),
+        "{table}"
+    );
+    for format in ["yaml", "json"] {
+        let out = server.dubectl(&["get", "secret", "web-cert", "-o", format]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("not_after"), "{}", stdout(&out));
+        assert!(
+            !stdout(&out).contains("PRIVATE KEY"),
+            "the key must never be shown: {}",
+            stdout(&out)
+        );
+    }
+    let (status, listed) = server.get_json("/v1/secrets").await;
+    assert_eq!(status, 200);
+    assert!(
+        !listed.to_string().contains("PRIVATE KEY") && listed[0].get("key").is_none(),
+        "{listed}"
+    );
+    assert!(
+        listed[0]["issuer"].as_str().is_some_and(|i| i.contains("user test CA")),
+        "{listed}"
+    );
+
+    // Each bad input: 4xx naming the problem, nothing stored.
+    let expired = ca.expired_leaf(&["old.tls.test"]);
+    let cases: [(&str, &str, &str, &str, u16, &str, &str); 7] = [
+        (
+            "not-pem",
+            "hello",
+            &good.key_pem,
+            "cert",
+            422,
+            "invalid_certificate",
+            "PEM",
+        ),
+        (
+            "key-not-pem",
+            &good.chain_pem,
+            "hello",
+            "key",
+            422,
+            "invalid_certificate",
+            "PEM",
+        ),
+        (
+            "mismatch",
+            &good.chain_pem,
+            &other.key_pem,
+            "key",
+            422,
+            "invalid_certificate",
+            "does not match",
+        ),
+        (
+            "expired",
+            &expired.chain_pem,
+            &expired.key_pem,
+            "cert",
+            422,
+            "invalid_certificate",
+            "expired",
+        ),
+        (
+            "Bad_Name",
+            &good.chain_pem,
+            &good.key_pem,
+            "name",
+            422,
+            "invalid_certificate",
+            "DNS label",
+        ),
+        (
+            "web-cert",
+            &good.chain_pem,
+            &good.key_pem,
+            "name",
+            409,
+            "conflict",
+            "exists already",
+        ),
+        (
+            "swapped",
+            &good.key_pem,
+            &good.chain_pem,
+            "cert",
+            422,
+            "invalid_certificate",
+            "CERTIFICATE",
+        ),
+    ];
+    for (name, cert_pem, key_pem, field, status, code, needle) in cases {
+        let (got, body) = post_secret(&server, name, cert_pem, key_pem).await;
+        assert_eq!(got, status, "{name}: {body}");
+        assert_eq!(body["code"], code, "{name}: {body}");
+        assert_eq!(body["field"], field, "{name}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains(needle)),
+            "{name}: {body}"
+        );
+        assert!(
+            !body.to_string().contains("PRIVATE KEY"),
+            "{name}: an error must not quote the key: {body}"
+        );
+    }
+    let (_, listed) = server.get_json("/v1/secrets").await;
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(1),
+        "bad inputs stored nothing: {listed}"
+    );
+
+    // dubectl shows the server's message.
+    std::fs::write(dir.path().join("other-key.pem"), &other.key_pem).expect("key");
+    let other_key = dir.path().join("other-key.pem");
+    let out = server.dubectl(&[
+        "create",
+        "secret",
+        "tls",
+        "mismatch",
+        "--cert",
+        cert,
+        "--key",
+        other_key.to_str().expect("path"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("does not match the certificate"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A pod's access.tls: the secret must exist and cover the host.
+    let pod = |host: &str, secret: &str| {
+        format!("name: web\nimage: dubernetes/whoami:v1\naccess:\n  host: {host}\n  tls: {{secret: {secret}}}\n")
+    };
+    for (host, secret, needle) in [
+        ("other.tls.test", "web-cert", "not the pod's host"),
+        ("web.tls.test", "nope", "no TLS secret"),
+    ] {
+        let (status, body) = server.put_yaml("web", &pod(host, secret)).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["field"], "access.tls.secret", "{body}");
+        assert!(body["message"].as_str().is_some_and(|m| m.contains(needle)), "{body}");
+        let (status, _) = server.get_json("/v1/pods/web").await;
+        assert_eq!(status, 404, "a refused apply creates no pod");
+    }
+    let (status, body) = server.put_yaml("web", &pod("web.tls.test", "web-cert")).await;
+    assert!(status == 200 || status == 201, "{status}: {body}");
+
+    // In use: not deleted; a replacement must still cover the pod's host.
+    let out = server.dubectl(&["delete", "secret", "web-cert"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("used by pod(s) web"), "{}", stderr(&out));
+    let elsewhere = ca.leaf(&["elsewhere.tls.test"]);
+    let (status, body) = server
+        .http
+        .put(format!("{}/v1/secrets/web-cert", server.url))
+        .json(&serde_json::json!({"name": "web-cert", "cert": elsewhere.chain_pem, "key": elsewhere.key_pem}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map(|s| (s, ()))
+        .expect("PUT");
+    assert_eq!(status, 422, "{body:?}");
+    let (_, listed) = server.get_json("/v1/secrets/web-cert").await;
+    assert_eq!(
+        listed["hosts"],
+        serde_json::json!(["web.tls.test"]),
+        "unchanged: {listed}"
+    );
+    assert_eq!(listed["used_by"], serde_json::json!(["web"]), "{listed}");
+
+    let out = server.dubectl(&["delete", "pod", "web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = server.dubectl(&["delete", "secret", "web-cert"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, listed) = server.get_json("/v1/secrets").await;
+    assert_eq!(listed, serde_json::json!([]));
+    assert!(!server.log().contains("PRIVATE KEY"), "keys never reach the log");
+}
