@@ -218,6 +218,23 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
         }
         table(&rows, &[]);
     }
+    if let Some(tls) = &s.tls {
+        let serving = if tls.serving {
+            "HTTPS"
+        } else {
+            "plain HTTP (no certificate yet)"
+        };
+        field("TLS", &format!("{} ({serving})", tls.source));
+        if let Some(issuer) = &tls.issuer {
+            field("  Issuer", &escape::line(issuer));
+        }
+        if let Some(not_after) = tls.not_after {
+            field("  Expires", &format!("{} ({})", date(not_after), expires_in(not_after)));
+        }
+        if let Some(error) = &tls.error {
+            field("  Error", &escape::line(error));
+        }
+    }
     println!("Spec:");
     for line in serde_yaml_ng::to_string(&pod.spec)?.lines() {
         println!("  {line}");

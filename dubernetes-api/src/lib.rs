@@ -32,7 +32,7 @@ pub use error::{ApiError, ErrorCode};
 pub use event::{Event, EventKind};
 pub use limits::{ContainerLimits, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT};
 pub use logs::{LogLine, LogStream, MAX_LOG_LINE_BYTES};
-pub use pod::{Condition, ConditionType, ContainerState, Phase, Pod, PodStatus, Replica, ReplicaCounts};
+pub use pod::{Condition, ConditionType, ContainerState, Phase, Pod, PodStatus, Replica, ReplicaCounts, TlsStatus};
 pub use revision::{ApplyOutcome, ApplyResponse, Revision, RolloutOutcome, RolloutState};
 pub use secret::{NewTlsSecret, TlsSecret, check_secret_name, name_covers};
 pub use spec::{

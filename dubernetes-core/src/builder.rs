@@ -35,6 +35,8 @@ pub struct DubernetesBuilder {
     adopt_foreign: bool,
     /// The engine to use; None: connect to Docker.
     engine: Option<Arc<dyn crate::engine::Engine>>,
+    /// Where `access.tls: auto` certificates come from; None: no ACME.
+    acme: Option<crate::acme::AcmeSettings>,
 }
 
 impl Default for DubernetesBuilder {
@@ -52,6 +54,7 @@ impl Default for DubernetesBuilder {
             drain: Duration::from_secs(1),
             adopt_foreign: false,
             engine: None,
+            acme: None,
         }
     }
 }
@@ -83,7 +86,13 @@ impl DubernetesBuilder {
         self
     }
 
-    /// How the ingress runs.
+    /// Obtains certificates for `access.tls: auto` hosts from this ACME directory.
+    pub fn acme(mut self, acme: crate::acme::AcmeSettings) -> Self {
+        self.acme = Some(acme);
+        self
+    }
+
+    /// The ingress container's image, listen addresses and limits.
     pub fn ingress(mut self, ingress: IngressSettings) -> Self {
         self.ingress = ingress;
         self
@@ -260,6 +269,9 @@ impl DubernetesBuilder {
             drain: self.drain,
         };
         let ctx = Context::new(settings, store, runtime, ingress);
+        if let Some(acme) = self.acme.clone() {
+            let _ = ctx.acme.set(Arc::new(crate::acme::Acme::new(acme)));
+        }
         // Subscribed before the controller starts, so the feed misses no change.
         let changes = ctx.changes.subscribe();
         ctx.start();

@@ -39,6 +39,7 @@
 
 pub use dubernetes_api;
 
+mod acme;
 mod builder;
 mod certificate;
 mod controller;
@@ -63,6 +64,10 @@ mod store;
 pub mod testing;
 mod watch;
 
+pub use acme::{
+    AcmeSettings, DEFAULT_RENEW_BEFORE, DEFAULT_RETRY as DEFAULT_ACME_RETRY, LETS_ENCRYPT_PRODUCTION,
+    MAX_RETRY as MAX_ACME_RETRY,
+};
 pub use controller::{BackoffSettings, Change};
 pub use data_dir::LOCK_FILE;
 pub use dubernetes_api::{ApiError, ApplyResponse, ErrorCode, NewTlsSecret, ReplicaCounts, TlsSecret};

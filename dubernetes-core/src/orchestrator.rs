@@ -151,6 +151,11 @@ impl Dubernetes {
             });
             self.ctx.wake(&spec.name);
             self.ctx.wake_ingress();
+            if spec.tls() == Some(&crate::spec::Tls::Auto)
+                && let Some(acme) = self.ctx.acme.get()
+            {
+                acme.wake();
+            }
         }
         let pod = self.view(stored).await?;
         Ok((pod, outcome))
@@ -450,7 +455,44 @@ impl Dubernetes {
     /// A pod as the controller last observed it; no engine call.
     async fn view(&self, stored: StoredPod) -> Result<Pod> {
         let observation = self.ctx.observe_pod(&stored.spec);
-        Ok(crate::status::pod_view(stored, observation))
+        let tls = self.tls_status(&stored.spec).await?;
+        let mut pod = crate::status::pod_view(stored, observation);
+        pod.status.tls = tls;
+        Ok(pod)
+    }
+
+    /// The certificate the pod's host is served with, for its status.
+    async fn tls_status(&self, spec: &PodSpec) -> Result<Option<dubernetes_api::TlsStatus>> {
+        let (Some(tls), Some(host)) = (spec.tls(), spec.host()) else {
+            return Ok(None);
+        };
+        let (source, name) = match tls {
+            crate::spec::Tls::Auto => ("acme", crate::acme::certificate_name(host)),
+            crate::spec::Tls::Secret(name) => ("secret", name.clone()),
+        };
+        let stored = self.ctx.store.certificate(&name).await?;
+        let https = self.ctx.ingress.serves_tls();
+        let error = match tls {
+            crate::spec::Tls::Auto => match self.ctx.acme.get() {
+                Some(acme) => acme.last_error(host),
+                None => Some("this server has no ACME directory (--acme-directory)".into()),
+            },
+            crate::spec::Tls::Secret(_) => None,
+        };
+        let error =
+            error.or_else(|| (!https).then(|| "the ingress has no HTTPS listener (--ingress-tls-listen)".to_string()));
+        Ok(Some(dubernetes_api::TlsStatus {
+            source: source.into(),
+            serving: https && stored.is_some(),
+            issuer: stored.as_ref().map(|c| c.issuer.clone()),
+            not_after: stored.as_ref().map(|c| c.not_after),
+            error,
+        }))
+    }
+
+    /// The host port the ingress serves HTTPS on, once it runs with one.
+    pub async fn ingress_tls_port(&self) -> Option<u16> {
+        self.ctx.ingress.tls_port().await
     }
 }
 

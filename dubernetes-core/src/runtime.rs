@@ -204,6 +204,11 @@ impl Runtime {
         self.engine.write_file(id, dir, file, content).await
     }
 
+    /// Writes one file of mode 0600 into a container (see [`crate::engine::Engine::write_private_file`]).
+    pub(crate) async fn write_private_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
+        self.engine.write_private_file(id, dir, file, content).await
+    }
+
     /// The engine's event stream for this instance's containers.
     pub(crate) fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent>> {
         self.engine.events(instance)

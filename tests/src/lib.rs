@@ -13,6 +13,7 @@ use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOpt
 use std::collections::HashMap;
 
 pub mod engine_proxy;
+pub mod pebble;
 pub mod pki;
 
 /// The demo image, v1 and v2 (same app, reports `Version: v2`).
@@ -333,6 +334,7 @@ impl TestServer {
             .arg(&self.data_path)
             .args(["--instance", &self.instance])
             .args(["--ingress-listen", "127.0.0.1:0"])
+            .args(["--ingress-tls-listen", "127.0.0.1:0"])
             .args(["--ingress-image", NGINX_LOCAL])
             .args(["--stop-grace-seconds", "2"])
             .args(&self.extra_args)

@@ -318,3 +318,211 @@ async fn user_certificates_and_each_bad_input() {
     assert_eq!(listed, serde_json::json!([]));
     assert!(!server.log().contains("PRIVATE KEY"), "keys never reach the log");
 }
+
+/// A pod spec routing `host` with `access.tls: auto` (or none).
+fn acme_pod(name: &str, host: &str, tls: bool) -> String {
+    let tls = if tls { "\n  tls: auto" } else { "" };
+    format!("name: {name}\nimage: dubernetes/whoami:v1\naccess:\n  host: {host}{tls}\n")
+}
+
+/// The pod's `status.tls`.
+async fn tls_status(server: &TestServer, pod: &str) -> serde_json::Value {
+    server.get_json(&format!("/v1/pods/{pod}")).await.1["status"]["tls"].clone()
+}
+
+/// An HTTPS client that trusts only `root` and reaches `host` at 127.0.0.1:`port`.
+fn https_client(root: &str, host: &str, port: u16) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(root.as_bytes()).expect("root")])
+        .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .tls_info(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// The leaf certificate (DER) the server presented.
+fn peer_certificate(response: &reqwest::Response) -> Vec<u8> {
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .map(<[u8]>::to_vec)
+        .expect("a TLS peer certificate")
+}
+
+/// `access.tls: auto` against a real ACME server (Pebble): the certificate
+/// is issued by HTTP-01 through the ingress (Pebble fetches the challenge),
+/// HTTPS is served with it (the chain checked against Pebble's root by a real
+/// TLS client, SNI choosing the host), HTTP redirects with 308 keeping path and
+/// query, a host without `tls` stays HTTP, a failed challenge leaves its host
+/// on HTTP with a Warning and a status that says why and is retried, and
+/// renewals (forced by a renew-before longer than the certificate's life)
+/// swap the certificate without failing a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme_issuance_https_redirect_failure_and_renewal() {
+    let acme_port = free_port();
+    let directory = dubernetes_tests::pebble::Pebble::directory_for(acme_port);
+    // Pebble's API CA is only known once it is made: the server reads the file
+    // when it first talks to the ACME server, after Pebble is up.
+    let ca_dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = ca_dir.path().join("pebble-api-ca.pem");
+    std::fs::write(&ca_file, "").expect("placeholder");
+    let server = TestServer::start_with(
+        "tls-acme",
+        &[
+            "--acme-directory",
+            &directory,
+            "--acme-ca-file",
+            ca_file.to_str().expect("path"),
+            "--acme-retry",
+            "2s",
+            // Longer than Pebble's certificates live: every certificate is due
+            // again at once, so the server renews every few seconds.
+            "--acme-renew-before",
+            "100000d",
+        ],
+    )
+    .await;
+    let http_port = server.ingress_port().await;
+    let pebble = dubernetes_tests::pebble::Pebble::start(acme_port, http_port).await;
+    std::fs::copy(&pebble.api_ca_file, &ca_file).expect("CA file");
+    pebble.set_address("bad.acme.test", "127.0.0.2").await;
+
+    for (name, host, tls) in [
+        ("web", "web.acme.test", true),
+        ("bad", "bad.acme.test", true),
+        ("plain", "plain.acme.test", false),
+    ] {
+        let (status, body) = server.put_yaml(name, &acme_pod(name, host, tls)).await;
+        assert!(status == 200 || status == 201, "{name}: {status} {body}");
+    }
+    let serving = |pod: &'static str| {
+        let server = &server;
+        move || async move { (tls_status(server, pod).await["serving"] == true).then_some(()) }
+    };
+    dubernetes_tests::wait_for("web's certificate", Duration::from_secs(120), serving("web")).await;
+    let tls_port = wait_until_some(|| async {
+        server.get_json("/v1/ingress").await.1["tls_port"]
+            .as_u64()
+            .map(|p| p as u16)
+    })
+    .await;
+    let root = pebble.issuance_root_pem().await;
+
+    // HTTPS with the issued certificate, checked against Pebble's root.
+    let client = https_client(&root, "web.acme.test", tls_port);
+    let url = format!("https://web.acme.test:{tls_port}/");
+    let response = dubernetes_tests::wait_for("HTTPS through the ingress", Duration::from_secs(30), || async {
+        client.get(&url).send().await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+    let first_cert = peer_certificate(&response);
+    assert!(
+        response.text().await.expect("body").contains("Hostname"),
+        "whoami answers"
+    );
+    // SNI: a name without a certificate gets no handshake.
+    let unknown = https_client(&root, "nobody.acme.test", tls_port);
+    assert!(
+        unknown
+            .get(format!("https://nobody.acme.test:{tls_port}/"))
+            .send()
+            .await
+            .is_err()
+    );
+
+    // HTTP redirects to HTTPS with path and query; the plain host is not redirected.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    // (Waited for: right after a reload, nginx's old workers may still take a connection or two.)
+    let location = dubernetes_tests::wait_for("the 308 redirect", Duration::from_secs(15), || async {
+        let response = http
+            .get(format!("http://127.0.0.1:{http_port}/some/path?q=1&r=2"))
+            .header("host", "web.acme.test")
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 308).then(|| response.headers().get("location").cloned())?
+    })
+    .await;
+    assert_eq!(
+        location,
+        format!("https://web.acme.test:{tls_port}/some/path?q=1&r=2").as_str()
+    );
+    let (status, _) = server.via_ingress("plain.acme.test").await.expect("plain");
+    assert_eq!(status, 200, "a host without tls stays on HTTP");
+
+    // The failed challenge: a Warning, a status that says why, still HTTP.
+    let bad = tls_status(&server, "bad").await;
+    assert_eq!(bad["serving"], false, "{bad}");
+    let (_, events) = server.get_json("/v1/events?pod=bad").await;
+    let warned = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["reason"] == "CertificateFailed" && e["kind"] == "Warning");
+    assert!(warned, "{events}");
+    assert!(bad["error"].as_str().is_some_and(|e| !e.is_empty()), "{bad}");
+    let (status, _) = server.via_ingress("bad.acme.test").await.expect("bad over HTTP");
+    assert_eq!(status, 200, "a host whose issuance failed stays on HTTP");
+    let out = server.dubectl(&["describe", "pod", "bad"]);
+    assert!(stdout(&out).contains("CertificateFailed"), "{}", stdout(&out));
+    // Fixed: the retry (with back-off) succeeds.
+    pebble.clear_address("bad.acme.test").await;
+    dubernetes_tests::wait_for(
+        "bad's certificate after the retry",
+        Duration::from_secs(90),
+        serving("bad"),
+    )
+    .await;
+    assert!(tls_status(&server, "bad").await["error"].is_null());
+
+    // describe shows issuer and expiry; no key anywhere in the pod.
+    let out = server.dubectl(&["describe", "pod", "web"]);
+    let text = stdout(&out);
+    assert!(text.contains("Issuer") && text.contains("Pebble"), "{text}");
+    assert!(text.contains("Expires"), "{text}");
+    let out = server.dubectl(&["get", "pod", "web", "-o", "yaml"]);
+    assert!(!stdout(&out).contains("PRIVATE KEY"), "{}", stdout(&out));
+
+    // Renewal: a new certificate is served; requests meanwhile all succeed.
+    let started = Instant::now();
+    let mut requests = 0;
+    loop {
+        let response = client
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("a request failed during renewal: {e}\n{}", server.log()));
+        assert_eq!(response.status(), 200);
+        requests += 1;
+        if peer_certificate(&response) != first_cert {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no renewal within 90s\n{}",
+            pebble.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "renewed after {:?}; {requests} requests over HTTPS meanwhile, none failed",
+        started.elapsed()
+    );
+    let (_, events) = server.get_json("/v1/events?pod=web").await;
+    assert!(events.to_string().contains("CertificateRenewed"), "{events}");
+    assert!(!server.log().contains("PRIVATE KEY"), "keys never reach the log");
+}
+
+async fn wait_until_some<T, F, Fut>(check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    dubernetes_tests::wait_for("a value", Duration::from_secs(30), check).await
+}

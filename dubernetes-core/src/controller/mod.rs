@@ -158,6 +158,8 @@ pub(crate) struct Context {
     last_routes: StdMutex<HashMap<String, Vec<String>>>,
     observed: StdMutex<ObservedCache>,
     list_seq: AtomicU64,
+    /// Certificates by ACME, when the instance has an ACME directory.
+    pub acme: std::sync::OnceLock<Arc<crate::acme::Acme>>,
 }
 
 fn lock<T>(m: &StdMutex<T>) -> MutexGuard<'_, T> {
@@ -201,6 +203,7 @@ impl Context {
             last_routes: StdMutex::new(HashMap::new()),
             observed: StdMutex::new(ObservedCache::default()),
             list_seq: AtomicU64::new(0),
+            acme: std::sync::OnceLock::new(),
         })
     }
 
@@ -249,7 +252,7 @@ impl Context {
         call.await
     }
 
-    async fn event(&self, pod: &str, kind: &str, reason: &str, message: &str) {
+    pub(crate) async fn event(&self, pod: &str, kind: &str, reason: &str, message: &str) {
         tracing::info!(pod, kind, reason, message);
         if let Err(e) = self.store.record_event(pod, kind, reason, message).await {
             tracing::warn!(error = %e, "recording an event failed");
@@ -276,6 +279,10 @@ impl Context {
         self.tasks.spawn(async move { ctx.event_loop().await });
         let ctx = Arc::clone(self);
         self.tasks.spawn(async move { ctx.resync_loop().await });
+        if let Some(acme) = self.acme.get() {
+            let (acme, ctx) = (Arc::clone(acme), Arc::clone(self));
+            self.tasks.spawn(async move { acme.run(ctx).await });
+        }
     }
 }
 

@@ -511,6 +511,10 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
+    async fn write_private_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
+        self.write_file(id, dir, file, content).await
+    }
+
     async fn is_running(&self, id: &str) -> Result<bool> {
         Ok(lock(&self.state)
             .containers

@@ -103,6 +103,8 @@ pub struct ContainerSpec {
     pub limits: ContainerLimits,
     /// Publish `port` on this host address (port 0: any free port). Only the ingress does.
     pub publish: Option<SocketAddr>,
+    /// Also publish container port 443 on this host address (the ingress's HTTPS).
+    pub publish_tls: Option<SocketAddr>,
 }
 
 /// Something that happened to a container of the instance.
@@ -198,6 +200,10 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
 
     /// Writes one file into a container (created or running).
     async fn write_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()>;
+
+    /// Writes one file readable by its owner only (mode 0600: a private
+    /// key); `file` may name subdirectories of `dir`, created as needed.
+    async fn write_private_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()>;
 
     /// Whether a container runs, read from the container itself (on Docker
     /// this also waits until the engine has finished booking an exit).
