@@ -286,6 +286,31 @@ async fn user_certificates_and_each_bad_input() {
     }
     let (status, body) = server.put_yaml("web", &pod("web.tls.test", "web-cert")).await;
     assert!(status == 200 || status == 201, "{status}: {body}");
+    // The ingress serves it over HTTPS with the user's certificate (checked against the user's CA).
+    server.wait_converged("web", Duration::from_secs(60)).await;
+    let tls_port = dubernetes_tests::wait_for("the HTTPS port", Duration::from_secs(30), || async {
+        server.get_json("/v1/ingress").await.1["tls_port"]
+            .as_u64()
+            .map(|p| p as u16)
+    })
+    .await;
+    let client = https_client(&ca.cert_pem, "web.tls.test", tls_port);
+    let url = format!("https://web.tls.test:{tls_port}/");
+    let response = dubernetes_tests::wait_for("HTTPS with the user's certificate", Duration::from_secs(30), || async {
+        client.get(&url).send().await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+    assert_eq!(
+        peer_certificate(&response),
+        pem_der(&good.cert_pem),
+        "the uploaded certificate is served"
+    );
+    let tls = tls_status(&server, "web").await;
+    assert_eq!(
+        (tls["source"].as_str(), tls["serving"].as_bool()),
+        (Some("secret"), Some(true)),
+        "{tls}"
+    );
 
     // In use: not deleted; a replacement must still cover the pod's host.
     let out = server.dubectl(&["delete", "secret", "web-cert"]);
@@ -328,6 +353,14 @@ fn acme_pod(name: &str, host: &str, tls: bool) -> String {
 /// The pod's `status.tls`.
 async fn tls_status(server: &TestServer, pod: &str) -> serde_json::Value {
     server.get_json(&format!("/v1/pods/{pod}")).await.1["status"]["tls"].clone()
+}
+
+/// The DER of the first PEM certificate in `pem`.
+fn pem_der(pem: &str) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject as _;
+    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .expect("PEM certificate")
+        .to_vec()
 }
 
 /// An HTTPS client that trusts only `root` and reaches `host` at 127.0.0.1:`port`.

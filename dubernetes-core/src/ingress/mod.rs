@@ -409,6 +409,20 @@ impl Ingress {
                 .await?;
             state.written_certs.insert(pod.clone(), print);
         }
+        // A pod that no longer serves HTTPS (deleted, tls removed, secret
+        // replaced by none): its key does not stay behind in the container.
+        let gone: Vec<String> = state
+            .written_certs
+            .keys()
+            .filter(|pod| !certs.contains_key(*pod))
+            .cloned()
+            .collect();
+        for pod in gone {
+            self.runtime
+                .write_private_file(id, NGINX_DIR, &format!("dubernetes/tls/{pod}.pem"), b"")
+                .await?;
+            state.written_certs.remove(&pod);
+        }
         Ok(())
     }
 
