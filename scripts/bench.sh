@@ -20,7 +20,7 @@ command -v docker >/dev/null || { log "docker is not installed"; exit 1; }
 docker info >/dev/null 2>&1 || { log "the Docker engine does not answer: start it or set DOCKER_HOST"; exit 1; }
 [[ $# -ge 1 ]] || { log "usage: scripts/bench.sh heal|scale|rollout|all [--quick] [--write-docs FILE] [--no-swarm]"; exit 2; }
 
-for image in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/nginx:local; do
+for image in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/nginx:local-2; do
 	docker image inspect "$image" >/dev/null 2>&1 || { scripts/build-images.sh >/dev/null; break; }
 done
 log "cargo build --release"
@@ -37,13 +37,14 @@ sweep() {
 	[[ -z $ids ]] || docker service rm $ids >/dev/null 2>&1 || true
 	ids="$(docker network ls --format '{{.Name}}' | grep -E '^(dub-)?bench-' || true)"
 	[[ -z $ids ]] || docker network rm $ids >/dev/null 2>&1 || log "warning: could not remove networks: $ids"
-	# The bench refuses to start on an engine that is in a swarm, so a swarm
-	# still active after a failed run is the one it created.
-	if [[ $(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null) == active ]]; then
+	# Only a swarm this run created is left: one that was active before the
+	# run is someone else's (the bench then only adds services of its own).
+	if [[ $SWARM_BEFORE != active && $(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null) == active ]]; then
 		log "docker swarm leave --force"
 		docker swarm leave --force >/dev/null 2>&1 || log "warning: docker swarm leave --force failed"
 	fi
 }
+SWARM_BEFORE="$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || true)"
 status=0
 DUBERNETES_BENCH_COMMAND="scripts/bench.sh $*" target/release/dubernetes-bench "$@" || status=$?
 if [[ $status -ne 0 ]]; then

@@ -8,7 +8,11 @@
 #                          exits at once (code 3); never listens; serves, then
 #                          exits after 2s (code 4); listens only after 3s
 #   dubernetes/whoami:stubborn  the same, for slow-stop tests (WHOAMI_IGNORE_SIGTERM=1)
-#   dubernetes/nginx:local Debian's nginx (extracted, not installed) on an empty image
+#   dubernetes/nginx:local-2
+#                          Debian's nginx and its njs module (libnginx-mod-http-js;
+#                          extracted, not installed) on an empty image. The ingress
+#                          routes with njs (no reload on replica changes); `:local`
+#                          (no njs) is no longer built.
 #
 # Needs: docker (daemon running), cargo/rustc, and Debian's apt for the nginx package
 # and anything else missing. Idempotent; a second run mostly hits caches. Runs from any
@@ -180,9 +184,14 @@ for pkg in nginx nginx-core nginx-light; do
 done
 [[ -n $NGINX_DEB ]] || die "no Debian package with /usr/sbin/nginx could be downloaded"
 COMMON_DEB="$(fetch_deb nginx-common)" || die "cannot download nginx-common"
-log "using $(basename "$NGINX_DEB") and $(basename "$COMMON_DEB")"
+# njs: the ingress picks replicas per request from files (no reload on replica changes).
+NJS_DEB="$(fetch_deb libnginx-mod-http-js)" || die "cannot download libnginx-mod-http-js (nginx's njs module)"
+log "using $(basename "$NGINX_DEB"), $(basename "$COMMON_DEB") and $(basename "$NJS_DEB")"
 dpkg-deb -x "$NGINX_DEB" "$DEB_ROOT"
 dpkg-deb -x "$COMMON_DEB" "$DEB_ROOT"
+dpkg-deb -x "$NJS_DEB" "$DEB_ROOT"
+NJS_SO=usr/lib/nginx/modules/ngx_http_js_module.so
+[[ -f $DEB_ROOT/$NJS_SO ]] || die "$NJS_SO not found in $(basename "$NJS_DEB")"
 
 # The shared libraries nginx links to must be on the host for ldd to find them: install
 # the library packages the nginx package depends on (first alternative of each).
@@ -193,13 +202,15 @@ mapfile -t LIB_PKGS < <(dpkg-deb -f "$NGINX_DEB" Depends | tr ',' '\n' |
 RFS="$STAGE/nginx/rootfs"
 mkdir -p "$RFS"
 install -D -m 0755 "$DEB_ROOT/usr/sbin/nginx" "$RFS/usr/sbin/nginx"
+install -D -m 0644 "$DEB_ROOT/$NJS_SO" "$RFS/$NJS_SO"
 
-LDD_OUT="$(LC_ALL=C ldd "$DEB_ROOT/usr/sbin/nginx")" || die "ldd failed on nginx"
+LDD_OUT="$(LC_ALL=C ldd "$DEB_ROOT/usr/sbin/nginx" && LC_ALL=C ldd "$DEB_ROOT/$NJS_SO")" ||
+	die "ldd failed on nginx or its njs module"
 if grep -q 'not found' <<<"$LDD_OUT"; then
 	die "libraries of nginx missing on the host:"$'\n'"$LDD_OUT"
 fi
 # "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)"
-mapfile -t LIBS < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$LDD_OUT")
+mapfile -t LIBS < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$LDD_OUT" | sort -u)
 [[ ${#LIBS[@]} -gt 0 ]] || die "ldd listed no libraries for nginx"
 for lib in "${LIBS[@]}"; do
 	install -D -m 0755 "$(readlink -f "$lib")" "$RFS$lib"
@@ -226,9 +237,9 @@ ln -sfn /dev/stderr "$RFS/var/log/nginx/error.log"
 # The project's own files (nginx.conf, conf.d/default.conf, passwd, group, html) last.
 cp -R "$ROOT/images/nginx/rootfs/." "$RFS/"
 cp "$ROOT/images/nginx/Dockerfile" "$STAGE/nginx/Dockerfile"
-docker_build "$STAGE/nginx" dubernetes/nginx:local
+docker_build "$STAGE/nginx" dubernetes/nginx:local-2
 
-for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local; do
+for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local-2; do
 	docker image inspect "$tag" >/dev/null || die "$tag missing after build"
 	echo "$tag"
 done

@@ -219,18 +219,21 @@ async fn with_server(
     // API latency.
     eprintln!("bench: scale: API latency");
     let (mut get, mut list, mut apply) = (Samples::default(), Samples::default(), Samples::default());
+    let mut list_wide = Samples::default();
     for i in 0..s.gets {
         let name = format!("pod-{:03}", i % s.total_pods);
         let t = Instant::now();
         server.get(&name).await?;
         get.push(t.elapsed());
     }
-    for _ in 0..s.lists {
-        let t = Instant::now();
-        let pods = server.list().await?;
-        list.push(t.elapsed());
-        if pods.len() != s.total_pods {
-            bail!("list returned {} pods, expected {}", pods.len(), s.total_pods);
+    for (replicas, samples) in [(false, &mut list), (true, &mut list_wide)] {
+        for _ in 0..s.lists {
+            let t = Instant::now();
+            let pods = server.list_with(replicas).await?;
+            samples.push(t.elapsed());
+            if pods.len() != s.total_pods {
+                bail!("list returned {} pods, expected {}", pods.len(), s.total_pods);
+            }
         }
     }
     for i in 0..s.applies {
@@ -307,6 +310,7 @@ async fn with_server(
     for (what, samples, target) in [
         ("GET /v1/pods/{name}", &get, Some(Duration::from_millis(10))),
         ("GET /v1/pods (list)", &list, Some(Duration::from_millis(10))),
+        ("GET /v1/pods?replicas=true (list with every replica)", &list_wide, None),
         ("PUT /v1/pods/{name} (unchanged spec)", &apply, None),
     ] {
         let p99 = samples.quantile(0.99);

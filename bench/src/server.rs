@@ -53,7 +53,7 @@ impl Server {
             .arg("--ingress-tls-listen")
             .arg("127.0.0.1:0")
             .arg("--ingress-image")
-            .arg("dubernetes/nginx:local")
+            .arg("dubernetes/nginx:local-2")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -102,12 +102,18 @@ impl Server {
         self.child.id().context("the server exited")
     }
 
-    pub async fn list(&self) -> Result<Vec<Pod>> {
-        let r = self.client.get(format!("{}/v1/pods", self.api)).send().await?;
+    /// `GET /v1/pods`: the light list, or with `replicas` each pod's replicas too.
+    pub async fn list_with(&self, replicas: bool) -> Result<Vec<Pod>> {
+        let url = format!("{}/v1/pods{}", self.api, if replicas { "?replicas=true" } else { "" });
+        let r = self.client.get(url).send().await?;
         if !r.status().is_success() {
             bail!("GET /v1/pods: {}", r.status());
         }
         Ok(r.json().await?)
+    }
+
+    pub async fn list(&self) -> Result<Vec<Pod>> {
+        self.list_with(false).await
     }
 
     pub async fn get(&self, name: &str) -> Result<Pod> {

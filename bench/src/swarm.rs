@@ -17,7 +17,9 @@ use bollard::query_parameters::ListTasksOptionsBuilder;
 use crate::engine::{Cleanup, LABEL_BENCH};
 
 /// Joins this engine to a new single-node swarm on loopback, unless it is in
-/// one already (then we refuse: it is not ours to leave).
+/// one already: then that swarm is someone else's (e.g. another test run on
+/// the same engine). It is used only to create (and remove) services of our
+/// own, labelled `io.dubernetes.bench`, and it is never left.
 pub async fn init(docker: &Docker, cleanup: &Cleanup) -> Result<()> {
     let info = docker.info().await.context("docker info")?;
     let state = info
@@ -25,10 +27,12 @@ pub async fn init(docker: &Docker, cleanup: &Cleanup) -> Result<()> {
         .and_then(|s| s.local_node_state)
         .map(|s| s.to_string())
         .unwrap_or_default();
-    if state == "active" || state == "pending" {
-        bail!(
-            "this engine is already part of a swarm; the benchmark only uses a swarm it creates (docker swarm leave first)"
-        );
+    if state == "active" {
+        eprintln!("bench: this engine is in a swarm already; using it for our own services only, and not leaving it");
+        return Ok(());
+    }
+    if state == "pending" {
+        bail!("this engine is joining a swarm (state pending); not ours to use or leave");
     }
     cleanup.swarm();
     docker

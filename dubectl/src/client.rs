@@ -181,10 +181,16 @@ impl Client {
         self.send(self.http.get(format!("{}/v1/pods/{name}", self.base))).await
     }
 
-    /// The pods and the watch version to follow them from.
-    pub async fn list_versioned(&self) -> anyhow::Result<(Vec<Pod>, u64)> {
-        self.send_versioned(self.http.get(format!("{}/v1/pods", self.base)))
-            .await
+    /// The pods and the watch version to follow them from; `replicas`: with
+    /// each pod's per-replica detail (else the lighter list: no `replicas`).
+    pub async fn list_versioned(&self, replicas: bool) -> anyhow::Result<(Vec<Pod>, u64)> {
+        let url = format!("{}/v1/pods", self.base);
+        let request = if replicas {
+            self.http.get(url).query(&[("replicas", "true")])
+        } else {
+            self.http.get(url)
+        };
+        self.send_versioned(request).await
     }
 
     pub async fn delete(&self, name: &str) -> anyhow::Result<()> {

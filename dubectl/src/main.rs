@@ -385,9 +385,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             watch,
         } => {
+            // Tables show counts only; JSON and YAML print whole objects.
+            let replicas = !matches!(output, Format::Table | Format::Wide);
             let (pods, version) = match &name {
                 Some(name) => {
-                    let (pods, version) = client.list_versioned().await?;
+                    let (pods, version) = client.list_versioned(replicas).await?;
                     let pod = pods.into_iter().find(|p| &p.name == name);
                     match pod {
                         Some(pod) => (vec![pod], version),
@@ -395,7 +397,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         None => (vec![client.get(name).await?], version),
                     }
                 }
-                None => client.list_versioned().await?,
+                None => client.list_versioned(replicas).await?,
             };
             let single = name.is_some() && !watch;
             let widths = output::print_pods(&pods, output, single)?;

@@ -233,6 +233,9 @@ impl DubernetesBuilder {
             }
             (None, None) => (None, Arc::new(SqliteStore::in_memory().await?) as Arc<dyn Store>),
         };
+        // The data dir lock (or an in-memory store) makes this process the
+        // only writer: reads can be served from memory.
+        let store: Arc<dyn Store> = Arc::new(crate::store::cache::CachedStore::new(store));
         let existing_ids: HashSet<String> = everything.iter().map(|c| c.id.clone()).collect();
         store
             .record_ownership(&store_id, &dir_label, &adoptions, &existing_ids)

@@ -3,9 +3,11 @@
 //! TCP connect (the default when a pod has no `health` block). A replica
 //! becomes ready after `healthy_after` successes in a row and stops being
 //! ready after `unhealthy_after` failures in a row; every flip calls back (the
-//! controller wakes the pod and the ingress). Until its first success a
-//! replica is checked more often (50ms, doubling up to `interval`), so a
-//! replacement starts serving as soon as it listens, not an interval later.
+//! controller wakes the pod and the ingress). The first check fires as soon
+//! as the replica is seen running; until its first success a replica is
+//! checked every [`STARTUP_POLL`] for [`STARTUP_FAST`], then less often
+//! (doubling up to `interval`), so a replacement starts serving within a few
+//! ms of listening (the app leads), not an interval later.
 //! `type: none` has no task: a running replica is ready from the moment the
 //! check is set up.
 
@@ -22,8 +24,12 @@ use tokio_util::task::TaskTracker;
 use crate::engine::Network;
 use crate::spec::{CheckKind, HealthCheck};
 
-/// The first re-check of a replica that is not ready yet.
-const STARTUP_POLL: Duration = Duration::from_millis(50);
+/// How often a replica that has never passed is re-checked at first.
+const STARTUP_POLL: Duration = Duration::from_millis(15);
+
+/// How long a replica that has never passed is checked every [`STARTUP_POLL`]
+/// (most apps listen within this); then the pause doubles up to `interval`.
+const STARTUP_FAST: Duration = Duration::from_secs(2);
 
 /// What the checks of one replica say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -188,6 +194,7 @@ async fn run(
 ) {
     let mut pause = Duration::ZERO;
     let mut seen_success = false;
+    let began = Instant::now();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -204,6 +211,8 @@ async fn run(
         // usually ready within a few hundred ms); then the check's interval.
         let cadence = if seen_success {
             check.interval
+        } else if began.elapsed() < STARTUP_FAST {
+            STARTUP_POLL.min(check.interval)
         } else {
             pause.saturating_mul(2).max(STARTUP_POLL).min(check.interval)
         };
@@ -303,7 +312,7 @@ mod tests {
         assert!(!s.ready && s.ready_since.is_none());
         assert!(s.last_error.is_some_and(|e| e.contains("TCP connect")));
 
-        // It opens: ready within a fast poll (50ms doubling), not an interval later.
+        // It opens: ready within a fast poll, not an interval later.
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         let took = until(&health, "c1", |s| s.ready).await;
         assert!(took < Duration::from_secs(1), "{took:?}");

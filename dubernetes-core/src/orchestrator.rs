@@ -336,6 +336,12 @@ impl Dubernetes {
         self.ctx.ingress.reloads()
     }
 
+    /// How many replica changes the ingress applied without a reload (writes
+    /// of its endpoint files) since this handle started.
+    pub fn ingress_endpoint_updates(&self) -> u64 {
+        self.ctx.ingress.endpoint_updates()
+    }
+
     /// Pods whose routes the live nginx config leaves out because nginx
     /// rejected them, with nginx's message (also in each pod's status, reason
     /// `IngressRejected`).

@@ -209,6 +209,11 @@ impl Runtime {
         self.engine.write_private_file(id, dir, file, content).await
     }
 
+    /// Writes several files (paths relative to `dir`) in one engine call.
+    pub(crate) async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+        self.engine.write_files(id, dir, files).await
+    }
+
     /// The engine's event stream for this instance's containers.
     pub(crate) fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent>> {
         self.engine.events(instance)

@@ -21,7 +21,7 @@ pub const WHOAMI_V1: &str = "dubernetes/whoami:v1";
 /// See [`WHOAMI_V1`].
 pub const WHOAMI_V2: &str = "dubernetes/whoami:v2";
 /// The locally built nginx ingress image.
-pub const NGINX_LOCAL: &str = "dubernetes/nginx:local";
+pub const NGINX_LOCAL: &str = "dubernetes/nginx:local-2";
 
 /// Connects to the engine or fails the test with a message that says what to do.
 pub async fn docker() -> Docker {

@@ -61,6 +61,20 @@ async fn every_command_against_a_real_server() {
     assert!(out.contains("pod/cli-one unchanged"), "{out}");
     server.wait_converged("cli-one", Duration::from_secs(60)).await;
 
+    // The list is light (status, no per-replica detail) unless asked.
+    let (_, light) = server.get_json("/v1/pods").await;
+    let (_, full) = server.get_json("/v1/pods?replicas=true").await;
+    let one = |list: &serde_json::Value| {
+        list.as_array()
+            .and_then(|l| l.iter().find(|p| p["name"] == "cli-one").cloned())
+            .expect("cli-one listed")
+    };
+    assert_eq!(one(&light)["replicas"], serde_json::json!([]), "{light}");
+    assert_eq!(one(&light)["status"]["ready_replicas"], 1, "{light}");
+    assert_eq!(one(&full)["replicas"].as_array().map(Vec::len), Some(1), "{full}");
+    let out = ok(&server.dubectl(&["get", "pods", "-o", "json"]), "get -o json");
+    assert!(out.contains("\"up_to_date\""), "get -o json prints the replicas: {out}");
+
     // get: the table.
     let out = ok(&server.dubectl(&["get", "pods"]), "get pods");
     let header = out.lines().next().unwrap_or_default();

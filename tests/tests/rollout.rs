@@ -15,13 +15,14 @@ fn spec(image: &str, replicas: u32, extra: &str) -> String {
     )
 }
 
-/// A steady stream of requests through the ingress, on a few connections.
+/// A steady stream of requests through the ingress, on a few keep-alive
+/// connections, never retried: replica changes reload no nginx, so no
+/// connection is closed under a client.
 struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
     errors: Arc<std::sync::Mutex<Vec<String>>>,
-    retried: Arc<AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -33,20 +34,19 @@ impl Load {
             ok: Arc::new(AtomicU64::new(0)),
             failed: Arc::new(AtomicU64::new(0)),
             errors: Arc::new(std::sync::Mutex::new(Vec::new())),
-            retried: Arc::new(AtomicU64::new(0)),
             tasks: Vec::new(),
         };
         let mut tasks = Vec::new();
         for _ in 0..clients {
-            let (stop, ok, failed, errors, retried) = (
+            let (stop, ok, failed, errors) = (
                 load.stop.clone(),
                 load.ok.clone(),
                 load.failed.clone(),
                 load.errors.clone(),
-                load.retried.clone(),
             );
             let http = reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(1)
                 .build()
                 .expect("client");
             let url = format!("http://127.0.0.1:{port}/");
@@ -55,18 +55,7 @@ impl Load {
                 // Bounded: at most 10 minutes of requests even if nobody stops us.
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
                 while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
-                    let mut result = http.get(&url).header("host", &host).send().await;
-                    // An nginx reload closes the old workers' keep-alive connections
-                    // after their current response. A request sent on such a reused
-                    // connection sees it closed before any response byte; like curl
-                    // and browsers (RFC 9112 section 9.3.1) we retry it once on a
-                    // fresh connection. Every other failure counts.
-                    if let Err(e) = &result
-                        && format!("{e:?}").contains("IncompleteMessage")
-                    {
-                        retried.fetch_add(1, Ordering::Relaxed);
-                        result = http.get(&url).header("host", &host).send().await;
-                    }
+                    let result = http.get(&url).header("host", &host).send().await;
                     match result {
                         Ok(r) if r.status().as_u16() == 200 => {
                             ok.fetch_add(1, Ordering::Relaxed);
@@ -91,11 +80,7 @@ impl Load {
         for t in self.tasks {
             let _ = t.await;
         }
-        let mut errors = self.errors.lock().expect("lock").clone();
-        errors.push(format!(
-            "(retried on a fresh connection after a keep-alive close: {})",
-            self.retried.load(Ordering::Relaxed)
-        ));
+        let errors = self.errors.lock().expect("lock").clone();
         (
             self.ok.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
@@ -106,6 +91,25 @@ impl Load {
 
 async fn pod(server: &TestServer) -> serde_json::Value {
     server.get_json("/v1/pods/app").await.1
+}
+
+/// nginx reloads and endpoint updates since the server started.
+async fn ingress_counts(server: &TestServer) -> (u64, u64) {
+    let (_, ingress) = server.get_json("/v1/ingress").await;
+    (
+        ingress["reloads"].as_u64().expect("reloads"),
+        ingress["endpoint_updates"].as_u64().expect("endpoint_updates"),
+    )
+}
+
+/// Waits until the load has made `n` more requests.
+async fn more_requests(load: &Load, n: u64) {
+    let seen = load.ok.load(Ordering::Relaxed) + load.failed.load(Ordering::Relaxed);
+    wait_for("more requests", T, || async {
+        let now = load.ok.load(Ordering::Relaxed) + load.failed.load(Ordering::Relaxed);
+        (now > seen + n).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -120,6 +124,7 @@ async fn image_change_under_load_drops_no_request() {
         (load.ok.load(Ordering::Relaxed) > 20).then_some(())
     })
     .await;
+    let (reloads, updates) = ingress_counts(&server).await;
 
     // The stabilization window is not what this test is about: keep it short.
     let (status, body) = server
@@ -128,19 +133,39 @@ async fn image_change_under_load_drops_no_request() {
     assert_eq!(status, 200, "{body}");
     let done = server.wait_converged("app", T).await;
     // A few more requests on the new revision only.
-    let seen = load.ok.load(Ordering::Relaxed);
-    wait_for("requests after the rollout", T, || async {
-        (load.ok.load(Ordering::Relaxed) > seen + 20).then_some(())
-    })
-    .await;
+    more_requests(&load, 20).await;
+    // Scaling down and up under the same keep-alive clients.
+    for replicas in [2, 5] {
+        let (status, body) = server
+            .put_yaml(
+                "app",
+                &spec("dubernetes/whoami:v2", replicas, "update: {min_ready: 300ms}\n"),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        server.wait_converged("app", T).await;
+        wait_for("the old replicas to be gone", T, || async {
+            let now = containers(&docker, &server.instance, Some("app")).await;
+            (now.len() == replicas as usize).then_some(())
+        })
+        .await;
+        more_requests(&load, 20).await;
+    }
     let (ok, failed, errors) = load.finish().await;
     assert_eq!(
         failed,
         0,
-        "{failed} of {} requests failed during the rollout: {errors:?}",
+        "{failed} of {} requests (keep-alive, no retries) failed during the rollout and scaling: {errors:?}",
         ok + failed
     );
     assert!(ok > 50, "too few requests to mean anything: {ok}");
+    // Replicas came and went by endpoint updates only: nginx never reloaded.
+    let (reloads_after, updates_after) = ingress_counts(&server).await;
+    assert_eq!(reloads_after, reloads, "nginx reloaded on a replica change");
+    assert!(
+        updates_after >= updates + 5,
+        "{updates} -> {updates_after} endpoint updates"
+    );
 
     let after = wait_for("the old containers to be removed", T, || async {
         let now = containers(&docker, &server.instance, Some("app")).await;
@@ -169,7 +194,9 @@ async fn image_change_under_load_drops_no_request() {
     drop(progressing);
 
     // Changing only replicas scales without a new revision.
-    let (_, body) = server.put_yaml("app", &spec("dubernetes/whoami:v2", 3, "")).await;
+    let (_, body) = server
+        .put_yaml("app", &spec("dubernetes/whoami:v2", 3, "update: {min_ready: 300ms}\n"))
+        .await;
     assert_eq!(body["pod"]["status"]["revision_number"], 2);
     let out = server.dubectl(&["rollout", "history", "app"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -30,25 +30,38 @@ impl Context {
                 crate::ingress::RejectionChange::Cleared => self.notify(Change::Pod { name: pod }),
             }
         }
-        if result? {
+        // Routed replicas can change even when the sync fails (endpoint
+        // files went live, a new host's config was rejected).
+        let changed = self.routing_changes(&routes);
+        if matches!(result, Ok(true)) || !changed.is_empty() {
             self.notify(Change::Ingress);
-            // Pods whose routed replicas changed may now make progress (a rollout step).
-            let changed: Vec<String> = {
-                let mut last = lock(&self.last_routes);
-                let now: HashMap<String, Vec<String>> = routes.iter().map(|r| (r.pod.clone(), r.ids.clone())).collect();
-                let changed = now
-                    .iter()
-                    .filter(|(pod, ids)| last.get(*pod) != Some(*ids))
-                    .map(|(pod, _)| pod.clone())
-                    .collect();
-                *last = now;
-                changed
-            };
-            for pod in changed {
-                self.wake(&pod);
-            }
         }
-        Ok(())
+        // Pods whose routed replicas changed may now make progress (a rollout step).
+        for pod in changed {
+            self.wake(&pod);
+        }
+        result.map(|_| ())
+    }
+
+    /// The pods whose routed replicas (what the ingress serves now) changed
+    /// since the last call.
+    fn routing_changes(&self, routes: &[Route]) -> Vec<String> {
+        let routed = self.ingress.routed();
+        let mut last = lock(&self.last_routes);
+        let now: HashMap<String, Vec<String>> = routes
+            .iter()
+            .map(|r| {
+                let ids = r.ids.iter().filter(|id| routed.contains(*id)).cloned().collect();
+                (r.pod.clone(), ids)
+            })
+            .collect();
+        let changed = now
+            .iter()
+            .filter(|(pod, ids)| last.get(*pod) != Some(*ids))
+            .map(|(pod, _)| pod.clone())
+            .collect();
+        *last = now;
+        changed
     }
 
     /// By pod, the certificate chain and key (PEM) of every host served over

@@ -314,14 +314,56 @@ async fn a_dying_ingress_is_replaced_and_routes_again() {
     })
     .await;
     assert_eq!(d.ingress_error(), None);
-    // A config nginx rejects is never made live: the running one stays.
-    fake.reject_configs(true);
+    // Scaling changes only the endpoint files: no `nginx -t`, no reload.
     let reloads = d.ingress_reloads();
+    let updates = d.ingress_endpoint_updates();
     d.apply(web(V1, 3, strategy(1, 0))).await.expect("scale up");
+    d.wait_ready("web", WAIT).await.expect("scaled up");
+    assert_eq!(d.ingress_reloads(), reloads, "no reload for a new replica");
+    assert!(d.ingress_endpoint_updates() > updates);
+    // A config nginx rejects (a new host) is never made live: the running one stays.
+    fake.reject_configs(true);
+    let mut api = PodSpec::new("api", V1).with_replicas(1).with_host("api.local");
+    api.update = Some(strategy(1, 0));
+    d.apply(api).await.expect("apply api");
     until("the rejection is reported", async || d.ingress_error().is_some()).await;
     assert_eq!(d.ingress_reloads(), reloads, "nothing was reloaded");
     fake.reject_configs(false);
-    d.wait_ready("web", WAIT).await.expect("lands once nginx accepts");
+    d.wait_ready("api", WAIT).await.expect("lands once nginx accepts");
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_route_nginx_rejects_is_left_out_and_the_others_still_change() {
+    let fake = engine();
+    let d = start(&fake, None).await;
+    d.apply(web(V1, 1, strategy(1, 0))).await.expect("apply web");
+    landed(&d).await;
+    fake.reject_host(Some("bad.local"));
+    let mut bad = PodSpec::new("bad", V1).with_replicas(1).with_host("bad.local");
+    bad.update = Some(strategy(1, 0));
+    d.apply(bad).await.expect("apply bad");
+    until("bad is reported as IngressRejected", async || {
+        d.get("bad")
+            .await
+            .is_ok_and(|p| p.status.reason.as_deref() == Some("IngressRejected"))
+    })
+    .await;
+    assert_eq!(d.ingress_rejections().keys().collect::<Vec<_>>(), ["bad"]);
+    // The other pod's replica changes go on, by endpoint files only.
+    let reloads = d.ingress_reloads();
+    d.apply(web(V1, 3, strategy(1, 0))).await.expect("scale web");
+    until("web scaled and routed", async || {
+        d.get("web").await.is_ok_and(|p| p.status.ready_replicas == 3)
+    })
+    .await;
+    assert_eq!(fake.max_routable("bad"), Some(0), "bad was never routed");
+    assert_eq!(d.ingress_reloads(), reloads, "a replica change reloaded nginx");
+    // Once nginx accepts it (the next resync tries again), bad is routed.
+    fake.reject_host(None);
+    d.wait_ready("bad", WAIT)
+        .await
+        .expect("bad lands once nginx accepts it");
     d.shutdown().await;
 }
 

@@ -420,6 +420,51 @@ impl Engine for DockerEngine {
         self.upload(id, dir, file, content, 0o600).await
     }
 
+    async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+        let mtime = crate::store::now_ms() as u64 / 1000;
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut dirs: Vec<&str> = Vec::new();
+        for (path, content) in files {
+            // The directories first (the engine would make them too, but root-owned 0755 on purpose).
+            let mut at = 0;
+            while let Some(slash) = path[at..].find('/') {
+                let sub = &path[..at + slash];
+                if !dirs.contains(&sub) {
+                    dirs.push(sub);
+                    let mut header = tar::Header::new_gnu();
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_size(0);
+                    header.set_mode(0o755);
+                    header.set_mtime(mtime);
+                    builder
+                        .append_data(&mut header, format!("{sub}/"), std::io::empty())
+                        .map_err(|e| Error::Ingress(format!("building archive: {e}")))?;
+                }
+                at += slash + 1;
+            }
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(mtime);
+            builder
+                .append_data(&mut header, path, content.as_slice())
+                .map_err(|e| Error::Ingress(format!("building archive: {e}")))?;
+        }
+        let tar = builder
+            .into_inner()
+            .map_err(|e| Error::Ingress(format!("building archive: {e}")))?;
+        let options = UploadToContainerOptionsBuilder::new().path(dir).build();
+        let upload = self
+            .docker
+            .upload_to_container(id, Some(options), bollard::body_full(bytes::Bytes::from(tar)));
+        Ok(bounded(
+            &format!("writing {} files under {dir}", files.len()),
+            CALL_TIMEOUT,
+            upload,
+        )
+        .await?)
+    }
+
     async fn is_running(&self, id: &str) -> Result<bool> {
         Ok(self.inspect(id).await?.state.and_then(|s| s.running).unwrap_or(false))
     }

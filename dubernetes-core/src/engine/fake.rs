@@ -105,6 +105,8 @@ struct State {
     next: u32,
     /// `nginx -t` fails while set.
     reject_configs: bool,
+    /// `nginx -t` fails for a config that serves this host, naming its line.
+    reject_host: Option<String>,
     /// Calls by kind, for tests that count.
     calls: HashMap<&'static str, u32>,
     /// After each change: for each pod, how many running replicas the live
@@ -159,6 +161,13 @@ impl FakeEngine {
     /// Makes `nginx -t` reject every config while `on`.
     pub fn reject_configs(&self, on: bool) {
         lock(&self.state).reject_configs = on;
+    }
+
+    /// Makes `nginx -t` reject a config with a server block for `host`
+    /// (naming the line of its `server_name`), as nginx does for a route of
+    /// ours that clashes with something, while set.
+    pub fn reject_host(&self, host: Option<&str>) {
+        lock(&self.state).reject_host = host.map(str::to_string);
     }
 
     /// How often a kind of call was made (`create`, `stop`, `remove`, `signal`, ...).
@@ -277,16 +286,28 @@ impl FakeEngine {
     }
 }
 
-/// The `ip:port` servers of the live ingress config.
+/// The `ip:port` servers the live ingress routes to: of each pod with a
+/// server block in the live config, what its endpoint files say (read by
+/// nginx per request, as `templates/ingress.js` does: live once written).
 fn routed_servers(s: &State) -> HashSet<String> {
-    let Some(config) = s.containers.values().find_map(|c| c.live_config.as_deref()) else {
+    let Some(c) = s.containers.values().find(|c| c.live_config.is_some()) else {
         return HashSet::new();
+    };
+    let config = c.live_config.as_deref().unwrap_or_default();
+    let file = |pod: &str, slot: char| {
+        c.files
+            .get(&format!("/etc/{}", crate::ingress::endpoints_slot(pod, slot)))
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
     };
     config
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("server "))
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
+        .filter_map(|l| l.trim().strip_prefix("set $dub_pod "))
+        .filter_map(|l| l.strip_suffix(';'))
+        .flat_map(|pod| {
+            let (a, b) = (file(pod, 'a'), file(pod, 'b'));
+            crate::ingress::latest_endpoints([a.as_str(), b.as_str()]).unwrap_or_default()
+        })
         .collect()
 }
 
@@ -496,8 +517,15 @@ impl Engine for FakeEngine {
         if !s.containers.get(id).is_some_and(|c| c.state == ContainerState::Running) {
             return Err(refused("creating exec", "container is not running"));
         }
+        let clash = s.reject_host.as_ref().and_then(|host| {
+            let conf = s.containers.get(id)?.files.get(CONF)?;
+            let needle = format!("server_name {host};");
+            let line = String::from_utf8_lossy(conf).lines().position(|l| l.trim() == needle)? + 1;
+            Some(format!("nginx: [emerg] the fake rejects {host} in {CONF}:{line}"))
+        });
         match cmd.first() {
             Some(&"nginx") if s.reject_configs => Ok((1, "nginx: [emerg] rejected by the fake".into())),
+            Some(&"nginx") if clash.is_some() => Ok((1, clash.unwrap_or_default())),
             _ => Ok((0, String::new())),
         }
     }
@@ -513,6 +541,22 @@ impl Engine for FakeEngine {
 
     async fn write_private_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
         self.write_file(id, dir, file, content).await
+    }
+
+    async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+        let mut s = lock(&self.state);
+        let Some(c) = s.containers.get_mut(id) else {
+            return Err(refused("writing files", "no such container"));
+        };
+        for (path, content) in files {
+            c.files
+                .insert(format!("{}/{path}", dir.trim_end_matches('/')), content.to_vec());
+        }
+        // Endpoint files are read per request: what a running nginx routes to changed.
+        if c.live_config.is_some() {
+            record(&mut s);
+        }
+        Ok(())
     }
 
     async fn is_running(&self, id: &str) -> Result<bool> {

@@ -205,6 +205,23 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// key); `file` may name subdirectories of `dir`, created as needed.
     async fn write_private_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()>;
 
+    /// Writes several files into a container in one call, in order; `files`
+    /// are paths relative to `dir` (which must exist), their directories are
+    /// made as needed. Each file is replaced whole, but not atomically: a
+    /// reader may see it missing or half written while it is replaced.
+    async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+        for (path, content) in files {
+            let (sub, file) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+            let full = if sub.is_empty() {
+                dir.to_string()
+            } else {
+                format!("{}/{sub}", dir.trim_end_matches('/'))
+            };
+            self.write_file(id, &full, file, content).await?;
+        }
+        Ok(())
+    }
+
     /// Whether a container runs, read from the container itself (on Docker
     /// this also waits until the engine has finished booking an exit).
     async fn is_running(&self, id: &str) -> Result<bool>;

@@ -7,6 +7,12 @@
 //! it goes live, and reloaded only when it changed. A rejected config is
 //! rolled back to the last good one on disk; the running nginx never saw it.
 //!
+//! The config holds hosts only. Which replicas serve a host is written to
+//! endpoint files that nginx's njs module reads per request
+//! ([`endpoints`]): replicas come and go without a reload, so client
+//! keep-alive connections stay open; nginx reloads only when the set of
+//! hosts (the server blocks) changes.
+//!
 //! One pod's route can never stop everyone else's changes: when `nginx -t`
 //! rejects a config, the routes that cause it are found (the line nginx
 //! names, else bisection, at most [`MAX_ISOLATION_CHECKS`] checks), the rest
@@ -23,8 +29,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
+mod endpoints;
 mod reject;
 mod render;
+
+#[cfg(test)]
+pub(crate) use endpoints::{latest as latest_endpoints, slot_path as endpoints_slot};
 
 pub(crate) use reject::RejectionChange;
 use reject::{Check, Rejections};
@@ -38,6 +48,22 @@ use crate::runtime::{ContainerSpec, LABEL_INGRESS_CONFIG, LABEL_INSTANCE, LABEL_
 pub const DEFAULT_INGRESS_IMAGE: &str = "nginx:1.27-alpine";
 const CONF_DIR: &str = "/etc/nginx/conf.d";
 const CONF_FILE: &str = "default.conf";
+
+/// Files every ingress container gets before it starts (paths under `/etc`):
+/// the main config that loads njs, the njs router, the proxy settings of
+/// every route. They never change while the container lives.
+const STATIC_FILES: [(&str, &str); 3] = [
+    ("nginx/nginx.conf", include_str!("../../../templates/nginx-main.conf")),
+    ("dubernetes/ingress.js", include_str!("../../../templates/ingress.js")),
+    (
+        "dubernetes/proxy.conf",
+        include_str!("../../../templates/ingress-proxy.conf"),
+    ),
+];
+
+/// Changes when what [`STATIC_FILES`] and the config expect of a container
+/// changes: an ingress made for another layout is replaced.
+const LAYOUT: &str = "njs-endpoints-1";
 
 /// How the ingress container is run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +131,11 @@ struct State {
     tls_port: Option<u16>,
     /// Fingerprints of the certificate files written into the container, by pod.
     written_certs: HashMap<String, String>,
+    /// The endpoint files this process wrote into the container.
+    written: endpoints::Written,
+    /// Pods with a server block in the live config: their endpoint files
+    /// are live as soon as written.
+    live_pods: HashSet<String>,
 }
 
 /// Where certificates (with their keys, mode 0600) and ACME challenge files go in the container.
@@ -130,6 +161,8 @@ pub(crate) struct Ingress {
     rejected: StdMutex<Rejections>,
     /// Configs made live (reloads and fresh starts), for benchmarks and metrics.
     reloads: AtomicU64,
+    /// Endpoint writes (replica changes applied without a reload).
+    endpoint_updates: AtomicU64,
     /// `state.port` (0: none), readable without waiting for a sync that is
     /// stuck on a frozen engine.
     published: std::sync::atomic::AtomicU32,
@@ -150,6 +183,7 @@ impl Ingress {
             routed: StdMutex::new(Arc::new(HashSet::new())),
             rejected: StdMutex::new(Rejections::default()),
             reloads: AtomicU64::new(0),
+            endpoint_updates: AtomicU64::new(0),
             published: std::sync::atomic::AtomicU32::new(0),
             published_tls: std::sync::atomic::AtomicU32::new(0),
         }
@@ -165,7 +199,7 @@ impl Ingress {
             .map(|t| format!("|tls={t}"))
             .unwrap_or_default();
         let digest = Sha256::digest(format!(
-            "{}|{}|{}|log={}x{}|pids={:?}|nnp={}{tls}",
+            "{}|{}|{}|{LAYOUT}|log={}x{}|pids={:?}|nnp={}{tls}",
             self.settings.image,
             self.settings.listen,
             self.network,
@@ -206,23 +240,35 @@ impl Ingress {
         });
         match healthy {
             Some(c) if state.container_id.as_deref() == Some(c.id.as_str()) => {
+                // Replicas first: live as soon as written, no reload. A new
+                // host's server block (reloaded below) finds them in place.
+                self.write_endpoints(&c.id, routes, &mut state).await?;
+                // Routed now, whatever happens to the config below (nginx
+                // may reject a new host: the live pods' replicas still change).
+                let live: Vec<Route> = routes
+                    .iter()
+                    .filter(|r| state.live_pods.contains(&r.pod))
+                    .cloned()
+                    .collect();
+                let routed_changed = self.update_routed(&live);
                 // The same config as live (or as last asked for, when nginx
-                // rejected part of it): nothing to write. But the containers
+                // rejected part of it): nothing more to write. The containers
                 // behind it may be others: a replacement replica can get the
                 // address of the one it replaces. nginx already routes to it.
                 if state.last_applied.as_deref() == Some(text.as_str())
                     || state.requested.as_deref() == Some(text.as_str())
                 {
-                    return Ok(self.update_routed(routes));
+                    return Ok(routed_changed);
                 }
                 self.write_certs(&c.id, certs, &mut state).await?;
-                self.apply(&c.id, &text, routes, &mut state).await
+                Ok(self.apply(&c.id, &text, routes, &mut state).await? || routed_changed)
             }
             Some(c) => {
                 // Adopted (e.g. after a server restart): deliver our config once.
                 state.container_id = Some(c.id.clone());
                 state.last_applied = None;
                 state.requested = None;
+                state.written.clear();
                 state.port = self.runtime.published_port(&c.id, 80).await?;
                 state.tls_port = self.runtime.published_port(&c.id, 443).await?;
                 self.published_tls
@@ -233,6 +279,7 @@ impl Ingress {
                 let routes = &self.with_tls(routes, certs, &state);
                 let (text, _) = render(&self.instance, routes)?;
                 self.write_certs(&c.id, certs, &mut state).await?;
+                self.write_endpoints(&c.id, routes, &mut state).await?;
                 self.apply(&c.id, &text, routes, &mut state).await?;
                 Ok(true)
             }
@@ -244,6 +291,7 @@ impl Ingress {
                 let routes = &self.with_tls(routes, certs, &state);
                 let (text, _) = render(&self.instance, routes)?;
                 self.write_certs(&id, certs, &mut state).await?;
+                self.write_endpoints(&id, routes, &mut state).await?;
                 self.apply(&id, &text, routes, &mut state).await?;
                 Ok(true)
             }
@@ -257,10 +305,12 @@ impl Ingress {
         state.container_id = None;
         state.last_applied = None;
         state.requested = None;
+        state.written.clear();
+        state.live_pods.clear();
         *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(HashSet::new());
         self.runtime.ensure_image(&self.settings.image).await.map_err(|e| {
             Error::Ingress(format!(
-                "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local) or pass --ingress-image with an image you have",
+                "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local-2) or pass --ingress-image with an image you have",
                 self.settings.image
             ))
         })?;
@@ -283,9 +333,12 @@ impl Ingress {
         let (text, version) = render(&self.instance, &[])?;
         let id = self.runtime.create(&spec).await?;
         // Written before the start, so nginx comes up serving our config.
-        self.runtime
-            .write_file(&id, CONF_DIR, CONF_FILE, text.as_bytes())
-            .await?;
+        let mut files: Vec<(String, Vec<u8>)> = STATIC_FILES
+            .iter()
+            .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
+            .collect();
+        files.push((format!("nginx/conf.d/{CONF_FILE}"), text.clone().into_bytes()));
+        self.runtime.write_files(&id, "/etc", &files).await?;
         self.runtime.start(&id).await?;
         if let Check::Rejected(output) = self.check(&id).await? {
             return Err(Error::Ingress(format!(
@@ -368,6 +421,7 @@ impl Ingress {
         state.last_applied = Some(live_text);
         state.version = Some(version);
         state.requested = requested;
+        state.live_pods = live_routes.iter().map(|r| r.pod.clone()).collect();
         self.set_routed(routed_ids(&live_routes));
         Ok(true)
     }
@@ -470,6 +524,24 @@ impl Ingress {
             .filter(|&p| p != 0)
     }
 
+    /// Writes the endpoint files of the pods whose replicas changed, in one
+    /// engine call. Live when it returns: nginx reads them per request.
+    async fn write_endpoints(&self, id: &str, routes: &[Route], state: &mut State) -> Result<()> {
+        let (files, pending) = state
+            .written
+            .changes(routes.iter().map(|r| (r.pod.as_str(), r.servers.as_slice())));
+        state.written.retain(&routes.iter().map(|r| r.pod.as_str()).collect());
+        if files.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        self.runtime.write_files(id, endpoints::ENDPOINTS_BASE, &files).await?;
+        state.written.commit(pending);
+        self.endpoint_updates.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(files = files.len(), took = ?started.elapsed(), "endpoints written");
+        Ok(())
+    }
+
     /// Puts the last good config back on disk after a failed apply (best effort:
     /// the running nginx never read the rejected one either way).
     async fn restore(&self, id: &str, state: &State) {
@@ -516,6 +588,11 @@ impl Ingress {
     /// How many configs were made live since start.
     pub(crate) fn reloads(&self) -> u64 {
         self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// How many endpoint updates (replica changes without a reload) were written since start.
+    pub(crate) fn endpoint_updates(&self) -> u64 {
+        self.endpoint_updates.load(Ordering::Relaxed)
     }
 
     /// Records the containers behind an unchanged live config (routes

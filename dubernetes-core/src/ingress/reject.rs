@@ -254,9 +254,9 @@ mod tests {
         ];
         let (conf, _) = render("t", &routes).expect("render");
         let line_of = |needle: &str| conf.lines().position(|l| l.contains(needle)).expect(needle) + 1;
-        assert_eq!(route_at_line(&conf, line_of("upstream pod_web")), Some("web".into()));
+        assert_eq!(route_at_line(&conf, line_of("set $dub_pod web;")), Some("web".into()));
         assert_eq!(
-            route_at_line(&conf, line_of("server 172.18.0.2:80")),
+            route_at_line(&conf, line_of("server_name web.local")),
             Some("web".into())
         );
         assert_eq!(
@@ -264,8 +264,8 @@ mod tests {
             Some("api".into())
         );
         assert_eq!(
-            route_at_line(&conf, line_of("proxy_pass http://pod_web")),
-            Some("web".into())
+            route_at_line(&conf, line_of("pod api has no ready replica")),
+            Some("api".into())
         );
         assert_eq!(route_at_line(&conf, line_of("server_name _;")), None);
         assert_eq!(route_at_line(&conf, line_of("server_names_hash_bucket_size")), None);

@@ -106,13 +106,14 @@ struct NginxConf<'a> {
     hash: HashSizes,
 }
 
-/// A short hash of the routes: served by the config itself so the
-/// controller can tell when a reload is live.
+/// A short hash of the routes' hosts (not their replicas, which are not in
+/// the config): served by the config itself so the controller can tell when
+/// a reload is live.
 fn version_of(instance: &str, routes: &[Route]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(instance.as_bytes());
     for r in routes {
-        hasher.update(format!("{}|{}|{}\n", r.pod, r.host, r.servers.join(",")).as_bytes());
+        hasher.update(format!("{}|{}\n", r.pod, r.host).as_bytes());
         if let Some(tls) = &r.tls {
             hasher.update(format!("tls|{}|{}\n", tls.fingerprint, tls.port_suffix).as_bytes());
         }
@@ -144,23 +145,26 @@ mod tests {
     }
 
     #[test]
-    fn renders_one_upstream_per_pod_with_replicas() {
+    fn renders_one_server_block_per_pod_and_no_replicas() {
         let routes = [
             Route::new("web", "web.local", vec![(ip("172.18.0.3"), 80), (ip("172.18.0.2"), 80)]),
             Route::new("api", "api.example.com", vec![(ip("172.18.0.4"), 8080)]),
         ];
-        let (conf, _) = render("t", &routes).expect("render");
+        let (conf, version) = render("t", &routes).expect("render");
         assert!(
-            conf.contains(
-                "upstream pod_web {\n    server 172.18.0.2:80 max_fails=1 fail_timeout=1s;\n    server 172.18.0.3:80"
-            ),
+            conf.contains("server_name web.local;\n    default_type text/plain;\n    set $dub_pod web;"),
             "{conf}"
         );
-        assert!(conf.contains("server 172.18.0.4:8080"), "{conf}");
-        assert!(conf.contains("server_name web.local;"), "{conf}");
-        assert!(conf.contains("proxy_pass http://pod_web;"), "{conf}");
-        assert!(conf.contains("proxy_pass http://pod_api;"), "{conf}");
-        assert_eq!(conf.matches("\nupstream ").count(), 2);
+        assert!(conf.contains("set $dub_pod api;"), "{conf}");
+        assert_eq!(conf.matches("proxy_pass http://$dub_target;").count(), 4, "{conf}");
+        // Replicas are not in the config: they change without a reload.
+        assert!(!conf.contains("172.18.0"), "{conf}");
+        assert!(!conf.contains("upstream "), "{conf}");
+        let other = [
+            Route::new("web", "web.local", vec![(ip("172.18.0.9"), 80)]),
+            Route::new("api", "api.example.com", vec![]),
+        ];
+        assert_eq!(render("t", &other).expect("render"), (conf, version));
     }
 
     #[test]
@@ -168,15 +172,17 @@ mod tests {
         let (conf, _) = render("t", &[]).expect("render");
         assert!(conf.contains("listen 80 default_server;"));
         assert!(conf.contains("return 404"));
-        assert!(!conf.contains("upstream"));
+        assert!(!conf.contains("$dub_pod"));
     }
 
     #[test]
-    fn a_host_without_ready_replicas_gets_503_and_no_empty_upstream() {
+    fn a_host_without_ready_replicas_gets_503() {
         let (conf, _) = render("t", &[Route::new("web", "web.local", vec![])]).expect("render");
         assert!(conf.contains("server_name web.local;"), "{conf}");
-        assert!(conf.contains("return 503"), "{conf}");
-        assert!(!conf.contains("upstream pod_web"), "{conf}");
+        assert!(
+            conf.contains("return 503 \"pod web has no ready replica\\n\";"),
+            "{conf}"
+        );
     }
 
     #[test]
@@ -278,7 +284,7 @@ mod tests {
 
     #[test]
     fn ipv6_replicas_are_bracketed() {
-        let (conf, _) = render("t", &[Route::new("web", "w.local", vec![(ip("fd00::2"), 80)])]).expect("render");
-        assert!(conf.contains("server [fd00::2]:80"), "{conf}");
+        let route = Route::new("web", "w.local", vec![(ip("fd00::2"), 80)]);
+        assert_eq!(route.servers, ["[fd00::2]:80"]);
     }
 }

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::ownership::Adoption;
 use crate::spec::PodSpec;
 
+pub(crate) mod cache;
 #[cfg(test)]
 pub(crate) mod contract;
 pub(crate) mod sqlite;

@@ -30,6 +30,18 @@ pub struct WriteParams {
     pub generation: Option<i64>,
 }
 
+/// Query parameters of `GET /v1/pods`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Include each pod's `replicas` (per-container detail). Without it the
+    /// list is lighter: `replicas` is empty, the status (counts, phase,
+    /// conditions) is complete. `GET /v1/pods/{name}` always has them.
+    #[serde(default)]
+    pub replicas: bool,
+}
+
 /// The generation a write is conditional on: `If-Match: "N"` or `?generation=N`.
 pub(crate) fn expected_generation(headers: &HeaderMap, params: &WriteParams) -> Result<Option<i64>, ApiError> {
     let from_header = match headers.get(header::IF_MATCH) {
@@ -78,15 +90,24 @@ pub(crate) fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes
     })
 }
 
-/// Every pod with its status and replicas. The `x-watch-version` header is
-/// the change feed's version before the list was read: watch from it to see
-/// every change after the list.
-#[utoipa::path(get, path = "/v1/pods", tag = "pods", security(("bearer" = [])), responses(
+/// Every pod with its status; with `?replicas=true` its replicas too. The
+/// `x-watch-version` header is the change feed's version before the list was
+/// read: watch from it to see every change after the list.
+#[utoipa::path(get, path = "/v1/pods", tag = "pods", security(("bearer" = [])), params(ListParams), responses(
     (status = 200, body = Vec<dubernetes_core::Pod>, headers(("x-watch-version" = u64, description = "watch from here"))),
     (status = 401, body = ApiError), (status = 503, body = ApiError)))]
-pub(crate) async fn list_pods(State(o): State<Dubernetes>) -> Result<impl IntoResponse, ApiError> {
+pub(crate) async fn list_pods(
+    State(o): State<Dubernetes>,
+    Query(params): Query<ListParams>,
+) -> Result<impl IntoResponse, ApiError> {
     let version = o.watch_version();
-    Ok((version_header(version), axum::Json(o.list().await?)))
+    let mut pods = o.list().await?;
+    if !params.replicas {
+        for pod in &mut pods {
+            pod.replicas = Vec::new();
+        }
+    }
+    Ok((version_header(version), axum::Json(pods)))
 }
 
 /// One pod; its generation is the `ETag` (for `If-Match`).
