@@ -274,6 +274,26 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Deletes each named object, printing `KIND/NAME deleted` or the error; fails if any failed.
+async fn delete_each<F, Fut>(kind: &str, names: Vec<String>, ignore_not_found: bool, delete: F) -> ExitCode
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut failed = false;
+    for name in names {
+        match delete(name.clone()).await {
+            Ok(()) => println!("{kind}/{} deleted", escape::line(&name)),
+            Err(e) if ignore_not_found && client::is_not_found(&e) => {}
+            Err(e) => {
+                eprintln!("{} {e:#}", style::paint(style::enabled(true), 31, "error:"));
+                failed = true;
+            }
+        }
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -465,18 +485,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if names.is_empty() {
                 bail!("name the secrets to delete: `dubectl delete secret NAME`");
             }
-            let mut failed = false;
-            for name in names {
-                match client.delete_secret(&name).await {
-                    Ok(()) => println!("secret/{} deleted", escape::line(&name)),
-                    Err(e) if ignore_not_found && client::is_not_found(&e) => {}
-                    Err(e) => {
-                        eprintln!("{} {e:#}", style::paint(style::enabled(true), 31, "error:"));
-                        failed = true;
-                    }
-                }
-            }
-            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(delete_each("secret", names, ignore_not_found, |name| {
+                let client = &client;
+                async move { client.delete_secret(&name).await }
+            })
+            .await)
         }
         Command::Scale {
             kind: Kind::Secrets, ..
@@ -536,18 +549,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if targets.is_empty() {
                 bail!("name the pods to delete (`dubectl delete pod NAME`) or give -f FILE");
             }
-            let mut failed = false;
-            for name in targets {
-                match client.delete(&name).await {
-                    Ok(()) => println!("pod/{name} deleted"),
-                    Err(e) if ignore_not_found && client::is_not_found(&e) => {}
-                    Err(e) => {
-                        eprintln!("{} {e:#}", style::paint(style::enabled(true), 31, "error:"));
-                        failed = true;
-                    }
-                }
-            }
-            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(delete_each("pod", targets, ignore_not_found, |name| {
+                let client = &client;
+                async move { client.delete(&name).await }
+            })
+            .await)
         }
         Command::Scale {
             kind: Kind::Pods,

@@ -107,11 +107,8 @@ impl Dubernetes {
     /// One TLS secret.
     pub async fn secret(&self, name: &str) -> Result<TlsSecret> {
         let stored = self
-            .ctx
-            .store
-            .certificate(name)
+            .user_certificate(name)
             .await?
-            .filter(|c| c.kind == CertificateKind::User)
             .ok_or_else(|| Error::SecretNotFound(name.to_string()))?;
         let pods = self.secret_users(name).await?;
         Ok(view(stored, &pods.iter().collect::<Vec<_>>()))
@@ -126,13 +123,23 @@ impl Dubernetes {
                 pods: users.into_iter().map(|p| p.name).collect(),
             });
         }
-        match self.ctx.store.certificate(name).await? {
-            Some(c) if c.kind == CertificateKind::User => {
+        match self.user_certificate(name).await? {
+            Some(_) => {
                 self.ctx.store.delete_certificate(name).await?;
                 Ok(())
             }
-            _ => Err(Error::SecretNotFound(name.to_string())),
+            None => Err(Error::SecretNotFound(name.to_string())),
         }
+    }
+
+    /// The user's secret of this name (not a certificate obtained by ACME).
+    async fn user_certificate(&self, name: &str) -> Result<Option<StoredCertificate>> {
+        Ok(self
+            .ctx
+            .store
+            .certificate(name)
+            .await?
+            .filter(|c| c.kind == CertificateKind::User))
     }
 
     /// The pods whose `access.tls` names the secret.
@@ -155,18 +162,12 @@ impl Dubernetes {
             return Ok(());
         };
         let field = || "access.tls.secret".to_string();
-        let stored = self
-            .ctx
-            .store
-            .certificate(name)
-            .await?
-            .filter(|c| c.kind == CertificateKind::User)
-            .ok_or_else(|| Error::Certificate {
-                field: field(),
-                message: format!(
-                    "no TLS secret {name:?}; create it first with `dubectl create secret tls {name} --cert FILE --key FILE`"
-                ),
-            })?;
+        let stored = self.user_certificate(name).await?.ok_or_else(|| Error::Certificate {
+            field: field(),
+            message: format!(
+                "no TLS secret {name:?}; create it first with `dubectl create secret tls {name} --cert FILE --key FILE`"
+            ),
+        })?;
         let info = CertificateInfo {
             hosts: stored.hosts,
             issuer: stored.issuer,
