@@ -275,6 +275,14 @@ impl Ingress {
                     .store(state.tls_port.map_or(0, u32::from), Ordering::Relaxed);
                 state.written_certs.clear();
                 self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
+                // An adopted container may lack the layout's files (one an
+                // older version made, or a copy): they are rewritten, the
+                // same bytes as at create, before the config that needs them.
+                let files: Vec<(String, Vec<u8>)> = STATIC_FILES
+                    .iter()
+                    .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
+                    .collect();
+                self.runtime.write_files(&c.id, "/etc", &files).await?;
                 // The HTTPS port may only be known now: render again.
                 let routes = &self.with_tls(routes, certs, &state);
                 let (text, _) = render(&self.instance, routes)?;
