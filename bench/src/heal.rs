@@ -81,6 +81,19 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
     }
     o.delete("heal").await?;
     o.wait_deleted("heal", Duration::from_secs(60)).await?;
+    // The floor: the app's own create → start → answering, straight through
+    // the engine on the same network (what any heal must wait for).
+    let app = engine::app_ready_time(
+        &ctx.docker,
+        &ctx.cleanup,
+        &ctx.run,
+        &format!("dub-{instance}"),
+        IMAGE,
+        "/healthz",
+        5,
+    )
+    .await?;
+    eprintln!("bench: heal: app create → ready {}", fmt(app.median()));
 
     // --- swarm heal ---
     let mut swarm_heal = Samples::default();
@@ -181,6 +194,16 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
         fmt(heal.max()),
         fmt(swarm_heal.quantile(0.9)),
         fmt(swarm_heal.max())
+    )?;
+    writeln!(
+        md,
+        "| the floor: the app's own create → start → answering straight through the engine, median of 5 | {} | | | |",
+        fmt(app.median())
+    )?;
+    writeln!(
+        md,
+        "| ours: heal median minus that floor (detect the kill, reconcile, readiness check, endpoint write) | {} | | | |",
+        fmt(heal.median().saturating_sub(app.median()))
     )?;
     let r = ratio(scale.median(), limit.median());
     writeln!(

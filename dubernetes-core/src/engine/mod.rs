@@ -210,14 +210,10 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// made as needed. Each file is replaced whole, but not atomically: a
     /// reader may see it missing or half written while it is replaced.
     async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+        // One archive entry per call, named by its relative path: the engine
+        // makes the directories (Docker's archive API does).
         for (path, content) in files {
-            let (sub, file) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
-            let full = if sub.is_empty() {
-                dir.to_string()
-            } else {
-                format!("{}/{sub}", dir.trim_end_matches('/'))
-            };
-            self.write_file(id, &full, file, content).await?;
+            self.write_file(id, dir, path, content).await?;
         }
         Ok(())
     }

@@ -275,14 +275,9 @@ impl Ingress {
                     .store(state.tls_port.map_or(0, u32::from), Ordering::Relaxed);
                 state.written_certs.clear();
                 self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
-                // An adopted container may lack the layout's files (one an
-                // older version made, or a copy): they are rewritten, the
-                // same bytes as at create, before the config that needs them.
-                let files: Vec<(String, Vec<u8>)> = STATIC_FILES
-                    .iter()
-                    .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
-                    .collect();
-                self.runtime.write_files(&c.id, "/etc", &files).await?;
+                // Its files may be missing (a copy of our ingress made by
+                // someone else): the reload below loads them.
+                self.runtime.write_files(&c.id, "/etc", &static_files()).await?;
                 // The HTTPS port may only be known now: render again.
                 let routes = &self.with_tls(routes, certs, &state);
                 let (text, _) = render(&self.instance, routes)?;
@@ -341,10 +336,7 @@ impl Ingress {
         let (text, version) = render(&self.instance, &[])?;
         let id = self.runtime.create(&spec).await?;
         // Written before the start, so nginx comes up serving our config.
-        let mut files: Vec<(String, Vec<u8>)> = STATIC_FILES
-            .iter()
-            .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
-            .collect();
+        let mut files = static_files();
         files.push((format!("nginx/conf.d/{CONF_FILE}"), text.clone().into_bytes()));
         self.runtime.write_files(&id, "/etc", &files).await?;
         self.runtime.start(&id).await?;
@@ -683,6 +675,14 @@ impl Ingress {
             (status, _) => Err(std::io::Error::other(format!("probe answered {status}"))),
         }
     }
+}
+
+/// [`STATIC_FILES`] as files to write under `/etc`.
+fn static_files() -> Vec<(String, Vec<u8>)> {
+    STATIC_FILES
+        .iter()
+        .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
+        .collect()
 }
 
 /// A short hash of a certificate file.
