@@ -11,6 +11,15 @@ log() { echo "test.sh: $*" >&2; }
 command -v docker >/dev/null || { log "docker is not installed: install Docker Engine (apt-get install docker.io) and start it"; exit 1; }
 docker info >/dev/null 2>&1 || { log "the Docker engine does not answer: start it (e.g. 'service docker start') or set DOCKER_HOST"; exit 1; }
 
+# Pebble (Let's Encrypt's test ACME server) and its DNS, for tests/tests/tls.rs.
+if ! command -v pebble >/dev/null || ! command -v pebble-challtestsrv >/dev/null; then
+	log "installing Debian's pebble package (ACME test server for the TLS tests)"
+	if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pebble >/dev/null \
+		|| { $SUDO apt-get update >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pebble >/dev/null; } \
+		|| { log "cannot install pebble (apt-get install pebble); the TLS tests need it"; exit 1; }
+fi
+
 scripts/build-images.sh >/dev/null
 
 # The dashboard's browser test (tests/tests/dashboard.rs) drives Debian's headless Chromium.

@@ -50,6 +50,8 @@ impl Server {
             .arg(instance)
             .arg("--ingress-listen")
             .arg(format!("127.0.0.1:{ingress_port}"))
+            .arg("--ingress-tls-listen")
+            .arg("127.0.0.1:0")
             .arg("--ingress-image")
             .arg("dubernetes/nginx:local-2")
             .env("RUST_LOG", "warn")

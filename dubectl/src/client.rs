@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 pub use dubernetes_api::ApplyResponse;
-use dubernetes_api::{ApiError, ErrorCode, Event, LogLine, Pod, PodSpec, WatchEvent};
+use dubernetes_api::{ApiError, ErrorCode, Event, LogLine, NewTlsSecret, Pod, PodSpec, TlsSecret, WatchEvent};
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
@@ -43,7 +43,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(server: &str, token: Option<&str>) -> anyhow::Result<Client> {
+    pub fn new(server: &str, token: Option<&str>, ca_file: Option<&std::path::Path>) -> anyhow::Result<Client> {
         let base = server.trim_end_matches('/').to_string();
         if !base.starts_with("http://") && !base.starts_with("https://") {
             bail!("--server {server:?} must be a URL like http://127.0.0.1:8080");
@@ -55,7 +55,27 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let roots = match ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).with_context(|| format!("--ca-file {}", path.display()))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .ok()
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| anyhow!("--ca-file {}: no PEM CERTIFICATE found", path.display()))?;
+                if base.starts_with("http://") {
+                    bail!("--ca-file is set but the server {base} is plain http://; use https://");
+                }
+                certs
+            }
+            None => Vec::new(),
+        };
+        let builder = || {
+            roots.iter().cloned().fold(
+                reqwest::Client::builder().https_only(base.starts_with("https://")),
+                |b, c| b.add_root_certificate(c),
+            )
+        };
+        let http = builder()
             .default_headers(headers.clone())
             // The server closes connections idle for its header timeout (10 s by
             // default); drop them first, so no request races the close.
@@ -64,7 +84,7 @@ impl Client {
             .timeout(Duration::from_secs(60))
             .build()
             .context("building the HTTP client")?;
-        let streaming = reqwest::Client::builder()
+        let streaming = builder()
             .default_headers(headers)
             .pool_idle_timeout(Duration::from_secs(4))
             .connect_timeout(Duration::from_secs(5))
@@ -74,6 +94,20 @@ impl Client {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
+        let chain = std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source())
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(": ");
+        if chain.contains("certificate") {
+            return anyhow!(
+                "the TLS certificate of {} is not trusted ({chain}). Pass the CA that signed it with --ca-file, \
+                 DUBERNETES_CA_FILE or `ca_file:` in the config file, and use the host name the certificate names",
+                self.base
+            );
+        }
+        if chain.contains("InvalidContentType") || chain.contains("corrupt message") {
+            return anyhow!("{} did not answer TLS ({chain}): is it plain http://?", self.base);
+        }
         if e.is_connect() || e.is_timeout() {
             anyhow!(
                 "cannot reach the Dubernetes server at {} ({e}). Is it running? Start it with `dubernetes-server` \
@@ -162,6 +196,32 @@ impl Client {
     pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
         let _: serde_json::Value = self
             .send(self.http.delete(format!("{}/v1/pods/{name}", self.base)))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn secrets(&self) -> anyhow::Result<Vec<TlsSecret>> {
+        self.send(self.http.get(format!("{}/v1/secrets", self.base))).await
+    }
+
+    pub async fn secret(&self, name: &str) -> anyhow::Result<TlsSecret> {
+        self.send(self.http.get(format!("{}/v1/secrets/{name}", self.base)))
+            .await
+    }
+
+    /// Creates a TLS secret (`replace`: or replaces the one of that name).
+    pub async fn create_secret(&self, secret: &NewTlsSecret, replace: bool) -> anyhow::Result<TlsSecret> {
+        let request = if replace {
+            self.http.put(format!("{}/v1/secrets/{}", self.base, secret.name))
+        } else {
+            self.http.post(format!("{}/v1/secrets", self.base))
+        };
+        self.send(request.json(secret)).await
+    }
+
+    pub async fn delete_secret(&self, name: &str) -> anyhow::Result<()> {
+        let _: serde_json::Value = self
+            .send(self.http.delete(format!("{}/v1/secrets/{name}", self.base)))
             .await?;
         Ok(())
     }

@@ -1,6 +1,7 @@
-//! Where dubectl finds its server and token: flag > environment
-//! (`DUBERNETES_SERVER`, `DUBERNETES_TOKEN`) > `$XDG_CONFIG_HOME/dubernetes/config.yaml`
-//! (or `~/.config/dubernetes/config.yaml`) > the default `http://127.0.0.1:8080`.
+//! Where dubectl finds its server, token and CA file: flag > environment
+//! (`DUBERNETES_SERVER`, `DUBERNETES_TOKEN`, `DUBERNETES_CA_FILE`) >
+//! `$XDG_CONFIG_HOME/dubernetes/config.yaml` (or `~/.config/dubernetes/config.yaml`)
+//! > the default `http://127.0.0.1:8080` (and the system's trusted roots).
 
 use std::path::PathBuf;
 
@@ -20,6 +21,10 @@ pub struct FileConfig {
     /// API token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// PEM file of CA certificates to trust for an `https://` server, besides the system's roots.
+    /// A relative path is relative to the config file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where a setting came from.
@@ -50,6 +55,8 @@ pub struct Effective {
     pub server_source: Source,
     pub token: Option<String>,
     pub token_source: Source,
+    pub ca_file: Option<PathBuf>,
+    pub ca_file_source: Source,
     pub file: Option<PathBuf>,
 }
 
@@ -64,16 +71,19 @@ pub fn path() -> Option<PathBuf> {
 
 fn read(path: &PathBuf) -> anyhow::Result<Option<FileConfig>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_yaml_ng::from_str(&text)
-            .map(Some)
-            .with_context(|| format!("reading {} (expected `server: URL` and `token: TOKEN`)", path.display())),
+        Ok(text) => serde_yaml_ng::from_str(&text).map(Some).with_context(|| {
+            format!(
+                "reading {} (expected `server: URL`, `token: TOKEN` and `ca_file: FILE`)",
+                path.display()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
 
 /// Resolves the settings from the flags (already merged with the environment by clap) and the file.
-pub fn resolve(server: Option<String>, token: Option<String>) -> anyhow::Result<Effective> {
+pub fn resolve(server: Option<String>, token: Option<String>, ca_file: Option<PathBuf>) -> anyhow::Result<Effective> {
     let file_path = path();
     let file = match &file_path {
         Some(p) => read(p)?,
@@ -91,8 +101,18 @@ pub fn resolve(server: Option<String>, token: Option<String>) -> anyhow::Result<
         (None, Some(t)) => (Some(t), Source::File),
         (None, None) => (None, Source::Default),
     };
+    let (ca_file, ca_file_source) = match (ca_file, file.ca_file, &file_path) {
+        (Some(f), _, _) => (Some(f), Source::FlagOrEnv),
+        (None, Some(f), Some(config)) => {
+            let dir = config.parent().map(PathBuf::from).unwrap_or_default();
+            (Some(dir.join(f)), Source::File)
+        }
+        _ => (None, Source::Default),
+    };
     Ok(Effective {
         server,
+        ca_file,
+        ca_file_source,
         server_source,
         token,
         token_source,

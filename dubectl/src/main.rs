@@ -25,7 +25,7 @@ use crate::client::Client;
 #[command(
     version,
     about,
-    after_help = "Examples:\n  dubectl apply -f examples/whoami.yaml --wait\n  dubectl get pods -w\n  dubectl logs whoami -f\n  dubectl describe pod whoami\n  dubectl delete pod whoami\n\nThe server is taken from --server, else DUBERNETES_SERVER, else `server:` in\n$XDG_CONFIG_HOME/dubernetes/config.yaml (~/.config/dubernetes/config.yaml), else http://127.0.0.1:8080.\nThe token likewise from --token, DUBERNETES_TOKEN, or `token:` in that file."
+    after_help = "Examples:\n  dubectl apply -f examples/whoami.yaml --wait\n  dubectl get pods -w\n  dubectl logs whoami -f\n  dubectl describe pod whoami\n  dubectl delete pod whoami\n\nThe server is taken from --server, else DUBERNETES_SERVER, else `server:` in\n$XDG_CONFIG_HOME/dubernetes/config.yaml (~/.config/dubernetes/config.yaml), else http://127.0.0.1:8080.\nThe token likewise from --token, DUBERNETES_TOKEN, or `token:` in that file; a CA file for an\nhttps:// server from --ca-file, DUBERNETES_CA_FILE, or `ca_file:`."
 )]
 struct Cli {
     /// Server URL [default: http://127.0.0.1:8080].
@@ -34,6 +34,10 @@ struct Cli {
     /// API token (the server's --token, or the contents of its DATA_DIR/token).
     #[arg(long, global = true, env = "DUBERNETES_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM file of CA certificates to trust for an https:// server (e.g. the CA that signed the
+    /// server's --tls-cert), besides the system's roots.
+    #[arg(long, global = true, env = "DUBERNETES_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,12 +69,15 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<String>,
     },
-    /// Show pods as a table, JSON or YAML; -w keeps watching.
+    /// Create a resource: `create secret tls NAME --cert FILE --key FILE`.
+    #[command(subcommand)]
+    Create(CreateCommand),
+    /// Show pods (or TLS secrets) as a table, JSON or YAML; -w keeps watching pods.
     #[command(
-        after_help = "Examples:\n  dubectl get pods\n  dubectl get pods -o wide\n  dubectl get pod whoami -o yaml\n  dubectl get pods -w"
+        after_help = "Examples:\n  dubectl get pods\n  dubectl get pods -o wide\n  dubectl get pod whoami -o yaml\n  dubectl get pods -w\n  dubectl get secrets"
     )]
     Get {
-        /// Resource kind: `pods` (or `pod`, `po`).
+        /// Resource kind: `pods` (or `pod`, `po`), `secrets` (or `secret`).
         kind: Kind,
         /// One pod's name.
         name: Option<String>,
@@ -114,12 +121,12 @@ enum Command {
         #[arg(long)]
         raw: bool,
     },
-    /// Delete pods by name or by file.
+    /// Delete pods (or TLS secrets) by name, or pods by file.
     #[command(
-        after_help = "Examples:\n  dubectl delete pod whoami\n  dubectl delete pod a b c\n  dubectl delete -f examples/whoami.yaml"
+        after_help = "Examples:\n  dubectl delete pod whoami\n  dubectl delete pod a b c\n  dubectl delete -f examples/whoami.yaml\n  dubectl delete secret web-cert"
     )]
     Delete {
-        /// Resource kind and names: `pod NAME...`.
+        /// Resource kind and names: `pod NAME...` or `secret NAME...`.
         #[arg(required_unless_present = "files")]
         kind: Option<Kind>,
         /// Pod names.
@@ -179,6 +186,35 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum CreateCommand {
+    /// Create a secret.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretCommand {
+    /// A TLS certificate and its key, for pods with `access.tls: {secret: NAME}`. The key is sent
+    /// once and never shown again; `get secrets` lists names, hosts and expiry.
+    #[command(
+        after_help = "Examples:\n  dubectl create secret tls web-cert --cert fullchain.pem --key privkey.pem\n  dubectl create secret tls web-cert --cert new.pem --key new-key.pem --replace"
+    )]
+    Tls {
+        /// The secret's name (a DNS label).
+        name: String,
+        /// PEM certificate file: the certificate first, then its chain.
+        #[arg(long)]
+        cert: std::path::PathBuf,
+        /// PEM private key file of the certificate.
+        #[arg(long)]
+        key: std::path::PathBuf,
+        /// Replace the secret if it exists (pods using it switch to the new certificate).
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Print the server, token (redacted) and config file in force.
     #[command(after_help = "Example:\n  dubectl config view")]
@@ -217,6 +253,8 @@ enum RolloutCommand {
 enum Kind {
     #[value(alias = "pod", alias = "po")]
     Pods,
+    #[value(alias = "secret")]
+    Secrets,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -242,6 +280,26 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => Ok(Duration::from_secs(n * 3600)),
         _ => Err(format!("{s:?} is not a duration like 30s, 5m or 1h")),
     }
+}
+
+/// Deletes each named object, printing `KIND/NAME deleted` or the error; fails if any failed.
+async fn delete_each<F, Fut>(kind: &str, names: Vec<String>, ignore_not_found: bool, delete: F) -> ExitCode
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut failed = false;
+    for name in names {
+        match delete(name.clone()).await {
+            Ok(()) => println!("{kind}/{} deleted", escape::line(&name)),
+            Err(e) if ignore_not_found && client::is_not_found(&e) => {}
+            Err(e) => {
+                eprintln!("{} {e:#}", style::paint(style::enabled(true), 31, "error:"));
+                failed = true;
+            }
+        }
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -286,7 +344,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         clap_complete::generate(shell, &mut Cli::command(), "dubectl", &mut std::io::stdout());
         return Ok(ExitCode::SUCCESS);
     }
-    let settings = config::resolve(cli.server, cli.token)?;
+    let settings = config::resolve(cli.server, cli.token, cli.ca_file)?;
     if let Command::Config(ConfigCommand::View) = cli.command {
         println!(
             "server: {}    # from {}",
@@ -297,6 +355,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(_) => println!("token: REDACTED    # from {}", settings.token_source.describe()),
             None => println!("token: null    # none set"),
         }
+        match &settings.ca_file {
+            Some(f) => println!(
+                "ca-file: {}    # from {}",
+                f.display(),
+                settings.ca_file_source.describe()
+            ),
+            None => println!("ca-file: null    # system roots only"),
+        }
         match (&settings.file, config::path()) {
             (Some(p), _) => println!("config-file: {}", p.display()),
             (None, Some(p)) => println!("config-file: {}    # does not exist", p.display()),
@@ -304,7 +370,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let client = Client::new(&settings.server, settings.token.as_deref())?;
+    let client = Client::new(&settings.server, settings.token.as_deref(), settings.ca_file.as_deref())?;
     match cli.command {
         Command::Completion { .. } | Command::Config(_) => Ok(ExitCode::SUCCESS),
         Command::Apply {
@@ -386,6 +452,74 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Create(CreateCommand::Secret(SecretCommand::Tls {
+            name,
+            cert,
+            key,
+            replace,
+        })) => {
+            let read = |flag: &str, path: &std::path::Path| {
+                std::fs::read_to_string(path).with_context(|| format!("--{flag} {}", path.display()))
+            };
+            let secret = dubernetes_api::NewTlsSecret {
+                name: name.clone(),
+                cert: read("cert", &cert)?,
+                key: read("key", &key)?,
+            };
+            let stored = client.create_secret(&secret, replace).await?;
+            println!(
+                "secret/{} {} (hosts {}, expires {})",
+                escape::line(&stored.name),
+                if replace { "configured" } else { "created" },
+                escape::line(&stored.hosts.join(",")),
+                output::date(stored.not_after)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get {
+            kind: Kind::Secrets,
+            name,
+            output,
+            watch,
+        } => {
+            if watch {
+                bail!("-w watches pods only; `dubectl get secrets` lists the secrets");
+            }
+            let secrets = match &name {
+                Some(name) => vec![client.secret(name).await?],
+                None => client.secrets().await?,
+            };
+            output::print_secrets(&secrets, output, name.is_some())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Describe {
+            kind: Kind::Secrets,
+            name,
+        } => {
+            output::print_secrets(&[client.secret(&name).await?], Format::Yaml, true)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delete {
+            kind: Some(Kind::Secrets),
+            names,
+            files,
+            ignore_not_found,
+        } => {
+            if !files.is_empty() {
+                bail!("-f deletes pods; delete secrets by name: `dubectl delete secret NAME`");
+            }
+            if names.is_empty() {
+                bail!("name the secrets to delete: `dubectl delete secret NAME`");
+            }
+            Ok(delete_each("secret", names, ignore_not_found, |name| {
+                let client = &client;
+                async move { client.delete_secret(&name).await }
+            })
+            .await)
+        }
+        Command::Scale {
+            kind: Kind::Secrets, ..
+        } => bail!("only pods scale: `dubectl scale pod NAME --replicas N`"),
         Command::Describe { kind: Kind::Pods, name } => {
             let pod = client.get(&name).await?;
             let (events, _) = client.events(Some(&name)).await?;
@@ -441,18 +575,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if targets.is_empty() {
                 bail!("name the pods to delete (`dubectl delete pod NAME`) or give -f FILE");
             }
-            let mut failed = false;
-            for name in targets {
-                match client.delete(&name).await {
-                    Ok(()) => println!("pod/{name} deleted"),
-                    Err(e) if ignore_not_found && client::is_not_found(&e) => {}
-                    Err(e) => {
-                        eprintln!("{} {e:#}", style::paint(style::enabled(true), 31, "error:"));
-                        failed = true;
-                    }
-                }
-            }
-            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(delete_each("pod", targets, ignore_not_found, |name| {
+                let client = &client;
+                async move { client.delete(&name).await }
+            })
+            .await)
         }
         Command::Scale {
             kind: Kind::Pods,

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dubernetes_api::{Event, Pod, WatchKind};
+use dubernetes_api::{Event, Pod, TlsSecret, WatchKind};
 
 use crate::Format;
 use crate::escape;
@@ -218,6 +218,23 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
         }
         table(&rows, &[]);
     }
+    if let Some(tls) = &s.tls {
+        let serving = if tls.serving {
+            "HTTPS"
+        } else {
+            "plain HTTP (no certificate yet)"
+        };
+        field("TLS", &format!("{} ({serving})", tls.source));
+        if let Some(issuer) = &tls.issuer {
+            field("  Issuer", &escape::line(issuer));
+        }
+        if let Some(not_after) = tls.not_after {
+            field("  Expires", &format!("{} ({})", date(not_after), expires_in(not_after)));
+        }
+        if let Some(error) = &tls.error {
+            field("  Error", &escape::line(error));
+        }
+    }
     println!("Spec:");
     for line in serde_yaml_ng::to_string(&pod.spec)?.lines() {
         println!("  {line}");
@@ -258,4 +275,57 @@ pub fn print_history(revisions: &[dubernetes_api::Revision]) {
         ]);
     }
     table(&rows, &[]);
+}
+
+/// A unix time in seconds as an RFC 3339 date, e.g. `2026-03-01T12:00:00Z`.
+pub fn date(unix_secs: i64) -> String {
+    let at = UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix_secs).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// How long until `unix_secs`: `in 89d`, or `EXPIRED`.
+fn expires_in(unix_secs: i64) -> String {
+    let left = unix_secs - now_ms() / 1000;
+    match left {
+        l if l <= 0 => "EXPIRED".into(),
+        l if l < 2 * 86_400 => format!("in {}h", l / 3600),
+        l => format!("in {}d", l / 86_400),
+    }
+}
+
+/// `get secrets`: names, hosts, expiry, issuer, users (never a key: the server sends none).
+pub fn print_secrets(secrets: &[TlsSecret], format: Format, single: bool) -> anyhow::Result<()> {
+    match format {
+        Format::Json if single && secrets.len() == 1 => println!("{}", serde_json::to_string_pretty(&secrets[0])?),
+        Format::Yaml if single && secrets.len() == 1 => print!("{}", serde_yaml_ng::to_string(&secrets[0])?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(secrets)?),
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(secrets)?),
+        Format::Table | Format::Wide => {
+            if secrets.is_empty() {
+                eprintln!("No secrets found.");
+                return Ok(());
+            }
+            let mut rows = vec![
+                ["NAME", "HOSTS", "EXPIRES", "NOT-AFTER", "USED-BY", "ISSUER"]
+                    .map(String::from)
+                    .to_vec(),
+            ];
+            for s in secrets {
+                rows.push(vec![
+                    escape::line(&s.name),
+                    escape::line(&s.hosts.join(",")),
+                    expires_in(s.not_after),
+                    date(s.not_after),
+                    if s.used_by.is_empty() {
+                        "-".into()
+                    } else {
+                        s.used_by.join(",")
+                    },
+                    escape::line(&s.issuer),
+                ]);
+            }
+            table(&rows, &[]);
+        }
+    }
+    Ok(())
 }

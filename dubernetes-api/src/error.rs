@@ -64,6 +64,8 @@ pub enum ErrorCode {
     Forbidden,
     /// As many dashboard links are live as the server keeps: retry in a minute.
     TooManySessions,
+    /// A TLS certificate or key is unusable (not PEM, key does not match, expired, wrong host): `field` says which.
+    InvalidCertificate,
 }
 
 impl ErrorCode {
@@ -95,6 +97,7 @@ impl ErrorCode {
         ErrorCode::TooManyLogStreams,
         ErrorCode::Forbidden,
         ErrorCode::TooManySessions,
+        ErrorCode::InvalidCertificate,
     ];
 
     /// The code as it appears in JSON, e.g. `invalid_spec`.
@@ -126,6 +129,7 @@ impl ErrorCode {
             ErrorCode::TooManyLogStreams => "too_many_log_streams",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::TooManySessions => "too_many_sessions",
+            ErrorCode::InvalidCertificate => "invalid_certificate",
         }
     }
 }

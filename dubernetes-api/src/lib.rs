@@ -24,6 +24,7 @@ pub mod limits;
 pub mod logs;
 pub mod pod;
 pub mod revision;
+pub mod secret;
 pub mod spec;
 pub mod watch;
 
@@ -31,12 +32,13 @@ pub use error::{ApiError, ErrorCode};
 pub use event::{Event, EventKind};
 pub use limits::{ContainerLimits, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT};
 pub use logs::{LogLine, LogStream, MAX_LOG_LINE_BYTES};
-pub use pod::{Condition, ConditionType, ContainerState, Phase, Pod, PodStatus, Replica, ReplicaCounts};
+pub use pod::{Condition, ConditionType, ContainerState, Phase, Pod, PodStatus, Replica, ReplicaCounts, TlsStatus};
 pub use revision::{ApplyOutcome, ApplyResponse, Revision, RolloutOutcome, RolloutState};
+pub use secret::{NewTlsSecret, TlsSecret, check_secret_name, name_covers};
 pub use spec::{
     Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS,
     MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, Resources, RestartBackoff,
-    Security, SpecError, UpdateStrategy, ValidationError, check_stored_size, integral_numbers, parse_json_spec,
+    Security, SpecError, Tls, UpdateStrategy, ValidationError, check_stored_size, integral_numbers, parse_json_spec,
     parse_memory, parse_specs,
 };
 pub use watch::{WatchEvent, WatchKind};

@@ -118,6 +118,29 @@ pub struct PodStatus {
     pub restarts: u32,
     /// Exit code of the last replica that exited.
     pub last_exit_code: Option<i64>,
+    /// The HTTPS certificate of the pod's host, when `access.tls` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStatus>,
+}
+
+/// The certificate a pod's host is served with (`access.tls`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TlsStatus {
+    /// `acme` or `secret`.
+    pub source: String,
+    /// Whether the ingress serves the host over HTTPS (a certificate is there);
+    /// false: plain HTTP until one is issued.
+    pub serving: bool,
+    /// The certificate's issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// End of validity, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+    /// Why the last ACME attempt failed (it is retried with back-off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl PodStatus {

@@ -36,6 +36,7 @@ fn pod() -> Pod {
             }],
             restarts: 0,
             last_exit_code: None,
+            tls: None,
         },
         replicas: vec![Replica {
             name: "dub-t-web-x".into(),

@@ -40,6 +40,8 @@ pub struct DubernetesBuilder {
     engine: Option<Arc<dyn crate::engine::Engine>>,
     /// A `postgres://` URL: a store shared by several servers (None: SQLite).
     postgres: Option<String>,
+    /// Where `access.tls: auto` certificates come from; None: no ACME.
+    acme: Option<crate::acme::AcmeSettings>,
 }
 
 impl Default for DubernetesBuilder {
@@ -59,6 +61,7 @@ impl Default for DubernetesBuilder {
             backend: crate::engine::Backend::Docker,
             engine: None,
             postgres: None,
+            acme: None,
         }
     }
 }
@@ -100,7 +103,13 @@ impl DubernetesBuilder {
         self
     }
 
-    /// How the ingress runs.
+    /// Obtains certificates for `access.tls: auto` hosts from this ACME directory.
+    pub fn acme(mut self, acme: crate::acme::AcmeSettings) -> Self {
+        self.acme = Some(acme);
+        self
+    }
+
+    /// The ingress container's image, listen addresses and limits.
     pub fn ingress(mut self, ingress: IngressSettings) -> Self {
         self.ingress = ingress;
         self
@@ -305,7 +314,8 @@ impl DubernetesBuilder {
             drain: self.drain,
         };
         let pg = store.postgres().cloned();
-        let handle = Arc::new(Handle::new(settings, store, runtime, self.ingress.clone()));
+        let acme = self.acme.clone().map(|a| Arc::new(crate::acme::Acme::new(a)));
+        let handle = Arc::new(Handle::new(settings, store, runtime, self.ingress.clone(), acme));
         // Subscribed before the controller starts, so the feed misses no change.
         let changes = handle.changes.subscribe();
         let orchestrator = Dubernetes {

@@ -29,6 +29,29 @@ pub enum Error {
         /// The pod it is routed to.
         owner: Option<String>,
     },
+    /// A TLS certificate or key is unusable, or a pod's `access.tls` names a
+    /// secret that cannot serve its host; nothing was changed.
+    #[error("{field}: {message}")]
+    Certificate {
+        /// The input at fault: `cert`, `key`, `name`, `access.tls.secret`.
+        field: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// No TLS secret of this name.
+    #[error("secret {0:?} not found; `dubectl get secrets` lists them")]
+    SecretNotFound(String),
+    /// A TLS secret of this name exists already (create refuses to replace it).
+    #[error("name: secret {0:?} exists already; replace it with `dubectl create secret tls {0} --replace ...`")]
+    SecretExists(String),
+    /// The secret is named by pods' `access.tls.secret`; nothing was deleted.
+    #[error("secret {name:?} is used by pod(s) {}; change their access.tls first", pods.join(", "))]
+    SecretInUse {
+        /// The secret.
+        name: String,
+        /// The pods that use it.
+        pods: Vec<String>,
+    },
     /// A rollback asked for a revision the pod does not have (`number`,
     /// field `to_revision`), or, without a number, the pod has no revision
     /// with another template to go back to.

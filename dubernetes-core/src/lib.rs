@@ -39,7 +39,9 @@
 
 pub use dubernetes_api;
 
+mod acme;
 mod builder;
+mod certificate;
 mod controller;
 mod crashloop;
 mod data_dir;
@@ -57,6 +59,7 @@ mod plan;
 mod probe;
 mod rollout;
 mod runtime;
+mod secrets;
 mod shared;
 mod spec;
 mod status;
@@ -65,9 +68,13 @@ mod store;
 pub mod testing;
 mod watch;
 
+pub use acme::{
+    AcmeSettings, DEFAULT_RENEW_BEFORE, DEFAULT_RETRY as DEFAULT_ACME_RETRY, LETS_ENCRYPT_PRODUCTION,
+    MAX_RETRY as MAX_ACME_RETRY,
+};
 pub use controller::{BackoffSettings, Change};
 pub use data_dir::LOCK_FILE;
-pub use dubernetes_api::{ApiError, ApplyResponse, ErrorCode, ReplicaCounts};
+pub use dubernetes_api::{ApiError, ApplyResponse, ErrorCode, NewTlsSecret, ReplicaCounts, TlsSecret};
 pub use engine::Backend;
 pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
 pub use error::{DataDirProblem, Error, Result};
@@ -83,10 +90,11 @@ pub use runtime::{
     ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT, LABEL_INSTANCE,
     LABEL_POD, LABEL_REVISION, LABEL_ROLE,
 };
+pub use secrets::MAX_CERTIFICATE_PEM_BYTES;
 pub use spec::{
     Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS,
     MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, Resources, RestartBackoff,
-    Security, SpecError, UpdateStrategy, ValidationError, check_stored_size, integral_numbers, parse_json_spec,
+    Security, SpecError, Tls, UpdateStrategy, ValidationError, check_stored_size, integral_numbers, parse_json_spec,
     parse_memory, parse_specs,
 };
 pub use store::{

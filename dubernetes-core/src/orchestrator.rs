@@ -50,6 +50,9 @@ pub(crate) struct Handle {
     pub(crate) runtime: Runtime,
     pub(crate) ingress: crate::ingress::IngressSettings,
     pub(crate) changes: tokio::sync::broadcast::Sender<Change>,
+    /// Certificates by ACME (one for every term: its errors and back-off
+    /// outlive a change of leader); None: no ACME directory.
+    pub(crate) acme: Option<Arc<crate::acme::Acme>>,
     /// Ends the handle's own tasks (feed, leadership, listener).
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
     pub(crate) tasks: tokio_util::task::TaskTracker,
@@ -64,15 +67,17 @@ impl Handle {
         store: Arc<dyn crate::store::Store>,
         runtime: Runtime,
         ingress: crate::ingress::IngressSettings,
+        acme: Option<Arc<crate::acme::Acme>>,
     ) -> Handle {
         let (changes, _) = tokio::sync::broadcast::channel(1024);
-        let standby = new_context(&settings, &store, &runtime, &ingress, &changes, false);
+        let standby = new_context(&settings, &store, &runtime, &ingress, &changes, acme.as_ref(), false);
         Handle {
             settings,
             store,
             runtime,
             ingress,
             changes,
+            acme,
             shutdown: tokio_util::sync::CancellationToken::new(),
             tasks: tokio_util::task::TaskTracker::new(),
             current: std::sync::RwLock::new(standby),
@@ -87,6 +92,7 @@ impl Handle {
             &self.runtime,
             &self.ingress,
             &self.changes,
+            self.acme.as_ref(),
             acting,
         )
     }
@@ -174,6 +180,7 @@ fn new_context(
     runtime: &Runtime,
     ingress: &crate::ingress::IngressSettings,
     changes: &tokio::sync::broadcast::Sender<Change>,
+    acme: Option<&Arc<crate::acme::Acme>>,
     acting: bool,
 ) -> Term {
     let fence = tokio_util::sync::CancellationToken::new();
@@ -184,6 +191,9 @@ fn new_context(
     };
     let ingress = crate::ingress::Ingress::new(runtime.clone(), &settings.instance, &settings.network, ingress.clone());
     let ctx = Context::new(settings.clone(), Arc::clone(store), runtime, ingress, changes.clone());
+    if let Some(acme) = acme {
+        let _ = ctx.acme.set(Arc::clone(acme));
+    }
     if !acting {
         ctx.shutdown.cancel();
     }
@@ -257,6 +267,7 @@ impl Dubernetes {
     pub async fn dry_run(&self, spec: &PodSpec) -> Result<ApplyOutcome> {
         self.validate(spec)?;
         self.check_host(spec).await?;
+        self.check_tls(spec).await?;
         Ok(match self.handle.store.get(&spec.name).await? {
             None => ApplyOutcome::Created,
             Some(p) if p.spec == *spec => ApplyOutcome::Unchanged,
@@ -307,6 +318,7 @@ impl Dubernetes {
     /// someone changed the pod since, and [`Error::NotFound`] when it is gone.
     pub async fn apply_if(&self, spec: PodSpec, expected: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
         self.validate(&spec)?;
+        self.check_tls(&spec).await?;
         let (stored, outcome) = self.handle.store.upsert_checked(&spec, expected, self.max_pods).await?;
         let ownership = self.handle.runtime.ownership();
         if ownership.has_held(&spec.name) {
@@ -325,6 +337,11 @@ impl Dubernetes {
             });
             self.handle.ctx().wake(&spec.name);
             self.handle.ctx().wake_ingress();
+            if spec.tls() == Some(&crate::spec::Tls::Auto)
+                && let Some(acme) = self.handle.ctx().acme.get()
+            {
+                acme.wake();
+            }
         }
         let pod = self.view(stored).await?;
         Ok((pod, outcome))
@@ -712,7 +729,44 @@ impl Dubernetes {
             return Ok(self.standby_view(stored, published.as_deref()));
         }
         let observation = self.handle.ctx().observe_pod(&stored.spec);
-        Ok(crate::status::pod_view(stored, observation))
+        let tls = self.tls_status(&stored.spec).await?;
+        let mut pod = crate::status::pod_view(stored, observation);
+        pod.status.tls = tls;
+        Ok(pod)
+    }
+
+    /// The certificate the pod's host is served with, for its status.
+    async fn tls_status(&self, spec: &PodSpec) -> Result<Option<dubernetes_api::TlsStatus>> {
+        let (Some(tls), Some(host)) = (spec.tls(), spec.host()) else {
+            return Ok(None);
+        };
+        let (source, name) = match tls {
+            crate::spec::Tls::Auto => ("acme", crate::acme::certificate_name(host)),
+            crate::spec::Tls::Secret(name) => ("secret", name.clone()),
+        };
+        let stored = self.handle.store.certificate(&name).await?;
+        let https = self.handle.ctx().ingress.serves_tls();
+        let error = match tls {
+            crate::spec::Tls::Auto => match self.handle.ctx().acme.get() {
+                Some(acme) => acme.last_error(host),
+                None => Some("this server has no ACME directory (--acme-directory)".into()),
+            },
+            crate::spec::Tls::Secret(_) => None,
+        };
+        let error =
+            error.or_else(|| (!https).then(|| "the ingress has no HTTPS listener (--ingress-tls-listen)".to_string()));
+        Ok(Some(dubernetes_api::TlsStatus {
+            source: source.into(),
+            serving: https && stored.is_some(),
+            issuer: stored.as_ref().map(|c| c.issuer.clone()),
+            not_after: stored.as_ref().map(|c| c.not_after),
+            error,
+        }))
+    }
+
+    /// The host port the ingress serves HTTPS on, once it runs with one.
+    pub async fn ingress_tls_port(&self) -> Option<u16> {
+        self.handle.ctx().ingress.tls_port().await
     }
 }
 

@@ -279,6 +279,11 @@ impl Runtime {
         .await
     }
 
+    /// Writes one file of mode 0600 into a container (see [`crate::engine::Engine::write_private_file`]).
+    pub(crate) async fn write_private_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
+        self.engine.write_private_file(id, dir, file, content).await
+    }
+
     /// Writes several files (paths relative to `dir`) in one engine call.
     pub(crate) async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
         self.engine.write_files(id, dir, files).await

@@ -309,6 +309,7 @@ fn pod_status(
         message,
         restarts: controller.restarts,
         last_exit_code: controller.last_exit_code,
+        tls: None,
         conditions,
     }
 }

@@ -395,6 +395,7 @@ mod tests {
                 conditions: Vec::new(),
                 restarts: 0,
                 last_exit_code: None,
+                tls: None,
             },
             replicas: Vec::new(),
         }

@@ -98,6 +98,16 @@ impl From<Error> for ApiError {
             Error::HostTaken { .. } => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field("access.host")
             }
+            Error::Certificate { field, .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidCertificate, message)
+                    .with_field(field)
+            }
+            Error::SecretNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message).with_field("name")
+            }
+            Error::SecretExists(_) | Error::SecretInUse { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field("name")
+            }
             Error::NoRevision { number, .. } => {
                 let error = ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message);
                 match number {

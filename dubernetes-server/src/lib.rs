@@ -16,6 +16,7 @@ mod openapi;
 mod routes;
 pub mod serve;
 pub mod session;
+pub mod tls;
 
 use std::time::Duration;
 

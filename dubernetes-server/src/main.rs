@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use dubernetes_core::{BackoffSettings, DEFAULT_INGRESS_IMAGE, Dubernetes, IngressSettings};
+use dubernetes_core::{AcmeSettings, BackoffSettings, DEFAULT_INGRESS_IMAGE, Dubernetes, IngressSettings};
 use dubernetes_server::auth::{self, Token};
 use dubernetes_server::serve::ServeLimits;
 
@@ -26,6 +26,13 @@ struct Config {
     /// Address of the HTTP API. Loopback by default; any other address needs an explicit --token.
     #[arg(long, env = "DUBERNETES_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// PEM certificate (then its chain) to serve the API over HTTPS; needs --tls-key. Without it the API
+    /// is plain HTTP, and a non-loopback --listen sends the token in clear text (a warning says so).
+    #[arg(long, env = "DUBERNETES_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1). Keep it mode 0600.
+    #[arg(long, env = "DUBERNETES_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Bearer token every API call (except GET /healthz) must carry. Default: read from, or generated
     /// into, DATA_DIR/token (mode 0600).
     #[arg(long, env = "DUBERNETES_TOKEN", hide_env_values = true)]
@@ -57,6 +64,27 @@ struct Config {
     /// Host address the ingress publishes (port 0: the engine picks one).
     #[arg(long, env = "DUBERNETES_INGRESS_LISTEN", default_value = "0.0.0.0:80")]
     ingress_listen: SocketAddr,
+    /// Host address the ingress serves HTTPS on, for pods with `access.tls` (port 0: the engine picks
+    /// one). `off`: no HTTPS listener, every host stays plain HTTP.
+    #[arg(long, env = "DUBERNETES_INGRESS_TLS_LISTEN", default_value = "0.0.0.0:443", value_parser = parse_tls_listen)]
+    ingress_tls_listen: TlsListen,
+    /// ACME directory for `access.tls: auto` certificates (HTTP-01 through the ingress, which must be
+    /// reachable on port 80 under the pod's host name from the ACME server).
+    #[arg(long, env = "DUBERNETES_ACME_DIRECTORY", default_value = dubernetes_core::LETS_ENCRYPT_PRODUCTION)]
+    acme_directory: String,
+    /// Contact e-mail of the ACME account (expiry notices).
+    #[arg(long, env = "DUBERNETES_ACME_EMAIL")]
+    acme_email: Option<String>,
+    /// PEM CA certificate to trust for the ACME server instead of the system's roots (a private ACME
+    /// server such as step-ca or Pebble).
+    #[arg(long, env = "DUBERNETES_ACME_CA_FILE")]
+    acme_ca_file: Option<PathBuf>,
+    /// Renew ACME certificates this long before they expire, e.g. 30d, 720h.
+    #[arg(long, env = "DUBERNETES_ACME_RENEW_BEFORE", default_value = "30d", value_parser = humantime::parse_duration)]
+    acme_renew_before: Duration,
+    /// First retry delay after a failed issuance (doubles per failure, at most 1h), e.g. 60s.
+    #[arg(long, env = "DUBERNETES_ACME_RETRY", default_value = "60s", value_parser = humantime::parse_duration)]
+    acme_retry: Duration,
     /// nginx image of the ingress (official image layout). Pulled if missing.
     #[arg(long, env = "DUBERNETES_INGRESS_IMAGE", default_value = DEFAULT_INGRESS_IMAGE)]
     ingress_image: String,
@@ -143,6 +171,19 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+/// `--ingress-tls-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct TlsListen(Option<SocketAddr>);
+
+fn parse_tls_listen(text: &str) -> Result<TlsListen, String> {
+    if text == "off" {
+        return Ok(TlsListen(None));
+    }
+    text.parse()
+        .map(|a| TlsListen(Some(a)))
+        .map_err(|_| format!("{text:?} is not an address like 0.0.0.0:443 (or `off`)"))
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write a consistent copy of the store to FILE, while the server runs or not (SQLite VACUUM INTO).
@@ -156,6 +197,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // One rustls provider for the process (the workspace enables two, which
+    // makes rustls's own choice ambiguous for libraries that rely on it).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Config::parse();
     init_logs(config.log_format);
     let store = StoreUrl::parse(config.store.as_deref())?;
@@ -191,6 +235,13 @@ async fn main() -> anyhow::Result<()> {
     // An existing token is read (and checked) before anything starts; a new
     // one is written only once the data dir is ours (locked by the builder).
     let token = api_token(&config, &data_dir)?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(std::sync::Arc::new(dubernetes_server::tls::server_config(cert, key)?)),
+        _ => None,
+    };
+    if let Some(warning) = dubernetes_server::tls::cleartext_warning(config.listen, tls.is_some()) {
+        tracing::warn!(listen = %config.listen, "{warning}");
+    }
     let ingress_log_bytes = dubernetes_core::parse_memory(&config.ingress_log_max_size)
         .map_err(anyhow::Error::msg)
         .and_then(|b| {
@@ -208,6 +259,14 @@ async fn main() -> anyhow::Result<()> {
     let mut backoff = BackoffSettings::default();
     backoff.initial = Duration::from_millis(config.backoff_initial_ms);
     backoff.max = Duration::from_secs(config.backoff_max_seconds);
+    let mut ingress_settings =
+        IngressSettings::new(config.ingress_image.clone(), config.ingress_listen).with_limits(ingress_limits);
+    if let TlsListen(Some(listen)) = config.ingress_tls_listen {
+        ingress_settings = ingress_settings.with_tls_listen(listen);
+    }
+    if let Some(file) = &config.acme_ca_file {
+        std::fs::metadata(file).with_context(|| format!("--acme-ca-file {}", file.display()))?;
+    }
     let mut builder = Dubernetes::builder().instance(&config.instance).data_dir(&data_dir);
     if let StoreUrl::Postgres(url) = &store {
         builder = builder.postgres(url);
@@ -215,7 +274,14 @@ async fn main() -> anyhow::Result<()> {
     let orchestrator = builder
         .adopt_foreign(config.adopt_foreign)
         .backend(config.backend)
-        .ingress(IngressSettings::new(config.ingress_image.clone(), config.ingress_listen).with_limits(ingress_limits))
+        .ingress(ingress_settings)
+        .acme(
+            AcmeSettings::new(config.acme_directory.clone())
+                .with_email(config.acme_email.clone())
+                .with_ca_file(config.acme_ca_file.clone())
+                .with_renew_before(config.acme_renew_before)
+                .with_retry(config.acme_retry),
+        )
         .resync_interval(Duration::from_secs(config.resync_seconds))
         .stop_grace_period(Duration::from_secs(config.stop_grace_seconds))
         .engine_concurrency(config.engine_concurrency)
@@ -249,12 +315,15 @@ async fn main() -> anyhow::Result<()> {
     })?;
     tracing::info!(
         api = %listener.local_addr()?,
+        scheme = if tls.is_some() { "https" } else { "http" },
         instance = %config.instance,
         data_dir = %data_dir.display(),
         store_id = %orchestrator.store_id(),
         store = %store,
         leader = orchestrator.is_leader(),
         ingress = %config.ingress_listen,
+        ingress_tls = ?config.ingress_tls_listen.0,
+        acme = %config.acme_directory,
         ingress_image = %config.ingress_image,
         "dubernetes-server ready"
     );
@@ -278,7 +347,7 @@ async fn main() -> anyhow::Result<()> {
         shutdown_signal().await;
         streams_end.cancel();
     };
-    dubernetes_server::serve::serve(listener, app, limits, shutdown).await;
+    dubernetes_server::serve::serve_tls(listener, app, limits, tls, shutdown).await;
     tracing::info!("shutting down; containers keep running and are adopted on the next start");
     orchestrator.shutdown().await;
     Ok(())

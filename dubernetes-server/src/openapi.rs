@@ -9,7 +9,7 @@ pub mod contract;
 use crate::error::{ApiError, ErrorCode};
 use crate::routes::meta::{self, VersionInfo};
 use crate::routes::pods::{self, ApplyResponse, RollbackRequest};
-use crate::routes::{events, logs, watch};
+use crate::routes::{events, logs, secrets, watch};
 
 /// The OpenAPI document of the API, generated from the handlers and types.
 #[derive(OpenApi)]
@@ -30,6 +30,11 @@ use crate::routes::{events, logs, watch};
         pods::delete_pod,
         pods::revisions,
         pods::rollback,
+        secrets::list_secrets,
+        secrets::post_secret,
+        secrets::get_secret,
+        secrets::put_secret,
+        secrets::delete_secret,
         events::events,
         meta::ingress,
         watch::watch,

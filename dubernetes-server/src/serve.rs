@@ -7,6 +7,10 @@
 //! queues new ones), and hyper closes a connection whose request head does not
 //! arrive in time. Bodies and handlers are bounded by the request deadline of
 //! [`crate::app`].
+//!
+//! With a TLS configuration ([`serve_tls`]) each connection first completes a
+//! rustls handshake, bounded by the header timeout (a client that stalls the
+//! handshake holds its permit no longer than one that stalls its headers).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,8 +21,10 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 /// Limits of the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +50,18 @@ impl Default for ServeLimits {
 /// Serves `app` on `listener` until `shutdown` completes, then lets open
 /// connections finish (up to the grace period).
 pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits, shutdown: impl Future<Output = ()>) {
+    serve_tls(listener, app, limits, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (plain HTTP otherwise).
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tls.map(TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -69,14 +87,26 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits, shut
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(64 * 1024)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let result = match acceptor {
+                None => watcher.watch(connection(stream, service, &limits)).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => watcher.watch(connection(tls, service, &limits)).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
@@ -89,4 +119,20 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits, shut
     {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
     }
+}
+
+/// One HTTP/1.1 connection over `io` (a TCP or TLS stream).
+fn connection<I>(
+    io: I,
+    service: TowerToHyperService<Router>,
+    limits: &ServeLimits,
+) -> http1::Connection<TokioIo<I>, TowerToHyperService<Router>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), service)
 }

@@ -17,6 +17,8 @@ pub mod exposition;
 
 /// A throwaway PostgreSQL (see [`dubernetes_core::pg_cluster`]).
 pub use dubernetes_core::pg_cluster::PgCluster;
+pub mod pebble;
+pub mod pki;
 
 /// The demo image, v1 and v2 (same app, reports `Version: v2`).
 pub const WHOAMI_V1: &str = "dubernetes/whoami:v1";
@@ -366,6 +368,9 @@ pub struct TestServer {
     pub backend: Backend,
     /// Let the server generate its own token into the data dir.
     generated_token: bool,
+    /// With TLS for the API: the CA file clients trust (the server's
+    /// certificate and key sit beside it in the data dir).
+    pub api_ca_file: Option<PathBuf>,
 }
 
 impl TestServer {
@@ -385,7 +390,7 @@ impl TestServer {
             Backend::Docker => test.to_string(),
             Backend::Swarm => format!("sw-{test}"),
         };
-        Self::start_custom_backend(backend, &test, None, None, extra_args, &[], false).await
+        Self::start_custom_backend(backend, &test, None, None, extra_args, &[], false, None).await
     }
 
     /// Starts a server without `--token`/`DUBERNETES_TOKEN`: it generates its
@@ -407,11 +412,18 @@ impl TestServer {
     }
 
     async fn start_inner(test: &str, extra_args: &[&str], generated_token: bool) -> TestServer {
-        Self::start_custom_env(test, None, None, extra_args, &[], generated_token).await
+        Self::start_custom_env(test, None, None, extra_args, &[], generated_token, None).await
     }
 
     async fn start_full(test: &str, extra_args: &[&str], env: &[(&str, &str)], generated_token: bool) -> TestServer {
-        Self::start_custom_env(test, None, None, extra_args, env, generated_token).await
+        Self::start_custom_env(test, None, None, extra_args, env, generated_token, None).await
+    }
+
+    /// Like [`start_with`](Self::start_with), serving the API over HTTPS
+    /// (`--tls-cert`/`--tls-key`) with a certificate for 127.0.0.1 from `ca`;
+    /// [`url`](Self::url) is `https://127.0.0.1:PORT` and the clients trust `ca`.
+    pub async fn start_with_api_tls(test: &str, extra_args: &[&str], ca: &pki::TestCa) -> TestServer {
+        Self::start_custom_env(test, None, None, extra_args, &[], false, Some(ca)).await
     }
 
     /// Starts a server with a given instance (None: a new one) and data dir
@@ -423,7 +435,7 @@ impl TestServer {
         extra_args: &[&str],
         generated_token: bool,
     ) -> TestServer {
-        Self::start_custom_env(test, instance, data_subdir, extra_args, &[], generated_token).await
+        Self::start_custom_env(test, instance, data_subdir, extra_args, &[], generated_token, None).await
     }
 
     /// Starts one of several servers of `instance` sharing the PostgreSQL
@@ -431,7 +443,7 @@ impl TestServer {
     pub async fn start_shared(test: &str, instance: &str, store: &str, extra_args: &[&str]) -> TestServer {
         let mut args = vec!["--store", store];
         args.extend_from_slice(extra_args);
-        Self::start_custom_env(test, Some(instance), None, &args, &[], false).await
+        Self::start_custom_env(test, Some(instance), None, &args, &[], false, None).await
     }
 
     /// Whether this server leads its instance (`GET /healthz`); None when it does not answer.
@@ -448,6 +460,7 @@ impl TestServer {
         extra_args: &[&str],
         env: &[(&str, &str)],
         generated_token: bool,
+        tls: Option<&pki::TestCa>,
     ) -> TestServer {
         Self::start_custom_backend(
             Backend::Docker,
@@ -457,10 +470,12 @@ impl TestServer {
             extra_args,
             env,
             generated_token,
+            tls,
         )
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn start_custom_backend(
         backend: Backend,
         test: &str,
@@ -469,6 +484,7 @@ impl TestServer {
         extra_args: &[&str],
         env: &[(&str, &str)],
         generated_token: bool,
+        tls: Option<&pki::TestCa>,
     ) -> TestServer {
         let docker = docker().await;
         if backend == Backend::Swarm {
@@ -483,9 +499,36 @@ impl TestServer {
         let data_path = data_subdir.map_or_else(|| data_dir.path().to_path_buf(), |sub| data_dir.path().join(sub));
         let api_port = free_port();
         let token = random_token();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .pool_idle_timeout(CLIENT_IDLE)
+        let mut extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        let mut api_ca_file = None;
+        let mut scheme = "http";
+        if let Some(ca) = tls {
+            let leaf = ca.leaf(&["127.0.0.1", "localhost"]);
+            let dir = data_dir.path().join("api-tls");
+            std::fs::create_dir_all(&dir).expect("api-tls dir");
+            let (cert, key, ca_file) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+            std::fs::write(&cert, &leaf.chain_pem).expect("write cert");
+            std::fs::write(&key, &leaf.key_pem).expect("write key");
+            std::fs::write(&ca_file, &ca.cert_pem).expect("write CA");
+            extra_args.extend(["--tls-cert".into(), cert.display().to_string()]);
+            extra_args.extend(["--tls-key".into(), key.display().to_string()]);
+            api_ca_file = Some(ca_file);
+            scheme = "https";
+        }
+        let api_client = |ca: &Option<PathBuf>| {
+            let builder = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_idle_timeout(CLIENT_IDLE);
+            match ca {
+                Some(file) => {
+                    let pem = std::fs::read(file).expect("read CA");
+                    let root = reqwest::Certificate::from_pem(&pem).expect("CA certificate");
+                    builder.add_root_certificate(root).https_only(true)
+                }
+                None => builder,
+            }
+        };
+        let http = api_client(&api_ca_file)
             .default_headers(auth_headers(&token))
             .build()
             .expect("client");
@@ -495,7 +538,7 @@ impl TestServer {
             .build()
             .expect("client");
         let mut server = TestServer {
-            url: format!("http://127.0.0.1:{api_port}"),
+            url: format!("{scheme}://127.0.0.1:{api_port}"),
             instance,
             data_dir,
             data_path,
@@ -504,10 +547,11 @@ impl TestServer {
             http,
             anonymous,
             token,
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            extra_args,
             extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             generated_token,
             backend,
+            api_ca_file,
         };
         server.spawn().await;
         server
@@ -530,6 +574,7 @@ impl TestServer {
             .arg(&self.data_path)
             .args(["--instance", &self.instance])
             .args(["--ingress-listen", "127.0.0.1:0"])
+            .args(["--ingress-tls-listen", "127.0.0.1:0"])
             .args(["--ingress-image", NGINX_LOCAL])
             .args(["--stop-grace-seconds", "2"])
             .args(["--backend", self.backend.as_str()])
@@ -571,9 +616,16 @@ impl TestServer {
                 .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()))
                 .trim()
                 .to_string();
-            self.http = reqwest::Client::builder()
+            let builder = reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
-                .pool_idle_timeout(CLIENT_IDLE)
+                .pool_idle_timeout(CLIENT_IDLE);
+            let builder = match &self.api_ca_file {
+                Some(file) => builder.add_root_certificate(
+                    reqwest::Certificate::from_pem(&std::fs::read(file).expect("read CA")).expect("CA certificate"),
+                ),
+                None => builder,
+            };
+            self.http = builder
                 .default_headers(auth_headers(&self.token))
                 .build()
                 .expect("client");
@@ -653,6 +705,7 @@ impl TestServer {
             .args(args)
             .env("DUBERNETES_SERVER", &self.url)
             .env("DUBERNETES_TOKEN", &self.token)
+            .envs(self.api_ca_file.iter().map(|f| ("DUBERNETES_CA_FILE", f)))
             .env("NO_COLOR", "1")
             .output()
             .expect("run dubectl")
@@ -665,6 +718,7 @@ impl TestServer {
             .args(args)
             .env("DUBERNETES_SERVER", &self.url)
             .env("DUBERNETES_TOKEN", &self.token)
+            .envs(self.api_ca_file.iter().map(|f| ("DUBERNETES_CA_FILE", f)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -323,6 +323,9 @@ async fn an_upgraded_store_adopts_the_unlabelled_containers_of_its_pods_without_
     for statement in [
         "DROP TABLE store_meta",
         "DROP TABLE adopted_containers",
+        // Migration 4 (certificates) came later still.
+        "DROP TABLE certificates",
+        "DROP TABLE acme_accounts",
         "DELETE FROM _sqlx_migrations WHERE version >= 3",
     ] {
         sqlx::query(statement).execute(&pool).await.expect(statement);

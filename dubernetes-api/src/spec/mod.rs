@@ -20,6 +20,7 @@ mod parse;
 #[cfg(test)]
 mod tests;
 mod validate;
+pub(crate) use validate::check_dns_label;
 
 pub use parse::{SpecError, check_stored_size, integral_numbers, parse_json_spec, parse_specs};
 pub use validate::{FieldError, ValidationError, parse_memory};
@@ -145,7 +146,97 @@ pub const MAX_PIDS: u32 = 4_194_304;
 pub struct Access {
     /// The host name the ingress routes to this pod (RFC 1123).
     pub host: String,
+    /// HTTPS for the host (none: plain HTTP only): `auto` (a certificate from
+    /// the server's ACME directory) or `{secret: NAME}` (a certificate from
+    /// `dubectl create secret tls NAME`, which must cover the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
 }
+
+/// Where the certificate of a host comes from (`access.tls`): the word `auto`
+/// or the map `{secret: NAME}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    /// Obtained (and renewed) from the server's ACME directory by HTTP-01 through the ingress.
+    Auto,
+    /// The TLS secret of this name (`dubectl create secret tls NAME --cert FILE --key FILE`).
+    Secret(String),
+}
+
+impl Serialize for Tls {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Tls::Auto => serializer.serialize_str("auto"),
+            Tls::Secret(name) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("secret", name)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Tls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Tls;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`auto` or `{secret: NAME}`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Tls, E> {
+                match v {
+                    "auto" => Ok(Tls::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Tls, A::Error> {
+                let mut secret = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "secret" {
+                        return Err(serde::de::Error::unknown_field(&key, &["secret"]));
+                    }
+                    if secret.is_some() {
+                        return Err(serde::de::Error::duplicate_field("secret"));
+                    }
+                    secret = Some(map.next_value::<String>()?);
+                }
+                secret
+                    .map(Tls::Secret)
+                    .ok_or_else(|| serde::de::Error::missing_field("secret"))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Tls {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["auto"]))
+                    .description(Some("a certificate from the server's ACME directory")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .property("secret", ObjectBuilder::new().schema_type(Type::String))
+                    .required("secret")
+                    .description(Some("the TLS secret of this name")),
+            )
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Tls {}
 
 /// Limits the engine enforces on every replica.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -413,8 +504,24 @@ impl PodSpec {
 
     /// Routes `host` to this pod through the ingress.
     pub fn with_host(mut self, host: impl Into<String>) -> Self {
-        self.access = Some(Access { host: host.into() });
+        self.access = Some(Access {
+            host: host.into(),
+            tls: None,
+        });
         self
+    }
+
+    /// Serves the host (set it first with [`with_host`](Self::with_host)) over HTTPS.
+    pub fn with_tls(mut self, tls: Tls) -> Self {
+        if let Some(access) = &mut self.access {
+            access.tls = Some(tls);
+        }
+        self
+    }
+
+    /// How the host is served over HTTPS, if it is.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.access.as_ref().and_then(|a| a.tls.as_ref())
     }
 
     /// Adds an environment variable.

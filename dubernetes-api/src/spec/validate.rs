@@ -167,6 +167,11 @@ impl PodSpec {
         {
             problems.push(FieldError::new("access.host", m));
         }
+        if let Some(crate::spec::Tls::Secret(name)) = self.tls()
+            && let Err(m) = check_dns_label(name)
+        {
+            problems.push(FieldError::new("access.tls.secret", m));
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -283,7 +288,7 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
     n.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
 }
 
-fn check_dns_label(name: &str) -> Result<(), String> {
+pub(crate) fn check_dns_label(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".into());
     }

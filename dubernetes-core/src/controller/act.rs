@@ -206,6 +206,7 @@ impl Context {
             limits: spec.container_limits(),
             // Replicas publish no host port: the ingress reaches them on the network.
             publish: None,
+            publish_tls: None,
         }
     }
 }

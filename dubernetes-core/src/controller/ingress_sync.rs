@@ -15,7 +15,8 @@ impl Context {
         let routes = self.routes(&pods, &containers);
         let ingress: Vec<&Observed> = containers.iter().filter(|c| c.role == "ingress").collect();
         let started = Instant::now();
-        let result = self.ingress.sync(&routes, &ingress).await;
+        let certs = self.route_certificates(&pods).await?;
+        let result = self.ingress.sync(&routes, &ingress, &certs).await;
         self.runtime.metrics().ingress_synced(started.elapsed(), &result);
         tracing::debug!(took = ?started.elapsed(), changed = ?result.as_ref().ok(), "ingress sync");
         *lock(&self.ingress_error) = result.as_ref().err().map(ToString::to_string);
@@ -62,6 +63,29 @@ impl Context {
             .collect();
         *last = now;
         changed
+    }
+
+    /// By pod, the certificate chain and key (PEM) of every host served over
+    /// HTTPS: the user's secret, or the one obtained by ACME. A pod whose
+    /// certificate is not (yet) there stays on plain HTTP.
+    async fn route_certificates(&self, pods: &[StoredPod]) -> Result<std::collections::BTreeMap<String, String>> {
+        let mut certs = std::collections::BTreeMap::new();
+        for pod in pods {
+            let name = match (pod.spec.tls(), pod.spec.host()) {
+                (Some(dubernetes_api::Tls::Secret(secret)), Some(_)) => secret.clone(),
+                (Some(dubernetes_api::Tls::Auto), Some(host)) => crate::acme::certificate_name(host),
+                _ => continue,
+            };
+            if let Some(stored) = self.store.certificate(&name).await? {
+                let mut pem = stored.cert_pem;
+                if !pem.ends_with('\n') {
+                    pem.push('\n');
+                }
+                pem.push_str(&stored.key_pem);
+                certs.insert(pod.spec.name.clone(), pem);
+            }
+        }
+        Ok(certs)
     }
 
     pub(super) fn routes(&self, pods: &[StoredPod], containers: &[Observed]) -> Vec<Route> {

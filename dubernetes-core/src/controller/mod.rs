@@ -163,6 +163,8 @@ pub(crate) struct Context {
     /// stay routable in this term until their first probe fails or confirms
     /// them, so a takeover does not empty the ingress while probes start.
     inherited_ready: StdMutex<(HashSet<String>, Instant)>,
+    /// Certificates by ACME, when the instance has an ACME directory.
+    pub acme: std::sync::OnceLock<Arc<crate::acme::Acme>>,
 }
 
 fn lock<T>(m: &StdMutex<T>) -> MutexGuard<'_, T> {
@@ -207,6 +209,7 @@ impl Context {
             observed: StdMutex::new(ObservedCache::default()),
             list_seq: AtomicU64::new(0),
             inherited_ready: StdMutex::new((HashSet::new(), Instant::now())),
+            acme: std::sync::OnceLock::new(),
         })
     }
 
@@ -264,7 +267,7 @@ impl Context {
         call.await
     }
 
-    async fn event(&self, pod: &str, kind: &str, reason: &str, message: &str) {
+    pub(crate) async fn event(&self, pod: &str, kind: &str, reason: &str, message: &str) {
         tracing::info!(pod, kind, reason, message);
         if let Err(e) = self.store.record_event(pod, kind, reason, message).await {
             tracing::warn!(error = %e, "recording an event failed");
@@ -291,6 +294,10 @@ impl Context {
         self.tasks.spawn(async move { ctx.event_loop().await });
         let ctx = Arc::clone(self);
         self.tasks.spawn(async move { ctx.resync_loop().await });
+        if let Some(acme) = self.acme.get() {
+            let (acme, ctx) = (Arc::clone(acme), Arc::clone(self));
+            self.tasks.spawn(async move { acme.run(ctx).await });
+        }
     }
 }
 

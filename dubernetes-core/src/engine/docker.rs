@@ -137,8 +137,7 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
         memory: spec.memory.and_then(|m| i64::try_from(m).ok()),
         nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
         port_bindings: spec.publish.map(|at| {
-            HashMap::from([(
-                port.clone(),
+            let binding = |at: std::net::SocketAddr| {
                 Some(vec![PortBinding {
                     host_ip: Some(at.ip().to_string()),
                     host_port: Some(if at.port() == 0 {
@@ -146,8 +145,13 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
                     } else {
                         at.port().to_string()
                     }),
-                }]),
-            )])
+                }])
+            };
+            let mut bindings = HashMap::from([(port.clone(), binding(at))]);
+            if let Some(tls) = spec.publish_tls {
+                bindings.insert("443/tcp".to_string(), binding(tls));
+            }
+            bindings
         }),
         ..Default::default()
     };
@@ -156,7 +160,11 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
         image: Some(spec.image.clone()),
         env: (!spec.env.is_empty()).then(|| spec.env.clone()),
         labels: Some(spec.labels.clone()),
-        exposed_ports: Some(vec![port]),
+        exposed_ports: Some(if spec.publish_tls.is_some() {
+            vec![port, "443/tcp".to_string()]
+        } else {
+            vec![port]
+        }),
         entrypoint: spec.command.clone(),
         cmd: spec.args.clone(),
         host_config: Some(host_config),
@@ -169,6 +177,24 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
 }
 
 impl DockerEngine {
+    /// Uploads one file (a one-entry tar; missing parent directories are created by the engine).
+    async fn upload(&self, id: &str, dir: &str, file: &str, content: &[u8], mode: u32) -> Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(mode);
+        header.set_mtime(crate::store::now_ms() as u64 / 1000);
+        let mut builder = tar::Builder::new(Vec::new());
+        let tar = builder
+            .append_data(&mut header, file, content)
+            .and_then(|_| builder.into_inner())
+            .map_err(|e| Error::Ingress(format!("building archive: {e}")))?;
+        let options = UploadToContainerOptionsBuilder::new().path(dir).build();
+        let upload = self
+            .docker
+            .upload_to_container(id, Some(options), bollard::body_full(bytes::Bytes::from(tar)));
+        Ok(bounded(&format!("writing {dir}/{file}"), CALL_TIMEOUT, upload).await?)
+    }
+
     /// Connects as the docker CLI would (`DOCKER_HOST` or the local socket) and
     /// negotiates the API version with the engine.
     pub(crate) async fn connect() -> Result<DockerEngine> {
@@ -398,20 +424,11 @@ impl Engine for DockerEngine {
     }
 
     async fn write_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(crate::store::now_ms() as u64 / 1000);
-        let mut builder = tar::Builder::new(Vec::new());
-        let tar = builder
-            .append_data(&mut header, file, content)
-            .and_then(|_| builder.into_inner())
-            .map_err(|e| Error::Ingress(format!("building archive: {e}")))?;
-        let options = UploadToContainerOptionsBuilder::new().path(dir).build();
-        let upload = self
-            .docker
-            .upload_to_container(id, Some(options), bollard::body_full(bytes::Bytes::from(tar)));
-        Ok(bounded(&format!("writing {dir}/{file}"), CALL_TIMEOUT, upload).await?)
+        self.upload(id, dir, file, content, 0o644).await
+    }
+
+    async fn write_private_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
+        self.upload(id, dir, file, content, 0o600).await
     }
 
     async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {

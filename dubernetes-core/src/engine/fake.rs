@@ -539,6 +539,10 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
+    async fn write_private_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
+        self.write_file(id, dir, file, content).await
+    }
+
     async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
         let mut s = lock(&self.state);
         let Some(c) = s.containers.get_mut(id) else {

@@ -144,6 +144,8 @@ pub struct ContainerSpec {
     pub limits: ContainerLimits,
     /// Publish `port` on this host address (port 0: any free port). Only the ingress does.
     pub publish: Option<SocketAddr>,
+    /// Also publish container port 443 on this host address (the ingress's HTTPS).
+    pub publish_tls: Option<SocketAddr>,
 }
 
 /// Something that happened to a container of the instance.
@@ -244,6 +246,10 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
 
     /// Writes one file into a container (created or running).
     async fn write_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()>;
+
+    /// Writes one file readable by its owner only (mode 0600: a private
+    /// key); `file` may name subdirectories of `dir`, created as needed.
+    async fn write_private_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()>;
 
     /// Writes several files into a container in one call, in order; `files`
     /// are paths relative to `dir` (which must exist), their directories are

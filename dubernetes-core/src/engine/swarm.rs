@@ -627,6 +627,13 @@ impl Engine for SwarmEngine {
         self.inner.write_file(&container, dir, file, content).await
     }
 
+    /// A private file (mode 0600: a certificate's key) into the container
+    /// behind `id` (the ingress, a plain container), as on Docker.
+    async fn write_private_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
+        let container = self.container_of(id).await?;
+        self.inner.write_private_file(&container, dir, file, content).await
+    }
+
     /// One archive into the container behind `id`, as on Docker (the
     /// ingress's endpoint files and scripts: their directories are made).
     async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {

@@ -38,7 +38,7 @@ pub(crate) use endpoints::{latest as latest_endpoints, slot_path as endpoints_sl
 
 pub(crate) use reject::RejectionChange;
 use reject::{Check, Rejections};
-pub(crate) use render::{Route, render};
+pub(crate) use render::{Route, RouteTls, render};
 
 use crate::engine::Network;
 use crate::error::{Error, Result};
@@ -76,6 +76,10 @@ pub struct IngressSettings {
     /// Log rotation, pids limit and no-new-privileges of the ingress container.
     #[serde(default)]
     pub limits: crate::runtime::ContainerLimits,
+    /// Where the ingress serves HTTPS on the host (port 0: any free port);
+    /// None: no HTTPS listener, every host stays plain HTTP.
+    #[serde(default)]
+    pub tls_listen: Option<SocketAddr>,
 }
 
 impl IngressSettings {
@@ -85,12 +89,19 @@ impl IngressSettings {
         self
     }
 
+    /// Serves HTTPS (hosts with `access.tls`) on this host address.
+    pub fn with_tls_listen(mut self, listen: SocketAddr) -> Self {
+        self.tls_listen = Some(listen);
+        self
+    }
+
     /// Settings with the given image and listen address.
     pub fn new(image: impl Into<String>, listen: SocketAddr) -> Self {
         IngressSettings {
             image: image.into(),
             listen,
             limits: crate::runtime::ContainerLimits::default(),
+            tls_listen: None,
         }
     }
 }
@@ -101,6 +112,7 @@ impl Default for IngressSettings {
             image: DEFAULT_INGRESS_IMAGE.into(),
             listen: SocketAddr::from(([0, 0, 0, 0], 80)),
             limits: crate::runtime::ContainerLimits::default(),
+            tls_listen: None,
         }
     }
 }
@@ -115,12 +127,19 @@ struct State {
     /// same routes again are not re-checked (see [`Ingress::verify`]).
     requested: Option<String>,
     port: Option<u16>,
+    /// The host port of HTTPS (container port 443), when it is published.
+    tls_port: Option<u16>,
+    /// Fingerprints of the certificate files written into the container, by pod.
+    written_certs: HashMap<String, String>,
     /// The endpoint files this process wrote into the container.
     written: endpoints::Written,
     /// Pods with a server block in the live config: their endpoint files
     /// are live as soon as written.
     live_pods: HashSet<String>,
 }
+
+/// Where certificates (with their keys, mode 0600) and ACME challenge files go in the container.
+const NGINX_DIR: &str = "/etc/nginx";
 
 /// The ingress of one instance.
 #[derive(Debug)]
@@ -147,6 +166,8 @@ pub(crate) struct Ingress {
     /// `state.port` (0: none), readable without waiting for a sync that is
     /// stuck on a frozen engine.
     published: std::sync::atomic::AtomicU32,
+    /// `state.tls_port` (0: none), likewise.
+    published_tls: std::sync::atomic::AtomicU32,
 }
 
 impl Ingress {
@@ -164,6 +185,7 @@ impl Ingress {
             reloads: AtomicU64::new(0),
             endpoint_updates: AtomicU64::new(0),
             published: std::sync::atomic::AtomicU32::new(0),
+            published_tls: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -171,8 +193,13 @@ impl Ingress {
         let l = &self.settings.limits;
         // The host limits count too: an ingress made before them (or with
         // other flags) is replaced once, so it runs with what the flags say.
+        let tls = self
+            .settings
+            .tls_listen
+            .map(|t| format!("|tls={t}"))
+            .unwrap_or_default();
         let digest = Sha256::digest(format!(
-            "{}|{}|{}|{LAYOUT}|log={}x{}|pids={:?}|nnp={}",
+            "{}|{}|{}|{LAYOUT}|log={}x{}|pids={:?}|nnp={}{tls}",
             self.settings.image,
             self.settings.listen,
             self.network,
@@ -194,9 +221,17 @@ impl Ingress {
     /// Makes the ingress container exist, run with current settings, and serve
     /// `routes`, less any nginx rejects (see [`Ingress::rejections`]).
     /// `observed` is this instance's ingress containers.
-    pub(crate) async fn sync(&self, routes: &[Route], observed: &[&Observed]) -> Result<bool> {
-        let (text, _) = render(&self.instance, routes)?;
+    /// `certs` holds, by pod, the PEM certificate chain and key of each host
+    /// served over HTTPS; other routes stay plain HTTP.
+    pub(crate) async fn sync(
+        &self,
+        routes: &[Route],
+        observed: &[&Observed],
+        certs: &BTreeMap<String, String>,
+    ) -> Result<bool> {
         let mut state = self.state.lock().await;
+        let routes = &self.with_tls(routes, certs, &state);
+        let (text, _) = render(&self.instance, routes)?;
         let hash = self.config_hash();
         let healthy = observed.iter().find(|c| {
             c.name == self.name
@@ -225,6 +260,7 @@ impl Ingress {
                 {
                     return Ok(routed_changed);
                 }
+                self.write_certs(&c.id, certs, &mut state).await?;
                 Ok(self.apply(&c.id, &text, routes, &mut state).await? || routed_changed)
             }
             Some(c) => {
@@ -234,10 +270,18 @@ impl Ingress {
                 state.requested = None;
                 state.written.clear();
                 state.port = self.runtime.published_port(&c.id, 80).await?;
+                state.tls_port = self.runtime.published_port(&c.id, 443).await?;
+                self.published_tls
+                    .store(state.tls_port.map_or(0, u32::from), Ordering::Relaxed);
+                state.written_certs.clear();
                 self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
                 // Its files may be missing (a copy of our ingress made by
                 // someone else): the reload below loads them.
                 self.runtime.write_files(&c.id, "/etc", &static_files()).await?;
+                // The HTTPS port may only be known now: render again.
+                let routes = &self.with_tls(routes, certs, &state);
+                let (text, _) = render(&self.instance, routes)?;
+                self.write_certs(&c.id, certs, &mut state).await?;
                 self.write_endpoints(&c.id, routes, &mut state).await?;
                 self.apply(&c.id, &text, routes, &mut state).await?;
                 Ok(true)
@@ -247,6 +291,9 @@ impl Ingress {
                     self.runtime.remove(&c.id).await?;
                 }
                 let id = self.create(&mut state).await?;
+                let routes = &self.with_tls(routes, certs, &state);
+                let (text, _) = render(&self.instance, routes)?;
+                self.write_certs(&id, certs, &mut state).await?;
                 self.write_endpoints(&id, routes, &mut state).await?;
                 self.apply(&id, &text, routes, &mut state).await?;
                 Ok(true)
@@ -283,6 +330,7 @@ impl Ingress {
             network: self.network.clone(),
             limits: self.settings.limits,
             publish: Some(self.settings.listen),
+            publish_tls: self.settings.tls_listen,
             ..Default::default()
         };
         let (text, version) = render(&self.instance, &[])?;
@@ -298,6 +346,13 @@ impl Ingress {
             )));
         }
         state.port = self.runtime.published_port(&id, 80).await?;
+        state.tls_port = match self.settings.tls_listen {
+            Some(_) => self.runtime.published_port(&id, 443).await?,
+            None => None,
+        };
+        self.published_tls
+            .store(state.tls_port.map_or(0, u32::from), Ordering::Relaxed);
+        state.written_certs.clear();
         self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
         self.wait_live(state.port, &version).await?;
         state.container_id = Some(id.clone());
@@ -369,6 +424,104 @@ impl Ingress {
         state.live_pods = live_routes.iter().map(|r| r.pod.clone()).collect();
         self.set_routed(routed_ids(&live_routes));
         Ok(true)
+    }
+
+    /// The routes with HTTPS for the pods that have a certificate here
+    /// (when the ingress publishes HTTPS at all).
+    fn with_tls(&self, routes: &[Route], certs: &BTreeMap<String, String>, state: &State) -> Vec<Route> {
+        let Some(listen) = self.settings.tls_listen else {
+            return routes.to_vec();
+        };
+        let port = state.tls_port.unwrap_or(listen.port());
+        let port_suffix = if port == 443 { String::new() } else { format!(":{port}") };
+        routes
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.tls = certs.get(&r.pod).map(|pem| RouteTls {
+                    fingerprint: fingerprint(pem),
+                    port_suffix: port_suffix.clone(),
+                });
+                r
+            })
+            .collect()
+    }
+
+    /// Writes the certificate files that changed (mode 0600: they hold keys)
+    /// into the container, before the config that names them is checked.
+    async fn write_certs(&self, id: &str, certs: &BTreeMap<String, String>, state: &mut State) -> Result<()> {
+        if self.settings.tls_listen.is_none() {
+            return Ok(());
+        }
+        for (pod, pem) in certs {
+            let print = fingerprint(pem);
+            if state.written_certs.get(pod) == Some(&print) {
+                continue;
+            }
+            self.runtime
+                .write_private_file(id, NGINX_DIR, &format!("dubernetes/tls/{pod}.pem"), pem.as_bytes())
+                .await?;
+            state.written_certs.insert(pod.clone(), print);
+        }
+        // A pod that no longer serves HTTPS (deleted, tls removed, secret
+        // replaced by none): its key does not stay behind in the container.
+        let gone: Vec<String> = state
+            .written_certs
+            .keys()
+            .filter(|pod| !certs.contains_key(*pod))
+            .cloned()
+            .collect();
+        for pod in gone {
+            self.runtime
+                .write_private_file(id, NGINX_DIR, &format!("dubernetes/tls/{pod}.pem"), b"")
+                .await?;
+            state.written_certs.remove(&pod);
+        }
+        Ok(())
+    }
+
+    /// Serves `key_authorization` at `/.well-known/acme-challenge/TOKEN` on
+    /// every host's HTTP listener: a file nginx reads per request, so no reload.
+    /// The token comes from the ACME server: only base64url characters pass.
+    pub(crate) async fn put_challenge(&self, token: &str, key_authorization: &str) -> Result<()> {
+        if token.is_empty()
+            || token.len() > 256
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::Ingress(format!(
+                "the ACME server sent a challenge token that is not base64url ({} bytes); refused",
+                token.len()
+            )));
+        }
+        let id = self
+            .state
+            .lock()
+            .await
+            .container_id
+            .clone()
+            .ok_or_else(|| Error::Ingress("no ingress container to answer the ACME challenge".into()))?;
+        self.runtime
+            .write_file(
+                &id,
+                NGINX_DIR,
+                &format!("dubernetes/acme/{token}"),
+                key_authorization.as_bytes(),
+            )
+            .await
+    }
+
+    /// Whether the ingress publishes HTTPS at all.
+    pub(crate) fn serves_tls(&self) -> bool {
+        self.settings.tls_listen.is_some()
+    }
+
+    /// The host port of HTTPS, once the ingress runs with one.
+    pub(crate) async fn tls_port(&self) -> Option<u16> {
+        u16::try_from(self.published_tls.load(Ordering::Relaxed))
+            .ok()
+            .filter(|&p| p != 0)
     }
 
     /// Writes the endpoint files of the pods whose replicas changed, in one
@@ -530,6 +683,15 @@ fn static_files() -> Vec<(String, Vec<u8>)> {
     STATIC_FILES
         .iter()
         .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
+        .collect()
+}
+
+/// A short hash of a certificate file.
+fn fingerprint(pem: &str) -> String {
+    Sha256::digest(pem.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
         .collect()
 }
 

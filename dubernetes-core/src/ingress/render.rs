@@ -17,6 +17,19 @@ pub(crate) struct Route {
     pub servers: Vec<String>,
     /// Container ids behind `servers`.
     pub ids: Vec<String>,
+    /// HTTPS for the host, when its certificate is in the ingress.
+    pub tls: Option<RouteTls>,
+}
+
+/// The HTTPS side of a route: nginx serves the host on 443 with the
+/// certificate in `dubernetes/tls/POD.pem`, and redirects HTTP to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RouteTls {
+    /// A short hash of the certificate file: a new certificate changes the
+    /// config text, so it is checked and reloaded like any other change.
+    pub fingerprint: String,
+    /// `:PORT` for redirects when HTTPS is not on 443 (empty on 443).
+    pub port_suffix: String,
 }
 
 impl Route {
@@ -38,6 +51,7 @@ impl Route {
         let servers: Vec<(IpAddr, u16)> = servers.into_iter().map(|(s, _)| s).collect();
         Route {
             ids,
+            tls: None,
             pod: pod.to_string(),
             host: host.to_string(),
             servers: servers
@@ -85,6 +99,8 @@ pub(crate) fn hash_sizes(routes: &[Route]) -> HashSizes {
 #[template(path = "nginx.conf", escape = "none")]
 struct NginxConf<'a> {
     instance: &'a str,
+    /// Whether any route serves HTTPS (then a 443 default server refuses unknown names).
+    any_tls: bool,
     version: &'a str,
     routes: &'a [Route],
     hash: HashSizes,
@@ -98,6 +114,9 @@ fn version_of(instance: &str, routes: &[Route]) -> String {
     hasher.update(instance.as_bytes());
     for r in routes {
         hasher.update(format!("{}|{}\n", r.pod, r.host).as_bytes());
+        if let Some(tls) = &r.tls {
+            hasher.update(format!("tls|{}|{}\n", tls.fingerprint, tls.port_suffix).as_bytes());
+        }
     }
     hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
@@ -107,6 +126,7 @@ pub(crate) fn render(instance: &str, routes: &[Route]) -> Result<(String, String
     let version = version_of(instance, routes);
     let text = NginxConf {
         instance,
+        any_tls: routes.iter().any(|r| r.tls.is_some()),
         version: &version,
         routes,
         hash: hash_sizes(routes),
@@ -224,6 +244,42 @@ mod tests {
             conf.contains("server_names_hash_bucket_size 64;\nserver_names_hash_max_size 512;"),
             "{conf}"
         );
+    }
+
+    #[test]
+    fn tls_routes_get_a_443_server_and_a_redirect_that_keeps_the_acme_path() {
+        let mut web = Route::new("web", "web.local", vec![(ip("10.0.0.2"), 80)]);
+        web.tls = Some(RouteTls {
+            fingerprint: "abc123".into(),
+            port_suffix: ":8443".into(),
+        });
+        let plain = Route::new("api", "api.local", vec![(ip("10.0.0.3"), 80)]);
+        let (conf, version) = render("t", &[web.clone(), plain.clone()]).expect("render");
+        assert!(conf.contains("listen 443 ssl;\n    server_name web.local;"), "{conf}");
+        assert!(
+            conf.contains("ssl_certificate /etc/nginx/dubernetes/tls/web.pem;"),
+            "{conf}"
+        );
+        assert!(conf.contains("ssl_protocols TLSv1.2 TLSv1.3;"), "{conf}");
+        assert!(conf.contains("return 308 https://$host:8443$request_uri;"), "{conf}");
+        assert!(conf.contains("ssl_reject_handshake on;"), "{conf}");
+        assert_eq!(conf.matches("listen 443 ssl;").count(), 1, "only the TLS host: {conf}");
+        assert_eq!(
+            conf.matches("return 308").count(),
+            1,
+            "plain hosts are not redirected: {conf}"
+        );
+        assert!(conf.contains("location ^~ /.well-known/acme-challenge/"), "{conf}");
+        // A new certificate is a new config.
+        let mut renewed = web;
+        renewed.tls = Some(RouteTls {
+            fingerprint: "def456".into(),
+            port_suffix: ":8443".into(),
+        });
+        let (conf2, version2) = render("t", &[renewed, plain.clone()]).expect("render");
+        assert_ne!((conf.as_str(), version.as_str()), (conf2.as_str(), version2.as_str()));
+        let (conf3, _) = render("t", &[plain]).expect("render");
+        assert!(!conf3.contains("443"), "no HTTPS without TLS routes: {conf3}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::{ApplyOutcome, Event, OwnershipFacts, Revision, Store, StoredPod};
+use super::{ApplyOutcome, Event, OwnershipFacts, Revision, Store, StoredCertificate, StoredPod};
 use crate::error::Result;
 use crate::ownership::Adoption;
 use crate::spec::PodSpec;
@@ -198,6 +198,32 @@ impl Store for CachedStore {
     async fn release_held(&self, pod: &str) -> Result<()> {
         let result = self.inner.release_held(pod).await;
         self.written(Some(pod), result)
+    }
+
+    // Certificates and ACME accounts are not cached (read per TLS pod on an
+    // ingress sync and by the ACME task): passed through.
+    async fn put_certificate(&self, cert: &StoredCertificate) -> Result<()> {
+        self.inner.put_certificate(cert).await
+    }
+
+    async fn certificate(&self, name: &str) -> Result<Option<StoredCertificate>> {
+        self.inner.certificate(name).await
+    }
+
+    async fn certificates(&self) -> Result<Vec<StoredCertificate>> {
+        self.inner.certificates().await
+    }
+
+    async fn delete_certificate(&self, name: &str) -> Result<bool> {
+        self.inner.delete_certificate(name).await
+    }
+
+    async fn acme_account(&self, directory: &str) -> Result<Option<String>> {
+        self.inner.acme_account(directory).await
+    }
+
+    async fn put_acme_account(&self, directory: &str, credentials: &str) -> Result<()> {
+        self.inner.put_acme_account(directory, credentials).await
     }
 
     async fn backup(&self, target: &Path) -> Result<()> {

@@ -11,7 +11,9 @@
 
 use std::collections::HashSet;
 
-use super::{ApplyOutcome, MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS, MAX_REVISIONS, Store};
+use super::{
+    ApplyOutcome, CertificateKind, MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS, MAX_REVISIONS, Store, StoredCertificate,
+};
 use crate::error::Error;
 use crate::ownership::Adoption;
 use crate::spec::PodSpec;
@@ -34,7 +36,9 @@ macro_rules! store_contract_tests {
             event_messages_are_cut_and_the_log_is_bounded,
             the_store_id_is_written_once_and_gone_adoptions_are_forgotten,
             a_spec_over_the_stored_limit_is_refused_and_nothing_is_written,
-            a_backup_is_private_and_never_overwrites
+            a_backup_is_private_and_never_overwrites,
+            certificates_are_replaced_by_name_and_deleted,
+            acme_accounts_are_kept_per_directory
         );
     };
     (@cases $new:expr; $($case:ident),* $(,)?) => {
@@ -372,4 +376,71 @@ pub(crate) async fn a_backup_is_private_and_never_overwrites(store: &dyn Store) 
         "{err:?}"
     );
     assert_eq!(std::fs::read(&target).expect("read"), before, "not overwritten");
+}
+
+fn certificate(name: &str, kind: CertificateKind, not_after: i64) -> StoredCertificate {
+    StoredCertificate {
+        name: name.into(),
+        kind,
+        cert_pem: format!("CERT {name}"),
+        key_pem: format!("KEY {name}"),
+        hosts: vec!["a.example".into(), "*.b.example".into()],
+        issuer: "CN=test".into(),
+        not_before: 1,
+        not_after,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+pub(crate) async fn certificates_are_replaced_by_name_and_deleted(store: &dyn Store) {
+    assert!(store.certificate("web").await.expect("get").is_none());
+    store
+        .put_certificate(&certificate("web", CertificateKind::User, 100))
+        .await
+        .expect("put");
+    store
+        .put_certificate(&certificate("acme:a.example", CertificateKind::Acme, 50))
+        .await
+        .expect("put acme");
+    let first = store.certificate("web").await.expect("get").expect("stored");
+    assert_eq!(
+        (first.kind, first.key_pem.as_str(), first.hosts.len(), first.not_after),
+        (CertificateKind::User, "KEY web", 2, 100)
+    );
+    assert!(first.created_at > 0 && first.created_at == first.updated_at);
+    // Replacing keeps the creation time and changes the rest.
+    let mut renewed = certificate("web", CertificateKind::User, 200);
+    renewed.key_pem = "KEY 2".into();
+    store.put_certificate(&renewed).await.expect("replace");
+    let second = store.certificate("web").await.expect("get").expect("stored");
+    assert_eq!((second.not_after, second.key_pem.as_str()), (200, "KEY 2"));
+    assert_eq!(second.created_at, first.created_at);
+    let names: Vec<_> = store
+        .certificates()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["acme:a.example", "web"], "listed by name");
+    assert!(store.delete_certificate("web").await.expect("delete"));
+    assert!(!store.delete_certificate("web").await.expect("delete again"));
+    assert!(store.certificate("web").await.expect("get").is_none());
+}
+
+pub(crate) async fn acme_accounts_are_kept_per_directory(store: &dyn Store) {
+    let (one, two) = ("https://acme.one/dir", "https://acme.two/dir");
+    assert_eq!(store.acme_account(one).await.expect("get"), None);
+    store.put_acme_account(one, "{\"a\":1}").await.expect("put");
+    store.put_acme_account(two, "{\"b\":2}").await.expect("put");
+    store.put_acme_account(one, "{\"a\":3}").await.expect("replace");
+    assert_eq!(
+        store.acme_account(one).await.expect("get").as_deref(),
+        Some("{\"a\":3}")
+    );
+    assert_eq!(
+        store.acme_account(two).await.expect("get").as_deref(),
+        Some("{\"b\":2}")
+    );
 }

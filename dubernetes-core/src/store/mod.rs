@@ -76,6 +76,67 @@ pub struct StoredPod {
     pub rollout: RolloutState,
 }
 
+/// Who a stored certificate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CertificateKind {
+    /// Uploaded by the user (`dubectl create secret tls`).
+    User,
+    /// Obtained from the ACME directory for `access.tls: auto`.
+    Acme,
+}
+
+impl CertificateKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CertificateKind::User => "user",
+            CertificateKind::Acme => "acme",
+        }
+    }
+
+    pub(crate) fn parse(word: &str) -> Result<Self> {
+        match word {
+            "user" => Ok(CertificateKind::User),
+            "acme" => Ok(CertificateKind::Acme),
+            other => Err(Error::Internal(format!(
+                "unknown certificate kind {other:?} in the store"
+            ))),
+        }
+    }
+}
+
+/// A certificate, its key and what the certificate says, as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct StoredCertificate {
+    /// The user's secret name, or `acme:HOST`.
+    pub name: String,
+    pub kind: CertificateKind,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub hosts: Vec<String>,
+    pub issuer: String,
+    /// Unix seconds.
+    pub not_before: i64,
+    /// Unix seconds.
+    pub not_after: i64,
+    /// Unix milliseconds (set by the store).
+    pub created_at: i64,
+    /// Unix milliseconds (set by the store).
+    pub updated_at: i64,
+}
+
+/// Never prints the key.
+impl std::fmt::Debug for StoredCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCertificate")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("hosts", &self.hosts)
+            .field("not_after", &self.not_after)
+            .field("key_pem", &"REDACTED")
+            .finish_non_exhaustive()
+    }
+}
+
 /// Desired state, as the controller and the facade need it. Every method is
 /// one transaction; a failed check writes nothing.
 #[async_trait::async_trait]
@@ -148,6 +209,25 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
 
     /// The held adoptions of `pod` become managed (the pod was applied).
     async fn release_held(&self, pod: &str) -> Result<()>;
+
+    /// Stores a certificate under its name, replacing one of the same name
+    /// (keeping its `created_at`).
+    async fn put_certificate(&self, cert: &StoredCertificate) -> Result<()>;
+
+    /// The certificate of this name.
+    async fn certificate(&self, name: &str) -> Result<Option<StoredCertificate>>;
+
+    /// Every certificate, by name.
+    async fn certificates(&self) -> Result<Vec<StoredCertificate>>;
+
+    /// Deletes the certificate of this name; returns whether it existed.
+    async fn delete_certificate(&self, name: &str) -> Result<bool>;
+
+    /// The ACME account credentials (JSON) for this directory URL.
+    async fn acme_account(&self, directory: &str) -> Result<Option<String>>;
+
+    /// Stores the ACME account credentials for this directory URL (replacing any).
+    async fn put_acme_account(&self, directory: &str, credentials: &str) -> Result<()>;
 
     /// Writes a consistent copy of the store to the file `target` (which
     /// must not exist) while the store is in use, created `0600` (it holds

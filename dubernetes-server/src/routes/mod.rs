@@ -5,6 +5,7 @@ pub(crate) mod events;
 pub(crate) mod logs;
 pub(crate) mod meta;
 pub(crate) mod pods;
+pub(crate) mod secrets;
 pub(crate) mod watch;
 
 use axum::Router;
@@ -20,6 +21,7 @@ use events::events;
 use logs::logs;
 use meta::{healthz, ingress, metrics, openapi_json, version};
 use pods::{delete_pod, get_pod, list_pods, post_pod, put_pod, revisions, rollback};
+use secrets::{delete_secret, get_secret, list_secrets, post_secret, put_secret};
 use watch::watch;
 
 /// The state the handlers share.
@@ -62,6 +64,11 @@ pub fn router_with_limits(orchestrator: Dubernetes, shutdown: CancellationToken,
         .route("/v1/pods/{name}/revisions", get(revisions))
         .route("/v1/pods/{name}/rollback", axum::routing::post(rollback))
         .route("/v1/pods/{name}/logs", get(logs))
+        .route("/v1/secrets", get(list_secrets).post(post_secret))
+        .route(
+            "/v1/secrets/{name}",
+            get(get_secret).put(put_secret).delete(delete_secret),
+        )
         .route("/v1/events", get(events))
         .route("/v1/watch", get(watch))
         .route("/v1/ingress", get(ingress))

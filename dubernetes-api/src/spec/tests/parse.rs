@@ -42,6 +42,30 @@ fn unknown_field_in_access_is_an_error() {
 }
 
 #[test]
+fn access_tls_is_auto_or_a_secret() {
+    let auto = parse_one("name: a\nimage: b\naccess: {host: a.local, tls: auto}\n").expect("auto");
+    assert_eq!(auto.tls(), Some(&crate::spec::Tls::Auto));
+    let secret = parse_one("name: a\nimage: b\naccess:\n  host: a.local\n  tls: {secret: a-cert}\n").expect("secret");
+    assert_eq!(secret.tls(), Some(&crate::spec::Tls::Secret("a-cert".into())));
+    let json =
+        parse_json_spec(r#"{"name":"a","image":"b","access":{"host":"a.local","tls":{"secret":"c"}}}"#).expect("json");
+    assert_eq!(json.tls(), Some(&crate::spec::Tls::Secret("c".into())));
+    assert_eq!(
+        parse_one("name: a\nimage: b\naccess: {host: a.local}\n")
+            .expect("none")
+            .tls(),
+        None
+    );
+    for bad in ["tls: yes", "tls: {secret: x, auto: y}", "tls: {key: x}", "tls: [auto]"] {
+        let err = parse_specs(&format!("name: a\nimage: b\naccess: {{host: a.local, {bad}}}\n")).expect_err(bad);
+        let field = err.field().unwrap_or_default();
+        assert!(field.starts_with("access.tls"), "{bad}: {field}: {err}");
+    }
+    let err = parse_one("name: a\nimage: b\naccess: {host: a.local, tls: {secret: Bad_Name}}\n").expect_err("bad name");
+    assert!(err.to_string().contains("access.tls.secret"), "{err}");
+}
+
+#[test]
 fn multi_document_files_parse_in_order_and_skip_empty_documents() {
     let specs = parse_specs("name: a\nimage: b\n---\n---\nname: c\nimage: d\n").expect("valid");
     let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();

@@ -1,0 +1,211 @@
+//! TLS secrets of the facade: certificates the user uploads for
+//! `access.tls: {secret: NAME}`. Every input is checked before anything is
+//! written (PEM, the key belongs to the certificate, validity, the hosts of
+//! the pods that use it); the key is stored and never answered.
+
+use dubernetes_api::{NewTlsSecret, Tls, TlsSecret, check_secret_name};
+
+use crate::certificate::{self, CertificateInfo};
+use crate::controller::Change;
+use crate::error::{Error, Result};
+use crate::orchestrator::Dubernetes;
+use crate::spec::PodSpec;
+use crate::store::{CertificateKind, StoredCertificate, now_ms};
+
+/// Largest certificate chain or key accepted, in bytes (a chain of a few certificates is ~6 KiB).
+pub const MAX_CERTIFICATE_PEM_BYTES: usize = 64 * 1024;
+
+impl Dubernetes {
+    /// Stores a new TLS secret; [`Error::SecretExists`] when one of that name exists.
+    pub async fn create_secret(&self, secret: NewTlsSecret) -> Result<TlsSecret> {
+        self.put_secret(secret, false).await
+    }
+
+    /// Replaces a TLS secret (or creates it). The new certificate must still
+    /// cover the host of every pod that uses the secret.
+    pub async fn replace_secret(&self, secret: NewTlsSecret) -> Result<TlsSecret> {
+        self.put_secret(secret, true).await
+    }
+
+    async fn put_secret(&self, secret: NewTlsSecret, replace: bool) -> Result<TlsSecret> {
+        check_secret_name(&secret.name).map_err(|message| Error::Certificate {
+            field: "name".into(),
+            message,
+        })?;
+        for (field, text) in [("cert", &secret.cert), ("key", &secret.key)] {
+            if text.len() > MAX_CERTIFICATE_PEM_BYTES {
+                return Err(Error::Certificate {
+                    field: field.into(),
+                    message: format!(
+                        "is {} bytes; at most {MAX_CERTIFICATE_PEM_BYTES} are accepted",
+                        text.len()
+                    ),
+                });
+            }
+        }
+        let info =
+            certificate::check_pair(&secret.cert, &secret.key, now_ms() / 1000).map_err(|p| Error::Certificate {
+                field: p.field.into(),
+                message: p.message,
+            })?;
+        let existing = self.handle.store.certificate(&secret.name).await?;
+        if existing.as_ref().is_some_and(|c| c.kind == CertificateKind::User) && !replace {
+            return Err(Error::SecretExists(secret.name));
+        }
+        let users = self.secret_users(&secret.name).await?;
+        for pod in &users {
+            if let Some(host) = pod.host()
+                && !info.covers(host)
+            {
+                return Err(Error::Certificate {
+                    field: "cert".into(),
+                    message: format!(
+                        "covers {} but pod {:?} serves {host:?} with this secret",
+                        info.hosts.join(", "),
+                        pod.name
+                    ),
+                });
+            }
+        }
+        let stored = StoredCertificate {
+            name: secret.name.clone(),
+            kind: CertificateKind::User,
+            cert_pem: secret.cert,
+            key_pem: secret.key,
+            hosts: info.hosts.clone(),
+            issuer: info.issuer.clone(),
+            not_before: info.not_before,
+            not_after: info.not_after,
+            created_at: 0,
+            updated_at: 0,
+        };
+        self.handle.store.put_certificate(&stored).await?;
+        tracing::info!(secret = %secret.name, hosts = ?info.hosts, "stored a TLS secret");
+        if !users.is_empty() {
+            self.handle.ctx().wake_ingress();
+            for pod in &users {
+                self.handle.ctx().notify(Change::Pod { name: pod.name.clone() });
+            }
+        }
+        self.secret(&secret.name).await
+    }
+
+    /// The TLS secrets (the user's; certificates obtained by ACME show in their pod's status).
+    pub async fn secrets(&self) -> Result<Vec<TlsSecret>> {
+        let pods = self.handle.store.list().await?;
+        Ok(self
+            .handle
+            .store
+            .certificates()
+            .await?
+            .into_iter()
+            .filter(|c| c.kind == CertificateKind::User)
+            .map(|c| view(c, &pods.iter().map(|p| &p.spec).collect::<Vec<_>>()))
+            .collect())
+    }
+
+    /// One TLS secret.
+    pub async fn secret(&self, name: &str) -> Result<TlsSecret> {
+        let stored = self
+            .user_certificate(name)
+            .await?
+            .ok_or_else(|| Error::SecretNotFound(name.to_string()))?;
+        let pods = self.secret_users(name).await?;
+        Ok(view(stored, &pods.iter().collect::<Vec<_>>()))
+    }
+
+    /// Deletes a TLS secret; [`Error::SecretInUse`] while pods name it.
+    pub async fn delete_secret(&self, name: &str) -> Result<()> {
+        let users = self.secret_users(name).await?;
+        if !users.is_empty() {
+            return Err(Error::SecretInUse {
+                name: name.to_string(),
+                pods: users.into_iter().map(|p| p.name).collect(),
+            });
+        }
+        match self.user_certificate(name).await? {
+            Some(_) => {
+                self.handle.store.delete_certificate(name).await?;
+                Ok(())
+            }
+            None => Err(Error::SecretNotFound(name.to_string())),
+        }
+    }
+
+    /// The user's secret of this name (not a certificate obtained by ACME).
+    async fn user_certificate(&self, name: &str) -> Result<Option<StoredCertificate>> {
+        Ok(self
+            .handle
+            .store
+            .certificate(name)
+            .await?
+            .filter(|c| c.kind == CertificateKind::User))
+    }
+
+    /// The pods whose `access.tls` names the secret.
+    async fn secret_users(&self, name: &str) -> Result<Vec<PodSpec>> {
+        Ok(self
+            .handle
+            .store
+            .list()
+            .await?
+            .into_iter()
+            .map(|p| p.spec)
+            .filter(|spec| matches!(spec.tls(), Some(Tls::Secret(s)) if s == name))
+            .collect())
+    }
+
+    /// For a pod with `access.tls: {secret: NAME}`: the secret exists, is
+    /// valid now and covers the pod's host.
+    pub(crate) async fn check_tls(&self, spec: &PodSpec) -> Result<()> {
+        let (Some(Tls::Secret(name)), Some(host)) = (spec.tls(), spec.host()) else {
+            return Ok(());
+        };
+        let field = || "access.tls.secret".to_string();
+        let stored = self.user_certificate(name).await?.ok_or_else(|| Error::Certificate {
+            field: field(),
+            message: format!(
+                "no TLS secret {name:?}; create it first with `dubectl create secret tls {name} --cert FILE --key FILE`"
+            ),
+        })?;
+        let info = CertificateInfo {
+            hosts: stored.hosts,
+            issuer: stored.issuer,
+            not_before: stored.not_before,
+            not_after: stored.not_after,
+        };
+        if !info.covers(host) {
+            return Err(Error::Certificate {
+                field: field(),
+                message: format!(
+                    "secret {name:?} covers {}, not the pod's host {host:?}",
+                    info.hosts.join(", ")
+                ),
+            });
+        }
+        if info.not_after <= now_ms() / 1000 {
+            return Err(Error::Certificate {
+                field: field(),
+                message: format!("secret {name:?} has expired; replace it with a current certificate"),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn view(stored: StoredCertificate, pods: &[&PodSpec]) -> TlsSecret {
+    let mut secret = TlsSecret::new(
+        stored.name.clone(),
+        stored.hosts,
+        stored.issuer,
+        stored.not_before,
+        stored.not_after,
+    );
+    secret.created_at = stored.created_at;
+    secret.used_by = pods
+        .iter()
+        .filter(|spec| matches!(spec.tls(), Some(Tls::Secret(s)) if *s == stored.name))
+        .map(|spec| spec.name.clone())
+        .collect();
+    secret
+}
