@@ -11,6 +11,19 @@ log() { echo "test.sh: $*" >&2; }
 command -v docker >/dev/null || { log "docker is not installed: install Docker Engine (apt-get install docker.io) and start it"; exit 1; }
 docker info >/dev/null 2>&1 || { log "the Docker engine does not answer: start it (e.g. 'service docker start') or set DOCKER_HOST"; exit 1; }
 
+# The PostgreSQL store's tests start a throwaway cluster of the real server
+# (dubernetes-core/src/pg_cluster.rs): Debian's package provides the binaries
+# and the `postgres` user the cluster runs as under root. Its own service is
+# not needed (and not started).
+if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+	log "installing PostgreSQL (apt-get install postgresql)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >/dev/null
+	apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+	# The package may start its default cluster: the tests use their own.
+	service postgresql stop >/dev/null 2>&1 || true
+fi
+
 scripts/build-images.sh >/dev/null
 
 log "cargo fmt --check"

@@ -14,6 +14,7 @@ mod scale;
 mod server;
 mod stats;
 mod swarm;
+mod takeover;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,6 +33,8 @@ enum Suite {
     Scale,
     /// Issue 3: rolling update of 10 replicas under 100 req/s.
     Rollout,
+    /// Issue 17: kill -9 of the leader of two servers on one PostgreSQL → a write through the survivor acted on.
+    Takeover,
     /// All of the above.
     All,
 }
@@ -164,6 +167,9 @@ async fn run_suites(ctx: &Ctx, suite: Suite) -> Result<Vec<Section>> {
     }
     if matches!(suite, Suite::Rollout | Suite::All) {
         sections.push(rollout::run(ctx).await.context("rollout benchmark")?);
+    }
+    if matches!(suite, Suite::Takeover | Suite::All) {
+        sections.push(takeover::run(ctx).await.context("takeover benchmark")?);
     }
     Ok(sections)
 }
