@@ -29,6 +29,8 @@ use crate::spec::PodSpec;
 #[cfg(test)]
 pub(crate) mod contract;
 pub(crate) mod postgres;
+mod revisions_sql;
+mod sql;
 pub(crate) mod sqlite;
 
 pub use sqlite::{DB_FILE, backup};
