@@ -115,14 +115,15 @@ async fn measure(ctx: &Ctx, leader: &mut Server, standby: &mut Server, start: &S
         let lead = wait_leading(standby, Duration::from_secs(30));
         let (written, led) = tokio::join!(write, lead);
         written?;
-        takeover.push(t0.elapsed());
-        leads.push(led?);
+        let (acted, led, base) = (t0.elapsed(), led?, anchor.max());
+        takeover.push(acted);
+        leads.push(led);
         eprintln!(
-            "bench: takeover round {}: acted on after {}, leading after {} (anchor {})",
+            "bench: takeover round {}: acted on after {}, leading after {} (slowest anchor so far {})",
             round + 1,
-            fmt(t0.elapsed()),
-            fmt(leads.max()),
-            fmt(anchor.max())
+            fmt(acted),
+            fmt(led),
+            fmt(base)
         );
         // The killed server comes back as the standby; the survivor leads.
         let fresh = start.server().await?;
