@@ -20,6 +20,19 @@ if ! command -v pebble >/dev/null || ! command -v pebble-challtestsrv >/dev/null
 		|| { log "cannot install pebble (apt-get install pebble); the TLS tests need it"; exit 1; }
 fi
 
+# The PostgreSQL store's tests start a throwaway cluster of the real server
+# (dubernetes-core/src/pg_cluster.rs): Debian's package provides the binaries
+# and the `postgres` user the cluster runs as under root. Its own service is
+# not needed (and not started).
+if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+	log "installing PostgreSQL (apt-get install postgresql)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >/dev/null
+	apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+	# The package may start its default cluster: the tests use their own.
+	service postgresql stop >/dev/null 2>&1 || true
+fi
+
 scripts/build-images.sh >/dev/null
 
 # The dashboard's browser test (tests/tests/dashboard.rs) drives Debian's headless Chromium.

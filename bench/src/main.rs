@@ -15,6 +15,7 @@ mod server;
 mod stats;
 mod swarm;
 mod swarm_backend;
+mod takeover;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -35,6 +36,8 @@ enum Suite {
     Rollout,
     /// Issue 16: `--backend swarm` vs plain Swarm: apply → served, kill → replaced, rolling update under load.
     SwarmBackend,
+    /// Issue 17: kill -9 of the leader of two servers on one PostgreSQL → a write through the survivor acted on.
+    Takeover,
     /// All of the above.
     All,
 }
@@ -173,6 +176,9 @@ async fn run_suites(ctx: &Ctx, suite: Suite) -> Result<Vec<Section>> {
     }
     if ctx.swarm && matches!(suite, Suite::SwarmBackend | Suite::All) {
         sections.push(swarm_backend::run(ctx).await.context("swarm backend benchmark")?);
+    }
+    if matches!(suite, Suite::Takeover | Suite::All) {
+        sections.push(takeover::run(ctx).await.context("takeover benchmark")?);
     }
     Ok(sections)
 }

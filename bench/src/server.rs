@@ -29,9 +29,14 @@ pub struct Server {
 impl Server {
     /// Starts `bin` for `instance` with a fresh data dir, API and ingress on loopback.
     pub async fn start(bin: &Path, instance: &str) -> Result<Server> {
+        Self::start_with(bin, instance, free_port()?, &[]).await
+    }
+
+    /// Like [`Server::start`], with a given ingress port (servers sharing one
+    /// store share the ingress) and extra flags.
+    pub async fn start_with(bin: &Path, instance: &str, ingress_port: u16, extra: &[&str]) -> Result<Server> {
         let data = tempfile::tempdir()?;
         let api_port = free_port()?;
-        let ingress_port = free_port()?;
         let help = Command::new(bin)
             .arg("--help")
             .output()
@@ -54,6 +59,7 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--ingress-image")
             .arg("dubernetes/nginx:local-2")
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -203,6 +209,25 @@ impl Server {
             }
             tokio::time::sleep(every).await;
         }
+    }
+
+    /// Whether this server leads its instance (`GET /healthz`).
+    pub async fn leads(&self) -> bool {
+        let answer = self.client.get(format!("{}/healthz", self.api)).send().await;
+        match answer {
+            Ok(r) => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v["leader"].as_bool())
+                .unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    /// `kill -9`: the process ends at once, its containers stay.
+    pub async fn kill9(&mut self) {
+        let _ = self.child.kill().await;
     }
 
     pub async fn stop(mut self) {

@@ -71,11 +71,16 @@ impl Prober {
             let mut errors = Vec::new();
             let start = std::time::Instant::now();
             while !s.load(Ordering::Relaxed) {
-                let answer = client
-                    .get(format!("http://127.0.0.1:{port}/"))
-                    .header("host", &host)
-                    .send()
-                    .await;
+                let url = format!("http://127.0.0.1:{port}/");
+                let mut answer = client.get(&url).header("host", &host).send().await;
+                // A keep-alive connection that a reloading nginx closed before
+                // reading the request: it never reached a replica, and clients
+                // retry such a GET (as safe_rollout.rs does).
+                if let Err(e) = &answer
+                    && format!("{e:?}").contains("IncompleteMessage")
+                {
+                    answer = client.get(&url).header("host", &host).send().await;
+                }
                 match answer {
                     Ok(r) if r.status().is_success() => o.fetch_add(1, Ordering::Relaxed),
                     other => {

@@ -30,6 +30,8 @@ pub(crate) mod cache;
 #[cfg(test)]
 pub(crate) mod contract;
 pub(crate) mod postgres;
+mod revisions_sql;
+mod sql;
 pub(crate) mod sqlite;
 
 pub use sqlite::{DB_FILE, backup};
