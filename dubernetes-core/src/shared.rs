@@ -228,8 +228,13 @@ fn on_notice(orchestrator: &Dubernetes, payload: &str) {
                 let ctx = handle.ctx();
                 ctx.wake(pod);
                 ctx.wake_ingress();
+                // A spec with `access.tls: auto` may need a certificate.
+                if let Some(acme) = ctx.acme.get() {
+                    acme.wake();
+                }
             }
         }
+        "certificate" if handle.leading() => handle.ctx().wake_ingress(),
         "event" => {
             let _ = handle.changes.send(change);
         }

@@ -153,6 +153,19 @@ impl PgStore {
 }
 
 /// `NOTIFY` inside `tx`: delivered to every listener when it commits.
+impl PgStore {
+    /// Tells every server a certificate changed: the leader re-syncs its
+    /// ingress (a secret replaced through a standby is served at once).
+    async fn notify_certificate(&self, name: &str) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(format!("certificate:{name}"))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
 async fn notify(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, what: &str, pod: &str) -> Result<()> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
@@ -193,7 +206,7 @@ crate::store::sql::sql_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        self.notify_certificate(&cert.name).await
     }
 
     async fn certificate(&self, name: &str) -> Result<Option<StoredCertificate>> {
@@ -216,6 +229,7 @@ crate::store::sql::sql_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, {
             .bind(name)
             .execute(&self.pool)
             .await?;
+        self.notify_certificate(name).await?;
         Ok(done.rows_affected() > 0)
     }
 

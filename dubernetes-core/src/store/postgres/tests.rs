@@ -21,7 +21,8 @@ async fn two_servers_opening_one_database_at_once_migrate_it_once() {
         .fetch_one(&a.pool)
         .await
         .expect("count");
-    assert_eq!(applied, 1, "one migration, applied once");
+    let migrations = sqlx::migrate!("./migrations/postgres").iter().count() as i64;
+    assert_eq!(applied, migrations, "every migration applied once");
     a.upsert_checked(&PodSpec::new("web", "img:1"), None, 10)
         .await
         .expect("write through one");
