@@ -69,10 +69,17 @@ cargo build --workspace --bins --examples --locked
 # none, and left at the end (also on failure) only if it was made here. Docker 20.10
 # can give a broken manager right after a leave: check it answers, else again.
 SWARM_MADE=0
+# `swarm init` also makes the docker_gwbridge network, which a leave keeps:
+# removed too when this script's init made it.
+GWBRIDGE_WAS_THERE=0
+docker network inspect docker_gwbridge >/dev/null 2>&1 && GWBRIDGE_WAS_THERE=1
 leave_swarm() {
 	if [[ $SWARM_MADE -eq 1 ]]; then
 		log "docker swarm leave --force (the swarm this script made)"
 		docker swarm leave --force >/dev/null 2>&1 || log "warning: docker swarm leave --force failed"
+		if [[ $GWBRIDGE_WAS_THERE -eq 0 ]]; then
+			docker network rm docker_gwbridge >/dev/null 2>&1 || log "warning: could not remove docker_gwbridge"
+		fi
 	fi
 }
 trap leave_swarm EXIT
