@@ -13,31 +13,58 @@ use crate::{Ctx, Section, engine, swarm};
 
 const IMAGE: &str = "dubernetes/whoami:v1";
 
+const REPLICAS: u32 = 5;
+
 pub async fn run(ctx: &Ctx) -> Result<Section> {
-    let instance = format!("{}-heal", ctx.run);
-    ctx.cleanup.instance(&instance);
+    // The anchor first: endpoint files written through the engine's archive
+    // API (what the server does when the engine is remote), then the same
+    // rounds with them in a host directory bound into the ingress (the
+    // default for a local engine), which also runs the scale part.
+    let archive_instance = format!("{}-heal-archive", ctx.run);
+    ctx.cleanup.instance(&archive_instance);
     let o = Dubernetes::builder()
-        .instance(&instance)
+        .instance(&archive_instance)
         .in_memory()
         .ingress(IngressSettings::new("dubernetes/nginx:local-2", "127.0.0.1:0".parse()?))
         .build()
         .await?;
-    let result = measure(ctx, &o, &instance).await;
+    let archive = heal_rounds(ctx, &o).await;
+    if o.ingress_endpoints_bound() {
+        bail!("heal: the archive anchor's ingress has bound endpoint files");
+    }
+    if let Err(e) = o.purge().await {
+        eprintln!("bench: warning: purging {archive_instance}: {e}");
+    }
+    let archive = archive?;
+
+    let instance = format!("{}-heal", ctx.run);
+    ctx.cleanup.instance(&instance);
+    let endpoints = tempfile::tempdir()?;
+    let o = Dubernetes::builder()
+        .instance(&instance)
+        .in_memory()
+        .ingress(
+            IngressSettings::new("dubernetes/nginx:local-2", "127.0.0.1:0".parse()?)
+                .with_endpoints_dir(endpoints.path().join("endpoints")),
+        )
+        .build()
+        .await?;
+    let result = measure(ctx, &o, &instance, archive).await;
     if let Err(e) = o.purge().await {
         eprintln!("bench: warning: purging {instance}: {e}");
     }
     result
 }
 
-async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
-    let quick = ctx.quick;
-    let replicas = 5;
-    let heal_rounds = if quick { 3 } else { 10 };
-    let swarm_rounds = if quick { 2 } else { 5 };
-    let scale_rounds = if quick { 1 } else { 3 };
-
-    // --- heal ---
-    eprintln!("bench: heal: {heal_rounds} rounds of docker kill on {replicas} replicas");
+/// `docker kill` of the newest replica, `heal_rounds` times: each round
+/// until the pod is converged again without the killed one.
+async fn heal_rounds(ctx: &Ctx, o: &Dubernetes) -> Result<Samples> {
+    let replicas = REPLICAS;
+    let heal_rounds = if ctx.quick { 3 } else { 10 };
+    eprintln!(
+        "bench: heal: {heal_rounds} rounds of docker kill on {replicas} replicas (endpoint files {})",
+        if o.ingress_endpoints_bound() { "bound" } else { "through the archive API" }
+    );
     o.apply(
         PodSpec::new("heal", IMAGE)
             .with_replicas(replicas)
@@ -81,6 +108,18 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
     }
     o.delete("heal").await?;
     o.wait_deleted("heal", Duration::from_secs(60)).await?;
+    Ok(heal)
+}
+
+async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str, archive: Samples) -> Result<Section> {
+    let quick = ctx.quick;
+    let replicas = REPLICAS;
+    let swarm_rounds = if quick { 2 } else { 5 };
+    let scale_rounds = if quick { 1 } else { 3 };
+    let heal = heal_rounds(ctx, o).await?;
+    if !o.ingress_endpoints_bound() {
+        bail!("heal: the ingress did not bind its endpoints directory (see the server's warnings)");
+    }
     // The floor: the app's own create → start → answering, straight through
     // the engine on the same network (what any heal must wait for).
     let app = engine::app_ready_time(
@@ -197,6 +236,12 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
     )?;
     writeln!(
         md,
+        "| anchor, same run: the same rounds with the endpoint files written through the engine's archive API (a remote engine), median / p90 | {} / {} | | | |",
+        fmt(archive.median()),
+        fmt(archive.quantile(0.9)),
+    )?;
+    writeln!(
+        md,
         "| the floor: the app's own create → start → answering straight through the engine, median of 5 | {} | | | |",
         fmt(app.median())
     )?;
@@ -228,7 +273,9 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
          the kill is `POST /containers/{{id}}/kill` (SIGKILL) of the newest replica (the previous \
          round's replacement, 1 s after it was ready and routed: a kill from outside is no crash, so no back-off \
          grows); \"ready and routed\" is the pod's own status polled every 2 ms: every replica running, passing \
-         its readiness check and in the ingress's endpoint files (read by nginx per request, no reload). Swarm: a 5-replica service of the same image \
+         its readiness check and in the ingress's endpoint files (read by nginx per request, no reload), which \
+         are renamed in a host directory bound into the ingress (the anchor row: written through the engine's \
+         archive API instead, in its own instance before). Swarm: a 5-replica service of the same image \
          (given by image id, so the agent does not try a registry), task states read through the engine API \
          every 10 ms until 5 tasks run again; no traffic goes through Swarm's routing mesh, so its figure does \
          not include routing and is a lower bound. The engine's own limit: the same 27 containers (same image, \

@@ -134,7 +134,7 @@ async fn main() -> Result<()> {
     let sections = outcome?;
     let load_end = loadavg();
     let header = format!(
-        "Command: `{}`{}  \nDate: {} (UTC), {} in all  \nMachine: {}  \nLoad average at start: {}; at the end: {} (other engineers were compiling and testing on the same 2 cores, so figures are noisy)",
+        "Command: `{}`{}  \nDate: {} (UTC), {} in all  \nMachine: {}  \nLoad average at start: {}; at the end: {} ({})",
         command_line(),
         if cli.quick {
             " (quick mode: smaller sizes, fewer rounds)"
@@ -146,6 +146,7 @@ async fn main() -> Result<()> {
         machine.summary(),
         machine.load_start,
         load_end,
+        load_note(&machine.load_start),
     );
     for s in &sections {
         println!("\n## {}\n\n{header}\n\n{}", s.title, s.body);
@@ -263,6 +264,23 @@ impl Machine {
             "{} cores ({}), {:.0} GiB RAM, Linux {}, {}",
             self.cores, self.cpu, self.mem_gib, self.kernel, self.docker
         )
+    }
+}
+
+/// What the load at the start says about the figures: other work on the
+/// cores (noisy), or an otherwise idle machine (the load during the run is
+/// the benchmark's own).
+fn load_note(load_start: &str) -> &'static str {
+    let one_minute: f64 = load_start
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(f64::MAX);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    if one_minute >= cores {
+        "other work kept the cores busy when the run started, so figures are noisy"
+    } else {
+        "no other work ran on the machine; the load during the run is the benchmark's own"
     }
 }
 

@@ -20,10 +20,15 @@ const HOST: &str = "roll.bench.local";
 pub async fn run(ctx: &Ctx) -> Result<Section> {
     let instance = format!("{}-roll", ctx.run);
     ctx.cleanup.instance(&instance);
+    // The endpoint files in a bound host directory, as a server's data dir has them.
+    let endpoints = tempfile::tempdir()?;
     let o = Dubernetes::builder()
         .instance(&instance)
         .in_memory()
-        .ingress(IngressSettings::new("dubernetes/nginx:local-2", "127.0.0.1:0".parse()?))
+        .ingress(
+            IngressSettings::new("dubernetes/nginx:local-2", "127.0.0.1:0".parse()?)
+                .with_endpoints_dir(endpoints.path().join("endpoints")),
+        )
         .build()
         .await?;
     let result = measure(ctx, &o, &instance).await;

@@ -37,11 +37,16 @@ const LIMIT: Duration = Duration::from_secs(120);
 pub async fn run(ctx: &Ctx) -> Result<Section> {
     let instance = format!("{}-swb", ctx.run);
     ctx.cleanup.instance(&instance);
+    // The endpoint files in a bound host directory, as a server's data dir has them.
+    let endpoints = tempfile::tempdir()?;
     let o = Dubernetes::builder()
         .instance(&instance)
         .in_memory()
         .backend(Backend::Swarm)
-        .ingress(IngressSettings::new("dubernetes/nginx:local-2", "127.0.0.1:0".parse()?))
+        .ingress(
+            IngressSettings::new("dubernetes/nginx:local-2", "127.0.0.1:0".parse()?)
+                .with_endpoints_dir(endpoints.path().join("endpoints")),
+        )
         .build()
         .await?;
     let result = measure(ctx, &o).await;

@@ -21,6 +21,10 @@ use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::watch::Feed;
 
+/// Where in the data dir the ingress's endpoint files are kept (see
+/// [`IngressSettings::endpoints_dir`]).
+pub const INGRESS_ENDPOINTS_DIR: &str = "ingress";
+
 /// Builds a [`Dubernetes`] instance.
 #[derive(Debug, Clone)]
 pub struct DubernetesBuilder {
@@ -315,7 +319,11 @@ impl DubernetesBuilder {
         };
         let pg = store.postgres().cloned();
         let acme = self.acme.clone().map(|a| Arc::new(crate::acme::Acme::new(a)));
-        let handle = Arc::new(Handle::new(settings, store, runtime, self.ingress.clone(), acme));
+        let mut ingress = self.ingress.clone();
+        if ingress.endpoints_dir.is_none() {
+            ingress.endpoints_dir = dir.as_ref().map(|d| d.join(INGRESS_ENDPOINTS_DIR));
+        }
+        let handle = Arc::new(Handle::new(settings, store, runtime, ingress, acme));
         // Subscribed before the controller starts, so the feed misses no change.
         let changes = handle.changes.subscribe();
         let orchestrator = Dubernetes {

@@ -72,6 +72,7 @@ pub use acme::{
     AcmeSettings, DEFAULT_RENEW_BEFORE, DEFAULT_RETRY as DEFAULT_ACME_RETRY, LETS_ENCRYPT_PRODUCTION,
     MAX_RETRY as MAX_ACME_RETRY,
 };
+pub use builder::INGRESS_ENDPOINTS_DIR;
 pub use controller::{BackoffSettings, Change};
 pub use data_dir::LOCK_FILE;
 pub use dubernetes_api::{ApiError, ApplyResponse, ErrorCode, NewTlsSecret, ReplicaCounts, TlsSecret};

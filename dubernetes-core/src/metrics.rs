@@ -121,8 +121,12 @@ label_words! {
         Signal => "signal",
         /// `exec`.
         Exec => "exec",
-        /// `write_file`.
+        /// `write_file` (and `write_private_file`).
         WriteFile => "write_file",
+        /// `write_files` (the ingress's endpoint files through the archive API).
+        WriteFiles => "write_files",
+        /// `read_files`.
+        ReadFiles => "read_files",
         /// `is_running`.
         IsRunning => "is_running",
         /// `published_port`.

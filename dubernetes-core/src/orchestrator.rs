@@ -543,6 +543,13 @@ impl Dubernetes {
         self.handle.ctx().ingress.endpoint_updates()
     }
 
+    /// Whether the ingress's endpoint files are renamed in a host directory
+    /// bound into its container (else they go through the engine's archive
+    /// API; see [`IngressSettings::endpoints_dir`](crate::IngressSettings::endpoints_dir)).
+    pub fn ingress_endpoints_bound(&self) -> bool {
+        self.handle.ctx().ingress.endpoints_bound()
+    }
+
     /// Pods whose routes the live nginx config leaves out because nginx
     /// rejected them, with nginx's message (also in each pod's status, reason
     /// `IngressRejected`).

@@ -33,6 +33,8 @@ pub const LABEL_ROLE: &str = "io.dubernetes.role";
 pub const LABEL_PORT: &str = "io.dubernetes.port";
 /// Label: hash of the ingress container's own settings (image, listen address).
 pub const LABEL_INGRESS_CONFIG: &str = "io.dubernetes.ingress-config";
+/// Label: the host directory bound into the ingress container for its endpoint files.
+pub const LABEL_INGRESS_ENDPOINTS: &str = "io.dubernetes.ingress-endpoints";
 
 /// The engine, seen through this store's ownership.
 #[derive(Debug, Clone)]
@@ -281,12 +283,42 @@ impl Runtime {
 
     /// Writes one file of mode 0600 into a container (see [`crate::engine::Engine::write_private_file`]).
     pub(crate) async fn write_private_file(&self, id: &str, dir: &str, file: &str, content: &[u8]) -> Result<()> {
-        self.engine.write_private_file(id, dir, file, content).await
+        self.timed(
+            EngineOp::WriteFile,
+            self.act(self.engine.write_private_file(id, dir, file, content)),
+        )
+        .await
     }
 
     /// Writes several files (paths relative to `dir`) in one engine call.
     pub(crate) async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
-        self.engine.write_files(id, dir, files).await
+        self.timed(EngineOp::WriteFiles, self.act(self.engine.write_files(id, dir, files)))
+            .await
+    }
+
+    /// Reads files of a container (see [`crate::engine::Engine::read_files`]).
+    pub(crate) async fn read_files(&self, id: &str, path: &str, max_bytes: usize) -> Result<Vec<(String, Vec<u8>)>> {
+        self.timed(EngineOp::ReadFiles, self.engine.read_files(id, path, max_bytes))
+            .await
+    }
+
+    /// Whether a host directory of this process can be bound into a container.
+    pub(crate) fn engine_is_local(&self) -> bool {
+        self.engine.is_local()
+    }
+
+    /// Replaces files in a host directory bound into a container, each
+    /// atomically (written beside it, then renamed over it), unless the
+    /// term is over: these writes change what the ingress routes to, so
+    /// they are fenced like engine calls.
+    pub(crate) async fn write_bound_files(&self, dir: &std::path::Path, files: Vec<(String, Vec<u8>)>) -> Result<()> {
+        let dir = dir.to_path_buf();
+        self.act(async move {
+            tokio::task::spawn_blocking(move || crate::engine::bind::replace_files(&dir, &files))
+                .await
+                .map_err(|e| Error::Ingress(format!("writing endpoint files: {e}")))?
+        })
+        .await
     }
 
     /// The engine's event stream for this instance's containers.

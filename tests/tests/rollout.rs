@@ -137,6 +137,12 @@ async fn image_change_under_load_drops_no_request(backend: Backend) {
     })
     .await;
     let (reloads, updates) = ingress_counts(&server).await;
+    // A local engine: the endpoint files are renamed in the data dir's
+    // `ingress/`, bound into the ingress, not uploaded through the engine.
+    let (_, ingress) = server.get_json("/v1/ingress").await;
+    assert_eq!(ingress["endpoints"], "bound", "{ingress}");
+    let bound = server.data_path.join(dubernetes_core::INGRESS_ENDPOINTS_DIR);
+    assert!(bound.join("app.a").is_file(), "no endpoint file in {}", bound.display());
 
     // The stabilization window is not what this test is about: keep it short.
     let (status, body) = server

@@ -207,6 +207,7 @@ impl Context {
             // Replicas publish no host port: the ingress reaches them on the network.
             publish: None,
             publish_tls: None,
+            binds: Vec::new(),
         }
     }
 }

@@ -334,6 +334,65 @@ async fn a_dying_ingress_is_replaced_and_routes_again() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn endpoint_files_go_through_the_archive_api_when_the_ingress_does_not_see_the_directory() {
+    let fake = engine();
+    // A local engine whose containers never see this process's directory
+    // (this server runs in a container of its own): the check fails, and
+    // the endpoint files go through the archive API as before.
+    fake.claim_local(true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    pace_the_clock();
+    let d = Dubernetes::builder()
+        .instance("fake")
+        .ingress(
+            IngressSettings::new(NGINX, "127.0.0.1:0".parse().expect("address"))
+                .with_endpoints_dir(dir.path().join("endpoints")),
+        )
+        .engine(Arc::new(fake.clone()))
+        .in_memory()
+        .build()
+        .await
+        .expect("starts");
+    d.apply(web(V1, 2, strategy(1, 0))).await.expect("apply");
+    d.wait_ready("web", WAIT).await.expect("lands");
+    assert!(!d.ingress_endpoints_bound(), "the check saw no marker, so nothing is bound");
+    assert_eq!(fake.routed_now("web"), 2, "routed through files written by the archive API");
+    assert!(dir.path().join("endpoints").join(".dubernetes-check").exists());
+    assert!(!dir.path().join("endpoints").join("web.a").exists(), "nothing routes from the unseen directory");
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn endpoint_files_changed_by_hand_are_rewritten_at_the_resync() {
+    let fake = engine();
+    pace_the_clock();
+    let d = Dubernetes::builder()
+        .instance("fake")
+        .ingress(IngressSettings::new(NGINX, "127.0.0.1:0".parse().expect("address")))
+        .resync_interval(Duration::from_secs(10))
+        .engine(Arc::new(fake.clone()))
+        .in_memory()
+        .build()
+        .await
+        .expect("starts");
+    d.apply(web(V1, 2, strategy(1, 0))).await.expect("apply");
+    d.wait_ready("web", WAIT).await.expect("lands");
+    let ingress = fake.ids("ingress", None, true);
+    let updates = d.ingress_endpoint_updates();
+    let reloads = d.ingress_reloads();
+    for slot in ['a', 'b'] {
+        let path = format!("/etc/{}", crate::ingress::endpoints_slot("web", slot));
+        assert!(fake.file(&ingress[0], &path).is_some(), "{path} was written");
+        fake.overwrite_file(&ingress[0], &path, b"dubernetes-endpoints 1 99999999999999999\nend 99999999999999999\n");
+    }
+    assert_eq!(fake.routed_now("web"), 0, "the edit routes to nothing");
+    until("the resync rewrites the files", async || fake.routed_now("web") == 2).await;
+    assert!(d.ingress_endpoint_updates() > updates);
+    assert_eq!(d.ingress_reloads(), reloads, "endpoint files only: no reload");
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_route_nginx_rejects_is_left_out_and_the_others_still_change() {
     let fake = engine();
     let d = start(&fake, None).await;

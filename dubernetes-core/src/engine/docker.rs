@@ -18,7 +18,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
     ListContainersOptionsBuilder, LogsOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -41,6 +41,8 @@ const LOG_TAIL_MAX_BYTES: usize = crate::engine::LOG_TAIL_BYTES;
 #[derive(Debug, Clone)]
 pub(crate) struct DockerEngine {
     docker: Docker,
+    /// Reached through a local socket (see [`Engine::is_local`]).
+    local: bool,
 }
 
 pub(super) fn wrap(context: &str, source: DockerError) -> Error {
@@ -153,6 +155,14 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
             }
             bindings
         }),
+        // `Binds`, not `Mounts`: the engine makes a missing host directory
+        // (this process may see another filesystem than the engine's host).
+        binds: (!spec.binds.is_empty()).then(|| {
+            spec.binds
+                .iter()
+                .map(|b| format!("{}:{}:rw", b.host.display(), b.container))
+                .collect()
+        }),
         ..Default::default()
     };
     apply_limits(&spec.limits, &mut host_config);
@@ -202,7 +212,12 @@ impl DockerEngine {
             .map_err(|e| wrap("connecting to the Docker engine (is DOCKER_HOST right?)", e))?;
         let docker = bounded("negotiating the API version", CALL_TIMEOUT, docker.negotiate_version()).await?;
         bounded("pinging the engine", CALL_TIMEOUT, docker.ping()).await?;
-        Ok(DockerEngine { docker })
+        // Where bollard connects (`connect_with_defaults`): the local socket
+        // unless DOCKER_HOST names another.
+        let local = std::env::var("DOCKER_HOST")
+            .map(|h| h.is_empty() || h.starts_with("unix://") || h.starts_with("npipe://"))
+            .unwrap_or(true);
+        Ok(DockerEngine { docker, local })
     }
 
     /// The bollard client, for the Swarm engine built on this one.
@@ -474,6 +489,50 @@ impl Engine for DockerEngine {
             upload,
         )
         .await?)
+    }
+
+    fn is_local(&self) -> bool {
+        self.local
+    }
+
+    async fn read_files(&self, id: &str, path: &str, max_bytes: usize) -> Result<Vec<(String, Vec<u8>)>> {
+        let what = format!("reading {path}");
+        let options = DownloadFromContainerOptionsBuilder::new().path(path).build();
+        // The archive's headers count too (512 bytes a file, padding): allow some room.
+        let limit = max_bytes.saturating_mul(2).saturating_add(64 * 1024);
+        let download = async {
+            let mut stream = self.docker.download_from_container(id, Some(options));
+            let mut tar = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                if tar.len() + chunk.len() > limit {
+                    return Ok(None);
+                }
+                tar.extend_from_slice(&chunk);
+            }
+            Ok(Some(tar))
+        };
+        let too_big = || Error::Ingress(format!("{path} in container {id} holds more than {max_bytes} bytes"));
+        let tar = bounded(&what, CALL_TIMEOUT, download).await?.ok_or_else(too_big)?;
+        let bad = |e: std::io::Error| Error::Ingress(format!("{what}: the engine sent an unreadable archive: {e}"));
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut files = Vec::new();
+        let mut total = 0usize;
+        for entry in archive.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            if entry.header().entry_type() != tar::EntryType::Regular {
+                continue;
+            }
+            let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut content).map_err(bad)?;
+            total += content.len();
+            if total > max_bytes {
+                return Err(too_big());
+            }
+            files.push((name, content));
+        }
+        Ok(files)
     }
 
     async fn is_running(&self, id: &str) -> Result<bool> {

@@ -114,6 +114,9 @@ struct State {
     routable: Vec<HashMap<String, usize>>,
     /// Stops of replicas the live ingress config still routed to.
     stopped_while_routed: u32,
+    /// Claims to run on this machine (binds are still not honoured: a
+    /// container never sees a host directory).
+    local: bool,
 }
 
 /// The in-memory engine. Cheap to clone (clones share the engine).
@@ -236,6 +239,27 @@ impl FakeEngine {
         lock(&self.state).stopped_while_routed
     }
 
+    /// Claims to be a local engine ([`Engine::is_local`]) while never
+    /// showing a bound host directory to a container: what a server in a
+    /// container of its own meets.
+    pub fn claim_local(&self, on: bool) {
+        lock(&self.state).local = on;
+    }
+
+    /// Replaces a file in a container from outside (someone edits the ingress by hand).
+    pub fn overwrite_file(&self, id: &str, path: &str, content: &[u8]) {
+        let mut s = lock(&self.state);
+        if let Some(c) = s.containers.get_mut(id) {
+            c.files.insert(path.to_string(), content.to_vec());
+        }
+        record(&mut s);
+    }
+
+    /// A file in a container, if it is there.
+    pub fn file(&self, id: &str, path: &str) -> Option<Vec<u8>> {
+        lock(&self.state).containers.get(id).and_then(|c| c.files.get(path).cloned())
+    }
+
     /// The container dies as if its process exited with `code` (no `kill` first).
     pub fn crash(&self, id: &str, code: i64) {
         let mut s = lock(&self.state);
@@ -346,6 +370,10 @@ impl Engine for FakeEngine {
 
     async fn reconnect(&self) -> Result<Arc<dyn Engine>> {
         Ok(Arc::new(self.clone()))
+    }
+
+    fn is_local(&self) -> bool {
+        lock(&self.state).local
     }
 
     fn network(&self) -> Arc<dyn Network> {
@@ -557,6 +585,27 @@ impl Engine for FakeEngine {
             record(&mut s);
         }
         Ok(())
+    }
+
+    /// A file's own name, or the files under a directory (named from its
+    /// last component), as the archive API gives them.
+    async fn read_files(&self, id: &str, path: &str, max_bytes: usize) -> Result<Vec<(String, Vec<u8>)>> {
+        let s = lock(&self.state);
+        let Some(c) = s.containers.get(id) else {
+            return Err(refused("reading files", "no such container"));
+        };
+        let path = path.trim_end_matches('/');
+        let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+        let files: Vec<(String, Vec<u8>)> = c
+            .files
+            .iter()
+            .filter(|(p, _)| p.as_str() == path || p.starts_with(&format!("{path}/")))
+            .map(|(p, content)| (p[parent.len()..].trim_start_matches('/').to_string(), content.clone()))
+            .collect();
+        if files.iter().map(|(_, c)| c.len()).sum::<usize>() > max_bytes {
+            return Err(refused("reading files", "too large"));
+        }
+        Ok(files)
     }
 
     async fn is_running(&self, id: &str) -> Result<bool> {

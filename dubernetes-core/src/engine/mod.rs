@@ -27,6 +27,7 @@ use futures::stream::BoxStream;
 
 use crate::error::Result;
 
+pub(crate) mod bind;
 pub(crate) mod docker;
 #[cfg(test)]
 pub mod fake;
@@ -146,6 +147,18 @@ pub struct ContainerSpec {
     pub publish: Option<SocketAddr>,
     /// Also publish container port 443 on this host address (the ingress's HTTPS).
     pub publish_tls: Option<SocketAddr>,
+    /// Host directories bound read-write into the container (only the
+    /// ingress has one: its endpoint files, see [`Engine::is_local`]).
+    pub binds: Vec<BindDir>,
+}
+
+/// A host directory bound into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindDir {
+    /// The directory on the engine's host (absolute; made by the engine if missing).
+    pub host: std::path::PathBuf,
+    /// Where it appears in the container.
+    pub container: String,
 }
 
 /// Something that happened to a container of the instance.
@@ -263,6 +276,20 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         }
         Ok(())
     }
+
+    /// Whether the engine runs on this machine (reached through a local
+    /// socket), so a directory of this process's host can be bound into a
+    /// container ([`ContainerSpec::binds`]). Whether the container really
+    /// sees what this process writes there is still checked (this process
+    /// may run in a container of its own): see [`Engine::read_files`].
+    fn is_local(&self) -> bool {
+        false
+    }
+
+    /// Reads the regular files at `path` in a container (a file, or every
+    /// file under a directory), each with its path relative to `path`'s
+    /// parent; at most `max_bytes` of content in all, else an error.
+    async fn read_files(&self, id: &str, path: &str, max_bytes: usize) -> Result<Vec<(String, Vec<u8>)>>;
 
     /// Whether a container runs, read from the container itself (on Docker
     /// this also waits until the engine has finished booking an exit).

@@ -641,6 +641,17 @@ impl Engine for SwarmEngine {
         self.inner.write_files(&container, dir, files).await
     }
 
+    /// The ingress runs as a plain container on this engine: local as the engine is.
+    fn is_local(&self) -> bool {
+        self.inner.is_local()
+    }
+
+    /// Files of the container behind `id` (the ingress), as on Docker.
+    async fn read_files(&self, id: &str, path: &str, max_bytes: usize) -> Result<Vec<(String, Vec<u8>)>> {
+        let container = self.container_of(id).await?;
+        self.inner.read_files(&container, path, max_bytes).await
+    }
+
     /// For a service: whether its newest task runs. When its container on
     /// this node has exited but Swarm has not booked it yet, waits (briefly)
     /// until it has, so a list made after this agrees (as on Docker).

@@ -28,6 +28,22 @@ pub(super) const ENDPOINTS_BASE: &str = "/etc";
 /// Where the endpoint files live in the ingress container, relative to [`ENDPOINTS_BASE`].
 const ENDPOINTS_SUBDIR: &str = "dubernetes/endpoints";
 
+/// The same, absolute: where a bound host directory appears.
+pub(super) const ENDPOINTS_DIR: &str = "/etc/dubernetes/endpoints";
+
+/// A file only this process writes into a bound directory, to check that
+/// the container sees it (njs reads only `<pod>.a` and `<pod>.b`).
+pub(super) const MARKER: &str = ".dubernetes-check";
+
+/// Most bytes of endpoint files read back at a resync (200 pods of 100
+/// replicas are about 2 MiB).
+pub(super) const MAX_READ_BYTES: usize = 16 * 1024 * 1024;
+
+/// The file name of a path (what a bound directory holds).
+pub(super) fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
 const MAGIC: &str = "dubernetes-endpoints 1";
 
 /// One endpoints file: `seq` and the servers.
@@ -43,7 +59,6 @@ pub(crate) fn format(seq: u64, servers: &[String]) -> String {
 
 /// The sequence number and servers of a complete endpoints file (what the
 /// njs reader accepts); `None` for a missing, partial or foreign one.
-#[cfg(test)]
 pub(crate) fn parse(text: &str) -> Option<(u64, Vec<String>)> {
     let body = text.strip_suffix('\n')?;
     let mut lines: Vec<&str> = body.split('\n').collect();
@@ -56,7 +71,6 @@ pub(crate) fn parse(text: &str) -> Option<(u64, Vec<String>)> {
 }
 
 /// Of a pod's two slots, the complete one with the higher number (what nginx routes to).
-#[cfg(test)]
 pub(crate) fn latest<'a>(slots: impl IntoIterator<Item = &'a str>) -> Option<Vec<String>> {
     slots
         .into_iter()
@@ -127,6 +141,31 @@ impl Written {
         for (pod, servers, slot) in pending {
             self.pods.insert(pod, (servers, slot));
         }
+    }
+
+    /// Whether nothing was written yet.
+    pub(super) fn is_empty(&self) -> bool {
+        self.pods.is_empty()
+    }
+
+    /// The pods whose files (read by `read(file name)`) do not route what
+    /// was written last: what nginx would read differs, or is missing.
+    pub(super) fn mismatched<'a>(&self, read: impl Fn(&str) -> Option<&'a [u8]>) -> Vec<String> {
+        let mut wrong: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(pod, (servers, _))| {
+                let slots: Vec<String> = ['a', 'b']
+                    .iter()
+                    .filter_map(|slot| read(file_name(&slot_path(pod, *slot))))
+                    .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+                    .collect();
+                latest(slots.iter().map(String::as_str)).as_ref() != Some(servers)
+            })
+            .map(|(pod, _)| pod.clone())
+            .collect();
+        wrong.sort();
+        wrong
     }
 
     /// Drops pods no longer routed (their files stay, unread).

@@ -40,9 +40,11 @@ pub(crate) use reject::RejectionChange;
 use reject::{Check, Rejections};
 pub(crate) use render::{Route, RouteTls, render};
 
-use crate::engine::Network;
+use crate::engine::{BindDir, Network};
 use crate::error::{Error, Result};
-use crate::runtime::{ContainerSpec, LABEL_INGRESS_CONFIG, LABEL_INSTANCE, LABEL_ROLE, Observed, Runtime};
+use crate::runtime::{
+    ContainerSpec, LABEL_INGRESS_CONFIG, LABEL_INGRESS_ENDPOINTS, LABEL_INSTANCE, LABEL_ROLE, Observed, Runtime,
+};
 
 /// The default ingress image: the official nginx image, pulled if missing.
 pub const DEFAULT_INGRESS_IMAGE: &str = "nginx:1.27-alpine";
@@ -80,12 +82,27 @@ pub struct IngressSettings {
     /// None: no HTTPS listener, every host stays plain HTTP.
     #[serde(default)]
     pub tls_listen: Option<SocketAddr>,
+    /// A host directory for the endpoint files, bound into the ingress
+    /// container when the engine runs on this machine: a replica change is
+    /// then a file renamed here (microseconds) instead of an archive upload
+    /// through the engine (tens of milliseconds). None, a remote engine, or
+    /// a container that does not see the directory (this process runs in a
+    /// container of its own): the archive API, as before. The builder
+    /// defaults it to `ingress/` in the data dir.
+    #[serde(default)]
+    pub endpoints_dir: Option<std::path::PathBuf>,
 }
 
 impl IngressSettings {
     /// The ingress container's log rotation, pids limit and no-new-privileges.
     pub fn with_limits(mut self, limits: crate::runtime::ContainerLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Keeps the endpoint files in this host directory (see [`IngressSettings::endpoints_dir`]).
+    pub fn with_endpoints_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.endpoints_dir = Some(dir.into());
         self
     }
 
@@ -102,6 +119,7 @@ impl IngressSettings {
             listen,
             limits: crate::runtime::ContainerLimits::default(),
             tls_listen: None,
+            endpoints_dir: None,
         }
     }
 }
@@ -113,6 +131,7 @@ impl Default for IngressSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 80)),
             limits: crate::runtime::ContainerLimits::default(),
             tls_listen: None,
+            endpoints_dir: None,
         }
     }
 }
@@ -136,6 +155,9 @@ struct State {
     /// Pods with a server block in the live config: their endpoint files
     /// are live as soon as written.
     live_pods: HashSet<String>,
+    /// The host directory the container's endpoint files are in, once
+    /// checked (see [`IngressSettings::endpoints_dir`]); None: the archive API.
+    bound: Option<std::path::PathBuf>,
 }
 
 /// Where certificates (with their keys, mode 0600) and ACME challenge files go in the container.
@@ -168,6 +190,8 @@ pub(crate) struct Ingress {
     published: std::sync::atomic::AtomicU32,
     /// `state.tls_port` (0: none), likewise.
     published_tls: std::sync::atomic::AtomicU32,
+    /// `state.bound.is_some()`, likewise.
+    bound: std::sync::atomic::AtomicBool,
 }
 
 impl Ingress {
@@ -186,6 +210,7 @@ impl Ingress {
             endpoint_updates: AtomicU64::new(0),
             published: std::sync::atomic::AtomicU32::new(0),
             published_tls: std::sync::atomic::AtomicU32::new(0),
+            bound: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -269,6 +294,15 @@ impl Ingress {
                 state.last_applied = None;
                 state.requested = None;
                 state.written.clear();
+                // Its endpoint files are ours to rename in place only if it
+                // was made with our directory, and sees what we write there.
+                let mut bound = None;
+                if let Some(dir) = self.endpoints_dir()
+                    && c.labels.get(LABEL_INGRESS_ENDPOINTS).map(String::as_str) == dir.to_str()
+                {
+                    bound = self.check_bound(&c.id, &dir).await;
+                }
+                self.set_bound(&mut state, bound);
                 state.port = self.runtime.published_port(&c.id, 80).await?;
                 state.tls_port = self.runtime.published_port(&c.id, 443).await?;
                 self.published_tls
@@ -310,6 +344,7 @@ impl Ingress {
         state.requested = None;
         state.written.clear();
         state.live_pods.clear();
+        self.set_bound(state, None);
         *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(HashSet::new());
         self.runtime.ensure_image(&self.settings.image).await.map_err(|e| {
             Error::Ingress(format!(
@@ -317,11 +352,15 @@ impl Ingress {
                 self.settings.image
             ))
         })?;
-        let labels = HashMap::from([
+        let mut labels = HashMap::from([
             (LABEL_INSTANCE.to_string(), self.instance.clone()),
             (LABEL_ROLE.to_string(), "ingress".to_string()),
             (LABEL_INGRESS_CONFIG.to_string(), self.config_hash()),
         ]);
+        let bind = self.endpoints_dir();
+        if let Some(dir) = bind.as_ref().and_then(|d| d.to_str()) {
+            labels.insert(LABEL_INGRESS_ENDPOINTS.to_string(), dir.to_string());
+        }
         let spec = ContainerSpec {
             name: self.name.clone(),
             image: self.settings.image.clone(),
@@ -331,6 +370,13 @@ impl Ingress {
             limits: self.settings.limits,
             publish: Some(self.settings.listen),
             publish_tls: self.settings.tls_listen,
+            binds: bind
+                .iter()
+                .map(|host| BindDir {
+                    host: host.clone(),
+                    container: endpoints::ENDPOINTS_DIR.to_string(),
+                })
+                .collect(),
             ..Default::default()
         };
         let (text, version) = render(&self.instance, &[])?;
@@ -340,6 +386,10 @@ impl Ingress {
         files.push((format!("nginx/conf.d/{CONF_FILE}"), text.clone().into_bytes()));
         self.runtime.write_files(&id, "/etc", &files).await?;
         self.runtime.start(&id).await?;
+        if let Some(dir) = &bind {
+            let bound = self.check_bound(&id, dir).await;
+            self.set_bound(state, bound);
+        }
         if let Check::Rejected(output) = self.check(&id).await? {
             return Err(Error::Ingress(format!(
                 "nginx -t rejected the generated config even without routes (does the image's nginx.conf set server_names_hash_* itself?): {output}"
@@ -535,10 +585,19 @@ impl Ingress {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        self.runtime.write_files(id, endpoints::ENDPOINTS_BASE, &files).await?;
+        match &state.bound {
+            Some(dir) => {
+                let named = files
+                    .into_iter()
+                    .map(|(path, content)| (endpoints::file_name(&path).to_string(), content))
+                    .collect();
+                self.runtime.write_bound_files(dir, named).await?;
+            }
+            None => self.runtime.write_files(id, endpoints::ENDPOINTS_BASE, &files).await?,
+        }
         state.written.commit(pending);
         self.endpoint_updates.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(files = files.len(), took = ?started.elapsed(), "endpoints written");
+        tracing::debug!(bound = state.bound.is_some(), took = ?started.elapsed(), "endpoints written");
         Ok(())
     }
 
@@ -563,13 +622,97 @@ impl Ingress {
         let (Some(port), Some(version)) = (state.port, state.version.clone()) else {
             return true;
         };
-        let intact = matches!(self.probe(SocketAddr::new(self.probe_ip(), port)).await, Ok(v) if v == version);
+        let mut intact = matches!(self.probe(SocketAddr::new(self.probe_ip(), port)).await, Ok(v) if v == version);
         if !intact {
             tracing::warn!("the ingress does not serve the config we applied; re-applying it");
             state.last_applied = None;
             state.version = None;
         }
+        if let Some(id) = state.container_id.clone() {
+            intact &= self.verify_endpoints(&id, &mut state).await;
+        }
         intact
+    }
+
+    /// Reads the endpoint files back through the container (one archive):
+    /// a pod whose files do not route what this process wrote (someone
+    /// changed or removed them) makes the next sync write every pod's again.
+    async fn verify_endpoints(&self, id: &str, state: &mut State) -> bool {
+        if state.written.is_empty() {
+            return true;
+        }
+        let files = match self
+            .runtime
+            .read_files(id, endpoints::ENDPOINTS_DIR, endpoints::MAX_READ_BYTES)
+            .await
+        {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the ingress's endpoint files back failed; rewriting them");
+                state.written.clear();
+                return false;
+            }
+        };
+        let by_name: HashMap<&str, &[u8]> = files
+            .iter()
+            .map(|(path, content)| (endpoints::file_name(path), content.as_slice()))
+            .collect();
+        let wrong = state.written.mismatched(|name| by_name.get(name).copied());
+        if wrong.is_empty() {
+            return true;
+        }
+        tracing::warn!(pods = ?wrong, "the ingress's endpoint files do not route what was written; rewriting them");
+        state.written.clear();
+        false
+    }
+
+    /// The endpoints directory to bind into a new ingress, ready to use,
+    /// when there is one and the engine runs on this machine.
+    fn endpoints_dir(&self) -> Option<std::path::PathBuf> {
+        let dir = self.settings.endpoints_dir.as_ref()?;
+        if !self.runtime.engine_is_local() {
+            return None;
+        }
+        match crate::engine::bind::prepare(dir) {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                tracing::warn!(error = %e, "the endpoints directory cannot be used; endpoint files go through the engine's archive API");
+                None
+            }
+        }
+    }
+
+    /// Whether the container sees what this process writes into `dir` (a
+    /// marker file read back through the engine): `Some(dir)` if so.
+    async fn check_bound(&self, id: &str, dir: &std::path::Path) -> Option<std::path::PathBuf> {
+        let nonce = format!("{:032x}", rand::random::<u128>());
+        if let Err(e) = crate::engine::bind::write_marker(dir, endpoints::MARKER, nonce.as_bytes()) {
+            tracing::warn!(error = %e, "endpoint files go through the engine's archive API");
+            return None;
+        }
+        let path = format!("{}/{}", endpoints::ENDPOINTS_DIR, endpoints::MARKER);
+        match self.runtime.read_files(id, &path, 4096).await {
+            Ok(files) if files.len() == 1 && files[0].1 == nonce.as_bytes() => Some(dir.to_path_buf()),
+            Ok(_) => {
+                tracing::warn!(dir = %dir.display(), "the ingress container does not see the endpoints directory (is this server in a container?); endpoint files go through the engine's archive API");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "checking the endpoints directory failed; endpoint files go through the engine's archive API");
+                None
+            }
+        }
+    }
+
+    /// Whether endpoint files are renamed in a bound host directory (else
+    /// they go through the engine's archive API). Never waits for a sync.
+    pub(crate) fn endpoints_bound(&self) -> bool {
+        self.bound.load(Ordering::Relaxed)
+    }
+
+    fn set_bound(&self, state: &mut State, bound: Option<std::path::PathBuf>) {
+        self.bound.store(bound.is_some(), Ordering::Relaxed);
+        state.bound = bound;
     }
 
     fn probe_ip(&self) -> IpAddr {

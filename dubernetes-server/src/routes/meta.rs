@@ -79,7 +79,7 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
 }
 
 /// The ingress: its host port, last error, and the pods whose routes nginx rejected.
-#[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, tls_port, error, reloads, endpoint_updates, rejected}`: `tls_port` is HTTPS's host port (null: none), `reloads` counts configs made live, `endpoint_updates` replica changes applied without a reload, `rejected` maps a pod to nginx's message")))]
+#[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, tls_port, error, reloads, endpoint_updates, endpoints, rejected}`: `tls_port` is HTTPS's host port (null: none), `reloads` counts configs made live, `endpoint_updates` replica changes applied without a reload, `endpoints` is `bound` (files renamed in a host directory bound into the ingress) or `archive` (written through the engine's archive API), `rejected` maps a pod to nginx's message")))]
 pub(crate) async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
     axum::Json(serde_json::json!({
         "port": o.ingress_port().await,
@@ -87,6 +87,7 @@ pub(crate) async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
         "error": o.ingress_error(),
         "reloads": o.ingress_reloads(),
         "endpoint_updates": o.ingress_endpoint_updates(),
+        "endpoints": if o.ingress_endpoints_bound() { "bound" } else { "archive" },
         "rejected": o.ingress_rejections(),
     }))
 }
