@@ -61,10 +61,6 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
 async fn heal_rounds(ctx: &Ctx, o: &Dubernetes) -> Result<Samples> {
     let replicas = REPLICAS;
     let heal_rounds = if ctx.quick { 3 } else { 10 };
-    eprintln!(
-        "bench: heal: {heal_rounds} rounds of docker kill on {replicas} replicas (endpoint files {})",
-        if o.ingress_endpoints_bound() { "bound" } else { "through the archive API" }
-    );
     o.apply(
         PodSpec::new("heal", IMAGE)
             .with_replicas(replicas)
@@ -72,6 +68,14 @@ async fn heal_rounds(ctx: &Ctx, o: &Dubernetes) -> Result<Samples> {
     )
     .await?;
     o.wait_ready("heal", Duration::from_secs(60)).await?;
+    eprintln!(
+        "bench: heal: {heal_rounds} rounds of docker kill on {replicas} replicas (endpoint files {})",
+        if o.ingress_endpoints_bound() {
+            "bound"
+        } else {
+            "through the archive API"
+        }
+    );
     let mut heal = Samples::default();
     let mut last_victim: Option<String> = None;
     for round in 0..heal_rounds {

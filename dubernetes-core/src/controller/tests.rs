@@ -355,10 +355,20 @@ async fn endpoint_files_go_through_the_archive_api_when_the_ingress_does_not_see
         .expect("starts");
     d.apply(web(V1, 2, strategy(1, 0))).await.expect("apply");
     d.wait_ready("web", WAIT).await.expect("lands");
-    assert!(!d.ingress_endpoints_bound(), "the check saw no marker, so nothing is bound");
-    assert_eq!(fake.routed_now("web"), 2, "routed through files written by the archive API");
+    assert!(
+        !d.ingress_endpoints_bound(),
+        "the check saw no marker, so nothing is bound"
+    );
+    assert_eq!(
+        fake.routed_now("web"),
+        2,
+        "routed through files written by the archive API"
+    );
     assert!(dir.path().join("endpoints").join(".dubernetes-check").exists());
-    assert!(!dir.path().join("endpoints").join("web.a").exists(), "nothing routes from the unseen directory");
+    assert!(
+        !dir.path().join("endpoints").join("web.a").exists(),
+        "nothing routes from the unseen directory"
+    );
     d.shutdown().await;
 }
 
@@ -383,7 +393,11 @@ async fn endpoint_files_changed_by_hand_are_rewritten_at_the_resync() {
     for slot in ['a', 'b'] {
         let path = format!("/etc/{}", crate::ingress::endpoints_slot("web", slot));
         assert!(fake.file(&ingress[0], &path).is_some(), "{path} was written");
-        fake.overwrite_file(&ingress[0], &path, b"dubernetes-endpoints 1 99999999999999999\nend 99999999999999999\n");
+        fake.overwrite_file(
+            &ingress[0],
+            &path,
+            b"dubernetes-endpoints 1 99999999999999999\nend 99999999999999999\n",
+        );
     }
     assert_eq!(fake.routed_now("web"), 0, "the edit routes to nothing");
     until("the resync rewrites the files", async || fake.routed_now("web") == 2).await;

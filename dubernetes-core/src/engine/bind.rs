@@ -41,7 +41,10 @@ pub(crate) fn prepare(dir: &Path) -> Result<PathBuf> {
 pub(crate) fn replace_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
     for (name, content) in files {
         if name.is_empty() || name.starts_with('.') || name.contains('/') {
-            return Err(Error::Ingress(format!("refusing to write {name:?} into {}", dir.display())));
+            return Err(Error::Ingress(format!(
+                "refusing to write {name:?} into {}",
+                dir.display()
+            )));
         }
         let tmp = dir.join(format!(".{name}.tmp"));
         let target = dir.join(name);

@@ -257,7 +257,10 @@ impl FakeEngine {
 
     /// A file in a container, if it is there.
     pub fn file(&self, id: &str, path: &str) -> Option<Vec<u8>> {
-        lock(&self.state).containers.get(id).and_then(|c| c.files.get(path).cloned())
+        lock(&self.state)
+            .containers
+            .get(id)
+            .and_then(|c| c.files.get(path).cloned())
     }
 
     /// The container dies as if its process exited with `code` (no `kill` first).
