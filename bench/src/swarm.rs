@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use bollard::Docker;
 use bollard::models::{
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, SwarmInitRequest, Task, TaskSpec, TaskSpecContainerSpec,
-    TaskState,
+    NetworkAttachmentConfig, NetworkCreateRequest, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    SwarmInitRequest, Task, TaskSpec, TaskSpecContainerSpec, TaskState,
 };
-use bollard::query_parameters::ListTasksOptionsBuilder;
+use bollard::query_parameters::{ListContainersOptionsBuilder, ListTasksOptionsBuilder};
 
 use crate::engine::{Cleanup, LABEL_BENCH};
 
@@ -57,6 +57,19 @@ pub async fn create_service(
     image_id: &str,
     replicas: i64,
 ) -> Result<String> {
+    create_service_on(docker, cleanup, run, name, image_id, replicas, None).await
+}
+
+/// [`create_service`], its tasks attached to `network` (an overlay) when given.
+pub async fn create_service_on(
+    docker: &Docker,
+    cleanup: &Cleanup,
+    run: &str,
+    name: &str,
+    image_id: &str,
+    replicas: i64,
+    network: Option<&str>,
+) -> Result<String> {
     let spec = ServiceSpec {
         name: Some(name.to_string()),
         labels: Some(HashMap::from([(LABEL_BENCH.to_string(), run.to_string())])),
@@ -65,6 +78,12 @@ pub async fn create_service(
                 image: Some(image_id.to_string()),
                 labels: Some(HashMap::from([(LABEL_BENCH.to_string(), run.to_string())])),
                 ..Default::default()
+            }),
+            networks: network.map(|n| {
+                vec![NetworkAttachmentConfig {
+                    target: Some(n.to_string()),
+                    ..Default::default()
+                }]
             }),
             ..Default::default()
         }),
@@ -131,5 +150,46 @@ pub async fn wait_running(
             bail!("swarm: {running} of {want} tasks running after {timeout:?}");
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Creates an attachable overlay network for services (what a Swarm user
+/// puts services and a reverse proxy on, so the proxy reaches them).
+pub async fn create_overlay(docker: &Docker, cleanup: &Cleanup, name: &str, run: &str) -> Result<()> {
+    cleanup.network(name);
+    let request = NetworkCreateRequest {
+        name: name.to_string(),
+        driver: Some("overlay".into()),
+        attachable: Some(true),
+        labels: Some(HashMap::from([(LABEL_BENCH.to_string(), run.to_string())])),
+        ..Default::default()
+    };
+    docker
+        .create_network(request)
+        .await
+        .with_context(|| format!("creating overlay network {name}"))?;
+    Ok(())
+}
+
+/// Waits until no container of this run's Swarm tasks is left on the engine.
+pub async fn wait_containers_gone(docker: &Docker, run: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let filters = HashMap::from([(
+        "label",
+        vec![
+            format!("{LABEL_BENCH}={run}"),
+            "com.docker.swarm.service.id".to_string(),
+        ],
+    )]);
+    loop {
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let left = docker.list_containers(Some(options)).await?.len();
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("swarm: {left} task containers still there {timeout:?} after their services were removed");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

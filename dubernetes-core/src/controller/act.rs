@@ -83,20 +83,45 @@ impl Context {
             }
             errors
         };
-        let (removal_errors, mut errors) =
-            tokio::join!(removals, self.create_replicas(pod, stored, &slots_for_creates));
-        errors.extend(removal_errors);
-        self.wake_ingress();
-
-        // Running containers: out of the ingress first (the reload is live
-        // before we go on), then drained and stopped in the background. The
-        // pod's next reconcile does not count draining containers (they serve
-        // nobody), so the next step of a rollout starts while they drain.
+        // Running containers leave the ingress first: marked draining, then
+        // one sync, concurrently with the creates, whose endpoint write also
+        // routes the replicas that just became ready (a rollout step is one
+        // ingress change). Then drained and stopped in the background. The
+        // pod's next reconcile does not count draining containers (they
+        // serve nobody), so the next step of a rollout starts while they drain.
         if !drains.is_empty() {
             lock(&self.draining).extend(drains.iter().map(|(id, _)| id.clone()));
-            if let Err(e) = self.sync_ingress().await {
-                tracing::warn!(error = %e, "ingress sync before draining failed; stopping anyway");
+        }
+        let unroute = async {
+            if drains.is_empty() {
+                Ok(())
+            } else {
+                self.sync_ingress().await
             }
+        };
+        let (removal_errors, mut errors, unrouted) =
+            tokio::join!(removals, self.create_replicas(pod, stored, &slots_for_creates), unroute);
+        errors.extend(removal_errors);
+        self.wake_ingress();
+        let mut drains_started = !drains.is_empty();
+        if let Err(e) = unrouted {
+            if stored.is_some_and(|p| p.spec.host().is_some()) {
+                // Never stop a replica the ingress may still route to: keep it
+                // serving, and let the error policy retry the reconcile.
+                let mut draining = lock(&self.draining);
+                for (id, _) in &drains {
+                    draining.remove(id);
+                }
+                drop(draining);
+                tracing::warn!(pod, error = %e, "the ingress sync before draining failed; the replicas keep running until it succeeds");
+                drains_started = false;
+                errors.push(e);
+            } else {
+                // No host: nothing routes to them.
+                tracing::warn!(pod, error = %e, "ingress sync failed; draining replicas of a pod without a host anyway");
+            }
+        }
+        if drains_started {
             let grace = stored
                 .and_then(|p| p.spec.stop_grace_period)
                 .unwrap_or(self.settings.stop_grace);
@@ -105,6 +130,8 @@ impl Context {
             let pod_name = pod.to_string();
             self.tasks
                 .spawn(async move { ctx.drain_and_stop(&pod_name, ids, grace).await });
+        } else {
+            drains.clear();
         }
         let mut reasons: HashMap<&'static str, usize> = HashMap::new();
         for (_, reason) in drains.iter().chain(quick_removes.iter()) {

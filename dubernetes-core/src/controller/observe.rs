@@ -98,6 +98,18 @@ impl Context {
         Ok(replicas)
     }
 
+    /// Whether the last observation of a pod shows running replicas of more
+    /// than one revision (a rollout step under way).
+    pub(super) fn mixed_revisions(&self, pod: &str) -> bool {
+        let replicas = self.observed_replicas(pod);
+        let mut running = replicas
+            .iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .map(|c| c.revision.as_deref());
+        let first = running.next();
+        running.any(|r| r != first.flatten())
+    }
+
     /// The replicas of a pod as last observed (no engine call).
     pub(crate) fn observed_replicas(&self, pod: &str) -> Arc<[Observed]> {
         lock(&self.observed)
@@ -131,9 +143,16 @@ impl Context {
             .collect();
         let ctx = Arc::clone(self);
         let pod_name = pod.to_string();
+        // While replicas of two revisions run (a rollout step), the pod's
+        // reconcile decides what the readiness change means, drains
+        // included, and then syncs the ingress once: the new replica in and
+        // the old one out in one endpoint write. Otherwise (a heal, a
+        // scale) the ingress is woken at once, beside the pod.
         let on_change: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
             ctx.wake(&pod_name);
-            ctx.wake_ingress();
+            if !ctx.mixed_revisions(&pod_name) {
+                ctx.wake_ingress();
+            }
         });
         let host = spec.host().unwrap_or("localhost");
         let check = spec.readiness();

@@ -94,8 +94,23 @@ impl Context {
         let spec = &stored.spec;
         self.sync_probes(pod, spec, &observed);
         let routed = self.ingress.routed();
+        // A serving replica of a pod whose host the live config has is
+        // routed by the next ingress sync: the planner may count it now, so
+        // that a rollout step routes the new replica and unroutes the old
+        // one in the same endpoint write (the drain below syncs before it
+        // stops anything). The status view still counts only what is routed.
+        let host_live = spec.host().is_some() && self.ingress.serves_pod(pod);
+        let mut stale_route = false;
         for c in &mut observed {
-            c.ready = self.is_serving(c, spec) && (spec.host().is_none() || routed.contains(&c.id));
+            let serving = self.is_serving(c, spec);
+            let is_routed = routed.contains(&c.id);
+            stale_route |= spec.host().is_some() && serving != is_routed;
+            c.ready = serving && (spec.host().is_none() || is_routed || host_live);
+        }
+        // Readiness changes of a pod in a rollout wake only the pod (see
+        // `sync_probes`): what the ingress must route now is its to apply.
+        if stale_route {
+            self.wake_ingress();
         }
         let strategy = spec.update_strategy();
         let revision = spec.revision_hash();

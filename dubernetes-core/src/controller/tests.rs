@@ -145,6 +145,31 @@ async fn a_rollout_surges_by_one_and_never_drops_below_replicas() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn without_a_stabilization_window_a_step_routes_the_new_replica_and_unroutes_the_old_in_one_write() {
+    let fake = engine();
+    let d = start(&fake, None).await;
+    let mut update = strategy(1, 0);
+    update.min_ready = Duration::ZERO;
+    d.apply(web(V1, 3, update.clone())).await.expect("apply v1");
+    landed(&d).await;
+    fake.clear_history();
+    let updates = d.ingress_endpoint_updates();
+    d.apply(web(V2, 3, update.clone())).await.expect("apply v2");
+    d.wait_ready("web", WAIT).await.expect("v2 lands");
+    // Each of the 3 steps is one endpoint write that swaps one replica: the
+    // routed set never holds 4 (new in first, old out later) nor 2.
+    assert_eq!(fake.min_routable("web"), Some(3), "never fewer than 3 routed");
+    assert_eq!(
+        fake.max_routable("web"),
+        Some(3),
+        "never 4 routed: in and out in one change"
+    );
+    assert_eq!(d.ingress_endpoint_updates() - updates, 3, "one endpoint write per step");
+    assert_eq!(fake.stopped_while_routed(), 0);
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn max_unavailable_lets_a_rollout_go_below_replicas_but_no_further() {
     let fake = engine();
     let d = start(&fake, None).await;

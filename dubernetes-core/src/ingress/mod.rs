@@ -178,6 +178,8 @@ pub(crate) struct Ingress {
     /// is held for a whole sync (write, check, reload, wait until live), so
     /// API reads never wait for a reload.
     routed: StdMutex<Arc<HashSet<String>>>,
+    /// `state.live_pods`, likewise readable without waiting for a sync.
+    live: StdMutex<Arc<HashSet<String>>>,
     /// Pods whose routes the live config leaves out because nginx rejected
     /// them, with nginx's message; and what the controller was last told.
     rejected: StdMutex<Rejections>,
@@ -205,6 +207,7 @@ impl Ingress {
             settings,
             state: Mutex::new(State::default()),
             routed: StdMutex::new(Arc::new(HashSet::new())),
+            live: StdMutex::new(Arc::new(HashSet::new())),
             rejected: StdMutex::new(Rejections::default()),
             reloads: AtomicU64::new(0),
             endpoint_updates: AtomicU64::new(0),
@@ -344,6 +347,7 @@ impl Ingress {
         state.requested = None;
         state.written.clear();
         state.live_pods.clear();
+        *lock(&self.live) = Arc::new(HashSet::new());
         self.set_bound(state, None);
         *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(HashSet::new());
         self.runtime.ensure_image(&self.settings.image).await.map_err(|e| {
@@ -472,6 +476,7 @@ impl Ingress {
         state.version = Some(version);
         state.requested = requested;
         state.live_pods = live_routes.iter().map(|r| r.pod.clone()).collect();
+        *lock(&self.live) = Arc::new(state.live_pods.clone());
         self.set_routed(routed_ids(&live_routes));
         Ok(true)
     }
@@ -721,6 +726,13 @@ impl Ingress {
             IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
             ip => ip,
         }
+    }
+
+    /// Whether the live config has this pod's server block: its serving
+    /// replicas are routed by the next sync's endpoint write, no reload
+    /// needed. Never waits for a sync.
+    pub(crate) fn serves_pod(&self, pod: &str) -> bool {
+        lock(&self.live).contains(pod)
     }
 
     /// The containers the live config routes to. Never waits for a sync.
