@@ -110,7 +110,11 @@ impl Context {
     fn on_event(self: &Arc<Self>, meaning: Meaning) {
         match meaning {
             Meaning::Ignore => return,
-            Meaning::Other => {}
+            // Not a replica (the ingress container): the next sync looks at the engine.
+            Meaning::Other => {
+                self.wake_ingress_full();
+                return;
+            }
             // The engine reports `kill` (with the signal) before the `die` of
             // a `docker kill`, `docker stop` or `docker rm -f`; an app's own
             // exit has none. Our own stops are of draining replicas.

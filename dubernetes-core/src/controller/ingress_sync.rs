@@ -11,14 +11,43 @@ impl Context {
     pub(crate) async fn sync_ingress(self: &Arc<Self>) -> Result<()> {
         let _one_at_a_time = self.ingress_sync.lock().await;
         let pods = self.store.list().await?;
+        let started = Instant::now();
+        // Replica changes alone: routes from the observed cache (refreshed by
+        // every reconcile's list, so it knows each replica whose readiness
+        // changed), written without an engine list, which Docker holds up
+        // while it starts containers. The ingress takes this path only while
+        // its container and config are what it last applied.
+        if !self.ingress_full.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let routes = self.routes(&pods, &self.observed_all());
+            let certs = self.route_certificates(&pods).await?;
+            match self.ingress.sync_endpoints(&routes, &certs).await {
+                Ok(Some(changed)) => {
+                    let result = Ok(changed);
+                    self.runtime.metrics().ingress_synced(started.elapsed(), &result);
+                    tracing::debug!(took = ?started.elapsed(), changed, "ingress sync (endpoints only)");
+                    return self.after_sync(&routes, result).await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "endpoint-only ingress sync failed; doing a full one"),
+            }
+        }
         let containers = self.list_instance().await?;
         let routes = self.routes(&pods, &containers);
         let ingress: Vec<&Observed> = containers.iter().filter(|c| c.role == "ingress").collect();
-        let started = Instant::now();
         let certs = self.route_certificates(&pods).await?;
         let result = self.ingress.sync(&routes, &ingress, &certs).await;
         self.runtime.metrics().ingress_synced(started.elapsed(), &result);
         tracing::debug!(took = ?started.elapsed(), changed = ?result.as_ref().ok(), "ingress sync");
+        if result.is_err() {
+            // The next one looks at the engine again.
+            self.ingress_full.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.after_sync(&routes, result).await
+    }
+
+    /// What follows a sync: its error for the status, rejections reported
+    /// against their pods, and pods whose routed replicas changed woken.
+    async fn after_sync(self: &Arc<Self>, routes: &[Route], result: Result<bool>) -> Result<()> {
         *lock(&self.ingress_error) = result.as_ref().err().map(ToString::to_string);
         // Routes nginx rejected are reported against their pods (status and an event).
         for (pod, change) in self.ingress.take_rejection_changes() {
@@ -33,7 +62,7 @@ impl Context {
         }
         // Routed replicas can change even when the sync fails (endpoint
         // files went live, a new host's config was rejected).
-        let changed = self.routing_changes(&routes);
+        let changed = self.routing_changes(routes);
         if matches!(result, Ok(true)) || !changed.is_empty() {
             self.notify(Change::Ingress);
         }

@@ -147,6 +147,8 @@ pub(crate) struct Context {
     queue: queue::WorkQueue,
     engine_slots: Semaphore,
     ingress_wake: Notify,
+    /// The next ingress sync lists the engine (see [`Context::wake_ingress_full`]).
+    ingress_full: std::sync::atomic::AtomicBool,
     ingress_error: StdMutex<Option<String>>,
     health: Health,
     ingress_sync: tokio::sync::Mutex<()>,
@@ -199,6 +201,7 @@ impl Context {
             status: StdMutex::new(HashMap::new()),
             queue: queue::WorkQueue::default(),
             ingress_wake: Notify::new(),
+            ingress_full: std::sync::atomic::AtomicBool::new(true),
             ingress_error: StdMutex::new(None),
             health,
             ingress_sync: tokio::sync::Mutex::new(()),
@@ -247,7 +250,18 @@ impl Context {
         }
     }
 
+    /// Wakes the ingress sync. It routes from the observed cache (no engine
+    /// call but the endpoint write) while the ingress container and its
+    /// config are as it left them.
     pub(crate) fn wake_ingress(&self) {
+        self.ingress_wake.notify_one();
+    }
+
+    /// Wakes the ingress sync for a full one: a fresh list of the instance
+    /// (the ingress container itself may have changed: an engine event of
+    /// it, the periodic resync, a failed sync).
+    pub(crate) fn wake_ingress_full(&self) {
+        self.ingress_full.store(true, std::sync::atomic::Ordering::SeqCst);
         self.ingress_wake.notify_one();
     }
 

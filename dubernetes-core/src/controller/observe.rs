@@ -110,6 +110,15 @@ impl Context {
         running.any(|r| r != first.flatten())
     }
 
+    /// Every replica of the instance as last observed (no engine call).
+    pub(super) fn observed_all(&self) -> Vec<Observed> {
+        lock(&self.observed)
+            .pods
+            .values()
+            .flat_map(|(_, replicas)| replicas.iter().cloned())
+            .collect()
+    }
+
     /// The replicas of a pod as last observed (no engine call).
     pub(crate) fn observed_replicas(&self, pod: &str) -> Arc<[Observed]> {
         lock(&self.observed)

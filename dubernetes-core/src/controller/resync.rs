@@ -50,6 +50,6 @@ impl Context {
             self.wake(orphan);
         }
         self.ingress.verify().await;
-        self.wake_ingress();
+        self.wake_ingress_full();
     }
 }

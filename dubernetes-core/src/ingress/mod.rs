@@ -338,6 +338,34 @@ impl Ingress {
         }
     }
 
+    /// The endpoint files alone, when nothing else changed: the container
+    /// is the one this process made live and `routes` render the config it
+    /// serves (no host, certificate or port changed). `Ok(None)`: something
+    /// else changed, so a full [`Ingress::sync`] (with a fresh list of the
+    /// engine) is needed. `Ok(Some(changed))`: whether routed replicas changed.
+    pub(crate) async fn sync_endpoints(
+        &self,
+        routes: &[Route],
+        certs: &BTreeMap<String, String>,
+    ) -> Result<Option<bool>> {
+        let mut state = self.state.lock().await;
+        let Some(id) = state.container_id.clone() else {
+            return Ok(None);
+        };
+        let routes = &self.with_tls(routes, certs, &state);
+        let (text, _) = render(&self.instance, routes)?;
+        if state.last_applied.as_deref() != Some(text.as_str()) && state.requested.as_deref() != Some(text.as_str()) {
+            return Ok(None);
+        }
+        self.write_endpoints(&id, routes, &mut state).await?;
+        let live: Vec<Route> = routes
+            .iter()
+            .filter(|r| state.live_pods.contains(&r.pod))
+            .cloned()
+            .collect();
+        Ok(Some(self.update_routed(&live)))
+    }
+
     /// Creates and starts a fresh ingress serving no routes (a config that
     /// cannot be rejected for anything a pod wrote); [`Ingress::apply`] then
     /// adds the routes. Returns the container id.
