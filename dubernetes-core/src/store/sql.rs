@@ -4,8 +4,8 @@
 //! `$n` placeholders, `ON CONFLICT`, `RETURNING`). What differs stays in each
 //! store's module: how a write transaction begins (`write_tx`: SQLite's
 //! `BEGIN IMMEDIATE`, PostgreSQL's advisory transaction lock) and what a write
-//! tells the other servers (`notify`: nothing for SQLite, a `NOTIFY` for
-//! PostgreSQL).
+//! tells the other servers (`notify` and `certificate_changed`: nothing for
+//! SQLite, a `NOTIFY` for PostgreSQL).
 
 /// A pod joined with its latest revision.
 macro_rules! pod_select {
@@ -20,7 +20,9 @@ pub(crate) use pod_select;
 
 /// Implements [`Store`](crate::store::Store) for `$store` on database `$db`
 /// with rows `$row`, plus the items in braces (backup, close, ...). The
-/// module must have `self.pool`, `self.write_tx()` and `notify(tx, what, pod)`.
+/// module must have `self.pool`, `self.write_tx()`, `notify(tx, what, pod)`
+/// and `certificate_changed(pool, name)` (what a certificate write tells the
+/// other servers).
 macro_rules! sql_store {
     ($store:ty, $db:ty, $row:ty, { $($extra:tt)* }) => {
         impl $store {
@@ -396,7 +398,93 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn put_certificate(&self, cert: &StoredCertificate) -> Result<()> {
+                let now = now_ms();
+                let hosts = serde_json::to_string(&cert.hosts).map_err(|e| Error::Internal(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO certificates (name, kind, cert_pem, key_pem, hosts, issuer, not_before, not_after, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+                     ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, cert_pem = excluded.cert_pem,
+                       key_pem = excluded.key_pem, hosts = excluded.hosts, issuer = excluded.issuer,
+                       not_before = excluded.not_before, not_after = excluded.not_after, updated_at = excluded.updated_at",
+                )
+                .bind(&cert.name)
+                .bind(cert.kind.as_str())
+                .bind(&cert.cert_pem)
+                .bind(&cert.key_pem)
+                .bind(hosts)
+                .bind(&cert.issuer)
+                .bind(cert.not_before)
+                .bind(cert.not_after)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                certificate_changed(&self.pool, &cert.name).await
+            }
+
+            async fn certificate(&self, name: &str) -> Result<Option<StoredCertificate>> {
+                let row = sqlx::query("SELECT * FROM certificates WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(certificate_from_row).transpose()
+            }
+
+            async fn certificates(&self) -> Result<Vec<StoredCertificate>> {
+                let rows = sqlx::query("SELECT * FROM certificates ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(certificate_from_row).collect()
+            }
+
+            async fn delete_certificate(&self, name: &str) -> Result<bool> {
+                let done = sqlx::query("DELETE FROM certificates WHERE name = $1")
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?;
+                certificate_changed(&self.pool, name).await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn acme_account(&self, directory: &str) -> Result<Option<String>> {
+                Ok(
+                    sqlx::query_scalar("SELECT credentials FROM acme_accounts WHERE directory = $1")
+                        .bind(directory)
+                        .fetch_optional(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn put_acme_account(&self, directory: &str, credentials: &str) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO acme_accounts (directory, credentials, created_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (directory) DO UPDATE SET credentials = excluded.credentials",
+                )
+                .bind(directory)
+                .bind(credentials)
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             $($extra)*
+        }
+
+        fn certificate_from_row(r: &$row) -> Result<StoredCertificate> {
+            let hosts: String = r.try_get("hosts")?;
+            Ok(StoredCertificate {
+                name: r.try_get("name")?,
+                kind: CertificateKind::parse(&r.try_get::<String, _>("kind")?)?,
+                cert_pem: r.try_get("cert_pem")?,
+                key_pem: r.try_get("key_pem")?,
+                hosts: serde_json::from_str(&hosts).map_err(|e| Error::Internal(format!("stored hosts: {e}")))?,
+                issuer: r.try_get("issuer")?,
+                not_before: r.try_get("not_before")?,
+                not_after: r.try_get("not_after")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+            })
         }
 
         fn decode(row: &$row) -> Result<StoredPod> {

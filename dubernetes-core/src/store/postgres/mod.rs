@@ -152,20 +152,18 @@ impl PgStore {
     }
 }
 
-/// `NOTIFY` inside `tx`: delivered to every listener when it commits.
-impl PgStore {
-    /// Tells every server a certificate changed: the leader re-syncs its
-    /// ingress (a secret replaced through a standby is served at once).
-    async fn notify_certificate(&self, name: &str) -> Result<()> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(format!("certificate:{name}"))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
+/// Tells every server a certificate changed: the leader re-syncs its
+/// ingress (a secret replaced through a standby is served at once).
+async fn certificate_changed(pool: &PgPool, name: &str) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(format!("certificate:{name}"))
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
+/// `NOTIFY` inside `tx`: delivered to every listener when it commits.
 async fn notify(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, what: &str, pod: &str) -> Result<()> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
@@ -185,76 +183,6 @@ crate::store::sql::sql_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, {
         })
     }
 
-    async fn put_certificate(&self, cert: &StoredCertificate) -> Result<()> {
-        let now = now_ms();
-        let hosts = serde_json::to_string(&cert.hosts).map_err(|e| Error::Internal(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO certificates (name, kind, cert_pem, key_pem, hosts, issuer, not_before, not_after, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
-             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, cert_pem = excluded.cert_pem,
-               key_pem = excluded.key_pem, hosts = excluded.hosts, issuer = excluded.issuer,
-               not_before = excluded.not_before, not_after = excluded.not_after, updated_at = excluded.updated_at",
-        )
-        .bind(&cert.name)
-        .bind(cert.kind.as_str())
-        .bind(&cert.cert_pem)
-        .bind(&cert.key_pem)
-        .bind(hosts)
-        .bind(&cert.issuer)
-        .bind(cert.not_before)
-        .bind(cert.not_after)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        self.notify_certificate(&cert.name).await
-    }
-
-    async fn certificate(&self, name: &str) -> Result<Option<StoredCertificate>> {
-        let row = sqlx::query("SELECT * FROM certificates WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(certificate_from_row).transpose()
-    }
-
-    async fn certificates(&self) -> Result<Vec<StoredCertificate>> {
-        let rows = sqlx::query("SELECT * FROM certificates ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(certificate_from_row).collect()
-    }
-
-    async fn delete_certificate(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM certificates WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        self.notify_certificate(name).await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn acme_account(&self, directory: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT credentials FROM acme_accounts WHERE directory = $1")
-                .bind(directory)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn put_acme_account(&self, directory: &str, credentials: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO acme_accounts (directory, credentials, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (directory) DO UPDATE SET credentials = excluded.credentials",
-        )
-        .bind(directory)
-        .bind(credentials)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     async fn close(&self) {
         self.pool.close().await;
     }
@@ -266,19 +194,3 @@ crate::store::sql::sql_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, {
 
 #[cfg(test)]
 mod tests;
-
-fn certificate_from_row(r: &sqlx::postgres::PgRow) -> Result<StoredCertificate> {
-    let hosts: String = r.try_get("hosts")?;
-    Ok(StoredCertificate {
-        name: r.try_get("name")?,
-        kind: CertificateKind::parse(&r.try_get::<String, _>("kind")?)?,
-        cert_pem: r.try_get("cert_pem")?,
-        key_pem: r.try_get("key_pem")?,
-        hosts: serde_json::from_str(&hosts).map_err(|e| Error::Internal(format!("stored hosts: {e}")))?,
-        issuer: r.try_get("issuer")?,
-        not_before: r.try_get("not_before")?,
-        not_after: r.try_get("not_after")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
-}
