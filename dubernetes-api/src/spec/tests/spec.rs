@@ -48,6 +48,13 @@ fn deploy_fields_parse_with_defaults() {
 fn readiness_defaults_to_tcp_and_the_old_health_shape_means_http() {
     let spec = parse_one("name: p\nimage: i\n").expect("parse");
     assert_eq!(spec.readiness().kind, CheckKind::Tcp);
+    assert_eq!(spec.readiness().interval, IMPLICIT_CHECK_INTERVAL);
+    let explicit = parse_one("name: p\nimage: i\nhealth: {type: tcp}\n").expect("parse");
+    assert_eq!(
+        explicit.readiness().interval,
+        Duration::from_secs(2),
+        "an explicit block keeps its default"
+    );
     let u = spec.update_strategy();
     assert_eq!((u.min_ready, u.max_failures), (Duration::from_secs(5), 3));
     let kind = |yaml: &str| {
