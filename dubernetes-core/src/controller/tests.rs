@@ -57,6 +57,20 @@ async fn start(fake: &FakeEngine, dir: Option<&std::path::Path>) -> Dubernetes {
         .expect("the orchestrator starts on the fake engine")
 }
 
+/// An in-memory orchestrator on the fake engine with these ingress settings and resync interval.
+async fn start_in_memory(fake: &FakeEngine, ingress: IngressSettings, resync: Duration) -> Dubernetes {
+    pace_the_clock();
+    Dubernetes::builder()
+        .instance("fake")
+        .ingress(ingress)
+        .resync_interval(resync)
+        .engine(Arc::new(fake.clone()))
+        .in_memory()
+        .build()
+        .await
+        .expect("the orchestrator starts on the fake engine")
+}
+
 fn web(image: &str, replicas: u32, update: UpdateStrategy) -> PodSpec {
     let mut spec = PodSpec::new("web", image)
         .with_replicas(replicas)
@@ -366,18 +380,9 @@ async fn endpoint_files_go_through_the_archive_api_when_the_ingress_does_not_see
     // the endpoint files go through the archive API as before.
     fake.claim_local(true);
     let dir = tempfile::tempdir().expect("tempdir");
-    pace_the_clock();
-    let d = Dubernetes::builder()
-        .instance("fake")
-        .ingress(
-            IngressSettings::new(NGINX, "127.0.0.1:0".parse().expect("address"))
-                .with_endpoints_dir(dir.path().join("endpoints")),
-        )
-        .engine(Arc::new(fake.clone()))
-        .in_memory()
-        .build()
-        .await
-        .expect("starts");
+    let ingress = IngressSettings::new(NGINX, "127.0.0.1:0".parse().expect("address"))
+        .with_endpoints_dir(dir.path().join("endpoints"));
+    let d = start_in_memory(&fake, ingress, Duration::from_secs(30)).await;
     d.apply(web(V1, 2, strategy(1, 0))).await.expect("apply");
     d.wait_ready("web", WAIT).await.expect("lands");
     assert!(
@@ -400,16 +405,8 @@ async fn endpoint_files_go_through_the_archive_api_when_the_ingress_does_not_see
 #[tokio::test(start_paused = true)]
 async fn endpoint_files_changed_by_hand_are_rewritten_at_the_resync() {
     let fake = engine();
-    pace_the_clock();
-    let d = Dubernetes::builder()
-        .instance("fake")
-        .ingress(IngressSettings::new(NGINX, "127.0.0.1:0".parse().expect("address")))
-        .resync_interval(Duration::from_secs(10))
-        .engine(Arc::new(fake.clone()))
-        .in_memory()
-        .build()
-        .await
-        .expect("starts");
+    let ingress = IngressSettings::new(NGINX, "127.0.0.1:0".parse().expect("address"));
+    let d = start_in_memory(&fake, ingress, Duration::from_secs(10)).await;
     d.apply(web(V1, 2, strategy(1, 0))).await.expect("apply");
     d.wait_ready("web", WAIT).await.expect("lands");
     let ingress = fake.ids("ingress", None, true);
