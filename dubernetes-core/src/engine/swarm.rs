@@ -434,7 +434,22 @@ impl Engine for SwarmEngine {
             }
             Err(r) => return Err(r.into()),
         }
-        self.probe.start(name, instance).await
+        // Docker 20.10 can answer a start on an attachable overlay with
+        // "network ... not found" for a moment after another container left
+        // it on this node (its local attachment is being torn down, e.g. the
+        // old probe agent just removed after a kill -9 of the server): retried,
+        // bounded.
+        let mut attempt = 0u32;
+        loop {
+            match self.probe.start(name, instance).await {
+                Err(e) if attempt < OVERLAY_RETRIES && is_network_not_found(&e) => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "the overlay is not attachable yet; retrying the probe agent");
+                    tokio::time::sleep(Duration::from_millis(250) * attempt).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     async fn remove_network(&self, name: &str) -> Result<()> {
@@ -916,10 +931,41 @@ impl Network for ProbeNetwork {
     }
 }
 
+/// How often a start refused with "network not found" on the overlay is retried.
+const OVERLAY_RETRIES: u32 = 5;
+
+/// Whether the engine refused a start because the network is (still) unknown on this node.
+fn is_network_not_found(e: &Error) -> bool {
+    let text = e.to_string();
+    text.contains("404") && text.contains("network") && text.contains("not found")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use bollard::models::{ContainerStatus, ObjectVersion, TaskStatus};
+
+    #[test]
+    fn only_a_missing_network_on_start_is_retried() {
+        let refused = |status_code: u16, message: &str| {
+            super::super::docker::wrap(
+                "starting container",
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code,
+                    message: message.to_string(),
+                },
+            )
+        };
+        assert!(is_network_not_found(&refused(
+            404,
+            "network 1ub8ct4kgjd5228bkhk6hvl34 not found"
+        )));
+        assert!(!is_network_not_found(&refused(404, "No such container: x")));
+        assert!(!is_network_not_found(&refused(
+            500,
+            "driver failed programming external connectivity"
+        )));
+    }
 
     fn task(index: u64, state: TaskState, exit: Option<i64>) -> Task {
         Task {
