@@ -302,7 +302,15 @@ pub(crate) async fn publish_views(
 }
 
 async fn publish_one(orchestrator: &Dubernetes, store: &PgStore, last: &mut HashMap<String, String>, name: &str) {
-    match orchestrator.get(name).await {
+    let view = orchestrator.get(name).await;
+    // Only a leader's views are published: a term that ended while this
+    // batch ran would otherwise publish a standby's view (no probes, every
+    // replica unready), which can land once the database is back, just
+    // before the next term reads it to inherit readiness, and route nothing.
+    if !orchestrator.is_leader() {
+        return;
+    }
+    match view {
         Ok(pod) => {
             // The engine's status text ("Up 3 seconds") changes by itself.
             let mut key = pod.clone();
