@@ -486,6 +486,9 @@ async fn acme_issuance_https_redirect_failure_and_renewal() {
         location,
         format!("https://web.acme.test:{tls_port}/some/path?q=1&r=2").as_str()
     );
+    // Nothing above waited for plain's replica (web's certificate can come
+    // first: nginx itself answers the challenge).
+    server.wait_converged("plain", Duration::from_secs(60)).await;
     let (status, _) = server.via_ingress("plain.acme.test").await.expect("plain");
     assert_eq!(status, 200, "a host without tls stays on HTTP");
 
