@@ -160,6 +160,14 @@ struct State {
     bound: Option<std::path::PathBuf>,
 }
 
+impl State {
+    /// Whether `text` is the config that is live, or the one last asked for
+    /// when nginx rejected part of it (the same routes are not re-checked).
+    fn has_config(&self, text: &str) -> bool {
+        self.last_applied.as_deref() == Some(text) || self.requested.as_deref() == Some(text)
+    }
+}
+
 /// Where certificates (with their keys, mode 0600) and ACME challenge files go in the container.
 const NGINX_DIR: &str = "/etc/nginx";
 
@@ -270,22 +278,14 @@ impl Ingress {
             Some(c) if state.container_id.as_deref() == Some(c.id.as_str()) => {
                 // Replicas first: live as soon as written, no reload. A new
                 // host's server block (reloaded below) finds them in place.
-                self.write_endpoints(&c.id, routes, &mut state).await?;
                 // Routed now, whatever happens to the config below (nginx
                 // may reject a new host: the live pods' replicas still change).
-                let live: Vec<Route> = routes
-                    .iter()
-                    .filter(|r| state.live_pods.contains(&r.pod))
-                    .cloned()
-                    .collect();
-                let routed_changed = self.update_routed(&live);
+                let routed_changed = self.route_replicas(&c.id, routes, &mut state).await?;
                 // The same config as live (or as last asked for, when nginx
                 // rejected part of it): nothing more to write. The containers
                 // behind it may be others: a replacement replica can get the
                 // address of the one it replaces. nginx already routes to it.
-                if state.last_applied.as_deref() == Some(text.as_str())
-                    || state.requested.as_deref() == Some(text.as_str())
-                {
+                if state.has_config(&text) {
                     return Ok(routed_changed);
                 }
                 self.write_certs(&c.id, certs, &mut state).await?;
@@ -354,16 +354,23 @@ impl Ingress {
         };
         let routes = &self.with_tls(routes, certs, &state);
         let (text, _) = render(&self.instance, routes)?;
-        if state.last_applied.as_deref() != Some(text.as_str()) && state.requested.as_deref() != Some(text.as_str()) {
+        if !state.has_config(&text) {
             return Ok(None);
         }
-        self.write_endpoints(&id, routes, &mut state).await?;
+        Ok(Some(self.route_replicas(&id, routes, &mut state).await?))
+    }
+
+    /// Writes the endpoint files of `routes` and records the replicas the
+    /// live config now routes to (pods with a live server block); returns
+    /// whether those changed. No reload.
+    async fn route_replicas(&self, id: &str, routes: &[Route], state: &mut State) -> Result<bool> {
+        self.write_endpoints(id, routes, state).await?;
         let live: Vec<Route> = routes
             .iter()
             .filter(|r| state.live_pods.contains(&r.pod))
             .cloned()
             .collect();
-        Ok(Some(self.update_routed(&live)))
+        Ok(self.update_routed(&live))
     }
 
     /// Creates and starts a fresh ingress serving no routes (a config that
