@@ -41,17 +41,22 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
-# The contract test (tests/tests/contract.rs) runs schemathesis from a venv of its own.
-SCHEMATHESIS_VERSION=4.32.5
+# The contract test (tests/tests/contract.rs) runs schemathesis from a venv of its own,
+# with every package pinned (tests/contract/requirements.txt): a new release of one of
+# its dependencies must not change what the test checks. The venv keeps a copy of the
+# file it was made from and is made again when the file changes.
+requirements="$ROOT/tests/contract/requirements.txt"
 venv="${CARGO_TARGET_DIR:-$ROOT/target}/contract-venv"
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
-  log "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
+if ! cmp -s "$requirements" "$venv/requirements.txt" || ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
+  log "installing schemathesis (tests/contract/requirements.txt) into $venv"
   if ! /usr/bin/python3 -m venv --help >/dev/null 2>&1 || ! /usr/bin/python3 -c 'import ensurepip' 2>/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
   fi
   rm -rf "$venv"
   /usr/bin/python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
+  "$venv/bin/pip" install -q --no-deps -r "$requirements"
+  "$venv/bin/pip" check >/dev/null || { log "tests/contract/requirements.txt is incomplete: $("$venv/bin/pip" check)"; exit 1; }
+  cp "$requirements" "$venv/requirements.txt"
 fi
 
 log "cargo fmt --check"

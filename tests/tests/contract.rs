@@ -4,7 +4,8 @@
 //! content types, bodies that match their schemas, valid input accepted,
 //! invalid input refused, refusals without the token.
 //!
-//! scripts/test.sh installs schemathesis into a venv (`target/contract-venv`);
+//! scripts/test.sh installs schemathesis and its pinned dependencies
+//! (`tests/contract/requirements.txt`) into a venv (`target/contract-venv`);
 //! `DUBERNETES_SCHEMATHESIS` names another binary. The hooks
 //! (`tests/contract/dubernetes_hooks.py`) keep the run harmless: writes are
 //! dry runs (validated exactly as real ones, nothing stored, no container, no
@@ -36,7 +37,7 @@ fn schemathesis() -> PathBuf {
     assert!(
         path.exists(),
         "{} is missing: the contract test needs schemathesis; scripts/test.sh installs it \
-         (python3 -m venv target/contract-venv && target/contract-venv/bin/pip install schemathesis), \
+         (python3 -m venv target/contract-venv && target/contract-venv/bin/pip install --no-deps -r tests/contract/requirements.txt), \
          or set DUBERNETES_SCHEMATHESIS",
         path.display()
     );
@@ -118,18 +119,30 @@ async fn the_server_keeps_the_openapi_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broken_path = dir.path().join("openapi.json");
     std::fs::write(&broken_path, broken.to_string()).expect("write");
+    // Exactly that one operation (`--include-path` and `--include-method`
+    // select the union of their matches), valid names only (every one of them
+    // names no pod: a 404), a fixed seed: the refusal does not depend on luck.
     let (ok, output) = run(
         &server,
         &broken_path,
         &[
-            "--include-path",
-            "/v1/pods/{name}",
-            "--include-method",
-            "GET",
+            "--include-name",
+            "GET /v1/pods/{name}",
+            "--mode",
+            "positive",
             "--max-examples",
-            "10",
+            "20",
+            "--seed",
+            &seed,
         ],
     );
+    let selected = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Operations:").map(str::trim));
+    assert!(
+        selected.is_some_and(|s| s.starts_with("1 selected")),
+        "the broken run selects GET /v1/pods/{{name}} alone:\n{output}"
+    );
     assert!(!ok, "an undocumented status went unnoticed:\n{output}");
-    assert!(output.contains("404"), "{output}");
+    assert!(output.contains("Received: 404"), "{output}");
 }
