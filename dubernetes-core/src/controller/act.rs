@@ -103,7 +103,6 @@ impl Context {
             tokio::join!(removals, self.create_replicas(pod, stored, &slots_for_creates), unroute);
         errors.extend(removal_errors);
         self.wake_ingress();
-        let mut drains_started = !drains.is_empty();
         if let Err(e) = unrouted {
             if stored.is_some_and(|p| p.spec.host().is_some()) {
                 // Never stop a replica the ingress may still route to: keep it
@@ -114,14 +113,14 @@ impl Context {
                 }
                 drop(draining);
                 tracing::warn!(pod, error = %e, "the ingress sync before draining failed; the replicas keep running until it succeeds");
-                drains_started = false;
+                drains.clear();
                 errors.push(e);
             } else {
                 // No host: nothing routes to them.
                 tracing::warn!(pod, error = %e, "ingress sync failed; draining replicas of a pod without a host anyway");
             }
         }
-        if drains_started {
+        if !drains.is_empty() {
             let grace = stored
                 .and_then(|p| p.spec.stop_grace_period)
                 .unwrap_or(self.settings.stop_grace);
@@ -130,8 +129,6 @@ impl Context {
             let pod_name = pod.to_string();
             self.tasks
                 .spawn(async move { ctx.drain_and_stop(&pod_name, ids, grace).await });
-        } else {
-            drains.clear();
         }
         let mut reasons: HashMap<&'static str, usize> = HashMap::new();
         for (_, reason) in drains.iter().chain(quick_removes.iter()) {

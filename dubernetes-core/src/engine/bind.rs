@@ -67,7 +67,8 @@ pub(crate) fn replace_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(
 }
 
 /// Writes a file whose name starts with a dot (hidden from the endpoint
-/// files' readers) in `dir`, as [`replace_files`] does.
+/// files' readers) in `dir`, mode 0644 as [`replace_files`] gives. Written
+/// in place, not renamed: only this process reads it, after the write.
 pub(crate) fn write_marker(dir: &Path, name: &str, content: &[u8]) -> Result<()> {
     let target = dir.join(name);
     std::fs::write(&target, content).map_err(|e| io_error(&target, "writing", &e))?;

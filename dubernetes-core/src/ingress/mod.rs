@@ -152,9 +152,6 @@ struct State {
     written_certs: HashMap<String, String>,
     /// The endpoint files this process wrote into the container.
     written: endpoints::Written,
-    /// Pods with a server block in the live config: their endpoint files
-    /// are live as soon as written.
-    live_pods: HashSet<String>,
     /// The host directory the container's endpoint files are in, once
     /// checked (see [`IngressSettings::endpoints_dir`]); None: the archive API.
     bound: Option<std::path::PathBuf>,
@@ -186,7 +183,9 @@ pub(crate) struct Ingress {
     /// is held for a whole sync (write, check, reload, wait until live), so
     /// API reads never wait for a reload.
     routed: StdMutex<Arc<HashSet<String>>>,
-    /// `state.live_pods`, likewise readable without waiting for a sync.
+    /// Pods with a server block in the live config: their endpoint files
+    /// are live as soon as written. Set under `state`'s lock, likewise
+    /// readable without waiting for a sync.
     live: StdMutex<Arc<HashSet<String>>>,
     /// Pods whose routes the live config leaves out because nginx rejected
     /// them, with nginx's message; and what the controller was last told.
@@ -365,11 +364,8 @@ impl Ingress {
     /// whether those changed. No reload.
     async fn route_replicas(&self, id: &str, routes: &[Route], state: &mut State) -> Result<bool> {
         self.write_endpoints(id, routes, state).await?;
-        let live: Vec<Route> = routes
-            .iter()
-            .filter(|r| state.live_pods.contains(&r.pod))
-            .cloned()
-            .collect();
+        let live_pods = Arc::clone(&lock(&self.live));
+        let live: Vec<Route> = routes.iter().filter(|r| live_pods.contains(&r.pod)).cloned().collect();
         Ok(self.update_routed(&live))
     }
 
@@ -381,7 +377,6 @@ impl Ingress {
         state.last_applied = None;
         state.requested = None;
         state.written.clear();
-        state.live_pods.clear();
         *lock(&self.live) = Arc::new(HashSet::new());
         self.set_bound(state, None);
         *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(HashSet::new());
@@ -510,8 +505,7 @@ impl Ingress {
         state.last_applied = Some(live_text);
         state.version = Some(version);
         state.requested = requested;
-        state.live_pods = live_routes.iter().map(|r| r.pod.clone()).collect();
-        *lock(&self.live) = Arc::new(state.live_pods.clone());
+        *lock(&self.live) = Arc::new(live_routes.iter().map(|r| r.pod.clone()).collect());
         self.set_routed(routed_ids(&live_routes));
         Ok(true)
     }
