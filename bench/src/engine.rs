@@ -180,17 +180,32 @@ pub async fn list_labelled(docker: &Docker, key: &str, value: &str) -> Result<Ve
 }
 
 pub async fn create_network(docker: &Docker, cleanup: &Cleanup, name: &str, run: &str) -> Result<()> {
+    create_labelled_network(docker, cleanup, name, run, "bridge", false).await
+}
+
+/// Creates a network of `driver` labelled with this run (removed by
+/// [`Cleanup`], also on failure); `attachable` for an overlay that plain
+/// containers (a proxy) join beside Swarm's tasks.
+pub async fn create_labelled_network(
+    docker: &Docker,
+    cleanup: &Cleanup,
+    name: &str,
+    run: &str,
+    driver: &str,
+    attachable: bool,
+) -> Result<()> {
     cleanup.network(name);
     let request = NetworkCreateRequest {
         name: name.to_string(),
-        driver: Some("bridge".into()),
+        driver: Some(driver.into()),
+        attachable: attachable.then_some(true),
         labels: Some(HashMap::from([(LABEL_BENCH.to_string(), run.to_string())])),
         ..Default::default()
     };
     docker
         .create_network(request)
         .await
-        .with_context(|| format!("creating network {name}"))?;
+        .with_context(|| format!("creating {driver} network {name}"))?;
     Ok(())
 }
 

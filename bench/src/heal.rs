@@ -150,6 +150,7 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str, archive: Samples) ->
             &format!("{}-heal", ctx.run),
             &image,
             i64::from(replicas),
+            None,
         )
         .await?;
         swarm::wait_running(

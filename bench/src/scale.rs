@@ -111,7 +111,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             let mut ids = Vec::new();
             for i in 0..s.pods {
                 ids.push(
-                    swarm::create_service_on(
+                    swarm::create_service(
                         &ctx.docker,
                         &ctx.cleanup,
                         &ctx.run,

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use bollard::Docker;
 use bollard::models::{
-    NetworkAttachmentConfig, NetworkCreateRequest, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-    SwarmInitRequest, Task, TaskSpec, TaskSpecContainerSpec, TaskState,
+    NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, SwarmInitRequest, Task, TaskSpec,
+    TaskSpecContainerSpec, TaskState,
 };
 use bollard::query_parameters::{ListContainersOptionsBuilder, ListTasksOptionsBuilder};
 
@@ -47,21 +47,10 @@ pub async fn init(docker: &Docker, cleanup: &Cleanup) -> Result<()> {
 }
 
 /// Creates a replicated service of `image` (given by image id, so the swarm
-/// agent does not try to pull it from a registry) with default networking:
-/// no overlay network, no published port.
+/// agent does not try to pull it from a registry), its tasks attached to
+/// `network` (an overlay) when given, else with default networking; no
+/// published port.
 pub async fn create_service(
-    docker: &Docker,
-    cleanup: &Cleanup,
-    run: &str,
-    name: &str,
-    image_id: &str,
-    replicas: i64,
-) -> Result<String> {
-    create_service_on(docker, cleanup, run, name, image_id, replicas, None).await
-}
-
-/// [`create_service`], its tasks attached to `network` (an overlay) when given.
-pub async fn create_service_on(
     docker: &Docker,
     cleanup: &Cleanup,
     run: &str,
@@ -156,19 +145,7 @@ pub async fn wait_running(
 /// Creates an attachable overlay network for services (what a Swarm user
 /// puts services and a reverse proxy on, so the proxy reaches them).
 pub async fn create_overlay(docker: &Docker, cleanup: &Cleanup, name: &str, run: &str) -> Result<()> {
-    cleanup.network(name);
-    let request = NetworkCreateRequest {
-        name: name.to_string(),
-        driver: Some("overlay".into()),
-        attachable: Some(true),
-        labels: Some(HashMap::from([(LABEL_BENCH.to_string(), run.to_string())])),
-        ..Default::default()
-    };
-    docker
-        .create_network(request)
-        .await
-        .with_context(|| format!("creating overlay network {name}"))?;
-    Ok(())
+    crate::engine::create_labelled_network(docker, cleanup, name, run, "overlay", true).await
 }
 
 /// Waits until no container of this run's Swarm tasks is left on the engine.

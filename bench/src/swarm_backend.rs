@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, EndpointSpec, EndpointSpecModeEnum, HostConfig, NetworkAttachmentConfig, NetworkCreateRequest,
-    PortBinding, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecUpdateConfig,
-    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec,
+    ContainerCreateBody, EndpointSpec, EndpointSpecModeEnum, HostConfig, NetworkAttachmentConfig, PortBinding,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigOrderEnum,
+    TaskSpec, TaskSpecContainerSpec,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, UpdateServiceOptionsBuilder,
@@ -359,17 +359,7 @@ async fn plain_service(ctx: &Ctx, name: &str, image: &str, network: Option<&str>
 /// `docker service update --image` (start-first) and a wait until every
 /// running task runs the new image and the update is completed.
 async fn plain_rollout(ctx: &Ctx, network: &str, v1: &str, v2: &str) -> Result<(Duration, LoadResult)> {
-    ctx.cleanup.network(network);
-    ctx.docker
-        .create_network(NetworkCreateRequest {
-            name: network.to_string(),
-            driver: Some("overlay".into()),
-            attachable: Some(true),
-            labels: Some(HashMap::from([(LABEL_BENCH.to_string(), ctx.run.clone())])),
-            ..Default::default()
-        })
-        .await
-        .context("creating the plain Swarm overlay network")?;
+    swarm::create_overlay(&ctx.docker, &ctx.cleanup, network, &ctx.run).await?;
     let name = format!("{}-plainroll", ctx.run);
     let svc = plain_service(ctx, &name, v1, Some(network)).await?;
     swarm::wait_running(
