@@ -291,16 +291,17 @@ async fn with_server(
         .timeout(Duration::from_secs(2))
         .build()?;
     let mut nginx = Samples::default();
+    let ingress_port = server.ingress_port().await?;
     for round in 0..s.nginx_rounds {
         let name = format!("probe-{round}");
         let host = format!("{name}.bench.local");
         let t = Instant::now();
         server.put(&spec(&name, V1, 0)).await?;
-        wait_status(&client, server.ingress_port, &host, 503).await?;
+        wait_status(&client, ingress_port, &host, 503).await?;
         nginx.push(t.elapsed());
         let t = Instant::now();
         server.delete(&name).await?;
-        wait_status(&client, server.ingress_port, &host, 404).await?;
+        wait_status(&client, ingress_port, &host, 404).await?;
         nginx.push(t.elapsed());
     }
     let hwm = vm_kib(pid, "VmHWM")?;
@@ -393,7 +394,6 @@ async fn with_server(
         pods = s.pods,
         r = s.replicas,
     )?;
-    let _ = server.ingress_port;
     Ok((converge, reloads))
 }
 

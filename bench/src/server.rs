@@ -11,15 +11,19 @@ use dubernetes_core::{Pod, PodSpec};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use tokio::process::{Child, Command};
 
-pub fn free_port() -> Result<u16> {
+/// A port that was free a moment ago: only for a server too old to pick its
+/// own (see [`Server::start_with`]); another process may take it first.
+fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
+
+/// The file in the data dir where the server writes its bound API address.
+const API_ADDRESS_FILE: &str = "api-address";
 
 /// A running server; killed (SIGKILL, its containers are the clean-up's job) on drop.
 pub struct Server {
     child: Child,
     pub api: String,
-    pub ingress_port: u16,
     pub client: reqwest::Client,
     /// Bearer token, when the server requires one.
     pub token: Option<String>,
@@ -27,16 +31,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `bin` for `instance` with a fresh data dir, API and ingress on loopback.
+    /// Starts `bin` for `instance` with a fresh data dir, API and ingress on
+    /// loopback, each on a port the system picks.
     pub async fn start(bin: &Path, instance: &str) -> Result<Server> {
-        Self::start_with(bin, instance, free_port()?, &[]).await
+        Self::start_with(bin, instance, &[]).await
     }
 
-    /// Like [`Server::start`], with a given ingress port (servers sharing one
-    /// store share the ingress) and extra flags.
-    pub async fn start_with(bin: &Path, instance: &str, ingress_port: u16, extra: &[&str]) -> Result<Server> {
+    /// Like [`Server::start`], with extra flags.
+    pub async fn start_with(bin: &Path, instance: &str, extra: &[&str]) -> Result<Server> {
         let data = tempfile::tempdir()?;
-        let api_port = free_port()?;
         let help = Command::new(bin)
             .arg("--help")
             .output()
@@ -46,15 +49,23 @@ impl Server {
         let token = String::from_utf8_lossy(&help.stdout)
             .contains("--token")
             .then(|| format!("bench-{:016x}", rand::random::<u64>()));
+        // A server that reports its bound address picks its own API port;
+        // an older one gets a port that was free a moment ago.
+        let reports_address = String::from_utf8_lossy(&help.stdout).contains(API_ADDRESS_FILE);
+        let listen = if reports_address {
+            "127.0.0.1:0".to_string()
+        } else {
+            format!("127.0.0.1:{}", free_port()?)
+        };
         let mut cmd = Command::new(bin);
         cmd.arg("--listen")
-            .arg(format!("127.0.0.1:{api_port}"))
+            .arg(&listen)
             .arg("--data-dir")
             .arg(data.path())
             .arg("--instance")
             .arg(instance)
             .arg("--ingress-listen")
-            .arg(format!("127.0.0.1:{ingress_port}"))
+            .arg("127.0.0.1:0")
             .arg("--ingress-tls-listen")
             .arg("127.0.0.1:0")
             .arg("--ingress-image")
@@ -68,7 +79,27 @@ impl Server {
         if let Some(t) = &token {
             cmd.arg("--token").arg(t);
         }
-        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let api = if reports_address {
+            let file = data.path().join(API_ADDRESS_FILE);
+            loop {
+                if let Ok(text) = std::fs::read_to_string(&file)
+                    && let Ok(address) = text.trim().parse::<std::net::SocketAddr>()
+                {
+                    break format!("http://127.0.0.1:{}", address.port());
+                }
+                if let Some(status) = child.try_wait()? {
+                    bail!("dubernetes-server exited ({status}) before it bound its API port");
+                }
+                if Instant::now() > deadline {
+                    bail!("dubernetes-server did not write {} within 60 s", file.display());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        } else {
+            format!("http://{listen}")
+        };
         let mut headers = HeaderMap::new();
         if let Some(t) = &token {
             headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {t}"))?);
@@ -81,20 +112,24 @@ impl Server {
             // drop them first, so no request races the close.
             .pool_idle_timeout(Duration::from_secs(4))
             .build()?;
-        let server = Server {
+        let mut server = Server {
             child,
-            api: format!("http://127.0.0.1:{api_port}"),
-            ingress_port,
+            api,
             client,
             token,
             _data: data,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = server.client.get(format!("{}/healthz", server.api)).send().await
                 && r.status().is_success()
             {
                 break;
+            }
+            if let Some(status) = server.child.try_wait()? {
+                bail!(
+                    "dubernetes-server exited ({status}) before it answered on {}",
+                    server.api
+                );
             }
             if Instant::now() > deadline {
                 bail!("dubernetes-server did not answer on {} within 60 s", server.api);
@@ -158,6 +193,27 @@ impl Server {
             bail!("DELETE /v1/pods/{name}: {}", r.status());
         }
         Ok(())
+    }
+
+    /// The ingress's host port (the engine picks it), once the ingress runs.
+    pub async fn ingress_port(&self) -> Result<u16> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = self.client.get(format!("{}/v1/ingress", self.api)).send().await;
+            if let Ok(r) = answer
+                && let Ok(v) = r.json::<serde_json::Value>().await
+                && let Some(port) = v
+                    .get("port")
+                    .and_then(|p| p.as_u64())
+                    .and_then(|p| u16::try_from(p).ok())
+            {
+                return Ok(port);
+            }
+            if Instant::now() > deadline {
+                bail!("the ingress reported no port within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// How many configs the ingress made live (0 if the server does not say).

@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use dubernetes_core::PodSpec;
 use dubernetes_core::pg_cluster::PgCluster;
 
-use crate::server::{Server, free_port};
+use crate::server::Server;
 use crate::stats::{Samples, fmt};
 use crate::{Ctx, Section};
 
@@ -25,11 +25,9 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     eprintln!("bench: takeover: starting a PostgreSQL cluster");
     let cluster = PgCluster::start();
     let url = cluster.new_database().await;
-    let ingress = free_port()?;
     let start = Starter {
         ctx,
         instance: &instance,
-        ingress,
         url: &url,
     };
     let mut leader = start.server().await?;
@@ -42,23 +40,16 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     result
 }
 
-/// Starts servers of the instance on the shared store and ingress.
+/// Starts servers of the instance on the shared store (and so one ingress).
 struct Starter<'a> {
     ctx: &'a Ctx,
     instance: &'a str,
-    ingress: u16,
     url: &'a str,
 }
 
 impl Starter<'_> {
     async fn server(&self) -> Result<Server> {
-        Server::start_with(
-            &self.ctx.server_bin,
-            self.instance,
-            self.ingress,
-            &["--store", self.url],
-        )
-        .await
+        Server::start_with(&self.ctx.server_bin, self.instance, &["--store", self.url]).await
     }
 }
 

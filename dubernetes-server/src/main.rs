@@ -24,6 +24,8 @@ struct Config {
     #[arg(long, env = "DUBERNETES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// Address of the HTTP API. Loopback by default; any other address needs an explicit --token.
+    /// Port 0: the system picks a free one. Once bound, the server writes the address it listens on
+    /// (e.g. `127.0.0.1:41234`) to DATA_DIR/api-address, and removes the file on a clean shutdown.
     #[arg(long, env = "DUBERNETES_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// PEM certificate (then its chain) to serve the API over HTTPS; needs --tls-key. Without it the API
@@ -313,8 +315,11 @@ async fn main() -> anyhow::Result<()> {
             config.listen
         )
     })?;
+    let bound = listener.local_addr()?;
+    let address_file = api_address::write(&data_dir, bound)
+        .with_context(|| format!("writing the API address into {}", data_dir.display()))?;
     tracing::info!(
-        api = %listener.local_addr()?,
+        api = %bound,
         scheme = if tls.is_some() { "https" } else { "http" },
         instance = %config.instance,
         data_dir = %data_dir.display(),
@@ -349,8 +354,29 @@ async fn main() -> anyhow::Result<()> {
     };
     dubernetes_server::serve::serve_tls(listener, app, limits, tls, shutdown).await;
     tracing::info!("shutting down; containers keep running and are adopted on the next start");
+    let _ = std::fs::remove_file(&address_file);
     orchestrator.shutdown().await;
     Ok(())
+}
+
+/// `DATA_DIR/api-address`: where the API listens, for whoever started the
+/// server with `--listen 127.0.0.1:0` (tests, scripts). Written only once the
+/// port is bound, by rename, so a reader never sees half a line.
+mod api_address {
+    use std::net::SocketAddr;
+    use std::path::{Path, PathBuf};
+
+    /// The file's name in the data dir.
+    pub const FILE: &str = "api-address";
+
+    /// Writes `address` (and a newline) to `DATA_DIR/api-address`; returns the path.
+    pub fn write(data_dir: &Path, address: SocketAddr) -> std::io::Result<PathBuf> {
+        let path = data_dir.join(FILE);
+        let partial = data_dir.join(format!("{FILE}.partial"));
+        std::fs::write(&partial, format!("{address}\n"))?;
+        std::fs::rename(&partial, &path)?;
+        Ok(path)
+    }
 }
 
 /// The `--store` flag.

@@ -20,6 +20,10 @@ pub use dubernetes_core::pg_cluster::PgCluster;
 pub mod pebble;
 pub mod pki;
 
+/// The file in its data dir where `dubernetes-server` writes the address its
+/// API listens on, once bound (see its `--listen`).
+pub const API_ADDRESS_FILE: &str = "api-address";
+
 /// The demo image, v1 and v2 (same app, reports `Version: v2`).
 pub const WHOAMI_V1: &str = "dubernetes/whoami:v1";
 /// See [`WHOAMI_V1`].
@@ -162,7 +166,10 @@ fn rand_u32() -> u32 {
     t ^ std::process::id().rotate_left(16)
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A TCP port on 127.0.0.1 that was free a moment ago. Racy: another
+/// process (another test's ingress) may bind it before whoever it is handed to
+/// does. Only for servers that cannot pick their own port; ours take
+/// `127.0.0.1:0` and report the port they bound (see [`TestServer`]).
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr").port()
@@ -353,7 +360,6 @@ pub struct TestServer {
     pub data_dir: tempfile::TempDir,
     /// The `--data-dir` the server runs with: `data_dir` itself, or a path below it.
     pub data_path: PathBuf,
-    api_port: u16,
     child: Option<Child>,
     /// HTTP client for the API, sending the server's token.
     pub http: reqwest::Client,
@@ -497,7 +503,6 @@ impl TestServer {
         let instance = instance.map_or_else(|| instance_name(test), str::to_string);
         let data_dir = tempfile::tempdir().expect("tempdir");
         let data_path = data_subdir.map_or_else(|| data_dir.path().to_path_buf(), |sub| data_dir.path().join(sub));
-        let api_port = free_port();
         let token = random_token();
         let mut extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
         let mut api_ca_file = None;
@@ -538,11 +543,11 @@ impl TestServer {
             .build()
             .expect("client");
         let mut server = TestServer {
-            url: format!("{scheme}://127.0.0.1:{api_port}"),
+            // The port is known once the server bound it (see `spawn`).
+            url: format!("{scheme}://127.0.0.1:0"),
             instance,
             data_dir,
             data_path,
-            api_port,
             child: None,
             http,
             anonymous,
@@ -568,8 +573,17 @@ impl TestServer {
         if !self.generated_token {
             command.env("DUBERNETES_TOKEN", &self.token);
         }
+        // The server picks its own port and writes it to DATA_DIR/api-address
+        // once bound: no port is handed over that another process could take
+        // in between. A file left by an earlier run of this server goes first.
+        let address_file = self.data_path.join(API_ADDRESS_FILE);
+        match std::fs::remove_file(&address_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("removing {}: {e}", address_file.display()),
+        }
         let child = command
-            .args(["--listen", &format!("127.0.0.1:{}", self.api_port)])
+            .args(["--listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(&self.data_path)
             .args(["--instance", &self.instance])
@@ -587,26 +601,37 @@ impl TestServer {
             .spawn()
             .expect("spawn dubernetes-server");
         self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let address = loop {
+            if let Ok(text) = std::fs::read_to_string(&address_file)
+                && let Ok(address) = text.trim().parse::<std::net::SocketAddr>()
+            {
+                break address;
+            }
+            self.fail_if_exited("before it bound its API port");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the server to write {}; its log ends:\n{}",
+                address_file.display(),
+                self.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let scheme = if self.api_ca_file.is_some() { "https" } else { "http" };
+        self.url = format!("{scheme}://127.0.0.1:{}", address.port());
         let url = format!("{}/healthz", self.url);
         let http = self.http.clone();
-        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let up = http.get(&url).send().await.is_ok_and(|r| r.status().is_success());
             if up {
                 break;
             }
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!(
-                    "dubernetes-server exited ({status}) before it answered:\n{}",
-                    self.log()
-                );
-            }
+            self.fail_if_exited("before it answered");
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting for the server's API:\n{}",
-                self.log()
+                "timed out waiting for the server's API at {}; its log ends:\n{}",
+                self.url,
+                self.log_tail(40)
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -629,6 +654,21 @@ impl TestServer {
                 .default_headers(auth_headers(&self.token))
                 .build()
                 .expect("client");
+        }
+    }
+
+    /// Fails the test at once, with the end of the server's log, if the
+    /// server process has exited.
+    fn fail_if_exited(&mut self, when: &str) {
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            self.child = None;
+            panic!(
+                "dubernetes-server of instance {} exited ({status}) {when}; its log ends:\n{}",
+                self.instance,
+                self.log_tail(40)
+            );
         }
     }
 
@@ -661,7 +701,8 @@ impl TestServer {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Starts the server again on the same instance, data dir and port.
+    /// Starts the server again on the same instance and data dir (on a port
+    /// it picks again: [`url`](Self::url) changes).
     pub async fn restart(&mut self) {
         self.stop();
         self.spawn().await;
@@ -838,6 +879,13 @@ impl TestServer {
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The last `lines` lines of the server's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 }
 

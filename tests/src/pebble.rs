@@ -99,7 +99,7 @@ impl Pebble {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("client");
-        let pebble = Pebble {
+        let mut pebble = Pebble {
             directory: Self::directory_for(listen_port),
             api_ca_file: ca_file,
             management,
@@ -124,6 +124,11 @@ impl Pebble {
                 .is_ok();
             if dir_ok && dns_ok {
                 break;
+            }
+            // Its ports were free a moment ago only: a process that lost one
+            // exits, and the test fails now, saying so.
+            if pebble.children.iter_mut().any(|c| matches!(c.try_wait(), Ok(Some(_)))) {
+                panic!("Pebble or its DNS server exited (a port taken?):\n{}", pebble.logs());
             }
             assert!(Instant::now() < deadline, "Pebble did not come up:\n{}", pebble.logs());
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use dubernetes_tests::{Backend, TestServer, binary, free_port, random_token};
+use dubernetes_tests::{Backend, TestServer, binary, random_token};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An engine that is in no swarm, as its API says so: it answers the calls a
@@ -54,7 +54,7 @@ async fn swarm_backend_refuses_an_engine_that_is_not_a_manager() {
     let out = tokio::task::spawn_blocking(move || {
         Command::new(server)
             .args(["--backend", "swarm", "--instance", "refuse"])
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--listen", "127.0.0.1:0"])
             .args(["--ingress-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(dir.path().join("data"))

@@ -23,7 +23,7 @@ struct ChromeDriver {
 impl ChromeDriver {
     fn start() -> ChromeDriver {
         let port = free_port();
-        let child = Command::new("chromedriver")
+        let mut child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -33,6 +33,10 @@ impl ChromeDriver {
             });
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            // The port was free a moment ago only: one that lost it exits.
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("chromedriver exited ({status}) before it listened on {port}");
+            }
             assert!(Instant::now() < deadline, "chromedriver did not listen on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -17,7 +17,7 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, StartContainerOptions,
 };
-use dubernetes_tests::{NGINX_LOCAL, TestServer, WHOAMI_V1, binary, docker, free_port, random_token, stderr, wait_for};
+use dubernetes_tests::{NGINX_LOCAL, TestServer, WHOAMI_V1, binary, docker, random_token, stderr, wait_for};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -64,7 +64,7 @@ async fn replica_ids(docker: &Docker, instance: &str, pod: &str) -> Vec<String> 
 fn refused_start(instance: &str, data_dir: &Path, extra: &[&str]) -> (Output, Duration) {
     let started = Instant::now();
     let mut child = Command::new(binary("dubernetes-server"))
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--listen", "127.0.0.1:0"])
         .args(["--token", &random_token()])
         .args(["--instance", instance])
         .arg("--data-dir")
