@@ -60,7 +60,7 @@ pub fn pod_row(pod: &Pod, format: Format) -> Vec<String> {
         s.updated_replicas.to_string(),
         escape::line(s.reason.as_deref().unwrap_or(s.phase.as_str())),
         age(pod.created_at),
-        pod.spec.host().unwrap_or("<none>").to_string(),
+        host_column(&pod.spec),
     ];
     if format == Format::Wide {
         row.extend([
@@ -156,7 +156,7 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
     let field = |k: &str, v: &str| println!("{:<14}{v}", format!("{k}:"));
     field("Name", &pod.name);
     field("Image", &pod.spec.image);
-    field("Host", pod.spec.host().unwrap_or("<none>"));
+    field("Host", &host_column(&pod.spec));
     field("Port", &pod.spec.port.to_string());
     field("Created", &format!("{} ago", age(pod.created_at)));
     field(
@@ -328,4 +328,16 @@ pub fn print_secrets(secrets: &[TlsSecret], format: Format, single: bool) -> any
         }
     }
     Ok(())
+}
+
+/// The pod's hosts (comma-separated) and path when not `/`, or `<none>`.
+fn host_column(spec: &dubernetes_api::PodSpec) -> String {
+    let hosts = spec.hosts();
+    if hosts.is_empty() {
+        return "<none>".into();
+    }
+    match spec.route_path() {
+        "/" => hosts.join(","),
+        path => format!("{}{path}", hosts.join(",")),
+    }
 }

@@ -17,15 +17,15 @@ pub enum Error {
     /// The named pod does not exist.
     #[error("pod {0:?} not found")]
     NotFound(String),
-    /// The host is already routed to another pod (field `access.host`);
-    /// nothing was written. `owner` is that pod, when known.
-    #[error("access.host: {host:?} is already routed to {}", owner.as_ref().map_or_else(
-        || "another pod".to_string(),
-        |o| format!("pod {o:?}; pick another host or change that pod first")
-    ))]
+    /// The host (and path) is already routed to another pod (field
+    /// `access.host`, or `access.path` for a path other than `/`); nothing
+    /// was written. `owner` is that pod, when known.
+    #[error("{}", host_taken(host, path, owner.as_deref()))]
     HostTaken {
         /// The host name.
         host: String,
+        /// The path prefix (`/`: the whole host).
+        path: String,
         /// The pod it is routed to.
         owner: Option<String>,
     },
@@ -289,3 +289,18 @@ fn foreign_message(
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The message of [`Error::HostTaken`].
+fn host_taken(host: &str, path: &str, owner: Option<&str>) -> String {
+    let (field, what, other) = if path == "/" {
+        ("access.host", format!("{host:?}"), "host")
+    } else {
+        ("access.path", format!("{path:?} of host {host:?}"), "path or host")
+    };
+    match owner {
+        Some(o) => {
+            format!("{field}: {what} is already routed to pod {o:?}; pick another {other} or change that pod first")
+        }
+        None => format!("{field}: {what} is already routed to another pod"),
+    }
+}

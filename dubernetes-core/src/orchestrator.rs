@@ -276,17 +276,11 @@ impl Dubernetes {
     }
 
     async fn check_host(&self, spec: &PodSpec) -> Result<()> {
-        if let Some(host) = spec.host() {
-            for other in self.handle.store.list().await? {
-                if other.spec.name != spec.name && other.spec.host() == Some(host) {
-                    return Err(Error::HostTaken {
-                        host: host.to_string(),
-                        owner: Some(other.spec.name.clone()),
-                    });
-                }
-            }
+        if spec.host().is_none() {
+            return Ok(());
         }
-        Ok(())
+        let others = self.handle.store.list().await?;
+        crate::store::route_clash(spec, others.iter().map(|p| &p.spec))
     }
 
     /// The spec's own validation plus this instance's limits.

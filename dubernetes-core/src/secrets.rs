@@ -54,9 +54,7 @@ impl Dubernetes {
         }
         let users = self.secret_users(&secret.name).await?;
         for pod in &users {
-            if let Some(host) = pod.host()
-                && !info.covers(host)
-            {
+            if let Some(host) = pod.hosts().into_iter().find(|h| !info.covers(h)) {
                 return Err(Error::Certificate {
                     field: "cert".into(),
                     message: format!(
@@ -158,7 +156,7 @@ impl Dubernetes {
     /// For a pod with `access.tls: {secret: NAME}`: the secret exists, is
     /// valid now and covers the pod's host.
     pub(crate) async fn check_tls(&self, spec: &PodSpec) -> Result<()> {
-        let (Some(Tls::Secret(name)), Some(host)) = (spec.tls(), spec.host()) else {
+        let (Some(Tls::Secret(name)), Some(_)) = (spec.tls(), spec.host()) else {
             return Ok(());
         };
         let field = || "access.tls.secret".to_string();
@@ -174,11 +172,11 @@ impl Dubernetes {
             not_before: stored.not_before,
             not_after: stored.not_after,
         };
-        if !info.covers(host) {
+        if let Some(host) = spec.hosts().into_iter().find(|h| !info.covers(h)) {
             return Err(Error::Certificate {
                 field: field(),
                 message: format!(
-                    "secret {name:?} covers {}, not the pod's host {host:?}",
+                    "secret {name:?} covers {}, not the pod's host {host:?} (it must cover every host of the pod)",
                     info.hosts.join(", ")
                 ),
             });

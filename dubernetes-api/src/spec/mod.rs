@@ -139,19 +139,50 @@ pub struct Security {
 pub const MAX_PIDS: u32 = 4_194_304;
 
 /// How a pod is reached through the ingress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Access {
-    /// The host name the ingress routes to this pod (RFC 1123).
-    pub host: String,
-    /// HTTPS for the host (none: plain HTTP only): `auto` (a certificate from
+    /// The host name the ingress routes to this pod (RFC 1123), or a
+    /// wildcard `*.example.com` (one leading label). Merged with `hosts`:
+    /// the pod serves `host` and every name of `hosts`; at least one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// More host names (or `*.` wildcards) routed to this pod, beside `host`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// The path prefix of the hosts routed to this pod (default `/`, the
+    /// whole host): whole segments, so `/api` routes `/api` and `/api/x` but
+    /// not `/apix`. Several pods share a host with different paths; the
+    /// longest prefix wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// HTTPS for the hosts (none: plain HTTP only): `auto` (a certificate from
     /// the server's ACME directory) or `{secret: NAME}` (a certificate from
-    /// `dubectl create secret tls NAME`, which must cover the host).
+    /// `dubectl create secret tls NAME`, which must cover every host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+    /// Largest request body the ingress passes on, e.g. `10Mi` (default
+    /// 100Mi; 1Ki to 64Gi); larger requests get 413.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<String>,
+    /// How long the ingress waits on the replica between two reads or two
+    /// writes (default 60s; 1s to 24h): a stream that sends something more
+    /// often than this stays open for ever.
+    #[serde(default, with = "duration::opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "60s"))]
+    pub timeout: Option<Duration>,
 }
+
+/// `access.max_body` when unset: 100 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 100 * 1024 * 1024;
+/// Largest `access.max_body`: 64 GiB.
+pub const MAX_MAX_BODY: u64 = 64 * 1024 * 1024 * 1024;
+/// `access.timeout` when unset.
+pub const DEFAULT_INGRESS_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most names in `access.host` and `access.hosts` together.
+pub const MAX_HOSTS: usize = 100;
 
 /// Where the certificate of a host comes from (`access.tls`): the word `auto`
 /// or the map `{secret: NAME}`.
@@ -514,9 +545,33 @@ impl PodSpec {
     /// Routes `host` to this pod through the ingress.
     pub fn with_host(mut self, host: impl Into<String>) -> Self {
         self.access = Some(Access {
-            host: host.into(),
-            tls: None,
+            host: Some(host.into()),
+            ..Access::default()
         });
+        self
+    }
+
+    /// Routes these hosts (beside any already set) to this pod.
+    pub fn with_hosts<I: IntoIterator<Item = S>, S: Into<String>>(mut self, hosts: I) -> Self {
+        let access = self.access.get_or_insert_with(Access::default);
+        access.hosts.extend(hosts.into_iter().map(Into::into));
+        self
+    }
+
+    /// Routes only this path prefix of the pod's hosts (set them first).
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
+        if let Some(access) = &mut self.access {
+            access.path = Some(path.into());
+        }
+        self
+    }
+
+    /// Sets `access.max_body` and `access.timeout` (set the hosts first).
+    pub fn with_ingress_limits(mut self, max_body: Option<String>, timeout: Option<Duration>) -> Self {
+        if let Some(access) = &mut self.access {
+            access.max_body = max_body;
+            access.timeout = timeout;
+        }
         self
     }
 
@@ -578,9 +633,51 @@ impl PodSpec {
             .and_then(|m| parse_memory(m).ok())
     }
 
-    /// The host name routed to this pod, if any.
+    /// The first host name routed to this pod, if any (see [`hosts`](Self::hosts)).
     pub fn host(&self) -> Option<&str> {
-        self.access.as_ref().map(|a| a.host.as_str())
+        self.hosts().into_iter().next()
+    }
+
+    /// Every host name routed to this pod: `access.host`, then
+    /// `access.hosts`, each once, in that order.
+    pub fn hosts(&self) -> Vec<&str> {
+        let Some(access) = &self.access else {
+            return Vec::new();
+        };
+        let mut hosts: Vec<&str> = Vec::with_capacity(access.hosts.len() + 1);
+        for h in access.host.iter().chain(&access.hosts) {
+            if !hosts.contains(&h.as_str()) {
+                hosts.push(h);
+            }
+        }
+        hosts
+    }
+
+    /// The path prefix routed to this pod (`/` when unset), without a trailing `/`
+    /// except for `/` itself.
+    pub fn route_path(&self) -> &str {
+        match self.access.as_ref().and_then(|a| a.path.as_deref()) {
+            None | Some("") => "/",
+            Some(p) if p.len() > 1 => p.trim_end_matches('/'),
+            Some(p) => p,
+        }
+    }
+
+    /// `access.max_body` in bytes (its default when unset or invalid).
+    pub fn max_body_bytes(&self) -> u64 {
+        self.access
+            .as_ref()
+            .and_then(|a| a.max_body.as_deref())
+            .and_then(|m| parse_memory(m).ok())
+            .unwrap_or(DEFAULT_MAX_BODY)
+    }
+
+    /// `access.timeout` (its default when unset).
+    pub fn ingress_timeout(&self) -> Duration {
+        self.access
+            .as_ref()
+            .and_then(|a| a.timeout)
+            .unwrap_or(DEFAULT_INGRESS_TIMEOUT)
     }
 
     /// The log rotation, pids limit and no-new-privileges its replicas get:

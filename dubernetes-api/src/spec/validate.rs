@@ -7,7 +7,9 @@ use std::time::Duration;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::{CheckKind, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_PIDS, MAX_REPLICAS, PodSpec};
+use super::{
+    CheckKind, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_HOSTS, MAX_MAX_BODY, MAX_PIDS, MAX_REPLICAS, PodSpec, Tls,
+};
 
 impl PodSpec {
     /// Checks every field; returns all problems at once, each naming its field.
@@ -162,16 +164,7 @@ impl PodSpec {
                 }
             }
         }
-        if let Some(access) = &self.access
-            && let Err(m) = check_host(&access.host)
-        {
-            problems.push(FieldError::new("access.host", m));
-        }
-        if let Some(crate::spec::Tls::Secret(name)) = self.tls()
-            && let Err(m) = check_dns_label(name)
-        {
-            problems.push(FieldError::new("access.tls.secret", m));
-        }
+        self.validate_access(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -179,6 +172,79 @@ impl PodSpec {
                 pod: self.name.clone(),
                 problems,
             })
+        }
+    }
+
+    /// Checks `access`: its hosts, path, limits and what TLS can cover.
+    fn validate_access(&self, problems: &mut Vec<FieldError>) {
+        let Some(access) = &self.access else {
+            return;
+        };
+        if access.host.is_none() && access.hosts.is_empty() {
+            problems.push(FieldError::new(
+                "access.host",
+                "set `host` or `hosts`; remove `access` for a pod without a host",
+            ));
+        }
+        if let Some(host) = &access.host
+            && let Err(m) = check_host_pattern(host)
+        {
+            problems.push(FieldError::new("access.host", m));
+        }
+        if access.hosts.len() + usize::from(access.host.is_some()) > MAX_HOSTS {
+            problems.push(FieldError::new(
+                "access.hosts",
+                format!("has more than {MAX_HOSTS} names; split the pod's hosts or use a wildcard"),
+            ));
+        }
+        for (i, host) in access.hosts.iter().enumerate() {
+            let field = format!("access.hosts[{i}]");
+            if let Err(m) = check_host_pattern(host) {
+                problems.push(FieldError::new(field, m));
+            } else if access.host.as_ref() == Some(host) || access.hosts[..i].contains(host) {
+                problems.push(FieldError::new(field, format!("{host:?} is listed twice")));
+            }
+        }
+        if let Some(path) = &access.path
+            && let Err(m) = check_route_path(path)
+        {
+            problems.push(FieldError::new("access.path", m));
+        }
+        if let Some(size) = &access.max_body {
+            match parse_memory(size) {
+                Ok(bytes) if !(1024..=MAX_MAX_BODY).contains(&bytes) => problems.push(FieldError::new(
+                    "access.max_body",
+                    format!("{size:?} is not between 1Ki and 64Gi"),
+                )),
+                Ok(_) => {}
+                Err(m) => problems.push(FieldError::new("access.max_body", m)),
+            }
+        }
+        if let Some(timeout) = access.timeout
+            && !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&timeout)
+        {
+            problems.push(FieldError::new(
+                "access.timeout",
+                "must be between 1s and 24h, e.g. \"60s\" or \"1h\"",
+            ));
+        }
+        match &access.tls {
+            Some(Tls::Secret(name)) => {
+                if let Err(m) = check_dns_label(name) {
+                    problems.push(FieldError::new("access.tls.secret", m));
+                }
+            }
+            Some(Tls::Auto) => {
+                if let Some(wild) = self.hosts().into_iter().find(|h| h.starts_with("*.")) {
+                    problems.push(FieldError::new(
+                        "access.tls",
+                        format!(
+                            "`auto` cannot cover the wildcard {wild:?}: ACME validates names by HTTP-01, which does not issue wildcards; use `tls: {{secret: NAME}}` with a wildcard certificate, or list the exact names"
+                        ),
+                    ));
+                }
+            }
+            None => {}
         }
     }
 
@@ -342,6 +408,56 @@ fn check_host(host: &str) -> Result<(), String> {
         {
             return Err(format!(
                 "{host:?} is not an RFC 1123 host name: use lowercase letters, digits, '-' and '.', e.g. \"myapp.local\""
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A host of `access`: an RFC 1123 name, or `*.` and one (a wildcard for one leading label).
+fn check_host_pattern(host: &str) -> Result<(), String> {
+    match host.strip_prefix("*.") {
+        Some(rest) if !rest.contains('*') => {
+            if !rest.contains('.') {
+                return Err(format!(
+                    "{host:?}: a wildcard needs a parent domain of two labels or more, e.g. \"*.example.com\""
+                ));
+            }
+            check_host(rest).map_err(|m| format!("after \"*.\": {m}"))
+        }
+        _ if host.contains('*') => Err(format!(
+            "{host:?}: a wildcard is only allowed as the whole first label, e.g. \"*.example.com\""
+        )),
+        _ => check_host(host),
+    }
+}
+
+/// `access.path`: `/`, or `/` and segments of letters, digits, `-`, `.`, `_`
+/// and `~` (no `.` or `..` segment, no trailing `/`): what nginx's location
+/// match sees after it decodes the request path, and safe in its config.
+fn check_route_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must start with '/', e.g. \"/api\""));
+    }
+    if path.len() > 256 {
+        return Err("is longer than 256 characters".into());
+    }
+    if path == "/" {
+        return Ok(());
+    }
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    for segment in trimmed[1..].split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(format!(
+                "{path:?} has an empty, \".\" or \"..\" segment; write the prefix like \"/api/v2\""
+            ));
+        }
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
+            return Err(format!(
+                "{path:?} may contain only letters, digits, '-', '.', '_', '~' and '/' (no spaces, quotes, '%', '*' or regex)"
             ));
         }
     }

@@ -65,7 +65,7 @@ const STATIC_FILES: [(&str, &str); 3] = [
 
 /// Changes when what [`STATIC_FILES`] and the config expect of a container
 /// changes: an ingress made for another layout is replaced.
-const LAYOUT: &str = "njs-endpoints-1";
+const LAYOUT: &str = "njs-endpoints-2";
 
 /// How the ingress container is run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

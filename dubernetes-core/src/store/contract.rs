@@ -151,7 +151,7 @@ pub(crate) async fn a_host_belongs_to_one_pod(store: &dyn Store) {
         .await
         .expect_err("taken");
     assert!(
-        matches!(err, Error::HostTaken { ref host, ref owner } if host == "a.local" && owner.as_deref() == Some("a")),
+        matches!(err, Error::HostTaken { ref host, ref owner, .. } if host == "a.local" && owner.as_deref() == Some("a")),
         "{err:?}"
     );
     assert_eq!(store.get("b").await.expect("get"), None, "nothing written");

@@ -254,6 +254,43 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The first route of `spec` (host and path) that another pod of `others`
+/// already serves: [`Error::HostTaken`] naming that pod. Two pods may share a
+/// host with different paths, never a host and a path.
+pub(crate) fn route_clash<'a>(spec: &PodSpec, others: impl IntoIterator<Item = &'a PodSpec>) -> Result<()> {
+    let hosts = spec.hosts();
+    if hosts.is_empty() {
+        return Ok(());
+    }
+    let path = spec.route_path();
+    for other in others {
+        if other.name == spec.name || other.route_path() != path {
+            continue;
+        }
+        let theirs = other.hosts();
+        if let Some(host) = hosts.iter().find(|h| theirs.contains(h)) {
+            return Err(Error::HostTaken {
+                host: (*host).to_string(),
+                path: path.to_string(),
+                owner: Some(other.name.clone()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What the `host` column of a pod holds: its first host, and its path when
+/// not `/` (`a.com/api`). Unique among pods because [`route_clash`] refuses
+/// a pod that shares a host and a path with another; the column's UNIQUE
+/// constraint stays as a last guard.
+pub(crate) fn route_key(spec: &PodSpec) -> Option<String> {
+    let host = spec.host()?;
+    Some(match spec.route_path() {
+        "/" => host.to_string(),
+        path => format!("{host}{path}"),
+    })
+}
+
 /// A spec as the store keeps it (JSON), refused when larger than
 /// [`crate::MAX_STORED_SPEC_BYTES`]: every way in (YAML, JSON, the library)
 /// ends in a store, so the stored size is bounded whatever the caller checked.

@@ -62,18 +62,19 @@ macro_rules! sql_store {
                         });
                     }
                 }
-                if let Some(host) = spec.host() {
-                    let owner: Option<String> = sqlx::query_scalar("SELECT name FROM pods WHERE host = $1 AND name != $2")
-                        .bind(host)
-                        .bind(&spec.name)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some(owner) = owner {
-                        return Err(Error::HostTaken {
-                            host: host.to_string(),
-                            owner: Some(owner),
-                        });
-                    }
+                if spec.host().is_some() {
+                    // Inside the write transaction (serialized), so no other
+                    // pod can take the route between this check and the write.
+                    let others: Vec<String> =
+                        sqlx::query_scalar("SELECT spec FROM pods WHERE host IS NOT NULL AND name != $1")
+                            .bind(&spec.name)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    let others: Vec<PodSpec> = others
+                        .iter()
+                        .filter_map(|json| serde_json::from_str(json).ok())
+                        .collect();
+                    crate::store::route_clash(spec, &others)?;
                 }
                 let row = sqlx::query(
                     "INSERT INTO pods (name, spec, host, generation, created_at, updated_at) VALUES ($1, $2, $3, 1, $4, $4)
@@ -84,7 +85,7 @@ macro_rules! sql_store {
                 )
                 .bind(&spec.name)
                 .bind(&json)
-                .bind(spec.host())
+                .bind(crate::store::route_key(spec))
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -117,6 +118,7 @@ macro_rules! sql_store {
                 self.upsert_tx(spec, expected, max_pods).await.map_err(|e| match e {
                     Error::Store(sqlx::Error::Database(d)) if d.is_unique_violation() => Error::HostTaken {
                         host: spec.host().unwrap_or_default().to_string(),
+                        path: spec.route_path().to_string(),
                         owner: None,
                     },
                     other => other,
