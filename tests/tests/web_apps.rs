@@ -36,7 +36,7 @@ async fn websocket_sse_and_uploads() {
     put(
         &server,
         "app",
-        "name: app\nimage: dubernetes/whoami:v1\naccess:\n  host: app.web.test\n  timeout: 5s\n",
+        "name: app\nimage: dubernetes/whoami:v1\naccess:\n  host: app.web.test\n  timeout: 2s\n",
     )
     .await;
     put(
@@ -80,7 +80,7 @@ async fn websocket_sse_and_uploads() {
     ws.close(None).await.expect("close");
 
     // SSE: the first event arrives before the app sends its next one (1 s
-    // later), and the stream is not cut by the 5 s timeout while events flow.
+    // later), and the stream is not cut by the 2 s idle timeout while events flow (3 s in all).
     let started = Instant::now();
     let mut response = server
         .anonymous

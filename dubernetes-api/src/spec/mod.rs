@@ -146,7 +146,8 @@ pub const MAX_PIDS: u32 = 4_194_304;
 pub struct Access {
     /// The host name the ingress routes to this pod (RFC 1123), or a
     /// wildcard `*.example.com` (one leading label). Merged with `hosts`:
-    /// the pod serves `host` and every name of `hosts`; at least one is set.
+    /// the pod serves `host` and every name of `hosts` (a name given twice
+    /// is served once); at least one is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// More host names (or `*.` wildcards) routed to this pod, beside `host`.
@@ -164,7 +165,7 @@ pub struct Access {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
     /// Largest request body the ingress passes on, e.g. `10Mi` (default
-    /// 100Mi; 1Ki to 64Gi); larger requests get 413.
+    /// 100Mi; 1Ki to 1Ti); larger requests get 413.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body: Option<String>,
     /// How long the ingress waits on the replica between two reads or two
@@ -177,11 +178,11 @@ pub struct Access {
 
 /// `access.max_body` when unset: 100 MiB.
 pub const DEFAULT_MAX_BODY: u64 = 100 * 1024 * 1024;
-/// Largest `access.max_body`: 64 GiB.
-pub const MAX_MAX_BODY: u64 = 64 * 1024 * 1024 * 1024;
+/// Largest `access.max_body`: 1 TiB.
+pub const MAX_MAX_BODY: u64 = 1 << 40;
 /// `access.timeout` when unset.
 pub const DEFAULT_INGRESS_TIMEOUT: Duration = Duration::from_secs(60);
-/// Most names in `access.host` and `access.hosts` together.
+/// Most names in `access.hosts` (beside `access.host`).
 pub const MAX_HOSTS: usize = 100;
 
 /// Where the certificate of a host comes from (`access.tls`): the word `auto`

@@ -191,7 +191,7 @@ impl PodSpec {
         {
             problems.push(FieldError::new("access.host", m));
         }
-        if access.hosts.len() + usize::from(access.host.is_some()) > MAX_HOSTS {
+        if access.hosts.len() > MAX_HOSTS {
             problems.push(FieldError::new(
                 "access.hosts",
                 format!("has more than {MAX_HOSTS} names; split the pod's hosts or use a wildcard"),
@@ -199,10 +199,9 @@ impl PodSpec {
         }
         for (i, host) in access.hosts.iter().enumerate() {
             let field = format!("access.hosts[{i}]");
+            // A name given twice (or in both `host` and `hosts`) is served once.
             if let Err(m) = check_host_pattern(host) {
                 problems.push(FieldError::new(field, m));
-            } else if access.host.as_ref() == Some(host) || access.hosts[..i].contains(host) {
-                problems.push(FieldError::new(field, format!("{host:?} is listed twice")));
             }
         }
         if let Some(path) = &access.path
@@ -214,7 +213,7 @@ impl PodSpec {
             match parse_memory(size) {
                 Ok(bytes) if !(1024..=MAX_MAX_BODY).contains(&bytes) => problems.push(FieldError::new(
                     "access.max_body",
-                    format!("{size:?} is not between 1Ki and 64Gi"),
+                    format!("{size:?} is not between 1Ki and 1Ti"),
                 )),
                 Ok(_) => {}
                 Err(m) => problems.push(FieldError::new("access.max_body", m)),
@@ -416,6 +415,12 @@ fn check_host(host: &str) -> Result<(), String> {
 
 /// A host of `access`: an RFC 1123 name, or `*.` and one (a wildcard for one leading label).
 fn check_host_pattern(host: &str) -> Result<(), String> {
+    if host.len() > 253 {
+        return Err(format!(
+            "is {} characters long; a host name has at most 253",
+            host.len()
+        ));
+    }
     match host.strip_prefix("*.") {
         Some(rest) if !rest.contains('*') => {
             if !rest.contains('.') {

@@ -230,8 +230,10 @@ fn access_hosts_paths_and_limits_are_checked_by_field() {
         ("access: {hosts: [a.com, \"**.a.com\"]}", "access.hosts[1]"),
         ("access: {hosts: [a.com, \"a*.b.com\"]}", "access.hosts[1]"),
         ("access: {hosts: [\"a.com;\"]}", "access.hosts[0]"),
-        ("access: {host: a.com, hosts: [a.com]}", "access.hosts[0]"),
-        ("access: {hosts: [b.com, b.com]}", "access.hosts[1]"),
+        (
+            &format!("access: {{hosts: [\"*.{}.com\"]}}", "a".repeat(247)),
+            "access.hosts[0]",
+        ),
         ("access: {host: a.com, path: api}", "access.path"),
         ("access: {host: a.com, path: \"/a b\"}", "access.path"),
         ("access: {host: a.com, path: \"/a;b\"}", "access.path"),
@@ -241,7 +243,8 @@ fn access_hosts_paths_and_limits_are_checked_by_field() {
         ("access: {host: a.com, path: \"/api*\"}", "access.path"),
         ("access: {host: a.com, path: \"/a{b}\"}", "access.path"),
         ("access: {host: a.com, max_body: 10}", "access.max_body"),
-        ("access: {host: a.com, max_body: 100Gi}", "access.max_body"),
+        ("access: {host: a.com, max_body: 1025Gi}", "access.max_body"),
+        ("access: {host: a.com, max_body: 1023}", "access.max_body"),
         ("access: {host: a.com, max_body: lots}", "access.max_body"),
         ("access: {host: a.com, timeout: 0s}", "access.timeout"),
         ("access: {host: a.com, timeout: 2d}", "access.timeout"),
@@ -271,6 +274,9 @@ fn access_hosts_paths_and_limits_are_checked_by_field() {
     assert_eq!(plain.route_path(), "/");
     assert_eq!(plain.max_body_bytes(), DEFAULT_MAX_BODY);
     assert_eq!(plain.ingress_timeout(), DEFAULT_INGRESS_TIMEOUT);
+    // A name given twice is served once.
+    let twice = parse_one("name: p\nimage: i\naccess: {host: a.com, hosts: [b.com, a.com, b.com]}\n").expect("valid");
+    assert_eq!(twice.hosts(), ["a.com", "b.com"]);
     // Only `hosts`, and the path `/`.
     let only = parse_one("name: p\nimage: i\naccess: {hosts: [x.com], path: /}\n").expect("valid");
     assert_eq!((only.host(), only.route_path()), (Some("x.com"), "/"));
