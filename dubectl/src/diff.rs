@@ -9,10 +9,10 @@ pub fn unified(name: &str, live: Option<&PodSpec>, applied: &PodSpec, colour: bo
         return Ok(None);
     }
     let old = match live {
-        Some(spec) => serde_yaml_ng::to_string(spec)?,
+        Some(spec) => crate::escape::yaml(spec)?,
         None => String::new(),
     };
-    let new = serde_yaml_ng::to_string(applied)?;
+    let new = crate::escape::yaml(applied)?;
     let diff = similar::TextDiff::from_lines(&old, &new);
     let from = if live.is_some() {
         format!("live/pod/{name}")

@@ -43,9 +43,98 @@ pub fn line(text: &str) -> String {
     escape_control(text, false).into_owned()
 }
 
+/// A JSON text (as serde_json writes it) with every unsafe character written
+/// as a JSON `\uXXXX` escape: the same data, safe on a terminal. serde_json
+/// escapes C0 controls itself but leaves DEL, C1 controls and bidirectional
+/// overrides raw; outside strings its output holds only newlines and spaces.
+pub fn json(text: String) -> String {
+    if !text.chars().any(|c| c != '\n' && is_unsafe(c)) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c != '\n' && is_unsafe(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `value` as YAML that shows no unsafe character: each string holding one
+/// is written double-quoted with `\uXXXX` escapes (YAML reads them back as
+/// the same string), the others as serde_yaml_ng writes them. The emitter
+/// alone would print bidirectional overrides raw (YAML deems them printable).
+pub fn yaml<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<String> {
+    let plain = serde_yaml_ng::to_string(value)?;
+    if !plain.chars().any(|c| c != '\n' && is_unsafe(c)) {
+        return Ok(plain);
+    }
+    // Strings with an unsafe character become placeholders (plain scalars),
+    // then the placeholders become double-quoted, escaped scalars.
+    let nonce = (0u32..)
+        .map(|n| format!("dubectl-escaped-{n}-"))
+        .find(|nonce| !plain.contains(nonce.as_str()))
+        .unwrap_or_default();
+    let mut quoted = Vec::new();
+    let value = placeholders(serde_yaml_ng::to_value(value)?, &nonce, &mut quoted);
+    let mut text = serde_yaml_ng::to_string(&value)?;
+    for (i, q) in quoted.iter().enumerate() {
+        text = text.replace(&format!("{nonce}{i}z"), q);
+    }
+    Ok(text)
+}
+
+fn placeholders(value: serde_yaml_ng::Value, nonce: &str, quoted: &mut Vec<String>) -> serde_yaml_ng::Value {
+    use serde_yaml_ng::Value;
+    match value {
+        Value::String(s) if s.chars().any(is_unsafe) => {
+            let text = json(serde_json::to_string(&s).unwrap_or_default());
+            quoted.push(text);
+            Value::String(format!("{nonce}{}z", quoted.len() - 1))
+        }
+        Value::Sequence(items) => Value::Sequence(items.into_iter().map(|v| placeholders(v, nonce, quoted)).collect()),
+        Value::Mapping(map) => Value::Mapping(
+            map.into_iter()
+                .map(|(k, v)| (placeholders(k, nonce, quoted), placeholders(v, nonce, quoted)))
+                .collect(),
+        ),
+        Value::Tagged(mut tagged) => {
+            tagged.value = placeholders(tagged.value, nonce, quoted);
+            Value::Tagged(tagged)
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_and_json_escape_unsafe_strings_and_keep_the_data() {
+        let value = serde_json::json!({
+            "env": {"NOTE": "abc\u{202e}fed", "PLAIN": "ok", "K\u{2066}": ["x\u{9b}y", "multi\nline"]},
+            "issuer": "CN=\u{202e}evil\u{7f}",
+            "n": 3
+        });
+        let text = yaml(&value).expect("yaml");
+        assert!(!text.chars().any(|c| c != '\n' && is_unsafe(c)), "{text}");
+        assert!(text.contains("\\u202e"), "{text}");
+        let back: serde_json::Value = serde_yaml_ng::from_str(&text).expect("valid YAML");
+        assert_eq!(back, value, "{text}");
+        let text = json(serde_json::to_string_pretty(&value).expect("json"));
+        assert!(!text.chars().any(|c| c != '\n' && is_unsafe(c)), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(back, value);
+        // Safe data is written exactly as before.
+        let safe = serde_json::json!({"a": "b", "c": ["d"]});
+        assert_eq!(
+            yaml(&safe).expect("yaml"),
+            serde_yaml_ng::to_string(&safe).expect("yaml")
+        );
+    }
 
     #[test]
     fn escapes_what_a_terminal_would_act_on() {

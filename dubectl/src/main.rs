@@ -458,8 +458,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             key,
             replace,
         })) => {
-            let read = |flag: &str, path: &std::path::Path| {
-                std::fs::read_to_string(path).with_context(|| format!("--{flag} {}", path.display()))
+            // Bounded: `--cert /dev/zero` (or a wrong, huge file) must not fill the memory.
+            let read = |flag: &str, path: &std::path::Path| -> anyhow::Result<String> {
+                use std::io::Read as _;
+                let limit = dubernetes_api::MAX_CERTIFICATE_PEM_BYTES;
+                let file = std::fs::File::open(path).with_context(|| format!("--{flag} {}", path.display()))?;
+                let mut bytes = Vec::new();
+                file.take(limit as u64 + 1)
+                    .read_to_end(&mut bytes)
+                    .with_context(|| format!("--{flag} {}", path.display()))?;
+                if bytes.len() > limit {
+                    anyhow::bail!(
+                        "--{flag} {}: larger than {limit} bytes (64 KiB), the most a certificate chain or key may be; \
+                         pass the PEM file (e.g. fullchain.pem, privkey.pem)",
+                        path.display()
+                    );
+                }
+                String::from_utf8(bytes)
+                    .map_err(|_| anyhow::anyhow!("--{flag} {}: is not text (PEM is ASCII)", path.display()))
             };
             let secret = dubernetes_api::NewTlsSecret {
                 name: name.clone(),

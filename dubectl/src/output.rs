@@ -60,7 +60,7 @@ pub fn pod_row(pod: &Pod, format: Format) -> Vec<String> {
         s.updated_replicas.to_string(),
         escape::line(s.reason.as_deref().unwrap_or(s.phase.as_str())),
         age(pod.created_at),
-        host_column(&pod.spec),
+        host_cell(pod),
     ];
     if format == Format::Wide {
         row.extend([
@@ -75,10 +75,12 @@ pub fn pod_row(pod: &Pod, format: Format) -> Vec<String> {
 /// Prints pods; `single`: one pod asked for by name (JSON/YAML print the object, not a list).
 pub fn print_pods(pods: &[Pod], format: Format, single: bool) -> anyhow::Result<Vec<usize>> {
     match format {
-        Format::Json if single && pods.len() == 1 => println!("{}", serde_json::to_string_pretty(&pods[0])?),
-        Format::Yaml if single && pods.len() == 1 => print!("{}", serde_yaml_ng::to_string(&pods[0])?),
-        Format::Json => println!("{}", serde_json::to_string_pretty(pods)?),
-        Format::Yaml => print!("{}", serde_yaml_ng::to_string(pods)?),
+        Format::Json if single && pods.len() == 1 => {
+            println!("{}", escape::json(serde_json::to_string_pretty(&pods[0])?))
+        }
+        Format::Yaml if single && pods.len() == 1 => print!("{}", escape::yaml(&pods[0])?),
+        Format::Json => println!("{}", escape::json(serde_json::to_string_pretty(pods)?)),
+        Format::Yaml => print!("{}", escape::yaml(pods)?),
         Format::Table | Format::Wide => {
             if pods.is_empty() {
                 eprintln!("No pods found.");
@@ -99,14 +101,16 @@ pub fn print_pod_change(pod: &Pod, kind: WatchKind, format: Format, widths: Vec<
         Format::Json => {
             println!(
                 "{}",
-                serde_json::to_string(&serde_json::json!({"type": kind, "object": pod}))?
+                escape::json(serde_json::to_string(
+                    &serde_json::json!({"type": kind, "object": pod})
+                )?)
             );
             Ok(widths)
         }
         Format::Yaml => {
             print!(
                 "---\n{}",
-                serde_yaml_ng::to_string(&serde_json::json!({"type": kind, "object": pod}))?
+                escape::yaml(&serde_json::json!({"type": kind, "object": pod}))?
             );
             Ok(widths)
         }
@@ -222,7 +226,7 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
         let serving = if tls.serving {
             "HTTPS"
         } else {
-            "plain HTTP (no certificate yet)"
+            "plain HTTP (no certificate served yet)"
         };
         field("TLS", &format!("{} ({serving})", tls.source));
         if let Some(issuer) = &tls.issuer {
@@ -234,9 +238,12 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
         if let Some(error) = &tls.error {
             field("  Error", &escape::line(error));
         }
+        if let Some(warning) = &tls.warning {
+            field("  Warning", &escape::line(warning));
+        }
     }
     println!("Spec:");
-    for line in serde_yaml_ng::to_string(&pod.spec)?.lines() {
+    for line in escape::yaml(&pod.spec)?.lines() {
         println!("  {line}");
     }
     println!("Events:");
@@ -283,6 +290,20 @@ pub fn date(unix_secs: i64) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
+/// The HOST cell of `get pods`: the host, and a word on its certificate when
+/// it expires soon or has expired (the status's `tls.warning`).
+fn host_cell(pod: &Pod) -> String {
+    let host = host_column(&pod.spec);
+    match &pod.status.tls {
+        Some(tls) if tls.warning.is_some() => match tls.not_after {
+            Some(t) if t <= now_ms() / 1000 => format!("{host} (certificate EXPIRED)"),
+            Some(t) => format!("{host} (certificate expires {})", expires_in(t)),
+            None => format!("{host} (certificate: see describe)"),
+        },
+        _ => host,
+    }
+}
+
 /// How long until `unix_secs`: `in 89d`, or `EXPIRED`.
 fn expires_in(unix_secs: i64) -> String {
     let left = unix_secs - now_ms() / 1000;
@@ -296,10 +317,12 @@ fn expires_in(unix_secs: i64) -> String {
 /// `get secrets`: names, hosts, expiry, issuer, users (never a key: the server sends none).
 pub fn print_secrets(secrets: &[TlsSecret], format: Format, single: bool) -> anyhow::Result<()> {
     match format {
-        Format::Json if single && secrets.len() == 1 => println!("{}", serde_json::to_string_pretty(&secrets[0])?),
-        Format::Yaml if single && secrets.len() == 1 => print!("{}", serde_yaml_ng::to_string(&secrets[0])?),
-        Format::Json => println!("{}", serde_json::to_string_pretty(secrets)?),
-        Format::Yaml => print!("{}", serde_yaml_ng::to_string(secrets)?),
+        Format::Json if single && secrets.len() == 1 => {
+            println!("{}", escape::json(serde_json::to_string_pretty(&secrets[0])?))
+        }
+        Format::Yaml if single && secrets.len() == 1 => print!("{}", escape::yaml(&secrets[0])?),
+        Format::Json => println!("{}", escape::json(serde_json::to_string_pretty(secrets)?)),
+        Format::Yaml => print!("{}", escape::yaml(secrets)?),
         Format::Table | Format::Wide => {
             if secrets.is_empty() {
                 eprintln!("No secrets found.");

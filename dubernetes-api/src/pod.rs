@@ -138,9 +138,15 @@ pub struct TlsStatus {
     /// End of validity, unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<i64>,
-    /// Why the last ACME attempt failed (it is retried with back-off).
+    /// Why the host is not served as it should be: the last ACME attempt
+    /// failed (it is retried with back-off), the secret is gone, nginx
+    /// rejected the route, or the ingress has no HTTPS listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The certificate expires within 14 days, or has expired (it is still
+    /// served: replace the secret). Also a Warning event, and `get pods`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl PodStatus {

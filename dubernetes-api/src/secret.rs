@@ -4,6 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Largest certificate chain or key of a TLS secret, in bytes (a chain of a
+/// few certificates is ~6 KiB). The server refuses more; dubectl reads no
+/// more from a file.
+pub const MAX_CERTIFICATE_PEM_BYTES: usize = 64 * 1024;
+
 /// The body of `POST /v1/secrets`: a new TLS secret.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

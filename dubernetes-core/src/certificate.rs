@@ -49,6 +49,22 @@ fn problem(field: &'static str, message: impl Into<String>) -> CertificateProble
     }
 }
 
+/// What went wrong in a PEM text, in words that quote none of its bytes: the
+/// parser's own messages dump the offending line (a key pasted on one line
+/// comes back whole) or the offending byte.
+fn pem_problem(e: &rustls_pki_types::pem::Error) -> &'static str {
+    use rustls_pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { .. } => "a PEM block has no `-----END ...-----` line",
+        Error::IllegalSectionStart { .. } => {
+            "a `-----BEGIN ...-----` line is malformed (is the PEM text on one line, or with literal `\\n`? keep the file's line breaks)"
+        }
+        Error::Base64Decode(_) => "a PEM block's body is not valid base64",
+        Error::SectionTooLarge => "a PEM block is too large",
+        _ => "is not readable PEM",
+    }
+}
+
 /// The DER certificates of a PEM chain (leaf first).
 fn chain(cert_pem: &str) -> Result<Vec<CertificateDer<'static>>, CertificateProblem> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
@@ -56,7 +72,10 @@ fn chain(cert_pem: &str) -> Result<Vec<CertificateDer<'static>>, CertificateProb
         .map_err(|e| {
             problem(
                 "cert",
-                format!("is not PEM ({e}); pass the certificate file, e.g. fullchain.pem"),
+                format!(
+                    "is not PEM: {}; pass the certificate file, e.g. fullchain.pem",
+                    pem_problem(&e)
+                ),
             )
         })?;
     if chain.is_empty() {
@@ -74,9 +93,11 @@ pub fn inspect(cert_pem: &str) -> Result<CertificateInfo, CertificateProblem> {
     info(&chain[0])
 }
 
+/// What a certificate says; the parser's error is not quoted (its input
+/// could be anything the user sent).
 fn info(der: &CertificateDer<'_>) -> Result<CertificateInfo, CertificateProblem> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-        .map_err(|e| problem("cert", format!("is PEM but not an X.509 certificate ({e})")))?;
+        .map_err(|_| problem("cert", "is PEM but not an X.509 certificate"))?;
     let mut hosts = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -100,10 +121,28 @@ fn info(der: &CertificateDer<'_>) -> Result<CertificateInfo, CertificateProblem>
 pub fn check_pair(cert_pem: &str, key_pem: &str, now: i64) -> Result<CertificateInfo, CertificateProblem> {
     let chain = chain(cert_pem)?;
     let info = info(&chain[0])?;
+    // Every certificate of the chain, not only the leaf: nginx refuses a
+    // chain with a block it cannot read, and the host would go dark.
+    for (i, der) in chain.iter().enumerate().skip(1) {
+        if x509_parser::parse_x509_certificate(der.as_ref()).is_err() {
+            return Err(problem(
+                "cert",
+                format!(
+                    "certificate {} of the chain (counting the leaf as 1) is PEM but not an X.509 certificate; \
+                     remove that block or pass the chain your CA issued",
+                    i + 1
+                ),
+            ));
+        }
+    }
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
+        let why = match &e {
+            rustls_pki_types::pem::Error::NoItemsFound => "holds no PEM private key",
+            other => pem_problem(other),
+        };
         problem(
             "key",
-            format!("holds no PEM private key ({e}); pass the key file (PKCS#8, PKCS#1 or SEC1), e.g. privkey.pem"),
+            format!("{why}; pass the key file (PKCS#8, PKCS#1 or SEC1), e.g. privkey.pem"),
         )
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -115,7 +154,13 @@ pub fn check_pair(cert_pem: &str, key_pem: &str, now: i64) -> Result<Certificate
                 "does not match the certificate (it is the key of another certificate); pass the key made with this certificate",
             ));
         }
-        Err(e) => return Err(problem("key", format!("cannot be used ({e})"))),
+        // rustls's message is not quoted: none of the key's bytes may reach an answer.
+        Err(_) => {
+            return Err(problem(
+                "key",
+                "cannot be used with this certificate (an unsupported key type or a damaged key); pass the key made with it",
+            ));
+        }
     }
     if info.hosts.is_empty() {
         return Err(problem(
@@ -142,6 +187,51 @@ pub fn check_pair(cert_pem: &str, key_pem: &str, now: i64) -> Result<Certificate
         ));
     }
     Ok(info)
+}
+
+/// How long before a certificate expires its pods are warned (status, a
+/// Warning event, `get pods`).
+pub const EXPIRY_WARNING_SECS: i64 = 14 * 86_400;
+
+/// Where a certificate stands against its end of validity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Expiry {
+    /// More than [`EXPIRY_WARNING_SECS`] left.
+    Valid,
+    /// Less than [`EXPIRY_WARNING_SECS`] left.
+    Expiring,
+    /// Past its end of validity (nginx still serves it; clients refuse it).
+    Expired,
+}
+
+/// Where a certificate valid until `not_after` stands at `now` (unix seconds).
+pub fn expiry(not_after: i64, now: i64) -> Expiry {
+    if not_after <= now {
+        Expiry::Expired
+    } else if not_after - now <= EXPIRY_WARNING_SECS {
+        Expiry::Expiring
+    } else {
+        Expiry::Valid
+    }
+}
+
+/// The warning for a pod whose TLS secret `secret` is valid until `not_after`,
+/// if it expires soon or has expired.
+pub fn expiry_warning(secret: &str, not_after: i64, now: i64) -> Option<String> {
+    let at = humantime::format_rfc3339_seconds(unix(not_after));
+    let replace = format!("`dubectl create secret tls {secret} --cert FILE --key FILE --replace`");
+    match expiry(not_after, now) {
+        Expiry::Valid => None,
+        Expiry::Expiring => Some(format!(
+            "the certificate of secret {secret:?} expires at {at} (in {}); replace it before: {replace}",
+            humantime::format_duration(std::time::Duration::from_secs(
+                u64::try_from((not_after - now) / 60 * 60).unwrap_or(0).max(60)
+            ))
+        )),
+        Expiry::Expired => Some(format!(
+            "the certificate of secret {secret:?} expired at {at}; it is still served but clients refuse it: {replace}"
+        )),
+    }
 }
 
 /// A unix time in seconds as a `SystemTime` (clamped at the epoch).

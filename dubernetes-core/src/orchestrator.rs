@@ -388,11 +388,28 @@ impl Dubernetes {
                 .collect());
         }
         let ctx = self.handle.ctx();
+        // Certificates in one read, and only when a pod serves HTTPS.
+        let certificates: std::collections::HashMap<String, crate::store::StoredCertificate> =
+            if pods.iter().any(|p| p.spec.tls().is_some()) {
+                self.handle
+                    .store
+                    .certificates()
+                    .await?
+                    .into_iter()
+                    .map(|c| (c.name.clone(), c))
+                    .collect()
+            } else {
+                std::collections::HashMap::new()
+            };
         Ok(pods
             .into_iter()
             .map(|p| {
                 let observation = ctx.observe_pod(&p.spec);
-                crate::status::pod_view(p, observation)
+                let tls = tls_certificate_name(&p.spec)
+                    .map(|name| self.tls_status_of(&p.spec, certificates.get(&name).cloned()));
+                let mut pod = crate::status::pod_view(p, observation);
+                pod.status.tls = tls.flatten();
+                pod
             })
             .collect())
     }
@@ -738,14 +755,26 @@ impl Dubernetes {
 
     /// The certificate the pod's host is served with, for its status.
     async fn tls_status(&self, spec: &PodSpec) -> Result<Option<dubernetes_api::TlsStatus>> {
-        let (Some(tls), Some(host)) = (spec.tls(), spec.host()) else {
+        let Some(name) = tls_certificate_name(spec) else {
             return Ok(None);
         };
-        let (source, name) = match tls {
-            crate::spec::Tls::Auto => ("acme", crate::acme::certificate_name(host)),
-            crate::spec::Tls::Secret(name) => ("secret", name.clone()),
-        };
         let stored = self.handle.store.certificate(&name).await?;
+        Ok(self.tls_status_of(spec, stored))
+    }
+
+    /// [`Self::tls_status`] with the pod's certificate read already.
+    fn tls_status_of(
+        &self,
+        spec: &PodSpec,
+        stored: Option<crate::store::StoredCertificate>,
+    ) -> Option<dubernetes_api::TlsStatus> {
+        let (Some(tls), Some(host)) = (spec.tls(), spec.host()) else {
+            return None;
+        };
+        let source = match tls {
+            crate::spec::Tls::Auto => "acme",
+            crate::spec::Tls::Secret(_) => "secret",
+        };
         let https = self.handle.ctx().ingress.serves_tls();
         let error = match tls {
             crate::spec::Tls::Auto => match self.handle.ctx().acme.get() {
@@ -754,20 +783,55 @@ impl Dubernetes {
             },
             crate::spec::Tls::Secret(_) => None,
         };
-        let error =
-            error.or_else(|| (!https).then(|| "the ingress has no HTTPS listener (--ingress-tls-listen)".to_string()));
-        Ok(Some(dubernetes_api::TlsStatus {
+        let ctx = self.handle.ctx();
+        let ingress = &ctx.ingress;
+        let rejected = ingress.rejections().get(&spec.name).cloned();
+        // What nginx serves, not what the store holds: the live config serves
+        // the host over HTTPS with the certificate the store holds now.
+        let serving = https
+            && rejected.is_none()
+            && stored.as_ref().is_some_and(|c| {
+                ingress.serves_certificate(&spec.name, &crate::ingress::certificate_file(&c.cert_pem, &c.key_pem))
+            });
+        let missing = match tls {
+            crate::spec::Tls::Secret(secret) if stored.is_none() => Some(format!(
+                "no TLS secret {secret:?}: the host is served over plain HTTP; create it with \
+                 `dubectl create secret tls {secret} --cert FILE --key FILE`"
+            )),
+            _ => None,
+        };
+        let error = error
+            .or_else(|| (!https).then(|| "the ingress has no HTTPS listener (--ingress-tls-listen)".to_string()))
+            .or(missing)
+            .or_else(|| rejected.map(|m| format!("nginx rejected this pod's route, the host is not served: {m}")));
+        let warning = match (tls, &stored) {
+            (crate::spec::Tls::Secret(secret), Some(c)) => {
+                crate::certificate::expiry_warning(secret, c.not_after, crate::store::now_ms() / 1000)
+            }
+            _ => None,
+        };
+        Some(dubernetes_api::TlsStatus {
             source: source.into(),
-            serving: https && stored.is_some(),
+            serving,
             issuer: stored.as_ref().map(|c| c.issuer.clone()),
             not_after: stored.as_ref().map(|c| c.not_after),
             error,
-        }))
+            warning,
+        })
     }
 
     /// The host port the ingress serves HTTPS on, once it runs with one.
     pub async fn ingress_tls_port(&self) -> Option<u16> {
         self.handle.ctx().ingress.tls_port().await
+    }
+}
+
+/// The name of the certificate a pod's host is served with: its secret, or
+/// the one obtained by ACME; None without `access.tls` or a host.
+fn tls_certificate_name(spec: &PodSpec) -> Option<String> {
+    match (spec.tls()?, spec.host()?) {
+        (crate::spec::Tls::Auto, host) => Some(crate::acme::certificate_name(host)),
+        (crate::spec::Tls::Secret(name), _) => Some(name.clone()),
     }
 }
 

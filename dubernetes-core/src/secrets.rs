@@ -12,8 +12,7 @@ use crate::orchestrator::Dubernetes;
 use crate::spec::PodSpec;
 use crate::store::{CertificateKind, StoredCertificate, now_ms};
 
-/// Largest certificate chain or key accepted, in bytes (a chain of a few certificates is ~6 KiB).
-pub const MAX_CERTIFICATE_PEM_BYTES: usize = 64 * 1024;
+pub use dubernetes_api::MAX_CERTIFICATE_PEM_BYTES;
 
 impl Dubernetes {
     /// Stores a new TLS secret; [`Error::SecretExists`] when one of that name exists.
@@ -181,11 +180,22 @@ impl Dubernetes {
                 ),
             });
         }
+        // An expired secret is refused to a pod that starts using it (or
+        // moves its host onto it), never to a change that keeps it as it was
+        // (a scale, a new image): the status and events warn about it instead.
         if info.not_after <= now_ms() / 1000 {
-            return Err(Error::Certificate {
-                field: field(),
-                message: format!("secret {name:?} has expired; replace it with a current certificate"),
-            });
+            let unchanged = self
+                .handle
+                .store
+                .get(&spec.name)
+                .await?
+                .is_some_and(|p| p.spec.tls() == spec.tls() && p.spec.host() == spec.host());
+            if !unchanged {
+                return Err(Error::Certificate {
+                    field: field(),
+                    message: format!("secret {name:?} has expired; replace it with a current certificate"),
+                });
+            }
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,17 @@ pub(crate) struct LoginParams {
 
 /// Exchanges a link code for a session cookie and redirects to the clean URL.
 /// Refused when another site sent the browser here (login CSRF).
-async fn login(State(sessions): State<Arc<Sessions>>, headers: HeaderMap, Query(q): Query<LoginParams>) -> Response {
+/// A `HEAD` (what link previewers and some mail scanners send first) changes
+/// nothing: the code stays good for the browser's `GET`.
+async fn login(
+    State(sessions): State<Arc<Sessions>>,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Query<LoginParams>,
+) -> Response {
+    if method == Method::HEAD {
+        return asset("text/html; charset=utf-8", "");
+    }
     if session::is_cross_site(&headers) {
         return hardened(
             ApiError::new(

@@ -58,7 +58,13 @@ impl TestCa {
         )
     }
 
-    fn leaf_valid(&self, hosts: &[&str], not_before: time::OffsetDateTime, not_after: time::OffsetDateTime) -> Leaf {
+    /// A leaf for `hosts` valid from `not_before` to `not_after`.
+    pub fn leaf_valid(
+        &self,
+        hosts: &[&str],
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> Leaf {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("leaf params");
         params
             .distinguished_name

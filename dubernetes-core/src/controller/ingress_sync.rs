@@ -106,11 +106,7 @@ impl Context {
                 _ => continue,
             };
             if let Some(stored) = self.store.certificate(&name).await? {
-                let mut pem = stored.cert_pem;
-                if !pem.ends_with('\n') {
-                    pem.push('\n');
-                }
-                pem.push_str(&stored.key_pem);
+                let pem = crate::ingress::certificate_file(&stored.cert_pem, &stored.key_pem);
                 certs.insert(pod.spec.name.clone(), pem);
             }
         }

@@ -9,7 +9,8 @@
 //!   out gracefully; [`exits`]: booking exits (crash-loop back-off);
 //! - [`progress`]: rollout bookkeeping around the pure [`crate::rollout`];
 //! - [`ingress_sync`]: routes and the coalescing ingress task;
-//! - [`events`]: decoding the engine's event stream; [`resync`]: the periodic safety net.
+//! - [`events`]: decoding the engine's event stream; [`resync`]: the periodic safety net;
+//! - [`expiry`]: Warning events before and at a TLS secret's expiry.
 //!
 //! The decisions themselves are pure and live beside the planner:
 //! [`crate::plan`], [`crate::rollout`], [`crate::crashloop`].
@@ -37,6 +38,7 @@ mod act;
 mod drain;
 mod events;
 mod exits;
+mod expiry;
 mod ingress_sync;
 mod instrument;
 mod observe;
@@ -167,6 +169,9 @@ pub(crate) struct Context {
     inherited_ready: StdMutex<(HashSet<String>, Instant)>,
     /// Certificates by ACME, when the instance has an ACME directory.
     pub acme: std::sync::OnceLock<Arc<crate::acme::Acme>>,
+    /// By pod, the last expiry warning recorded for its TLS secret (secret,
+    /// end of validity, stage): each is recorded once.
+    expiry_reported: StdMutex<HashMap<String, (String, i64, crate::certificate::Expiry)>>,
 }
 
 fn lock<T>(m: &StdMutex<T>) -> MutexGuard<'_, T> {
@@ -213,6 +218,7 @@ impl Context {
             list_seq: AtomicU64::new(0),
             inherited_ready: StdMutex::new((HashSet::new(), Instant::now())),
             acme: std::sync::OnceLock::new(),
+            expiry_reported: StdMutex::new(HashMap::new()),
         })
     }
 

@@ -49,6 +49,7 @@ impl Context {
         for orphan in by_pod.keys() {
             self.wake(orphan);
         }
+        self.warn_expiring_certificates(&pods).await;
         self.ingress.verify().await;
         self.wake_ingress_full();
     }

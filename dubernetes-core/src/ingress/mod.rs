@@ -187,6 +187,9 @@ pub(crate) struct Ingress {
     /// are live as soon as written. Set under `state`'s lock, likewise
     /// readable without waiting for a sync.
     live: StdMutex<Arc<HashSet<String>>>,
+    /// By pod, the fingerprint of the certificate file its HTTPS server block
+    /// in the live config serves (what [`Ingress::serves_certificate`] reads).
+    live_tls: StdMutex<Arc<HashMap<String, String>>>,
     /// Pods whose routes the live config leaves out because nginx rejected
     /// them, with nginx's message; and what the controller was last told.
     rejected: StdMutex<Rejections>,
@@ -215,6 +218,7 @@ impl Ingress {
             state: Mutex::new(State::default()),
             routed: StdMutex::new(Arc::new(HashSet::new())),
             live: StdMutex::new(Arc::new(HashSet::new())),
+            live_tls: StdMutex::new(Arc::new(HashMap::new())),
             rejected: StdMutex::new(Rejections::default()),
             reloads: AtomicU64::new(0),
             endpoint_updates: AtomicU64::new(0),
@@ -378,6 +382,7 @@ impl Ingress {
         state.requested = None;
         state.written.clear();
         *lock(&self.live) = Arc::new(HashSet::new());
+        *lock(&self.live_tls) = Arc::new(HashMap::new());
         self.set_bound(state, None);
         *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(HashSet::new());
         self.runtime.ensure_image(&self.settings.image).await.map_err(|e| {
@@ -506,6 +511,12 @@ impl Ingress {
         state.version = Some(version);
         state.requested = requested;
         *lock(&self.live) = Arc::new(live_routes.iter().map(|r| r.pod.clone()).collect());
+        *lock(&self.live_tls) = Arc::new(
+            live_routes
+                .iter()
+                .filter_map(|r| Some((r.pod.clone(), r.tls.as_ref()?.fingerprint.clone())))
+                .collect(),
+        );
         self.set_routed(routed_ids(&live_routes));
         Ok(true)
     }
@@ -764,6 +775,14 @@ impl Ingress {
         lock(&self.live).contains(pod)
     }
 
+    /// Whether the live config serves this pod's host over HTTPS with exactly
+    /// this certificate file ([`certificate_file`]). Never waits for a sync.
+    pub(crate) fn serves_certificate(&self, pod: &str, file: &str) -> bool {
+        lock(&self.live_tls)
+            .get(pod)
+            .is_some_and(|print| *print == fingerprint(file))
+    }
+
     /// The containers the live config routes to. Never waits for a sync.
     pub(crate) fn routed(&self) -> Arc<HashSet<String>> {
         Arc::clone(&self.routed.lock().unwrap_or_else(|e| e.into_inner()))
@@ -868,6 +887,16 @@ fn static_files() -> Vec<(String, Vec<u8>)> {
         .iter()
         .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
         .collect()
+}
+
+/// The file nginx reads for a host's HTTPS: the chain, then the key.
+pub(crate) fn certificate_file(cert_pem: &str, key_pem: &str) -> String {
+    let mut pem = cert_pem.to_string();
+    if !pem.ends_with('\n') {
+        pem.push('\n');
+    }
+    pem.push_str(key_pem);
+    pem
 }
 
 /// A short hash of a certificate file.
