@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dubernetes_api::{Event, Pod, TlsSecret, WatchKind};
+use dubernetes_api::{AnySecret, Event, Pod, WatchKind};
 
 use crate::Format;
 use crate::escape;
@@ -314,8 +314,9 @@ fn expires_in(unix_secs: i64) -> String {
     }
 }
 
-/// `get secrets`: names, hosts, expiry, issuer, users (never a key: the server sends none).
-pub fn print_secrets(secrets: &[TlsSecret], format: Format, single: bool) -> anyhow::Result<()> {
+/// `get secrets`: names, types, keys or hosts, expiry, users (never a key
+/// or value: the server sends none).
+pub fn print_secrets(secrets: &[AnySecret], format: Format, single: bool) -> anyhow::Result<()> {
     match format {
         Format::Json if single && secrets.len() == 1 => {
             println!("{}", escape::json(serde_json::to_string_pretty(&secrets[0])?))
@@ -329,23 +330,41 @@ pub fn print_secrets(secrets: &[TlsSecret], format: Format, single: bool) -> any
                 return Ok(());
             }
             let mut rows = vec![
-                ["NAME", "HOSTS", "EXPIRES", "NOT-AFTER", "USED-BY", "ISSUER"]
+                ["NAME", "TYPE", "DATA", "EXPIRES", "NOT-AFTER", "USED-BY", "ISSUER"]
                     .map(String::from)
                     .to_vec(),
             ];
+            let users = |used_by: &[String]| {
+                if used_by.is_empty() {
+                    "-".to_string()
+                } else {
+                    escape::line(&used_by.join(","))
+                }
+            };
             for s in secrets {
-                rows.push(vec![
-                    escape::line(&s.name),
-                    escape::line(&s.hosts.join(",")),
-                    expires_in(s.not_after),
-                    date(s.not_after),
-                    if s.used_by.is_empty() {
-                        "-".into()
-                    } else {
-                        s.used_by.join(",")
-                    },
-                    escape::line(&s.issuer),
-                ]);
+                rows.push(match s {
+                    AnySecret::Tls(s) => vec![
+                        escape::line(&s.name),
+                        "tls".into(),
+                        escape::line(&s.hosts.join(",")),
+                        expires_in(s.not_after),
+                        date(s.not_after),
+                        users(&s.used_by),
+                        escape::line(&s.issuer),
+                    ],
+                    AnySecret::Data(s) => vec![
+                        escape::line(&s.name),
+                        s.kind.as_str().into(),
+                        escape::line(&match &s.docker_server {
+                            Some(server) => server.clone(),
+                            None => s.keys.join(","),
+                        }),
+                        "-".into(),
+                        "-".into(),
+                        users(&s.used_by),
+                        "-".into(),
+                    ],
+                });
             }
             table(&rows, &[]);
         }

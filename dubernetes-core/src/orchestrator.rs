@@ -266,6 +266,7 @@ impl Dubernetes {
     /// Validates a spec without storing anything; returns what [`apply`](Self::apply) would do.
     pub async fn dry_run(&self, spec: &PodSpec) -> Result<ApplyOutcome> {
         self.validate(spec)?;
+        let spec = &self.with_secret_versions(spec.clone()).await?;
         self.check_host(spec).await?;
         self.check_tls(spec).await?;
         Ok(match self.handle.store.get(&spec.name).await? {
@@ -312,6 +313,7 @@ impl Dubernetes {
     /// someone changed the pod since, and [`Error::NotFound`] when it is gone.
     pub async fn apply_if(&self, spec: PodSpec, expected: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
         self.validate(&spec)?;
+        let spec = self.with_secret_versions(spec).await?;
         self.check_tls(&spec).await?;
         let (stored, outcome) = self.handle.store.upsert_checked(&spec, expected, self.max_pods).await?;
         let ownership = self.handle.runtime.ownership();
@@ -326,6 +328,7 @@ impl Dubernetes {
             self.handle.ctx().wake(&spec.name);
         }
         if outcome != ApplyOutcome::Unchanged {
+            self.handle.ctx().forget_create_failure(&spec.name);
             self.handle.ctx().notify(Change::Pod {
                 name: spec.name.clone(),
             });

@@ -47,6 +47,9 @@ impl Dubernetes {
                 field: p.field.into(),
                 message: p.message,
             })?;
+        if self.handle.store.data_secret(&secret.name).await?.is_some() {
+            return Err(Error::SecretTaken(secret.name));
+        }
         let existing = self.handle.store.certificate(&secret.name).await?;
         if existing.as_ref().is_some_and(|c| c.kind == CertificateKind::User) && !replace {
             return Err(Error::SecretExists(secret.name));

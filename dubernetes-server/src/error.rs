@@ -109,6 +109,15 @@ impl From<Error> for ApiError {
             Error::SecretExists(_) | Error::SecretInUse { .. } => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field("name")
             }
+            Error::InvalidSecret { field, .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidSecret, message).with_field(field)
+            }
+            Error::SecretTaken(_) | Error::SecretUsed { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field("name")
+            }
+            Error::SecretsUnavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::SecretsUnavailable, message)
+            }
             Error::NoRevision { number, .. } => {
                 let error = ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message);
                 match number {

@@ -17,13 +17,17 @@ use sha2::{Digest, Sha256};
 // bounds. `validate`: the field rules. `duration`: serde helpers.
 mod duration;
 mod parse;
+mod secret_refs;
 #[cfg(test)]
 mod tests;
 mod validate;
 pub(crate) use validate::check_dns_label;
 
 pub use parse::{SpecError, check_stored_size, integral_numbers, parse_json_spec, parse_specs};
-pub use validate::{FieldError, ValidationError, parse_memory};
+pub use secret_refs::{
+    EnvValue, MAX_SECRET_FILES, PullPolicy, SecretFiles, SecretKeyRef, SecretVersions, is_latest, registry_of,
+};
+pub use validate::{FieldError, ValidationError, check_file_key, parse_memory};
 
 /// Most replicas a single pod may ask for.
 pub const MAX_REPLICAS: u32 = 1000;
@@ -71,9 +75,23 @@ pub struct PodSpec {
     /// The container port the app listens on.
     #[serde(default = "default_port")]
     pub port: u16,
-    /// Environment variables of every replica.
+    /// Environment variables of every replica: a string, or
+    /// `{secret: NAME, key: KEY}` (a key of a generic secret, resolved when a replica is created).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValue>,
+    /// Generic secrets mounted as read-only files, one per key, in a directory of the container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_files: Vec<SecretFiles>,
+    /// The docker-registry secret whose credentials pull `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<String>,
+    /// When the image is pulled (default `if-not-present`; `always` for `:latest` or no tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullPolicy>,
+    /// Set by the server at apply (what a client sends is replaced): the
+    /// version of each generic secret the pod uses, so replacing one makes a new revision.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_versions: SecretVersions,
     /// Replaces the image's entrypoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
@@ -518,6 +536,10 @@ impl PodSpec {
             replicas: default_replicas(),
             port: default_port(),
             env: BTreeMap::new(),
+            secret_files: Vec::new(),
+            image_pull_secret: None,
+            pull: None,
+            secret_versions: BTreeMap::new(),
             command: None,
             args: None,
             resources: None,
@@ -591,8 +613,51 @@ impl PodSpec {
 
     /// Adds an environment variable.
     pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.env.insert(key.into(), value.into());
+        self.env.insert(key.into(), EnvValue::Value(value.into()));
         self
+    }
+
+    /// Sets an environment variable to a key of a generic secret.
+    pub fn with_secret_env(
+        mut self,
+        key: impl Into<String>,
+        secret: impl Into<String>,
+        secret_key: impl Into<String>,
+    ) -> Self {
+        self.env.insert(
+            key.into(),
+            EnvValue::Secret(SecretKeyRef {
+                secret: secret.into(),
+                key: secret_key.into(),
+            }),
+        );
+        self
+    }
+
+    /// The generic secrets the pod uses (env values and files), by name.
+    pub fn generic_secrets(&self) -> std::collections::BTreeSet<&str> {
+        self.env
+            .values()
+            .filter_map(|v| match v {
+                EnvValue::Secret(r) => Some(r.secret.as_str()),
+                EnvValue::Value(_) => None,
+            })
+            .chain(self.secret_files.iter().map(|f| f.secret.as_str()))
+            .collect()
+    }
+
+    /// Whether the pod uses the secret `name` (any kind but TLS).
+    pub fn uses_secret(&self, name: &str) -> bool {
+        self.image_pull_secret.as_deref() == Some(name) || self.generic_secrets().contains(name)
+    }
+
+    /// The pull policy in force: `pull`, else `always` for `:latest` or no tag, else `if-not-present`.
+    pub fn pull_policy(&self) -> PullPolicy {
+        self.pull.unwrap_or(if is_latest(&self.image) {
+            PullPolicy::Always
+        } else {
+            PullPolicy::IfNotPresent
+        })
     }
 
     /// Sets an HTTP readiness check on `path`, with default timings.
@@ -715,7 +780,7 @@ impl PodSpec {
         struct Template<'a> {
             image: &'a str,
             port: u16,
-            env: &'a BTreeMap<String, String>,
+            env: &'a BTreeMap<String, EnvValue>,
             command: &'a Option<Vec<String>>,
             args: &'a Option<Vec<String>>,
             memory: Option<u64>,
@@ -727,6 +792,14 @@ impl PodSpec {
             logging: Option<&'a Logging>,
             #[serde(skip_serializing_if = "Option::is_none")]
             security: Option<&'a Security>,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            secret_files: &'a [SecretFiles],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            image_pull_secret: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pull: Option<PullPolicy>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            secret_versions: &'a SecretVersions,
         }
         let template = Template {
             image: &self.image,
@@ -739,6 +812,10 @@ impl PodSpec {
             pids: self.resources.as_ref().and_then(|r| r.pids),
             logging: self.logging.as_ref(),
             security: self.security.as_ref(),
+            secret_files: &self.secret_files,
+            image_pull_secret: self.image_pull_secret.as_deref(),
+            pull: self.pull,
+            secret_versions: &self.secret_versions,
         };
         // Serializing strings, integers, floats and maps cannot fail.
         let bytes = serde_json::to_vec(&template).unwrap_or_default();
@@ -758,6 +835,9 @@ impl PodSpec {
             resources: other.resources.clone(),
             logging: other.logging.clone(),
             security: other.security.clone(),
+            secret_files: other.secret_files.clone(),
+            image_pull_secret: other.image_pull_secret.clone(),
+            pull: other.pull,
             ..self.clone()
         }
     }

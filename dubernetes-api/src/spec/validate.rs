@@ -8,7 +8,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckKind, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_HOSTS, MAX_MAX_BODY, MAX_PIDS, MAX_REPLICAS, PodSpec, Tls,
+    CheckKind, EnvValue, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_HOSTS, MAX_MAX_BODY, MAX_PIDS, MAX_REPLICAS,
+    MAX_SECRET_FILES, PodSpec, Tls,
 };
 
 impl PodSpec {
@@ -42,6 +43,16 @@ impl PodSpec {
             if let Err(m) = check_env_key(key) {
                 problems.push(FieldError::new(field.clone(), m));
             }
+            let value = match value {
+                EnvValue::Value(v) => v,
+                EnvValue::Secret(r) => {
+                    check_secret_ref(&mut problems, &format!("{field}.secret"), &r.secret);
+                    if let Err(m) = check_env_key(&r.key).or_else(|_| check_file_key(&r.key)) {
+                        problems.push(FieldError::new(format!("{field}.key"), m));
+                    }
+                    continue;
+                }
+            };
             if value.contains('\0') {
                 problems.push(FieldError::new(field, "value must not contain a NUL byte"));
             } else if value.len() > MAX_ENV_VALUE_BYTES {
@@ -165,6 +176,7 @@ impl PodSpec {
             }
         }
         self.validate_access(&mut problems);
+        self.validate_secret_refs(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -485,6 +497,82 @@ fn check_http_path(path: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+impl PodSpec {
+    /// `secret_files` and `image_pull_secret`.
+    fn validate_secret_refs(&self, problems: &mut Vec<FieldError>) {
+        if self.secret_files.len() > MAX_SECRET_FILES {
+            problems.push(FieldError::new(
+                "secret_files",
+                format!(
+                    "has {} entries; at most {MAX_SECRET_FILES} are allowed",
+                    self.secret_files.len()
+                ),
+            ));
+        }
+        let mut paths = std::collections::HashSet::new();
+        for (i, f) in self.secret_files.iter().enumerate() {
+            check_secret_ref(problems, &format!("secret_files[{i}].secret"), &f.secret);
+            let field = format!("secret_files[{i}].path");
+            if let Err(m) = check_mount_path(&f.path) {
+                problems.push(FieldError::new(field, m));
+            } else if !paths.insert(f.path.trim_end_matches('/')) {
+                problems.push(FieldError::new(
+                    field,
+                    "is used by another entry; give each secret its own directory",
+                ));
+            }
+        }
+        if let Some(name) = &self.image_pull_secret {
+            check_secret_ref(problems, "image_pull_secret", name);
+        }
+    }
+}
+
+/// A secret's name where a pod names one: a DNS label.
+fn check_secret_ref(problems: &mut Vec<FieldError>, field: &str, name: &str) {
+    if let Err(m) = check_dns_label(name) {
+        problems.push(FieldError::new(field, m));
+    }
+}
+
+/// A key of a generic secret (a file name in `secret_files`, or an env name):
+/// letters, digits, `-`, `_` and `.`, not `.` or `..`, at most 253.
+pub fn check_file_key(key: &str) -> Result<(), String> {
+    let ok = !key.is_empty()
+        && key.len() <= 253
+        && key != "."
+        && key != ".."
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err("a secret key uses letters, digits, '-', '_' and '.' (at most 253), and is not '.' or '..'".into())
+    }
+}
+
+/// An absolute directory in a container: `/` then segments of letters,
+/// digits, `-`, `_`, `.` (no `..`), not `/` itself, at most 256 bytes.
+fn check_mount_path(path: &str) -> Result<(), String> {
+    let trimmed = path.trim_end_matches('/');
+    let ok = path.starts_with('/')
+        && path.len() <= 256
+        && !trimmed.is_empty()
+        && trimmed[1..].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "must be an absolute directory such as /run/secrets/db (letters, digits, '-', '_', '.'; no '..'; not '/')"
+                .into(),
+        )
+    }
 }
 
 fn check_env_key(key: &str) -> Result<(), String> {

@@ -385,7 +385,9 @@ impl Ingress {
         *lock(&self.live_tls) = Arc::new(HashMap::new());
         self.set_bound(state, None);
         *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(HashSet::new());
-        self.runtime.ensure_image(&self.settings.image).await.map_err(|e| {
+        self.runtime
+            .ensure_image(&self.settings.image, &crate::engine::Pull::if_missing())
+            .await.map_err(|e| {
             Error::Ingress(format!(
                 "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local-2) or pass --ingress-image with an image you have",
                 self.settings.image

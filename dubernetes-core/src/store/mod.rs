@@ -139,6 +139,45 @@ impl std::fmt::Debug for StoredCertificate {
     }
 }
 
+/// A generic or docker-registry secret as stored: its names in clear, its
+/// values sealed by the [`crate::vault::Vault`] (no key in the store).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct StoredSecret {
+    pub name: String,
+    pub kind: dubernetes_api::SecretType,
+    /// A generic secret's keys.
+    pub keys: Vec<String>,
+    /// A docker-registry secret's registry host.
+    pub docker_server: Option<String>,
+    /// The values, sealed (see [`crate::vault::Vault::seal`]).
+    pub sealed: String,
+    /// Set by the store: increases on every write of the name.
+    pub version: i64,
+    /// Unix milliseconds (set by the store).
+    pub created_at: i64,
+    /// Unix milliseconds (set by the store).
+    pub updated_at: i64,
+}
+
+/// Prints names only (the sealed bytes are not of use to a reader either).
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("keys", &self.keys)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoredSecret {
+    /// The associated data its values are sealed with.
+    pub(crate) fn aad(name: &str, kind: dubernetes_api::SecretType) -> String {
+        format!("{}/{name}", kind.as_str())
+    }
+}
+
 /// Desired state, as the controller and the facade need it. Every method is
 /// one transaction; a failed check writes nothing.
 #[async_trait::async_trait]
@@ -224,6 +263,22 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
 
     /// Deletes the certificate of this name; returns whether it existed.
     async fn delete_certificate(&self, name: &str) -> Result<bool>;
+
+    /// Stores a generic or docker-registry secret in one transaction: refused
+    /// with [`Error::SecretTaken`] when the name is taken by a secret of any
+    /// type (unless `replace` and it is of this type); its version becomes
+    /// higher than any before. Returns it as stored.
+    async fn put_data_secret(&self, secret: &StoredSecret, replace: bool) -> Result<StoredSecret>;
+
+    /// The generic or docker-registry secret of this name.
+    async fn data_secret(&self, name: &str) -> Result<Option<StoredSecret>>;
+
+    /// Every generic and docker-registry secret, by name.
+    async fn data_secrets(&self) -> Result<Vec<StoredSecret>>;
+
+    /// Deletes a generic or docker-registry secret in one transaction with
+    /// the check that no pod uses it ([`Error::SecretUsed`]); returns whether it existed.
+    async fn delete_data_secret(&self, name: &str) -> Result<bool>;
 
     /// The ACME account credentials (JSON) for this directory URL.
     async fn acme_account(&self, directory: &str) -> Result<Option<String>>;

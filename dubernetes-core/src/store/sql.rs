@@ -448,6 +448,97 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn put_data_secret(
+                &self,
+                secret: &crate::store::StoredSecret,
+                replace: bool,
+            ) -> Result<crate::store::StoredSecret> {
+                let now = now_ms();
+                let keys = serde_json::to_string(&secret.keys).map_err(|e| Error::Internal(e.to_string()))?;
+                let mut tx = self.write_tx().await?;
+                let tls: Option<String> = sqlx::query_scalar("SELECT name FROM certificates WHERE name = $1")
+                    .bind(&secret.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let existing: Option<(String, i64)> = sqlx::query("SELECT kind, version FROM data_secrets WHERE name = $1")
+                    .bind(&secret.name)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| Ok::<_, sqlx::Error>((r.try_get("kind")?, r.try_get("version")?)))
+                    .transpose()?;
+                let same_kind = existing.as_ref().is_some_and(|(k, _)| k == secret.kind.as_str());
+                if tls.is_some() || (existing.is_some() && !(replace && same_kind)) {
+                    return Err(Error::SecretTaken(secret.name.clone()));
+                }
+                // Never a version seen before, even after a delete and re-create.
+                let version = existing.map_or(now, |(_, v)| now.max(v + 1));
+                sqlx::query(
+                    "INSERT INTO data_secrets (name, kind, keys, docker_server, sealed, version, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                     ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, keys = excluded.keys,
+                       docker_server = excluded.docker_server, sealed = excluded.sealed,
+                       version = excluded.version, updated_at = excluded.updated_at",
+                )
+                .bind(&secret.name)
+                .bind(secret.kind.as_str())
+                .bind(keys)
+                .bind(&secret.docker_server)
+                .bind(&secret.sealed)
+                .bind(version)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let row = sqlx::query("SELECT * FROM data_secrets WHERE name = $1")
+                    .bind(&secret.name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let stored = data_secret_from_row(&row)?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn data_secret(&self, name: &str) -> Result<Option<crate::store::StoredSecret>> {
+                let row = sqlx::query("SELECT * FROM data_secrets WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(data_secret_from_row).transpose()
+            }
+
+            async fn data_secrets(&self) -> Result<Vec<crate::store::StoredSecret>> {
+                let rows = sqlx::query("SELECT * FROM data_secrets ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(data_secret_from_row).collect()
+            }
+
+            async fn delete_data_secret(&self, name: &str) -> Result<bool> {
+                let mut tx = self.write_tx().await?;
+                let specs: Vec<String> = sqlx::query_scalar("SELECT spec FROM pods ORDER BY name")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut users = Vec::new();
+                for spec in specs {
+                    let spec: PodSpec =
+                        serde_json::from_str(&spec).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?;
+                    if spec.uses_secret(name) {
+                        users.push(spec.name);
+                    }
+                }
+                if !users.is_empty() {
+                    return Err(Error::SecretUsed {
+                        name: name.to_string(),
+                        pods: users,
+                    });
+                }
+                let done = sqlx::query("DELETE FROM data_secrets WHERE name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn acme_account(&self, directory: &str) -> Result<Option<String>> {
                 Ok(
                     sqlx::query_scalar("SELECT credentials FROM acme_accounts WHERE directory = $1")
@@ -471,6 +562,25 @@ macro_rules! sql_store {
             }
 
             $($extra)*
+        }
+
+        fn data_secret_from_row(r: &$row) -> Result<crate::store::StoredSecret> {
+            let keys: String = r.try_get("keys")?;
+            let kind: String = r.try_get("kind")?;
+            Ok(crate::store::StoredSecret {
+                name: r.try_get("name")?,
+                kind: match kind.as_str() {
+                    "generic" => dubernetes_api::SecretType::Generic,
+                    "docker-registry" => dubernetes_api::SecretType::DockerRegistry,
+                    other => return Err(Error::Internal(format!("unknown secret type {other:?} in the store"))),
+                },
+                keys: serde_json::from_str(&keys).map_err(|e| Error::Internal(format!("stored secret keys: {e}")))?,
+                docker_server: r.try_get("docker_server")?,
+                sealed: r.try_get("sealed")?,
+                version: r.try_get("version")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+            })
         }
 
         fn certificate_from_row(r: &$row) -> Result<StoredCertificate> {
