@@ -2,7 +2,7 @@
 //! WebSocket (handshake, frames both ways), server-sent events that arrive as
 //! they are sent, big uploads and `access.max_body`, several hosts with a
 //! wildcard, path prefixes (longest wins, whole segments), a clash refused
-//! with 409, and HTTP/2 on the TLS listener. The app is examples/whoami
+//! with 409, HTTP/2 and WebSocket on the TLS listener. The app is examples/whoami
 //! (`/ws`, `/sse`, `/upload`).
 
 use std::time::{Duration, Instant};
@@ -275,6 +275,41 @@ async fn hosts_paths_clash_and_http2() {
         response.headers().get("location").and_then(|l| l.to_str().ok()),
         Some(format!("https://www.shop.test:{tls_port}/api/x").as_str())
     );
+
+    // WebSocket over HTTPS (HTTP/1.1 by ALPN's default): the same echo.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::from_pem_slice(
+                ca.cert_pem.as_bytes(),
+            )
+            .expect("CA PEM"),
+        )
+        .expect("root");
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(at).await.expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("www.shop.test").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    let (mut ws, response) = tokio_tungstenite::client_async("wss://www.shop.test/ws", tls)
+        .await
+        .expect("WebSocket handshake over HTTPS");
+    assert_eq!(response.status().as_u16(), 101);
+    ws.send(Message::text("over tls")).await.expect("send");
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo in time")
+        .expect("a frame")
+        .expect("a good frame");
+    assert_eq!(echoed, Message::text("over tls"));
+    ws.close(None).await.expect("close");
 
     // The clash was refused without touching the owner: still served.
     let (status, by, _) = get(www("/api/x")).await.expect("api");

@@ -220,7 +220,8 @@ fn blocks(routes: &[Route]) -> Vec<Block<'_>> {
                 });
                 blocks.push(Block {
                     server_name: name,
-                    pod: first,
+                    // A certificate nginx refuses is that pod's.
+                    pod: cert_pod,
                     https: Some((cert_pod, &t.fingerprint)),
                     redirect: None,
                     locations,
