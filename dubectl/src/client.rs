@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 pub use dubernetes_api::ApplyResponse;
-use dubernetes_api::{ApiError, ErrorCode, Event, LogLine, NewTlsSecret, Pod, PodSpec, TlsSecret, WatchEvent};
+use dubernetes_api::{
+    ApiError, ErrorCode, Event, LogLine, NamedVolume, NewTlsSecret, Pod, PodSpec, TlsSecret, WatchEvent,
+};
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
@@ -222,6 +224,17 @@ impl Client {
     pub async fn delete_secret(&self, name: &str) -> anyhow::Result<()> {
         let _: serde_json::Value = self
             .send(self.http.delete(format!("{}/v1/secrets/{name}", self.base)))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn volumes(&self) -> anyhow::Result<Vec<NamedVolume>> {
+        self.send(self.http.get(format!("{}/v1/volumes", self.base))).await
+    }
+
+    pub async fn delete_volume(&self, name: &str) -> anyhow::Result<()> {
+        let _: serde_json::Value = self
+            .send(self.http.delete(format!("{}/v1/volumes/{name}", self.base)))
             .await?;
         Ok(())
     }

@@ -66,6 +66,7 @@ mod status;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod volumes;
 mod watch;
 
 pub use acme::{
@@ -75,7 +76,7 @@ pub use acme::{
 pub use builder::INGRESS_ENDPOINTS_DIR;
 pub use controller::{BackoffSettings, Change};
 pub use data_dir::LOCK_FILE;
-pub use dubernetes_api::{ApiError, ApplyResponse, ErrorCode, NewTlsSecret, ReplicaCounts, TlsSecret};
+pub use dubernetes_api::{ApiError, ApplyResponse, ErrorCode, NamedVolume, NewTlsSecret, ReplicaCounts, TlsSecret};
 pub use engine::Backend;
 pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
 pub use error::{DataDirProblem, Error, Result};
@@ -99,8 +100,8 @@ pub use shared::{
 pub use spec::{
     Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS,
     MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, Resources, RestartBackoff,
-    Security, SpecError, Tls, UpdateStrategy, ValidationError, check_stored_size, integral_numbers, parse_json_spec,
-    parse_memory, parse_specs,
+    Security, SpecError, Strategy, Tls, UpdateStrategy, ValidationError, Volume, VolumeMount, check_stored_size,
+    integral_numbers, parse_json_spec, parse_memory, parse_specs,
 };
 pub use store::{
     ApplyOutcome, DB_FILE, Event, EventKind, MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS, MAX_REVISIONS, Revision,

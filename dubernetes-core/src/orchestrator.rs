@@ -332,6 +332,15 @@ impl Dubernetes {
             self.handle.ctx().wake(&spec.name);
         }
         if outcome != ApplyOutcome::Unchanged {
+            // A risk the spec takes on purpose or by mistake (several writers
+            // on one volume) is said where the user looks: the apply's answer
+            // (`ApplyResponse::warnings`) and the pod's events.
+            for warning in spec.warnings() {
+                self.handle
+                    .ctx()
+                    .event(&spec.name, "Warning", "SharedVolume", &warning)
+                    .await;
+            }
             self.handle.ctx().notify(Change::Pod {
                 name: spec.name.clone(),
             });

@@ -108,6 +108,12 @@ impl From<Error> for ApiError {
             Error::SecretExists(_) | Error::SecretInUse { .. } => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field("name")
             }
+            Error::VolumeNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message).with_field("name")
+            }
+            Error::VolumeInUse { .. } | Error::VolumeNotOwned { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field("name")
+            }
             Error::NoRevision { number, .. } => {
                 let error = ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message);
                 match number {

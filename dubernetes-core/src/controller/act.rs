@@ -2,6 +2,8 @@
 //! removals, drains, and the events that say what was done.
 
 use super::prelude::*;
+use crate::runtime::{Mount, volume_engine_name};
+use crate::spec::VolumeMount;
 
 impl Context {
     pub(super) async fn execute(
@@ -162,6 +164,16 @@ impl Context {
         let Some(stored) = stored.filter(|_| !slots.is_empty()) else {
             return errors;
         };
+        if let Err(e) = self.ensure_volumes(&stored.spec).await {
+            {
+                let mut status = lock(&self.status);
+                let s = status.entry(pod.to_string()).or_default();
+                s.reason = Some("VolumeUnavailable".into());
+            }
+            self.event(pod, "Warning", "VolumeUnavailable", &e.to_string()).await;
+            errors.push(e);
+            return errors;
+        }
         match self.runtime.ensure_image(&stored.spec.image).await {
             Ok(()) => {
                 let template = self.template(stored);
@@ -206,6 +218,18 @@ impl Context {
         errors
     }
 
+    /// Makes sure every named volume of the pod exists and is this store's
+    /// (created on first use; see [`crate::runtime::Runtime::ensure_volume`]),
+    /// before any replica mounts it: the engine would otherwise make a
+    /// missing one itself, without our labels.
+    async fn ensure_volumes(&self, spec: &crate::spec::PodSpec) -> Result<()> {
+        for name in spec.named_volumes() {
+            self.with_slot(self.runtime.ensure_volume(&self.settings.instance, name))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// What a replica of the pod's current revision runs, with its labels.
     pub(super) fn template(&self, stored: &StoredPod) -> ContainerSpec {
         let spec = &stored.spec;
@@ -232,6 +256,19 @@ impl Context {
             publish: None,
             publish_tls: None,
             binds: Vec::new(),
+            mounts: spec
+                .volumes
+                .iter()
+                .filter_map(crate::spec::Volume::mount)
+                .map(|m| match m {
+                    VolumeMount::Named { name, path } => Mount::Volume {
+                        source: volume_engine_name(&self.settings.instance, &name),
+                        target: path,
+                        labels: self.runtime.volume_labels(&self.settings.instance, &name),
+                    },
+                    VolumeMount::Tmpfs { path, bytes } => Mount::Tmpfs { target: path, bytes },
+                })
+                .collect(),
         }
     }
 }

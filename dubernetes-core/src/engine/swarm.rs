@@ -249,6 +249,9 @@ impl SwarmEngine {
                     command: spec.command.clone(),
                     args: spec.args.clone(),
                     env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+                    // A named volume is local to the node that runs the task:
+                    // made there, with these labels, when the task starts.
+                    mounts: super::docker::mounts_of(spec),
                     // A removal kills at once (as `docker rm -f`); a stop
                     // sets the pod's grace period first.
                     stop_grace_period: Some(0),
@@ -544,6 +547,24 @@ impl Engine for SwarmEngine {
 
     async fn ensure_image(&self, image: &str) -> Result<()> {
         self.inner.ensure_image(image).await
+    }
+
+    // Volumes are the manager's own (this engine's): where a task of another
+    // node mounts one, that node's engine makes it (see `service_spec`).
+    async fn ensure_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<super::VolumeInfo> {
+        self.inner.ensure_volume(name, labels).await
+    }
+
+    async fn inspect_volume(&self, name: &str) -> Result<Option<super::VolumeInfo>> {
+        self.inner.inspect_volume(name).await
+    }
+
+    async fn list_volumes(&self, instance: &str, sizes: bool) -> Result<Vec<super::VolumeInfo>> {
+        self.inner.list_volumes(instance, sizes).await
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.inner.remove_volume(name).await
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {
