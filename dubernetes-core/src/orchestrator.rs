@@ -697,7 +697,8 @@ impl Dubernetes {
     }
 
     /// Stops the controller and removes every container and the network of
-    /// this instance. Pods stay in the store.
+    /// this instance. Pods stay in the store, and so do named volumes (data:
+    /// only [`delete_volume`](Self::delete_volume) removes one).
     pub async fn purge(&self) -> Result<()> {
         self.stop_tasks().await;
         remove_everything(
