@@ -15,6 +15,9 @@
 #                          (no njs) is no longer built.
 #   dubernetes/probe:local Debian's microsocks (extracted) on an empty image: the swarm
 #                          backend's probe agent on the overlay network
+#   dubernetes/busybox:local
+#                          Debian's busybox-static (extracted) on an empty image: a shell
+#                          for tests of stateful pods (a counter kept on a volume)
 #
 # Needs: docker (daemon running), cargo/rustc, and Debian's apt for the nginx package
 # and anything else missing. Idempotent; a second run mostly hits caches. Runs from any
@@ -259,7 +262,25 @@ done
 cp "$ROOT/images/probe/Dockerfile" "$STAGE/probe/Dockerfile"
 docker_build "$STAGE/probe" dubernetes/probe:local
 
-for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local-2 dubernetes/probe:local; do
+# --- busybox (tests of stateful pods) -------------------------------------------------
+BUSYBOX_DEB="$(fetch_deb busybox-static)" || die "cannot download busybox-static"
+log "using $(basename "$BUSYBOX_DEB")"
+mkdir -p "$STAGE/busybox-deb"
+dpkg-deb -x "$BUSYBOX_DEB" "$STAGE/busybox-deb"
+BRFS="$STAGE/busybox/rootfs"
+install -D -m 0755 "$STAGE/busybox-deb/bin/busybox" "$BRFS/bin/busybox"
+# Statically linked: it runs on the host too, to list its applets.
+mapfile -t APPLETS < <("$BRFS/bin/busybox" --list)
+[[ ${#APPLETS[@]} -gt 0 ]] || die "busybox lists no applets"
+for applet in "${APPLETS[@]}"; do
+	[[ $applet == busybox || ! $applet =~ ^[a-z0-9._-]+$ ]] || ln -sfn busybox "$BRFS/bin/$applet"
+done
+mkdir -p "$BRFS/tmp" "$BRFS/data"
+chmod 1777 "$BRFS/tmp"
+cp "$ROOT/images/busybox/Dockerfile" "$STAGE/busybox/Dockerfile"
+docker_build "$STAGE/busybox" dubernetes/busybox:local
+
+for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local-2 dubernetes/probe:local dubernetes/busybox:local; do
 	docker image inspect "$tag" >/dev/null || die "$tag missing after build"
 	echo "$tag"
 done

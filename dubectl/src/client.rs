@@ -5,8 +5,8 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 pub use dubernetes_api::ApplyResponse;
 use dubernetes_api::{
-    AnySecret, ApiError, DataSecret, ErrorCode, Event, LogLine, NewSecret, NewTlsSecret, Pod, PodSpec, TlsSecret,
-    WatchEvent,
+    AnySecret, ApiError, DataSecret, ErrorCode, Event, LogLine, NamedVolume, NewSecret, NewTlsSecret, Pod, PodSpec,
+    TlsSecret, WatchEvent,
 };
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
@@ -235,6 +235,17 @@ impl Client {
     pub async fn delete_secret(&self, name: &str) -> anyhow::Result<()> {
         let _: serde_json::Value = self
             .send(self.http.delete(format!("{}/v1/secrets/{name}", self.base)))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn volumes(&self) -> anyhow::Result<Vec<NamedVolume>> {
+        self.send(self.http.get(format!("{}/v1/volumes", self.base))).await
+    }
+
+    pub async fn delete_volume(&self, name: &str) -> anyhow::Result<()> {
+        let _: serde_json::Value = self
+            .send(self.http.delete(format!("{}/v1/volumes/{name}", self.base)))
             .await?;
         Ok(())
     }

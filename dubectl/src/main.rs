@@ -72,12 +72,12 @@ enum Command {
     /// Create a resource: `create secret tls NAME --cert FILE --key FILE`.
     #[command(subcommand)]
     Create(CreateCommand),
-    /// Show pods (or TLS secrets) as a table, JSON or YAML; -w keeps watching pods.
+    /// Show pods (or TLS secrets, or volumes) as a table, JSON or YAML; -w keeps watching pods.
     #[command(
-        after_help = "Examples:\n  dubectl get pods\n  dubectl get pods -o wide\n  dubectl get pod whoami -o yaml\n  dubectl get pods -w\n  dubectl get secrets"
+        after_help = "Examples:\n  dubectl get pods\n  dubectl get pods -o wide\n  dubectl get pod whoami -o yaml\n  dubectl get pods -w\n  dubectl get secrets\n  dubectl get volumes"
     )]
     Get {
-        /// Resource kind: `pods` (or `pod`, `po`), `secrets` (or `secret`).
+        /// Resource kind: `pods` (or `pod`, `po`), `secrets` (or `secret`), `volumes` (or `volume`, `vol`).
         kind: Kind,
         /// One pod's name.
         name: Option<String>,
@@ -121,12 +121,12 @@ enum Command {
         #[arg(long)]
         raw: bool,
     },
-    /// Delete pods (or TLS secrets) by name, or pods by file.
+    /// Delete pods (or TLS secrets, or volumes and their data) by name, or pods by file.
     #[command(
-        after_help = "Examples:\n  dubectl delete pod whoami\n  dubectl delete pod a b c\n  dubectl delete -f examples/whoami.yaml\n  dubectl delete secret web-cert"
+        after_help = "Examples:\n  dubectl delete pod whoami\n  dubectl delete pod a b c\n  dubectl delete -f examples/whoami.yaml\n  dubectl delete secret web-cert\n  dubectl delete volume pgdata"
     )]
     Delete {
-        /// Resource kind and names: `pod NAME...` or `secret NAME...`.
+        /// Resource kind and names: `pod NAME...`, `secret NAME...` or `volume NAME...`.
         #[arg(required_unless_present = "files")]
         kind: Option<Kind>,
         /// Pod names.
@@ -295,6 +295,8 @@ enum Kind {
     Pods,
     #[value(alias = "secret")]
     Secrets,
+    #[value(alias = "volume", alias = "vol")]
+    Volumes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -428,6 +430,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let response = client.apply(&spec, dry_run).await?;
                 let suffix = if dry_run { " (server dry run)" } else { "" };
                 println!("pod/{} {}{suffix}", spec.name, response.outcome.as_str());
+                for warning in &response.warnings {
+                    eprintln!(
+                        "{} pod/{}: {}",
+                        style::paint(style::enabled(true), 33, "warning:"),
+                        spec.name,
+                        escape::line(warning)
+                    );
+                }
                 if let Some(pod) = response.pod {
                     targets.push(progress::Target {
                         name: spec.name,
@@ -622,8 +632,63 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await)
         }
         Command::Scale {
-            kind: Kind::Secrets, ..
+            kind: Kind::Secrets | Kind::Volumes,
+            ..
         } => bail!("only pods scale: `dubectl scale pod NAME --replicas N`"),
+        Command::Get {
+            kind: Kind::Volumes,
+            name,
+            output,
+            watch,
+        } => {
+            if watch {
+                bail!("-w watches pods only; `dubectl get volumes` lists the volumes");
+            }
+            let mut volumes = client.volumes().await?;
+            if let Some(name) = &name {
+                volumes.retain(|v| &v.name == name);
+                if volumes.is_empty() {
+                    bail!(
+                        "volume {} not found; `dubectl get volumes` lists them",
+                        escape::line(name)
+                    );
+                }
+            }
+            output::print_volumes(&volumes, output, name.is_some())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Describe {
+            kind: Kind::Volumes,
+            name,
+        } => {
+            let volumes: Vec<_> = client.volumes().await?.into_iter().filter(|v| v.name == name).collect();
+            if volumes.is_empty() {
+                bail!(
+                    "volume {} not found; `dubectl get volumes` lists them",
+                    escape::line(&name)
+                );
+            }
+            output::print_volumes(&volumes, Format::Yaml, true)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delete {
+            kind: Some(Kind::Volumes),
+            names,
+            files,
+            ignore_not_found,
+        } => {
+            if !files.is_empty() {
+                bail!("-f deletes pods; delete volumes by name: `dubectl delete volume NAME`");
+            }
+            if names.is_empty() {
+                bail!("name the volumes to delete: `dubectl delete volume NAME`");
+            }
+            Ok(delete_each("volume", names, ignore_not_found, |name| {
+                let client = &client;
+                async move { client.delete_volume(&name).await }
+            })
+            .await)
+        }
         Command::Describe { kind: Kind::Pods, name } => {
             let pod = client.get(&name).await?;
             let (events, _) = client.events(Some(&name)).await?;

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dubernetes_api::{AnySecret, Event, Pod, WatchKind};
+use dubernetes_api::{AnySecret, Event, NamedVolume, Pod, WatchKind};
 
 use crate::Format;
 use crate::escape;
@@ -382,4 +382,50 @@ fn host_column(spec: &dubernetes_api::PodSpec) -> String {
         "/" => hosts.join(","),
         path => format!("{}{path}", hosts.join(",")),
     }
+}
+
+/// `get volumes`: names, sizes (where the engine knows), users, engine names.
+pub fn print_volumes(volumes: &[NamedVolume], format: Format, single: bool) -> anyhow::Result<()> {
+    match format {
+        Format::Json if single && volumes.len() == 1 => println!("{}", serde_json::to_string_pretty(&volumes[0])?),
+        Format::Yaml if single && volumes.len() == 1 => print!("{}", serde_yaml_ng::to_string(&volumes[0])?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(volumes)?),
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(volumes)?),
+        Format::Table | Format::Wide => {
+            if volumes.is_empty() {
+                eprintln!("No volumes found.");
+                return Ok(());
+            }
+            let mut rows = vec![["NAME", "SIZE", "USED-BY", "ENGINE-NAME"].map(String::from).to_vec()];
+            for v in volumes {
+                rows.push(vec![
+                    escape::line(&v.name),
+                    v.size_bytes.map_or_else(|| "-".to_string(), human_bytes),
+                    if v.used_by.is_empty() {
+                        "-".into()
+                    } else {
+                        escape::line(&v.used_by.join(","))
+                    },
+                    escape::line(&v.engine_name),
+                ]);
+            }
+            table(&rows, &[]);
+        }
+    }
+    Ok(())
+}
+
+/// Bytes in binary units, e.g. `4.0Ki`, `12.3Mi`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["Ki", "Mi", "Gi", "Ti", "Pi"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS[unit])
 }

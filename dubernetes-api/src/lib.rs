@@ -26,6 +26,7 @@ pub mod pod;
 pub mod revision;
 pub mod secret;
 pub mod spec;
+pub mod volume;
 pub mod watch;
 
 pub use error::{ApiError, ErrorCode};
@@ -42,10 +43,14 @@ pub use spec::{
     Access, CheckKind, DEFAULT_INGRESS_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MIN_READY, EnvValue, FieldError, HealthCheck,
     IMPLICIT_CHECK_INTERVAL, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_HOSTS, MAX_MAX_BODY, MAX_PIDS,
     MAX_REPLICAS, MAX_SECRET_FILES, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, PullPolicy,
-    Resources, RestartBackoff, SecretFiles, SecretKeyRef, Security,
-    SpecError, Tls, UpdateStrategy, ValidationError, check_stored_size, integral_numbers, parse_json_spec,
-    parse_memory, parse_specs,
+    Resources, RestartBackoff, SecretFiles, SecretKeyRef, Security, SpecError, Strategy, Tls, UpdateStrategy,
+    ValidationError, check_stored_size, integral_numbers, parse_json_spec, parse_memory, parse_specs,
 };
+pub use spec::{
+    DEFAULT_TMPFS_BYTES, MAX_IMAGE_NAME, MAX_IMAGE_REFERENCE, MAX_MOUNT_PATH_BYTES, MAX_TMPFS_BYTES, MAX_VOLUMES,
+    Volume, VolumeMount, check_volume_name,
+};
+pub use volume::NamedVolume;
 pub use watch::{WatchEvent, WatchKind};
 
 /// A stored or sent word that names no value of an enum (e.g. a rollout

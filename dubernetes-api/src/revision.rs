@@ -113,6 +113,9 @@ pub struct ApplyResponse {
     pub dry_run: bool,
     /// The pod after the apply (absent on dry runs of new pods).
     pub pod: Option<Pod>,
+    /// What the spec risks, e.g. several writers on one volume (see `PodSpec::warnings`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One revision of a pod: what its containers ran, and how the rollout ended.

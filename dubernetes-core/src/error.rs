@@ -87,6 +87,36 @@ pub enum Error {
         /// The engine's or registry's words (escaped, cut), never credentials.
         message: String,
     },
+    /// No volume of this name in the instance.
+    #[error("volume {0:?} not found; `dubectl get volumes` lists them")]
+    VolumeNotFound(String),
+    /// The volume is mounted by pods (or by a container still stopping); nothing was deleted.
+    #[error("{}", if pods.is_empty() {
+        format!("volume {name:?} is still mounted by a replica that is stopping; retry in a moment")
+    } else {
+        format!("volume {name:?} is used by pod(s) {}; delete them or remove the volume from their spec first", pods.join(", "))
+    })]
+    VolumeInUse {
+        /// The volume.
+        name: String,
+        /// The pods whose spec mounts it.
+        pods: Vec<String>,
+    },
+    /// The engine has a volume of this name that this store did not make
+    /// (another store's, or not Dubernetes'): it is never mounted, changed or
+    /// deleted. Remove or rename it, or give the pod's volume another name.
+    #[error(
+        "volume {name:?}: the engine's volume {engine_name} exists and {}; it is left alone: remove or rename it yourself, or use another volume name",
+        owner.as_ref().map_or_else(|| "was not made by Dubernetes".to_string(), |o| format!("belongs to another store ({o})"))
+    )]
+    VolumeNotOwned {
+        /// The volume as the pod names it.
+        name: String,
+        /// The engine's name for it.
+        engine_name: String,
+        /// The store it is labelled with, if any.
+        owner: Option<String>,
+    },
     /// A rollback asked for a revision the pod does not have (`number`,
     /// field `to_revision`), or, without a number, the pod has no revision
     /// with another template to go back to.

@@ -68,6 +68,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod vault;
+mod volumes;
 mod watch;
 
 pub use acme::{
@@ -79,8 +80,8 @@ pub use controller::{BackoffSettings, Change};
 pub use data_dir::LOCK_FILE;
 pub use data_secrets::{MAX_SECRET_KEYS, MAX_SECRET_VALUE_BYTES};
 pub use dubernetes_api::{
-    AnySecret, ApiError, ApplyResponse, DataSecret, ErrorCode, NewAnySecret, NewSecret, NewTlsSecret, ReplicaCounts,
-    SecretType, TlsSecret,
+    AnySecret, ApiError, ApplyResponse, DataSecret, ErrorCode, NamedVolume, NewAnySecret, NewSecret, NewTlsSecret,
+    ReplicaCounts, SecretType, TlsSecret,
 };
 pub use engine::Backend;
 pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
@@ -105,8 +106,8 @@ pub use shared::{
 pub use spec::{
     Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS,
     MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, Resources, RestartBackoff,
-    Security, SpecError, Tls, UpdateStrategy, ValidationError, check_stored_size, integral_numbers, parse_json_spec,
-    parse_memory, parse_specs,
+    Security, SpecError, Strategy, Tls, UpdateStrategy, ValidationError, Volume, VolumeMount, check_stored_size,
+    integral_numbers, parse_json_spec, parse_memory, parse_specs,
 };
 pub use store::{
     ApplyOutcome, DB_FILE, Event, EventKind, MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS, MAX_REVISIONS, Revision,

@@ -133,6 +133,8 @@ label_words! {
         PublishedPort => "published_port",
         /// `log_tail`.
         LogTail => "log_tail",
+        /// `ensure_volume`, `inspect_volume`, `list_volumes`, `remove_volume`.
+        Volume => "volume",
     }
 }
 

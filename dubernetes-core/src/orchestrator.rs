@@ -329,6 +329,15 @@ impl Dubernetes {
         }
         if outcome != ApplyOutcome::Unchanged {
             self.handle.ctx().forget_create_failure(&spec.name);
+            // A risk the spec takes on purpose or by mistake (several writers
+            // on one volume) is said where the user looks: the apply's answer
+            // (`ApplyResponse::warnings`) and the pod's events.
+            for warning in spec.warnings() {
+                self.handle
+                    .ctx()
+                    .event(&spec.name, "Warning", "SharedVolume", &warning)
+                    .await;
+            }
             self.handle.ctx().notify(Change::Pod {
                 name: spec.name.clone(),
             });
@@ -702,7 +711,8 @@ impl Dubernetes {
     }
 
     /// Stops the controller and removes every container and the network of
-    /// this instance. Pods stay in the store.
+    /// this instance. Pods stay in the store, and so do named volumes (data:
+    /// only [`delete_volume`](Self::delete_volume) removes one).
     pub async fn purge(&self) -> Result<()> {
         self.stop_tasks().await;
         remove_everything(

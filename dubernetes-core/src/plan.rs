@@ -15,6 +15,23 @@ pub(crate) struct Desired {
     pub max_surge: u32,
     /// Ready replicas allowed below `replicas` during a rollout.
     pub max_unavailable: u32,
+    /// `update.strategy: recreate`: no replica of the current revision is
+    /// created while any container of another revision is still there.
+    pub recreate: bool,
+}
+
+impl Desired {
+    /// What `spec` asks of the planner.
+    pub(crate) fn of(spec: &crate::spec::PodSpec) -> Desired {
+        let strategy = spec.update_strategy();
+        Desired {
+            replicas: spec.replicas,
+            revision: spec.revision_hash(),
+            max_surge: strategy.max_surge,
+            max_unavailable: strategy.max_unavailable,
+            recreate: strategy.strategy == crate::spec::Strategy::Recreate,
+        }
+    }
 }
 
 /// Why a container is removed.
@@ -67,7 +84,12 @@ pub(crate) enum Action {
 ///   old-revision replicas still run;
 /// - old-revision replicas are removed when they are not ready, or when
 ///   enough replicas are ready that removing them keeps at least
-///   `replicas - max_unavailable` ready.
+///   `replicas - max_unavailable` ready;
+/// - with `recreate`, every old-revision replica is removed at once, and no
+///   replica of the current revision is created while any container of
+///   another revision is still there, in any state (one being drained or
+///   removed is passed in as [`ContainerState::Removing`]): the old and the
+///   new revision never run together.
 pub(crate) fn plan(desired: Option<&Desired>, observed: &[Observed]) -> Vec<Action> {
     plan_gated(desired, observed, &HashSet::new())
 }
@@ -104,6 +126,7 @@ pub(crate) fn plan_gated(desired: Option<&Desired>, observed: &[Observed], untru
             actions.push(remove(c, RemoveReason::Exited));
         }
     }
+    let old_present = !stale.is_empty();
     let mut live_old: Vec<&Observed> = Vec::new();
     for c in stale {
         if c.state.is_live() {
@@ -132,6 +155,17 @@ pub(crate) fn plan_gated(desired: Option<&Desired>, observed: &[Observed], untru
         if c.state == ContainerState::Created {
             actions.push(Action::Start { id: c.id.clone() });
         }
+    }
+
+    if desired.recreate {
+        for c in &live_old {
+            actions.push(remove(c, RemoveReason::Outdated));
+        }
+        let missing = wanted.saturating_sub(live_new.len());
+        if missing > 0 && !old_present {
+            actions.push(Action::Create { count: missing as u32 });
+        }
+        return actions;
     }
 
     // Old replicas that are not ready serve nobody: remove them at once.
@@ -200,6 +234,14 @@ mod tests {
             revision: "r2".into(),
             max_surge: 1,
             max_unavailable: 0,
+            recreate: false,
+        }
+    }
+
+    fn recreate(replicas: u32) -> Desired {
+        Desired {
+            recreate: true,
+            ..desired(replicas)
         }
     }
 
@@ -341,6 +383,7 @@ mod tests {
             revision: "r2".into(),
             max_surge: 0,
             max_unavailable: 1,
+            recreate: false,
         };
         let observed = [container("o1", "r1", Running, 1), container("o2", "r1", Running, 2)];
         assert_eq!(
@@ -434,6 +477,128 @@ mod tests {
         assert_eq!(plan(None, &observed), []);
     }
 
+    #[test]
+    fn recreate_removes_every_old_replica_before_creating_any() {
+        let d = recreate(2);
+        let old = |id: &str, t| container(id, "r1", Running, t);
+        // Ready old replicas all go at once; nothing new yet.
+        assert_eq!(
+            plan(Some(&d), &[old("o1", 1), old("o2", 2)]),
+            [
+                Action::Remove {
+                    id: "o1".into(),
+                    running: true,
+                    reason: RemoveReason::Outdated
+                },
+                Action::Remove {
+                    id: "o2".into(),
+                    running: true,
+                    reason: RemoveReason::Outdated
+                },
+            ]
+        );
+        // One is still being drained or removed: it blocks the creates, and is left alone.
+        assert_eq!(plan(Some(&d), &[container("o1", "r1", Removing, 1)]), []);
+        // An exited old one is removed first, the creates wait for it to be gone.
+        assert_eq!(
+            plan(Some(&d), &[container("o1", "r1", Exited, 1)]),
+            [Action::Remove {
+                id: "o1".into(),
+                running: false,
+                reason: RemoveReason::Outdated
+            }]
+        );
+        // Nothing of the old revision left: all new replicas at once, surge or not.
+        assert_eq!(plan(Some(&d), &[]), [Action::Create { count: 2 }]);
+        let n1 = unready(container("n1", "r2", Running, 3));
+        assert_eq!(plan(Some(&d), std::slice::from_ref(&n1)), [Action::Create { count: 1 }]);
+        // A new replica that exits is replaced as with rolling (same revision).
+        assert_eq!(
+            plan(Some(&d), &[n1, container("n2", "r2", Exited, 4)]),
+            [
+                Action::Remove {
+                    id: "n2".into(),
+                    running: false,
+                    reason: RemoveReason::Exited
+                },
+                Action::Create { count: 1 }
+            ]
+        );
+        // Scaling and a deleted pod work as with rolling.
+        assert_eq!(
+            plan(
+                Some(&recreate(1)),
+                &[container("a", "r2", Running, 1), container("b", "r2", Running, 2)]
+            ),
+            [Action::Remove {
+                id: "b".into(),
+                running: true,
+                reason: RemoveReason::ScaledDown
+            }]
+        );
+    }
+
+    /// The recreate guarantee, over random mixes of states, with a simulated
+    /// engine where a removal of a running replica takes a round (it drains):
+    /// a live replica of the current revision never coexists with any
+    /// container of another revision, and the plan converges.
+    #[test]
+    fn recreate_never_overlaps_revisions() {
+        let states = [Created, Running, Exited, Dead, Restarting, Removing];
+        let mut seed = 11u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        for _ in 0..2000 {
+            let d = recreate((next() % 5) as u32);
+            let mut observed: Vec<Observed> = (0..next() % 6)
+                .map(|i| container(&format!("o{i}"), "r1", states[next() % states.len()], i as i64))
+                .collect();
+            let mut fresh = 0;
+            let mut rounds = 0;
+            loop {
+                // Containers being drained finish and go.
+                observed.retain(|c| c.state != Removing);
+                let actions = plan(Some(&d), &observed);
+                if actions.is_empty() {
+                    break;
+                }
+                rounds += 1;
+                assert!(rounds < 10, "no convergence: {observed:?}");
+                for action in actions {
+                    match action {
+                        Action::Create { count } => {
+                            assert!(
+                                observed.iter().all(|c| c.revision.as_deref() == Some("r2")),
+                                "created beside an old container: {observed:?}"
+                            );
+                            for _ in 0..count {
+                                fresh += 1;
+                                observed.push(container(&format!("n{fresh}"), "r2", Running, 100 + fresh));
+                            }
+                        }
+                        Action::Start { id } => {
+                            if let Some(c) = observed.iter_mut().find(|c| c.id == id) {
+                                c.state = Running;
+                            }
+                        }
+                        Action::Remove { id, running: true, .. } => {
+                            if let Some(c) = observed.iter_mut().find(|c| c.id == id) {
+                                c.state = Removing;
+                            }
+                        }
+                        Action::Remove { id, .. } => observed.retain(|c| c.id != id),
+                    }
+                }
+                for c in observed.iter_mut().filter(|c| c.state == Restarting) {
+                    c.state = Running;
+                }
+            }
+            assert_eq!(observed.len(), d.replicas as usize, "{observed:?}");
+        }
+    }
+
     /// Properties, over random mixes of states and strategies, with a simulated
     /// engine where creates start running and become ready one round later:
     /// - ready replicas never drop below `replicas - max_unavailable` once they were there;
@@ -460,6 +625,7 @@ mod tests {
                 revision: "r2".into(),
                 max_surge,
                 max_unavailable,
+                recreate: false,
             };
             let mut observed: Vec<Observed> = (0..next() % 8)
                 .map(|i| {

@@ -312,7 +312,7 @@ mod tests {
                     exited: false,
                 })
                 .collect();
-            let mut desired = Desired { replicas, revision: "r2".into(), max_surge, max_unavailable: 0 };
+            let mut desired = Desired { replicas, revision: "r2".into(), max_surge, max_unavailable: 0, recreate: false };
             let mut progress = Some(Progress::new(2, t0));
             let mut created = 0usize;
             let mut rolled_back = false;

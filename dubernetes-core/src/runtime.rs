@@ -16,7 +16,7 @@ use crate::engine::{Backend, Engine, EngineEvent, Network};
 pub use crate::engine::{
     ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT,
 };
-pub(crate) use crate::engine::{ContainerSpec, Observed};
+pub(crate) use crate::engine::{ContainerSpec, Mount, Observed, VolumeInfo};
 use crate::error::{Error, Result};
 use crate::metrics::{EngineOp, Metrics};
 use crate::ownership::Ownership;
@@ -35,6 +35,17 @@ pub const LABEL_PORT: &str = "io.dubernetes.port";
 pub const LABEL_INGRESS_CONFIG: &str = "io.dubernetes.ingress-config";
 /// Label: the host directory bound into the ingress container for its endpoint files.
 pub const LABEL_INGRESS_ENDPOINTS: &str = "io.dubernetes.ingress-endpoints";
+
+/// Label: the name a pod's spec gives a volume (the engine's name is
+/// [`volume_engine_name`]).
+pub const LABEL_VOLUME: &str = "io.dubernetes.volume";
+
+/// The engine's name of the instance's volume `name`: `dub-<instance>_<name>`.
+/// Both parts are DNS labels, which have no `_`, so no two (instance, name)
+/// pairs share an engine name, and none is a container's or network's name.
+pub(crate) fn volume_engine_name(instance: &str, name: &str) -> String {
+    format!("dub-{instance}_{name}")
+}
 
 /// The engine, seen through this store's ownership.
 #[derive(Debug, Clone)]
@@ -219,6 +230,78 @@ impl Runtime {
                 visible
             })
             .collect())
+    }
+
+    /// Makes sure the instance's volume `name` exists and is this store's;
+    /// returns its engine name. A missing one is made with the store's
+    /// labels; one that exists and carries another store id (or none) is
+    /// [`Error::VolumeNotOwned`]: it is never mounted.
+    pub(crate) async fn ensure_volume(&self, instance: &str, name: &str) -> Result<String> {
+        let engine_name = volume_engine_name(instance, name);
+        let labels = self.volume_labels(instance, name);
+        let volume = self
+            .timed(
+                EngineOp::Volume,
+                self.act(self.engine.ensure_volume(&engine_name, &labels)),
+            )
+            .await?;
+        self.check_volume_owner(name, &volume)?;
+        Ok(engine_name)
+    }
+
+    /// The labels of the instance's volume `name`.
+    pub(crate) fn volume_labels(&self, instance: &str, name: &str) -> std::collections::HashMap<String, String> {
+        let mut labels: std::collections::HashMap<String, String> = self.ownership.labels().into_iter().collect();
+        labels.insert(LABEL_INSTANCE.to_string(), instance.to_string());
+        labels.insert(LABEL_VOLUME.to_string(), name.to_string());
+        labels
+    }
+
+    fn check_volume_owner(&self, name: &str, volume: &VolumeInfo) -> Result<()> {
+        let owner = volume.labels.get(crate::ownership::LABEL_STORE);
+        if owner.map(String::as_str) == Some(self.ownership.store_id()) {
+            return Ok(());
+        }
+        Err(Error::VolumeNotOwned {
+            name: name.to_string(),
+            engine_name: volume.name.clone(),
+            owner: owner.cloned(),
+        })
+    }
+
+    /// The instance's volumes this store made (with sizes where the engine knows them).
+    pub(crate) async fn list_volumes(&self, instance: &str, sizes: bool) -> Result<Vec<VolumeInfo>> {
+        let all = self
+            .timed(EngineOp::Volume, self.engine.list_volumes(instance, sizes))
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter(|v| {
+                v.labels.get(crate::ownership::LABEL_STORE).map(String::as_str) == Some(self.ownership.store_id())
+            })
+            .collect())
+    }
+
+    /// Removes the instance's volume `name`, if this store made it:
+    /// [`Error::VolumeNotFound`] when there is none, [`Error::VolumeNotOwned`]
+    /// when it is not this store's, [`Error::VolumeInUse`] while a container mounts it.
+    pub(crate) async fn remove_volume(&self, instance: &str, name: &str) -> Result<()> {
+        let engine_name = volume_engine_name(instance, name);
+        let volume = self
+            .timed(EngineOp::Volume, self.engine.inspect_volume(&engine_name))
+            .await?
+            .ok_or_else(|| Error::VolumeNotFound(name.to_string()))?;
+        self.check_volume_owner(name, &volume)?;
+        match self
+            .timed(EngineOp::Volume, self.act(self.engine.remove_volume(&engine_name)))
+            .await
+        {
+            Err(Error::VolumeInUse { pods, .. }) => Err(Error::VolumeInUse {
+                name: name.to_string(),
+                pods,
+            }),
+            other => other,
+        }
     }
 
     /// Makes sure `image` is present, pulling it when it is not.

@@ -118,6 +118,12 @@ impl From<Error> for ApiError {
             Error::SecretsUnavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::SecretsUnavailable, message)
             }
+            Error::VolumeNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message).with_field("name")
+            }
+            Error::VolumeInUse { .. } | Error::VolumeNotOwned { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field("name")
+            }
             Error::NoRevision { number, .. } => {
                 let error = ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message);
                 match number {

@@ -9,7 +9,7 @@ pub mod contract;
 use crate::error::{ApiError, ErrorCode};
 use crate::routes::meta::{self, VersionInfo};
 use crate::routes::pods::{self, ApplyResponse, RollbackRequest};
-use crate::routes::{events, logs, secrets, watch};
+use crate::routes::{events, logs, secrets, volumes, watch};
 
 /// The OpenAPI document of the API, generated from the handlers and types.
 #[derive(OpenApi)]
@@ -35,6 +35,8 @@ use crate::routes::{events, logs, secrets, watch};
         secrets::get_secret,
         secrets::put_secret,
         secrets::delete_secret,
+        volumes::list_volumes,
+        volumes::delete_volume,
         events::events,
         meta::ingress,
         watch::watch,

@@ -8,6 +8,8 @@ generated values inside what the document says in words:
   no image is pulled;
 - `PUT /v1/pods/{name}` sends the path's name in the body in positive cases
   (the document says they must be equal; JSON Schema cannot say it);
+- a pod's `volumes` mount no path twice and no volume twice in positive
+  cases (the document says so in words; JSON Schema cannot say it);
 - a followed log never ends: `follow` is false;
 - a pod in a positive case names no secret (`image_pull_secret`,
   `secret_files`, `{secret, key}` env values): the document says each must
@@ -71,4 +73,25 @@ def map_case(context, case):
         if isinstance(env, dict):
             for key in [k for k, v in env.items() if isinstance(v, dict)]:
                 env[key] = "x"
+    if (
+        method in ("PUT", "POST")
+        and path in ("/v1/pods", "/v1/pods/{name}")
+        and _positive(case)
+        and isinstance(case.body, dict)
+        and isinstance(case.body.get("volumes"), list)
+    ):
+        paths, names, kept = set(), set(), []
+        for volume in case.body["volumes"]:
+            if not isinstance(volume, dict):
+                kept.append(volume)
+                continue
+            where = volume.get("path") or volume.get("tmpfs")
+            name = volume.get("name")
+            if where in paths or (name is not None and name in names):
+                continue
+            paths.add(where)
+            if name is not None:
+                names.add(name)
+            kept.append(volume)
+        case.body["volumes"] = kept
     return case

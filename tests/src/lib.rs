@@ -242,6 +242,17 @@ pub async fn purge_instance(docker: &Docker, instance: &str) {
     while docker.remove_network(&format!("dub-{instance}")).await.is_err() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Named volumes outlive their pods on purpose: the instance's go with it here.
+    let options = bollard::query_parameters::ListVolumesOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    if let Ok(list) = docker.list_volumes(Some(options)).await {
+        for v in list.volumes.unwrap_or_default() {
+            let _ = docker
+                .remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .await;
+        }
+    }
 }
 
 /// Replicas of an instance on the swarm backend (optionally one pod) as

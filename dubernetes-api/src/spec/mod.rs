@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 // revision hash. `parse`: YAML/JSON in, with the size, nesting and alias
 // bounds. `validate`: the field rules. `duration`: serde helpers.
 mod duration;
+mod image;
 mod parse;
 mod secret_refs;
 #[cfg(test)]
@@ -23,11 +24,12 @@ mod tests;
 mod validate;
 pub(crate) use validate::check_dns_label;
 
+pub use image::{MAX_IMAGE_NAME, MAX_IMAGE_REFERENCE};
 pub use parse::{SpecError, check_stored_size, integral_numbers, parse_json_spec, parse_specs};
 pub use secret_refs::{
     EnvValue, MAX_SECRET_FILES, PullPolicy, SecretFiles, SecretKeyRef, SecretVersions, is_latest, registry_of,
 };
-pub use validate::{FieldError, ValidationError, check_file_key, parse_memory};
+pub use validate::{FieldError, ValidationError, check_file_key, check_volume_name, parse_memory};
 
 /// Most replicas a single pod may ask for.
 pub const MAX_REPLICAS: u32 = 1000;
@@ -125,6 +127,106 @@ pub struct PodSpec {
     /// Privilege settings of every replica (default: `no_new_privileges: true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<Security>,
+    /// Storage of every replica: named volumes of the instance (kept when the
+    /// pod goes) and tmpfs scratch space.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+}
+
+/// Most entries of `volumes` per pod.
+pub const MAX_VOLUMES: usize = 16;
+
+/// Size of a tmpfs without `size`.
+pub const DEFAULT_TMPFS_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Largest tmpfs `size`. It is a cap, not a reservation: what is written
+/// there is memory, counted against the replica's memory limit.
+pub const MAX_TMPFS_BYTES: u64 = 1 << 40;
+
+/// Longest volume `path` or `tmpfs` path, in bytes.
+pub const MAX_MOUNT_PATH_BYTES: usize = 1024;
+
+/// One entry of `volumes`: `{name: NAME, path: PATH}`, a named volume of the
+/// instance mounted at `path` (created on first use, never deleted with a
+/// pod: `dubectl delete volume NAME`), or `{tmpfs: PATH, size: SIZE}`,
+/// scratch space in memory, empty whenever a replica starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Volume {
+    /// The named volume (a DNS label, e.g. `pgdata`); every pod naming it shares it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where the named volume appears in the container: an absolute path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Mounts a tmpfs at this absolute path instead (no `name`, no `path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs: Option<String>,
+    /// The tmpfs's size limit, e.g. `64Mi` (default 64Mi; 1Mi to 1Ti).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+}
+
+/// What one valid entry of `volumes` mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeMount {
+    /// The instance's named volume `name` at `path`.
+    Named {
+        /// The volume's name as the pod gives it.
+        name: String,
+        /// The absolute path in the container.
+        path: String,
+    },
+    /// A tmpfs of `bytes` at `path`.
+    Tmpfs {
+        /// The absolute path in the container.
+        path: String,
+        /// Its size limit.
+        bytes: u64,
+    },
+}
+
+impl Volume {
+    /// The named volume `name` at `path`.
+    pub fn named(name: impl Into<String>, path: impl Into<String>) -> Volume {
+        Volume {
+            name: Some(name.into()),
+            path: Some(path.into()),
+            ..Volume::default()
+        }
+    }
+
+    /// A tmpfs at `path`, `size` (e.g. `64Mi`) or the default.
+    pub fn tmpfs(path: impl Into<String>, size: Option<&str>) -> Volume {
+        Volume {
+            tmpfs: Some(path.into()),
+            size: size.map(str::to_string),
+            ..Volume::default()
+        }
+    }
+
+    /// What it mounts; `None` for an entry [`PodSpec::validate`] refuses.
+    pub fn mount(&self) -> Option<VolumeMount> {
+        match (&self.name, &self.path, &self.tmpfs) {
+            (Some(name), Some(path), None) if self.size.is_none() => Some(VolumeMount::Named {
+                name: name.clone(),
+                path: path.clone(),
+            }),
+            (None, None, Some(path)) => {
+                let bytes = match &self.size {
+                    Some(size) => parse_memory(size).ok()?,
+                    None => DEFAULT_TMPFS_BYTES,
+                };
+                Some(VolumeMount::Tmpfs {
+                    path: path.clone(),
+                    bytes,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// How the engine keeps a replica's log: the `json-file` driver, rotated.
@@ -423,12 +525,36 @@ impl TryFrom<RawHealthCheck> for HealthCheck {
     }
 }
 
+/// How the replicas of a new revision take over from the old ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// New replicas start while the old ones serve; an old one goes once a
+    /// new one is ready (`max_surge`, `max_unavailable`). No downtime.
+    #[default]
+    Rolling,
+    /// Every old replica is stopped (and gone) before any new one starts:
+    /// never two revisions at once (one writer on a volume), at the price of
+    /// a gap in service. `max_surge` and `max_unavailable` do not apply.
+    Recreate,
+}
+
+impl Strategy {
+    fn is_rolling(&self) -> bool {
+        *self == Strategy::Rolling
+    }
+}
+
 /// How a new revision replaces the old one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct UpdateStrategy {
+    /// `rolling` (the default) or `recreate`.
+    #[serde(default, skip_serializing_if = "Strategy::is_rolling")]
+    pub strategy: Strategy,
     /// How many replicas may run above `replicas` during a rollout.
     #[serde(default = "one")]
     pub max_surge: u32,
@@ -454,6 +580,7 @@ pub struct UpdateStrategy {
 impl Default for UpdateStrategy {
     fn default() -> Self {
         UpdateStrategy {
+            strategy: Strategy::Rolling,
             max_surge: 1,
             max_unavailable: 0,
             progress_deadline: default_progress_deadline(),
@@ -550,7 +677,48 @@ impl PodSpec {
             access: None,
             logging: None,
             security: None,
+            volumes: Vec::new(),
         }
+    }
+
+    /// Adds an entry to `volumes`.
+    pub fn with_volume(mut self, volume: Volume) -> Self {
+        self.volumes.push(volume);
+        self
+    }
+
+    /// The named volumes the pod mounts, by name.
+    pub fn named_volumes(&self) -> impl Iterator<Item = &str> {
+        self.volumes
+            .iter()
+            .filter(|v| v.tmpfs.is_none())
+            .filter_map(|v| v.name.as_deref())
+    }
+
+    /// What a careful operator should know before this spec runs: several
+    /// replicas, or a rolling update (old and new replicas overlap), sharing
+    /// a named volume, which two writers of one database would corrupt.
+    /// Warnings, not refusals: a volume of uploads or a cache is shared on
+    /// purpose, and only the app knows whether it can have two writers.
+    pub fn warnings(&self) -> Vec<String> {
+        let names: Vec<&str> = self.named_volumes().collect();
+        if names.is_empty() {
+            return Vec::new();
+        }
+        let list = names.join(", ");
+        let mut warnings = Vec::new();
+        if self.replicas > 1 {
+            warnings.push(format!(
+                "{} replicas share the volume(s) {list}; an app that is not built for several writers (a database) needs replicas: 1",
+                self.replicas
+            ));
+        }
+        if self.update_strategy().strategy == Strategy::Rolling && self.replicas > 0 {
+            warnings.push(format!(
+                "a rolling update runs old and new replicas together on the volume(s) {list}; set update.strategy: recreate so that only one writer runs at a time"
+            ));
+        }
+        warnings
     }
 
     /// Sets the number of replicas.
@@ -800,6 +968,8 @@ impl PodSpec {
             pull: Option<PullPolicy>,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             secret_versions: &'a SecretVersions,
+            #[serde(skip_serializing_if = "<[Volume]>::is_empty")]
+            volumes: &'a [Volume],
         }
         let template = Template {
             image: &self.image,
@@ -816,6 +986,7 @@ impl PodSpec {
             image_pull_secret: self.image_pull_secret.as_deref(),
             pull: self.pull,
             secret_versions: &self.secret_versions,
+            volumes: &self.volumes,
         };
         // Serializing strings, integers, floats and maps cannot fail.
         let bytes = serde_json::to_vec(&template).unwrap_or_default();
@@ -838,6 +1009,7 @@ impl PodSpec {
             secret_files: other.secret_files.clone(),
             image_pull_secret: other.image_pull_secret.clone(),
             pull: other.pull,
+            volumes: other.volumes.clone(),
             ..self.clone()
         }
     }

@@ -7,9 +7,10 @@ use std::time::Duration;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::image::check_image;
 use super::{
-    CheckKind, EnvValue, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_HOSTS, MAX_MAX_BODY, MAX_PIDS, MAX_REPLICAS,
-    MAX_SECRET_FILES, PodSpec, Tls,
+    CheckKind, EnvValue, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_HOSTS, MAX_MAX_BODY, MAX_MOUNT_PATH_BYTES, MAX_PIDS,
+    MAX_REPLICAS, MAX_SECRET_FILES, MAX_TMPFS_BYTES, MAX_VOLUMES, PodSpec, Tls,
 };
 
 impl PodSpec {
@@ -106,6 +107,7 @@ impl PodSpec {
             }
         }
         self.validate_host_limits(&mut problems);
+        self.validate_volumes(&mut problems);
         if let Some(h) = &self.health {
             if h.kind == CheckKind::Http
                 && let Err(m) = check_http_path(&h.path)
@@ -259,6 +261,76 @@ impl PodSpec {
         }
     }
 
+    /// Checks `volumes`: each entry one shape, absolute paths, no path twice, no volume twice.
+    fn validate_volumes(&self, problems: &mut Vec<FieldError>) {
+        if self.volumes.len() > MAX_VOLUMES {
+            problems.push(FieldError::new(
+                "volumes",
+                format!("has {} entries; at most {MAX_VOLUMES} are allowed", self.volumes.len()),
+            ));
+            return;
+        }
+        let mut paths: Vec<&str> = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        for (i, v) in self.volumes.iter().enumerate() {
+            let at = |f: &str| format!("volumes[{i}].{f}");
+            let path_field;
+            let path = match (&v.name, &v.path, &v.tmpfs) {
+                (Some(name), Some(path), None) => {
+                    if let Err(m) = check_volume_name(name) {
+                        problems.push(FieldError::new(at("name"), m));
+                    } else if names.contains(&name.as_str()) {
+                        problems.push(FieldError::new(
+                            at("name"),
+                            format!("volume {name:?} is mounted twice; mount it once"),
+                        ));
+                    } else {
+                        names.push(name);
+                    }
+                    if v.size.is_some() {
+                        problems.push(FieldError::new(
+                            at("size"),
+                            "only a tmpfs has a size; a named volume grows on the engine's disk",
+                        ));
+                    }
+                    path_field = at("path");
+                    path
+                }
+                (None, None, Some(path)) => {
+                    if let Some(size) = &v.size {
+                        match parse_memory(size) {
+                            Ok(bytes) if (1024 * 1024..=MAX_TMPFS_BYTES).contains(&bytes) => {}
+                            Ok(_) => problems.push(FieldError::new(
+                                at("size"),
+                                format!("{:?} is not between 1Mi and 1Ti", size.escape_default().to_string()),
+                            )),
+                            Err(m) => problems.push(FieldError::new(at("size"), m)),
+                        }
+                    }
+                    path_field = at("tmpfs");
+                    path
+                }
+                _ => {
+                    problems.push(FieldError::new(
+                        format!("volumes[{i}]"),
+                        "use {name: NAME, path: /abs/path} for a named volume or {tmpfs: /abs/path, size: 64Mi} for scratch space",
+                    ));
+                    continue;
+                }
+            };
+            if let Err(m) = check_mount_path(path) {
+                problems.push(FieldError::new(path_field, m));
+            } else if paths.contains(&path.as_str()) {
+                problems.push(FieldError::new(
+                    path_field,
+                    format!("{path:?} is mounted twice; give each entry its own path"),
+                ));
+            } else {
+                paths.push(path);
+            }
+        }
+    }
+
     /// Checks `logging` and `resources.pids`.
     fn validate_host_limits(&self, problems: &mut Vec<FieldError>) {
         if let Some(pids) = self.resources.as_ref().and_then(|r| r.pids)
@@ -389,6 +461,43 @@ pub(crate) fn check_dns_label(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A volume name: a DNS label, as pod names are (the engine's volume is
+/// `dub-<instance>-<name>`, see the engine's volumes).
+pub fn check_volume_name(name: &str) -> Result<(), String> {
+    check_dns_label(name)
+}
+
+/// A mount path: absolute, plain (no `.`, `..` or empty component, not `/`
+/// itself), of characters that need no quoting anywhere.
+fn check_mount_path(path: &str) -> Result<(), String> {
+    let shown = || path.escape_default().to_string();
+    if !path.starts_with('/') {
+        return Err(format!("{:?} must be an absolute path, e.g. \"/data\"", shown()));
+    }
+    if path.len() > MAX_MOUNT_PATH_BYTES {
+        return Err(format!("is longer than {MAX_MOUNT_PATH_BYTES} bytes"));
+    }
+    if path == "/" {
+        return Err("cannot be `/` itself; mount below it, e.g. \"/data\"".into());
+    }
+    if !path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-._@+~=,".contains(&b))
+    {
+        return Err(format!(
+            "{:?} may contain only letters, digits and / - . _ @ + ~ = ,",
+            shown()
+        ));
+    }
+    if path[1..].split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(format!(
+            "{:?} must be a plain path: no `//`, no trailing `/`, no `.` or `..`",
+            shown()
+        ));
+    }
+    Ok(())
+}
+
 fn check_host(host: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err("must not be empty; remove `access` for a pod without a host".into());
@@ -515,7 +624,7 @@ impl PodSpec {
         for (i, f) in self.secret_files.iter().enumerate() {
             check_secret_ref(problems, &format!("secret_files[{i}].secret"), &f.secret);
             let field = format!("secret_files[{i}].path");
-            if let Err(m) = check_mount_path(&f.path) {
+            if let Err(m) = check_secret_dir(&f.path) {
                 problems.push(FieldError::new(field, m));
             } else if !paths.insert(f.path.trim_end_matches('/')) {
                 problems.push(FieldError::new(
@@ -554,7 +663,7 @@ pub fn check_file_key(key: &str) -> Result<(), String> {
 
 /// An absolute directory in a container: `/` then segments of letters,
 /// digits, `-`, `_`, `.` (no `..`), not `/` itself, at most 256 bytes.
-fn check_mount_path(path: &str) -> Result<(), String> {
+fn check_secret_dir(path: &str) -> Result<(), String> {
     let trimmed = path.trim_end_matches('/');
     let ok = path.starts_with('/')
         && path.len() <= 256
@@ -582,31 +691,4 @@ fn check_env_key(key: &str) -> Result<(), String> {
     } else {
         Err("an environment variable name uses letters, digits and '_', and does not start with a digit".into())
     }
-}
-
-/// The image reference grammar of the distribution project (docker's
-/// `reference` package): `[domain[:port]/]path[:tag][@digest]`.
-fn check_image(image: &str) -> Result<(), String> {
-    static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
-        let domain_component = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
-        let domain = format!(r"{domain_component}(?:\.{domain_component})*(?::[0-9]+)?");
-        let path_component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
-        let name = format!(r"(?:{domain}/)?{path_component}(?:/{path_component})*");
-        // `\w` of the regex crate is Unicode-aware: spell the ASCII classes out.
-        let tag = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
-        let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
-        Regex::new(&format!(r"^{name}(?::{tag})?(?:@{digest})?$")).expect("valid regex")
-    });
-    if image.is_empty() {
-        return Err("must not be empty, e.g. \"nginx:1.27\"".into());
-    }
-    if image.len() > 512 {
-        return Err("is longer than 512 characters".into());
-    }
-    if !REFERENCE.is_match(image) {
-        return Err(format!(
-            "{image:?} is not a valid image reference: use [registry/]name[:tag][@digest] with a lowercase name, e.g. \"myapp-image:latest\""
-        ));
-    }
-    Ok(())
 }

@@ -2,6 +2,8 @@
 //! removals, drains, and the events that say what was done.
 
 use super::prelude::*;
+use crate::runtime::{Mount, volume_engine_name};
+use crate::spec::VolumeMount;
 
 impl Context {
     pub(super) async fn execute(
@@ -162,6 +164,12 @@ impl Context {
         let Some(stored) = stored.filter(|_| !slots.is_empty()) else {
             return errors;
         };
+        if let Err(e) = self.ensure_volumes(&stored.spec).await {
+            self.set_failure(pod, "VolumeUnavailable", &e.to_string());
+            self.event(pod, "Warning", "VolumeUnavailable", &e.to_string()).await;
+            errors.push(e);
+            return errors;
+        }
         let (material, pull) = match self.secret_material(&stored.spec).await {
             Ok(m) => m,
             Err(e) => {
@@ -218,6 +226,18 @@ impl Context {
         errors
     }
 
+    /// Makes sure every named volume of the pod exists and is this store's
+    /// (created on first use; see [`crate::runtime::Runtime::ensure_volume`]),
+    /// before any replica mounts it: the engine would otherwise make a
+    /// missing one itself, without our labels.
+    async fn ensure_volumes(&self, spec: &crate::spec::PodSpec) -> Result<()> {
+        for name in spec.named_volumes() {
+            self.with_slot(self.runtime.ensure_volume(&self.settings.instance, name))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// What a replica of the pod's current revision runs, with its labels.
     pub(super) fn template(&self, stored: &StoredPod) -> ContainerSpec {
         let spec = &stored.spec;
@@ -249,6 +269,19 @@ impl Context {
             publish: None,
             publish_tls: None,
             binds: Vec::new(),
+            mounts: spec
+                .volumes
+                .iter()
+                .filter_map(crate::spec::Volume::mount)
+                .map(|m| match m {
+                    VolumeMount::Named { name, path } => Mount::Volume {
+                        source: volume_engine_name(&self.settings.instance, &name),
+                        target: path,
+                        labels: self.runtime.volume_labels(&self.settings.instance, &name),
+                    },
+                    VolumeMount::Tmpfs { path, bytes } => Mount::Tmpfs { target: path, bytes },
+                })
+                .collect(),
             secrets: Default::default(),
         }
     }
@@ -268,6 +301,7 @@ impl Context {
     pub(crate) fn forget_create_failure(&self, pod: &str) {
         self.clear_failure(pod, "ImagePullFailed");
         self.clear_failure(pod, "SecretUnavailable");
+        self.clear_failure(pod, "VolumeUnavailable");
     }
 
     /// Forgets a failure of this reason once what failed works again.

@@ -70,15 +70,17 @@ impl Context {
     pub(super) async fn reconcile(self: &Arc<Self>, pod: &str) -> Result<Next> {
         tracing::debug!(pod, "reconcile");
         let stored = self.store.get(pod).await?;
-        let mut observed = self.list_pod(pod).await?;
+        let observed = self.list_pod(pod).await?;
         // The observed cache may have changed (e.g. a drained replica is gone):
         // the change feed re-reads the pod and publishes only if its view differs.
         self.notify(Change::Pod { name: pod.to_string() });
         // Replicas being drained are out of the ingress and about to stop: a
         // background task owns them (see `drain_and_stop`). The pod has not
         // landed until they are gone: that task wakes the pod when they are.
-        let draining = observed.iter().any(|c| self.is_draining(&c.id));
-        observed.retain(|c| !self.is_draining(&c.id));
+        let (being_drained, kept): (Vec<Observed>, Vec<Observed>) =
+            observed.into_iter().partition(|c| self.is_draining(&c.id));
+        let draining = !being_drained.is_empty();
+        let mut observed = kept;
         let Some(stored) = stored else {
             self.health.forget_pod(pod);
             lock(&self.rollouts).remove(pod);
@@ -149,13 +151,16 @@ impl Context {
             strategy.min_ready,
             now,
         );
-        let desired = Desired {
-            replicas: spec.replicas,
-            revision: revision.clone(),
-            max_surge: strategy.max_surge,
-            max_unavailable: strategy.max_unavailable,
-        };
-        let actions = plan_gated(Some(&desired), &observed, &untrusted_old);
+        let desired = Desired::of(spec);
+        // The planner sees the replicas being drained as being removed: it
+        // leaves them alone, and with `recreate` creates nothing new while
+        // one of another revision is still stopping.
+        let mut plan_input = observed.clone();
+        plan_input.extend(being_drained.into_iter().map(|mut c| {
+            c.state = ContainerState::Removing;
+            c
+        }));
+        let actions = plan_gated(Some(&desired), &plan_input, &untrusted_old);
         // Nothing left to do, and every replica current, ready and alone.
         let converged = converged(&actions, spec, &observed);
         let progress = RolloutObservation {

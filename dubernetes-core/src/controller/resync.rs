@@ -33,13 +33,7 @@ impl Context {
         }
         for p in &pods {
             let observed = by_pod.remove(p.spec.name.as_str()).unwrap_or_default();
-            let strategy = p.spec.update_strategy();
-            let desired = Desired {
-                replicas: p.spec.replicas,
-                revision: p.spec.revision_hash(),
-                max_surge: strategy.max_surge,
-                max_unavailable: strategy.max_unavailable,
-            };
+            let desired = Desired::of(&p.spec);
             // Not "converged" (see reconcile::converged): only "the planner has nothing to do".
             let idle = plan(Some(&desired), &observed).is_empty();
             if status::needs_reconcile(idle, self.pod_status(&p.spec.name).observed_generation, p.generation) {

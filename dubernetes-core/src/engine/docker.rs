@@ -14,19 +14,21 @@ use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig, HostConfigLogConfig,
-    NetworkCreateRequest, NetworkingConfig, PortBinding,
+    Mount as EngineMount, MountTmpfsOptions, MountType, MountVolumeOptions, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    EventsOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptions, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    EventsOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
+    LogsOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 use super::{
     ContainerLimits, ContainerSpec, ContainerState, Engine, EngineEvent, HostNetwork, LogChunk, LogRequest, LogSource,
-    Network, Observed,
+    Mount, Network, Observed, VolumeInfo,
 };
 use crate::error::{Error, PullFailure, Result};
 use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
@@ -116,6 +118,91 @@ fn container_state(state: Option<ContainerSummaryStateEnum>) -> ContainerState {
     }
 }
 
+/// A replica's mounts, as the engine takes them (a container's `HostConfig.Mounts`
+/// and a Swarm task's `ContainerSpec.Mounts` are the same type).
+pub(super) fn mounts_of(spec: &ContainerSpec) -> Option<Vec<EngineMount>> {
+    (!spec.mounts.is_empty()).then(|| {
+        spec.mounts
+            .iter()
+            .map(|m| match m {
+                Mount::Volume { source, target, labels } => EngineMount {
+                    typ: Some(MountType::VOLUME),
+                    source: Some(source.clone()),
+                    target: Some(target.clone()),
+                    volume_options: Some(MountVolumeOptions {
+                        labels: Some(labels.clone()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                Mount::Tmpfs { target, bytes } => EngineMount {
+                    typ: Some(MountType::TMPFS),
+                    target: Some(target.clone()),
+                    tmpfs_options: Some(MountTmpfsOptions {
+                        size_bytes: i64::try_from(*bytes).ok(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            })
+            .collect()
+    })
+}
+
+fn volume_info(v: bollard::models::Volume) -> VolumeInfo {
+    VolumeInfo {
+        name: v.name,
+        labels: v.labels,
+        created_at: v.created_at.map(|t| t.to_string()),
+        size: v.usage_data.and_then(|u| u64::try_from(u.size).ok()),
+    }
+}
+
+/// The sizes of volumes from the engine's disk-usage data (`GET /system/df`),
+/// by name. bollard models that answer as API 1.52 has it (`VolumeUsage`);
+/// Docker 20.10 (API 1.41) answers with a `Volumes` array it does not read,
+/// so this one GET is made by hand, over the local socket only. Empty when
+/// the engine is not local or does not answer in time: sizes are a courtesy.
+async fn volume_sizes(version: &str) -> HashMap<String, u64> {
+    #[derive(serde::Deserialize)]
+    struct DiskUsage {
+        #[serde(rename = "Volumes", default)]
+        volumes: Option<Vec<bollard::models::Volume>>,
+    }
+    let socket = match std::env::var("DOCKER_HOST") {
+        Ok(host) if !host.is_empty() => match host.strip_prefix("unix://") {
+            Some(path) => path.to_string(),
+            None => return HashMap::new(),
+        },
+        _ => "/var/run/docker.sock".to_string(),
+    };
+    let get = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::UnixStream::connect(&socket).await?;
+        let request = format!("GET /v{version}/system/df HTTP/1.0\r\nHost: docker\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        // Bounded: a few hundred bytes per image, container and volume.
+        stream.take(64 * 1024 * 1024).read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let Ok(Ok(answer)) = tokio::time::timeout(CALL_TIMEOUT, get).await else {
+        return HashMap::new();
+    };
+    let Some(body_at) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return HashMap::new();
+    };
+    let Ok(usage) = serde_json::from_slice::<DiskUsage>(&answer[body_at + 4..]) else {
+        return HashMap::new();
+    };
+    usage
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| Some((v.name, u64::try_from(v.usage_data?.size).ok()?)))
+        .collect()
+}
+
 /// Writes container limits into a host config.
 fn apply_limits(limits: &ContainerLimits, host: &mut HostConfig) {
     host.log_config = Some(HostConfigLogConfig {
@@ -171,6 +258,7 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
                 )
                 .collect()
         }),
+        mounts: mounts_of(spec),
         ..Default::default()
     };
     apply_limits(&spec.limits, &mut host_config);
@@ -380,6 +468,65 @@ impl Engine for DockerEngine {
                 reason: PullFailure::Unreachable,
                 message: format!("the pull took longer than {}s", PULL_TIMEOUT.as_secs()),
             }),
+        }
+    }
+
+    async fn ensure_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<VolumeInfo> {
+        // The engine answers a create of an existing volume with that volume
+        // as it is (its labels untouched): one call, no race between check and create.
+        let request = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            driver: Some("local".into()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        let volume = bounded("creating volume", CALL_TIMEOUT, self.docker.create_volume(request)).await?;
+        Ok(volume_info(volume))
+    }
+
+    async fn inspect_volume(&self, name: &str) -> Result<Option<VolumeInfo>> {
+        match bounded("inspecting volume", CALL_TIMEOUT, self.docker.inspect_volume(name)).await {
+            Ok(v) => Ok(Some(volume_info(v))),
+            Err(r) if r.status() == Some(404) => Ok(None),
+            Err(r) => Err(r.into()),
+        }
+    }
+
+    async fn list_volumes(&self, instance: &str, sizes: bool) -> Result<Vec<VolumeInfo>> {
+        let filters = HashMap::from([("label", vec![format!("{LABEL_INSTANCE}={instance}")])]);
+        let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
+        let listed = bounded("listing volumes", CALL_TIMEOUT, self.docker.list_volumes(Some(options))).await?;
+        let mut volumes: Vec<VolumeInfo> = listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(volume_info)
+            .collect();
+        if sizes && self.local && !volumes.is_empty() {
+            let known = volume_sizes(&self.api_version()).await;
+            for v in &mut volumes {
+                v.size = v.size.or_else(|| known.get(&v.name).copied());
+            }
+        }
+        Ok(volumes)
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        let options = RemoveVolumeOptionsBuilder::new().force(false).build();
+        match bounded(
+            "removing volume",
+            CALL_TIMEOUT,
+            self.docker.remove_volume(name, Some(options)),
+        )
+        .await
+        {
+            Ok(()) => Ok(()),
+            Err(r) if r.status() == Some(404) => Ok(()),
+            Err(r) if r.status() == Some(409) => Err(Error::VolumeInUse {
+                name: name.to_string(),
+                pods: Vec::new(),
+            }),
+            Err(r) => Err(r.into()),
         }
     }
 

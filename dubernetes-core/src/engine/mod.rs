@@ -152,6 +152,8 @@ pub struct ContainerSpec {
     pub binds: Vec<BindDir>,
     /// What the replica takes from secrets (never printed).
     pub secrets: SecretMaterial,
+    /// Volumes and tmpfs mounts (a replica's `volumes`).
+    pub mounts: Vec<Mount>,
 }
 
 /// What a replica takes from secrets, resolved by the controller when it
@@ -214,6 +216,41 @@ impl Pull {
             auth: None,
         }
     }
+}
+
+/// A mount of a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mount {
+    /// The engine's volume `source` (made first with [`Engine::ensure_volume`]) at `target`.
+    Volume {
+        /// The engine's name of the volume.
+        source: String,
+        /// The absolute path in the container.
+        target: String,
+        /// Labels for an engine that makes the volume itself when the
+        /// replica starts (a Swarm node other than this one).
+        labels: HashMap<String, String>,
+    },
+    /// A tmpfs of at most `bytes` at `target`.
+    Tmpfs {
+        /// The absolute path in the container.
+        target: String,
+        /// Its size limit.
+        bytes: u64,
+    },
+}
+
+/// A volume as the engine shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VolumeInfo {
+    /// The engine's name.
+    pub name: String,
+    /// Its labels.
+    pub labels: HashMap<String, String>,
+    /// When the engine made it (RFC 3339), if it says.
+    pub created_at: Option<String>,
+    /// Bytes on disk, where the engine knows (Docker's disk-usage data).
+    pub size: Option<u64>,
 }
 
 /// A host directory bound into a container.
@@ -298,6 +335,34 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// Every container labelled with `instance` (and `pod`, if given), in
     /// every state; `ip` is its address on `network`.
     async fn list(&self, instance: &str, network: &str, pod: Option<&str>) -> Result<Vec<Observed>>;
+
+    /// Creates the volume `name` with `labels` unless it exists; returns the
+    /// volume as it is (one that existed keeps its own labels: the caller
+    /// checks whose it is before it mounts it).
+    async fn ensure_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<VolumeInfo> {
+        Ok(VolumeInfo {
+            name: name.to_string(),
+            labels: labels.clone(),
+            ..VolumeInfo::default()
+        })
+    }
+
+    /// The volume `name`, if it exists.
+    async fn inspect_volume(&self, _name: &str) -> Result<Option<VolumeInfo>> {
+        Ok(None)
+    }
+
+    /// Every volume labelled with `instance`; with `sizes`, their sizes
+    /// where the engine knows them (the engine measures every volume: slow).
+    async fn list_volumes(&self, _instance: &str, _sizes: bool) -> Result<Vec<VolumeInfo>> {
+        Ok(Vec::new())
+    }
+
+    /// Removes a volume; a missing one is fine; one a container mounts is
+    /// [`Error::VolumeInUse`](crate::error::Error::VolumeInUse) with no pods.
+    async fn remove_volume(&self, _name: &str) -> Result<()> {
+        Ok(())
+    }
 
     /// Makes sure `image` is present as `pull` says (pulling it with its
     /// credentials if the engine can); a failed pull is [`crate::Error::ImagePull`].

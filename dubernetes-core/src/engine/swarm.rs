@@ -251,9 +251,12 @@ impl SwarmEngine {
                     args: spec.args.clone(),
                     env: super::env_of(spec),
                     // Secret files: the server's directories, bound read-only
-                    // (resolved by the server as on the docker backend).
-                    mounts: (!spec.secrets.files.is_empty()).then(|| {
-                        spec.secrets
+                    // (resolved by the server as on the docker backend). A named
+                    // volume is local to the node that runs the task: made
+                    // there, with its labels, when the task starts.
+                    mounts: {
+                        let mut mounts: Vec<Mount> = spec
+                            .secrets
                             .files
                             .iter()
                             .map(|b| Mount {
@@ -263,8 +266,10 @@ impl SwarmEngine {
                                 read_only: Some(true),
                                 ..Default::default()
                             })
-                            .collect()
-                    }),
+                            .collect();
+                        mounts.extend(super::docker::mounts_of(spec).unwrap_or_default());
+                        (!mounts.is_empty()).then_some(mounts)
+                    },
                     // A removal kills at once (as `docker rm -f`); a stop
                     // sets the pod's grace period first.
                     stop_grace_period: Some(0),
@@ -560,6 +565,24 @@ impl Engine for SwarmEngine {
 
     async fn ensure_image(&self, image: &str, pull: &super::Pull) -> Result<()> {
         self.inner.ensure_image(image, pull).await
+    }
+
+    // Volumes are the manager's own (this engine's): where a task of another
+    // node mounts one, that node's engine makes it (see `service_spec`).
+    async fn ensure_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<super::VolumeInfo> {
+        self.inner.ensure_volume(name, labels).await
+    }
+
+    async fn inspect_volume(&self, name: &str) -> Result<Option<super::VolumeInfo>> {
+        self.inner.inspect_volume(name).await
+    }
+
+    async fn list_volumes(&self, instance: &str, sizes: bool) -> Result<Vec<super::VolumeInfo>> {
+        self.inner.list_volumes(instance, sizes).await
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.inner.remove_volume(name).await
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {

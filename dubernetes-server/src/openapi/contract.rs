@@ -13,6 +13,7 @@
 
 use serde_json::{Value, json};
 
+use dubernetes_core::dubernetes_api::{MAX_IMAGE_REFERENCE, MAX_MOUNT_PATH_BYTES, MAX_VOLUMES};
 use dubernetes_core::{MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_PIDS, MAX_REPLICAS};
 
 /// A DNS label: what a pod name (and the instance name) must be.
@@ -24,11 +25,22 @@ pub const HOST: &str =
 pub const HOST_OR_WILDCARD: &str = r"^(?!(.*\.)?invalid$)(\*\.(?=[^.]+\.[^.]))?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$";
 /// `access.path`: `/` and whole segments of `[A-Za-z0-9._~-]`, none `.` or `..`.
 pub const ROUTE_PATH: &str = r"^(?!.*/\.\.?(/|$))/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*/?)?$";
-/// The image reference grammar of docker's `reference` package.
+/// The image reference grammar of docker's `reference` package, as the
+/// engine normalizes it: the first part is a registry only with a `.` or a
+/// `:` or as `localhost` (else it is a lowercase path component), and a
+/// digest is sha256, sha384 or sha512 in lowercase hex of its exact length.
+/// With `maxLength` [`MAX_IMAGE_REFERENCE`] this is exactly what the server takes.
 pub const IMAGE: &str = concat!(
-    r"^((?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?",
+    r"^(?:(?:localhost(?::[0-9]+)?",
+    r"|(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))+(?::[0-9]+)?",
+    r"|(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]):[0-9]+)/)?",
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*",
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@(?:sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128}))?$"
+);
+/// A mount path: absolute, plain components (none empty, `.` or `..`), not `/` itself.
+pub const MOUNT_PATH: &str = concat!(
+    r"^(?:/(?:[A-Za-z0-9\-_@+~=,][A-Za-z0-9\-._@+~=,]*",
+    r"|\.[A-Za-z0-9\-_@+~=,][A-Za-z0-9\-._@+~=,]*|\.\.[A-Za-z0-9\-._@+~=,]+))+$"
 );
 /// An environment variable name.
 pub const ENV_KEY: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
@@ -65,7 +77,7 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
     set(
         doc,
         &format!("{pod}/image"),
-        json!({"pattern": IMAGE, "minLength": 1, "maxLength": 512}),
+        json!({"pattern": IMAGE, "minLength": 1, "maxLength": MAX_IMAGE_REFERENCE}),
     );
     set(
         doc,
@@ -128,6 +140,30 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
             "if": {"required": ["tls"], "properties": {"tls": {"const": "auto"}}},
             "then": {"properties": {"host": {"pattern": "^[^*]"}, "hosts": {"items": {"pattern": "^[^*]"}}}},
         }),
+    );
+
+    // `volumes`: each entry is a named volume or a tmpfs, never both. No
+    // path (and no volume) twice is said in words: JSON Schema cannot.
+    set(
+        doc,
+        &format!("{pod}/volumes"),
+        json!({"maxItems": MAX_VOLUMES,
+        "description": format!("Storage of every replica: named volumes of the instance (kept when the pod goes) and tmpfs scratch space; at most {MAX_VOLUMES} entries, no path mounted twice, no volume twice.")}),
+    );
+    let mount_path = json!({"type": "string", "pattern": MOUNT_PATH, "maxLength": MAX_MOUNT_PATH_BYTES});
+    let absent = json!({"type": "null"});
+    let mut tmpfs_size = size("1Mi to 1Ti; default 64Mi");
+    tmpfs_size["type"] = json!(["string", "null"]);
+    set(
+        doc,
+        &format!("{s}/Volume"),
+        json!({"oneOf": [
+            {"required": ["name", "path"], "properties": {
+                "name": {"type": "string", "pattern": DNS_LABEL, "minLength": 1, "maxLength": 63},
+                "path": mount_path, "tmpfs": absent, "size": absent}},
+            {"required": ["tmpfs"], "properties": {
+                "tmpfs": mount_path, "size": tmpfs_size, "name": absent, "path": absent}},
+        ]}),
     );
 
     let res = format!("{s}/Resources/properties");
@@ -490,10 +526,31 @@ mod tests {
             "a//b",
             "a__b",
             "a___b",
+            "Dubernetes/whoami:v1",
+            "Reg.io/whoami",
+            "reg:5000/a",
+            "localhost/a",
+            "localhost/A",
+            &"a".repeat(237),
+            &"a".repeat(238),
+            &format!("a@sha256:{}", "0".repeat(64)),
+            &format!("a@sha256:{}", "A".repeat(64)),
+            &format!("a@sha512:{}", "0".repeat(128)),
+            &format!("a@md5:{}", "0".repeat(32)),
         ];
         for i in images {
             let ok = !spec("p", i, None, None).is_err_and(|f| f.contains(&"image".to_string()));
-            assert_eq!(matches(IMAGE, i) && !i.is_empty() && i.len() <= 512, ok, "image {i:?}");
+            assert_eq!(
+                matches(IMAGE, i) && !i.is_empty() && i.len() <= MAX_IMAGE_REFERENCE,
+                ok,
+                "image {i:?}"
+            );
+        }
+        for path in [
+            "/data", "/a/b.c", "/", "/a/", "//a", "/a/./b", "/..", "/a b", "a", "/.x", "/a/..b", "/...", "/.",
+        ] {
+            let v = dubernetes_core::PodSpec::new("p", "x").with_volume(dubernetes_core::Volume::tmpfs(path, None));
+            assert_eq!(matches(MOUNT_PATH, path), v.validate().is_ok(), "path {path:?}");
         }
         for k in ["A", "_a1", "1a", "a-b", "a b", "PATH"] {
             let ok = !spec("p", "x", None, Some(k)).is_err_and(|f| f.iter().any(|f| f.starts_with("env.")));

@@ -6,6 +6,7 @@ pub(crate) mod logs;
 pub(crate) mod meta;
 pub(crate) mod pods;
 pub(crate) mod secrets;
+pub(crate) mod volumes;
 pub(crate) mod watch;
 
 use axum::Router;
@@ -22,6 +23,7 @@ use logs::logs;
 use meta::{healthz, ingress, metrics, openapi_json, version};
 use pods::{delete_pod, get_pod, list_pods, post_pod, put_pod, revisions, rollback};
 use secrets::{delete_secret, get_secret, list_secrets, post_secret, put_secret};
+use volumes::{delete_volume, list_volumes};
 use watch::watch;
 
 /// The state the handlers share.
@@ -69,6 +71,8 @@ pub fn router_with_limits(orchestrator: Dubernetes, shutdown: CancellationToken,
             "/v1/secrets/{name}",
             get(get_secret).put(put_secret).delete(delete_secret),
         )
+        .route("/v1/volumes", get(list_volumes))
+        .route("/v1/volumes/{name}", axum::routing::delete(delete_volume))
         .route("/v1/events", get(events))
         .route("/v1/watch", get(watch))
         .route("/v1/ingress", get(ingress))

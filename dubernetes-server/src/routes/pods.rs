@@ -192,10 +192,12 @@ pub(crate) async fn rollback(
         serde_json::from_value(value).map_err(invalid)?
     };
     let (pod, outcome) = o.undo(&name, request.to_revision).await?;
+    let warnings = pod.spec.warnings();
     Ok(axum::Json(ApplyResponse {
         outcome,
         dry_run: false,
         pod: Some(pod),
+        warnings,
     })
     .into_response())
 }
@@ -256,6 +258,7 @@ pub(crate) async fn apply(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let expected = expected_generation(headers, &params)?;
+    let warnings = spec.warnings();
     if params.dry_run {
         let outcome = o.dry_run(&spec).await?;
         let pod = o.get(&spec.name).await.ok();
@@ -263,6 +266,7 @@ pub(crate) async fn apply(
             outcome,
             dry_run: true,
             pod,
+            warnings,
         })
         .into_response());
     }
@@ -278,6 +282,7 @@ pub(crate) async fn apply(
             outcome,
             dry_run: false,
             pod: Some(pod),
+            warnings,
         }),
     )
         .into_response())

@@ -288,3 +288,86 @@ fn access_hosts_paths_and_limits_are_checked_by_field() {
         serde_json::json!({"host": "a.com"})
     );
 }
+
+#[test]
+fn volumes_are_checked() {
+    let spec = parse_one(
+        "name: db\nimage: i\nvolumes: [{name: pgdata, path: /var/lib/postgresql/data}, {tmpfs: /tmp, size: 8Mi}, {tmpfs: /run}]\nupdate: {strategy: recreate}\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        spec.volumes.iter().filter_map(Volume::mount).collect::<Vec<_>>(),
+        [
+            VolumeMount::Named {
+                name: "pgdata".into(),
+                path: "/var/lib/postgresql/data".into()
+            },
+            VolumeMount::Tmpfs {
+                path: "/tmp".into(),
+                bytes: 8 * 1024 * 1024
+            },
+            VolumeMount::Tmpfs {
+                path: "/run".into(),
+                bytes: DEFAULT_TMPFS_BYTES
+            },
+        ]
+    );
+    assert_eq!(spec.update_strategy().strategy, Strategy::Recreate);
+    assert!(spec.warnings().is_empty(), "{:?}", spec.warnings());
+    for (yaml, field) in [
+        ("[{name: data, path: relative}]", "volumes[0].path"),
+        ("[{name: data, path: /}]", "volumes[0].path"),
+        ("[{name: data, path: /a/../b}]", "volumes[0].path"),
+        ("[{name: data, path: '/a b'}]", "volumes[0].path"),
+        ("[{name: data, path: /a//b}]", "volumes[0].path"),
+        ("[{name: Data, path: /a}]", "volumes[0].name"),
+        ("[{name: data, path: /a, size: 1Mi}]", "volumes[0].size"),
+        ("[{name: data}]", "volumes[0]"),
+        ("[{name: data, path: /a, tmpfs: /b}]", "volumes[0]"),
+        ("[{tmpfs: /a, size: 1k}]", "volumes[0].size"),
+        ("[{tmpfs: /a, size: 1025Gi}]", "volumes[0].size"),
+        ("[{tmpfs: /a, size: lots}]", "volumes[0].size"),
+        ("[{name: a, path: /x}, {tmpfs: /x}]", "volumes[1].tmpfs"),
+        ("[{name: a, path: /x}, {name: a, path: /y}]", "volumes[1].name"),
+    ] {
+        assert_eq!(
+            invalid_fields(&format!("name: p\nimage: i\nvolumes: {yaml}\n")),
+            [field],
+            "{yaml}"
+        );
+    }
+    let many: Vec<String> = (0..=MAX_VOLUMES).map(|i| format!("{{tmpfs: /t{i}}}")).collect();
+    assert_eq!(
+        invalid_fields(&format!("name: p\nimage: i\nvolumes: [{}]\n", many.join(", "))),
+        ["volumes"]
+    );
+    assert!(parse_specs("name: p\nimage: i\nvolumes: [{name: a, path: /a, mode: rw}]\n").is_err());
+}
+
+#[test]
+fn shared_volumes_warn() {
+    let spec = PodSpec::new("db", "i").with_volume(Volume::named("pgdata", "/data"));
+    let warnings = spec.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("recreate"), "{warnings:?}");
+    let warnings = spec.clone().with_replicas(3).warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains("3 replicas"), "{warnings:?}");
+    let tmp_only = PodSpec::new("db", "i")
+        .with_volume(Volume::tmpfs("/tmp", None))
+        .with_replicas(3);
+    assert!(tmp_only.warnings().is_empty());
+}
+
+#[test]
+fn volumes_and_strategy_are_in_the_revision_only_where_they_change_containers() {
+    let plain = PodSpec::new("p", "i");
+    let with_volume = plain.clone().with_volume(Volume::named("a", "/a"));
+    assert_ne!(plain.revision_hash(), with_volume.revision_hash());
+    let recreate = parse_one("name: p\nimage: i\nupdate: {strategy: recreate}\n").expect("valid");
+    assert_eq!(plain.revision_hash(), recreate.revision_hash());
+    // A spec without the new fields serializes as before.
+    let json =
+        serde_json::to_string(&parse_one("name: p\nimage: i\nupdate: {max_surge: 2}\n").expect("valid")).expect("json");
+    assert!(!json.contains("strategy") && !json.contains("volumes"), "{json}");
+}
