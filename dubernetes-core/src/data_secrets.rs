@@ -178,6 +178,14 @@ impl Dubernetes {
         tracing::info!(secret = %stored.name, kind = stored.kind.as_str(), keys = ?stored.keys, version = stored.version, "stored a secret");
         if stored.kind == SecretType::Generic {
             self.roll_users(&stored.name).await?;
+        } else {
+            // New credentials change no container: the pods using them try
+            // their pull again now rather than at the end of their back-off.
+            for pod in self.handle.store.list().await? {
+                if pod.spec.image_pull_secret.as_deref() == Some(&stored.name) {
+                    self.handle.ctx().wake(&pod.spec.name);
+                }
+            }
         }
         self.data_secret(&stored.name).await
     }
