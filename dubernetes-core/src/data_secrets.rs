@@ -31,8 +31,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
     }
 }
 
-/// The values of a secret, opened.
-pub(crate) type SecretValues = BTreeMap<String, String>;
+use crate::vault::SecretValues;
 
 /// Checks a new secret; returns what is sealed (its values) and its keys.
 fn check(secret: &NewSecret) -> Result<(SecretValues, Vec<String>)> {
@@ -327,13 +326,6 @@ impl Dubernetes {
         }
         Ok(spec)
     }
-}
-
-/// Opens the values of a stored secret.
-pub(crate) fn open(vault: &crate::vault::Vault, stored: &StoredSecret) -> Result<SecretValues> {
-    let plain = vault.open(&StoredSecret::aad(&stored.name, stored.kind), &stored.sealed)?;
-    serde_json::from_slice(&plain)
-        .map_err(|_| Error::SecretsUnavailable(format!("secret {:?} holds no readable values", stored.name)))
 }
 
 #[cfg(test)]
