@@ -31,8 +31,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
     }
 }
 
-/// The values of a secret, opened.
-pub(crate) type SecretValues = BTreeMap<String, String>;
+use crate::vault::SecretValues;
 
 /// Checks a new secret; returns what is sealed (its values) and its keys.
 fn check(secret: &NewSecret) -> Result<(SecretValues, Vec<String>)> {
@@ -178,6 +177,14 @@ impl Dubernetes {
         tracing::info!(secret = %stored.name, kind = stored.kind.as_str(), keys = ?stored.keys, version = stored.version, "stored a secret");
         if stored.kind == SecretType::Generic {
             self.roll_users(&stored.name).await?;
+        } else {
+            // New credentials change no container: the pods using them try
+            // their pull again now rather than at the end of their back-off.
+            for pod in self.handle.store.list().await? {
+                if pod.spec.image_pull_secret.as_deref() == Some(&stored.name) {
+                    self.handle.ctx().wake(&pod.spec.name);
+                }
+            }
         }
         self.data_secret(&stored.name).await
     }
@@ -319,13 +326,6 @@ impl Dubernetes {
         }
         Ok(spec)
     }
-}
-
-/// Opens the values of a stored secret.
-pub(crate) fn open(vault: &crate::vault::Vault, stored: &StoredSecret) -> Result<SecretValues> {
-    let plain = vault.open(&StoredSecret::aad(&stored.name, stored.kind), &stored.sealed)?;
-    serde_json::from_slice(&plain)
-        .map_err(|_| Error::SecretsUnavailable(format!("secret {:?} holds no readable values", stored.name)))
 }
 
 #[cfg(test)]

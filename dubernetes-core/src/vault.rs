@@ -23,6 +23,10 @@ use crate::error::{Error, Result};
 /// The key file's name in the data dir.
 pub const KEY_FILE: &str = "secrets.key";
 
+/// The values of a secret, opened: key to value (a registry secret's are
+/// `username` and `password`).
+pub(crate) type SecretValues = std::collections::BTreeMap<String, String>;
+
 /// Where the key comes from.
 #[derive(Debug, Clone)]
 pub(crate) enum KeySource {
@@ -137,6 +141,16 @@ impl Vault {
             .map_err(|_| wrong())?;
         Ok(plain.to_vec())
     }
+}
+
+/// Opens the values of a stored secret.
+pub(crate) fn open_values(vault: &Vault, stored: &crate::store::StoredSecret) -> Result<SecretValues> {
+    let plain = vault.open(
+        &crate::store::StoredSecret::aad(&stored.name, stored.kind),
+        &stored.sealed,
+    )?;
+    serde_json::from_slice(&plain)
+        .map_err(|_| Error::SecretsUnavailable(format!("secret {:?} holds no readable values", stored.name)))
 }
 
 fn random<const N: usize>() -> Result<[u8; N]> {

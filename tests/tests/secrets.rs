@@ -507,6 +507,52 @@ async fn private_registry_pulls_with_the_pull_secret_only() {
             path.display()
         );
     }
+
+    // The swarm backend pulls with the same credentials (and gives them to
+    // the service, as --with-registry-auth): `pull: always` makes it pull
+    // although the engine now has the image.
+    ensure_swarm();
+    let swarm = TestServer::start_on(Backend::Swarm, "registry").await;
+    let out = swarm.dubectl(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server={server_host}"),
+        &format!("--docker-username={user}"),
+        "--docker-password=wrong-password",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = format!("name: private\nimage: {image}\nimage_pull_secret: regcred\npull: always\n");
+    let (status, body) = swarm.put_yaml("private", &yaml).await;
+    assert!(status < 300, "{body}");
+    wait_for("a refused pull on swarm", CONVERGE, || async {
+        let (_, pod) = swarm.get_json("/v1/pods/private").await;
+        (pod["status"]["reason"] == "ImagePullFailed"
+            && pod["status"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("unauthorized")))
+        .then_some(())
+    })
+    .await;
+    let out = swarm.dubectl(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server={server_host}"),
+        &format!("--docker-username={user}"),
+        &format!("--docker-password={password}"),
+        "--replace",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A registry secret's change rolls nothing: the next retry pulls with it.
+    swarm.wait_converged("private", CONVERGE).await;
+    assert!(
+        !swarm.log().contains(password),
+        "the registry password is in the swarm server's log"
+    );
+    drop(swarm);
     drop(untag);
     drop(registry);
 }

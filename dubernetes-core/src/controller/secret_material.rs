@@ -15,9 +15,9 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt 
 use std::path::{Path, PathBuf};
 
 use super::prelude::*;
-use crate::data_secrets::SecretValues;
 use crate::engine::{BindDir, Pull, RegistryAuth, SecretMaterial};
 use crate::spec::EnvValue;
+use crate::vault::{SecretValues, open_values};
 
 impl Context {
     /// Opens what `spec` takes from secrets and writes its files.
@@ -33,10 +33,7 @@ impl Context {
                     field: "secret".into(),
                     message: format!("the pod uses secret {name:?}, which no longer exists; create it again"),
                 })?;
-            opened.insert(
-                name.to_string(),
-                crate::data_secrets::open(&self.settings.vault, &stored)?,
-            );
+            opened.insert(name.to_string(), open_values(&self.settings.vault, &stored)?);
         }
         let mut material = SecretMaterial::default();
         for (var, value) in &spec.env {
@@ -90,7 +87,7 @@ impl Context {
                     field: "image_pull_secret".into(),
                     message: format!("no docker-registry secret {name:?} any more; create it again"),
                 })?;
-            let values = crate::data_secrets::open(&self.settings.vault, &stored)?;
+            let values = open_values(&self.settings.vault, &stored)?;
             material.registry_auth = Some(RegistryAuth {
                 server: stored.docker_server.unwrap_or_default(),
                 username: values.get("username").cloned().unwrap_or_default(),
