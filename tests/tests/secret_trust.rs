@@ -197,7 +197,7 @@ async fn an_expiring_secret_warns_and_blocks_nothing() {
     let server = TestServer::start_with("trust-expiry", &["--resync-seconds", "1"]).await;
     let ca = TestCa::new("expiry CA");
     let now = time::OffsetDateTime::now_utc();
-    let lifetime = Duration::from_secs(20);
+    let lifetime = Duration::from_secs(30);
     let leaf = ca.leaf_valid(
         &["exp.trust.test", "new.trust.test"],
         now - Duration::from_secs(86_400),
