@@ -25,13 +25,6 @@ pub struct CertificateInfo {
     pub not_after: i64,
 }
 
-impl CertificateInfo {
-    /// Whether one of its names covers `host`.
-    pub fn covers(&self, host: &str) -> bool {
-        self.hosts.iter().any(|name| name_covers(name, host))
-    }
-}
-
 /// Why a certificate or key cannot be used; `field` names the input at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -187,6 +180,49 @@ pub fn check_pair(cert_pem: &str, key_pem: &str, now: i64) -> Result<Certificate
         ));
     }
     Ok(info)
+}
+
+/// Why a pod serving `host` may not use the TLS secret `name`, whose
+/// certificate covers `cert`'s hosts until its end of validity (None: no such
+/// secret); None when it may. An expired secret is refused only to a pod that
+/// did not use it for this host before (`keeps_it` false): a change that keeps
+/// it (a scale) goes through, and the status warns instead.
+pub(crate) fn refuse_use(
+    name: &str,
+    pod_hosts: &[&str],
+    cert: Option<(&[String], i64)>,
+    now: i64,
+    keeps_it: bool,
+) -> Option<String> {
+    let Some((hosts, not_after)) = cert else {
+        return Some(format!(
+            "no TLS secret {name:?}; create it first with `dubectl create secret tls {name} --cert FILE --key FILE`"
+        ));
+    };
+    if let Some(host) = pod_hosts.iter().find(|h| !hosts.iter().any(|n| name_covers(n, h))) {
+        return Some(format!(
+            "secret {name:?} covers {}, not the pod's host {host:?} (it must cover every host of the pod)",
+            hosts.join(", ")
+        ));
+    }
+    if not_after <= now && !keeps_it {
+        return Some(format!(
+            "secret {name:?} has expired; replace it with a current certificate"
+        ));
+    }
+    None
+}
+
+/// Why a certificate covering `hosts` cannot be the secret of pods serving
+/// `users` (pod, host); None when it covers them all.
+pub(crate) fn refuse_replace(hosts: &[String], users: &[(String, String)]) -> Option<String> {
+    let (pod, host) = users
+        .iter()
+        .find(|(_, host)| !hosts.iter().any(|n| name_covers(n, host)))?;
+    Some(format!(
+        "covers {} but pod {pod:?} serves {host:?} with this secret",
+        hosts.join(", ")
+    ))
 }
 
 /// How long before a certificate expires its pods are warned (status, a

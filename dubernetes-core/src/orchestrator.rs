@@ -314,7 +314,7 @@ impl Dubernetes {
     pub async fn apply_if(&self, spec: PodSpec, expected: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
         self.validate(&spec)?;
         let spec = self.with_secret_versions(spec).await?;
-        self.check_tls(&spec).await?;
+        // The TLS secret is checked by the store, in the write's transaction.
         let (stored, outcome) = self.handle.store.upsert_checked(&spec, expected, self.max_pods).await?;
         let ownership = self.handle.runtime.ownership();
         if ownership.has_held(&spec.name) {

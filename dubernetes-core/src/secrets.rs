@@ -5,7 +5,7 @@
 
 use dubernetes_api::{NewTlsSecret, Tls, TlsSecret, check_secret_name};
 
-use crate::certificate::{self, CertificateInfo};
+use crate::certificate;
 use crate::controller::Change;
 use crate::error::{Error, Result};
 use crate::orchestrator::Dubernetes;
@@ -47,26 +47,6 @@ impl Dubernetes {
                 field: p.field.into(),
                 message: p.message,
             })?;
-        if self.handle.store.data_secret(&secret.name).await?.is_some() {
-            return Err(Error::SecretTaken(secret.name));
-        }
-        let existing = self.handle.store.certificate(&secret.name).await?;
-        if existing.as_ref().is_some_and(|c| c.kind == CertificateKind::User) && !replace {
-            return Err(Error::SecretExists(secret.name));
-        }
-        let users = self.secret_users(&secret.name).await?;
-        for pod in &users {
-            if let Some(host) = pod.hosts().into_iter().find(|h| !info.covers(h)) {
-                return Err(Error::Certificate {
-                    field: "cert".into(),
-                    message: format!(
-                        "covers {} but pod {:?} serves {host:?} with this secret",
-                        info.hosts.join(", "),
-                        pod.name
-                    ),
-                });
-            }
-        }
         let stored = StoredCertificate {
             name: secret.name.clone(),
             kind: CertificateKind::User,
@@ -79,12 +59,14 @@ impl Dubernetes {
             created_at: 0,
             updated_at: 0,
         };
-        self.handle.store.put_certificate(&stored).await?;
+        // The name's availability and the hosts of the pods using it are
+        // checked in the store's write transaction, with the write.
+        let users = self.handle.store.put_user_certificate(&stored, replace).await?;
         tracing::info!(secret = %secret.name, hosts = ?info.hosts, "stored a TLS secret");
         if !users.is_empty() {
             self.handle.ctx().wake_ingress();
-            for pod in &users {
-                self.handle.ctx().notify(Change::Pod { name: pod.name.clone() });
+            for pod in users {
+                self.handle.ctx().notify(Change::Pod { name: pod });
             }
         }
         self.secret(&secret.name).await
@@ -116,20 +98,9 @@ impl Dubernetes {
 
     /// Deletes a TLS secret; [`Error::SecretInUse`] while pods name it.
     pub async fn delete_secret(&self, name: &str) -> Result<()> {
-        let users = self.secret_users(name).await?;
-        if !users.is_empty() {
-            return Err(Error::SecretInUse {
-                name: name.to_string(),
-                pods: users.into_iter().map(|p| p.name).collect(),
-            });
-        }
-        match self.user_certificate(name).await? {
-            Some(_) => {
-                self.handle.store.delete_certificate(name).await?;
-                Ok(())
-            }
-            None => Err(Error::SecretNotFound(name.to_string())),
-        }
+        // Checked and deleted in one store transaction: a pod applied at the
+        // same time either sees the secret gone or keeps it from going.
+        self.handle.store.delete_user_certificate(name).await
     }
 
     /// The user's secret of this name (not a certificate obtained by ACME).
@@ -158,49 +129,30 @@ impl Dubernetes {
     /// For a pod with `access.tls: {secret: NAME}`: the secret exists, is
     /// valid now and covers the pod's host.
     pub(crate) async fn check_tls(&self, spec: &PodSpec) -> Result<()> {
-        let (Some(Tls::Secret(name)), Some(_)) = (spec.tls(), spec.host()) else {
+        let hosts = spec.hosts();
+        let (Some(Tls::Secret(name)), false) = (spec.tls(), hosts.is_empty()) else {
             return Ok(());
         };
-        let field = || "access.tls.secret".to_string();
-        let stored = self.user_certificate(name).await?.ok_or_else(|| Error::Certificate {
-            field: field(),
-            message: format!(
-                "no TLS secret {name:?}; create it first with `dubectl create secret tls {name} --cert FILE --key FILE`"
-            ),
-        })?;
-        let info = CertificateInfo {
-            hosts: stored.hosts,
-            issuer: stored.issuer,
-            not_before: stored.not_before,
-            not_after: stored.not_after,
-        };
-        if let Some(host) = spec.hosts().into_iter().find(|h| !info.covers(h)) {
-            return Err(Error::Certificate {
-                field: field(),
-                message: format!(
-                    "secret {name:?} covers {}, not the pod's host {host:?} (it must cover every host of the pod)",
-                    info.hosts.join(", ")
-                ),
-            });
-        }
-        // An expired secret is refused to a pod that starts using it (or
-        // moves its host onto it), never to a change that keeps it as it was
-        // (a scale, a new image): the status and events warn about it instead.
-        if info.not_after <= now_ms() / 1000 {
-            let unchanged = self
+        // The same check as the store's upsert makes in its transaction (see
+        // `certificate::refuse_use`); this one serves dry runs.
+        let stored = self.user_certificate(name).await?;
+        let keeps_it = match &stored {
+            Some(c) if c.not_after <= now_ms() / 1000 => self
                 .handle
                 .store
                 .get(&spec.name)
                 .await?
-                .is_some_and(|p| p.spec.tls() == spec.tls() && p.spec.host() == spec.host());
-            if !unchanged {
-                return Err(Error::Certificate {
-                    field: field(),
-                    message: format!("secret {name:?} has expired; replace it with a current certificate"),
-                });
-            }
+                .is_some_and(|p| p.spec.tls() == spec.tls() && p.spec.hosts() == hosts),
+            _ => false,
+        };
+        let cert = stored.as_ref().map(|c| (c.hosts.as_slice(), c.not_after));
+        match certificate::refuse_use(name, &hosts, cert, now_ms() / 1000, keeps_it) {
+            Some(message) => Err(Error::Certificate {
+                field: "access.tls.secret".into(),
+                message,
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

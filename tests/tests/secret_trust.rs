@@ -197,8 +197,12 @@ async fn an_expiring_secret_warns_and_blocks_nothing() {
     let server = TestServer::start_with("trust-expiry", &["--resync-seconds", "1"]).await;
     let ca = TestCa::new("expiry CA");
     let now = time::OffsetDateTime::now_utc();
-    let lifetime = Duration::from_secs(20);
-    let leaf = ca.leaf_valid(&["exp.trust.test"], now - Duration::from_secs(86_400), now + lifetime);
+    let lifetime = Duration::from_secs(30);
+    let leaf = ca.leaf_valid(
+        &["exp.trust.test", "new.trust.test"],
+        now - Duration::from_secs(86_400),
+        now + lifetime,
+    );
     let expires = Instant::now() + lifetime;
     let (status, answer) = post_secret(&server, "exp-cert", &leaf.chain_pem, &leaf.key_pem).await;
     assert_eq!(status, 201, "{answer}");
@@ -251,7 +255,7 @@ async fn an_expiring_secret_warns_and_blocks_nothing() {
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = server
-        .put_yaml("new", &pod_yaml("new", "exp.trust.test", "exp-cert", 0))
+        .put_yaml("new", &pod_yaml("new", "new.trust.test", "exp-cert", 0))
         .await;
     assert_eq!(status, 422, "a new use of an expired secret is refused: {body}");
     // One warning per stage, not one per resync.
@@ -345,5 +349,80 @@ async fn serving_means_the_current_certificate_is_served() {
             assert!(Instant::now() < deadline, "round {round}: never serving again: {tls}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Over HTTP on the real server, concurrently and many rounds: a pod applied
+/// while its secret is deleted, a replacement that stops covering a host while
+/// a pod starts using it, two creates of one name: exactly one of each pair
+/// succeeds (before, both did in most rounds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_checks_and_their_writes_are_one_transaction() {
+    let server = TestServer::start("trust-races").await;
+    let ca = TestCa::new("races CA");
+    let put_pod = |name: String, host: String, secret: String| {
+        let server = &server;
+        async move { server.put_yaml(&name, &pod_yaml(&name, &host, &secret, 0)).await.0 }
+    };
+    for round in 0..15 {
+        // Apply while the secret is deleted.
+        let host = format!("del{round}.trust.test");
+        let leaf = ca.leaf(&[&host]);
+        let secret = format!("del{round}");
+        assert_eq!(
+            post_secret(&server, &secret, &leaf.chain_pem, &leaf.key_pem).await.0,
+            201
+        );
+        let delete = async {
+            server
+                .http
+                .delete(format!("{}/v1/secrets/{secret}", server.url))
+                .send()
+                .await
+                .expect("DELETE")
+                .status()
+                .as_u16()
+        };
+        let (applied, deleted) = tokio::join!(put_pod(format!("pdel{round}"), host.clone(), secret.clone()), delete);
+        assert!(
+            matches!((applied, deleted), (201, 409) | (422, 200 | 204)),
+            "round {round}: apply {applied}, delete of its secret {deleted}"
+        );
+
+        // A replacement not covering the host, racing an apply that uses it.
+        let host = format!("rep{round}.trust.test");
+        let leaf = ca.leaf(&[&host]);
+        let elsewhere = ca.leaf(&["elsewhere.trust.test"]);
+        let secret = format!("rep{round}");
+        assert_eq!(
+            post_secret(&server, &secret, &leaf.chain_pem, &leaf.key_pem).await.0,
+            201
+        );
+        let replace = async {
+            server
+                .http
+                .put(format!("{}/v1/secrets/{secret}", server.url))
+                .json(&serde_json::json!({"name": secret, "cert": elsewhere.chain_pem, "key": elsewhere.key_pem}))
+                .send()
+                .await
+                .expect("PUT")
+                .status()
+                .as_u16()
+        };
+        let (applied, replaced) = tokio::join!(put_pod(format!("prep{round}"), host.clone(), secret.clone()), replace);
+        assert!(
+            matches!((applied, replaced), (201, 422) | (422, 200)),
+            "round {round}: apply {applied}, uncovering replace {replaced}"
+        );
+
+        // Two creates of one name: one 201, one 409.
+        let secret = format!("new{round}");
+        let (one, two) = tokio::join!(
+            post_secret(&server, &secret, &leaf.chain_pem, &leaf.key_pem),
+            post_secret(&server, &secret, &leaf.chain_pem, &leaf.key_pem)
+        );
+        let mut statuses = [one.0, two.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "round {round}: two creates of one name");
     }
 }

@@ -206,16 +206,20 @@ impl Store for CachedStore {
         self.inner.put_certificate(cert).await
     }
 
+    async fn put_user_certificate(&self, cert: &StoredCertificate, replace: bool) -> Result<Vec<String>> {
+        self.inner.put_user_certificate(cert, replace).await
+    }
+
+    async fn delete_user_certificate(&self, name: &str) -> Result<()> {
+        self.inner.delete_user_certificate(name).await
+    }
+
     async fn certificate(&self, name: &str) -> Result<Option<StoredCertificate>> {
         self.inner.certificate(name).await
     }
 
     async fn certificates(&self) -> Result<Vec<StoredCertificate>> {
         self.inner.certificates().await
-    }
-
-    async fn delete_certificate(&self, name: &str) -> Result<bool> {
-        self.inner.delete_certificate(name).await
     }
 
     async fn put_data_secret(&self, secret: &super::StoredSecret, replace: bool) -> Result<super::StoredSecret> {

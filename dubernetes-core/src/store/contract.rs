@@ -43,6 +43,7 @@ macro_rules! store_contract_tests {
             the_store_id_is_written_once_and_gone_adoptions_are_forgotten,
             a_spec_over_the_stored_limit_is_refused_and_nothing_is_written,
             certificates_are_replaced_by_name_and_deleted,
+            secret_checks_and_their_writes_are_one_transaction,
             acme_accounts_are_kept_per_directory
         );
     };
@@ -452,9 +453,105 @@ pub(crate) async fn certificates_are_replaced_by_name_and_deleted(store: &dyn St
         .map(|c| c.name)
         .collect();
     assert_eq!(names, ["acme:a.example", "web"], "listed by name");
-    assert!(store.delete_certificate("web").await.expect("delete"));
-    assert!(!store.delete_certificate("web").await.expect("delete again"));
+    store.delete_user_certificate("web").await.expect("delete");
+    assert!(matches!(
+        store.delete_user_certificate("web").await,
+        Err(Error::SecretNotFound(_))
+    ));
     assert!(store.certificate("web").await.expect("get").is_none());
+    // Only the user's secrets: a certificate obtained by ACME is not one.
+    assert!(matches!(
+        store.delete_user_certificate("acme:a.example").await,
+        Err(Error::SecretNotFound(_))
+    ));
+}
+
+/// Every secret check happens in the transaction of the write it guards,
+/// raced concurrently over many rounds: a pod applied while its secret is
+/// deleted, a replacement that no longer covers a host while a pod starts
+/// using it, two creates of one name: exactly one of each pair succeeds.
+pub(crate) async fn secret_checks_and_their_writes_are_one_transaction(store: &dyn Store) {
+    let secret = |name: &str, host: &str| StoredCertificate {
+        hosts: vec![host.to_string()],
+        not_after: i64::MAX / 2,
+        ..certificate(name, CertificateKind::User, 0)
+    };
+    let pod = |name: &str, host: &str, secret: &str| {
+        PodSpec::new(name, "img:1")
+            .with_host(host)
+            .with_tls(dubernetes_api::Tls::Secret(secret.to_string()))
+    };
+    for round in 0..30 {
+        // A pod applied while its secret is deleted.
+        let (s, host) = (format!("del{round}"), format!("del{round}.example"));
+        store
+            .put_user_certificate(&secret(&s, &host), false)
+            .await
+            .expect("create");
+        let p = pod(&format!("pdel{round}"), &host, &s);
+        let (applied, deleted) = futures::join!(
+            store.upsert_checked(&p, None, u32::MAX),
+            store.delete_user_certificate(&s)
+        );
+        match (&applied, &deleted) {
+            (Ok(_), Err(Error::SecretInUse { .. })) => {}
+            (Err(Error::Certificate { field, .. }), Ok(())) if field == "access.tls.secret" => {}
+            other => panic!("round {round}: apply and delete of its secret: {other:?}"),
+        }
+
+        // A replacement that does not cover the host, racing an apply using it.
+        let (s, host) = (format!("rep{round}"), format!("rep{round}.example"));
+        store
+            .put_user_certificate(&secret(&s, &host), false)
+            .await
+            .expect("create");
+        let p = pod(&format!("prep{round}"), &host, &s);
+        let elsewhere = secret(&s, "elsewhere.example");
+        let (applied, replaced) = futures::join!(
+            store.upsert_checked(&p, None, u32::MAX),
+            store.put_user_certificate(&elsewhere, true)
+        );
+        match (&applied, &replaced) {
+            (Ok(_), Err(Error::Certificate { field, .. })) if field == "cert" => {}
+            (Err(Error::Certificate { field, .. }), Ok(_)) if field == "access.tls.secret" => {}
+            other => panic!("round {round}: apply and an uncovering replace: {other:?}"),
+        }
+
+        // Two creates of one name.
+        let s = format!("new{round}");
+        let (a, b) = (secret(&s, "a.example"), secret(&s, "b.example"));
+        let (one, two) = futures::join!(
+            store.put_user_certificate(&a, false),
+            store.put_user_certificate(&b, false)
+        );
+        match (&one, &two) {
+            (Ok(_), Err(Error::SecretExists(_))) | (Err(Error::SecretExists(_)), Ok(_)) => {}
+            other => panic!("round {round}: two creates of one name: {other:?}"),
+        }
+    }
+    // What the checks refuse on their own: no secret, a host not covered, an
+    // expired secret for a new user (but not for a pod that keeps it).
+    let expired = StoredCertificate {
+        hosts: vec!["old.example".into()],
+        not_after: 10,
+        ..certificate("old", CertificateKind::User, 0)
+    };
+    let err = store
+        .upsert_checked(&pod("nosecret", "x.example", "nope"), None, u32::MAX)
+        .await
+        .expect_err("no such secret");
+    assert!(err.to_string().contains("no TLS secret"), "{err}");
+    store.put_user_certificate(&expired, false).await.expect("create");
+    let err = store
+        .upsert_checked(&pod("uses-old", "old.example", "old"), None, u32::MAX)
+        .await
+        .expect_err("expired, new use");
+    assert!(err.to_string().contains("expired"), "{err}");
+    let err = store
+        .upsert_checked(&pod("other-host", "new.example", "old"), None, u32::MAX)
+        .await
+        .expect_err("not covered");
+    assert!(err.to_string().contains("not the pod's host"), "{err}");
 }
 
 pub(crate) async fn acme_accounts_are_kept_per_directory(store: &dyn Store) {

@@ -186,7 +186,9 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// client read (`expected`, optimistic concurrency: [`Error::StaleGeneration`],
     /// or [`Error::NotFound`] when the pod is gone), the pod limit
     /// (`max_pods`, [`Error::Limit`]), the stored size ([`crate::MAX_STORED_SPEC_BYTES`])
-    /// and the host's owner ([`Error::HostTaken`]), writes the pod (the
+    /// and the host's owner ([`Error::HostTaken`]), the TLS secret its
+    /// `access.tls` names (exists, covers the host, not expired unless the pod
+    /// used it so before: [`Error::Certificate`]), writes the pod (the
     /// generation goes up only when the spec changed), and records a revision
     /// when what the containers run changed. Nothing is written when a check fails.
     async fn upsert_checked(
@@ -255,14 +257,23 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// (keeping its `created_at`).
     async fn put_certificate(&self, cert: &StoredCertificate) -> Result<()>;
 
+    /// Stores the user's TLS secret `cert` in one write transaction with the
+    /// checks it must pass at that moment: [`Error::SecretExists`] when a user
+    /// secret of that name exists and `replace` is false; [`Error::Certificate`]
+    /// (field `cert`) when a pod naming it serves a host it does not cover.
+    /// Returns the pods that use it. Nothing is written when a check fails.
+    async fn put_user_certificate(&self, cert: &StoredCertificate, replace: bool) -> Result<Vec<String>>;
+
+    /// Deletes the user's TLS secret `name` in one write transaction with its
+    /// check: [`Error::SecretInUse`] while a pod names it,
+    /// [`Error::SecretNotFound`] when there is none.
+    async fn delete_user_certificate(&self, name: &str) -> Result<()>;
+
     /// The certificate of this name.
     async fn certificate(&self, name: &str) -> Result<Option<StoredCertificate>>;
 
     /// Every certificate, by name.
     async fn certificates(&self) -> Result<Vec<StoredCertificate>>;
-
-    /// Deletes the certificate of this name; returns whether it existed.
-    async fn delete_certificate(&self, name: &str) -> Result<bool>;
 
     /// Stores a generic or docker-registry secret in one transaction: refused
     /// with [`Error::SecretTaken`] when the name is taken by a secret of any

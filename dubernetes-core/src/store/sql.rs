@@ -36,10 +36,11 @@ macro_rules! sql_store {
                 let json = encode_spec(spec)?;
                 let now = now_ms();
                 let mut tx = self.write_tx().await?;
-                let current: Option<i64> = sqlx::query_scalar("SELECT generation FROM pods WHERE name = $1")
+                let current_row: Option<(i64, String)> = sqlx::query_as("SELECT generation, spec FROM pods WHERE name = $1")
                     .bind(&spec.name)
                     .fetch_optional(&mut *tx)
                     .await?;
+                let current = current_row.as_ref().map(|(generation, _)| *generation);
                 match (expected, current) {
                     (Some(_), None) => return Err(Error::NotFound(spec.name.clone())),
                     (Some(expected), Some(current)) if expected != current => {
@@ -76,6 +77,23 @@ macro_rules! sql_store {
                         .collect();
                     crate::store::route_clash(spec, &others)?;
                 }
+                // The TLS secret is checked in this transaction: a secret
+                // deleted or replaced at the same time waits for it, or is seen.
+                let hosts = spec.hosts();
+                if let (Some(crate::spec::Tls::Secret(secret)), false) = (spec.tls(), hosts.is_empty()) {
+                    let keeps_it = current_row
+                        .as_ref()
+                        .and_then(|(_, json)| serde_json::from_str::<PodSpec>(json).ok())
+                        .is_some_and(|p| p.tls() == spec.tls() && p.hosts() == hosts);
+                    let cert = Self::user_certificate_tx(&mut tx, secret).await?;
+                    let cert = cert.as_ref().map(|(hosts, not_after)| (hosts.as_slice(), *not_after));
+                    if let Some(message) = crate::certificate::refuse_use(secret, &hosts, cert, now / 1000, keeps_it) {
+                        return Err(Error::Certificate {
+                            field: "access.tls.secret".into(),
+                            message,
+                        });
+                    }
+                }
                 let row = sqlx::query(
                     "INSERT INTO pods (name, spec, host, generation, created_at, updated_at) VALUES ($1, $2, $3, 1, $4, $4)
                      ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, host = excluded.host,
@@ -104,6 +122,46 @@ macro_rules! sql_store {
                     .await?
                     .ok_or_else(|| Error::NotFound(spec.name.clone()))?;
                 Ok((stored, outcome))
+            }
+
+            /// The hosts and end of validity of the user's secret `name`, read in `tx`.
+            async fn user_certificate_tx(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                name: &str,
+            ) -> Result<Option<(Vec<String>, i64)>> {
+                let row: Option<(String, i64)> =
+                    sqlx::query_as("SELECT hosts, not_after FROM certificates WHERE name = $1 AND kind = $2")
+                        .bind(name)
+                        .bind(CertificateKind::User.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                row.map(|(hosts, not_after)| {
+                    let hosts: Vec<String> =
+                        serde_json::from_str(&hosts).map_err(|e| Error::Internal(format!("stored hosts: {e}")))?;
+                    Ok((hosts, not_after))
+                })
+                .transpose()
+            }
+
+            /// The pods (name, host) whose `access.tls` names the secret `name`, read in `tx`.
+            async fn secret_users_tx(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                name: &str,
+            ) -> Result<Vec<(String, String)>> {
+                let specs: Vec<String> = sqlx::query_scalar("SELECT spec FROM pods WHERE host IS NOT NULL ORDER BY name")
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let mut users = Vec::new();
+                for json in specs {
+                    let spec: PodSpec =
+                        serde_json::from_str(&json).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?;
+                    if let Some(crate::spec::Tls::Secret(secret)) = spec.tls()
+                        && secret == name
+                    {
+                        users.extend(spec.hosts().into_iter().map(|host| (spec.name.clone(), host.to_string())));
+                    }
+                }
+                Ok(users)
             }
         }
 
@@ -424,6 +482,76 @@ macro_rules! sql_store {
                 certificate_changed(&self.pool, &cert.name).await
             }
 
+            async fn put_user_certificate(&self, cert: &StoredCertificate, replace: bool) -> Result<Vec<String>> {
+                let now = now_ms();
+                let hosts = serde_json::to_string(&cert.hosts).map_err(|e| Error::Internal(e.to_string()))?;
+                let mut tx = self.write_tx().await?;
+                let kind: Option<String> = sqlx::query_scalar("SELECT kind FROM certificates WHERE name = $1")
+                    .bind(&cert.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if kind.as_deref() == Some(CertificateKind::User.as_str()) && !replace {
+                    return Err(Error::SecretExists(cert.name.clone()));
+                }
+                // Secrets of every type share one name space.
+                let data: Option<String> = sqlx::query_scalar("SELECT name FROM data_secrets WHERE name = $1")
+                    .bind(&cert.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if data.is_some() {
+                    return Err(Error::SecretTaken(cert.name.clone()));
+                }
+                let users = Self::secret_users_tx(&mut tx, &cert.name).await?;
+                if let Some(message) = crate::certificate::refuse_replace(&cert.hosts, &users) {
+                    return Err(Error::Certificate {
+                        field: "cert".into(),
+                        message,
+                    });
+                }
+                sqlx::query(
+                    "INSERT INTO certificates (name, kind, cert_pem, key_pem, hosts, issuer, not_before, not_after, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+                     ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, cert_pem = excluded.cert_pem,
+                       key_pem = excluded.key_pem, hosts = excluded.hosts, issuer = excluded.issuer,
+                       not_before = excluded.not_before, not_after = excluded.not_after, updated_at = excluded.updated_at",
+                )
+                .bind(&cert.name)
+                .bind(CertificateKind::User.as_str())
+                .bind(&cert.cert_pem)
+                .bind(&cert.key_pem)
+                .bind(hosts)
+                .bind(&cert.issuer)
+                .bind(cert.not_before)
+                .bind(cert.not_after)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                certificate_changed(&self.pool, &cert.name).await?;
+                Ok(users.into_iter().map(|(pod, _)| pod).collect())
+            }
+
+            async fn delete_user_certificate(&self, name: &str) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                let users = Self::secret_users_tx(&mut tx, name).await?;
+                if !users.is_empty() {
+                    return Err(Error::SecretInUse {
+                        name: name.to_string(),
+                        pods: users.into_iter().map(|(pod, _)| pod).collect(),
+                    });
+                }
+                let done = sqlx::query("DELETE FROM certificates WHERE name = $1 AND kind = $2")
+                    .bind(name)
+                    .bind(CertificateKind::User.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(Error::SecretNotFound(name.to_string()));
+                }
+                tx.commit().await?;
+                certificate_changed(&self.pool, name).await
+            }
+
             async fn certificate(&self, name: &str) -> Result<Option<StoredCertificate>> {
                 let row = sqlx::query("SELECT * FROM certificates WHERE name = $1")
                     .bind(name)
@@ -437,15 +565,6 @@ macro_rules! sql_store {
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter().map(certificate_from_row).collect()
-            }
-
-            async fn delete_certificate(&self, name: &str) -> Result<bool> {
-                let done = sqlx::query("DELETE FROM certificates WHERE name = $1")
-                    .bind(name)
-                    .execute(&self.pool)
-                    .await?;
-                certificate_changed(&self.pool, name).await?;
-                Ok(done.rows_affected() > 0)
             }
 
             async fn put_data_secret(
