@@ -15,6 +15,8 @@
 #                          (no njs) is no longer built.
 #   dubernetes/probe:local Debian's microsocks (extracted) on an empty image: the swarm
 #                          backend's probe agent on the overlay network
+#   dubernetes/names:local dubernetes-names (this workspace) as a static binary on an
+#                          empty image: an instance's name responder (pod names)
 #
 # Needs: docker (daemon running), cargo/rustc, and Debian's apt for the nginx package
 # and anything else missing. Idempotent; a second run mostly hits caches. Runs from any
@@ -168,6 +170,27 @@ done
 # The same app, for tests of slow stops: run it with WHOAMI_IGNORE_SIGTERM=1.
 docker_build "$STAGE/whoami" dubernetes/whoami:stubborn --build-arg WHOAMI_VERSION=stubborn
 
+# --- name responder -------------------------------------------------------------------
+# Its own target dir: static flags must not invalidate the workspace's build cache.
+log "cargo build dubernetes-names (static, $HOST_TRIPLE)"
+(
+	cd "$ROOT"
+	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked -p dubernetes-names \
+		--target "$HOST_TRIPLE" --target-dir "$ROOT/target/names-static" >&2
+)
+NAMES_BIN="$ROOT/target/names-static/$HOST_TRIPLE/release/dubernetes-names"
+[[ -x $NAMES_BIN ]] || die "$NAMES_BIN was not built"
+if ! LC_ALL=C ldd "$NAMES_BIN" 2>&1 | grep -E 'not a dynamic executable|statically linked' >/dev/null; then
+	die "$NAMES_BIN is not statically linked"
+fi
+mkdir -p "$STAGE/names/names"
+cp "$ROOT/images/names/Dockerfile" "$STAGE/names/Dockerfile"
+cp "$NAMES_BIN" "$STAGE/names/dubernetes-names"
+printf 'end\n' >"$STAGE/names/names/table"
+chmod 0755 "$STAGE/names/names"
+chmod 0644 "$STAGE/names/names/table"
+docker_build "$STAGE/names" dubernetes/names:local
+
 # --- nginx -------------------------------------------------------------------------
 # Package lists are needed to know the candidate versions (empty on a fresh machine).
 if [[ -z $(apt_candidate nginx-common) ]]; then
@@ -259,7 +282,7 @@ done
 cp "$ROOT/images/probe/Dockerfile" "$STAGE/probe/Dockerfile"
 docker_build "$STAGE/probe" dubernetes/probe:local
 
-for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local-2 dubernetes/probe:local; do
+for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local-2 dubernetes/probe:local dubernetes/names:local; do
 	docker image inspect "$tag" >/dev/null || die "$tag missing after build"
 	echo "$tag"
 done

@@ -51,6 +51,7 @@ mod health;
 mod ingress;
 mod logs;
 mod metrics;
+mod names;
 mod orchestrator;
 mod ownership;
 #[cfg(any(test, feature = "testing"))]
