@@ -247,7 +247,9 @@ pub(super) async fn create_network_with_names(docker: &Docker, request: NetworkC
     const ATTEMPTS: u32 = 5;
     let mut last = None;
     for attempt in 0..ATTEMPTS {
-        let probe_name = format!("{}-subnet-{}", request.name, crate::ownership::new_store_id());
+        // Short (Swarm refuses names over 63 characters) and unique.
+        let random = crate::ownership::new_store_id();
+        let probe_name = format!("dub-subnet-{}", random.get(..16).unwrap_or(&random));
         let probe = NetworkCreateRequest {
             name: probe_name.clone(),
             ..request.clone()
