@@ -18,6 +18,8 @@
 #   dubernetes/busybox:local
 #                          Debian's busybox-static (extracted) on an empty image: a shell
 #                          for tests of stateful pods (a counter kept on a volume)
+#   dubernetes/names:local dubernetes-names (this workspace) as a static binary on an
+#                          empty image: an instance's name responder (pod names)
 #
 # Needs: docker (daemon running), cargo/rustc, and Debian's apt for the nginx package
 # and anything else missing. Idempotent; a second run mostly hits caches. Runs from any
@@ -171,6 +173,27 @@ done
 # The same app, for tests of slow stops: run it with WHOAMI_IGNORE_SIGTERM=1.
 docker_build "$STAGE/whoami" dubernetes/whoami:stubborn --build-arg WHOAMI_VERSION=stubborn
 
+# --- name responder -------------------------------------------------------------------
+# Its own target dir: static flags must not invalidate the workspace's build cache.
+log "cargo build dubernetes-names (static, $HOST_TRIPLE)"
+(
+	cd "$ROOT"
+	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked -p dubernetes-names \
+		--target "$HOST_TRIPLE" --target-dir "$ROOT/target/names-static" >&2
+)
+NAMES_BIN="$ROOT/target/names-static/$HOST_TRIPLE/release/dubernetes-names"
+[[ -x $NAMES_BIN ]] || die "$NAMES_BIN was not built"
+if ! LC_ALL=C ldd "$NAMES_BIN" 2>&1 | grep -E 'not a dynamic executable|statically linked' >/dev/null; then
+	die "$NAMES_BIN is not statically linked"
+fi
+mkdir -p "$STAGE/names/names"
+cp "$ROOT/images/names/Dockerfile" "$STAGE/names/Dockerfile"
+cp "$NAMES_BIN" "$STAGE/names/dubernetes-names"
+printf 'end\n' >"$STAGE/names/names/table"
+chmod 0755 "$STAGE/names/names"
+chmod 0644 "$STAGE/names/names/table"
+docker_build "$STAGE/names" dubernetes/names:local
+
 # --- nginx -------------------------------------------------------------------------
 # Package lists are needed to know the candidate versions (empty on a fresh machine).
 if [[ -z $(apt_candidate nginx-common) ]]; then
@@ -280,7 +303,7 @@ chmod 1777 "$BRFS/tmp"
 cp "$ROOT/images/busybox/Dockerfile" "$STAGE/busybox/Dockerfile"
 docker_build "$STAGE/busybox" dubernetes/busybox:local
 
-for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local-2 dubernetes/probe:local dubernetes/busybox:local; do
+for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local-2 dubernetes/probe:local dubernetes/busybox:local dubernetes/names:local; do
 	docker image inspect "$tag" >/dev/null || die "$tag missing after build"
 	echo "$tag"
 done

@@ -196,6 +196,32 @@ impl DubernetesBuilder {
         self
     }
 
+    /// The name responder's address on the instance network, or None (pods
+    /// get no names, and replicas keep the engine's default DNS) when the
+    /// network reserves none or the responder's image is missing: a replica
+    /// must never name a DNS server that cannot run.
+    async fn names_address(&self, runtime: &Runtime, network: &str, image: &str) -> Option<std::net::IpAddr> {
+        let address = match runtime.names_address(network).await {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                tracing::warn!(
+                    network,
+                    "the instance network reserves no address for the name responder (made by an older version or by hand?); pods get no names until it is made anew"
+                );
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(network, error = %e, "could not read the instance network; pods get no names");
+                return None;
+            }
+        };
+        if let Err(e) = runtime.ensure_image(image, &crate::engine::Pull::if_missing()).await {
+            tracing::warn!(image, error = %e, "the name responder's image is missing (build it with scripts/build-images.sh, or set DUBERNETES_NAMES_IMAGE); pods get no names");
+            return None;
+        }
+        Some(address)
+    }
+
     /// Connects to the engine, opens the store, checks that it owns every
     /// container of the instance, and starts the controller.
     ///
@@ -333,9 +359,14 @@ impl DubernetesBuilder {
         if self.secrets_key_file.is_some() {
             vault.check()?;
         }
+        let names_image =
+            std::env::var("DUBERNETES_NAMES_IMAGE").unwrap_or_else(|_| crate::names::DEFAULT_NAMES_IMAGE.to_string());
+        let names_address = self.names_address(&runtime, &network, &names_image).await;
         let settings = ControllerSettings {
             vault,
             secret_files_dir: dir.as_ref().map(|d| d.join(SECRET_FILES_DIR)),
+            names_address,
+            names_image,
             instance: self.instance.clone(),
             network,
             resync: self.resync,

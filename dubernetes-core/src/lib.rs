@@ -52,6 +52,7 @@ mod health;
 mod ingress;
 mod logs;
 mod metrics;
+mod names;
 mod orchestrator;
 mod ownership;
 #[cfg(any(test, feature = "testing"))]

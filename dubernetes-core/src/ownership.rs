@@ -90,7 +90,8 @@ pub(crate) fn classify(c: Seen<'_>, facts: &Facts<'_>, adopt_foreign: bool) -> V
         return Verdict::Own;
     }
     let of_our_pod = match c.role() {
-        "ingress" => true,
+        // The instance's own helpers, whatever its pods.
+        "ingress" | crate::names::ROLE_NAMES => true,
         "replica" => c.pod().is_some_and(|p| facts.pods.contains(p)),
         _ => false,
     };

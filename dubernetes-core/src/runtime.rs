@@ -177,6 +177,12 @@ impl Runtime {
         .await
     }
 
+    /// The fixed address of the name responder on `network` (see
+    /// [`crate::engine::Engine::names_address`]).
+    pub(crate) async fn names_address(&self, network: &str) -> Result<Option<std::net::IpAddr>> {
+        self.engine.names_address(network).await
+    }
+
     /// Removes a network; a missing one is fine.
     pub(crate) async fn remove_network(&self, name: &str) -> Result<()> {
         self.timed(EngineOp::RemoveNetwork, self.act(self.engine.remove_network(name)))

@@ -112,7 +112,11 @@ async fn a_start_on_the_wrong_data_dir_is_refused_and_touches_nothing() {
     apply_and_wait(&a, "web", 3).await;
     let store_id = version(&a).await["store_id"].as_str().expect("store id").to_string();
     let before = everything(&docker, &a.instance).await;
-    assert_eq!(before.len(), 4, "3 replicas and the ingress: {before:?}");
+    assert_eq!(
+        before.len(),
+        5,
+        "3 replicas, the ingress and the name responder: {before:?}"
+    );
     a.stop();
 
     // A typo in --data-dir: a path that does not exist.
@@ -122,7 +126,7 @@ async fn a_start_on_the_wrong_data_dir_is_refused_and_touches_nothing() {
     let err = stderr(&out);
     for needle in [
         a.instance.as_str(),
-        "4 container(s)",
+        "5 container(s)",
         store_id.as_str(),
         &a.data_path.display().to_string(),
         "--data-dir",

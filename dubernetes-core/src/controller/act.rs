@@ -101,10 +101,38 @@ impl Context {
                 self.sync_ingress().await
             }
         };
-        let (removal_errors, mut errors, unrouted) =
-            tokio::join!(removals, self.create_replicas(pod, stored, &slots_for_creates), unroute);
+        // Their pod's name stops listing them too, before they drain.
+        let unname = async {
+            if drains.is_empty() {
+                Ok(())
+            } else {
+                self.sync_names(false).await
+            }
+        };
+        let (removal_errors, mut errors, unrouted, unnamed) = tokio::join!(
+            removals,
+            self.create_replicas(pod, stored, &slots_for_creates),
+            unroute,
+            unname
+        );
         errors.extend(removal_errors);
         self.wake_ingress();
+        if let Err(e) = unnamed {
+            if self.names.is_serving() && !drains.is_empty() {
+                // Never stop a replica its name may still list: keep it
+                // serving, and let the error policy retry the reconcile.
+                let mut draining = lock(&self.draining);
+                for (id, _) in &drains {
+                    draining.remove(id);
+                }
+                drop(draining);
+                tracing::warn!(pod, error = %e, "updating the pod names before draining failed; the replicas keep running until it succeeds");
+                drains.clear();
+                errors.push(e);
+            } else {
+                tracing::warn!(pod, error = %e, "updating the pod names failed (the name responder never served)");
+            }
+        }
         if let Err(e) = unrouted {
             if stored.is_some_and(|p| p.spec.host().is_some()) {
                 // Never stop a replica the ingress may still route to: keep it
@@ -179,6 +207,10 @@ impl Context {
                 return errors;
             }
         };
+        // The responder replicas name as their DNS server runs before they do.
+        if let Err(e) = self.names.ensure().await {
+            tracing::warn!(pod, error = %e, "the name responder is not running; the new replicas' lookups fail until it is");
+        }
         match self.runtime.ensure_image(&stored.spec.image, &pull).await {
             Ok(()) => {
                 self.forget_create_failure(pod);
@@ -282,7 +314,10 @@ impl Context {
                     VolumeMount::Tmpfs { path, bytes } => Mount::Tmpfs { target: path, bytes },
                 })
                 .collect(),
+            // Pod names: the embedded DNS forwards what it does not know to the responder.
+            dns: self.names.address().into_iter().collect(),
             secrets: Default::default(),
+            ..Default::default()
         }
     }
 }

@@ -41,6 +41,7 @@ mod exits;
 mod expiry;
 mod ingress_sync;
 mod instrument;
+mod names_sync;
 mod observe;
 mod progress;
 mod queue;
@@ -140,6 +141,10 @@ pub(crate) struct ControllerSettings {
     /// Where the files of `secret_files` are written for the engine to bind
     /// (None: no data dir, so no secret files on the docker backend).
     pub secret_files_dir: Option<std::path::PathBuf>,
+    /// The name responder's fixed address (None: pods get no names).
+    pub names_address: Option<std::net::IpAddr>,
+    /// The name responder's image.
+    pub names_image: String,
 }
 
 pub(crate) struct Context {
@@ -147,6 +152,12 @@ pub(crate) struct Context {
     pub store: Arc<dyn Store>,
     pub runtime: Runtime,
     pub ingress: Ingress,
+    /// The instance's name responder (see [`crate::names`]).
+    pub names: crate::names::Names,
+    names_wake: Notify,
+    /// The next names sync looks at the responder's container (an engine
+    /// event of a container that is not a replica: it may be the responder's).
+    names_check: std::sync::atomic::AtomicBool,
     pub changes: broadcast::Sender<Change>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
@@ -199,7 +210,17 @@ impl Context {
         changes: broadcast::Sender<Change>,
     ) -> Arc<Context> {
         let health = Health::new(runtime.network());
+        let names = crate::names::Names::new(
+            runtime.clone(),
+            &settings.instance,
+            &settings.network,
+            settings.names_address,
+            &settings.names_image,
+        );
         Arc::new(Context {
+            names,
+            names_wake: Notify::new(),
+            names_check: std::sync::atomic::AtomicBool::new(true),
             engine_slots: Semaphore::new(settings.engine_concurrency.max(1)),
             settings,
             store,
@@ -267,6 +288,8 @@ impl Context {
     /// config are as it left them.
     pub(crate) fn wake_ingress(&self) {
         self.ingress_wake.notify_one();
+        // Names follow readiness as routes do.
+        self.names_wake.notify_one();
     }
 
     /// Wakes the ingress sync for a full one: a fresh list of the instance
@@ -275,6 +298,8 @@ impl Context {
     pub(crate) fn wake_ingress_full(&self) {
         self.ingress_full.store(true, std::sync::atomic::Ordering::SeqCst);
         self.ingress_wake.notify_one();
+        self.names_check.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.names_wake.notify_one();
     }
 
     /// The server's back-off settings with the pod's overrides.
@@ -316,6 +341,8 @@ impl Context {
         });
         let ctx = Arc::clone(self);
         self.tasks.spawn(async move { ctx.ingress_loop().await });
+        let ctx = Arc::clone(self);
+        self.tasks.spawn(async move { ctx.names_loop().await });
         let ctx = Arc::clone(self);
         self.tasks.spawn(async move { ctx.event_loop().await });
         let ctx = Arc::clone(self);

@@ -154,6 +154,17 @@ pub struct ContainerSpec {
     pub secrets: SecretMaterial,
     /// Volumes and tmpfs mounts (a replica's `volumes`).
     pub mounts: Vec<Mount>,
+    /// DNS servers the engine's embedded DNS forwards to (replicas: the
+    /// instance's name responder, see `names.rs`); empty: the engine's default.
+    pub dns: Vec<std::net::IpAddr>,
+    /// A fixed address on `network` (the name responder's, outside the
+    /// range the engine hands out; see [`Engine::names_address`]).
+    pub ip: Option<std::net::IpAddr>,
+    /// The engine restarts it when it exits (unless stopped).
+    pub restart: bool,
+    /// A plain container of this engine even on Swarm (the name responder,
+    /// as the ingress and the probe agent).
+    pub plain: bool,
 }
 
 /// What a replica takes from secrets, resolved by the controller when it
@@ -331,6 +342,15 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
 
     /// Removes a network; a missing one is fine.
     async fn remove_network(&self, name: &str) -> Result<()>;
+
+    /// The fixed address of the instance's name responder on `network`: the
+    /// last usable address of its subnet, when the network was made with an
+    /// address range that leaves it out (as [`Engine::ensure_network`] makes
+    /// them). None: the network has no such reserved address (made by an
+    /// older version, or by hand), and pods get no names.
+    async fn names_address(&self, _network: &str) -> Result<Option<std::net::IpAddr>> {
+        Ok(None)
+    }
 
     /// Every container labelled with `instance` (and `pod`, if given), in
     /// every state; `ip` is its address on `network`.

@@ -33,7 +33,7 @@ use bollard::Docker;
 use bollard::models::{
     EndpointSpec, EndpointSpecModeEnum, Limit, LocalNodeState, Mount, MountType, NetworkAttachmentConfig,
     NetworkCreateRequest, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecLogDriver, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecContainerSpec, TaskSpecContainerSpecDnsConfig, TaskSpecLogDriver, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
@@ -43,8 +43,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use super::docker::{
-    CALL_TIMEOUT, DockerEngine, LABEL_SWARM_SERVICE, bounded, log_chunks, log_options, ok_unless, read_tail,
-    tail_options,
+    CALL_TIMEOUT, DockerEngine, LABEL_SWARM_SERVICE, bounded, create_network_with_names, log_chunks, log_options,
+    ok_unless, read_tail, tail_options,
 };
 use super::{
     Backend, ContainerLimits, ContainerSpec, ContainerState, Engine, EngineEvent, HostNetwork, LogChunk, LogRequest,
@@ -270,6 +270,12 @@ impl SwarmEngine {
                         mounts.extend(super::docker::mounts_of(spec).unwrap_or_default());
                         (!mounts.is_empty()).then_some(mounts)
                     },
+                    // The embedded DNS of the task's container forwards
+                    // what it does not know (pod names) to these.
+                    dns_config: (!spec.dns.is_empty()).then(|| TaskSpecContainerSpecDnsConfig {
+                        nameservers: Some(spec.dns.iter().map(ToString::to_string).collect()),
+                        ..Default::default()
+                    }),
                     // A removal kills at once (as `docker rm -f`); a stop
                     // sets the pod's grace period first.
                     stop_grace_period: Some(0),
@@ -442,16 +448,7 @@ impl Engine for SwarmEngine {
                     labels: Some(HashMap::from([(LABEL_INSTANCE.to_string(), instance.to_string())])),
                     ..Default::default()
                 };
-                ok_unless(
-                    bounded(
-                        "creating overlay network",
-                        CALL_TIMEOUT,
-                        self.docker.create_network(request),
-                    )
-                    .await
-                    .map(|_| ()),
-                    &[409],
-                )?;
+                create_network_with_names(&self.docker, request).await?;
             }
             Err(r) => return Err(r.into()),
         }
@@ -487,6 +484,11 @@ impl Engine for SwarmEngine {
                 Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
             }
         }
+    }
+
+    /// As on Docker: the overlay's subnet reserves the responder's address.
+    async fn names_address(&self, network: &str) -> Result<Option<std::net::IpAddr>> {
+        self.inner.names_address(network).await
     }
 
     async fn list(&self, instance: &str, network: &str, pod: Option<&str>) -> Result<Vec<Observed>> {
@@ -586,7 +588,7 @@ impl Engine for SwarmEngine {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {
-        if spec.publish.is_some() {
+        if spec.publish.is_some() || spec.plain {
             return self.inner.create(spec).await;
         }
         // The local image id, so that Swarm looks up no registry.
