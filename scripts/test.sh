@@ -20,6 +20,19 @@ if ! command -v pebble >/dev/null || ! command -v pebble-challtestsrv >/dev/null
 		|| { log "cannot install pebble (apt-get install pebble); the TLS tests need it"; exit 1; }
 fi
 
+# A private registry for tests/tests/secrets.rs: Debian's docker-registry on
+# loopback with htpasswd auth (htpasswd from apache2-utils). Its own service is
+# not needed: the test starts one on a free port and kills it.
+if ! command -v docker-registry >/dev/null || ! command -v htpasswd >/dev/null; then
+	log "installing docker-registry and apache2-utils (private registry for the secrets tests)"
+	if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry apache2-utils >/dev/null \
+		|| { $SUDO apt-get update >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry apache2-utils >/dev/null; } \
+		|| { log "cannot install docker-registry apache2-utils; the secrets tests need them"; exit 1; }
+	# The package may start its own registry on :5000: the tests use their own.
+	$SUDO service docker-registry stop >/dev/null 2>&1 || true
+fi
+
 # The PostgreSQL store's tests start a throwaway cluster of the real server
 # (dubernetes-core/src/pg_cluster.rs): Debian's package provides the binaries
 # and the `postgres` user the cluster runs as under root. Its own service is

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 pub use dubernetes_api::ApplyResponse;
-use dubernetes_api::{ApiError, ErrorCode, Event, LogLine, NewTlsSecret, Pod, PodSpec, TlsSecret, WatchEvent};
+use dubernetes_api::{
+    AnySecret, ApiError, DataSecret, ErrorCode, Event, LogLine, NewSecret, NewTlsSecret, Pod, PodSpec, TlsSecret,
+    WatchEvent,
+};
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
@@ -200,17 +203,27 @@ impl Client {
         Ok(())
     }
 
-    pub async fn secrets(&self) -> anyhow::Result<Vec<TlsSecret>> {
+    pub async fn secrets(&self) -> anyhow::Result<Vec<AnySecret>> {
         self.send(self.http.get(format!("{}/v1/secrets", self.base))).await
     }
 
-    pub async fn secret(&self, name: &str) -> anyhow::Result<TlsSecret> {
+    pub async fn secret(&self, name: &str) -> anyhow::Result<AnySecret> {
         self.send(self.http.get(format!("{}/v1/secrets/{name}", self.base)))
             .await
     }
 
     /// Creates a TLS secret (`replace`: or replaces the one of that name).
     pub async fn create_secret(&self, secret: &NewTlsSecret, replace: bool) -> anyhow::Result<TlsSecret> {
+        let request = if replace {
+            self.http.put(format!("{}/v1/secrets/{}", self.base, secret.name))
+        } else {
+            self.http.post(format!("{}/v1/secrets", self.base))
+        };
+        self.send(request.json(secret)).await
+    }
+
+    /// Creates a generic or docker-registry secret (`replace`: or replaces the one of that name).
+    pub async fn create_data_secret(&self, secret: &NewSecret, replace: bool) -> anyhow::Result<DataSecret> {
         let request = if replace {
             self.http.put(format!("{}/v1/secrets/{}", self.base, secret.name))
         } else {

@@ -5,6 +5,14 @@ use dubernetes_api::PodSpec;
 
 /// The diff of one pod, or `None` when nothing would change.
 pub fn unified(name: &str, live: Option<&PodSpec>, applied: &PodSpec, colour: bool) -> anyhow::Result<Option<String>> {
+    // `secret_versions` is the server's (set at every apply from the secrets
+    // in force), never the file's: compare without it.
+    let live = live.map(|spec| {
+        let mut spec = spec.clone();
+        spec.secret_versions.clear();
+        spec
+    });
+    let live = live.as_ref();
     if live == Some(applied) {
         return Ok(None);
     }

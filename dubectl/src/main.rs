@@ -212,6 +212,46 @@ enum SecretCommand {
         #[arg(long)]
         replace: bool,
     },
+    /// Keys and values for pods' `env: {VAR: {secret: NAME, key: KEY}}` and `secret_files`.
+    /// Values are sent once, stored encrypted, and never shown again.
+    #[command(
+        after_help = "Examples:\n  dubectl create secret generic db --from-literal=password=s3cret --from-literal=user=app\n  dubectl create secret generic tls-files --from-file=ca.pem=./ca.pem --from-file=./client.key\n  dubectl create secret generic db --from-literal=password=n3w --replace   # rolls the pods using it"
+    )]
+    Generic {
+        /// The secret's name (a DNS label).
+        name: String,
+        /// A key and its value: KEY=VALUE (repeat for more keys).
+        #[arg(long = "from-literal", value_name = "KEY=VALUE")]
+        from_literal: Vec<String>,
+        /// A key and the file holding its value: KEY=PATH, or PATH (the key is the file's name).
+        #[arg(long = "from-file", value_name = "[KEY=]PATH")]
+        from_file: Vec<String>,
+        /// Replace the secret if it exists (the pods using it roll to a new revision).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Registry credentials for pods' `image_pull_secret: NAME`. The password is sent once,
+    /// stored encrypted, and never shown again.
+    #[command(
+        name = "docker-registry",
+        after_help = "Example:\n  dubectl create secret docker-registry regcred --docker-server=registry.example.com --docker-username=ci --docker-password=\"$TOKEN\""
+    )]
+    DockerRegistry {
+        /// The secret's name (a DNS label).
+        name: String,
+        /// The registry host as images name it, e.g. registry.example.com or 127.0.0.1:5000.
+        #[arg(long = "docker-server")]
+        docker_server: String,
+        /// The user name.
+        #[arg(long = "docker-username")]
+        docker_username: String,
+        /// The password or token.
+        #[arg(long = "docker-password")]
+        docker_password: String,
+        /// Replace the secret if it exists.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -489,6 +529,54 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if replace { "configured" } else { "created" },
                 escape::line(&stored.hosts.join(",")),
                 output::date(stored.not_after)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Create(CreateCommand::Secret(SecretCommand::Generic {
+            name,
+            from_literal,
+            from_file,
+            replace,
+        })) => {
+            let data = secret_data(&from_literal, &from_file)?;
+            let secret = dubernetes_api::NewSecret {
+                name,
+                kind: dubernetes_api::SecretType::Generic,
+                data,
+                docker_server: None,
+                docker_username: None,
+                docker_password: None,
+            };
+            let stored = client.create_data_secret(&secret, replace).await?;
+            println!(
+                "secret/{} {} (keys {})",
+                escape::line(&stored.name),
+                if replace { "configured" } else { "created" },
+                escape::line(&stored.keys.join(","))
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Create(CreateCommand::Secret(SecretCommand::DockerRegistry {
+            name,
+            docker_server,
+            docker_username,
+            docker_password,
+            replace,
+        })) => {
+            let secret = dubernetes_api::NewSecret {
+                name,
+                kind: dubernetes_api::SecretType::DockerRegistry,
+                data: Default::default(),
+                docker_server: Some(docker_server),
+                docker_username: Some(docker_username),
+                docker_password: Some(docker_password),
+            };
+            let stored = client.create_data_secret(&secret, replace).await?;
+            println!(
+                "secret/{} {} (registry {})",
+                escape::line(&stored.name),
+                if replace { "configured" } else { "created" },
+                escape::line(stored.docker_server.as_deref().unwrap_or(""))
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -847,4 +935,62 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Largest value `--from-file` reads (the server's limit per key).
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// The keys and values of `create secret generic`: `--from-literal=KEY=VALUE`
+/// and `--from-file=[KEY=]PATH` (read up to the server's limit, UTF-8 text).
+fn secret_data(literals: &[String], files: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    use std::io::Read as _;
+    let mut data = std::collections::BTreeMap::new();
+    let mut add = |key: String, value: String, flag: &str| -> anyhow::Result<()> {
+        if data.insert(key.clone(), value).is_some() {
+            bail!("{flag}: key {} is given twice", escape::line(&key));
+        }
+        Ok(())
+    };
+    for literal in literals {
+        // Never echo the value: only the key.
+        let Some((key, value)) = literal.split_once('=') else {
+            bail!("--from-literal takes KEY=VALUE (no '=' found)");
+        };
+        add(key.to_string(), value.to_string(), "--from-literal")?;
+    }
+    for spec in files {
+        let (key, path) = match spec.split_once('=') {
+            Some((key, path)) => (key.to_string(), std::path::PathBuf::from(path)),
+            None => {
+                let path = std::path::PathBuf::from(spec);
+                let key = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .with_context(|| format!("--from-file {}: name the key: KEY=PATH", escape::line(spec)))?;
+                (key, path)
+            }
+        };
+        let file = std::fs::File::open(&path).with_context(|| format!("--from-file {}", path.display()))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_SECRET_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("--from-file {}", path.display()))?;
+        if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+            bail!(
+                "--from-file {}: larger than {MAX_SECRET_FILE_BYTES} bytes",
+                path.display()
+            );
+        }
+        let value = String::from_utf8(bytes).map_err(|_| {
+            anyhow::anyhow!(
+                "--from-file {}: not UTF-8 text (binary values are not supported)",
+                path.display()
+            )
+        })?;
+        add(key, value, "--from-file")?;
+    }
+    if data.is_empty() {
+        bail!("give at least one --from-literal=KEY=VALUE or --from-file=[KEY=]PATH");
+    }
+    Ok(data)
 }

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dubernetes_api::{Event, Pod, TlsSecret, WatchKind};
+use dubernetes_api::{AnySecret, Event, Pod, WatchKind};
 
 use crate::Format;
 use crate::escape;
@@ -160,7 +160,7 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
     let field = |k: &str, v: &str| println!("{:<14}{v}", format!("{k}:"));
     field("Name", &pod.name);
     field("Image", &pod.spec.image);
-    field("Host", pod.spec.host().unwrap_or("<none>"));
+    field("Host", &host_column(&pod.spec));
     field("Port", &pod.spec.port.to_string());
     field("Created", &format!("{} ago", age(pod.created_at)));
     field(
@@ -293,7 +293,7 @@ pub fn date(unix_secs: i64) -> String {
 /// The HOST cell of `get pods`: the host, and a word on its certificate when
 /// it expires soon or has expired (the status's `tls.warning`).
 fn host_cell(pod: &Pod) -> String {
-    let host = pod.spec.host().unwrap_or("<none>").to_string();
+    let host = host_column(&pod.spec);
     match &pod.status.tls {
         Some(tls) if tls.warning.is_some() => match tls.not_after {
             Some(t) if t <= now_ms() / 1000 => format!("{host} (certificate EXPIRED)"),
@@ -314,8 +314,9 @@ fn expires_in(unix_secs: i64) -> String {
     }
 }
 
-/// `get secrets`: names, hosts, expiry, issuer, users (never a key: the server sends none).
-pub fn print_secrets(secrets: &[TlsSecret], format: Format, single: bool) -> anyhow::Result<()> {
+/// `get secrets`: names, types, keys or hosts, expiry, users (never a key
+/// or value: the server sends none).
+pub fn print_secrets(secrets: &[AnySecret], format: Format, single: bool) -> anyhow::Result<()> {
     match format {
         Format::Json if single && secrets.len() == 1 => {
             println!("{}", escape::json(serde_json::to_string_pretty(&secrets[0])?))
@@ -329,26 +330,56 @@ pub fn print_secrets(secrets: &[TlsSecret], format: Format, single: bool) -> any
                 return Ok(());
             }
             let mut rows = vec![
-                ["NAME", "HOSTS", "EXPIRES", "NOT-AFTER", "USED-BY", "ISSUER"]
+                ["NAME", "TYPE", "DATA", "EXPIRES", "NOT-AFTER", "USED-BY", "ISSUER"]
                     .map(String::from)
                     .to_vec(),
             ];
+            let users = |used_by: &[String]| {
+                if used_by.is_empty() {
+                    "-".to_string()
+                } else {
+                    escape::line(&used_by.join(","))
+                }
+            };
             for s in secrets {
-                rows.push(vec![
-                    escape::line(&s.name),
-                    escape::line(&s.hosts.join(",")),
-                    expires_in(s.not_after),
-                    date(s.not_after),
-                    if s.used_by.is_empty() {
-                        "-".into()
-                    } else {
-                        s.used_by.join(",")
-                    },
-                    escape::line(&s.issuer),
-                ]);
+                rows.push(match s {
+                    AnySecret::Tls(s) => vec![
+                        escape::line(&s.name),
+                        "tls".into(),
+                        escape::line(&s.hosts.join(",")),
+                        expires_in(s.not_after),
+                        date(s.not_after),
+                        users(&s.used_by),
+                        escape::line(&s.issuer),
+                    ],
+                    AnySecret::Data(s) => vec![
+                        escape::line(&s.name),
+                        s.kind.as_str().into(),
+                        escape::line(&match &s.docker_server {
+                            Some(server) => server.clone(),
+                            None => s.keys.join(","),
+                        }),
+                        "-".into(),
+                        "-".into(),
+                        users(&s.used_by),
+                        "-".into(),
+                    ],
+                });
             }
             table(&rows, &[]);
         }
     }
     Ok(())
+}
+
+/// The pod's hosts (comma-separated) and path when not `/`, or `<none>`.
+fn host_column(spec: &dubernetes_api::PodSpec) -> String {
+    let hosts = spec.hosts();
+    if hosts.is_empty() {
+        return "<none>".into();
+    }
+    match spec.route_path() {
+        "/" => hosts.join(","),
+        path => format!("{}{path}", hosts.join(",")),
+    }
 }

@@ -106,6 +106,19 @@ fn verdict(pod: &Pod, target: &Target) -> Option<Result<(), String>> {
             crate::escape::line(&c.message)
         )));
     }
+    // Nothing of the new revision can start until the image or secret is
+    // fixed (the server keeps retrying with back-off): say why now.
+    if let Some(reason) = s
+        .reason
+        .as_deref()
+        .filter(|r| ["ImagePullFailed", "SecretUnavailable"].contains(r))
+    {
+        return Some(Err(format!(
+            "{}: {}",
+            reason,
+            crate::escape::line(s.message.as_deref().unwrap_or(""))
+        )));
+    }
     if pod.is_converged() {
         return Some(Ok(()));
     }

@@ -66,6 +66,10 @@ pub enum ErrorCode {
     TooManySessions,
     /// A TLS certificate or key is unusable (not PEM, key does not match, expired, wrong host): `field` says which.
     InvalidCertificate,
+    /// A generic or docker-registry secret, or a pod's reference to one, is unusable: `field` says which.
+    InvalidSecret,
+    /// The server cannot seal or open secret values (no `--secrets-key-file` for a PostgreSQL store, or another key).
+    SecretsUnavailable,
 }
 
 impl ErrorCode {
@@ -98,6 +102,8 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::TooManySessions,
         ErrorCode::InvalidCertificate,
+        ErrorCode::InvalidSecret,
+        ErrorCode::SecretsUnavailable,
     ];
 
     /// The code as it appears in JSON, e.g. `invalid_spec`.
@@ -130,6 +136,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::TooManySessions => "too_many_sessions",
             ErrorCode::InvalidCertificate => "invalid_certificate",
+            ErrorCode::InvalidSecret => "invalid_secret",
+            ErrorCode::SecretsUnavailable => "secrets_unavailable",
         }
     }
 }

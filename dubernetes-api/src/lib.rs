@@ -34,12 +34,16 @@ pub use limits::{ContainerLimits, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, 
 pub use logs::{LogLine, LogStream, MAX_LOG_LINE_BYTES};
 pub use pod::{Condition, ConditionType, ContainerState, Phase, Pod, PodStatus, Replica, ReplicaCounts, TlsStatus};
 pub use revision::{ApplyOutcome, ApplyResponse, Revision, RolloutOutcome, RolloutState};
-pub use secret::{MAX_CERTIFICATE_PEM_BYTES, NewTlsSecret, TlsSecret, check_secret_name, name_covers};
+pub use secret::{
+    AnySecret, DataSecret, MAX_CERTIFICATE_PEM_BYTES, NewAnySecret, NewSecret, NewTlsSecret, SecretType, TlsSecret,
+    check_secret_name, name_covers,
+};
 pub use spec::{
-    Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, IMPLICIT_CHECK_INTERVAL, Logging,
-    MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES,
-    PodSpec, Resources, RestartBackoff, Security, SpecError, Tls, UpdateStrategy, ValidationError, check_stored_size,
-    integral_numbers, parse_json_spec, parse_memory, parse_specs,
+    Access, CheckKind, DEFAULT_INGRESS_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MIN_READY, EnvValue, FieldError, HealthCheck,
+    IMPLICIT_CHECK_INTERVAL, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_HOSTS, MAX_MAX_BODY, MAX_PIDS,
+    MAX_REPLICAS, MAX_SECRET_FILES, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, PullPolicy,
+    Resources, RestartBackoff, SecretFiles, SecretKeyRef, Security, SpecError, Tls, UpdateStrategy, ValidationError,
+    check_stored_size, integral_numbers, parse_json_spec, parse_memory, parse_specs,
 };
 pub use watch::{WatchEvent, WatchKind};
 

@@ -70,6 +70,143 @@ impl TlsSecret {
     }
 }
 
+/// The kinds of secret besides TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretType {
+    /// Keys and values for `env` (`{secret: NAME, key: KEY}`) and `secret_files`.
+    Generic,
+    /// Registry credentials for `image_pull_secret`.
+    DockerRegistry,
+}
+
+impl SecretType {
+    /// The word of the API and of `dubectl create secret`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretType::Generic => "generic",
+            SecretType::DockerRegistry => "docker-registry",
+        }
+    }
+}
+
+/// The body of `POST /v1/secrets` (and `PUT`) for a generic or a
+/// docker-registry secret (a body without `type` is a TLS secret).
+/// Values go in once and are never answered, logged or printed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewSecret {
+    /// The secret's name (a DNS label).
+    pub name: String,
+    /// `generic` or `docker-registry`.
+    #[serde(rename = "type")]
+    pub kind: SecretType,
+    /// generic: the keys and their values (UTF-8 text).
+    #[serde(default)]
+    pub data: std::collections::BTreeMap<String, String>,
+    /// docker-registry: the registry's host, e.g. `registry.example.com` or `127.0.0.1:5000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_server: Option<String>,
+    /// docker-registry: the user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_username: Option<String>,
+    /// docker-registry: the password or token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_password: Option<String>,
+}
+
+/// Never prints a value (nor the registry password or user).
+impl std::fmt::Debug for NewSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSecret")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .field("docker_server", &self.docker_server)
+            .field("values", &format_args!("REDACTED"))
+            .finish()
+    }
+}
+
+/// A generic or docker-registry secret as the API answers it: names, never values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
+pub struct DataSecret {
+    /// The secret's name.
+    pub name: String,
+    /// `generic` or `docker-registry`.
+    #[serde(rename = "type")]
+    pub kind: SecretType,
+    /// generic: its keys (the values are never answered).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// docker-registry: the registry host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_server: Option<String>,
+    /// Increases on every replace (the pods using it roll to a new revision).
+    pub version: i64,
+    /// When the secret was stored, unix milliseconds.
+    pub created_at: i64,
+    /// When it was last replaced, unix milliseconds.
+    pub updated_at: i64,
+    /// The pods that use it.
+    #[serde(default)]
+    pub used_by: Vec<String>,
+}
+
+impl DataSecret {
+    /// A view of a secret.
+    pub fn new(name: String, kind: SecretType, keys: Vec<String>, docker_server: Option<String>, version: i64) -> Self {
+        DataSecret {
+            name,
+            kind,
+            keys,
+            docker_server,
+            version,
+            created_at: 0,
+            updated_at: 0,
+            used_by: Vec::new(),
+        }
+    }
+}
+
+/// The body of `POST /v1/secrets` and `PUT /v1/secrets/{name}`: with
+/// `type`, a generic or docker-registry secret; without, a TLS secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum NewAnySecret {
+    /// A generic or docker-registry secret.
+    Data(NewSecret),
+    /// A TLS secret.
+    Tls(NewTlsSecret),
+}
+
+/// Any secret, as `GET /v1/secrets` lists them: a generic or
+/// docker-registry one (with `type`), or a TLS one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum AnySecret {
+    /// A generic or docker-registry secret.
+    Data(DataSecret),
+    /// A TLS secret.
+    Tls(TlsSecret),
+}
+
+impl AnySecret {
+    /// The secret's name.
+    pub fn name(&self) -> &str {
+        match self {
+            AnySecret::Data(s) => &s.name,
+            AnySecret::Tls(s) => &s.name,
+        }
+    }
+}
+
 /// Checks a secret's name: a DNS label, as pod names.
 pub fn check_secret_name(name: &str) -> Result<(), String> {
     crate::spec::check_dns_label(name)
@@ -99,6 +236,26 @@ mod tests {
         assert!(!name_covers("*.example.com", "example.com"));
         assert!(!name_covers("*.example.com", "a.b.example.com"));
         assert!(!name_covers("other.example.com", "app.example.com"));
+    }
+
+    #[test]
+    fn values_are_never_printed() {
+        let secret = NewSecret {
+            name: "db".into(),
+            kind: SecretType::Generic,
+            data: [("password".to_string(), "hunter2-value".to_string())].into(),
+            docker_server: None,
+            docker_username: Some("someuser".into()),
+            docker_password: Some("registry-pass".into()),
+        };
+        let text = format!("{secret:?}");
+        assert!(
+            text.contains("password")
+                && !text.contains("hunter2")
+                && !text.contains("registry-pass")
+                && !text.contains("someuser"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -171,6 +171,9 @@ impl Acme {
                 continue;
             };
             let host = host.to_string();
+            // One certificate for all the pod's hosts (exact names: the API
+            // refuses `auto` with a wildcard), named after the first.
+            let all_hosts: Vec<String> = pod.spec.hosts().into_iter().map(str::to_string).collect();
             let name = certificate_name(&host);
             let stored = match ctx.store.certificate(&name).await {
                 Ok(stored) => stored,
@@ -183,8 +186,14 @@ impl Acme {
                 c.not_after
                     .saturating_sub(i64::try_from(self.settings.renew_before.as_secs()).unwrap_or(i64::MAX))
             });
+            let covers_all = stored.as_ref().is_some_and(|c| {
+                all_hosts
+                    .iter()
+                    .all(|h| c.hosts.iter().any(|n| dubernetes_api::name_covers(n, h)))
+            });
             if let Some(at) = renew_at
                 && at > now_s
+                && covers_all
             {
                 next = next.min(Duration::from_secs(u64::try_from(at - now_s).unwrap_or(0)));
                 continue;
@@ -196,7 +205,7 @@ impl Acme {
                 continue;
             }
             let renewal = stored.is_some();
-            match self.issue(ctx, &host).await {
+            match self.issue(ctx, &host, &all_hosts).await {
                 Ok(cert) => {
                     lock(&self.hosts).remove(&host);
                     let message = format!(
@@ -288,10 +297,11 @@ impl Acme {
         Ok(account)
     }
 
-    /// One order for `host`: HTTP-01 answered through the ingress, then the certificate.
-    async fn issue(&self, ctx: &Context, host: &str) -> Result<StoredCertificate, String> {
+    /// One order for `hosts` (stored under the name of `host`, the first):
+    /// HTTP-01 answered through the ingress for each, then the certificate.
+    async fn issue(&self, ctx: &Context, host: &str, hosts: &[String]) -> Result<StoredCertificate, String> {
         let account = self.account(ctx).await?;
-        let identifiers = [Identifier::Dns(host.to_string())];
+        let identifiers: Vec<Identifier> = hosts.iter().map(|h| Identifier::Dns(h.clone())).collect();
         let mut order = account
             .new_order(&NewOrder::new(&identifiers))
             .await

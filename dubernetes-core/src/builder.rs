@@ -25,6 +25,10 @@ use crate::watch::Feed;
 /// [`IngressSettings::endpoints_dir`]).
 pub const INGRESS_ENDPOINTS_DIR: &str = "ingress";
 
+/// The directory of the data dir where the files of `secret_files` are
+/// written (`0700`; files `0444` inside, bound read-only into replicas).
+pub const SECRET_FILES_DIR: &str = "secret-files";
+
 /// Builds a [`Dubernetes`] instance.
 #[derive(Debug, Clone)]
 pub struct DubernetesBuilder {
@@ -46,6 +50,7 @@ pub struct DubernetesBuilder {
     postgres: Option<String>,
     /// Where `access.tls: auto` certificates come from; None: no ACME.
     acme: Option<crate::acme::AcmeSettings>,
+    secrets_key_file: Option<PathBuf>,
 }
 
 impl Default for DubernetesBuilder {
@@ -66,6 +71,7 @@ impl Default for DubernetesBuilder {
             engine: None,
             postgres: None,
             acme: None,
+            secrets_key_file: None,
         }
     }
 }
@@ -108,6 +114,15 @@ impl DubernetesBuilder {
     }
 
     /// Obtains certificates for `access.tls: auto` hosts from this ACME directory.
+    /// The file holding the key that seals secret values (32 bytes, raw or
+    /// base64; created `0600` when missing). Default: `secrets.key` in the
+    /// data dir; a PostgreSQL store needs one all its servers share.
+    pub fn secrets_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.secrets_key_file = Some(path.into());
+        self
+    }
+
+    /// Certificates by ACME for `access.tls: auto`.
     pub fn acme(mut self, acme: crate::acme::AcmeSettings) -> Self {
         self.acme = Some(acme);
         self
@@ -308,7 +323,19 @@ impl DubernetesBuilder {
             );
         }
         runtime.ensure_network(&network, &self.instance).await?;
+        let key_source = match (&self.secrets_key_file, &self.postgres, &dir) {
+            (Some(file), _, _) => crate::vault::KeySource::File(crate::data_dir::absolute(file)?),
+            (None, Some(_), _) => crate::vault::KeySource::Missing,
+            (None, None, Some(dir)) => crate::vault::KeySource::File(dir.join(crate::vault::KEY_FILE)),
+            (None, None, None) => crate::vault::KeySource::Ephemeral,
+        };
+        let vault = crate::vault::Vault::new(key_source);
+        if self.secrets_key_file.is_some() {
+            vault.check()?;
+        }
         let settings = ControllerSettings {
+            vault,
+            secret_files_dir: dir.as_ref().map(|d| d.join(SECRET_FILES_DIR)),
             instance: self.instance.clone(),
             network,
             resync: self.resync,

@@ -201,7 +201,7 @@ pub(crate) fn refuse_use(
     };
     if !hosts.iter().any(|n| name_covers(n, host)) {
         return Some(format!(
-            "secret {name:?} covers {}, not the pod's host {host:?}",
+            "secret {name:?} covers {}, not the pod's host {host:?} (it must cover every host of the pod)",
             hosts.join(", ")
         ));
     }

@@ -17,15 +17,15 @@ pub enum Error {
     /// The named pod does not exist.
     #[error("pod {0:?} not found")]
     NotFound(String),
-    /// The host is already routed to another pod (field `access.host`);
-    /// nothing was written. `owner` is that pod, when known.
-    #[error("access.host: {host:?} is already routed to {}", owner.as_ref().map_or_else(
-        || "another pod".to_string(),
-        |o| format!("pod {o:?}; pick another host or change that pod first")
-    ))]
+    /// The host (and path) is already routed to another pod (field
+    /// `access.host`, or `access.path` for a path other than `/`); nothing
+    /// was written. `owner` is that pod, when known.
+    #[error("{}", host_taken(host, path, owner.as_deref()))]
     HostTaken {
         /// The host name.
         host: String,
+        /// The path prefix (`/`: the whole host).
+        path: String,
         /// The pod it is routed to.
         owner: Option<String>,
     },
@@ -51,6 +51,41 @@ pub enum Error {
         name: String,
         /// The pods that use it.
         pods: Vec<String>,
+    },
+    /// A generic or docker-registry secret, or a pod's reference to one, is
+    /// unusable; nothing was changed. The message never quotes a value.
+    #[error("{field}: {message}")]
+    InvalidSecret {
+        /// The input at fault, e.g. `data.KEY`, `env.DB_PASSWORD.secret`, `image_pull_secret`.
+        field: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A secret of this name exists already (of any type); nothing was changed.
+    #[error(
+        "name: secret {0:?} exists already; replace it with `dubectl create secret ... --replace`, or pick another name"
+    )]
+    SecretTaken(String),
+    /// The secret is used by pods (env, secret_files or image_pull_secret); nothing was deleted.
+    #[error("secret {name:?} is used by pod(s) {}; change or delete those pods first", pods.join(", "))]
+    SecretUsed {
+        /// The secret.
+        name: String,
+        /// The pods that use it.
+        pods: Vec<String>,
+    },
+    /// Secret values cannot be sealed or opened (no key, or not this store's key).
+    #[error("secrets: {0}")]
+    SecretsUnavailable(String),
+    /// An image could not be made present (pulled, or found with `pull: never`).
+    #[error("image {image:?}: {reason}: {message}")]
+    ImagePull {
+        /// The image reference.
+        image: String,
+        /// Why, in one word.
+        reason: PullFailure,
+        /// The engine's or registry's words (escaped, cut), never credentials.
+        message: String,
     },
     /// A rollback asked for a revision the pod does not have (`number`,
     /// field `to_revision`), or, without a number, the pod has no revision
@@ -289,3 +324,46 @@ fn foreign_message(
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The message of [`Error::HostTaken`].
+fn host_taken(host: &str, path: &str, owner: Option<&str>) -> String {
+    let (field, what, other) = if path == "/" {
+        ("access.host", format!("{host:?}"), "host")
+    } else {
+        ("access.path", format!("{path:?} of host {host:?}"), "path or host")
+    };
+    match owner {
+        Some(o) => {
+            format!("{field}: {what} is already routed to pod {o:?}; pick another {other} or change that pod first")
+        }
+        None => format!("{field}: {what} is already routed to another pod"),
+    }
+}
+
+/// Why a pull failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PullFailure {
+    /// The registry refused the credentials (or none were sent): set or fix `image_pull_secret`.
+    Unauthorized,
+    /// The registry has no such repository or tag.
+    NotFound,
+    /// The registry could not be reached (refused, no such host, timed out).
+    Unreachable,
+    /// `pull: never` and the engine does not have the image.
+    NotPresent,
+    /// Anything else the engine said.
+    Other,
+}
+
+impl std::fmt::Display for PullFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PullFailure::Unauthorized => "unauthorized",
+            PullFailure::NotFound => "not found",
+            PullFailure::Unreachable => "registry unreachable",
+            PullFailure::NotPresent => "not present",
+            PullFailure::Other => "pull failed",
+        })
+    }
+}

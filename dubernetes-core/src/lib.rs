@@ -45,6 +45,7 @@ mod certificate;
 mod controller;
 mod crashloop;
 mod data_dir;
+mod data_secrets;
 mod engine;
 mod error;
 mod health;
@@ -66,19 +67,24 @@ mod status;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod vault;
 mod watch;
 
 pub use acme::{
     AcmeSettings, DEFAULT_RENEW_BEFORE, DEFAULT_RETRY as DEFAULT_ACME_RETRY, LETS_ENCRYPT_PRODUCTION,
     MAX_RETRY as MAX_ACME_RETRY,
 };
-pub use builder::INGRESS_ENDPOINTS_DIR;
+pub use builder::{INGRESS_ENDPOINTS_DIR, SECRET_FILES_DIR};
 pub use controller::{BackoffSettings, Change};
 pub use data_dir::LOCK_FILE;
-pub use dubernetes_api::{ApiError, ApplyResponse, ErrorCode, NewTlsSecret, ReplicaCounts, TlsSecret};
+pub use data_secrets::{MAX_SECRET_KEYS, MAX_SECRET_VALUE_BYTES};
+pub use dubernetes_api::{
+    AnySecret, ApiError, ApplyResponse, DataSecret, ErrorCode, NewAnySecret, NewSecret, NewTlsSecret, ReplicaCounts,
+    SecretType, TlsSecret,
+};
 pub use engine::Backend;
 pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
-pub use error::{DataDirProblem, Error, Result};
+pub use error::{DataDirProblem, Error, PullFailure, Result};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use logs::{
     DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, FollowLimits, LogLine, LogLines, LogOptions, LogStream,
@@ -106,4 +112,5 @@ pub use store::{
     ApplyOutcome, DB_FILE, Event, EventKind, MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS, MAX_REVISIONS, Revision,
     RolloutOutcome, RolloutState, backup,
 };
+pub use vault::KEY_FILE as SECRETS_KEY_FILE;
 pub use watch::{HISTORY as WATCH_HISTORY, HISTORY_BYTES as WATCH_HISTORY_BYTES, WatchEvent, WatchKind};

@@ -266,6 +266,7 @@ impl Dubernetes {
     /// Validates a spec without storing anything; returns what [`apply`](Self::apply) would do.
     pub async fn dry_run(&self, spec: &PodSpec) -> Result<ApplyOutcome> {
         self.validate(spec)?;
+        let spec = &self.with_secret_versions(spec.clone()).await?;
         self.check_host(spec).await?;
         self.check_tls(spec).await?;
         Ok(match self.handle.store.get(&spec.name).await? {
@@ -276,17 +277,11 @@ impl Dubernetes {
     }
 
     async fn check_host(&self, spec: &PodSpec) -> Result<()> {
-        if let Some(host) = spec.host() {
-            for other in self.handle.store.list().await? {
-                if other.spec.name != spec.name && other.spec.host() == Some(host) {
-                    return Err(Error::HostTaken {
-                        host: host.to_string(),
-                        owner: Some(other.spec.name.clone()),
-                    });
-                }
-            }
+        if spec.host().is_none() {
+            return Ok(());
         }
-        Ok(())
+        let others = self.handle.store.list().await?;
+        crate::store::route_clash(spec, others.iter().map(|p| &p.spec))
     }
 
     /// The spec's own validation plus this instance's limits.
@@ -318,6 +313,7 @@ impl Dubernetes {
     /// someone changed the pod since, and [`Error::NotFound`] when it is gone.
     pub async fn apply_if(&self, spec: PodSpec, expected: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
         self.validate(&spec)?;
+        let spec = self.with_secret_versions(spec).await?;
         // The TLS secret is checked by the store, in the write's transaction.
         let (stored, outcome) = self.handle.store.upsert_checked(&spec, expected, self.max_pods).await?;
         let ownership = self.handle.runtime.ownership();
@@ -332,6 +328,7 @@ impl Dubernetes {
             self.handle.ctx().wake(&spec.name);
         }
         if outcome != ApplyOutcome::Unchanged {
+            self.handle.ctx().forget_create_failure(&spec.name);
             self.handle.ctx().notify(Change::Pod {
                 name: spec.name.clone(),
             });

@@ -222,8 +222,8 @@ impl Runtime {
     }
 
     /// Makes sure `image` is present, pulling it when it is not.
-    pub(crate) async fn ensure_image(&self, image: &str) -> Result<()> {
-        self.timed(EngineOp::EnsureImage, self.act(self.engine.ensure_image(image)))
+    pub(crate) async fn ensure_image(&self, image: &str, pull: &crate::engine::Pull) -> Result<()> {
+        self.timed(EngineOp::EnsureImage, self.act(self.engine.ensure_image(image, pull)))
             .await
     }
 

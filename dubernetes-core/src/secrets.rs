@@ -129,7 +129,7 @@ impl Dubernetes {
     /// For a pod with `access.tls: {secret: NAME}`: the secret exists, is
     /// valid now and covers the pod's host.
     pub(crate) async fn check_tls(&self, spec: &PodSpec) -> Result<()> {
-        let (Some(Tls::Secret(name)), Some(host)) = (spec.tls(), spec.host()) else {
+        let (Some(Tls::Secret(name)), Some(_)) = (spec.tls(), spec.host()) else {
             return Ok(());
         };
         // The same check as the store's upsert makes in its transaction (see
@@ -141,17 +141,19 @@ impl Dubernetes {
                 .store
                 .get(&spec.name)
                 .await?
-                .is_some_and(|p| p.spec.tls() == spec.tls() && p.spec.host() == spec.host()),
+                .is_some_and(|p| p.spec.tls() == spec.tls() && p.spec.hosts() == spec.hosts()),
             _ => false,
         };
         let cert = stored.as_ref().map(|c| (c.hosts.as_slice(), c.not_after));
-        match certificate::refuse_use(name, host, cert, now_ms() / 1000, keeps_it) {
-            Some(message) => Err(Error::Certificate {
-                field: "access.tls.secret".into(),
-                message,
-            }),
-            None => Ok(()),
+        for host in spec.hosts() {
+            if let Some(message) = certificate::refuse_use(name, host, cert, now_ms() / 1000, keeps_it) {
+                return Err(Error::Certificate {
+                    field: "access.tls.secret".into(),
+                    message,
+                });
+            }
         }
+        Ok(())
     }
 }
 

@@ -44,7 +44,7 @@ fn assert_safe(spec: &PodSpec) {
     assert!(spec.port >= 1);
     for (key, value) in &spec.env {
         assert!(key.is_ascii() && !key.is_empty() && !key.contains('='), "{key:?}");
-        assert!(!value.contains('\0'));
+        assert!(!value.as_value().unwrap_or_default().contains('\0'));
     }
     if let Some(health) = spec
         .health

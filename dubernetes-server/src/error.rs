@@ -95,8 +95,9 @@ impl From<Error> for ApiError {
             Error::StaleGeneration { .. } => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::StaleGeneration, message).with_field("generation")
             }
-            Error::HostTaken { .. } => {
-                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field("access.host")
+            Error::HostTaken { path, .. } => {
+                let field = if path == "/" { "access.host" } else { "access.path" };
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field(field)
             }
             Error::Certificate { field, .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidCertificate, message)
@@ -107,6 +108,15 @@ impl From<Error> for ApiError {
             }
             Error::SecretExists(_) | Error::SecretInUse { .. } => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field("name")
+            }
+            Error::InvalidSecret { field, .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidSecret, message).with_field(field)
+            }
+            Error::SecretTaken(_) | Error::SecretUsed { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field("name")
+            }
+            Error::SecretsUnavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::SecretsUnavailable, message)
             }
             Error::NoRevision { number, .. } => {
                 let error = ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message);
@@ -161,6 +171,7 @@ mod tests {
     fn a_taken_host_is_a_conflict_on_access_host() {
         let (status, code, field, message) = answer(Error::HostTaken {
             host: "a.local".into(),
+            path: "/".into(),
             owner: Some("web".into()),
         });
         assert_eq!(
@@ -173,10 +184,21 @@ mod tests {
         );
         let (_, _, field, message) = answer(Error::HostTaken {
             host: "a.local".into(),
+            path: "/".into(),
             owner: None,
         });
         assert_eq!(field.as_deref(), Some("access.host"));
         assert_eq!(message, "access.host: \"a.local\" is already routed to another pod");
+        let (status, _, field, message) = answer(Error::HostTaken {
+            host: "a.local".into(),
+            path: "/api".into(),
+            owner: Some("api".into()),
+        });
+        assert_eq!((status, field.as_deref()), (409, Some("access.path")));
+        assert_eq!(
+            message,
+            "access.path: \"/api\" of host \"a.local\" is already routed to pod \"api\"; pick another path or host or change that pod first"
+        );
     }
 
     #[test]

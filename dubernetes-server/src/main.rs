@@ -50,6 +50,11 @@ struct Config {
     /// server keeps its own --data-dir for its token).
     #[arg(long, env = "DUBERNETES_STORE", hide_env_values = true)]
     store: Option<String>,
+    /// The key that encrypts secret values in the store: a file of 32 bytes (raw, or base64 text),
+    /// created 0600 when missing. Default: `secrets.key` in --data-dir. A PostgreSQL store needs
+    /// one file every server shares; without it, secrets cannot be created or used.
+    #[arg(long, env = "DUBERNETES_SECRETS_KEY_FILE")]
+    secrets_key_file: Option<PathBuf>,
     /// Take over containers of this instance that another store made (or that carry no store
     /// label) instead of refusing to start. They are adopted as they run: none is stopped or
     /// replaced. Stop the server that manages them first.
@@ -272,6 +277,9 @@ async fn main() -> anyhow::Result<()> {
     let mut builder = Dubernetes::builder().instance(&config.instance).data_dir(&data_dir);
     if let StoreUrl::Postgres(url) = &store {
         builder = builder.postgres(url);
+    }
+    if let Some(file) = &config.secrets_key_file {
+        builder = builder.secrets_key_file(file);
     }
     let orchestrator = builder
         .adopt_foreign(config.adopt_foreign)

@@ -17,13 +17,17 @@ use sha2::{Digest, Sha256};
 // bounds. `validate`: the field rules. `duration`: serde helpers.
 mod duration;
 mod parse;
+mod secret_refs;
 #[cfg(test)]
 mod tests;
 mod validate;
 pub(crate) use validate::check_dns_label;
 
 pub use parse::{SpecError, check_stored_size, integral_numbers, parse_json_spec, parse_specs};
-pub use validate::{FieldError, ValidationError, parse_memory};
+pub use secret_refs::{
+    EnvValue, MAX_SECRET_FILES, PullPolicy, SecretFiles, SecretKeyRef, SecretVersions, is_latest, registry_of,
+};
+pub use validate::{FieldError, ValidationError, check_file_key, parse_memory};
 
 /// Most replicas a single pod may ask for.
 pub const MAX_REPLICAS: u32 = 1000;
@@ -71,9 +75,23 @@ pub struct PodSpec {
     /// The container port the app listens on.
     #[serde(default = "default_port")]
     pub port: u16,
-    /// Environment variables of every replica.
+    /// Environment variables of every replica: a string, or
+    /// `{secret: NAME, key: KEY}` (a key of a generic secret, resolved when a replica is created).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValue>,
+    /// Generic secrets mounted as read-only files, one per key, in a directory of the container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_files: Vec<SecretFiles>,
+    /// The docker-registry secret whose credentials pull `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<String>,
+    /// When the image is pulled (default `if-not-present`; `always` for `:latest` or no tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullPolicy>,
+    /// Set by the server at apply (what a client sends is replaced): the
+    /// version of each generic secret the pod uses, so replacing one makes a new revision.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_versions: SecretVersions,
     /// Replaces the image's entrypoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
@@ -139,19 +157,51 @@ pub struct Security {
 pub const MAX_PIDS: u32 = 4_194_304;
 
 /// How a pod is reached through the ingress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Access {
-    /// The host name the ingress routes to this pod (RFC 1123).
-    pub host: String,
-    /// HTTPS for the host (none: plain HTTP only): `auto` (a certificate from
+    /// The host name the ingress routes to this pod (RFC 1123), or a
+    /// wildcard `*.example.com` (one leading label). Merged with `hosts`:
+    /// the pod serves `host` and every name of `hosts` (a name given twice
+    /// is served once); at least one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// More host names (or `*.` wildcards) routed to this pod, beside `host`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// The path prefix of the hosts routed to this pod (default `/`, the
+    /// whole host): whole segments, so `/api` routes `/api` and `/api/x` but
+    /// not `/apix`. Several pods share a host with different paths; the
+    /// longest prefix wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// HTTPS for the hosts (none: plain HTTP only): `auto` (a certificate from
     /// the server's ACME directory) or `{secret: NAME}` (a certificate from
-    /// `dubectl create secret tls NAME`, which must cover the host).
+    /// `dubectl create secret tls NAME`, which must cover every host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+    /// Largest request body the ingress passes on, e.g. `10Mi` (default
+    /// 100Mi; 1Ki to 1Ti); larger requests get 413.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<String>,
+    /// How long the ingress waits on the replica between two reads or two
+    /// writes (default 60s; 1s to 24h): a stream that sends something more
+    /// often than this stays open for ever.
+    #[serde(default, with = "duration::opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "60s"))]
+    pub timeout: Option<Duration>,
 }
+
+/// `access.max_body` when unset: 100 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 100 * 1024 * 1024;
+/// Largest `access.max_body`: 1 TiB.
+pub const MAX_MAX_BODY: u64 = 1 << 40;
+/// `access.timeout` when unset.
+pub const DEFAULT_INGRESS_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most names in `access.hosts` (beside `access.host`).
+pub const MAX_HOSTS: usize = 100;
 
 /// Where the certificate of a host comes from (`access.tls`): the word `auto`
 /// or the map `{secret: NAME}`.
@@ -486,6 +536,10 @@ impl PodSpec {
             replicas: default_replicas(),
             port: default_port(),
             env: BTreeMap::new(),
+            secret_files: Vec::new(),
+            image_pull_secret: None,
+            pull: None,
+            secret_versions: BTreeMap::new(),
             command: None,
             args: None,
             resources: None,
@@ -514,9 +568,33 @@ impl PodSpec {
     /// Routes `host` to this pod through the ingress.
     pub fn with_host(mut self, host: impl Into<String>) -> Self {
         self.access = Some(Access {
-            host: host.into(),
-            tls: None,
+            host: Some(host.into()),
+            ..Access::default()
         });
+        self
+    }
+
+    /// Routes these hosts (beside any already set) to this pod.
+    pub fn with_hosts<I: IntoIterator<Item = S>, S: Into<String>>(mut self, hosts: I) -> Self {
+        let access = self.access.get_or_insert_with(Access::default);
+        access.hosts.extend(hosts.into_iter().map(Into::into));
+        self
+    }
+
+    /// Routes only this path prefix of the pod's hosts (set them first).
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
+        if let Some(access) = &mut self.access {
+            access.path = Some(path.into());
+        }
+        self
+    }
+
+    /// Sets `access.max_body` and `access.timeout` (set the hosts first).
+    pub fn with_ingress_limits(mut self, max_body: Option<String>, timeout: Option<Duration>) -> Self {
+        if let Some(access) = &mut self.access {
+            access.max_body = max_body;
+            access.timeout = timeout;
+        }
         self
     }
 
@@ -535,8 +613,51 @@ impl PodSpec {
 
     /// Adds an environment variable.
     pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.env.insert(key.into(), value.into());
+        self.env.insert(key.into(), EnvValue::Value(value.into()));
         self
+    }
+
+    /// Sets an environment variable to a key of a generic secret.
+    pub fn with_secret_env(
+        mut self,
+        key: impl Into<String>,
+        secret: impl Into<String>,
+        secret_key: impl Into<String>,
+    ) -> Self {
+        self.env.insert(
+            key.into(),
+            EnvValue::Secret(SecretKeyRef {
+                secret: secret.into(),
+                key: secret_key.into(),
+            }),
+        );
+        self
+    }
+
+    /// The generic secrets the pod uses (env values and files), by name.
+    pub fn generic_secrets(&self) -> std::collections::BTreeSet<&str> {
+        self.env
+            .values()
+            .filter_map(|v| match v {
+                EnvValue::Secret(r) => Some(r.secret.as_str()),
+                EnvValue::Value(_) => None,
+            })
+            .chain(self.secret_files.iter().map(|f| f.secret.as_str()))
+            .collect()
+    }
+
+    /// Whether the pod uses the secret `name` (any kind but TLS).
+    pub fn uses_secret(&self, name: &str) -> bool {
+        self.image_pull_secret.as_deref() == Some(name) || self.generic_secrets().contains(name)
+    }
+
+    /// The pull policy in force: `pull`, else `always` for `:latest` or no tag, else `if-not-present`.
+    pub fn pull_policy(&self) -> PullPolicy {
+        self.pull.unwrap_or(if is_latest(&self.image) {
+            PullPolicy::Always
+        } else {
+            PullPolicy::IfNotPresent
+        })
     }
 
     /// Sets an HTTP readiness check on `path`, with default timings.
@@ -578,9 +699,51 @@ impl PodSpec {
             .and_then(|m| parse_memory(m).ok())
     }
 
-    /// The host name routed to this pod, if any.
+    /// The first host name routed to this pod, if any (see [`hosts`](Self::hosts)).
     pub fn host(&self) -> Option<&str> {
-        self.access.as_ref().map(|a| a.host.as_str())
+        self.hosts().into_iter().next()
+    }
+
+    /// Every host name routed to this pod: `access.host`, then
+    /// `access.hosts`, each once, in that order.
+    pub fn hosts(&self) -> Vec<&str> {
+        let Some(access) = &self.access else {
+            return Vec::new();
+        };
+        let mut hosts: Vec<&str> = Vec::with_capacity(access.hosts.len() + 1);
+        for h in access.host.iter().chain(&access.hosts) {
+            if !hosts.contains(&h.as_str()) {
+                hosts.push(h);
+            }
+        }
+        hosts
+    }
+
+    /// The path prefix routed to this pod (`/` when unset), without a trailing `/`
+    /// except for `/` itself.
+    pub fn route_path(&self) -> &str {
+        match self.access.as_ref().and_then(|a| a.path.as_deref()) {
+            None | Some("") => "/",
+            Some(p) if p.len() > 1 => p.trim_end_matches('/'),
+            Some(p) => p,
+        }
+    }
+
+    /// `access.max_body` in bytes (its default when unset or invalid).
+    pub fn max_body_bytes(&self) -> u64 {
+        self.access
+            .as_ref()
+            .and_then(|a| a.max_body.as_deref())
+            .and_then(|m| parse_memory(m).ok())
+            .unwrap_or(DEFAULT_MAX_BODY)
+    }
+
+    /// `access.timeout` (its default when unset).
+    pub fn ingress_timeout(&self) -> Duration {
+        self.access
+            .as_ref()
+            .and_then(|a| a.timeout)
+            .unwrap_or(DEFAULT_INGRESS_TIMEOUT)
     }
 
     /// The log rotation, pids limit and no-new-privileges its replicas get:
@@ -617,7 +780,7 @@ impl PodSpec {
         struct Template<'a> {
             image: &'a str,
             port: u16,
-            env: &'a BTreeMap<String, String>,
+            env: &'a BTreeMap<String, EnvValue>,
             command: &'a Option<Vec<String>>,
             args: &'a Option<Vec<String>>,
             memory: Option<u64>,
@@ -629,6 +792,14 @@ impl PodSpec {
             logging: Option<&'a Logging>,
             #[serde(skip_serializing_if = "Option::is_none")]
             security: Option<&'a Security>,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            secret_files: &'a [SecretFiles],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            image_pull_secret: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pull: Option<PullPolicy>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            secret_versions: &'a SecretVersions,
         }
         let template = Template {
             image: &self.image,
@@ -641,6 +812,10 @@ impl PodSpec {
             pids: self.resources.as_ref().and_then(|r| r.pids),
             logging: self.logging.as_ref(),
             security: self.security.as_ref(),
+            secret_files: &self.secret_files,
+            image_pull_secret: self.image_pull_secret.as_deref(),
+            pull: self.pull,
+            secret_versions: &self.secret_versions,
         };
         // Serializing strings, integers, floats and maps cannot fail.
         let bytes = serde_json::to_vec(&template).unwrap_or_default();
@@ -660,6 +835,9 @@ impl PodSpec {
             resources: other.resources.clone(),
             logging: other.logging.clone(),
             security: other.security.clone(),
+            secret_files: other.secret_files.clone(),
+            image_pull_secret: other.image_pull_secret.clone(),
+            pull: other.pull,
             ..self.clone()
         }
     }

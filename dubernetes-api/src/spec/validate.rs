@@ -7,7 +7,10 @@ use std::time::Duration;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::{CheckKind, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_PIDS, MAX_REPLICAS, PodSpec};
+use super::{
+    CheckKind, EnvValue, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_HOSTS, MAX_MAX_BODY, MAX_PIDS, MAX_REPLICAS,
+    MAX_SECRET_FILES, PodSpec, Tls,
+};
 
 impl PodSpec {
     /// Checks every field; returns all problems at once, each naming its field.
@@ -40,6 +43,16 @@ impl PodSpec {
             if let Err(m) = check_env_key(key) {
                 problems.push(FieldError::new(field.clone(), m));
             }
+            let value = match value {
+                EnvValue::Value(v) => v,
+                EnvValue::Secret(r) => {
+                    check_secret_ref(&mut problems, &format!("{field}.secret"), &r.secret);
+                    if let Err(m) = check_env_key(&r.key).or_else(|_| check_file_key(&r.key)) {
+                        problems.push(FieldError::new(format!("{field}.key"), m));
+                    }
+                    continue;
+                }
+            };
             if value.contains('\0') {
                 problems.push(FieldError::new(field, "value must not contain a NUL byte"));
             } else if value.len() > MAX_ENV_VALUE_BYTES {
@@ -162,16 +175,8 @@ impl PodSpec {
                 }
             }
         }
-        if let Some(access) = &self.access
-            && let Err(m) = check_host(&access.host)
-        {
-            problems.push(FieldError::new("access.host", m));
-        }
-        if let Some(crate::spec::Tls::Secret(name)) = self.tls()
-            && let Err(m) = check_dns_label(name)
-        {
-            problems.push(FieldError::new("access.tls.secret", m));
-        }
+        self.validate_access(&mut problems);
+        self.validate_secret_refs(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -179,6 +184,78 @@ impl PodSpec {
                 pod: self.name.clone(),
                 problems,
             })
+        }
+    }
+
+    /// Checks `access`: its hosts, path, limits and what TLS can cover.
+    fn validate_access(&self, problems: &mut Vec<FieldError>) {
+        let Some(access) = &self.access else {
+            return;
+        };
+        if access.host.is_none() && access.hosts.is_empty() {
+            problems.push(FieldError::new(
+                "access.host",
+                "set `host` or `hosts`; remove `access` for a pod without a host",
+            ));
+        }
+        if let Some(host) = &access.host
+            && let Err(m) = check_host_pattern(host)
+        {
+            problems.push(FieldError::new("access.host", m));
+        }
+        if access.hosts.len() > MAX_HOSTS {
+            problems.push(FieldError::new(
+                "access.hosts",
+                format!("has more than {MAX_HOSTS} names; split the pod's hosts or use a wildcard"),
+            ));
+        }
+        for (i, host) in access.hosts.iter().enumerate() {
+            let field = format!("access.hosts[{i}]");
+            // A name given twice (or in both `host` and `hosts`) is served once.
+            if let Err(m) = check_host_pattern(host) {
+                problems.push(FieldError::new(field, m));
+            }
+        }
+        if let Some(path) = &access.path
+            && let Err(m) = check_route_path(path)
+        {
+            problems.push(FieldError::new("access.path", m));
+        }
+        if let Some(size) = &access.max_body {
+            match parse_memory(size) {
+                Ok(bytes) if !(1024..=MAX_MAX_BODY).contains(&bytes) => problems.push(FieldError::new(
+                    "access.max_body",
+                    format!("{size:?} is not between 1Ki and 1Ti"),
+                )),
+                Ok(_) => {}
+                Err(m) => problems.push(FieldError::new("access.max_body", m)),
+            }
+        }
+        if let Some(timeout) = access.timeout
+            && !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&timeout)
+        {
+            problems.push(FieldError::new(
+                "access.timeout",
+                "must be between 1s and 24h, e.g. \"60s\" or \"1h\"",
+            ));
+        }
+        match &access.tls {
+            Some(Tls::Secret(name)) => {
+                if let Err(m) = check_dns_label(name) {
+                    problems.push(FieldError::new("access.tls.secret", m));
+                }
+            }
+            Some(Tls::Auto) => {
+                if let Some(wild) = self.hosts().into_iter().find(|h| h.starts_with("*.")) {
+                    problems.push(FieldError::new(
+                        "access.tls",
+                        format!(
+                            "`auto` cannot cover the wildcard {wild:?}: ACME validates names by HTTP-01, which does not issue wildcards; use `tls: {{secret: NAME}}` with a wildcard certificate, or list the exact names"
+                        ),
+                    ));
+                }
+            }
+            None => {}
         }
     }
 
@@ -348,6 +425,62 @@ fn check_host(host: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A host of `access`: an RFC 1123 name, or `*.` and one (a wildcard for one leading label).
+fn check_host_pattern(host: &str) -> Result<(), String> {
+    if host.len() > 253 {
+        return Err(format!(
+            "is {} characters long; a host name has at most 253",
+            host.len()
+        ));
+    }
+    match host.strip_prefix("*.") {
+        Some(rest) if !rest.contains('*') => {
+            if !rest.contains('.') {
+                return Err(format!(
+                    "{host:?}: a wildcard needs a parent domain of two labels or more, e.g. \"*.example.com\""
+                ));
+            }
+            check_host(rest).map_err(|m| format!("after \"*.\": {m}"))
+        }
+        _ if host.contains('*') => Err(format!(
+            "{host:?}: a wildcard is only allowed as the whole first label, e.g. \"*.example.com\""
+        )),
+        _ => check_host(host),
+    }
+}
+
+/// `access.path`: `/`, or `/` and segments of letters, digits, `-`, `.`, `_`
+/// and `~` (no `.` or `..` segment, no trailing `/`): what nginx's location
+/// match sees after it decodes the request path, and safe in its config.
+fn check_route_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must start with '/', e.g. \"/api\""));
+    }
+    if path.len() > 256 {
+        return Err("is longer than 256 characters".into());
+    }
+    if path == "/" {
+        return Ok(());
+    }
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    for segment in trimmed[1..].split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(format!(
+                "{path:?} has an empty, \".\" or \"..\" segment; write the prefix like \"/api/v2\""
+            ));
+        }
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
+            return Err(format!(
+                "{path:?} may contain only letters, digits, '-', '.', '_', '~' and '/' (no spaces, quotes, '%', '*' or regex)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An HTTP path we may write into a request line: RFC 3986 characters only,
 /// so nothing can inject a header.
 fn check_http_path(path: &str) -> Result<(), String> {
@@ -364,6 +497,82 @@ fn check_http_path(path: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+impl PodSpec {
+    /// `secret_files` and `image_pull_secret`.
+    fn validate_secret_refs(&self, problems: &mut Vec<FieldError>) {
+        if self.secret_files.len() > MAX_SECRET_FILES {
+            problems.push(FieldError::new(
+                "secret_files",
+                format!(
+                    "has {} entries; at most {MAX_SECRET_FILES} are allowed",
+                    self.secret_files.len()
+                ),
+            ));
+        }
+        let mut paths = std::collections::HashSet::new();
+        for (i, f) in self.secret_files.iter().enumerate() {
+            check_secret_ref(problems, &format!("secret_files[{i}].secret"), &f.secret);
+            let field = format!("secret_files[{i}].path");
+            if let Err(m) = check_mount_path(&f.path) {
+                problems.push(FieldError::new(field, m));
+            } else if !paths.insert(f.path.trim_end_matches('/')) {
+                problems.push(FieldError::new(
+                    field,
+                    "is used by another entry; give each secret its own directory",
+                ));
+            }
+        }
+        if let Some(name) = &self.image_pull_secret {
+            check_secret_ref(problems, "image_pull_secret", name);
+        }
+    }
+}
+
+/// A secret's name where a pod names one: a DNS label.
+fn check_secret_ref(problems: &mut Vec<FieldError>, field: &str, name: &str) {
+    if let Err(m) = check_dns_label(name) {
+        problems.push(FieldError::new(field, m));
+    }
+}
+
+/// A key of a generic secret (a file name in `secret_files`, or an env name):
+/// letters, digits, `-`, `_` and `.`, not `.` or `..`, at most 253.
+pub fn check_file_key(key: &str) -> Result<(), String> {
+    let ok = !key.is_empty()
+        && key.len() <= 253
+        && key != "."
+        && key != ".."
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err("a secret key uses letters, digits, '-', '_' and '.' (at most 253), and is not '.' or '..'".into())
+    }
+}
+
+/// An absolute directory in a container: `/` then segments of letters,
+/// digits, `-`, `_`, `.` (no `..`), not `/` itself, at most 256 bytes.
+fn check_mount_path(path: &str) -> Result<(), String> {
+    let trimmed = path.trim_end_matches('/');
+    let ok = path.starts_with('/')
+        && path.len() <= 256
+        && !trimmed.is_empty()
+        && trimmed[1..].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "must be an absolute directory such as /run/secrets/db (letters, digits, '-', '_', '.'; no '..'; not '/')"
+                .into(),
+        )
+    }
 }
 
 fn check_env_key(key: &str) -> Result<(), String> {

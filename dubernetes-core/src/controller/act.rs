@@ -162,9 +162,20 @@ impl Context {
         let Some(stored) = stored.filter(|_| !slots.is_empty()) else {
             return errors;
         };
-        match self.runtime.ensure_image(&stored.spec.image).await {
+        let (material, pull) = match self.secret_material(&stored.spec).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.set_failure(pod, "SecretUnavailable", &e.to_string());
+                self.event(pod, "Warning", "SecretUnavailable", &e.to_string()).await;
+                errors.push(e);
+                return errors;
+            }
+        };
+        match self.runtime.ensure_image(&stored.spec.image, &pull).await {
             Ok(()) => {
-                let template = self.template(stored);
+                self.forget_create_failure(pod);
+                let mut template = self.template(stored);
+                template.secrets = material;
                 let results = join_all(slots.iter().map(|slot| {
                     let mut t = template.clone();
                     t.labels.insert(LABEL_SLOT.to_string(), slot.clone());
@@ -194,12 +205,13 @@ impl Context {
                 }
             }
             Err(e) => {
-                {
-                    let mut status = lock(&self.status);
-                    let s = status.entry(pod.to_string()).or_default();
-                    s.reason = Some("ImageUnavailable".into());
-                }
-                self.event(pod, "Warning", "ImageUnavailable", &e.to_string()).await;
+                let reason = if matches!(e, Error::ImagePull { .. }) {
+                    "ImagePullFailed"
+                } else {
+                    "ImageUnavailable"
+                };
+                self.set_failure(pod, reason, &e.to_string());
+                self.event(pod, "Warning", reason, &e.to_string()).await;
                 errors.push(e);
             }
         }
@@ -220,7 +232,12 @@ impl Context {
             name: String::new(),
             image: spec.image.clone(),
             port: spec.port,
-            env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            // Plain values only: secret references are resolved into `secrets` at create time.
+            env: spec
+                .env
+                .iter()
+                .filter_map(|(k, v)| v.as_value().map(|v| format!("{k}={v}")))
+                .collect(),
             command: spec.command.clone(),
             args: spec.args.clone(),
             memory: spec.memory_bytes(),
@@ -232,6 +249,35 @@ impl Context {
             publish: None,
             publish_tls: None,
             binds: Vec::new(),
+            secrets: Default::default(),
+        }
+    }
+}
+
+impl Context {
+    /// Records why replicas cannot be created (the pod's status reason and message).
+    fn set_failure(&self, pod: &str, reason: &str, message: &str) {
+        let mut status = lock(&self.status);
+        let s = status.entry(pod.to_string()).or_default();
+        s.reason = Some(reason.into());
+        s.message = Some(message.into());
+    }
+
+    /// Forgets why replicas could not be created (a pull or a secret) when
+    /// the pod changed: the new spec has not failed yet.
+    pub(crate) fn forget_create_failure(&self, pod: &str) {
+        self.clear_failure(pod, "ImagePullFailed");
+        self.clear_failure(pod, "SecretUnavailable");
+    }
+
+    /// Forgets a failure of this reason once what failed works again.
+    fn clear_failure(&self, pod: &str, reason: &str) {
+        let mut status = lock(&self.status);
+        if let Some(s) = status.get_mut(pod)
+            && s.reason.as_deref() == Some(reason)
+        {
+            s.reason = None;
+            s.message = None;
         }
     }
 }

@@ -127,7 +127,7 @@ impl Context {
                         Some(((ip, port), c.id.clone()))
                     })
                     .collect();
-                Some(Route::with_ids(&p.spec.name, host, servers))
+                Some(Route::with_ids(&p.spec.name, host, servers).with_access(&p.spec))
             })
             .collect()
     }

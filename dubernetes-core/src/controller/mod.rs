@@ -46,6 +46,7 @@ mod progress;
 mod queue;
 mod reconcile;
 mod resync;
+mod secret_material;
 #[cfg(test)]
 mod tests;
 
@@ -134,6 +135,11 @@ pub(crate) struct ControllerSettings {
     pub backoff: BackoffSettings,
     /// Pause between taking a replica out of the ingress and stopping it.
     pub drain: Duration,
+    /// Seals and opens secret values.
+    pub vault: crate::vault::Vault,
+    /// Where the files of `secret_files` are written for the engine to bind
+    /// (None: no data dir, so no secret files on the docker backend).
+    pub secret_files_dir: Option<std::path::PathBuf>,
 }
 
 pub(crate) struct Context {

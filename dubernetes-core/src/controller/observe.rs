@@ -163,7 +163,12 @@ impl Context {
                 ctx.wake_ingress();
             }
         });
-        let host = spec.host().unwrap_or("localhost");
+        // The Host header of HTTP checks: the first exact host (a wildcard is no name).
+        let host = spec
+            .hosts()
+            .into_iter()
+            .find(|h| !h.starts_with('*'))
+            .unwrap_or("localhost");
         let check = spec.readiness();
         self.health.sync(
             pod,

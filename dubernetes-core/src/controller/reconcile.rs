@@ -85,6 +85,9 @@ impl Context {
             lock(&self.slots).remove(pod);
             let actions = plan(None, &observed);
             if actions.is_empty() {
+                if !draining {
+                    self.forget_secret_files(pod).await;
+                }
                 return Ok(Next::Gone);
             }
             self.execute(pod, None, &observed, actions).await?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -27,8 +28,9 @@ use super::{
     ContainerLimits, ContainerSpec, ContainerState, Engine, EngineEvent, HostNetwork, LogChunk, LogRequest, LogSource,
     Network, Observed,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, PullFailure, Result};
 use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
+use crate::spec::PullPolicy;
 
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Label Docker puts on a Swarm task's container: its service's id.
@@ -157,10 +159,16 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
         }),
         // `Binds`, not `Mounts`: the engine makes a missing host directory
         // (this process may see another filesystem than the engine's host).
-        binds: (!spec.binds.is_empty()).then(|| {
+        binds: (!spec.binds.is_empty() || !spec.secrets.files.is_empty()).then(|| {
             spec.binds
                 .iter()
                 .map(|b| format!("{}:{}:rw", b.host.display(), b.container))
+                .chain(
+                    spec.secrets
+                        .files
+                        .iter()
+                        .map(|b| format!("{}:{}:ro", b.host.display(), b.container)),
+                )
                 .collect()
         }),
         ..Default::default()
@@ -168,7 +176,7 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
     apply_limits(&spec.limits, &mut host_config);
     ContainerCreateBody {
         image: Some(spec.image.clone()),
-        env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+        env: super::env_of(spec),
         labels: Some(spec.labels.clone()),
         exposed_ports: Some(if spec.publish_tls.is_some() {
             vec![port, "443/tcp".to_string()]
@@ -335,26 +343,44 @@ impl Engine for DockerEngine {
             .collect())
     }
 
-    async fn ensure_image(&self, image: &str) -> Result<()> {
-        match bounded("inspecting image", CALL_TIMEOUT, self.docker.inspect_image(image)).await {
-            Ok(_) => return Ok(()),
-            Err(r) if r.status() == Some(404) => {}
+    async fn ensure_image(&self, image: &str, pull: &super::Pull) -> Result<()> {
+        let present = match bounded("inspecting image", CALL_TIMEOUT, self.docker.inspect_image(image)).await {
+            Ok(_) => true,
+            Err(r) if r.status() == Some(404) => false,
             Err(r) => return Err(r.into()),
+        };
+        match pull.policy {
+            PullPolicy::Never if present => return Ok(()),
+            PullPolicy::Never => {
+                return Err(Error::ImagePull {
+                    image: image.to_string(),
+                    reason: PullFailure::NotPresent,
+                    message: "the engine does not have it and `pull` is `never`: build or load it there, or set `pull: if-not-present`".into(),
+                });
+            }
+            PullPolicy::IfNotPresent if present => return Ok(()),
+            PullPolicy::IfNotPresent | PullPolicy::Always => {}
         }
         let options = CreateImageOptionsBuilder::new().from_image(image).build();
-        let pull = self
+        let credentials = pull.auth.as_ref().map(|a| DockerCredentials {
+            username: Some(a.username.clone()),
+            password: Some(a.password.clone()),
+            serveraddress: Some(a.server.clone()),
+            ..Default::default()
+        });
+        let stream = self
             .docker
-            .create_image(Some(options), None, None)
+            .create_image(Some(options), None, credentials)
             .try_collect::<Vec<_>>();
-        bounded(
-            &format!(
-                "pulling image {image} (no such image locally; build or load it, or check the name and the registry)"
-            ),
-            PULL_TIMEOUT,
-            pull,
-        )
-        .await?;
-        Ok(())
+        match tokio::time::timeout(PULL_TIMEOUT, stream).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(pull_error(image, &e)),
+            Err(_) => Err(Error::ImagePull {
+                image: image.to_string(),
+                reason: PullFailure::Unreachable,
+                message: format!("the pull took longer than {}s", PULL_TIMEOUT.as_secs()),
+            }),
+        }
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {
@@ -651,4 +677,52 @@ pub(super) fn log_chunks(
         Err(e) => Err(wrap(&what, e)),
     })
     .boxed()
+}
+
+/// A failed pull as the pod's status and event say it: why (from the
+/// registry's or the engine's words), the engine's message escaped and cut.
+fn pull_error(image: &str, e: &DockerError) -> Error {
+    let text = match e {
+        DockerError::DockerResponseServerError { message, .. } => message.clone(),
+        DockerError::DockerStreamError { error } => error.clone(),
+        other => other.to_string(),
+    };
+    let lower = text.to_ascii_lowercase();
+    let reason = if [
+        "unauthorized",
+        "authentication required",
+        "no basic auth credentials",
+        "denied",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+    {
+        PullFailure::Unauthorized
+    } else if ["manifest unknown", "not found", "does not exist", "name unknown"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        PullFailure::NotFound
+    } else if [
+        "connection refused",
+        "no such host",
+        "timeout",
+        "i/o timeout",
+        "dial tcp",
+        "network is unreachable",
+        "http response to https",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+    {
+        PullFailure::Unreachable
+    } else {
+        PullFailure::Other
+    };
+    let message: String = text.escape_debug().take(512).collect();
+    Error::ImagePull {
+        image: image.to_string(),
+        reason,
+        message,
+    }
 }

@@ -420,7 +420,7 @@ impl Engine for FakeEngine {
             .collect())
     }
 
-    async fn ensure_image(&self, image: &str) -> Result<()> {
+    async fn ensure_image(&self, image: &str, _pull: &super::Pull) -> Result<()> {
         if lock(&self.state).images.contains_key(image) {
             Ok(())
         } else {

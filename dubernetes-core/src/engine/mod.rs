@@ -150,6 +150,70 @@ pub struct ContainerSpec {
     /// Host directories bound read-write into the container (only the
     /// ingress has one: its endpoint files, see [`Engine::is_local`]).
     pub binds: Vec<BindDir>,
+    /// What the replica takes from secrets (never printed).
+    pub secrets: SecretMaterial,
+}
+
+/// What a replica takes from secrets, resolved by the controller when it
+/// creates the replica: env values, directories of secret files, the
+/// registry credentials of its image. Its `Debug` prints counts only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretMaterial {
+    /// `KEY=value` pairs added to the container's env.
+    pub env: Vec<String>,
+    /// Host directories (written by the server: one file per key) bound read-only.
+    pub files: Vec<BindDir>,
+    /// Credentials for the image's registry (sent with the pull, and with a
+    /// Swarm service as `--with-registry-auth` does).
+    pub registry_auth: Option<RegistryAuth>,
+}
+
+impl std::fmt::Debug for SecretMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretMaterial")
+            .field("env", &self.env.len())
+            .field("files", &self.files)
+            .field("registry_auth", &self.registry_auth.as_ref().map(|a| &a.server))
+            .finish()
+    }
+}
+
+/// Registry credentials (a docker-registry secret, opened); `Debug` prints the server only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    /// The registry host, e.g. `127.0.0.1:5000`.
+    pub server: String,
+    /// The user name.
+    pub username: String,
+    /// The password or token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an image is to be made present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pull {
+    /// When to pull.
+    pub policy: crate::spec::PullPolicy,
+    /// Credentials for the registry.
+    pub auth: Option<RegistryAuth>,
+}
+
+impl Pull {
+    /// Pull only when missing, without credentials (the ingress, the probe agent).
+    pub fn if_missing() -> Pull {
+        Pull {
+            policy: crate::spec::PullPolicy::IfNotPresent,
+            auth: None,
+        }
+    }
 }
 
 /// A host directory bound into a container.
@@ -235,8 +299,9 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// every state; `ip` is its address on `network`.
     async fn list(&self, instance: &str, network: &str, pod: Option<&str>) -> Result<Vec<Observed>>;
 
-    /// Makes sure `image` is present (pulling it if the engine can).
-    async fn ensure_image(&self, image: &str) -> Result<()>;
+    /// Makes sure `image` is present as `pull` says (pulling it with its
+    /// credentials if the engine can); a failed pull is [`crate::Error::ImagePull`].
+    async fn ensure_image(&self, image: &str, pull: &Pull) -> Result<()>;
 
     /// Creates a container without starting it; returns its id.
     async fn create(&self, spec: &ContainerSpec) -> Result<String>;
@@ -358,4 +423,10 @@ impl Network for HostNetwork {
     ) -> std::io::Result<(u16, String)> {
         crate::probe::http_get(addr, path, host, timeout).await
     }
+}
+
+/// The env of a container: its own, then what it takes from secrets.
+pub(super) fn env_of(spec: &ContainerSpec) -> Option<Vec<String>> {
+    let env: Vec<String> = spec.env.iter().chain(spec.secrets.env.iter()).cloned().collect();
+    (!env.is_empty()).then_some(env)
 }

@@ -31,9 +31,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{
-    EndpointSpec, EndpointSpecModeEnum, Limit, LocalNodeState, NetworkAttachmentConfig, NetworkCreateRequest,
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecLogDriver,
-    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+    EndpointSpec, EndpointSpecModeEnum, Limit, LocalNodeState, Mount, MountType, NetworkAttachmentConfig,
+    NetworkCreateRequest, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecLogDriver, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
     InspectNetworkOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder, UpdateServiceOptionsBuilder,
@@ -248,7 +249,22 @@ impl SwarmEngine {
                     labels: Some(spec.labels.clone()),
                     command: spec.command.clone(),
                     args: spec.args.clone(),
-                    env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+                    env: super::env_of(spec),
+                    // Secret files: the server's directories, bound read-only
+                    // (resolved by the server as on the docker backend).
+                    mounts: (!spec.secrets.files.is_empty()).then(|| {
+                        spec.secrets
+                            .files
+                            .iter()
+                            .map(|b| Mount {
+                                target: Some(b.container.clone()),
+                                source: Some(b.host.display().to_string()),
+                                typ: Some(MountType::BIND),
+                                read_only: Some(true),
+                                ..Default::default()
+                            })
+                            .collect()
+                    }),
                     // A removal kills at once (as `docker rm -f`); a stop
                     // sets the pod's grace period first.
                     stop_grace_period: Some(0),
@@ -542,8 +558,8 @@ impl Engine for SwarmEngine {
         Ok(out)
     }
 
-    async fn ensure_image(&self, image: &str) -> Result<()> {
-        self.inner.ensure_image(image).await
+    async fn ensure_image(&self, image: &str, pull: &super::Pull) -> Result<()> {
+        self.inner.ensure_image(image, pull).await
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {
@@ -559,7 +575,19 @@ impl Engine for SwarmEngine {
         let created = bounded(
             "creating service",
             CALL_TIMEOUT,
-            self.docker.create_service(self.service_spec(spec, image), None),
+            // The registry's credentials go with the service, as `--with-registry-auth`.
+            self.docker.create_service(
+                self.service_spec(spec, image),
+                spec.secrets
+                    .registry_auth
+                    .as_ref()
+                    .map(|a| bollard::auth::DockerCredentials {
+                        username: Some(a.username.clone()),
+                        password: Some(a.password.clone()),
+                        serveraddress: Some(a.server.clone()),
+                        ..Default::default()
+                    }),
+            ),
         )
         .await?;
         created.id.ok_or_else(|| Error::Docker {
@@ -792,10 +820,13 @@ impl ProbeNetwork {
         let name = probe_name(network);
         self.inner.remove(&name).await?;
         let image = std::env::var("DUBERNETES_PROBE_IMAGE").unwrap_or_else(|_| DEFAULT_PROBE_IMAGE.to_string());
-        self.inner.ensure_image(&image).await.map_err(|e| Error::Docker {
-            context: format!("the swarm backend's probe agent image {image}"),
-            source: format!("{e} (build it with scripts/build-images.sh, or set DUBERNETES_PROBE_IMAGE)").into(),
-        })?;
+        self.inner
+            .ensure_image(&image, &super::Pull::if_missing())
+            .await
+            .map_err(|e| Error::Docker {
+                context: format!("the swarm backend's probe agent image {image}"),
+                source: format!("{e} (build it with scripts/build-images.sh, or set DUBERNETES_PROBE_IMAGE)").into(),
+            })?;
         let password = crate::ownership::new_store_id();
         let mut limits = ContainerLimits::default();
         limits.log_max_bytes = 1024 * 1024;

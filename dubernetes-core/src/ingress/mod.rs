@@ -65,7 +65,7 @@ const STATIC_FILES: [(&str, &str); 3] = [
 
 /// Changes when what [`STATIC_FILES`] and the config expect of a container
 /// changes: an ingress made for another layout is replaced.
-const LAYOUT: &str = "njs-endpoints-1";
+const LAYOUT: &str = "njs-endpoints-2";
 
 /// How the ingress container is run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -385,7 +385,9 @@ impl Ingress {
         *lock(&self.live_tls) = Arc::new(HashMap::new());
         self.set_bound(state, None);
         *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(HashSet::new());
-        self.runtime.ensure_image(&self.settings.image).await.map_err(|e| {
+        self.runtime
+            .ensure_image(&self.settings.image, &crate::engine::Pull::if_missing())
+            .await.map_err(|e| {
             Error::Ingress(format!(
                 "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local-2) or pass --ingress-image with an image you have",
                 self.settings.image

@@ -225,8 +225,9 @@ fn error_line(output: &str) -> Option<usize> {
 fn route_at_line(text: &str, line: usize) -> Option<String> {
     let mut current = None;
     for (n, l) in text.lines().enumerate() {
-        if let Some(pod) = l.strip_prefix("# route ") {
-            current = Some(pod.trim().to_string());
+        // `# route web`, `# route web, HTTPS (...)`, and indented before a location.
+        if let Some(pod) = l.trim_start().strip_prefix("# route ") {
+            current = pod.split(',').next().map(|p| p.trim().to_string());
         } else if l.starts_with("# default server") {
             current = None;
         }
@@ -268,6 +269,19 @@ mod tests {
             Some("api".into())
         );
         assert_eq!(route_at_line(&conf, line_of("server_name _;")), None);
+        // Pods sharing a host: each location is its pod's; HTTPS blocks too.
+        let mut shop = Route::new("shop", "shop.local", vec![]);
+        shop.tls = Some(crate::ingress::RouteTls {
+            fingerprint: "f00".into(),
+            port_suffix: String::new(),
+        });
+        let mut api = Route::new("api", "shop.local", vec![]);
+        api.path = "/api".into();
+        let (conf, _) = render("t", &[shop, api]).expect("render");
+        let line_of = |needle: &str| conf.lines().position(|l| l.contains(needle)).expect(needle) + 1;
+        assert_eq!(route_at_line(&conf, line_of("set $dub_pod api;")), Some("api".into()));
+        assert_eq!(route_at_line(&conf, line_of("set $dub_pod shop;")), Some("shop".into()));
+        assert_eq!(route_at_line(&conf, line_of("ssl_certificate ")), Some("shop".into()));
         assert_eq!(route_at_line(&conf, line_of("server_names_hash_bucket_size")), None);
         let output = "nginx: [emerg] duplicate upstream \"pod_web\" in /etc/nginx/conf.d/default.conf:12\nnginx: configuration file /etc/nginx/nginx.conf test failed\n";
         assert_eq!(error_line(output), Some(12));

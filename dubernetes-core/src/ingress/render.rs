@@ -1,6 +1,7 @@
 //! Rendering the nginx config: routes in, askama's `templates/nginx.conf`
 //! out, with the config's version and nginx's server-name hash sized to fit.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use askama::Template;
@@ -8,16 +9,23 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// One host routed to one pod's ready replicas.
+/// One pod's hosts (and path prefix) routed to its ready replicas.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Route {
     pub pod: String,
-    pub host: String,
+    /// Exact names or `*.` wildcards (validated by the API), at least one.
+    pub hosts: Vec<String>,
+    /// The path prefix: `/`, or `/seg[/seg...]` without a trailing `/` (validated by the API).
+    pub path: String,
+    /// `client_max_body_size`, bytes.
+    pub max_body: u64,
+    /// `proxy_read_timeout` and `proxy_send_timeout`, seconds.
+    pub timeout_secs: u64,
     /// `ip:port` of each ready replica.
     pub servers: Vec<String>,
     /// Container ids behind `servers`.
     pub ids: Vec<String>,
-    /// HTTPS for the host, when its certificate is in the ingress.
+    /// HTTPS for the hosts, when its certificate is in the ingress.
     pub tls: Option<RouteTls>,
 }
 
@@ -53,12 +61,27 @@ impl Route {
             ids,
             tls: None,
             pod: pod.to_string(),
-            host: host.to_string(),
+            hosts: vec![host.to_string()],
+            path: "/".into(),
+            max_body: dubernetes_api::DEFAULT_MAX_BODY,
+            timeout_secs: dubernetes_api::DEFAULT_INGRESS_TIMEOUT.as_secs(),
             servers: servers
                 .into_iter()
                 .map(|(ip, port)| SocketAddr::new(ip, port).to_string())
                 .collect(),
         }
+    }
+
+    /// The same route for all of a pod's hosts, its path and limits.
+    pub(crate) fn with_access(mut self, spec: &dubernetes_api::PodSpec) -> Route {
+        let hosts = spec.hosts();
+        if !hosts.is_empty() {
+            self.hosts = hosts.into_iter().map(str::to_string).collect();
+        }
+        self.path = spec.route_path().to_string();
+        self.max_body = spec.max_body_bytes();
+        self.timeout_secs = spec.ingress_timeout().as_secs().max(1);
+        self
     }
 }
 
@@ -88,10 +111,11 @@ fn hash_element_size(len: usize) -> usize {
 /// eight buckets per name (at least nginx's default 512), so nginx finds a
 /// hash with few collisions quickly; the memory is a few bytes per bucket.
 pub(crate) fn hash_sizes(routes: &[Route]) -> HashSizes {
-    let longest = routes.iter().map(|r| r.host.len()).max().unwrap_or(0).max(1);
+    let hosts = routes.iter().flat_map(|r| &r.hosts);
+    let longest = hosts.clone().map(String::len).max().unwrap_or(0).max(1);
     let bucket_size = (hash_element_size(longest) + 8).next_power_of_two().max(64);
     // +1: the default server's `_`.
-    let max_size = ((routes.len() + 1) * 8).next_power_of_two().max(512);
+    let max_size = ((hosts.count() + 1) * 8).next_power_of_two().max(512);
     HashSizes { bucket_size, max_size }
 }
 
@@ -102,8 +126,119 @@ struct NginxConf<'a> {
     /// Whether any route serves HTTPS (then a 443 default server refuses unknown names).
     any_tls: bool,
     version: &'a str,
-    routes: &'a [Route],
+    blocks: Vec<Block<'a>>,
     hash: HashSizes,
+}
+
+/// One `server` block: a host on HTTP or HTTPS, with the locations of the
+/// pods that share it.
+struct Block<'a> {
+    /// `server_name`'s argument: the exact name, or for `*.example.com` a
+    /// regex matching one label, as a certificate's wildcard does (nginx's
+    /// own `*.` would match several).
+    server_name: String,
+    /// The pod the block is marked with (the error-line mapping): the first location's.
+    pod: &'a str,
+    /// HTTPS, with the certificate of this pod (`dubernetes/tls/POD.pem`)
+    /// and that certificate's fingerprint (a new certificate is a new config).
+    https: Option<(&'a str, &'a str)>,
+    /// HTTP of a host served over HTTPS: every path redirects (but ACME's).
+    redirect: Option<&'a str>,
+    locations: Vec<Location<'a>>,
+    /// A pod serves `/` (else other paths get 404).
+    has_root: bool,
+}
+
+/// One pod's path prefix within a server block.
+struct Location<'a> {
+    pod: &'a str,
+    /// `location` arguments: `/` for the root, else `= /api` and `^~ /api/`
+    /// (whole segments only; the longest prefix wins, as nginx picks it).
+    matchers: Vec<String>,
+    max_body: u64,
+    timeout_secs: u64,
+}
+
+/// `server_name`'s argument for a validated host.
+fn server_name(host: &str) -> String {
+    match host.strip_prefix("*.") {
+        Some(parent) => format!("~^[^.]+\\.{}$", parent.replace('.', "\\.")),
+        None => host.to_string(),
+    }
+}
+
+/// The server blocks of `routes`: one per host (and one more for its HTTPS),
+/// each with the locations of the pods that route a path of that host.
+fn blocks(routes: &[Route]) -> Vec<Block<'_>> {
+    let mut by_host: BTreeMap<&str, Vec<&Route>> = BTreeMap::new();
+    for r in routes {
+        for h in &r.hosts {
+            by_host.entry(h.as_str()).or_default().push(r);
+        }
+    }
+    let mut blocks = Vec::new();
+    for (host, mut pods) in by_host {
+        // Longest path first (nginx picks the longest prefix whatever the
+        // order; this keeps the text stable), then by pod.
+        pods.sort_by(|a, b| {
+            b.path
+                .len()
+                .cmp(&a.path.len())
+                .then(a.path.cmp(&b.path))
+                .then(a.pod.cmp(&b.pod))
+        });
+        let locations: Vec<Location<'_>> = pods
+            .iter()
+            .map(|r| Location {
+                pod: &r.pod,
+                matchers: if r.path == "/" {
+                    vec!["/".into()]
+                } else {
+                    vec![format!("= {}", r.path), format!("^~ {}/", r.path)]
+                },
+                max_body: r.max_body,
+                timeout_secs: r.timeout_secs,
+            })
+            .collect();
+        let has_root = pods.iter().any(|r| r.path == "/");
+        // The certificate of the host: of the pod with the shortest path that has one.
+        let tls = pods
+            .iter()
+            .rev()
+            .find_map(|r| r.tls.as_ref().map(|t| (r.pod.as_str(), t)));
+        let first = pods.first().map_or("", |r| r.pod.as_str());
+        let name = server_name(host);
+        match tls {
+            Some((cert_pod, t)) => {
+                blocks.push(Block {
+                    server_name: name.clone(),
+                    pod: first,
+                    https: None,
+                    redirect: Some(&t.port_suffix),
+                    locations: Vec::new(),
+                    has_root: true,
+                });
+                blocks.push(Block {
+                    server_name: name,
+                    // A certificate nginx refuses is that pod's.
+                    pod: cert_pod,
+                    https: Some((cert_pod, &t.fingerprint)),
+                    redirect: None,
+                    locations,
+                    has_root,
+                });
+            }
+            None => blocks.push(Block {
+                server_name: name,
+                pod: first,
+                https: None,
+                redirect: None,
+                locations,
+                has_root,
+            }),
+        }
+    }
+    blocks
 }
 
 /// A short hash of the routes' hosts (not their replicas, which are not in
@@ -113,7 +248,17 @@ fn version_of(instance: &str, routes: &[Route]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(instance.as_bytes());
     for r in routes {
-        hasher.update(format!("{}|{}\n", r.pod, r.host).as_bytes());
+        hasher.update(
+            format!(
+                "{}|{}|{}|{}|{}\n",
+                r.pod,
+                r.hosts.join(","),
+                r.path,
+                r.max_body,
+                r.timeout_secs
+            )
+            .as_bytes(),
+        );
         if let Some(tls) = &r.tls {
             hasher.update(format!("tls|{}|{}\n", tls.fingerprint, tls.port_suffix).as_bytes());
         }
@@ -128,7 +273,7 @@ pub(crate) fn render(instance: &str, routes: &[Route]) -> Result<(String, String
         instance,
         any_tls: routes.iter().any(|r| r.tls.is_some()),
         version: &version,
-        routes,
+        blocks: blocks(routes),
         hash: hash_sizes(routes),
     }
     .render()
@@ -152,11 +297,18 @@ mod tests {
         ];
         let (conf, version) = render("t", &routes).expect("render");
         assert!(
-            conf.contains("server_name web.local;\n    default_type text/plain;\n    set $dub_pod web;"),
+            conf.contains("server_name web.local;\n    default_type text/plain;"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("    # route web\n    location / {\n        set $dub_pod web;"),
             "{conf}"
         );
         assert!(conf.contains("set $dub_pod api;"), "{conf}");
         assert_eq!(conf.matches("proxy_pass http://$dub_target;").count(), 4, "{conf}");
+        // The defaults of access.max_body and access.timeout.
+        assert_eq!(conf.matches("client_max_body_size 104857600;").count(), 4, "{conf}");
+        assert_eq!(conf.matches("proxy_read_timeout 60s;").count(), 4, "{conf}");
         // Replicas are not in the config: they change without a reload.
         assert!(!conf.contains("172.18.0"), "{conf}");
         assert!(!conf.contains("upstream "), "{conf}");
@@ -255,7 +407,10 @@ mod tests {
         });
         let plain = Route::new("api", "api.local", vec![(ip("10.0.0.3"), 80)]);
         let (conf, version) = render("t", &[web.clone(), plain.clone()]).expect("render");
-        assert!(conf.contains("listen 443 ssl;\n    server_name web.local;"), "{conf}");
+        assert!(
+            conf.contains("listen 443 ssl http2;\n    server_name web.local;"),
+            "{conf}"
+        );
         assert!(
             conf.contains("ssl_certificate /etc/nginx/dubernetes/tls/web.pem;"),
             "{conf}"
@@ -263,7 +418,11 @@ mod tests {
         assert!(conf.contains("ssl_protocols TLSv1.2 TLSv1.3;"), "{conf}");
         assert!(conf.contains("return 308 https://$host:8443$request_uri;"), "{conf}");
         assert!(conf.contains("ssl_reject_handshake on;"), "{conf}");
-        assert_eq!(conf.matches("listen 443 ssl;").count(), 1, "only the TLS host: {conf}");
+        assert_eq!(
+            conf.matches("listen 443 ssl http2;").count(),
+            1,
+            "only the TLS host: {conf}"
+        );
         assert_eq!(
             conf.matches("return 308").count(),
             1,
@@ -280,6 +439,54 @@ mod tests {
         assert_ne!((conf.as_str(), version.as_str()), (conf2.as_str(), version2.as_str()));
         let (conf3, _) = render("t", &[plain]).expect("render");
         assert!(!conf3.contains("443"), "no HTTPS without TLS routes: {conf3}");
+    }
+
+    fn pod(yaml_access: &str) -> dubernetes_api::PodSpec {
+        let mut specs =
+            dubernetes_api::parse_specs(&format!("name: p\nimage: i\naccess: {yaml_access}\n")).expect("valid spec");
+        specs.remove(0)
+    }
+
+    #[test]
+    fn hosts_wildcards_paths_and_limits() {
+        let api = Route::new("api", "x", vec![]).with_access(&pod(
+            "{hosts: [shop.example.com, \"*.example.com\"], path: /api, max_body: 1Mi, timeout: 1h}",
+        ));
+        let v2 = Route::new("v2", "x", vec![]).with_access(&pod("{host: shop.example.com, path: /api/v2}"));
+        let web = Route::new("web", "shop.example.com", vec![]);
+        let (conf, _) = render("t", &[api, v2, web]).expect("render");
+        // One server block per host, every pod of the host in it.
+        assert_eq!(conf.matches("server_name shop.example.com;").count(), 1, "{conf}");
+        // A wildcard matches one label, as a certificate's does.
+        assert!(conf.contains("server_name ~^[^.]+\\.example\\.com$;"), "{conf}");
+        // Whole segments: the exact path and what is below it.
+        assert!(conf.contains("location = /api {\n        set $dub_pod api;"), "{conf}");
+        assert!(
+            conf.contains("location ^~ /api/ {\n        set $dub_pod api;"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("location ^~ /api/v2/ {\n        set $dub_pod v2;"),
+            "{conf}"
+        );
+        assert!(conf.contains("location / {\n        set $dub_pod web;"), "{conf}");
+        assert!(
+            !conf.contains("location /api {"),
+            "no bare prefix (it would match /apix): {conf}"
+        );
+        assert!(conf.contains("client_max_body_size 1048576;"), "{conf}");
+        assert!(conf.contains("proxy_read_timeout 3600s;"), "{conf}");
+        // The wildcard host has no pod on `/`: other paths get 404 there.
+        let wildcard = conf.split("server_name ~^").nth(1).expect("wildcard block");
+        let wildcard = wildcard.split("\nserver {").next().expect("block");
+        assert!(
+            wildcard.contains("return 404 \"no pod serves this path\\n\";"),
+            "{wildcard}"
+        );
+        let shop = conf.split("server_name shop.example.com;").nth(1).expect("shop block");
+        let shop = shop.split("\nserver {").next().expect("block");
+        assert!(!shop.contains("no pod serves this path"), "{shop}");
+        assert_eq!(shop.matches("location @retry-").count(), 3, "{shop}");
     }
 
     #[test]

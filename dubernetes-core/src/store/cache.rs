@@ -222,6 +222,22 @@ impl Store for CachedStore {
         self.inner.certificates().await
     }
 
+    async fn put_data_secret(&self, secret: &super::StoredSecret, replace: bool) -> Result<super::StoredSecret> {
+        self.inner.put_data_secret(secret, replace).await
+    }
+
+    async fn data_secret(&self, name: &str) -> Result<Option<super::StoredSecret>> {
+        self.inner.data_secret(name).await
+    }
+
+    async fn data_secrets(&self) -> Result<Vec<super::StoredSecret>> {
+        self.inner.data_secrets().await
+    }
+
+    async fn delete_data_secret(&self, name: &str) -> Result<bool> {
+        self.inner.delete_data_secret(name).await
+    }
+
     async fn acme_account(&self, directory: &str) -> Result<Option<String>> {
         self.inner.acme_account(directory).await
     }

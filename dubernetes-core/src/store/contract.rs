@@ -152,13 +152,36 @@ pub(crate) async fn a_host_belongs_to_one_pod(store: &dyn Store) {
         .await
         .expect_err("taken");
     assert!(
-        matches!(err, Error::HostTaken { ref host, ref owner } if host == "a.local" && owner.as_deref() == Some("a")),
+        matches!(err, Error::HostTaken { ref host, ref owner, .. } if host == "a.local" && owner.as_deref() == Some("a")),
         "{err:?}"
     );
     assert_eq!(store.get("b").await.expect("get"), None, "nothing written");
     // Once a lets go of it, b can take it.
     upsert(store, &PodSpec::new("a", "img:1").with_host("other.local")).await;
     upsert(store, &PodSpec::new("b", "img:1").with_host("a.local")).await;
+    // Paths share a host; a second host of a pod clashes like its first.
+    upsert(
+        store,
+        &PodSpec::new("api", "img:1").with_host("a.local").with_path("/api"),
+    )
+    .await;
+    upsert(
+        store,
+        &PodSpec::new("v2", "img:1").with_host("a.local").with_path("/api/v2"),
+    )
+    .await;
+    let clash = PodSpec::new("c", "img:1")
+        .with_host("new.local")
+        .with_hosts(["a.local"])
+        .with_path("/api/");
+    let err = store.upsert_checked(&clash, None, 10).await.expect_err("taken");
+    assert!(
+        matches!(err, Error::HostTaken { ref host, ref path, ref owner } if host == "a.local" && path == "/api" && owner.as_deref() == Some("api")),
+        "{err:?}"
+    );
+    assert_eq!(store.get("c").await.expect("get"), None, "nothing written");
+    let wildcard = PodSpec::new("w", "img:1").with_hosts(["*.local"]).with_path("/api");
+    upsert(store, &wildcard).await;
 }
 
 pub(crate) async fn revisions_follow_template_changes_and_roll_back(store: &dyn Store) {

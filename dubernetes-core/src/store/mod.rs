@@ -139,6 +139,45 @@ impl std::fmt::Debug for StoredCertificate {
     }
 }
 
+/// A generic or docker-registry secret as stored: its names in clear, its
+/// values sealed by the [`crate::vault::Vault`] (no key in the store).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct StoredSecret {
+    pub name: String,
+    pub kind: dubernetes_api::SecretType,
+    /// A generic secret's keys.
+    pub keys: Vec<String>,
+    /// A docker-registry secret's registry host.
+    pub docker_server: Option<String>,
+    /// The values, sealed (see [`crate::vault::Vault::seal`]).
+    pub sealed: String,
+    /// Set by the store: increases on every write of the name.
+    pub version: i64,
+    /// Unix milliseconds (set by the store).
+    pub created_at: i64,
+    /// Unix milliseconds (set by the store).
+    pub updated_at: i64,
+}
+
+/// Prints names only (the sealed bytes are not of use to a reader either).
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("keys", &self.keys)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoredSecret {
+    /// The associated data its values are sealed with.
+    pub(crate) fn aad(name: &str, kind: dubernetes_api::SecretType) -> String {
+        format!("{}/{name}", kind.as_str())
+    }
+}
+
 /// Desired state, as the controller and the facade need it. Every method is
 /// one transaction; a failed check writes nothing.
 #[async_trait::async_trait]
@@ -219,7 +258,8 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     async fn put_certificate(&self, cert: &StoredCertificate) -> Result<()>;
 
     /// Stores the user's TLS secret `cert` in one write transaction with the
-    /// checks it must pass at that moment: [`Error::SecretExists`] when a user
+    /// checks it must pass at that moment: [`Error::SecretTaken`] when a
+    /// generic or docker-registry secret has the name; [`Error::SecretExists`] when a user
     /// secret of that name exists and `replace` is false; [`Error::Certificate`]
     /// (field `cert`) when a pod naming it serves a host it does not cover.
     /// Returns the pods that use it. Nothing is written when a check fails.
@@ -235,6 +275,22 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every certificate, by name.
     async fn certificates(&self) -> Result<Vec<StoredCertificate>>;
+
+    /// Stores a generic or docker-registry secret in one transaction: refused
+    /// with [`Error::SecretTaken`] when the name is taken by a secret of any
+    /// type (unless `replace` and it is of this type); its version becomes
+    /// higher than any before. Returns it as stored.
+    async fn put_data_secret(&self, secret: &StoredSecret, replace: bool) -> Result<StoredSecret>;
+
+    /// The generic or docker-registry secret of this name.
+    async fn data_secret(&self, name: &str) -> Result<Option<StoredSecret>>;
+
+    /// Every generic and docker-registry secret, by name.
+    async fn data_secrets(&self) -> Result<Vec<StoredSecret>>;
+
+    /// Deletes a generic or docker-registry secret in one transaction with
+    /// the check that no pod uses it ([`Error::SecretUsed`]); returns whether it existed.
+    async fn delete_data_secret(&self, name: &str) -> Result<bool>;
 
     /// The ACME account credentials (JSON) for this directory URL.
     async fn acme_account(&self, directory: &str) -> Result<Option<String>>;
@@ -263,6 +319,43 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The first route of `spec` (host and path) that another pod of `others`
+/// already serves: [`Error::HostTaken`] naming that pod. Two pods may share a
+/// host with different paths, never a host and a path.
+pub(crate) fn route_clash<'a>(spec: &PodSpec, others: impl IntoIterator<Item = &'a PodSpec>) -> Result<()> {
+    let hosts = spec.hosts();
+    if hosts.is_empty() {
+        return Ok(());
+    }
+    let path = spec.route_path();
+    for other in others {
+        if other.name == spec.name || other.route_path() != path {
+            continue;
+        }
+        let theirs = other.hosts();
+        if let Some(host) = hosts.iter().find(|h| theirs.contains(h)) {
+            return Err(Error::HostTaken {
+                host: (*host).to_string(),
+                path: path.to_string(),
+                owner: Some(other.name.clone()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What the `host` column of a pod holds: its first host, and its path when
+/// not `/` (`a.com/api`). Unique among pods because [`route_clash`] refuses
+/// a pod that shares a host and a path with another; the column's UNIQUE
+/// constraint stays as a last guard.
+pub(crate) fn route_key(spec: &PodSpec) -> Option<String> {
+    let host = spec.host()?;
+    Some(match spec.route_path() {
+        "/" => host.to_string(),
+        path => format!("{host}{path}"),
+    })
 }
 
 /// A spec as the store keeps it (JSON), refused when larger than

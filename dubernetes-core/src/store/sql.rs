@@ -63,33 +63,36 @@ macro_rules! sql_store {
                         });
                     }
                 }
-                if let Some(host) = spec.host() {
-                    let owner: Option<String> = sqlx::query_scalar("SELECT name FROM pods WHERE host = $1 AND name != $2")
-                        .bind(host)
-                        .bind(&spec.name)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some(owner) = owner {
-                        return Err(Error::HostTaken {
-                            host: host.to_string(),
-                            owner: Some(owner),
-                        });
-                    }
+                if spec.host().is_some() {
+                    // Inside the write transaction (serialized), so no other
+                    // pod can take the route between this check and the write.
+                    let others: Vec<String> =
+                        sqlx::query_scalar("SELECT spec FROM pods WHERE host IS NOT NULL AND name != $1")
+                            .bind(&spec.name)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    let others: Vec<PodSpec> = others
+                        .iter()
+                        .filter_map(|json| serde_json::from_str(json).ok())
+                        .collect();
+                    crate::store::route_clash(spec, &others)?;
                 }
                 // The TLS secret is checked in this transaction: a secret
                 // deleted or replaced at the same time waits for it, or is seen.
-                if let (Some(crate::spec::Tls::Secret(secret)), Some(host)) = (spec.tls(), spec.host()) {
+                if let (Some(crate::spec::Tls::Secret(secret)), Some(_)) = (spec.tls(), spec.host()) {
                     let keeps_it = current_row
                         .as_ref()
                         .and_then(|(_, json)| serde_json::from_str::<PodSpec>(json).ok())
-                        .is_some_and(|p| p.tls() == spec.tls() && p.host() == spec.host());
+                        .is_some_and(|p| p.tls() == spec.tls() && p.hosts() == spec.hosts());
                     let cert = Self::user_certificate_tx(&mut tx, secret).await?;
                     let cert = cert.as_ref().map(|(hosts, not_after)| (hosts.as_slice(), *not_after));
-                    if let Some(message) = crate::certificate::refuse_use(secret, host, cert, now / 1000, keeps_it) {
-                        return Err(Error::Certificate {
-                            field: "access.tls.secret".into(),
-                            message,
-                        });
+                    for host in spec.hosts() {
+                        if let Some(message) = crate::certificate::refuse_use(secret, host, cert, now / 1000, keeps_it) {
+                            return Err(Error::Certificate {
+                                field: "access.tls.secret".into(),
+                                message,
+                            });
+                        }
                     }
                 }
                 let row = sqlx::query(
@@ -101,7 +104,7 @@ macro_rules! sql_store {
                 )
                 .bind(&spec.name)
                 .bind(&json)
-                .bind(spec.host())
+                .bind(crate::store::route_key(spec))
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -153,10 +156,12 @@ macro_rules! sql_store {
                 for json in specs {
                     let spec: PodSpec =
                         serde_json::from_str(&json).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?;
-                    if let (Some(crate::spec::Tls::Secret(secret)), Some(host)) = (spec.tls(), spec.host())
+                    if let Some(crate::spec::Tls::Secret(secret)) = spec.tls()
                         && secret == name
                     {
-                        users.push((spec.name.clone(), host.to_string()));
+                        for host in spec.hosts() {
+                            users.push((spec.name.clone(), host.to_string()));
+                        }
                     }
                 }
                 Ok(users)
@@ -174,6 +179,7 @@ macro_rules! sql_store {
                 self.upsert_tx(spec, expected, max_pods).await.map_err(|e| match e {
                     Error::Store(sqlx::Error::Database(d)) if d.is_unique_violation() => Error::HostTaken {
                         host: spec.host().unwrap_or_default().to_string(),
+                        path: spec.route_path().to_string(),
                         owner: None,
                     },
                     other => other,
@@ -483,6 +489,13 @@ macro_rules! sql_store {
                 let now = now_ms();
                 let hosts = serde_json::to_string(&cert.hosts).map_err(|e| Error::Internal(e.to_string()))?;
                 let mut tx = self.write_tx().await?;
+                let data: Option<String> = sqlx::query_scalar("SELECT name FROM data_secrets WHERE name = $1")
+                    .bind(&cert.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if data.is_some() {
+                    return Err(Error::SecretTaken(cert.name.clone()));
+                }
                 let kind: Option<String> = sqlx::query_scalar("SELECT kind FROM certificates WHERE name = $1")
                     .bind(&cert.name)
                     .fetch_optional(&mut *tx)
@@ -556,6 +569,97 @@ macro_rules! sql_store {
                 rows.iter().map(certificate_from_row).collect()
             }
 
+            async fn put_data_secret(
+                &self,
+                secret: &crate::store::StoredSecret,
+                replace: bool,
+            ) -> Result<crate::store::StoredSecret> {
+                let now = now_ms();
+                let keys = serde_json::to_string(&secret.keys).map_err(|e| Error::Internal(e.to_string()))?;
+                let mut tx = self.write_tx().await?;
+                let tls: Option<String> = sqlx::query_scalar("SELECT name FROM certificates WHERE name = $1")
+                    .bind(&secret.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let existing: Option<(String, i64)> = sqlx::query("SELECT kind, version FROM data_secrets WHERE name = $1")
+                    .bind(&secret.name)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| Ok::<_, sqlx::Error>((r.try_get("kind")?, r.try_get("version")?)))
+                    .transpose()?;
+                let same_kind = existing.as_ref().is_some_and(|(k, _)| k == secret.kind.as_str());
+                if tls.is_some() || (existing.is_some() && !(replace && same_kind)) {
+                    return Err(Error::SecretTaken(secret.name.clone()));
+                }
+                // Never a version seen before, even after a delete and re-create.
+                let version = existing.map_or(now, |(_, v)| now.max(v + 1));
+                sqlx::query(
+                    "INSERT INTO data_secrets (name, kind, keys, docker_server, sealed, version, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                     ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, keys = excluded.keys,
+                       docker_server = excluded.docker_server, sealed = excluded.sealed,
+                       version = excluded.version, updated_at = excluded.updated_at",
+                )
+                .bind(&secret.name)
+                .bind(secret.kind.as_str())
+                .bind(keys)
+                .bind(&secret.docker_server)
+                .bind(&secret.sealed)
+                .bind(version)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let row = sqlx::query("SELECT * FROM data_secrets WHERE name = $1")
+                    .bind(&secret.name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let stored = data_secret_from_row(&row)?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn data_secret(&self, name: &str) -> Result<Option<crate::store::StoredSecret>> {
+                let row = sqlx::query("SELECT * FROM data_secrets WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(data_secret_from_row).transpose()
+            }
+
+            async fn data_secrets(&self) -> Result<Vec<crate::store::StoredSecret>> {
+                let rows = sqlx::query("SELECT * FROM data_secrets ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(data_secret_from_row).collect()
+            }
+
+            async fn delete_data_secret(&self, name: &str) -> Result<bool> {
+                let mut tx = self.write_tx().await?;
+                let specs: Vec<String> = sqlx::query_scalar("SELECT spec FROM pods ORDER BY name")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut users = Vec::new();
+                for spec in specs {
+                    let spec: PodSpec =
+                        serde_json::from_str(&spec).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?;
+                    if spec.uses_secret(name) {
+                        users.push(spec.name);
+                    }
+                }
+                if !users.is_empty() {
+                    return Err(Error::SecretUsed {
+                        name: name.to_string(),
+                        pods: users,
+                    });
+                }
+                let done = sqlx::query("DELETE FROM data_secrets WHERE name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn acme_account(&self, directory: &str) -> Result<Option<String>> {
                 Ok(
                     sqlx::query_scalar("SELECT credentials FROM acme_accounts WHERE directory = $1")
@@ -579,6 +683,25 @@ macro_rules! sql_store {
             }
 
             $($extra)*
+        }
+
+        fn data_secret_from_row(r: &$row) -> Result<crate::store::StoredSecret> {
+            let keys: String = r.try_get("keys")?;
+            let kind: String = r.try_get("kind")?;
+            Ok(crate::store::StoredSecret {
+                name: r.try_get("name")?,
+                kind: match kind.as_str() {
+                    "generic" => dubernetes_api::SecretType::Generic,
+                    "docker-registry" => dubernetes_api::SecretType::DockerRegistry,
+                    other => return Err(Error::Internal(format!("unknown secret type {other:?} in the store"))),
+                },
+                keys: serde_json::from_str(&keys).map_err(|e| Error::Internal(format!("stored secret keys: {e}")))?,
+                docker_server: r.try_get("docker_server")?,
+                sealed: r.try_get("sealed")?,
+                version: r.try_get("version")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+            })
         }
 
         fn certificate_from_row(r: &$row) -> Result<StoredCertificate> {

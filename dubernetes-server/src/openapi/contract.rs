@@ -20,6 +20,10 @@ pub const DNS_LABEL: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
 /// An RFC 1123 host name of DNS labels, not in the reserved `.invalid` domain.
 pub const HOST: &str =
     r"^(?!(.*\.)?invalid$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$";
+/// A host of `access`: [`HOST`], or `*.` before two labels or more (a wildcard for one label).
+pub const HOST_OR_WILDCARD: &str = r"^(?!(.*\.)?invalid$)(\*\.(?=[^.]+\.[^.]))?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$";
+/// `access.path`: `/` and whole segments of `[A-Za-z0-9._~-]`, none `.` or `..`.
+pub const ROUTE_PATH: &str = r"^(?!.*/\.\.?(/|$))/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*/?)?$";
 /// The image reference grammar of docker's `reference` package.
 pub const IMAGE: &str = concat!(
     r"^((?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?",
@@ -96,8 +100,34 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
     set(
         doc,
         &format!("{s}/Access/properties/host"),
-        json!({"pattern": HOST, "minLength": 1, "maxLength": 253,
-        "description": "The host name the ingress routes to this pod: RFC 1123 (lowercase letters, digits, `-` and `.`), at most 253 characters, not in the reserved `.invalid` domain."}),
+        json!({"pattern": HOST_OR_WILDCARD, "minLength": 1, "maxLength": 253,
+        "description": "The host name the ingress routes to this pod: RFC 1123 (lowercase letters, digits, `-` and `.`), at most 253 characters, not in the reserved `.invalid` domain; or a wildcard `*.example.com` (one leading label). Merged with `hosts`; at least one name."}),
+    );
+    let host = json!({"type": "string", "pattern": HOST_OR_WILDCARD, "minLength": 1, "maxLength": 253});
+    set(
+        doc,
+        &format!("{s}/Access/properties/hosts"),
+        json!({"maxItems": dubernetes_core::dubernetes_api::MAX_HOSTS, "items": host}),
+    );
+    set(
+        doc,
+        &format!("{s}/Access/properties/path"),
+        json!({"pattern": ROUTE_PATH, "maxLength": 256}),
+    );
+    set(doc, &format!("{s}/Access/properties/max_body"), size("1Ki to 1Ti"));
+    set(doc, &format!("{s}/Access/properties/timeout"), duration("1s to 24h"));
+    // At least one name; `auto` (HTTP-01) cannot validate a wildcard.
+    set(
+        doc,
+        &format!("{s}/Access"),
+        json!({
+            "anyOf": [
+                {"required": ["host"], "properties": {"host": {"type": "string"}}},
+                {"required": ["hosts"], "properties": {"hosts": {"minItems": 1}}},
+            ],
+            "if": {"required": ["tls"], "properties": {"tls": {"const": "auto"}}},
+            "then": {"properties": {"host": {"pattern": "^[^*]"}, "hosts": {"items": {"pattern": "^[^*]"}}}},
+        }),
     );
 
     let res = format!("{s}/Resources/properties");
@@ -407,6 +437,45 @@ mod tests {
         for h in hosts {
             let ok = !spec("p", "x", Some(h), None).is_err_and(|f| f.contains(&"access.host".to_string()));
             assert_eq!(matches(HOST, h) && !h.is_empty() && h.len() <= 253, ok, "host {h:?}");
+        }
+        // Wildcards: the regex crate has no look-ahead either; the two-label rule is checked apart.
+        let wildcard = HOST_OR_WILDCARD.replace(r"(?=[^.]+\.[^.])", "");
+        assert_ne!(wildcard, HOST_OR_WILDCARD);
+        for h in [
+            "*.a.b",
+            "*.example.com",
+            "*.a",
+            "*",
+            "a.*.b",
+            "**.a.b",
+            "*a.b.c",
+            "*.a.invalid",
+            "x.a.b",
+        ] {
+            let ok = !spec("p", "x", Some(h), None).is_err_and(|f| f.contains(&"access.host".to_string()));
+            let two_labels = h.strip_prefix("*.").is_none_or(|rest| rest.contains('.'));
+            assert_eq!(matches(&wildcard, h) && two_labels, ok, "host {h:?}");
+        }
+        for p in [
+            "/",
+            "/api",
+            "/api/",
+            "/a/b.c/~d-e_f",
+            "/.well",
+            "api",
+            "//",
+            "/a//b",
+            "/a/./b",
+            "/a/..",
+            "/a b",
+            "/a;b",
+            "/%41",
+        ] {
+            let s = dubernetes_core::PodSpec::new("p", "x").with_host("a.b").with_path(p);
+            let ok = s.validate().is_ok();
+            let no_dots = !p.split('/').any(|seg| seg == "." || seg == "..");
+            let pattern = ROUTE_PATH.replace(r"(?!.*/\.\.?(/|$))", "");
+            assert_eq!(matches(&pattern, p) && no_dots, ok, "path {p:?}");
         }
         let images = [
             "nginx",

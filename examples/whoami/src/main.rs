@@ -1,6 +1,11 @@
 //! `whoami`: a tiny demo HTTP server for Dubernetes (in the spirit of traefik/whoami).
 //!
 //! * `GET /healthz` -> `200 ok` (or `500` when `WHOAMI_UNHEALTHY=1`)
+//! * `POST /upload` -> `200 received N bytes` for a body of up to 64 MiB (others: 1 MiB)
+//! * `GET /sse` -> `text/event-stream`: `data: 0` at once, then one event a
+//!   second up to `data: 3`, then the end (to see that a proxy streams)
+//! * `GET /ws` with a WebSocket handshake (RFC 6455) -> an echo of every
+//!   text and binary message, pong for ping, close for close
 //! * any other path -> `200` text/plain with hostname, version, IP, request line and headers
 //!
 //! Environment:
@@ -37,6 +42,10 @@ const MAX_LINE: u64 = 8 * 1024;
 const MAX_HEADERS: usize = 100;
 /// Largest request body that is read (and discarded) while keeping the connection open.
 const MAX_BODY: u64 = 1024 * 1024;
+/// Largest body of `POST /upload`.
+const MAX_UPLOAD: u64 = 64 * 1024 * 1024;
+/// Largest WebSocket message echoed.
+const MAX_WS_MESSAGE: u64 = 1024 * 1024;
 /// How long an idle keep-alive connection is kept open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -81,7 +90,10 @@ fn log_text() {
 /// `WHOAMI_LOG_BYTES` and `WHOAMI_LOG_LINE_BYTES` (see the module docs):
 /// after the last line whoami prints.
 fn log_bytes() {
-    let Some(n) = env::var("WHOAMI_LOG_BYTES").ok().and_then(|n| n.trim().parse::<u64>().ok()) else {
+    let Some(n) = env::var("WHOAMI_LOG_BYTES")
+        .ok()
+        .and_then(|n| n.trim().parse::<u64>().ok())
+    else {
         return;
     };
     let line = env::var("WHOAMI_LOG_LINE_BYTES")
@@ -247,6 +259,11 @@ impl Request {
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
 
+    /// The path without query or fragment.
+    fn route(&self) -> &str {
+        self.path.split(['?', '#']).next().unwrap_or("")
+    }
+
     fn keep_alive(&self) -> bool {
         if self.has_token("connection", "close") {
             false
@@ -275,10 +292,7 @@ impl From<io::Error> for ReadError {
 /// `Ok(None)` means EOF before any byte.
 fn read_line(reader: &mut impl BufRead) -> Result<Option<String>, ReadError> {
     let mut buf = Vec::new();
-    let n = reader
-        .by_ref()
-        .take(MAX_LINE + 1)
-        .read_until(b'\n', &mut buf)?;
+    let n = reader.by_ref().take(MAX_LINE + 1).read_until(b'\n', &mut buf)?;
     if n == 0 {
         return Ok(None);
     }
@@ -358,6 +372,7 @@ fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, ReadError>
 fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
+        101 => "Switching Protocols",
         200 => "OK",
         400 => "Bad Request",
         413 => "Payload Too Large",
@@ -369,13 +384,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_response(
-    out: &mut impl Write,
-    status: u16,
-    body: &str,
-    head_only: bool,
-    keep_alive: bool,
-) -> io::Result<()> {
+fn write_response(out: &mut impl Write, status: u16, body: &str, head_only: bool, keep_alive: bool) -> io::Result<()> {
     let connection = if keep_alive { "keep-alive" } else { "close" };
     let mut resp = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\n\
@@ -390,21 +399,19 @@ fn write_response(
     out.flush()
 }
 
-/// Reads and discards the request body. Returns the error status to answer with
-/// (the connection is then closed) when the body cannot be handled.
-fn discard_body(
-    req: &Request,
-    reader: &mut impl BufRead,
-    out: &mut impl Write,
-) -> Result<(), ReadError> {
+/// Reads and discards the request body; returns its length. Returns the
+/// error status to answer with (the connection is then closed) when the body
+/// cannot be handled.
+fn discard_body(req: &Request, reader: &mut impl BufRead, out: &mut impl Write) -> Result<u64, ReadError> {
     if req.header("transfer-encoding").is_some() {
         return Err(ReadError::Bad(501));
     }
     let len = match req.header("content-length") {
-        None => return Ok(()),
+        None => return Ok(0),
         Some(v) => v.parse::<u64>().map_err(|_| ReadError::Bad(400))?,
     };
-    if len > MAX_BODY {
+    let max = if req.route() == "/upload" { MAX_UPLOAD } else { MAX_BODY };
+    if len > max {
         return Err(ReadError::Bad(413));
     }
     if len > 0 && req.has_token("expect", "100-continue") {
@@ -415,14 +422,11 @@ fn discard_body(
     if copied != len {
         return Err(ReadError::Closed);
     }
-    Ok(())
+    Ok(len)
 }
 
 fn whoami_body(config: &Config, req: &Request, local: Option<SocketAddr>, peer: &str) -> String {
-    let mut body = format!(
-        "Hostname: {}\nVersion: {}\n",
-        config.hostname, config.version
-    );
+    let mut body = format!("Hostname: {}\nVersion: {}\n", config.hostname, config.version);
     if let Some(local) = local {
         body.push_str(&format!("IP: {}\n", local.ip()));
     }
@@ -454,18 +458,28 @@ fn serve(stream: TcpStream, config: &Config) -> io::Result<()> {
                 return Ok(());
             }
         };
-        match discard_body(&req, &mut reader, &mut out) {
-            Ok(()) => {}
+        let route = req.route().to_string();
+        if route == "/ws" && req.has_token("upgrade", "websocket") {
+            println!("{peer} {} {} 101", req.method, req.path);
+            return websocket::serve(&req, reader, out);
+        }
+        if route == "/sse" && req.method == "GET" {
+            println!("{peer} {} {} 200 (stream)", req.method, req.path);
+            return sse(&mut out);
+        }
+        let received = match discard_body(&req, &mut reader, &mut out) {
+            Ok(n) => n,
             Err(ReadError::Closed) => return Ok(()),
             Err(ReadError::Bad(status)) => {
                 println!("{peer} {} {} {status}", req.method, req.path);
                 let _ = write_response(&mut out, status, reason(status), false, false);
                 return Ok(());
             }
-        }
+        };
 
-        let route = req.path.split(['?', '#']).next().unwrap_or("");
-        let (status, body) = if route == "/healthz" {
+        let (status, body) = if route == "/upload" {
+            (200, format!("received {received} bytes\n"))
+        } else if route == "/healthz" {
             if config.unhealthy {
                 (500, "unhealthy".to_string())
             } else {
@@ -479,6 +493,193 @@ fn serve(stream: TcpStream, config: &Config) -> io::Result<()> {
         write_response(&mut out, status, &body, req.method == "HEAD", keep_alive)?;
         if !keep_alive {
             return Ok(());
+        }
+    }
+}
+
+/// `GET /sse`: an event at once, then one a second, then the end.
+fn sse(out: &mut TcpStream) -> io::Result<()> {
+    out.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+          Connection: close\r\n\r\n",
+    )?;
+    for i in 0..4 {
+        if i > 0 {
+            thread::sleep(Duration::from_secs(1));
+        }
+        out.write_all(format!("data: {i}\n\n").as_bytes())?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// A WebSocket echo (RFC 6455), std only: the handshake's SHA-1 and base64
+/// are written out here, as whoami takes no dependencies.
+mod websocket {
+    use std::io::{self, BufRead, Write};
+    use std::net::TcpStream;
+
+    use super::{Request, MAX_WS_MESSAGE};
+
+    const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+    pub fn serve(req: &Request, mut reader: impl BufRead, mut out: TcpStream) -> io::Result<()> {
+        let Some(key) = req.header("sec-websocket-key") else {
+            out.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+            return Ok(());
+        };
+        let accept = base64(&sha1(format!("{key}{GUID}").as_bytes()));
+        out.write_all(
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .as_bytes(),
+        )?;
+        out.flush()?;
+        loop {
+            let mut head = [0u8; 2];
+            reader.read_exact(&mut head)?;
+            let opcode = head[0] & 0x0f;
+            let masked = head[1] & 0x80 != 0;
+            let len = match head[1] & 0x7f {
+                126 => {
+                    let mut b = [0u8; 2];
+                    reader.read_exact(&mut b)?;
+                    u64::from(u16::from_be_bytes(b))
+                }
+                127 => {
+                    let mut b = [0u8; 8];
+                    reader.read_exact(&mut b)?;
+                    u64::from_be_bytes(b)
+                }
+                n => u64::from(n),
+            };
+            if len > MAX_WS_MESSAGE {
+                return Ok(());
+            }
+            let mut mask = [0u8; 4];
+            if masked {
+                reader.read_exact(&mut mask)?;
+            }
+            let mut payload = vec![0u8; len as usize];
+            reader.read_exact(&mut payload)?;
+            if masked {
+                for (i, b) in payload.iter_mut().enumerate() {
+                    *b ^= mask[i % 4];
+                }
+            }
+            // Text, binary and continuation frames come back as they are;
+            // ping gets pong; close is answered and ends the connection.
+            let reply = match opcode {
+                0x0..=0x2 => head[0],
+                0x9 => 0x80 | 0xA,
+                0x8 => 0x80 | 0x8,
+                _ => continue,
+            };
+            write_frame(&mut out, reply, &payload)?;
+            if opcode == 0x8 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn write_frame(out: &mut impl Write, first: u8, payload: &[u8]) -> io::Result<()> {
+        let mut frame = vec![first];
+        match payload.len() {
+            n if n < 126 => frame.push(n as u8),
+            n if n <= 0xffff => {
+                frame.push(126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(payload);
+        out.write_all(&frame)?;
+        out.flush()
+    }
+
+    /// SHA-1 (FIPS 180-4), for the handshake only.
+    fn sha1(data: &[u8]) -> [u8; 20] {
+        let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+        let mut msg = data.to_vec();
+        let bits = (data.len() as u64).wrapping_mul(8);
+        msg.push(0x80);
+        while msg.len() % 64 != 56 {
+            msg.push(0);
+        }
+        msg.extend_from_slice(&bits.to_be_bytes());
+        for chunk in msg.chunks(64) {
+            let mut w = [0u32; 80];
+            for i in 0..16 {
+                w[i] = u32::from_be_bytes([chunk[4 * i], chunk[4 * i + 1], chunk[4 * i + 2], chunk[4 * i + 3]]);
+            }
+            for i in 16..80 {
+                w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+            }
+            let [mut a, mut b, mut c, mut d, mut e] = h;
+            for (i, wi) in w.iter().enumerate() {
+                let (f, k) = match i {
+                    0..=19 => ((b & c) | (!b & d), 0x5A827999),
+                    20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
+                    40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                    _ => (b ^ c ^ d, 0xCA62C1D6),
+                };
+                let t = a
+                    .rotate_left(5)
+                    .wrapping_add(f)
+                    .wrapping_add(e)
+                    .wrapping_add(k)
+                    .wrapping_add(*wi);
+                e = d;
+                d = c;
+                c = b.rotate_left(30);
+                b = a;
+                a = t;
+            }
+            for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+                *x = x.wrapping_add(y);
+            }
+        }
+        let mut out = [0u8; 20];
+        for (i, x) in h.iter().enumerate() {
+            out[4 * i..4 * i + 4].copy_from_slice(&x.to_be_bytes());
+        }
+        out
+    }
+
+    fn base64(data: &[u8]) -> String {
+        const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for chunk in data.chunks(3) {
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    s.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    s.push('=');
+                }
+            }
+        }
+        s
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn the_handshake_of_rfc_6455() {
+            // RFC 6455 section 1.3's example.
+            let key = "dGhlIHNhbXBsZSBub25jZQ==";
+            assert_eq!(
+                super::base64(&super::sha1(format!("{key}{}", super::GUID).as_bytes())),
+                "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+            );
+            assert_eq!(super::base64(b"ab"), "YWI=");
+            assert_eq!(super::base64(b"a"), "YQ==");
         }
     }
 }

@@ -219,3 +219,72 @@ fn host_limits_default_on_and_can_be_overridden() {
         Err(SpecError::Syntax { .. })
     ));
 }
+
+#[test]
+fn access_hosts_paths_and_limits_are_checked_by_field() {
+    let cases = [
+        ("access: {}", "access.host"),
+        ("access: {host: \"a.*.com\"}", "access.host"),
+        ("access: {host: \"*\"}", "access.host"),
+        ("access: {host: \"*.com\"}", "access.host"),
+        ("access: {hosts: [a.com, \"**.a.com\"]}", "access.hosts[1]"),
+        ("access: {hosts: [a.com, \"a*.b.com\"]}", "access.hosts[1]"),
+        ("access: {hosts: [\"a.com;\"]}", "access.hosts[0]"),
+        (
+            &format!("access: {{hosts: [\"*.{}.com\"]}}", "a".repeat(247)),
+            "access.hosts[0]",
+        ),
+        ("access: {host: a.com, path: api}", "access.path"),
+        ("access: {host: a.com, path: \"/a b\"}", "access.path"),
+        ("access: {host: a.com, path: \"/a;b\"}", "access.path"),
+        ("access: {host: a.com, path: \"/a//b\"}", "access.path"),
+        ("access: {host: a.com, path: \"/a/../b\"}", "access.path"),
+        ("access: {host: a.com, path: \"/a%2fb\"}", "access.path"),
+        ("access: {host: a.com, path: \"/api*\"}", "access.path"),
+        ("access: {host: a.com, path: \"/a{b}\"}", "access.path"),
+        ("access: {host: a.com, max_body: 10}", "access.max_body"),
+        ("access: {host: a.com, max_body: 1025Gi}", "access.max_body"),
+        ("access: {host: a.com, max_body: 1023}", "access.max_body"),
+        ("access: {host: a.com, max_body: lots}", "access.max_body"),
+        ("access: {host: a.com, timeout: 0s}", "access.timeout"),
+        ("access: {host: a.com, timeout: 2d}", "access.timeout"),
+        ("access: {hosts: [\"*.a.com\"], tls: auto}", "access.tls"),
+    ];
+    for (access, field) in cases {
+        assert_eq!(
+            invalid_fields(&format!("name: p\nimage: i\n{access}\n")),
+            [field],
+            "{access}"
+        );
+    }
+    // Durations are parsed before validation: the parser names the block.
+    let err = parse_specs("name: p\nimage: i\naccess: {host: a.com, timeout: forever}\n").expect_err("timeout");
+    assert_eq!(err.field().as_deref(), Some("access"), "{err}");
+    assert!(err.to_string().contains("\"forever\" is not a duration"), "{err}");
+    let spec = parse_one(
+        "name: p\nimage: i\naccess:\n  host: a.example.com\n  hosts: [\"*.example.com\", b.example.com]\n  path: /api/v2/\n  max_body: 1Mi\n  timeout: 1h\n  tls: {secret: wild}\n",
+    )
+    .expect("valid");
+    assert_eq!(spec.hosts(), ["a.example.com", "*.example.com", "b.example.com"]);
+    assert_eq!(spec.host(), Some("a.example.com"));
+    assert_eq!(spec.route_path(), "/api/v2");
+    assert_eq!(spec.max_body_bytes(), 1024 * 1024);
+    assert_eq!(spec.ingress_timeout(), Duration::from_secs(3600));
+    let plain = parse_one("name: p\nimage: i\naccess: {host: a.com}\n").expect("valid");
+    assert_eq!(plain.route_path(), "/");
+    assert_eq!(plain.max_body_bytes(), DEFAULT_MAX_BODY);
+    assert_eq!(plain.ingress_timeout(), DEFAULT_INGRESS_TIMEOUT);
+    // A name given twice is served once.
+    let twice = parse_one("name: p\nimage: i\naccess: {host: a.com, hosts: [b.com, a.com, b.com]}\n").expect("valid");
+    assert_eq!(twice.hosts(), ["a.com", "b.com"]);
+    // Only `hosts`, and the path `/`.
+    let only = parse_one("name: p\nimage: i\naccess: {hosts: [x.com], path: /}\n").expect("valid");
+    assert_eq!((only.host(), only.route_path()), (Some("x.com"), "/"));
+    // A stored spec of the old shape (`host` only) reads the same.
+    let old: PodSpec = serde_json::from_str(r#"{"name":"p","image":"i","access":{"host":"a.com"}}"#).expect("old");
+    assert_eq!(old, plain);
+    assert_eq!(
+        serde_json::to_value(&old).expect("json")["access"],
+        serde_json::json!({"host": "a.com"})
+    );
+}
