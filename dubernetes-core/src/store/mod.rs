@@ -258,7 +258,8 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     async fn put_certificate(&self, cert: &StoredCertificate) -> Result<()>;
 
     /// Stores the user's TLS secret `cert` in one write transaction with the
-    /// checks it must pass at that moment: [`Error::SecretExists`] when a user
+    /// checks it must pass at that moment: [`Error::SecretTaken`] when a
+    /// generic or docker-registry secret has the name; [`Error::SecretExists`] when a user
     /// secret of that name exists and `replace` is false; [`Error::Certificate`]
     /// (field `cert`) when a pod naming it serves a host it does not cover.
     /// Returns the pods that use it. Nothing is written when a check fails.

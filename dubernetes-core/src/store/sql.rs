@@ -486,20 +486,19 @@ macro_rules! sql_store {
                 let now = now_ms();
                 let hosts = serde_json::to_string(&cert.hosts).map_err(|e| Error::Internal(e.to_string()))?;
                 let mut tx = self.write_tx().await?;
-                let kind: Option<String> = sqlx::query_scalar("SELECT kind FROM certificates WHERE name = $1")
-                    .bind(&cert.name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if kind.as_deref() == Some(CertificateKind::User.as_str()) && !replace {
-                    return Err(Error::SecretExists(cert.name.clone()));
-                }
-                // Secrets of every type share one name space.
                 let data: Option<String> = sqlx::query_scalar("SELECT name FROM data_secrets WHERE name = $1")
                     .bind(&cert.name)
                     .fetch_optional(&mut *tx)
                     .await?;
                 if data.is_some() {
                     return Err(Error::SecretTaken(cert.name.clone()));
+                }
+                let kind: Option<String> = sqlx::query_scalar("SELECT kind FROM certificates WHERE name = $1")
+                    .bind(&cert.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if kind.as_deref() == Some(CertificateKind::User.as_str()) && !replace {
+                    return Err(Error::SecretExists(cert.name.clone()));
                 }
                 let users = Self::secret_users_tx(&mut tx, &cert.name).await?;
                 if let Some(message) = crate::certificate::refuse_replace(&cert.hosts, &users) {
