@@ -321,6 +321,92 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A generic or docker-registry secret as a pod's write sees it in its
+/// transaction: type, keys and version.
+pub(crate) struct SecretRow {
+    /// Its type.
+    pub kind: dubernetes_api::SecretType,
+    /// Its keys (generic).
+    pub keys: Vec<String>,
+    /// Its version.
+    pub version: i64,
+}
+
+/// The names of the generic and docker-registry secrets `spec` refers to.
+pub(crate) fn secret_refs(spec: &PodSpec) -> Vec<&str> {
+    let mut names: Vec<&str> = spec
+        .env
+        .values()
+        .filter_map(|v| match v {
+            crate::spec::EnvValue::Secret(r) => Some(r.secret.as_str()),
+            _ => None,
+        })
+        .chain(spec.secret_files.iter().map(|f| f.secret.as_str()))
+        .chain(spec.image_pull_secret.as_deref())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Checks a pod's secret references against the secrets as the write's
+/// transaction reads them (`rows`, by name; absent: no such secret), so a
+/// secret deleted or replaced at the same time is seen: every generic secret
+/// exists with the keys the env names, the pull secret is a docker-registry
+/// one. Returns the versions the pod must record (`secret_versions`), which
+/// differ from the spec's when a secret was replaced since the caller read it.
+pub(crate) fn check_secret_refs(
+    spec: &PodSpec,
+    rows: &std::collections::BTreeMap<String, SecretRow>,
+) -> Result<crate::spec::SecretVersions> {
+    use dubernetes_api::SecretType;
+    let invalid = |field: String, message: String| Error::InvalidSecret { field, message };
+    let generic = |field: &str, name: &str| -> Result<&SecretRow> {
+        rows.get(name).filter(|r| r.kind == SecretType::Generic).ok_or_else(|| {
+            invalid(
+                format!("{field}.secret"),
+                format!(
+                    "no generic secret {name:?}; create it first with `dubectl create secret generic {name} --from-literal=KEY=VALUE`"
+                ),
+            )
+        })
+    };
+    let mut versions = crate::spec::SecretVersions::new();
+    for (var, value) in &spec.env {
+        if let crate::spec::EnvValue::Secret(r) = value {
+            let field = format!("env.{var}");
+            let row = generic(&field, &r.secret)?;
+            if !row.keys.contains(&r.key) {
+                return Err(invalid(
+                    format!("{field}.key"),
+                    format!(
+                        "secret {:?} has no key {:?}; its keys are {}",
+                        r.secret,
+                        r.key,
+                        row.keys.join(", ")
+                    ),
+                ));
+            }
+            versions.insert(r.secret.clone(), row.version);
+        }
+    }
+    for (i, f) in spec.secret_files.iter().enumerate() {
+        let row = generic(&format!("secret_files[{i}]"), &f.secret)?;
+        versions.insert(f.secret.clone(), row.version);
+    }
+    if let Some(name) = &spec.image_pull_secret
+        && !rows.get(name).is_some_and(|r| r.kind == SecretType::DockerRegistry)
+    {
+        return Err(invalid(
+            "image_pull_secret".into(),
+            format!(
+                "no docker-registry secret {name:?}; create it first with `dubectl create secret docker-registry {name} --docker-server=S --docker-username=U --docker-password=P`"
+            ),
+        ));
+    }
+    Ok(versions)
+}
+
 /// The first route of `spec` (host and path) that another pod of `others`
 /// already serves: [`Error::HostTaken`] naming that pod. Two pods may share a
 /// host with different paths, never a host and a path.

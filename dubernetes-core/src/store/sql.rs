@@ -33,9 +33,41 @@ macro_rules! sql_store {
                 expected: Option<i64>,
                 max_pods: u32,
             ) -> Result<(StoredPod, ApplyOutcome)> {
-                let json = encode_spec(spec)?;
                 let now = now_ms();
                 let mut tx = self.write_tx().await?;
+                // Generic and docker-registry secrets are checked in this
+                // transaction, as TLS secrets are below: a secret deleted at
+                // the same time waits for it or is seen, and a replaced one's
+                // new version is what the pod records (so its replace rolls it).
+                let mut rows = std::collections::BTreeMap::new();
+                for name in crate::store::secret_refs(spec) {
+                    let row: Option<(String, String, i64)> =
+                        sqlx::query_as("SELECT kind, keys, version FROM data_secrets WHERE name = $1")
+                            .bind(name)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if let Some((kind, keys, version)) = row {
+                        let kind = match kind.as_str() {
+                            "generic" => dubernetes_api::SecretType::Generic,
+                            "docker-registry" => dubernetes_api::SecretType::DockerRegistry,
+                            other => return Err(Error::Internal(format!("unknown secret type {other:?} in the store"))),
+                        };
+                        let keys: Vec<String> = serde_json::from_str(&keys)
+                            .map_err(|e| Error::Internal(format!("stored secret keys: {e}")))?;
+                        rows.insert(name.to_string(), crate::store::SecretRow { kind, keys, version });
+                    }
+                }
+                let versions = crate::store::check_secret_refs(spec, &rows)?;
+                let refreshed;
+                let spec = if versions == spec.secret_versions {
+                    spec
+                } else {
+                    let mut s = spec.clone();
+                    s.secret_versions = versions;
+                    refreshed = s;
+                    &refreshed
+                };
+                let json = encode_spec(spec)?;
                 let current_row: Option<(i64, String)> = sqlx::query_as("SELECT generation, spec FROM pods WHERE name = $1")
                     .bind(&spec.name)
                     .fetch_optional(&mut *tx)
