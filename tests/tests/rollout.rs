@@ -343,3 +343,38 @@ dubernetes_tests::on_both_backends!(
     a_crashing_revision_is_rolled_back,
     rollout_undo_goes_back_and_forth,
 );
+
+/// Old replicas that ignore SIGTERM take their whole grace period to stop
+/// (a shell as PID 1 does that): an old replica that is out of the ingress
+/// and stopping must not hold back the next step. Each step of this 3-replica
+/// rollout would otherwise wait out a 10 s grace (30 s and more; 9 s
+/// measured with the steps overlapping the stops).
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_rolling_update_does_not_wait_for_old_replicas_that_ignore_sigterm() {
+    let server = TestServer::start("slowstops").await;
+    let stubborn = |version: &str| {
+        format!(
+            "name: app\nimage: dubernetes/whoami:stubborn\nreplicas: 3\naccess: {{host: app.local}}\n\
+             health: {{path: /healthz, interval: 200ms, timeout: 500ms}}\nstop_grace_period: 10s\n\
+             update: {{min_ready: 2s}}\nenv: {{WHOAMI_IGNORE_SIGTERM: \"1\", V: \"{version}\"}}\n"
+        )
+    };
+    assert_eq!(server.put_yaml("app", &stubborn("1")).await.0, 201);
+    server.wait_converged("app", T).await;
+    let started = tokio::time::Instant::now();
+    let (status, body) = server.put_yaml("app", &stubborn("2")).await;
+    assert_eq!(status, 200, "{body}");
+    wait_rollout_complete(&server).await;
+    let took = started.elapsed();
+    eprintln!("3-replica rolling update of SIGTERM-ignoring replicas (grace 10 s): {took:?}");
+    // Stepping on each stop would take 3 × 10 s; the steps overlap the stops.
+    assert!(
+        took < Duration::from_secs(20),
+        "the rollout took {took:?}: its steps waited for the old replicas to stop"
+    );
+    let (_, p) = server.get_json("/v1/pods/app").await;
+    assert_eq!(p["status"]["ready_replicas"], 3, "{p}");
+    // The stops stay graceful: the old replicas are still in their grace period
+    // or gone, never more of them than were replaced.
+    server.wait_converged("app", T).await;
+}

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::{Change, Context, Next, error_backoff, lock, slot_of};
 use crate::error::{Error, Result};
-use crate::plan::{Action, Desired, plan, plan_gated};
+use crate::plan::{Action, Desired, RemoveReason, plan, plan_gated};
 use crate::rollout::{RolloutObservation, gate};
 use crate::runtime::{ContainerState, Observed};
 use crate::spec::PodSpec;
@@ -81,6 +81,7 @@ impl Context {
             observed.into_iter().partition(|c| self.is_draining(&c.id));
         let draining = !being_drained.is_empty();
         let mut observed = kept;
+        let stopping = being_drained.len();
         let Some(stored) = stored else {
             self.health.forget_pod(pod);
             lock(&self.rollouts).remove(pod);
@@ -161,6 +162,8 @@ impl Context {
             c
         }));
         let actions = plan_gated(Some(&desired), &plan_input, &untrusted_old);
+        // Old replicas still stopping do not hold the next step back, up to a bound.
+        let actions = bound_stopping(actions, stopping, max_stopping(spec.replicas));
         // Nothing left to do, and every replica current, ready and alone.
         let converged = converged(&actions, spec, &observed);
         let progress = RolloutObservation {
@@ -172,8 +175,21 @@ impl Context {
             Ok(recheck) => recheck,
             Err(next) => return Ok(next),
         };
+        // A rollout in progress is re-checked at its deadline, and when a new
+        // replica's stabilization window ends, even without events.
+        let at = match (recheck, trust_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let requeue = |at: Option<Instant>| match at {
+            Some(at) => Next::Requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(20)),
+            None => Next::Done,
+        };
         if actions.is_empty() && draining {
-            return Ok(Next::Done);
+            // The drain task wakes the pod when its replicas are gone; the
+            // next step must not wait for that (an app that ignores SIGTERM
+            // takes its whole grace period to stop).
+            return Ok(requeue(at));
         }
         // A container the engine is still removing (ours raced another
         // removal, or a removal answered 409) is not gone yet: the pod lands
@@ -197,21 +213,45 @@ impl Context {
             if changed {
                 self.notify(Change::Pod { name: pod.to_string() });
             }
-            // A rollout in progress is re-checked at its deadline, and when a
-            // new replica's stabilization window ends, even without events.
-            let at = match (recheck, trust_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            return Ok(match at {
-                Some(at) => Next::Requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(20)),
-                None => Next::Done,
-            });
+            return Ok(requeue(at));
         }
         let next = self.execute(pod, Some(&stored), &observed, actions).await?;
         self.notify(Change::Pod { name: pod.to_string() });
         Ok(next)
     }
+}
+
+/// How many replicas of a pod may be stopping at once (out of the ingress,
+/// waiting out their grace period) before a rolling update takes the next old
+/// one out: `replicas`, at least 1. A stopping replica serves nobody, so the
+/// rollout does not count it against `max_surge` (as Kubernetes does not count
+/// terminating pods); the bound keeps back-to-back rollouts of an app that
+/// ignores SIGTERM from piling up containers: at most `replicas + max_surge`
+/// serve or start, and at most `replicas` more are stopping.
+pub(crate) fn max_stopping(replicas: u32) -> usize {
+    usize::try_from(replicas.max(1)).unwrap_or(usize::MAX)
+}
+
+/// Holds back the removals of running old-revision replicas (a rolling
+/// update's step) past what `bound` leaves to the `stopping` ones. Every other
+/// action (creates, scale-downs, a deleted pod, exited replicas) goes ahead.
+pub(crate) fn bound_stopping(actions: Vec<Action>, stopping: usize, bound: usize) -> Vec<Action> {
+    let mut room = bound.saturating_sub(stopping);
+    actions
+        .into_iter()
+        .filter(|a| match a {
+            Action::Remove {
+                running: true,
+                reason: RemoveReason::Outdated,
+                ..
+            } => {
+                let fits = room > 0;
+                room = room.saturating_sub(1);
+                fits
+            }
+            _ => true,
+        })
+        .collect()
 }
 
 /// Whether a pod has landed, as the controller sees it: nothing left to do,
@@ -226,6 +266,37 @@ pub(crate) fn converged(actions: &[Action], spec: &PodSpec, observed: &[Observed
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_old_replicas_past_the_stopping_bound_wait() {
+        let remove = |id: &str, running, reason| Action::Remove {
+            id: id.into(),
+            running,
+            reason,
+        };
+        let actions = vec![
+            Action::Create { count: 1 },
+            remove("o1", true, RemoveReason::Outdated),
+            remove("o2", true, RemoveReason::Outdated),
+            remove("x", false, RemoveReason::Outdated),
+            remove("s", true, RemoveReason::ScaledDown),
+        ];
+        // Room for one more: the first old replica goes, the second waits.
+        let kept = bound_stopping(actions.clone(), 2, 3);
+        assert_eq!(
+            kept,
+            vec![
+                Action::Create { count: 1 },
+                remove("o1", true, RemoveReason::Outdated),
+                remove("x", false, RemoveReason::Outdated),
+                remove("s", true, RemoveReason::ScaledDown),
+            ]
+        );
+        // Full: no old running replica is taken out; the rest goes ahead.
+        assert_eq!(bound_stopping(actions.clone(), 3, 3).len(), 3);
+        assert_eq!(bound_stopping(actions.clone(), 0, 3), actions);
+        assert_eq!((max_stopping(0), max_stopping(5)), (1, 5));
+    }
 
     #[test]
     pub(super) fn error_backoff_is_bounded() {

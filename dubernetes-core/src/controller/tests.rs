@@ -494,3 +494,64 @@ async fn a_replica_killed_from_outside_is_replaced_at_once_and_is_no_crash() {
     );
     d.shutdown().await;
 }
+
+/// Waits until the controller has booked revision `number`'s rollout complete.
+async fn rolled_out(d: &Dubernetes, number: i64) {
+    until("the rollout is booked complete", async || {
+        let events = d.events(Some("web"), 500).await.expect("events");
+        events
+            .iter()
+            .any(|e| e.reason == "RolloutComplete" && e.message.starts_with(&format!("revision {number} ")))
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn old_replicas_that_ignore_sigterm_do_not_hold_back_the_next_step_up_to_a_bound() {
+    const V3: &str = "fake/web:v3";
+    let fake = FakeEngine::new();
+    fake.image(NGINX, App::nginx())
+        .image(V1, App::stubborn())
+        .image(V2, App::stubborn())
+        .image(V3, App::stubborn());
+    let d = start(&fake, None).await;
+    let grace = Duration::from_secs(60);
+    let stubborn = |image: &str| {
+        let mut spec = web(image, 3, strategy(1, 0));
+        spec.stop_grace_period = Some(grace);
+        spec
+    };
+    d.apply(stubborn(V1)).await.expect("apply v1");
+    landed(&d).await;
+
+    // Each old replica waits out its whole grace period: the steps go on meanwhile.
+    let t0 = tokio::time::Instant::now();
+    d.apply(stubborn(V2)).await.expect("apply v2");
+    rolled_out(&d, 2).await;
+    let took = t0.elapsed();
+    assert!(took < grace / 2, "the rollout waited for a stop: {took:?}");
+    until("the three old replicas to be stopping at once", async || {
+        fake.stopping().0 == 3
+    })
+    .await;
+    assert!(t0.elapsed() < grace, "all three stops overlap");
+    assert_eq!(fake.stopped_while_routed(), 0, "each left the ingress before its stop");
+
+    // At once another rollout: three are stopping already, the bound (replicas):
+    // its new replica starts, but no v2 replica is taken out until v1's are gone.
+    let t1 = tokio::time::Instant::now();
+    d.apply(stubborn(V3)).await.expect("apply v3");
+    rolled_out(&d, 3).await;
+    let (_, max) = fake.stopping();
+    assert_eq!(max, 3, "never more than `replicas` stopping at once");
+    assert!(
+        t1.elapsed() + took >= grace,
+        "the second rollout waited for the first one's stops: {:?}",
+        t1.elapsed()
+    );
+    assert_eq!(fake.stopped_while_routed(), 0);
+    d.wait_ready("web", WAIT)
+        .await
+        .expect("v3 lands with the old replicas gone");
+    d.shutdown().await;
+}

@@ -38,6 +38,8 @@ pub struct App {
     pub log: String,
     /// Behaves as the ingress's nginx.
     pub nginx: bool,
+    /// Ignores SIGTERM (a shell as PID 1): a stop takes the whole grace period.
+    pub ignores_sigterm: bool,
 }
 
 impl App {
@@ -49,6 +51,15 @@ impl App {
             exit_code: 0,
             log: "listening\n".into(),
             nginx: false,
+            ignores_sigterm: false,
+        }
+    }
+
+    /// Serves forever and ignores SIGTERM: killed at the end of its grace period.
+    pub fn stubborn() -> App {
+        App {
+            ignores_sigterm: true,
+            ..App::serving()
         }
     }
 
@@ -60,6 +71,7 @@ impl App {
             exit_code: code,
             log: format!("fatal: exiting with {code}\n"),
             nginx: false,
+            ignores_sigterm: false,
         }
     }
 
@@ -114,6 +126,9 @@ struct State {
     routable: Vec<HashMap<String, usize>>,
     /// Stops of replicas the live ingress config still routed to.
     stopped_while_routed: u32,
+    /// Stops under way (waiting out a grace period) now, and at most at once.
+    stopping: u32,
+    max_stopping: u32,
     /// Claims to run on this machine (binds are still not honoured: a
     /// container never sees a host directory).
     local: bool,
@@ -242,6 +257,12 @@ impl FakeEngine {
     /// Claims to be a local engine ([`Engine::is_local`]) while never
     /// showing a bound host directory to a container: what a server in a
     /// container of its own meets.
+    /// Stops waiting out a grace period now, and the most there were at once.
+    pub fn stopping(&self) -> (u32, u32) {
+        let s = lock(&self.state);
+        (s.stopping, s.max_stopping)
+    }
+
     pub fn claim_local(&self, on: bool) {
         lock(&self.state).local = on;
     }
@@ -495,21 +516,38 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
-    async fn stop(&self, id: &str, _grace: Duration) -> Result<()> {
-        let mut s = lock(&self.state);
-        FakeEngine::count(&mut s, "stop");
-        if let Some(c) = s.containers.get(id).filter(|c| c.state == ContainerState::Running) {
+    async fn stop(&self, id: &str, grace: Duration) -> Result<()> {
+        let stubborn = {
+            let mut s = lock(&self.state);
+            FakeEngine::count(&mut s, "stop");
+            let Some(c) = s.containers.get(id).filter(|c| c.state == ContainerState::Running) else {
+                return Ok(());
+            };
             let addr = c.ip.map(|ip| format!("{ip}:{}", c.spec.port)).unwrap_or_default();
+            let stubborn = s.images.get(&c.spec.image).is_some_and(|a| a.ignores_sigterm);
             if c.spec.labels.get(LABEL_ROLE).map(String::as_str) == Some("replica")
                 && routed_servers(&s).contains(&addr)
             {
                 s.stopped_while_routed += 1;
             }
-            // Our apps stop at once on SIGTERM.
             self.emit(&s, "kill", id, &[("signal", "15")]);
-            self.exit(&mut s, id, 0);
-            self.emit(&s, "stop", id, &[]);
+            if stubborn {
+                s.stopping += 1;
+                s.max_stopping = s.max_stopping.max(s.stopping);
+            }
+            stubborn
+        };
+        // Our apps stop at once on SIGTERM; a stubborn one is killed after the grace period.
+        if stubborn {
+            tokio::time::sleep(grace).await;
         }
+        let mut s = lock(&self.state);
+        if stubborn {
+            s.stopping = s.stopping.saturating_sub(1);
+            self.emit(&s, "kill", id, &[("signal", "9")]);
+        }
+        self.exit(&mut s, id, if stubborn { 137 } else { 0 });
+        self.emit(&s, "stop", id, &[]);
         Ok(())
     }
 
