@@ -25,6 +25,8 @@ pub const HOST: &str =
 pub const HOST_OR_WILDCARD: &str = r"^(?!(.*\.)?invalid$)(\*\.(?=[^.]+\.[^.]))?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$";
 /// `access.path`: `/` and whole segments of `[A-Za-z0-9._~-]`, none `.` or `..`.
 pub const ROUTE_PATH: &str = r"^(?!.*/\.\.?(/|$))/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*/?)?$";
+/// `secret_files[].path`: an absolute directory of segments of `[A-Za-z0-9._-]`, none `.` or `..`.
+pub const SECRET_DIR: &str = r"^(?!.*/\.\.?(/|$))/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?$";
 /// The image reference grammar of docker's `reference` package, as the
 /// engine normalizes it: the first part is a registry only with a `.` or a
 /// `:` or as `localhost` (else it is a lowercase path component), and a
@@ -108,6 +110,23 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
         json!({"type": "array", "maxItems": 256, "items": item}),
     );
     set(doc, &format!("{pod}/stop_grace_period"), duration("at most 1h"));
+
+    // Secret references: names are DNS labels, files go to a plain absolute directory.
+    set(
+        doc,
+        &format!("{s}/SecretFiles/properties/secret"),
+        json!({"pattern": DNS_LABEL, "minLength": 1, "maxLength": 63}),
+    );
+    set(
+        doc,
+        &format!("{s}/SecretFiles/properties/path"),
+        json!({"pattern": SECRET_DIR, "minLength": 2, "maxLength": 256}),
+    );
+    set(
+        doc,
+        &format!("{pod}/image_pull_secret"),
+        json!({"pattern": DNS_LABEL, "minLength": 1, "maxLength": 63}),
+    );
 
     set(
         doc,
