@@ -330,6 +330,8 @@ async fn an_upgraded_store_adopts_the_unlabelled_containers_of_its_pods_without_
         // Migration 4 (certificates) came later still.
         "DROP TABLE certificates",
         "DROP TABLE acme_accounts",
+        // Migration 26 (generic and docker-registry secrets) too.
+        "DROP TABLE data_secrets",
         "DELETE FROM _sqlx_migrations WHERE version >= 3",
     ] {
         sqlx::query(statement).execute(&pool).await.expect(statement);
