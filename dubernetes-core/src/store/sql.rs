@@ -156,6 +156,36 @@ macro_rules! sql_store {
                 Ok((stored, outcome))
             }
 
+            /// Writes `cert` as a certificate of `kind` in `tx` (insert, or
+            /// replace the one of that name): what `put_certificate` and
+            /// `put_user_certificate` both write.
+            async fn insert_certificate_tx(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                cert: &StoredCertificate,
+                kind: CertificateKind,
+            ) -> Result<()> {
+                let hosts = serde_json::to_string(&cert.hosts).map_err(|e| Error::Internal(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO certificates (name, kind, cert_pem, key_pem, hosts, issuer, not_before, not_after, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+                     ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, cert_pem = excluded.cert_pem,
+                       key_pem = excluded.key_pem, hosts = excluded.hosts, issuer = excluded.issuer,
+                       not_before = excluded.not_before, not_after = excluded.not_after, updated_at = excluded.updated_at",
+                )
+                .bind(&cert.name)
+                .bind(kind.as_str())
+                .bind(&cert.cert_pem)
+                .bind(&cert.key_pem)
+                .bind(hosts)
+                .bind(&cert.issuer)
+                .bind(cert.not_before)
+                .bind(cert.not_after)
+                .bind(now_ms())
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
             /// The hosts and end of validity of the user's secret `name`, read in `tx`.
             async fn user_certificate_tx(
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -491,32 +521,13 @@ macro_rules! sql_store {
             }
 
             async fn put_certificate(&self, cert: &StoredCertificate) -> Result<()> {
-                let now = now_ms();
-                let hosts = serde_json::to_string(&cert.hosts).map_err(|e| Error::Internal(e.to_string()))?;
-                sqlx::query(
-                    "INSERT INTO certificates (name, kind, cert_pem, key_pem, hosts, issuer, not_before, not_after, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
-                     ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, cert_pem = excluded.cert_pem,
-                       key_pem = excluded.key_pem, hosts = excluded.hosts, issuer = excluded.issuer,
-                       not_before = excluded.not_before, not_after = excluded.not_after, updated_at = excluded.updated_at",
-                )
-                .bind(&cert.name)
-                .bind(cert.kind.as_str())
-                .bind(&cert.cert_pem)
-                .bind(&cert.key_pem)
-                .bind(hosts)
-                .bind(&cert.issuer)
-                .bind(cert.not_before)
-                .bind(cert.not_after)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
+                let mut tx = self.pool.begin().await?;
+                Self::insert_certificate_tx(&mut tx, cert, cert.kind).await?;
+                tx.commit().await?;
                 certificate_changed(&self.pool, &cert.name).await
             }
 
             async fn put_user_certificate(&self, cert: &StoredCertificate, replace: bool) -> Result<Vec<String>> {
-                let now = now_ms();
-                let hosts = serde_json::to_string(&cert.hosts).map_err(|e| Error::Internal(e.to_string()))?;
                 let mut tx = self.write_tx().await?;
                 let data: Option<String> = sqlx::query_scalar("SELECT name FROM data_secrets WHERE name = $1")
                     .bind(&cert.name)
@@ -539,24 +550,7 @@ macro_rules! sql_store {
                         message,
                     });
                 }
-                sqlx::query(
-                    "INSERT INTO certificates (name, kind, cert_pem, key_pem, hosts, issuer, not_before, not_after, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
-                     ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, cert_pem = excluded.cert_pem,
-                       key_pem = excluded.key_pem, hosts = excluded.hosts, issuer = excluded.issuer,
-                       not_before = excluded.not_before, not_after = excluded.not_after, updated_at = excluded.updated_at",
-                )
-                .bind(&cert.name)
-                .bind(CertificateKind::User.as_str())
-                .bind(&cert.cert_pem)
-                .bind(&cert.key_pem)
-                .bind(hosts)
-                .bind(&cert.issuer)
-                .bind(cert.not_before)
-                .bind(cert.not_after)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                Self::insert_certificate_tx(&mut tx, cert, CertificateKind::User).await?;
                 tx.commit().await?;
                 certificate_changed(&self.pool, &cert.name).await?;
                 Ok(users.into_iter().map(|(pod, _)| pod).collect())
