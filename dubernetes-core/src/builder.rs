@@ -348,7 +348,13 @@ impl DubernetesBuilder {
                 if a.held { "; its pod is not in this store, so it is left alone until such a pod is applied" } else { "" }
             );
         }
-        runtime.ensure_network(&network, &self.instance).await?;
+        match store.postgres() {
+            Some(pg) => {
+                pg.one_at_a_time(runtime.ensure_network(&network, &self.instance))
+                    .await?
+            }
+            None => runtime.ensure_network(&network, &self.instance).await?,
+        }
         let key_source = match (&self.secrets_key_file, &self.postgres, &dir) {
             (Some(file), _, _) => crate::vault::KeySource::File(crate::data_dir::absolute(file)?),
             (None, Some(_), _) => crate::vault::KeySource::Missing,

@@ -239,7 +239,29 @@ pub async fn purge_instance(docker: &Docker, instance: &str) {
     }
     // The tasks of deleted services leave the overlay network a moment later.
     let deadline = Instant::now() + Duration::from_secs(if had_services { 20 } else { 0 });
-    while docker.remove_network(&format!("dub-{instance}")).await.is_err() && Instant::now() < deadline {
+    // By id: two networks of one name (the bug of servers starting at once)
+    // cannot be removed by name.
+    let name = format!("dub-{instance}");
+    loop {
+        let by_name = HashMap::from([("name".to_string(), vec![name.clone()])]);
+        let options = bollard::query_parameters::ListNetworksOptionsBuilder::new()
+            .filters(&by_name)
+            .build();
+        let ids: Vec<String> = match docker.list_networks(Some(options)).await {
+            Ok(list) => list
+                .into_iter()
+                .filter(|n| n.name.as_deref() == Some(name.as_str()))
+                .filter_map(|n| n.id)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut left = false;
+        for id in ids {
+            left |= docker.remove_network(&id).await.is_err();
+        }
+        if !left || Instant::now() >= deadline {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // Named volumes outlive their pods on purpose: the instance's go with it here.

@@ -384,3 +384,91 @@ async fn the_database_going_away_leaves_containers_alone_and_the_api_answers_503
         "the ingress kept serving while the store was away: {errors:?}"
     );
 }
+
+/// How many of the engine's networks are named exactly `name`.
+async fn networks_named(docker: &bollard::Docker, name: &str) -> usize {
+    let filters = std::collections::HashMap::from([("name".to_string(), vec![name.to_string()])]);
+    let options = bollard::query_parameters::ListNetworksOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    docker
+        .list_networks(Some(options))
+        .await
+        .expect("list networks")
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name))
+        .count()
+}
+
+/// Three servers of one new instance started at the same moment on one
+/// store (issue 28 item 5): before, each could make the instance network,
+/// Docker 20.10 allows two of one name, and every start then failed as
+/// "ambiguous" forever. Now exactly one network exists and the pod runs,
+/// round after round.
+#[tokio::test]
+async fn three_servers_started_at_once_make_one_network_and_run_the_pod() {
+    const ROUNDS: usize = 10;
+    let docker = docker().await;
+    for round in 0..ROUNDS {
+        let url = PgCluster::shared().new_database().await;
+        let instance = instance_name("haonce");
+        let network = format!("dub-{instance}");
+        let servers =
+            futures::future::join_all((0..3).map(|_| TestServer::start_shared("haonce", &instance, &url, &[]))).await;
+        let leader = the_leader(&servers, None).await;
+        assert_eq!(
+            networks_named(&docker, &network).await,
+            1,
+            "round {round}: three servers started at once made more than one network {network}"
+        );
+        let (status, body) = servers[(leader + 1) % 3]
+            .put_yaml("web", "name: web\nimage: dubernetes/whoami:v1\nreplicas: 3\n")
+            .await;
+        assert_eq!(status, 201, "round {round}: {body}");
+        let pod = servers[leader].wait_converged("web", CONVERGE).await;
+        assert_eq!(pod["status"]["ready_replicas"], 3, "round {round}: {pod}");
+        assert_eq!(networks_named(&docker, &network).await, 1, "round {round}");
+    }
+}
+
+/// A duplicate of the instance network left behind (by an older version,
+/// or by hand with the instance's label) is removed at start instead of
+/// making every container start fail; the pod runs.
+#[tokio::test]
+async fn a_duplicate_instance_network_left_behind_is_repaired_at_start() {
+    let docker = docker().await;
+    let url = PgCluster::shared().new_database().await;
+    let instance = instance_name("hadup");
+    let network = format!("dub-{instance}");
+    for _ in 0..2 {
+        docker
+            .create_network(bollard::models::NetworkCreateRequest {
+                name: network.clone(),
+                driver: Some("bridge".into()),
+                labels: Some(std::collections::HashMap::from([(
+                    "io.dubernetes.instance".to_string(),
+                    instance.clone(),
+                )])),
+                ..Default::default()
+            })
+            .await
+            .expect("create a duplicate network");
+    }
+    assert_eq!(
+        networks_named(&docker, &network).await,
+        2,
+        "Docker 20.10 allows two networks of one name"
+    );
+    let server = TestServer::start_shared("hadup", &instance, &url, &[]).await;
+    assert_eq!(
+        networks_named(&docker, &network).await,
+        1,
+        "the duplicate is removed at start"
+    );
+    let (status, body) = server
+        .put_yaml("web", "name: web\nimage: dubernetes/whoami:v1\nreplicas: 2\n")
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let pod = server.wait_converged("web", CONVERGE).await;
+    assert_eq!(pod["status"]["ready_replicas"], 2, "{pod}");
+}

@@ -416,6 +416,73 @@ pub(super) async fn create_network_with_names(docker: &Docker, request: NetworkC
     Err(last.unwrap_or_else(|| Error::DockerTimeout("creating network".into())))
 }
 
+/// Repairs a duplicate of the instance's network `name`. Docker 20.10 lets
+/// two networks share a name (servers of one store starting at once made
+/// two; an older version could too), and every container start then fails
+/// with "network ... is ambiguous". The earliest made (then the lowest id)
+/// is kept, as every server judges alike, and the later ones carrying this
+/// instance's label are removed; a network of the name that is not the
+/// instance's is never touched. One that cannot be removed (a container
+/// still uses it) is an error naming it and the fix.
+pub(super) async fn settle_duplicates(docker: &Docker, name: &str, instance: &str) -> Result<()> {
+    let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+    let options = bollard::query_parameters::ListNetworksOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    let listed = bounded("listing networks", CALL_TIMEOUT, docker.list_networks(Some(options))).await?;
+    // The engine's name filter matches substrings.
+    let mut same: Vec<_> = listed
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name))
+        .filter_map(|n| {
+            let ours = n
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_INSTANCE))
+                .map(String::as_str)
+                == Some(instance);
+            Some((n.created, n.id?, ours))
+        })
+        .collect();
+    if same.len() < 2 {
+        return Ok(());
+    }
+    // The date is a string or a time, by bollard's features: either orders.
+    same.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let kept = same[0].1.clone();
+    for (_, id, ours) in same.into_iter().skip(1) {
+        if !ours {
+            tracing::warn!(
+                network = name,
+                id,
+                kept,
+                "another network has the instance network's name and is not this instance's: left alone"
+            );
+            continue;
+        }
+        tracing::warn!(
+            network = name,
+            id,
+            kept,
+            "removing a duplicate of the instance network (two networks of one name make every start fail)"
+        );
+        if let Err(e) = ok_unless(
+            bounded("removing network", CALL_TIMEOUT, docker.remove_network(&id)).await,
+            &[404],
+        ) {
+            return Err(Error::Docker {
+                context: format!("network {name}"),
+                source: format!(
+                    "two networks have this name (kept {kept}); the duplicate {id} could not be removed ({e}): \
+                     disconnect its containers and run `docker network rm {id}`"
+                )
+                .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The name of a network other than `ours` whose IPv4 subnet overlaps `subnet`.
 async fn overlapping_network(docker: &Docker, ours: &str, subnet: &str) -> Result<Option<String>> {
     let Some((base, len)) = v4_subnet(subnet) else {
@@ -519,6 +586,7 @@ impl Engine for DockerEngine {
     }
 
     async fn ensure_network(&self, name: &str, instance: &str) -> Result<()> {
+        settle_duplicates(&self.docker, name, instance).await?;
         let inspect = bounded(
             "inspecting network",
             CALL_TIMEOUT,

@@ -44,7 +44,7 @@ use futures::stream::BoxStream;
 
 use super::docker::{
     CALL_TIMEOUT, DockerEngine, LABEL_SWARM_SERVICE, bounded, create_network_with_names, log_chunks, log_options,
-    ok_unless, read_tail, tail_options,
+    ok_unless, read_tail, settle_duplicates, tail_options,
 };
 use super::{
     Backend, ContainerLimits, ContainerSpec, ContainerState, Engine, EngineEvent, HostNetwork, LogChunk, LogRequest,
@@ -420,6 +420,7 @@ impl Engine for SwarmEngine {
     /// An attachable overlay network (replicas' tasks, the ingress and the
     /// probe agent join it), then the probe agent on it.
     async fn ensure_network(&self, name: &str, instance: &str) -> Result<()> {
+        settle_duplicates(&self.docker, name, instance).await?;
         let inspect = bounded(
             "inspecting network",
             CALL_TIMEOUT,

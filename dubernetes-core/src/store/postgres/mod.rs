@@ -44,6 +44,14 @@ const WRITES: i64 = 0x6475_6200_0000_0001;
 /// The advisory lock of leadership (see [`crate::shared`]).
 pub(crate) const LEADER: i64 = 0x6475_6200_0000_0002;
 
+/// The advisory lock a server holds while it makes the instance's shared
+/// engine objects (see [`PgStore::one_at_a_time`]).
+const SHARED_OBJECTS: i64 = 0x6475_6200_0000_0003;
+
+/// Longest wait for [`SHARED_OBJECTS`]: another server holds it only while
+/// it makes the network (seconds at most).
+const SHARED_OBJECTS_WAIT: Duration = Duration::from_secs(120);
+
 /// How long a connection may take to be handed out before the API answers
 /// 503 `store_unavailable` (the database is down or every connection busy).
 pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,6 +102,38 @@ impl PgStore {
     /// The pool (for the listener).
     pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Runs `work` holding the shared-objects lock: servers of one store
+    /// starting at once make the instance's network one at a time, so the
+    /// later ones find it instead of making a second of the same name
+    /// (Docker 20.10 allows that, and every start then fails as
+    /// "ambiguous"). The lock is a transaction's, so it ends with the
+    /// transaction or the session (a server that dies holding it frees it);
+    /// it is polled, since a blocking wait would count against the statement
+    /// timeout.
+    pub(crate) async fn one_at_a_time<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        let mut tx = self.pool.begin().await?;
+        let deadline = tokio::time::Instant::now() + SHARED_OBJECTS_WAIT;
+        loop {
+            let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(SHARED_OBJECTS)
+                .fetch_one(&mut *tx)
+                .await?;
+            if held {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "waiting {}s for another server of the store to make the instance's network",
+                    SHARED_OBJECTS_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let result = work.await;
+        tx.commit().await?;
+        result
     }
 
     /// A write transaction: holds the store's write lock until it ends.
