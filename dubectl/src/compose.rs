@@ -20,7 +20,7 @@
 //! The conversion is pure: files (`env_file`, `.env`) and the environment
 //! come in through [`Source`], so the unit tests below run on fixed inputs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use dubernetes_api::{
     Access, CheckKind, EnvValue, HealthCheck, Logging, MAX_SPEC_BYTES, PodSpec, PullPolicy, Resources, SecretFiles,
-    Security, Strategy, UpdateStrategy, Volume,
+    Security, Strategy, Volume,
 };
 use serde_yaml_ng::{Mapping, Value};
 
@@ -150,7 +150,10 @@ const IMAGE_PORTS: &[(&str, u16)] = &[
 /// all (not YAML, no `services`), or an interpolation that fails (`${VAR:?message}`).
 pub fn convert(text: &str, source: &Source<'_>, options: &Options) -> anyhow::Result<Conversion> {
     if text.len() > MAX_SPEC_BYTES {
-        bail!("the compose file is {} bytes; at most {MAX_SPEC_BYTES} are read", text.len());
+        bail!(
+            "the compose file is {} bytes; at most {MAX_SPEC_BYTES} are read",
+            text.len()
+        );
     }
     let mut root: Value = serde_yaml_ng::from_str(text).context("not a YAML document")?;
     root.apply_merge().context("a `<<` merge key")?;
@@ -168,7 +171,8 @@ pub fn convert(text: &str, source: &Source<'_>, options: &Options) -> anyhow::Re
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     for (key, service) in services {
         let Some(name) = key.as_str() else {
-            out.unmapped.push(unmapped("services", "a service name that is not a string"));
+            out.unmapped
+                .push(unmapped("services", "a service name that is not a string"));
             continue;
         };
         let path = format!("services.{name}");
@@ -286,14 +290,15 @@ fn interpolate_tree(
 fn key_text(key: &Value) -> String {
     match key {
         Value::String(s) => s.clone(),
-        other => serde_yaml_ng::to_string(other)
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
+        other => serde_yaml_ng::to_string(other).unwrap_or_default().trim().to_string(),
     }
 }
 
-fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> Result<String, String> {
+fn interpolate(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {
@@ -367,8 +372,20 @@ fn expand(body: &str, lookup: &dyn Fn(&str) -> Option<String>, warnings: &mut Ve
                 String::new()
             }
         },
-        _ if op.starts_with(":-") => if nonempty { value.unwrap_or_default() } else { word(&op[2..], warnings)? },
-        _ if op.starts_with('-') => if set { value.unwrap_or_default() } else { word(&op[1..], warnings)? },
+        _ if op.starts_with(":-") => {
+            if nonempty {
+                value.unwrap_or_default()
+            } else {
+                word(&op[2..], warnings)?
+            }
+        }
+        _ if op.starts_with('-') => {
+            if set {
+                value.unwrap_or_default()
+            } else {
+                word(&op[1..], warnings)?
+            }
+        }
         _ if op.starts_with(":?") => {
             if nonempty {
                 value.unwrap_or_default()
@@ -383,8 +400,20 @@ fn expand(body: &str, lookup: &dyn Fn(&str) -> Option<String>, warnings: &mut Ve
                 return Err(format!("{name} is required: {}", word(&op[1..], warnings)?));
             }
         }
-        _ if op.starts_with(":+") => if nonempty { word(&op[2..], warnings)? } else { String::new() },
-        _ if op.starts_with('+') => if set { word(&op[1..], warnings)? } else { String::new() },
+        _ if op.starts_with(":+") => {
+            if nonempty {
+                word(&op[2..], warnings)?
+            } else {
+                String::new()
+            }
+        }
+        _ if op.starts_with('+') => {
+            if set {
+                word(&op[1..], warnings)?
+            } else {
+                String::new()
+            }
+        }
         _ => return Err(format!("`${{{body}}}`: unknown operator (use :-, -, :?, ?, :+ or +)")),
     };
     Ok(result)
@@ -427,9 +456,10 @@ impl Top {
                     "configs",
                     "configs have no equivalent: put the file in the image, or in a generic secret (secret_files)",
                 )),
-                _ => out
-                    .unmapped
-                    .push(unmapped(&key, "no equivalent in Dubernetes (not a key converted from compose)")),
+                _ => out.unmapped.push(unmapped(
+                    &key,
+                    "no equivalent in Dubernetes (not a key converted from compose)",
+                )),
             }
         }
         top
@@ -451,10 +481,14 @@ impl Top {
                     let k = key_text(k);
                     let reason = match k.as_str() {
                         "external" if v.as_bool() == Some(false) => continue,
-                        "external" => "an external volume is made outside Dubernetes, which never mounts a volume it did not make; drop `external` (a new, empty volume is made) or copy the data in",
+                        "external" => {
+                            "an external volume is made outside Dubernetes, which never mounts a volume it did not make; drop `external` (a new, empty volume is made) or copy the data in"
+                        }
                         "driver" if v.as_str() == Some("local") => continue,
                         "driver" | "driver_opts" => "volumes use the engine's local driver only",
-                        "name" => "the engine name of a volume is Dubernetes' own (dub-INSTANCE_NAME); the pod uses the key's name",
+                        "name" => {
+                            "the engine name of a volume is Dubernetes' own (dub-INSTANCE_NAME); the pod uses the key's name"
+                        }
                         "labels" => "volumes carry Dubernetes' own labels only",
                         _ if k.starts_with("x-") => continue,
                         _ => "no equivalent for a volume",
@@ -541,7 +575,9 @@ impl<'a> Service<'a> {
     }
 
     fn lost(&mut self, key: &str, reason: &str) {
-        self.out.unmapped.push(unmapped(&format!("{}.{key}", self.path), reason));
+        self.out
+            .unmapped
+            .push(unmapped(&format!("{}.{key}", self.path), reason));
     }
 
     fn convert(mut self) -> Option<ConvertedPod> {
@@ -745,9 +781,10 @@ impl<'a> Service<'a> {
     fn has_environment(&self, key: &str) -> bool {
         match self.map.get("environment") {
             Some(Value::Mapping(m)) => m.contains_key(key),
-            Some(Value::Sequence(items)) => items.iter().filter_map(Value::as_str).any(|item| {
-                item.split_once('=').map(|(k, _)| k).unwrap_or(item) == key
-            }),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|item| item.split_once('=').map(|(k, _)| k).unwrap_or(item) == key),
             _ => false,
         }
     }
@@ -793,14 +830,19 @@ impl<'a> Service<'a> {
                         continue;
                     };
                     for k in m.keys().map(key_text) {
-                        if !matches!(k.as_str(), "target" | "published" | "protocol" | "host_ip" | "mode" | "name")
-                            && !k.starts_with("x-")
+                        if !matches!(
+                            k.as_str(),
+                            "target" | "published" | "protocol" | "host_ip" | "mode" | "name"
+                        ) && !k.starts_with("x-")
                         {
                             self.lost(&format!("{path}.{k}"), "no equivalent for a port");
                         }
                     }
                     if m.get("mode").and_then(Value::as_str) == Some("host") {
-                        self.lost(&format!("{path}.mode"), "replicas publish no host ports; the ingress does");
+                        self.lost(
+                            &format!("{path}.mode"),
+                            "replicas publish no host ports; the ingress does",
+                        );
                     }
                     Port {
                         path,
@@ -868,9 +910,8 @@ impl<'a> Service<'a> {
             Some(port) => self.spec.port = port,
             None => {
                 self.spec.health = Some(HealthCheck::new(CheckKind::None));
-                self.notes.push(
-                    "no port: the pod is ready as soon as its container runs (health: {type: none})".to_string(),
-                );
+                self.notes
+                    .push("no port: the pod is ready as soon as its container runs (health: {type: none})".to_string());
             }
         }
         if !self.map.contains_key("ports") && port.is_some() {
@@ -887,10 +928,9 @@ impl<'a> Service<'a> {
                 self.lost(&p.path, "UDP ports are not published: the ingress routes HTTP");
             } else if routed {
                 let host = format!("{}.{}", self.spec.name, self.options.domain);
-                self.spec.access = Some(Access {
-                    host: Some(host.clone()),
-                    ..Access::default()
-                });
+                let mut access = Access::default();
+                access.host = Some(host.clone());
+                self.spec.access = Some(access);
                 let published = p.published.as_deref().unwrap_or("a random port");
                 self.notes.push(format!(
                     "ports: container port {} (published on {published} by compose) is served by the ingress as http://{host}/",
@@ -952,7 +992,12 @@ impl<'a> Service<'a> {
                     if let Some(other) = modes.iter().find(|m| !matches!(**m, "ro" | "rw")) {
                         self.lost(&path, &format!("the mount option {other:?} has no equivalent"));
                     }
-                    (kind, source.map(str::to_string), target.to_string(), modes.contains(&"ro"))
+                    (
+                        kind,
+                        source.map(str::to_string),
+                        target.to_string(),
+                        modes.contains(&"ro"),
+                    )
                 }
                 Value::Mapping(m) => {
                     for k in m.keys().map(key_text) {
@@ -1067,8 +1112,9 @@ impl<'a> Service<'a> {
             Some(Value::Sequence(items)) => items.iter().map(scalar).collect(),
             Some(_) => None,
             None => {
-                self.notes
-                    .push("healthcheck without `test`: the image's own check is not run; readiness is a TCP connect".into());
+                self.notes.push(
+                    "healthcheck without `test`: the image's own check is not run; readiness is a TCP connect".into(),
+                );
                 return;
             }
         };
@@ -1135,7 +1181,7 @@ impl<'a> Service<'a> {
             }
         };
         self.notes.push(format!(
-            "depends_on: {}: pods start independently; a pod's name resolves only once one of its replicas is ready, and a replica that exits is restarted with back-off",
+            "depends_on: {} (an order Dubernetes does not keep: pods start together; a pod's name resolves once it has a ready replica, and a replica that exits is restarted with back-off)",
             deps.join(", ")
         ));
     }
@@ -1147,7 +1193,10 @@ impl<'a> Service<'a> {
         };
         for (i, item) in items.iter().enumerate() {
             if item.as_str().is_some_and(|l| l.contains(':')) {
-                self.lost(&format!("links[{i}]"), "a link alias has no equivalent: use the pod's name");
+                self.lost(
+                    &format!("links[{i}]"),
+                    "a link alias has no equivalent: use the pod's name",
+                );
             }
         }
     }
@@ -1174,7 +1223,10 @@ impl<'a> Service<'a> {
                         }
                     }
                     let target = m.get("target").and_then(Value::as_str).unwrap_or(name);
-                    (name.to_string(), target.strip_prefix("/run/secrets/").unwrap_or(target).to_string())
+                    (
+                        name.to_string(),
+                        target.strip_prefix("/run/secrets/").unwrap_or(target).to_string(),
+                    )
                 }
                 _ => {
                     self.lost(&path, "a secret name or a mapping");
@@ -1193,7 +1245,10 @@ impl<'a> Service<'a> {
                 Some(SecretSource::Environment(var)) => format!("--from-literal={target}=\"${var}\""),
                 Some(SecretSource::Unusable) => continue,
                 None => {
-                    self.lost(&path, &format!("the secret {name:?} is not declared under the top-level `secrets`"));
+                    self.lost(
+                        &path,
+                        &format!("the secret {name:?} is not declared under the top-level `secrets`"),
+                    );
                     continue;
                 }
             };
@@ -1288,10 +1343,10 @@ impl<'a> Service<'a> {
     fn memory(&mut self, path: &str, value: &Value) {
         match scalar(value).as_deref().and_then(binary_size) {
             Some(size) => self.resources().memory = Some(size),
-            None => self.out.unmapped.push(unmapped(
-                &format!("{}.{path}", self.path),
-                "not a size like 512m",
-            )),
+            None => self
+                .out
+                .unmapped
+                .push(unmapped(&format!("{}.{path}", self.path), "not a size like 512m")),
         }
     }
 

@@ -986,8 +986,8 @@ fn convert_compose(file: &str, domain: &str, strict: bool) -> anyhow::Result<Exi
     let options = compose::Options {
         domain: domain.to_string(),
     };
-    let conversion = compose::convert(&text, &compose::Source::system(dir), &options)
-        .with_context(|| escape::line(file))?;
+    let conversion =
+        compose::convert(&text, &compose::Source::system(dir), &options).with_context(|| escape::line(file))?;
     report_compose(file, &conversion);
     if strict && !conversion.unmapped.is_empty() {
         bail!(
@@ -1013,7 +1013,11 @@ fn read_compose_source(file: &str) -> anyhow::Result<(String, PathBuf)> {
     let path = PathBuf::from(file);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
     Ok((text, dir))
 }
 
@@ -1021,7 +1025,12 @@ fn read_compose_source(file: &str) -> anyhow::Result<(String, PathBuf)> {
 fn report_compose(file: &str, conversion: &compose::Conversion) {
     let on = style::enabled(true);
     for warning in &conversion.warnings {
-        eprintln!("{} {}: {}", style::paint(on, 33, "warning:"), escape::line(file), escape::line(warning));
+        eprintln!(
+            "{} {}: {}",
+            style::paint(on, 33, "warning:"),
+            escape::line(file),
+            escape::line(warning)
+        );
     }
     for lost in &conversion.unmapped {
         eprintln!(
@@ -1036,8 +1045,15 @@ fn report_compose(file: &str, conversion: &compose::Conversion) {
 
 /// The pods of a compose file for apply, diff and delete; `refuse_unmapped`
 /// (apply) makes any key that does not map an error, with the list.
-fn compose_specs(text: &str, dir: PathBuf, name: &str, options: &compose::Options, refuse_unmapped: bool) -> anyhow::Result<Vec<PodSpec>> {
-    let conversion = compose::convert(text, &compose::Source::system(dir), options).with_context(|| escape::line(name))?;
+fn compose_specs(
+    text: &str,
+    dir: PathBuf,
+    name: &str,
+    options: &compose::Options,
+    refuse_unmapped: bool,
+) -> anyhow::Result<Vec<PodSpec>> {
+    let conversion =
+        compose::convert(text, &compose::Source::system(dir), options).with_context(|| escape::line(name))?;
     report_compose(name, &conversion);
     if refuse_unmapped && !conversion.unmapped.is_empty() {
         bail!(
@@ -1058,7 +1074,11 @@ fn read_specs(sources: &[String]) -> anyhow::Result<Vec<PodSpec>> {
 /// [`read_specs`], with the options of compose files; a compose file (a
 /// top-level `services`) is converted, and refused with a key that does not
 /// map when `refuse_unmapped`.
-fn read_specs_with(sources: &[String], options: &compose::Options, refuse_unmapped: bool) -> anyhow::Result<Vec<PodSpec>> {
+fn read_specs_with(
+    sources: &[String],
+    options: &compose::Options,
+    refuse_unmapped: bool,
+) -> anyhow::Result<Vec<PodSpec>> {
     let mut specs: Vec<PodSpec> = Vec::new();
     for source in sources {
         let mut files = Vec::new();
@@ -1066,7 +1086,13 @@ fn read_specs_with(sources: &[String], options: &compose::Options, refuse_unmapp
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
             if compose::is_compose(&text) {
-                specs.extend(compose_specs(&text, PathBuf::from("."), "stdin", options, refuse_unmapped)?);
+                specs.extend(compose_specs(
+                    &text,
+                    PathBuf::from("."),
+                    "stdin",
+                    options,
+                    refuse_unmapped,
+                )?);
                 continue;
             }
             let text = unwrap_pod_objects(&text)?;
@@ -1083,7 +1109,11 @@ fn read_specs_with(sources: &[String], options: &compose::Options, refuse_unmapp
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let parsed = if compose::is_compose(&text) {
                 let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-                let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+                let dir = if dir.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    dir
+                };
                 compose_specs(&text, dir, &file.display().to_string(), options, refuse_unmapped)?
             } else {
                 let text = unwrap_pod_objects(&text)?;

@@ -42,7 +42,10 @@ async fn a_compose_stack_applies_and_runs() {
     assert_eq!(code(&out), 0, "convert: {}", stderr(&out));
     assert_eq!(stderr(&out), "", "nothing unmapped");
     let yaml = stdout(&out);
-    assert!(yaml.contains("name: web") && yaml.contains("host: web.localhost"), "{yaml}");
+    assert!(
+        yaml.contains("name: web") && yaml.contains("host: web.localhost"),
+        "{yaml}"
+    );
     assert!(yaml.contains("GREETING: from-dotenv"), "{yaml}");
     assert!(yaml.contains("# depends_on: worker"), "{yaml}");
 
@@ -82,7 +85,10 @@ async fn a_compose_stack_applies_and_runs() {
         (lines.next()? == "started").then_some(())?;
         lines.next()?.trim().parse::<u64>().ok()
     };
-    let first = wait_for("the worker's first ticks", Duration::from_secs(20), || ticks(id.clone())).await;
+    let first = wait_for("the worker's first ticks", Duration::from_secs(20), || {
+        ticks(id.clone())
+    })
+    .await;
     wait_for("more ticks on the volume", Duration::from_secs(20), || async {
         ticks(id.clone()).await.filter(|n| *n > first)
     })
