@@ -914,13 +914,14 @@ impl<'a> Service<'a> {
                     .push("no port: the pod is ready as soon as its container runs (health: {type: none})".to_string());
             }
         }
-        if !self.map.contains_key("ports") && port.is_some() {
-            if let (Some(p), true) = (port, exposed.is_empty()) {
-                self.notes.push(format!(
-                    "port {p}: what the image {} listens on (no ports in the compose file)",
-                    self.spec.image
-                ));
-            }
+        if let Some(p) = port
+            && ports.is_empty()
+            && exposed.is_empty()
+        {
+            self.notes.push(format!(
+                "port {p}: what the image {} listens on (no ports in the compose file)",
+                self.spec.image
+            ));
         }
         for p in ports {
             let routed = http.is_some_and(|h| std::ptr::eq(h, p));
