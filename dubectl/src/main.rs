@@ -47,7 +47,7 @@ struct Cli {
 enum Command {
     /// Create or update pods from YAML files, directories (*.yaml, *.yml, recursively) or - for stdin.
     #[command(
-        after_help = "Prints pod/NAME created|configured|unchanged for each pod.\n\nExamples:\n  dubectl apply -f app.yaml\n  dubectl apply -f k8s/\n  cat app.yaml | dubectl apply -f -\n  dubectl get pod whoami -o json | dubectl apply -f -\n  dubectl apply -f app.yaml --dry-run\n  dubectl apply -f app.yaml --wait --timeout 60s"
+        after_help = "Prints pod/NAME created|configured|unchanged for each pod.\n\nA compose file (a top-level `services:`) is converted as `dubectl convert` does, and refused\nwith the list of its keys that do not map.\n\nExamples:\n  dubectl apply -f app.yaml\n  dubectl apply -f k8s/\n  cat app.yaml | dubectl apply -f -\n  dubectl get pod whoami -o json | dubectl apply -f -\n  dubectl apply -f app.yaml --dry-run\n  dubectl apply -f app.yaml --wait --timeout 60s\n  dubectl apply -f docker-compose.yml --wait"
     )]
     Apply {
         /// File, directory or `-`; repeat for several.
