@@ -1,6 +1,7 @@
 //! `dubectl`: a kubectl-style client for the Dubernetes HTTP API.
 
 mod client;
+mod compose;
 mod config;
 mod diff;
 mod escape;
@@ -46,7 +47,7 @@ struct Cli {
 enum Command {
     /// Create or update pods from YAML files, directories (*.yaml, *.yml, recursively) or - for stdin.
     #[command(
-        after_help = "Prints pod/NAME created|configured|unchanged for each pod.\n\nExamples:\n  dubectl apply -f app.yaml\n  dubectl apply -f k8s/\n  cat app.yaml | dubectl apply -f -\n  dubectl get pod whoami -o json | dubectl apply -f -\n  dubectl apply -f app.yaml --dry-run\n  dubectl apply -f app.yaml --wait --timeout 60s"
+        after_help = "Prints pod/NAME created|configured|unchanged for each pod.\n\nA compose file (a top-level `services:`) is converted as `dubectl convert` does, and refused\nwith the list of its keys that do not map.\n\nExamples:\n  dubectl apply -f app.yaml\n  dubectl apply -f k8s/\n  cat app.yaml | dubectl apply -f -\n  dubectl get pod whoami -o json | dubectl apply -f -\n  dubectl apply -f app.yaml --dry-run\n  dubectl apply -f app.yaml --wait --timeout 60s\n  dubectl apply -f docker-compose.yml --wait"
     )]
     Apply {
         /// File, directory or `-`; repeat for several.
@@ -61,6 +62,24 @@ enum Command {
         /// How long --wait waits, e.g. 90s, 5m.
         #[arg(long, default_value = "120s", value_parser = parse_duration)]
         timeout: Duration,
+        /// For a compose file: published HTTP ports are served as SERVICE.DOMAIN.
+        #[arg(long, default_value = "localhost")]
+        domain: String,
+    },
+    /// Print the pods a compose file (docker-compose.yml) stands for, as YAML; name every key that does not map.
+    #[command(
+        after_help = "Each service becomes a pod: image, replicas (deploy.replicas, scale), environment, env_file,\ncommand/entrypoint, ports (the first HTTP port through the ingress as SERVICE.DOMAIN), named volumes,\ntmpfs, healthcheck (curl/wget probes become HTTP checks), resources, secrets (as secret_files);\ndepends_on and other notes become YAML comments. Keys with no equivalent (bind mounts, build,\nnetworks, TCP/UDP ports...) are listed on stderr as `unmapped: PATH: why`; the exit code is 0\nunless --strict. `${VAR}`, `${VAR:-default}` and the other compose forms are read from the\nenvironment and from .env beside the file. `dubectl apply -f docker-compose.yml` applies the\nsame pods, and refuses a file with an unmapped key. See docs/compose.md.\n\nExamples:\n  dubectl convert -f docker-compose.yml\n  dubectl convert -f compose.yaml --domain example.com > pods.yaml\n  dubectl convert -f compose.yaml --strict && dubectl apply -f compose.yaml"
+    )]
+    Convert {
+        /// The compose file, or `-` for stdin.
+        #[arg(short = 'f', long = "filename")]
+        file: String,
+        /// Published HTTP ports are served as SERVICE.DOMAIN.
+        #[arg(long, default_value = "localhost")]
+        domain: String,
+        /// Fail (exit 1, nothing printed on stdout) when a key does not map.
+        #[arg(long)]
+        strict: bool,
     },
     /// Show what `apply` would change, as a unified diff; exit 0: no changes, 1: changes, 2: error.
     #[command(after_help = "Examples:\n  dubectl diff -f app.yaml\n  dubectl diff -f k8s/ && echo up to date")]
@@ -386,6 +405,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         clap_complete::generate(shell, &mut Cli::command(), "dubectl", &mut std::io::stdout());
         return Ok(ExitCode::SUCCESS);
     }
+    // Needs no server.
+    if let Command::Convert { file, domain, strict } = &cli.command {
+        return convert_compose(file, domain, *strict);
+    }
     let settings = config::resolve(cli.server, cli.token, cli.ca_file)?;
     if let Command::Config(ConfigCommand::View) = cli.command {
         println!(
@@ -414,14 +437,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let client = Client::new(&settings.server, settings.token.as_deref(), settings.ca_file.as_deref())?;
     match cli.command {
-        Command::Completion { .. } | Command::Config(_) => Ok(ExitCode::SUCCESS),
+        Command::Completion { .. } | Command::Config(_) | Command::Convert { .. } => Ok(ExitCode::SUCCESS),
         Command::Apply {
             files,
             dry_run,
             wait,
             timeout,
+            domain,
         } => {
-            let specs = read_specs(&files)?;
+            let specs = read_specs_with(&files, &compose::Options { domain }, true)?;
             if specs.is_empty() {
                 bail!("no pod specs found in {}", files.join(", "));
             }
@@ -953,14 +977,124 @@ fn unwrap_pod_objects(text: &str) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// `dubectl convert`: the pods of a compose file on stdout, what does not map on stderr.
+fn convert_compose(file: &str, domain: &str, strict: bool) -> anyhow::Result<ExitCode> {
+    let (text, dir) = read_compose_source(file)?;
+    if !compose::is_compose(&text) {
+        bail!("{}: not a compose file (no top-level `services`)", escape::line(file));
+    }
+    let options = compose::Options {
+        domain: domain.to_string(),
+    };
+    let conversion =
+        compose::convert(&text, &compose::Source::system(dir), &options).with_context(|| escape::line(file))?;
+    report_compose(file, &conversion);
+    if strict && !conversion.unmapped.is_empty() {
+        bail!(
+            "{}: {} compose key(s) do not map (listed above); nothing printed (--strict)",
+            escape::line(file),
+            conversion.unmapped.len()
+        );
+    }
+    print!("{}", compose::to_yaml(&conversion)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A compose file's text and the directory its relative paths start from (the current one for stdin).
+fn read_compose_source(file: &str) -> anyhow::Result<(String, PathBuf)> {
+    if file == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .take(dubernetes_api::MAX_SPEC_BYTES as u64 + 1)
+            .read_to_string(&mut text)
+            .context("reading stdin")?;
+        return Ok((text, PathBuf::from(".")));
+    }
+    let path = PathBuf::from(file);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
+    Ok((text, dir))
+}
+
+/// Warnings and unmapped keys of a conversion, on stderr.
+fn report_compose(file: &str, conversion: &compose::Conversion) {
+    let on = style::enabled(true);
+    for warning in &conversion.warnings {
+        eprintln!(
+            "{} {}: {}",
+            style::paint(on, 33, "warning:"),
+            escape::line(file),
+            escape::line(warning)
+        );
+    }
+    for lost in &conversion.unmapped {
+        eprintln!(
+            "{} {}: {}: {}",
+            style::paint(on, 33, "unmapped:"),
+            escape::line(file),
+            escape::line(&lost.path),
+            escape::line(&lost.reason)
+        );
+    }
+}
+
+/// The pods of a compose file for apply, diff and delete; `refuse_unmapped`
+/// (apply) makes any key that does not map an error, with the list.
+fn compose_specs(
+    text: &str,
+    dir: PathBuf,
+    name: &str,
+    options: &compose::Options,
+    refuse_unmapped: bool,
+) -> anyhow::Result<Vec<PodSpec>> {
+    let conversion =
+        compose::convert(text, &compose::Source::system(dir), options).with_context(|| escape::line(name))?;
+    report_compose(name, &conversion);
+    if refuse_unmapped && !conversion.unmapped.is_empty() {
+        bail!(
+            "{}: not applied: {} compose key(s) do not map (listed above); `dubectl convert -f {}` prints the pods to edit and apply",
+            escape::line(name),
+            conversion.unmapped.len(),
+            escape::line(name)
+        );
+    }
+    Ok(conversion.pods.into_iter().map(|p| p.spec).collect())
+}
+
 /// Reads every spec from files, directories (recursively, *.yaml/*.yml, sorted) and `-`.
 fn read_specs(sources: &[String]) -> anyhow::Result<Vec<PodSpec>> {
+    read_specs_with(sources, &compose::Options::default(), false)
+}
+
+/// [`read_specs`], with the options of compose files; a compose file (a
+/// top-level `services`) is converted, and refused with a key that does not
+/// map when `refuse_unmapped`.
+fn read_specs_with(
+    sources: &[String],
+    options: &compose::Options,
+    refuse_unmapped: bool,
+) -> anyhow::Result<Vec<PodSpec>> {
     let mut specs: Vec<PodSpec> = Vec::new();
     for source in sources {
         let mut files = Vec::new();
         if source == "-" {
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+            if compose::is_compose(&text) {
+                specs.extend(compose_specs(
+                    &text,
+                    PathBuf::from("."),
+                    "stdin",
+                    options,
+                    refuse_unmapped,
+                )?);
+                continue;
+            }
             let text = unwrap_pod_objects(&text)?;
             specs.extend(dubernetes_api::parse_specs(&text).map_err(|e| anyhow::anyhow!("stdin: {e}"))?);
             continue;
@@ -973,8 +1107,18 @@ fn read_specs(sources: &[String]) -> anyhow::Result<Vec<PodSpec>> {
         }
         for file in files {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let text = unwrap_pod_objects(&text)?;
-            let parsed = dubernetes_api::parse_specs(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let parsed = if compose::is_compose(&text) {
+                let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+                let dir = if dir.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    dir
+                };
+                compose_specs(&text, dir, &file.display().to_string(), options, refuse_unmapped)?
+            } else {
+                let text = unwrap_pod_objects(&text)?;
+                dubernetes_api::parse_specs(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+            };
             for spec in parsed {
                 if specs.iter().any(|s| s.name == spec.name) {
                     bail!("{}: pod {:?} is defined more than once", file.display(), spec.name);
