@@ -1,0 +1,199 @@
+-- Dubernetes ingress routing (nginx's Lua module, Debian's libnginx-mod-http-lua
+-- with lua-resty-core; the same API as OpenResty and ingress-nginx).
+--
+-- Which replicas serve a pod is data, not config: the controller rewrites the
+-- pod's endpoint files (/etc/dubernetes/endpoints/<pod>.{a,b}) whenever
+-- replicas are added, removed or drained, and nginx is never reloaded for it,
+-- so no client keep-alive connection is closed. Every route proxies to the one
+-- `upstream dubernetes` block, whose balancer (`balance` below) sets the
+-- replica per request: its `keepalive` pool keeps idle connections to the
+-- replicas open and reuses them (keyed by the replica's address), which a
+-- `proxy_pass` to a variable cannot do.
+--
+-- Each worker keeps the parsed files in memory and watches the directory with
+-- inotify (through LuaJIT's FFI): a request costs one non-blocking read() of
+-- the inotify descriptor (EAGAIN while nothing changed), not two file reads.
+-- Any event (a file written, renamed, removed; a queue overflow) forgets the
+-- whole cache, so the next request of every pod reads its files again. The
+-- event is queued before the engine's write returns, so a request that starts
+-- after the controller wrote a file sees it, as when the files were read per
+-- request. Without inotify (no such directory yet, no watch left), files are
+-- read per request, and the cache never lives longer than MAX_AGE anyway.
+--
+-- Format (see dubernetes-core/src/ingress/endpoints.rs): each pod has two
+-- slots; the complete one (header and trailer carry the same number) with the
+-- higher number is current, so a slot caught half written is never used.
+--   dubernetes-endpoints 1 <seq>
+--   <ip:port>        (one a line, none when no replica is ready)
+--   end <seq>
+local ffi = require("ffi")
+local balancer = require("ngx.balancer")
+
+local DIR = "/etc/dubernetes/endpoints"
+local MAGIC = "dubernetes-endpoints 1 "
+-- Seconds a cached list is used at most, even if no inotify event came.
+local MAX_AGE = 1
+-- Methods retried on another replica after a failed connection (nginx itself
+-- never retries a POST, LOCK or PATCH that reached the replica).
+local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, PUT = true, DELETE = true, TRACE = true }
+
+ffi.cdef([[
+int inotify_init1(int flags);
+int inotify_add_watch(int fd, const char *pathname, uint32_t mask);
+long read(int fd, void *buf, unsigned long count);
+]])
+local C = ffi.C
+local IN_NONBLOCK, IN_CLOEXEC = 0x800, 0x80000
+-- modify, attrib, close_write, moved_from, moved_to, create, delete, delete_self, move_self
+local WATCH_MASK = 0x2 + 0x4 + 0x8 + 0x40 + 0x80 + 0x100 + 0x200 + 0x400 + 0x800
+local BUF_SIZE = 4096
+local buf = ffi.new("char[?]", BUF_SIZE)
+
+local notify_fd = -1 -- this worker's inotify descriptor
+local watching = false -- a watch on DIR is in place
+local cache = {} -- pod -> { servers = {...}, at = seconds }
+
+local function watch()
+    if notify_fd < 0 then
+        notify_fd = C.inotify_init1(IN_NONBLOCK + IN_CLOEXEC)
+        if notify_fd < 0 then
+            return
+        end
+    end
+    watching = C.inotify_add_watch(notify_fd, DIR, WATCH_MASK) >= 0
+end
+
+-- Forgets the cache if the directory changed since the last request.
+local function check_changes()
+    if not watching then
+        cache = {}
+        watch()
+        return
+    end
+    local changed = false
+    while true do
+        local n = tonumber(C.read(notify_fd, buf, BUF_SIZE))
+        if n <= 0 then
+            break -- EAGAIN: nothing (more) happened
+        end
+        changed = true
+        -- An IN_IGNORED event (0x8000: the directory is gone, its watch
+        -- removed) or IN_Q_OVERFLOW (0x4000): watch again; the cache is
+        -- dropped either way. The first event's mask is at offset 4.
+        local mask = ffi.cast("uint32_t *", buf + 4)[0]
+        if bit.band(mask, 0x8000 + 0x4000 + 0x400 + 0x800) ~= 0 then
+            watching = false
+        end
+    end
+    if changed then
+        cache = {}
+        if not watching then
+            watch()
+        end
+    end
+end
+
+local function slot(path)
+    local f = io.open(path, "rb")
+    if not f then
+        return nil
+    end
+    local text = f:read("*a")
+    f:close()
+    if not text or text:sub(1, #MAGIC) ~= MAGIC or text:sub(-1) ~= "\n" then
+        return nil
+    end
+    local lines = {}
+    for line in text:gmatch("([^\n]*)\n") do
+        lines[#lines + 1] = line
+    end
+    if #lines < 2 then
+        return nil
+    end
+    local seq = lines[1]:sub(#MAGIC + 1)
+    if seq == "" or lines[#lines] ~= "end " .. seq then
+        return nil
+    end
+    local servers = {}
+    for i = 2, #lines - 1 do
+        -- "10.0.0.2:80" or "[fd00::2]:80"
+        local host, port = lines[i]:match("^(.+):(%d+)$")
+        if host then
+            servers[#servers + 1] = { addr = lines[i], host = host, port = tonumber(port) }
+        end
+    end
+    return { seq = tonumber(seq) or 0, servers = servers }
+end
+
+-- The ready replicas of a pod (pod names are DNS labels: the API validated them).
+local function servers(pod)
+    check_changes()
+    local now = ngx.now()
+    local hit = cache[pod]
+    if hit and now - hit.at < MAX_AGE then
+        return hit.servers
+    end
+    local a = slot(DIR .. "/" .. pod .. ".a")
+    local b = slot(DIR .. "/" .. pod .. ".b")
+    local best = a
+    if b and (not a or b.seq > a.seq) then
+        best = b
+    end
+    local list = best and best.servers or {}
+    cache[pod] = { servers = list, at = now }
+    return list
+end
+
+local _M = {}
+
+function _M.init_worker()
+    -- Workers are forked from one master: each draws its own replicas.
+    math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
+    watch()
+end
+
+-- Access phase of a route: picks the replica, or answers 503 when none is ready.
+function _M.route(pod)
+    local list = servers(pod)
+    if #list == 0 then
+        ngx.status = 503
+        ngx.header["Content-Type"] = "text/plain"
+        ngx.print("pod ", pod, " has no ready replica\n")
+        return ngx.exit(503)
+    end
+    ngx.ctx.dub = { pod = pod, servers = list, peer = list[math.random(#list)] }
+end
+
+-- `balancer_by_lua` of the upstream: the peer chosen in route(); after a
+-- failed connection (or no answer) one other replica, for idempotent methods.
+function _M.balance()
+    local ctx = ngx.ctx.dub
+    if not ctx then
+        return ngx.exit(500)
+    end
+    local peer = ctx.peer
+    if ctx.tried then
+        -- A retry: any other replica of the list the request started with.
+        local others = {}
+        for _, s in ipairs(ctx.servers) do
+            if s.addr ~= ctx.tried.addr then
+                others[#others + 1] = s
+            end
+        end
+        -- None left: the same replica again (a kept-alive connection it had
+        -- closed does not count as a try; nginx then connects afresh).
+        if #others > 0 then
+            peer = others[math.random(#others)]
+        end
+    elseif #ctx.servers > 1 and IDEMPOTENT[ngx.req.get_method()] then
+        balancer.set_more_tries(1)
+    end
+    ctx.tried = peer
+    local ok, err = balancer.set_current_peer(peer.host, peer.port)
+    if not ok then
+        ngx.log(ngx.ERR, "pod ", ctx.pod, ": cannot route to ", peer.addr, ": ", err)
+        return ngx.exit(502)
+    end
+end
+
+return _M
