@@ -281,7 +281,7 @@ done
 # Directories compiled into Debian's nginx (see `nginx -V`), and the usual ones.
 mkdir -p "$RFS"/var/lib/nginx/{body,fastcgi,proxy,scgi,uwsgi} "$RFS/var/log/nginx" \
 	"$RFS/var/cache/nginx" "$RFS/run" "$RFS/var/lock" "$RFS/usr/lib/nginx/modules" \
-	"$RFS/usr/share/nginx/html" "$RFS/etc/nginx/modules-enabled" "$RFS/tmp"
+	"$RFS/usr/share/nginx/html" "$RFS/etc/nginx/modules-enabled" "$RFS/tmp" "$RFS/etc/dubernetes/endpoints"
 chmod 1777 "$RFS/tmp"
 ln -sfn ../run "$RFS/var/run"
 ln -sfn /dev/stdout "$RFS/var/log/nginx/access.log"

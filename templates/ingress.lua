@@ -37,11 +37,14 @@ local MAX_AGE = 1
 -- never retries a POST, LOCK or PATCH that reached the replica).
 local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, PUT = true, DELETE = true, TRACE = true }
 
-ffi.cdef([[
-int inotify_init1(int flags);
-int inotify_add_watch(int fd, const char *pathname, uint32_t mask);
-long read(int fd, void *buf, unsigned long count);
-]])
+-- Declared one by one: another module may have declared one of them already.
+for _, decl in ipairs({
+    "int inotify_init1(int flags);",
+    "int inotify_add_watch(int fd, const char *pathname, uint32_t mask);",
+    "long read(int fd, void *buf, unsigned long count);",
+}) do
+    pcall(ffi.cdef, decl)
+end
 local C = ffi.C
 local IN_NONBLOCK, IN_CLOEXEC = 0x800, 0x80000
 -- modify, attrib, close_write, moved_from, moved_to, create, delete, delete_self, move_self
@@ -77,12 +80,16 @@ local function check_changes()
             break -- EAGAIN: nothing (more) happened
         end
         changed = true
-        -- An IN_IGNORED event (0x8000: the directory is gone, its watch
-        -- removed) or IN_Q_OVERFLOW (0x4000): watch again; the cache is
-        -- dropped either way. The first event's mask is at offset 4.
-        local mask = ffi.cast("uint32_t *", buf + 4)[0]
-        if bit.band(mask, 0x8000 + 0x4000 + 0x400 + 0x800) ~= 0 then
-            watching = false
+        -- struct inotify_event: wd, mask, cookie, len (4 bytes each), name.
+        -- IN_IGNORED (0x8000: the directory is gone, its watch removed),
+        -- IN_Q_OVERFLOW (0x4000), IN_DELETE_SELF, IN_MOVE_SELF: watch again.
+        local off = 0
+        while off + 16 <= n do
+            local head = ffi.cast("uint32_t *", buf + off)
+            if bit.band(head[1], 0x8000 + 0x4000 + 0x400 + 0x800) ~= 0 then
+                watching = false
+            end
+            off = off + 16 + head[3]
         end
     end
     if changed then
@@ -152,19 +159,20 @@ function _M.init_worker()
     watch()
 end
 
--- Access phase of a route: picks the replica, or answers 503 when none is ready.
-function _M.route(pod)
+-- `set_by_lua` of a route: the replica (its address), or "" when none is
+-- ready (the route answers 503). set_by_lua is a plain function call;
+-- access_by_lua would make a coroutine per request.
+function _M.pick(pod)
     local list = servers(pod)
     if #list == 0 then
-        ngx.status = 503
-        ngx.header["Content-Type"] = "text/plain"
-        ngx.print("pod ", pod, " has no ready replica\n")
-        return ngx.exit(503)
+        return ""
     end
-    ngx.ctx.dub = { pod = pod, servers = list, peer = list[math.random(#list)] }
+    local peer = list[math.random(#list)]
+    ngx.ctx.dub = { pod = pod, servers = list, peer = peer }
+    return peer.addr
 end
 
--- `balancer_by_lua` of the upstream: the peer chosen in route(); after a
+-- `balancer_by_lua` of the upstream: the peer chosen in pick(); after a
 -- failed connection (or no answer) one other replica, for idempotent methods.
 function _M.balance()
     local ctx = ngx.ctx.dub
