@@ -33,9 +33,6 @@ local DIR = "/etc/dubernetes/endpoints"
 local MAGIC = "dubernetes-endpoints 1 "
 -- Seconds a cached list is used at most, even if no inotify event came.
 local MAX_AGE = 1
--- Methods retried on another replica after a failed connection (nginx itself
--- never retries a POST, LOCK or PATCH that reached the replica).
-local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, PUT = true, DELETE = true, TRACE = true }
 
 -- Declared one by one: another module may have declared one of them already.
 for _, decl in ipairs({
@@ -159,48 +156,52 @@ function _M.init_worker()
     watch()
 end
 
--- `set_by_lua` of a route: the replica (its address), or "" when none is
--- ready (the route answers 503). set_by_lua is a plain function call;
--- access_by_lua would make a coroutine per request.
-function _M.pick(pod)
-    local list = servers(pod)
-    if #list == 0 then
-        return ""
-    end
-    local peer = list[math.random(#list)]
-    ngx.ctx.dub = { pod = pod, servers = list, peer = peer }
-    return peer.addr
+-- `set_by_lua` of a route's retry location: "1" when the pod has a ready
+-- replica (the balancer's tries failed: 502), "0" when none (503).
+function _M.ready(pod)
+    return #servers(pod) > 0 and "1" or "0"
 end
 
--- `balancer_by_lua` of the upstream: the peer chosen in pick(); after a
--- failed connection (or no answer) one other replica, for idempotent methods.
+-- `balancer_by_lua` of the upstream: a random ready replica of the route's
+-- pod ($dub_pod); after a failed connection (or no answer) one other. Everything happens here, with no access-phase handler
+-- and no per-request context: each Lua hook a request runs costs some
+-- microseconds, which is what the ingress costs beyond plain nginx.
 function _M.balance()
-    local ctx = ngx.ctx.dub
-    if not ctx then
-        return ngx.exit(500)
+    local pod = ngx.var.dub_pod
+    local list = servers(pod)
+    local n = #list
+    if n == 0 then
+        -- nginx answers 500; the route's error_page sends it to its retry
+        -- location, which answers 503 naming the pod.
+        return ngx.exit(ngx.ERROR)
     end
-    local peer = ctx.peer
-    if ctx.tried then
-        -- A retry: any other replica of the list the request started with.
+    local peer
+    if balancer.get_last_failure() == nil then
+        peer = list[math.random(n)]
+        -- One more try, on another replica, if this one fails. nginx decides
+        -- whether a request may be retried: always when nothing was sent (a
+        -- refused or timed-out connection), never a POST, LOCK or PATCH that
+        -- reached the replica (no `non_idempotent` in proxy_next_upstream).
+        if n > 1 then
+            balancer.set_more_tries(1)
+        end
+    else
+        -- A retry: a replica not tried yet ($upstream_addr lists those
+        -- tried), else the same again (a kept-alive connection it had closed
+        -- does not count as a try; nginx then connects afresh).
+        local tried = ngx.var.upstream_addr or ""
         local others = {}
-        for _, s in ipairs(ctx.servers) do
-            if s.addr ~= ctx.tried.addr then
-                others[#others + 1] = s
+        for i = 1, n do
+            if not tried:find(list[i].addr, 1, true) then
+                others[#others + 1] = list[i]
             end
         end
-        -- None left: the same replica again (a kept-alive connection it had
-        -- closed does not count as a try; nginx then connects afresh).
-        if #others > 0 then
-            peer = others[math.random(#others)]
-        end
-    elseif #ctx.servers > 1 and IDEMPOTENT[ngx.req.get_method()] then
-        balancer.set_more_tries(1)
+        peer = others[1] and others[math.random(#others)] or list[math.random(n)]
     end
-    ctx.tried = peer
     local ok, err = balancer.set_current_peer(peer.host, peer.port)
     if not ok then
-        ngx.log(ngx.ERR, "pod ", ctx.pod, ": cannot route to ", peer.addr, ": ", err)
-        return ngx.exit(502)
+        ngx.log(ngx.ERR, "pod ", pod, ": cannot route to ", peer.addr, ": ", err)
+        return ngx.exit(ngx.ERROR)
     end
 end
 
