@@ -265,7 +265,7 @@ mod tests {
             Some("api".into())
         );
         assert_eq!(
-            route_at_line(&conf, line_of("pod api has no ready replica")),
+            route_at_line(&conf, line_of("set $dub_pod api;")),
             Some("api".into())
         );
         assert_eq!(route_at_line(&conf, line_of("server_name _;")), None);

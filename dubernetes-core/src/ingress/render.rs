@@ -333,10 +333,9 @@ mod tests {
     fn a_host_without_ready_replicas_gets_503() {
         let (conf, _) = render("t", &[Route::new("web", "web.local", vec![])]).expect("render");
         assert!(conf.contains("server_name web.local;"), "{conf}");
-        assert!(
-            conf.contains("return 503 \"pod web has no ready replica\\n\";"),
-            "{conf}"
-        );
+        // The route's router answers 503 naming the pod (route.conf, retry.conf).
+        assert!(conf.contains("set $dub_pod web;"), "{conf}");
+        assert!(conf.contains("location @retry-web {"), "{conf}");
     }
 
     #[test]
