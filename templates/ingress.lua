@@ -163,9 +163,10 @@ function _M.ready(pod)
 end
 
 -- `balancer_by_lua` of the upstream: a random ready replica of the route's
--- pod ($dub_pod); after a failed connection (or no answer) one other. Everything happens here, with no access-phase handler
--- and no per-request context: each Lua hook a request runs costs some
--- microseconds, which is what the ingress costs beyond plain nginx.
+-- pod ($dub_pod); after a failed connection (or no answer) one other.
+-- Everything happens here, with no access-phase handler and no per-request
+-- context: each Lua hook a request runs costs some microseconds, which is
+-- what the ingress costs beyond plain nginx.
 function _M.balance()
     local pod = ngx.var.dub_pod
     local list = servers(pod)
@@ -189,10 +190,13 @@ function _M.balance()
         -- A retry: a replica not tried yet ($upstream_addr lists those
         -- tried), else the same again (a kept-alive connection it had closed
         -- does not count as a try; nginx then connects afresh).
-        local tried = ngx.var.upstream_addr or ""
+        local tried = {}
+        for addr in (ngx.var.upstream_addr or ""):gmatch("[^,%s]+") do
+            tried[addr] = true
+        end
         local others = {}
         for i = 1, n do
-            if not tried:find(list[i].addr, 1, true) then
+            if not tried[list[i].addr] then
                 others[#others + 1] = list[i]
             end
         end

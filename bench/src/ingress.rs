@@ -129,7 +129,11 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
     writeln!(body, "| | requests/s | p99 latency |")?;
     writeln!(body, "|---|---:|---:|")?;
     writeln!(body, "| Dubernetes ingress | {m_rps:.0} | {:.1} ms |", ms(m_p99))?;
-    writeln!(body, "| plain nginx, static keep-alive upstream | {t_rps:.0} | {:.1} ms |", ms(t_p99))?;
+    writeln!(
+        body,
+        "| plain nginx, static keep-alive upstream | {t_rps:.0} | {:.1} ms |",
+        ms(t_p99)
+    )?;
     writeln!(
         body,
         "| ratio (ours / plain) | **{:.2}×** | **{:.2}×** |",

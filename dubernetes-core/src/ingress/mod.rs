@@ -65,18 +65,36 @@ const STATIC_FILES: [(&str, &str); 1] = [(
 /// each route and its retry location include. Keep-alive to the replicas.
 const LUA_FILES: [(&str, &str); 4] = [
     ("nginx/nginx.conf", include_str!("../../../templates/nginx-main.conf")),
-    ("dubernetes/dubernetes.lua", include_str!("../../../templates/ingress.lua")),
-    ("dubernetes/route.conf", include_str!("../../../templates/ingress-route-lua.conf")),
-    ("dubernetes/retry.conf", include_str!("../../../templates/ingress-retry-lua.conf")),
+    (
+        "dubernetes/dubernetes.lua",
+        include_str!("../../../templates/ingress.lua"),
+    ),
+    (
+        "dubernetes/route.conf",
+        include_str!("../../../templates/ingress-route-lua.conf"),
+    ),
+    (
+        "dubernetes/retry.conf",
+        include_str!("../../../templates/ingress-retry-lua.conf"),
+    ),
 ];
 
 /// With an image without it (the official nginx images have njs only): the
 /// same with njs, which reads the files per request and has no keep-alive.
 const NJS_FILES: [(&str, &str); 4] = [
-    ("nginx/nginx.conf", include_str!("../../../templates/nginx-main-njs.conf")),
+    (
+        "nginx/nginx.conf",
+        include_str!("../../../templates/nginx-main-njs.conf"),
+    ),
     ("dubernetes/ingress.js", include_str!("../../../templates/ingress.js")),
-    ("dubernetes/route.conf", include_str!("../../../templates/ingress-route-njs.conf")),
-    ("dubernetes/retry.conf", include_str!("../../../templates/ingress-retry-njs.conf")),
+    (
+        "dubernetes/route.conf",
+        include_str!("../../../templates/ingress-route-njs.conf"),
+    ),
+    (
+        "dubernetes/retry.conf",
+        include_str!("../../../templates/ingress-retry-njs.conf"),
+    ),
 ];
 
 /// A file of lua-resty-core (Debian's path), whose `ngx.balancer` the Lua
