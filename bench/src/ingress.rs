@@ -13,7 +13,7 @@ use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, Network
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, StartContainerOptions,
 };
-use dubernetes_core::{Dubernetes, IngressSettings, LABEL_INSTANCE, PodSpec};
+use dubernetes_core::{Dubernetes, IngressSettings, LABEL_INSTANCE, LABEL_ROLE, PodSpec};
 
 use crate::engine::LABEL_BENCH;
 use crate::{Ctx, Section};
@@ -37,12 +37,16 @@ fn plain_conf(servers: &[String]) -> String {
     )
 }
 
-/// One wrk run: requests/s, p99, and requests that failed (errors, non-2xx).
+/// One wrk run: requests/s, p99, requests that failed (errors, non-2xx),
+/// and the proxy container's CPU time per request (µs; None if the cgroup
+/// is not readable here).
 #[derive(Debug, Clone, Copy)]
 struct Run {
     rps: f64,
     p99: Duration,
     bad: u64,
+    requests: u64,
+    cpu_us: Option<f64>,
 }
 
 pub async fn run(ctx: &Ctx) -> Result<Section> {
@@ -62,6 +66,10 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         .build()
         .await?;
     let result = measure(ctx, &o, &instance).await;
+    // Plain nginx is on the instance's network: gone first, so the purge can remove it.
+    if let Err(e) = crate::engine::remove_labelled(&ctx.docker, LABEL_BENCH, &plain_label(ctx)).await {
+        eprintln!("bench: warning: removing plain nginx: {e}");
+    }
     if let Err(e) = o.purge().await {
         eprintln!("bench: warning: purging {instance}: {e}");
     }
@@ -85,7 +93,8 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
     let conf_dir = tempfile::tempdir()?;
     let conf = conf_dir.path().join("nginx.conf");
     std::fs::write(&conf, plain_conf(&servers))?;
-    let plain = start_plain(ctx, &network, &conf).await?;
+    let (plain, plain_id) = start_plain(ctx, &network, &conf).await?;
+    let ingress_id = ingress_container(ctx, instance).await?;
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))
@@ -94,21 +103,23 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
         wait_ok(&client, port).await?;
     }
     // Warm-up: connections, workers' caches, the replicas' threads.
-    wrk(ours, 2).await?;
-    wrk(plain, 2).await?;
+    wrk(ours, 2, None).await?;
+    wrk(plain, 2, None).await?;
     let mut mine = Vec::new();
     let mut theirs = Vec::new();
     for round in 0..rounds {
         // Alternate which goes first, so a drift in the machine's load hits both.
         let order = if round % 2 == 0 { [plain, ours] } else { [ours, plain] };
         for port in order {
-            let r = wrk(port, secs).await?;
+            let id = if port == ours { &ingress_id } else { &plain_id };
+            let r = wrk(port, secs, Some(id)).await?;
             eprintln!(
-                "bench: ingress: round {} {}: {:.0} req/s, p99 {:.1} ms",
+                "bench: ingress: round {} {}: {:.0} req/s, p99 {:.1} ms, {} µs CPU/request",
                 round + 1,
                 if port == ours { "ours" } else { "plain" },
                 r.rps,
-                ms(r.p99)
+                ms(r.p99),
+                r.cpu_us.map_or("?".into(), |c| format!("{c:.1}"))
             );
             if port == ours { &mut mine } else { &mut theirs }.push(r);
         }
@@ -116,6 +127,7 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
     let (m_rps, m_p99) = medians(&mine);
     let (t_rps, t_p99) = medians(&theirs);
     let bad: u64 = mine.iter().chain(&theirs).map(|r| r.bad).sum();
+    let (m_cpu, t_cpu) = (cpu_per_request(&mine), cpu_per_request(&theirs));
     let mut body = String::new();
     writeln!(
         body,
@@ -140,6 +152,15 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
         m_rps / t_rps.max(1.0),
         ms(m_p99) / ms(t_p99).max(0.001)
     )?;
+    if let (Some(a), Some(b)) = (m_cpu, t_cpu) {
+        writeln!(
+            body,
+            "\nCPU time of the proxy container per request (its cgroup, all rounds): Dubernetes ingress {a:.1} µs, \
+             plain nginx {b:.1} µs ({:.2}×). Less sensitive to other work on the machine than requests/s: what the \
+             Lua balancer, the endpoint cache check and the access log cost per request.",
+            a / b.max(0.001)
+        )?;
+    }
     writeln!(body, "\nEvery round (requests/s, p99):\n")?;
     writeln!(body, "| round | Dubernetes ingress | plain nginx |")?;
     writeln!(body, "|---:|---:|---:|")?;
@@ -164,6 +185,56 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
         title: "Ingress overhead vs plain nginx (issue 25)",
         body,
     })
+}
+
+/// µs of CPU per request over all rounds (None if any round has no figure).
+fn cpu_per_request(runs: &[Run]) -> Option<f64> {
+    let cpu: f64 = runs
+        .iter()
+        .map(|r| r.cpu_us.map(|c| c * r.requests as f64))
+        .sum::<Option<f64>>()?;
+    let n: u64 = runs.iter().map(|r| r.requests).sum();
+    (n > 0).then(|| cpu / n as f64)
+}
+
+/// CPU time (ns) a container used so far: cgroup v1 (cpuacct) or v2.
+fn cpu_ns(id: &str) -> Option<u64> {
+    let v1 = format!("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage");
+    if let Ok(text) = std::fs::read_to_string(v1) {
+        return text.trim().parse().ok();
+    }
+    for v2 in [
+        format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/cpu.stat"),
+        format!("/sys/fs/cgroup/docker/{id}/cpu.stat"),
+    ] {
+        if let Ok(text) = std::fs::read_to_string(v2) {
+            return text
+                .lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|us| us * 1000);
+        }
+    }
+    None
+}
+
+fn plain_label(ctx: &Ctx) -> String {
+    format!("{}-plain-nginx", ctx.run)
+}
+
+/// The id of the instance's ingress container.
+async fn ingress_container(ctx: &Ctx, instance: &str) -> Result<String> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_INSTANCE}={instance}"), format!("{LABEL_ROLE}=ingress")],
+    )]);
+    let options = ListContainersOptionsBuilder::new().filters(&filters).build();
+    ctx.docker
+        .list_containers(Some(options))
+        .await?
+        .into_iter()
+        .find_map(|c| c.id)
+        .context("the instance has no ingress container")
 }
 
 fn ms(d: Duration) -> f64 {
@@ -210,8 +281,8 @@ async fn replica_addresses(ctx: &Ctx, instance: &str, network: &str) -> Result<V
 }
 
 /// Starts plain nginx on `network` with `conf`, published on a loopback port; returns the port.
-async fn start_plain(ctx: &Ctx, network: &str, conf: &std::path::Path) -> Result<u16> {
-    let label = format!("{}-plain-nginx", ctx.run);
+async fn start_plain(ctx: &Ctx, network: &str, conf: &std::path::Path) -> Result<(u16, String)> {
+    let label = plain_label(ctx);
     ctx.cleanup.bench_label(&label);
     let body = ContainerCreateBody {
         image: Some(IMAGE.to_string()),
@@ -248,14 +319,15 @@ async fn start_plain(ctx: &Ctx, network: &str, conf: &std::path::Path) -> Result
         .docker
         .inspect_container(&created.id, None::<InspectContainerOptions>)
         .await?;
-    inspect
+    let port = inspect
         .network_settings
         .and_then(|n| n.ports)
         .and_then(|mut p| p.remove("80/tcp"))
         .flatten()
         .and_then(|b| b.into_iter().find_map(|b| b.host_port))
         .and_then(|p| p.parse().ok())
-        .context("plain nginx has no published port")
+        .context("plain nginx has no published port")?;
+    Ok((port, created.id))
 }
 
 async fn wait_ok(client: &reqwest::Client, port: u16) -> Result<()> {
@@ -277,7 +349,9 @@ async fn wait_ok(client: &reqwest::Client, port: u16) -> Result<()> {
     }
 }
 
-async fn wrk(port: u16, secs: u64) -> Result<Run> {
+/// wrk against `port`; with `container`, its CPU time per request too.
+async fn wrk(port: u16, secs: u64, container: Option<&str>) -> Result<Run> {
+    let cpu_before = container.and_then(cpu_ns);
     let out = tokio::process::Command::new("wrk")
         .arg(format!("-t{THREADS}"))
         .arg(format!("-c{CONNECTIONS}"))
@@ -294,7 +368,14 @@ async fn wrk(port: u16, secs: u64) -> Result<Run> {
     if !out.status.success() {
         bail!("wrk failed ({}): {text}", out.status);
     }
-    parse_wrk(&text).with_context(|| format!("unexpected wrk output: {text}"))
+    let cpu_after = container.and_then(cpu_ns);
+    let mut run = parse_wrk(&text).with_context(|| format!("unexpected wrk output: {text}"))?;
+    if let (Some(a), Some(b)) = (cpu_before, cpu_after)
+        && run.requests > 0
+    {
+        run.cpu_us = Some(b.saturating_sub(a) as f64 / 1000.0 / run.requests as f64);
+    }
+    Ok(run)
 }
 
 /// Requests/s, the 99th percentile of `--latency`, and failed requests.
@@ -302,7 +383,12 @@ fn parse_wrk(text: &str) -> Option<Run> {
     let mut rps = None;
     let mut p99 = None;
     let mut bad = 0;
+    let mut requests = 0;
     for line in text.lines().map(str::trim) {
+        // "70000 requests in 5.00s, 20.00MB read"
+        if let Some((n, _)) = line.split_once(" requests in ") {
+            requests = n.trim().parse().unwrap_or(0);
+        }
         if let Some(v) = line.strip_prefix("Requests/sec:") {
             rps = v.trim().parse().ok();
         } else if let Some(v) = line.strip_prefix("99%") {
@@ -321,6 +407,8 @@ fn parse_wrk(text: &str) -> Option<Run> {
         rps: rps?,
         p99: p99?,
         bad,
+        requests,
+        cpu_us: None,
     })
 }
 
@@ -353,6 +441,7 @@ mod tests {
         assert!((r.rps - 13991.36).abs() < 0.01);
         assert_eq!(r.p99, Duration::from_secs_f64(0.01474));
         assert_eq!(r.bad, 7);
+        assert_eq!(r.requests, 70000);
         assert_eq!(duration("850.00us"), Some(Duration::from_micros(850)));
         assert_eq!(duration("2.00s"), Some(Duration::from_secs(2)));
         assert!(parse_wrk("nothing").is_none());
