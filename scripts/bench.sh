@@ -6,7 +6,7 @@
 #   scripts/bench.sh heal --quick                           # one suite, smaller, for development
 #
 # Suites: heal (issue 4), scale (issue 8), rollout (issue 3), takeover (issue 17; needs PostgreSQL's
-# server binaries: apt-get install postgresql), all. Options:
+# server binaries: apt-get install postgresql), ingress (issue 25; needs wrk: apt-get install wrk), all. Options:
 # --quick, --write-docs FILE, --no-swarm (see `dubernetes-bench --help`).
 #
 # Builds the release binaries and the local images first. Bounded and loopback
@@ -19,9 +19,9 @@ log() { echo "bench.sh: $*" >&2; }
 
 command -v docker >/dev/null || { log "docker is not installed"; exit 1; }
 docker info >/dev/null 2>&1 || { log "the Docker engine does not answer: start it or set DOCKER_HOST"; exit 1; }
-[[ $# -ge 1 ]] || { log "usage: scripts/bench.sh heal|scale|rollout|swarm-backend|takeover|all [--quick] [--write-docs FILE] [--no-swarm]"; exit 2; }
+[[ $# -ge 1 ]] || { log "usage: scripts/bench.sh heal|scale|rollout|swarm-backend|takeover|ingress|all [--quick] [--write-docs FILE] [--no-swarm]"; exit 2; }
 
-for image in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/nginx:local-2; do
+for image in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/nginx:local-3; do
 	docker image inspect "$image" >/dev/null 2>&1 || { scripts/build-images.sh >/dev/null; break; }
 done
 log "cargo build --release"

@@ -8,11 +8,13 @@
 #                          exits at once (code 3); never listens; serves, then
 #                          exits after 2s (code 4); listens only after 3s
 #   dubernetes/whoami:stubborn  the same, for slow-stop tests (WHOAMI_IGNORE_SIGTERM=1)
-#   dubernetes/nginx:local-2
-#                          Debian's nginx and its njs module (libnginx-mod-http-js;
-#                          extracted, not installed) on an empty image. The ingress
-#                          routes with njs (no reload on replica changes); `:local`
-#                          (no njs) is no longer built.
+#   dubernetes/nginx:local-3
+#                          Debian's nginx with its njs and Lua modules
+#                          (libnginx-mod-http-js, libnginx-mod-http-lua with
+#                          lua-resty-core and OpenResty's LuaJIT; extracted, not
+#                          installed) on an empty image. The ingress routes with
+#                          Lua's balancer (keep-alive to replicas, no reload on
+#                          replica changes); `:local-2` (njs only) is no longer built.
 #   dubernetes/probe:local Debian's microsocks (extracted) on an empty image: the swarm
 #                          backend's probe agent on the overlay network
 #   dubernetes/busybox:local
@@ -220,6 +222,22 @@ dpkg-deb -x "$COMMON_DEB" "$DEB_ROOT"
 dpkg-deb -x "$NJS_DEB" "$DEB_ROOT"
 NJS_SO=usr/lib/nginx/modules/ngx_http_js_module.so
 [[ -f $DEB_ROOT/$NJS_SO ]] || die "$NJS_SO not found in $(basename "$NJS_DEB")"
+# Lua: the ingress's balancer picks each request's replica and keeps idle connections
+# to the replicas (no reload on replica changes). Debian's module with its NDK
+# dependency, OpenResty's LuaJIT (libluajit2) and lua-resty-core (which the module
+# requires), extracted like nginx. Their libraries need not be on the host: ldd looks
+# for them in the extracted tree.
+LUA_SO=usr/lib/nginx/modules/ngx_http_lua_module.so
+NDK_SO=usr/lib/nginx/modules/ndk_http_module.so
+for pkg in libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core lua-resty-lrucache libluajit2-5.1-2 libpcre3; do
+	deb="$(fetch_deb "$pkg")" || die "cannot download $pkg (the ingress's Lua module)"
+	log "using $(basename "$deb")"
+	dpkg-deb -x "$deb" "$DEB_ROOT"
+done
+for f in "$LUA_SO" "$NDK_SO" usr/share/lua/5.1/resty/core.lua usr/share/lua/5.1/ngx/balancer.lua; do
+	[[ -f $DEB_ROOT/$f ]] || die "$f not found in the extracted Lua packages"
+done
+DEB_LIB_PATH="$(find "$DEB_ROOT" -name '*.so*' -printf '%h\n' | sort -u | paste -sd:)"
 
 # The shared libraries nginx links to must be on the host for ldd to find them: install
 # the library packages the nginx package depends on (first alternative of each).
@@ -231,9 +249,15 @@ RFS="$STAGE/nginx/rootfs"
 mkdir -p "$RFS"
 install -D -m 0755 "$DEB_ROOT/usr/sbin/nginx" "$RFS/usr/sbin/nginx"
 install -D -m 0644 "$DEB_ROOT/$NJS_SO" "$RFS/$NJS_SO"
+install -D -m 0644 "$DEB_ROOT/$LUA_SO" "$RFS/$LUA_SO"
+install -D -m 0644 "$DEB_ROOT/$NDK_SO" "$RFS/$NDK_SO"
+mkdir -p "$RFS/usr/share/lua/5.1"
+cp -R "$DEB_ROOT/usr/share/lua/5.1/." "$RFS/usr/share/lua/5.1/"
 
-LDD_OUT="$(LC_ALL=C ldd "$DEB_ROOT/usr/sbin/nginx" && LC_ALL=C ldd "$DEB_ROOT/$NJS_SO")" ||
-	die "ldd failed on nginx or its njs module"
+LDD_OUT="$(LC_ALL=C ldd "$DEB_ROOT/usr/sbin/nginx" && LC_ALL=C ldd "$DEB_ROOT/$NJS_SO" &&
+	LC_ALL=C LD_LIBRARY_PATH="$DEB_LIB_PATH" ldd "$DEB_ROOT/$LUA_SO" &&
+	LC_ALL=C ldd "$DEB_ROOT/$NDK_SO")" ||
+	die "ldd failed on nginx or its modules"
 if grep -q 'not found' <<<"$LDD_OUT"; then
 	die "libraries of nginx missing on the host:"$'\n'"$LDD_OUT"
 fi
@@ -241,7 +265,8 @@ fi
 mapfile -t LIBS < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$LDD_OUT" | sort -u)
 [[ ${#LIBS[@]} -gt 0 ]] || die "ldd listed no libraries for nginx"
 for lib in "${LIBS[@]}"; do
-	install -D -m 0755 "$(readlink -f "$lib")" "$RFS$lib"
+	# Libraries found in the extracted packages go to their place in the image.
+	install -D -m 0755 "$(readlink -f "$lib")" "$RFS${lib#"$DEB_ROOT"}"
 done
 
 # Configuration files from the Debian package (mime.types, *_params, charset maps).
@@ -256,7 +281,7 @@ done
 # Directories compiled into Debian's nginx (see `nginx -V`), and the usual ones.
 mkdir -p "$RFS"/var/lib/nginx/{body,fastcgi,proxy,scgi,uwsgi} "$RFS/var/log/nginx" \
 	"$RFS/var/cache/nginx" "$RFS/run" "$RFS/var/lock" "$RFS/usr/lib/nginx/modules" \
-	"$RFS/usr/share/nginx/html" "$RFS/etc/nginx/modules-enabled" "$RFS/tmp"
+	"$RFS/usr/share/nginx/html" "$RFS/etc/nginx/modules-enabled" "$RFS/tmp" "$RFS/etc/dubernetes/endpoints"
 chmod 1777 "$RFS/tmp"
 ln -sfn ../run "$RFS/var/run"
 ln -sfn /dev/stdout "$RFS/var/log/nginx/access.log"
@@ -265,7 +290,7 @@ ln -sfn /dev/stderr "$RFS/var/log/nginx/error.log"
 # The project's own files (nginx.conf, conf.d/default.conf, passwd, group, html) last.
 cp -R "$ROOT/images/nginx/rootfs/." "$RFS/"
 cp "$ROOT/images/nginx/Dockerfile" "$STAGE/nginx/Dockerfile"
-docker_build "$STAGE/nginx" dubernetes/nginx:local-2
+docker_build "$STAGE/nginx" dubernetes/nginx:local-3
 
 # --- probe agent (swarm backend) ----------------------------------------------------
 PROBE_DEB="$(fetch_deb microsocks)" || die "cannot download microsocks"
@@ -303,7 +328,7 @@ chmod 1777 "$BRFS/tmp"
 cp "$ROOT/images/busybox/Dockerfile" "$STAGE/busybox/Dockerfile"
 docker_build "$STAGE/busybox" dubernetes/busybox:local
 
-for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local-2 dubernetes/probe:local dubernetes/busybox:local dubernetes/names:local; do
+for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local-3 dubernetes/probe:local dubernetes/busybox:local dubernetes/names:local; do
 	docker image inspect "$tag" >/dev/null || die "$tag missing after build"
 	echo "$tag"
 done

@@ -150,7 +150,7 @@ pub async fn remove_network(docker: &Docker, name: &str) {
     }
 }
 
-async fn remove_labelled(docker: &Docker, key: &str, value: &str) -> Result<()> {
+pub async fn remove_labelled(docker: &Docker, key: &str, value: &str) -> Result<()> {
     let ids = list_labelled(docker, key, value).await?;
     let sem = Semaphore::new(16);
     let results = join_all(ids.iter().map(|id| async {

@@ -9,6 +9,7 @@
 
 mod engine;
 mod heal;
+mod ingress;
 mod rollout;
 mod scale;
 mod server;
@@ -38,6 +39,8 @@ enum Suite {
     SwarmBackend,
     /// Issue 17: kill -9 of the leader of two servers on one PostgreSQL → a write through the survivor acted on.
     Takeover,
+    /// Issue 25: requests/s and p99 through the ingress vs plain nginx with a keep-alive upstream (wrk).
+    Ingress,
     /// All of the above.
     All,
 }
@@ -180,6 +183,9 @@ async fn run_suites(ctx: &Ctx, suite: Suite) -> Result<Vec<Section>> {
     }
     if matches!(suite, Suite::Takeover | Suite::All) {
         sections.push(takeover::run(ctx).await.context("takeover benchmark")?);
+    }
+    if matches!(suite, Suite::Ingress | Suite::All) {
+        sections.push(ingress::run(ctx).await.context("ingress benchmark")?);
     }
     Ok(sections)
 }

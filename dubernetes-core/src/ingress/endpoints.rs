@@ -1,5 +1,6 @@
 //! Endpoints without reloads: which replicas serve a pod is data nginx reads
-//! per request (`templates/ingress.js`, nginx's njs module), not part of the
+//! (`templates/ingress.lua`, nginx's Lua module: cached per worker and read
+//! again after an inotify event on the directory), not part of the
 //! config, so adding, removing or draining a replica never reloads nginx and
 //! never closes a client's idle keep-alive connection.
 //!
@@ -32,7 +33,7 @@ const ENDPOINTS_SUBDIR: &str = "dubernetes/endpoints";
 pub(super) const ENDPOINTS_DIR: &str = "/etc/dubernetes/endpoints";
 
 /// A file only this process writes into a bound directory, to check that
-/// the container sees it (njs reads only `<pod>.a` and `<pod>.b`).
+/// the container sees it (nginx reads only `<pod>.a` and `<pod>.b`).
 pub(super) const MARKER: &str = ".dubernetes-check";
 
 /// Most bytes of endpoint files read back at a resync (200 pods of 100
@@ -58,7 +59,7 @@ pub(crate) fn format(seq: u64, servers: &[String]) -> String {
 }
 
 /// The sequence number and servers of a complete endpoints file (what the
-/// njs reader accepts); `None` for a missing, partial or foreign one.
+/// Lua reader accepts); `None` for a missing, partial or foreign one.
 pub(crate) fn parse(text: &str) -> Option<(u64, Vec<String>)> {
     let body = text.strip_suffix('\n')?;
     let mut lines: Vec<&str> = body.split('\n').collect();

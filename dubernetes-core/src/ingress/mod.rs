@@ -8,10 +8,11 @@
 //! rolled back to the last good one on disk; the running nginx never saw it.
 //!
 //! The config holds hosts only. Which replicas serve a host is written to
-//! endpoint files that nginx's njs module reads per request
-//! ([`endpoints`]): replicas come and go without a reload, so client
-//! keep-alive connections stay open; nginx reloads only when the set of
-//! hosts (the server blocks) changes.
+//! endpoint files that nginx's Lua module reads (cached per worker, watched
+//! with inotify) and its balancer routes to, over kept-alive connections to
+//! the replicas ([`endpoints`], `templates/ingress.lua`): replicas come and go
+//! without a reload, so client keep-alive connections stay open; nginx
+//! reloads only when the set of hosts (the server blocks) changes.
 //!
 //! One pod's route can never stop everyone else's changes: when `nginx -t`
 //! rejects a config, the routes that cause it are found (the line nginx
@@ -51,21 +52,58 @@ pub const DEFAULT_INGRESS_IMAGE: &str = "nginx:1.27-alpine";
 const CONF_DIR: &str = "/etc/nginx/conf.d";
 const CONF_FILE: &str = "default.conf";
 
-/// Files every ingress container gets before it starts (paths under `/etc`):
-/// the main config that loads njs, the njs router, the proxy settings of
-/// every route. They never change while the container lives.
-const STATIC_FILES: [(&str, &str); 3] = [
+/// Files every ingress container gets before it starts (paths under `/etc`),
+/// whichever router it uses: the proxy settings of every route. They never
+/// change while the container lives.
+const STATIC_FILES: [(&str, &str); 1] = [(
+    "dubernetes/proxy.conf",
+    include_str!("../../../templates/ingress-proxy.conf"),
+)];
+
+/// With an image that has Lua's balancer (ours): the main config that loads
+/// the Lua module and holds the balancer's upstream, the router, and what
+/// each route and its retry location include. Keep-alive to the replicas.
+const LUA_FILES: [(&str, &str); 4] = [
     ("nginx/nginx.conf", include_str!("../../../templates/nginx-main.conf")),
-    ("dubernetes/ingress.js", include_str!("../../../templates/ingress.js")),
     (
-        "dubernetes/proxy.conf",
-        include_str!("../../../templates/ingress-proxy.conf"),
+        "dubernetes/dubernetes.lua",
+        include_str!("../../../templates/ingress.lua"),
+    ),
+    (
+        "dubernetes/route.conf",
+        include_str!("../../../templates/ingress-route-lua.conf"),
+    ),
+    (
+        "dubernetes/retry.conf",
+        include_str!("../../../templates/ingress-retry-lua.conf"),
     ),
 ];
 
+/// With an image without it (the official nginx images have njs only): the
+/// same with njs, which reads the files per request and has no keep-alive.
+const NJS_FILES: [(&str, &str); 4] = [
+    (
+        "nginx/nginx.conf",
+        include_str!("../../../templates/nginx-main-njs.conf"),
+    ),
+    ("dubernetes/ingress.js", include_str!("../../../templates/ingress.js")),
+    (
+        "dubernetes/route.conf",
+        include_str!("../../../templates/ingress-route-njs.conf"),
+    ),
+    (
+        "dubernetes/retry.conf",
+        include_str!("../../../templates/ingress-retry-njs.conf"),
+    ),
+];
+
+/// A file of lua-resty-core (Debian's path), whose `ngx.balancer` the Lua
+/// router needs: an image that has it gets [`LUA_FILES`], any other [`NJS_FILES`].
+const LUA_PROBE: &str = "/usr/share/lua/5.1/ngx/balancer.lua";
+
 /// Changes when what [`STATIC_FILES`] and the config expect of a container
 /// changes: an ingress made for another layout is replaced.
-const LAYOUT: &str = "njs-endpoints-2";
+const LAYOUT: &str = "router-include-1";
 
 /// How the ingress container is run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,7 +355,8 @@ impl Ingress {
                 self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
                 // Its files may be missing (a copy of our ingress made by
                 // someone else): the reload below loads them.
-                self.runtime.write_files(&c.id, "/etc", &static_files()).await?;
+                let files = self.static_files(&c.id).await;
+                self.runtime.write_files(&c.id, "/etc", &files).await?;
                 // The HTTPS port may only be known now: render again.
                 let routes = &self.with_tls(routes, certs, &state);
                 let (text, _) = render(&self.instance, routes)?;
@@ -373,6 +412,19 @@ impl Ingress {
         Ok(self.update_routed(&live))
     }
 
+    /// The files to write under `/etc` into container `id` (created from our
+    /// image setting): [`STATIC_FILES`] and the router its image can run.
+    async fn static_files(&self, id: &str) -> Vec<(String, Vec<u8>)> {
+        let lua = (self.runtime.read_files(id, LUA_PROBE, 1 << 20).await).is_ok_and(|f| !f.is_empty());
+        tracing::debug!(image = %self.settings.image, lua, "ingress router");
+        let router: &[(&str, &str)] = if lua { &LUA_FILES } else { &NJS_FILES };
+        STATIC_FILES
+            .iter()
+            .chain(router)
+            .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
+            .collect()
+    }
+
     /// Creates and starts a fresh ingress serving no routes (a config that
     /// cannot be rejected for anything a pod wrote); [`Ingress::apply`] then
     /// adds the routes. Returns the container id.
@@ -389,7 +441,7 @@ impl Ingress {
             .ensure_image(&self.settings.image, &crate::engine::Pull::if_missing())
             .await.map_err(|e| {
             Error::Ingress(format!(
-                "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local-2) or pass --ingress-image with an image you have",
+                "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local-3) or pass --ingress-image with an image you have",
                 self.settings.image
             ))
         })?;
@@ -423,7 +475,7 @@ impl Ingress {
         let (text, version) = render(&self.instance, &[])?;
         let id = self.runtime.create(&spec).await?;
         // Written before the start, so nginx comes up serving our config.
-        let mut files = static_files();
+        let mut files = self.static_files(&id).await;
         files.push((format!("nginx/conf.d/{CONF_FILE}"), text.clone().into_bytes()));
         self.runtime.write_files(&id, "/etc", &files).await?;
         self.runtime.start(&id).await?;
@@ -881,14 +933,6 @@ impl Ingress {
             (status, _) => Err(std::io::Error::other(format!("probe answered {status}"))),
         }
     }
-}
-
-/// [`STATIC_FILES`] as files to write under `/etc`.
-fn static_files() -> Vec<(String, Vec<u8>)> {
-    STATIC_FILES
-        .iter()
-        .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
-        .collect()
 }
 
 /// The file nginx reads for a host's HTTPS: the chain, then the key.

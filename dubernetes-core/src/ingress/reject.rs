@@ -264,10 +264,7 @@ mod tests {
             route_at_line(&conf, line_of("server_name api.local")),
             Some("api".into())
         );
-        assert_eq!(
-            route_at_line(&conf, line_of("pod api has no ready replica")),
-            Some("api".into())
-        );
+        assert_eq!(route_at_line(&conf, line_of("set $dub_pod api;")), Some("api".into()));
         assert_eq!(route_at_line(&conf, line_of("server_name _;")), None);
         // Pods sharing a host: each location is its pod's; HTTPS blocks too.
         let mut shop = Route::new("shop", "shop.local", vec![]);
