@@ -12,7 +12,9 @@
 #                          Debian's nginx and its njs module (libnginx-mod-http-js;
 #                          extracted, not installed) on an empty image. The ingress
 #                          routes with njs (no reload on replica changes); `:local`
-#                          (no njs) is no longer built.
+#                          (no njs) is no longer built. Also nginx's stream module and its
+#                          njs module (libnginx-mod-stream, libnginx-mod-stream-js), loaded
+#                          only when a pod's `expose` asks for TCP listeners.
 #   dubernetes/probe:local Debian's microsocks (extracted) on an empty image: the swarm
 #                          backend's probe agent on the overlay network
 #   dubernetes/busybox:local
@@ -214,12 +216,21 @@ done
 COMMON_DEB="$(fetch_deb nginx-common)" || die "cannot download nginx-common"
 # njs: the ingress picks replicas per request from files (no reload on replica changes).
 NJS_DEB="$(fetch_deb libnginx-mod-http-js)" || die "cannot download libnginx-mod-http-js (nginx's njs module)"
-log "using $(basename "$NGINX_DEB"), $(basename "$COMMON_DEB") and $(basename "$NJS_DEB")"
+# TCP services (pods' `expose`): the stream module and its njs module, same way.
+STREAM_DEB="$(fetch_deb libnginx-mod-stream)" || die "cannot download libnginx-mod-stream (nginx's stream module)"
+STREAM_JS_DEB="$(fetch_deb libnginx-mod-stream-js)" || die "cannot download libnginx-mod-stream-js (njs for nginx's stream module)"
+log "using $(basename "$NGINX_DEB"), $(basename "$COMMON_DEB"), $(basename "$NJS_DEB"), $(basename "$STREAM_DEB") and $(basename "$STREAM_JS_DEB")"
 dpkg-deb -x "$NGINX_DEB" "$DEB_ROOT"
 dpkg-deb -x "$COMMON_DEB" "$DEB_ROOT"
 dpkg-deb -x "$NJS_DEB" "$DEB_ROOT"
+dpkg-deb -x "$STREAM_DEB" "$DEB_ROOT"
+dpkg-deb -x "$STREAM_JS_DEB" "$DEB_ROOT"
 NJS_SO=usr/lib/nginx/modules/ngx_http_js_module.so
 [[ -f $DEB_ROOT/$NJS_SO ]] || die "$NJS_SO not found in $(basename "$NJS_DEB")"
+STREAM_SO=usr/lib/nginx/modules/ngx_stream_module.so
+STREAM_JS_SO=usr/lib/nginx/modules/ngx_stream_js_module.so
+[[ -f $DEB_ROOT/$STREAM_SO ]] || die "$STREAM_SO not found in $(basename "$STREAM_DEB")"
+[[ -f $DEB_ROOT/$STREAM_JS_SO ]] || die "$STREAM_JS_SO not found in $(basename "$STREAM_JS_DEB")"
 
 # The shared libraries nginx links to must be on the host for ldd to find them: install
 # the library packages the nginx package depends on (first alternative of each).
@@ -231,9 +242,12 @@ RFS="$STAGE/nginx/rootfs"
 mkdir -p "$RFS"
 install -D -m 0755 "$DEB_ROOT/usr/sbin/nginx" "$RFS/usr/sbin/nginx"
 install -D -m 0644 "$DEB_ROOT/$NJS_SO" "$RFS/$NJS_SO"
+install -D -m 0644 "$DEB_ROOT/$STREAM_SO" "$RFS/$STREAM_SO"
+install -D -m 0644 "$DEB_ROOT/$STREAM_JS_SO" "$RFS/$STREAM_JS_SO"
 
-LDD_OUT="$(LC_ALL=C ldd "$DEB_ROOT/usr/sbin/nginx" && LC_ALL=C ldd "$DEB_ROOT/$NJS_SO")" ||
-	die "ldd failed on nginx or its njs module"
+LDD_OUT="$(LC_ALL=C ldd "$DEB_ROOT/usr/sbin/nginx" && LC_ALL=C ldd "$DEB_ROOT/$NJS_SO" &&
+	LC_ALL=C ldd "$DEB_ROOT/$STREAM_SO" && LC_ALL=C ldd "$DEB_ROOT/$STREAM_JS_SO")" ||
+	die "ldd failed on nginx or its modules"
 if grep -q 'not found' <<<"$LDD_OUT"; then
 	die "libraries of nginx missing on the host:"$'\n'"$LDD_OUT"
 fi
