@@ -328,4 +328,55 @@ async fn bad_expose_is_refused(backend: Backend) {
     assert_eq!(status, 200, "{body}");
 }
 
-dubernetes_tests::on_both_backends!(a_tcp_client_reaches_ready_replicas_only, bad_expose_is_refused);
+/// A listen port another program holds on the host: the ingress cannot
+/// publish it, starts without its TCP listeners, and HTTP keeps working;
+/// the next change of `expose` tries again.
+async fn a_taken_listen_port_keeps_http_working(backend: Backend) {
+    let server = TestServer::start_on(backend, "tcp-taken").await;
+    let (status, body) = server
+        .put_yaml(
+            "web",
+            "name: web\nimage: dubernetes/whoami:v1\naccess: {host: web.tcp.test}\n",
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status}: {body}");
+    server.wait_converged("web", T).await;
+    wait_for("web to be routed", T, || async {
+        matches!(server.via_ingress("web.tcp.test").await, Ok((200, _))).then_some(())
+    })
+    .await;
+
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = holder.local_addr().expect("addr").port();
+    let (status, body) = server.put_yaml("echo", &echo(1, &format!("127.0.0.1:{taken}"))).await;
+    assert!(status == 200 || status == 201, "{status}: {body}");
+    server.wait_converged("echo", T).await;
+    wait_for("the ingress to give up the taken port", T, || async {
+        server
+            .log()
+            .contains("could not start with the TCP listeners")
+            .then_some(())
+    })
+    .await;
+    wait_for("web to be routed again", T, || async {
+        matches!(server.via_ingress("web.tcp.test").await, Ok((200, _))).then_some(())
+    })
+    .await;
+    for _ in 0..5 {
+        assert!(matches!(server.via_ingress("web.tcp.test").await, Ok((200, _))));
+    }
+
+    // Another port: the listeners are tried again, and serve.
+    drop(holder);
+    let port = free_port();
+    let (status, body) = server.put_yaml("echo", &echo(1, &format!("127.0.0.1:{port}"))).await;
+    assert_eq!(status, 200, "{body}");
+    wait_for("the new listener to answer", T, || async { talk(port).await.ok() }).await;
+    assert!(matches!(server.via_ingress("web.tcp.test").await, Ok((200, _))));
+}
+
+dubernetes_tests::on_both_backends!(
+    a_tcp_client_reaches_ready_replicas_only,
+    bad_expose_is_refused,
+    a_taken_listen_port_keeps_http_working
+);

@@ -150,9 +150,9 @@ pub const MAX_EXPOSE: usize = 16;
 pub struct Expose {
     /// The replicas' TCP port (1 to 65535).
     pub port: u16,
-    /// Where the ingress listens on the host: `IP:PORT` (`127.0.0.1:15432`,
-    /// `0.0.0.0:15432`, `[::1]:15432`), or a port alone (`"15432"`) for
-    /// 127.0.0.1. The port (1 to 65535, not 80 or 443) is unique in the instance.
+    /// Where the ingress listens on the host: `IPv4:PORT` (`127.0.0.1:15432`,
+    /// `0.0.0.0:15432`), or a port alone (`"15432"`) for 127.0.0.1. The
+    /// port (1 to 65535, not 80 or 443) is unique in the instance.
     #[cfg_attr(feature = "openapi", schema(example = "127.0.0.1:15432"))]
     pub listen: String,
 }
@@ -172,27 +172,32 @@ impl Expose {
     }
 }
 
-/// `expose[].listen` as a host address: `IP:PORT`, or a port alone for 127.0.0.1.
+/// `expose[].listen` as a host address: `IPv4:PORT`, or a port alone for
+/// 127.0.0.1. Decimal ports without leading zeros, 1 to 65535, not 80 or 443.
 pub fn parse_listen(listen: &str) -> Result<std::net::SocketAddr, String> {
-    let addr = if !listen.is_empty() && listen.bytes().all(|b| b.is_ascii_digit()) {
-        let port: u16 = listen
-            .parse()
-            .map_err(|_| format!("{listen:?}: the port must be 1 to 65535"))?;
-        std::net::SocketAddr::from(([127, 0, 0, 1], port))
-    } else {
-        listen.parse::<std::net::SocketAddr>().map_err(|_| {
-            "must be IP:PORT (e.g. \"127.0.0.1:15432\", \"[::1]:15432\") or a port alone (\"15432\", on 127.0.0.1)"
-                .to_string()
-        })?
+    let bad = || {
+        "must be IPv4:PORT (e.g. \"127.0.0.1:15432\", \"0.0.0.0:15432\") or a port alone (\"15432\", on 127.0.0.1)"
+            .to_string()
     };
-    match addr.port() {
-        0 => Err("the port must be 1 to 65535 (clients need to know it)".into()),
-        80 | 443 => Err(format!(
-            "port {} is the ingress container's own HTTP or HTTPS port; choose another",
-            addr.port()
-        )),
-        _ => Ok(addr),
+    let (ip, port) = match listen.rsplit_once(':') {
+        Some((ip, port)) => (ip.parse::<std::net::Ipv4Addr>().map_err(|_| bad())?, port),
+        None => (std::net::Ipv4Addr::LOCALHOST, listen),
+    };
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
     }
+    let number = match port.parse::<u16>() {
+        Ok(0) => return Err("the port must be 1 to 65535 (clients need to know it)".into()),
+        Ok(_) if port.starts_with('0') => return Err(format!("{port:?}: write the port without leading zeros")),
+        Ok(n) => n,
+        Err(_) => return Err(format!("{port:?}: the port must be 1 to 65535")),
+    };
+    if number == 80 || number == 443 {
+        return Err(format!(
+            "port {number} is the ingress container's own HTTP or HTTPS port; choose another"
+        ));
+    }
+    Ok(std::net::SocketAddr::from((ip, number)))
 }
 
 /// Most entries of `volumes` per pod.
