@@ -372,7 +372,11 @@ async fn a_taken_listen_port_keeps_http_working(backend: Backend) {
     let (status, body) = server.put_yaml("echo", &echo(1, &format!("127.0.0.1:{port}"))).await;
     assert_eq!(status, 200, "{body}");
     wait_for("the new listener to answer", T, || async { talk(port).await.ok() }).await;
-    assert!(matches!(server.via_ingress("web.tcp.test").await, Ok((200, _))));
+    // The new container's TCP listeners can serve a moment before its HTTP routes do.
+    wait_for("web to be routed by the new ingress", T, || async {
+        matches!(server.via_ingress("web.tcp.test").await, Ok((200, _))).then_some(())
+    })
+    .await;
 }
 
 dubernetes_tests::on_both_backends!(
