@@ -260,11 +260,13 @@ impl Ingress {
 
     /// The files every ingress container gets before it starts, with the TCP side of `streams`.
     fn static_files(&self, streams: &[Stream]) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut files: Vec<(String, Vec<u8>)> = static_files()
-            .into_iter()
-            .filter(|(path, _)| path != "nginx/nginx.conf")
-            .collect();
-        files.extend(stream::files(&self.instance, STATIC_FILES[0].1, streams)?);
+        const MAIN: &str = "nginx/nginx.conf";
+        let main = STATIC_FILES
+            .iter()
+            .find(|(path, _)| *path == MAIN)
+            .map_or("", |(_, text)| *text);
+        let mut files: Vec<(String, Vec<u8>)> = static_files().into_iter().filter(|(path, _)| path != MAIN).collect();
+        files.extend(stream::files(&self.instance, main, streams)?);
         Ok(files)
     }
 
