@@ -115,23 +115,25 @@ mod tests {
         Stream::new(
             "db",
             5432,
-            "127.0.0.1:15432".parse().unwrap(),
+            "127.0.0.1:15432".parse().expect("addr"),
             vec!["10.0.0.3:5432".into(), "10.0.0.2:5432".into()],
         )
     }
 
     #[test]
     fn no_listener_leaves_the_main_config_alone() {
-        let files = files("i", "events {}\n", &[]).unwrap();
-        let main = files.iter().find(|(p, _)| p == "nginx/nginx.conf").unwrap();
+        let files = files("i", "events {}\n", &[]).expect("files");
+        let main = files.iter().find(|(p, _)| p == "nginx/nginx.conf").expect("main");
         assert_eq!(main.1, b"events {}\n");
         assert!(!files.iter().any(|(p, _)| p == STREAM_FILE));
     }
 
     #[test]
     fn listeners_render_with_modules_and_a_stream_block() {
-        let files = files("i", "events {}\n", &[db()]).unwrap();
-        let text = |path: &str| String::from_utf8(files.iter().find(|(p, _)| p == path).unwrap().1.clone()).unwrap();
+        let files = files("i", "events {}\n", &[db()]).expect("files");
+        let text = |path: &str| {
+            String::from_utf8(files.iter().find(|(p, _)| p == path).expect("file").1.clone()).expect("utf-8")
+        };
         let main = text("nginx/nginx.conf");
         assert!(main.starts_with("load_module /usr/lib/nginx/modules/ngx_stream_module.so;"));
         assert!(main.contains("stream {\n    include /etc/nginx/dubernetes-stream.conf;\n}"));
@@ -146,7 +148,7 @@ mod tests {
         let mut other = db();
         other.servers.clear();
         assert_eq!(layout(&[db()]), layout(&[other]));
-        let a = Stream::new("a", 1, "127.0.0.1:2000".parse().unwrap(), vec![]);
+        let a = Stream::new("a", 1, "127.0.0.1:2000".parse().expect("addr"), vec![]);
         assert_eq!(layout(&[db(), a.clone()]), layout(&[a, db()]));
         assert_eq!(db().key, "tcp_15432");
         assert_eq!(
