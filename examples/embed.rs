@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let image = std::env::var("EMBED_IMAGE").unwrap_or_else(|_| "dubernetes/whoami:v1".into());
-    let ingress_image = std::env::var("EMBED_INGRESS_IMAGE").unwrap_or_else(|_| "dubernetes/nginx:local-3".into());
+    let ingress_image = std::env::var("EMBED_INGRESS_IMAGE").unwrap_or_else(|_| "dubernetes/nginx:local-4".into());
     let instance = format!("embed-{}", std::process::id());
 
     // An in-memory store and an ingress on a free loopback port.

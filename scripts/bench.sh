@@ -21,7 +21,7 @@ command -v docker >/dev/null || { log "docker is not installed"; exit 1; }
 docker info >/dev/null 2>&1 || { log "the Docker engine does not answer: start it or set DOCKER_HOST"; exit 1; }
 [[ $# -ge 1 ]] || { log "usage: scripts/bench.sh heal|scale|rollout|swarm-backend|takeover|ingress|all [--quick] [--write-docs FILE] [--no-swarm]"; exit 2; }
 
-for image in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/nginx:local-3; do
+for image in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/nginx:local-4; do
 	docker image inspect "$image" >/dev/null 2>&1 || { scripts/build-images.sh >/dev/null; break; }
 done
 log "cargo build --release"

@@ -8,13 +8,16 @@
 #                          exits at once (code 3); never listens; serves, then
 #                          exits after 2s (code 4); listens only after 3s
 #   dubernetes/whoami:stubborn  the same, for slow-stop tests (WHOAMI_IGNORE_SIGTERM=1)
-#   dubernetes/nginx:local-3
+#   dubernetes/nginx:local-4
 #                          Debian's nginx with its njs and Lua modules
 #                          (libnginx-mod-http-js, libnginx-mod-http-lua with
 #                          lua-resty-core and OpenResty's LuaJIT; extracted, not
 #                          installed) on an empty image. The ingress routes with
 #                          Lua's balancer (keep-alive to replicas, no reload on
-#                          replica changes); `:local-2` (njs only) is no longer built.
+#                          replica changes). Also nginx's stream module and its njs
+#                          module (libnginx-mod-stream, libnginx-mod-stream-js), loaded
+#                          only when a pod's `expose` asks for TCP listeners. Older
+#                          tags (`:local-2`, `:local-3`) are no longer built.
 #   dubernetes/probe:local Debian's microsocks (extracted) on an empty image: the swarm
 #                          backend's probe agent on the overlay network
 #   dubernetes/busybox:local
@@ -216,12 +219,21 @@ done
 COMMON_DEB="$(fetch_deb nginx-common)" || die "cannot download nginx-common"
 # njs: the ingress picks replicas per request from files (no reload on replica changes).
 NJS_DEB="$(fetch_deb libnginx-mod-http-js)" || die "cannot download libnginx-mod-http-js (nginx's njs module)"
-log "using $(basename "$NGINX_DEB"), $(basename "$COMMON_DEB") and $(basename "$NJS_DEB")"
+# TCP services (pods' `expose`): the stream module and its njs module, same way.
+STREAM_DEB="$(fetch_deb libnginx-mod-stream)" || die "cannot download libnginx-mod-stream (nginx's stream module)"
+STREAM_JS_DEB="$(fetch_deb libnginx-mod-stream-js)" || die "cannot download libnginx-mod-stream-js (njs for nginx's stream module)"
+log "using $(basename "$NGINX_DEB"), $(basename "$COMMON_DEB"), $(basename "$NJS_DEB"), $(basename "$STREAM_DEB") and $(basename "$STREAM_JS_DEB")"
 dpkg-deb -x "$NGINX_DEB" "$DEB_ROOT"
 dpkg-deb -x "$COMMON_DEB" "$DEB_ROOT"
 dpkg-deb -x "$NJS_DEB" "$DEB_ROOT"
+dpkg-deb -x "$STREAM_DEB" "$DEB_ROOT"
+dpkg-deb -x "$STREAM_JS_DEB" "$DEB_ROOT"
 NJS_SO=usr/lib/nginx/modules/ngx_http_js_module.so
 [[ -f $DEB_ROOT/$NJS_SO ]] || die "$NJS_SO not found in $(basename "$NJS_DEB")"
+STREAM_SO=usr/lib/nginx/modules/ngx_stream_module.so
+STREAM_JS_SO=usr/lib/nginx/modules/ngx_stream_js_module.so
+[[ -f $DEB_ROOT/$STREAM_SO ]] || die "$STREAM_SO not found in $(basename "$STREAM_DEB")"
+[[ -f $DEB_ROOT/$STREAM_JS_SO ]] || die "$STREAM_JS_SO not found in $(basename "$STREAM_JS_DEB")"
 # Lua: the ingress's balancer picks each request's replica and keeps idle connections
 # to the replicas (no reload on replica changes). Debian's module with its NDK
 # dependency, OpenResty's LuaJIT (libluajit2) and lua-resty-core (which the module
@@ -251,12 +263,15 @@ install -D -m 0755 "$DEB_ROOT/usr/sbin/nginx" "$RFS/usr/sbin/nginx"
 install -D -m 0644 "$DEB_ROOT/$NJS_SO" "$RFS/$NJS_SO"
 install -D -m 0644 "$DEB_ROOT/$LUA_SO" "$RFS/$LUA_SO"
 install -D -m 0644 "$DEB_ROOT/$NDK_SO" "$RFS/$NDK_SO"
+install -D -m 0644 "$DEB_ROOT/$STREAM_SO" "$RFS/$STREAM_SO"
+install -D -m 0644 "$DEB_ROOT/$STREAM_JS_SO" "$RFS/$STREAM_JS_SO"
 mkdir -p "$RFS/usr/share/lua/5.1"
 cp -R "$DEB_ROOT/usr/share/lua/5.1/." "$RFS/usr/share/lua/5.1/"
 
 LDD_OUT="$(LC_ALL=C ldd "$DEB_ROOT/usr/sbin/nginx" && LC_ALL=C ldd "$DEB_ROOT/$NJS_SO" &&
 	LC_ALL=C LD_LIBRARY_PATH="$DEB_LIB_PATH" ldd "$DEB_ROOT/$LUA_SO" &&
-	LC_ALL=C ldd "$DEB_ROOT/$NDK_SO")" ||
+	LC_ALL=C ldd "$DEB_ROOT/$NDK_SO" &&
+	LC_ALL=C ldd "$DEB_ROOT/$STREAM_SO" && LC_ALL=C ldd "$DEB_ROOT/$STREAM_JS_SO")" ||
 	die "ldd failed on nginx or its modules"
 if grep -q 'not found' <<<"$LDD_OUT"; then
 	die "libraries of nginx missing on the host:"$'\n'"$LDD_OUT"
@@ -290,7 +305,7 @@ ln -sfn /dev/stderr "$RFS/var/log/nginx/error.log"
 # The project's own files (nginx.conf, conf.d/default.conf, passwd, group, html) last.
 cp -R "$ROOT/images/nginx/rootfs/." "$RFS/"
 cp "$ROOT/images/nginx/Dockerfile" "$STAGE/nginx/Dockerfile"
-docker_build "$STAGE/nginx" dubernetes/nginx:local-3
+docker_build "$STAGE/nginx" dubernetes/nginx:local-4
 
 # --- probe agent (swarm backend) ----------------------------------------------------
 PROBE_DEB="$(fetch_deb microsocks)" || die "cannot download microsocks"
@@ -328,7 +343,7 @@ chmod 1777 "$BRFS/tmp"
 cp "$ROOT/images/busybox/Dockerfile" "$STAGE/busybox/Dockerfile"
 docker_build "$STAGE/busybox" dubernetes/busybox:local
 
-for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local-3 dubernetes/probe:local dubernetes/busybox:local dubernetes/names:local; do
+for tag in dubernetes/whoami:v1 dubernetes/whoami:v2 dubernetes/whoami:{crash,nolisten,flaky,slow,stubborn} dubernetes/nginx:local-4 dubernetes/probe:local dubernetes/busybox:local dubernetes/names:local; do
 	docker image inspect "$tag" >/dev/null || die "$tag missing after build"
 	echo "$tag"
 done

@@ -30,7 +30,7 @@ log "starting dubernetes-server (API 127.0.0.1:$API_PORT, ingress 127.0.0.1:$ING
 nohup "$BIN/dubernetes-server" --instance demo --data-dir "$DATA_DIR" \
 	--listen "127.0.0.1:$API_PORT" --ingress-listen "127.0.0.1:$INGRESS_PORT" \
 	--ingress-tls-listen "127.0.0.1:${INGRESS_TLS_PORT:-0}" \
-	--ingress-image dubernetes/nginx:local-3 >"$DATA_DIR/server.log" 2>&1 &
+	--ingress-image dubernetes/nginx:local-4 >"$DATA_DIR/server.log" 2>&1 &
 echo $! >"$DATA_DIR/server.pid"
 for _ in $(seq 1 100); do
 	curl -fsS "$DUBERNETES_SERVER/healthz" >/dev/null 2>&1 && break

@@ -18,7 +18,7 @@ use dubernetes_core::{Dubernetes, IngressSettings, LABEL_INSTANCE, LABEL_ROLE, P
 use crate::engine::LABEL_BENCH;
 use crate::{Ctx, Section};
 
-const IMAGE: &str = "dubernetes/nginx:local-3";
+const IMAGE: &str = "dubernetes/nginx:local-4";
 const BACKEND: &str = "dubernetes/whoami:v1";
 const HOST: &str = "ingress.bench.local";
 const CONNECTIONS: u32 = 32;

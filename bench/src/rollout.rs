@@ -26,7 +26,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         .instance(&instance)
         .in_memory()
         .ingress(
-            IngressSettings::new("dubernetes/nginx:local-3", "127.0.0.1:0".parse()?)
+            IngressSettings::new("dubernetes/nginx:local-4", "127.0.0.1:0".parse()?)
                 .with_endpoints_dir(endpoints.path().join("endpoints")),
         )
         .build()

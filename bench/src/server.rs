@@ -69,7 +69,7 @@ impl Server {
             .arg("--ingress-tls-listen")
             .arg("127.0.0.1:0")
             .arg("--ingress-image")
-            .arg("dubernetes/nginx:local-3")
+            .arg("dubernetes/nginx:local-4")
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

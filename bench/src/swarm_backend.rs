@@ -44,7 +44,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         .in_memory()
         .backend(Backend::Swarm)
         .ingress(
-            IngressSettings::new("dubernetes/nginx:local-3", "127.0.0.1:0".parse()?)
+            IngressSettings::new("dubernetes/nginx:local-4", "127.0.0.1:0".parse()?)
                 .with_endpoints_dir(endpoints.path().join("endpoints")),
         )
         .build()
@@ -436,7 +436,7 @@ async fn plain_nginx(ctx: &Ctx, name: &str, network: &str, service: &str) -> Res
          set $up {service};\n    proxy_pass http://$up:80;\n    proxy_next_upstream error timeout;\n  }}\n}}\n"
     );
     let body = ContainerCreateBody {
-        image: Some("dubernetes/nginx:local-3".into()),
+        image: Some("dubernetes/nginx:local-4".into()),
         labels: Some(HashMap::from([(LABEL_BENCH.to_string(), ctx.run.clone())])),
         exposed_ports: Some(vec!["80/tcp".into()]),
         host_config: Some(HostConfig {

@@ -277,6 +277,17 @@ pub enum Error {
         /// The pid its server wrote into its lock file.
         pid: Option<u32>,
     },
+    /// An `expose` entry's listen port is taken (by another pod's `expose`,
+    /// or by the ingress's own HTTP or HTTPS listener); nothing was written.
+    #[error("{field}: port {port} is already the listen port of {owner}; choose another")]
+    ListenTaken {
+        /// The entry at fault, e.g. `expose[0].listen`.
+        field: String,
+        /// The listen port.
+        port: u16,
+        /// Who has it: `pod "db"` or `the ingress's HTTP listener`.
+        owner: String,
+    },
 }
 
 /// Why a data dir cannot be used.

@@ -13,7 +13,7 @@
 //! let orchestrator = Dubernetes::builder()
 //!     .instance("demo")
 //!     .in_memory()
-//!     .ingress(IngressSettings::new("dubernetes/nginx:local-3", "127.0.0.1:0".parse().unwrap()))
+//!     .ingress(IngressSettings::new("dubernetes/nginx:local-4", "127.0.0.1:0".parse().unwrap()))
 //!     .build()
 //!     .await?;
 //! orchestrator.apply(PodSpec::new("whoami", "dubernetes/whoami:v1").with_replicas(3).with_host("whoami.local")).await?;

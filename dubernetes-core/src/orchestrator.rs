@@ -268,12 +268,47 @@ impl Dubernetes {
         self.validate(spec)?;
         let spec = &self.with_secret_versions(spec.clone()).await?;
         self.check_host(spec).await?;
+        self.check_listen(spec).await?;
+        if !spec.expose.is_empty() {
+            let others = self.handle.store.list().await?;
+            crate::store::listen_clash(spec, others.iter().map(|p| &p.spec))?;
+        }
         self.check_tls(spec).await?;
         Ok(match self.handle.store.get(&spec.name).await? {
             None => ApplyOutcome::Created,
             Some(p) if p.spec == *spec => ApplyOutcome::Unchanged,
             Some(_) => ApplyOutcome::Configured,
         })
+    }
+
+    /// Refuses an `expose` entry listening on the ingress's own HTTP or
+    /// HTTPS port on the host (the other pods' ports: the store, in its write).
+    async fn check_listen(&self, spec: &PodSpec) -> Result<()> {
+        if spec.expose.is_empty() {
+            return Ok(());
+        }
+        let ctx = self.handle.ctx();
+        let http = match self.handle.ingress.listen.port() {
+            0 => ctx.ingress.port().await,
+            p => Some(p),
+        };
+        let https = match self.handle.ingress.tls_listen.map(|a| a.port()) {
+            Some(0) => ctx.ingress.tls_port().await,
+            p => p,
+        };
+        for (i, e) in spec.expose.iter().enumerate() {
+            let Ok(addr) = e.listen_addr() else { continue };
+            for (port, what) in [(http, "HTTP"), (https, "HTTPS")] {
+                if port == Some(addr.port()) {
+                    return Err(Error::ListenTaken {
+                        field: format!("expose[{i}].listen"),
+                        port: addr.port(),
+                        owner: format!("the ingress's {what} listener"),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn check_host(&self, spec: &PodSpec) -> Result<()> {
@@ -313,6 +348,7 @@ impl Dubernetes {
     /// someone changed the pod since, and [`Error::NotFound`] when it is gone.
     pub async fn apply_if(&self, spec: PodSpec, expected: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
         self.validate(&spec)?;
+        self.check_listen(&spec).await?;
         let spec = self.with_secret_versions(spec).await?;
         // The TLS secret is checked by the store, in the write's transaction.
         let (stored, outcome) = self.handle.store.upsert_checked(&spec, expected, self.max_pods).await?;

@@ -8,7 +8,7 @@
 //! use dubernetes_core::testing::TestCluster;
 //!
 //! # async fn demo() -> Result<(), dubernetes_core::Error> {
-//! let cluster = TestCluster::builder().ingress_image("dubernetes/nginx:local-3").start().await?;
+//! let cluster = TestCluster::builder().ingress_image("dubernetes/nginx:local-4").start().await?;
 //! let pod = cluster.run(PodSpec::new("api", "my-api:dev").with_replicas(3)).await?;
 //! // Send requests to pod.url() with the header `Host: {pod.host()}`.
 //! println!("{} (Host: {})", pod.url(), pod.host());

@@ -131,6 +131,9 @@ impl From<Error> for ApiError {
                     None => error,
                 }
             }
+            Error::ListenTaken { field, .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field(field)
+            }
             Error::Limit { field, .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::LimitExceeded, message).with_field(field)
             }

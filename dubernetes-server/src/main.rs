@@ -16,7 +16,7 @@ use dubernetes_server::serve::ServeLimits;
     version,
     about,
     long_about = None,
-    after_help = "Example:\n  dubernetes-server --ingress-listen 127.0.0.1:8000 --ingress-image dubernetes/nginx:local-3\n  dubernetes-server --data-dir ./data backup ./dubernetes-backup.db"
+    after_help = "Example:\n  dubernetes-server --ingress-listen 127.0.0.1:8000 --ingress-image dubernetes/nginx:local-4\n  dubernetes-server --data-dir ./data backup ./dubernetes-backup.db"
 )]
 struct Config {
     /// Format of the server's own logs (on standard output): `text` for people, `json` (one object per line,

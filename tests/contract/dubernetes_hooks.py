@@ -10,6 +10,8 @@ generated values inside what the document says in words:
   (the document says they must be equal; JSON Schema cannot say it);
 - a pod's `volumes` mount no path twice and no volume twice in positive
   cases (the document says so in words; JSON Schema cannot say it);
+- a pod's `expose` listens on no port twice in positive cases (the
+  document says so in words; JSON Schema cannot say it);
 - a followed log never ends: `follow` is false;
 - a pod in a positive case names no secret (`image_pull_secret`,
   `secret_files`, `{secret, key}` env values): the document says each must
@@ -101,4 +103,20 @@ def map_case(context, case):
                 names.add(name)
             kept.append(volume)
         case.body["volumes"] = kept
+    if (
+        method in ("PUT", "POST")
+        and path in ("/v1/pods", "/v1/pods/{name}")
+        and _positive(case)
+        and isinstance(case.body, dict)
+        and isinstance(case.body.get("expose"), list)
+    ):
+        ports, kept = set(), []
+        for entry in case.body["expose"]:
+            listen = entry.get("listen") if isinstance(entry, dict) else None
+            port = listen.rsplit(":", 1)[-1] if isinstance(listen, str) else None
+            if port is not None and port in ports:
+                continue
+            ports.add(port)
+            kept.append(entry)
+        case.body["expose"] = kept
     return case

@@ -29,7 +29,7 @@ pub const WHOAMI_V1: &str = "dubernetes/whoami:v1";
 /// See [`WHOAMI_V1`].
 pub const WHOAMI_V2: &str = "dubernetes/whoami:v2";
 /// The locally built nginx ingress image.
-pub const NGINX_LOCAL: &str = "dubernetes/nginx:local-3";
+pub const NGINX_LOCAL: &str = "dubernetes/nginx:local-4";
 /// The swarm backend's probe agent image.
 pub const PROBE_LOCAL: &str = "dubernetes/probe:local";
 

@@ -72,7 +72,7 @@ async fn the_local_images_work_under_testcontainers() {
     assert_eq!(answer.status().as_u16(), 200);
 
     // The nginx image has the official layout: `nginx -t` passes on its default config.
-    let nginx = GenericImage::new("dubernetes/nginx", "local-3")
+    let nginx = GenericImage::new("dubernetes/nginx", "local-4")
         .with_wait_for(WaitFor::Nothing)
         .with_startup_timeout(Duration::from_secs(30))
         .start()

@@ -315,3 +315,90 @@ async fn hosts_paths_clash_and_http2() {
     let (status, by, _) = get(www("/api/x")).await.expect("api");
     assert_eq!((status, by.as_str()), (200, "api"));
 }
+
+/// One WebSocket session through the ingress: handshake (101), three frames
+/// echoed (text, a large text, binary), close.
+async fn ws_session(port: u16, host: &str) -> Result<(), String> {
+    let io = async {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut ws, response) = tokio_tungstenite::client_async(format!("ws://{host}/ws"), stream)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        if response.status().as_u16() != 101 {
+            return Err(format!("handshake answered {}", response.status()));
+        }
+        let frames = [
+            Message::text("hello"),
+            Message::text("y".repeat(20_000)),
+            Message::binary(vec![0u8, 1, 2, 255]),
+        ];
+        for frame in frames {
+            ws.send(frame.clone()).await.map_err(|e| format!("send: {e}"))?;
+            match ws.next().await {
+                Some(Ok(echoed)) if echoed == frame => {}
+                other => return Err(format!("echo: {other:?}")),
+            }
+        }
+        ws.close(None).await.map_err(|e| format!("close: {e}"))?;
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(10), io)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+/// WebSocket sessions (handshake, frames both ways) through a rolling update
+/// of the app: every one succeeds while the old replicas are replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_through_a_rolling_update() {
+    let server = TestServer::start("web-ws-roll").await;
+    let spec = |version: &str| {
+        format!(
+            "name: ws\nimage: dubernetes/whoami:v1\nreplicas: 2\nenv: {{WHOAMI_VERSION: {version}}}\n\
+             health: {{path: /healthz, interval: 200ms, timeout: 500ms}}\naccess: {{host: ws.web.test}}\n"
+        )
+    };
+    put(&server, "ws", &spec("one")).await;
+    server.wait_converged("ws", T).await;
+    wait_routed(&server, "ws.web.test").await;
+    let port = server.ingress_port().await;
+    ws_session(port, "ws.web.test")
+        .await
+        .expect("a session before the update");
+
+    put(&server, "ws", &spec("two")).await;
+    let (mut ok, mut failed) = (0u32, Vec::new());
+    let deadline = Instant::now() + T;
+    let mut settled_rounds = 0;
+    while settled_rounds < 20 {
+        assert!(Instant::now() < deadline, "ws did not converge; failures: {failed:?}");
+        match ws_session(port, "ws.web.test").await {
+            Ok(()) => ok += 1,
+            Err(e) => failed.push(e),
+        }
+        let (status, pod) = server.get_json("/v1/pods/ws").await;
+        let s = &pod["status"];
+        let converged = status == 200
+            && s["ready_replicas"] == 2
+            && s["updated_replicas"] == 2
+            && s["current_replicas"] == 2
+            && s["observed_generation"] == pod["generation"];
+        if converged {
+            settled_rounds += 1;
+        }
+    }
+    eprintln!(
+        "WebSocket sessions during the rollout: {ok} ok, {} failed",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "WebSocket sessions failed during the rollout: {failed:?}"
+    );
+    assert!(ok > 20, "{ok}");
+    let (status, body) = server.via_ingress("ws.web.test").await.expect("GET /");
+    assert_eq!(status, 200);
+    assert!(body.contains("Version: two"), "{body}");
+}

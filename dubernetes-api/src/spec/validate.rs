@@ -178,6 +178,7 @@ impl PodSpec {
             }
         }
         self.validate_access(&mut problems);
+        self.validate_expose(&mut problems);
         self.validate_secret_refs(&mut problems);
         if problems.is_empty() {
             Ok(())
@@ -186,6 +187,35 @@ impl PodSpec {
                 pod: self.name.clone(),
                 problems,
             })
+        }
+    }
+
+    /// Checks `expose`: ports, listen addresses, no listen port twice.
+    fn validate_expose(&self, problems: &mut Vec<FieldError>) {
+        if self.expose.len() > super::MAX_EXPOSE {
+            problems.push(FieldError::new(
+                "expose",
+                format!("at most {} entries", super::MAX_EXPOSE),
+            ));
+            return;
+        }
+        let mut seen: Vec<(u16, usize)> = Vec::new();
+        for (i, e) in self.expose.iter().enumerate() {
+            if e.port == 0 {
+                problems.push(FieldError::new(format!("expose[{i}].port"), "must be 1 to 65535"));
+            }
+            match e.listen_addr() {
+                Ok(addr) => {
+                    if let Some((_, j)) = seen.iter().find(|(p, _)| *p == addr.port()) {
+                        problems.push(FieldError::new(
+                            format!("expose[{i}].listen"),
+                            format!("port {} is also the listen port of expose[{j}]", addr.port()),
+                        ));
+                    }
+                    seen.push((addr.port(), i));
+                }
+                Err(m) => problems.push(FieldError::new(format!("expose[{i}].listen"), m)),
+            }
         }
     }
 

@@ -134,7 +134,7 @@ impl Context {
             }
         }
         if let Err(e) = unrouted {
-            if stored.is_some_and(|p| p.spec.host().is_some()) {
+            if stored.is_some_and(|p| p.spec.host().is_some() || !p.spec.expose.is_empty()) {
                 // Never stop a replica the ingress may still route to: keep it
                 // serving, and let the error policy retry the reconcile.
                 let mut draining = lock(&self.draining);

@@ -18,7 +18,9 @@ impl Context {
         // while it starts containers. The ingress takes this path only while
         // its container and config are what it last applied.
         if !self.ingress_full.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            let routes = self.routes(&pods, &self.observed_all());
+            let observed = self.observed_all();
+            let routes = self.routes(&pods, &observed);
+            self.ingress.set_streams(self.streams(&pods, &observed));
             let certs = self.route_certificates(&pods).await?;
             match self.ingress.sync_endpoints(&routes, &certs).await {
                 Ok(Some(changed)) => {
@@ -33,6 +35,7 @@ impl Context {
         }
         let containers = self.list_instance().await?;
         let routes = self.routes(&pods, &containers);
+        self.ingress.set_streams(self.streams(&pods, &containers));
         let ingress: Vec<&Observed> = containers.iter().filter(|c| c.role == "ingress").collect();
         let certs = self.route_certificates(&pods).await?;
         let result = self.ingress.sync(&routes, &ingress, &certs).await;
@@ -128,6 +131,29 @@ impl Context {
                     })
                     .collect();
                 Some(Route::with_ids(&p.spec.name, host, servers).with_access(&p.spec))
+            })
+            .collect()
+    }
+
+    /// The TCP listeners of pods' `expose`, each with the pod's serving
+    /// (ready, not draining) replicas at the entry's port.
+    pub(super) fn streams(&self, pods: &[StoredPod], containers: &[Observed]) -> Vec<crate::ingress::Stream> {
+        pods.iter()
+            .filter(|p| !p.spec.expose.is_empty())
+            .flat_map(|p| {
+                let ips: Vec<IpAddr> = containers
+                    .iter()
+                    .filter(|c| c.role == "replica" && c.pod.as_deref() == Some(p.spec.name.as_str()))
+                    .filter(|c| self.is_serving(c, &p.spec))
+                    .filter_map(|c| c.ip.as_deref()?.parse().ok())
+                    .collect();
+                p.spec.exposed().into_iter().map(move |(port, listen)| {
+                    let servers = ips
+                        .iter()
+                        .map(|ip| std::net::SocketAddr::new(*ip, port).to_string())
+                        .collect();
+                    crate::ingress::Stream::new(&p.spec.name, port, listen, servers)
+                })
             })
             .collect()
     }

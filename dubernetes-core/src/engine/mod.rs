@@ -165,6 +165,9 @@ pub struct ContainerSpec {
     /// A plain container of this engine even on Swarm (the name responder,
     /// as the ingress and the probe agent).
     pub plain: bool,
+    /// More ports to publish with `publish`: container port and host
+    /// address (the ingress's TCP listeners of pods' `expose`).
+    pub publish_more: Vec<(u16, SocketAddr)>,
 }
 
 /// What a replica takes from secrets, resolved by the controller when it

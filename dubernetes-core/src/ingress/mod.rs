@@ -33,6 +33,7 @@ use tokio::sync::Mutex;
 mod endpoints;
 mod reject;
 mod render;
+mod stream;
 
 #[cfg(test)]
 pub(crate) use endpoints::{latest as latest_endpoints, slot_path as endpoints_slot};
@@ -40,6 +41,7 @@ pub(crate) use endpoints::{latest as latest_endpoints, slot_path as endpoints_sl
 pub(crate) use reject::RejectionChange;
 use reject::{Check, Rejections};
 pub(crate) use render::{Route, RouteTls, render};
+pub(crate) use stream::Stream;
 
 use crate::engine::{BindDir, Network};
 use crate::error::{Error, Result};
@@ -193,6 +195,14 @@ struct State {
     /// The host directory the container's endpoint files are in, once
     /// checked (see [`IngressSettings::endpoints_dir`]); None: the archive API.
     bound: Option<std::path::PathBuf>,
+    /// The TCP listeners of this sync (pods' `expose`, see [`stream`]).
+    streams: Vec<Stream>,
+    /// [`stream::layout`] of the container's listeners.
+    stream_layout: String,
+    /// A layout the ingress could not start with (a host port taken, an
+    /// image without the stream modules): served without TCP listeners
+    /// until `expose` changes, so HTTP keeps working.
+    failed_layout: Option<String>,
 }
 
 impl State {
@@ -242,6 +252,8 @@ pub(crate) struct Ingress {
     published_tls: std::sync::atomic::AtomicU32,
     /// `state.bound.is_some()`, likewise.
     bound: std::sync::atomic::AtomicBool,
+    /// The TCP listeners wanted, from [`Ingress::set_streams`].
+    streams: StdMutex<Arc<Vec<Stream>>>,
 }
 
 impl Ingress {
@@ -263,10 +275,29 @@ impl Ingress {
             published: std::sync::atomic::AtomicU32::new(0),
             published_tls: std::sync::atomic::AtomicU32::new(0),
             bound: std::sync::atomic::AtomicBool::new(false),
+            streams: StdMutex::new(Arc::new(Vec::new())),
         }
     }
 
-    fn config_hash(&self) -> String {
+    /// The TCP listeners (pods' `expose`) and their ready replicas, for the
+    /// next sync: replicas go live with the endpoint files, no reload; a
+    /// changed set of listeners makes a new ingress container.
+    pub(crate) fn set_streams(&self, streams: Vec<Stream>) {
+        *lock(&self.streams) = Arc::new(streams);
+    }
+
+    /// The listeners to serve: those wanted, or none while they are the
+    /// set the ingress could not start with.
+    fn effective_streams(&self, state: &State) -> Vec<Stream> {
+        let wanted = lock(&self.streams).as_ref().clone();
+        if state.failed_layout.as_deref() == Some(stream::layout(&wanted).as_str()) {
+            return Vec::new();
+        }
+        wanted
+    }
+
+    /// The files every ingress container gets before it starts, with the TCP side of `streams`.
+    fn config_hash(&self, streams: &[Stream]) -> String {
         let l = &self.settings.limits;
         // The host limits count too: an ingress made before them (or with
         // other flags) is replaced once, so it runs with what the flags say.
@@ -275,8 +306,13 @@ impl Ingress {
             .tls_listen
             .map(|t| format!("|tls={t}"))
             .unwrap_or_default();
+        // The TCP listeners too: their ports are published at creation.
+        let tcp = match stream::layout(streams) {
+            l if l.is_empty() => l,
+            l => format!("|tcp={l}"),
+        };
         let digest = Sha256::digest(format!(
-            "{}|{}|{}|{LAYOUT}|log={}x{}|pids={:?}|nnp={}{tls}",
+            "{}|{}|{}|{LAYOUT}|log={}x{}|pids={:?}|nnp={}{tls}{tcp}",
             self.settings.image,
             self.settings.listen,
             self.network,
@@ -309,7 +345,8 @@ impl Ingress {
         let mut state = self.state.lock().await;
         let routes = &self.with_tls(routes, certs, &state);
         let (text, _) = render(&self.instance, routes)?;
-        let hash = self.config_hash();
+        state.streams = self.effective_streams(&state);
+        let hash = self.config_hash(&state.streams);
         let healthy = observed.iter().find(|c| {
             c.name == self.name
                 && c.state == crate::runtime::ContainerState::Running
@@ -355,8 +392,9 @@ impl Ingress {
                 self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
                 // Its files may be missing (a copy of our ingress made by
                 // someone else): the reload below loads them.
-                let files = self.static_files(&c.id).await;
+                let files = self.static_files(&c.id, &state.streams).await?;
                 self.runtime.write_files(&c.id, "/etc", &files).await?;
+                state.stream_layout = stream::layout(&state.streams);
                 // The HTTPS port may only be known now: render again.
                 let routes = &self.with_tls(routes, certs, &state);
                 let (text, _) = render(&self.instance, routes)?;
@@ -369,7 +407,17 @@ impl Ingress {
                 for c in observed {
                     self.runtime.remove(&c.id).await?;
                 }
-                let id = self.create(&mut state).await?;
+                let id = match self.create(&mut state).await {
+                    Ok(id) => id,
+                    Err(e) if !state.streams.is_empty() => {
+                        // HTTP first: without the listeners, until `expose` changes.
+                        tracing::warn!(error = %e, listeners = %stream::layout(&state.streams), "the ingress could not start with the TCP listeners of `expose`; starting it without them");
+                        state.failed_layout = Some(stream::layout(&state.streams));
+                        state.streams.clear();
+                        self.create(&mut state).await?
+                    }
+                    Err(e) => return Err(e),
+                };
                 let routes = &self.with_tls(routes, certs, &state);
                 let (text, _) = render(&self.instance, routes)?;
                 self.write_certs(&id, certs, &mut state).await?;
@@ -399,6 +447,11 @@ impl Ingress {
         if !state.has_config(&text) {
             return Ok(None);
         }
+        let streams = self.effective_streams(&state);
+        if stream::layout(&streams) != state.stream_layout {
+            return Ok(None);
+        }
+        state.streams = streams;
         Ok(Some(self.route_replicas(&id, routes, &mut state).await?))
     }
 
@@ -414,15 +467,21 @@ impl Ingress {
 
     /// The files to write under `/etc` into container `id` (created from our
     /// image setting): [`STATIC_FILES`] and the router its image can run.
-    async fn static_files(&self, id: &str) -> Vec<(String, Vec<u8>)> {
+    async fn static_files(&self, id: &str, streams: &[Stream]) -> Result<Vec<(String, Vec<u8>)>> {
+        const MAIN: &str = "nginx/nginx.conf";
         let lua = (self.runtime.read_files(id, LUA_PROBE, 1 << 20).await).is_ok_and(|f| !f.is_empty());
         tracing::debug!(image = %self.settings.image, lua, "ingress router");
         let router: &[(&str, &str)] = if lua { &LUA_FILES } else { &NJS_FILES };
-        STATIC_FILES
+        // The main config gains the stream block when a pod exposes TCP ports.
+        let main = router.iter().find(|(path, _)| *path == MAIN).map_or("", |(_, text)| *text);
+        let mut files: Vec<(String, Vec<u8>)> = STATIC_FILES
             .iter()
             .chain(router)
+            .filter(|(path, _)| *path != MAIN)
             .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
-            .collect()
+            .collect();
+        files.extend(stream::files(&self.instance, main, streams)?);
+        Ok(files)
     }
 
     /// Creates and starts a fresh ingress serving no routes (a config that
@@ -441,14 +500,14 @@ impl Ingress {
             .ensure_image(&self.settings.image, &crate::engine::Pull::if_missing())
             .await.map_err(|e| {
             Error::Ingress(format!(
-                "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local-3) or pass --ingress-image with an image you have",
+                "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local-4) or pass --ingress-image with an image you have",
                 self.settings.image
             ))
         })?;
         let mut labels = HashMap::from([
             (LABEL_INSTANCE.to_string(), self.instance.clone()),
             (LABEL_ROLE.to_string(), "ingress".to_string()),
-            (LABEL_INGRESS_CONFIG.to_string(), self.config_hash()),
+            (LABEL_INGRESS_CONFIG.to_string(), self.config_hash(&state.streams)),
         ]);
         let bind = self.endpoints_dir();
         if let Some(dir) = bind.as_ref().and_then(|d| d.to_str()) {
@@ -463,6 +522,7 @@ impl Ingress {
             limits: self.settings.limits,
             publish: Some(self.settings.listen),
             publish_tls: self.settings.tls_listen,
+            publish_more: stream::published(&state.streams),
             binds: bind
                 .iter()
                 .map(|host| BindDir {
@@ -474,30 +534,44 @@ impl Ingress {
         };
         let (text, version) = render(&self.instance, &[])?;
         let id = self.runtime.create(&spec).await?;
-        // Written before the start, so nginx comes up serving our config.
-        let mut files = self.static_files(&id).await;
-        files.push((format!("nginx/conf.d/{CONF_FILE}"), text.clone().into_bytes()));
-        self.runtime.write_files(&id, "/etc", &files).await?;
-        self.runtime.start(&id).await?;
-        if let Some(dir) = &bind {
-            let bound = self.check_bound(&id, dir).await;
-            self.set_bound(state, bound);
+        // A container that cannot serve (a published port taken on the
+        // host, nginx refusing to start) does not stay behind: the next
+        // attempt makes one of the same name.
+        let started = async {
+            // Written before the start, so nginx comes up serving our config.
+            let mut files = self.static_files(&id, &state.streams).await?;
+            files.push((format!("nginx/conf.d/{CONF_FILE}"), text.clone().into_bytes()));
+            self.runtime.write_files(&id, "/etc", &files).await?;
+            self.runtime.start(&id).await?;
+            if let Some(dir) = &bind {
+                let bound = self.check_bound(&id, dir).await;
+                self.set_bound(state, bound);
+            }
+            if let Check::Rejected(output) = self.check(&id).await? {
+                return Err(Error::Ingress(format!(
+                    "nginx -t rejected the generated config even without routes (does the image's nginx.conf set server_names_hash_* itself?): {output}"
+                )));
+            }
+            state.port = self.runtime.published_port(&id, 80).await?;
+            state.tls_port = match self.settings.tls_listen {
+                Some(_) => self.runtime.published_port(&id, 443).await?,
+                None => None,
+            };
+            self.published_tls
+                .store(state.tls_port.map_or(0, u32::from), Ordering::Relaxed);
+            state.written_certs.clear();
+            self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
+            self.wait_live(state.port, &version).await?;
+            Ok::<(), Error>(())
         }
-        if let Check::Rejected(output) = self.check(&id).await? {
-            return Err(Error::Ingress(format!(
-                "nginx -t rejected the generated config even without routes (does the image's nginx.conf set server_names_hash_* itself?): {output}"
-            )));
+        .await;
+        if let Err(e) = started {
+            if let Err(removing) = self.runtime.remove(&id).await {
+                tracing::warn!(error = %removing, "removing an ingress container that did not start failed");
+            }
+            return Err(e);
         }
-        state.port = self.runtime.published_port(&id, 80).await?;
-        state.tls_port = match self.settings.tls_listen {
-            Some(_) => self.runtime.published_port(&id, 443).await?,
-            None => None,
-        };
-        self.published_tls
-            .store(state.tls_port.map_or(0, u32::from), Ordering::Relaxed);
-        state.written_certs.clear();
-        self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
-        self.wait_live(state.port, &version).await?;
+        state.stream_layout = stream::layout(&state.streams);
         state.container_id = Some(id.clone());
         state.last_applied = Some(text);
         state.version = Some(version);
@@ -676,10 +750,22 @@ impl Ingress {
     /// Writes the endpoint files of the pods whose replicas changed, in one
     /// engine call. Live when it returns: nginx reads them per request.
     async fn write_endpoints(&self, id: &str, routes: &[Route], state: &mut State) -> Result<()> {
-        let (files, pending) = state
-            .written
-            .changes(routes.iter().map(|r| (r.pod.as_str(), r.servers.as_slice())));
-        state.written.retain(&routes.iter().map(|r| r.pod.as_str()).collect());
+        // The TCP listeners' files beside the pods' (`tcp_<port>`: no pod has that name).
+        let streams = std::mem::take(&mut state.streams);
+        let (files, pending) = state.written.changes(
+            routes
+                .iter()
+                .map(|r| (r.pod.as_str(), r.servers.as_slice()))
+                .chain(streams.iter().map(|s| (s.key.as_str(), s.servers.as_slice()))),
+        );
+        state.written.retain(
+            &routes
+                .iter()
+                .map(|r| r.pod.as_str())
+                .chain(streams.iter().map(|s| s.key.as_str()))
+                .collect(),
+        );
+        state.streams = streams;
         if files.is_empty() {
             return Ok(());
         }

@@ -432,6 +432,36 @@ pub(crate) fn route_clash<'a>(spec: &PodSpec, others: impl IntoIterator<Item = &
     Ok(())
 }
 
+/// The first `expose` entry of `spec` whose listen port another pod of
+/// `others` already listens on: [`Error::ListenTaken`] naming that pod. The
+/// port alone counts (the ingress container listens on it, whatever the host IP).
+pub(crate) fn listen_clash<'a>(spec: &PodSpec, others: impl IntoIterator<Item = &'a PodSpec>) -> Result<()> {
+    let mine: Vec<(usize, u16)> = spec
+        .expose
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| Some((i, e.listen_addr().ok()?.port())))
+        .collect();
+    if mine.is_empty() {
+        return Ok(());
+    }
+    for other in others {
+        if other.name == spec.name {
+            continue;
+        }
+        for (_, addr) in other.exposed() {
+            if let Some((i, port)) = mine.iter().find(|(_, p)| *p == addr.port()) {
+                return Err(Error::ListenTaken {
+                    field: format!("expose[{i}].listen"),
+                    port: *port,
+                    owner: format!("pod {:?}", other.name),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What the `host` column of a pod holds: its first host, and its path when
 /// not `/` (`a.com/api`). Unique among pods because [`route_clash`] refuses
 /// a pod that shares a host and a path with another; the column's UNIQUE

@@ -109,6 +109,18 @@ macro_rules! sql_store {
                         .collect();
                     crate::store::route_clash(spec, &others)?;
                 }
+                if !spec.expose.is_empty() {
+                    // Likewise for listen ports of `expose`.
+                    let others: Vec<String> = sqlx::query_scalar("SELECT spec FROM pods WHERE name != $1")
+                        .bind(&spec.name)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let others: Vec<PodSpec> = others
+                        .iter()
+                        .filter_map(|json| serde_json::from_str(json).ok())
+                        .collect();
+                    crate::store::listen_clash(spec, &others)?;
+                }
                 // The TLS secret is checked in this transaction: a secret
                 // deleted or replaced at the same time waits for it, or is seen.
                 let hosts = spec.hosts();

@@ -48,6 +48,12 @@ pub const MOUNT_PATH: &str = concat!(
 pub const ENV_KEY: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 /// A path a readiness check may GET: RFC 3986 characters only.
 pub const HTTP_PATH: &str = r"^/[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*$";
+/// `expose[].listen`: `IPv4:PORT` or a port alone, the port 1 to 65535
+/// without leading zeros and not 80 or 443 (the ingress's own).
+pub const LISTEN: &str = concat!(
+    r"^(?:(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]):)?",
+    r"(?!(?:80|443)$)(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+);
 /// A NUL character (text must not contain one).
 const NUL: &str = "\0";
 
@@ -183,6 +189,24 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
             {"required": ["tmpfs"], "properties": {
                 "tmpfs": mount_path, "size": tmpfs_size, "name": absent, "path": absent}},
         ]}),
+    );
+
+    // `expose`: no listen port twice is said in words: JSON Schema cannot.
+    set(
+        doc,
+        &format!("{pod}/expose"),
+        json!({"maxItems": dubernetes_core::dubernetes_api::MAX_EXPOSE,
+        "description": format!("TCP ports of the replicas the ingress publishes on the host, for clients outside the instance; ready replicas only. At most {} entries, no listen port twice in the instance (another pod's: 409), none the ingress's own HTTP or HTTPS port on the host (409).", dubernetes_core::dubernetes_api::MAX_EXPOSE)}),
+    );
+    set(
+        doc,
+        &format!("{s}/Expose/properties/port"),
+        json!({"format": "int32", "minimum": 1, "maximum": 65535}),
+    );
+    set(
+        doc,
+        &format!("{s}/Expose/properties/listen"),
+        json!({"pattern": LISTEN, "minLength": 1, "maxLength": 21}),
     );
 
     let res = format!("{s}/Resources/properties");
@@ -574,6 +598,46 @@ mod tests {
         for k in ["A", "_a1", "1a", "a-b", "a b", "PATH"] {
             let ok = !spec("p", "x", None, Some(k)).is_err_and(|f| f.iter().any(|f| f.starts_with("env.")));
             assert_eq!(matches(ENV_KEY, k), ok, "env key {k:?}");
+        }
+    }
+
+    #[test]
+    fn the_listen_pattern_is_the_servers_rule() {
+        // The regex crate has no look-ahead: 80 and 443 are checked apart.
+        let pattern = LISTEN.replace(r"(?!(?:80|443)$)", "");
+        assert_ne!(pattern, LISTEN);
+        for l in [
+            "15432",
+            "1",
+            "65535",
+            "65536",
+            "0",
+            "80",
+            "443",
+            "8080",
+            "4430",
+            "015432",
+            "127.0.0.1:15432",
+            "0.0.0.0:1",
+            "255.255.255.255:65535",
+            "256.0.0.1:1",
+            "127.0.0.01:1",
+            "127.0.0.1:080",
+            "127.0.0.1:80",
+            "127.0.0.1:",
+            ":1",
+            "[::1]:1",
+            "localhost:1",
+            "1.2.3:4",
+            " 1",
+        ] {
+            let port = l.rsplit(':').next().unwrap_or_default();
+            let expected = matches(&pattern, l) && port != "80" && port != "443";
+            assert_eq!(
+                dubernetes_core::dubernetes_api::parse_listen(l).is_ok(),
+                expected,
+                "listen {l:?}"
+            );
         }
     }
 }

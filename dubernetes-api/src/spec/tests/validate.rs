@@ -371,3 +371,55 @@ fn volumes_and_strategy_are_in_the_revision_only_where_they_change_containers() 
         serde_json::to_string(&parse_one("name: p\nimage: i\nupdate: {max_surge: 2}\n").expect("valid")).expect("json");
     assert!(!json.contains("strategy") && !json.contains("volumes"), "{json}");
 }
+
+#[test]
+fn expose_is_checked() {
+    let spec = parse_one(
+        "name: db\nimage: i\nexpose: [{port: 5432, listen: \"127.0.0.1:15432\"}, {port: 9000, listen: \"19000\"}, {port: 1, listen: \"0.0.0.0:19001\"}]\n",
+    )
+    .expect("valid");
+    let exposed: Vec<(u16, String)> = spec.exposed().into_iter().map(|(p, a)| (p, a.to_string())).collect();
+    assert_eq!(
+        exposed,
+        [
+            (5432, "127.0.0.1:15432".to_string()),
+            (9000, "127.0.0.1:19000".to_string()),
+            (1, "0.0.0.0:19001".to_string())
+        ]
+    );
+    for (expose, field) in [
+        ("[{port: 0, listen: \"15432\"}]", "expose[0].port"),
+        ("[{port: 1, listen: \"127.0.0.1\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"127.0.0.1:0\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"0\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"70000\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"db.example.com:5432\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"[::1]:15432\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"015432\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"127.0.0.1:08000\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"127.0.0.01:8000\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \":8000\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"127.0.0.1:+8000\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"127.0.0.1:443\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"80\"}]", "expose[0].listen"),
+        (
+            "[{port: 1, listen: \"15432\"}, {port: 2, listen: \"0.0.0.0:15432\"}]",
+            "expose[1].listen",
+        ),
+    ] {
+        assert_eq!(
+            invalid_fields(&format!("name: p\nimage: i\nexpose: {expose}\n")),
+            [field],
+            "{expose}"
+        );
+    }
+    let many: Vec<String> = (0..17)
+        .map(|i| format!("{{port: 1, listen: \"{}\"}}", 20000 + i))
+        .collect();
+    assert_eq!(
+        invalid_fields(&format!("name: p\nimage: i\nexpose: [{}]\n", many.join(", "))),
+        ["expose"]
+    );
+    assert!(parse_one("name: p\nimage: i\nexpose: [{port: 1, listen: \"1\", proto: udp}]\n").is_err());
+}
