@@ -125,3 +125,125 @@ fn multinode_replicas_on_every_node_become_ready_and_served() {
         );
     });
 }
+
+/// The node id of each harness node, by its name (`m`, `w1`, `w2`).
+async fn node_ids(harness: &MultiNode) -> HashMap<String, String> {
+    let addresses: HashMap<String, String> = NODES.iter().map(|n| (harness.address(n), n.to_string())).collect();
+    harness
+        .docker("m")
+        .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+        .await
+        .expect("list nodes")
+        .into_iter()
+        .filter_map(|n| Some((addresses.get(&n.status?.addr?)?.clone(), n.id?)))
+        .collect()
+}
+
+/// Running tasks matching `filters` (desired state running), as node ids.
+async fn running_task_nodes(harness: &MultiNode, filters: HashMap<&str, Vec<String>>) -> Vec<String> {
+    let mut filters = filters;
+    filters.insert("desired-state", vec!["running".to_string()]);
+    harness
+        .docker("m")
+        .list_tasks(Some(ListTasksOptionsBuilder::new().filters(&filters).build()))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| {
+            t.status
+                .as_ref()
+                .and_then(|s| s.state)
+                .is_some_and(|s| s == bollard::models::TaskState::RUNNING)
+        })
+        .filter_map(|t| t.node_id)
+        .collect()
+}
+
+/// Issue 28 item 3: a worker's link cut and its engine killed; every
+/// replica it ran is replaced on the survivors and served. Plain Swarm's
+/// rescheduling of a 6-task service off the same node is timed beside it.
+#[test]
+fn multinode_replicas_of_a_lost_node_are_replaced_on_the_others() {
+    let harness = MultiNode::up(&[WHOAMI_V1, NGINX_LOCAL, PROBE_LOCAL]);
+    let docker_host = harness.docker_host("m");
+    harness.run_on_manager(|| async {
+        let server = TestServer::start_swarm_with_env(
+            "mn-loss",
+            &["--resync-seconds", "3600"],
+            &[("DOCKER_HOST", &docker_host)],
+        )
+        .await;
+        let (status, body) = server.put_yaml("app", &spec(WHOAMI_V1, REPLICAS)).await;
+        assert_eq!(status, 201, "PUT app: {body}");
+        server.wait_converged("app", ROUND).await;
+        // Plain Swarm beside it: one service of 6 tasks (restart on failure, its default).
+        harness.cli(
+            "m",
+            &[
+                "service",
+                "create",
+                "-d",
+                "-q",
+                "--name",
+                "plain",
+                "--replicas",
+                "6",
+                "--label",
+                "mn=plain",
+                WHOAMI_V1,
+            ],
+        );
+        let ids = node_ids(&harness).await;
+        let lost = ids.get("w2").expect("node w2").clone();
+        let ours = HashMap::from([("label", vec![format!("io.dubernetes.instance={}", server.instance)])]);
+        let plain = HashMap::from([("service", vec!["plain".to_string()])]);
+        let harness_ref = &harness;
+        wait_for("6 plain tasks running", ROUND, || {
+            let plain = plain.clone();
+            async move { (running_task_nodes(harness_ref, plain).await.len() == REPLICAS).then_some(()) }
+        })
+        .await;
+        let on_lost = |nodes: &[String]| nodes.iter().filter(|n| **n == lost).count();
+        let ours_lost = on_lost(&running_task_nodes(&harness, ours.clone()).await);
+        let plain_lost = on_lost(&running_task_nodes(&harness, plain.clone()).await);
+        assert!(
+            ours_lost > 0 && plain_lost > 0,
+            "nothing ran on w2: ours {ours_lost}, plain {plain_lost}"
+        );
+
+        harness.cut("w2");
+        let cut = Instant::now();
+        let (mut ours_at, mut plain_at) = (None, None);
+        while ours_at.is_none() || plain_at.is_none() {
+            assert!(
+                cut.elapsed() < Duration::from_secs(120),
+                "not replaced within 120 s: ours {ours_at:?}, plain Swarm {plain_at:?}; pod {}",
+                server.get_json("/v1/pods/app").await.1["status"]
+            );
+            if ours_at.is_none() {
+                let (_, pod) = server.get_json("/v1/pods/app").await;
+                let nodes = running_task_nodes(&harness, ours.clone()).await;
+                if pod["status"]["ready_replicas"] == REPLICAS && nodes.len() == REPLICAS && on_lost(&nodes) == 0 {
+                    ours_at = Some(cut.elapsed());
+                }
+            }
+            if plain_at.is_none() {
+                let nodes = running_task_nodes(&harness, plain.clone()).await;
+                if nodes.len() == REPLICAS && on_lost(&nodes) == 0 {
+                    plain_at = Some(cut.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let served = served_hostnames(&server, REPLICAS, "v1").await;
+        let (ours_s, plain_s) = (
+            ours_at.unwrap_or_default().as_secs_f64(),
+            plain_at.unwrap_or_default().as_secs_f64(),
+        );
+        eprintln!(
+            "multinode node loss: {ours_lost} of our replicas and {plain_lost} plain Swarm tasks on the lost node; \
+             ours replaced, ready and routed in {ours_s:.1} s, plain Swarm running again in {plain_s:.1} s; {} served",
+            served.len()
+        );
+    });
+}

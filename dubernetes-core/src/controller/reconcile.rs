@@ -189,6 +189,13 @@ impl Context {
         let unaddressed = observed
             .iter()
             .any(|c| c.state == ContainerState::Running && c.ip.is_none());
+        // So is one failing its readiness check: its node may be lost, which
+        // the engine says only when it lists it (a task on a node Swarm has
+        // marked down reads as exited), never by an event here.
+        let unaddressed = unaddressed
+            || observed.iter().any(|c| {
+                c.state == ContainerState::Running && self.health.state(&c.id).is_some_and(|h| h.failures > 0)
+            });
         let at = match at {
             Some(at) if unaddressed => Some(at.min(Instant::now() + UNADDRESSED_RECHECK)),
             None if unaddressed => Some(Instant::now() + UNADDRESSED_RECHECK),
