@@ -115,7 +115,31 @@ if [[ $(docker info --format '{{.Swarm.LocalNodeState}}') == inactive ]]; then
 	[[ $SWARM_MADE -eq 1 ]] || { log "could not make a single-node swarm for the swarm backend's tests (docker swarm init)"; exit 1; }
 fi
 
+# The multi-node tests (tests/tests/multinode.rs) make a 3-node swarm of their own
+# (scripts/multinode.sh: three dockerds in network namespaces of their own, on
+# fuse-overlayfs), run alone and bounded in time. Every harness they make is
+# recorded, and removed at exit even if the test process was killed.
+if ! command -v fuse-overlayfs >/dev/null; then
+	log "installing fuse-overlayfs (storage of the multi-node tests' engines)"
+	apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fuse-overlayfs >/dev/null \
+		|| { log "cannot install fuse-overlayfs; the multi-node tests need it"; exit 1; }
+fi
+DUBERNETES_MULTINODE_LEDGER="$(mktemp)"
+export DUBERNETES_MULTINODE_LEDGER
+remove_harnesses() {
+	local n
+	while read -r n; do
+		[[ -n $n ]] && scripts/multinode.sh down "$n" 2>/dev/null || true
+	done <"$DUBERNETES_MULTINODE_LEDGER"
+	rm -f "$DUBERNETES_MULTINODE_LEDGER"
+}
+trap 'remove_harnesses; leave_swarm' EXIT
+log "cargo test (multi-node: a 3-node swarm, at most ${DUBERNETES_MULTINODE_TIMEOUT:-900} s)"
+timeout --kill-after=30 "${DUBERNETES_MULTINODE_TIMEOUT:-900}" \
+	cargo test --locked -p dubernetes-tests --test multinode -- --test-threads=1 \
+	|| { log "the multi-node tests failed or took longer than ${DUBERNETES_MULTINODE_TIMEOUT:-900} s"; exit 1; }
+
 log "cargo test"
-cargo test --workspace --locked -- --test-threads="${DUBERNETES_TEST_THREADS:-3}"
+cargo test --workspace --locked -- --test-threads="${DUBERNETES_TEST_THREADS:-3}" --skip multinode_
 log "embedding example"
 cargo run --locked -p dubernetes-core --example embed

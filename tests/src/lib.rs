@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 pub mod engine_proxy;
 pub mod exposition;
+pub mod multinode;
 
 /// A throwaway PostgreSQL (see [`dubernetes_core::pg_cluster`]).
 pub use dubernetes_core::pg_cluster::PgCluster;
@@ -430,6 +431,13 @@ impl TestServer {
             Backend::Swarm => format!("sw-{test}"),
         };
         Self::start_custom_backend(backend, &test, None, None, extra_args, &[], false, None).await
+    }
+
+    /// Starts a server on the swarm backend with extra flags and environment
+    /// (e.g. `DOCKER_HOST` of a [`multinode::MultiNode`]'s manager).
+    pub async fn start_swarm_with_env(test: &str, extra_args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let test = format!("sw-{test}");
+        Self::start_custom_backend(Backend::Swarm, &test, None, None, extra_args, env, false, None).await
     }
 
     /// Starts a server without `--token`/`DUBERNETES_TOKEN`: it generates its

@@ -181,6 +181,26 @@ impl Context {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // A running replica whose address is not known yet cannot be probed,
+        // and nothing on this engine says when it is: on the swarm backend a
+        // task on another node gets its overlay address by gossip, after it
+        // runs, with no event here (and an idle pod is not woken by the
+        // resync). Looked at again soon, until every running one has one.
+        let unaddressed = observed
+            .iter()
+            .any(|c| c.state == ContainerState::Running && c.ip.is_none());
+        // So is one failing its readiness check: its node may be lost, which
+        // the engine says only when it lists it (a task on a node Swarm has
+        // marked down reads as exited), never by an event here.
+        let unaddressed = unaddressed
+            || observed.iter().any(|c| {
+                c.state == ContainerState::Running && self.health.state(&c.id).is_some_and(|h| h.failures > 0)
+            });
+        let at = match at {
+            Some(at) if unaddressed => Some(at.min(Instant::now() + UNADDRESSED_RECHECK)),
+            None if unaddressed => Some(Instant::now() + UNADDRESSED_RECHECK),
+            at => at,
+        };
         let requeue = |at: Option<Instant>| match at {
             Some(at) => Next::Requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(20)),
             None => Next::Done,
@@ -217,9 +237,16 @@ impl Context {
         }
         let next = self.execute(pod, Some(&stored), &observed, actions).await?;
         self.notify(Change::Pod { name: pod.to_string() });
-        Ok(next)
+        Ok(match next {
+            Next::Done if unaddressed => Next::Requeue(UNADDRESSED_RECHECK),
+            next => next,
+        })
     }
 }
+
+/// How soon a pod with a running replica whose address is not known yet is
+/// looked at again (see `reconcile`).
+const UNADDRESSED_RECHECK: Duration = Duration::from_millis(500);
 
 /// How many replicas of a pod may be stopping at once (out of the ingress,
 /// waiting out their grace period) before a rolling update takes the next old

@@ -530,13 +530,40 @@ impl Engine for SwarmEngine {
             }
         }
         let (by_service, by_container) = self.addresses(network).await?;
+        // A task on a node Swarm has marked down (or unknown, disconnected)
+        // reads as exited: with restart condition `none`, Swarm keeps it
+        // "running" for good, and our controller replaces it elsewhere.
+        let lost_nodes: std::collections::HashSet<String> = bounded(
+            "listing nodes",
+            CALL_TIMEOUT,
+            self.docker
+                .list_nodes(None::<bollard::query_parameters::ListNodesOptions>),
+        )
+        .await?
+        .into_iter()
+        .filter(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.state)
+                .is_some_and(|s| s != bollard::models::NodeState::READY)
+        })
+        .filter_map(|n| n.id)
+        .collect();
         for s in services {
             let Some(id) = s.id else { continue };
             let spec = s.spec.unwrap_or_default();
             let name = spec.name.unwrap_or_default();
             let labels = spec.labels.unwrap_or_default();
             let task = newest.get(&id);
-            let (state, status) = task_state(task);
+            let (state, status) = match task
+                .and_then(|t| t.node_id.as_ref())
+                .filter(|n| lost_nodes.contains(*n))
+            {
+                Some(node) if task_state(task).0 == ContainerState::Running => {
+                    (ContainerState::Exited, format!("Exited (-1) its node {node} is lost"))
+                }
+                _ => task_state(task),
+            };
             let container = task
                 .and_then(|t| t.status.as_ref())
                 .and_then(|s| s.container_status.as_ref())

@@ -1,0 +1,249 @@
+//! The swarm backend on a real 3-node swarm (`scripts/multinode.sh`: three
+//! Docker engines on this machine, each in its own network namespace; the
+//! server runs in the manager's). Needs root, `dockerd` and `fuse-overlayfs`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::ListTasksOptionsBuilder;
+use dubernetes_tests::multinode::{MultiNode, NODES};
+use dubernetes_tests::*;
+
+const REPLICAS: usize = 6;
+const ROUNDS: usize = 3;
+/// How long one round may take (6 replicas started, or replaced one by one, on 3 engines sharing 2 cores).
+const ROUND: Duration = Duration::from_secs(90);
+
+fn spec(image: &str, replicas: usize) -> String {
+    format!(
+        "name: app\nimage: {image}\nreplicas: {replicas}\naccess: {{host: app.local}}\n\
+         health: {{path: /healthz, interval: 200ms, timeout: 500ms}}\n"
+    )
+}
+
+/// How many running tasks of the instance each node has, by node address.
+async fn running_tasks_by_node(harness: &MultiNode, instance: &str) -> BTreeMap<String, usize> {
+    let docker = harness.docker("m");
+    let nodes: HashMap<String, String> = docker
+        .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+        .await
+        .expect("list nodes")
+        .into_iter()
+        .filter_map(|n| Some((n.id?, n.status?.addr?)))
+        .collect();
+    let filters = HashMap::from([
+        ("label", vec![format!("io.dubernetes.instance={instance}")]),
+        ("desired-state", vec!["running".to_string()]),
+    ]);
+    let tasks = docker
+        .list_tasks(Some(ListTasksOptionsBuilder::new().filters(&filters).build()))
+        .await
+        .expect("list tasks");
+    let mut by_node = BTreeMap::new();
+    for t in tasks {
+        let running = t
+            .status
+            .as_ref()
+            .and_then(|s| s.state)
+            .is_some_and(|s| s == bollard::models::TaskState::RUNNING);
+        if running && let Some(node) = t.node_id.and_then(|n| nodes.get(&n).cloned()) {
+            *by_node.entry(node).or_insert(0) += 1;
+        }
+    }
+    by_node
+}
+
+/// Requests through the ingress until every one of `want` replicas answered
+/// (by the hostname whoami reports); the set of hostnames seen.
+async fn served_hostnames(server: &TestServer, want: usize, version: &str) -> BTreeSet<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = BTreeSet::new();
+    let mut requests = 0;
+    while seen.len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "after {requests} requests through the ingress only {} of {want} replicas answered: {seen:?}",
+            seen.len()
+        );
+        requests += 1;
+        if let Ok((200, body)) = server.via_ingress("app.local").await {
+            assert!(
+                body.contains(&format!("Version: {version}")),
+                "an old replica served: {body}"
+            );
+            if let Some(host) = body.lines().find_map(|l| l.strip_prefix("Hostname: ")) {
+                seen.insert(host.to_string());
+            }
+        }
+    }
+    seen
+}
+
+/// Issue 28 item 2: with 6 replicas spread over 3 nodes, every replica, on
+/// every node, is probed, becomes ready and is served through the ingress;
+/// three rounds (a new pod, then two full replacements).
+#[test]
+fn multinode_replicas_on_every_node_become_ready_and_served() {
+    let harness = MultiNode::up(&[WHOAMI_V1, WHOAMI_V2, NGINX_LOCAL, PROBE_LOCAL]);
+    let docker_host = harness.docker_host("m");
+    harness.run_on_manager(|| async {
+        // No periodic resync within the test: it must not hide a replica that
+        // nothing else gets probed (issue 28: one woke only at the resync).
+        let server = TestServer::start_swarm_with_env(
+            "mn-spread",
+            &["--resync-seconds", "3600"],
+            &[("DOCKER_HOST", &docker_host)],
+        )
+        .await;
+        let mut spread_seen = BTreeSet::new();
+        for round in 0..ROUNDS {
+            let version = if round % 2 == 0 { "v1" } else { "v2" };
+            let image = format!("dubernetes/whoami:{version}");
+            let started = Instant::now();
+            let (status, body) = server.put_yaml("app", &spec(&image, REPLICAS)).await;
+            assert!(status == 200 || status == 201, "PUT app: {status} {body}");
+            let pod = server.wait_converged("app", ROUND).await;
+            let took = started.elapsed();
+            assert_eq!(pod["status"]["ready_replicas"], REPLICAS, "{pod}");
+            let by_node = running_tasks_by_node(&harness, &server.instance).await;
+            let served = served_hostnames(&server, REPLICAS, version).await;
+            eprintln!(
+                "multinode round {round}: {REPLICAS} replicas of {version} ready in {:.1} s, tasks by node {by_node:?}, {} served",
+                took.as_secs_f64(),
+                served.len()
+            );
+            assert!(
+                by_node.len() >= 2,
+                "replicas not spread over the nodes: {by_node:?}"
+            );
+            spread_seen.extend(by_node.into_keys());
+        }
+        assert_eq!(
+            spread_seen.len(),
+            NODES.len(),
+            "replicas ran on every node in some round: {spread_seen:?}"
+        );
+    });
+}
+
+/// The node id of each harness node, by its name (`m`, `w1`, `w2`).
+async fn node_ids(harness: &MultiNode) -> HashMap<String, String> {
+    let addresses: HashMap<String, String> = NODES.iter().map(|n| (harness.address(n), n.to_string())).collect();
+    harness
+        .docker("m")
+        .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+        .await
+        .expect("list nodes")
+        .into_iter()
+        .filter_map(|n| Some((addresses.get(&n.status?.addr?)?.clone(), n.id?)))
+        .collect()
+}
+
+/// Running tasks matching `filters` (desired state running), as node ids.
+async fn running_task_nodes(harness: &MultiNode, filters: HashMap<&str, Vec<String>>) -> Vec<String> {
+    let mut filters = filters;
+    filters.insert("desired-state", vec!["running".to_string()]);
+    harness
+        .docker("m")
+        .list_tasks(Some(ListTasksOptionsBuilder::new().filters(&filters).build()))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| {
+            t.status
+                .as_ref()
+                .and_then(|s| s.state)
+                .is_some_and(|s| s == bollard::models::TaskState::RUNNING)
+        })
+        .filter_map(|t| t.node_id)
+        .collect()
+}
+
+/// Issue 28 item 3: a worker's link cut and its engine killed; every
+/// replica it ran is replaced on the survivors and served. Plain Swarm's
+/// rescheduling of a 6-task service off the same node is timed beside it.
+#[test]
+fn multinode_replicas_of_a_lost_node_are_replaced_on_the_others() {
+    let harness = MultiNode::up(&[WHOAMI_V1, NGINX_LOCAL, PROBE_LOCAL]);
+    let docker_host = harness.docker_host("m");
+    harness.run_on_manager(|| async {
+        let server = TestServer::start_swarm_with_env(
+            "mn-loss",
+            &["--resync-seconds", "3600"],
+            &[("DOCKER_HOST", &docker_host)],
+        )
+        .await;
+        let (status, body) = server.put_yaml("app", &spec(WHOAMI_V1, REPLICAS)).await;
+        assert_eq!(status, 201, "PUT app: {body}");
+        server.wait_converged("app", ROUND).await;
+        // Plain Swarm beside it: one service of 6 tasks (restart on failure, its default).
+        harness.cli(
+            "m",
+            &[
+                "service",
+                "create",
+                "-d",
+                "-q",
+                "--name",
+                "plain",
+                "--replicas",
+                "6",
+                "--label",
+                "mn=plain",
+                WHOAMI_V1,
+            ],
+        );
+        let ids = node_ids(&harness).await;
+        let lost = ids.get("w2").expect("node w2").clone();
+        let ours = HashMap::from([("label", vec![format!("io.dubernetes.instance={}", server.instance)])]);
+        let plain = HashMap::from([("service", vec!["plain".to_string()])]);
+        let harness_ref = &harness;
+        wait_for("6 plain tasks running", ROUND, || {
+            let plain = plain.clone();
+            async move { (running_task_nodes(harness_ref, plain).await.len() == REPLICAS).then_some(()) }
+        })
+        .await;
+        let on_lost = |nodes: &[String]| nodes.iter().filter(|n| **n == lost).count();
+        let ours_lost = on_lost(&running_task_nodes(&harness, ours.clone()).await);
+        let plain_lost = on_lost(&running_task_nodes(&harness, plain.clone()).await);
+        assert!(
+            ours_lost > 0 && plain_lost > 0,
+            "nothing ran on w2: ours {ours_lost}, plain {plain_lost}"
+        );
+
+        harness.cut("w2");
+        let cut = Instant::now();
+        let (mut ours_at, mut plain_at) = (None, None);
+        while ours_at.is_none() || plain_at.is_none() {
+            assert!(
+                cut.elapsed() < Duration::from_secs(120),
+                "not replaced within 120 s: ours {ours_at:?}, plain Swarm {plain_at:?}; pod {}",
+                server.get_json("/v1/pods/app").await.1["status"]
+            );
+            if ours_at.is_none() {
+                let (_, pod) = server.get_json("/v1/pods/app").await;
+                let nodes = running_task_nodes(&harness, ours.clone()).await;
+                if pod["status"]["ready_replicas"] == REPLICAS && nodes.len() == REPLICAS && on_lost(&nodes) == 0 {
+                    ours_at = Some(cut.elapsed());
+                }
+            }
+            if plain_at.is_none() {
+                let nodes = running_task_nodes(&harness, plain.clone()).await;
+                if nodes.len() == REPLICAS && on_lost(&nodes) == 0 {
+                    plain_at = Some(cut.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let served = served_hostnames(&server, REPLICAS, "v1").await;
+        let (ours_s, plain_s) = (
+            ours_at.unwrap_or_default().as_secs_f64(),
+            plain_at.unwrap_or_default().as_secs_f64(),
+        );
+        eprintln!(
+            "multinode node loss: {ours_lost} of our replicas and {plain_lost} plain Swarm tasks on the lost node; \
+             ours replaced, ready and routed in {ours_s:.1} s, plain Swarm running again in {plain_s:.1} s; {} served",
+            served.len()
+        );
+    });
+}
