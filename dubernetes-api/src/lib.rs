@@ -24,6 +24,7 @@ pub mod limits;
 pub mod logs;
 pub mod pod;
 pub mod revision;
+pub mod run;
 pub mod secret;
 pub mod spec;
 pub mod volume;
@@ -52,6 +53,7 @@ pub use spec::{
 };
 pub use volume::NamedVolume;
 pub use watch::{WatchEvent, WatchKind};
+pub use run::{ExecRequest, Run, RunExit, RunRequest};
 
 /// A stored or sent word that names no value of an enum (e.g. a rollout
 /// outcome read back from a store).

@@ -48,6 +48,7 @@ mod data_dir;
 mod data_secrets;
 mod engine;
 mod error;
+mod exec;
 mod health;
 mod ingress;
 mod logs;
@@ -60,6 +61,7 @@ pub mod pg_cluster;
 mod plan;
 mod probe;
 mod rollout;
+mod runs;
 mod runtime;
 mod secrets;
 mod shared;
@@ -115,4 +117,7 @@ pub use store::{
     RolloutOutcome, RolloutState, backup,
 };
 pub use vault::KEY_FILE as SECRETS_KEY_FILE;
+pub use exec::{EXEC_MARKER_ENV, Exec, ExecControl, ExecOptions, KILL_GRACE};
+pub use runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, LABEL_RUN, RunItem};
+pub use engine::LogSource;
 pub use watch::{HISTORY as WATCH_HISTORY, HISTORY_BYTES as WATCH_HISTORY_BYTES, WatchEvent, WatchKind};
