@@ -136,7 +136,7 @@ enum Command {
         #[arg(long)]
         replica: Option<String>,
         /// Pass stdin to the command.
-        #[arg(short, long)]
+        #[arg(short = 'i', long = "stdin")]
         stdin: bool,
         /// Give the command a terminal (raw mode and resizes when stdin is one).
         #[arg(short, long)]
