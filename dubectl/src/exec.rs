@@ -52,13 +52,19 @@ impl Drop for RawMode {
     }
 }
 
-/// The terminal's size as a resize frame, if stdout (or stdin) is a terminal.
-fn resize_frame() -> Option<Vec<u8>> {
+/// The terminal's size (columns, rows), if stdout (or stdin) is a terminal.
+fn terminal_size() -> Option<(u16, u16)> {
     let size = rustix::termios::tcgetwinsize(std::io::stdout().as_fd())
         .or_else(|_| rustix::termios::tcgetwinsize(std::io::stdin().as_fd()))
         .ok()?;
-    let mut payload = size.ws_col.to_be_bytes().to_vec();
-    payload.extend_from_slice(&size.ws_row.to_be_bytes());
+    (size.ws_col > 0 && size.ws_row > 0).then_some((size.ws_col, size.ws_row))
+}
+
+/// The terminal's size as a resize frame.
+fn resize_frame() -> Option<Vec<u8>> {
+    let (width, height) = terminal_size()?;
+    let mut payload = width.to_be_bytes().to_vec();
+    payload.extend_from_slice(&height.to_be_bytes());
     Some(encode_frame(FrameKind::Resize, &payload))
 }
 
@@ -71,11 +77,14 @@ pub async fn exec(
     tty: bool,
     command: Vec<String>,
 ) -> anyhow::Result<i32> {
+    let size = tty.then(terminal_size).flatten();
     let request = ExecRequest {
         command,
         replica,
         tty,
         stdin,
+        width: size.map(|s| s.0),
+        height: size.map(|s| s.1),
     };
     let (upgraded, _replica) = client.exec(pod, &request).await?;
     let (mut rd, mut wr) = tokio::io::split(upgraded);
@@ -93,9 +102,6 @@ pub async fn exec(
         }
     });
     if tty {
-        if let Some(frame) = resize_frame() {
-            let _ = frames.send(frame).await;
-        }
         let resizes = frames.clone();
         tokio::spawn(async move {
             let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else {

@@ -19,6 +19,13 @@ pub struct ExecRequest {
     /// Pass the client's standard input.
     #[serde(default)]
     pub stdin: bool,
+    /// With `tty`: the terminal's columns, set as soon as the command starts
+    /// (later changes: resize frames).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u16>,
+    /// With `tty`: the terminal's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u16>,
 }
 
 /// Body of `POST /v1/pods/{name}/runs`.

@@ -43,6 +43,8 @@ pub struct ExecOptions {
     pub tty: bool,
     /// Attach standard input.
     pub stdin: bool,
+    /// With `tty`: the terminal's size (columns, rows), set right after the start.
+    pub size: Option<(u16, u16)>,
 }
 
 /// An exec, started: its output, its input, and its control.
@@ -209,6 +211,15 @@ impl Dubernetes {
             env: vec![format!("{EXEC_MARKER_ENV}={marker}")],
         };
         let session = engine.exec_attach(&container.id, &request).await?;
+        // Engine API 1.41 takes no size with the exec: set it at once (a
+        // command that asks in its first moments may still see 0x0).
+        if let (true, Some((width, height))) = (options.tty, options.size)
+            && width > 0
+            && height > 0
+            && let Err(e) = engine.exec_resize(&session.id, width, height).await
+        {
+            tracing::debug!(error = %e, "exec: the first resize failed");
+        }
         // On Swarm the exec ran in the task's container: kill through it too.
         let target = container.id.clone();
         Ok(Exec {

@@ -121,7 +121,7 @@ async fn exec_and_run(backend: Backend) {
     // A terminal under a real pty: the command sees a tty of the client's size.
     let out = under_pty(
         &server,
-        "stty cols 101 rows 33; \"$DUBECTL\" exec -t shell -- sh -c 'tty; stty size; exit 5'",
+        "stty cols 101 rows 33; \"$DUBECTL\" exec -t shell -- sh -c 'tty; sleep 0.3; stty size; exit 5'",
         "",
     );
     let text = stdout(&out);

@@ -88,6 +88,7 @@ pub(crate) async fn exec(
                 replica: body.replica,
                 tty: body.tty,
                 stdin: body.stdin,
+                size: body.width.zip(body.height),
             },
         )
         .await?;
