@@ -358,7 +358,11 @@ impl Client {
     ) -> anyhow::Result<impl Stream<Item = anyhow::Result<serde_json::Value>> + use<>> {
         let body = dubernetes_api::RunRequest { command, detach: false };
         let response = self
-            .call(self.streaming.post(format!("{}/v1/pods/{name}/runs", self.base)).json(&body))
+            .call(
+                self.streaming
+                    .post(format!("{}/v1/pods/{name}/runs", self.base))
+                    .json(&body),
+            )
             .await?;
         Ok(ndjson_lines(response.bytes_stream()).map(|line| {
             let line = line?;

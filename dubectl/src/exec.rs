@@ -201,7 +201,10 @@ pub async fn exec(
 pub async fn run(client: &Client, pod: &str, detach: bool, raw: bool, command: Vec<String>) -> anyhow::Result<i32> {
     if detach {
         let run = client.run_detached(pod, command).await?;
-        println!("run/{} started; its output: dubectl logs {pod} --run {}", run.name, run.name);
+        println!(
+            "run/{} started; its output: dubectl logs {pod} --run {}",
+            run.name, run.name
+        );
         return Ok(0);
     }
     let mut items = Box::pin(client.run_attached(pod, command).await?);

@@ -36,6 +36,7 @@ pub use limits::{ContainerLimits, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, 
 pub use logs::{LogLine, LogStream, MAX_LOG_LINE_BYTES};
 pub use pod::{Condition, ConditionType, ContainerState, Phase, Pod, PodStatus, Replica, ReplicaCounts, TlsStatus};
 pub use revision::{ApplyOutcome, ApplyResponse, Revision, RolloutOutcome, RolloutState};
+pub use run::{ExecRequest, Run, RunExit, RunRequest};
 pub use secret::{
     AnySecret, DataSecret, MAX_CERTIFICATE_PEM_BYTES, NewAnySecret, NewSecret, NewTlsSecret, SecretType, TlsSecret,
     check_secret_name, name_covers,
@@ -53,7 +54,6 @@ pub use spec::{
 };
 pub use volume::NamedVolume;
 pub use watch::{WatchEvent, WatchKind};
-pub use run::{ExecRequest, Run, RunExit, RunRequest};
 
 /// A stored or sent word that names no value of an enum (e.g. a rollout
 /// outcome read back from a store).

@@ -281,7 +281,9 @@ pub enum Error {
     #[error("{0}")]
     NoReadyReplica(String),
     /// As many one-off runs of the instance run as the server allows.
-    #[error("runs: {running} one-off runs are running, the most this server allows (--max-runs {limit}); retry when one ends")]
+    #[error(
+        "runs: {running} one-off runs are running, the most this server allows (--max-runs {limit}); retry when one ends"
+    )]
     TooManyRuns {
         /// Runs running now.
         running: usize,

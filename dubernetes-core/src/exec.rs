@@ -61,7 +61,9 @@ pub struct Exec {
 
 impl std::fmt::Debug for Exec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exec").field("replica", &self.replica).finish_non_exhaustive()
+        f.debug_struct("Exec")
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
     }
 }
 
@@ -76,7 +78,9 @@ pub struct ExecControl {
 
 impl std::fmt::Debug for ExecControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExecControl").field("exec", &self.exec).finish_non_exhaustive()
+        f.debug_struct("ExecControl")
+            .field("exec", &self.exec)
+            .finish_non_exhaustive()
     }
 }
 
@@ -125,7 +129,11 @@ impl ExecControl {
     }
 
     async fn running(&self) -> bool {
-        self.engine.exec_status(&self.exec).await.map(|s| s.running).unwrap_or(false)
+        self.engine
+            .exec_status(&self.exec)
+            .await
+            .map(|s| s.running)
+            .unwrap_or(false)
     }
 
     async fn signal(&self, signal: &str) {

@@ -87,8 +87,10 @@ pub use dubernetes_api::{
     ReplicaCounts, SecretType, TlsSecret,
 };
 pub use engine::Backend;
+pub use engine::LogSource;
 pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
 pub use error::{DataDirProblem, Error, PullFailure, Result};
+pub use exec::{EXEC_MARKER_ENV, Exec, ExecControl, ExecOptions, KILL_GRACE};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use logs::{
     DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, FollowLimits, LogLine, LogLines, LogOptions, LogStream,
@@ -97,6 +99,7 @@ pub use logs::{
 pub use metrics::{METRICS_CONTENT_TYPE, Metrics, StreamGuard, StreamKind};
 pub use orchestrator::{Condition, ConditionType, Dubernetes, DubernetesBuilder, Phase, Pod, PodStatus, Replica};
 pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
+pub use runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, LABEL_RUN, RunItem};
 pub use runtime::{
     ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT, LABEL_INSTANCE,
     LABEL_POD, LABEL_REVISION, LABEL_ROLE,
@@ -117,7 +120,4 @@ pub use store::{
     RolloutOutcome, RolloutState, backup,
 };
 pub use vault::KEY_FILE as SECRETS_KEY_FILE;
-pub use exec::{EXEC_MARKER_ENV, Exec, ExecControl, ExecOptions, KILL_GRACE};
-pub use runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, LABEL_RUN, RunItem};
-pub use engine::LogSource;
 pub use watch::{HISTORY as WATCH_HISTORY, HISTORY_BYTES as WATCH_HISTORY_BYTES, WatchEvent, WatchKind};

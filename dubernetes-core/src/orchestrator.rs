@@ -542,7 +542,8 @@ impl Dubernetes {
             .filter(|c| match options.run.as_deref() {
                 None => c.role == "replica" || c.role == crate::runs::ROLE_RUN,
                 Some(run) => {
-                    c.role == crate::runs::ROLE_RUN && c.labels.get(crate::runs::LABEL_RUN).map(String::as_str) == Some(run)
+                    c.role == crate::runs::ROLE_RUN
+                        && c.labels.get(crate::runs::LABEL_RUN).map(String::as_str) == Some(run)
                 }
             })
             .collect();

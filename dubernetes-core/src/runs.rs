@@ -88,7 +88,11 @@ fn view_of(c: &Observed, exit_code: Option<i64>) -> Run {
         pod: c.pod.clone().unwrap_or_default(),
         revision: c.revision.clone().unwrap_or_default(),
         state: if running { "running" } else { "exited" }.to_string(),
-        exit_code: if running { None } else { exit_code.or_else(|| c.exit_code()) },
+        exit_code: if running {
+            None
+        } else {
+            exit_code.or_else(|| c.exit_code())
+        },
         created: c.created,
     }
 }

@@ -365,7 +365,9 @@ async fn main() -> anyhow::Result<()> {
         ..ServeLimits::default()
     };
     // Exited runs past --run-retention are removed (checked every minute, or sooner for a short retention).
-    let reap_every = config.run_retention.clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let reap_every = config
+        .run_retention
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
     tokio::spawn(orchestrator.clone().reap_runs_loop(reap_every, streams_end.clone()));
     let shutdown = async move {
         shutdown_signal().await;

@@ -68,9 +68,11 @@ async fn wait_gone(server: &TestServer, needle: &str, what: &str) -> Duration {
 }
 
 async fn wait_running(server: &TestServer, needle: &str) {
-    wait_for(&format!("{needle} to run in the replica"), Duration::from_secs(20), || async {
-        (!processes(server, needle).is_empty()).then_some(())
-    })
+    wait_for(
+        &format!("{needle} to run in the replica"),
+        Duration::from_secs(20),
+        || async { (!processes(server, needle).is_empty()).then_some(()) },
+    )
     .await;
 }
 
@@ -105,14 +107,24 @@ async fn exec_and_run(backend: Backend) {
 
     // Output, both streams, exit code.
     let started = Instant::now();
-    let out = server.dubectl(&["exec", "shell", "--", "sh", "-c", "echo out-$GREETING; echo err >&2; exit 7"]);
+    let out = server.dubectl(&[
+        "exec",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "echo out-$GREETING; echo err >&2; exit 7",
+    ]);
     eprintln!("{backend}: exec round trip {:?}", started.elapsed());
     assert_eq!(code(&out), 7, "{}", stderr(&out));
     assert_eq!(stdout(&out), "out-hello-from-pod\n");
     assert_eq!(stderr(&out), "err\n");
 
     // stdin with -i, to its end; without -i the command reads nothing.
-    let out = server.dubectl_stdin(&["exec", "-i", "shell", "--", "sh", "-c", "cat; echo done"], "line one\nline two\n");
+    let out = server.dubectl_stdin(
+        &["exec", "-i", "shell", "--", "sh", "-c", "cat; echo done"],
+        "line one\nline two\n",
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(stdout(&out), "line one\nline two\ndone\n");
     let out = server.dubectl_stdin(&["exec", "shell", "--", "sh", "-c", "cat; echo done"], "ignored\n");
@@ -187,18 +199,36 @@ async fn exec_and_run(backend: Backend) {
 
     // A one-off run: the pod's env, output, exit code, and nothing left.
     let started = Instant::now();
-    let out = server.dubectl(&["run", "shell", "--", "sh", "-c", "echo run-$GREETING; echo run-err >&2; exit 4"]);
+    let out = server.dubectl(&[
+        "run",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "echo run-$GREETING; echo run-err >&2; exit 4",
+    ]);
     eprintln!("{backend}: run round trip {:?}", started.elapsed());
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     assert_eq!(stdout(&out), "run-hello-from-pod\n");
     assert!(stderr(&out).contains("run-err"), "{}", stderr(&out));
-    assert!(run_containers(&server.instance).await.is_empty(), "the run was not removed");
+    assert!(
+        run_containers(&server.instance).await.is_empty(),
+        "the run was not removed"
+    );
     // It was no replica: the pod still has exactly its one, never restarted.
     let pod = server.wait_converged("shell", T).await;
     assert_eq!(pod["status"]["restarts"].as_u64().unwrap_or(0), 0, "{pod}");
 
     // Detached: its name at once, its log through `logs --run`, kept until deleted.
-    let out = server.dubectl(&["run", "shell", "--detach", "--", "sh", "-c", "echo detached-out; sleep 30"]);
+    let out = server.dubectl(&[
+        "run",
+        "shell",
+        "--detach",
+        "--",
+        "sh",
+        "-c",
+        "echo detached-out; sleep 30",
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let name = stdout(&out)
         .split_whitespace()
@@ -251,6 +281,17 @@ async fn exec_and_run(backend: Backend) {
         .await
         .expect("POST exec");
     assert_eq!(plain.status().as_u16(), 400);
+    // An empty command: 422 naming the field, nothing run.
+    let empty = server
+        .http
+        .post(format!("{}/v1/pods/shell/runs", server.url))
+        .json(&serde_json::json!({"command": []}))
+        .send()
+        .await
+        .expect("POST runs");
+    assert_eq!(empty.status().as_u16(), 422);
+    let body: serde_json::Value = empty.json().await.expect("error body");
+    assert_eq!(body["field"], "command", "{body}");
     server.stop();
 }
 

@@ -946,7 +946,13 @@ impl Engine for DockerEngine {
             tty: request.tty,
             output_capacity: None,
         };
-        match bounded("starting exec", CALL_TIMEOUT, self.docker.start_exec(&exec.id, Some(options))).await? {
+        match bounded(
+            "starting exec",
+            CALL_TIMEOUT,
+            self.docker.start_exec(&exec.id, Some(options)),
+        )
+        .await?
+        {
             StartExecResults::Attached { output, input } => Ok(super::ExecSession {
                 id: exec.id,
                 output: log_chunks(output, "reading the exec's output".to_string()),

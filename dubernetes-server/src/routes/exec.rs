@@ -76,7 +76,9 @@ pub(crate) async fn exec(
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::BadRequest,
-            format!("this route upgrades the connection: send `Connection: Upgrade` and `Upgrade: {EXEC_PROTOCOL}` (dubectl exec does)"),
+            format!(
+                "this route upgrades the connection: send `Connection: Upgrade` and `Upgrade: {EXEC_PROTOCOL}` (dubectl exec does)"
+            ),
         ));
     };
     let exec = state

@@ -53,7 +53,11 @@ pub(crate) async fn post_run(
     });
     // A shutdown ends the stream: the run is removed as when the client goes.
     let lines = lines.take_until(state.shutdown.cancelled_owned());
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(lines),
+    )
+        .into_response())
 }
 
 /// A pod's runs, newest first (exited ones until they are removed).
@@ -61,7 +65,10 @@ pub(crate) async fn post_run(
     params(("name" = String, Path, description = "pod name")),
     responses((status = 200, body = Vec<Run>), (status = 401, body = ApiError), (status = 404, body = ApiError),
         (status = 503, body = ApiError)))]
-pub(crate) async fn list_runs(State(o): State<Dubernetes>, Path(name): Path<String>) -> Result<Json<Vec<Run>>, ApiError> {
+pub(crate) async fn list_runs(
+    State(o): State<Dubernetes>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<Run>>, ApiError> {
     Ok(Json(o.runs(&name).await?))
 }
 
