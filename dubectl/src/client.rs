@@ -287,8 +287,12 @@ impl Client {
         follow: bool,
         tail: Option<usize>,
         since: Option<&str>,
+        run: Option<&str>,
     ) -> anyhow::Result<impl Stream<Item = anyhow::Result<LogLine>> + use<>> {
         let mut query: Vec<(&str, String)> = vec![("follow", follow.to_string())];
+        if let Some(run) = run {
+            query.push(("run", run.to_string()));
+        }
         if let Some(tail) = tail {
             query.push(("tail", tail.to_string()));
         }
@@ -306,6 +310,72 @@ impl Client {
                 Err(_) => Err(error_from(500, line.as_bytes())),
             }
         }))
+    }
+
+    /// `POST /v1/pods/{name}/exec`, upgraded: the connection, and the replica it runs in.
+    pub async fn exec(
+        &self,
+        name: &str,
+        request: &dubernetes_api::ExecRequest,
+    ) -> anyhow::Result<(reqwest::Upgraded, String)> {
+        let protocol = dubernetes_api::run::EXEC_PROTOCOL;
+        let response = self
+            .streaming
+            .post(format!("{}/v1/pods/{name}/exec", self.base))
+            .header(reqwest::header::CONNECTION, "Upgrade")
+            .header(reqwest::header::UPGRADE, protocol)
+            .json(request)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        if response.status() != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            let status = response.status().as_u16();
+            let body = response.bytes().await.context("reading the server's answer")?;
+            return Err(error_from(status, &body));
+        }
+        let replica = response
+            .headers()
+            .get("x-dubernetes-replica")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let upgraded = response.upgrade().await.context("upgrading the connection for exec")?;
+        Ok((upgraded, replica))
+    }
+
+    /// `POST /v1/pods/{name}/runs` with `detach`: the run, at once.
+    pub async fn run_detached(&self, name: &str, command: Vec<String>) -> anyhow::Result<dubernetes_api::Run> {
+        let body = dubernetes_api::RunRequest { command, detach: true };
+        self.send(self.http.post(format!("{}/v1/pods/{name}/runs", self.base)).json(&body))
+            .await
+    }
+
+    /// `POST /v1/pods/{name}/runs`: its output lines, then its exit (as JSON values).
+    pub async fn run_attached(
+        &self,
+        name: &str,
+        command: Vec<String>,
+    ) -> anyhow::Result<impl Stream<Item = anyhow::Result<serde_json::Value>> + use<>> {
+        let body = dubernetes_api::RunRequest { command, detach: false };
+        let response = self
+            .call(
+                self.streaming
+                    .post(format!("{}/v1/pods/{name}/runs", self.base))
+                    .json(&body),
+            )
+            .await?;
+        Ok(ndjson_lines(response.bytes_stream()).map(|line| {
+            let line = line?;
+            serde_json::from_str::<serde_json::Value>(&line).map_err(|_| error_from(500, line.as_bytes()))
+        }))
+    }
+
+    /// `DELETE /v1/pods/{name}/runs/{run}`.
+    pub async fn delete_run(&self, name: &str, run: &str) -> anyhow::Result<()> {
+        let _: serde_json::Value = self
+            .send(self.http.delete(format!("{}/v1/pods/{name}/runs/{run}", self.base)))
+            .await?;
+        Ok(())
     }
 
     pub async fn history(&self, name: &str) -> anyhow::Result<Vec<dubernetes_api::Revision>> {

@@ -5,6 +5,7 @@ mod compose;
 mod config;
 mod diff;
 mod escape;
+mod exec;
 mod output;
 mod progress;
 mod style;
@@ -131,6 +132,9 @@ enum Command {
         /// Only lines newer than this, e.g. 30s, 5m, 1h.
         #[arg(long, value_parser = parse_duration)]
         since: Option<Duration>,
+        /// Only this one-off run's output (`dubectl run --detach` prints its name).
+        #[arg(long)]
+        run: Option<String>,
         /// Print lines without the replica prefix.
         #[arg(long)]
         no_prefix: bool,
@@ -139,6 +143,44 @@ enum Command {
         /// shown escaped on a terminal (`\x1b[31m`) and passed through to pipes and files.
         #[arg(long)]
         raw: bool,
+    },
+    /// Run a command in a running replica of a pod (any ready one, or --replica); its exit code is ours.
+    #[command(
+        after_help = "Examples:\n  dubectl exec whoami -- ls /\n  dubectl exec -it whoami -- sh\n  dubectl exec whoami --replica whoami-k3j9x2 -- cat /etc/hosts\n  echo hello | dubectl exec -i whoami -- cat\n\nWithout -t, Ctrl-C ends the command in the container; with -t it goes to the command's terminal."
+    )]
+    Exec {
+        /// The pod's name.
+        name: String,
+        /// The replica to run in (as `dubectl get pod NAME -o wide` and `dubectl logs` name it).
+        #[arg(long)]
+        replica: Option<String>,
+        /// Pass stdin to the command.
+        #[arg(short = 'i', long = "stdin")]
+        stdin: bool,
+        /// Give the command a terminal (raw mode and resizes when stdin is one).
+        #[arg(short, long)]
+        tty: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Run a one-off container of a pod's current revision (image, env, secrets, volumes, network,
+    /// limits; no ingress): its output printed, its exit code ours, removed afterwards.
+    #[command(
+        after_help = "Examples:\n  dubectl run web -- ./manage.py migrate\n  dubectl run web --detach -- ./nightly-report\n  dubectl logs web --run web-run-k3j9x2\n\nThe command replaces the pod's command and args (the image's entrypoint stays). Ctrl-C removes the run.\nThe server runs at most --max-runs (default 8) at once; a detached run is kept --run-retention (default 1h) after it exits."
+    )]
+    Run {
+        /// The pod's name.
+        name: String,
+        /// Start it and return at once with its name (its output: `dubectl logs POD --run NAME`).
+        #[arg(short, long)]
+        detach: bool,
+        /// On a terminal too, print its output as written, control characters included.
+        #[arg(long)]
+        raw: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// Delete pods (or TLS secrets, or volumes and their data) by name, or pods by file.
     #[command(
@@ -724,11 +766,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             follow,
             tail,
             since,
+            run,
             no_prefix,
             raw,
         } => {
             let since = since.map(|d| format!("{}s", d.as_secs().max(1)));
-            let mut lines = Box::pin(client.logs(&name, follow, tail, since.as_deref()).await?);
+            let mut lines = Box::pin(
+                client
+                    .logs(&name, follow, tail, since.as_deref(), run.as_deref())
+                    .await?,
+            );
             let on = style::enabled(false);
             // What replicas write reaches a terminal only escaped (see escape.rs).
             let escape = !raw && std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -756,6 +803,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec {
+            name,
+            replica,
+            stdin,
+            tty,
+            command,
+        } => {
+            let code = exec::exec(&client, &name, replica, stdin, tty, command).await?;
+            Ok(ExitCode::from((code & 0xff) as u8))
+        }
+        Command::Run {
+            name,
+            detach,
+            raw,
+            command,
+        } => {
+            let code = exec::run(&client, &name, detach, raw, command).await?;
+            Ok(ExitCode::from((code & 0xff) as u8))
         }
         Command::Delete {
             kind: _,

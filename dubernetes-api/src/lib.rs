@@ -24,6 +24,7 @@ pub mod limits;
 pub mod logs;
 pub mod pod;
 pub mod revision;
+pub mod run;
 pub mod secret;
 pub mod spec;
 pub mod volume;
@@ -35,6 +36,7 @@ pub use limits::{ContainerLimits, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, 
 pub use logs::{LogLine, LogStream, MAX_LOG_LINE_BYTES};
 pub use pod::{Condition, ConditionType, ContainerState, Phase, Pod, PodStatus, Replica, ReplicaCounts, TlsStatus};
 pub use revision::{ApplyOutcome, ApplyResponse, Revision, RolloutOutcome, RolloutState};
+pub use run::{ExecRequest, Run, RunExit, RunRequest};
 pub use secret::{
     AnySecret, DataSecret, MAX_CERTIFICATE_PEM_BYTES, NewAnySecret, NewSecret, NewTlsSecret, SecretType, TlsSecret,
     check_secret_name, name_covers,

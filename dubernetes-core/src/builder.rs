@@ -41,6 +41,7 @@ pub struct DubernetesBuilder {
     backoff: BackoffSettings,
     max_pods: u32,
     max_replicas: u32,
+    runs: (usize, std::time::Duration),
     drain: Duration,
     adopt_foreign: bool,
     backend: crate::engine::Backend,
@@ -65,6 +66,7 @@ impl Default for DubernetesBuilder {
             backoff: BackoffSettings::default(),
             max_pods: 1000,
             max_replicas: crate::spec::MAX_REPLICAS,
+            runs: (crate::runs::DEFAULT_MAX_RUNS, crate::runs::DEFAULT_RUN_RETENTION),
             drain: Duration::from_secs(1),
             adopt_foreign: false,
             backend: crate::engine::Backend::Docker,
@@ -168,6 +170,14 @@ impl DubernetesBuilder {
     /// Most pods this instance accepts (default 1000).
     pub fn max_pods(mut self, n: u32) -> Self {
         self.max_pods = n;
+        self
+    }
+
+    /// One-off runs (`dubectl run`): at most `max` running at once
+    /// (default [`DEFAULT_MAX_RUNS`](crate::DEFAULT_MAX_RUNS)), an exited one
+    /// kept `retention` for its log (default [`DEFAULT_RUN_RETENTION`](crate::DEFAULT_RUN_RETENTION)).
+    pub fn runs(mut self, max: usize, retention: std::time::Duration) -> Self {
+        self.runs = (max, retention);
         self
     }
 
@@ -397,6 +407,7 @@ impl DubernetesBuilder {
             feed: Feed::new(),
             data_dir: dir,
             _lock: lock.map(Arc::new),
+            runs: Arc::new(crate::runs::RunSettings::new(self.runs.0, self.runs.1)),
         };
         match pg {
             // One server per store: it leads from the start to the end.

@@ -288,6 +288,27 @@ pub enum Error {
         /// Who has it: `pod "db"` or `the ingress's HTTP listener`.
         owner: String,
     },
+    /// An exec found no ready replica to run in (or not the one named).
+    #[error("{0}")]
+    NoReadyReplica(String),
+    /// As many one-off runs of the instance run as the server allows.
+    #[error(
+        "runs: {running} one-off runs are running, the most this server allows (--max-runs {limit}); retry when one ends"
+    )]
+    TooManyRuns {
+        /// Runs running now.
+        running: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// No run of that name (it never was, or it was removed).
+    #[error("run: pod {pod:?} has no run {run:?} (it may have been removed; GET /v1/pods/{pod}/runs lists them)")]
+    RunNotFound {
+        /// The pod.
+        pod: String,
+        /// The run asked for.
+        run: String,
+    },
 }
 
 /// Why a data dir cannot be used.

@@ -48,6 +48,7 @@ mod data_dir;
 mod data_secrets;
 mod engine;
 mod error;
+mod exec;
 mod health;
 mod ingress;
 mod logs;
@@ -60,6 +61,7 @@ pub mod pg_cluster;
 mod plan;
 mod probe;
 mod rollout;
+mod runs;
 mod runtime;
 mod secrets;
 mod shared;
@@ -85,8 +87,10 @@ pub use dubernetes_api::{
     ReplicaCounts, SecretType, TlsSecret,
 };
 pub use engine::Backend;
+pub use engine::LogSource;
 pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
 pub use error::{DataDirProblem, Error, PullFailure, Result};
+pub use exec::{EXEC_MARKER_ENV, Exec, ExecControl, ExecOptions, KILL_GRACE};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use logs::{
     DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, FollowLimits, LogLine, LogLines, LogOptions, LogStream,
@@ -95,6 +99,7 @@ pub use logs::{
 pub use metrics::{METRICS_CONTENT_TYPE, Metrics, StreamGuard, StreamKind};
 pub use orchestrator::{Condition, ConditionType, Dubernetes, DubernetesBuilder, Phase, Pod, PodStatus, Replica};
 pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
+pub use runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, LABEL_RUN, RunItem};
 pub use runtime::{
     ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT, LABEL_INSTANCE,
     LABEL_POD, LABEL_REVISION, LABEL_ROLE,

@@ -28,6 +28,8 @@ pub struct LogOptions {
     pub since: Option<Duration>,
     /// Caps on followed streams (none: unlimited, for embedders that bound it themselves).
     pub limits: Option<FollowLimits>,
+    /// Only this one-off run's log (`dubectl logs POD --run NAME`).
+    pub run: Option<String>,
 }
 
 /// Default of [`FollowLimits`]' server-wide cap: replica log streams followed at once.
@@ -121,6 +123,12 @@ impl LogOptions {
     /// Counts a followed read against these limits (refused past them).
     pub fn limits(mut self, limits: FollowLimits) -> Self {
         self.limits = Some(limits);
+        self
+    }
+
+    /// Only the log of this one-off run.
+    pub fn run(mut self, run: impl Into<String>) -> Self {
+        self.run = Some(run.into());
         self
     }
 }

@@ -29,6 +29,8 @@ pub struct Dubernetes {
     pub(crate) data_dir: Option<PathBuf>,
     /// Held for the life of the process (and every clone of the handle).
     pub(crate) _lock: Option<Arc<DataDirLock>>,
+    /// One-off runs: their limit, retention and reaper's memory (`runs.rs`).
+    pub(crate) runs: Arc<crate::runs::RunSettings>,
 }
 
 /// A term's controller context and the token that fences its runtime.
@@ -570,7 +572,17 @@ impl Dubernetes {
                 Some(name),
             )
             .await?;
-        let replicas: Vec<&Observed> = containers.iter().filter(|c| c.role == "replica").collect();
+        // Replicas, and one-off runs (`dubectl run --detach`), or only the run asked for.
+        let replicas: Vec<&Observed> = containers
+            .iter()
+            .filter(|c| match options.run.as_deref() {
+                None => c.role == "replica" || c.role == crate::runs::ROLE_RUN,
+                Some(run) => {
+                    c.role == crate::runs::ROLE_RUN
+                        && c.labels.get(crate::runs::LABEL_RUN).map(String::as_str) == Some(run)
+                }
+            })
+            .collect();
         let permit = match &options.limits {
             Some(limits) if options.follow => Some(limits.acquire(name, replicas.len())?),
             _ => None,

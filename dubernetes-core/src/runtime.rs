@@ -148,6 +148,11 @@ impl Runtime {
         self.engine.as_ref()
     }
 
+    /// The engine itself, shared (an exec outlives the call that started it).
+    pub(crate) fn engine_arc(&self) -> Arc<dyn Engine> {
+        Arc::clone(&self.engine)
+    }
+
     /// How the host reaches the engine's networks.
     pub(crate) fn network(&self) -> Arc<dyn Network> {
         self.engine.network()

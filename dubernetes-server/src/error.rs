@@ -155,6 +155,18 @@ impl From<Error> for ApiError {
                     "the store could not complete the request; retry, and see the server log if it persists",
                 )
             }
+            Error::InvalidInput { field, .. } if field == "command" => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidBody, message).with_field(field)
+            }
+            Error::RunNotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message).with_field("run")
+            }
+            Error::NoReadyReplica(_) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field("replica")
+            }
+            Error::TooManyRuns { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::LimitExceeded, message).with_field("runs")
+            }
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, message),
         }
     }

@@ -153,6 +153,13 @@ struct Config {
     #[arg(long, env = "DUBERNETES_MAX_LOG_FOLLOW_REPLICAS", default_value_t = dubernetes_core::DEFAULT_MAX_LOG_FOLLOW_REPLICAS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_log_follow_replicas: usize,
+    /// Most one-off runs (`dubectl run`) of the instance running at once; past it 429 limit_exceeded.
+    #[arg(long, env = "DUBERNETES_MAX_RUNS", default_value_t = dubernetes_core::DEFAULT_MAX_RUNS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
+    max_runs: usize,
+    /// How long an exited run (a detached one, or one whose server crashed) is kept for its log, e.g. 1h.
+    #[arg(long, env = "DUBERNETES_RUN_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
+    run_retention: Duration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -299,6 +306,7 @@ async fn main() -> anyhow::Result<()> {
         .backoff(backoff)
         .max_pods(config.max_pods)
         .max_replicas(config.max_replicas)
+        .runs(config.max_runs, config.run_retention)
         .build()
         .await
         .with_context(|| {
@@ -356,6 +364,11 @@ async fn main() -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs(config.header_timeout_seconds),
         ..ServeLimits::default()
     };
+    // Exited runs past --run-retention are removed (checked every minute, or sooner for a short retention).
+    let reap_every = config
+        .run_retention
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
+    tokio::spawn(orchestrator.clone().reap_runs_loop(reap_every, streams_end.clone()));
     let shutdown = async move {
         shutdown_signal().await;
         streams_end.cancel();

@@ -9,7 +9,7 @@ pub mod contract;
 use crate::error::{ApiError, ErrorCode};
 use crate::routes::meta::{self, VersionInfo};
 use crate::routes::pods::{self, ApplyResponse, RollbackRequest};
-use crate::routes::{events, logs, secrets, volumes, watch};
+use crate::routes::{events, exec, logs, runs, secrets, volumes, watch};
 
 /// The OpenAPI document of the API, generated from the handlers and types.
 #[derive(OpenApi)]
@@ -41,7 +41,12 @@ use crate::routes::{events, logs, secrets, volumes, watch};
         meta::ingress,
         watch::watch,
         logs::logs,
-        meta::openapi_json
+        meta::openapi_json,
+        exec::exec,
+        runs::post_run,
+        runs::list_runs,
+        runs::get_run,
+        runs::delete_run
     ),
     modifiers(&BearerAuth),
     components(schemas(
@@ -52,7 +57,11 @@ use crate::routes::{events, logs, secrets, volumes, watch};
         crate::dashboard::DashboardLink,
         RollbackRequest,
         dubernetes_core::WatchEvent,
-        dubernetes_core::LogLine
+        dubernetes_core::LogLine,
+        dubernetes_core::dubernetes_api::ExecRequest,
+        dubernetes_core::dubernetes_api::RunRequest,
+        dubernetes_core::dubernetes_api::Run,
+        dubernetes_core::dubernetes_api::RunExit
     ))
 )]
 pub struct ApiDoc;

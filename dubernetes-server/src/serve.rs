@@ -17,11 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -91,10 +90,20 @@ pub async fn serve_tls(
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let result = match acceptor {
-                None => watcher.watch(connection(stream, service, &limits)).await,
+                None => {
+                    let builder = builder(&limits);
+                    watcher
+                        .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service))
+                        .await
+                }
                 Some(acceptor) => {
                     match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => watcher.watch(connection(tls, service, &limits)).await,
+                        Ok(Ok(tls)) => {
+                            let builder = builder(&limits);
+                            watcher
+                                .watch(builder.serve_connection_with_upgrades(TokioIo::new(tls), service))
+                                .await
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             Ok(())
@@ -121,18 +130,16 @@ pub async fn serve_tls(
     }
 }
 
-/// One HTTP/1.1 connection over `io` (a TCP or TLS stream).
-fn connection<I>(
-    io: I,
-    service: TowerToHyperService<Router>,
-    limits: &ServeLimits,
-) -> http1::Connection<TokioIo<I>, TowerToHyperService<Router>>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    http1::Builder::new()
+/// How each HTTP/1.1 connection is served: hyper-util's `auto` builder,
+/// held to HTTP/1.1, because its connections can be upgraded (`POST
+/// /v1/pods/{name}/exec`) and still shut down gracefully (hyper's own
+/// upgradeable HTTP/1 connection has no graceful-shutdown watcher).
+fn builder(limits: &ServeLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(io), service)
+        .max_buf_size(64 * 1024);
+    builder
 }

@@ -12,7 +12,10 @@
 //! image pull), followed logs are not followed. `GET /v1/watch` (a stream that
 //! never ends) is left out, and so are the `/v1/secrets` routes: whether a
 //! certificate is usable is not a schema, so generated ones are refused with
-//! 422 (tests/tests/tls.rs checks those routes with real certificates). A body
+//! 422 (tests/tests/tls.rs checks those routes with real certificates). So
+//! are `POST /v1/pods/{name}/exec` (it upgrades the connection) and the
+//! `/runs` routes (a run is a real container, never a dry run): the real
+//! engine tests of tests/tests/exec.rs check them. A body
 //! over the server's limit counts as rejected with its 413.
 
 use std::path::{Path, PathBuf};
@@ -67,7 +70,9 @@ fn run(server: &TestServer, document: &Path, extra: &[&str]) -> (bool, String) {
         // The watch never ends; a certificate's validity (PEM, key match,
         // expiry) is not a schema, so generated secrets are refused with 422:
         // tests/tests/tls.rs checks those routes with real certificates.
-        .args(["--exclude-path-regex", "^/v1/(watch|secrets)"])
+        // Exec upgrades the connection (no schema for what follows) and runs
+        // start real containers (no dry run): tests/tests/exec.rs checks both.
+        .args(["--exclude-path-regex", "^/v1/(watch|secrets)|/(exec|runs)"])
         .args(["--checks", "all"])
         // Stateful checks assume writes store what they create; these writes are dry runs.
         .args(["--exclude-checks", "use_after_free,ensure_resource_availability"])

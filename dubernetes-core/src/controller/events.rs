@@ -51,6 +51,10 @@ pub(super) fn decode(event: &EngineEvent) -> Meaning {
     let Some(pod) = event.attributes.get(LABEL_POD).cloned() else {
         return Meaning::Other;
     };
+    // A one-off run (`dubectl run`) is no replica: its exit is no crash.
+    if event.attributes.get(LABEL_ROLE).map(String::as_str) == Some(crate::runs::ROLE_RUN) {
+        return Meaning::Ignore;
+    }
     match event.id.clone() {
         Some(id) if action.starts_with("kill") => Meaning::Killing {
             pod,

@@ -1004,6 +1004,66 @@ impl Engine for DockerEngine {
             format!("reading the log of {id}"),
         )
     }
+
+    async fn exec_attach(&self, id: &str, request: &super::ExecRequest) -> Result<super::ExecSession> {
+        let config = CreateExecOptions {
+            cmd: Some(request.cmd.clone()),
+            env: Some(request.env.clone()),
+            attach_stdin: Some(request.stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(request.tty),
+            ..Default::default()
+        };
+        let exec = bounded("creating exec", CALL_TIMEOUT, self.docker.create_exec(id, config)).await?;
+        let options = bollard::exec::StartExecOptions {
+            detach: false,
+            tty: request.tty,
+            output_capacity: None,
+        };
+        match bounded(
+            "starting exec",
+            CALL_TIMEOUT,
+            self.docker.start_exec(&exec.id, Some(options)),
+        )
+        .await?
+        {
+            StartExecResults::Attached { output, input } => Ok(super::ExecSession {
+                id: exec.id,
+                output: log_chunks(output, "reading the exec's output".to_string()),
+                input,
+            }),
+            StartExecResults::Detached => Err(Error::Internal("the engine started the exec detached".into())),
+        }
+    }
+
+    async fn exec_resize(&self, exec: &str, width: u16, height: u16) -> Result<()> {
+        let options = bollard::exec::ResizeExecOptions { height, width };
+        Ok(bounded("resizing exec", CALL_TIMEOUT, self.docker.resize_exec(exec, options)).await?)
+    }
+
+    async fn exec_status(&self, exec: &str) -> Result<super::ExecStatus> {
+        let inspect = bounded("inspecting exec", CALL_TIMEOUT, self.docker.inspect_exec(exec)).await?;
+        Ok(super::ExecStatus {
+            running: inspect.running.unwrap_or(false),
+            exit_code: inspect.exit_code,
+        })
+    }
+
+    async fn exit_code(&self, id: &str) -> Result<Option<i64>> {
+        let inspect = bounded(
+            "inspecting container",
+            CALL_TIMEOUT,
+            self.docker
+                .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>),
+        )
+        .await?;
+        let state = inspect.state.unwrap_or_default();
+        if state.running.unwrap_or(false) || state.restarting.unwrap_or(false) {
+            return Ok(None);
+        }
+        Ok(state.exit_code)
+    }
 }
 
 /// Query of the last `tail` lines, stdout and stderr.

@@ -461,6 +461,66 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// A container's log, pulled on demand (a slow reader slows the engine's
     /// sender). A container removed while it is read ends the stream.
     fn logs(&self, id: &str, request: LogRequest) -> BoxStream<'static, Result<LogChunk>>;
+
+    /// Starts `request` in a running container, attached (`dubectl exec`).
+    async fn exec_attach(&self, _id: &str, _request: &ExecRequest) -> Result<ExecSession> {
+        Err(crate::error::Error::Internal("this engine cannot exec".into()))
+    }
+
+    /// Resizes the terminal of an exec started with `tty`.
+    async fn exec_resize(&self, _exec: &str, _width: u16, _height: u16) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether an exec still runs, and its exit code once it has ended.
+    async fn exec_status(&self, _exec: &str) -> Result<ExecStatus> {
+        Ok(ExecStatus::default())
+    }
+
+    /// A container's exit code, once it has exited (None while it runs).
+    async fn exit_code(&self, _id: &str) -> Result<Option<i64>> {
+        Ok(None)
+    }
+}
+
+/// A command to run in a running container.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    /// The command and its arguments (no shell).
+    pub cmd: Vec<String>,
+    /// With a terminal (stdout and stderr are one stream).
+    pub tty: bool,
+    /// Attach its standard input.
+    pub stdin: bool,
+    /// `KEY=value` pairs added to its env (the server's marker, see `exec.rs`).
+    pub env: Vec<String>,
+}
+
+/// An exec started and attached: its output, and its input.
+pub struct ExecSession {
+    /// The engine's id of the exec (for [`Engine::exec_resize`] and [`Engine::exec_status`]).
+    pub id: String,
+    /// Its output (with a terminal: all of it as `Stdout`); ends when it exits.
+    pub output: BoxStream<'static, Result<LogChunk>>,
+    /// Its standard input (shut down: end of input).
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the engine says of an exec.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecStatus {
+    /// It still runs.
+    pub running: bool,
+    /// Its exit code, once it has ended.
+    pub exit_code: Option<i64>,
 }
 
 /// How the host reaches addresses on the engine's networks.

@@ -826,6 +826,26 @@ impl Engine for SwarmEngine {
             format!("reading the log of service {id}"),
         )
     }
+
+    /// In the container of the service's task, on this engine (the task must
+    /// run on this node: see docs/api.md for the multi-node limit).
+    async fn exec_attach(&self, id: &str, request: &super::ExecRequest) -> Result<super::ExecSession> {
+        let container = self.container_of(id).await?;
+        self.inner.exec_attach(&container, request).await
+    }
+
+    async fn exec_resize(&self, exec: &str, width: u16, height: u16) -> Result<()> {
+        self.inner.exec_resize(exec, width, height).await
+    }
+
+    async fn exec_status(&self, exec: &str) -> Result<super::ExecStatus> {
+        self.inner.exec_status(exec).await
+    }
+
+    async fn exit_code(&self, id: &str) -> Result<Option<i64>> {
+        let container = self.container_of(id).await?;
+        self.inner.exit_code(&container).await
+    }
 }
 
 /// How the server reaches tasks on the overlay network, which the host

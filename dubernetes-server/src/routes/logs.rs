@@ -26,6 +26,8 @@ pub struct LogParams {
     pub tail: Option<usize>,
     /// Only lines newer than this, e.g. `30s`, `5m`, `1h`.
     pub since: Option<String>,
+    /// Only this one-off run's lines (`dubectl run --detach` names it); without, runs are included.
+    pub run: Option<String>,
 }
 
 /// A pod's logs: every replica's, interleaved as lines arrive, as
@@ -60,6 +62,9 @@ pub(crate) async fn logs(
             )
         })?;
         options = options.since(ago);
+    }
+    if let Some(run) = q.run.as_deref() {
+        options = options.run(run);
     }
     let lines = state.orchestrator.logs(&name, options).await?;
     // Counted as open while the body lives (a followed one until the client goes).

@@ -2,9 +2,11 @@
 //! handlers share.
 
 pub(crate) mod events;
+pub(crate) mod exec;
 pub(crate) mod logs;
 pub(crate) mod meta;
 pub(crate) mod pods;
+pub(crate) mod runs;
 pub(crate) mod secrets;
 pub(crate) mod volumes;
 pub(crate) mod watch;
@@ -66,6 +68,12 @@ pub fn router_with_limits(orchestrator: Dubernetes, shutdown: CancellationToken,
         .route("/v1/pods/{name}/revisions", get(revisions))
         .route("/v1/pods/{name}/rollback", axum::routing::post(rollback))
         .route("/v1/pods/{name}/logs", get(logs))
+        .route("/v1/pods/{name}/exec", axum::routing::post(exec::exec))
+        .route("/v1/pods/{name}/runs", get(runs::list_runs).post(runs::post_run))
+        .route(
+            "/v1/pods/{name}/runs/{run}",
+            get(runs::get_run).delete(runs::delete_run),
+        )
         .route("/v1/secrets", get(list_secrets).post(post_secret))
         .route(
             "/v1/secrets/{name}",

@@ -1,0 +1,319 @@
+//! `dubectl run`: one-off containers of a pod's current revision.
+//!
+//! A run is a container made from the same template as a replica (image,
+//! env with secrets, secret files, volumes, network, DNS, limits), with the
+//! command replaced, never restarted, publishing nothing and routed nowhere.
+//! Its labels say what it is: the instance, the store (so a purge removes it),
+//! the pod and revision, `io.dubernetes.role=run` (the controller counts,
+//! adopts, stops and routes `replica`s only, and ignores a run's exit) and
+//! `io.dubernetes.run=<name>`. On Swarm a run is a plain container on the
+//! manager's engine, attached to the instance's overlay network (attachable):
+//! one container whose exit code and log are read as on Docker, where a
+//! service with restart `none` would go through task scheduling and a
+//! service's log; the cost is that runs use the manager's node only.
+//!
+//! At most `max_runs` runs of the instance run at once (counted on the
+//! engine, so every server of the instance sees the same number); past it a
+//! new one is [`Error::TooManyRuns`]. A streamed run is removed as soon as
+//! its exit code is read, or at once (killed) when its reader goes away. A
+//! detached run, and a streamed one whose server crashed, is removed by the
+//! reaper ([`Dubernetes::reap_runs`]) a retention period after a server
+//! first saw it exited, so its log stays readable meanwhile.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use crate::error::{Error, Result};
+use crate::orchestrator::Dubernetes;
+use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE, Observed};
+use dubernetes_api::{LogLine, Run, RunExit};
+
+/// The role label of a run's container.
+pub const ROLE_RUN: &str = "run";
+/// Label: the run's name.
+pub const LABEL_RUN: &str = "io.dubernetes.run";
+/// Default of `--max-runs`: runs of the instance running at once.
+pub const DEFAULT_MAX_RUNS: usize = 8;
+/// Default of `--run-retention`: how long an exited run is kept for its log.
+pub const DEFAULT_RUN_RETENTION: Duration = Duration::from_secs(3600);
+
+/// One item of a streamed run: an output line, or the exit code (last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunItem {
+    /// A line of its output.
+    Line(LogLine),
+    /// Its exit code; the container is removed.
+    Exit(RunExit),
+}
+
+/// Runs of this server: the limit, and when exited runs were first seen.
+#[derive(Debug)]
+pub struct RunSettings {
+    /// Runs of the instance running at once.
+    pub max_runs: usize,
+    /// How long an exited run is kept.
+    pub retention: Duration,
+    /// Serialises this server's count-then-create.
+    creating: tokio::sync::Mutex<()>,
+    /// Exited runs, by container id, with when the reaper first saw them exited.
+    exited: Mutex<HashMap<String, Instant>>,
+}
+
+impl RunSettings {
+    /// The limit and the retention.
+    pub fn new(max_runs: usize, retention: Duration) -> RunSettings {
+        RunSettings {
+            max_runs,
+            retention,
+            creating: tokio::sync::Mutex::new(()),
+            exited: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Default for RunSettings {
+    fn default() -> RunSettings {
+        RunSettings::new(DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION)
+    }
+}
+
+fn view_of(c: &Observed, exit_code: Option<i64>) -> Run {
+    let running = c.state.is_live();
+    Run {
+        name: c.labels.get(LABEL_RUN).cloned().unwrap_or_default(),
+        pod: c.pod.clone().unwrap_or_default(),
+        revision: c.revision.clone().unwrap_or_default(),
+        state: if running { "running" } else { "exited" }.to_string(),
+        exit_code: if running {
+            None
+        } else {
+            exit_code.or_else(|| c.exit_code())
+        },
+        created: c.created,
+    }
+}
+
+impl Dubernetes {
+    async fn run_containers(&self, pod: Option<&str>) -> Result<Vec<Observed>> {
+        Ok(self
+            .handle
+            .runtime
+            .list(&self.handle.settings.instance, &self.handle.settings.network, pod)
+            .await?
+            .into_iter()
+            .filter(|c| c.role == ROLE_RUN)
+            .collect())
+    }
+
+    async fn run_container(&self, pod: &str, run: &str) -> Result<Observed> {
+        self.run_containers(Some(pod))
+            .await?
+            .into_iter()
+            .find(|c| c.labels.get(LABEL_RUN).map(String::as_str) == Some(run))
+            .ok_or_else(|| Error::RunNotFound {
+                pod: pod.to_string(),
+                run: run.to_string(),
+            })
+    }
+
+    /// Starts a one-off run of `pod`'s current revision with `command`
+    /// (replacing the pod's `command` and `args`); returns it at once.
+    pub async fn start_run(&self, pod: &str, command: Vec<String>) -> Result<(Run, String)> {
+        crate::exec::check_command(&command, "command")?;
+        let stored = self
+            .handle
+            .store
+            .get(pod)
+            .await?
+            .ok_or_else(|| Error::NotFound(pod.to_string()))?;
+        let settings = &self.runs;
+        let _one_at_a_time = settings.creating.lock().await;
+        let running = self
+            .run_containers(None)
+            .await?
+            .iter()
+            .filter(|c| c.state.is_live())
+            .count();
+        if running >= settings.max_runs {
+            return Err(Error::TooManyRuns {
+                running,
+                limit: settings.max_runs,
+            });
+        }
+        let ctx = self.handle.ctx();
+        let (mut spec, pull) = ctx.run_template(&stored).await?;
+        self.handle.runtime.ensure_image(&spec.image, &pull).await?;
+        let suffix: String = (0..6)
+            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36usize)]))
+            .collect();
+        let name = format!("{pod}-run-{suffix}");
+        spec.name = format!("dub-{}-{name}", self.handle.settings.instance);
+        spec.labels = HashMap::from([
+            (LABEL_INSTANCE.to_string(), self.handle.settings.instance.clone()),
+            (LABEL_POD.to_string(), pod.to_string()),
+            (LABEL_REVISION.to_string(), stored.spec.revision_hash()),
+            (LABEL_ROLE.to_string(), ROLE_RUN.to_string()),
+            (LABEL_RUN.to_string(), name.clone()),
+        ]);
+        spec.args = Some(command);
+        spec.command = None;
+        spec.restart = false;
+        spec.plain = true;
+        spec.publish = None;
+        spec.publish_tls = None;
+        let id = self.handle.runtime.create_and_start(&spec).await?;
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let run = Run {
+            name,
+            pod: pod.to_string(),
+            revision: stored.spec.revision_hash(),
+            state: "running".into(),
+            exit_code: None,
+            created,
+        };
+        Ok((run, id))
+    }
+
+    /// Starts a run and streams its output, then its exit code; the
+    /// container is removed after the exit code is read, or (killed) when
+    /// the stream is dropped before.
+    pub async fn run_attached(&self, pod: &str, command: Vec<String>) -> Result<BoxStream<'static, Result<RunItem>>> {
+        let (run, id) = self.start_run(pod, command).await?;
+        let mut guard = RemoveOnDrop {
+            runtime: Some(self.handle.runtime.clone()),
+            id: id.clone(),
+        };
+        let options = crate::logs::LogOptions::new().follow(true);
+        let lines = crate::logs::replica_lines(&self.handle.runtime, &id, run.name.clone(), &options);
+        let runtime = self.handle.runtime.clone();
+        let exit = futures::stream::once(async move {
+            let code = exit_code_of(&runtime, &id).await;
+            if code.is_ok() {
+                // Read: remove it now, on this task.
+                if let Some(runtime) = guard.runtime.take() {
+                    runtime.remove(&id).await?;
+                }
+            }
+            Ok(RunItem::Exit(RunExit {
+                run: run.name,
+                exit_code: code?,
+            }))
+        });
+        Ok(lines.map(|l| l.map(RunItem::Line)).chain(exit).boxed())
+    }
+
+    /// A pod's runs (running and exited, until the reaper removes them).
+    pub async fn runs(&self, pod: &str) -> Result<Vec<Run>> {
+        if self.handle.store.get(pod).await?.is_none() {
+            return Err(Error::NotFound(pod.to_string()));
+        }
+        let mut runs: Vec<Run> = self
+            .run_containers(Some(pod))
+            .await?
+            .iter()
+            .map(|c| view_of(c, None))
+            .collect();
+        runs.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
+        Ok(runs)
+    }
+
+    /// One run of a pod.
+    pub async fn run(&self, pod: &str, run: &str) -> Result<Run> {
+        let c = self.run_container(pod, run).await?;
+        let code = if c.state.is_live() {
+            None
+        } else {
+            self.handle.runtime.engine().exit_code(&c.id).await.ok().flatten()
+        };
+        Ok(view_of(&c, code))
+    }
+
+    /// Removes a run (killing it if it runs).
+    pub async fn delete_run(&self, pod: &str, run: &str) -> Result<()> {
+        let c = self.run_container(pod, run).await?;
+        self.handle.runtime.remove(&c.id).await
+    }
+
+    /// Removes the runs of the instance that exited more than the retention
+    /// period ago (as first seen by this server); returns how many.
+    pub async fn reap_runs(&self) -> Result<usize> {
+        let containers = self.run_containers(None).await?;
+        let now = Instant::now();
+        let exited: HashSet<&str> = containers
+            .iter()
+            .filter(|c| !c.state.is_live())
+            .map(|c| c.id.as_str())
+            .collect();
+        let expired: Vec<String> = {
+            let mut seen = self.runs.exited.lock().unwrap_or_else(|e| e.into_inner());
+            seen.retain(|id, _| exited.contains(id.as_str()));
+            for id in &exited {
+                seen.entry((*id).to_string()).or_insert(now);
+            }
+            seen.iter()
+                .filter(|(_, at)| now.duration_since(**at) >= self.runs.retention)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        let mut removed = 0;
+        for id in expired {
+            self.handle.runtime.remove(&id).await?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Reaps runs every `every` until `shutdown` (the server spawns this).
+    pub async fn reap_runs_loop(self, every: Duration, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            if let Err(e) = self.reap_runs().await {
+                tracing::warn!(error = %e, "removing old runs failed; retrying later");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+/// The exit code of a run whose output has ended.
+async fn exit_code_of(runtime: &crate::runtime::Runtime, id: &str) -> Result<i64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(code) = runtime.engine().exit_code(id).await? {
+            return Ok(code);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Timeout("the run's exit code".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Removes a streamed run's container when its reader drops the stream early.
+struct RemoveOnDrop {
+    runtime: Option<crate::runtime::Runtime>,
+    id: String,
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let id = std::mem::take(&mut self.id);
+            handle.spawn(async move {
+                if let Err(e) = runtime.remove(&id).await {
+                    tracing::warn!(container = %id, error = %e, "could not remove an abandoned run; the reaper will");
+                }
+            });
+        }
+    }
+}
