@@ -473,7 +473,10 @@ impl Ingress {
         tracing::debug!(image = %self.settings.image, lua, "ingress router");
         let router: &[(&str, &str)] = if lua { &LUA_FILES } else { &NJS_FILES };
         // The main config gains the stream block when a pod exposes TCP ports.
-        let main = router.iter().find(|(path, _)| *path == MAIN).map_or("", |(_, text)| *text);
+        let main = router
+            .iter()
+            .find(|(path, _)| *path == MAIN)
+            .map_or("", |(_, text)| *text);
         let mut files: Vec<(String, Vec<u8>)> = STATIC_FILES
             .iter()
             .chain(router)
