@@ -11,6 +11,7 @@ mod engine;
 mod heal;
 mod ingress;
 mod rollout;
+mod rollout_stops;
 mod scale;
 mod server;
 mod stats;
@@ -33,7 +34,7 @@ enum Suite {
     Heal,
     /// Issue 8: 50 pods × 4 replicas, 200 pods: convergence (vs Swarm and the engine), CPU, RSS, API latency, nginx.
     Scale,
-    /// Issue 3: rolling update of 10 replicas under 100 req/s.
+    /// Issue 3: rolling update of 10 replicas under 100 req/s; issue 25 item 7: 5 replicas that stop slowly or at once, vs Swarm.
     Rollout,
     /// Issue 16: `--backend swarm` vs plain Swarm: apply → served, kill → replaced, rolling update under load.
     SwarmBackend,
@@ -165,7 +166,12 @@ async fn run_suites(ctx: &Ctx, suite: Suite) -> Result<Vec<Section>> {
     if suite == Suite::SwarmBackend && !ctx.swarm {
         anyhow::bail!("the swarm-backend benchmark needs a swarm: drop --no-swarm");
     }
-    if ctx.swarm && matches!(suite, Suite::Heal | Suite::Scale | Suite::SwarmBackend | Suite::All) {
+    if ctx.swarm
+        && matches!(
+            suite,
+            Suite::Heal | Suite::Scale | Suite::Rollout | Suite::SwarmBackend | Suite::All
+        )
+    {
         swarm::init(&ctx.docker, &ctx.cleanup).await?;
     }
     let mut sections = Vec::new();

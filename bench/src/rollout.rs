@@ -31,7 +31,13 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         )
         .build()
         .await?;
-    let result = measure(ctx, &o, &instance).await;
+    let mut result = measure(ctx, &o, &instance).await;
+    if let Ok(section) = result.as_mut() {
+        match crate::rollout_stops::rows(ctx, &o).await {
+            Ok(rows) => section.body.push_str(&rows),
+            Err(e) => result = Err(e.context("the slow-stop rows")),
+        }
+    }
     if let Err(e) = o.purge().await {
         eprintln!("bench: warning: purging {instance}: {e}");
     }

@@ -285,6 +285,7 @@ enum SecretCommand {
         #[arg(long = "from-literal", value_name = "KEY=VALUE")]
         from_literal: Vec<String>,
         /// A key and the file holding its value: KEY=PATH, or PATH (the key is the file's name).
+        /// Any bytes (a keystore too); only text without NUL can also be an env value.
         #[arg(long = "from-file", value_name = "[KEY=]PATH")]
         from_file: Vec<String>,
         /// Replace the secret if it exists (the pods using it roll to a new revision).
@@ -614,11 +615,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             from_file,
             replace,
         })) => {
-            let data = secret_data(&from_literal, &from_file)?;
+            let (data, binary_data) = secret_data(&from_literal, &from_file)?;
             let secret = dubernetes_api::NewSecret {
                 name,
                 kind: dubernetes_api::SecretType::Generic,
                 data,
+                binary_data,
                 docker_server: None,
                 docker_username: None,
                 docker_password: None,
@@ -643,6 +645,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 name,
                 kind: dubernetes_api::SecretType::DockerRegistry,
                 data: Default::default(),
+                binary_data: Default::default(),
                 docker_server: Some(docker_server),
                 docker_username: Some(docker_username),
                 docker_password: Some(docker_password),
@@ -1215,14 +1218,22 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 /// Largest value `--from-file` reads (the server's limit per key).
 const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
+/// Keys and values of `create secret generic`, text and bytes.
+type SecretData = std::collections::BTreeMap<String, String>;
+
 /// The keys and values of `create secret generic`: `--from-literal=KEY=VALUE`
-/// and `--from-file=[KEY=]PATH` (read up to the server's limit, UTF-8 text).
-fn secret_data(literals: &[String], files: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+/// as text (`data`), and `--from-file=[KEY=]PATH` read up to the server's
+/// limit and sent as base64 (`binary_data`), so any file, text or binary,
+/// arrives byte for byte.
+fn secret_data(literals: &[String], files: &[String]) -> anyhow::Result<(SecretData, SecretData)> {
+    use base64::Engine as _;
     use std::io::Read as _;
-    let mut data = std::collections::BTreeMap::new();
-    let mut add = |key: String, value: String, flag: &str| -> anyhow::Result<()> {
-        if data.insert(key.clone(), value).is_some() {
-            bail!("{flag}: key {} is given twice", escape::line(&key));
+    let mut data = SecretData::new();
+    let mut binary = SecretData::new();
+    let mut keys = std::collections::BTreeSet::new();
+    let mut once = |key: &str, flag: &str| -> anyhow::Result<()> {
+        if !keys.insert(key.to_string()) {
+            bail!("{flag}: key {} is given twice", escape::line(key));
         }
         Ok(())
     };
@@ -1231,7 +1242,8 @@ fn secret_data(literals: &[String], files: &[String]) -> anyhow::Result<std::col
         let Some((key, value)) = literal.split_once('=') else {
             bail!("--from-literal takes KEY=VALUE (no '=' found)");
         };
-        add(key.to_string(), value.to_string(), "--from-literal")?;
+        once(key, "--from-literal")?;
+        data.insert(key.to_string(), value.to_string());
     }
     for spec in files {
         let (key, path) = match spec.split_once('=') {
@@ -1256,16 +1268,11 @@ fn secret_data(literals: &[String], files: &[String]) -> anyhow::Result<std::col
                 path.display()
             );
         }
-        let value = String::from_utf8(bytes).map_err(|_| {
-            anyhow::anyhow!(
-                "--from-file {}: not UTF-8 text (binary values are not supported)",
-                path.display()
-            )
-        })?;
-        add(key, value, "--from-file")?;
+        once(&key, "--from-file")?;
+        binary.insert(key, base64::engine::general_purpose::STANDARD.encode(bytes));
     }
-    if data.is_empty() {
+    if keys.is_empty() {
         bail!("give at least one --from-literal=KEY=VALUE or --from-file=[KEY=]PATH");
     }
-    Ok(data)
+    Ok((data, binary))
 }

@@ -58,7 +58,7 @@ pub fn pod_row(pod: &Pod, format: Format) -> Vec<String> {
         pod.name.clone(),
         format!("{}/{}", s.ready_replicas, s.desired_replicas),
         s.updated_replicas.to_string(),
-        escape::line(s.reason.as_deref().unwrap_or(s.phase.as_str())),
+        status_cell(pod),
         age(pod.created_at),
         host_cell(pod),
     ];
@@ -70,6 +70,18 @@ pub fn pod_row(pod: &Pod, format: Format) -> Vec<String> {
         ]);
     }
     row
+}
+
+/// The STATUS cell of `get pods`: the reason or phase, and how many
+/// warnings the pod has (`describe` prints them).
+fn status_cell(pod: &Pod) -> String {
+    let s = &pod.status;
+    let word = escape::line(s.reason.as_deref().unwrap_or(s.phase.as_str()));
+    match s.warnings.len() {
+        0 => word,
+        1 => format!("{word} (1 warning)"),
+        n => format!("{word} ({n} warnings)"),
+    }
 }
 
 /// Prints pods; `single`: one pod asked for by name (JSON/YAML print the object, not a list).
@@ -185,6 +197,12 @@ pub fn describe(pod: &Pod, events: &[Event]) -> anyhow::Result<()> {
     field("Restarts", &s.restarts.to_string());
     if let Some(code) = s.last_exit_code {
         field("Last exit", &code.to_string());
+    }
+    if !s.warnings.is_empty() {
+        println!("Warnings:");
+        for warning in &s.warnings {
+            println!("  {}", escape::line(warning));
+        }
     }
     println!("Conditions:");
     let mut rows = vec![["  TYPE", "STATUS", "REASON", "MESSAGE"].map(String::from).to_vec()];

@@ -121,6 +121,12 @@ pub struct PodStatus {
     /// The HTTPS certificate of the pod's host, when `access.tls` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsStatus>,
+    /// Risks the spec takes (on purpose or by mistake), e.g. several replicas
+    /// or a rolling update sharing a named volume: what the apply answered in
+    /// `warnings` and a `SharedVolume` event said, for as long as the spec
+    /// says it. `get pods` marks them, `describe` prints them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The certificate a pod's host is served with (`access.tls`).

@@ -106,6 +106,11 @@ pub struct NewSecret {
     /// generic: the keys and their values (UTF-8 text).
     #[serde(default)]
     pub data: std::collections::BTreeMap<String, String>,
+    /// generic: keys whose values are bytes (a keystore, a binary file), as
+    /// base64 (standard alphabet, padded), as Kubernetes' `binaryData`. A key
+    /// is in `data` or here, not both; values are stored as bytes either way.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub binary_data: std::collections::BTreeMap<String, String>,
     /// docker-registry: the registry's host, e.g. `registry.example.com` or `127.0.0.1:5000`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_server: Option<String>,
@@ -123,7 +128,10 @@ impl std::fmt::Debug for NewSecret {
         f.debug_struct("NewSecret")
             .field("name", &self.name)
             .field("kind", &self.kind)
-            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .field(
+                "keys",
+                &self.data.keys().chain(self.binary_data.keys()).collect::<Vec<_>>(),
+            )
             .field("docker_server", &self.docker_server)
             .field("values", &format_args!("REDACTED"))
             .finish()
@@ -244,6 +252,7 @@ mod tests {
             name: "db".into(),
             kind: SecretType::Generic,
             data: [("password".to_string(), "hunter2-value".to_string())].into(),
+            binary_data: [("keystore".to_string(), "aHVudGVyMy1ieXRlcw==".to_string())].into(),
             docker_server: None,
             docker_username: Some("someuser".into()),
             docker_password: Some("registry-pass".into()),
@@ -251,7 +260,9 @@ mod tests {
         let text = format!("{secret:?}");
         assert!(
             text.contains("password")
+                && text.contains("keystore")
                 && !text.contains("hunter2")
+                && !text.contains("aHVudGVy")
                 && !text.contains("registry-pass")
                 && !text.contains("someuser"),
             "{text}"

@@ -37,6 +37,7 @@ fn pod() -> Pod {
             restarts: 0,
             last_exit_code: None,
             tls: None,
+            warnings: Vec::new(),
         },
         replicas: vec![Replica {
             name: "dub-t-web-x".into(),

@@ -31,7 +31,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
     }
 }
 
-use crate::vault::SecretValues;
+use crate::vault::{SecretValues, env_unsafe};
 
 /// Checks a new secret; returns what is sealed (its values) and its keys.
 fn check(secret: &NewSecret) -> Result<(SecretValues, Vec<String>)> {
@@ -50,41 +50,14 @@ fn check(secret: &NewSecret) -> Result<(SecretValues, Vec<String>)> {
                     ));
                 }
             }
-            if secret.data.is_empty() {
-                return Err(invalid(
-                    "data",
-                    "a generic secret needs at least one key: --from-literal=KEY=VALUE or --from-file=KEY=PATH",
-                ));
-            }
-            if secret.data.len() > MAX_SECRET_KEYS {
-                return Err(invalid(
-                    "data",
-                    format!("has {} keys; at most {MAX_SECRET_KEYS} are allowed", secret.data.len()),
-                ));
-            }
-            for (key, value) in &secret.data {
-                let field = format!("data.{}", key.escape_default());
-                crate::spec::check_file_key(key).map_err(|m| invalid(field.clone(), m))?;
-                // Never quote the value: only its size.
-                if value.len() > MAX_SECRET_VALUE_BYTES {
-                    return Err(invalid(
-                        field,
-                        format!(
-                            "value is {} bytes; at most {MAX_SECRET_VALUE_BYTES} are allowed",
-                            value.len()
-                        ),
-                    ));
-                }
-                if value.contains('\0') {
-                    return Err(invalid(field, "value must not contain a NUL byte"));
-                }
-            }
-            Ok((secret.data.clone(), secret.data.keys().cloned().collect()))
+            let values = generic_values(secret)?;
+            let keys = values.keys().cloned().collect();
+            Ok((values, keys))
         }
         SecretType::DockerRegistry => {
-            if !secret.data.is_empty() {
+            if !secret.data.is_empty() || !secret.binary_data.is_empty() {
                 return Err(invalid(
-                    "data",
+                    if secret.data.is_empty() { "binary_data" } else { "data" },
                     "a docker-registry secret has no data; give docker_server, docker_username and docker_password",
                 ));
             }
@@ -102,11 +75,64 @@ fn check(secret: &NewSecret) -> Result<(SecretValues, Vec<String>)> {
                 if v.len() > 4096 || v.chars().any(char::is_control) {
                     return Err(invalid(field, "must be at most 4096 bytes with no control characters"));
                 }
-                values.insert(key.to_string(), v.to_string());
+                values.insert(key.to_string(), v.as_bytes().to_vec());
             }
             Ok((values, Vec::new()))
         }
     }
+}
+
+/// A generic secret's values, as bytes: `data` (text) and `binary_data`
+/// (base64) together, each key once, within the limits. No message quotes a value.
+fn generic_values(secret: &NewSecret) -> Result<SecretValues> {
+    use base64::Engine as _;
+    let count = secret.data.len() + secret.binary_data.len();
+    if count == 0 {
+        return Err(invalid(
+            "data",
+            "a generic secret needs at least one key: --from-literal=KEY=VALUE or --from-file=KEY=PATH",
+        ));
+    }
+    if count > MAX_SECRET_KEYS {
+        return Err(invalid(
+            "data",
+            format!("has {count} keys; at most {MAX_SECRET_KEYS} are allowed"),
+        ));
+    }
+    let mut values = SecretValues::new();
+    let text = secret
+        .data
+        .iter()
+        .map(|(k, v)| ("data", k, Ok::<_, String>(v.as_bytes().to_vec())));
+    let binary = secret.binary_data.iter().map(|(k, v)| {
+        // base64's error names the offending byte: only say where.
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v)
+            .map_err(|_| "value is not base64 (standard alphabet, padded)".to_string());
+        ("binary_data", k, bytes)
+    });
+    for (map, key, value) in text.chain(binary) {
+        let field = format!("{map}.{}", key.escape_default());
+        crate::spec::check_file_key(key).map_err(|m| invalid(field.clone(), m))?;
+        let value = value.map_err(|m| invalid(field.clone(), m))?;
+        // Never quote the value: only its size.
+        if value.len() > MAX_SECRET_VALUE_BYTES {
+            return Err(invalid(
+                field,
+                format!(
+                    "value is {} bytes; at most {MAX_SECRET_VALUE_BYTES} are allowed",
+                    value.len()
+                ),
+            ));
+        }
+        if values.insert(key.clone(), value).is_some() {
+            return Err(invalid(
+                field,
+                "the key is in both `data` and `binary_data`; give it once",
+            ));
+        }
+    }
+    Ok(values)
 }
 
 /// A registry host as an image reference names it: `host[:port]`.
@@ -157,7 +183,10 @@ impl Dubernetes {
         if self.handle.store.certificate(&secret.name).await?.is_some() {
             return Err(Error::SecretTaken(secret.name));
         }
-        let plain = serde_json::to_vec(&values).map_err(|e| Error::Internal(format!("encoding a secret: {e}")))?;
+        if secret.kind == SecretType::Generic {
+            self.check_env_users(&secret, &values).await?;
+        }
+        let plain = crate::vault::encode_values(&values)?;
         let sealed = self
             .handle
             .settings
@@ -187,6 +216,37 @@ impl Dubernetes {
             }
         }
         self.data_secret(&stored.name).await
+    }
+
+    /// Refuses new values that a pod using the secret could not take as an
+    /// environment variable (the field names the key, the message the pod).
+    /// A pod applied meanwhile is caught by its own apply or, at the latest,
+    /// when its replica is made (`SecretUnavailable` in its status).
+    async fn check_env_users(&self, secret: &NewSecret, values: &SecretValues) -> Result<()> {
+        for pod in self.handle.store.list().await? {
+            for (var, value) in &pod.spec.env {
+                let EnvValue::Secret(r) = value else { continue };
+                if r.secret != secret.name {
+                    continue;
+                }
+                let Some(why) = values.get(&r.key).and_then(|v| env_unsafe(v)) else {
+                    continue;
+                };
+                let map = if secret.binary_data.contains_key(&r.key) {
+                    "binary_data"
+                } else {
+                    "data"
+                };
+                return Err(invalid(
+                    format!("{map}.{}", r.key.escape_default()),
+                    format!(
+                        "the value {why}, but pod {:?} uses it as the environment variable {var}; mount it with secret_files there first",
+                        pod.spec.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Gives every pod using the generic secret `name` its new version: a new
@@ -264,64 +324,48 @@ impl Dubernetes {
     }
 
     /// Checks what `spec` takes from secrets (each generic secret exists and
-    /// has the keys named; the pull secret is a docker-registry one) and
-    /// records their versions in `secret_versions` (what the client sent there is replaced).
+    /// has the keys named, each env value is text; the pull secret is a
+    /// docker-registry one) and records their versions in `secret_versions`
+    /// (what the client sent there is replaced). The store checks the same
+    /// references again in its write transaction ([`crate::store::check_secret_refs`]);
+    /// this read serves dry runs and the value checks, which need the vault.
     pub(crate) async fn with_secret_versions(&self, mut spec: PodSpec) -> Result<PodSpec> {
-        spec.secret_versions.clear();
-        let mut seen: BTreeMap<String, Option<StoredSecret>> = BTreeMap::new();
-        let mut refs: Vec<(String, String, Option<String>)> = Vec::new();
+        let mut stored: BTreeMap<String, StoredSecret> = BTreeMap::new();
+        for name in crate::store::secret_refs(&spec) {
+            if let Some(s) = self.handle.store.data_secret(name).await? {
+                stored.insert(name.to_string(), s);
+            }
+        }
+        let rows = stored
+            .iter()
+            .map(|(name, s)| {
+                let row = crate::store::SecretRow {
+                    kind: s.kind,
+                    keys: s.keys.clone(),
+                    version: s.version,
+                };
+                (name.clone(), row)
+            })
+            .collect();
+        spec.secret_versions = crate::store::check_secret_refs(&spec, &rows)?;
+        let mut opened: BTreeMap<&str, SecretValues> = BTreeMap::new();
         for (var, value) in &spec.env {
-            if let EnvValue::Secret(r) = value {
-                let field = format!("env.{var}");
-                refs.push((field, r.secret.clone(), Some(r.key.clone())));
+            let EnvValue::Secret(r) = value else { continue };
+            let Some(secret) = stored.get(&r.secret) else { continue };
+            if !opened.contains_key(r.secret.as_str()) {
+                opened.insert(
+                    &r.secret,
+                    crate::vault::open_values(&self.handle.settings.vault, secret)?,
+                );
+            }
+            if let Some(v) = opened.get(r.secret.as_str()).and_then(|values| values.get(&r.key)) {
+                crate::vault::env_text(var, r, v)?;
             }
         }
-        for (i, f) in spec.secret_files.iter().enumerate() {
-            refs.push((format!("secret_files[{i}]"), f.secret.clone(), None));
-        }
-        for (field, name, key) in refs {
-            if !seen.contains_key(&name) {
-                seen.insert(name.clone(), self.handle.store.data_secret(&name).await?);
-            }
-            let stored = seen.get(&name).and_then(Option::as_ref);
-            let Some(stored) = stored.filter(|s| s.kind == SecretType::Generic) else {
-                return Err(invalid(
-                    format!("{field}.secret"),
-                    format!(
-                        "no generic secret {name:?}; create it first with `dubectl create secret generic {name} --from-literal=KEY=VALUE`"
-                    ),
-                ));
-            };
-            if let Some(key) = key
-                && !stored.keys.contains(&key)
-            {
-                return Err(invalid(
-                    format!("{field}.key"),
-                    format!(
-                        "secret {name:?} has no key {key:?}; its keys are {}",
-                        stored.keys.join(", ")
-                    ),
-                ));
-            }
-            spec.secret_versions.insert(name.clone(), stored.version);
-        }
-        if let Some(name) = &spec.image_pull_secret {
-            let stored = self.handle.store.data_secret(name).await?;
-            match stored {
-                Some(s) if s.kind == SecretType::DockerRegistry => {
-                    let image_registry = crate::spec::registry_of(&spec.image);
-                    if s.docker_server.as_deref() != Some(image_registry) {
-                        tracing::warn!(pod = %spec.name, secret = %name, registry = image_registry, "the pull secret is for another registry than the image's");
-                    }
-                }
-                _ => {
-                    return Err(invalid(
-                        "image_pull_secret",
-                        format!(
-                            "no docker-registry secret {name:?}; create it first with `dubectl create secret docker-registry {name} --docker-server=S --docker-username=U --docker-password=P`"
-                        ),
-                    ));
-                }
+        if let Some(s) = spec.image_pull_secret.as_ref().and_then(|name| stored.get(name)) {
+            let image_registry = crate::spec::registry_of(&spec.image);
+            if s.docker_server.as_deref() != Some(image_registry) {
+                tracing::warn!(pod = %spec.name, secret = %s.name, registry = image_registry, "the pull secret is for another registry than the image's");
             }
         }
         Ok(spec)
@@ -337,6 +381,7 @@ mod tests {
             name: "db".into(),
             kind: SecretType::Generic,
             data: data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            binary_data: BTreeMap::new(),
             docker_server: None,
             docker_username: None,
             docker_password: None,
@@ -346,11 +391,20 @@ mod tests {
     #[test]
     fn checks_never_quote_values() {
         let long = "s3cr3t".repeat(20_000);
+        let binary = |key: &str, value: &str| {
+            let mut secret = generic(&[]);
+            secret.binary_data.insert(key.into(), value.into());
+            secret
+        };
+        let mut both = generic(&[("password", "s3cr3t")]);
+        both.binary_data.insert("password".into(), "czNjcjN0".into());
         for (secret, field) in [
             (generic(&[("password", &long)]), "data.password"),
-            (generic(&[("password", "s3cr3t\0")]), "data.password"),
             (generic(&[("bad/key", "s3cr3t")]), "data.bad/key"),
             (generic(&[]), "data"),
+            (binary("keystore", "s3cr3t!"), "binary_data.keystore"),
+            (binary("keystore", &"czNjcjN0".repeat(11_000)), "binary_data.keystore"),
+            (both, "binary_data.password"),
         ] {
             match check(&secret) {
                 Err(Error::InvalidSecret { field: f, message }) => {
@@ -369,5 +423,19 @@ mod tests {
         assert!(check(&registry).is_ok());
         registry.docker_server = Some("https://x/".into());
         assert!(matches!(check(&registry), Err(Error::InvalidSecret { field, .. }) if field == "docker_server"));
+    }
+
+    #[test]
+    fn values_are_bytes_and_only_env_needs_text() {
+        let mut secret = generic(&[("password", "s3cr3t\0")]);
+        // 0x00 0xff 0xfe 0x01: a NUL and no UTF-8.
+        secret.binary_data.insert("keystore".into(), "AP/+AQ==".into());
+        let (values, keys) = check(&secret).expect("binary values are accepted");
+        assert_eq!(keys, ["keystore", "password"]);
+        assert_eq!(values["keystore"], [0u8, 0xff, 0xfe, 1]);
+        assert_eq!(values["password"], b"s3cr3t\0");
+        assert_eq!(env_unsafe(&values["keystore"]), Some("is not UTF-8 text"));
+        assert_eq!(env_unsafe(&values["password"]), Some("holds a NUL byte"));
+        assert_eq!(env_unsafe("pässword".as_bytes()), None);
     }
 }

@@ -311,6 +311,7 @@ fn pod_status(
         last_exit_code: controller.last_exit_code,
         tls: None,
         conditions,
+        warnings: stored.spec.warnings(),
     }
 }
 

@@ -23,9 +23,31 @@ use crate::error::{Error, Result};
 /// The key file's name in the data dir.
 pub const KEY_FILE: &str = "secrets.key";
 
-/// The values of a secret, opened: key to value (a registry secret's are
-/// `username` and `password`).
-pub(crate) type SecretValues = std::collections::BTreeMap<String, String>;
+/// The values of a secret, opened: key to value, as bytes (a registry
+/// secret's are `username` and `password`, UTF-8 text).
+pub(crate) type SecretValues = std::collections::BTreeMap<String, Vec<u8>>;
+
+/// What a secret's sealed plaintext holds: today `{"bytes": {KEY: BASE64}}`;
+/// a secret stored before values were bytes holds `{KEY: TEXT}` and still
+/// opens. (The two cannot be confused: in the old form every value is a
+/// string, in the new one `bytes` is a map.)
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Plaintext {
+    Bytes {
+        bytes: std::collections::BTreeMap<String, String>,
+    },
+    Text(std::collections::BTreeMap<String, String>),
+}
+
+/// The plaintext [`open_values`] reads back: the values as base64, in JSON.
+pub(crate) fn encode_values(values: &SecretValues) -> Result<Vec<u8>> {
+    let bytes = values
+        .iter()
+        .map(|(k, v)| (k.clone(), base64::engine::general_purpose::STANDARD.encode(v)))
+        .collect();
+    serde_json::to_vec(&Plaintext::Bytes { bytes }).map_err(|e| Error::Internal(format!("encoding a secret: {e}")))
+}
 
 /// Where the key comes from.
 #[derive(Debug, Clone)]
@@ -149,8 +171,46 @@ pub(crate) fn open_values(vault: &Vault, stored: &crate::store::StoredSecret) ->
         &crate::store::StoredSecret::aad(&stored.name, stored.kind),
         &stored.sealed,
     )?;
-    serde_json::from_slice(&plain)
-        .map_err(|_| Error::SecretsUnavailable(format!("secret {:?} holds no readable values", stored.name)))
+    let unreadable = || Error::SecretsUnavailable(format!("secret {:?} holds no readable values", stored.name));
+    match serde_json::from_slice(&plain).map_err(|_| unreadable())? {
+        Plaintext::Bytes { bytes } => bytes
+            .into_iter()
+            .map(|(k, v)| {
+                let v = base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .map_err(|_| unreadable())?;
+                Ok((k, v))
+            })
+            .collect(),
+        Plaintext::Text(text) => Ok(text.into_iter().map(|(k, v)| (k, v.into_bytes())).collect()),
+    }
+}
+
+/// Why a secret's value cannot be an environment variable's: the engine
+/// takes UTF-8 text without NUL bytes (a file of `secret_files` may hold any bytes).
+pub(crate) fn env_unsafe(value: &[u8]) -> Option<&'static str> {
+    match std::str::from_utf8(value) {
+        Err(_) => Some("is not UTF-8 text"),
+        Ok(text) if text.contains('\0') => Some("holds a NUL byte"),
+        Ok(_) => None,
+    }
+}
+
+/// The value of the environment variable `var` (`{secret, key}` of `r`):
+/// [`Error::InvalidSecret`] on `env.VAR`, naming the key, when it is not text.
+pub(crate) fn env_text<'a>(var: &str, r: &dubernetes_api::SecretKeyRef, value: &'a [u8]) -> Result<&'a str> {
+    match (env_unsafe(value), std::str::from_utf8(value)) {
+        (None, Ok(text)) => Ok(text),
+        (why, _) => Err(Error::InvalidSecret {
+            field: format!("env.{var}"),
+            message: format!(
+                "key {:?} of secret {:?} {}, so it cannot be an environment variable; mount it with secret_files instead",
+                r.key,
+                r.secret,
+                why.unwrap_or("is not UTF-8 text")
+            ),
+        }),
+    }
 }
 
 fn random<const N: usize>() -> Result<[u8; N]> {
@@ -235,5 +295,36 @@ mod tests {
         let err = other.open("generic/db", &sealed).expect_err("wrong key");
         assert!(!err.to_string().contains("hunter2"));
         assert!(Vault::new(KeySource::Missing).seal("a", b"b").is_err());
+    }
+
+    #[test]
+    fn values_are_bytes_and_old_text_values_still_open() {
+        use dubernetes_api::SecretType;
+        let vault = Vault::new(KeySource::Ephemeral);
+        let stored = |plain: &[u8]| crate::store::StoredSecret {
+            name: "db".into(),
+            kind: SecretType::Generic,
+            keys: vec![],
+            docker_server: None,
+            sealed: vault
+                .seal(&crate::store::StoredSecret::aad("db", SecretType::Generic), plain)
+                .expect("seals"),
+            version: 1,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let values: SecretValues = [
+            ("keystore".to_string(), vec![0u8, 0xff, 0xfe, 1, 2]),
+            ("bytes".to_string(), b"text".to_vec()),
+        ]
+        .into();
+        let sealed = stored(&encode_values(&values).expect("encodes"));
+        assert_eq!(open_values(&vault, &sealed).expect("opens"), values);
+        // A secret sealed before values were bytes: a map of text, even one
+        // whose key is `bytes`.
+        let old = stored(br#"{"bytes":"hunter2","user":"app"}"#);
+        let opened = open_values(&vault, &old).expect("opens");
+        assert_eq!(opened.get("bytes").map(Vec::as_slice), Some(&b"hunter2"[..]));
+        assert_eq!(opened.get("user").map(Vec::as_slice), Some(&b"app"[..]));
     }
 }

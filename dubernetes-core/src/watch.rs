@@ -396,6 +396,7 @@ mod tests {
                 restarts: 0,
                 last_exit_code: None,
                 tls: None,
+                warnings: Vec::new(),
             },
             replicas: Vec::new(),
         }

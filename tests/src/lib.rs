@@ -894,27 +894,10 @@ impl TestServer {
 
     /// The nginx config the ingress container has on disk right now (what it serves).
     pub async fn ingress_config(&self) -> String {
-        use futures::TryStreamExt as _;
         let docker = docker().await;
-        let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::new()
-            .path("/etc/nginx/conf.d/default.conf")
-            .build();
-        let chunks: Vec<bytes::Bytes> = docker
-            .download_from_container(&format!("dub-{}-ingress", self.instance), Some(options))
-            .try_collect()
-            .await
-            .expect("download the ingress config");
-        let tar_bytes: Vec<u8> = chunks.concat();
-        let mut archive = tar::Archive::new(tar_bytes.as_slice());
-        let mut entry = archive
-            .entries()
-            .expect("tar")
-            .next()
-            .expect("one file")
-            .expect("entry");
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut entry, &mut text).expect("utf-8 config");
-        text
+        let ingress = format!("dub-{}-ingress", self.instance);
+        let bytes = container_file(&docker, &ingress, "/etc/nginx/conf.d/default.conf").await;
+        String::from_utf8(bytes).expect("utf-8 config")
     }
 
     /// The server's log so far.
@@ -927,6 +910,57 @@ impl TestServer {
         let log = self.log();
         let tail: Vec<&str> = log.lines().rev().take(lines).collect();
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// The events of `pod`, as the API lists them.
+    pub async fn events(&self, pod: &str) -> Vec<serde_json::Value> {
+        let (status, events) = self.get_json(&format!("/v1/events?pod={pod}")).await;
+        assert_eq!(status, 200, "GET /v1/events: {events}");
+        events.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits for an event of `pod` with this reason (and `kind`, when
+    /// given: `Normal` or `Warning`); returns it.
+    pub async fn wait_event(&self, pod: &str, reason: &str, kind: Option<&str>) -> serde_json::Value {
+        wait_for(
+            &format!("a {reason} event of {pod}"),
+            Duration::from_secs(60),
+            || async {
+                self.events(pod)
+                    .await
+                    .into_iter()
+                    .find(|e| e["reason"] == reason && kind.is_none_or(|k| e["kind"] == k))
+            },
+        )
+        .await
+    }
+
+    /// Waits for a running container of `pod` that is none of `not` (on
+    /// the swarm backend, a task's container); returns its id.
+    pub async fn running_container(&self, pod: &str, not: &[String]) -> String {
+        let docker = docker().await;
+        wait_for(
+            &format!("a running replica of {pod}"),
+            Duration::from_secs(90),
+            || async {
+                containers(&docker, &self.instance, Some(pod))
+                    .await
+                    .into_iter()
+                    .find(|(id, state, _)| state == "running" && !not.contains(id))
+                    .map(|(id, _, _)| id)
+            },
+        )
+        .await
+    }
+
+    /// Writes `yaml` into the data dir and runs `dubectl apply -f` on it,
+    /// which must succeed; returns dubectl's output.
+    pub fn apply_file(&self, yaml: &str) -> Output {
+        let file = self.data_dir.path().join("pod.yaml");
+        std::fs::write(&file, yaml).expect("write spec");
+        let out = self.dubectl(&["apply", "-f", file.to_str().expect("path")]);
+        assert!(out.status.success(), "apply: {}", stderr(&out));
+        out
     }
 }
 
@@ -986,6 +1020,37 @@ pub async fn next_sse(
         let chunk = stream.next().await?.ok()?;
         buffer.push_str(&String::from_utf8_lossy(&chunk));
     }
+}
+
+/// The bytes of a file of a container, through the engine's archive API
+/// (images with no shell too).
+pub async fn container_file(docker: &Docker, id: &str, path: &str) -> Vec<u8> {
+    use futures::TryStreamExt as _;
+    let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::new()
+        .path(path)
+        .build();
+    let chunks: Vec<bytes::Bytes> = docker
+        .download_from_container(id, Some(options))
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("reading {path} in {id}: {e}"));
+    let tar_bytes: Vec<u8> = chunks.concat();
+    let mut archive = tar::Archive::new(tar_bytes.as_slice());
+    let mut entry = archive
+        .entries()
+        .expect("tar")
+        .next()
+        .expect("one file")
+        .expect("entry");
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut bytes).expect("read the file");
+    bytes
+}
+
+/// Runs the `docker` command: (success, stdout and stderr).
+pub fn docker_cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker").args(args).output().expect("run docker");
+    (out.status.success(), format!("{}{}", stdout(&out), stderr(&out)))
 }
 
 /// Text of a command's stdout.

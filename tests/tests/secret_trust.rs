@@ -32,7 +32,8 @@ fn key_body(key_pem: &str) -> String {
     key_pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>()
 }
 
-/// Fails if `text` holds any 8 consecutive characters of `body`.
+/// Fails if `text` holds any 8 consecutive characters of `body`, as text
+/// or as a parser's byte dump (`[77, 73, 73, ...]`: decimal byte values).
 fn assert_quotes_nothing_of(text: &str, body: &str, what: &str) {
     let chars: Vec<char> = body.chars().collect();
     for window in chars.windows(8) {
@@ -40,6 +41,13 @@ fn assert_quotes_nothing_of(text: &str, body: &str, what: &str) {
         assert!(
             !text.contains(&needle),
             "{what}: the answer quotes key bytes {needle:?}:\n{text}"
+        );
+    }
+    for window in body.as_bytes().windows(8) {
+        let dump = window.iter().map(u8::to_string).collect::<Vec<_>>().join(", ");
+        assert!(
+            !text.contains(&dump),
+            "{what}: the answer dumps key bytes [{dump}]:\n{text}"
         );
     }
 }

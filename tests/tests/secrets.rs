@@ -13,7 +13,7 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use dubernetes_core::Backend;
 use dubernetes_tests::{
-    PgCluster, TestServer, WHOAMI_V1, containers, docker, ensure_swarm, free_port, instance_name, stderr, stdout,
+    PgCluster, TestServer, WHOAMI_V1, container_file, docker, ensure_swarm, free_port, instance_name, stderr, stdout,
     wait_for,
 };
 use futures::TryStreamExt as _;
@@ -75,18 +75,6 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
-/// The one running replica container of a pod (docker: the container; swarm: its task's).
-async fn replica(docker: &Docker, instance: &str, pod: &str, not: &[String]) -> String {
-    wait_for("a running replica", CONVERGE, || async {
-        containers(docker, instance, Some(pod))
-            .await
-            .into_iter()
-            .find(|(id, state, _)| state == "running" && !not.contains(id))
-            .map(|(id, _, _)| id)
-    })
-    .await
-}
-
 async fn env_of(docker: &Docker, id: &str) -> Vec<String> {
     docker
         .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
@@ -97,27 +85,9 @@ async fn env_of(docker: &Docker, id: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A file of a container, through the engine's archive API (the image has no shell).
+/// A text file of a container.
 async fn file_of(docker: &Docker, id: &str, path: &str) -> String {
-    let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::new()
-        .path(path)
-        .build();
-    let chunks: Vec<bytes::Bytes> = docker
-        .download_from_container(id, Some(options))
-        .try_collect()
-        .await
-        .unwrap_or_else(|e| panic!("reading {path} in {id}: {e}"));
-    let tar_bytes = chunks.concat();
-    let mut archive = tar::Archive::new(tar_bytes.as_slice());
-    let mut entry = archive
-        .entries()
-        .expect("tar")
-        .next()
-        .expect("one file")
-        .expect("entry");
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut entry, &mut text).expect("text");
-    text
+    String::from_utf8(container_file(docker, id, path).await).expect("a text file")
 }
 
 fn pod_yaml(name: &str) -> String {
@@ -125,13 +95,6 @@ fn pod_yaml(name: &str) -> String {
         "name: {name}\nimage: {WHOAMI_V1}\nenv:\n  PLAIN: visible\n  DB_PASSWORD: {{secret: db, key: password}}\n\
          secret_files:\n  - {{secret: db, path: /run/secrets/db}}\n"
     )
-}
-
-fn apply(server: &TestServer, yaml: &str) {
-    let file = server.data_dir.path().join("pod.yaml");
-    std::fs::write(&file, yaml).expect("write spec");
-    let out = server.dubectl(&["apply", "-f", file.to_str().expect("path")]);
-    assert!(out.status.success(), "apply: {}", stderr(&out));
 }
 
 /// Creates the secret `db` (password from a literal, `cert` from a file), applies a
@@ -150,9 +113,9 @@ async fn create_and_use(server: &TestServer, docker: &Docker, password: &str, fi
     assert!(out.status.success(), "create secret: {}", stderr(&out));
     assert!(stdout(&out).contains("secret/db created"), "{}", stdout(&out));
     std::fs::remove_file(&file).expect("rm");
-    apply(server, &pod_yaml("app"));
+    server.apply_file(&pod_yaml("app"));
     server.wait_converged("app", CONVERGE).await;
-    let id = replica(docker, &server.instance, "app", &[]).await;
+    let id = server.running_container("app", &[]).await;
     let env = env_of(docker, &id).await;
     assert!(env.contains(&format!("DB_PASSWORD={password}")), "{env:?}");
     assert!(env.contains(&"PLAIN=visible".to_string()), "{env:?}");
@@ -177,21 +140,15 @@ async fn generic_secrets_reach_env_and_files_and_nothing_else() {
     let first = create_and_use(&server, &docker, password, file_value).await;
 
     // A pod naming a missing secret or key is refused, naming the field.
-    let (status, body) = server
-        .put_yaml(
-            "bad",
-            &format!("name: bad\nimage: {WHOAMI_V1}\nenv: {{X: {{secret: db, key: nope}}}}\n"),
-        )
-        .await;
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(body["field"], "env.X.key", "{body}");
-    let (status, body) = server
-        .put_yaml(
-            "bad",
-            &format!("name: bad\nimage: {WHOAMI_V1}\nsecret_files: [{{secret: none, path: /s}}]\n"),
-        )
-        .await;
-    assert_eq!(status, 422, "{body}");
+    for (uses, field) in [
+        ("env: {X: {secret: db, key: nope}}", "env.X.key"),
+        ("secret_files: [{secret: none, path: /s}]", "secret_files[0].secret"),
+    ] {
+        let (status, body) = server
+            .put_yaml("bad", &format!("name: bad\nimage: {WHOAMI_V1}\n{uses}\n"))
+            .await;
+        assert_eq!((status, &body["field"]), (422, &serde_json::json!(field)), "{body}");
+    }
     // A bad value is refused without being quoted.
     let out = server.dubectl(&[
         "create",
@@ -233,7 +190,7 @@ async fn generic_secrets_reach_env_and_files_and_nothing_else() {
             .then_some(pod)
     })
     .await;
-    let second = replica(&docker, &server.instance, "app", std::slice::from_ref(&first)).await;
+    let second = server.running_container("app", std::slice::from_ref(&first)).await;
     assert!(
         env_of(&docker, &second)
             .await
@@ -282,6 +239,126 @@ async fn generic_secrets_reach_env_and_files_and_nothing_else() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = server.dubectl(&["delete", "secret", "db"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A binary file (a keystore: a NUL, bytes that are no UTF-8) goes into a
+/// secret with `--from-file` and reaches the replica's file byte for byte;
+/// only an env value must be text: a pod taking a binary key as env is
+/// refused at apply, and so is a replace that would make a key a pod uses
+/// as env binary, both naming the key and never quoting the value.
+#[tokio::test]
+async fn binary_values_reach_files_and_env_takes_text_only() {
+    let docker = docker().await;
+    let server = TestServer::start("secbin").await;
+    let marker = "bin-Pq7-unique-marker";
+    let mut keystore: Vec<u8> = vec![0x00, 0xff, 0xfe, 0xfd];
+    keystore.extend_from_slice(marker.as_bytes());
+    keystore.extend((0..=255u8).rev());
+    assert!(std::str::from_utf8(&keystore).is_err());
+    let file = server.data_dir.path().join("keystore.p12");
+    std::fs::write(&file, &keystore).expect("write");
+    let out = server.dubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "bin",
+        &format!("--from-file=keystore={}", file.display()),
+        "--from-literal=password=pw-Bn3-unique-value",
+    ]);
+    assert!(out.status.success(), "create secret: {}", stderr(&out));
+    assert!(stdout(&out).contains("keys keystore,password"), "{}", stdout(&out));
+    std::fs::remove_file(&file).expect("rm");
+
+    // Env from the binary key: refused at apply, naming the variable and the key.
+    let env_from = |key: &str| {
+        format!(
+            "name: store\nimage: {WHOAMI_V1}\nenv:\n  STORE_PASSWORD: {{secret: bin, key: {key}}}\n\
+             secret_files:\n  - {{secret: bin, path: /run/secrets/bin}}\n"
+        )
+    };
+    let (status, body) = server.put_yaml("store", &env_from("keystore")).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["field"], "env.STORE_PASSWORD", "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("keystore") && message.contains("UTF-8"), "{body}");
+    assert!(!body.to_string().contains(marker), "{body}");
+    let (status, _) = server.get_json("/v1/pods/store").await;
+    assert_eq!(status, 404, "a refused apply stores nothing");
+
+    // Env from the text key and the binary file: the replica's file is the bytes.
+    server.apply_file(&env_from("password"));
+    server.wait_converged("store", CONVERGE).await;
+    let id = server.running_container("store", &[]).await;
+    assert_eq!(
+        container_file(&docker, &id, "/run/secrets/bin/keystore").await,
+        keystore,
+        "the file holds the keystore byte for byte"
+    );
+    assert!(
+        env_of(&docker, &id)
+            .await
+            .contains(&"STORE_PASSWORD=pw-Bn3-unique-value".to_string())
+    );
+
+    // A replace that makes the env's key binary is refused (the pod keeps running).
+    let (_, before) = server.get_json("/v1/secrets/bin").await;
+    let binary_password = server.data_dir.path().join("password.bin");
+    std::fs::write(&binary_password, b"pw\xff\x00").expect("write");
+    let out = server.dubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "bin",
+        &format!("--from-file=password={}", binary_password.display()),
+        &format!("--from-file=keystore={}", binary_password.display()),
+        "--replace",
+    ]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("binary_data.password") && err.contains("store") && err.contains("STORE_PASSWORD"),
+        "{err}"
+    );
+    let (_, secret) = server.get_json("/v1/secrets/bin").await;
+    assert_eq!(
+        secret["version"], before["version"],
+        "the refused replace stored nothing: {secret}"
+    );
+
+    // The raw API: base64 is checked, and a key is given once.
+    for (body, field) in [
+        (
+            serde_json::json!({"name": "raw", "type": "generic", "binary_data": {"k": "not base64!"}}),
+            "binary_data.k",
+        ),
+        (
+            serde_json::json!({"name": "raw", "type": "generic", "data": {"k": "v"}, "binary_data": {"k": "dg=="}}),
+            "binary_data.k",
+        ),
+    ] {
+        let response = server
+            .http
+            .post(format!("{}/v1/secrets", server.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status().as_u16(), 422);
+        let answer: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(answer["field"], field, "{answer}");
+    }
+
+    // The bytes are in no answer, log line or store file.
+    let views = api_views(&server, "store").await;
+    assert!(views.contains("keystore"), "{views}");
+    assert!(!views.contains(marker), "the keystore is in an API answer");
+    assert!(!server.log().contains(marker), "the keystore is in the server log");
+    for (path, bytes) in files_under(server.data_dir.path()) {
+        if path.to_string_lossy().contains(dubernetes_core::SECRET_FILES_DIR) {
+            continue;
+        }
+        assert!(!contains(&bytes, marker), "the keystore is in {}", path.display());
+    }
 }
 
 #[tokio::test]
@@ -457,13 +534,7 @@ async fn private_registry_pulls_with_the_pull_secret_only() {
     );
     let (_, pod) = server.get_json("/v1/pods/private").await;
     assert_eq!(pod["status"]["reason"], "ImagePullFailed", "{pod}");
-    let (_, events) = server.get_json("/v1/events?pod=private").await;
-    assert!(
-        events.as_array().is_some_and(|e| e
-            .iter()
-            .any(|e| e["reason"] == "ImagePullFailed" && e["kind"] == "Warning")),
-        "{events}"
-    );
+    server.wait_event("private", "ImagePullFailed", Some("Warning")).await;
 
     // With the pull secret: pulled, running, serving.
     let out = server.dubectl(&[

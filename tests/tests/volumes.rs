@@ -6,10 +6,9 @@
 //! that this store did not make is never mounted nor deleted; image
 //! references Docker would refuse are refused at apply.
 
-use std::process::Command;
 use std::time::Duration;
 
-use dubernetes_tests::{Backend, TestServer, docker, stderr, stdout, wait_for};
+use dubernetes_tests::{Backend, TestServer, docker, docker_cli, stderr, stdout, wait_for};
 
 const BUSYBOX: &str = "dubernetes/busybox:local";
 
@@ -32,12 +31,6 @@ fn counter_spec(generation: u32) -> serde_json::Value {
     })
 }
 
-fn docker_cli(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker").args(args).output().expect("run docker");
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    (out.status.success(), text)
-}
-
 async fn need_busybox() {
     let docker = docker().await;
     assert!(
@@ -46,20 +39,17 @@ async fn need_busybox() {
     );
 }
 
-/// The running replica of `pod` (its container on the docker backend).
-async fn running_replica(server: &TestServer, pod: &str) -> String {
-    wait_for(
-        &format!("a running replica of {pod}"),
-        Duration::from_secs(30),
-        || async {
-            let replicas = server.replicas(Some(pod)).await;
-            match replicas.as_slice() {
-                [(id, state, _)] if state == "running" => Some(id.clone()),
-                _ => None,
-            }
-        },
-    )
-    .await
+/// `/marker` of the engine volume `engine_name`, read by a throwaway container.
+fn volume_marker(engine_name: &str) -> (bool, String) {
+    docker_cli(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{engine_name}:/d"),
+        BUSYBOX,
+        "cat",
+        "/d/marker",
+    ])
 }
 
 fn exec(container: &str, script: &str) -> String {
@@ -120,7 +110,7 @@ async fn a_stateful_pod_keeps_its_data() {
         "one replica, recreate: no warning: {body}"
     );
     server.wait_converged("counter", Duration::from_secs(60)).await;
-    let first = running_replica(&server, "counter").await;
+    let first = server.running_container("counter", &[]).await;
     let before_rollout = count_above(&first, 2).await;
 
     // The tmpfs is there, of the size asked for, and a tmpfs.
@@ -138,11 +128,7 @@ async fn a_stateful_pod_keeps_its_data() {
     // and the count goes on.
     let (status, body) = put(&server, &counter_spec(2)).await;
     assert_eq!(status, 200, "{body}");
-    let second = wait_for("the new revision's replica", Duration::from_secs(60), || async {
-        let id = running_replica(&server, "counter").await;
-        (id != first).then_some(id)
-    })
-    .await;
+    let second = server.running_container("counter", std::slice::from_ref(&first)).await;
     let after_rollout = count_above(&second, before_rollout).await;
     let log = exec(&second, "cat /data/log");
     let lines: Vec<&str> = log.lines().collect();
@@ -190,13 +176,13 @@ async fn a_stateful_pod_keeps_its_data() {
     );
     let (status, body) = put(&server, &counter_spec(2)).await;
     assert_eq!(status, 201, "{body}");
-    let third = running_replica(&server, "counter").await;
+    let third = server.running_container("counter", &[]).await;
     let after_reapply = count_above(&third, after_rollout).await;
 
     // A server restart: the replica and its data stay.
     server.restart().await;
     server.wait_converged("counter", Duration::from_secs(60)).await;
-    let fourth = running_replica(&server, "counter").await;
+    let fourth = server.running_container("counter", &[]).await;
     count_above(&fourth, after_reapply).await;
     let (_, volumes) = server.get_json("/v1/volumes").await;
     assert_eq!(volumes[0]["used_by"], serde_json::json!(["counter"]), "{volumes}");
@@ -281,25 +267,31 @@ async fn a_foreign_volume_is_left_alone_and_bad_images_are_refused() {
         "{body}"
     );
     // The pod says why it cannot run, and nothing mounts the volume.
-    let event = wait_for("the VolumeUnavailable event", Duration::from_secs(30), || async {
-        let (_, events) = server.get_json("/v1/events?pod=intruder").await;
-        events
-            .as_array()?
-            .iter()
-            .find(|e| e["reason"] == "VolumeUnavailable")
-            .cloned()
-    })
-    .await;
+    let event = server.wait_event("intruder", "VolumeUnavailable", None).await;
     assert!(
         event["message"].as_str().unwrap_or_default().contains("left alone"),
         "{event}"
     );
-    let (_, events) = server.get_json("/v1/events?pod=intruder").await;
+    server.wait_event("intruder", "SharedVolume", Some("Warning")).await;
+    // The warning stays in the pod's status: `get pods` marks it, `describe` says it.
+    let (_, pod) = server.get_json("/v1/pods/intruder").await;
+    assert_eq!(pod["status"]["warnings"], body["warnings"], "{pod}");
+    let out = server.dubectl(&["get", "pods"]);
+    let row = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("intruder "))
+        .map(str::to_string);
     assert!(
-        events
-            .as_array()
-            .is_some_and(|e| e.iter().any(|e| e["reason"] == "SharedVolume")),
-        "{events}"
+        row.as_ref().is_some_and(|r| r.contains("(1 warning)")),
+        "{}",
+        stdout(&out)
+    );
+    let out = server.dubectl(&["describe", "pod", "intruder"]);
+    let described = stdout(&out);
+    let warning = warnings[0].as_str().unwrap_or_default();
+    assert!(
+        described.contains("Warnings:") && described.contains(warning),
+        "{described}"
     );
     assert!(server.replicas(Some("intruder")).await.is_empty());
 
@@ -317,15 +309,7 @@ async fn a_foreign_volume_is_left_alone_and_bad_images_are_refused() {
     assert_eq!(response.status().as_u16(), 409);
 
     // Their data is untouched.
-    let (ok, text) = docker_cli(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{engine_name}:/d"),
-        BUSYBOX,
-        "cat",
-        "/d/marker",
-    ]);
+    let (ok, text) = volume_marker(&engine_name);
     assert!(ok && text.trim() == "theirs", "{text}");
 }
 
@@ -357,15 +341,7 @@ async fn swarm_services_get_the_mounts() {
     assert!(ok, "{mounts}");
     assert!(mounts.contains(&engine_name) && mounts.contains("tmpfs"), "{mounts}");
     let marker = wait_for("the marker on the volume", Duration::from_secs(30), || async {
-        let (ok, text) = docker_cli(&[
-            "run",
-            "--rm",
-            "-v",
-            &format!("{engine_name}:/d"),
-            BUSYBOX,
-            "cat",
-            "/d/marker",
-        ]);
+        let (ok, text) = volume_marker(&engine_name);
         ok.then_some(text)
     })
     .await;

@@ -45,7 +45,10 @@ impl Context {
                         field: format!("env.{var}"),
                         message: format!("secret {:?} has no key {:?} any more", r.secret, r.key),
                     })?;
-                material.env.push(format!("{var}={v}"));
+                // Checked at apply and at replace; a race of the two ends here,
+                // in the pod's status, with the key named (never the value).
+                let text = crate::vault::env_text(var, r, v)?;
+                material.env.push(format!("{var}={text}"));
             }
         }
         if !spec.secret_files.is_empty() {
@@ -88,10 +91,16 @@ impl Context {
                     message: format!("no docker-registry secret {name:?} any more; create it again"),
                 })?;
             let values = open_values(&self.settings.vault, &stored)?;
+            let text = |key: &str| {
+                values
+                    .get(key)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
             material.registry_auth = Some(RegistryAuth {
                 server: stored.docker_server.unwrap_or_default(),
-                username: values.get("username").cloned().unwrap_or_default(),
-                password: values.get("password").cloned().unwrap_or_default(),
+                username: text("username"),
+                password: text("password"),
             });
         }
         let pull = Pull {
@@ -138,7 +147,7 @@ fn write_files(dir: &Path, values: &SecretValues) -> Result<()> {
             .mode(0o444)
             .open(&tmp)
             .map_err(|e| io("creating", &tmp, e))?;
-        file.write_all(value.as_bytes())
+        file.write_all(value)
             .and_then(|_| file.sync_all())
             .map_err(|e| io("writing", &tmp, e))?;
         std::fs::rename(&tmp, &target).map_err(|e| io("renaming", &target, e))?;

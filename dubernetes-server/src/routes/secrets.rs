@@ -62,7 +62,7 @@ fn new_any(body: Result<Bytes, BytesRejection>) -> Result<NewAny, ApiError> {
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidBody,
             format!(
-                "expected JSON {{\"name\", \"type\": \"generic\", \"data\": {{KEY: \"text\"}}}} or {{\"name\", \"type\": \"docker-registry\", \"docker_server\", \"docker_username\", \"docker_password\"}}{detail}"
+                "expected JSON {{\"name\", \"type\": \"generic\", \"data\": {{KEY: \"text\"}}, \"binary_data\": {{KEY: \"base64\"}}}} or {{\"name\", \"type\": \"docker-registry\", \"docker_server\", \"docker_username\", \"docker_password\"}}{detail}"
             ),
         )
         .with_field("body")
