@@ -1,8 +1,9 @@
 //! Compose files through the real `dubectl` and a real server: a small stack
 //! (a web service published through the ingress, a worker writing to a named
 //! volume) applied straight from its compose file runs; a real compose file
-//! with keys that do not map is refused, naming them, and changes nothing;
-//! `convert` prints what `apply` applies.
+//! (docker/awesome-compose's react-express-mysql) with keys that do not map
+//! is refused, naming them, and changes nothing; `convert` prints what
+//! `apply` applies.
 
 use std::process::Output;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use dubernetes_tests::{Backend, TestServer, docker, stderr, stdout, wait_for};
 
 const STACK: &str = include_str!("../compose/stack.yaml");
-const GITEA: &str = include_str!("../compose/gitea-postgres.yaml");
+const REACT_EXPRESS_MYSQL: &str = include_str!("../compose/react-express-mysql.yaml");
 
 fn code(output: &Output) -> i32 {
     output.status.code().unwrap_or(-1)
@@ -131,17 +132,17 @@ async fn a_compose_file_with_keys_that_do_not_map_is_refused() {
     let server = TestServer::start("compose-refused").await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = tmp.path().join("docker-compose.yml");
-    std::fs::write(&file, GITEA).expect("write");
+    std::fs::write(&file, REACT_EXPRESS_MYSQL).expect("write");
     let file = file.to_str().expect("utf-8 path");
 
     let out = server.dubectl(&["apply", "-f", file]);
     assert_eq!(code(&out), 1, "{}{}", stdout(&out), stderr(&out));
     let err = stderr(&out);
     for key in [
-        "services.server.container_name",
-        "services.server.volumes[0]",
-        "services.server.ports[1]",
-        "services.db.volumes[0]",
+        "services.backend.build",
+        "services.backend.volumes[0]",
+        "services.db.networks",
+        "services.frontend.volumes[1]",
     ] {
         assert!(err.contains(&format!("unmapped: {file}: {key}: ")), "{key} in:\n{err}");
     }
@@ -152,7 +153,7 @@ async fn a_compose_file_with_keys_that_do_not_map_is_refused() {
     // convert prints the pods all the same (exit 0), and fails with --strict.
     let out = server.dubectl(&["convert", "-f", file]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stdout(&out).contains("name: server"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("name: db"), "{}", stdout(&out));
     let out = server.dubectl(&["convert", "-f", file, "--strict"]);
     assert_eq!(code(&out), 1);
     assert_eq!(stdout(&out), "", "nothing printed with --strict");
