@@ -360,6 +360,7 @@ fn the_integration_stack() {
 # compose service web
 # depends_on: worker (an order Dubernetes does not keep: pods start together; a pod's name resolves once it has a ready replica, and a replica that exits is restarted with back-off)
 # ports: container port 80 (published on 8080 by compose) is served by the ingress as http://web.localhost/
+# ports: container port 80 (published on 15480 by compose, on every interface; here on 127.0.0.1 only: write listen: "0.0.0.0:15480" to accept other machines) is exposed as TCP on 127.0.0.1:15480 through the ingress
 name: web
 image: dubernetes/whoami:v1
 replicas: 1
@@ -368,6 +369,9 @@ env:
   GREETING: hello
 access:
   host: web.localhost
+expose:
+- port: 80
+  listen: 127.0.0.1:15480
 ---
 # compose service worker
 # no port: the pod is ready as soon as its container runs (health: {type: none})
