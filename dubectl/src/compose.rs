@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use dubernetes_api::{
-    Access, CheckKind, EnvValue, HealthCheck, Logging, MAX_SPEC_BYTES, PodSpec, PullPolicy, Resources, SecretFiles,
-    Security, Strategy, Volume,
+    Access, CheckKind, EnvValue, Expose, HealthCheck, Logging, MAX_SPEC_BYTES, PodSpec, PullPolicy, Resources,
+    SecretFiles, Security, Strategy, Volume,
 };
 use serde_yaml_ng::{Mapping, Value};
 
@@ -897,7 +897,8 @@ impl<'a> Service<'a> {
     }
 
     /// Chooses the pod's `port` and routes the first published HTTP port
-    /// through the ingress; other published ports are lost (with why).
+    /// through the ingress; other published TCP ports become `expose`
+    /// entries, UDP ports are lost (with why).
     fn ports_and_access(&mut self, ports: &[Port], exposed: &[u16]) {
         let is_tcp = |p: u16| TCP_PORTS.contains(&p);
         let http = ports.iter().find(|p| !p.udp && !is_tcp(p.target));
@@ -923,6 +924,12 @@ impl<'a> Service<'a> {
                 self.spec.image
             ));
         }
+        for e in exposed.iter().filter(|e| Some(**e) != port) {
+            self.notes.push(format!(
+                "expose: port {e} needs nothing: other pods reach {}:{e} on the instance network",
+                self.spec.name
+            ));
+        }
         for p in ports {
             let routed = http.is_some_and(|h| std::ptr::eq(h, p));
             if p.udp {
@@ -945,24 +952,56 @@ impl<'a> Service<'a> {
                         ),
                     );
                 }
-            } else if is_tcp(p.target) || http.is_some() {
-                let why = if is_tcp(p.target) {
-                    format!(
-                        "port {} is TCP, and TCP ports are not published in this version (the ingress routes HTTP)",
-                        p.target
-                    )
-                } else {
-                    format!(
-                        "the ingress routes one port per pod (port {}); publish port {} from another pod",
-                        self.spec.port, p.target
-                    )
-                };
-                self.lost(
-                    &p.path,
-                    &format!("{why}; other pods still reach {}:{}", self.spec.name, p.target),
-                );
+            } else {
+                self.expose_port(p);
             }
         }
+    }
+
+    /// A published port that the ingress does not route as HTTP (a TCP port,
+    /// a second port) becomes an `expose` entry: the ingress listens on the
+    /// host port Compose published it on, on 127.0.0.1 (Compose publishes on
+    /// every interface; we open nothing to other machines unless asked).
+    fn expose_port(&mut self, p: &Port) {
+        let reach = format!("other pods still reach {}:{}", self.spec.name, p.target);
+        let ip = match p.host_ip.as_deref() {
+            None | Some("" | "0.0.0.0" | "::") => None,
+            Some(ip) => match ip.parse::<std::net::Ipv4Addr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    self.lost(
+                        &p.path,
+                        &format!("published on {ip}: `expose` listens on an IPv4 address only; {reach}"),
+                    );
+                    return;
+                }
+            },
+        };
+        let host_port = p.published.clone().unwrap_or_else(|| p.target.to_string());
+        let listen = format!("{}:{host_port}", ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST));
+        if let Err(e) = dubernetes_api::parse_listen(&listen) {
+            self.lost(
+                &p.path,
+                &format!("cannot expose port {} on {listen}: {e}; {reach}", p.target),
+            );
+            return;
+        }
+        let published = match &p.published {
+            Some(port) => format!("published on {port} by compose"),
+            None => "published on a random port by compose".to_string(),
+        };
+        let widen = if ip.is_none() {
+            format!(
+                ", on every interface; here on 127.0.0.1 only: write listen: \"0.0.0.0:{host_port}\" to accept other machines"
+            )
+        } else {
+            String::new()
+        };
+        self.notes.push(format!(
+            "ports: container port {} ({published}{widen}) is exposed as TCP on {listen} through the ingress",
+            p.target
+        ));
+        self.spec.expose.push(Expose::new(p.target, listen));
     }
 
     fn volumes(&mut self, value: &Value) {

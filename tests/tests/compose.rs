@@ -1,16 +1,17 @@
 //! Compose files through the real `dubectl` and a real server: a small stack
 //! (a web service published through the ingress, a worker writing to a named
 //! volume) applied straight from its compose file runs; a real compose file
-//! with keys that do not map is refused, naming them, and changes nothing;
-//! `convert` prints what `apply` applies.
+//! (docker/awesome-compose's react-express-mysql) with keys that do not map
+//! is refused, naming them, and changes nothing; `convert` prints what
+//! `apply` applies.
 
 use std::process::Output;
 use std::time::Duration;
 
-use dubernetes_tests::{Backend, TestServer, docker, stderr, stdout, wait_for};
+use dubernetes_tests::{Backend, TestServer, docker, free_port, stderr, stdout, wait_for};
 
 const STACK: &str = include_str!("../compose/stack.yaml");
-const GITEA: &str = include_str!("../compose/gitea-postgres.yaml");
+const REACT_EXPRESS_MYSQL: &str = include_str!("../compose/react-express-mysql.yaml");
 
 fn code(output: &Output) -> i32 {
     output.status.code().unwrap_or(-1)
@@ -34,8 +35,14 @@ async fn a_compose_stack_applies_and_runs(backend: Backend) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = tmp.path().join("docker-compose.yml");
     std::fs::write(&file, STACK).expect("write");
-    // `.env` beside the file feeds the interpolation, as in Compose.
-    std::fs::write(tmp.path().join(".env"), "GREETING=from-dotenv\n").expect("write");
+    // `.env` beside the file feeds the interpolation, as in Compose; the
+    // second published port of web becomes an `expose` entry on this port.
+    let tcp_port = free_port();
+    std::fs::write(
+        tmp.path().join(".env"),
+        format!("GREETING=from-dotenv\nTCP_PORT={tcp_port}\n"),
+    )
+    .expect("write");
     let file = file.to_str().expect("utf-8 path");
 
     // convert: the pods, exit 0, nothing unmapped.
@@ -49,6 +56,10 @@ async fn a_compose_stack_applies_and_runs(backend: Backend) {
     );
     assert!(yaml.contains("GREETING: from-dotenv"), "{yaml}");
     assert!(yaml.contains("# depends_on: worker"), "{yaml}");
+    assert!(
+        yaml.contains(&format!("expose:\n- port: 80\n  listen: 127.0.0.1:{tcp_port}\n")),
+        "{yaml}"
+    );
 
     // apply straight from the compose file.
     let out = server.dubectl(&["apply", "-f", file, "--wait", "--timeout", "90s"]);
@@ -70,6 +81,12 @@ async fn a_compose_stack_applies_and_runs(backend: Backend) {
     })
     .await;
     assert!(!body.is_empty());
+    // The published TCP port: the ingress passes a raw connection to web.
+    let answer = wait_for("web through its exposed TCP port", Duration::from_secs(30), || {
+        raw_http_get(tcp_port)
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     let (_, pod) = server.get_json("/v1/pods/worker").await;
     assert_eq!(
@@ -98,6 +115,26 @@ async fn a_compose_stack_applies_and_runs(backend: Backend) {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let (_, pods) = server.get_json("/v1/pods").await;
     assert_eq!(pods, serde_json::json!([]), "{pods}");
+}
+
+/// A GET written on a plain TCP connection to 127.0.0.1:`port`: the answer, if any.
+async fn raw_http_get(port: u16) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let io = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.ok()?;
+        Some(String::from_utf8_lossy(&answer).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), io)
+        .await
+        .ok()
+        .flatten()
+        .filter(|a| !a.is_empty())
 }
 
 /// The worker writes to its named volume: its ticks grow there.
@@ -131,17 +168,17 @@ async fn a_compose_file_with_keys_that_do_not_map_is_refused() {
     let server = TestServer::start("compose-refused").await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = tmp.path().join("docker-compose.yml");
-    std::fs::write(&file, GITEA).expect("write");
+    std::fs::write(&file, REACT_EXPRESS_MYSQL).expect("write");
     let file = file.to_str().expect("utf-8 path");
 
     let out = server.dubectl(&["apply", "-f", file]);
     assert_eq!(code(&out), 1, "{}{}", stdout(&out), stderr(&out));
     let err = stderr(&out);
     for key in [
-        "services.server.container_name",
-        "services.server.volumes[0]",
-        "services.server.ports[1]",
-        "services.db.volumes[0]",
+        "services.backend.build",
+        "services.backend.volumes[0]",
+        "services.db.networks",
+        "services.frontend.volumes[1]",
     ] {
         assert!(err.contains(&format!("unmapped: {file}: {key}: ")), "{key} in:\n{err}");
     }
@@ -152,7 +189,7 @@ async fn a_compose_file_with_keys_that_do_not_map_is_refused() {
     // convert prints the pods all the same (exit 0), and fails with --strict.
     let out = server.dubectl(&["convert", "-f", file]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stdout(&out).contains("name: server"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("name: db"), "{}", stdout(&out));
     let out = server.dubectl(&["convert", "-f", file, "--strict"]);
     assert_eq!(code(&out), 1);
     assert_eq!(stdout(&out), "", "nothing printed with --strict");

@@ -53,7 +53,7 @@ fn check(c: &Conversion, yaml: &str, unmapped: &[&str]) {
 
 const WEB_ENV: &str = "# comment\nexport TZ=UTC\nDATABASE_URL=overridden\nQUOTED=\"a b\"\n";
 
-/// docker/awesome-compose wordpress-mysql: everything maps (named volumes, expose, restart: always).
+/// docker/awesome-compose wordpress-mysql: everything maps (named volumes, expose, restart: always, the HTTP port).
 #[test]
 fn awesome_compose_wordpress_mysql() {
     let c = run(
@@ -67,6 +67,7 @@ fn awesome_compose_wordpress_mysql() {
         r#"---
 # compose service db
 # volume "db_data" is named "db-data" (a DNS label)
+# expose: port 33060 needs nothing: other pods reach db:33060 on the instance network
 name: db
 image: mariadb:10.6.4-focal
 replicas: 1
@@ -83,7 +84,6 @@ volumes:
   path: /var/lib/mysql
 ---
 # compose service wordpress
-# volume "wp_data" is named "wp-data" (a DNS label)
 # ports: container port 80 (published on 80 by compose) is served by the ingress as http://wordpress.localhost/
 name: wordpress
 image: wordpress:latest
@@ -96,9 +96,6 @@ env:
   WORDPRESS_DB_USER: wordpress
 access:
   host: wordpress.localhost
-volumes:
-- name: wp-data
-  path: /var/www/html
 "#,
         &[],
     );
@@ -108,7 +105,7 @@ volumes:
 #[test]
 fn postgres_image_docs_stack() {
     let c = run(
-        &fixture("postgres-adminer.yaml"),
+        &fixture("postgres.yaml"),
         &[("web.env", WEB_ENV)],
         &[("FROM_SHELL", "yes"), ("SHOP_API_KEY", "k")],
     )
@@ -138,84 +135,34 @@ access:
     );
 }
 
-/// Gitea's docs: bind mounts, networks, an SSH port and container_name do not map; the web port does.
+/// docker/awesome-compose flask-redis: redis's published TCP port becomes an `expose` entry on
+/// 127.0.0.1; the web service has only `build` (no pod), a bind mount and a stop signal.
 #[test]
-fn gitea_docs_postgres() {
-    let c = run(
-        &fixture("gitea-postgres.yaml"),
-        &[("web.env", WEB_ENV)],
-        &[("FROM_SHELL", "yes"), ("SHOP_API_KEY", "k")],
-    )
-    .expect("convert");
-    check(
-        &c,
-        r#"---
-# compose service server
-# depends_on: db (an order Dubernetes does not keep: pods start together; a pod's name resolves once it has a ready replica, and a replica that exits is restarted with back-off)
-# ports: container port 3000 (published on 3000 by compose) is served by the ingress as http://server.localhost/
-name: server
-image: gitea/gitea:1.22.6
-replicas: 1
-port: 3000
-env:
-  GITEA__database__DB_TYPE: postgres
-  GITEA__database__HOST: db:5432
-  GITEA__database__NAME: gitea
-  GITEA__database__PASSWD: gitea
-  GITEA__database__USER: gitea
-  USER_GID: '1000'
-  USER_UID: '1000'
-access:
-  host: server.localhost
----
-# compose service db
-# port 5432: what the image postgres:14 listens on (no ports in the compose file)
-name: db
-image: postgres:14
-replicas: 1
-port: 5432
-env:
-  POSTGRES_DB: gitea
-  POSTGRES_PASSWORD: gitea
-  POSTGRES_USER: gitea
-"#,
-        &[
-            "services.server.container_name",
-            "services.server.networks",
-            "services.server.volumes[0]",
-            "services.server.volumes[1]",
-            "services.server.volumes[2]",
-            "services.server.ports[1]",
-            "services.db.networks",
-            "services.db.volumes[0]",
-        ],
-    );
-}
-
-/// Docker's getting started: a service with only `build` is no pod.
-#[test]
-fn docker_docs_flask_redis() {
-    let c = run(
-        &fixture("flask-redis.yaml"),
-        &[("web.env", WEB_ENV)],
-        &[("FROM_SHELL", "yes"), ("SHOP_API_KEY", "k")],
-    )
-    .expect("convert");
+fn awesome_compose_flask_redis() {
+    let c = run(&fixture("flask-redis.yaml"), &[], &[]).expect("convert");
     check(
         &c,
         r#"---
 # compose service redis
-# port 6379: what the image redis:alpine listens on (no ports in the compose file)
+# ports: container port 6379 (published on 6379 by compose, on every interface; here on 127.0.0.1 only: write listen: "0.0.0.0:6379" to accept other machines) is exposed as TCP on 127.0.0.1:6379 through the ingress
 name: redis
-image: redis:alpine
+image: redislabs/redismod
 replicas: 1
 port: 6379
+expose:
+- port: 6379
+  listen: 127.0.0.1:6379
 "#,
-        &["services.web.build"],
+        &[
+            "services.web.build",
+            "services.web.stop_signal",
+            "services.web.volumes[0]",
+        ],
     );
 }
 
-/// docker/awesome-compose react-express-mysql: secrets as secret_files, a command health check, build, anonymous volume.
+/// docker/awesome-compose react-express-mysql: a secret from a file as secret_files; backend and
+/// frontend have only `build` (no pod), bind mounts, an anonymous volume and separate networks.
 #[test]
 fn awesome_compose_react_express_mysql() {
     let c = run(
@@ -229,6 +176,7 @@ fn awesome_compose_react_express_mysql() {
         r#"---
 # compose service db
 # secrets: create them first: dubectl create secret generic db-secrets --from-file=db-password=db/password.txt
+# port 3306: what the image mariadb:10.6.4-focal listens on (no ports in the compose file)
 name: db
 image: mariadb:10.6.4-focal
 replicas: 1
@@ -247,9 +195,11 @@ volumes:
 "#,
         &[
             "services.backend.build",
+            "services.backend.volumes[0]",
+            "services.backend.volumes[1]",
+            "services.backend.volumes[2]",
             "services.backend.networks",
             "services.db.networks",
-            "services.db.healthcheck.test",
             "services.frontend.build",
             "services.frontend.volumes[0]",
             "services.frontend.volumes[1]",
@@ -410,6 +360,7 @@ fn the_integration_stack() {
 # compose service web
 # depends_on: worker (an order Dubernetes does not keep: pods start together; a pod's name resolves once it has a ready replica, and a replica that exits is restarted with back-off)
 # ports: container port 80 (published on 8080 by compose) is served by the ingress as http://web.localhost/
+# ports: container port 80 (published on 15480 by compose, on every interface; here on 127.0.0.1 only: write listen: "0.0.0.0:15480" to accept other machines) is exposed as TCP on 127.0.0.1:15480 through the ingress
 name: web
 image: dubernetes/whoami:v1
 replicas: 1
@@ -418,6 +369,9 @@ env:
   GREETING: hello
 access:
   host: web.localhost
+expose:
+- port: 80
+  listen: 127.0.0.1:15480
 ---
 # compose service worker
 # no port: the pod is ready as soon as its container runs (health: {type: none})
@@ -446,21 +400,16 @@ volumes:
 
 #[test]
 fn unmapped_keys_say_why() {
-    let c = run(&fixture("gitea-postgres.yaml"), &[], &[]).expect("convert");
+    let c = run(&fixture("react-express-mysql.yaml"), &[], &[]).expect("convert");
     let lines = unmapped_list(&c);
-    assert!(
-        lines.contains(
-            &"services.server.ports[1]: port 22 is TCP, and TCP ports are not published in this version (the ingress routes HTTP); other pods still reach server:22"
-                .to_string()
-        ),
-        "{lines:#?}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("services.server.volumes[0]: ./gitea is a bind mount of a host path")),
-        "{lines:#?}"
-    );
+    for start in [
+        "services.backend.build: Dubernetes runs images and builds none",
+        "services.backend.volumes[0]: ./backend/src is a bind mount of a host path",
+        "services.frontend.volumes[1]: ",
+        "services.db.networks: ",
+    ] {
+        assert!(lines.iter().any(|l| l.starts_with(start)), "{start} in {lines:#?}");
+    }
 }
 
 #[test]
@@ -548,8 +497,10 @@ fn ports_that_do_not_route() {
     let c = run(text, &[], &[]).expect("convert");
     assert_eq!(c.pods[0].spec.port, 8080);
     assert_eq!(c.pods[0].spec.host(), Some("web.localhost"));
+    // A second port is passed as TCP (HTTP included) on its published port.
+    assert_eq!(c.pods[0].spec.expose, vec![Expose::new(9090, "127.0.0.1:9090")]);
     let lines = unmapped_list(&c);
-    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_eq!(lines.len(), 3, "{lines:#?}");
     assert!(
         lines[0].starts_with("services.web.ports[3]: \"7000-7001:7000-7001\": a port range"),
         "{lines:#?}"
@@ -558,11 +509,61 @@ fn ports_that_do_not_route() {
         lines[1].starts_with("services.web.ports[0]: published on 127.0.0.1 only"),
         "{lines:#?}"
     );
+    assert!(lines[2].starts_with("services.web.ports[2]: UDP ports"), "{lines:#?}");
+}
+
+/// Published TCP ports become `expose` entries: on 127.0.0.1 unless the
+/// compose file names an IPv4 address, on the published host port (the
+/// container port when Compose would choose one); what `listen` refuses is unmapped.
+#[test]
+fn tcp_ports_become_expose_entries() {
+    let text = "services:\n  db:\n    image: postgres:16\n    ports:\n      - \"15432:5432\"\n      - \"0.0.0.0:16379:6379\"\n      - \"10.0.0.5:2222:22\"\n      - \"3306\"\n      - \"80:8080\"\n      - \"[::1]:2525:25\"\n      - target: 11211\n        published: \"21211\"\n        host_ip: 127.0.0.1\n";
+    let c = run(text, &[], &[]).expect("convert");
+    let spec = &c.pods[0].spec;
+    assert_eq!(spec.port, 8080, "the one HTTP port");
+    assert_eq!(spec.host(), Some("db.localhost"));
+    assert_eq!(
+        spec.expose,
+        vec![
+            Expose::new(5432, "127.0.0.1:15432"),
+            Expose::new(6379, "127.0.0.1:16379"),
+            Expose::new(22, "10.0.0.5:2222"),
+            Expose::new(3306, "127.0.0.1:3306"),
+            Expose::new(11211, "127.0.0.1:21211"),
+        ]
+    );
+    let notes = c.pods[0].notes.join("\n");
     assert!(
-        lines[2].starts_with("services.web.ports[1]: the ingress routes one port per pod (port 8080)"),
+        notes.contains("container port 5432 (published on 15432 by compose, on every interface; here on 127.0.0.1 only: write listen: \"0.0.0.0:15432\" to accept other machines) is exposed as TCP on 127.0.0.1:15432"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("container port 3306 (published on a random port by compose"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("container port 22 (published on 2222 by compose) is exposed as TCP on 10.0.0.5:2222"),
+        "{notes}"
+    );
+    assert_eq!(
+        unmapped_list(&c),
+        vec![
+            "services.db.ports[5]: published on ::1: `expose` listens on an IPv4 address only; other pods still reach db:25".to_string(),
+        ]
+    );
+    // Port 80 (or 443) on the host is the ingress's own: a TCP port published there is unmapped.
+    let text = "services:\n  db:\n    image: postgres:16\n    ports:\n      - \"80:5432\"\n";
+    let c = run(text, &[], &[]).expect("convert");
+    assert!(c.pods[0].spec.expose.is_empty());
+    let lines = unmapped_list(&c);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(
+            "services.db.ports[0]: cannot expose port 5432 on 127.0.0.1:80: port 80 is the ingress container's own"
+        ),
         "{lines:#?}"
     );
-    assert!(lines[3].starts_with("services.web.ports[2]: UDP ports"), "{lines:#?}");
+    assert!(lines[0].ends_with("other pods still reach db:5432"), "{lines:#?}");
 }
 
 #[test]
