@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use dubernetes_tests::pki::TestCa;
-use dubernetes_tests::{TestServer, stderr, stdout, wait_for};
+use dubernetes_tests::{PgCluster, TestServer, instance_name, stderr, stdout, wait_for};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -366,11 +366,22 @@ async fn serving_means_the_current_certificate_is_served() {
 /// succeeds (before, both did in most rounds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_checks_and_their_writes_are_one_transaction() {
-    let server = TestServer::start("trust-races").await;
+    races(&TestServer::start("trust-races").await).await;
+}
+
+/// The same races on a PostgreSQL store (its own database on the shared
+/// throwaway cluster), where the write lock is an advisory lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_checks_and_their_writes_are_one_transaction_on_postgres() {
+    let url = PgCluster::shared().new_database().await;
+    let instance = instance_name("trust-pgraces");
+    races(&TestServer::start_shared("trust-pgraces", &instance, &url, &[]).await).await;
+}
+
+async fn races(server: &TestServer) {
     let ca = TestCa::new("races CA");
-    let put_pod = |name: String, host: String, secret: String| {
-        let server = &server;
-        async move { server.put_yaml(&name, &pod_yaml(&name, &host, &secret, 0)).await.0 }
+    let put_pod = |name: String, host: String, secret: String| async move {
+        server.put_yaml(&name, &pod_yaml(&name, &host, &secret, 0)).await.0
     };
     for round in 0..15 {
         // Apply while the secret is deleted.
