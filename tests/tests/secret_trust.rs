@@ -389,7 +389,7 @@ async fn races(server: &TestServer) {
         let leaf = ca.leaf(&[&host]);
         let secret = format!("del{round}");
         assert_eq!(
-            post_secret(&server, &secret, &leaf.chain_pem, &leaf.key_pem).await.0,
+            post_secret(server, &secret, &leaf.chain_pem, &leaf.key_pem).await.0,
             201
         );
         let delete = async {
@@ -414,7 +414,7 @@ async fn races(server: &TestServer) {
         let elsewhere = ca.leaf(&["elsewhere.trust.test"]);
         let secret = format!("rep{round}");
         assert_eq!(
-            post_secret(&server, &secret, &leaf.chain_pem, &leaf.key_pem).await.0,
+            post_secret(server, &secret, &leaf.chain_pem, &leaf.key_pem).await.0,
             201
         );
         let replace = async {
@@ -437,8 +437,8 @@ async fn races(server: &TestServer) {
         // Two creates of one name: one 201, one 409.
         let secret = format!("new{round}");
         let (one, two) = tokio::join!(
-            post_secret(&server, &secret, &leaf.chain_pem, &leaf.key_pem),
-            post_secret(&server, &secret, &leaf.chain_pem, &leaf.key_pem)
+            post_secret(server, &secret, &leaf.chain_pem, &leaf.key_pem),
+            post_secret(server, &secret, &leaf.chain_pem, &leaf.key_pem)
         );
         let mut statuses = [one.0, two.0];
         statuses.sort_unstable();
