@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::ListTasksOptionsBuilder;
-use dubernetes_tests::multinode::{MultiNode, NODES};
+use dubernetes_tests::multinode::{MultiNode, NODES, SLOW};
 use dubernetes_tests::*;
 
 const REPLICAS: usize = 6;
@@ -245,5 +245,106 @@ fn multinode_replicas_of_a_lost_node_are_replaced_on_the_others() {
              ours replaced, ready and routed in {ours_s:.1} s, plain Swarm running again in {plain_s:.1} s; {} served",
             served.len()
         );
+
+        // The lost node comes back (issue 28 item 3): its link up, its engine
+        // started again on its old data root, so its old containers and tasks
+        // reappear. No replica is served twice: the pod stays at exactly 6
+        // running tasks, the ingress routes only to them, and the returned
+        // node's stale tasks are shut down and their containers removed.
+        harness.back("w2");
+        let back = Instant::now();
+        let w2 = harness.docker("w2");
+        let instance_label = HashMap::from([("label", vec![format!("io.dubernetes.instance={}", server.instance)])]);
+        // What the returned engine still has of ours (before Swarm tells it to remove them).
+        let reappeared = w2
+            .list_containers(Some(
+                bollard::query_parameters::ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&instance_label)
+                    .build(),
+            ))
+            .await
+            .map(|c| c.len())
+            .unwrap_or_default();
+        wait_for("w2 ready again and its stale replicas removed", SLOW, || {
+            let (ours, w2, instance_label, lost) = (ours.clone(), &w2, instance_label.clone(), &lost);
+            async move {
+                let ready = harness_ref
+                    .docker("m")
+                    .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .any(|n| {
+                        n.id.as_ref() == Some(lost)
+                            && n.status.and_then(|s| s.state) == Some(bollard::models::NodeState::READY)
+                    });
+                let nodes = running_task_nodes(harness_ref, ours).await;
+                let stale = w2
+                    .list_containers(Some(
+                        bollard::query_parameters::ListContainersOptionsBuilder::new()
+                            .all(true)
+                            .filters(&instance_label)
+                            .build(),
+                    ))
+                    .await
+                    .ok()?;
+                (ready && nodes.len() == REPLICAS && nodes.iter().all(|n| n != lost) && stale.is_empty()).then_some(())
+            }
+        })
+        .await;
+        let cleaned = back.elapsed();
+        // Nothing stale left in Swarm's view either: no task of ours on w2 wants to run.
+        let mut filters = ours.clone();
+        filters.insert("node", vec![lost.clone()]);
+        filters.insert("desired-state", vec!["running".to_string()]);
+        let stale_tasks = harness
+            .docker("m")
+            .list_tasks(Some(ListTasksOptionsBuilder::new().filters(&filters).build()))
+            .await
+            .expect("list tasks");
+        assert!(
+            stale_tasks.is_empty(),
+            "tasks of ours on the returned node still want to run: {stale_tasks:?}"
+        );
+        let pod = server.wait_converged("app", ROUND).await;
+        assert_eq!(pod["status"]["ready_replicas"], REPLICAS, "{pod}");
+        assert_eq!(pod["status"]["current_replicas"], REPLICAS, "{pod}");
+        // The ingress answers only from the 6 running tasks (their containers' hostnames).
+        let current: BTreeSet<String> = running_task_containers(&harness, ours.clone())
+            .await
+            .into_iter()
+            .map(|c| c.chars().take(12).collect())
+            .collect();
+        assert_eq!(current.len(), REPLICAS, "running tasks: {current:?}");
+        let served = served_hostnames(&server, REPLICAS, "v1").await;
+        assert_eq!(
+            served, current,
+            "the ingress served other replicas than the running tasks"
+        );
+        eprintln!(
+            "multinode node back: {reappeared} stale containers of ours reappeared on w2; w2 ready again and they were \
+             removed {:.1} s after its engine restarted; {REPLICAS} running tasks, {} served, none twice",
+            cleaned.as_secs_f64(),
+            served.len()
+        );
     });
+}
+
+/// Container ids of the running tasks matching `filters` (desired state running).
+async fn running_task_containers(harness: &MultiNode, filters: HashMap<&str, Vec<String>>) -> Vec<String> {
+    let mut filters = filters;
+    filters.insert("desired-state", vec!["running".to_string()]);
+    harness
+        .docker("m")
+        .list_tasks(Some(ListTasksOptionsBuilder::new().filters(&filters).build()))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| {
+            let status = t.status?;
+            (status.state == Some(bollard::models::TaskState::RUNNING)).then_some(())?;
+            status.container_status?.container_id
+        })
+        .collect()
 }
