@@ -176,6 +176,7 @@ fn multinode_replicas_of_a_lost_node_are_replaced_on_the_others() {
         let (status, body) = server.put_yaml("app", &spec(WHOAMI_V1, REPLICAS)).await;
         assert_eq!(status, 201, "PUT app: {body}");
         server.wait_converged("app", ROUND).await;
+        let remote_exit = remote_exit_seen(&harness, &server).await;
         // Plain Swarm beside it: one service of 6 tasks (restart on failure, its default).
         harness.cli(
             "m",
@@ -195,7 +196,13 @@ fn multinode_replicas_of_a_lost_node_are_replaced_on_the_others() {
         );
         let ids = node_ids(&harness).await;
         let lost = ids.get("w2").expect("node w2").clone();
-        let ours = HashMap::from([("label", vec![format!("io.dubernetes.instance={}", server.instance)])]);
+        let ours = HashMap::from([(
+            "label",
+            vec![
+                format!("io.dubernetes.instance={}", server.instance),
+                "io.dubernetes.pod=app".to_string(),
+            ],
+        )]);
         let plain = HashMap::from([("service", vec!["plain".to_string()])]);
         let harness_ref = &harness;
         wait_for("6 plain tasks running", ROUND, || {
@@ -328,6 +335,12 @@ fn multinode_replicas_of_a_lost_node_are_replaced_on_the_others() {
             cleaned.as_secs_f64(),
             served.len()
         );
+        eprintln!(
+            "multinode remote exit: a task killed on worker {} seen in {:.1} s, replaced and ready in {:.1} s",
+            remote_exit.0,
+            remote_exit.1.as_secs_f64(),
+            remote_exit.2.as_secs_f64()
+        );
     });
 }
 
@@ -347,4 +360,60 @@ async fn running_task_containers(harness: &MultiNode, filters: HashMap<&str, Vec
             status.container_status?.container_id
         })
         .collect()
+}
+
+/// Issue 28 item 3: a task that exits on another node is seen within a
+/// second or two, not at the resync (the server runs with none). A pod
+/// without a health check (its implicit check repeats every 10 s once ready),
+/// one of its tasks on a worker killed on that worker's engine. The worker,
+/// the time until the pod shows one replica fewer ready, and until it is
+/// replaced and ready again.
+async fn remote_exit_seen(harness: &MultiNode, server: &TestServer) -> (String, Duration, Duration) {
+    let (status, body) = server
+        .put_yaml("bare", &format!("name: bare\nimage: {WHOAMI_V1}\nreplicas: 3\n"))
+        .await;
+    assert_eq!(status, 201, "PUT bare: {body}");
+    server.wait_converged("bare", ROUND).await;
+    let ids = node_ids(harness).await;
+    let filters = HashMap::from([
+        (
+            "label",
+            vec![
+                format!("io.dubernetes.instance={}", server.instance),
+                "io.dubernetes.pod=bare".to_string(),
+            ],
+        ),
+        ("desired-state", vec!["running".to_string()]),
+    ]);
+    let tasks = harness
+        .docker("m")
+        .list_tasks(Some(ListTasksOptionsBuilder::new().filters(&filters).build()))
+        .await
+        .expect("list tasks");
+    let (worker, container) = tasks
+        .iter()
+        .find_map(|t| {
+            let node = t.node_id.as_ref()?;
+            let worker = ["w1", "w2"].into_iter().find(|w| ids.get(*w) == Some(node))?;
+            let container = t.status.as_ref()?.container_status.as_ref()?.container_id.clone()?;
+            Some((worker, container))
+        })
+        .unwrap_or_else(|| panic!("no task of pod bare on a worker: {tasks:?}"));
+    harness
+        .docker(worker)
+        .kill_container(&container, None::<bollard::query_parameters::KillContainerOptions>)
+        .await
+        .expect("kill a task's container on the worker");
+    let killed = Instant::now();
+    let seen = wait_for("the remote exit seen", Duration::from_secs(30), || async {
+        let (_, pod) = server.get_json("/v1/pods/bare").await;
+        (pod["status"]["ready_replicas"].as_u64().is_some_and(|r| r < 3)).then(|| killed.elapsed())
+    })
+    .await;
+    assert!(
+        seen < Duration::from_secs(5),
+        "the exit of a task on {worker} was seen only after {seen:?}"
+    );
+    server.wait_converged("bare", ROUND).await;
+    (worker.to_string(), seen, killed.elapsed())
 }
