@@ -6,6 +6,7 @@
 #   scripts/multinode.sh up [IMAGE...]   makes a harness, prints its id (N) on stdout
 #   scripts/multinode.sh down N          removes harness N, whatever state it is in
 #   scripts/multinode.sh cut N NODE      cuts NODE's link (m, w1 or w2) and kills its dockerd
+#   scripts/multinode.sh back N NODE     brings a cut NODE back: link up, dockerd on its old data root
 #
 # Harness N:
 #   - bridge `dmnNbr` in the host's namespace, with no address; an ACCEPT rule for
@@ -114,6 +115,22 @@ wait_engine() { # N NODE
 	die "dockerd of node $node did not answer in 30 s; its log: $(tail -20 "/tmp/dmn$n/$node.log")"
 }
 
+# Starts a node's dockerd in its namespace (its data root kept from any earlier run).
+start_engine() { # N NODE
+	local n=$1 node=$2
+	nsenter --net="/run/netns/dmn$n-$node" dockerd \
+		--config-file "/tmp/dmn$n/$node.json" \
+		--data-root "/tmp/dmn$n/$node" \
+		--exec-root "/run/dmn$n/$node" \
+		--pidfile "/run/dmn$n/$node.pid" \
+		-H "unix://$(sock "$n" "$node")" \
+		--cgroup-parent "/dmn$n-$node" \
+		--storage-driver fuse-overlayfs \
+		--mtu 1400 \
+		>>"/tmp/dmn$n/$node.log" 2>&1 </dev/null &
+	disown
+}
+
 up() {
 	command -v dockerd >/dev/null || die "dockerd is missing (apt-get install docker.io)"
 	command -v fuse-overlayfs >/dev/null || die "fuse-overlayfs is missing (apt-get install fuse-overlayfs)"
@@ -146,17 +163,7 @@ up() {
 		ip -n "dmn$n-$node" link set lo up
 		mkdir -p "/tmp/dmn$n/$node" "/run/dmn$n/$node"
 		echo '{}' >"/tmp/dmn$n/$node.json"
-		nsenter --net="/run/netns/dmn$n-$node" dockerd \
-			--config-file "/tmp/dmn$n/$node.json" \
-			--data-root "/tmp/dmn$n/$node" \
-			--exec-root "/run/dmn$n/$node" \
-			--pidfile "/run/dmn$n/$node.pid" \
-			-H "unix://$(sock "$n" "$node")" \
-			--cgroup-parent "/dmn$n-$node" \
-			--storage-driver fuse-overlayfs \
-			--mtu 1400 \
-			>"/tmp/dmn$n/$node.log" 2>&1 </dev/null &
-		disown
+		start_engine "$n" "$node"
 	done
 	for node in "${NODES[@]}"; do wait_engine "$n" "$node"; done
 	local m
@@ -195,6 +202,14 @@ cut() { # N NODE
 	kill_engine "$1" "$2"
 }
 
+# A cut node comes back: its link up, its dockerd started again on the same
+# data root (its old containers and swarm state reappear; it rejoins by itself).
+back() { # N NODE
+	ip link set "dmn$1$2" up
+	start_engine "$1" "$2"
+	wait_engine "$1" "$2"
+}
+
 case "${1:-}" in
 up)
 	shift
@@ -202,5 +217,6 @@ up)
 	;;
 down) down "$2" ;;
 cut) cut "$2" "$3" ;;
-*) die "usage: $0 up [IMAGE...] | down N | cut N NODE" ;;
+back) back "$2" "$3" ;;
+*) die "usage: $0 up [IMAGE...] | down N | cut N NODE | back N NODE" ;;
 esac

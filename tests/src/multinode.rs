@@ -111,6 +111,18 @@ impl MultiNode {
         );
     }
 
+    /// Brings a cut node back: its link up, its engine started again on its
+    /// old data root (its old containers and swarm state reappear).
+    pub fn back(&self, node: &str) {
+        let id = self.id.to_string();
+        let out = self.script(&["back", &id, node]);
+        assert!(
+            out.status.success(),
+            "bringing node {node} back: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Runs `body` on a new thread inside the manager's network namespace,
     /// on a runtime of its own: its connections, and the processes it
     /// starts (the server, dubectl), are on the manager's host.

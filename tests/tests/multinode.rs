@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::ListTasksOptionsBuilder;
-use dubernetes_tests::multinode::{MultiNode, NODES};
+use dubernetes_tests::multinode::{MultiNode, NODES, SLOW};
 use dubernetes_tests::*;
 
 const REPLICAS: usize = 6;
@@ -176,6 +176,7 @@ fn multinode_replicas_of_a_lost_node_are_replaced_on_the_others() {
         let (status, body) = server.put_yaml("app", &spec(WHOAMI_V1, REPLICAS)).await;
         assert_eq!(status, 201, "PUT app: {body}");
         server.wait_converged("app", ROUND).await;
+        let remote_exit = remote_exit_seen(&harness, &server).await;
         // Plain Swarm beside it: one service of 6 tasks (restart on failure, its default).
         harness.cli(
             "m",
@@ -195,7 +196,13 @@ fn multinode_replicas_of_a_lost_node_are_replaced_on_the_others() {
         );
         let ids = node_ids(&harness).await;
         let lost = ids.get("w2").expect("node w2").clone();
-        let ours = HashMap::from([("label", vec![format!("io.dubernetes.instance={}", server.instance)])]);
+        let ours = HashMap::from([(
+            "label",
+            vec![
+                format!("io.dubernetes.instance={}", server.instance),
+                "io.dubernetes.pod=app".to_string(),
+            ],
+        )]);
         let plain = HashMap::from([("service", vec!["plain".to_string()])]);
         let harness_ref = &harness;
         wait_for("6 plain tasks running", ROUND, || {
@@ -245,5 +252,172 @@ fn multinode_replicas_of_a_lost_node_are_replaced_on_the_others() {
              ours replaced, ready and routed in {ours_s:.1} s, plain Swarm running again in {plain_s:.1} s; {} served",
             served.len()
         );
+
+        // The lost node comes back (issue 28 item 3): its link up, its engine
+        // started again on its old data root, so its old containers and tasks
+        // reappear. No replica is served twice: the pod stays at exactly 6
+        // running tasks, the ingress routes only to them, and the returned
+        // node's stale tasks are shut down and their containers removed.
+        harness.back("w2");
+        let back = Instant::now();
+        let w2 = harness.docker("w2");
+        let instance_label = HashMap::from([("label", vec![format!("io.dubernetes.instance={}", server.instance)])]);
+        // What the returned engine still has of ours (before Swarm tells it to remove them).
+        let w2_containers = || async {
+            w2.list_containers(Some(
+                bollard::query_parameters::ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&instance_label)
+                    .build(),
+            ))
+            .await
+            .map(|cs| cs.into_iter().filter_map(|c| Some((c.id?, c.state))).collect::<Vec<_>>())
+        };
+        let reappeared: BTreeSet<String> = w2_containers()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        // Until w2 is ready again, the stale containers are gone and exactly 6
+        // tasks of the pod run (new ones may be placed on w2: it is a node again).
+        let mut last = String::new();
+        loop {
+            assert!(
+                back.elapsed() < SLOW,
+                "w2 not ready again or its stale replicas not removed after {SLOW:?}: {last}; w2's engine log: {}",
+                std::fs::read_to_string(format!("/tmp/dmn{}/w2.log", harness.id))
+                    .map(|l| l.lines().rev().take(15).collect::<Vec<_>>().join(" | "))
+                    .unwrap_or_default()
+            );
+            let state = harness
+                .docker("m")
+                .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+                .await
+                .ok()
+                .and_then(|ns| ns.into_iter().find(|n| n.id.as_ref() == Some(&lost)))
+                .and_then(|n| n.status?.state);
+            let nodes = running_task_nodes(&harness, ours.clone()).await;
+            let containers = w2_containers().await;
+            let stale: Vec<_> = containers
+                .as_ref()
+                .map(|cs| cs.iter().filter(|(id, _)| reappeared.contains(id)).collect())
+                .unwrap_or_default();
+            if state == Some(bollard::models::NodeState::READY)
+                && nodes.len() == REPLICAS
+                && containers.is_ok()
+                && stale.is_empty()
+            {
+                break;
+            }
+            last = format!(
+                "w2 {state:?}, {} running tasks of the pod, stale containers on w2 {stale:?}, all of ours there {containers:?}",
+                nodes.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let cleaned = back.elapsed();
+        let pod = server.wait_converged("app", ROUND).await;
+        assert_eq!(pod["status"]["ready_replicas"], REPLICAS, "{pod}");
+        assert_eq!(pod["status"]["current_replicas"], REPLICAS, "{pod}");
+        // The ingress answers only from the 6 running tasks (their containers' hostnames).
+        let current: BTreeSet<String> = running_task_containers(&harness, ours.clone())
+            .await
+            .into_iter()
+            .map(|c| c.chars().take(12).collect())
+            .collect();
+        assert_eq!(current.len(), REPLICAS, "running tasks: {current:?}");
+        let served = served_hostnames(&server, REPLICAS, "v1").await;
+        assert_eq!(
+            served, current,
+            "the ingress served other replicas than the running tasks"
+        );
+        eprintln!(
+            "multinode node back: {} stale containers of ours reappeared on w2; w2 ready again and they were \
+             removed {:.1} s after its engine restarted; {REPLICAS} running tasks, {} served, none twice",
+            reappeared.len(),
+            cleaned.as_secs_f64(),
+            served.len()
+        );
+        eprintln!(
+            "multinode remote exit: a task killed on worker {} seen in {:.1} s, replaced and ready in {:.1} s",
+            remote_exit.0,
+            remote_exit.1.as_secs_f64(),
+            remote_exit.2.as_secs_f64()
+        );
     });
+}
+
+/// Container ids of the running tasks matching `filters` (desired state running).
+async fn running_task_containers(harness: &MultiNode, filters: HashMap<&str, Vec<String>>) -> Vec<String> {
+    let mut filters = filters;
+    filters.insert("desired-state", vec!["running".to_string()]);
+    harness
+        .docker("m")
+        .list_tasks(Some(ListTasksOptionsBuilder::new().filters(&filters).build()))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| {
+            let status = t.status?;
+            (status.state == Some(bollard::models::TaskState::RUNNING)).then_some(())?;
+            status.container_status?.container_id
+        })
+        .collect()
+}
+
+/// Issue 28 item 3: a task that exits on another node is seen within a
+/// second or two, not at the resync (the server runs with none). A pod
+/// without a health check (its implicit check repeats every 10 s once ready),
+/// one of its tasks on a worker killed on that worker's engine. The worker,
+/// the time until the pod shows one replica fewer ready, and until it is
+/// replaced and ready again.
+async fn remote_exit_seen(harness: &MultiNode, server: &TestServer) -> (String, Duration, Duration) {
+    let (status, body) = server
+        .put_yaml("bare", &format!("name: bare\nimage: {WHOAMI_V1}\nreplicas: 3\n"))
+        .await;
+    assert_eq!(status, 201, "PUT bare: {body}");
+    server.wait_converged("bare", ROUND).await;
+    let ids = node_ids(harness).await;
+    let filters = HashMap::from([
+        (
+            "label",
+            vec![
+                format!("io.dubernetes.instance={}", server.instance),
+                "io.dubernetes.pod=bare".to_string(),
+            ],
+        ),
+        ("desired-state", vec!["running".to_string()]),
+    ]);
+    let tasks = harness
+        .docker("m")
+        .list_tasks(Some(ListTasksOptionsBuilder::new().filters(&filters).build()))
+        .await
+        .expect("list tasks");
+    let (worker, container) = tasks
+        .iter()
+        .find_map(|t| {
+            let node = t.node_id.as_ref()?;
+            let worker = ["w1", "w2"].into_iter().find(|w| ids.get(*w) == Some(node))?;
+            let container = t.status.as_ref()?.container_status.as_ref()?.container_id.clone()?;
+            Some((worker, container))
+        })
+        .unwrap_or_else(|| panic!("no task of pod bare on a worker: {tasks:?}"));
+    harness
+        .docker(worker)
+        .kill_container(&container, None::<bollard::query_parameters::KillContainerOptions>)
+        .await
+        .expect("kill a task's container on the worker");
+    let killed = Instant::now();
+    let seen = wait_for("the remote exit seen", Duration::from_secs(30), || async {
+        let (_, pod) = server.get_json("/v1/pods/bare").await;
+        (pod["status"]["ready_replicas"].as_u64().is_some_and(|r| r < 3)).then(|| killed.elapsed())
+    })
+    .await;
+    assert!(
+        seen < Duration::from_secs(5),
+        "the exit of a task on {worker} was seen only after {seen:?}"
+    );
+    server.wait_converged("bare", ROUND).await;
+    (worker.to_string(), seen, killed.elapsed())
 }

@@ -786,10 +786,15 @@ impl Engine for SwarmEngine {
 
     /// The engine's container events (the ingress's, and the task containers'
     /// on this node, which carry the replica's labels), with a task
-    /// container's events given its service's id. Exits of tasks on other
-    /// nodes are seen at the next resync.
+    /// container's events given its service's id; and a `die` for each task
+    /// of another node seen exited in the manager's task list, read every
+    /// second while tasks run on other nodes (their container events are on
+    /// their own engines; API 1.41 has no task events). The stream ends when
+    /// the engine's event stream ends.
     fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent>> {
-        self.inner
+        let remote = remote_task_exits(self.docker.clone(), instance.to_string()).map(Some);
+        let containers = self
+            .inner
             .events(instance)
             .filter_map(|event| {
                 futures::future::ready(match event {
@@ -806,6 +811,11 @@ impl Engine for SwarmEngine {
                     Err(e) => Some(Err(e)),
                 })
             })
+            .map(Some)
+            .chain(futures::stream::once(futures::future::ready(None)));
+        futures::stream::select(containers, remote)
+            .take_while(|e| futures::future::ready(e.is_some()))
+            .filter_map(futures::future::ready)
             .boxed()
     }
 
@@ -846,6 +856,96 @@ impl Engine for SwarmEngine {
         let container = self.container_of(id).await?;
         self.inner.exit_code(&container).await
     }
+}
+
+/// How often the manager's task list is read for exits of tasks on other
+/// nodes while some run there; while none does, every [`REMOTE_IDLE_POLL`].
+const REMOTE_EXIT_POLL: Duration = Duration::from_secs(1);
+const REMOTE_IDLE_POLL: Duration = Duration::from_secs(5);
+
+/// A `die` event (with the service's id and the task's labels) for each task
+/// of the instance on another node than this engine's that is seen exited:
+/// newly, or already exited when first listed after the first listing. Read
+/// from the manager's task list; a failed read is retried at the next poll.
+fn remote_task_exits(docker: Docker, instance: String) -> BoxStream<'static, Result<EngineEvent>> {
+    struct Poll {
+        docker: Docker,
+        instance: String,
+        local: Option<String>,
+        /// Task id -> exited, as last listed (None before the first listing).
+        seen: Option<HashMap<String, bool>>,
+        remote_running: bool,
+        pending: std::collections::VecDeque<EngineEvent>,
+    }
+    let poll = Poll {
+        docker,
+        instance,
+        local: None,
+        seen: None,
+        remote_running: false,
+        pending: Default::default(),
+    };
+    futures::stream::unfold(poll, |mut p| async move {
+        loop {
+            if let Some(event) = p.pending.pop_front() {
+                return Some((Ok(event), p));
+            }
+            tokio::time::sleep(if p.remote_running {
+                REMOTE_EXIT_POLL
+            } else {
+                REMOTE_IDLE_POLL
+            })
+            .await;
+            if p.local.is_none() {
+                p.local = bounded("reading the engine's info", CALL_TIMEOUT, p.docker.info())
+                    .await
+                    .ok()
+                    .and_then(|i| i.swarm?.node_id);
+                if p.local.is_none() {
+                    continue;
+                }
+            }
+            let filters = HashMap::from([("label", vec![format!("{LABEL_INSTANCE}={}", p.instance)])]);
+            let options = ListTasksOptionsBuilder::new().filters(&filters).build();
+            let tasks = match bounded("listing tasks", CALL_TIMEOUT, p.docker.list_tasks(Some(options))).await {
+                Ok(tasks) => tasks,
+                Err(e) => {
+                    tracing::debug!(error = %Error::from(e), "listing tasks for exits on other nodes");
+                    continue;
+                }
+            };
+            let mut now = HashMap::new();
+            p.remote_running = false;
+            for t in tasks {
+                let (Some(id), Some(service)) = (t.id.clone(), t.service_id.clone()) else {
+                    continue;
+                };
+                if t.node_id.is_none() || t.node_id == p.local {
+                    continue;
+                }
+                let state = task_state(Some(&t)).0;
+                p.remote_running |= state != ContainerState::Exited;
+                let exited = state == ContainerState::Exited;
+                let newly = p.seen.as_ref().is_some_and(|seen| seen.get(&id) != Some(&true));
+                if exited && newly {
+                    let mut attributes = t
+                        .spec
+                        .and_then(|s| s.container_spec)
+                        .and_then(|c| c.labels)
+                        .unwrap_or_default();
+                    attributes.extend(t.labels.unwrap_or_default());
+                    p.pending.push_back(EngineEvent {
+                        action: "die".to_string(),
+                        id: Some(service),
+                        attributes,
+                    });
+                }
+                now.insert(id, exited);
+            }
+            p.seen = Some(now);
+        }
+    })
+    .boxed()
 }
 
 /// How the server reaches tasks on the overlay network, which the host
