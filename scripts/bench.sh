@@ -54,7 +54,7 @@ nodes_suite() {
 		ours+=("$(sed -E 's/.*routed in ([0-9.]+) s.*/\1/' <<<"$line")")
 		plain+=("$(sed -E 's/.*running again in ([0-9.]+) s.*/\1/' <<<"$line")")
 		line=$(grep -m1 -o 'multinode node back:.*' <<<"$out") || { log "nodes: the test printed no node-back line"; exit 1; }
-		back+=("$(sed -E 's/.*removed ([0-9.]+) s after.*/\1/' <<<"$line")")
+		back+=("$(sed -E 's/.*running ([0-9.]+) s after.*/\1/' <<<"$line")")
 		line=$(grep -m1 -o 'multinode remote exit:.*' <<<"$out") || { log "nodes: the test printed no remote-exit line"; exit 1; }
 		seen+=("$(sed -E 's/.*seen in ([0-9.]+) s.*/\1/' <<<"$line")")
 		log "nodes: round $i: ours ${ours[-1]} s, plain Swarm ${plain[-1]} s, node back clean in ${back[-1]} s, remote exit seen in ${seen[-1]} s"
@@ -70,9 +70,9 @@ Date: $started (UTC), $((SECONDS - t0)) s in all
 Machine: $(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM, Linux $(uname -r), Docker Engine $engine  
 Load average at start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg)
 
-The figures are the ones \`tests/tests/multinode.rs\` (\`multinode_replicas_of_a_lost_node_are_replaced_on_the_others\`) measures and prints; this suite runs that test (\`cargo test -p dubernetes-tests --test multinode -- --nocapture multinode_replicas_of_a_lost_node\`, the debug build the tests use) and reads them. Harness: three engines in network namespaces on this machine (\`scripts/multinode.sh\`), the server on the manager, 6 replicas of \`dubernetes/whoami:v1\` with a 200 ms health check; beside them in the same run, a plain Swarm service of 6 tasks (default restart policy). Worker \`w2\` is lost (its link cut, its engine and containers killed). Ours is until all 6 replicas run on the survivors, ready and routed; plain Swarm's until its 6 tasks run on the survivors. Then \`w2\` comes back (link up, its engine restarted on its old data root): the time is until it is ready in the swarm, its stale containers of ours are removed and exactly 6 tasks run (the test also checks the ingress serves only those 6). Before the loss, a task of a 3-replica pod without a health check is killed on a worker's engine: the time is until the pod shows one replica fewer ready (the server runs without its periodic resync).
+The figures are the ones \`tests/tests/multinode.rs\` (\`multinode_replicas_of_a_lost_node_are_replaced_on_the_others\`) measures and prints; this suite runs that test (\`cargo test -p dubernetes-tests --test multinode -- --nocapture multinode_replicas_of_a_lost_node\`, the debug build the tests use) and reads them. Harness: three engines in network namespaces on this machine (\`scripts/multinode.sh\`), the server on the manager, 6 replicas of \`dubernetes/whoami:v1\` with a 200 ms health check; beside them in the same run, a plain Swarm service of 6 tasks (default restart policy). Worker \`w2\` is lost (its link cut, its engine and containers killed). Ours is until all 6 replicas run on the survivors, ready and routed; plain Swarm's until its 6 tasks run on the survivors. Then \`w2\` comes back (link up, its engine restarted on its old data root): the time is until it is ready in the swarm, none of its stale containers of ours runs (Swarm removes those of deleted services; a stopped one may stay as task history) and exactly 6 tasks run (the test also checks the ingress serves only those 6). Before the loss, a task of a 3-replica pod without a health check is killed on a worker's engine: the time is until the pod shows one replica fewer ready (the server runs without its periodic resync).
 
-| round | Dubernetes: lost node's replicas replaced, ready and routed | plain Swarm: tasks running again | node back: stale containers removed | a task killed on a worker: its exit seen |
+| round | Dubernetes: lost node's replicas replaced, ready and routed | plain Swarm: tasks running again | node back: no stale container running | a task killed on a worker: its exit seen |
 |---|---|---|---|---|"
 	for ((i = 0; i < rounds; i++)); do
 		section+="
