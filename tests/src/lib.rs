@@ -1022,6 +1022,34 @@ pub async fn next_sse(
     }
 }
 
+/// Runs a command in a container (through the engine's exec API, as a test
+/// looks inside a replica); its exit code and its output (stdout and stderr).
+pub async fn exec_in_container(docker: &Docker, id: &str, cmd: &[&str]) -> (i64, String) {
+    use futures::StreamExt as _;
+    let config = bollard::exec::CreateExecOptions {
+        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
+    let exec = docker.create_exec(id, config).await.expect("create exec");
+    let mut out = String::new();
+    if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&exec.id, None).await.expect("start exec")
+    {
+        while let Some(chunk) = output.next().await {
+            out.push_str(&String::from_utf8_lossy(&chunk.expect("exec output").into_bytes()));
+        }
+    }
+    let code = docker
+        .inspect_exec(&exec.id)
+        .await
+        .expect("inspect exec")
+        .exit_code
+        .unwrap_or(-1);
+    (code, out)
+}
+
 /// The bytes of a file of a container, through the engine's archive API
 /// (images with no shell too).
 pub async fn container_file(docker: &Docker, id: &str, path: &str) -> Vec<u8> {

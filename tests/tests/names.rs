@@ -15,10 +15,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
-use dubernetes_tests::{Backend, TestServer, WHOAMI_V1, WHOAMI_V2, docker, wait_for};
-use futures::StreamExt;
+use dubernetes_tests::{Backend, TestServer, WHOAMI_V1, WHOAMI_V2, docker, exec_in_container, wait_for};
 
 const T: Duration = Duration::from_secs(90);
 const NAMES_IMAGE: &str = "dubernetes/names:local";
@@ -68,34 +66,9 @@ async fn running(docker: &Docker, instance: &str, pod: &str) -> Vec<(String, Str
     out
 }
 
-/// Runs a command in a container; its exit code and output.
-async fn exec(docker: &Docker, id: &str, cmd: &[&str]) -> (i64, String) {
-    let config = CreateExecOptions {
-        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        ..Default::default()
-    };
-    let exec = docker.create_exec(id, config).await.expect("create exec");
-    let mut out = String::new();
-    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await.expect("start exec")
-    {
-        while let Some(chunk) = output.next().await {
-            out.push_str(&String::from_utf8_lossy(&chunk.expect("exec output").into_bytes()));
-        }
-    }
-    let code = docker
-        .inspect_exec(&exec.id)
-        .await
-        .expect("inspect exec")
-        .exit_code
-        .unwrap_or(-1);
-    (code, out)
-}
-
 /// What `db` resolves to from the web replica right now (empty: nothing).
 async fn lookup(docker: &Docker, web: &str) -> BTreeSet<String> {
-    let (code, out) = exec(docker, web, &["/dubernetes-names", "lookup", "db"]).await;
+    let (code, out) = exec_in_container(docker, web, &["/dubernetes-names", "lookup", "db"]).await;
     let addrs: BTreeSet<String> = out
         .lines()
         .filter(|l| l.parse::<std::net::Ipv4Addr>().is_ok())
@@ -108,7 +81,7 @@ async fn lookup(docker: &Docker, web: &str) -> BTreeSet<String> {
 /// Requests to `http://db/` from the web replica for `millis` ms, each
 /// resolving `db` afresh: (ok, failed, addresses used, output).
 async fn fetch(docker: &Docker, web: &str, millis: u64) -> (u64, u64, BTreeSet<String>, String) {
-    let (_, out) = exec(
+    let (_, out) = exec_in_container(
         docker,
         web,
         &["/dubernetes-names", "fetch", "db", "80", &millis.to_string()],
@@ -175,7 +148,7 @@ async fn a_pod_reaches_another_by_name(backend: Backend) {
     assert!(used.is_subset(&v1), "{used:?} vs {v1:?}");
     // The engine's own names still resolve (the name responder's container).
     let responder = format!("dub-{instance}-names");
-    let (code, out) = exec(&docker, &web, &["/dubernetes-names", "lookup", &responder]).await;
+    let (code, out) = exec_in_container(&docker, &web, &["/dubernetes-names", "lookup", &responder]).await;
     assert_eq!(code, 0, "{out}");
 
     // A replica that runs but is never ready (it never listens) is not in the answer.

@@ -16,10 +16,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::ListContainersOptionsBuilder;
-use dubernetes_tests::{Backend, TestServer, docker, free_port, wait_for};
-use futures::StreamExt;
+use dubernetes_tests::{Backend, TestServer, docker, exec_in_container, free_port, wait_for};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const T: Duration = Duration::from_secs(90);
@@ -121,31 +119,6 @@ async fn running(docker: &Docker, instance: &str) -> Vec<String> {
     ids
 }
 
-/// Runs a command in a container; its exit code and output.
-async fn exec(docker: &Docker, id: &str, cmd: &[&str]) -> (i64, String) {
-    let config = CreateExecOptions {
-        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        ..Default::default()
-    };
-    let exec = docker.create_exec(id, config).await.expect("create exec");
-    let mut out = String::new();
-    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await.expect("start exec")
-    {
-        while let Some(Ok(chunk)) = output.next().await {
-            out.push_str(&chunk.to_string());
-        }
-    }
-    let code = docker
-        .inspect_exec(&exec.id)
-        .await
-        .ok()
-        .and_then(|i| i.exit_code)
-        .unwrap_or(-1);
-    (code, out)
-}
-
 async fn reloads(server: &TestServer) -> u64 {
     let (status, body) = server.get_json("/v1/ingress").await;
     assert_eq!(status, 200, "{body}");
@@ -192,7 +165,7 @@ async fn a_tcp_client_reaches_ready_replicas_only(backend: Backend) {
     // only, without an nginx reload; ready again, both serve again.
     let before = reloads(&server).await;
     let (unready, other) = (&ids[0], &ids[1]);
-    let (code, out) = exec(&docker, unready, &["rm", "/tmp/www/ready"]).await;
+    let (code, out) = exec_in_container(&docker, unready, &["rm", "/tmp/www/ready"]).await;
     assert_eq!(code, 0, "{out}");
     wait_for("the replica to be unready", T, || async {
         (ready_replicas(&server).await == 1).then_some(())
@@ -211,7 +184,7 @@ async fn a_tcp_client_reaches_ready_replicas_only(backend: Backend) {
             "a connection reached the unready replica {unready}: {seen:?}"
         );
     }
-    let (code, out) = exec(&docker, unready, &["sh", "-c", "echo ok > /tmp/www/ready"]).await;
+    let (code, out) = exec_in_container(&docker, unready, &["sh", "-c", "echo ok > /tmp/www/ready"]).await;
     assert_eq!(code, 0, "{out}");
     wait_for("both replicas to answer again", T, || async {
         (greetings(port, 12).await.len() == 2).then_some(())
