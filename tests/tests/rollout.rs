@@ -284,7 +284,9 @@ async fn a_never_ready_revision_is_rolled_back(backend: Backend) {
         backend,
         "unready",
         "WHOAMI_UNHEALTHY: \"1\"",
-        "4s",
+        // Long enough for a loaded machine's swarm to start the tasks and
+        // check them at least once (CI once saw none checked within 4 s).
+        "12s",
         "ProgressDeadlineExceeded",
         "answered 500",
     )

@@ -3,6 +3,7 @@
 
 use super::prelude::*;
 use crate::metrics::RolloutResult;
+use crate::runtime::ContainerState;
 use crate::rollout::{self, FailReason, Limits, Progress, RolloutObservation, Verdict};
 
 impl Context {
@@ -137,7 +138,22 @@ impl Context {
         let status = self.pod_status(&spec.name);
         match status.last_exit_code {
             Some(code) => format!("replicas exit with code {code} ({} restarts)", status.restarts),
-            None => "replicas did not become ready".to_string(),
+            None => {
+                // Neither a failed check nor an exit: say how far they got.
+                let new: Vec<&Observed> = observed
+                    .iter()
+                    .filter(|c| c.revision.as_deref() == Some(&revision))
+                    .collect();
+                let running = new.iter().filter(|c| c.state == ContainerState::Running).count();
+                let addressed = new
+                    .iter()
+                    .filter(|c| c.state == ContainerState::Running && c.ip.is_some())
+                    .count();
+                format!(
+                    "replicas did not become ready ({} created, {running} running, {addressed} with an address, none checked yet)",
+                    new.len()
+                )
+            }
         }
     }
 }
