@@ -61,11 +61,7 @@ impl Token {
     }
 }
 
-/// A new random token: 32 bytes from the OS-seeded CSPRNG, hex encoded.
-pub fn generate() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::token::generate;
 
 /// Reads `data_dir/token`, or creates it with a new token (mode 0600) when it
 /// does not exist. Returns the token text, the file, and whether it was created.

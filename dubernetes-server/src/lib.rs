@@ -17,6 +17,7 @@ mod routes;
 pub mod serve;
 pub mod session;
 pub mod tls;
+mod token;
 
 use std::time::Duration;
 

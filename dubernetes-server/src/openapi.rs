@@ -41,7 +41,7 @@ use crate::routes::{events, exec, logs, runs, secrets, volumes, watch};
         meta::ingress,
         watch::watch,
         logs::logs,
-        meta::openapi_json,
+        openapi_json,
         exec::exec,
         runs::post_run,
         runs::list_runs,
@@ -75,6 +75,15 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
     }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "server", security(("bearer" = [])), responses((status = 200, description = "The OpenAPI document")))]
+pub(crate) async fn openapi_json() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi_document(),
+    )
 }
 
 /// The OpenAPI document as pretty JSON (what `GET /v1/openapi.json` serves and

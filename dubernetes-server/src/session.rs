@@ -51,7 +51,7 @@ fn issue(map: &Mutex<HashMap<Digest32, Instant>>, ttl: Duration) -> Option<Strin
     if map.len() >= MAX_LIVE {
         return None;
     }
-    let secret = crate::auth::generate();
+    let secret = crate::token::generate();
     map.insert(digest(&secret), now + ttl);
     Some(secret)
 }

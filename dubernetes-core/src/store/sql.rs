@@ -95,22 +95,10 @@ macro_rules! sql_store {
                         });
                     }
                 }
-                if spec.host().is_some() {
+                if spec.host().is_some() || !spec.expose.is_empty() {
                     // Inside the write transaction (serialized), so no other
-                    // pod can take the route between this check and the write.
-                    let others: Vec<String> =
-                        sqlx::query_scalar("SELECT spec FROM pods WHERE host IS NOT NULL AND name != $1")
-                            .bind(&spec.name)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                    let others: Vec<PodSpec> = others
-                        .iter()
-                        .filter_map(|json| serde_json::from_str(json).ok())
-                        .collect();
-                    crate::store::route_clash(spec, &others)?;
-                }
-                if !spec.expose.is_empty() {
-                    // Likewise for listen ports of `expose`.
+                    // pod can take the route or a listen port of `expose`
+                    // between this check and the write. One read serves both.
                     let others: Vec<String> = sqlx::query_scalar("SELECT spec FROM pods WHERE name != $1")
                         .bind(&spec.name)
                         .fetch_all(&mut *tx)
@@ -119,6 +107,7 @@ macro_rules! sql_store {
                         .iter()
                         .filter_map(|json| serde_json::from_str(json).ok())
                         .collect();
+                    crate::store::route_clash(spec, &others)?;
                     crate::store::listen_clash(spec, &others)?;
                 }
                 // The TLS secret is checked in this transaction: a secret

@@ -1,4 +1,5 @@
-//! The server itself: liveness, versions, the OpenAPI document, the ingress.
+//! The server itself: liveness, versions, the ingress (the OpenAPI document
+//! is served by [`crate::openapi::openapi_json`]).
 
 use axum::extract::State;
 use axum::http::header;
@@ -7,7 +8,6 @@ use dubernetes_core::Dubernetes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::openapi::openapi_document;
 
 /// The server's version.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -70,12 +70,6 @@ pub(crate) async fn version(State(o): State<Dubernetes>) -> impl IntoResponse {
 pub(crate) async fn metrics(State(o): State<Dubernetes>) -> Result<impl IntoResponse, ApiError> {
     let text = o.metrics_text().await?;
     Ok(([(header::CONTENT_TYPE, dubernetes_core::METRICS_CONTENT_TYPE)], text))
-}
-
-/// This document.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "server", security(("bearer" = [])), responses((status = 200, description = "The OpenAPI document")))]
-pub(crate) async fn openapi_json() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], openapi_document())
 }
 
 /// The ingress: its host port, last error, and the pods whose routes nginx rejected.

@@ -20,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::MAX_BODY_BYTES;
 use crate::error::{ApiError, ErrorCode};
+use crate::openapi::openapi_json;
 use events::events;
 use logs::logs;
-use meta::{healthz, ingress, metrics, openapi_json, version};
+use meta::{healthz, ingress, metrics, version};
 use pods::{delete_pod, get_pod, list_pods, post_pod, put_pod, revisions, rollback};
 use secrets::{delete_secret, get_secret, list_secrets, post_secret, put_secret};
 use volumes::{delete_volume, list_volumes};
