@@ -6,10 +6,13 @@
 //!
 //! scripts/test.sh installs schemathesis and its pinned dependencies
 //! (`tests/contract/requirements.txt`) into a venv (`target/contract-venv`);
-//! `DUBERNETES_SCHEMATHESIS` names another binary. The hooks
-//! (`tests/contract/dubernetes_hooks.py`) keep the run harmless: writes are
-//! dry runs (validated exactly as real ones, nothing stored, no container, no
-//! image pull), followed logs are not followed. `GET /v1/watch` (a stream that
+//! `DUBERNETES_SCHEMATHESIS` names another binary. It runs every phase
+//! (examples, coverage, fuzzing, stateful) and every check, with real writes,
+//! against a server of a throwaway instance (its own name, data dir and
+//! network; its containers and volumes are removed with it). The hooks
+//! (`tests/contract/dubernetes_hooks.py`) keep the run harmless: a valid pod
+//! is never pulled (`pull: never`: no registry, no traffic off the machine),
+//! followed logs are not followed. `GET /v1/watch` (a stream that
 //! never ends) is left out, and so are the `/v1/secrets` routes: whether a
 //! certificate is usable is not a schema, so generated ones are refused with
 //! 422 (tests/tests/tls.rs checks those routes with real certificates). So
@@ -74,15 +77,15 @@ fn run(server: &TestServer, document: &Path, extra: &[&str]) -> (bool, String) {
         // start real containers (no dry run): tests/tests/exec.rs checks both.
         .args(["--exclude-path-regex", "^/v1/(watch|secrets)|/(exec|runs)"])
         .args(["--checks", "all"])
-        // Stateful checks assume writes store what they create; these writes are dry runs.
-        .args(["--exclude-checks", "use_after_free,ensure_resource_availability"])
-        // Only the fuzzing phase runs the hooks on every case (dry runs).
-        .args(["--phases", "fuzzing"])
+        // Every phase, every check: the stateful phase chains real writes
+        // (create, read, update, roll back, delete) through the document's links.
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--workers", "1", "--no-shrink", "--request-timeout", "10"])
         .args(["--output-truncate", "false"])
         .args(extra)
         .env("PYTHONPATH", repo().join("tests/contract"))
         .env("SCHEMATHESIS_HOOKS", "dubernetes_hooks")
+        .env("DUBERNETES_CONTRACT_WRITES", "real")
         .env("NO_COLOR", "1")
         .output()
         .expect("run schemathesis");

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 // revision hash. `parse`: YAML/JSON in, with the size, nesting and alias
 // bounds. `validate`: the field rules. `duration`: serde helpers.
 mod duration;
+pub use duration::{DURATION_PATTERN, parse_duration};
 mod image;
 mod parse;
 mod secret_refs;

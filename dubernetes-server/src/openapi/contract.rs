@@ -7,12 +7,13 @@
 //! patterns below are the regular expressions of `dubernetes_api`'s
 //! validation (a test checks both agree on samples; the contract test,
 //! `tests/tests/contract.rs`, checks it on generated input). Durations and
-//! sizes have a `format` (`duration`: humantime syntax, `500ms`, `2s`,
-//! `1m 30s`; `byte-size`: `256Mi`, `1g`) and their range in words: a regular
+//! sizes have a `format` (`humantime-duration`, with the grammar's pattern:
+//! `500ms`, `2s`, `1m 30s`; `byte-size`: `256Mi`, `1g`) and their range in words: a regular
 //! expression cannot bound a sum of units.
 
 use serde_json::{Value, json};
 
+use dubernetes_core::dubernetes_api::spec::DURATION_PATTERN;
 use dubernetes_core::dubernetes_api::{MAX_IMAGE_REFERENCE, MAX_MOUNT_PATH_BYTES, MAX_VOLUMES};
 use dubernetes_core::{MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_PIDS, MAX_REPLICAS};
 
@@ -340,10 +341,13 @@ fn unsigned(value: &mut Value) {
     }
 }
 
-/// A duration field: humantime syntax, its range in words.
+/// A duration field: its grammar as a pattern, its range in words. Its
+/// format is `humantime-duration`, not `duration`: JSON Schema's `duration`
+/// is ISO 8601 (`P1D`), which the server does not take, and validators
+/// ignore a format they do not know, so the pattern says what is valid.
 fn duration(range: &str) -> Value {
-    json!({"type": "string", "format": "duration", "oneOf": null,
-        "description": format!("A duration in humantime syntax: a number and a unit (ns, us, ms, s, m, h, d, w, ...), summed, e.g. `500ms`, `2s`, `1m 30s`; {range}.")})
+    json!({"type": "string", "format": "humantime-duration", "pattern": DURATION_PATTERN, "oneOf": null,
+        "description": format!("A duration: a number and a unit (ns, us, ms, s, m, h, d, w, ...), summed, e.g. `500ms`, `2s`, `1m 30s`, or `0`; {range}.")})
 }
 
 /// A byte size field: bytes or a number with k, m, g (powers of 1000), Ki, Mi, Gi.

@@ -54,12 +54,8 @@ pub(crate) async fn logs(
         options = options.tail(tail);
     }
     if let Some(since) = q.since.as_deref() {
-        let ago = humantime::parse_duration(since).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidQuery,
-                format!("since: {since:?} is not a duration like 30s, 5m or 1h ({e})"),
-            )
+        let ago = dubernetes_core::dubernetes_api::spec::parse_duration(since).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidQuery, format!("since: {e}")).with_field("since")
         })?;
         options = options.since(ago);
     }

@@ -296,7 +296,9 @@ pub(crate) async fn apply(
     params(("name" = String, Path, description = "pod name"), WriteParams),
     request_body(content = PodSpec, content_type = "application/json"),
     responses((status = 200, body = ApplyResponse, description = "configured or unchanged"), (status = 201, body = ApplyResponse, description = "created"),
-        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 409, body = ApiError), (status = 413, body = ApiError),
+        (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 404, body = ApiError, description = "a conditional write (`If-Match` or `generation`) to a pod that does not exist"),
+        (status = 409, body = ApiError), (status = 413, body = ApiError),
         (status = 415, body = ApiError), (status = 422, body = ApiError)))]
 pub(crate) async fn put_pod(
     State(o): State<Dubernetes>,
@@ -325,7 +327,9 @@ pub(crate) async fn put_pod(
 #[utoipa::path(post, path = "/v1/pods", tag = "pods", security(("bearer" = [])), params(WriteParams),
     request_body(content = PodSpec, content_type = "application/json"),
     responses((status = 200, body = ApplyResponse, description = "configured or unchanged"), (status = 201, body = ApplyResponse, description = "created"),
-        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 409, body = ApiError), (status = 413, body = ApiError),
+        (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 404, body = ApiError, description = "a conditional write (`If-Match` or `generation`) to a pod that does not exist"),
+        (status = 409, body = ApiError), (status = 413, body = ApiError),
         (status = 415, body = ApiError), (status = 422, body = ApiError)))]
 pub(crate) async fn post_pod(
     State(o): State<Dubernetes>,
