@@ -76,6 +76,16 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+# cargo-deny checks the dependency graph against deny.toml: licences, duplicate
+# versions, sources. Pinned, built once into ~/.cargo/bin (about 3 minutes).
+# Advisories are not checked here: the RustSec database is on github.com,
+# which CI machines do not reach (deny.toml says where to run it).
+if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny 0.20.2"; then
+  log "installing cargo-deny 0.20.2 (cargo install --locked)"
+  cargo install --locked --quiet cargo-deny --version 0.20.2
+fi
+log "cargo deny check licenses bans sources"
+cargo deny --log-level error check licenses bans sources
 log "dubectl links the API types and an HTTP client only"
 tree="$(cargo tree -p dubectl --locked --prefix none)"; if grep -E '^(bollard|sqlx|libsqlite3-sys|askama) ' <<<"$tree"; then log "dubectl must not depend on bollard, sqlx, SQLite or askama (see cargo tree -p dubectl -i <crate>)"; exit 1; fi
 log "cargo doc (warnings are errors)"

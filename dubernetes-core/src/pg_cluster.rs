@@ -226,6 +226,10 @@ impl PgCluster {
                 "PostgreSQL on {} did not accept connections within 60 s",
                 self.addr
             );
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "a synchronous poll of a starting PostgreSQL, bounded by its deadline (no runtime here)"
+            )]
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -129,6 +129,10 @@ pub fn ensure_swarm() {
             },
             other => last = format!("swarm state {other:?}"),
         }
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "back-off between synchronous attempts to make a swarm, before any runtime"
+        )]
         std::thread::sleep(Duration::from_millis(500 * (attempt + 1)));
     }
     panic!("no swarm manager could be had for the swarm tests: {last}");
@@ -722,6 +726,10 @@ impl TestServer {
                 if let Ok(Some(_)) = child.try_wait() {
                     return;
                 }
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "a synchronous poll of a stopping child in Drop, bounded by its deadline"
+                )]
                 std::thread::sleep(Duration::from_millis(20));
             }
             let _ = child.kill();

@@ -139,6 +139,10 @@ fn a_non_loopback_api_without_a_token_is_refused_at_start() {
             let _ = child.kill();
             panic!("the server did not refuse to start");
         }
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a synchronous poll of a child process, bounded by its deadline"
+        )]
         std::thread::sleep(Duration::from_millis(20));
     };
     let out = child.wait_with_output().expect("output");

@@ -38,6 +38,10 @@ impl ChromeDriver {
                 panic!("chromedriver exited ({status}) before it listened on {port}");
             }
             assert!(Instant::now() < deadline, "chromedriver did not listen on {port}");
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "a synchronous poll of chromedriver's port, bounded by its deadline"
+            )]
             std::thread::sleep(Duration::from_millis(50));
         }
         ChromeDriver { child, port }

@@ -86,6 +86,10 @@ fn refused_start(instance: &str, data_dir: &Path, extra: &[&str]) -> (Output, Du
             let out = child.wait_with_output().expect("output");
             panic!("the server did not refuse to start:\n{}", stderr(&out));
         }
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a synchronous poll of a child process, bounded by its deadline"
+        )]
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().expect("output");
