@@ -30,10 +30,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
+mod container;
 mod endpoints;
 mod reject;
 mod render;
+mod routing;
 mod stream;
+mod tls;
+
+use routing::routed_ids;
+pub(crate) use tls::certificate_file;
 
 #[cfg(test)]
 pub(crate) use endpoints::{latest as latest_endpoints, slot_path as endpoints_slot};
@@ -53,59 +59,6 @@ use crate::runtime::{
 pub const DEFAULT_INGRESS_IMAGE: &str = "nginx:1.27-alpine";
 const CONF_DIR: &str = "/etc/nginx/conf.d";
 const CONF_FILE: &str = "default.conf";
-
-/// Files every ingress container gets before it starts (paths under `/etc`),
-/// whichever router it uses: the proxy settings of every route. They never
-/// change while the container lives.
-const STATIC_FILES: [(&str, &str); 1] = [(
-    "dubernetes/proxy.conf",
-    include_str!("../../../templates/ingress-proxy.conf"),
-)];
-
-/// With an image that has Lua's balancer (ours): the main config that loads
-/// the Lua module and holds the balancer's upstream, the router, and what
-/// each route and its retry location include. Keep-alive to the replicas.
-const LUA_FILES: [(&str, &str); 4] = [
-    ("nginx/nginx.conf", include_str!("../../../templates/nginx-main.conf")),
-    (
-        "dubernetes/dubernetes.lua",
-        include_str!("../../../templates/ingress.lua"),
-    ),
-    (
-        "dubernetes/route.conf",
-        include_str!("../../../templates/ingress-route-lua.conf"),
-    ),
-    (
-        "dubernetes/retry.conf",
-        include_str!("../../../templates/ingress-retry-lua.conf"),
-    ),
-];
-
-/// With an image without it (the official nginx images have njs only): the
-/// same with njs, which reads the files per request and has no keep-alive.
-const NJS_FILES: [(&str, &str); 4] = [
-    (
-        "nginx/nginx.conf",
-        include_str!("../../../templates/nginx-main-njs.conf"),
-    ),
-    ("dubernetes/ingress.js", include_str!("../../../templates/ingress.js")),
-    (
-        "dubernetes/route.conf",
-        include_str!("../../../templates/ingress-route-njs.conf"),
-    ),
-    (
-        "dubernetes/retry.conf",
-        include_str!("../../../templates/ingress-retry-njs.conf"),
-    ),
-];
-
-/// A file of lua-resty-core (Debian's path), whose `ngx.balancer` the Lua
-/// router needs: an image that has it gets [`LUA_FILES`], any other [`NJS_FILES`].
-const LUA_PROBE: &str = "/usr/share/lua/5.1/ngx/balancer.lua";
-
-/// Changes when what [`STATIC_FILES`] and the config expect of a container
-/// changes: an ingress made for another layout is replaced.
-const LAYOUT: &str = "router-include-1";
 
 /// How the ingress container is run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,7 +208,6 @@ pub(crate) struct Ingress {
     /// The TCP listeners wanted, from [`Ingress::set_streams`].
     streams: StdMutex<Arc<Vec<Stream>>>,
 }
-
 impl Ingress {
     pub(crate) fn new(runtime: Runtime, instance: &str, network: &str, settings: IngressSettings) -> Ingress {
         Ingress {
@@ -294,41 +246,6 @@ impl Ingress {
             return Vec::new();
         }
         wanted
-    }
-
-    /// The files every ingress container gets before it starts, with the TCP side of `streams`.
-    fn config_hash(&self, streams: &[Stream]) -> String {
-        let l = &self.settings.limits;
-        // The host limits count too: an ingress made before them (or with
-        // other flags) is replaced once, so it runs with what the flags say.
-        let tls = self
-            .settings
-            .tls_listen
-            .map(|t| format!("|tls={t}"))
-            .unwrap_or_default();
-        // The TCP listeners too: their ports are published at creation.
-        let tcp = match stream::layout(streams) {
-            l if l.is_empty() => l,
-            l => format!("|tcp={l}"),
-        };
-        let digest = Sha256::digest(format!(
-            "{}|{}|{}|{LAYOUT}|log={}x{}|pids={:?}|nnp={}{tls}{tcp}",
-            self.settings.image,
-            self.settings.listen,
-            self.network,
-            l.log_max_bytes,
-            l.log_max_files,
-            l.pids,
-            l.no_new_privileges
-        ));
-        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// The host port the ingress listens on, once it runs.
-    pub(crate) async fn port(&self) -> Option<u16> {
-        u16::try_from(self.published.load(Ordering::Relaxed))
-            .ok()
-            .filter(|&p| p != 0)
     }
 
     /// Makes the ingress container exist, run with current settings, and serve
@@ -455,132 +372,6 @@ impl Ingress {
         Ok(Some(self.route_replicas(&id, routes, &mut state).await?))
     }
 
-    /// Writes the endpoint files of `routes` and records the replicas the
-    /// live config now routes to (pods with a live server block); returns
-    /// whether those changed. No reload.
-    async fn route_replicas(&self, id: &str, routes: &[Route], state: &mut State) -> Result<bool> {
-        self.write_endpoints(id, routes, state).await?;
-        let live_pods = Arc::clone(&lock(&self.live));
-        let live: Vec<Route> = routes.iter().filter(|r| live_pods.contains(&r.pod)).cloned().collect();
-        Ok(self.update_routed(&live))
-    }
-
-    /// The files to write under `/etc` into container `id` (created from our
-    /// image setting): [`STATIC_FILES`] and the router its image can run.
-    async fn static_files(&self, id: &str, streams: &[Stream]) -> Result<Vec<(String, Vec<u8>)>> {
-        const MAIN: &str = "nginx/nginx.conf";
-        let lua = (self.runtime.read_files(id, LUA_PROBE, 1 << 20).await).is_ok_and(|f| !f.is_empty());
-        tracing::debug!(image = %self.settings.image, lua, "ingress router");
-        let router: &[(&str, &str)] = if lua { &LUA_FILES } else { &NJS_FILES };
-        // The main config gains the stream block when a pod exposes TCP ports.
-        let main = router
-            .iter()
-            .find(|(path, _)| *path == MAIN)
-            .map_or("", |(_, text)| *text);
-        let mut files: Vec<(String, Vec<u8>)> = STATIC_FILES
-            .iter()
-            .chain(router)
-            .filter(|(path, _)| *path != MAIN)
-            .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
-            .collect();
-        files.extend(stream::files(&self.instance, main, streams)?);
-        Ok(files)
-    }
-
-    /// Creates and starts a fresh ingress serving no routes (a config that
-    /// cannot be rejected for anything a pod wrote); [`Ingress::apply`] then
-    /// adds the routes. Returns the container id.
-    async fn create(&self, state: &mut State) -> Result<String> {
-        state.container_id = None;
-        state.last_applied = None;
-        state.requested = None;
-        state.written.clear();
-        *lock(&self.live) = Arc::new(HashSet::new());
-        *lock(&self.live_tls) = Arc::new(HashMap::new());
-        self.set_bound(state, None);
-        *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(HashSet::new());
-        self.runtime
-            .ensure_image(&self.settings.image, &crate::engine::Pull::if_missing())
-            .await.map_err(|e| {
-            Error::Ingress(format!(
-                "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local-4) or pass --ingress-image with an image you have",
-                self.settings.image
-            ))
-        })?;
-        let mut labels = HashMap::from([
-            (LABEL_INSTANCE.to_string(), self.instance.clone()),
-            (LABEL_ROLE.to_string(), "ingress".to_string()),
-            (LABEL_INGRESS_CONFIG.to_string(), self.config_hash(&state.streams)),
-        ]);
-        let bind = self.endpoints_dir();
-        if let Some(dir) = bind.as_ref().and_then(|d| d.to_str()) {
-            labels.insert(LABEL_INGRESS_ENDPOINTS.to_string(), dir.to_string());
-        }
-        let spec = ContainerSpec {
-            name: self.name.clone(),
-            image: self.settings.image.clone(),
-            port: 80,
-            labels,
-            network: self.network.clone(),
-            limits: self.settings.limits,
-            publish: Some(self.settings.listen),
-            publish_tls: self.settings.tls_listen,
-            publish_more: stream::published(&state.streams),
-            binds: bind
-                .iter()
-                .map(|host| BindDir {
-                    host: host.clone(),
-                    container: endpoints::ENDPOINTS_DIR.to_string(),
-                })
-                .collect(),
-            ..Default::default()
-        };
-        let (text, version) = render(&self.instance, &[])?;
-        let id = self.runtime.create(&spec).await?;
-        // A container that cannot serve (a published port taken on the
-        // host, nginx refusing to start) does not stay behind: the next
-        // attempt makes one of the same name.
-        let started = async {
-            // Written before the start, so nginx comes up serving our config.
-            let mut files = self.static_files(&id, &state.streams).await?;
-            files.push((format!("nginx/conf.d/{CONF_FILE}"), text.clone().into_bytes()));
-            self.runtime.write_files(&id, "/etc", &files).await?;
-            self.runtime.start(&id).await?;
-            if let Some(dir) = &bind {
-                let bound = self.check_bound(&id, dir).await;
-                self.set_bound(state, bound);
-            }
-            if let Check::Rejected(output) = self.check(&id).await? {
-                return Err(Error::Ingress(format!(
-                    "nginx -t rejected the generated config even without routes (does the image's nginx.conf set server_names_hash_* itself?): {output}"
-                )));
-            }
-            state.port = self.runtime.published_port(&id, 80).await?;
-            state.tls_port = match self.settings.tls_listen {
-                Some(_) => self.runtime.published_port(&id, 443).await?,
-                None => None,
-            };
-            self.published_tls
-                .store(state.tls_port.map_or(0, u32::from), Ordering::Relaxed);
-            state.written_certs.clear();
-            self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
-            self.wait_live(state.port, &version).await?;
-            Ok::<(), Error>(())
-        }
-        .await;
-        if let Err(e) = started {
-            if let Err(removing) = self.runtime.remove(&id).await {
-                tracing::warn!(error = %removing, "removing an ingress container that did not start failed");
-            }
-            return Err(e);
-        }
-        state.stream_layout = stream::layout(&state.streams);
-        state.container_id = Some(id.clone());
-        state.last_applied = Some(text);
-        state.version = Some(version);
-        Ok(id)
-    }
-
     /// Writes `text` (the config of all `routes`), checks it and makes it
     /// live. If nginx rejects it, finds the routes that cause it, makes the
     /// rest live, and records the rejected ones. Returns whether a new config
@@ -652,143 +443,6 @@ impl Ingress {
         Ok(true)
     }
 
-    /// The routes with HTTPS for the pods that have a certificate here
-    /// (when the ingress publishes HTTPS at all).
-    fn with_tls(&self, routes: &[Route], certs: &BTreeMap<String, String>, state: &State) -> Vec<Route> {
-        let Some(listen) = self.settings.tls_listen else {
-            return routes.to_vec();
-        };
-        let port = state.tls_port.unwrap_or(listen.port());
-        let port_suffix = if port == 443 { String::new() } else { format!(":{port}") };
-        routes
-            .iter()
-            .map(|r| {
-                let mut r = r.clone();
-                r.tls = certs.get(&r.pod).map(|pem| RouteTls {
-                    fingerprint: fingerprint(pem),
-                    port_suffix: port_suffix.clone(),
-                });
-                r
-            })
-            .collect()
-    }
-
-    /// Writes the certificate files that changed (mode 0600: they hold keys)
-    /// into the container, before the config that names them is checked.
-    async fn write_certs(&self, id: &str, certs: &BTreeMap<String, String>, state: &mut State) -> Result<()> {
-        if self.settings.tls_listen.is_none() {
-            return Ok(());
-        }
-        for (pod, pem) in certs {
-            let print = fingerprint(pem);
-            if state.written_certs.get(pod) == Some(&print) {
-                continue;
-            }
-            self.runtime
-                .write_private_file(id, NGINX_DIR, &format!("dubernetes/tls/{pod}.pem"), pem.as_bytes())
-                .await?;
-            state.written_certs.insert(pod.clone(), print);
-        }
-        // A pod that no longer serves HTTPS (deleted, tls removed, secret
-        // replaced by none): its key does not stay behind in the container.
-        let gone: Vec<String> = state
-            .written_certs
-            .keys()
-            .filter(|pod| !certs.contains_key(*pod))
-            .cloned()
-            .collect();
-        for pod in gone {
-            self.runtime
-                .write_private_file(id, NGINX_DIR, &format!("dubernetes/tls/{pod}.pem"), b"")
-                .await?;
-            state.written_certs.remove(&pod);
-        }
-        Ok(())
-    }
-
-    /// Serves `key_authorization` at `/.well-known/acme-challenge/TOKEN` on
-    /// every host's HTTP listener: a file nginx reads per request, so no reload.
-    /// The token comes from the ACME server: only base64url characters pass.
-    pub(crate) async fn put_challenge(&self, token: &str, key_authorization: &str) -> Result<()> {
-        if token.is_empty()
-            || token.len() > 256
-            || !token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(Error::Ingress(format!(
-                "the ACME server sent a challenge token that is not base64url ({} bytes); refused",
-                token.len()
-            )));
-        }
-        let id = self
-            .state
-            .lock()
-            .await
-            .container_id
-            .clone()
-            .ok_or_else(|| Error::Ingress("no ingress container to answer the ACME challenge".into()))?;
-        self.runtime
-            .write_file(
-                &id,
-                NGINX_DIR,
-                &format!("dubernetes/acme/{token}"),
-                key_authorization.as_bytes(),
-            )
-            .await
-    }
-
-    /// Whether the ingress publishes HTTPS at all.
-    pub(crate) fn serves_tls(&self) -> bool {
-        self.settings.tls_listen.is_some()
-    }
-
-    /// The host port of HTTPS, once the ingress runs with one.
-    pub(crate) async fn tls_port(&self) -> Option<u16> {
-        u16::try_from(self.published_tls.load(Ordering::Relaxed))
-            .ok()
-            .filter(|&p| p != 0)
-    }
-
-    /// Writes the endpoint files of the pods whose replicas changed, in one
-    /// engine call. Live when it returns: nginx reads them per request.
-    async fn write_endpoints(&self, id: &str, routes: &[Route], state: &mut State) -> Result<()> {
-        // The TCP listeners' files beside the pods' (`tcp_<port>`: no pod has that name).
-        let streams = std::mem::take(&mut state.streams);
-        let (files, pending) = state.written.changes(
-            routes
-                .iter()
-                .map(|r| (r.pod.as_str(), r.servers.as_slice()))
-                .chain(streams.iter().map(|s| (s.key.as_str(), s.servers.as_slice()))),
-        );
-        state.written.retain(
-            &routes
-                .iter()
-                .map(|r| r.pod.as_str())
-                .chain(streams.iter().map(|s| s.key.as_str()))
-                .collect(),
-        );
-        state.streams = streams;
-        if files.is_empty() {
-            return Ok(());
-        }
-        let started = std::time::Instant::now();
-        match &state.bound {
-            Some(dir) => {
-                let named = files
-                    .into_iter()
-                    .map(|(path, content)| (endpoints::file_name(&path).to_string(), content))
-                    .collect();
-                self.runtime.write_bound_files(dir, named).await?;
-            }
-            None => self.runtime.write_files(id, endpoints::ENDPOINTS_BASE, &files).await?,
-        }
-        state.written.commit(pending);
-        self.endpoint_updates.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(bound = state.bound.is_some(), took = ?started.elapsed(), "endpoints written");
-        Ok(())
-    }
-
     /// Puts the last good config back on disk after a failed apply (best effort:
     /// the running nginx never read the rejected one either way).
     async fn restore(&self, id: &str, state: &State) {
@@ -822,115 +476,6 @@ impl Ingress {
         intact
     }
 
-    /// Reads the endpoint files back through the container (one archive):
-    /// a pod whose files do not route what this process wrote (someone
-    /// changed or removed them) makes the next sync write every pod's again.
-    async fn verify_endpoints(&self, id: &str, state: &mut State) -> bool {
-        if state.written.is_empty() {
-            return true;
-        }
-        let files = match self
-            .runtime
-            .read_files(id, endpoints::ENDPOINTS_DIR, endpoints::MAX_READ_BYTES)
-            .await
-        {
-            Ok(files) => files,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the ingress's endpoint files back failed; rewriting them");
-                state.written.clear();
-                return false;
-            }
-        };
-        let by_name: HashMap<&str, &[u8]> = files
-            .iter()
-            .map(|(path, content)| (endpoints::file_name(path), content.as_slice()))
-            .collect();
-        let wrong = state.written.mismatched(|name| by_name.get(name).copied());
-        if wrong.is_empty() {
-            return true;
-        }
-        tracing::warn!(pods = ?wrong, "the ingress's endpoint files do not route what was written; rewriting them");
-        state.written.clear();
-        false
-    }
-
-    /// The endpoints directory to bind into a new ingress, ready to use,
-    /// when there is one and the engine runs on this machine.
-    fn endpoints_dir(&self) -> Option<std::path::PathBuf> {
-        let dir = self.settings.endpoints_dir.as_ref()?;
-        if !self.runtime.engine_is_local() {
-            return None;
-        }
-        match crate::engine::bind::prepare(dir) {
-            Ok(dir) => Some(dir),
-            Err(e) => {
-                tracing::warn!(error = %e, "the endpoints directory cannot be used; endpoint files go through the engine's archive API");
-                None
-            }
-        }
-    }
-
-    /// Whether the container sees what this process writes into `dir` (a
-    /// marker file read back through the engine): `Some(dir)` if so.
-    async fn check_bound(&self, id: &str, dir: &std::path::Path) -> Option<std::path::PathBuf> {
-        let nonce = format!("{:032x}", rand::random::<u128>());
-        if let Err(e) = crate::engine::bind::write_marker(dir, endpoints::MARKER, nonce.as_bytes()) {
-            tracing::warn!(error = %e, "endpoint files go through the engine's archive API");
-            return None;
-        }
-        let path = format!("{}/{}", endpoints::ENDPOINTS_DIR, endpoints::MARKER);
-        match self.runtime.read_files(id, &path, 4096).await {
-            Ok(files) if files.len() == 1 && files[0].1 == nonce.as_bytes() => Some(dir.to_path_buf()),
-            Ok(_) => {
-                tracing::warn!(dir = %dir.display(), "the ingress container does not see the endpoints directory (is this server in a container?); endpoint files go through the engine's archive API");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "checking the endpoints directory failed; endpoint files go through the engine's archive API");
-                None
-            }
-        }
-    }
-
-    /// Whether endpoint files are renamed in a bound host directory (else
-    /// they go through the engine's archive API). Never waits for a sync.
-    pub(crate) fn endpoints_bound(&self) -> bool {
-        self.bound.load(Ordering::Relaxed)
-    }
-
-    fn set_bound(&self, state: &mut State, bound: Option<std::path::PathBuf>) {
-        self.bound.store(bound.is_some(), Ordering::Relaxed);
-        state.bound = bound;
-    }
-
-    fn probe_ip(&self) -> IpAddr {
-        match self.settings.listen.ip() {
-            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
-            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-            ip => ip,
-        }
-    }
-
-    /// Whether the live config has this pod's server block: its serving
-    /// replicas are routed by the next sync's endpoint write, no reload
-    /// needed. Never waits for a sync.
-    pub(crate) fn serves_pod(&self, pod: &str) -> bool {
-        lock(&self.live).contains(pod)
-    }
-
-    /// Whether the live config serves this pod's host over HTTPS with exactly
-    /// this certificate file ([`certificate_file`]). Never waits for a sync.
-    pub(crate) fn serves_certificate(&self, pod: &str, file: &str) -> bool {
-        lock(&self.live_tls)
-            .get(pod)
-            .is_some_and(|print| *print == fingerprint(file))
-    }
-
-    /// The containers the live config routes to. Never waits for a sync.
-    pub(crate) fn routed(&self) -> Arc<HashSet<String>> {
-        Arc::clone(&self.routed.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
     /// How many configs were made live since start.
     pub(crate) fn reloads(&self) -> u64 {
         self.reloads.load(Ordering::Relaxed)
@@ -940,109 +485,8 @@ impl Ingress {
     pub(crate) fn endpoint_updates(&self) -> u64 {
         self.endpoint_updates.load(Ordering::Relaxed)
     }
-
-    /// Records the containers behind an unchanged live config (routes
-    /// nginx rejected left out); returns whether they changed. No reload.
-    fn update_routed(&self, routes: &[Route]) -> bool {
-        let rejected = self.rejections();
-        let live: Vec<Route> = routes
-            .iter()
-            .filter(|r| !rejected.contains_key(&r.pod))
-            .cloned()
-            .collect();
-        let ids = routed_ids(&live);
-        let mut routed = self.routed.lock().unwrap_or_else(|e| e.into_inner());
-        if **routed == ids {
-            return false;
-        }
-        *routed = Arc::new(ids);
-        true
-    }
-
-    fn set_routed(&self, routed: HashSet<String>) {
-        self.reloads.fetch_add(1, Ordering::Relaxed);
-        self.runtime.metrics().ingress_reloaded();
-        *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(routed);
-    }
 }
 
 fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Ingress {
-    /// Waits until nginx answers with the config `version`: a reload is
-    /// asynchronous (new workers start, old ones drain), so "reloaded" is only
-    /// true once a fresh connection is served by the new config. Probes go to
-    /// the published port on this host's loopback (or the bound address).
-    async fn wait_live(&self, port: Option<u16>, version: &str) -> Result<()> {
-        let Some(port) = port else { return Ok(()) };
-        let addr = SocketAddr::new(self.probe_ip(), port);
-        let deadline = tokio::time::Instant::now() + LIVE_TIMEOUT;
-        let mut last_error = String::from("no answer");
-        let mut in_a_row = 0;
-        while tokio::time::Instant::now() < deadline {
-            match self.probe(addr).await {
-                Ok(v) if v == version => {
-                    in_a_row += 1;
-                    // Two fresh connections in a row: old workers stopped accepting.
-                    if in_a_row >= 2 {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Ok(v) => last_error = format!("still serving config {v}"),
-                Err(e) => last_error = e.to_string(),
-            }
-            in_a_row = 0;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Err(Error::Ingress(format!(
-            "nginx on {addr} did not serve config {version} within {LIVE_TIMEOUT:?}: {last_error}"
-        )))
-    }
-}
-
-const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
-
-impl Ingress {
-    /// The config version nginx serves on a fresh connection to `addr`.
-    async fn probe(&self, addr: SocketAddr) -> std::io::Result<String> {
-        match self
-            .net
-            .http_get(
-                addr,
-                "/.dubernetes/config-version",
-                "dubernetes-probe.invalid",
-                Duration::from_secs(2),
-            )
-            .await?
-        {
-            (200, body) => Ok(body.trim().to_string()),
-            (status, _) => Err(std::io::Error::other(format!("probe answered {status}"))),
-        }
-    }
-}
-
-/// The file nginx reads for a host's HTTPS: the chain, then the key.
-pub(crate) fn certificate_file(cert_pem: &str, key_pem: &str) -> String {
-    let mut pem = cert_pem.to_string();
-    if !pem.ends_with('\n') {
-        pem.push('\n');
-    }
-    pem.push_str(key_pem);
-    pem
-}
-
-/// A short hash of a certificate file.
-fn fingerprint(pem: &str) -> String {
-    Sha256::digest(pem.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn routed_ids(routes: &[Route]) -> HashSet<String> {
-    routes.iter().flat_map(|r| r.ids.iter().cloned()).collect()
 }
