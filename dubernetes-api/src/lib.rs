@@ -52,6 +52,7 @@ pub use spec::{
     DEFAULT_TMPFS_BYTES, MAX_IMAGE_NAME, MAX_IMAGE_REFERENCE, MAX_MOUNT_PATH_BYTES, MAX_TMPFS_BYTES, MAX_VOLUMES,
     Volume, VolumeMount, check_volume_name,
 };
+pub use spec::{Constraint, ConstraintKey, LabelKey, MAX_CONSTRAINTS, MAX_PLACEMENT_TOKEN, NodeFacts, Placement};
 pub use spec::{Expose, MAX_EXPOSE, parse_listen};
 pub use volume::NamedVolume;
 pub use watch::{WatchEvent, WatchKind};
