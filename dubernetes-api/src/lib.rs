@@ -22,6 +22,7 @@ pub mod error;
 pub mod event;
 pub mod limits;
 pub mod logs;
+pub mod node;
 pub mod pod;
 pub mod revision;
 pub mod run;
@@ -54,6 +55,7 @@ pub use spec::{
 };
 pub use spec::{Constraint, ConstraintKey, LabelKey, MAX_CONSTRAINTS, MAX_PLACEMENT_TOKEN, NodeFacts, Placement};
 pub use spec::{Expose, MAX_EXPOSE, parse_listen};
+pub use node::Node;
 pub use volume::NamedVolume;
 pub use watch::{WatchEvent, WatchKind};
 

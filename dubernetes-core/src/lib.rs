@@ -71,6 +71,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod vault;
+mod nodes;
 mod volumes;
 mod watch;
 

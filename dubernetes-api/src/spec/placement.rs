@@ -122,7 +122,7 @@ impl LabelKey {
         } else {
             return None;
         };
-        Some(check_token(name, "the label name").map(|()| LabelKey {
+        Some(check_token(name, "the label name", false).map(|()| LabelKey {
             engine,
             name: name.to_string(),
         }))
@@ -228,7 +228,7 @@ impl Constraint {
                 }
             },
         };
-        check_token(value, "the value")?;
+        check_token(value, "the value", true)?;
         if key == ConstraintKey::Role && value != "manager" && value != "worker" {
             return Err(format!(
                 "node.role is `manager` or `worker`, not {:?}",
@@ -271,21 +271,21 @@ impl std::fmt::Display for Constraint {
 }
 
 /// A label name or a value: 1 to [`MAX_PLACEMENT_TOKEN`] bytes of letters,
-/// digits, `.`, `-`, `_` and `/` (nothing Swarm's parser would read as an
-/// operator, no space, nothing that needs escaping anywhere).
-fn check_token(token: &str, what: &str) -> Result<(), String> {
+/// digits, `.`, `-` and `_` (Swarm's rule for keys), and in a value also `/`
+/// and `:` (nothing Swarm's parser would read as an operator, no space,
+/// nothing that needs escaping anywhere).
+fn check_token(token: &str, what: &str, value: bool) -> Result<(), String> {
     if token.is_empty() {
         return Err(format!("{what} is empty"));
     }
     if token.len() > MAX_PLACEMENT_TOKEN {
         return Err(format!("{what} is longer than {MAX_PLACEMENT_TOKEN} bytes"));
     }
-    if let Some(c) = token
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/')))
-    {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') || (value && matches!(c, '/' | ':'));
+    if let Some(c) = token.chars().find(|c| !allowed(*c)) {
+        let also = if value { ", `/` and `:`" } else { "" };
         return Err(format!(
-            "{what} {:?} has {:?}: use letters, digits, `.`, `-`, `_` and `/` only",
+            "{what} {:?} has {:?}: use letters, digits, `.`, `-`, `_`{also} only",
             token.escape_default().to_string(),
             c.escape_default().to_string()
         ));
@@ -319,7 +319,7 @@ mod tests {
             "node.platform.os==linux",
             "node.platform.arch!=aarch64",
             "engine.labels.gpu==yes",
-            "node.labels.example.com/tier==front-end_1",
+            "node.labels.com.example.tier==front-end_1/a:b",
         ] {
             let c = Constraint::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(c.to_string(), text);
@@ -341,6 +341,7 @@ mod tests {
             ("node.labels.disk==s sd", "letters, digits"),
             ("node.labels.disk==ssd\n", "letters, digits"),
             ("node.labels.di$k==ssd", "letters, digits"),
+            ("node.labels.a/b==ssd", "letters, digits"),
             ("node.role==boss", "`manager` or `worker`"),
             ("node.labels.disk==ssd,node.role==worker", "letters, digits"),
         ] {
