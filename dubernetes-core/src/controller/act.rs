@@ -376,6 +376,9 @@ impl Context {
         let (material, pull) = self.secret_material(&stored.spec).await?;
         let mut template = self.template(stored);
         template.secrets = material;
+        // Where the pod's replicas may run (on Swarm: beside its volumes).
+        let placed = self.runtime.place(&template, 1).await?;
+        template.constraints.extend(placed.into_iter().flatten());
         Ok((template, pull))
     }
 }
