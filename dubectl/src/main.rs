@@ -726,7 +726,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Delete {
             kind: Some(Kind::Nodes),
             ..
-        } => bail!("nodes belong to the swarm: drain or remove one with `docker node update --availability drain NODE` or `docker node rm NODE`"),
+        } => bail!(
+            "nodes belong to the swarm: drain or remove one with `docker node update --availability drain NODE` or `docker node rm NODE`"
+        ),
         Command::Scale {
             kind: Kind::Secrets | Kind::Volumes | Kind::Nodes,
             ..

@@ -454,7 +454,11 @@ pub fn print_nodes(nodes: &[dubernetes_api::Node], format: Format, single: bool)
             let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
             let join = |m: &std::collections::BTreeMap<String, String>| {
                 let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                if parts.is_empty() { "-".to_string() } else { escape::line(&parts.join(",")) }
+                if parts.is_empty() {
+                    "-".to_string()
+                } else {
+                    escape::line(&parts.join(","))
+                }
             };
             for n in nodes {
                 let replicas: Vec<String> = n.replicas.iter().map(|(pod, count)| format!("{pod}:{count}")).collect();
@@ -463,7 +467,11 @@ pub fn print_nodes(nodes: &[dubernetes_api::Node], format: Format, single: bool)
                     escape::line(&n.role),
                     escape::line(&n.state),
                     escape::line(&n.availability),
-                    if replicas.is_empty() { "-".into() } else { escape::line(&replicas.join(",")) },
+                    if replicas.is_empty() {
+                        "-".into()
+                    } else {
+                        escape::line(&replicas.join(","))
+                    },
                 ];
                 if wide {
                     row.extend([escape::line(&n.id), join(&n.labels)]);

@@ -54,6 +54,7 @@ mod ingress;
 mod logs;
 mod metrics;
 mod names;
+mod nodes;
 mod orchestrator;
 mod ownership;
 #[cfg(any(test, feature = "testing"))]
@@ -71,7 +72,6 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod vault;
-mod nodes;
 mod volumes;
 mod watch;
 

@@ -317,7 +317,11 @@ impl Runtime {
 
     /// Where `count` new replicas of `spec` go: the constraints each adds
     /// (volume pins recorded first, so fenced like every change).
-    pub(crate) async fn place(&self, spec: &ContainerSpec, count: usize) -> Result<Vec<Vec<dubernetes_api::Constraint>>> {
+    pub(crate) async fn place(
+        &self,
+        spec: &ContainerSpec,
+        count: usize,
+    ) -> Result<Vec<Vec<dubernetes_api::Constraint>>> {
         self.timed(EngineOp::Place, self.act(self.engine.place(spec, count)))
             .await
     }

@@ -118,7 +118,11 @@ async fn placement_on_the_docker_backend_checks_the_one_engine() {
     let (status, nodes) = server.get_json("/v1/nodes").await;
     assert_eq!(status, 200, "{nodes}");
     let node = nodes[0].clone();
-    assert_eq!((nodes.as_array().map(Vec::len), &node["role"]), (Some(1), &"manager".into()), "{nodes}");
+    assert_eq!(
+        (nodes.as_array().map(Vec::len), &node["role"]),
+        (Some(1), &"manager".into()),
+        "{nodes}"
+    );
     let hostname = node["hostname"].as_str().expect("a host name").to_string();
     let yaml = format!(
         "name: here\nimage: {WHOAMI_V1}\nplacement: {{constraints: [\"node.role==manager\", \"node.hostname=={hostname}\", \
@@ -143,7 +147,9 @@ async fn placement_on_the_docker_backend_checks_the_one_engine() {
         "{pod}"
     );
     assert!(server.replicas(Some("there")).await.is_empty());
-    let yaml = format!("name: bad\nimage: {WHOAMI_V1}\nplacement: {{constraints: [\"node.labels.disk=ssd\"], spread: node.hostname}}\n");
+    let yaml = format!(
+        "name: bad\nimage: {WHOAMI_V1}\nplacement: {{constraints: [\"node.labels.disk=ssd\"], spread: node.hostname}}\n"
+    );
     let (status, body) = server.put_yaml("bad", &yaml).await;
     assert_eq!(status, 422, "{body}");
     let text = body.to_string();
@@ -155,5 +161,8 @@ async fn placement_on_the_docker_backend_checks_the_one_engine() {
     assert_eq!(status, 404, "a refused spec changes nothing");
     let out = server.dubectl(&["get", "nodes", "-o", "wide"]);
     let table = dubernetes_tests::stdout(&out);
-    assert!(out.status.success() && table.contains("here:1") && table.contains("manager"), "{table}");
+    assert!(
+        out.status.success() && table.contains("here:1") && table.contains("manager"),
+        "{table}"
+    );
 }

@@ -26,10 +26,8 @@ mod validate;
 pub(crate) use validate::check_dns_label;
 
 pub use image::{MAX_IMAGE_NAME, MAX_IMAGE_REFERENCE};
-pub use placement::{
-    Constraint, ConstraintKey, LabelKey, MAX_CONSTRAINTS, MAX_PLACEMENT_TOKEN, NodeFacts, Placement,
-};
 pub use parse::{SpecError, check_stored_size, integral_numbers, parse_json_spec, parse_specs};
+pub use placement::{Constraint, ConstraintKey, LabelKey, MAX_CONSTRAINTS, MAX_PLACEMENT_TOKEN, NodeFacts, Placement};
 pub use secret_refs::{
     EnvValue, MAX_SECRET_FILES, PullPolicy, SecretFiles, SecretKeyRef, SecretVersions, is_latest, registry_of,
 };

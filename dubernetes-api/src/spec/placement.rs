@@ -76,7 +76,10 @@ impl Placement {
 
     /// The parsed constraints (those that parse: a validated spec has no other).
     pub fn parsed(&self) -> Vec<Constraint> {
-        self.constraints.iter().filter_map(|c| Constraint::parse(c).ok()).collect()
+        self.constraints
+            .iter()
+            .filter_map(|c| Constraint::parse(c).ok())
+            .collect()
     }
 
     /// The parsed `spread` label, if set and valid.
@@ -281,7 +284,8 @@ fn check_token(token: &str, what: &str, value: bool) -> Result<(), String> {
     if token.len() > MAX_PLACEMENT_TOKEN {
         return Err(format!("{what} is longer than {MAX_PLACEMENT_TOKEN} bytes"));
     }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') || (value && matches!(c, '/' | ':'));
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') || (value && matches!(c, '/' | ':'));
     if let Some(c) = token.chars().find(|c| !allowed(*c)) {
         let also = if value { ", `/` and `:`" } else { "" };
         return Err(format!(
@@ -362,7 +366,10 @@ mod tests {
         assert!(holds("node.hostname==worker-1"), "attributes compare without case");
         assert!(holds("node.role!=manager"));
         assert!(!holds("node.labels.rack==r1"), "a missing label equals nothing");
-        assert!(holds("node.labels.rack!=r1"), "a missing label differs from every value");
+        assert!(
+            holds("node.labels.rack!=r1"),
+            "a missing label differs from every value"
+        );
         assert!(holds("engine.labels.gpu==yes"));
         assert!(!holds("node.labels.gpu==yes"), "engine labels are not node labels");
         assert!(holds("node.platform.arch==x86_64"));
@@ -372,7 +379,10 @@ mod tests {
     fn spread_takes_labels_only() {
         let p = Placement::default().with_spread("node.labels.zone");
         assert!(p.problems().is_empty());
-        assert_eq!(p.spread_key().map(|k| k.to_string()).as_deref(), Some("node.labels.zone"));
+        assert_eq!(
+            p.spread_key().map(|k| k.to_string()).as_deref(),
+            Some("node.labels.zone")
+        );
         for bad in ["node.hostname", "zone", "node.labels.", "node.labels.a b"] {
             let problems = Placement::default().with_spread(bad).problems();
             assert_eq!(problems.len(), 1, "{bad}");

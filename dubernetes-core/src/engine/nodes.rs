@@ -7,9 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::Docker;
 use bollard::models::{NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState, TaskState};
-use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListTasksOptionsBuilder, UpdateNodeOptionsBuilder,
-};
+use bollard::query_parameters::{ListContainersOptionsBuilder, ListTasksOptionsBuilder, UpdateNodeOptionsBuilder};
 use dubernetes_api::{Constraint, Node, NodeFacts};
 
 use super::ContainerSpec;
@@ -49,11 +47,7 @@ async fn local_facts(docker: &Docker) -> Result<NodeFacts> {
 }
 
 /// Docker backend: the constraints hold on this engine, or the replicas cannot run.
-pub(super) async fn docker_place(
-    docker: &Docker,
-    spec: &ContainerSpec,
-    count: usize,
-) -> Result<Vec<Vec<Constraint>>> {
+pub(super) async fn docker_place(docker: &Docker, spec: &ContainerSpec, count: usize) -> Result<Vec<Vec<Constraint>>> {
     if spec.constraints.is_empty() {
         return Ok(vec![Vec::new(); count]);
     }
@@ -83,7 +77,12 @@ pub(super) async fn docker_nodes(docker: &Docker, instance: &str) -> Result<Vec<
         ("status", vec!["running".to_string()]),
     ]);
     let options = ListContainersOptionsBuilder::new().all(false).filters(&filters).build();
-    let containers = bounded("listing containers", CALL_TIMEOUT, docker.list_containers(Some(options))).await?;
+    let containers = bounded(
+        "listing containers",
+        CALL_TIMEOUT,
+        docker.list_containers(Some(options)),
+    )
+    .await?;
     let mut node = Node::new(facts.id, facts.hostname, facts.role, "ready", "active");
     node.labels = facts.labels;
     node.engine_labels = facts.engine_labels;
@@ -159,7 +158,15 @@ async fn instance_tasks(docker: &Docker, instance: &str) -> Result<Vec<(String, 
     Ok(tasks
         .into_iter()
         .filter_map(|t| {
-            let pod = t.spec.as_ref()?.container_spec.as_ref()?.labels.as_ref()?.get(LABEL_POD)?.clone();
+            let pod = t
+                .spec
+                .as_ref()?
+                .container_spec
+                .as_ref()?
+                .labels
+                .as_ref()?
+                .get(LABEL_POD)?
+                .clone();
             let running = t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING);
             Some((t.node_id?, pod, running))
         })
@@ -167,11 +174,7 @@ async fn instance_tasks(docker: &Docker, instance: &str) -> Result<Vec<(String, 
 }
 
 /// Swarm: where `count` new replicas of `spec` go (spread, pins recorded on their nodes).
-pub(super) async fn swarm_place(
-    docker: &Docker,
-    spec: &ContainerSpec,
-    count: usize,
-) -> Result<Vec<Vec<Constraint>>> {
+pub(super) async fn swarm_place(docker: &Docker, spec: &ContainerSpec, count: usize) -> Result<Vec<Vec<Constraint>>> {
     let volumes = spec.volume_names();
     if spec.constraints.is_empty() && spec.spread.is_none() && volumes.is_empty() {
         return Ok(vec![Vec::new(); count]);
@@ -260,7 +263,10 @@ pub(super) async fn swarm_node_list(docker: &Docker, instance: &str) -> Result<V
         .into_iter()
         .map(|n| {
             let state = n.state.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
-            let availability = n.availability.map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
+            let availability = n
+                .availability
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "unknown".into());
             let mut node = Node::new(n.facts.id, n.facts.hostname, n.facts.role, state, availability);
             node.address = n.address;
             node.labels = n.facts.labels;

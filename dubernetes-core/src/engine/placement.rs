@@ -253,7 +253,10 @@ mod tests {
 
     #[test]
     fn constraints_no_node_satisfies_say_which() {
-        let nodes = [node("m", "manager", &[], 0), node("w1", "worker", &[("disk", "hdd")], 0)];
+        let nodes = [
+            node("m", "manager", &[], 0),
+            node("w1", "worker", &[("disk", "hdd")], 0),
+        ];
         let constraints = parse(&["node.role==worker", "node.labels.disk==ssd"]);
         let ask = Ask {
             constraints: &constraints,

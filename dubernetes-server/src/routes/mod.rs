@@ -5,10 +5,10 @@ pub(crate) mod events;
 pub(crate) mod exec;
 pub(crate) mod logs;
 pub(crate) mod meta;
+pub(crate) mod nodes;
 pub(crate) mod pods;
 pub(crate) mod runs;
 pub(crate) mod secrets;
-pub(crate) mod nodes;
 pub(crate) mod volumes;
 pub(crate) mod watch;
 
