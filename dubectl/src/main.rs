@@ -108,12 +108,12 @@ enum Command {
         #[arg(short, long)]
         watch: bool,
     },
-    /// Show a pod in detail: spec, status, conditions, replicas, recent events.
-    #[command(after_help = "Example:\n  dubectl describe pod whoami")]
+    /// Show a pod in detail: spec, status, conditions, replicas, recent events (or a secret, volume or node).
+    #[command(after_help = "Examples:\n  dubectl describe pod whoami\n  dubectl describe node worker-1")]
     Describe {
-        /// `pod`.
+        /// `pod` (or `secret`, `volume`, `node`).
         kind: Kind,
-        /// The pod's name.
+        /// The pod's name (a node's: its host name or id).
         name: String,
     },
     /// Print a pod's logs: every replica's, interleaved, each line prefixed with its replica.
