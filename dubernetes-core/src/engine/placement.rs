@@ -11,9 +11,10 @@
 //!
 //! **Volumes pin.** A named volume lives on one node's disk, so a pod that
 //! mounts one runs on the node where the volume is: the first time it is
-//! placed, a node is chosen (this engine's own node, the manager, when it
-//! satisfies the constraints, so `dubectl get volumes` and `delete volume`
-//! see the data; else the eligible node with the fewest replicas) and the
+//! placed, a node is chosen (the node where the pod already runs, if it does;
+//! else this engine's own node, the manager, when it satisfies the
+//! constraints, so `dubectl get volumes` and `delete volume` see the data;
+//! else the eligible node with the fewest replicas) and the
 //! pin is recorded on that node as the node label [`pin_label`] (Swarm's own
 //! state: it survives restarts and shows in `dubectl get nodes`). Every
 //! later replica of every pod mounting it gets `node.id==<that node>`.
@@ -167,9 +168,13 @@ fn pinned(nodes: &[Candidate], eligible: &[&Candidate], ask: &Ask<'_>, count: us
     };
     let node = match pinned_to.len() {
         0 => {
+            // Where the pod already runs (its data is there: a pod applied
+            // before pins existed), else this engine's node, else the emptiest.
             let chosen = eligible
                 .iter()
-                .find(|n| n.local)
+                .filter(|n| n.pod_replicas > 0)
+                .max_by_key(|n| (n.pod_replicas, std::cmp::Reverse(n.facts.id.as_str())))
+                .or_else(|| eligible.iter().find(|n| n.local))
                 .or_else(|| eligible.iter().min_by_key(|n| (n.replicas, n.facts.id.as_str())))
                 .ok_or_else(|| none_eligible(nodes, ask))?;
             chosen.facts.id.clone()
@@ -330,7 +335,8 @@ mod tests {
 
     #[test]
     fn a_volume_pins_its_pods_to_one_node() {
-        let mut nodes = vec![node("m", "manager", &[], 3), node("w1", "worker", &[], 0)];
+        let mut nodes = vec![node("m", "manager", &[], 0), node("w1", "worker", &[], 0)];
+        nodes[0].replicas = 3;
         let ask = Ask {
             volumes: vec!["dub-x_data".into()],
             pin: true,
@@ -346,6 +352,13 @@ mod tests {
         };
         let d = decide(&nodes, &on_worker, 1).expect("a worker");
         assert_eq!(shown(&d), ["node.id==w1"]);
+        // A pod already running (applied before pins existed) is pinned where it runs.
+        let mut running = nodes.clone();
+        running[1].pod_replicas = 1;
+        assert_eq!(
+            shown(&decide(&running, &ask, 1).expect("where it runs")),
+            ["node.id==w1"]
+        );
         // Pinned: the pin wins over everything but the constraints, and is not recorded again.
         nodes[1].facts.labels.insert(pin_label("dub-x_data"), "true".into());
         let d = decide(&nodes, &ask, 1).expect("pinned to w1");
