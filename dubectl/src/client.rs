@@ -243,6 +243,10 @@ impl Client {
         self.send(self.http.get(format!("{}/v1/volumes", self.base))).await
     }
 
+    pub async fn nodes(&self) -> anyhow::Result<Vec<dubernetes_api::Node>> {
+        self.send(self.http.get(format!("{}/v1/nodes", self.base))).await
+    }
+
     pub async fn delete_volume(&self, name: &str) -> anyhow::Result<()> {
         let _: serde_json::Value = self
             .send(self.http.delete(format!("{}/v1/volumes/{name}", self.base)))

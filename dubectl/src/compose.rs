@@ -1370,6 +1370,7 @@ impl<'a> Service<'a> {
                     }
                     self.spec.update = Some(update);
                 }
+                "placement" => self.placement(&path, v),
                 "restart_policy" => {
                     if v.get("condition").and_then(Value::as_str).unwrap_or("any") != "any" {
                         self.lost(&path, "a pod's replicas are always replaced when they exit");
@@ -1377,6 +1378,46 @@ impl<'a> Service<'a> {
                 }
                 _ => self.lost(&path, "no equivalent in a pod spec"),
             }
+        }
+    }
+
+    /// `deploy.placement`: constraints as they are (Swarm's syntax is ours),
+    /// one `spread` preference; `max_replicas_per_node` has no equivalent.
+    fn placement(&mut self, path: &str, value: &Value) {
+        let Value::Mapping(p) = value else {
+            self.lost(path, "a mapping");
+            return;
+        };
+        let mut placement = dubernetes_api::Placement::default();
+        for (k, v) in p {
+            let k = key_text(k);
+            let at = format!("{path}.{k}");
+            match (k.as_str(), v) {
+                ("constraints", Value::Sequence(items)) => {
+                    for (i, item) in items.iter().enumerate() {
+                        match item.as_str().map(dubernetes_api::Constraint::parse) {
+                            Some(Ok(c)) => placement.constraints.push(c.to_string()),
+                            Some(Err(why)) => self.lost(&format!("{at}[{i}]"), &why),
+                            None => self.lost(&format!("{at}[{i}]"), "a string like node.role==worker"),
+                        }
+                    }
+                }
+                ("preferences", Value::Sequence(items)) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let spread = item.get("spread").and_then(Value::as_str);
+                        match spread.map(dubernetes_api::LabelKey::parse_spread) {
+                            Some(Ok(key)) if placement.spread.is_none() => placement.spread = Some(key.to_string()),
+                            Some(Ok(_)) => self.lost(&format!("{at}[{i}]"), "a pod spreads over one label"),
+                            Some(Err(why)) => self.lost(&format!("{at}[{i}]"), &why),
+                            None => self.lost(&format!("{at}[{i}]"), "only `spread: node.labels.NAME` maps"),
+                        }
+                    }
+                }
+                _ => self.lost(&at, "no equivalent (placement has constraints and one spread)"),
+            }
+        }
+        if placement != dubernetes_api::Placement::default() {
+            self.spec.placement = Some(placement);
         }
     }
 

@@ -92,12 +92,12 @@ enum Command {
     /// Create a resource: `create secret tls NAME --cert FILE --key FILE`.
     #[command(subcommand)]
     Create(CreateCommand),
-    /// Show pods (or TLS secrets, or volumes) as a table, JSON or YAML; -w keeps watching pods.
+    /// Show pods (or TLS secrets, volumes, nodes) as a table, JSON or YAML; -w keeps watching pods.
     #[command(
-        after_help = "Examples:\n  dubectl get pods\n  dubectl get pods -o wide\n  dubectl get pod whoami -o yaml\n  dubectl get pods -w\n  dubectl get secrets\n  dubectl get volumes"
+        after_help = "Examples:\n  dubectl get pods\n  dubectl get pods -o wide\n  dubectl get pod whoami -o yaml\n  dubectl get pods -w\n  dubectl get secrets\n  dubectl get volumes\n  dubectl get nodes"
     )]
     Get {
-        /// Resource kind: `pods` (or `pod`, `po`), `secrets` (or `secret`), `volumes` (or `volume`, `vol`).
+        /// Resource kind: `pods` (or `pod`, `po`), `secrets` (or `secret`), `volumes` (or `volume`, `vol`), `nodes` (or `node`, `no`).
         kind: Kind,
         /// One pod's name.
         name: Option<String>,
@@ -108,12 +108,12 @@ enum Command {
         #[arg(short, long)]
         watch: bool,
     },
-    /// Show a pod in detail: spec, status, conditions, replicas, recent events.
-    #[command(after_help = "Example:\n  dubectl describe pod whoami")]
+    /// Show a pod in detail: spec, status, conditions, replicas, recent events (or a secret, volume or node).
+    #[command(after_help = "Examples:\n  dubectl describe pod whoami\n  dubectl describe node worker-1")]
     Describe {
-        /// `pod`.
+        /// `pod` (or `secret`, `volume`, `node`).
         kind: Kind,
-        /// The pod's name.
+        /// The pod's name (a node's: its host name or id).
         name: String,
     },
     /// Print a pod's logs: every replica's, interleaved, each line prefixed with its replica.
@@ -359,6 +359,8 @@ enum Kind {
     Secrets,
     #[value(alias = "volume", alias = "vol")]
     Volumes,
+    #[value(alias = "node", alias = "no")]
+    Nodes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -700,8 +702,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
             .await)
         }
+        Command::Get {
+            kind: Kind::Nodes,
+            name,
+            output,
+            watch,
+        } => {
+            if watch {
+                bail!("-w watches pods only; `dubectl get nodes` lists the nodes");
+            }
+            let nodes = nodes_named(&client, name.as_deref()).await?;
+            output::print_nodes(&nodes, output, name.is_some())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Describe {
+            kind: Kind::Nodes,
+            name,
+        } => {
+            let nodes = nodes_named(&client, Some(&name)).await?;
+            output::print_nodes(&nodes, Format::Yaml, true)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delete {
+            kind: Some(Kind::Nodes),
+            ..
+        } => bail!(
+            "nodes belong to the swarm: drain or remove one with `docker node update --availability drain NODE` or `docker node rm NODE`"
+        ),
         Command::Scale {
-            kind: Kind::Secrets | Kind::Volumes,
+            kind: Kind::Secrets | Kind::Volumes | Kind::Nodes,
             ..
         } => bail!("only pods scale: `dubectl scale pod NAME --replicas N`"),
         Command::Get {
@@ -1275,4 +1304,16 @@ fn secret_data(literals: &[String], files: &[String]) -> anyhow::Result<(SecretD
         bail!("give at least one --from-literal=KEY=VALUE or --from-file=[KEY=]PATH");
     }
     Ok((data, binary))
+}
+
+/// The nodes, or the one whose host name or id is `name`.
+async fn nodes_named(client: &client::Client, name: Option<&str>) -> anyhow::Result<Vec<dubernetes_api::Node>> {
+    let mut nodes = client.nodes().await?;
+    if let Some(name) = name {
+        nodes.retain(|n| n.hostname == name || n.id == name);
+        if nodes.is_empty() {
+            bail!("node {} not found; `dubectl get nodes` lists them", escape::line(name));
+        }
+    }
+    Ok(nodes)
 }

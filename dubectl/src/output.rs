@@ -433,6 +433,57 @@ pub fn print_volumes(volumes: &[NamedVolume], format: Format, single: bool) -> a
     Ok(())
 }
 
+/// `get nodes`: host names, roles, states, availability, the replicas on
+/// each by pod; `-o wide` adds ids and labels.
+pub fn print_nodes(nodes: &[dubernetes_api::Node], format: Format, single: bool) -> anyhow::Result<()> {
+    match format {
+        Format::Json if single && nodes.len() == 1 => println!("{}", serde_json::to_string_pretty(&nodes[0])?),
+        Format::Yaml if single && nodes.len() == 1 => print!("{}", serde_yaml_ng::to_string(&nodes[0])?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(nodes)?),
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(nodes)?),
+        Format::Table | Format::Wide => {
+            if nodes.is_empty() {
+                eprintln!("No nodes found.");
+                return Ok(());
+            }
+            let wide = format == Format::Wide;
+            let mut header = vec!["HOSTNAME", "ROLE", "STATE", "AVAILABILITY", "REPLICAS"];
+            if wide {
+                header.extend(["ID", "LABELS"]);
+            }
+            let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+            let join = |m: &std::collections::BTreeMap<String, String>| {
+                let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                if parts.is_empty() {
+                    "-".to_string()
+                } else {
+                    escape::line(&parts.join(","))
+                }
+            };
+            for n in nodes {
+                let replicas: Vec<String> = n.replicas.iter().map(|(pod, count)| format!("{pod}:{count}")).collect();
+                let mut row = vec![
+                    escape::line(&n.hostname),
+                    escape::line(&n.role),
+                    escape::line(&n.state),
+                    escape::line(&n.availability),
+                    if replicas.is_empty() {
+                        "-".into()
+                    } else {
+                        escape::line(&replicas.join(","))
+                    },
+                ];
+                if wide {
+                    row.extend([escape::line(&n.id), join(&n.labels)]);
+                }
+                rows.push(row);
+            }
+            table(&rows, &[]);
+        }
+    }
+    Ok(())
+}
+
 /// Bytes in binary units, e.g. `4.0Ki`, `12.3Mi`.
 fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["Ki", "Mi", "Gi", "Ti", "Pi"];

@@ -22,6 +22,7 @@ pub mod error;
 pub mod event;
 pub mod limits;
 pub mod logs;
+pub mod node;
 pub mod pod;
 pub mod revision;
 pub mod run;
@@ -34,6 +35,7 @@ pub use error::{ApiError, ErrorCode};
 pub use event::{Event, EventKind};
 pub use limits::{ContainerLimits, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT};
 pub use logs::{LogLine, LogStream, MAX_LOG_LINE_BYTES};
+pub use node::Node;
 pub use pod::{Condition, ConditionType, ContainerState, Phase, Pod, PodStatus, Replica, ReplicaCounts, TlsStatus};
 pub use revision::{ApplyOutcome, ApplyResponse, Revision, RolloutOutcome, RolloutState};
 pub use run::{ExecRequest, Run, RunExit, RunRequest};
@@ -48,6 +50,7 @@ pub use spec::{
     Resources, RestartBackoff, SecretFiles, SecretKeyRef, Security, SpecError, Strategy, Tls, UpdateStrategy,
     ValidationError, check_stored_size, integral_numbers, parse_json_spec, parse_memory, parse_specs,
 };
+pub use spec::{Constraint, ConstraintKey, LabelKey, MAX_CONSTRAINTS, MAX_PLACEMENT_TOKEN, NodeFacts, Placement};
 pub use spec::{
     DEFAULT_TMPFS_BYTES, MAX_IMAGE_NAME, MAX_IMAGE_REFERENCE, MAX_MOUNT_PATH_BYTES, MAX_TMPFS_BYTES, MAX_VOLUMES,
     Volume, VolumeMount, check_volume_name,

@@ -211,6 +211,9 @@ pub enum Error {
          (one node) or point DOCKER_HOST at a manager of your swarm, or use --backend docker"
     )]
     NotSwarmManager(String),
+    /// No node can run a pod's new replicas (its `placement`, its volumes' pin).
+    #[error("no node can run it: {0}")]
+    Unschedulable(String),
     /// A Docker call took longer than its deadline.
     #[error("docker: {0} timed out")]
     DockerTimeout(String),

@@ -54,6 +54,7 @@ mod ingress;
 mod logs;
 mod metrics;
 mod names;
+mod nodes;
 mod orchestrator;
 mod ownership;
 #[cfg(any(test, feature = "testing"))]

@@ -135,6 +135,8 @@ label_words! {
         LogTail => "log_tail",
         /// `ensure_volume`, `inspect_volume`, `list_volumes`, `remove_volume`.
         Volume => "volume",
+        /// `place` (where new replicas go) and `nodes`.
+        Place => "place",
     }
 }
 

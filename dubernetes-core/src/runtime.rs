@@ -315,6 +315,22 @@ impl Runtime {
         }
     }
 
+    /// Where `count` new replicas of `spec` go: the constraints each adds
+    /// (volume pins recorded first, so fenced like every change).
+    pub(crate) async fn place(
+        &self,
+        spec: &ContainerSpec,
+        count: usize,
+    ) -> Result<Vec<Vec<dubernetes_api::Constraint>>> {
+        self.timed(EngineOp::Place, self.act(self.engine.place(spec, count)))
+            .await
+    }
+
+    /// The nodes that run replicas, with the instance's running replicas on each.
+    pub(crate) async fn nodes(&self, instance: &str) -> Result<Vec<dubernetes_api::Node>> {
+        self.timed(EngineOp::Place, self.engine.nodes(instance)).await
+    }
+
     /// Makes sure `image` is present, pulling it when it is not.
     pub(crate) async fn ensure_image(&self, image: &str, pull: &crate::engine::Pull) -> Result<()> {
         self.timed(EngineOp::EnsureImage, self.act(self.engine.ensure_image(image, pull)))

@@ -137,6 +137,7 @@ impl From<Error> for ApiError {
             Error::Limit { field, .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::LimitExceeded, message).with_field(field)
             }
+            Error::Unschedulable(_) => ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message),
             Error::Docker { .. } | Error::DockerTimeout(_) | Error::NotSwarmManager(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::EngineUnavailable, message)
             }

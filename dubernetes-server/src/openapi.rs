@@ -9,7 +9,7 @@ pub mod contract;
 use crate::error::{ApiError, ErrorCode};
 use crate::routes::meta::{self, VersionInfo};
 use crate::routes::pods::{self, ApplyResponse, RollbackRequest};
-use crate::routes::{events, exec, logs, runs, secrets, volumes, watch};
+use crate::routes::{events, exec, logs, nodes, runs, secrets, volumes, watch};
 
 /// The OpenAPI document of the API, generated from the handlers and types.
 #[derive(OpenApi)]
@@ -37,6 +37,7 @@ use crate::routes::{events, exec, logs, runs, secrets, volumes, watch};
         secrets::delete_secret,
         volumes::list_volumes,
         volumes::delete_volume,
+        nodes::list_nodes,
         events::events,
         meta::ingress,
         watch::watch,

@@ -280,6 +280,34 @@ pub async fn purge_instance(docker: &Docker, instance: &str) {
                 .await;
         }
     }
+    unpin_volumes(docker, instance).await;
+}
+
+/// Removes the swarm node labels that pin the instance's volumes to a node
+/// (`io.dubernetes.volume.dub-<instance>_<name>`, see docs/spec.md,
+/// "Placement"); nothing when the engine is in no swarm.
+async fn unpin_volumes(docker: &Docker, instance: &str) {
+    let prefix = format!("io.dubernetes.volume.dub-{instance}_");
+    let Ok(nodes) = docker
+        .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+        .await
+    else {
+        return;
+    };
+    for node in nodes {
+        let (Some(id), Some(mut spec), Some(version)) = (node.id, node.spec, node.version.and_then(|v| v.index)) else {
+            continue;
+        };
+        let labels = spec.labels.get_or_insert_with(Default::default);
+        let before = labels.len();
+        labels.retain(|k, _| !k.starts_with(&prefix));
+        if labels.len() != before {
+            let options = bollard::query_parameters::UpdateNodeOptionsBuilder::new()
+                .version(i64::try_from(version).unwrap_or(i64::MAX))
+                .build();
+            let _ = docker.update_node(&id, spec, options).await;
+        }
+    }
 }
 
 /// Replicas of an instance on the swarm backend (optionally one pod) as

@@ -104,3 +104,65 @@ async fn version_names_the_backend() {
         assert_eq!(version["backend"], backend.as_str(), "{version}");
     }
 }
+
+/// Issue 28 item 4 on the docker backend: its one node is this engine (a
+/// `manager`); constraints are checked against it. A pod whose constraints
+/// hold runs; one whose constraints this engine does not satisfy makes no
+/// container and says why (`Unschedulable`); a malformed constraint is
+/// refused at apply with its field and the fix; `GET /v1/nodes` shows the
+/// one node with the replicas on it.
+#[tokio::test]
+async fn placement_on_the_docker_backend_checks_the_one_engine() {
+    use dubernetes_tests::{WHOAMI_V1, wait_for};
+    let server = TestServer::start("place").await;
+    let (status, nodes) = server.get_json("/v1/nodes").await;
+    assert_eq!(status, 200, "{nodes}");
+    let node = nodes[0].clone();
+    assert_eq!(
+        (nodes.as_array().map(Vec::len), &node["role"]),
+        (Some(1), &"manager".into()),
+        "{nodes}"
+    );
+    let hostname = node["hostname"].as_str().expect("a host name").to_string();
+    let yaml = format!(
+        "name: here\nimage: {WHOAMI_V1}\nplacement: {{constraints: [\"node.role==manager\", \"node.hostname=={hostname}\", \
+         \"node.platform.os==linux\", \"node.labels.dubernetes-test!=none\"], spread: node.labels.zone}}\n"
+    );
+    let (status, body) = server.put_yaml("here", &yaml).await;
+    assert_eq!(status, 201, "{body}");
+    server.wait_converged("here", Duration::from_secs(60)).await;
+    let (_, nodes) = server.get_json("/v1/nodes").await;
+    assert_eq!(nodes[0]["replicas"]["here"], 1, "{nodes}");
+    let yaml = format!("name: there\nimage: {WHOAMI_V1}\nplacement: {{constraints: [\"node.role==worker\"]}}\n");
+    let (status, body) = server.put_yaml("there", &yaml).await;
+    assert_eq!(status, 201, "{body}");
+    let pod = wait_for("pod there unschedulable", Duration::from_secs(30), || async {
+        let (_, pod) = server.get_json("/v1/pods/there").await;
+        (pod["status"]["reason"] == "Unschedulable").then_some(pod)
+    })
+    .await;
+    let message = pod["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("node.role==worker") && message.contains("one node"),
+        "{pod}"
+    );
+    assert!(server.replicas(Some("there")).await.is_empty());
+    let yaml = format!(
+        "name: bad\nimage: {WHOAMI_V1}\nplacement: {{constraints: [\"node.labels.disk=ssd\"], spread: node.hostname}}\n"
+    );
+    let (status, body) = server.put_yaml("bad", &yaml).await;
+    assert_eq!(status, 422, "{body}");
+    let text = body.to_string();
+    assert!(
+        text.contains("placement.constraints[0]") && text.contains("KEY==VALUE") && text.contains("placement.spread"),
+        "{body}"
+    );
+    let (status, _) = server.get_json("/v1/pods/bad").await;
+    assert_eq!(status, 404, "a refused spec changes nothing");
+    let out = server.dubectl(&["get", "nodes", "-o", "wide"]);
+    let table = dubernetes_tests::stdout(&out);
+    assert!(
+        out.status.success() && table.contains("here:1") && table.contains("manager"),
+        "{table}"
+    );
+}

@@ -431,3 +431,121 @@ async fn remote_exit_seen(harness: &MultiNode, server: &TestServer) -> (String, 
     server.wait_converged("bare", ROUND).await;
     (worker.to_string(), seen, killed.elapsed())
 }
+
+/// Node ids of the running tasks of one pod of `server`'s instance.
+async fn pod_task_nodes(harness: &MultiNode, server: &TestServer, pod: &str) -> Vec<String> {
+    let filters = HashMap::from([(
+        "label",
+        vec![
+            format!("io.dubernetes.instance={}", server.instance),
+            format!("io.dubernetes.pod={pod}"),
+        ],
+    )]);
+    running_task_nodes(harness, filters).await
+}
+
+/// Issue 28 item 4: `placement` on a real 3-node swarm. Nodes labelled
+/// (w1 `disk=ssd`; zones: m and w1 `a`, w2 `b`): a pod constrained to
+/// `node.labels.disk==ssd` runs on w1 only, one with `node.role!=manager`
+/// on the workers only, one spread over `node.labels.zone` has as many
+/// replicas in each zone; one no node satisfies shows why; a pod with a
+/// named volume is pinned to one node (recorded as a node label) and its
+/// replicas stay there; `GET /v1/nodes` lists the 3 nodes with what runs where.
+#[test]
+fn multinode_placement_constraints_honoured_and_spread() {
+    let harness = MultiNode::up(&[WHOAMI_V1, NGINX_LOCAL, PROBE_LOCAL]);
+    let docker_host = harness.docker_host("m");
+    harness.run_on_manager(|| async {
+        let ids = node_ids(&harness).await;
+        let id = |n: &str| ids.get(n).unwrap_or_else(|| panic!("node {n} in {ids:?}")).clone();
+        for (node, labels) in [("m", &["zone=a"][..]), ("w1", &["disk=ssd", "zone=a"]), ("w2", &["zone=b"])] {
+            for label in labels {
+                harness.cli("m", &["node", "update", "--label-add", label, &id(node)]);
+            }
+        }
+        let server = TestServer::start_swarm_with_env("mn-place", &[], &[("DOCKER_HOST", &docker_host)]).await;
+        let started = Instant::now();
+        let pods = [
+            ("ssd", 2, "placement: {constraints: [\"node.labels.disk==ssd\"]}"),
+            ("workers", 3, "placement: {constraints: [\"node.role!=manager\"]}"),
+            ("zoned", 4, "placement: {spread: node.labels.zone}"),
+            (
+                "db",
+                1,
+                "placement: {constraints: [\"node.role!=manager\"]}\nvolumes: [{name: data, path: /data}]\nupdate: {strategy: recreate}",
+            ),
+        ];
+        for (name, replicas, placement) in pods {
+            let yaml = format!("name: {name}\nimage: {WHOAMI_V1}\nreplicas: {replicas}\n{placement}\n");
+            let (status, body) = server.put_yaml(name, &yaml).await;
+            assert_eq!(status, 201, "PUT {name}: {body}");
+        }
+        for (name, replicas, _) in pods {
+            let pod = server.wait_converged(name, ROUND).await;
+            assert_eq!(pod["status"]["ready_replicas"], replicas, "{pod}");
+        }
+        let converged = started.elapsed();
+        let ssd = pod_task_nodes(&harness, &server, "ssd").await;
+        assert_eq!(ssd, vec![id("w1"); 2], "the ssd pod runs on w1 (disk=ssd) only");
+        let workers = pod_task_nodes(&harness, &server, "workers").await;
+        assert_eq!(workers.len(), 3);
+        assert!(!workers.contains(&id("m")), "node.role!=manager ran on the manager: {workers:?}");
+        let zoned = pod_task_nodes(&harness, &server, "zoned").await;
+        let in_b = zoned.iter().filter(|n| **n == id("w2")).count();
+        assert_eq!((zoned.len(), in_b), (4, 2), "2 replicas per zone: {zoned:?}");
+        // The volume's pod: on a worker, pinned there by a node label; a second replica joins it.
+        let db = pod_task_nodes(&harness, &server, "db").await;
+        assert_eq!(db.len(), 1);
+        let pinned = db[0].clone();
+        assert_ne!(pinned, id("m"));
+        let (status, nodes) = server.get_json("/v1/nodes").await;
+        assert_eq!(status, 200, "{nodes}");
+        let nodes = nodes.as_array().expect("a list of nodes").clone();
+        assert_eq!(nodes.len(), 3, "{nodes:?}");
+        let by_id = |n: &str| nodes.iter().find(|x| x["id"] == n).unwrap_or_else(|| panic!("node {n}")).clone();
+        let pin = format!("io.dubernetes.volume.dub-{}_data", server.instance);
+        assert_eq!(by_id(&pinned)["labels"][&pin], "true", "{nodes:?}");
+        assert_eq!(by_id(&id("w1"))["replicas"]["ssd"], 2, "{nodes:?}");
+        assert!(by_id(&id("m"))["replicas"].get("workers").is_none(), "{nodes:?}");
+        assert_eq!(by_id(&id("m"))["role"], "manager");
+        assert_eq!(by_id(&id("w2"))["state"], "ready");
+        let (status, body) = server
+            .put_yaml(
+                "db",
+                &format!(
+                    "name: db\nimage: {WHOAMI_V1}\nreplicas: 2\nplacement: {{constraints: [\"node.role!=manager\"]}}\n\
+                     volumes: [{{name: data, path: /data}}]\nupdate: {{strategy: recreate}}\n"
+                ),
+            )
+            .await;
+        assert_eq!(status, 200, "scale db: {body}");
+        server.wait_converged("db", ROUND).await;
+        assert_eq!(pod_task_nodes(&harness, &server, "db").await, vec![pinned.clone(); 2]);
+        // A constraint no node satisfies: the pod says why, nothing is made.
+        let (status, body) = server
+            .put_yaml(
+                "nowhere",
+                &format!("name: nowhere\nimage: {WHOAMI_V1}\nplacement: {{constraints: [\"node.labels.disk==nvme\"]}}\n"),
+            )
+            .await;
+        assert_eq!(status, 201, "PUT nowhere: {body}");
+        let pod = wait_for("nowhere unschedulable", SLOW, || async {
+            let (_, pod) = server.get_json("/v1/pods/nowhere").await;
+            (pod["status"]["reason"] == "Unschedulable").then_some(pod)
+        })
+        .await;
+        let message = pod["status"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("node.labels.disk==nvme"), "{pod}");
+        assert!(pod_task_nodes(&harness, &server, "nowhere").await.is_empty());
+        // dubectl get nodes: the three, with their replicas.
+        let out = server.dubectl(&["get", "nodes"]);
+        let table = stdout(&out);
+        assert!(out.status.success() && table.lines().count() == 4, "{table}{}", stderr(&out));
+        assert!(table.contains("ssd:2"), "{table}");
+        eprintln!(
+            "multinode placement: 4 pods (10 replicas) placed by constraints, spread and a volume pin, ready in {:.1} s; \
+             zoned by node {zoned:?}\n{table}",
+            converged.as_secs_f64()
+        );
+    });
+}

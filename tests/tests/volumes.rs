@@ -348,4 +348,27 @@ async fn swarm_services_get_the_mounts() {
     assert_eq!(marker.trim(), "kept");
     let (ok, labels) = docker_cli(&["volume", "inspect", "-f", "{{json .Labels}}", &engine_name]);
     assert!(ok && labels.contains("io.dubernetes.store"), "{labels}");
+    // Pinned to the node (the manager) by a node label and a `node.id` constraint.
+    let (ok, node) = docker_cli(&["node", "inspect", "self", "-f", "{{.ID}} {{json .Spec.Labels}}"]);
+    let pin = format!("\"io.dubernetes.volume.{engine_name}\":\"true\"");
+    assert!(ok && node.contains(&pin), "{node}");
+    let node_id = node.split_whitespace().next().unwrap_or_default();
+    let (ok, placement) = docker_cli(&[
+        "service",
+        "inspect",
+        "-f",
+        "{{json .Spec.TaskTemplate.Placement}}",
+        &server.replicas(Some("keeper")).await[0].0,
+    ]);
+    assert!(ok && placement.contains(&format!("node.id=={node_id}")), "{placement}");
+    // Deleting the volume takes the pin with it.
+    let out = server.dubectl(&["delete", "pod", "keeper"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for("the volume deleted", Duration::from_secs(60), || async {
+        let output = server.dubectl(&["delete", "volume", "data"]);
+        output.status.success().then_some(())
+    })
+    .await;
+    let (_, node) = docker_cli(&["node", "inspect", "self", "-f", "{{json .Spec.Labels}}"]);
+    assert!(!node.contains(&engine_name), "the pin stayed: {node}");
 }

@@ -650,3 +650,29 @@ fn a_variable_without_value_comes_from_the_environment() {
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     assert!(c.unmapped.is_empty());
 }
+
+/// `deploy.placement`: constraints and one spread map as they are (Swarm's
+/// syntax is a pod's); what does not parse, a second spread and
+/// `max_replicas_per_node` are unmapped with the reason.
+#[test]
+fn deploy_placement_maps_to_placement() {
+    let text = "services:\n  db:\n    image: postgres:16\n    deploy:\n      placement:\n        \
+                constraints: [\"node.role == manager\", \"node.labels.disk==ssd\", \"node.name==x\"]\n        \
+                preferences: [{spread: node.labels.zone}, {spread: node.labels.rack}]\n        \
+                max_replicas_per_node: 1\n";
+    let c = run(text, &[], &[]).expect("convert");
+    let placement = c.pods[0].spec.placement.clone().expect("a placement");
+    assert_eq!(placement.constraints, ["node.role==manager", "node.labels.disk==ssd"]);
+    assert_eq!(placement.spread.as_deref(), Some("node.labels.zone"));
+    let paths: Vec<&str> = c.unmapped.iter().map(|u| u.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "services.db.deploy.placement.constraints[2]",
+            "services.db.deploy.placement.preferences[1]",
+            "services.db.deploy.placement.max_replicas_per_node",
+        ],
+        "{:#?}",
+        unmapped_list(&c)
+    );
+}

@@ -19,6 +19,7 @@ mod duration;
 pub use duration::{DURATION_PATTERN, parse_duration};
 mod image;
 mod parse;
+mod placement;
 mod secret_refs;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ pub(crate) use validate::check_dns_label;
 
 pub use image::{MAX_IMAGE_NAME, MAX_IMAGE_REFERENCE};
 pub use parse::{SpecError, check_stored_size, integral_numbers, parse_json_spec, parse_specs};
+pub use placement::{Constraint, ConstraintKey, LabelKey, MAX_CONSTRAINTS, MAX_PLACEMENT_TOKEN, NodeFacts, Placement};
 pub use secret_refs::{
     EnvValue, MAX_SECRET_FILES, PullPolicy, SecretFiles, SecretKeyRef, SecretVersions, is_latest, registry_of,
 };
@@ -137,6 +139,10 @@ pub struct PodSpec {
     /// `[{port: 5432, listen: "127.0.0.1:15432"}]`. Ready replicas only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expose: Vec<Expose>,
+    /// On which nodes replicas may run and how they spread over a node
+    /// label (Swarm's constraints and spread preference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
 }
 
 /// Most entries of `expose` per pod.
@@ -747,6 +753,7 @@ impl PodSpec {
             security: None,
             volumes: Vec::new(),
             expose: Vec::new(),
+            placement: None,
         }
     }
 
@@ -763,6 +770,12 @@ impl PodSpec {
             .filter(|e| e.port != 0)
             .filter_map(|e| Some((e.port, e.listen_addr().ok()?)))
             .collect()
+    }
+
+    /// Sets `placement`.
+    pub fn with_placement(mut self, placement: Placement) -> Self {
+        self.placement = Some(placement);
+        self
     }
 
     /// Adds an entry to `volumes`.
@@ -1054,6 +1067,9 @@ impl PodSpec {
             secret_versions: &'a SecretVersions,
             #[serde(skip_serializing_if = "<[Volume]>::is_empty")]
             volumes: &'a [Volume],
+            // Where replicas run: a new placement moves them (a rollout).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            placement: Option<&'a Placement>,
         }
         let template = Template {
             image: &self.image,
@@ -1071,6 +1087,7 @@ impl PodSpec {
             pull: self.pull,
             secret_versions: &self.secret_versions,
             volumes: &self.volumes,
+            placement: self.placement.as_ref().filter(|p| **p != Placement::default()),
         };
         // Serializing strings, integers, floats and maps cannot fail.
         let bytes = serde_json::to_vec(&template).unwrap_or_default();
@@ -1094,6 +1111,7 @@ impl PodSpec {
             image_pull_secret: other.image_pull_secret.clone(),
             pull: other.pull,
             volumes: other.volumes.clone(),
+            placement: other.placement.clone(),
             ..self.clone()
         }
     }

@@ -180,6 +180,9 @@ impl PodSpec {
         self.validate_access(&mut problems);
         self.validate_expose(&mut problems);
         self.validate_secret_refs(&mut problems);
+        if let Some(placement) = &self.placement {
+            problems.extend(placement.problems());
+        }
         if problems.is_empty() {
             Ok(())
         } else {

@@ -213,11 +213,23 @@ impl Context {
         }
         match self.runtime.ensure_image(&stored.spec.image, &pull).await {
             Ok(()) => {
-                self.forget_create_failure(pod);
                 let mut template = self.template(stored);
                 template.secrets = material;
-                let results = join_all(slots.iter().map(|slot| {
+                // Where they go (constraints, spread, a volume's node),
+                // decided for all of them at once so the spread counts each.
+                let placed = match self.runtime.place(&template, slots.len()).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.set_failure(pod, "Unschedulable", &e.to_string());
+                        self.event(pod, "Warning", "Unschedulable", &e.to_string()).await;
+                        errors.push(e);
+                        return errors;
+                    }
+                };
+                self.forget_create_failure(pod);
+                let results = join_all(slots.iter().zip(placed).map(|(slot, extra)| {
                     let mut t = template.clone();
+                    t.constraints.extend(extra);
                     t.labels.insert(LABEL_SLOT.to_string(), slot.clone());
                     t.name = format!("dub-{}-{}-{}", self.settings.instance, pod, random_suffix());
                     async move { self.with_slot(self.runtime.create_and_start(&t)).await.map(|_| t.name) }
@@ -314,6 +326,8 @@ impl Context {
                     VolumeMount::Tmpfs { path, bytes } => Mount::Tmpfs { target: path, bytes },
                 })
                 .collect(),
+            constraints: spec.placement.as_ref().map(|p| p.parsed()).unwrap_or_default(),
+            spread: spec.placement.as_ref().and_then(|p| p.spread_key()),
             // Pod names: the embedded DNS forwards what it does not know to the responder.
             dns: self.names.address().into_iter().collect(),
             secrets: Default::default(),
@@ -337,6 +351,7 @@ impl Context {
         self.clear_failure(pod, "ImagePullFailed");
         self.clear_failure(pod, "SecretUnavailable");
         self.clear_failure(pod, "VolumeUnavailable");
+        self.clear_failure(pod, "Unschedulable");
     }
 
     /// Forgets a failure of this reason once what failed works again.
@@ -361,6 +376,9 @@ impl Context {
         let (material, pull) = self.secret_material(&stored.spec).await?;
         let mut template = self.template(stored);
         template.secrets = material;
+        // Where the pod's replicas may run (on Swarm: beside its volumes).
+        let placed = self.runtime.place(&template, 1).await?;
+        template.constraints.extend(placed.into_iter().flatten());
         Ok((template, pull))
     }
 }

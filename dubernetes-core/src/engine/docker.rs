@@ -782,6 +782,14 @@ impl Engine for DockerEngine {
         }
     }
 
+    async fn place(&self, spec: &ContainerSpec, count: usize) -> Result<Vec<Vec<dubernetes_api::Constraint>>> {
+        super::nodes::docker_place(&self.docker, spec, count).await
+    }
+
+    async fn nodes(&self, instance: &str) -> Result<Vec<dubernetes_api::Node>> {
+        super::nodes::docker_nodes(&self.docker, instance).await
+    }
+
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {
         let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
         let created = bounded(

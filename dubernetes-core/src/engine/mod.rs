@@ -31,6 +31,8 @@ pub(crate) mod bind;
 pub(crate) mod docker;
 #[cfg(test)]
 pub mod fake;
+pub(crate) mod nodes;
+pub(crate) mod placement;
 pub(crate) mod swarm;
 
 pub use dubernetes_api::ContainerState;
@@ -168,6 +170,25 @@ pub struct ContainerSpec {
     /// More ports to publish with `publish`: container port and host
     /// address (the ingress's TCP listeners of pods' `expose`).
     pub publish_more: Vec<(u16, SocketAddr)>,
+    /// Every node running it must satisfy these: the pod's
+    /// `placement.constraints`, and what [`Engine::place`] adds (a zone of
+    /// the spread, the node a volume is pinned to).
+    pub constraints: Vec<dubernetes_api::Constraint>,
+    /// The pod's `placement.spread` label.
+    pub spread: Option<dubernetes_api::LabelKey>,
+}
+
+impl ContainerSpec {
+    /// The engine names of the named volumes it mounts.
+    pub fn volume_names(&self) -> Vec<String> {
+        self.mounts
+            .iter()
+            .filter_map(|m| match m {
+                Mount::Volume { source, .. } => Some(source.clone()),
+                Mount::Tmpfs { .. } => None,
+            })
+            .collect()
+    }
 }
 
 /// What a replica takes from secrets, resolved by the controller when it
@@ -385,6 +406,19 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// [`Error::VolumeInUse`](crate::error::Error::VolumeInUse) with no pods.
     async fn remove_volume(&self, _name: &str) -> Result<()> {
         Ok(())
+    }
+
+    /// Where `count` new replicas of `spec` go: the constraints each adds to
+    /// `spec.constraints` (see `placement.rs`), volume pins recorded first;
+    /// [`Error::Unschedulable`](crate::error::Error::Unschedulable) when no
+    /// node can run them. The default: anywhere.
+    async fn place(&self, _spec: &ContainerSpec, count: usize) -> Result<Vec<Vec<dubernetes_api::Constraint>>> {
+        Ok(vec![Vec::new(); count])
+    }
+
+    /// The nodes that run replicas, with the instance's running replicas on each.
+    async fn nodes(&self, _instance: &str) -> Result<Vec<dubernetes_api::Node>> {
+        Ok(Vec::new())
     }
 
     /// Makes sure `image` is present as `pull` says (pulling it with its

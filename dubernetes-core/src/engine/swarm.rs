@@ -1,5 +1,5 @@
-//! [`Engine`] for Docker Swarm mode, through bollard (with `docker.rs`, the
-//! only file that names a bollard type).
+//! [`Engine`] for Docker Swarm mode, through bollard (with `docker.rs` and
+//! `nodes.rs`, the only files that name a bollard type).
 //!
 //! **One Swarm service per replica.** A replica the controller creates is a
 //! service with `replicas: 1`, restart condition `none`, DNS round-robin
@@ -33,7 +33,8 @@ use bollard::Docker;
 use bollard::models::{
     EndpointSpec, EndpointSpecModeEnum, Limit, LocalNodeState, Mount, MountType, NetworkAttachmentConfig,
     NetworkCreateRequest, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecContainerSpecDnsConfig, TaskSpecLogDriver, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecContainerSpec, TaskSpecContainerSpecDnsConfig, TaskSpecLogDriver, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
@@ -289,6 +290,11 @@ impl SwarmEngine {
                     }),
                     ..Default::default()
                 }),
+                // The pod's constraints and the ones its placement decided
+                // (`placement.rs`); the spread is decided there too, per
+                // replica (a preference would spread one service's tasks),
+                // and also given as Swarm's preference for whoever reads the service.
+                placement: placement_of(spec),
                 restart_policy: Some(TaskSpecRestartPolicy {
                     condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
                     ..Default::default()
@@ -366,6 +372,24 @@ impl SwarmEngine {
 /// Newest task first: the highest version index (the store's index grows
 /// with every write). Creation times are not read: their type changes with
 /// bollard's features.
+/// Swarm's placement of a replica's service: constraints and spread.
+fn placement_of(spec: &ContainerSpec) -> Option<TaskSpecPlacement> {
+    if spec.constraints.is_empty() && spec.spread.is_none() {
+        return None;
+    }
+    Some(TaskSpecPlacement {
+        constraints: Some(spec.constraints.iter().map(ToString::to_string).collect()),
+        preferences: spec.spread.as_ref().map(|key| {
+            vec![TaskSpecPlacementPreferences {
+                spread: Some(TaskSpecPlacementSpread {
+                    spread_descriptor: Some(key.to_string()),
+                }),
+            }]
+        }),
+        ..Default::default()
+    })
+}
+
 fn task_order(t: &Task) -> u64 {
     t.version.as_ref().and_then(|v| v.index).unwrap_or(0)
 }
@@ -612,7 +636,17 @@ impl Engine for SwarmEngine {
     }
 
     async fn remove_volume(&self, name: &str) -> Result<()> {
-        self.inner.remove_volume(name).await
+        self.inner.remove_volume(name).await?;
+        // The volume's pin goes with it: its next pod is placed afresh.
+        super::nodes::swarm_unpin(&self.docker, name).await
+    }
+
+    async fn place(&self, spec: &ContainerSpec, count: usize) -> Result<Vec<Vec<dubernetes_api::Constraint>>> {
+        super::nodes::swarm_place(&self.docker, spec, count).await
+    }
+
+    async fn nodes(&self, instance: &str) -> Result<Vec<dubernetes_api::Node>> {
+        super::nodes::swarm_node_list(&self.docker, instance).await
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {

@@ -192,6 +192,23 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
         ]}),
     );
 
+    // `placement`: Swarm's constraint syntax, checked as `Constraint::parse` does.
+    let token = "[A-Za-z0-9._-]{1,128}";
+    let key = format!("(node\\.(id|hostname|platform\\.os|platform\\.arch)|(node|engine)\\.labels\\.{token})");
+    let constraint =
+        format!("^ *({key} *(==|!=) *[A-Za-z0-9._/:-]{{1,128}}|node\\.role *(==|!=) *(manager|worker)) *$");
+    set(
+        doc,
+        &format!("{s}/Placement/properties/constraints"),
+        json!({"maxItems": dubernetes_core::dubernetes_api::MAX_CONSTRAINTS,
+            "items": {"type": "string", "pattern": constraint}}),
+    );
+    set(
+        doc,
+        &format!("{s}/Placement/properties/spread"),
+        json!({"pattern": format!("^(node|engine)\\.labels\\.{token}$")}),
+    );
+
     // `expose`: no listen port twice is said in words: JSON Schema cannot.
     set(
         doc,

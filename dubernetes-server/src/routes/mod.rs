@@ -5,6 +5,7 @@ pub(crate) mod events;
 pub(crate) mod exec;
 pub(crate) mod logs;
 pub(crate) mod meta;
+pub(crate) mod nodes;
 pub(crate) mod pods;
 pub(crate) mod runs;
 pub(crate) mod secrets;
@@ -80,6 +81,7 @@ pub fn router_with_limits(orchestrator: Dubernetes, shutdown: CancellationToken,
             "/v1/secrets/{name}",
             get(get_secret).put(put_secret).delete(delete_secret),
         )
+        .route("/v1/nodes", get(nodes::list_nodes))
         .route("/v1/volumes", get(list_volumes))
         .route("/v1/volumes/{name}", axum::routing::delete(delete_volume))
         .route("/v1/events", get(events))
