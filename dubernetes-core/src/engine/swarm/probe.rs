@@ -1,0 +1,190 @@
+//! The probe agent: how the server reaches tasks on the overlay network.
+
+use super::*;
+
+/// How the server reaches tasks on the overlay network, which the host
+/// cannot route to: through the probe agent, a SOCKS5 proxy
+/// ([`DEFAULT_PROBE_IMAGE`], microsocks) in a small container of ours on the
+/// overlay, published on 127.0.0.1 only and guarded by a random password made
+/// at each start. Loopback addresses (the ingress's published port) are
+/// reached directly. Every connection has the caller's deadline; a proxy
+/// that does not answer is recreated (at most every few seconds).
+#[derive(Debug)]
+pub(crate) struct ProbeNetwork {
+    inner: DockerEngine,
+    state: Mutex<Option<Probe>>,
+    repair: tokio::sync::Mutex<Option<Instant>>,
+}
+
+#[derive(Debug, Clone)]
+struct Probe {
+    network: String,
+    instance: String,
+    addr: SocketAddr,
+    user: String,
+    password: String,
+}
+
+pub(super) fn probe_name(network: &str) -> String {
+    format!("{network}-probe")
+}
+
+impl ProbeNetwork {
+    pub(super) fn new(inner: DockerEngine) -> ProbeNetwork {
+        ProbeNetwork {
+            inner,
+            state: Mutex::new(None),
+            repair: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn current(&self) -> Option<Probe> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// (Re)creates the probe agent of `network` with a new password.
+    pub(super) async fn start(&self, network: &str, instance: &str) -> Result<()> {
+        let name = probe_name(network);
+        self.inner.remove(&name).await?;
+        let image = std::env::var("DUBERNETES_PROBE_IMAGE").unwrap_or_else(|_| DEFAULT_PROBE_IMAGE.to_string());
+        self.inner
+            .ensure_image(&image, &crate::engine::Pull::if_missing())
+            .await
+            .map_err(|e| Error::Docker {
+                context: format!("the swarm backend's probe agent image {image}"),
+                source: format!("{e} (build it with scripts/build-images.sh, or set DUBERNETES_PROBE_IMAGE)").into(),
+            })?;
+        let password = crate::ownership::new_store_id();
+        let mut limits = ContainerLimits::default();
+        limits.log_max_bytes = 1024 * 1024;
+        limits.log_max_files = 1;
+        let user = "dubernetes".to_string();
+        let spec = ContainerSpec {
+            name: name.clone(),
+            image,
+            port: PROBE_PORT,
+            args: Some(vec![
+                "-i".into(),
+                "0.0.0.0".into(),
+                "-p".into(),
+                PROBE_PORT.to_string(),
+                "-u".into(),
+                user.clone(),
+                "-P".into(),
+                password.clone(),
+            ]),
+            labels: HashMap::from([
+                (LABEL_INSTANCE.to_string(), instance.to_string()),
+                (LABEL_ROLE.to_string(), ROLE_PROBE.to_string()),
+            ]),
+            network: network.to_string(),
+            limits,
+            publish: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            ..Default::default()
+        };
+        let id = self.inner.create(&spec).await?;
+        self.inner.start(&id).await?;
+        let port = self
+            .inner
+            .published_port(&id, PROBE_PORT)
+            .await?
+            .ok_or_else(|| Error::Docker {
+                context: format!("probe agent {name}"),
+                source: "the engine published no port".into(),
+            })?;
+        let probe = Probe {
+            network: network.to_string(),
+            instance: instance.to_string(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            user,
+            password,
+        };
+        // Ready when it proxies a connection to itself.
+        let deadline = Instant::now() + PROBE_START;
+        loop {
+            let own = SocketAddr::from(([127, 0, 0, 1], PROBE_PORT));
+            let attempt =
+                tokio_socks::tcp::Socks5Stream::connect_with_password(probe.addr, own, &probe.user, &probe.password);
+            match tokio::time::timeout(Duration::from_secs(1), attempt).await {
+                Ok(Ok(_)) => break,
+                _ if Instant::now() >= deadline => {
+                    return Err(Error::DockerTimeout(format!("starting the probe agent {name}")));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
+        Ok(())
+    }
+
+    /// Removes the probe agent of `network`.
+    pub(super) async fn stop(&self, network: &str) -> Result<()> {
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.as_ref().is_some_and(|p| p.network == network) {
+                *state = None;
+            }
+        }
+        self.inner.remove(&probe_name(network)).await
+    }
+
+    /// Recreates the probe agent after it failed to answer, at most every
+    /// [`PROBE_REPAIR_EVERY`].
+    async fn repair(&self, probe: &Probe) {
+        let mut last = self.repair.lock().await;
+        if last.is_some_and(|at| at.elapsed() < PROBE_REPAIR_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::warn!(network = %probe.network, "the probe agent does not answer; recreating it");
+        if let Err(e) = self.start(&probe.network, &probe.instance).await {
+            tracing::warn!(error = %e, "recreating the probe agent failed");
+        }
+    }
+
+    pub(super) async fn connect(
+        &self,
+        addr: SocketAddr,
+    ) -> std::io::Result<tokio_socks::tcp::Socks5Stream<tokio::net::TcpStream>> {
+        let probe = self
+            .current()
+            .ok_or_else(|| std::io::Error::other("the probe agent is not running yet"))?;
+        match tokio_socks::tcp::Socks5Stream::connect_with_password(probe.addr, addr, &probe.user, &probe.password)
+            .await
+        {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                if matches!(
+                    e,
+                    tokio_socks::Error::Io(_) | tokio_socks::Error::PasswordAuthFailure(_)
+                ) {
+                    self.repair(&probe).await;
+                }
+                Err(std::io::Error::other(format!("through the probe agent: {e}")))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Network for ProbeNetwork {
+    async fn tcp_connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<()> {
+        if addr.ip().is_loopback() {
+            return HostNetwork.tcp_connect(addr, timeout).await;
+        }
+        crate::engine::within(timeout, self.connect(addr)).await.map(|_| ())
+    }
+
+    async fn http_get(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        host: &str,
+        timeout: Duration,
+    ) -> std::io::Result<(u16, String)> {
+        if addr.ip().is_loopback() {
+            return HostNetwork.http_get(addr, path, host, timeout).await;
+        }
+        crate::probe::http_get_via(self.connect(addr), path, host, timeout).await
+    }
+}
