@@ -13,6 +13,7 @@ mod dashboard;
 mod error;
 mod middleware;
 mod openapi;
+mod router;
 mod routes;
 pub mod serve;
 pub mod session;
@@ -28,12 +29,13 @@ use tokio_util::sync::CancellationToken;
 pub use dashboard::{CONTENT_SECURITY_POLICY, DashboardLink};
 pub use error::{ApiError, ErrorCode};
 pub use openapi::{ApiDoc, contract as openapi_contract, openapi_contract_gaps, openapi_document};
+pub use router::{router, router_with_limits, router_with_shutdown};
+pub use routes::AppState;
 pub use routes::events::EventParams;
 pub use routes::logs::LogParams;
 pub use routes::meta::VersionInfo;
 pub use routes::pods::{ApplyResponse, RollbackRequest, WriteParams};
 pub use routes::watch::WatchParams;
-pub use routes::{AppState, router, router_with_limits, router_with_shutdown};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;

@@ -1,5 +1,5 @@
 //! The server itself: liveness, versions, the ingress (the OpenAPI document
-//! is served by [`crate::openapi::openapi_json`]).
+//! is served by `crate::openapi::openapi_json`).
 
 use axum::extract::State;
 use axum::http::header;
