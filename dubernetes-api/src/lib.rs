@@ -45,7 +45,7 @@ pub use spec::{
     Access, CheckKind, DEFAULT_INGRESS_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MIN_READY, EnvValue, FieldError, HealthCheck,
     IMPLICIT_CHECK_INTERVAL, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_HOSTS, MAX_MAX_BODY, MAX_PIDS,
     MAX_REPLICAS, MAX_SECRET_FILES, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, PullPolicy,
-    Resources, RestartBackoff, SecretFiles, SecretKeyRef, Security, SpecError, Strategy, Tls, UpdateStrategy,
+    Resources, RestartBackoff, Hooks, DEFAULT_HOOK_TIMEOUT, MAX_HOOK_TIMEOUT, SecretFiles, SecretKeyRef, Security, SpecError, Strategy, Tls, UpdateStrategy,
     ValidationError, check_stored_size, integral_numbers, parse_json_spec, parse_memory, parse_specs,
 };
 pub use spec::{

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 // revision hash. `parse`: YAML/JSON in, with the size, nesting and alias
 // bounds. `validate`: the field rules. `duration`: serde helpers.
 mod duration;
+mod hooks;
 mod image;
 mod parse;
 mod secret_refs;
@@ -24,6 +25,7 @@ mod tests;
 mod validate;
 pub(crate) use validate::check_dns_label;
 
+pub use hooks::{DEFAULT_HOOK_TIMEOUT, Hooks, MAX_HOOK_TIMEOUT};
 pub use image::{MAX_IMAGE_NAME, MAX_IMAGE_REFERENCE};
 pub use parse::{SpecError, check_stored_size, integral_numbers, parse_json_spec, parse_specs};
 pub use secret_refs::{
@@ -136,6 +138,10 @@ pub struct PodSpec {
     /// `[{port: 5432, listen: "127.0.0.1:15432"}]`. Ready replicas only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expose: Vec<Expose>,
+    /// Deploy hooks: one-off commands of a new revision before its replicas
+    /// start (`pre_deploy`) and after its rollout completes (`post_deploy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Hooks>,
 }
 
 /// Most entries of `expose` per pod.
@@ -746,6 +752,7 @@ impl PodSpec {
             security: None,
             volumes: Vec::new(),
             expose: Vec::new(),
+            hooks: None,
         }
     }
 
