@@ -7,8 +7,9 @@
 //! `pre_deploy` runs before any replica of the revision starts: a non-zero
 //! exit (or its timeout) fails the rollout (`HookFailed`) and the old revision
 //! keeps serving. `post_deploy` runs once the rollout is complete; its failure
-//! is reported but undoes nothing. Hooks are rollout policy, not part of the
-//! container template: changing only `hooks` makes no new revision.
+//! is reported but undoes nothing. Hooks are part of a revision (its hash):
+//! changing only `hooks` makes a new revision, whose `pre_deploy` runs and
+//! whose replicas replace the old ones (a rolling update, as any new revision).
 
 use std::time::Duration;
 

@@ -1060,6 +1060,9 @@ impl PodSpec {
             secret_versions: &'a SecretVersions,
             #[serde(skip_serializing_if = "<[Volume]>::is_empty")]
             volumes: &'a [Volume],
+            // What the revision runs around its rollout (a migration) is part of it.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            hooks: Option<&'a Hooks>,
         }
         let template = Template {
             image: &self.image,
@@ -1077,6 +1080,7 @@ impl PodSpec {
             pull: self.pull,
             secret_versions: &self.secret_versions,
             volumes: &self.volumes,
+            hooks: self.hooks.as_ref(),
         };
         // Serializing strings, integers, floats and maps cannot fail.
         let bytes = serde_json::to_vec(&template).unwrap_or_default();
@@ -1100,6 +1104,7 @@ impl PodSpec {
             image_pull_secret: other.image_pull_secret.clone(),
             pull: other.pull,
             volumes: other.volumes.clone(),
+            hooks: other.hooks.clone(),
             ..self.clone()
         }
     }
