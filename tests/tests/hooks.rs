@@ -287,7 +287,8 @@ async fn a_hook_that_is_not_a_list_of_strings_is_refused_naming_the_field() {
         ("{pre_deploy: [./migrate, {up: 1}]}", "hooks.pre_deploy"),
         ("{post_deploy: []}", "hooks.post_deploy"),
         ("{pre_deploy: [true], timeout: 0s}", "hooks.timeout"),
-        ("{pre_deploy: [true], timeout: soon}", "hooks.timeout"),
+        // A bad duration is named by its map (as for `update`), with the value.
+        ("{pre_deploy: [true], timeout: soon}", "is not a duration"),
         ("{pre_deploy: [true], before: [true]}", "before"),
     ] {
         let (status, body) = server.put_yaml("web", &spec("v1", hooks)).await;
