@@ -197,7 +197,11 @@ async fn failing_then_passing_pre_deploy(backend: Backend) {
     // The old replicas are the very same; the hook's container is gone.
     server.wait_converged("web", T).await;
     assert_eq!(server.replicas(Some("web")).await, before);
-    assert!(hook_containers(&server.instance).await.is_empty());
+    // Removed once its result is recorded (just after: a crash in between must not lose it).
+    wait_for("the failed hook's container to be removed", T, || async {
+        hook_containers(&server.instance).await.is_empty().then_some(())
+    })
+    .await;
     let seen = load.count("v1");
     wait_for("v1 to keep answering", T, || async { (load.count("v1") > seen + 20).then_some(()) }).await;
 

@@ -250,18 +250,27 @@ impl Context {
     /// one past its time is killed. Its log tail is read before it goes, with
     /// the values of the pod's secrets masked.
     async fn hook_ended(&self, c: &Observed, left: Duration, spec: &PodSpec) -> Result<Option<Ended>> {
-        let live = c.state.is_live();
-        if live && !left.is_zero() {
+        // Asked of the engine, not taken from the list: a list right after
+        // the `die` event that woke the pod may still say running.
+        let mut code = self.runtime.engine().exit_code(&c.id).await?;
+        if c.state == ContainerState::Created && code == Some(0) {
+            // Created and never started (a crash between create and start):
+            // no pass. It times out, as one that hangs.
+            code = None;
+        }
+        if code.is_none() && !left.is_zero() && (c.state.is_live() || c.state == ContainerState::Unknown) {
             return Ok(None);
         }
         let tail = self.runtime.log_tail(&c.id, HOOK_LOG_LINES).await.unwrap_or_default();
         let tail = self.mask_secrets(spec, tail).await;
-        if live {
+        if code.is_none() && c.state.is_live() {
             self.runtime.remove(&c.id).await?;
             return Ok(Some(Ended::TimedOut { tail }));
         }
-        let code = self.runtime.engine().exit_code(&c.id).await.ok().flatten().or_else(|| c.exit_code());
-        Ok(Some(Ended::Exited { code, tail }))
+        Ok(Some(Ended::Exited {
+            code: code.or_else(|| c.exit_code()),
+            tail,
+        }))
     }
 
     /// `text` with every value of the pod's secret env variables replaced by `***`.
