@@ -216,7 +216,7 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
 
     /// Notes a result on a revision (its `reason` and `message`, cut to
     /// [`MAX_EVENT_MESSAGE_BYTES`]) if its outcome is still `outcome`: a deploy
-    /// hook's (see [`crate::hooks`]). Returns whether it was.
+    /// hook's (see `controller/hooks.rs`). Returns whether it was.
     async fn note_revision(
         &self,
         pod: &str,
