@@ -30,8 +30,8 @@ use futures::stream::BoxStream;
 use crate::controller::Context;
 use crate::error::{Error, Result};
 use crate::orchestrator::Dubernetes;
-use crate::store::StoredPod;
 use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE, Observed};
+use crate::store::StoredPod;
 use dubernetes_api::{LogLine, Run, RunExit};
 
 /// The role label of a run's container.

@@ -63,10 +63,10 @@ impl Load {
                         result = http.get(&url).header("host", "web.local").send().await;
                     }
                     let answer = match result {
-                        Ok(r) if r.status().as_u16() == 200 => r.text().await.map_or_else(
-                            |e| format!("failed: body {e:?}"),
-                            |t| t.trim().to_string(),
-                        ),
+                        Ok(r) if r.status().as_u16() == 200 => r
+                            .text()
+                            .await
+                            .map_or_else(|e| format!("failed: body {e:?}"), |t| t.trim().to_string()),
                         Ok(r) => format!("failed: HTTP {}", r.status()),
                         Err(e) => format!("failed: {e:?}"),
                     };
@@ -139,15 +139,20 @@ fn apply_wait(server: &TestServer, yaml: &str) -> std::process::Output {
 /// v1 (its hooks pass), a load, v2 whose `pre_deploy` fails, v3 whose passes.
 async fn failing_then_passing_pre_deploy(backend: Backend) {
     let server = TestServer::start_on(backend, "hooks").await;
-    let passing = "{pre_deploy: [sh, -c, 'echo migrating to $VERSION'], post_deploy: [sh, -c, 'echo deployed $VERSION']}";
+    let passing =
+        "{pre_deploy: [sh, -c, 'echo migrating to $VERSION'], post_deploy: [sh, -c, 'echo deployed $VERSION']}";
 
     // The first revision of a new pod runs its pre_deploy too; post_deploy after.
     let out = apply_wait(&server, &spec("v1", passing));
     assert!(out.status.success(), "{}", stderr(&out));
     wait_for("v1's post_deploy hook to be recorded", T, || async {
         let e = events(&server).await;
-        let pre = e.iter().any(|(r, m)| r == "HookSucceeded" && m.contains("pre_deploy hook of revision 1"));
-        let post = e.iter().any(|(r, m)| r == "HookSucceeded" && m.contains("post_deploy hook of revision 1"));
+        let pre = e
+            .iter()
+            .any(|(r, m)| r == "HookSucceeded" && m.contains("pre_deploy hook of revision 1"));
+        let post = e
+            .iter()
+            .any(|(r, m)| r == "HookSucceeded" && m.contains("post_deploy hook of revision 1"));
         (pre && post).then_some(())
     })
     .await;
@@ -164,7 +169,10 @@ async fn failing_then_passing_pre_deploy(backend: Backend) {
     assert_eq!(before.len(), 2, "{before:?}");
 
     let load = Load::start(&server).await;
-    wait_for("v1 to answer through the ingress", T, || async { (load.count("v1") > 20).then_some(()) }).await;
+    wait_for("v1 to answer through the ingress", T, || async {
+        (load.count("v1") > 20).then_some(())
+    })
+    .await;
 
     // v2's migration fails: the rollout fails at once, nothing of v2 starts.
     let failing = "{pre_deploy: [sh, -c, 'echo migrating to $VERSION; echo boom: no such table >&2; exit 3']}";
@@ -187,7 +195,11 @@ async fn failing_then_passing_pre_deploy(backend: Backend) {
         .and_then(|a| a.iter().find(|r| r["number"] == 2))
         .cloned()
         .unwrap_or_default();
-    assert_eq!((r2["outcome"].as_str(), r2["reason"].as_str()), (Some("failed"), Some("HookFailed")), "{revisions}");
+    assert_eq!(
+        (r2["outcome"].as_str(), r2["reason"].as_str()),
+        (Some("failed"), Some("HookFailed")),
+        "{revisions}"
+    );
     assert!(r2["message"].as_str().unwrap_or_default().contains("boom"), "{r2}");
     let e = events(&server).await;
     assert!(
@@ -203,17 +215,30 @@ async fn failing_then_passing_pre_deploy(backend: Backend) {
     })
     .await;
     let seen = load.count("v1");
-    wait_for("v1 to keep answering", T, || async { (load.count("v1") > seen + 20).then_some(()) }).await;
+    wait_for("v1 to keep answering", T, || async {
+        (load.count("v1") > seen + 20).then_some(())
+    })
+    .await;
 
     // v3's passes: it rolls out.
     let out = apply_wait(&server, &spec("v3", passing));
     assert!(out.status.success(), "{}", stderr(&out));
-    wait_for("v3 to answer through the ingress", T, || async { (load.count("v3") > 20).then_some(()) }).await;
+    wait_for("v3 to answer through the ingress", T, || async {
+        (load.count("v3") > 20).then_some(())
+    })
+    .await;
     let answers = load.finish().await;
     eprintln!("{backend:?}: answers through the ingress {answers:?}");
-    let failed: u64 = answers.iter().filter(|(a, _)| a.starts_with("failed")).map(|(_, n)| n).sum();
+    let failed: u64 = answers
+        .iter()
+        .filter(|(a, _)| a.starts_with("failed"))
+        .map(|(_, n)| n)
+        .sum();
     assert_eq!(failed, 0, "{answers:?}");
-    assert!(answers.keys().all(|a| a == "v1" || a == "v3"), "only v1 and v3 answered: {answers:?}");
+    assert!(
+        answers.keys().all(|a| a == "v1" || a == "v3"),
+        "only v1 and v3 answered: {answers:?}"
+    );
     wait_for("v3's post_deploy hook", T, || async {
         events(&server)
             .await
@@ -237,7 +262,10 @@ async fn a_hook_past_its_timeout_is_killed_and_fails_the_first_revision() {
     let out = apply_wait(&server, &spec("v1", hooks));
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("HookFailed") && err.contains("timed out after 2s"), "{err}");
+    assert!(
+        err.contains("HookFailed") && err.contains("timed out after 2s"),
+        "{err}"
+    );
     eprintln!("a 2s hook timeout failed the rollout after {:?}", started.elapsed());
     // No earlier revision: the pod stays failed, with no replica, and no hook left.
     let (_, pod) = server.get_json("/v1/pods/web").await;

@@ -89,10 +89,7 @@ impl Hooks {
         {
             problems.push(FieldError::new(
                 "hooks.timeout",
-                format!(
-                    "{} is not between 1s and 24h",
-                    humantime::format_duration(t)
-                ),
+                format!("{} is not between 1s and 24h", humantime::format_duration(t)),
             ));
         }
         if self.pre_deploy.is_none() && self.post_deploy.is_none() {

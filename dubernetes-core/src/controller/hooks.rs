@@ -132,7 +132,11 @@ impl Context {
     pub(super) async fn hooks_step(self: &Arc<Self>, stored: &StoredPod, hooks: &[Observed]) -> Result<HookStep> {
         let pod = stored.spec.name.as_str();
         let number = stored.rollout.number;
-        let timeout = stored.spec.hooks.as_ref().map_or(dubernetes_api::DEFAULT_HOOK_TIMEOUT, |h| h.timeout());
+        let timeout = stored
+            .spec
+            .hooks
+            .as_ref()
+            .map_or(dubernetes_api::DEFAULT_HOOK_TIMEOUT, |h| h.timeout());
         let awaits = awaits_pre_deploy(stored);
         let mut step = HookStep::default();
         let mut current = None;
@@ -210,7 +214,11 @@ impl Context {
         let pod = stored.spec.name.as_str();
         let number = stored.rollout.number;
         let Some(hooks) = &stored.spec.hooks else { return Ok(()) };
-        let Some(command) = (if hook == PRE { &hooks.pre_deploy } else { &hooks.post_deploy }) else {
+        let Some(command) = (if hook == PRE {
+            &hooks.pre_deploy
+        } else {
+            &hooks.post_deploy
+        }) else {
             return Ok(());
         };
         let existing = self
@@ -290,7 +298,13 @@ impl Context {
 
     /// Records a `post_deploy` hook's result on its (complete) revision, with
     /// an event (a Warning if it failed), and removes its container.
-    async fn record_post_deploy(self: &Arc<Self>, pod: &str, c: &Observed, ended: &Ended, timeout: Duration) -> Result<()> {
+    async fn record_post_deploy(
+        self: &Arc<Self>,
+        pod: &str,
+        c: &Observed,
+        ended: &Ended,
+        timeout: Duration,
+    ) -> Result<()> {
         if let Some(number) = number_of(c) {
             let message = ended.describe(POST, number, timeout);
             let (kind, reason, note) = if ended.passed() {
@@ -323,3 +337,80 @@ impl Context {
 
 /// The `post_deploy` hook's kind, for the rollout's completion.
 pub(super) const POST_DEPLOY: &str = POST;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RolloutState;
+
+    fn stored(pre_deploy: bool, outcome: RolloutOutcome, reason: Option<&str>) -> StoredPod {
+        let mut spec = PodSpec::new("web", "img:1");
+        if pre_deploy {
+            let mut hooks = dubernetes_api::Hooks::default();
+            hooks.pre_deploy = Some(vec!["./migrate".into()]);
+            spec.hooks = Some(hooks);
+        }
+        StoredPod {
+            spec,
+            generation: 1,
+            created_at: 0,
+            updated_at: 0,
+            rollout: RolloutState {
+                number: 2,
+                outcome: Some(outcome),
+                reason: reason.map(str::to_string),
+                message: None,
+            },
+        }
+    }
+
+    #[test]
+    fn pre_deploy_runs_once_per_new_revision_and_never_for_a_rollback() {
+        use RolloutOutcome::*;
+        assert!(awaits_pre_deploy(&stored(true, Progressing, None)));
+        assert!(!awaits_pre_deploy(&stored(false, Progressing, None)));
+        // Passed (recorded): not again, after a restart neither.
+        assert!(!awaits_pre_deploy(&stored(true, Progressing, Some(PRE_DEPLOY_PASSED))));
+        // An automatic rollback goes back to a revision that ran its own.
+        assert!(!awaits_pre_deploy(&stored(true, Progressing, Some("Rollback"))));
+        // Ended rollouts (a scale change of a complete revision is no new one).
+        for outcome in [Complete, Failed, Superseded] {
+            assert!(!awaits_pre_deploy(&stored(true, outcome, None)));
+        }
+        // A first revision whose hook failed keeps its replicas from starting.
+        assert!(failed_on_hook(&stored(true, Failed, Some(HOOK_FAILED))));
+        assert!(!failed_on_hook(&stored(true, Failed, Some("ProgressDeadlineExceeded"))));
+    }
+
+    #[test]
+    fn a_hook_s_time_counts_from_its_creation_and_its_result_names_the_cause() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let timeout = Duration::from_secs(600);
+        assert!(time_left(now - 30, timeout) > Duration::from_secs(500));
+        assert_eq!(time_left(now - 601, timeout), Duration::ZERO);
+        let failed = Ended::Exited {
+            code: Some(3),
+            tail: "boom\n".into(),
+        };
+        assert!(!failed.passed());
+        assert_eq!(
+            failed.describe(PRE, 4, timeout),
+            "the pre_deploy hook of revision 4 exited with code 3. Last log lines:\nboom"
+        );
+        let timed_out = Ended::TimedOut { tail: String::new() };
+        assert!(!timed_out.passed());
+        assert_eq!(
+            timed_out.describe(POST, 4, timeout),
+            "the post_deploy hook of revision 4 timed out after 10m (hooks.timeout) and was killed; it wrote no output"
+        );
+        assert!(
+            Ended::Exited {
+                code: Some(0),
+                tail: String::new()
+            }
+            .passed()
+        );
+    }
+}

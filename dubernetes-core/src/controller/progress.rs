@@ -87,13 +87,15 @@ impl Context {
 
     /// Fails revision `number` of `pod` for `reason` and rolls it back to the
     /// last complete revision (when there is one), with a Warning event.
-    pub(super) async fn fail_rollout(self: &Arc<Self>, pod: &str, number: i64, reason: &str, message: &str) -> Result<()> {
+    pub(super) async fn fail_rollout(
+        self: &Arc<Self>,
+        pod: &str,
+        number: i64,
+        reason: &str,
+        message: &str,
+    ) -> Result<()> {
         lock(&self.rollouts).remove(pod);
-        match self
-            .store
-            .fail_and_roll_back(pod, number, reason, &message)
-            .await?
-        {
+        match self.store.fail_and_roll_back(pod, number, reason, &message).await? {
             Some(good) => {
                 self.runtime.metrics().rollout(pod, RolloutResult::RolledBack);
                 // The failed revision's crash-loop state is not the rolled-back one's.
@@ -110,11 +112,7 @@ impl Context {
                     pod,
                     "Warning",
                     "RolledBack",
-                    &format!(
-                        "{}: {message}; rolled back to revision {}",
-                        reason,
-                        good.number
-                    ),
+                    &format!("{}: {message}; rolled back to revision {}", reason, good.number),
                 )
                 .await;
             }
@@ -124,10 +122,7 @@ impl Context {
                     pod,
                     "Warning",
                     "RolloutFailed",
-                    &format!(
-                        "{}: {message}; no earlier good revision to roll back to",
-                        reason
-                    ),
+                    &format!("{}: {message}; no earlier good revision to roll back to", reason),
                 )
                 .await;
             }

@@ -24,8 +24,8 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{
-    ApplyOutcome, CertificateKind, Event, MAX_EVENTS, OwnershipFacts, Revision, RolloutOutcome, RolloutState, Store, StoredCertificate,
-    StoredPod, cut_message, encode_spec, now_ms,
+    ApplyOutcome, CertificateKind, Event, MAX_EVENTS, OwnershipFacts, Revision, RolloutOutcome, RolloutState, Store,
+    StoredCertificate, StoredPod, cut_message, encode_spec, now_ms,
 };
 use crate::error::{Error, Result};
 use crate::ownership::Adoption;
