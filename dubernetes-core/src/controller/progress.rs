@@ -95,7 +95,7 @@ impl Context {
         message: &str,
     ) -> Result<()> {
         lock(&self.rollouts).remove(pod);
-        match self.store.fail_and_roll_back(pod, number, reason, &message).await? {
+        match self.store.fail_and_roll_back(pod, number, reason, message).await? {
             Some(good) => {
                 self.runtime.metrics().rollout(pod, RolloutResult::RolledBack);
                 // The failed revision's crash-loop state is not the rolled-back one's.
