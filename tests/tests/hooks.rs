@@ -278,6 +278,63 @@ async fn a_hook_past_its_timeout_is_killed_and_fails_the_first_revision() {
     // A fixed hook alone is a new revision (hooks are part of it): it runs and rolls out.
     let out = apply_wait(&server, &spec("v1", "{pre_deploy: [true], timeout: 2s}"));
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // A hook that prints a secret: its value never reaches the status, revision or events.
+    let out = server.dubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal=password=hook-secret-Zq81",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let leaky = spec(
+        "v2",
+        "{pre_deploy: [sh, -c, 'echo connecting with $DB_PASSWORD; exit 1']}",
+    )
+    .replace(
+        "env: {VERSION: v2}",
+        "env: {VERSION: v2, DB_PASSWORD: {secret: db, key: password}}",
+    );
+    let out = apply_wait(&server, &leaky);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("connecting with ***") && !err.contains("hook-secret-Zq81"),
+        "{err}"
+    );
+    let (_, revisions) = server.get_json("/v1/pods/web/revisions").await;
+    let e = events(&server).await;
+    assert!(
+        !format!("{revisions}{e:?}").contains("hook-secret-Zq81"),
+        "{revisions} {e:?}"
+    );
+
+    // A failing post_deploy: the rollout is complete and stays so; the status and a Warning say it.
+    let out = apply_wait(
+        &server,
+        &spec("v3", "{post_deploy: [sh, -c, 'echo cache purge failed; exit 7']}"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pod = wait_for("the post_deploy failure in the status", T, || async {
+        let (_, pod) = server.get_json("/v1/pods/web").await;
+        (pod["status"]["reason"] == "PostDeployHookFailed").then_some(pod)
+    })
+    .await;
+    let message = pod["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("exited with code 7") && message.contains("cache purge failed"),
+        "{pod}"
+    );
+    assert_eq!(pod["status"]["phase"], "Running", "{pod}");
+    assert_eq!(pod["spec"]["env"]["VERSION"], "v3", "{pod}");
+    assert!(
+        events(&server)
+            .await
+            .iter()
+            .any(|(r, m)| r == "PostDeployHookFailed" && m.contains("stays so")),
+        "a Warning event"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
