@@ -57,7 +57,8 @@ enum Command {
         /// Validate on the server without changing anything.
         #[arg(long)]
         dry_run: bool,
-        /// Wait until every applied pod is fully rolled out (live progress on a terminal).
+        /// Wait until every applied pod is fully rolled out (live progress on a terminal); fails with
+        /// the reason of a failed rollout (ProgressDeadlineExceeded, ReplicasExiting, HookFailed).
         #[arg(long)]
         wait: bool,
         /// How long --wait waits, e.g. 90s, 5m.
@@ -167,7 +168,7 @@ enum Command {
     /// Run a one-off container of a pod's current revision (image, env, secrets, volumes, network,
     /// limits; no ingress): its output printed, its exit code ours, removed afterwards.
     #[command(
-        after_help = "Examples:\n  dubectl run web -- ./manage.py migrate\n  dubectl run web --detach -- ./nightly-report\n  dubectl logs web --run web-run-k3j9x2\n\nThe command replaces the pod's command and args (the image's entrypoint stays). Ctrl-C removes the run.\nThe server runs at most --max-runs (default 8) at once; a detached run is kept --run-retention (default 1h) after it exits."
+        after_help = "Examples:\n  dubectl run web -- ./manage.py migrate\n  dubectl run web --detach -- ./nightly-report\n  dubectl logs web --run web-run-k3j9x2\n\nThe command replaces the pod's command and args (the image's entrypoint stays). Ctrl-C removes the run.\nThe server runs at most --max-runs (default 8) at once; a detached run is kept --run-retention (default 1h) after it exits.\nTo run a command before every new revision starts (migrations), use the pod's `hooks: {pre_deploy: [CMD...]}`."
     )]
     Run {
         /// The pod's name.

@@ -44,11 +44,12 @@ pub use secret::{
     check_secret_name, name_covers,
 };
 pub use spec::{
-    Access, CheckKind, DEFAULT_INGRESS_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MIN_READY, EnvValue, FieldError, HealthCheck,
-    IMPLICIT_CHECK_INTERVAL, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_HOSTS, MAX_MAX_BODY, MAX_PIDS,
-    MAX_REPLICAS, MAX_SECRET_FILES, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, PullPolicy,
-    Resources, RestartBackoff, SecretFiles, SecretKeyRef, Security, SpecError, Strategy, Tls, UpdateStrategy,
-    ValidationError, check_stored_size, integral_numbers, parse_json_spec, parse_memory, parse_specs,
+    Access, CheckKind, DEFAULT_HOOK_TIMEOUT, DEFAULT_INGRESS_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MIN_READY, EnvValue,
+    FieldError, HealthCheck, Hooks, IMPLICIT_CHECK_INTERVAL, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS,
+    MAX_HOOK_TIMEOUT, MAX_HOSTS, MAX_MAX_BODY, MAX_PIDS, MAX_REPLICAS, MAX_SECRET_FILES, MAX_SPEC_BYTES,
+    MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, PullPolicy, Resources, RestartBackoff, SecretFiles, SecretKeyRef,
+    Security, SpecError, Strategy, Tls, UpdateStrategy, ValidationError, check_stored_size, integral_numbers,
+    parse_json_spec, parse_memory, parse_specs,
 };
 pub use spec::{Constraint, ConstraintKey, LabelKey, MAX_CONSTRAINTS, MAX_PLACEMENT_TOKEN, NodeFacts, Placement};
 pub use spec::{

@@ -27,9 +27,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
+use crate::controller::Context;
 use crate::error::{Error, Result};
 use crate::orchestrator::Dubernetes;
 use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE, Observed};
+use crate::store::StoredPod;
 use dubernetes_api::{LogLine, Run, RunExit};
 
 /// The role label of a run's container.
@@ -144,28 +146,22 @@ impl Dubernetes {
                 limit: settings.max_runs,
             });
         }
-        let ctx = self.handle.ctx();
-        let (mut spec, pull) = ctx.run_template(&stored).await?;
-        self.handle.runtime.ensure_image(&spec.image, &pull).await?;
         let suffix: String = (0..6)
             .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36usize)]))
             .collect();
         let name = format!("{pod}-run-{suffix}");
-        spec.name = format!("dub-{}-{name}", self.handle.settings.instance);
-        spec.labels = HashMap::from([
-            (LABEL_INSTANCE.to_string(), self.handle.settings.instance.clone()),
-            (LABEL_POD.to_string(), pod.to_string()),
-            (LABEL_REVISION.to_string(), stored.spec.revision_hash()),
-            (LABEL_ROLE.to_string(), ROLE_RUN.to_string()),
-            (LABEL_RUN.to_string(), name.clone()),
-        ]);
-        spec.args = Some(command);
-        spec.command = None;
-        spec.restart = false;
-        spec.plain = true;
-        spec.publish = None;
-        spec.publish_tls = None;
-        let id = self.handle.runtime.create_and_start(&spec).await?;
+        let one_off = OneOff {
+            name: &name,
+            role: ROLE_RUN,
+            labels: &[(LABEL_RUN, &name)],
+            command,
+        };
+        // The server's own runtime, not the controller's: a follower starts runs too.
+        let id = self
+            .handle
+            .ctx()
+            .start_one_off(&self.handle.runtime, &stored, one_off)
+            .await?;
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -280,6 +276,59 @@ impl Dubernetes {
                 _ = tokio::time::sleep(every) => {}
             }
         }
+    }
+}
+
+/// A one-off container to start (see [`Context::start_one_off`]).
+pub(crate) struct OneOff<'a> {
+    /// Its name without the `dub-INSTANCE-` prefix.
+    pub name: &'a str,
+    /// Its `io.dubernetes.role`.
+    pub role: &'a str,
+    /// More labels (what it is: the run's name, the hook's kind).
+    pub labels: &'a [(&'a str, &'a str)],
+    /// Replaces the image's command.
+    pub command: Vec<String>,
+}
+
+impl Context {
+    /// Creates and starts a one-off container of `stored`'s current revision
+    /// through `runtime`: a run, or a deploy hook (`controller/hooks.rs`).
+    /// The replica's template with `command` replacing the image's command,
+    /// never restarted, publishing nothing, a plain container even on Swarm;
+    /// named `dub-INSTANCE-{name}`, labelled with the instance, pod, revision,
+    /// `role` and `labels`. Returns its id.
+    pub(crate) async fn start_one_off(
+        &self,
+        runtime: &crate::runtime::Runtime,
+        stored: &StoredPod,
+        one_off: OneOff<'_>,
+    ) -> Result<String> {
+        let OneOff {
+            name,
+            role,
+            labels,
+            command,
+        } = one_off;
+        let pod = stored.spec.name.as_str();
+        let (mut spec, pull) = self.run_template(stored).await?;
+        runtime.ensure_image(&spec.image, &pull).await?;
+        spec.name = format!("dub-{}-{name}", self.settings.instance);
+        spec.labels = HashMap::from([
+            (LABEL_INSTANCE.to_string(), self.settings.instance.clone()),
+            (LABEL_POD.to_string(), pod.to_string()),
+            (LABEL_REVISION.to_string(), stored.spec.revision_hash()),
+            (LABEL_ROLE.to_string(), role.to_string()),
+        ]);
+        spec.labels
+            .extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        spec.args = Some(command);
+        spec.command = None;
+        spec.restart = false;
+        spec.plain = true;
+        spec.publish = None;
+        spec.publish_tls = None;
+        runtime.create_and_start(&spec).await
     }
 }
 

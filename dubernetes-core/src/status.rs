@@ -250,6 +250,10 @@ fn pod_status(
             rollout.message.clone(),
         ),
         None if rolled_back => (Some("RolledBack".to_string()), rollout.message.clone()),
+        // A complete rollout whose post_deploy hook failed: it stays complete, and says so.
+        None if rollout.reason.as_deref() == Some("PostDeployHookFailed") => {
+            (rollout.reason.clone(), rollout.message.clone())
+        }
         None => (None, controller.message.clone()),
     };
     let min_available = desired.saturating_sub(stored.spec.update_strategy().max_unavailable);
@@ -258,7 +262,10 @@ fn pod_status(
         Some(RolloutOutcome::Failed) => Condition {
             kind: ConditionType::Progressing,
             status: false,
-            reason: "ProgressDeadlineExceeded".into(),
+            reason: rollout
+                .reason
+                .clone()
+                .unwrap_or_else(|| "ProgressDeadlineExceeded".to_string()),
             message: rollout.message.clone().unwrap_or_default(),
         },
         Some(RolloutOutcome::Complete) => Condition {

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 // bounds. `validate`: the field rules. `duration`: serde helpers.
 mod duration;
 pub use duration::{DURATION_PATTERN, parse_duration};
+mod hooks;
 mod image;
 mod parse;
 mod placement;
@@ -26,6 +27,7 @@ mod tests;
 mod validate;
 pub(crate) use validate::check_dns_label;
 
+pub use hooks::{DEFAULT_HOOK_TIMEOUT, Hooks, MAX_HOOK_TIMEOUT};
 pub use image::{MAX_IMAGE_NAME, MAX_IMAGE_REFERENCE};
 pub use parse::{SpecError, check_stored_size, integral_numbers, parse_json_spec, parse_specs};
 pub use placement::{Constraint, ConstraintKey, LabelKey, MAX_CONSTRAINTS, MAX_PLACEMENT_TOKEN, NodeFacts, Placement};
@@ -143,6 +145,10 @@ pub struct PodSpec {
     /// label (Swarm's constraints and spread preference).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    /// Deploy hooks: one-off commands of a new revision before its replicas
+    /// start (`pre_deploy`) and after its rollout completes (`post_deploy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Hooks>,
 }
 
 /// Most entries of `expose` per pod.
@@ -754,6 +760,7 @@ impl PodSpec {
             volumes: Vec::new(),
             expose: Vec::new(),
             placement: None,
+            hooks: None,
         }
     }
 
@@ -1070,6 +1077,9 @@ impl PodSpec {
             // Where replicas run: a new placement moves them (a rollout).
             #[serde(skip_serializing_if = "Option::is_none")]
             placement: Option<&'a Placement>,
+            // What the revision runs around its rollout (a migration) is part of it.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            hooks: Option<&'a Hooks>,
         }
         let template = Template {
             image: &self.image,
@@ -1088,6 +1098,7 @@ impl PodSpec {
             secret_versions: &self.secret_versions,
             volumes: &self.volumes,
             placement: self.placement.as_ref().filter(|p| **p != Placement::default()),
+            hooks: self.hooks.as_ref(),
         };
         // Serializing strings, integers, floats and maps cannot fail.
         let bytes = serde_json::to_vec(&template).unwrap_or_default();
@@ -1112,6 +1123,7 @@ impl PodSpec {
             pull: other.pull,
             volumes: other.volumes.clone(),
             placement: other.placement.clone(),
+            hooks: other.hooks.clone(),
             ..self.clone()
         }
     }

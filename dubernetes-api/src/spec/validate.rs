@@ -108,6 +108,9 @@ impl PodSpec {
         }
         self.validate_host_limits(&mut problems);
         self.validate_volumes(&mut problems);
+        if let Some(hooks) = &self.hooks {
+            hooks.validate(&mut problems);
+        }
         if let Some(h) = &self.health {
             if h.kind == CheckKind::Http
                 && let Err(m) = check_http_path(&h.path)

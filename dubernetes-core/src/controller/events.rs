@@ -55,6 +55,10 @@ pub(super) fn decode(event: &EngineEvent) -> Meaning {
     if event.attributes.get(LABEL_ROLE).map(String::as_str) == Some(crate::runs::ROLE_RUN) {
         return Meaning::Ignore;
     }
+    // A deploy hook's end is read by its pod's reconcile: wake it.
+    if event.attributes.get(LABEL_ROLE).map(String::as_str) == Some(super::hooks::ROLE_HOOK) {
+        return Meaning::Changed { pod };
+    }
     match event.id.clone() {
         Some(id) if action.starts_with("kill") => Meaning::Killing {
             pod,

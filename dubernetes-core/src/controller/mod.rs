@@ -8,6 +8,7 @@
 //! - [`act`]: executing a plan's actions; [`drain`]: taking running replicas
 //!   out gracefully; [`exits`]: booking exits (crash-loop back-off);
 //! - [`progress`]: rollout bookkeeping around the pure [`crate::rollout`];
+//!   [`hooks`]: deploy hooks (`pre_deploy` before a revision's replicas, `post_deploy` after);
 //! - [`ingress_sync`]: routes and the coalescing ingress task;
 //! - [`events`]: decoding the engine's event stream; [`resync`]: the periodic safety net;
 //! - [`expiry`]: Warning events before and at a TLS secret's expiry.
@@ -39,6 +40,7 @@ mod drain;
 mod events;
 mod exits;
 mod expiry;
+mod hooks;
 mod ingress_sync;
 mod instrument;
 mod names_sync;

@@ -84,18 +84,19 @@ impl Context {
         Ok(containers)
     }
 
-    /// Lists one pod's replicas (one engine call) and refreshes the cache.
-    pub(super) async fn list_pod(&self, pod: &str) -> Result<Vec<Observed>> {
+    /// Lists one pod's replicas and its deploy hooks' containers (one engine
+    /// call) and refreshes the cache (of replicas).
+    pub(super) async fn list_pod(&self, pod: &str) -> Result<(Vec<Observed>, Vec<Observed>)> {
         let seq = self.list_seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let replicas: Vec<Observed> = self
+        let (replicas, hooks): (Vec<Observed>, Vec<Observed>) = self
             .runtime
             .list(&self.settings.instance, &self.settings.network, Some(pod))
             .await?
             .into_iter()
-            .filter(|c| c.role == "replica")
-            .collect();
+            .filter(|c| c.role == "replica" || c.role == super::hooks::ROLE_HOOK)
+            .partition(|c| c.role == "replica");
         lock(&self.observed).put_pod(seq, pod, replicas.clone());
-        Ok(replicas)
+        Ok((replicas, hooks))
     }
 
     /// Whether the last observation of a pod shows running replicas of more

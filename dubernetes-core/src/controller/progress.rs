@@ -44,6 +44,9 @@ impl Context {
             Verdict::Continue { recheck } => return Ok(Ok(Some(recheck))),
             Verdict::Complete => {
                 lock(&self.rollouts).remove(pod);
+                // Started before the revision is marked complete, so a crash
+                // in between starts it on the next completion, not never.
+                self.start_hook(stored, super::hooks::POST_DEPLOY).await?;
                 if self.store.complete_revision(pod, number).await? {
                     self.runtime.metrics().rollout(pod, RolloutResult::Complete);
                     self.event(
@@ -78,11 +81,21 @@ impl Context {
                 state.last_failure.as_deref().unwrap_or("unknown")
             ),
         };
-        match self
-            .store
-            .fail_and_roll_back(pod, number, reason.as_str(), &message)
-            .await?
-        {
+        self.fail_rollout(pod, number, reason.as_str(), &message).await?;
+        Ok(Err(Next::Requeue(Duration::ZERO)))
+    }
+
+    /// Fails revision `number` of `pod` for `reason` and rolls it back to the
+    /// last complete revision (when there is one), with a Warning event.
+    pub(super) async fn fail_rollout(
+        self: &Arc<Self>,
+        pod: &str,
+        number: i64,
+        reason: &str,
+        message: &str,
+    ) -> Result<()> {
+        lock(&self.rollouts).remove(pod);
+        match self.store.fail_and_roll_back(pod, number, reason, message).await? {
             Some(good) => {
                 self.runtime.metrics().rollout(pod, RolloutResult::RolledBack);
                 // The failed revision's crash-loop state is not the rolled-back one's.
@@ -99,11 +112,7 @@ impl Context {
                     pod,
                     "Warning",
                     "RolledBack",
-                    &format!(
-                        "{}: {message}; rolled back to revision {}",
-                        reason.as_str(),
-                        good.number
-                    ),
+                    &format!("{}: {message}; rolled back to revision {}", reason, good.number),
                 )
                 .await;
             }
@@ -113,16 +122,13 @@ impl Context {
                     pod,
                     "Warning",
                     "RolloutFailed",
-                    &format!(
-                        "{}: {message}; no earlier good revision to roll back to",
-                        reason.as_str()
-                    ),
+                    &format!("{}: {message}; no earlier good revision to roll back to", reason),
                 )
                 .await;
             }
         }
         self.notify(Change::Pod { name: pod.to_string() });
-        Ok(Err(Next::Requeue(Duration::ZERO)))
+        Ok(())
     }
 
     /// Why new replicas are not ready: the failing check or the last exit.

@@ -70,7 +70,7 @@ impl Context {
     pub(super) async fn reconcile(self: &Arc<Self>, pod: &str) -> Result<Next> {
         tracing::debug!(pod, "reconcile");
         let stored = self.store.get(pod).await?;
-        let observed = self.list_pod(pod).await?;
+        let (observed, hooks) = self.list_pod(pod).await?;
         // The observed cache may have changed (e.g. a drained replica is gone):
         // the change feed re-reads the pod and publishes only if its view differs.
         self.notify(Change::Pod { name: pod.to_string() });
@@ -86,6 +86,7 @@ impl Context {
             self.health.forget_pod(pod);
             lock(&self.rollouts).remove(pod);
             lock(&self.slots).remove(pod);
+            self.remove_hooks(&hooks).await?;
             let actions = plan(None, &observed);
             if actions.is_empty() {
                 if !draining {
@@ -117,6 +118,11 @@ impl Context {
         // `sync_probes`): what the ingress must route now is its to apply.
         if stale_route {
             self.wake_ingress();
+        }
+        // A new revision's `pre_deploy` hook runs before any of its replicas.
+        let hook_step = self.hooks_step(&stored, &hooks).await?;
+        if let Some(next) = hook_step.hold {
+            return Ok(next);
         }
         let strategy = spec.update_strategy();
         let revision = spec.revision_hash();
@@ -175,12 +181,10 @@ impl Context {
             Ok(recheck) => recheck,
             Err(next) => return Ok(next),
         };
-        // A rollout in progress is re-checked at its deadline, and when a new
-        // replica's stabilization window ends, even without events.
-        let at = match (recheck, trust_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        // A rollout in progress is re-checked at its deadline, when a new
+        // replica's stabilization window ends, and at a running post_deploy
+        // hook's deadline, even without events.
+        let at = [recheck, trust_at, hook_step.recheck].into_iter().flatten().min();
         // A running replica whose address is not known yet cannot be probed,
         // and nothing on this engine says when it is: on the swarm backend a
         // task on another node gets its overlay address by gossip, after it

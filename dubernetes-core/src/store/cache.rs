@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::{ApplyOutcome, Event, OwnershipFacts, Revision, Store, StoredCertificate, StoredPod};
+use super::{ApplyOutcome, Event, OwnershipFacts, Revision, RolloutOutcome, Store, StoredCertificate, StoredPod};
 use crate::error::Result;
 use crate::ownership::Adoption;
 use crate::spec::PodSpec;
@@ -147,6 +147,18 @@ impl Store for CachedStore {
 
     async fn complete_revision(&self, pod: &str, number: i64) -> Result<bool> {
         let result = self.inner.complete_revision(pod, number).await;
+        self.written(Some(pod), result)
+    }
+
+    async fn note_revision(
+        &self,
+        pod: &str,
+        number: i64,
+        outcome: RolloutOutcome,
+        reason: &str,
+        message: &str,
+    ) -> Result<bool> {
+        let result = self.inner.note_revision(pod, number, outcome, reason, message).await;
         self.written(Some(pod), result)
     }
 

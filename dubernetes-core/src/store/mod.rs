@@ -214,6 +214,18 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// Marks a progressing revision complete; false when it is not progressing.
     async fn complete_revision(&self, pod: &str, number: i64) -> Result<bool>;
 
+    /// Notes a result on a revision (its `reason` and `message`, cut to
+    /// [`MAX_EVENT_MESSAGE_BYTES`]) if its outcome is still `outcome`: a deploy
+    /// hook's (see `controller/hooks.rs`). Returns whether it was.
+    async fn note_revision(
+        &self,
+        pod: &str,
+        number: i64,
+        outcome: RolloutOutcome,
+        reason: &str,
+        message: &str,
+    ) -> Result<bool>;
+
     /// Fails a progressing revision and, in the same transaction, rolls the
     /// pod's container template back to the last complete revision with another
     /// hash (keeping replicas, host and policies). Returns the revision rolled

@@ -76,6 +76,30 @@ macro_rules! revision_functions {
             Ok(())
         }
 
+        /// Writes a revision's `reason` and `message` (a deploy hook's result)
+        /// if its outcome is still `outcome`; returns whether it was.
+        pub(super) async fn note_revision(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            pod: &str,
+            number: i64,
+            outcome: &str,
+            reason: &str,
+            message: &str,
+        ) -> Result<bool> {
+            let message = crate::store::cut_message(message);
+            let noted = sqlx::query(
+                "UPDATE revisions SET reason = $4, message = $5 WHERE pod = $1 AND number = $2 AND outcome = $3",
+            )
+            .bind(pod)
+            .bind(number)
+            .bind(outcome)
+            .bind(reason)
+            .bind(message.as_ref())
+            .execute(&mut **tx)
+            .await?;
+            Ok(noted.rows_affected() > 0)
+        }
+
         pub(super) fn decode_revision(row: &$row) -> Result<Revision> {
             let spec: String = row.try_get("spec")?;
             Ok(Revision {

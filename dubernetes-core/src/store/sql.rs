@@ -275,6 +275,23 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn note_revision(
+                &self,
+                pod: &str,
+                number: i64,
+                outcome: RolloutOutcome,
+                reason: &str,
+                message: &str,
+            ) -> Result<bool> {
+                let mut tx = self.write_tx().await?;
+                let noted = note_revision(&mut tx, pod, number, outcome.as_str(), reason, message).await?;
+                if noted {
+                    notify(&mut tx, "event", pod).await?;
+                }
+                tx.commit().await?;
+                Ok(noted)
+            }
+
             async fn fail_and_roll_back(
                 &self,
                 pod: &str,

@@ -423,3 +423,37 @@ fn expose_is_checked() {
     );
     assert!(parse_one("name: p\nimage: i\nexpose: [{port: 1, listen: \"1\", proto: udp}]\n").is_err());
 }
+
+#[test]
+fn hooks_are_lists_of_strings_with_a_bounded_timeout() {
+    let spec = parse_one(
+        "name: a\nimage: b\nhooks:\n  pre_deploy: [./migrate, up]\n  post_deploy: [./notify]\n  timeout: 5m\n",
+    )
+    .expect("valid hooks");
+    let hooks = spec.hooks.clone().expect("hooks");
+    assert_eq!(hooks.pre_deploy, Some(vec!["./migrate".to_string(), "up".to_string()]));
+    assert_eq!(hooks.timeout(), Duration::from_secs(300));
+    assert_eq!(Hooks::default().timeout(), DEFAULT_HOOK_TIMEOUT);
+    // Hooks are part of the revision; a pod without them keeps its old hash.
+    let plain = PodSpec::new("a", "b");
+    assert_ne!(spec.revision_hash(), plain.revision_hash());
+    assert_eq!(plain.with_template_of(&spec).revision_hash(), spec.revision_hash());
+    for (hooks, field) in [
+        ("{pre_deploy: []}", "hooks.pre_deploy"),
+        ("{post_deploy: [\"a\\0b\"]}", "hooks.post_deploy[0]"),
+        ("{pre_deploy: [x], timeout: 0s}", "hooks.timeout"),
+        ("{pre_deploy: [x], timeout: 25h}", "hooks.timeout"),
+        ("{timeout: 1m}", "hooks"),
+    ] {
+        assert_eq!(
+            invalid_fields(&format!("name: a\nimage: b\nhooks: {hooks}\n")),
+            vec![field.to_string()],
+            "{hooks}"
+        );
+    }
+    // Not a list of strings: refused by the parser, naming the field.
+    for hooks in ["{pre_deploy: ./migrate}", "{pre_deploy: [./migrate, {up: 1}]}"] {
+        let err = parse_specs(&format!("name: a\nimage: b\nhooks: {hooks}\n")).expect_err(hooks);
+        assert!(err.to_string().contains("hooks.pre_deploy"), "{hooks}: {err}");
+    }
+}

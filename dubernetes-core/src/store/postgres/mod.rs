@@ -24,8 +24,8 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{
-    ApplyOutcome, CertificateKind, Event, MAX_EVENTS, OwnershipFacts, Revision, RolloutState, Store, StoredCertificate,
-    StoredPod, cut_message, encode_spec, now_ms,
+    ApplyOutcome, CertificateKind, Event, MAX_EVENTS, OwnershipFacts, Revision, RolloutOutcome, RolloutState, Store,
+    StoredCertificate, StoredPod, cut_message, encode_spec, now_ms,
 };
 use crate::error::{Error, Result};
 use crate::ownership::Adoption;
@@ -33,7 +33,7 @@ use crate::spec::PodSpec;
 
 mod revisions;
 
-use revisions::{decode_revision, record_revision};
+use revisions::{decode_revision, note_revision, record_revision};
 
 /// The channel every write of the store notifies.
 pub(crate) const CHANNEL: &str = "dubernetes_changes";

@@ -15,8 +15,8 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{
-    ApplyOutcome, CertificateKind, Event, MAX_EVENTS, OwnershipFacts, Revision, RolloutState, Store, StoredCertificate,
-    StoredPod, cut_message, encode_spec, now_ms,
+    ApplyOutcome, CertificateKind, Event, MAX_EVENTS, OwnershipFacts, Revision, RolloutOutcome, RolloutState, Store,
+    StoredCertificate, StoredPod, cut_message, encode_spec, now_ms,
 };
 use crate::error::{Error, Result};
 use crate::ownership::Adoption;
@@ -26,7 +26,7 @@ mod backup;
 mod revisions;
 
 pub use backup::backup;
-use revisions::{decode_revision, record_revision};
+use revisions::{decode_revision, note_revision, record_revision};
 
 /// The database file in the data dir.
 pub const DB_FILE: &str = "dubernetes.db";
