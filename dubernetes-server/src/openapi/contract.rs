@@ -117,6 +117,24 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
         json!({"type": "array", "maxItems": 256, "items": item}),
     );
     set(doc, &format!("{pod}/stop_grace_period"), duration("at most 1h"));
+    // Deploy hooks: each command as `command` is, the deadline a duration.
+    for hook in ["pre_deploy", "post_deploy"] {
+        set(
+            doc,
+            &format!("{s}/Hooks/properties/{hook}"),
+            json!({"minItems": 1, "maxItems": 256, "items": item}),
+        );
+    }
+    set(doc, &format!("{s}/Hooks/properties/timeout"), duration("1s to 24h"));
+    // `hooks` names at least one hook.
+    set(
+        doc,
+        &format!("{s}/Hooks"),
+        json!({"anyOf": [
+            {"required": ["pre_deploy"], "properties": {"pre_deploy": {"type": "array"}}},
+            {"required": ["post_deploy"], "properties": {"post_deploy": {"type": "array"}}},
+        ]}),
+    );
 
     // Secret references: names are DNS labels, files go to a plain absolute directory.
     set(
