@@ -118,7 +118,7 @@ impl PgCluster {
 
     /// A new cluster of its own (for a test that stops and starts it).
     pub fn start() -> PgCluster {
-        PgCluster::start_listening(None)
+        PgCluster::start_listening(None, &[])
     }
 
     /// A new cluster of its own that also listens on `also`, an address of
@@ -126,7 +126,8 @@ impl PgCluster {
     /// private subnet, as for servers in network namespaces of the test).
     /// [`url`](Self::url) and [`new_database`](Self::new_database) still
     /// name 127.0.0.1: [`via`](Self::via) turns one into a URL on `also`.
-    pub fn start_listening(also: Option<std::net::Ipv4Addr>) -> PgCluster {
+    /// `settings` go into its `postgresql.conf` (name, value: test code's own).
+    pub fn start_listening(also: Option<std::net::Ipv4Addr>, settings: &[(&str, &str)]) -> PgCluster {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("dub-pg-")
@@ -161,6 +162,16 @@ impl PgCluster {
         ));
         initdb.arg(bin.join("initdb")).arg(dir.join("data"));
         run(&mut initdb, "initdb");
+        if !settings.is_empty() {
+            let conf = dir.join("data").join("postgresql.conf");
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&conf)
+                .unwrap_or_else(|e| panic!("opening {}: {e}", conf.display()));
+            for (name, value) in settings {
+                writeln!(file, "{name} = '{value}'").unwrap_or_else(|e| panic!("writing {}: {e}", conf.display()));
+            }
+        }
         let mut hosts = "127.0.0.1".to_string();
         if let Some(also) = also {
             let [a, b, c, _] = also.octets();

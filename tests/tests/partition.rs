@@ -25,6 +25,14 @@ const TAKEOVER: Duration = Duration::from_secs(30);
 const REPLICAS: usize = 3;
 const SURGE: usize = 1;
 
+/// Server-wide TCP keepalives that find a silent client dead after ~2 s.
+const AGGRESSIVE_KEEPALIVES: [(&str, &str); 4] = [
+    ("tcp_keepalives_idle", "1"),
+    ("tcp_keepalives_interval", "1"),
+    ("tcp_keepalives_count", "1"),
+    ("tcp_user_timeout", "1000"),
+];
+
 fn yaml(image: &str) -> String {
     format!("name: web\nimage: {image}\nreplicas: {REPLICAS}\nupdate: {{max_surge: {SURGE}, max_unavailable: 0}}\n")
 }
@@ -197,7 +205,10 @@ fn leads_from_inside(net: &Partition, server: &TestServer, i: usize) -> Option<b
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multinode_a_partitioned_leader_is_fenced_with_no_duplicate_container() {
     let net = Partition::up();
-    let cluster = PgCluster::start_listening(Some(net.host()));
+    // A database that gives up on a silent client fast (its TCP keepalives
+    // declare the peer dead after about 2 s): the lock connection's own
+    // settings must keep it from freeing the lock before the fence.
+    let cluster = PgCluster::start_listening(Some(net.host()), &AGGRESSIVE_KEEPALIVES);
     let url = cluster.via(&cluster.new_database().await, &net.host().to_string());
     let instance = instance_name("part");
     let mut s = Vec::new();
@@ -289,7 +300,14 @@ async fn multinode_a_partitioned_leader_is_fenced_with_no_duplicate_container() 
     // fence abandoned that the engine finished) and the new term.
     let slack = 2_000_000_000;
     let recorded = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let acting = |(_, action, _): &&(i64, String, String)| ["create", "start", "destroy"].contains(&action.as_str());
+    // Actions of a server: replicas made, started, removed, the ingress's
+    // config delivered or checked (a stop's own `kill` after the grace is
+    // the engine's, and left out).
+    let acting = |(_, action, _): &&(i64, String, String)| {
+        ["create", "start", "destroy", "extract-to-dir", "exec_create"]
+            .iter()
+            .any(|a| action == a || action.starts_with(&format!("{a}:")))
+    };
     let between: Vec<_> = recorded
         .iter()
         .filter(acting)
@@ -305,6 +323,11 @@ async fn multinode_a_partitioned_leader_is_fenced_with_no_duplicate_container() 
         .map(|(at, _, _)| *at)
         .find(|at| *at >= leads_at)
         .expect("the new leader acted on the engine");
+    // The rollout goes on once the new term confirmed the surge replica ready.
+    let first_replica = recorded
+        .iter()
+        .find(|(at, action, _)| *at >= leads_at && action == "create")
+        .map_or(f64::NAN, |(at, _, _)| seconds(at - cut_at));
 
     // The link is back: the old leader stands by and does not act.
     let settled: BTreeSet<String> = containers(&docker, &instance, Some("web"))
@@ -358,7 +381,7 @@ async fn multinode_a_partitioned_leader_is_fenced_with_no_duplicate_container() 
     }
     println!(
         "partition: leader cut at 0 s; it stopped acting at {:.2} s (its log; seen from its namespace at {:.2} s); \
-         server {new} led at {:.2} s (its log; seen at {:.2} s), first engine action of its term at {:.2} s; \
+         server {new} led at {:.2} s (its log; seen at {:.2} s), first engine action of its term at {:.2} s, its first replica made at {first_replica:.2} s; \
          worst poll {worst:?}; {} acknowledged writes, none lost",
         seconds(fenced_at - cut_at),
         stopped_seen.as_secs_f64(),
