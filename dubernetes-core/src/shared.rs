@@ -62,6 +62,14 @@ pub const FENCE_AFTER: Duration = Duration::from_secs(2);
 /// of a leader it has not heard from for this long.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 
+// The fencing argument (module docs): a cut-off leader stops acting before
+// the database can free its lock. Checked at compile time, so a change of
+// one of these constants cannot break it unnoticed.
+const _: () = assert!(
+    FENCE_AFTER.as_millis() + CONFIRM_TIMEOUT.as_millis() + HEARTBEAT.as_millis()
+        < SESSION_TIMEOUT.as_millis() - CONFIRM_TIMEOUT.as_millis()
+);
+
 /// Longest wait for the tasks of an ended term to stop (they are fenced already).
 const TERM_STOP: Duration = Duration::from_secs(10);
 
@@ -88,7 +96,11 @@ async fn pause(shutdown: &CancellationToken, d: Duration) -> bool {
 fn lock_session_settings() -> [(&'static str, String); 5] {
     [
         ("idle_session_timeout", format!("{}ms", SESSION_TIMEOUT.as_millis())),
-        ("tcp_keepalives_idle", SESSION_TIMEOUT.as_secs().max(1).to_string()),
+        // Whole seconds, rounded up: never sooner than the session timeout.
+        (
+            "tcp_keepalives_idle",
+            SESSION_TIMEOUT.as_millis().div_ceil(1000).to_string(),
+        ),
         ("tcp_keepalives_interval", "1".to_string()),
         ("tcp_keepalives_count", "1".to_string()),
         ("tcp_user_timeout", SESSION_TIMEOUT.as_millis().to_string()),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
-use dubernetes_core::{LEADER_CONFIRM_TIMEOUT, LEADER_FENCE_AFTER, LEADER_HEARTBEAT};
+use dubernetes_core::{LEADER_CONFIRM_TIMEOUT, LEADER_FENCE_AFTER, LEADER_HEARTBEAT, LEADER_SESSION_TIMEOUT};
 use dubernetes_tests::partition::Partition;
 use dubernetes_tests::{PgCluster, TestServer, WHOAMI_V1, WHOAMI_V2, containers, docker, instance_name, wait_for};
 use futures::StreamExt as _;
@@ -285,6 +285,15 @@ async fn multinode_a_partitioned_leader_is_fenced_with_no_duplicate_container() 
         fenced_at - cut_at <= i64::try_from((bound + Duration::from_secs(2)).as_nanos()).unwrap_or(i64::MAX),
         "the cut leader took {:.2} s to stop acting (bound {bound:?})",
         seconds(fenced_at - cut_at)
+    );
+
+    // Another server leads once the database freed the silent session's
+    // lock (SESSION_TIMEOUT after its last heartbeat), at its next try.
+    let takeover_bound = LEADER_SESSION_TIMEOUT + Duration::from_secs(4);
+    assert!(
+        leads_at - cut_at <= i64::try_from(takeover_bound.as_nanos()).unwrap_or(i64::MAX),
+        "server {new} led {:.2} s after the cut (bound {takeover_bound:?})",
+        seconds(leads_at - cut_at)
     );
 
     // The new leader finishes the rollout: the three new replicas, nothing else.
