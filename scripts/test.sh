@@ -142,18 +142,33 @@ if ! command -v fuse-overlayfs >/dev/null; then
 fi
 DUBERNETES_MULTINODE_LEDGER="$(mktemp)"
 export DUBERNETES_MULTINODE_LEDGER
+# The partition test (tests/tests/partition.rs) keeps its own ledger of the
+# namespaces it made (scripts/partition.sh).
+DUBERNETES_PARTITION_LEDGER="$(mktemp)"
+export DUBERNETES_PARTITION_LEDGER
 remove_harnesses() {
 	local n
 	while read -r n; do
 		[[ -n $n ]] && scripts/multinode.sh down "$n" 2>/dev/null || true
 	done <"$DUBERNETES_MULTINODE_LEDGER"
 	rm -f "$DUBERNETES_MULTINODE_LEDGER"
+	while read -r n; do
+		[[ -n $n ]] && scripts/partition.sh down "$n" 2>/dev/null || true
+	done <"$DUBERNETES_PARTITION_LEDGER"
+	rm -f "$DUBERNETES_PARTITION_LEDGER"
 }
 trap 'remove_harnesses; leave_swarm' EXIT
 log "cargo test (multi-node: a 3-node swarm, at most ${DUBERNETES_MULTINODE_TIMEOUT:-900} s)"
 timeout --kill-after=30 "${DUBERNETES_MULTINODE_TIMEOUT:-900}" \
 	cargo test --locked -p dubernetes-tests --test multinode -- --test-threads=1 \
 	|| { log "the multi-node tests failed or took longer than ${DUBERNETES_MULTINODE_TIMEOUT:-900} s"; exit 1; }
+# The control plane under a partition: three servers on one PostgreSQL, each in a
+# network namespace of its own; the leader's link is cut during a rollout. The
+# partitioned leader is fenced with no duplicate container (about 45 s).
+log "cargo test (partition: the partitioned leader fenced with no duplicate container, at most ${DUBERNETES_PARTITION_TIMEOUT:-300} s)"
+timeout --kill-after=30 "${DUBERNETES_PARTITION_TIMEOUT:-300}" \
+	cargo test --locked -p dubernetes-tests --test partition -- --test-threads=1 \
+	|| { log "the partition test failed or took longer than ${DUBERNETES_PARTITION_TIMEOUT:-300} s"; exit 1; }
 
 log "cargo test"
 cargo test --workspace --locked -- --test-threads="${DUBERNETES_TEST_THREADS:-3}" --skip multinode_

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 /// The supervisor: starts postgres, obeys `stop`/`start` lines, and on EOF
 /// stops postgres and removes the cluster's dir.
 const SUPERVISOR: &str = r#"
-dir=$1; bin=$2; port=$3; run=$4
+dir=$1; bin=$2; port=$3; run=$4; hosts=$5
 pid=
 start() {
-  $run "$bin/postgres" -D "$dir/data" -k "$dir" -h 127.0.0.1 -p "$port" \
+  $run "$bin/postgres" -D "$dir/data" -k "$dir" -h "$hosts" -p "$port" \
     -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
     >>"$dir/postgres.log" 2>&1 &
   pid=$!
@@ -118,6 +118,16 @@ impl PgCluster {
 
     /// A new cluster of its own (for a test that stops and starts it).
     pub fn start() -> PgCluster {
+        PgCluster::start_listening(None, &[])
+    }
+
+    /// A new cluster of its own that also listens on `also`, an address of
+    /// this host, and trusts the clients of `also`'s /24 (the test's own
+    /// private subnet, as for servers in network namespaces of the test).
+    /// [`url`](Self::url) and [`new_database`](Self::new_database) still
+    /// name 127.0.0.1: [`via`](Self::via) turns one into a URL on `also`.
+    /// `settings` go into its `postgresql.conf` (name, value: test code's own).
+    pub fn start_listening(also: Option<std::net::Ipv4Addr>, settings: &[(&str, &str)]) -> PgCluster {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("dub-pg-")
@@ -152,6 +162,28 @@ impl PgCluster {
         ));
         initdb.arg(bin.join("initdb")).arg(dir.join("data"));
         run(&mut initdb, "initdb");
+        if !settings.is_empty() {
+            let conf = dir.join("data").join("postgresql.conf");
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&conf)
+                .unwrap_or_else(|e| panic!("opening {}: {e}", conf.display()));
+            for (name, value) in settings {
+                writeln!(file, "{name} = '{value}'").unwrap_or_else(|e| panic!("writing {}: {e}", conf.display()));
+            }
+        }
+        let mut hosts = "127.0.0.1".to_string();
+        if let Some(also) = also {
+            let [a, b, c, _] = also.octets();
+            let hba = dir.join("data").join("pg_hba.conf");
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&hba)
+                .unwrap_or_else(|e| panic!("opening {}: {e}", hba.display()));
+            writeln!(file, "host all all {a}.{b}.{c}.0/24 trust")
+                .unwrap_or_else(|e| panic!("writing {}: {e}", hba.display()));
+            hosts = format!("127.0.0.1,{also}");
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -164,6 +196,7 @@ impl PgCluster {
             .arg(&bin)
             .arg(port.to_string())
             .arg(runner)
+            .arg(hosts)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -250,6 +283,13 @@ impl PgCluster {
     /// The URL of database `db`.
     pub fn url(&self, db: &str) -> String {
         format!("postgres://{}@{}/{db}", self.user, self.addr)
+    }
+
+    /// `url` (one of this cluster's) with its host replaced by `host`, e.g.
+    /// the other address of a cluster made by [`start_listening`](Self::start_listening).
+    pub fn via(&self, url: &str, host: &str) -> String {
+        let port = self.addr.rsplit_once(':').map_or("5432", |(_, p)| p);
+        url.replacen(&format!("@{}/", self.addr), &format!("@{host}:{port}/"), 1)
     }
 
     /// Creates a new, empty database with a unique name and returns its URL.

@@ -15,7 +15,9 @@
 //! first, so no engine call of the term is sent after it (see
 //! [`crate::runtime::Runtime::fenced`]). The lock connection sets
 //! `idle_session_timeout` to [`SESSION_TIMEOUT`]: a session that sends
-//! nothing for that long is ended by the server, which frees the lock. The
+//! nothing for that long is ended by the server, which frees the lock; and
+//! its TCP keepalive and user timeout so that the server's kernel does not
+//! declare the peer dead sooner (see [`lock_session_settings`]). The
 //! bound: the leader stops acting at most `FENCE_AFTER + CONFIRM_TIMEOUT +
 //! HEARTBEAT` (3.5 s) after its last confirmed heartbeat; the server frees the
 //! lock no earlier than `SESSION_TIMEOUT - CONFIRM_TIMEOUT` (5 s) after it.
@@ -60,6 +62,14 @@ pub const FENCE_AFTER: Duration = Duration::from_secs(2);
 /// of a leader it has not heard from for this long.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 
+// The fencing argument (module docs): a cut-off leader stops acting before
+// the database can free its lock. Checked at compile time, so a change of
+// one of these constants cannot break it unnoticed.
+const _: () = assert!(
+    FENCE_AFTER.as_millis() + CONFIRM_TIMEOUT.as_millis() + HEARTBEAT.as_millis()
+        < SESSION_TIMEOUT.as_millis() - CONFIRM_TIMEOUT.as_millis()
+);
+
 /// Longest wait for the tasks of an ended term to stop (they are fenced already).
 const TERM_STOP: Duration = Duration::from_secs(10);
 
@@ -74,9 +84,34 @@ async fn pause(shutdown: &CancellationToken, d: Duration) -> bool {
     }
 }
 
+/// The settings of the lock connection's session (sent at connect, as
+/// `-c` options). `idle_session_timeout` frees the lock of a leader the
+/// database has not heard from for [`SESSION_TIMEOUT`]. The TCP settings
+/// keep the database's own detection of a dead peer from freeing it
+/// *sooner* than that (a server configured with fast keepalives, or a
+/// `tcp_user_timeout`, would otherwise end the session of a cut-off leader
+/// in about 2 s, before its fence): no keepalive probe before
+/// [`SESSION_TIMEOUT`] of silence, and no giving up on unacknowledged data
+/// before it either. Over a Unix socket the database ignores them.
+fn lock_session_settings() -> [(&'static str, String); 5] {
+    [
+        ("idle_session_timeout", format!("{}ms", SESSION_TIMEOUT.as_millis())),
+        // Whole seconds, rounded up: never sooner than the session timeout.
+        (
+            "tcp_keepalives_idle",
+            SESSION_TIMEOUT.as_millis().div_ceil(1000).to_string(),
+        ),
+        ("tcp_keepalives_interval", "1".to_string()),
+        ("tcp_keepalives_count", "1".to_string()),
+        ("tcp_user_timeout", SESSION_TIMEOUT.as_millis().to_string()),
+    ]
+}
+
 async fn lock_connection(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
-    let timeout = format!("{}ms", SESSION_TIMEOUT.as_millis());
-    let options = options.clone().options([("idle_session_timeout", timeout.as_str())]);
+    let settings = lock_session_settings();
+    let options = options
+        .clone()
+        .options(settings.iter().map(|(name, value)| (*name, value.as_str())));
     match tokio::time::timeout(CONFIRM_TIMEOUT * 5, PgConnection::connect_with(&options)).await {
         Ok(conn) => conn,
         Err(_) => Err(sqlx::Error::PoolTimedOut),

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 pub mod engine_proxy;
 pub mod exposition;
 pub mod multinode;
+pub mod partition;
 
 /// A throwaway PostgreSQL (see [`dubernetes_core::pg_cluster`]).
 pub use dubernetes_core::pg_cluster::PgCluster;
@@ -443,6 +444,10 @@ pub struct TestServer {
     /// With TLS for the API: the CA file clients trust (the server's
     /// certificate and key sit beside it in the data dir).
     pub api_ca_file: Option<PathBuf>,
+    /// The network namespace (`/run/netns/NAME`) the server runs in, the
+    /// address of that namespace its API listens on, and the host's address
+    /// the ingress publishes on; None: the host's, all on 127.0.0.1.
+    netns: Option<(String, std::net::IpAddr, std::net::IpAddr)>,
 }
 
 impl TestServer {
@@ -525,6 +530,35 @@ impl TestServer {
         Self::start_custom_env(test, Some(instance), None, &args, &[], false, None).await
     }
 
+    /// Starts one of several servers sharing the PostgreSQL store at `store`,
+    /// inside the network namespace `/run/netns/NETNS` (its API on `address`
+    /// there; the Docker engine is still the host's, through its socket, and
+    /// the ingress publishes on `ingress`, an address of the host that the
+    /// namespace reaches).
+    pub async fn start_shared_in(
+        test: &str,
+        instance: &str,
+        store: &str,
+        netns: &str,
+        address: std::net::IpAddr,
+        ingress: std::net::IpAddr,
+    ) -> TestServer {
+        let mut server = Self::unstarted(
+            Backend::Docker,
+            test,
+            Some(instance),
+            None,
+            &["--store", store],
+            &[],
+            false,
+            None,
+        )
+        .await;
+        server.netns = Some((netns.to_string(), address, ingress));
+        server.spawn().await;
+        server
+    }
+
     /// Whether this server leads its instance (`GET /healthz`); None when it does not answer.
     pub async fn leads(&self) -> Option<bool> {
         let response = self.anonymous.get(format!("{}/healthz", self.url)).send().await.ok()?;
@@ -556,6 +590,32 @@ impl TestServer {
 
     #[allow(clippy::too_many_arguments)]
     async fn start_custom_backend(
+        backend: Backend,
+        test: &str,
+        instance: Option<&str>,
+        data_subdir: Option<&str>,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        generated_token: bool,
+        tls: Option<&pki::TestCa>,
+    ) -> TestServer {
+        let mut server = Self::unstarted(
+            backend,
+            test,
+            instance,
+            data_subdir,
+            extra_args,
+            env,
+            generated_token,
+            tls,
+        )
+        .await;
+        server.spawn().await;
+        server
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn unstarted(
         backend: Backend,
         test: &str,
         instance: Option<&str>,
@@ -615,7 +675,7 @@ impl TestServer {
             .pool_idle_timeout(CLIENT_IDLE)
             .build()
             .expect("client");
-        let mut server = TestServer {
+        TestServer {
             // The port is known once the server bound it (see `spawn`).
             url: format!("{scheme}://127.0.0.1:0"),
             instance,
@@ -630,9 +690,8 @@ impl TestServer {
             generated_token,
             backend,
             api_ca_file,
-        };
-        server.spawn().await;
-        server
+            netns: None,
+        }
     }
 
     async fn spawn(&mut self) {
@@ -641,7 +700,22 @@ impl TestServer {
             .append(true)
             .open(self.data_dir.path().join("server.log"))
             .expect("log file");
-        let mut command = Command::new(binary("dubernetes-server"));
+        // In a namespace: `nsenter` execs the server (same pid), not `ip netns
+        // exec`, which remounts /sys.
+        let (mut command, listen, ingress) = match &self.netns {
+            Some((netns, address, ingress)) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{netns}"))
+                    .arg(binary("dubernetes-server"));
+                let on = |ip| std::net::SocketAddr::new(ip, 0).to_string();
+                (c, on(*address), on(*ingress))
+            }
+            None => (
+                Command::new(binary("dubernetes-server")),
+                "127.0.0.1:0".to_string(),
+                "127.0.0.1:0".to_string(),
+            ),
+        };
         command.env_remove("DUBERNETES_TOKEN");
         if !self.generated_token {
             command.env("DUBERNETES_TOKEN", &self.token);
@@ -656,12 +730,12 @@ impl TestServer {
             Err(e) => panic!("removing {}: {e}", address_file.display()),
         }
         let child = command
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", &listen])
             .arg("--data-dir")
             .arg(&self.data_path)
             .args(["--instance", &self.instance])
-            .args(["--ingress-listen", "127.0.0.1:0"])
-            .args(["--ingress-tls-listen", "127.0.0.1:0"])
+            .args(["--ingress-listen", &ingress])
+            .args(["--ingress-tls-listen", &ingress])
             .args(["--ingress-image", NGINX_LOCAL])
             .args(["--stop-grace-seconds", "2"])
             .args(["--backend", self.backend.as_str()])
@@ -691,7 +765,7 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let scheme = if self.api_ca_file.is_some() { "https" } else { "http" };
-        self.url = format!("{scheme}://127.0.0.1:{}", address.port());
+        self.url = format!("{scheme}://{}", std::net::SocketAddr::new(address.ip(), address.port()));
         let url = format!("{}/healthz", self.url);
         let http = self.http.clone();
         loop {

@@ -106,3 +106,45 @@ async fn a_leader_whose_lock_session_dies_stops_acting_and_another_takes_over() 
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// The lock connection's session carries the settings that keep the
+/// database from freeing the lock sooner than `SESSION_TIMEOUT` after the
+/// leader went silent, whatever the server's own configuration (the
+/// partition test, tests/tests/partition.rs, runs a server with ~2 s
+/// keepalives against it).
+#[tokio::test]
+async fn the_lock_session_waits_session_timeout_before_the_database_gives_up_on_it() {
+    let url = PgCluster::shared().new_database().await;
+    let options: sqlx::postgres::PgConnectOptions = url.parse().expect("a URL");
+    let mut conn = super::lock_connection(&options).await.expect("the lock connection");
+    let show = |name: &'static str| format!("SELECT current_setting('{name}')");
+    let mut got = Vec::new();
+    for name in [
+        "idle_session_timeout",
+        "tcp_keepalives_idle",
+        "tcp_keepalives_interval",
+        "tcp_keepalives_count",
+        "tcp_user_timeout",
+    ] {
+        let value: String = sqlx::query_scalar(sqlx::AssertSqlSafe(show(name)))
+            .fetch_one(&mut conn)
+            .await
+            .expect("a setting");
+        got.push((name, value));
+    }
+    let session = crate::shared::SESSION_TIMEOUT.as_secs();
+    assert_eq!(
+        got,
+        [
+            ("idle_session_timeout", format!("{session}s")),
+            ("tcp_keepalives_idle", format!("{session}")),
+            ("tcp_keepalives_interval", "1".to_string()),
+            ("tcp_keepalives_count", "1".to_string()),
+            // Milliseconds, shown without a unit.
+            (
+                "tcp_user_timeout",
+                crate::shared::SESSION_TIMEOUT.as_millis().to_string()
+            ),
+        ]
+    );
+}
