@@ -53,6 +53,9 @@ pub use spec::{
     Volume, VolumeMount, check_volume_name,
 };
 pub use spec::{Expose, MAX_EXPOSE, parse_listen};
+pub use spec::{
+    Concurrency, CronSchedule, DEFAULT_CRON_HISTORY, DEFAULT_STARTING_DEADLINE, MAX_CRON_HISTORY, MAX_SCHEDULE_BYTES,
+};
 pub use volume::NamedVolume;
 pub use watch::{WatchEvent, WatchKind};
 

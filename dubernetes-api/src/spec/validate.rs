@@ -180,6 +180,7 @@ impl PodSpec {
         self.validate_access(&mut problems);
         self.validate_expose(&mut problems);
         self.validate_secret_refs(&mut problems);
+        self.validate_cron(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
