@@ -61,6 +61,8 @@ pub struct RunSettings {
     creating: tokio::sync::Mutex<()>,
     /// Exited runs, by container id, with when the reaper first saw them exited.
     exited: Mutex<HashMap<String, Instant>>,
+    /// The cron scheduler's memory (`cron.rs`).
+    pub(crate) cron: crate::cron::CronMemory,
 }
 
 impl RunSettings {
@@ -71,6 +73,7 @@ impl RunSettings {
             retention,
             creating: tokio::sync::Mutex::new(()),
             exited: Mutex::new(HashMap::new()),
+            cron: crate::cron::CronMemory::default(),
         }
     }
 }
@@ -81,7 +84,7 @@ impl Default for RunSettings {
     }
 }
 
-fn view_of(c: &Observed, exit_code: Option<i64>) -> Run {
+fn view_of(c: &Observed, exit: Option<(i64, Option<i64>)>) -> Run {
     let running = c.state.is_live();
     Run {
         name: c.labels.get(LABEL_RUN).cloned().unwrap_or_default(),
@@ -91,14 +94,24 @@ fn view_of(c: &Observed, exit_code: Option<i64>) -> Run {
         exit_code: if running {
             None
         } else {
-            exit_code.or_else(|| c.exit_code())
+            exit.map(|(code, _)| code).or_else(|| c.exit_code())
         },
         created: c.created,
+        scheduled: crate::cron::scheduled_of(c),
+        finished: if running { None } else { exit.and_then(|(_, at)| at) },
     }
 }
 
+/// What makes a run: its name, its command (None: the pod's own `command`
+/// and `args`, as a cron pod's tick runs) and labels beside the run's own.
+pub(crate) struct NewRun {
+    pub name: String,
+    pub command: Option<Vec<String>>,
+    pub labels: Vec<(String, String)>,
+}
+
 impl Dubernetes {
-    async fn run_containers(&self, pod: Option<&str>) -> Result<Vec<Observed>> {
+    pub(crate) async fn run_containers(&self, pod: Option<&str>) -> Result<Vec<Observed>> {
         Ok(self
             .handle
             .runtime
@@ -130,6 +143,20 @@ impl Dubernetes {
             .get(pod)
             .await?
             .ok_or_else(|| Error::NotFound(pod.to_string()))?;
+        let suffix: String = (0..6)
+            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36usize)]))
+            .collect();
+        let run = NewRun {
+            name: format!("{pod}-run-{suffix}"),
+            command: Some(command),
+            labels: Vec::new(),
+        };
+        self.create_run(&stored, run).await
+    }
+
+    /// Creates and starts a run of `stored`'s current revision, within `max_runs`.
+    pub(crate) async fn create_run(&self, stored: &crate::store::StoredPod, run: NewRun) -> Result<(Run, String)> {
+        let pod = stored.spec.name.as_str();
         let settings = &self.runs;
         let _one_at_a_time = settings.creating.lock().await;
         let running = self
@@ -145,12 +172,9 @@ impl Dubernetes {
             });
         }
         let ctx = self.handle.ctx();
-        let (mut spec, pull) = ctx.run_template(&stored).await?;
+        let (mut spec, pull) = ctx.run_template(stored).await?;
         self.handle.runtime.ensure_image(&spec.image, &pull).await?;
-        let suffix: String = (0..6)
-            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36usize)]))
-            .collect();
-        let name = format!("{pod}-run-{suffix}");
+        let name = run.name;
         spec.name = format!("dub-{}-{name}", self.handle.settings.instance);
         spec.labels = HashMap::from([
             (LABEL_INSTANCE.to_string(), self.handle.settings.instance.clone()),
@@ -159,8 +183,11 @@ impl Dubernetes {
             (LABEL_ROLE.to_string(), ROLE_RUN.to_string()),
             (LABEL_RUN.to_string(), name.clone()),
         ]);
-        spec.args = Some(command);
-        spec.command = None;
+        spec.labels.extend(run.labels);
+        if let Some(command) = run.command {
+            spec.args = Some(command);
+            spec.command = None;
+        }
         spec.restart = false;
         spec.plain = true;
         spec.publish = None;
@@ -169,6 +196,7 @@ impl Dubernetes {
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
+        let scheduled = spec.labels.get(crate::cron::LABEL_CRON).and_then(|t| t.parse().ok());
         let run = Run {
             name,
             pod: pod.to_string(),
@@ -176,6 +204,8 @@ impl Dubernetes {
             state: "running".into(),
             exit_code: None,
             created,
+            scheduled,
+            finished: None,
         };
         Ok((run, id))
     }
@@ -213,12 +243,15 @@ impl Dubernetes {
         if self.handle.store.get(pod).await?.is_none() {
             return Err(Error::NotFound(pod.to_string()));
         }
-        let mut runs: Vec<Run> = self
-            .run_containers(Some(pod))
-            .await?
-            .iter()
-            .map(|c| view_of(c, None))
-            .collect();
+        let mut runs: Vec<Run> = Vec::new();
+        for c in self.run_containers(Some(pod)).await? {
+            let exit = if c.state.is_live() {
+                None
+            } else {
+                self.handle.runtime.engine().exit_info(&c.id).await.ok().flatten()
+            };
+            runs.push(view_of(&c, exit));
+        }
         runs.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
         Ok(runs)
     }
@@ -226,12 +259,12 @@ impl Dubernetes {
     /// One run of a pod.
     pub async fn run(&self, pod: &str, run: &str) -> Result<Run> {
         let c = self.run_container(pod, run).await?;
-        let code = if c.state.is_live() {
+        let exit = if c.state.is_live() {
             None
         } else {
-            self.handle.runtime.engine().exit_code(&c.id).await.ok().flatten()
+            self.handle.runtime.engine().exit_info(&c.id).await.ok().flatten()
         };
-        Ok(view_of(&c, code))
+        Ok(view_of(&c, exit))
     }
 
     /// Removes a run (killing it if it runs).
@@ -247,7 +280,8 @@ impl Dubernetes {
         let now = Instant::now();
         let exited: HashSet<&str> = containers
             .iter()
-            .filter(|c| !c.state.is_live())
+            // A cron pod's runs are kept by count (its `history`), not by age.
+            .filter(|c| !c.state.is_live() && !c.labels.contains_key(crate::cron::LABEL_CRON))
             .map(|c| c.id.as_str())
             .collect();
         let expired: Vec<String> = {

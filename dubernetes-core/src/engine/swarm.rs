@@ -856,6 +856,11 @@ impl Engine for SwarmEngine {
         let container = self.container_of(id).await?;
         self.inner.exit_code(&container).await
     }
+
+    async fn exit_info(&self, id: &str) -> Result<Option<(i64, Option<i64>)>> {
+        let container = self.container_of(id).await?;
+        self.inner.exit_info(&container).await
+    }
 }
 
 /// How often the manager's task list is read for exits of tasks on other
