@@ -372,7 +372,8 @@ impl Client {
 
     /// `GET /v1/pods/{name}/runs`: its runs, newest first.
     pub async fn runs(&self, name: &str) -> anyhow::Result<Vec<dubernetes_api::Run>> {
-        self.send(self.http.get(format!("{}/v1/pods/{name}/runs", self.base))).await
+        self.send(self.http.get(format!("{}/v1/pods/{name}/runs", self.base)))
+            .await
     }
 
     /// `DELETE /v1/pods/{name}/runs/{run}`.

@@ -49,13 +49,13 @@ pub use spec::{
     ValidationError, check_stored_size, integral_numbers, parse_json_spec, parse_memory, parse_specs,
 };
 pub use spec::{
+    Concurrency, CronSchedule, DEFAULT_CRON_HISTORY, DEFAULT_STARTING_DEADLINE, MAX_CRON_HISTORY, MAX_SCHEDULE_BYTES,
+};
+pub use spec::{
     DEFAULT_TMPFS_BYTES, MAX_IMAGE_NAME, MAX_IMAGE_REFERENCE, MAX_MOUNT_PATH_BYTES, MAX_TMPFS_BYTES, MAX_VOLUMES,
     Volume, VolumeMount, check_volume_name,
 };
 pub use spec::{Expose, MAX_EXPOSE, parse_listen};
-pub use spec::{
-    Concurrency, CronSchedule, DEFAULT_CRON_HISTORY, DEFAULT_STARTING_DEADLINE, MAX_CRON_HISTORY, MAX_SCHEDULE_BYTES,
-};
 pub use volume::NamedVolume;
 pub use watch::{WatchEvent, WatchKind};
 

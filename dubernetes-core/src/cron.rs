@@ -80,8 +80,8 @@ fn show(tick: i64) -> String {
 /// The run's name for a tick: `POD-cron-YYYYMMDDHHMM` (UTC), one per tick,
 /// so the engine refuses a second container for the same tick.
 fn run_name(pod: &str, tick: i64) -> String {
-    let stamp = jiff::Timestamp::from_second(tick)
-        .map_or_else(|_| tick.to_string(), |t| t.strftime("%Y%m%d%H%M").to_string());
+    let stamp =
+        jiff::Timestamp::from_second(tick).map_or_else(|_| tick.to_string(), |t| t.strftime("%Y%m%d%H%M").to_string());
     format!("{pod}-cron-{stamp}")
 }
 
@@ -226,7 +226,11 @@ impl Dubernetes {
             }
             crate::spec::Concurrency::Replace => {
                 for c in live {
-                    let message = format!("stopping run {} for the tick of {} (concurrency: replace)", running(c), show(tick));
+                    let message = format!(
+                        "stopping run {} for the tick of {} (concurrency: replace)",
+                        running(c),
+                        show(tick)
+                    );
                     ctx.event(pod, "Normal", "ReplacingRun", &message).await;
                     if let Err(e) = self.handle.runtime.stop(&c.id, grace).await {
                         tracing::warn!(pod, error = %e, "stopping a run to replace it failed");

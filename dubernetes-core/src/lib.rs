@@ -81,6 +81,7 @@ pub use acme::{
 };
 pub use builder::{INGRESS_ENDPOINTS_DIR, SECRET_FILES_DIR};
 pub use controller::{BackoffSettings, Change};
+pub use cron::{LABEL_CRON, MAX_PASS_INTERVAL as CRON_PASS_INTERVAL};
 pub use data_dir::LOCK_FILE;
 pub use data_secrets::{MAX_SECRET_KEYS, MAX_SECRET_VALUE_BYTES};
 pub use dubernetes_api::{
@@ -100,7 +101,6 @@ pub use logs::{
 pub use metrics::{METRICS_CONTENT_TYPE, Metrics, StreamGuard, StreamKind};
 pub use orchestrator::{Condition, ConditionType, Dubernetes, DubernetesBuilder, Phase, Pod, PodStatus, Replica};
 pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
-pub use cron::{LABEL_CRON, MAX_PASS_INTERVAL as CRON_PASS_INTERVAL};
 pub use runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, LABEL_RUN, RunItem};
 pub use runtime::{
     ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT, LABEL_INSTANCE,

@@ -226,6 +226,8 @@ fn pod_status(
         Phase::Failing
     } else if !counts.converged() || controller.observed_generation != stored.generation {
         Phase::Progressing
+    } else if stored.spec.is_cron() {
+        Phase::Scheduled
     } else if desired == 0 {
         Phase::Stopped
     } else {

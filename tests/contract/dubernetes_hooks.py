@@ -17,7 +17,9 @@ generated values inside what the document says in words:
   `secret_files`, `{secret, key}` env values): the document says each must
   exist, and the run creates none;
 - the `duration` and `byte-size` formats get values inside every field's
-  documented range (1s to 60s; 6Mi to 1Ti).
+  documented range (1s to 60s; 6Mi to 1Ti);
+- the `cron` and `iana-time-zone` formats (a cron pod's `schedule` and
+  `timezone`) get valid expressions and zone names.
 """
 
 import schemathesis
@@ -38,6 +40,15 @@ schemathesis.openapi.format(
         st.integers(min_value=7, max_value=1000).map(lambda n: f"{n}m"),
         st.integers(min_value=1, max_value=1024).map(lambda n: f"{n}Gi"),
     ),
+)
+
+schemathesis.openapi.format(
+    "cron",
+    st.sampled_from(["* * * * *", "*/5 * * * *", "30 2 * * MON-FRI", "0 0 1 * *", "@hourly", "0-30/10 9-17 * JAN-JUN 1"]),
+)
+schemathesis.openapi.format(
+    "iana-time-zone",
+    st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Lord_Howe"]),
 )
 
 

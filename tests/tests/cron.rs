@@ -65,14 +65,24 @@ async fn cron_pods(backend: Backend) {
     let base = format!("name: bad\nimage: {BUSYBOX}\n");
     refused(&server, &format!("{base}schedule: \"61 * * * *\"\n"), "schedule").await;
     refused(&server, &format!("{base}schedule: \"* * *\"\n"), "schedule").await;
-    refused(&server, &format!("{base}schedule: \"* * * * *\"\nreplicas: 2\n"), "replicas").await;
+    refused(
+        &server,
+        &format!("{base}schedule: \"* * * * *\"\nreplicas: 2\n"),
+        "replicas",
+    )
+    .await;
     refused(
         &server,
         &format!("{base}schedule: \"* * * * *\"\naccess: {{host: bad.local}}\n"),
         "access",
     )
     .await;
-    refused(&server, &format!("{base}schedule: \"* * * * *\"\ntimezone: Nowhere/Atall\n"), "timezone").await;
+    refused(
+        &server,
+        &format!("{base}schedule: \"* * * * *\"\ntimezone: Nowhere/Atall\n"),
+        "timezone",
+    )
+    .await;
     refused(&server, &format!("{base}history: 3\n"), "history").await;
 
     // `quick` exits at once with 3: two ticks leave one run (history: 1).
@@ -103,7 +113,10 @@ async fn cron_pods(backend: Backend) {
     .await;
     let tick = first["scheduled"].as_i64().expect("a tick");
     assert!(tick > applied && tick - applied <= 60 && tick % 60 == 0, "{first}");
-    assert!(first["created"].as_i64().expect("created") - tick < 10, "started late: {first}");
+    assert!(
+        first["created"].as_i64().expect("created") - tick < 10,
+        "started late: {first}"
+    );
     assert_eq!(first["exit_code"], 3, "{first}");
     let out = server.dubectl(&["logs", "quick"]);
     assert!(stdout(&out).contains("tick-hello"), "{} {}", stdout(&out), stderr(&out));
@@ -114,7 +127,10 @@ async fn cron_pods(backend: Backend) {
         "{table} {}",
         stderr(&out)
     );
-    eprintln!("{backend}: first run {} s after its tick", first["created"].as_i64().unwrap_or(0) - tick);
+    eprintln!(
+        "{backend}: first run {} s after its tick",
+        first["created"].as_i64().unwrap_or(0) - tick
+    );
 
     // The second tick: quick's first run goes (history: 1), slow's tick is skipped.
     let second = wait_for("quick's second run, alone in its history", TICK, || async {
@@ -128,7 +144,10 @@ async fn cron_pods(backend: Backend) {
     assert_eq!(second["scheduled"].as_i64(), Some(tick + 60), "{second}");
     assert_eq!(second["exit_code"], 3, "{second}");
     let skipped = server.wait_event("slow", "SkippedTick", Some("Normal")).await;
-    assert!(skipped["message"].as_str().unwrap_or("").contains("forbid"), "{skipped}");
+    assert!(
+        skipped["message"].as_str().unwrap_or("").contains("forbid"),
+        "{skipped}"
+    );
     let slow_runs = runs(&server, "slow").await;
     assert_eq!(slow_runs.len(), 1, "forbid: one run only: {slow_runs:?}");
     assert_eq!(slow_runs[0]["state"], "running", "{slow_runs:?}");
@@ -142,9 +161,13 @@ async fn cron_pods(backend: Backend) {
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let instance = server.instance.clone();
-    wait_for("the cron pods' containers to be gone", Duration::from_secs(30), || async {
-        (containers_of(&instance, "quick").await + containers_of(&instance, "slow").await == 0).then_some(())
-    })
+    wait_for(
+        "the cron pods' containers to be gone",
+        Duration::from_secs(30),
+        || async {
+            (containers_of(&instance, "quick").await + containers_of(&instance, "slow").await == 0).then_some(())
+        },
+    )
     .await;
     server.stop();
 }

@@ -92,17 +92,26 @@ fn parse_expression(expression: &str) -> Result<croner::Cron, String> {
     if expression.len() > MAX_SCHEDULE_BYTES {
         return Err(format!("is longer than {MAX_SCHEDULE_BYTES} bytes"));
     }
-    let hint = "write five fields, minute hour day-of-month month day-of-week, e.g. \"*/5 * * * *\" or \"30 2 * * MON-FRI\"";
+    let hint =
+        "write five fields, minute hour day-of-month month day-of-week, e.g. \"*/5 * * * *\" or \"30 2 * * MON-FRI\"";
     let cron = croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Disallowed)
         .year(croner::parser::Year::Disallowed)
         .build()
         .parse(expression)
-        .map_err(|e| format!("{:?} is not a cron expression ({e}); {hint}", expression.escape_default().to_string()))?;
+        .map_err(|e| {
+            format!(
+                "{:?} is not a cron expression ({e}); {hint}",
+                expression.escape_default().to_string()
+            )
+        })?;
     // A pattern that never matches (`0 0 30 2 *`) is a mistake, not a pod that never runs.
     let probe = jiff::Timestamp::UNIX_EPOCH.to_zoned(jiff::tz::TimeZone::UTC);
     if cron.find_next_occurrence(&probe, false).is_err() {
-        return Err(format!("{:?} never matches a date; {hint}", expression.escape_default().to_string()));
+        return Err(format!(
+            "{:?} never matches a date; {hint}",
+            expression.escape_default().to_string()
+        ));
     }
     Ok(cron)
 }
@@ -205,7 +214,9 @@ impl PodSpec {
         {
             problems.push(FieldError::new(
                 "history",
-                format!("{history} is not between 1 and {MAX_CRON_HISTORY} (exited runs kept with their exit code and log)"),
+                format!(
+                    "{history} is not between 1 and {MAX_CRON_HISTORY} (exited runs kept with their exit code and log)"
+                ),
             ));
         }
         if let Some(deadline) = self.starting_deadline
@@ -241,6 +252,25 @@ mod tests {
 
     #[test]
     fn a_cron_pod_parses_with_its_defaults() {
+        // What the contract test's hooks send (tests/contract/dubernetes_hooks.py).
+        for expression in [
+            "* * * * *",
+            "30 2 * * MON-FRI",
+            "0 0 1 * *",
+            "@hourly",
+            "0-30/10 9-17 * JAN-JUN 1",
+        ] {
+            for zone in [
+                "UTC",
+                "Europe/Paris",
+                "America/New_York",
+                "Asia/Tokyo",
+                "Australia/Lord_Howe",
+            ] {
+                assert!(CronSchedule::new(expression, Some(zone)).is_ok(), "{expression} {zone}");
+            }
+        }
+        assert!(cron("schedule: \"0 9 * * MON#1\"\n").is_ok());
         let specs = cron("schedule: \"*/5 * * * *\"\n").expect("valid");
         let spec = &specs[0];
         assert!(spec.is_cron());
@@ -264,6 +294,7 @@ mod tests {
     fn bad_cron_input_is_refused_naming_the_field() {
         for (tail, field) in [
             ("schedule: \"* * *\"\n", "schedule"),
+            ("schedule: \"5/5 * * * *\"\n", "schedule"),
             ("schedule: \"61 * * * *\"\n", "schedule"),
             ("schedule: \"* * * * * *\"\n", "schedule"),
             ("schedule: \"0 0 30 2 *\"\n", "schedule"),
@@ -271,7 +302,10 @@ mod tests {
             ("schedule: \"* * * * *\"\nreplicas: 3\n", "replicas"),
             ("schedule: \"* * * * *\"\nreplicas: 0\n", "replicas"),
             ("schedule: \"* * * * *\"\naccess: {host: a.local}\n", "access"),
-            ("schedule: \"* * * * *\"\nexpose: [{port: 5432, listen: \"15432\"}]\n", "expose"),
+            (
+                "schedule: \"* * * * *\"\nexpose: [{port: 5432, listen: \"15432\"}]\n",
+                "expose",
+            ),
             ("schedule: \"* * * * *\"\ntimezone: Mars/Olympus\n", "timezone"),
             ("schedule: \"* * * * *\"\nhistory: 0\n", "history"),
             ("schedule: \"* * * * *\"\nhistory: 51\n", "history"),
