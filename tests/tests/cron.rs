@@ -131,6 +131,9 @@ async fn cron_pods(backend: Backend) {
         "{backend}: first run {} s after its tick",
         first["created"].as_i64().unwrap_or(0) - tick
     );
+    // dubectl knows the kind: help and completion.
+    assert!(stdout(&server.dubectl(&["get", "--help"])).contains("dubectl get runs"));
+    assert!(stdout(&server.dubectl(&["completion", "bash"])).contains("runs"));
 
     // The second tick: quick's first run goes (history: 1), slow's tick is skipped.
     let second = wait_for("quick's second run, alone in its history", TICK, || async {
