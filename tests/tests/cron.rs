@@ -2,8 +2,9 @@
 //! bad input refused naming the field; a pod with `schedule: "* * * * *"`
 //! runs within its minute, keeps `history` exited runs with their exit code
 //! and log (`dubectl get runs`, `dubectl logs`), honours `concurrency:
-//! forbid` (a tick is skipped while a run still runs); a deleted cron pod
-//! leaves no container. On Docker also: a tick missed while the server was
+//! forbid` (a tick is skipped while a run still runs) and `replace` (the
+//! running one is stopped first), stops a run past its `timeout`; a deleted
+//! cron pod leaves no container. On Docker also: a tick missed while the server was
 //! down runs once when it starts again within `starting_deadline`.
 //!
 //! No test waits for a minute boundary blindly: each waits for the run (or
@@ -95,7 +96,17 @@ async fn cron_pods(backend: Backend) {
         "name: slow\nimage: {BUSYBOX}\nschedule: \"* * * * *\"\ntimezone: Europe/Paris\n\
          command: [/bin/sh, -c, \"echo slow-start; trap 'exit 0' TERM; sleep 150 & wait $!\"]\n"
     );
-    for (name, yaml) in [("quick", &quick), ("slow", &slow)] {
+    // `replaced` outlives a minute too: its second tick stops it first (replace).
+    // `bounded` would run 150 s: its timeout stops it after 3 s.
+    let replaced = slow.replace("name: slow", "name: replaced") + "concurrency: replace\n";
+    let bounded = slow.replace("name: slow", "name: bounded") + "timeout: 3s\n";
+    let pods = [
+        ("quick", &quick),
+        ("slow", &slow),
+        ("replaced", &replaced),
+        ("bounded", &bounded),
+    ];
+    for (name, yaml) in pods {
         let (status, body) = server.put_yaml(name, yaml).await;
         assert!(status == 200 || status == 201, "{status}: {body}");
         let (_, pod) = server.get_json(&format!("/v1/pods/{name}")).await;
@@ -131,6 +142,18 @@ async fn cron_pods(backend: Backend) {
         "{backend}: first run {} s after its tick",
         first["created"].as_i64().unwrap_or(0) - tick
     );
+    // Past its timeout, a run is stopped: its exit code is kept, an event says so.
+    let stopped = wait_for("bounded's run to be stopped", Duration::from_secs(30), || async {
+        runs(&server, "bounded")
+            .await
+            .into_iter()
+            .find(|r| r["state"] == "exited")
+    })
+    .await;
+    assert_eq!(stopped["scheduled"].as_i64(), Some(tick), "{stopped}");
+    let took = stopped["finished"].as_i64().unwrap_or(0) - stopped["created"].as_i64().unwrap_or(0);
+    assert!((3..=12).contains(&took), "stopped {took} s after it started: {stopped}");
+    server.wait_event("bounded", "RunTimedOut", Some("Warning")).await;
     // dubectl knows the kind: help and completion.
     assert!(stdout(&server.dubectl(&["get", "--help"])).contains("dubectl get runs"));
     assert!(stdout(&server.dubectl(&["completion", "bash"])).contains("runs"));
@@ -154,12 +177,34 @@ async fn cron_pods(backend: Backend) {
     let slow_runs = runs(&server, "slow").await;
     assert_eq!(slow_runs.len(), 1, "forbid: one run only: {slow_runs:?}");
     assert_eq!(slow_runs[0]["state"], "running", "{slow_runs:?}");
+    // replace: the first run was stopped (kept, with its exit code), the second runs.
+    let pair = wait_for(
+        "replaced's second run beside its stopped first",
+        Duration::from_secs(30),
+        || async {
+            let list = runs(&server, "replaced").await;
+            let exited = list
+                .iter()
+                .any(|r| r["state"] == "exited" && r["scheduled"].as_i64() == Some(tick));
+            let running = list
+                .iter()
+                .any(|r| r["state"] == "running" && r["scheduled"].as_i64() == Some(tick + 60));
+            (exited && running && list.len() == 2).then_some(list)
+        },
+    )
+    .await;
+    assert!(
+        pair.iter()
+            .all(|r| r["exit_code"].is_null() == (r["state"] == "running")),
+        "{pair:?}"
+    );
+    server.wait_event("replaced", "ReplacingRun", Some("Normal")).await;
     // No replica ever: the pod is a schedule, not a service.
     let (_, pod) = server.get_json("/v1/pods/slow").await;
     assert_eq!(pod["status"]["ready_replicas"], 0, "{pod}");
 
     // Deleting a cron pod stops its running run and removes its history.
-    for name in ["quick", "slow"] {
+    for (name, _) in pods {
         let out = server.dubectl(&["delete", "pod", name]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
@@ -168,7 +213,11 @@ async fn cron_pods(backend: Backend) {
         "the cron pods' containers to be gone",
         Duration::from_secs(30),
         || async {
-            (containers_of(&instance, "quick").await + containers_of(&instance, "slow").await == 0).then_some(())
+            let mut left = 0;
+            for (name, _) in pods {
+                left += containers_of(&instance, name).await;
+            }
+            (left == 0).then_some(())
         },
     )
     .await;
