@@ -265,3 +265,58 @@ async fn a_missed_tick_runs_once_at_start_up() {
     assert_eq!(of_due, 1, "{list:?}");
     server.stop();
 }
+
+/// Two servers of one instance on PostgreSQL: the leader runs a tick and is
+/// killed; the new leader reads what ran from the engine, runs that tick
+/// no second time, and runs the next one.
+#[tokio::test]
+async fn a_new_leader_runs_no_tick_twice() {
+    let url = dubernetes_tests::PgCluster::shared().new_database().await;
+    let instance = dubernetes_tests::instance_name("cron-ha");
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let server = TestServer::start_shared("cron-ha", &instance, &url, &[]).await;
+        if servers.is_empty() {
+            wait_for("the first server to lead", Duration::from_secs(20), || async {
+                (server.leads().await == Some(true)).then_some(())
+            })
+            .await;
+        }
+        servers.push(server);
+    }
+    let yaml = format!(
+        "name: ha\nimage: {BUSYBOX}\nschedule: \"* * * * *\"\nhistory: 3\ncommand: [/bin/sh, -c, \"echo ha\"]\n"
+    );
+    let (status, body) = servers[1].put_yaml("ha", &yaml).await;
+    assert!(status == 200 || status == 201, "{status}: {body}");
+    let first = wait_for("the first leader's run", TICK, || async {
+        runs(&servers[1], "ha")
+            .await
+            .into_iter()
+            .find(|r| r["state"] == "exited")
+    })
+    .await;
+    let tick = first["scheduled"].as_i64().expect("a tick");
+    servers[0].kill9();
+    wait_for("the second server to lead", Duration::from_secs(30), || async {
+        (servers[1].leads().await == Some(true)).then_some(())
+    })
+    .await;
+    let list = wait_for("the new leader's run of the next tick", TICK, || async {
+        let list = runs(&servers[1], "ha").await;
+        list.iter()
+            .any(|r| r["scheduled"].as_i64() == Some(tick + 60) && r["state"] == "exited")
+            .then_some(list)
+    })
+    .await;
+    let of_tick = list.iter().filter(|r| r["scheduled"].as_i64() == Some(tick)).count();
+    assert_eq!(of_tick, 1, "the tick ran once: {list:?}");
+    assert_eq!(list.len(), 2, "{list:?}");
+    let out = servers[1].dubectl(&["delete", "pod", "ha"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for("the pod's runs to be gone", Duration::from_secs(30), || async {
+        (containers_of(&instance, "ha").await == 0).then_some(())
+    })
+    .await;
+    servers[1].stop();
+}
