@@ -5,7 +5,8 @@
 //! forbid` (a tick is skipped while a run still runs) and `replace` (the
 //! running one is stopped first), stops a run past its `timeout`; a deleted
 //! cron pod leaves no container. On Docker also: a tick missed while the server was
-//! down runs once when it starts again within `starting_deadline`.
+//! down runs once when it starts again within `starting_deadline`, and with
+//! two servers on PostgreSQL a new leader runs no tick twice.
 //!
 //! No test waits for a minute boundary blindly: each waits for the run (or
 //! the event) itself, with a deadline of a minute and a margin.
