@@ -374,6 +374,12 @@ impl Client {
         }))
     }
 
+    /// `GET /v1/pods/{name}/runs`: its runs, newest first.
+    pub async fn runs(&self, name: &str) -> anyhow::Result<Vec<dubernetes_api::Run>> {
+        self.send(self.http.get(format!("{}/v1/pods/{name}/runs", self.base)))
+            .await
+    }
+
     /// `DELETE /v1/pods/{name}/runs/{run}`.
     pub async fn delete_run(&self, name: &str, run: &str) -> anyhow::Result<()> {
         let _: serde_json::Value = self

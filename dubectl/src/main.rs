@@ -93,14 +93,14 @@ enum Command {
     /// Create a resource: `create secret tls NAME --cert FILE --key FILE`.
     #[command(subcommand)]
     Create(CreateCommand),
-    /// Show pods (or TLS secrets, volumes, nodes) as a table, JSON or YAML; -w keeps watching pods.
+    /// Show pods (or TLS secrets, volumes, nodes, a pod's runs) as a table, JSON or YAML; -w keeps watching pods.
     #[command(
-        after_help = "Examples:\n  dubectl get pods\n  dubectl get pods -o wide\n  dubectl get pod whoami -o yaml\n  dubectl get pods -w\n  dubectl get secrets\n  dubectl get volumes\n  dubectl get nodes"
+        after_help = "Examples:\n  dubectl get pods\n  dubectl get pods -o wide\n  dubectl get pod whoami -o yaml\n  dubectl get pods -w\n  dubectl get secrets\n  dubectl get volumes\n  dubectl get nodes\n  dubectl get runs backup\n\n`get runs POD` lists a pod's runs, newest first: a cron pod's ticks (the last `history` exited\nones are kept) and `dubectl run`s, with the tick, start, state, exit code and duration.\nTheir output: `dubectl logs POD` (every run kept) or `dubectl logs POD --run NAME`."
     )]
     Get {
-        /// Resource kind: `pods` (or `pod`, `po`), `secrets` (or `secret`), `volumes` (or `volume`, `vol`), `nodes` (or `node`, `no`).
+        /// Resource kind: `pods` (or `pod`, `po`), `secrets` (or `secret`), `volumes` (or `volume`, `vol`), `nodes` (or `node`, `no`), `runs` (or `run`).
         kind: Kind,
-        /// One pod's name.
+        /// One pod's name (with `runs`: the pod whose runs to list).
         name: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
@@ -117,9 +117,9 @@ enum Command {
         /// The pod's name (a node's: its host name or id).
         name: String,
     },
-    /// Print a pod's logs: every replica's, interleaved, each line prefixed with its replica.
+    /// Print a pod's logs: every replica's and run's, interleaved, each line prefixed with its replica or run.
     #[command(
-        after_help = "Examples:\n  dubectl logs whoami\n  dubectl logs whoami -f\n  dubectl logs whoami --tail 20 --since 10m"
+        after_help = "Examples:\n  dubectl logs whoami\n  dubectl logs whoami -f\n  dubectl logs whoami --tail 20 --since 10m\n  dubectl logs backup --run backup-cron-202612070300\n\nA cron pod has no replicas: its logs are those of its runs still kept (`dubectl get runs POD`)."
     )]
     Logs {
         /// The pod's name.
@@ -362,6 +362,9 @@ enum Kind {
     Volumes,
     #[value(alias = "node", alias = "no")]
     Nodes,
+    /// A pod's runs: `dubectl get runs POD`.
+    #[value(alias = "run")]
+    Runs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -787,6 +790,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 async move { client.delete_volume(&name).await }
             })
             .await)
+        }
+        Command::Get {
+            kind: Kind::Runs,
+            name,
+            output,
+            watch,
+        } => {
+            if watch {
+                bail!("-w watches pods only; `dubectl get runs POD` lists a pod's runs");
+            }
+            let Some(pod) = name else {
+                bail!("name the pod: `dubectl get runs POD`");
+            };
+            output::print_runs(&client.runs(&pod).await?, output)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Describe { kind: Kind::Runs, .. }
+        | Command::Delete {
+            kind: Some(Kind::Runs), ..
+        }
+        | Command::Scale { kind: Kind::Runs, .. } => {
+            bail!("runs are listed with `dubectl get runs POD`; their output: `dubectl logs POD --run NAME`")
         }
         Command::Describe { kind: Kind::Pods, name } => {
             let pod = client.get(&name).await?;

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dubernetes_api::{AnySecret, Event, NamedVolume, Pod, WatchKind};
+use dubernetes_api::{AnySecret, Event, NamedVolume, Pod, Run, WatchKind};
 
 use crate::Format;
 use crate::escape;
@@ -477,6 +477,45 @@ pub fn print_nodes(nodes: &[dubernetes_api::Node], format: Format, single: bool)
                     row.extend([escape::line(&n.id), join(&n.labels)]);
                 }
                 rows.push(row);
+            }
+            table(&rows, &[]);
+        }
+    }
+    Ok(())
+}
+
+/// `dubectl get runs POD`: a pod's runs, newest first (a cron pod's ticks
+/// and `dubectl run`s): name, tick, start, state, exit code, duration.
+pub fn print_runs(runs: &[Run], format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(runs)?),
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(runs)?),
+        Format::Table | Format::Wide => {
+            if runs.is_empty() {
+                eprintln!("No runs found.");
+                return Ok(());
+            }
+            let mut rows = vec![
+                ["NAME", "SCHEDULED", "STARTED", "STATE", "EXIT", "DURATION"]
+                    .map(String::from)
+                    .to_vec(),
+            ];
+            let now = now_ms() / 1000;
+            for r in runs {
+                let end = r.finished.unwrap_or(now);
+                rows.push(vec![
+                    escape::line(&r.name),
+                    r.scheduled.map_or_else(|| "-".to_string(), date),
+                    date(r.created),
+                    escape::line(&r.state),
+                    r.exit_code.map_or_else(|| "-".to_string(), |c| c.to_string()),
+                    if r.state == "running" || r.finished.is_some() {
+                        humantime::format_duration(std::time::Duration::from_secs((end - r.created).max(0) as u64))
+                            .to_string()
+                    } else {
+                        "-".to_string()
+                    },
+                ]);
             }
             table(&rows, &[]);
         }

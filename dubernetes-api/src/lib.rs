@@ -51,6 +51,9 @@ pub use spec::{
     Security, SpecError, Strategy, Tls, UpdateStrategy, ValidationError, check_stored_size, integral_numbers,
     parse_json_spec, parse_memory, parse_specs,
 };
+pub use spec::{
+    Concurrency, CronSchedule, DEFAULT_CRON_HISTORY, DEFAULT_STARTING_DEADLINE, MAX_CRON_HISTORY, MAX_SCHEDULE_BYTES,
+};
 pub use spec::{Constraint, ConstraintKey, LabelKey, MAX_CONSTRAINTS, MAX_PLACEMENT_TOKEN, NodeFacts, Placement};
 pub use spec::{
     DEFAULT_TMPFS_BYTES, MAX_IMAGE_NAME, MAX_IMAGE_REFERENCE, MAX_MOUNT_PATH_BYTES, MAX_TMPFS_BYTES, MAX_VOLUMES,

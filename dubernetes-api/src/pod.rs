@@ -65,17 +65,20 @@ pub enum Phase {
     Progressing,
     /// Converged at 0 replicas.
     Stopped,
+    /// A cron pod (`schedule`), converged: no replicas, runs at its ticks.
+    Scheduled,
     /// Something keeps going wrong: `reason` says what, e.g. `CrashLoopBackOff`.
     Failing,
 }
 
 impl Phase {
-    /// The word as sent: `Running`, `Progressing`, `Stopped` or `Failing`.
+    /// The word as sent: `Running`, `Progressing`, `Stopped`, `Scheduled` or `Failing`.
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Running => "Running",
             Phase::Progressing => "Progressing",
             Phase::Stopped => "Stopped",
+            Phase::Scheduled => "Scheduled",
             Phase::Failing => "Failing",
         }
     }
@@ -93,7 +96,7 @@ impl fmt::Display for Phase {
 pub struct PodStatus {
     /// The generation the controller last converged to.
     pub observed_generation: i64,
-    /// `replicas` of the spec.
+    /// `replicas` of the spec (0 for a cron pod).
     pub desired_replicas: u32,
     /// Replicas running the current revision and routed.
     pub ready_replicas: u32,
@@ -103,7 +106,7 @@ pub struct PodStatus {
     pub current_replicas: u32,
     /// The current revision hash.
     pub revision: String,
-    /// `Running`, `Progressing`, `Stopped` (0 replicas), or `Failing`.
+    /// `Running`, `Progressing`, `Stopped` (0 replicas), `Scheduled` (a cron pod), or `Failing`.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub phase: Phase,
     /// A machine-readable reason when something is wrong, e.g. `CrashLoopBackOff`.
@@ -292,7 +295,13 @@ mod tests {
 
     #[test]
     fn words_are_the_wire_format() {
-        for p in [Phase::Running, Phase::Progressing, Phase::Stopped, Phase::Failing] {
+        for p in [
+            Phase::Running,
+            Phase::Progressing,
+            Phase::Stopped,
+            Phase::Scheduled,
+            Phase::Failing,
+        ] {
             assert_eq!(serde_json::to_value(p).expect("json"), serde_json::json!(p.as_str()));
         }
         for c in [ConditionType::Available, ConditionType::Progressing] {

@@ -41,7 +41,7 @@ pub struct RunRequest {
     pub detach: bool,
 }
 
-/// A one-off run of a pod.
+/// A one-off run of a pod (`dubectl run`, or a cron pod's tick).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Run {
@@ -56,8 +56,14 @@ pub struct Run {
     /// Its exit code, once it has exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
-    /// Unix seconds.
+    /// Unix seconds: when it was created (and started).
     pub created: i64,
+    /// A cron pod's run: the tick it runs for, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<i64>,
+    /// When it exited, Unix seconds, where the engine says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<i64>,
 }
 
 /// One line of a streamed (not detached) run: its output as

@@ -44,6 +44,7 @@ mod builder;
 mod certificate;
 mod controller;
 mod crashloop;
+mod cron;
 mod data_dir;
 mod data_secrets;
 mod engine;
@@ -81,6 +82,7 @@ pub use acme::{
 };
 pub use builder::{INGRESS_ENDPOINTS_DIR, SECRET_FILES_DIR};
 pub use controller::{BackoffSettings, Change};
+pub use cron::{LABEL_CRON, MAX_PASS_INTERVAL as CRON_PASS_INTERVAL};
 pub use data_dir::LOCK_FILE;
 pub use data_secrets::{MAX_SECRET_KEYS, MAX_SECRET_VALUE_BYTES};
 pub use dubernetes_api::{

@@ -743,7 +743,7 @@ impl Dubernetes {
         let published: Option<Pod> = published.and_then(|json| serde_json::from_str(json).ok());
         match published {
             Some(mut pod) => {
-                pod.status.desired_replicas = stored.spec.replicas;
+                pod.status.desired_replicas = stored.spec.desired_replicas();
                 pod.name = stored.spec.name.clone();
                 pod.spec = stored.spec;
                 pod.generation = stored.generation;

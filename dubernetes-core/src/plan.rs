@@ -25,7 +25,7 @@ impl Desired {
     pub(crate) fn of(spec: &crate::spec::PodSpec) -> Desired {
         let strategy = spec.update_strategy();
         Desired {
-            replicas: spec.replicas,
+            replicas: spec.desired_replicas(),
             revision: spec.revision_hash(),
             max_surge: strategy.max_surge,
             max_unavailable: strategy.max_unavailable,

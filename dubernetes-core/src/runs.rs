@@ -63,6 +63,8 @@ pub struct RunSettings {
     creating: tokio::sync::Mutex<()>,
     /// Exited runs, by container id, with when the reaper first saw them exited.
     exited: Mutex<HashMap<String, Instant>>,
+    /// The cron scheduler's memory (`cron.rs`).
+    pub(crate) cron: crate::cron::CronMemory,
 }
 
 impl RunSettings {
@@ -73,6 +75,7 @@ impl RunSettings {
             retention,
             creating: tokio::sync::Mutex::new(()),
             exited: Mutex::new(HashMap::new()),
+            cron: crate::cron::CronMemory::default(),
         }
     }
 }
@@ -83,7 +86,7 @@ impl Default for RunSettings {
     }
 }
 
-fn view_of(c: &Observed, exit_code: Option<i64>) -> Run {
+fn view_of(c: &Observed, exit: Option<(i64, Option<i64>)>) -> Run {
     let running = c.state.is_live();
     Run {
         name: c.labels.get(LABEL_RUN).cloned().unwrap_or_default(),
@@ -93,14 +96,24 @@ fn view_of(c: &Observed, exit_code: Option<i64>) -> Run {
         exit_code: if running {
             None
         } else {
-            exit_code.or_else(|| c.exit_code())
+            exit.map(|(code, _)| code).or_else(|| c.exit_code())
         },
         created: c.created,
+        scheduled: crate::cron::scheduled_of(c),
+        finished: if running { None } else { exit.and_then(|(_, at)| at) },
     }
 }
 
+/// What makes a run: its name, its command (None: the pod's own `command`
+/// and `args`, as a cron pod's tick runs) and labels beside the run's own.
+pub(crate) struct NewRun {
+    pub name: String,
+    pub command: Option<Vec<String>>,
+    pub labels: Vec<(String, String)>,
+}
+
 impl Dubernetes {
-    async fn run_containers(&self, pod: Option<&str>) -> Result<Vec<Observed>> {
+    pub(crate) async fn run_containers(&self, pod: Option<&str>) -> Result<Vec<Observed>> {
         Ok(self
             .handle
             .runtime
@@ -132,6 +145,20 @@ impl Dubernetes {
             .get(pod)
             .await?
             .ok_or_else(|| Error::NotFound(pod.to_string()))?;
+        let suffix: String = (0..6)
+            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36usize)]))
+            .collect();
+        let run = NewRun {
+            name: format!("{pod}-run-{suffix}"),
+            command: Some(command),
+            labels: Vec::new(),
+        };
+        self.create_run(&stored, run).await
+    }
+
+    /// Creates and starts a run of `stored`'s current revision, within `max_runs`.
+    pub(crate) async fn create_run(&self, stored: &crate::store::StoredPod, run: NewRun) -> Result<(Run, String)> {
+        let pod = stored.spec.name.as_str();
         let settings = &self.runs;
         let _one_at_a_time = settings.creating.lock().await;
         let running = self
@@ -146,21 +173,27 @@ impl Dubernetes {
                 limit: settings.max_runs,
             });
         }
-        let suffix: String = (0..6)
-            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36usize)]))
+        let name = run.name;
+        // What the tick of a cron run was, from its label.
+        let scheduled = run
+            .labels
+            .iter()
+            .find(|(k, _)| k == crate::cron::LABEL_CRON)
+            .and_then(|(_, t)| t.parse().ok());
+        let labels: Vec<(&str, &str)> = std::iter::once((LABEL_RUN, name.as_str()))
+            .chain(run.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .collect();
-        let name = format!("{pod}-run-{suffix}");
         let one_off = OneOff {
             name: &name,
             role: ROLE_RUN,
-            labels: &[(LABEL_RUN, &name)],
-            command,
+            labels: &labels,
+            command: run.command,
         };
         // The server's own runtime, not the controller's: a follower starts runs too.
         let id = self
             .handle
             .ctx()
-            .start_one_off(&self.handle.runtime, &stored, one_off)
+            .start_one_off(&self.handle.runtime, stored, one_off)
             .await?;
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -172,6 +205,8 @@ impl Dubernetes {
             state: "running".into(),
             exit_code: None,
             created,
+            scheduled,
+            finished: None,
         };
         Ok((run, id))
     }
@@ -209,12 +244,15 @@ impl Dubernetes {
         if self.handle.store.get(pod).await?.is_none() {
             return Err(Error::NotFound(pod.to_string()));
         }
-        let mut runs: Vec<Run> = self
-            .run_containers(Some(pod))
-            .await?
-            .iter()
-            .map(|c| view_of(c, None))
-            .collect();
+        let mut runs: Vec<Run> = Vec::new();
+        for c in self.run_containers(Some(pod)).await? {
+            let exit = if c.state.is_live() {
+                None
+            } else {
+                self.handle.runtime.engine().exit_info(&c.id).await.ok().flatten()
+            };
+            runs.push(view_of(&c, exit));
+        }
         runs.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
         Ok(runs)
     }
@@ -222,12 +260,12 @@ impl Dubernetes {
     /// One run of a pod.
     pub async fn run(&self, pod: &str, run: &str) -> Result<Run> {
         let c = self.run_container(pod, run).await?;
-        let code = if c.state.is_live() {
+        let exit = if c.state.is_live() {
             None
         } else {
-            self.handle.runtime.engine().exit_code(&c.id).await.ok().flatten()
+            self.handle.runtime.engine().exit_info(&c.id).await.ok().flatten()
         };
-        Ok(view_of(&c, code))
+        Ok(view_of(&c, exit))
     }
 
     /// Removes a run (killing it if it runs).
@@ -243,7 +281,8 @@ impl Dubernetes {
         let now = Instant::now();
         let exited: HashSet<&str> = containers
             .iter()
-            .filter(|c| !c.state.is_live())
+            // A cron pod's runs are kept by count (its `history`), not by age.
+            .filter(|c| !c.state.is_live() && !c.labels.contains_key(crate::cron::LABEL_CRON))
             .map(|c| c.id.as_str())
             .collect();
         let expired: Vec<String> = {
@@ -287,8 +326,9 @@ pub(crate) struct OneOff<'a> {
     pub role: &'a str,
     /// More labels (what it is: the run's name, the hook's kind).
     pub labels: &'a [(&'a str, &'a str)],
-    /// Replaces the image's command.
-    pub command: Vec<String>,
+    /// Replaces the image's command (and the pod's `command` and `args`);
+    /// None: the pod's own (a cron run).
+    pub command: Option<Vec<String>>,
 }
 
 impl Context {
@@ -322,8 +362,10 @@ impl Context {
         ]);
         spec.labels
             .extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        spec.args = Some(command);
-        spec.command = None;
+        if let Some(command) = command {
+            spec.args = Some(command);
+            spec.command = None;
+        }
         spec.restart = false;
         spec.plain = true;
         spec.publish = None;

@@ -135,7 +135,7 @@ pub(crate) fn counts(
 fn tally<'a>(spec: &PodSpec, replicas: impl Iterator<Item = (&'a Observed, bool, bool)>) -> ReplicaCounts {
     let revision = spec.revision_hash();
     let mut counts = ReplicaCounts {
-        desired: spec.replicas,
+        desired: spec.desired_replicas(),
         ready: 0,
         updated: 0,
         current: 0,
@@ -226,6 +226,8 @@ fn pod_status(
         Phase::Failing
     } else if !counts.converged() || controller.observed_generation != stored.generation {
         Phase::Progressing
+    } else if stored.spec.is_cron() {
+        Phase::Scheduled
     } else if desired == 0 {
         Phase::Stopped
     } else {

@@ -369,6 +369,8 @@ async fn main() -> anyhow::Result<()> {
         .run_retention
         .clamp(Duration::from_secs(1), Duration::from_secs(60));
     tokio::spawn(orchestrator.clone().reap_runs_loop(reap_every, streams_end.clone()));
+    // Cron pods' ticks, while this server leads.
+    tokio::spawn(orchestrator.clone().cron_loop(streams_end.clone()));
     let shutdown = async move {
         shutdown_signal().await;
         streams_end.cancel();

@@ -26,6 +26,8 @@ after them, so a check expects what is sent.
   exist, and the run creates none;
 - the `humantime-duration` and `byte-size` formats get values inside every
   field's documented range (1s to 60s; 6Mi to 1Ti);
+- the `cron` and `iana-time-zone` formats (a cron pod's `schedule` and
+  `timezone`) get valid expressions and zone names;
 - a negative case that differs from a valid one only in the JSON type of a
   query parameter is not sent: a query string has no types, so `since=0`
   (the integer) is the same request as `since=0` (the string).
@@ -54,6 +56,15 @@ schemathesis.openapi.format(
     ),
 )
 
+schemathesis.openapi.format(
+    "cron",
+    st.sampled_from(["* * * * *", "*/5 * * * *", "30 2 * * MON-FRI", "0 0 1 * *", "@hourly", "0-30/10 9-17 * JAN-JUN 1"]),
+)
+schemathesis.openapi.format(
+    "iana-time-zone",
+    st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Lord_Howe"]),
+)
+
 _POD_WRITES = ("/v1/pods", "/v1/pods/{name}")
 
 
@@ -77,6 +88,7 @@ _STRING_QUERY = _string_query_parameters()
 def _mode(case):
     meta = getattr(case, "_meta", None)
     return "" if meta is None else str(meta.generation.mode).lower()
+
 
 
 def _positive(case):

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 // This file: `PodSpec` and its parts, the limits, the builders and the
 // revision hash. `parse`: YAML/JSON in, with the size, nesting and alias
 // bounds. `validate`: the field rules. `duration`: serde helpers.
+mod cron;
 mod duration;
 pub use duration::{DURATION_PATTERN, parse_duration};
 mod hooks;
@@ -27,6 +28,9 @@ mod tests;
 mod validate;
 pub(crate) use validate::check_dns_label;
 
+pub use cron::{
+    Concurrency, CronSchedule, DEFAULT_CRON_HISTORY, DEFAULT_STARTING_DEADLINE, MAX_CRON_HISTORY, MAX_SCHEDULE_BYTES,
+};
 pub use hooks::{DEFAULT_HOOK_TIMEOUT, Hooks, MAX_HOOK_TIMEOUT};
 pub use image::{MAX_IMAGE_NAME, MAX_IMAGE_REFERENCE};
 pub use parse::{SpecError, check_stored_size, integral_numbers, parse_json_spec, parse_specs};
@@ -149,6 +153,32 @@ pub struct PodSpec {
     /// start (`pre_deploy`) and after its rollout completes (`post_deploy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<Hooks>,
+    /// Makes this a cron pod: five-field cron, e.g. `"*/5 * * * *"`. It keeps
+    /// no replicas; at each tick it starts a one-off run of its current
+    /// revision (its `command` and `args`). No `replicas`, `access` or `expose`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "*/5 * * * *"))]
+    pub schedule: Option<String>,
+    /// The IANA time zone `schedule` is read in, e.g. `Europe/Paris` (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// What a tick does while a run of the schedule still runs: `forbid`
+    /// (skip it, the default), `allow` (run beside it), `replace` (stop it first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+    /// Exited runs kept, with exit code and log (default 5; 1 to 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<u32>,
+    /// A tick missed (server down, change of leader) still runs, once, when
+    /// the server gets to it within this time (default 5m; 1s to 24h).
+    #[serde(default, with = "duration::opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "5m"))]
+    pub starting_deadline: Option<Duration>,
+    /// A run still running this long after it started is stopped (default:
+    /// none; 1s to 7d).
+    #[serde(default, with = "duration::opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "30m"))]
+    pub timeout: Option<Duration>,
 }
 
 /// Most entries of `expose` per pod.
@@ -761,6 +791,12 @@ impl PodSpec {
             expose: Vec::new(),
             placement: None,
             hooks: None,
+            schedule: None,
+            timezone: None,
+            concurrency: None,
+            history: None,
+            starting_deadline: None,
+            timeout: None,
         }
     }
 

@@ -186,6 +186,7 @@ impl PodSpec {
         if let Some(placement) = &self.placement {
             problems.extend(placement.problems());
         }
+        self.validate_cron(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

@@ -236,7 +236,7 @@ impl Context {
             name: &name,
             role: ROLE_HOOK,
             labels: &[(LABEL_HOOK, hook), (LABEL_HOOK_REVISION, &number_text)],
-            command: command.clone(),
+            command: Some(command.clone()),
         };
         // A second create of the same hook (another server's) fails on the
         // name: the reconcile is retried and then finds it by its labels.

@@ -169,7 +169,7 @@ impl Context {
         }));
         let actions = plan_gated(Some(&desired), &plan_input, &untrusted_old);
         // Old replicas still stopping do not hold the next step back, up to a bound.
-        let actions = bound_stopping(actions, stopping, max_stopping(spec.replicas));
+        let actions = bound_stopping(actions, stopping, max_stopping(spec.desired_replicas()));
         // Nothing left to do, and every replica current, ready and alone.
         let converged = converged(&actions, spec, &observed);
         let progress = RolloutObservation {

@@ -1072,6 +1072,27 @@ impl Engine for DockerEngine {
         }
         Ok(state.exit_code)
     }
+
+    async fn exit_info(&self, id: &str) -> Result<Option<(i64, Option<i64>)>> {
+        let inspect = bounded(
+            "inspecting container",
+            CALL_TIMEOUT,
+            self.docker
+                .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>),
+        )
+        .await?;
+        let state = inspect.state.unwrap_or_default();
+        if state.running.unwrap_or(false) || state.restarting.unwrap_or(false) {
+            return Ok(None);
+        }
+        let finished = state
+            .finished_at
+            .as_deref()
+            .and_then(|at| humantime::parse_rfc3339_weak(at).ok())
+            .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64);
+        Ok(state.exit_code.map(|code| (code, finished)))
+    }
 }
 
 /// Query of the last `tail` lines, stdout and stderr.

@@ -515,6 +515,12 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     async fn exit_code(&self, _id: &str) -> Result<Option<i64>> {
         Ok(None)
     }
+
+    /// A container's exit code and when it finished (Unix seconds, where the
+    /// engine says), once it has exited (None while it runs).
+    async fn exit_info(&self, id: &str) -> Result<Option<(i64, Option<i64>)>> {
+        Ok(self.exit_code(id).await?.map(|code| (code, None)))
+    }
 }
 
 /// A command to run in a running container.

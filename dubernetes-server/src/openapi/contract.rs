@@ -245,6 +245,8 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
         json!({"pattern": LISTEN, "minLength": 1, "maxLength": 21}),
     );
 
+    cron(doc, &mut set);
+
     let res = format!("{s}/Resources/properties");
     set(doc, &format!("{res}/memory"), size("6Mi to 4Ti"));
     set(
@@ -383,6 +385,51 @@ fn unsigned(value: &mut Value) {
 fn duration(range: &str) -> Value {
     json!({"type": "string", "format": "humantime-duration", "pattern": DURATION_PATTERN, "oneOf": null,
         "description": format!("A duration: a number and a unit (ns, us, ms, s, m, h, d, w, ...), summed, e.g. `500ms`, `2s`, `1m 30s`, or `0`; {range}.")})
+}
+
+/// A cron pod's fields: `schedule` (format `cron`: five-field cron, checked
+/// by the server's parser) and `timezone` (format `iana-time-zone`); with a
+/// schedule no replicas but the default 1, no `access`, no `expose`; without
+/// one, none of its companions.
+fn cron(doc: &mut Value, set: &mut impl FnMut(&mut Value, &str, Value)) {
+    use dubernetes_core::dubernetes_api::{MAX_CRON_HISTORY, MAX_SCHEDULE_BYTES};
+    let pod = "/components/schemas/PodSpec";
+    set(
+        doc,
+        &format!("{pod}/properties/schedule"),
+        json!({"format": "cron", "minLength": 1, "maxLength": MAX_SCHEDULE_BYTES}),
+    );
+    set(
+        doc,
+        &format!("{pod}/properties/timezone"),
+        json!({"format": "iana-time-zone", "minLength": 1, "maxLength": 64}),
+    );
+    set(
+        doc,
+        &format!("{pod}/properties/history"),
+        json!({"minimum": 1, "maximum": MAX_CRON_HISTORY}),
+    );
+    set(
+        doc,
+        &format!("{pod}/properties/starting_deadline"),
+        duration("1s to 24h; default 5m"),
+    );
+    set(
+        doc,
+        &format!("{pod}/properties/timeout"),
+        duration("1s to 7d; default none"),
+    );
+    let absent = json!({"type": "null"});
+    set(
+        doc,
+        pod,
+        json!({
+            "if": {"required": ["schedule"], "properties": {"schedule": {"type": "string"}}},
+            "then": {"properties": {"replicas": {"const": 1}, "access": absent, "expose": {"maxItems": 0}}},
+            "else": {"properties": {"timezone": absent, "concurrency": absent, "history": absent,
+                "starting_deadline": absent, "timeout": absent}},
+        }),
+    );
 }
 
 /// A byte size field: bytes or a number with k, m, g (powers of 1000), Ki, Mi, Gi.

@@ -573,6 +573,11 @@ impl Engine for SwarmEngine {
         let container = self.container_of(id).await?;
         self.inner.exit_code(&container).await
     }
+
+    async fn exit_info(&self, id: &str) -> Result<Option<(i64, Option<i64>)>> {
+        let container = self.container_of(id).await?;
+        self.inner.exit_info(&container).await
+    }
 }
 
 /// How often a start refused with "network not found" on the overlay is retried.
