@@ -70,6 +70,10 @@ pub enum ErrorCode {
     InvalidSecret,
     /// The server cannot seal or open secret values (no `--secrets-key-file` for a PostgreSQL store, or another key).
     SecretsUnavailable,
+    /// A one-off run's image could not be made present: not on the engine with
+    /// `pull: never`, not in the registry, refused credentials (409), or the
+    /// registry could not be reached (502).
+    ImagePullFailed,
 }
 
 impl ErrorCode {
@@ -104,6 +108,7 @@ impl ErrorCode {
         ErrorCode::InvalidCertificate,
         ErrorCode::InvalidSecret,
         ErrorCode::SecretsUnavailable,
+        ErrorCode::ImagePullFailed,
     ];
 
     /// The code as it appears in JSON, e.g. `invalid_spec`.
@@ -138,6 +143,7 @@ impl ErrorCode {
             ErrorCode::InvalidCertificate => "invalid_certificate",
             ErrorCode::InvalidSecret => "invalid_secret",
             ErrorCode::SecretsUnavailable => "secrets_unavailable",
+            ErrorCode::ImagePullFailed => "image_pull_failed",
         }
     }
 }

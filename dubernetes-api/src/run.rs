@@ -3,6 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Most arguments of an exec's or a run's command.
+pub const MAX_EXEC_ARGS: usize = 256;
+/// Most bytes of an exec's or a run's command, all arguments together.
+pub const MAX_EXEC_COMMAND_BYTES: usize = 64 * 1024;
+
 /// Body of `POST /v1/pods/{name}/exec`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

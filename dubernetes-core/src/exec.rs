@@ -27,10 +27,7 @@ use crate::orchestrator::Dubernetes;
 pub const EXEC_MARKER_ENV: &str = "DUBERNETES_EXEC";
 /// Time the processes of an abandoned exec get between TERM and KILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
-/// Most arguments of an exec's command.
-pub const MAX_EXEC_ARGS: usize = 256;
-/// Most bytes of an exec's command, all arguments together.
-pub const MAX_EXEC_COMMAND_BYTES: usize = 64 * 1024;
+pub use dubernetes_api::run::{MAX_EXEC_ARGS, MAX_EXEC_COMMAND_BYTES};
 
 /// What to exec, and where.
 #[derive(Debug, Clone, Default)]

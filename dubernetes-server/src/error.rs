@@ -165,6 +165,14 @@ impl From<Error> for ApiError {
             Error::NoReadyReplica(_) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).with_field("replica")
             }
+            Error::ImagePull { reason, .. } => {
+                use dubernetes_core::PullFailure;
+                let status = match reason {
+                    PullFailure::Unreachable | PullFailure::Other => StatusCode::BAD_GATEWAY,
+                    _ => StatusCode::CONFLICT,
+                };
+                ApiError::new(status, ErrorCode::ImagePullFailed, message).with_field("image")
+            }
             Error::TooManyRuns { .. } => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::LimitExceeded, message).with_field("runs")
             }

@@ -21,8 +21,12 @@ after them, so a check expects what is sent.
 - a pod's `expose` listens on no port twice in positive cases (the
   document says so in words; JSON Schema cannot say it);
 - a followed log never ends: `follow` is false;
+- a valid run (`POST /v1/pods/{name}/runs`) is detached (`detach: true`):
+  streamed, it would last as long as its command, and the whoami image's
+  entrypoint serves until it is stopped (the run's container is removed with
+  the throwaway instance);
 - a pod in a positive case names no secret (`image_pull_secret`,
-  `secret_files`, `{secret, key}` env values): the document says each must
+  `secret_files`, `{secret, key}` env values, `access.tls: {secret}`): the document says each must
   exist, and the run creates none;
 - the `humantime-duration` and `byte-size` formats get values inside every
   field's documented range (1s to 60s; 6Mi to 1Ti);
@@ -150,6 +154,9 @@ def _valid_pod(case):
     # (invalid_secret, the secret does not exist), so valid pods name none.
     body.pop("image_pull_secret", None)
     body.pop("secret_files", None)
+    access = body.get("access")
+    if isinstance(access, dict) and isinstance(access.get("tls"), dict):
+        del access["tls"]
     env = body.get("env")
     if isinstance(env, dict):
         for key in [k for k, v in env.items() if isinstance(v, dict)]:
@@ -183,3 +190,5 @@ def before_call(context, case, kwargs):
         case.query = query
     if method in ("PUT", "POST") and path in _POD_WRITES and _positive(case) and isinstance(case.body, dict):
         _valid_pod(case)
+    if method == "POST" and path == "/v1/pods/{name}/runs" and _positive(case) and isinstance(case.body, dict):
+        case.body["detach"] = True

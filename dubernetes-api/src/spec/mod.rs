@@ -489,8 +489,17 @@ impl utoipa::PartialSchema for Tls {
             )
             .item(
                 ObjectBuilder::new()
-                    .property("secret", ObjectBuilder::new().schema_type(Type::String))
+                    .schema_type(Type::Object)
+                    .property(
+                        "secret",
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))
+                            .min_length(Some(1))
+                            .max_length(Some(63)),
+                    )
                     .required("secret")
+                    .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)))
                     .description(Some("the TLS secret of this name")),
             )
             .into()

@@ -13,6 +13,7 @@
 
 use serde_json::{Value, json};
 
+use dubernetes_core::dubernetes_api::run::{MAX_EXEC_ARGS, MAX_EXEC_COMMAND_BYTES};
 use dubernetes_core::dubernetes_api::spec::DURATION_PATTERN;
 use dubernetes_core::dubernetes_api::{MAX_IMAGE_REFERENCE, MAX_MOUNT_PATH_BYTES, MAX_VOLUMES};
 use dubernetes_core::{MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_PIDS, MAX_REPLICAS};
@@ -126,6 +127,27 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
         );
     }
     set(doc, &format!("{s}/Hooks/properties/timeout"), duration("1s to 24h"));
+    // A run's command (and an exec's): a first word, at most MAX_EXEC_ARGS
+    // items without NUL, at most MAX_EXEC_COMMAND_BYTES bytes in all (said in words).
+    let command = |what: &str| {
+        json!({
+            "minItems": 1,
+            "maxItems": MAX_EXEC_ARGS,
+            "prefixItems": [{"type": "string", "minLength": 1}],
+            "items": {"type": "string", "not": {"pattern": NUL}},
+            "description": format!("The command and its arguments: a non-empty first word, at most {MAX_EXEC_ARGS} items and {MAX_EXEC_COMMAND_BYTES} bytes in all, no NUL. {what}"),
+        })
+    };
+    set(
+        doc,
+        &format!("{s}/RunRequest/properties/command"),
+        command("They replace the pod's `command` and `args` (the image's entrypoint stays)."),
+    );
+    set(
+        doc,
+        &format!("{s}/ExecRequest/properties/command"),
+        command("Run without a shell."),
+    );
     // `hooks` names at least one hook.
     set(
         doc,

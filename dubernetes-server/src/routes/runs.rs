@@ -29,7 +29,9 @@ use crate::error::ApiError;
         (status = 200, description = "application/x-ndjson: LogLine per output line, then one RunExit", content_type = "application/x-ndjson", body = RunExit),
         (status = 201, body = Run, description = "detached: the run"),
         (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 413, body = ApiError),
+        (status = 409, body = ApiError, description = "image_pull_failed: the image is not present and cannot be pulled"),
         (status = 415, body = ApiError), (status = 422, body = ApiError), (status = 429, body = ApiError),
+        (status = 502, body = ApiError, description = "image_pull_failed: the registry could not be reached"),
         (status = 503, body = ApiError)))]
 pub(crate) async fn post_run(
     State(state): State<AppState>,
