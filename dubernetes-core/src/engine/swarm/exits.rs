@@ -21,6 +21,10 @@ pub(super) fn remote_task_exits(docker: Docker, instance: String) -> BoxStream<'
         seen: Option<HashMap<String, bool>>,
         remote_running: bool,
         pending: std::collections::VecDeque<EngineEvent>,
+        /// Whether the first listing was made: it is made at once, so that a
+        /// task that exits in the stream's first seconds is not first listed
+        /// already exited (which reports nothing: it may be old history).
+        started: bool,
     }
     let poll = Poll {
         docker,
@@ -29,18 +33,22 @@ pub(super) fn remote_task_exits(docker: Docker, instance: String) -> BoxStream<'
         seen: None,
         remote_running: false,
         pending: Default::default(),
+        started: false,
     };
     futures::stream::unfold(poll, |mut p| async move {
         loop {
             if let Some(event) = p.pending.pop_front() {
                 return Some((Ok(event), p));
             }
-            tokio::time::sleep(if p.remote_running {
-                REMOTE_EXIT_POLL
-            } else {
-                REMOTE_IDLE_POLL
-            })
-            .await;
+            if p.started {
+                tokio::time::sleep(if p.remote_running {
+                    REMOTE_EXIT_POLL
+                } else {
+                    REMOTE_IDLE_POLL
+                })
+                .await;
+            }
+            p.started = true;
             if p.local.is_none() {
                 p.local = bounded("reading the engine's info", CALL_TIMEOUT, p.docker.info())
                     .await
