@@ -196,11 +196,7 @@ impl Dubernetes {
             })?,
         };
         let name = short(&replica.name);
-        let containers = self
-            .handle
-            .runtime
-            .list(&self.handle.settings.instance, &self.handle.settings.network, Some(pod))
-            .await?;
+        let containers = self.containers(Some(pod)).await?;
         let container = containers
             .iter()
             .find(|c| c.role == "replica" && short(&c.name) == name)

@@ -115,9 +115,7 @@ pub(crate) struct NewRun {
 impl Dubernetes {
     pub(crate) async fn run_containers(&self, pod: Option<&str>) -> Result<Vec<Observed>> {
         Ok(self
-            .handle
-            .runtime
-            .list(&self.handle.settings.instance, &self.handle.settings.network, pod)
+            .containers(pod)
             .await?
             .into_iter()
             .filter(|c| c.role == ROLE_RUN)

@@ -400,15 +400,7 @@ impl Dubernetes {
             return Err(Error::NotFound(name.to_string()));
         }
         let prefix = format!("dub-{}-", self.handle.settings.instance);
-        let containers = self
-            .handle
-            .runtime
-            .list(
-                &self.handle.settings.instance,
-                &self.handle.settings.network,
-                Some(name),
-            )
-            .await?;
+        let containers = self.containers(Some(name)).await?;
         // Replicas, and one-off runs (`dubectl run --detach`), or only the run asked for.
         let replicas: Vec<&Observed> = containers
             .iter()
@@ -497,20 +489,20 @@ impl Dubernetes {
         }
     }
 
+    /// This instance's containers (every role) the store manages, of one pod or all.
+    pub(crate) async fn containers(&self, pod: Option<&str>) -> Result<Vec<Observed>> {
+        self.handle
+            .runtime
+            .list(&self.handle.settings.instance, &self.handle.settings.network, pod)
+            .await
+    }
+
     /// Waits until a deleted pod's containers are all gone.
     pub async fn wait_deleted(&self, name: &str, timeout: Duration) -> Result<()> {
         let mut changes = Box::pin(self.watch());
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let left = self
-                .handle
-                .runtime
-                .list(
-                    &self.handle.settings.instance,
-                    &self.handle.settings.network,
-                    Some(name),
-                )
-                .await?;
+            let left = self.containers(Some(name)).await?;
             if left.is_empty() && self.handle.store.get(name).await?.is_none() {
                 return Ok(());
             }
