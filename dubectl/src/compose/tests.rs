@@ -3,7 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use dubernetes_api::{CheckKind, EnvValue, Expose};
+
+use super::interpolate::interpolate;
+use super::service::{http_probe, parse_short_port};
+use super::values::{binary_size, duration};
 use super::*;
 
 /// Converts `text` with these files beside it and this environment.
