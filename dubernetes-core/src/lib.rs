@@ -92,7 +92,7 @@ pub use dubernetes_api::{
 pub use engine::Backend;
 pub use engine::LogSource;
 pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
-pub use error::{DataDirProblem, Error, PullFailure, Result};
+pub use error::{DataDirProblem, Error, PullFailure, Result, StoreError};
 pub use exec::{EXEC_MARKER_ENV, Exec, ExecControl, ExecOptions, KILL_GRACE};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use logs::{
