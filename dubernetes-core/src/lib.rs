@@ -100,7 +100,9 @@ pub use logs::{
     MAX_LOG_LINE_BYTES,
 };
 pub use metrics::{METRICS_CONTENT_TYPE, Metrics, StreamGuard, StreamKind};
-pub use orchestrator::{Condition, ConditionType, Dubernetes, DubernetesBuilder, Phase, Pod, PodStatus, Replica};
+pub use orchestrator::{
+    Condition, ConditionType, Diagnostics, Dubernetes, DubernetesBuilder, Phase, Pod, PodStatus, Replica,
+};
 pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
 pub use runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, LABEL_RUN, RunItem};
 pub use runtime::{
