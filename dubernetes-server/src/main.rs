@@ -1,4 +1,7 @@
 //! `dubernetes-server`: the orchestrator (controller + HTTP API) as a daemon.
+// Functions of the product crates stay within `too-many-lines-threshold`
+// (clippy.toml); the integration tests and benchmarks are not held to it.
+#![warn(clippy::too_many_lines)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
