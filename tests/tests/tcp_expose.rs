@@ -460,8 +460,15 @@ async fn an_expose_change_touches_only_its_own_listener(backend: Backend) {
         .await;
     assert!(status == 200 || status == 201, "{status}: {body}");
     server.wait_converged("a", T).await;
+    let http_port = server.ingress_port().await;
     wait_for("a to be routed", T, || async {
-        matches!(server.via_ingress("a.tcp.test").await, Ok((200, ref b)) if b.trim() == "ok").then_some(())
+        let answer = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{http_port}/ready"))
+            .header("host", "a.tcp.test")
+            .send()
+            .await
+            .ok()?;
+        (answer.status() == 200 && answer.text().await.ok()?.trim() == "ok").then_some(())
     })
     .await;
     let mut conn = wait_for("a TCP connection to a's listener", T, || async {
@@ -474,7 +481,7 @@ async fn an_expose_change_touches_only_its_own_listener(backend: Backend) {
     let ingress = container_id(&docker, &ingress_name).await.expect("the HTTP ingress");
     let a_listener = listeners(&docker, &instance).await[&a_listen].clone();
     let reloads_before = reloads(&server).await;
-    let http = HttpClient::start(server.ingress_port().await, "a.tcp.test");
+    let http = HttpClient::start(http_port, "a.tcp.test");
     wait_for("the HTTP client's first answers", T, || async {
         (http.ok.load(Ordering::Relaxed) >= 5).then_some(())
     })
