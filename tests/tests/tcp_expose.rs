@@ -472,7 +472,9 @@ async fn an_expose_change_touches_only_its_own_listener(backend: Backend) {
     })
     .await;
     let mut conn = wait_for("a TCP connection to a's listener", T, || async {
-        Conversation::open(SocketAddr::from(([127, 0, 0, 1], a_port))).await.ok()
+        Conversation::open(SocketAddr::from(([127, 0, 0, 1], a_port)))
+            .await
+            .ok()
     })
     .await;
     conn.ping().await.expect("a's connection echoes");
@@ -530,15 +532,24 @@ async fn an_expose_change_touches_only_its_own_listener(backend: Backend) {
             Some(&a_listener),
             "{what}: a's listener container was replaced"
         );
-        conn.ping().await.unwrap_or_else(|e| panic!("{what}: a's open TCP connection broke: {e}"));
+        conn.ping()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: a's open TCP connection broke: {e}"));
     }
     for old in [b1, b2, b3] {
         assert!(talk(old).await.is_err(), "b's old port {old} still answers");
     }
     let (ok, failures) = http.stop().await;
-    assert!(failures.is_empty(), "HTTP requests to a failed during b's changes: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "HTTP requests to a failed during b's changes: {failures:?}"
+    );
     assert!(ok > 20, "only {ok} HTTP requests were made");
-    assert_eq!(reloads(&server).await, reloads_before, "b's expose changes reloaded nginx");
+    assert_eq!(
+        reloads(&server).await,
+        reloads_before,
+        "b's expose changes reloaded nginx"
+    );
     conn.ping().await.expect("a's connection still echoes");
     eprintln!("{backend}: {ok} HTTP requests to a during b's changes, none failed");
 }
@@ -606,7 +617,10 @@ async fn a_taken_listen_port_is_reported_and_retried(backend: Backend) {
         talk(taken).await.ok()
     })
     .await;
-    eprintln!("{backend}: the listener came up {:?} after the port was freed", freed.elapsed());
+    eprintln!(
+        "{backend}: the listener came up {:?} after the port was freed",
+        freed.elapsed()
+    );
     server.wait_event("echo", "ListenerStarted", Some("Normal")).await;
     wait_for("the status to clear", T, || async {
         let (_, pod) = server.get_json("/v1/pods/echo").await;
