@@ -293,7 +293,11 @@ async fn a_new_server_adopts_what_runs_and_creates_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = start(&fake, Some(dir.path())).await;
     d.apply(web(V1, 3, strategy(1, 0))).await.expect("apply");
+    d.apply(exposing("db", &["127.0.0.1:15020"])).await.expect("apply db");
     d.wait_ready("web", WAIT).await.expect("lands");
+    d.wait_ready("db", WAIT).await.expect("lands");
+    until("db's listener runs", async || listeners(&fake).len() == 1).await;
+    let listener = listeners(&fake);
     let ids = fake.ids("replica", Some("web"), true);
     let creates = fake.calls("create");
     d.shutdown().await;
@@ -302,6 +306,10 @@ async fn a_new_server_adopts_what_runs_and_creates_nothing() {
     let again = start(&fake, Some(dir.path())).await;
     let pod = again.wait_ready("web", WAIT).await.expect("adopted");
     assert_eq!(pod.status.ready_replicas, 3);
+    again.wait_ready("db", WAIT).await.expect("adopted");
+    // Past the new server's first full ingress sync (listeners included).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(listeners(&fake), listener, "the same listener runs");
     let mut now = fake.ids("replica", Some("web"), true);
     now.sort();
     let mut before = ids;
@@ -310,7 +318,7 @@ async fn a_new_server_adopts_what_runs_and_creates_nothing() {
     assert_eq!(
         fake.calls("create"),
         creates,
-        "no container was created (the ingress adopted too)"
+        "no container was created (the ingress and the listener adopted too)"
     );
     again.shutdown().await;
 }
