@@ -713,3 +713,37 @@ async fn a_listener_that_cannot_start_is_reported_and_retried() {
     .await;
     d.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn listener_endpoint_files_changed_by_hand_are_rewritten_at_the_resync() {
+    let fake = engine();
+    let ingress = IngressSettings::new(NGINX, "127.0.0.1:0".parse().expect("address"));
+    let d = start_in_memory(&fake, ingress, Duration::from_secs(10)).await;
+    d.apply(exposing("db", &["127.0.0.1:15030"])).await.expect("apply");
+    d.wait_ready("db", WAIT).await.expect("lands");
+    until("db's listener runs", async || listeners(&fake).len() == 1).await;
+    let id = listeners(&fake)["127.0.0.1:15030"].clone();
+    let read = || {
+        let slots: Vec<String> = ['a', 'b']
+            .iter()
+            .filter_map(|slot| fake.file(&id, &format!("/etc/dubernetes/endpoints/tcp_15030.{slot}")))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect();
+        crate::ingress::latest_endpoints(slots.iter().map(String::as_str))
+    };
+    until("the replica is in the listener's files", async || {
+        read().is_some_and(|s| s.len() == 1)
+    })
+    .await;
+    for slot in ['a', 'b'] {
+        let path = format!("/etc/dubernetes/endpoints/tcp_15030.{slot}");
+        fake.overwrite_file(&id, &path, b"changed by hand\n");
+    }
+    assert_eq!(read(), None, "changed by hand");
+    until("the resync rewrites them", async || {
+        read().is_some_and(|s| s.len() == 1)
+    })
+    .await;
+    assert_eq!(listeners(&fake)["127.0.0.1:15030"], id, "the same container");
+    d.shutdown().await;
+}

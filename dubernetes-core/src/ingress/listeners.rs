@@ -214,6 +214,44 @@ impl Ingress {
         Some(next.saturating_duration_since(tokio::time::Instant::now()))
     }
 
+    /// Reads each listener's endpoint files back (as [`Ingress::verify`]
+    /// does the HTTP ingress's): one that does not route what was written
+    /// gets its files written again by the next sync. Returns whether all did.
+    pub(super) async fn verify_listeners(&self) -> bool {
+        let mut state = self.listeners.lock().await;
+        let mut intact = true;
+        for (addr, listener) in state.running.iter_mut() {
+            if listener.written.is_empty() {
+                continue;
+            }
+            let files = match self
+                .runtime
+                .read_files(&listener.id, endpoints::ENDPOINTS_DIR, endpoints::MAX_READ_BYTES)
+                .await
+            {
+                Ok(files) => files,
+                Err(e) => {
+                    tracing::warn!(listen = %addr, error = %e, "reading a TCP listener's endpoint files back failed; rewriting them");
+                    Vec::new()
+                }
+            };
+            let by_name: HashMap<&str, &[u8]> = files
+                .iter()
+                .map(|(path, content)| (endpoints::file_name(path), content.as_slice()))
+                .collect();
+            if !listener
+                .written
+                .mismatched(|name| by_name.get(name).copied())
+                .is_empty()
+            {
+                tracing::warn!(listen = %addr, "a TCP listener's endpoint files do not route what was written; rewriting them");
+                listener.written.clear();
+                intact = false;
+            }
+        }
+        intact
+    }
+
     /// By pod, why one of its listeners is not serving (it could not start).
     /// Never waits for a sync.
     pub(crate) fn listener_failures(&self) -> Arc<BTreeMap<String, String>> {

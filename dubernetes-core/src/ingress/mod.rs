@@ -442,6 +442,8 @@ impl Ingress {
         if let Some(id) = state.container_id.clone() {
             intact &= self.verify_endpoints(&id, &mut state).await;
         }
+        drop(state);
+        intact &= self.verify_listeners().await;
         intact
     }
 
