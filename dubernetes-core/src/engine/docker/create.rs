@@ -81,9 +81,6 @@ pub(super) fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
             if let Some(tls) = spec.publish_tls {
                 bindings.insert("443/tcp".to_string(), binding(tls));
             }
-            for (port, at) in &spec.publish_more {
-                bindings.insert(format!("{port}/tcp"), binding(*at));
-            }
             bindings
         }),
         // `Binds`, not `Mounts`: the engine makes a missing host directory
@@ -114,13 +111,11 @@ pub(super) fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
         env: crate::engine::env_of(spec),
         labels: Some(spec.labels.clone()),
         exposed_ports: Some({
-            let mut ports = if spec.publish_tls.is_some() {
+            if spec.publish_tls.is_some() {
                 vec![port, "443/tcp".to_string()]
             } else {
                 vec![port]
-            };
-            ports.extend(spec.publish_more.iter().map(|(p, _)| format!("{p}/tcp")));
-            ports
+            }
         }),
         entrypoint: spec.command.clone(),
         cmd: spec.args.clone(),
