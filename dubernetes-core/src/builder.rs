@@ -78,6 +78,13 @@ impl Default for DubernetesBuilder {
     }
 }
 
+impl Dubernetes {
+    /// A builder with defaults: instance `default`, in-memory store, official nginx ingress on port 80.
+    pub fn builder() -> DubernetesBuilder {
+        DubernetesBuilder::default()
+    }
+}
+
 impl DubernetesBuilder {
     /// Runs on this engine instead of connecting to Docker (the fake engine's tests).
     #[cfg(test)]
@@ -273,10 +280,10 @@ impl DubernetesBuilder {
             Some((_, store)) => store.ownership_facts().await?,
             None => crate::store::OwnershipFacts::default(),
         };
-        let store_id = facts.id.clone().unwrap_or_else(crate::ownership::new_store_id);
+        let store_id = facts.id.clone().unwrap_or_else(crate::ids::new_id);
         let dir_label = dir
             .as_ref()
-            .map_or_else(|| crate::ownership::IN_MEMORY.to_string(), |d| d.display().to_string());
+            .map_or_else(|| crate::labels::IN_MEMORY.to_string(), |d| d.display().to_string());
         let ownership = Arc::new(Ownership::new(store_id.clone(), dir_label.clone()));
         let runtime = match &self.engine {
             Some(engine) => Runtime::new(Arc::clone(engine), Arc::clone(&ownership), Metrics::new()),
@@ -304,7 +311,7 @@ impl DubernetesBuilder {
         let their_dirs: std::collections::BTreeSet<&str> = everything
             .iter()
             .filter(|c| adoptions.iter().any(|a| a.id == c.id && a.previous_store.is_some()))
-            .filter_map(|c| c.labels.get(crate::ownership::LABEL_DATA_DIR).map(String::as_str))
+            .filter_map(|c| c.labels.get(crate::labels::LABEL_DATA_DIR).map(String::as_str))
             .filter(|d| *d != dir_label && Path::new(d).is_absolute())
             .collect();
         for their in their_dirs {

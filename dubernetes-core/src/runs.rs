@@ -29,15 +29,12 @@ use futures::stream::BoxStream;
 
 use crate::controller::Context;
 use crate::error::{Error, Result};
+use crate::labels::{LABEL_CRON, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE, LABEL_RUN, ROLE_RUN};
 use crate::orchestrator::Dubernetes;
-use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE, Observed};
+use crate::runtime::Observed;
 use crate::store::StoredPod;
 use dubernetes_api::{LogLine, Run, RunExit};
 
-/// The role label of a run's container.
-pub const ROLE_RUN: &str = "run";
-/// Label: the run's name.
-pub const LABEL_RUN: &str = "io.dubernetes.run";
 /// Default of `--max-runs`: runs of the instance running at once.
 pub const DEFAULT_MAX_RUNS: usize = 8;
 /// Default of `--run-retention`: how long an exited run is kept for its log.
@@ -176,7 +173,7 @@ impl Dubernetes {
         let scheduled = run
             .labels
             .iter()
-            .find(|(k, _)| k == crate::cron::LABEL_CRON)
+            .find(|(k, _)| k == LABEL_CRON)
             .and_then(|(_, t)| t.parse().ok());
         let labels: Vec<(&str, &str)> = std::iter::once((LABEL_RUN, name.as_str()))
             .chain(run.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -280,7 +277,7 @@ impl Dubernetes {
         let exited: HashSet<&str> = containers
             .iter()
             // A cron pod's runs are kept by count (its `history`), not by age.
-            .filter(|c| !c.state.is_live() && !c.labels.contains_key(crate::cron::LABEL_CRON))
+            .filter(|c| !c.state.is_live() && !c.labels.contains_key(LABEL_CRON))
             .map(|c| c.id.as_str())
             .collect();
         let expired: Vec<String> = {

@@ -44,7 +44,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::Change;
+use crate::change::Change;
 use crate::error::Error;
 use crate::orchestrator::Dubernetes;
 use crate::store::postgres::{CHANNEL, LEADER, PgStore};
