@@ -48,6 +48,7 @@ mod ingress_sync;
 mod instrument;
 mod names_sync;
 mod observe;
+mod one_off;
 mod progress;
 mod queue;
 mod reconcile;
@@ -79,6 +80,7 @@ mod prelude {
 }
 
 use observe::ObservedCache;
+pub(crate) use one_off::OneOff;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PodRuntimeStatus {
