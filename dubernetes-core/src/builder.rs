@@ -66,7 +66,10 @@ impl Default for DubernetesBuilder {
             backoff: BackoffSettings::default(),
             max_pods: 1000,
             max_replicas: crate::spec::MAX_REPLICAS,
-            runs: (crate::runs::DEFAULT_MAX_RUNS, crate::runs::DEFAULT_RUN_RETENTION),
+            runs: (
+                crate::orchestrator::runs::DEFAULT_MAX_RUNS,
+                crate::orchestrator::runs::DEFAULT_RUN_RETENTION,
+            ),
             drain: Duration::from_secs(1),
             adopt_foreign: false,
             backend: crate::engine::Backend::Docker,
@@ -414,7 +417,7 @@ impl DubernetesBuilder {
             feed: Feed::new(),
             data_dir: dir,
             _lock: lock.map(Arc::new),
-            runs: Arc::new(crate::runs::RunSettings::new(self.runs.0, self.runs.1)),
+            runs: Arc::new(crate::orchestrator::runs::RunSettings::new(self.runs.0, self.runs.1)),
         };
         match pg {
             // One server per store: it leads from the start to the end.

@@ -46,12 +46,10 @@ mod change;
 mod clock;
 mod controller;
 mod crashloop;
-mod cron;
 mod data_dir;
 mod data_secrets;
 mod engine;
 mod error;
-mod exec;
 mod health;
 mod ids;
 mod ingress;
@@ -67,7 +65,6 @@ pub mod pg_cluster;
 mod plan;
 mod probe;
 mod rollout;
-mod runs;
 mod runtime;
 mod secrets;
 mod shared;
@@ -87,7 +84,6 @@ pub use acme::{
 pub use builder::{DubernetesBuilder, INGRESS_ENDPOINTS_DIR, SECRET_FILES_DIR};
 pub use change::Change;
 pub use crashloop::BackoffSettings;
-pub use cron::MAX_PASS_INTERVAL as CRON_PASS_INTERVAL;
 pub use data_dir::{DB_FILE, LOCK_FILE};
 pub use data_secrets::{MAX_SECRET_KEYS, MAX_SECRET_VALUE_BYTES};
 pub use dubernetes_api::{
@@ -98,7 +94,6 @@ pub use engine::Backend;
 pub use engine::LogSource;
 pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
 pub use error::{DataDirProblem, Error, PullFailure, Result};
-pub use exec::{EXEC_MARKER_ENV, Exec, ExecControl, ExecOptions, KILL_GRACE};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use labels::{
     LABEL_CRON, LABEL_DATA_DIR, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE, LABEL_RUN, LABEL_STORE,
@@ -108,8 +103,10 @@ pub use logs::{
     MAX_LOG_LINE_BYTES,
 };
 pub use metrics::{METRICS_CONTENT_TYPE, Metrics, StreamGuard, StreamKind};
+pub use orchestrator::cron::MAX_PASS_INTERVAL as CRON_PASS_INTERVAL;
+pub use orchestrator::exec::{EXEC_MARKER_ENV, Exec, ExecControl, ExecOptions, KILL_GRACE};
+pub use orchestrator::runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, RunItem};
 pub use orchestrator::{Condition, ConditionType, Dubernetes, Phase, Pod, PodStatus, Replica};
-pub use runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, RunItem};
 pub use runtime::{ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT};
 pub use secrets::MAX_CERTIFICATE_PEM_BYTES;
 pub use shared::{

@@ -1,4 +1,4 @@
-//! One-off containers of a pod's current revision: a run (`runs.rs` of the
+//! One-off containers of a pod's current revision: a run (`orchestrator/runs.rs`, the
 //! facade) or a deploy hook ([`super::hooks`]), made from the replica's
 //! template.
 

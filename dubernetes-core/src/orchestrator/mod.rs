@@ -18,7 +18,10 @@ use crate::store::{ApplyOutcome, Event, Revision, StoredPod};
 use crate::watch::{Feed, WatchEvent};
 pub use dubernetes_api::{Condition, ConditionType, Phase, Pod, PodStatus, Replica};
 
+pub(crate) mod cron;
+pub(crate) mod exec;
 mod handle;
+pub(crate) mod runs;
 mod views;
 
 pub(crate) use handle::Handle;
@@ -36,7 +39,7 @@ pub struct Dubernetes {
     /// Held for the life of the process (and every clone of the handle).
     pub(crate) _lock: Option<Arc<DataDirLock>>,
     /// One-off runs: their limit, retention and reaper's memory (`runs.rs`).
-    pub(crate) runs: Arc<crate::runs::RunSettings>,
+    pub(crate) runs: Arc<runs::RunSettings>,
 }
 
 impl std::fmt::Debug for Dubernetes {

@@ -60,7 +60,7 @@ pub struct RunSettings {
     /// Exited runs, by container id, with when the reaper first saw them exited.
     exited: Mutex<HashMap<String, Instant>>,
     /// The cron scheduler's memory (`cron.rs`).
-    pub(crate) cron: crate::cron::CronMemory,
+    pub(crate) cron: super::cron::CronMemory,
 }
 
 impl RunSettings {
@@ -71,7 +71,7 @@ impl RunSettings {
             retention,
             creating: tokio::sync::Mutex::new(()),
             exited: Mutex::new(HashMap::new()),
-            cron: crate::cron::CronMemory::default(),
+            cron: super::cron::CronMemory::default(),
         }
     }
 }
@@ -95,7 +95,7 @@ fn view_of(c: &Observed, exit: Option<(i64, Option<i64>)>) -> Run {
             exit.map(|(code, _)| code).or_else(|| c.exit_code())
         },
         created: c.created,
-        scheduled: crate::cron::scheduled_of(c),
+        scheduled: super::cron::scheduled_of(c),
         finished: if running { None } else { exit.and_then(|(_, at)| at) },
     }
 }
@@ -132,7 +132,7 @@ impl Dubernetes {
     /// Starts a one-off run of `pod`'s current revision with `command`
     /// (replacing the pod's `command` and `args`); returns it at once.
     pub async fn start_run(&self, pod: &str, command: Vec<String>) -> Result<(Run, String)> {
-        crate::exec::check_command(&command, "command")?;
+        super::exec::check_command(&command, "command")?;
         let stored = self
             .handle
             .store

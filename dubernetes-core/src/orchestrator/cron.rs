@@ -237,7 +237,7 @@ impl Dubernetes {
             }
             _ => {}
         }
-        let run = crate::runs::NewRun {
+        let run = super::runs::NewRun {
             name: run_name(pod, tick),
             command: None,
             labels: vec![(LABEL_CRON.to_string(), tick.to_string())],
