@@ -93,7 +93,7 @@ pub use dubernetes_api::{
 pub use engine::Backend;
 pub use engine::LogSource;
 pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
-pub use error::{DataDirProblem, Error, PullFailure, Result};
+pub use error::{DataDirProblem, Error, PullFailure, Result, StoreError};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use labels::{
     LABEL_CRON, LABEL_DATA_DIR, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE, LABEL_RUN, LABEL_STORE,
