@@ -22,6 +22,7 @@ pub(crate) mod cron;
 pub(crate) mod exec;
 mod handle;
 pub(crate) mod runs;
+mod terms;
 mod views;
 
 pub(crate) use handle::Handle;
