@@ -424,18 +424,18 @@ impl DubernetesBuilder {
             None => handle.begin_term().await,
             Some(pg) => {
                 let views = handle.changes.subscribe();
-                handle.tasks.spawn(crate::shared::publish_views(
+                handle.tasks.spawn(crate::leader::publish_views(
                     orchestrator.clone(),
                     pg.clone(),
                     views,
                     handle.shutdown.clone(),
                 ));
-                handle.tasks.spawn(crate::shared::listen(
+                handle.tasks.spawn(crate::leader::listen(
                     orchestrator.clone(),
                     pg.clone(),
                     handle.shutdown.clone(),
                 ));
-                handle.tasks.spawn(crate::shared::lead(
+                handle.tasks.spawn(crate::leader::lead(
                     orchestrator.clone(),
                     pg.options().clone(),
                     handle.shutdown.clone(),

@@ -54,6 +54,7 @@ mod health;
 mod ids;
 mod ingress;
 mod labels;
+mod leader;
 mod logs;
 mod metrics;
 mod names;
@@ -67,7 +68,6 @@ mod probe;
 mod rollout;
 mod runtime;
 mod secrets;
-mod shared;
 mod spec;
 mod status;
 mod store;
@@ -98,6 +98,10 @@ pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use labels::{
     LABEL_CRON, LABEL_DATA_DIR, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE, LABEL_RUN, LABEL_STORE,
 };
+pub use leader::{
+    CONFIRM_TIMEOUT as LEADER_CONFIRM_TIMEOUT, FENCE_AFTER as LEADER_FENCE_AFTER, HEARTBEAT as LEADER_HEARTBEAT,
+    SESSION_TIMEOUT as LEADER_SESSION_TIMEOUT,
+};
 pub use logs::{
     DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, FollowLimits, LogLine, LogLines, LogOptions, LogStream,
     MAX_LOG_LINE_BYTES,
@@ -109,10 +113,6 @@ pub use orchestrator::runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, RunItem};
 pub use orchestrator::{Condition, ConditionType, Dubernetes, Phase, Pod, PodStatus, Replica};
 pub use runtime::{ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT};
 pub use secrets::MAX_CERTIFICATE_PEM_BYTES;
-pub use shared::{
-    CONFIRM_TIMEOUT as LEADER_CONFIRM_TIMEOUT, FENCE_AFTER as LEADER_FENCE_AFTER, HEARTBEAT as LEADER_HEARTBEAT,
-    SESSION_TIMEOUT as LEADER_SESSION_TIMEOUT,
-};
 pub use spec::{
     Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS,
     MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, Resources, RestartBackoff,

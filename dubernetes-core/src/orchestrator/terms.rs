@@ -1,12 +1,12 @@
 //! The facade's side of the leader code: the narrow interface
-//! ([`Terms`]) that `shared.rs` talks to instead of the whole facade.
+//! ([`Terms`]) that `leader.rs` talks to instead of the whole facade.
 
 use std::time::Duration;
 
 use super::Dubernetes;
 use crate::change::Change;
 use crate::error::Result;
-use crate::shared::Terms;
+use crate::leader::Terms;
 use dubernetes_api::Pod;
 
 impl Terms for Dubernetes {
