@@ -110,7 +110,7 @@ pub use metrics::{METRICS_CONTENT_TYPE, Metrics, StreamGuard, StreamKind};
 pub use orchestrator::cron::MAX_PASS_INTERVAL as CRON_PASS_INTERVAL;
 pub use orchestrator::exec::{EXEC_MARKER_ENV, Exec, ExecControl, ExecOptions, KILL_GRACE};
 pub use orchestrator::runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, RunItem};
-pub use orchestrator::{Condition, ConditionType, Dubernetes, Phase, Pod, PodStatus, Replica};
+pub use orchestrator::{Condition, ConditionType, Diagnostics, Dubernetes, Phase, Pod, PodStatus, Replica};
 pub use runtime::{ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT};
 pub use secrets::MAX_CERTIFICATE_PEM_BYTES;
 pub use spec::{
