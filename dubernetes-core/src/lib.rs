@@ -45,16 +45,19 @@ pub use dubernetes_api;
 mod acme;
 mod builder;
 mod certificate;
+mod change;
+mod clock;
 mod controller;
 mod crashloop;
-mod cron;
 mod data_dir;
 mod data_secrets;
 mod engine;
 mod error;
-mod exec;
 mod health;
+mod ids;
 mod ingress;
+mod labels;
+mod leader;
 mod logs;
 mod metrics;
 mod names;
@@ -66,10 +69,8 @@ pub mod pg_cluster;
 mod plan;
 mod probe;
 mod rollout;
-mod runs;
 mod runtime;
 mod secrets;
-mod shared;
 mod spec;
 mod status;
 mod store;
@@ -83,10 +84,10 @@ pub use acme::{
     AcmeSettings, DEFAULT_RENEW_BEFORE, DEFAULT_RETRY as DEFAULT_ACME_RETRY, LETS_ENCRYPT_PRODUCTION,
     MAX_RETRY as MAX_ACME_RETRY,
 };
-pub use builder::{INGRESS_ENDPOINTS_DIR, SECRET_FILES_DIR};
-pub use controller::{BackoffSettings, Change};
-pub use cron::{LABEL_CRON, MAX_PASS_INTERVAL as CRON_PASS_INTERVAL};
-pub use data_dir::LOCK_FILE;
+pub use builder::{DubernetesBuilder, INGRESS_ENDPOINTS_DIR, SECRET_FILES_DIR};
+pub use change::Change;
+pub use crashloop::BackoffSettings;
+pub use data_dir::{DB_FILE, LOCK_FILE};
 pub use data_secrets::{MAX_SECRET_KEYS, MAX_SECRET_VALUE_BYTES};
 pub use dubernetes_api::{
     AnySecret, ApiError, ApplyResponse, DataSecret, ErrorCode, NamedVolume, NewAnySecret, NewSecret, NewTlsSecret,
@@ -96,27 +97,25 @@ pub use engine::Backend;
 pub use engine::LogSource;
 pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
 pub use error::{DataDirProblem, Error, PullFailure, Result, StoreError};
-pub use exec::{EXEC_MARKER_ENV, Exec, ExecControl, ExecOptions, KILL_GRACE};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
+pub use labels::{
+    LABEL_CRON, LABEL_DATA_DIR, LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE, LABEL_RUN, LABEL_STORE,
+};
+pub use leader::{
+    CONFIRM_TIMEOUT as LEADER_CONFIRM_TIMEOUT, FENCE_AFTER as LEADER_FENCE_AFTER, HEARTBEAT as LEADER_HEARTBEAT,
+    SESSION_TIMEOUT as LEADER_SESSION_TIMEOUT,
+};
 pub use logs::{
     DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, FollowLimits, LogLine, LogLines, LogOptions, LogStream,
     MAX_LOG_LINE_BYTES,
 };
 pub use metrics::{METRICS_CONTENT_TYPE, Metrics, StreamGuard, StreamKind};
-pub use orchestrator::{
-    Condition, ConditionType, Diagnostics, Dubernetes, DubernetesBuilder, Phase, Pod, PodStatus, Replica,
-};
-pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
-pub use runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, LABEL_RUN, RunItem};
-pub use runtime::{
-    ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT, LABEL_INSTANCE,
-    LABEL_POD, LABEL_REVISION, LABEL_ROLE,
-};
+pub use orchestrator::cron::MAX_PASS_INTERVAL as CRON_PASS_INTERVAL;
+pub use orchestrator::exec::{EXEC_MARKER_ENV, Exec, ExecControl, ExecOptions, KILL_GRACE};
+pub use orchestrator::runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, RunItem};
+pub use orchestrator::{Condition, ConditionType, Diagnostics, Dubernetes, Phase, Pod, PodStatus, Replica};
+pub use runtime::{ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT};
 pub use secrets::MAX_CERTIFICATE_PEM_BYTES;
-pub use shared::{
-    CONFIRM_TIMEOUT as LEADER_CONFIRM_TIMEOUT, FENCE_AFTER as LEADER_FENCE_AFTER, HEARTBEAT as LEADER_HEARTBEAT,
-    SESSION_TIMEOUT as LEADER_SESSION_TIMEOUT,
-};
 pub use spec::{
     Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS,
     MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, Resources, RestartBackoff,
@@ -124,8 +123,8 @@ pub use spec::{
     integral_numbers, parse_json_spec, parse_memory, parse_specs,
 };
 pub use store::{
-    ApplyOutcome, DB_FILE, Event, EventKind, MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS, MAX_REVISIONS, Revision,
-    RolloutOutcome, RolloutState, backup,
+    ApplyOutcome, Event, EventKind, MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS, MAX_REVISIONS, Revision, RolloutOutcome,
+    RolloutState, backup,
 };
 pub use vault::KEY_FILE as SECRETS_KEY_FILE;
 pub use watch::{HISTORY as WATCH_HISTORY, HISTORY_BYTES as WATCH_HISTORY_BYTES, WatchEvent, WatchKind};

@@ -26,7 +26,7 @@ use super::{
     VolumeInfo,
 };
 use crate::error::{Error, PullFailure, Result};
-use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
+use crate::labels::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 use crate::spec::PullPolicy;
 
 mod create;
@@ -132,7 +132,7 @@ impl DockerEngine {
         let mut header = tar::Header::new_gnu();
         header.set_size(content.len() as u64);
         header.set_mode(mode);
-        header.set_mtime(crate::store::now_ms() as u64 / 1000);
+        header.set_mtime(crate::clock::now_ms() as u64 / 1000);
         let mut builder = tar::Builder::new(Vec::new());
         let tar = builder
             .append_data(&mut header, file, content)
@@ -478,7 +478,7 @@ impl Engine for DockerEngine {
     }
 
     async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
-        let mtime = crate::store::now_ms() as u64 / 1000;
+        let mtime = crate::clock::now_ms() as u64 / 1000;
         let mut builder = tar::Builder::new(Vec::new());
         let mut dirs: Vec<&str> = Vec::new();
         for (path, content) in files {

@@ -56,7 +56,7 @@ pub(in crate::engine) async fn create_network_with_names(docker: &Docker, reques
     let mut last = None;
     for attempt in 0..ATTEMPTS {
         // Short (Swarm refuses names over 63 characters) and unique.
-        let random = crate::ownership::new_store_id();
+        let random = crate::ids::new_id();
         let probe_name = format!("dub-subnet-{}", random.get(..16).unwrap_or(&random));
         let probe = NetworkCreateRequest {
             name: probe_name.clone(),

@@ -52,7 +52,7 @@ use super::{
     Network, Observed,
 };
 use crate::error::{Error, Result};
-use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
+use crate::labels::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 
 /// Label on a replica's service: the image reference the user wrote (the
 /// task runs the image id it resolved to).

@@ -47,7 +47,7 @@ async fn one_leads_a_standby_serves_writes_and_takes_over() {
     until("a to lead", || a.is_leader()).await;
     let b = server(&fake, &url).await;
     // b had every chance to take the lock by the time a confirmed it twice.
-    tokio::time::sleep(crate::shared::HEARTBEAT * 3).await;
+    tokio::time::sleep(crate::leader::HEARTBEAT * 3).await;
     assert!(a.is_leader() && !b.is_leader(), "exactly one leader");
     assert_eq!(b.store_id(), a.store_id(), "one store, one id");
 
@@ -132,7 +132,7 @@ async fn the_lock_session_waits_session_timeout_before_the_database_gives_up_on_
             .expect("a setting");
         got.push((name, value));
     }
-    let session = crate::shared::SESSION_TIMEOUT.as_secs();
+    let session = crate::leader::SESSION_TIMEOUT.as_secs();
     assert_eq!(
         got,
         [
@@ -143,7 +143,7 @@ async fn the_lock_session_waits_session_timeout_before_the_database_gives_up_on_
             // Milliseconds, shown without a unit.
             (
                 "tcp_user_timeout",
-                crate::shared::SESSION_TIMEOUT.as_millis().to_string()
+                crate::leader::SESSION_TIMEOUT.as_millis().to_string()
             ),
         ]
     );
