@@ -184,14 +184,14 @@ impl DubernetesBuilder {
     }
 
     /// One-off runs (`dubectl run`): at most `max` running at once
-    /// (default [`DEFAULT_MAX_RUNS`](crate::DEFAULT_MAX_RUNS)), an exited one
-    /// kept `retention` for its log (default [`DEFAULT_RUN_RETENTION`](crate::DEFAULT_RUN_RETENTION)).
+    /// (default [`DEFAULT_MAX_RUNS`](crate::defaults::DEFAULT_MAX_RUNS)), an exited one
+    /// kept `retention` for its log (default [`DEFAULT_RUN_RETENTION`](crate::defaults::DEFAULT_RUN_RETENTION)).
     pub fn runs(mut self, max: usize, retention: std::time::Duration) -> Self {
         self.runs = (max, retention);
         self
     }
 
-    /// Most replicas one pod may ask for (default and ceiling: [`MAX_REPLICAS`](crate::MAX_REPLICAS)).
+    /// Most replicas one pod may ask for (default and ceiling: [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS)).
     pub fn max_replicas(mut self, n: u32) -> Self {
         self.max_replicas = n.min(crate::spec::MAX_REPLICAS);
         self

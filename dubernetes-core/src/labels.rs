@@ -1,6 +1,6 @@
 //! The labels that make every container (and volume) of an instance
 //! self-describing: what the engine, the runtime, the controller and the
-//! facade read and write. A leaf: it imports nothing of the crate, so the
+//! facade read and write, public as `dubernetes_core::labels`. A leaf: it imports nothing of the crate, so the
 //! engines can label and filter without reaching up into the runtime.
 
 /// Label: the instance a container belongs to.
@@ -19,8 +19,12 @@ pub const LABEL_INGRESS_CONFIG: &str = "io.dubernetes.ingress-config";
 pub const LABEL_INGRESS_ENDPOINTS: &str = "io.dubernetes.ingress-endpoints";
 
 /// Label: the name a pod's spec gives a volume (the engine's name is
-/// [`volume_engine_name`](crate::runtime::volume_engine_name)).
+/// `dub-<instance>_<name>`).
 pub const LABEL_VOLUME: &str = "io.dubernetes.volume";
+
+/// Label on a replica's Swarm service: the image reference the user wrote
+/// (the task runs the image id it resolved to).
+pub const LABEL_IMAGE: &str = "io.dubernetes.image";
 
 /// Label: the id of the store whose server created the container.
 pub const LABEL_STORE: &str = "io.dubernetes.store";

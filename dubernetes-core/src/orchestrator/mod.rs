@@ -87,7 +87,7 @@ impl Dubernetes {
         Ok(self.metrics().encode(&pods))
     }
 
-    /// This store's id: the [`LABEL_STORE`](crate::LABEL_STORE) of every container it creates.
+    /// This store's id: the [`LABEL_STORE`](crate::labels::LABEL_STORE) of every container it creates.
     pub fn store_id(&self) -> &str {
         self.handle.runtime.ownership().store_id()
     }
@@ -393,7 +393,7 @@ impl Dubernetes {
     /// [`LogOptions::limits`](crate::LogOptions::limits) too, a followed read
     /// past them is refused ([`Error::Limit`] past the per-request cap,
     /// [`Error::TooManyStreams`] past the total). Lines are cut at
-    /// [`MAX_LOG_LINE_BYTES`](crate::MAX_LOG_LINE_BYTES).
+    /// [`MAX_LOG_LINE_BYTES`](crate::limits::MAX_LOG_LINE_BYTES).
     pub async fn logs(&self, name: &str, options: crate::logs::LogOptions) -> Result<crate::logs::LogLines> {
         if self.handle.store.get(name).await?.is_none() {
             return Err(Error::NotFound(name.to_string()));
