@@ -54,6 +54,7 @@ mod data_secrets;
 mod engine;
 mod error;
 mod health;
+mod http_check;
 mod ids;
 mod ingress;
 pub mod labels;
@@ -67,7 +68,6 @@ mod ownership;
 #[cfg(any(test, feature = "testing"))]
 pub mod pg_cluster;
 mod plan;
-mod probe;
 mod rollout;
 mod runtime;
 mod secrets;

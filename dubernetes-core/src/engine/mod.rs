@@ -606,7 +606,7 @@ impl Network for HostNetwork {
         host: &str,
         timeout: Duration,
     ) -> std::io::Result<(u16, String)> {
-        crate::probe::http_get(addr, path, host, timeout).await
+        crate::http_check::http_get(addr, path, host, timeout).await
     }
 }
 

@@ -185,6 +185,6 @@ impl Network for ProbeNetwork {
         if addr.ip().is_loopback() {
             return HostNetwork.http_get(addr, path, host, timeout).await;
         }
-        crate::probe::http_get_via(self.connect(addr), path, host, timeout).await
+        crate::http_check::http_get_via(self.connect(addr), path, host, timeout).await
     }
 }
