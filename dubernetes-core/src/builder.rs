@@ -80,7 +80,7 @@ impl Default for DubernetesBuilder {
 
 impl DubernetesBuilder {
     /// Runs on this engine instead of connecting to Docker (the fake engine's tests).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn engine(mut self, engine: Arc<dyn crate::engine::Engine>) -> Self {
         self.engine = Some(engine);
         self

@@ -70,6 +70,9 @@ mod shared;
 mod spec;
 mod status;
 mod store;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod test_internals;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod vault;

@@ -107,7 +107,7 @@ fn lock_session_settings() -> [(&'static str, String); 5] {
     ]
 }
 
-async fn lock_connection(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+pub(crate) async fn lock_connection(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
     let settings = lock_session_settings();
     let options = options
         .clone()
@@ -374,5 +374,4 @@ async fn publish_one(orchestrator: &Dubernetes, store: &PgStore, last: &mut Hash
     }
 }
 
-#[cfg(test)]
-mod tests;
+// Its tests need a real PostgreSQL: tests/postgres/leadership.rs.

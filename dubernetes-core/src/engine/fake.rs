@@ -254,15 +254,15 @@ impl FakeEngine {
         lock(&self.state).stopped_while_routed
     }
 
-    /// Claims to be a local engine ([`Engine::is_local`]) while never
-    /// showing a bound host directory to a container: what a server in a
-    /// container of its own meets.
     /// Stops waiting out a grace period now, and the most there were at once.
     pub fn stopping(&self) -> (u32, u32) {
         let s = lock(&self.state);
         (s.stopping, s.max_stopping)
     }
 
+    /// Claims to be a local engine ([`Engine::is_local`]) while never
+    /// showing a bound host directory to a container: what a server in a
+    /// container of its own meets.
     pub fn claim_local(&self, on: bool) {
         lock(&self.state).local = on;
     }

@@ -41,7 +41,8 @@ mod tls;
 use routing::routed_ids;
 pub(crate) use tls::certificate_file;
 
-#[cfg(test)]
+// For the fake engine (engine/fake.rs).
+#[cfg(any(test, feature = "testing"))]
 pub(crate) use endpoints::{latest as latest_endpoints, slot_path as endpoints_slot};
 
 pub(crate) use reject::RejectionChange;
