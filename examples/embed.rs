@@ -28,7 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let result = run(&orchestrator, &image).await;
     // Always clean up, even when the run failed.
     orchestrator.purge().await?;
-    let left = orchestrator.leftover_containers().await?;
+    let left = orchestrator.diagnostics().leftover_containers().await?;
     println!("containers of instance {instance} left after purge: {left}");
     result?;
     if left != 0 {

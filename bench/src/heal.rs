@@ -29,7 +29,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         .build()
         .await?;
     let archive = heal_rounds(ctx, &o).await;
-    if o.ingress_endpoints_bound() {
+    if o.diagnostics().ingress_endpoints_bound() {
         bail!("heal: the archive anchor's ingress has bound endpoint files");
     }
     if let Err(e) = o.purge().await {
@@ -70,7 +70,7 @@ async fn heal_rounds(ctx: &Ctx, o: &Dubernetes) -> Result<Samples> {
     o.wait_ready("heal", Duration::from_secs(60)).await?;
     eprintln!(
         "bench: heal: {heal_rounds} rounds of docker kill on {replicas} replicas (endpoint files {})",
-        if o.ingress_endpoints_bound() {
+        if o.diagnostics().ingress_endpoints_bound() {
             "bound"
         } else {
             "through the archive API"
@@ -121,7 +121,7 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str, archive: Samples) ->
     let swarm_rounds = if quick { 2 } else { 5 };
     let scale_rounds = if quick { 1 } else { 3 };
     let heal = heal_rounds(ctx, o).await?;
-    if !o.ingress_endpoints_bound() {
+    if !o.diagnostics().ingress_endpoints_bound() {
         bail!("heal: the ingress did not bind its endpoints directory (see the server's warnings)");
     }
     // The floor: the app's own create → start → answering, straight through

@@ -153,8 +153,8 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     eprintln!("bench: rollout: v1 → v2 of {replicas} replicas under {rate} req/s");
-    let reloads_before = o.ingress_reloads();
-    let updates_before = o.ingress_endpoint_updates();
+    let reloads_before = o.diagnostics().ingress_reloads();
+    let updates_before = o.diagnostics().ingress_endpoint_updates();
     let t0 = Instant::now();
     o.apply(spec(V2, replicas, interval)).await?;
     o.wait_ready("roll", Duration::from_secs(600)).await?;
@@ -169,8 +169,11 @@ async fn measure(ctx: &Ctx, o: &Dubernetes, instance: &str) -> Result<Section> {
     let only_new = live.iter().all(|r| r.up_to_date) && live.len() == replicas as usize;
     let sent = load.sent.load(Ordering::Relaxed);
     let failed = load.failed.load(Ordering::Relaxed);
-    let reloads = o.ingress_reloads().saturating_sub(reloads_before);
-    let updates = o.ingress_endpoint_updates().saturating_sub(updates_before);
+    let reloads = o.diagnostics().ingress_reloads().saturating_sub(reloads_before);
+    let updates = o
+        .diagnostics()
+        .ingress_endpoint_updates()
+        .saturating_sub(updates_before);
     let (v1, v2) = (load.ok_v1.load(Ordering::Relaxed), load.ok_v2.load(Ordering::Relaxed));
     eprintln!("bench: rollout: {} wall, {failed} of {sent} failed", fmt(wall));
 

@@ -192,10 +192,10 @@ pub enum Error {
     },
     /// The store's database failed.
     #[error("store error: {0}")]
-    Store(#[from] sqlx::Error),
+    Store(StoreError),
     /// Applying the store's migrations failed.
     #[error("store migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(StoreError),
     /// The container engine could not be reached or refused a call.
     #[error("docker: {context}: {source}")]
     Docker {
@@ -430,5 +430,47 @@ impl std::fmt::Display for PullFailure {
             PullFailure::NotPresent => "not present",
             PullFailure::Other => "pull failed",
         })
+    }
+}
+
+/// The store's database error, opaque: the database driver's own error type
+/// is not part of the library's API (it can change with the driver). Its
+/// message and [`std::error::Error::source`] chain say what failed.
+#[derive(Debug)]
+pub struct StoreError(Box<dyn std::error::Error + Send + Sync>);
+
+impl StoreError {
+    /// The driver's error, for the store's own checks (a unique violation).
+    pub(crate) fn sqlx(&self) -> Option<&sqlx::Error> {
+        self.0.downcast_ref::<sqlx::Error>()
+    }
+
+    /// A stored value that does not decode (e.g. a spec's JSON).
+    pub(crate) fn decode(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(sqlx::Error::Decode(Box::new(e))))
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Store(StoreError(Box::new(e)))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Error::Migrate(StoreError(Box::new(e)))
     }
 }

@@ -95,7 +95,7 @@ pub use dubernetes_api::{
 pub use engine::Backend;
 pub use engine::LogSource;
 pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
-pub use error::{DataDirProblem, Error, PullFailure, Result};
+pub use error::{DataDirProblem, Error, PullFailure, Result, StoreError};
 pub use exec::{EXEC_MARKER_ENV, Exec, ExecControl, ExecOptions, KILL_GRACE};
 pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
 pub use logs::{
@@ -103,7 +103,9 @@ pub use logs::{
     MAX_LOG_LINE_BYTES,
 };
 pub use metrics::{METRICS_CONTENT_TYPE, Metrics, StreamGuard, StreamKind};
-pub use orchestrator::{Condition, ConditionType, Dubernetes, DubernetesBuilder, Phase, Pod, PodStatus, Replica};
+pub use orchestrator::{
+    Condition, ConditionType, Diagnostics, Dubernetes, DubernetesBuilder, Phase, Pod, PodStatus, Replica,
+};
 pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
 pub use runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, LABEL_RUN, RunItem};
 pub use runtime::{

@@ -167,7 +167,7 @@ async fn without_a_stabilization_window_a_step_routes_the_new_replica_and_unrout
     d.apply(web(V1, 3, update.clone())).await.expect("apply v1");
     landed(&d).await;
     fake.clear_history();
-    let updates = d.ingress_endpoint_updates();
+    let updates = d.diagnostics().ingress_endpoint_updates();
     d.apply(web(V2, 3, update.clone())).await.expect("apply v2");
     d.wait_ready("web", WAIT).await.expect("v2 lands");
     // Each of the 3 steps is one endpoint write that swaps one replica: the
@@ -178,7 +178,11 @@ async fn without_a_stabilization_window_a_step_routes_the_new_replica_and_unrout
         Some(3),
         "never 4 routed: in and out in one change"
     );
-    assert_eq!(d.ingress_endpoint_updates() - updates, 3, "one endpoint write per step");
+    assert_eq!(
+        d.diagnostics().ingress_endpoint_updates() - updates,
+        3,
+        "one endpoint write per step"
+    );
     assert_eq!(fake.stopped_while_routed(), 0);
     d.shutdown().await;
 }
@@ -352,21 +356,28 @@ async fn a_dying_ingress_is_replaced_and_routes_again() {
         d.get("web").await.is_ok_and(|p| p.status.ready_replicas == 2)
     })
     .await;
-    assert_eq!(d.ingress_error(), None);
+    assert_eq!(d.diagnostics().ingress_error(), None);
     // Scaling changes only the endpoint files: no `nginx -t`, no reload.
-    let reloads = d.ingress_reloads();
-    let updates = d.ingress_endpoint_updates();
+    let reloads = d.diagnostics().ingress_reloads();
+    let updates = d.diagnostics().ingress_endpoint_updates();
     d.apply(web(V1, 3, strategy(1, 0))).await.expect("scale up");
     d.wait_ready("web", WAIT).await.expect("scaled up");
-    assert_eq!(d.ingress_reloads(), reloads, "no reload for a new replica");
-    assert!(d.ingress_endpoint_updates() > updates);
+    assert_eq!(
+        d.diagnostics().ingress_reloads(),
+        reloads,
+        "no reload for a new replica"
+    );
+    assert!(d.diagnostics().ingress_endpoint_updates() > updates);
     // A config nginx rejects (a new host) is never made live: the running one stays.
     fake.reject_configs(true);
     let mut api = PodSpec::new("api", V1).with_replicas(1).with_host("api.local");
     api.update = Some(strategy(1, 0));
     d.apply(api).await.expect("apply api");
-    until("the rejection is reported", async || d.ingress_error().is_some()).await;
-    assert_eq!(d.ingress_reloads(), reloads, "nothing was reloaded");
+    until("the rejection is reported", async || {
+        d.diagnostics().ingress_error().is_some()
+    })
+    .await;
+    assert_eq!(d.diagnostics().ingress_reloads(), reloads, "nothing was reloaded");
     fake.reject_configs(false);
     d.wait_ready("api", WAIT).await.expect("lands once nginx accepts");
     d.shutdown().await;
@@ -386,7 +397,7 @@ async fn endpoint_files_go_through_the_archive_api_when_the_ingress_does_not_see
     d.apply(web(V1, 2, strategy(1, 0))).await.expect("apply");
     d.wait_ready("web", WAIT).await.expect("lands");
     assert!(
-        !d.ingress_endpoints_bound(),
+        !d.diagnostics().ingress_endpoints_bound(),
         "the check saw no marker, so nothing is bound"
     );
     assert_eq!(
@@ -410,8 +421,8 @@ async fn endpoint_files_changed_by_hand_are_rewritten_at_the_resync() {
     d.apply(web(V1, 2, strategy(1, 0))).await.expect("apply");
     d.wait_ready("web", WAIT).await.expect("lands");
     let ingress = fake.ids("ingress", None, true);
-    let updates = d.ingress_endpoint_updates();
-    let reloads = d.ingress_reloads();
+    let updates = d.diagnostics().ingress_endpoint_updates();
+    let reloads = d.diagnostics().ingress_reloads();
     for slot in ['a', 'b'] {
         let path = format!("/etc/{}", crate::ingress::endpoints_slot("web", slot));
         assert!(fake.file(&ingress[0], &path).is_some(), "{path} was written");
@@ -423,8 +434,12 @@ async fn endpoint_files_changed_by_hand_are_rewritten_at_the_resync() {
     }
     assert_eq!(fake.routed_now("web"), 0, "the edit routes to nothing");
     until("the resync rewrites the files", async || fake.routed_now("web") == 2).await;
-    assert!(d.ingress_endpoint_updates() > updates);
-    assert_eq!(d.ingress_reloads(), reloads, "endpoint files only: no reload");
+    assert!(d.diagnostics().ingress_endpoint_updates() > updates);
+    assert_eq!(
+        d.diagnostics().ingress_reloads(),
+        reloads,
+        "endpoint files only: no reload"
+    );
     d.shutdown().await;
 }
 
@@ -444,16 +459,20 @@ async fn a_route_nginx_rejects_is_left_out_and_the_others_still_change() {
             .is_ok_and(|p| p.status.reason.as_deref() == Some("IngressRejected"))
     })
     .await;
-    assert_eq!(d.ingress_rejections().keys().collect::<Vec<_>>(), ["bad"]);
+    assert_eq!(d.diagnostics().ingress_rejections().keys().collect::<Vec<_>>(), ["bad"]);
     // The other pod's replica changes go on, by endpoint files only.
-    let reloads = d.ingress_reloads();
+    let reloads = d.diagnostics().ingress_reloads();
     d.apply(web(V1, 3, strategy(1, 0))).await.expect("scale web");
     until("web scaled and routed", async || {
         d.get("web").await.is_ok_and(|p| p.status.ready_replicas == 3)
     })
     .await;
     assert_eq!(fake.max_routable("bad"), Some(0), "bad was never routed");
-    assert_eq!(d.ingress_reloads(), reloads, "a replica change reloaded nginx");
+    assert_eq!(
+        d.diagnostics().ingress_reloads(),
+        reloads,
+        "a replica change reloaded nginx"
+    );
     // Once nginx accepts it (the next resync tries again), bad is routed.
     fake.reject_host(None);
     d.wait_ready("bad", WAIT)

@@ -18,8 +18,11 @@ use crate::store::{ApplyOutcome, Event, Revision, StoredPod};
 use crate::watch::{Feed, WatchEvent};
 pub use dubernetes_api::{Condition, ConditionType, Phase, Pod, PodStatus, Replica};
 
+mod diagnostics;
 mod handle;
 mod views;
+
+pub use diagnostics::Diagnostics;
 
 pub(crate) use handle::Handle;
 use views::tls_certificate_name;
@@ -90,16 +93,11 @@ impl Dubernetes {
         self.handle.runtime.ownership().store_id()
     }
 
-    /// Containers adopted with `adopt_foreign` whose pod is not in the store:
-    /// left alone until a pod of that name is applied.
-    pub fn held_containers(&self) -> usize {
-        self.handle.runtime.ownership().held_count()
-    }
-
-    /// Containers of this instance seen since the start that belong to
-    /// another store (left alone; logged once each).
-    pub fn foreign_containers(&self) -> usize {
-        self.handle.runtime.ownership().foreign_count()
+    /// Counters and states for checking the orchestrator from outside (tests,
+    /// benchmarks, the server's `/v1/ingress` and `/v1/ownership` views):
+    /// ingress reloads and endpoint writes, held and foreign containers.
+    pub fn diagnostics(&self) -> Diagnostics<'_> {
+        Diagnostics { orchestrator: self }
     }
 
     /// Validates a spec without storing anything; returns what [`apply`](Self::apply) would do.
@@ -431,37 +429,6 @@ impl Dubernetes {
         self.handle.ctx().ingress.port().await
     }
 
-    /// How many nginx configs the ingress made live since this handle started
-    /// (reloads plus fresh starts of the ingress container).
-    pub fn ingress_reloads(&self) -> u64 {
-        self.handle.ctx().ingress.reloads()
-    }
-
-    /// How many replica changes the ingress applied without a reload (writes
-    /// of its endpoint files) since this handle started.
-    pub fn ingress_endpoint_updates(&self) -> u64 {
-        self.handle.ctx().ingress.endpoint_updates()
-    }
-
-    /// Whether the ingress's endpoint files are renamed in a host directory
-    /// bound into its container (else they go through the engine's archive
-    /// API; see [`IngressSettings::endpoints_dir`](crate::IngressSettings::endpoints_dir)).
-    pub fn ingress_endpoints_bound(&self) -> bool {
-        self.handle.ctx().ingress.endpoints_bound()
-    }
-
-    /// Pods whose routes the live nginx config leaves out because nginx
-    /// rejected them, with nginx's message (also in each pod's status, reason
-    /// `IngressRejected`).
-    pub fn ingress_rejections(&self) -> std::collections::BTreeMap<String, String> {
-        (*self.handle.ctx().ingress.rejections()).clone()
-    }
-
-    /// The last ingress error, if the last sync failed.
-    pub fn ingress_error(&self) -> Option<String> {
-        self.handle.ctx().ingress_error()
-    }
-
     /// Waits until the pod's current generation is fully rolled out: every
     /// desired replica runs the current revision, is routed, and no old one is left.
     pub async fn wait_ready(&self, name: &str, timeout: Duration) -> Result<Pod> {
@@ -617,17 +584,6 @@ impl Dubernetes {
             let runtime = runtime.reconnect().await?;
             remove_everything(&runtime, &instance, &network).await
         }
-    }
-
-    /// How many containers of this instance exist on the engine (any role,
-    /// any state); 0 after a successful [`purge`](Self::purge).
-    pub async fn leftover_containers(&self) -> Result<usize> {
-        Ok(self
-            .handle
-            .runtime
-            .list_owned(&self.handle.settings.instance, &self.handle.settings.network)
-            .await?
-            .len())
     }
 
     /// The host port the ingress serves HTTPS on, once it runs with one.

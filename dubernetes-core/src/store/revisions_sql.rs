@@ -105,7 +105,7 @@ macro_rules! revision_functions {
             Ok(Revision {
                 number: row.try_get("number")?,
                 hash: row.try_get("hash")?,
-                spec: serde_json::from_str(&spec).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?,
+                spec: serde_json::from_str(&spec).map_err(|e| Error::Store(crate::error::StoreError::decode(e)))?,
                 created_at: row.try_get("created_at")?,
                 outcome: crate::store::sqlite::parse_word(row.try_get::<String, _>("outcome")?)?,
                 reason: row.try_get("reason")?,

@@ -217,7 +217,7 @@ macro_rules! sql_store {
                 let mut users = Vec::new();
                 for json in specs {
                     let spec: PodSpec =
-                        serde_json::from_str(&json).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?;
+                        serde_json::from_str(&json).map_err(|e| Error::Store(crate::error::StoreError::decode(e)))?;
                     if let Some(crate::spec::Tls::Secret(secret)) = spec.tls()
                         && secret == name
                     {
@@ -237,7 +237,7 @@ macro_rules! sql_store {
                 max_pods: u32,
             ) -> Result<(StoredPod, ApplyOutcome)> {
                 self.upsert_tx(spec, expected, max_pods).await.map_err(|e| match e {
-                    Error::Store(sqlx::Error::Database(d)) if d.is_unique_violation() => Error::HostTaken {
+                    Error::Store(s) if s.sqlx().and_then(|e| e.as_database_error()).is_some_and(|d| d.is_unique_violation()) => Error::HostTaken {
                         host: spec.host().unwrap_or_default().to_string(),
                         path: spec.route_path().to_string(),
                         owner: None,
@@ -345,7 +345,7 @@ macro_rules! sql_store {
                     return Ok(None);
                 };
                 let current: PodSpec =
-                    serde_json::from_str(&current).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?;
+                    serde_json::from_str(&current).map_err(|e| Error::Store(crate::error::StoreError::decode(e)))?;
                 let rolled = current.with_template_of(&good.spec);
                 let json = serde_json::to_string(&rolled).map_err(|e| Error::Internal(format!("cannot encode spec: {e}")))?;
                 sqlx::query("UPDATE pods SET spec = $2, generation = generation + 1, updated_at = $3 WHERE name = $1")
@@ -682,7 +682,7 @@ macro_rules! sql_store {
                 let mut users = Vec::new();
                 for spec in specs {
                     let spec: PodSpec =
-                        serde_json::from_str(&spec).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?;
+                        serde_json::from_str(&spec).map_err(|e| Error::Store(crate::error::StoreError::decode(e)))?;
                     if spec.uses_secret(name) {
                         users.push(spec.name);
                     }
@@ -763,7 +763,7 @@ macro_rules! sql_store {
 
         fn decode(row: &$row) -> Result<StoredPod> {
             let spec: String = row.try_get("spec")?;
-            let spec: PodSpec = serde_json::from_str(&spec).map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))?;
+            let spec: PodSpec = serde_json::from_str(&spec).map_err(|e| Error::Store(crate::error::StoreError::decode(e)))?;
             Ok(StoredPod {
                 spec,
                 generation: row.try_get("generation")?,

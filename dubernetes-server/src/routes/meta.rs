@@ -54,8 +54,8 @@ pub(crate) async fn version(State(o): State<Dubernetes>) -> impl IntoResponse {
         backend: o.backend().to_string(),
         data_dir: o.data_dir().map(|d| d.display().to_string()),
         store_id: o.store_id().to_string(),
-        held_containers: o.held_containers(),
-        foreign_containers: o.foreign_containers(),
+        held_containers: o.diagnostics().held_containers(),
+        foreign_containers: o.diagnostics().foreign_containers(),
         store: o.store_kind().into(),
         leader: o.is_leader(),
     })
@@ -78,10 +78,10 @@ pub(crate) async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
     axum::Json(serde_json::json!({
         "port": o.ingress_port().await,
         "tls_port": o.ingress_tls_port().await,
-        "error": o.ingress_error(),
-        "reloads": o.ingress_reloads(),
-        "endpoint_updates": o.ingress_endpoint_updates(),
-        "endpoints": if o.ingress_endpoints_bound() { "bound" } else { "archive" },
-        "rejected": o.ingress_rejections(),
+        "error": o.diagnostics().ingress_error(),
+        "reloads": o.diagnostics().ingress_reloads(),
+        "endpoint_updates": o.diagnostics().ingress_endpoint_updates(),
+        "endpoints": if o.diagnostics().ingress_endpoints_bound() { "bound" } else { "archive" },
+        "rejected": o.diagnostics().ingress_rejections(),
     }))
 }

@@ -128,7 +128,8 @@ crate::store::sql::sql_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow
 /// A word the store wrote (an outcome, an event kind) as its enum; an unknown
 /// one is a decoding error, as a malformed spec is.
 pub(super) fn parse_word<T: std::str::FromStr<Err = dubernetes_api::ParseEnumError>>(word: String) -> Result<T> {
-    word.parse().map_err(|e| Error::Store(sqlx::Error::Decode(Box::new(e))))
+    word.parse()
+        .map_err(|e| Error::Store(crate::error::StoreError::decode(e)))
 }
 
 #[cfg(test)]
