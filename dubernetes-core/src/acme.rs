@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::controller::{Change, Context};
 use crate::store::{CertificateKind, StoredCertificate, now_ms};
+use crate::sync::lock;
 
 /// Let's Encrypt's production directory, the default of `--acme-directory`.
 pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -114,10 +115,6 @@ pub(crate) struct Acme {
     settings: AcmeSettings,
     hosts: StdMutex<HashMap<String, HostState>>,
     wake: Notify,
-}
-
-fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Acme {

@@ -70,6 +70,7 @@ mod shared;
 mod spec;
 mod status;
 mod store;
+mod sync;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod test_internals;

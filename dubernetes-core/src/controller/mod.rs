@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, broadcast};
@@ -34,6 +34,7 @@ use crate::rollout::Progress;
 use crate::runtime::{Observed, Runtime};
 use crate::spec::PodSpec;
 use crate::store::Store;
+use crate::sync::lock;
 
 mod act;
 mod drain;
@@ -64,7 +65,7 @@ mod prelude {
     pub(super) use futures::future::join_all;
     pub(super) use tokio::time::Instant;
 
-    pub(super) use super::{BackoffSettings, Change, Context, Next, error_backoff, lock, random_suffix, slot_of};
+    pub(super) use super::{BackoffSettings, Change, Context, Next, error_backoff, random_suffix, slot_of};
     pub(super) use crate::crashloop::{ExitCause, LABEL_SLOT};
     pub(super) use crate::error::{Error, Result};
     pub(super) use crate::ingress::Route;
@@ -74,6 +75,7 @@ mod prelude {
     };
     pub(super) use crate::spec::PodSpec;
     pub(super) use crate::store::StoredPod;
+    pub(super) use crate::sync::lock;
 }
 
 use observe::ObservedCache;
@@ -191,10 +193,6 @@ pub(crate) struct Context {
     /// By pod, the last expiry warning recorded for its TLS secret (secret,
     /// end of validity, stage): each is recorded once.
     expiry_reported: StdMutex<HashMap<String, (String, i64, crate::certificate::Expiry)>>,
-}
-
-fn lock<T>(m: &StdMutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 enum Next {

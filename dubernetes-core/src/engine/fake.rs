@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +24,7 @@ use tokio::sync::broadcast;
 use super::{ContainerSpec, ContainerState, Engine, EngineEvent, LogChunk, LogRequest, LogSource, Network, Observed};
 use crate::error::{Error, Result};
 use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
+use crate::sync::lock;
 
 /// What a container of an image does once started.
 #[derive(Debug, Clone)]
@@ -145,10 +146,6 @@ impl Default for FakeEngine {
     fn default() -> Self {
         FakeEngine::new()
     }
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn refused(what: &str, why: &str) -> Error {

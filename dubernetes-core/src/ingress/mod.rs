@@ -55,6 +55,7 @@ use crate::error::{Error, Result};
 use crate::runtime::{
     ContainerSpec, LABEL_INGRESS_CONFIG, LABEL_INGRESS_ENDPOINTS, LABEL_INSTANCE, LABEL_ROLE, Observed, Runtime,
 };
+use crate::sync::lock;
 
 /// The default ingress image: the official nginx image, pulled if missing.
 pub const DEFAULT_INGRESS_IMAGE: &str = "nginx:1.27-alpine";
@@ -486,8 +487,4 @@ impl Ingress {
     pub(crate) fn endpoint_updates(&self) -> u64 {
         self.endpoint_updates.load(Ordering::Relaxed)
     }
-}
-
-fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

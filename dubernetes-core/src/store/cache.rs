@@ -44,7 +44,7 @@ impl CachedStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
-        self.cached.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.cached)
     }
 
     /// Every pod by name: from memory, re-reading the pods written since
