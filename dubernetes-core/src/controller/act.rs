@@ -53,18 +53,17 @@ impl Context {
         let mut slots_for_creates = Vec::new();
         if creates > 0 {
             let (slots, wait) = {
-                let mut all = lock(&self.slots);
-                let slots = all.entry(pod.to_string()).or_default();
+                let mut book = lock(&self.book);
+                let slots = book.slots.entry(pod.to_string()).or_default();
                 slots.take(creates as usize, now, random_suffix)
             };
             slots_for_creates = slots;
             delay_creates = wait.map(|t| t.saturating_duration_since(now));
         }
         {
-            let until = lock(&self.slots).get(pod).and_then(|s| s.backing_off_until(now));
-            let mut status = lock(&self.status);
-            let s = status.entry(pod.to_string()).or_default();
-            s.next_allowed = until;
+            let mut book = lock(&self.book);
+            let until = book.slots.get(pod).and_then(|s| s.backing_off_until(now));
+            book.status.entry(pod.to_string()).or_default().next_allowed = until;
         }
 
         // Stopped containers are removed at once, concurrently with the
@@ -92,7 +91,9 @@ impl Context {
         // pod's next reconcile does not count draining containers (they
         // serve nobody), so the next step of a rollout starts while they drain.
         if !drains.is_empty() {
-            lock(&self.draining).extend(drains.iter().map(|(id, _)| id.clone()));
+            lock(&self.book)
+                .draining
+                .extend(drains.iter().map(|(id, _)| id.clone()));
         }
         let unroute = async {
             if drains.is_empty() {
@@ -121,11 +122,12 @@ impl Context {
             if self.names.is_serving() && !drains.is_empty() {
                 // Never stop a replica its name may still list: keep it
                 // serving, and let the error policy retry the reconcile.
-                let mut draining = lock(&self.draining);
+                let mut book = lock(&self.book);
+                let draining = &mut book.draining;
                 for (id, _) in &drains {
                     draining.remove(id);
                 }
-                drop(draining);
+                drop(book);
                 tracing::warn!(pod, error = %e, "updating the pod names before draining failed; the replicas keep running until it succeeds");
                 drains.clear();
                 errors.push(e);
@@ -137,11 +139,12 @@ impl Context {
             if stored.is_some_and(|p| p.spec.host().is_some() || !p.spec.expose.is_empty()) {
                 // Never stop a replica the ingress may still route to: keep it
                 // serving, and let the error policy retry the reconcile.
-                let mut draining = lock(&self.draining);
+                let mut book = lock(&self.book);
+                let draining = &mut book.draining;
                 for (id, _) in &drains {
                     draining.remove(id);
                 }
-                drop(draining);
+                drop(book);
                 tracing::warn!(pod, error = %e, "the ingress sync before draining failed; the replicas keep running until it succeeds");
                 drains.clear();
                 errors.push(e);
@@ -339,7 +342,8 @@ impl Context {
 impl Context {
     /// Records why replicas cannot be created (the pod's status reason and message).
     fn set_failure(&self, pod: &str, reason: &str, message: &str) {
-        let mut status = lock(&self.status);
+        let mut book = lock(&self.book);
+        let status = &mut book.status;
         let s = status.entry(pod.to_string()).or_default();
         s.reason = Some(reason.into());
         s.message = Some(message.into());
@@ -356,7 +360,8 @@ impl Context {
 
     /// Forgets a failure of this reason once what failed works again.
     fn clear_failure(&self, pod: &str, reason: &str) {
-        let mut status = lock(&self.status);
+        let mut book = lock(&self.book);
+        let status = &mut book.status;
         if let Some(s) = status.get_mut(pod)
             && s.reason.as_deref() == Some(reason)
         {
