@@ -50,6 +50,9 @@ pub(crate) struct Routes<'a> {
     /// Why nginx rejected this pod's route, if it did (the other pods' routes
     /// were applied without it).
     pub rejection: Option<&'a str>,
+    /// Why one of the pod's TCP listeners (`expose`) could not start, if one
+    /// could not (it is retried with back-off).
+    pub listener_failure: Option<&'a str>,
 }
 
 /// What the facade may read of one pod: one snapshot of what the controller
@@ -63,6 +66,8 @@ pub(crate) struct PodObservation {
     pub controller: ControllerStatus,
     /// nginx rejected the pod's route, with nginx's words.
     pub ingress_rejection: Option<String>,
+    /// A TCP listener of the pod could not start, and why.
+    pub listener_failure: Option<String>,
 }
 
 /// One replica in a [`PodObservation`].
@@ -108,6 +113,7 @@ pub(crate) fn observe(
         replicas,
         controller,
         ingress_rejection: routes.rejection.map(str::to_string),
+        listener_failure: routes.listener_failure.map(str::to_string),
     }
 }
 
@@ -173,7 +179,10 @@ pub(crate) fn pod_view(stored: StoredPod, observation: PodObservation) -> Pod {
         &stored,
         counts,
         revision.clone(),
-        observation.ingress_rejection.as_deref(),
+        Ingress {
+            rejection: observation.ingress_rejection.as_deref(),
+            listener_failure: observation.listener_failure.as_deref(),
+        },
         &observation.controller,
     );
     let mut replicas: Vec<Replica> = observation
@@ -207,22 +216,31 @@ pub(crate) fn pod_view(stored: StoredPod, observation: PodObservation) -> Pod {
     }
 }
 
+/// What the ingress says against a pod, for its status.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ingress<'a> {
+    rejection: Option<&'a str>,
+    listener_failure: Option<&'a str>,
+}
+
 /// A pod's status from its replica counts, its latest revision, the ingress's
-/// rejection of its route and what the controller recorded.
+/// rejection of its route or failure of its TCP listeners, and what the
+/// controller recorded.
 fn pod_status(
     stored: &StoredPod,
     counts: ReplicaCounts,
     revision: String,
-    ingress_rejection: Option<&str>,
+    ingress: Ingress<'_>,
     controller: &ControllerStatus,
 ) -> PodStatus {
+    let ingress_rejection = ingress.rejection;
     let ReplicaCounts {
         desired,
         ready,
         updated,
         current,
     } = counts;
-    let phase = if controller.reason.is_some() || ingress_rejection.is_some() {
+    let phase = if controller.reason.is_some() || ingress_rejection.is_some() || ingress.listener_failure.is_some() {
         Phase::Failing
     } else if !counts.converged() || controller.observed_generation != stored.generation {
         Phase::Progressing
@@ -241,6 +259,10 @@ fn pod_status(
         None if ingress_rejection.is_some() => (
             Some("IngressRejected".to_string()),
             ingress_rejection.map(|m| format!("nginx rejected this pod's route: {m}")),
+        ),
+        None if ingress.listener_failure.is_some() => (
+            Some("ListenerFailed".to_string()),
+            ingress.listener_failure.map(str::to_string),
         ),
         None if failed => (
             Some(
@@ -409,6 +431,7 @@ mod tests {
         Routes {
             routed,
             rejection: None,
+            listener_failure: None,
         }
     }
 
@@ -547,6 +570,7 @@ mod tests {
         let routes = Routes {
             routed: &none,
             rejection: Some("invalid server name"),
+            listener_failure: None,
         };
         let pod = view(stored(spec, 1, None), &[], probes(&[], &[]), &routes, &controller(1));
         assert_eq!(pod.status.phase, Phase::Failing);
@@ -555,6 +579,22 @@ mod tests {
             pod.status.message.as_deref(),
             Some("nginx rejected this pod's route: invalid server name")
         );
+    }
+
+    #[test]
+    fn a_listener_that_cannot_start_is_failing_with_its_reason() {
+        let spec = PodSpec::new("db", "img:v1").with_replicas(0);
+        let none = HashSet::new();
+        let why = "the TCP listener on 127.0.0.1:15432 could not start (2 tries; retrying): address already in use";
+        let routes = Routes {
+            routed: &none,
+            rejection: None,
+            listener_failure: Some(why),
+        };
+        let pod = view(stored(spec, 1, None), &[], probes(&[], &[]), &routes, &controller(1));
+        assert_eq!(pod.status.phase, Phase::Failing);
+        assert_eq!(pod.status.reason.as_deref(), Some("ListenerFailed"));
+        assert_eq!(pod.status.message.as_deref(), Some(why));
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! TCP services (issue 25, item 5), on the real engine, on both backends: a
-//! pod's `expose` publishes its TCP port through the ingress on a host
-//! address; a real TCP client connects there and talks to a **ready**
-//! replica only, with no nginx reload when replicas change readiness;
-//! `replicas: 0` refuses (the connection closes at once); bad input is
-//! refused with the field named, and nothing is written.
+//! pod's `expose` publishes its TCP port on a host address, through a
+//! listener container of its own; a real TCP client connects there and
+//! talks to a **ready** replica only, with no nginx reload when replicas
+//! change readiness; `replicas: 0` refuses (the connection closes at once);
+//! bad input is refused with the field named, and nothing is written. A
+//! change of one pod's `expose` touches neither the HTTP ingress nor another
+//! pod's listener (their connections stay up); a listener whose port is
+//! taken is a `ListenerFailed` event and status, and comes up once the port
+//! is free; IPv6 listen addresses are published.
 //!
 //! The pod is busybox (`dubernetes/busybox:local`): `nc -ll -e` runs, per
 //! connection, a script that writes the replica's host name (its container
@@ -13,7 +17,10 @@
 //! while it keeps running.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::query_parameters::ListContainersOptionsBuilder;
@@ -32,8 +39,19 @@ const SCRIPT: &str = "mkdir -p /tmp/www && echo ok > /tmp/www/ready && httpd -p 
 
 /// The echo pod (as JSON, which is YAML), exposing its echo port on `listen`.
 fn echo(replicas: u32, listen: &str) -> String {
-    serde_json::json!({
-        "name": "echo",
+    echo_pod("echo", replicas, &[listen], None)
+}
+
+/// An echo pod named `name`, exposing its echo port on each of `listens`;
+/// with `host`, its readiness server (busybox httpd, `/ready` answers `ok`)
+/// is its HTTP route too.
+fn echo_pod(name: &str, replicas: u32, listens: &[&str], host: Option<&str>) -> String {
+    let expose: Vec<serde_json::Value> = listens
+        .iter()
+        .map(|l| serde_json::json!({"port": ECHO_PORT, "listen": l}))
+        .collect();
+    let mut spec = serde_json::json!({
+        "name": name,
         "image": BUSYBOX,
         "replicas": replicas,
         "port": ECHO_PORT,
@@ -43,17 +61,45 @@ fn echo(replicas: u32, listen: &str) -> String {
             "timeout": "500ms", "unhealthy_after": 1
         },
         "stop_grace_period": "1s",
-        "expose": [{"port": ECHO_PORT, "listen": listen}],
-    })
-    .to_string()
+        "expose": expose,
+    });
+    if let Some(host) = host {
+        spec["port"] = READY_PORT.into();
+        spec["access"] = serde_json::json!({"host": host});
+    }
+    spec.to_string()
 }
 
 /// One conversation through the published port: the replica's greeting
 /// (its host name) once it echoed a line back; Err when the connection is
 /// refused or closed before a greeting (no ready replica).
 async fn talk(port: u16) -> Result<String, String> {
+    talk_at(SocketAddr::from(([127, 0, 0, 1], port))).await
+}
+
+/// [`talk`] to any address (an IPv6 one).
+async fn talk_at(addr: SocketAddr) -> Result<String, String> {
     let io = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let mut conn = Conversation::open(addr).await?;
+        conn.ping().await?;
+        Ok(conn.greeting)
+    };
+    tokio::time::timeout(Duration::from_secs(10), io)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+/// One TCP connection through a listener, kept open: pings echo back on it
+/// as long as the listener and the replica behind it stay up.
+struct Conversation {
+    reader: BufReader<tokio::net::TcpStream>,
+    /// The replica's host name.
+    greeting: String,
+}
+
+impl Conversation {
+    async fn open(addr: SocketAddr) -> Result<Conversation, String> {
+        let stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let mut reader = BufReader::new(stream);
@@ -66,22 +112,35 @@ async fn talk(port: u16) -> Result<String, String> {
         {
             return Err("closed without a byte".to_string());
         }
-        let ping = format!("ping {}\n", rand_token());
-        reader
-            .get_mut()
-            .write_all(ping.as_bytes())
+        Ok(Conversation {
+            reader,
+            greeting: greeting.trim().to_string(),
+        })
+    }
+
+    /// One line out and back, within 10 s.
+    async fn ping(&mut self) -> Result<(), String> {
+        let io = async {
+            let ping = format!("ping {}\n", rand_token());
+            self.reader
+                .get_mut()
+                .write_all(ping.as_bytes())
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+            let mut back = String::new();
+            self.reader
+                .read_line(&mut back)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
+            if back != ping {
+                return Err(format!("sent {ping:?}, got {back:?}"));
+            }
+            Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(10), io)
             .await
-            .map_err(|e| format!("write: {e}"))?;
-        let mut back = String::new();
-        reader.read_line(&mut back).await.map_err(|e| format!("read: {e}"))?;
-        if back != ping {
-            return Err(format!("sent {ping:?}, got {back:?}"));
-        }
-        Ok(greeting.trim().to_string())
-    };
-    tokio::time::timeout(Duration::from_secs(10), io)
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()))
+            .unwrap_or_else(|_| Err("timed out".into()))
+    }
 }
 
 fn rand_token() -> String {
@@ -213,8 +272,8 @@ async fn a_tcp_client_reaches_ready_replicas_only(backend: Backend) {
     })
     .await;
 
-    // The listener moved to another port: a new ingress container publishes
-    // it; the old port no longer answers.
+    // The listener moved to another port: a new listener container
+    // publishes it; the old port no longer answers.
     let moved = free_port();
     let (status, body) = server.put_yaml("echo", &echo(1, &format!("127.0.0.1:{moved}"))).await;
     assert_eq!(status, 200, "{body}");
@@ -301,10 +360,206 @@ async fn bad_expose_is_refused(backend: Backend) {
     assert_eq!(status, 200, "{body}");
 }
 
-/// A listen port another program holds on the host: the ingress cannot
-/// publish it, starts without its TCP listeners, and HTTP keeps working;
-/// the next change of `expose` tries again.
-async fn a_taken_listen_port_keeps_http_working(backend: Backend) {
+/// The id of the container named `name` (None: there is none).
+async fn container_id(docker: &Docker, name: &str) -> Option<String> {
+    docker
+        .inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>)
+        .await
+        .ok()
+        .and_then(|c| c.id)
+}
+
+/// The ids of the instance's TCP listener containers, by the address they publish.
+async fn listeners(docker: &Docker, instance: &str) -> HashMap<String, String> {
+    let filters = HashMap::from([(
+        "label",
+        vec![
+            format!("io.dubernetes.instance={instance}"),
+            "io.dubernetes.role=listener".to_string(),
+        ],
+    )]);
+    let options = ListContainersOptionsBuilder::new().filters(&filters).build();
+    let list = docker.list_containers(Some(options)).await.expect("list containers");
+    list.into_iter()
+        .filter_map(|c| Some((c.labels?.get("io.dubernetes.listen")?.clone(), c.id?)))
+        .collect()
+}
+
+/// HTTP requests sent one after another on kept-alive connections until
+/// stopped: how many succeeded, and every failure.
+struct HttpClient {
+    ok: Arc<AtomicU64>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpClient {
+    fn start(port: u16, host: &str) -> HttpClient {
+        let ok = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .pool_idle_timeout(dubernetes_tests::CLIENT_IDLE)
+            .build()
+            .expect("client");
+        let (host, url) = (host.to_string(), format!("http://127.0.0.1:{port}/ready"));
+        let task = tokio::spawn({
+            let (ok, failures, stop) = (Arc::clone(&ok), Arc::clone(&failures), Arc::clone(&stop));
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let answer = match client.get(&url).header("host", &host).send().await {
+                        Ok(r) if r.status() == 200 => r.text().await.map_err(|e| e.to_string()),
+                        Ok(r) => Err(format!("status {}", r.status())),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match answer {
+                        Ok(body) if body.trim() == "ok" => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(body) => failures.lock().expect("lock").push(format!("body {body:?}")),
+                        Err(e) => failures.lock().expect("lock").push(e),
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        });
+        HttpClient {
+            ok,
+            failures,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops it; returns (successes, failures).
+    async fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the HTTP client task");
+        let failures = self.failures.lock().expect("lock").clone();
+        (self.ok.load(Ordering::Relaxed), failures)
+    }
+}
+
+/// One pod's `expose` changes (a listener added, moved to IPv6, a second
+/// one, all removed) while another pod is busy over HTTP (kept-alive
+/// requests to its host) and over TCP (a connection open through its own
+/// listener): the HTTP ingress container and the other pod's listener
+/// container stay the same, no HTTP request fails, the open TCP connection
+/// still echoes, nginx never reloads; each change takes effect on its own
+/// listener.
+async fn an_expose_change_touches_only_its_own_listener(backend: Backend) {
+    let docker = docker().await;
+    let server = TestServer::start_on(backend, "tcp-only-own").await;
+    let instance = server.instance.clone();
+    let a_port = free_port();
+    let a_listen = format!("127.0.0.1:{a_port}");
+    let (status, body) = server
+        .put_yaml("a", &echo_pod("a", 1, &[&a_listen], Some("a.tcp.test")))
+        .await;
+    assert!(status == 200 || status == 201, "{status}: {body}");
+    server.wait_converged("a", T).await;
+    let http_port = server.ingress_port().await;
+    wait_for("a to be routed", T, || async {
+        let answer = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{http_port}/ready"))
+            .header("host", "a.tcp.test")
+            .send()
+            .await
+            .ok()?;
+        (answer.status() == 200 && answer.text().await.ok()?.trim() == "ok").then_some(())
+    })
+    .await;
+    let mut conn = wait_for("a TCP connection to a's listener", T, || async {
+        Conversation::open(SocketAddr::from(([127, 0, 0, 1], a_port)))
+            .await
+            .ok()
+    })
+    .await;
+    conn.ping().await.expect("a's connection echoes");
+
+    let ingress_name = format!("dub-{instance}-ingress");
+    let ingress = container_id(&docker, &ingress_name).await.expect("the HTTP ingress");
+    let a_listener = listeners(&docker, &instance).await[&a_listen].clone();
+    let reloads_before = reloads(&server).await;
+    let http = HttpClient::start(http_port, "a.tcp.test");
+    wait_for("the HTTP client's first answers", T, || async {
+        (http.ok.load(Ordering::Relaxed) >= 5).then_some(())
+    })
+    .await;
+
+    // Pod b: a listener added, moved (to IPv6 loopback), a second one
+    // added, all removed. Each change: timed until it serves (or is gone).
+    let b1 = free_port();
+    let b2 = free_port();
+    let b3 = free_port();
+    let steps: [(&str, Vec<String>); 4] = [
+        ("added", vec![format!("127.0.0.1:{b1}")]),
+        ("moved to IPv6", vec![format!("[::1]:{b2}")]),
+        ("a second one", vec![format!("[::1]:{b2}"), format!("127.0.0.1:{b3}")]),
+        ("removed", vec![]),
+    ];
+    for (what, listens) in &steps {
+        let refs: Vec<&str> = listens.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        let (status, body) = server.put_yaml("b", &echo_pod("b", 1, &refs, None)).await;
+        assert!(status == 200 || status == 201, "{what}: {status}: {body}");
+        for l in listens {
+            let addr: SocketAddr = l.parse().expect("address");
+            wait_for(&format!("b's listener on {l} ({what})"), T, || async {
+                talk_at(addr).await.ok()
+            })
+            .await;
+        }
+        wait_for(&format!("b's listener containers ({what})"), T, || async {
+            let mut now: Vec<String> = listeners(&docker, &instance).await.into_keys().collect();
+            now.sort();
+            let mut want: Vec<String> = listens.iter().cloned().chain([a_listen.clone()]).collect();
+            want.sort();
+            (now == want).then_some(())
+        })
+        .await;
+        eprintln!("{backend}: b's expose {what}: serving in {:?}", started.elapsed());
+        // Nothing else moved.
+        assert_eq!(
+            container_id(&docker, &ingress_name).await.as_deref(),
+            Some(ingress.as_str()),
+            "{what}: the HTTP ingress container was replaced"
+        );
+        assert_eq!(
+            listeners(&docker, &instance).await.get(&a_listen),
+            Some(&a_listener),
+            "{what}: a's listener container was replaced"
+        );
+        conn.ping()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: a's open TCP connection broke: {e}"));
+    }
+    for old in [b1, b2, b3] {
+        assert!(talk(old).await.is_err(), "b's old port {old} still answers");
+    }
+    let (ok, failures) = http.stop().await;
+    assert!(
+        failures.is_empty(),
+        "HTTP requests to a failed during b's changes: {failures:?}"
+    );
+    assert!(ok > 20, "only {ok} HTTP requests were made");
+    assert_eq!(
+        reloads(&server).await,
+        reloads_before,
+        "b's expose changes reloaded nginx"
+    );
+    conn.ping().await.expect("a's connection still echoes");
+    eprintln!("{backend}: {ok} HTTP requests to a during b's changes, none failed");
+}
+
+/// A listen port another program holds on the host: the listener cannot
+/// start; its pod gets a `ListenerFailed` Warning event and status naming
+/// the address, HTTP keeps working (the same ingress container), and the
+/// listener is retried until it comes up once the port is free.
+async fn a_taken_listen_port_is_reported_and_retried(backend: Backend) {
+    let docker = docker().await;
     let server = TestServer::start_on(backend, "tcp-taken").await;
     let (status, body) = server
         .put_yaml(
@@ -318,42 +573,71 @@ async fn a_taken_listen_port_keeps_http_working(backend: Backend) {
         matches!(server.via_ingress("web.tcp.test").await, Ok((200, _))).then_some(())
     })
     .await;
+    let ingress_name = format!("dub-{}-ingress", server.instance);
+    let ingress = container_id(&docker, &ingress_name).await.expect("the HTTP ingress");
 
     let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken = holder.local_addr().expect("addr").port();
-    let (status, body) = server.put_yaml("echo", &echo(1, &format!("127.0.0.1:{taken}"))).await;
+    let listen = format!("127.0.0.1:{taken}");
+    let (status, body) = server.put_yaml("echo", &echo(1, &listen)).await;
     assert!(status == 200 || status == 201, "{status}: {body}");
-    server.wait_converged("echo", T).await;
-    wait_for("the ingress to give up the taken port", T, || async {
-        server
-            .log()
-            .contains("could not start with the TCP listeners")
-            .then_some(())
+    let event = server.wait_event("echo", "ListenerFailed", Some("Warning")).await;
+    let message = event["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&listen), "the address is named: {event}");
+    assert!(message.contains("could not start"), "{event}");
+    let pod = wait_for("the pod's status to say ListenerFailed", T, || async {
+        let (_, pod) = server.get_json("/v1/pods/echo").await;
+        (pod["status"]["reason"] == "ListenerFailed").then_some(pod)
     })
     .await;
-    wait_for("web to be routed again", T, || async {
-        matches!(server.via_ingress("web.tcp.test").await, Ok((200, _))).then_some(())
-    })
-    .await;
+    let status_message = pod["status"]["message"].as_str().unwrap_or_default();
+    assert!(status_message.contains(&listen), "{pod}");
+    assert_eq!(pod["status"]["phase"], "Failing", "{pod}");
+    // HTTP is untouched.
     for _ in 0..5 {
         assert!(matches!(server.via_ingress("web.tcp.test").await, Ok((200, _))));
     }
-
-    // Another port: the listeners are tried again, and serve.
-    drop(holder);
-    let port = free_port();
-    let (status, body) = server.put_yaml("echo", &echo(1, &format!("127.0.0.1:{port}"))).await;
-    assert_eq!(status, 200, "{body}");
-    wait_for("the new listener to answer", T, || async { talk(port).await.ok() }).await;
-    // The new container's TCP listeners can serve a moment before its HTTP routes do.
-    wait_for("web to be routed by the new ingress", T, || async {
-        matches!(server.via_ingress("web.tcp.test").await, Ok((200, _))).then_some(())
+    // Retried with back-off, reported once: wait for a second try in the log.
+    wait_for("a second try", T, || async {
+        (server.log().matches("a TCP listener could not start").count() >= 2).then_some(())
     })
     .await;
+    let failed_events = server
+        .events("echo")
+        .await
+        .into_iter()
+        .filter(|e| e["reason"] == "ListenerFailed")
+        .count();
+    assert_eq!(failed_events, 1, "one event per failure, not per try");
+
+    // The port is freed: the next try starts the listener.
+    drop(holder);
+    let freed = Instant::now();
+    wait_for("the listener to answer once the port is free", T, || async {
+        talk(taken).await.ok()
+    })
+    .await;
+    eprintln!(
+        "{backend}: the listener came up {:?} after the port was freed",
+        freed.elapsed()
+    );
+    server.wait_event("echo", "ListenerStarted", Some("Normal")).await;
+    wait_for("the status to clear", T, || async {
+        let (_, pod) = server.get_json("/v1/pods/echo").await;
+        (pod["status"]["reason"].is_null() && pod["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
+    assert_eq!(
+        container_id(&docker, &ingress_name).await.as_deref(),
+        Some(ingress.as_str()),
+        "the HTTP ingress container was replaced"
+    );
+    assert!(matches!(server.via_ingress("web.tcp.test").await, Ok((200, _))));
 }
 
 dubernetes_tests::on_both_backends!(
     a_tcp_client_reaches_ready_replicas_only,
     bad_expose_is_refused,
-    a_taken_listen_port_keeps_http_working
+    an_expose_change_touches_only_its_own_listener,
+    a_taken_listen_port_is_reported_and_retried
 );

@@ -194,8 +194,9 @@ pub struct Expose {
     /// The replicas' TCP port (1 to 65535).
     pub port: u16,
     /// Where the ingress listens on the host: `IPv4:PORT` (`127.0.0.1:15432`,
-    /// `0.0.0.0:15432`), or a port alone (`"15432"`) for 127.0.0.1. The
-    /// port (1 to 65535, not 80 or 443) is unique in the instance.
+    /// `0.0.0.0:15432`), `[IPv6]:PORT` (`[::1]:15432`, `[::]:15432`), or a
+    /// port alone (`"15432"`) for 127.0.0.1. The port (1 to 65535, not 80
+    /// or 443) is unique in the instance.
     #[cfg_attr(feature = "openapi", schema(example = "127.0.0.1:15432"))]
     pub listen: String,
 }
@@ -215,16 +216,21 @@ impl Expose {
     }
 }
 
-/// `expose[].listen` as a host address: `IPv4:PORT`, or a port alone for
-/// 127.0.0.1. Decimal ports without leading zeros, 1 to 65535, not 80 or 443.
+/// `expose[].listen` as a host address: `IPv4:PORT`, `[IPv6]:PORT`, or a
+/// port alone for 127.0.0.1. Decimal ports without leading zeros, 1 to
+/// 65535, not 80 or 443.
 pub fn parse_listen(listen: &str) -> Result<std::net::SocketAddr, String> {
     let bad = || {
-        "must be IPv4:PORT (e.g. \"127.0.0.1:15432\", \"0.0.0.0:15432\") or a port alone (\"15432\", on 127.0.0.1)"
+        "must be IPv4:PORT (e.g. \"127.0.0.1:15432\", \"0.0.0.0:15432\"), [IPv6]:PORT (\"[::1]:15432\", \"[::]:15432\") or a port alone (\"15432\", on 127.0.0.1)"
             .to_string()
     };
-    let (ip, port) = match listen.rsplit_once(':') {
-        Some((ip, port)) => (ip.parse::<std::net::Ipv4Addr>().map_err(|_| bad())?, port),
-        None => (std::net::Ipv4Addr::LOCALHOST, listen),
+    let (ip, port): (std::net::IpAddr, &str) = match listen.rsplit_once(':') {
+        Some((ip, port)) => match ip.strip_prefix('[').and_then(|ip| ip.strip_suffix(']')) {
+            // No zone (`%eth0`): the engine's port binding cannot carry one.
+            Some(v6) => (v6.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?.into(), port),
+            None => (ip.parse::<std::net::Ipv4Addr>().map_err(|_| bad())?.into(), port),
+        },
+        None => (std::net::Ipv4Addr::LOCALHOST.into(), listen),
     };
     if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());

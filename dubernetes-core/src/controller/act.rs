@@ -196,7 +196,12 @@ impl Context {
             return errors;
         };
         if let Err(e) = self.ensure_volumes(&stored.spec).await {
-            self.set_failure(pod, "VolumeUnavailable", &e.to_string());
+            self.set_create_failure(
+                pod,
+                (stored.created_at, stored.generation),
+                "VolumeUnavailable",
+                &e.to_string(),
+            );
             self.event(pod, "Warning", "VolumeUnavailable", &e.to_string()).await;
             errors.push(e);
             return errors;
@@ -204,7 +209,12 @@ impl Context {
         let (material, pull) = match self.secret_material(&stored.spec).await {
             Ok(m) => m,
             Err(e) => {
-                self.set_failure(pod, "SecretUnavailable", &e.to_string());
+                self.set_create_failure(
+                    pod,
+                    (stored.created_at, stored.generation),
+                    "SecretUnavailable",
+                    &e.to_string(),
+                );
                 self.event(pod, "Warning", "SecretUnavailable", &e.to_string()).await;
                 errors.push(e);
                 return errors;
@@ -223,13 +233,18 @@ impl Context {
                 let placed = match self.runtime.place(&template, slots.len()).await {
                     Ok(p) => p,
                     Err(e) => {
-                        self.set_failure(pod, "Unschedulable", &e.to_string());
+                        self.set_create_failure(
+                            pod,
+                            (stored.created_at, stored.generation),
+                            "Unschedulable",
+                            &e.to_string(),
+                        );
                         self.event(pod, "Warning", "Unschedulable", &e.to_string()).await;
                         errors.push(e);
                         return errors;
                     }
                 };
-                self.forget_create_failure(pod);
+                self.forget_create_failure(pod, (stored.created_at, stored.generation));
                 let results = join_all(slots.iter().zip(placed).map(|(slot, extra)| {
                     let mut t = template.clone();
                     t.constraints.extend(extra);
@@ -265,7 +280,7 @@ impl Context {
                 } else {
                     "ImageUnavailable"
                 };
-                self.set_failure(pod, reason, &e.to_string());
+                self.set_create_failure(pod, (stored.created_at, stored.generation), reason, &e.to_string());
                 self.event(pod, "Warning", reason, &e.to_string()).await;
                 errors.push(e);
             }
@@ -340,18 +355,36 @@ impl Context {
 }
 
 impl Context {
-    /// Records why replicas cannot be created (the pod's status reason and message).
-    fn set_failure(&self, pod: &str, reason: &str, message: &str) {
+    /// Records why replicas of `generation` ((created_at, generation) of the
+    /// stored pod) could not be created, unless a
+    /// newer generation was applied meanwhile (its spec has not failed yet).
+    fn set_create_failure(&self, pod: &str, generation: (i64, i64), reason: &str, message: &str) {
         let mut book = lock(&self.book);
         let status = &mut book.status;
         let s = status.entry(pod.to_string()).or_default();
+        if generation < s.create_failures_from {
+            tracing::debug!(
+                pod,
+                ?generation,
+                reason,
+                "a create failure of an older generation: not recorded"
+            );
+            return;
+        }
         s.reason = Some(reason.into());
         s.message = Some(message.into());
     }
 
     /// Forgets why replicas could not be created (a pull or a secret) when
-    /// the pod changed: the new spec has not failed yet.
-    pub(crate) fn forget_create_failure(&self, pod: &str) {
+    /// the pod changed to `generation`: the new spec has not failed yet, and
+    /// a failure of an older one that arrives later is not recorded.
+    pub(crate) fn forget_create_failure(&self, pod: &str, generation: (i64, i64)) {
+        {
+            let mut book = lock(&self.book);
+            let status = &mut book.status;
+            let s = status.entry(pod.to_string()).or_default();
+            s.create_failures_from = s.create_failures_from.max(generation);
+        }
         self.clear_failure(pod, "ImagePullFailed");
         self.clear_failure(pod, "SecretUnavailable");
         self.clear_failure(pod, "VolumeUnavailable");

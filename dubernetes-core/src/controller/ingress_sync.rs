@@ -20,25 +20,45 @@ impl Context {
         if !self.ingress_full.swap(false, std::sync::atomic::Ordering::SeqCst) {
             let observed = self.observed_all();
             let routes = self.routes(&pods, &observed);
-            self.ingress.set_streams(self.streams(&pods, &observed));
+            let streams = self.streams(&pods, &observed);
             let certs = self.route_certificates(&pods).await?;
-            match self.ingress.sync_endpoints(&routes, &certs).await {
-                Ok(Some(changed)) => {
+            let http = self.ingress.sync_endpoints(&routes, &certs).await;
+            // The TCP listeners' files too, unless a listener is to start or go.
+            let tcp = match &http {
+                Ok(Some(_)) => self.ingress.sync_listener_endpoints(&streams).await,
+                _ => Ok(None),
+            };
+            match (http, tcp) {
+                (Ok(Some(changed)), Ok(Some(()))) => {
                     let result = Ok(changed);
                     self.runtime.metrics().ingress_synced(started.elapsed(), &result);
                     tracing::debug!(took = ?started.elapsed(), changed, "ingress sync (endpoints only)");
                     return self.after_sync(&routes, result).await;
                 }
-                Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, "endpoint-only ingress sync failed; doing a full one"),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::debug!(error = %e, "endpoint-only ingress sync failed; doing a full one")
+                }
+                _ => {}
             }
         }
         let containers = self.list_instance().await?;
         let routes = self.routes(&pods, &containers);
-        self.ingress.set_streams(self.streams(&pods, &containers));
+        let streams = self.streams(&pods, &containers);
         let ingress: Vec<&Observed> = containers.iter().filter(|c| c.role == "ingress").collect();
+        let listeners: Vec<&Observed> = containers
+            .iter()
+            .filter(|c| c.role == crate::ingress::ROLE_LISTENER)
+            .collect();
         let certs = self.route_certificates(&pods).await?;
-        let result = self.ingress.sync(&routes, &ingress, &certs).await;
+        // HTTP first: it never waits for a TCP listener, and an HTTP ingress
+        // of an older version that still publishes a listener's port is
+        // replaced before that listener starts.
+        let http = self.ingress.sync(&routes, &ingress, &certs).await;
+        let tcp = self.ingress.sync_listeners(&streams, &listeners).await;
+        let result = match (http, tcp) {
+            (Ok(a), Ok(b)) => Ok(a || b),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
         self.runtime.metrics().ingress_synced(started.elapsed(), &result);
         tracing::debug!(took = ?started.elapsed(), changed = ?result.as_ref().ok(), "ingress sync");
         if result.is_err() {
@@ -52,6 +72,7 @@ impl Context {
     /// against their pods, and pods whose routed replicas changed woken.
     async fn after_sync(self: &Arc<Self>, routes: &[Route], result: Result<bool>) -> Result<()> {
         lock(&self.routing).error = result.as_ref().err().map(ToString::to_string);
+        self.after_listeners().await;
         // Routes nginx rejected are reported against their pods (status and an event).
         for (pod, change) in self.ingress.take_rejection_changes() {
             match change {
@@ -74,6 +95,32 @@ impl Context {
             self.wake(&pod);
         }
         result.map(|_| ())
+    }
+
+    /// TCP listeners that failed or started since the last sync, reported
+    /// against their pods (events, and the status through a change); a
+    /// failed one's retry scheduled (a full sync then).
+    async fn after_listeners(self: &Arc<Self>) {
+        for (pod, change) in self.ingress.take_listener_changes() {
+            match change {
+                crate::ingress::ListenerChange::Failed(message) => {
+                    self.event(&pod, "Warning", "ListenerFailed", &message).await;
+                }
+                crate::ingress::ListenerChange::Started(message) => {
+                    self.event(&pod, "Normal", "ListenerStarted", &message).await;
+                }
+            }
+            self.notify(Change::Pod { name: pod });
+        }
+        if let Some(pause) = self.ingress.listener_retry().await {
+            let ctx = Arc::clone(self);
+            self.tasks.spawn(async move {
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(pause) => ctx.wake_ingress_full(),
+                }
+            });
+        }
     }
 
     /// The pods whose routed replicas (what the ingress serves now) changed

@@ -127,6 +127,12 @@ pub(crate) struct PodRuntimeStatus {
     pub reason: Option<String>,
     pub message: Option<String>,
     pub error_streak: u32,
+    /// Create failures (a pull, a secret, a volume, placement) of a spec
+    /// older than this one, as (created_at, generation) of its stored pod,
+    /// are stale: a pull of the previous spec that fails after the apply must
+    /// not mark the new one failed (created_at tells a pod deleted and
+    /// applied again, whose generations start over).
+    pub create_failures_from: (i64, i64),
 }
 
 /// Settings of the controller.

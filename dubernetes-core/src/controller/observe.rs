@@ -190,9 +190,11 @@ impl Context {
     pub(crate) fn observe_pod(&self, spec: &PodSpec) -> PodObservation {
         let routed = self.ingress.routed();
         let rejections = self.ingress.rejections();
+        let listener_failures = self.ingress.listener_failures();
         let routes = status::Routes {
             routed: &routed,
             rejection: rejections.get(&spec.name).map(String::as_str),
+            listener_failure: listener_failures.get(&spec.name).map(String::as_str),
         };
         let runtime = self.pod_status(&spec.name);
         let controller = status::ControllerStatus {

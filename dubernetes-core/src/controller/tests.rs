@@ -293,7 +293,11 @@ async fn a_new_server_adopts_what_runs_and_creates_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = start(&fake, Some(dir.path())).await;
     d.apply(web(V1, 3, strategy(1, 0))).await.expect("apply");
+    d.apply(exposing("db", &["127.0.0.1:15020"])).await.expect("apply db");
     d.wait_ready("web", WAIT).await.expect("lands");
+    d.wait_ready("db", WAIT).await.expect("lands");
+    until("db's listener runs", async || listeners(&fake).len() == 1).await;
+    let listener = listeners(&fake);
     let ids = fake.ids("replica", Some("web"), true);
     let creates = fake.calls("create");
     d.shutdown().await;
@@ -302,6 +306,10 @@ async fn a_new_server_adopts_what_runs_and_creates_nothing() {
     let again = start(&fake, Some(dir.path())).await;
     let pod = again.wait_ready("web", WAIT).await.expect("adopted");
     assert_eq!(pod.status.ready_replicas, 3);
+    again.wait_ready("db", WAIT).await.expect("adopted");
+    // Past the new server's first full ingress sync (listeners included).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(listeners(&fake), listener, "the same listener runs");
     let mut now = fake.ids("replica", Some("web"), true);
     now.sort();
     let mut before = ids;
@@ -310,7 +318,7 @@ async fn a_new_server_adopts_what_runs_and_creates_nothing() {
     assert_eq!(
         fake.calls("create"),
         creates,
-        "no container was created (the ingress adopted too)"
+        "no container was created (the ingress and the listener adopted too)"
     );
     again.shutdown().await;
 }
@@ -590,5 +598,152 @@ async fn old_replicas_that_ignore_sigterm_do_not_hold_back_the_next_step_up_to_a
     d.wait_ready("web", WAIT)
         .await
         .expect("v3 lands with the old replicas gone");
+    d.shutdown().await;
+}
+
+/// The instance's TCP listener containers (running), by the address they publish.
+fn listeners(fake: &FakeEngine) -> std::collections::BTreeMap<String, String> {
+    fake.ids(crate::ingress::ROLE_LISTENER, None, true)
+        .into_iter()
+        .filter_map(|id| Some((fake.label(&id, "io.dubernetes.listen")?, id)))
+        .collect()
+}
+
+fn exposing(name: &str, listens: &[&str]) -> PodSpec {
+    listens.iter().fold(PodSpec::new(name, V1).with_replicas(1), |spec, l| {
+        spec.with_expose(crate::spec::Expose::new(80, *l))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expose_change_replaces_only_its_own_listener() {
+    let fake = engine();
+    let d = start(&fake, None).await;
+    d.apply(web(V1, 1, strategy(1, 0))).await.expect("apply web");
+    d.apply(exposing("a", &["127.0.0.1:15001"])).await.expect("apply a");
+    d.apply(exposing("b", &["127.0.0.1:15002"])).await.expect("apply b");
+    for pod in ["web", "a", "b"] {
+        d.wait_ready(pod, WAIT).await.expect("lands");
+    }
+    until("both listeners run", async || listeners(&fake).len() == 2).await;
+    let ingress = fake.ids("ingress", None, true);
+    let a = listeners(&fake)["127.0.0.1:15001"].clone();
+    let reloads = d.diagnostics().ingress_reloads();
+    // b moves, then gets a second entry, then none.
+    for (step, want) in [
+        (vec!["127.0.0.1:15003"], vec!["127.0.0.1:15001", "127.0.0.1:15003"]),
+        (
+            vec!["127.0.0.1:15003", "[::1]:15004"],
+            vec!["127.0.0.1:15001", "127.0.0.1:15003", "[::1]:15004"],
+        ),
+        (vec![], vec!["127.0.0.1:15001"]),
+    ] {
+        let mut spec = exposing("b", &step);
+        spec.replicas = 1;
+        d.apply(spec).await.expect("apply b");
+        until(&format!("b's listeners are {step:?}"), async || {
+            listeners(&fake).keys().map(String::as_str).collect::<Vec<_>>() == want
+        })
+        .await;
+        assert_eq!(
+            fake.ids("ingress", None, true),
+            ingress,
+            "the HTTP ingress was replaced"
+        );
+        assert_eq!(listeners(&fake)["127.0.0.1:15001"], a, "a's listener was replaced");
+    }
+    assert_eq!(d.diagnostics().ingress_reloads(), reloads, "nginx reloaded");
+    // a's replicas are in its listener's endpoint files.
+    let a_replica = fake.ids("replica", Some("a"), true);
+    assert_eq!(a_replica.len(), 1);
+    let files: Vec<String> = ['a', 'b']
+        .iter()
+        .filter_map(|slot| fake.file(&a, &format!("/etc/dubernetes/endpoints/tcp_15001.{slot}")))
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect();
+    let servers = crate::ingress::latest_endpoints(files.iter().map(String::as_str)).expect("a complete file");
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert!(servers[0].ends_with(":80"), "{servers:?}");
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_that_cannot_start_is_reported_and_retried() {
+    let fake = engine();
+    let d = start(&fake, None).await;
+    fake.take_port(15010, true);
+    d.apply(exposing("db", &["127.0.0.1:15010"])).await.expect("apply");
+    until("ListenerFailed", async || {
+        d.get("db")
+            .await
+            .is_ok_and(|p| p.status.reason.as_deref() == Some("ListenerFailed"))
+    })
+    .await;
+    let pod = d.get("db").await.expect("db");
+    assert!(
+        pod.status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("127.0.0.1:15010") && m.contains("address already in use")),
+        "{:?}",
+        pod.status.message
+    );
+    // Tried again with back-off (1 s, 2 s, 4 s, ...), one event for all tries.
+    let starts = fake.calls("start");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let tries = fake.calls("start") - starts;
+    assert!((2..=5).contains(&tries), "{tries} tries in 8 s");
+    let failed = d.events(Some("db"), 500).await.expect("events");
+    assert_eq!(failed.iter().filter(|e| e.reason == "ListenerFailed").count(), 1);
+    assert!(listeners(&fake).is_empty());
+    fake.take_port(15010, false);
+    until("the listener runs", async || listeners(&fake).len() == 1).await;
+    until("the status clears", async || {
+        d.get("db").await.is_ok_and(|p| p.status.reason.is_none())
+    })
+    .await;
+    let events = d.events(Some("db"), 500).await.expect("events");
+    assert!(events.iter().any(|e| e.reason == "ListenerStarted"), "{events:?}");
+    // A listener container that dies is replaced.
+    let id = listeners(&fake)["127.0.0.1:15010"].clone();
+    fake.crash(&id, 1);
+    until("a new listener runs", async || {
+        listeners(&fake).get("127.0.0.1:15010").is_some_and(|now| *now != id)
+    })
+    .await;
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn listener_endpoint_files_changed_by_hand_are_rewritten_at_the_resync() {
+    let fake = engine();
+    let ingress = IngressSettings::new(NGINX, "127.0.0.1:0".parse().expect("address"));
+    let d = start_in_memory(&fake, ingress, Duration::from_secs(10)).await;
+    d.apply(exposing("db", &["127.0.0.1:15030"])).await.expect("apply");
+    d.wait_ready("db", WAIT).await.expect("lands");
+    until("db's listener runs", async || listeners(&fake).len() == 1).await;
+    let id = listeners(&fake)["127.0.0.1:15030"].clone();
+    let read = || {
+        let slots: Vec<String> = ['a', 'b']
+            .iter()
+            .filter_map(|slot| fake.file(&id, &format!("/etc/dubernetes/endpoints/tcp_15030.{slot}")))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect();
+        crate::ingress::latest_endpoints(slots.iter().map(String::as_str))
+    };
+    until("the replica is in the listener's files", async || {
+        read().is_some_and(|s| s.len() == 1)
+    })
+    .await;
+    for slot in ['a', 'b'] {
+        let path = format!("/etc/dubernetes/endpoints/tcp_15030.{slot}");
+        fake.overwrite_file(&id, &path, b"changed by hand\n");
+    }
+    assert_eq!(read(), None, "changed by hand");
+    until("the resync rewrites them", async || {
+        read().is_some_and(|s| s.len() == 1)
+    })
+    .await;
+    assert_eq!(listeners(&fake)["127.0.0.1:15030"], id, "the same container");
     d.shutdown().await;
 }

@@ -243,9 +243,6 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
             if let Some(tls) = spec.publish_tls {
                 bindings.insert("443/tcp".to_string(), binding(tls));
             }
-            for (port, at) in &spec.publish_more {
-                bindings.insert(format!("{port}/tcp"), binding(*at));
-            }
             bindings
         }),
         // `Binds`, not `Mounts`: the engine makes a missing host directory
@@ -276,13 +273,11 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
         env: super::env_of(spec),
         labels: Some(spec.labels.clone()),
         exposed_ports: Some({
-            let mut ports = if spec.publish_tls.is_some() {
+            if spec.publish_tls.is_some() {
                 vec![port, "443/tcp".to_string()]
             } else {
                 vec![port]
-            };
-            ports.extend(spec.publish_more.iter().map(|(p, _)| format!("{p}/tcp")));
-            ports
+            }
         }),
         entrypoint: spec.command.clone(),
         cmd: spec.args.clone(),

@@ -133,6 +133,8 @@ struct State {
     /// Claims to run on this machine (binds are still not honoured: a
     /// container never sees a host directory).
     local: bool,
+    /// Host ports another program holds: a container publishing one fails to start.
+    taken: HashSet<u16>,
 }
 
 /// The in-memory engine. Cheap to clone (clones share the engine).
@@ -171,6 +173,17 @@ impl FakeEngine {
     pub fn image(&self, image: &str, app: App) -> &Self {
         lock(&self.state).images.insert(image.to_string(), app);
         self
+    }
+
+    /// Holds host `port` as another program would (`on`), or frees it: a
+    /// container that publishes it fails to start, as the engine's does.
+    pub fn take_port(&self, port: u16, on: bool) {
+        let mut s = lock(&self.state);
+        if on {
+            s.taken.insert(port);
+        } else {
+            s.taken.remove(&port);
+        }
     }
 
     /// Makes `nginx -t` reject every config while `on`.
@@ -279,6 +292,14 @@ impl FakeEngine {
             .containers
             .get(id)
             .and_then(|c| c.files.get(path).cloned())
+    }
+
+    /// A label of a container.
+    pub fn label(&self, id: &str, key: &str) -> Option<String> {
+        lock(&self.state)
+            .containers
+            .get(id)
+            .and_then(|c| c.spec.labels.get(key).cloned())
     }
 
     /// The container dies as if its process exited with `code` (no `kill` first).
@@ -469,7 +490,17 @@ impl Engine for FakeEngine {
             published: spec
                 .publish
                 .map(|at| if at.port() == 0 { 30000 + n as u16 } else { at.port() }),
-            files: HashMap::new(),
+            // An nginx image has the stream modules (as `dubernetes/nginx:local-4`).
+            files: match s.images.get(&spec.image) {
+                Some(app) if app.nginx => [
+                    "/usr/lib/nginx/modules/ngx_stream_module.so",
+                    "/usr/lib/nginx/modules/ngx_stream_js_module.so",
+                ]
+                .into_iter()
+                .map(|p| (p.to_string(), b"\x7fELF".to_vec()))
+                .collect(),
+                _ => HashMap::new(),
+            },
             live_config: None,
             runs: 0,
         };
@@ -488,6 +519,15 @@ impl Engine for FakeEngine {
         if c.state == ContainerState::Running {
             return Ok(());
         }
+        if let Some(port) = c.published.filter(|p| s.taken.contains(p)) {
+            return Err(refused(
+                "starting container",
+                &format!("Error starting userland proxy: listen tcp4 127.0.0.1:{port}: bind: address already in use"),
+            ));
+        }
+        let Some(c) = s.containers.get_mut(id) else {
+            return Err(refused("starting container", "no such container"));
+        };
         c.state = ContainerState::Running;
         c.exit_code = None;
         c.runs += 1;

@@ -167,9 +167,6 @@ pub struct ContainerSpec {
     /// A plain container of this engine even on Swarm (the name responder,
     /// as the ingress and the probe agent).
     pub plain: bool,
-    /// More ports to publish with `publish`: container port and host
-    /// address (the ingress's TCP listeners of pods' `expose`).
-    pub publish_more: Vec<(u16, SocketAddr)>,
     /// Every node running it must satisfy these: the pod's
     /// `placement.constraints`, and what [`Engine::place`] adds (a zone of
     /// the spread, the node a volume is pinned to).

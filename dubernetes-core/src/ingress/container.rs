@@ -31,14 +31,22 @@ const LUA_FILES: [(&str, &str); 4] = [
     ),
 ];
 
+/// The endpoint-file reader both njs routers import: the HTTP ingress's
+/// (`ingress.js`) and the TCP listeners' (`ingress-stream.js`).
+pub(super) const ENDPOINTS_JS: (&str, &str) = (
+    "dubernetes/ingress-endpoints.js",
+    include_str!("../../../templates/ingress-endpoints.js"),
+);
+
 /// With an image without it (the official nginx images have njs only): the
 /// same with njs, which reads the files per request and has no keep-alive.
-const NJS_FILES: [(&str, &str); 4] = [
+const NJS_FILES: [(&str, &str); 5] = [
     (
         "nginx/nginx.conf",
         include_str!("../../../templates/nginx-main-njs.conf"),
     ),
     ("dubernetes/ingress.js", include_str!("../../../templates/ingress.js")),
+    ENDPOINTS_JS,
     (
         "dubernetes/route.conf",
         include_str!("../../../templates/ingress-route-njs.conf"),
@@ -60,8 +68,8 @@ const LAYOUT: &str = "router-include-1";
 const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Ingress {
-    /// The files every ingress container gets before it starts, with the TCP side of `streams`.
-    pub(super) fn config_hash(&self, streams: &[Stream]) -> String {
+    /// What fixes an ingress container: a container made with other settings is replaced.
+    pub(super) fn config_hash(&self) -> String {
         let l = &self.settings.limits;
         // The host limits count too: an ingress made before them (or with
         // other flags) is replaced once, so it runs with what the flags say.
@@ -70,13 +78,8 @@ impl Ingress {
             .tls_listen
             .map(|t| format!("|tls={t}"))
             .unwrap_or_default();
-        // The TCP listeners too: their ports are published at creation.
-        let tcp = match stream::layout(streams) {
-            l if l.is_empty() => l,
-            l => format!("|tcp={l}"),
-        };
         let digest = Sha256::digest(format!(
-            "{}|{}|{}|{LAYOUT}|log={}x{}|pids={:?}|nnp={}{tls}{tcp}",
+            "{}|{}|{}|{LAYOUT}|log={}x{}|pids={:?}|nnp={}{tls}",
             self.settings.image,
             self.settings.listen,
             self.network,
@@ -97,24 +100,15 @@ impl Ingress {
 
     /// The files to write under `/etc` into container `id` (created from our
     /// image setting): [`STATIC_FILES`] and the router its image can run.
-    pub(super) async fn static_files(&self, id: &str, streams: &[Stream]) -> Result<Vec<(String, Vec<u8>)>> {
-        const MAIN: &str = "nginx/nginx.conf";
+    pub(super) async fn static_files(&self, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let lua = (self.runtime.read_files(id, LUA_PROBE, 1 << 20).await).is_ok_and(|f| !f.is_empty());
         tracing::debug!(image = %self.settings.image, lua, "ingress router");
         let router: &[(&str, &str)] = if lua { &LUA_FILES } else { &NJS_FILES };
-        // The main config gains the stream block when a pod exposes TCP ports.
-        let main = router
-            .iter()
-            .find(|(path, _)| *path == MAIN)
-            .map_or("", |(_, text)| *text);
-        let mut files: Vec<(String, Vec<u8>)> = STATIC_FILES
+        Ok(STATIC_FILES
             .iter()
             .chain(router)
-            .filter(|(path, _)| *path != MAIN)
             .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
-            .collect();
-        files.extend(stream::files(&self.instance, main, streams)?);
-        Ok(files)
+            .collect())
     }
 
     /// Creates and starts a fresh ingress serving no routes (a config that
@@ -140,7 +134,7 @@ impl Ingress {
         let mut labels = HashMap::from([
             (LABEL_INSTANCE.to_string(), self.instance.clone()),
             (LABEL_ROLE.to_string(), "ingress".to_string()),
-            (LABEL_INGRESS_CONFIG.to_string(), self.config_hash(&state.streams)),
+            (LABEL_INGRESS_CONFIG.to_string(), self.config_hash()),
         ]);
         let bind = self.endpoints_dir();
         if let Some(dir) = bind.as_ref().and_then(|d| d.to_str()) {
@@ -155,7 +149,6 @@ impl Ingress {
             limits: self.settings.limits,
             publish: Some(self.settings.listen),
             publish_tls: self.settings.tls_listen,
-            publish_more: stream::published(&state.streams),
             binds: bind
                 .iter()
                 .map(|host| BindDir {
@@ -172,7 +165,7 @@ impl Ingress {
         // attempt makes one of the same name.
         let started = async {
             // Written before the start, so nginx comes up serving our config.
-            let mut files = self.static_files(&id, &state.streams).await?;
+            let mut files = self.static_files(&id).await?;
             files.push((format!("nginx/conf.d/{CONF_FILE}"), text.clone().into_bytes()));
             self.runtime.write_files(&id, "/etc", &files).await?;
             self.runtime.start(&id).await?;
@@ -204,7 +197,6 @@ impl Ingress {
             }
             return Err(e);
         }
-        state.stream_layout = stream::layout(&state.streams);
         state.container_id = Some(id.clone());
         state.last_applied = Some(text);
         state.version = Some(version);

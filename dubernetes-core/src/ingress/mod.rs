@@ -1,5 +1,7 @@
 //! The nginx ingress: one container per instance, on the instance network,
-//! the only container that publishes a port.
+//! that publishes the HTTP (and HTTPS) port; and one small container per TCP
+//! listener of pods' `expose` ([`listeners`]), so that a change of one
+//! listener never touches the HTTP ingress or another listener.
 //!
 //! Its config is data: rendered by askama from `templates/nginx.conf`,
 //! written into the container through the archive API (no bind mount, which
@@ -32,6 +34,7 @@ use tokio::sync::Mutex;
 
 mod container;
 mod endpoints;
+mod listeners;
 mod reject;
 mod render;
 mod routing;
@@ -45,6 +48,7 @@ pub(crate) use tls::certificate_file;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use endpoints::{latest as latest_endpoints, slot_path as endpoints_slot};
 
+pub(crate) use listeners::{ListenerChange, ROLE_LISTENER};
 pub(crate) use reject::RejectionChange;
 use reject::{Check, Rejections};
 pub(crate) use render::{Route, RouteTls, render};
@@ -150,14 +154,6 @@ struct State {
     /// The host directory the container's endpoint files are in, once
     /// checked (see [`IngressSettings::endpoints_dir`]); None: the archive API.
     bound: Option<std::path::PathBuf>,
-    /// The TCP listeners of this sync (pods' `expose`, see [`stream`]).
-    streams: Vec<Stream>,
-    /// [`stream::layout`] of the container's listeners.
-    stream_layout: String,
-    /// A layout the ingress could not start with (a host port taken, an
-    /// image without the stream modules): served without TCP listeners
-    /// until `expose` changes, so HTTP keeps working.
-    failed_layout: Option<String>,
 }
 
 impl State {
@@ -207,8 +203,13 @@ pub(crate) struct Ingress {
     published_tls: std::sync::atomic::AtomicU32,
     /// `state.bound.is_some()`, likewise.
     bound: std::sync::atomic::AtomicBool,
-    /// The TCP listeners wanted, from [`Ingress::set_streams`].
-    streams: StdMutex<Arc<Vec<Stream>>>,
+    /// The TCP listener containers (pods' `expose`, see [`listeners`]):
+    /// their own lock, so the HTTP side's state is never held for them.
+    listeners: Mutex<listeners::State>,
+    /// By pod, why its listeners could not start (what the status shows).
+    listener_failures: StdMutex<Arc<BTreeMap<String, String>>>,
+    /// Failed and started listeners not yet reported (events).
+    listener_changes: StdMutex<Vec<(String, ListenerChange)>>,
 }
 impl Ingress {
     pub(crate) fn new(runtime: Runtime, instance: &str, network: &str, settings: IngressSettings) -> Ingress {
@@ -229,25 +230,10 @@ impl Ingress {
             published: std::sync::atomic::AtomicU32::new(0),
             published_tls: std::sync::atomic::AtomicU32::new(0),
             bound: std::sync::atomic::AtomicBool::new(false),
-            streams: StdMutex::new(Arc::new(Vec::new())),
+            listeners: Mutex::new(listeners::State::default()),
+            listener_failures: StdMutex::new(Arc::new(BTreeMap::new())),
+            listener_changes: StdMutex::new(Vec::new()),
         }
-    }
-
-    /// The TCP listeners (pods' `expose`) and their ready replicas, for the
-    /// next sync: replicas go live with the endpoint files, no reload; a
-    /// changed set of listeners makes a new ingress container.
-    pub(crate) fn set_streams(&self, streams: Vec<Stream>) {
-        *lock(&self.streams) = Arc::new(streams);
-    }
-
-    /// The listeners to serve: those wanted, or none while they are the
-    /// set the ingress could not start with.
-    fn effective_streams(&self, state: &State) -> Vec<Stream> {
-        let wanted = lock(&self.streams).as_ref().clone();
-        if state.failed_layout.as_deref() == Some(stream::layout(&wanted).as_str()) {
-            return Vec::new();
-        }
-        wanted
     }
 
     /// Makes the ingress container exist, run with current settings, and serve
@@ -264,8 +250,7 @@ impl Ingress {
         let mut state = self.state.lock().await;
         let routes = &self.with_tls(routes, certs, &state);
         let (text, _) = render(&self.instance, routes)?;
-        state.streams = self.effective_streams(&state);
-        let hash = self.config_hash(&state.streams);
+        let hash = self.config_hash();
         let healthy = observed.iter().find(|c| {
             c.name == self.name
                 && c.state == crate::runtime::ContainerState::Running
@@ -311,9 +296,8 @@ impl Ingress {
                 self.published.store(state.port.map_or(0, u32::from), Ordering::Relaxed);
                 // Its files may be missing (a copy of our ingress made by
                 // someone else): the reload below loads them.
-                let files = self.static_files(&c.id, &state.streams).await?;
+                let files = self.static_files(&c.id).await?;
                 self.runtime.write_files(&c.id, "/etc", &files).await?;
-                state.stream_layout = stream::layout(&state.streams);
                 // The HTTPS port may only be known now: render again.
                 let routes = &self.with_tls(routes, certs, &state);
                 let (text, _) = render(&self.instance, routes)?;
@@ -326,17 +310,7 @@ impl Ingress {
                 for c in observed {
                     self.runtime.remove(&c.id).await?;
                 }
-                let id = match self.create(&mut state).await {
-                    Ok(id) => id,
-                    Err(e) if !state.streams.is_empty() => {
-                        // HTTP first: without the listeners, until `expose` changes.
-                        tracing::warn!(error = %e, listeners = %stream::layout(&state.streams), "the ingress could not start with the TCP listeners of `expose`; starting it without them");
-                        state.failed_layout = Some(stream::layout(&state.streams));
-                        state.streams.clear();
-                        self.create(&mut state).await?
-                    }
-                    Err(e) => return Err(e),
-                };
+                let id = self.create(&mut state).await?;
                 let routes = &self.with_tls(routes, certs, &state);
                 let (text, _) = render(&self.instance, routes)?;
                 self.write_certs(&id, certs, &mut state).await?;
@@ -366,11 +340,6 @@ impl Ingress {
         if !state.has_config(&text) {
             return Ok(None);
         }
-        let streams = self.effective_streams(&state);
-        if stream::layout(&streams) != state.stream_layout {
-            return Ok(None);
-        }
-        state.streams = streams;
         Ok(Some(self.route_replicas(&id, routes, &mut state).await?))
     }
 
@@ -475,6 +444,8 @@ impl Ingress {
         if let Some(id) = state.container_id.clone() {
             intact &= self.verify_endpoints(&id, &mut state).await;
         }
+        drop(state);
+        intact &= self.verify_listeners().await;
         intact
     }
 

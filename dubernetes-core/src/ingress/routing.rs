@@ -17,22 +17,10 @@ impl Ingress {
     /// Writes the endpoint files of the pods whose replicas changed, in one
     /// engine call. Live when it returns: nginx reads them per request.
     pub(super) async fn write_endpoints(&self, id: &str, routes: &[Route], state: &mut State) -> Result<()> {
-        // The TCP listeners' files beside the pods' (`tcp_<port>`: no pod has that name).
-        let streams = std::mem::take(&mut state.streams);
-        let (files, pending) = state.written.changes(
-            routes
-                .iter()
-                .map(|r| (r.pod.as_str(), r.servers.as_slice()))
-                .chain(streams.iter().map(|s| (s.key.as_str(), s.servers.as_slice()))),
-        );
-        state.written.retain(
-            &routes
-                .iter()
-                .map(|r| r.pod.as_str())
-                .chain(streams.iter().map(|s| s.key.as_str()))
-                .collect(),
-        );
-        state.streams = streams;
+        let (files, pending) = state
+            .written
+            .changes(routes.iter().map(|r| (r.pod.as_str(), r.servers.as_slice())));
+        state.written.retain(&routes.iter().map(|r| r.pod.as_str()).collect());
         if files.is_empty() {
             return Ok(());
         }

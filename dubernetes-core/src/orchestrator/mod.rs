@@ -201,7 +201,9 @@ impl Dubernetes {
             self.handle.ctx().wake(&spec.name);
         }
         if outcome != ApplyOutcome::Unchanged {
-            self.handle.ctx().forget_create_failure(&spec.name);
+            self.handle
+                .ctx()
+                .forget_create_failure(&spec.name, (stored.created_at, stored.generation));
             // A risk the spec takes on purpose or by mistake (several writers
             // on one volume) is said where the user looks: the apply's answer
             // (`ApplyResponse::warnings`) and the pod's events.

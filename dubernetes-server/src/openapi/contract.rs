@@ -50,10 +50,12 @@ pub const MOUNT_PATH: &str = concat!(
 pub const ENV_KEY: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 /// A path a readiness check may GET: RFC 3986 characters only.
 pub const HTTP_PATH: &str = r"^/[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*$";
-/// `expose[].listen`: `IPv4:PORT` or a port alone, the port 1 to 65535
-/// without leading zeros and not 80 or 443 (the ingress's own).
+/// `expose[].listen`: `IPv4:PORT`, `[IPv6]:PORT` or a port alone, the port 1
+/// to 65535 without leading zeros and not 80 or 443 (the ingress's own).
+/// The IPv6 part is loose (hex digits, colons and dots in brackets): the
+/// server parses the address itself.
 pub const LISTEN: &str = concat!(
-    r"^(?:(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]):)?",
+    r"^(?:(?:(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|\[[0-9A-Fa-f:.]{2,45}\]):)?",
     r"(?!(?:80|443)$)(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
 );
 /// A NUL character (text must not contain one).
@@ -264,7 +266,7 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
     set(
         doc,
         &format!("{s}/Expose/properties/listen"),
-        json!({"pattern": LISTEN, "minLength": 1, "maxLength": 21}),
+        json!({"pattern": LISTEN, "minLength": 1, "maxLength": 53}),
     );
 
     cron(doc, &mut set);
@@ -735,6 +737,13 @@ mod tests {
             "127.0.0.1:",
             ":1",
             "[::1]:1",
+            "[::]:15432",
+            "[fd00::1:2]:65535",
+            "[::ffff:127.0.0.1]:15432",
+            "[::1]:80",
+            "[::1]",
+            "::1:15432",
+            "[::1]:015432",
             "localhost:1",
             "1.2.3:4",
             " 1",

@@ -375,7 +375,7 @@ fn volumes_and_strategy_are_in_the_revision_only_where_they_change_containers() 
 #[test]
 fn expose_is_checked() {
     let spec = parse_one(
-        "name: db\nimage: i\nexpose: [{port: 5432, listen: \"127.0.0.1:15432\"}, {port: 9000, listen: \"19000\"}, {port: 1, listen: \"0.0.0.0:19001\"}]\n",
+        "name: db\nimage: i\nexpose: [{port: 5432, listen: \"127.0.0.1:15432\"}, {port: 9000, listen: \"19000\"}, {port: 1, listen: \"0.0.0.0:19001\"}, {port: 2, listen: \"[::1]:19002\"}, {port: 3, listen: \"[::]:19003\"}]\n",
     )
     .expect("valid");
     let exposed: Vec<(u16, String)> = spec.exposed().into_iter().map(|(p, a)| (p, a.to_string())).collect();
@@ -384,7 +384,9 @@ fn expose_is_checked() {
         [
             (5432, "127.0.0.1:15432".to_string()),
             (9000, "127.0.0.1:19000".to_string()),
-            (1, "0.0.0.0:19001".to_string())
+            (1, "0.0.0.0:19001".to_string()),
+            (2, "[::1]:19002".to_string()),
+            (3, "[::]:19003".to_string())
         ]
     );
     for (expose, field) in [
@@ -395,7 +397,15 @@ fn expose_is_checked() {
         ("[{port: 1, listen: \"70000\"}]", "expose[0].listen"),
         ("[{port: 1, listen: \"db.example.com:5432\"}]", "expose[0].listen"),
         ("[{port: 1, listen: \"\"}]", "expose[0].listen"),
-        ("[{port: 1, listen: \"[::1]:15432\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"::1:15432\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"[::1]\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"[127.0.0.1]:15432\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"[fe80::1%eth0]:15432\"}]", "expose[0].listen"),
+        ("[{port: 1, listen: \"[::1]:443\"}]", "expose[0].listen"),
+        (
+            "[{port: 1, listen: \"[::1]:15432\"}, {port: 2, listen: \"127.0.0.1:15432\"}]",
+            "expose[1].listen",
+        ),
         ("[{port: 1, listen: \"015432\"}]", "expose[0].listen"),
         ("[{port: 1, listen: \"127.0.0.1:08000\"}]", "expose[0].listen"),
         ("[{port: 1, listen: \"127.0.0.01:8000\"}]", "expose[0].listen"),
