@@ -9,7 +9,9 @@ A top-level module is a file or folder directly under `src/` (`lib.rs`,
 like). Module A imports B when any non-test file of A names `crate::B`
 (in a `use`, a `use crate::{B, ...}` group or a path; comments, docs'
 links included, do not count). Test code (`tests.rs`
-files, `#[cfg(test)] mod ... { }` blocks) is left out: tests may reach across.
+files, `#[cfg(test)] mod ... { }` blocks, the files of `#[cfg(test)] mod
+name;` such as a test fake, and the same under
+`#[cfg(any(test, feature = "testing"))]`) is left out: tests may reach across.
 The rule it guards is docs/architecture.md's: layers point one way.
 """
 
@@ -19,11 +21,16 @@ import sys
 
 ROOTS = {"lib.rs", "main.rs"}
 
+# Test code: `#[cfg(test)]`, or `#[cfg(any(test, feature = "testing"))]`
+# (test support that the crate's integration tests reach through the
+# `testing` feature: the fake engine, the store contract, `test_internals`).
+TEST_CFG = r'#\[cfg\((?:test|any\(test,\s*feature\s*=\s*"testing"\))\)\]'
+
 
 def strip_tests(text):
     """`text` without `#[cfg(test)]` items (a module block or a `mod x;` line)."""
     out, i = [], 0
-    marker = re.compile(r"#\[cfg\(test\)\]\s*(pub(\([^)]*\))?\s+)?mod\s+\w+\s*([;{])")
+    marker = re.compile(TEST_CFG + r"\s*(pub(\([^)]*\))?\s+)?mod\s+\w+\s*([;{])")
     while True:
         m = marker.search(text, i)
         if not m:
@@ -87,12 +94,33 @@ def modules(src):
     return mods
 
 
+TEST_MOD = re.compile(TEST_CFG + r"\s*(pub(\([^)]*\))?\s+)?mod\s+(\w+)\s*;")
+
+
+def test_only(files):
+    """The files of `#[cfg(test)] mod name;` declarations (a test fake, a
+    tests folder): compiled for tests only, so test code too."""
+    out = set()
+    for f in files:
+        with open(f, encoding="utf-8") as fh:
+            text = re.sub(r"//.*", "", fh.read())
+        base, name = os.path.dirname(f), os.path.basename(f)
+        here = base if name in ("mod.rs", "lib.rs", "main.rs") else os.path.join(base, name[:-3])
+        for m in TEST_MOD.finditer(text):
+            out.add(os.path.join(here, m.group(3) + ".rs"))
+            out.add(os.path.join(here, m.group(3)) + os.sep)
+    return out
+
+
 def graph(src):
     mods = modules(src)
     edges = {m: set() for m in mods}
+    skip = test_only([f for files in mods.values() for f in files])
     for m, files in mods.items():
         for f in files:
             if os.path.basename(f) == "tests.rs" or f.endswith("/tests/mod.rs"):
+                continue
+            if f in skip or any(d.endswith(os.sep) and f.startswith(d) for d in skip):
                 continue
             with open(f, encoding="utf-8") as fh:
                 # Comments (docs' links included) import nothing.

@@ -14,7 +14,7 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, StartContainerOptions,
 };
-use dubernetes_core::LABEL_INSTANCE;
+use dubernetes_core::labels::LABEL_INSTANCE;
 use futures::future::join_all;
 use tokio::sync::Semaphore;
 

@@ -13,7 +13,9 @@ use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, Network
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, StartContainerOptions,
 };
-use dubernetes_core::{Dubernetes, IngressSettings, LABEL_INSTANCE, LABEL_ROLE, PodSpec};
+use dubernetes_core::labels::LABEL_INSTANCE;
+use dubernetes_core::labels::LABEL_ROLE;
+use dubernetes_core::{Dubernetes, IngressSettings, PodSpec};
 
 use crate::engine::LABEL_BENCH;
 use crate::{Ctx, Section};

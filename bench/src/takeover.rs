@@ -160,10 +160,10 @@ async fn measure(ctx: &Ctx, leader: &mut Server, standby: &mut Server, start: &S
          is free at once. A leader cut off from the database (not killed) stops acting after {} s without a \
          confirmation, and the database frees its lock after {} s (`idle_session_timeout`): that case takes over in \
          about {} s plus the time above.",
-        dubernetes_core::LEADER_HEARTBEAT.as_millis(),
-        dubernetes_core::LEADER_FENCE_AFTER.as_secs(),
-        dubernetes_core::LEADER_SESSION_TIMEOUT.as_secs(),
-        dubernetes_core::LEADER_SESSION_TIMEOUT.as_secs(),
+        dubernetes_core::leadership::HEARTBEAT.as_millis(),
+        dubernetes_core::leadership::FENCE_AFTER.as_secs(),
+        dubernetes_core::leadership::SESSION_TIMEOUT.as_secs(),
+        dubernetes_core::leadership::SESSION_TIMEOUT.as_secs(),
     )?;
     Ok(Section {
         key: "takeover",

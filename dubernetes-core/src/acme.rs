@@ -22,8 +22,11 @@ use instant_acme::{
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::controller::{Change, Context};
-use crate::store::{CertificateKind, StoredCertificate, now_ms};
+use tokio_util::sync::CancellationToken;
+
+use crate::change::Change;
+use crate::clock::now_ms;
+use crate::store::{CertificateKind, Store, StoredCertificate};
 use crate::sync::lock;
 
 /// Let's Encrypt's production directory, the default of `--acme-directory`.
@@ -109,6 +112,29 @@ struct HostState {
     last_error: Option<String>,
 }
 
+/// What the ACME task needs of the term it runs in, and nothing more: the
+/// store, the ingress's challenge answers, events, wakes and the term's end.
+/// The controller's context implements it (`controller/acme_host.rs`), so
+/// this module does not import the controller that holds it.
+pub(crate) trait AcmeHost: Send + Sync {
+    /// The store: pods, certificates, the ACME account.
+    fn store(&self) -> &dyn Store;
+    /// Serves an HTTP-01 answer through the ingress (no reload).
+    fn put_challenge(
+        &self,
+        token: &str,
+        key_authorization: &str,
+    ) -> impl Future<Output = crate::error::Result<()>> + Send;
+    /// Records an event of `pod` for its watchers.
+    fn event(&self, pod: &str, kind: &str, reason: &str, message: &str) -> impl Future<Output = ()> + Send;
+    /// Wakes the ingress sync (a certificate was stored).
+    fn wake_ingress(&self);
+    /// Tells watchers that something changed.
+    fn notify(&self, change: Change);
+    /// Cancelled when the term ends.
+    fn shutdown(&self) -> &CancellationToken;
+}
+
 /// The ACME side of an instance: one task, one pass over the `auto` hosts at a time.
 #[derive(Debug)]
 pub(crate) struct Acme {
@@ -140,11 +166,11 @@ impl Acme {
     }
 
     /// Issues and renews until shutdown.
-    pub(crate) async fn run(self: Arc<Self>, ctx: Arc<Context>) {
+    pub(crate) async fn run(self: Arc<Self>, ctx: Arc<impl AcmeHost>) {
         loop {
-            let pause = self.pass(&ctx).await.max(MIN_PASS);
+            let pause = self.pass(&*ctx).await.max(MIN_PASS);
             tokio::select! {
-                _ = ctx.shutdown.cancelled() => return,
+                _ = ctx.shutdown().cancelled() => return,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(pause) => {}
             }
@@ -153,9 +179,9 @@ impl Acme {
 
     /// One look at every `auto` host: issue what is missing or due. Returns
     /// when the next look is needed.
-    async fn pass(&self, ctx: &Arc<Context>) -> Duration {
+    async fn pass(&self, ctx: &impl AcmeHost) -> Duration {
         let mut next = Duration::from_secs(3600);
-        let pods = match ctx.store.list().await {
+        let pods = match ctx.store().list().await {
             Ok(pods) => pods,
             Err(e) => {
                 tracing::warn!(error = %e, "ACME: reading the pods failed");
@@ -172,7 +198,7 @@ impl Acme {
             // refuses `auto` with a wildcard), named after the first.
             let all_hosts: Vec<String> = pod.spec.hosts().into_iter().map(str::to_string).collect();
             let name = certificate_name(&host);
-            let stored = match ctx.store.certificate(&name).await {
+            let stored = match ctx.store().certificate(&name).await {
                 Ok(stored) => stored,
                 Err(e) => {
                     tracing::warn!(error = %e, "ACME: reading a certificate failed");
@@ -216,7 +242,7 @@ impl Acme {
                     } else {
                         "CertificateIssued"
                     };
-                    if let Err(e) = ctx.store.put_certificate(&cert).await {
+                    if let Err(e) = ctx.store().put_certificate(&cert).await {
                         tracing::warn!(error = %e, "ACME: storing the certificate failed");
                         continue;
                     }
@@ -256,7 +282,7 @@ impl Acme {
     }
 
     /// The account: from the store, or registered (and stored) now.
-    async fn account(&self, ctx: &Context) -> Result<Account, String> {
+    async fn account(&self, ctx: &impl AcmeHost) -> Result<Account, String> {
         let builder = || match &self.settings.ca_file {
             Some(path) => {
                 Account::builder_with_root(path).map_err(|e| format!("--acme-ca-file {}: {e}", path.display()))
@@ -264,7 +290,7 @@ impl Acme {
             None => Account::builder().map_err(|e| format!("building the ACME client: {e}")),
         };
         let directory = &self.settings.directory;
-        if let Some(json) = ctx.store.acme_account(directory).await.map_err(|e| e.to_string())? {
+        if let Some(json) = ctx.store().acme_account(directory).await.map_err(|e| e.to_string())? {
             let credentials = serde_json::from_str(&json).map_err(|e| format!("stored ACME account: {e}"))?;
             return builder()?
                 .from_credentials(credentials)
@@ -286,7 +312,7 @@ impl Acme {
             .await
             .map_err(|e| format!("registering an account at {directory}: {e}"))?;
         let json = serde_json::to_string(&credentials).map_err(|e| e.to_string())?;
-        ctx.store
+        ctx.store()
             .put_acme_account(directory, &json)
             .await
             .map_err(|e| e.to_string())?;
@@ -296,7 +322,7 @@ impl Acme {
 
     /// One order for `hosts` (stored under the name of `host`, the first):
     /// HTTP-01 answered through the ingress for each, then the certificate.
-    async fn issue(&self, ctx: &Context, host: &str, hosts: &[String]) -> Result<StoredCertificate, String> {
+    async fn issue(&self, ctx: &impl AcmeHost, host: &str, hosts: &[String]) -> Result<StoredCertificate, String> {
         let account = self.account(ctx).await?;
         let identifiers: Vec<Identifier> = hosts.iter().map(|h| Identifier::Dns(h.clone())).collect();
         let mut order = account
@@ -313,8 +339,7 @@ impl Acme {
                 .challenge(ChallengeType::Http01)
                 .ok_or_else(|| "the ACME server offers no HTTP-01 challenge".to_string())?;
             let key_authorization = challenge.key_authorization();
-            ctx.ingress
-                .put_challenge(&challenge.token, key_authorization.as_str())
+            ctx.put_challenge(&challenge.token, key_authorization.as_str())
                 .await
                 .map_err(|e| e.to_string())?;
             challenge.set_ready().await.map_err(|e| format!("challenge: {e}"))?;

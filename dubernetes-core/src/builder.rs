@@ -66,7 +66,10 @@ impl Default for DubernetesBuilder {
             backoff: BackoffSettings::default(),
             max_pods: 1000,
             max_replicas: crate::spec::MAX_REPLICAS,
-            runs: (crate::runs::DEFAULT_MAX_RUNS, crate::runs::DEFAULT_RUN_RETENTION),
+            runs: (
+                crate::orchestrator::runs::DEFAULT_MAX_RUNS,
+                crate::orchestrator::runs::DEFAULT_RUN_RETENTION,
+            ),
             drain: Duration::from_secs(1),
             adopt_foreign: false,
             backend: crate::engine::Backend::Docker,
@@ -75,6 +78,13 @@ impl Default for DubernetesBuilder {
             acme: None,
             secrets_key_file: None,
         }
+    }
+}
+
+impl Dubernetes {
+    /// A builder with defaults: instance `default`, in-memory store, official nginx ingress on port 80.
+    pub fn builder() -> DubernetesBuilder {
+        DubernetesBuilder::default()
     }
 }
 
@@ -174,14 +184,14 @@ impl DubernetesBuilder {
     }
 
     /// One-off runs (`dubectl run`): at most `max` running at once
-    /// (default [`DEFAULT_MAX_RUNS`](crate::DEFAULT_MAX_RUNS)), an exited one
-    /// kept `retention` for its log (default [`DEFAULT_RUN_RETENTION`](crate::DEFAULT_RUN_RETENTION)).
+    /// (default [`DEFAULT_MAX_RUNS`](crate::defaults::DEFAULT_MAX_RUNS)), an exited one
+    /// kept `retention` for its log (default [`DEFAULT_RUN_RETENTION`](crate::defaults::DEFAULT_RUN_RETENTION)).
     pub fn runs(mut self, max: usize, retention: std::time::Duration) -> Self {
         self.runs = (max, retention);
         self
     }
 
-    /// Most replicas one pod may ask for (default and ceiling: [`MAX_REPLICAS`](crate::MAX_REPLICAS)).
+    /// Most replicas one pod may ask for (default and ceiling: [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS)).
     pub fn max_replicas(mut self, n: u32) -> Self {
         self.max_replicas = n.min(crate::spec::MAX_REPLICAS);
         self
@@ -273,10 +283,10 @@ impl DubernetesBuilder {
             Some((_, store)) => store.ownership_facts().await?,
             None => crate::store::OwnershipFacts::default(),
         };
-        let store_id = facts.id.clone().unwrap_or_else(crate::ownership::new_store_id);
+        let store_id = facts.id.clone().unwrap_or_else(crate::ids::new_id);
         let dir_label = dir
             .as_ref()
-            .map_or_else(|| crate::ownership::IN_MEMORY.to_string(), |d| d.display().to_string());
+            .map_or_else(|| crate::labels::IN_MEMORY.to_string(), |d| d.display().to_string());
         let ownership = Arc::new(Ownership::new(store_id.clone(), dir_label.clone()));
         let runtime = match &self.engine {
             Some(engine) => Runtime::new(Arc::clone(engine), Arc::clone(&ownership), Metrics::new()),
@@ -304,7 +314,7 @@ impl DubernetesBuilder {
         let their_dirs: std::collections::BTreeSet<&str> = everything
             .iter()
             .filter(|c| adoptions.iter().any(|a| a.id == c.id && a.previous_store.is_some()))
-            .filter_map(|c| c.labels.get(crate::ownership::LABEL_DATA_DIR).map(String::as_str))
+            .filter_map(|c| c.labels.get(crate::labels::LABEL_DATA_DIR).map(String::as_str))
             .filter(|d| *d != dir_label && Path::new(d).is_absolute())
             .collect();
         for their in their_dirs {
@@ -407,25 +417,25 @@ impl DubernetesBuilder {
             feed: Feed::new(),
             data_dir: dir,
             _lock: lock.map(Arc::new),
-            runs: Arc::new(crate::runs::RunSettings::new(self.runs.0, self.runs.1)),
+            runs: Arc::new(crate::orchestrator::runs::RunSettings::new(self.runs.0, self.runs.1)),
         };
         match pg {
             // One server per store: it leads from the start to the end.
             None => handle.begin_term().await,
             Some(pg) => {
                 let views = handle.changes.subscribe();
-                handle.tasks.spawn(crate::shared::publish_views(
+                handle.tasks.spawn(crate::leader::publish_views(
                     orchestrator.clone(),
                     pg.clone(),
                     views,
                     handle.shutdown.clone(),
                 ));
-                handle.tasks.spawn(crate::shared::listen(
+                handle.tasks.spawn(crate::leader::listen(
                     orchestrator.clone(),
                     pg.clone(),
                     handle.shutdown.clone(),
                 ));
-                handle.tasks.spawn(crate::shared::lead(
+                handle.tasks.spawn(crate::leader::lead(
                     orchestrator.clone(),
                     pg.options().clone(),
                     handle.shutdown.clone(),

@@ -18,10 +18,31 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::controller::BackoffSettings;
-
 /// Label: the replica slot a container fills (see the module docs).
 pub(crate) const LABEL_SLOT: &str = "io.dubernetes.slot";
+
+/// Crash-loop backoff settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackoffSettings {
+    /// Delay before the second restart in a row; doubles after that.
+    pub initial: Duration,
+    /// Longest delay.
+    pub max: Duration,
+    /// A replica that ran this long before it exited is replaced at once and
+    /// resets the back-off; quicker exits in a row back off.
+    pub reset_after: Duration,
+}
+
+impl Default for BackoffSettings {
+    fn default() -> Self {
+        BackoffSettings {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            reset_after: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Why a replica stopped running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

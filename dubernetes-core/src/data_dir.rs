@@ -16,10 +16,12 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt 
 use std::path::{Path, PathBuf};
 
 use crate::error::{DataDirProblem, Error, Result};
-use crate::store::DB_FILE;
 
 /// The lock file in the data dir.
 pub const LOCK_FILE: &str = "lock";
+
+/// The database file in the data dir (the SQLite store's).
+pub const DB_FILE: &str = "dubernetes.db";
 
 fn problem(path: &Path, problem: DataDirProblem) -> Error {
     Error::DataDir {

@@ -375,7 +375,7 @@ fn foreign_message(
         ));
     }
     let hint = match data_dirs {
-        [one] if one != crate::ownership::IN_MEMORY => format!(" (--data-dir {one})"),
+        [one] if one != crate::labels::IN_MEMORY => format!(" (--data-dir {one})"),
         _ => String::new(),
     };
     text.push_str(&format!(

@@ -42,16 +42,19 @@ pub use dubernetes_api;
 mod acme;
 mod builder;
 mod certificate;
+mod change;
+mod clock;
 mod controller;
 mod crashloop;
-mod cron;
 mod data_dir;
 mod data_secrets;
 mod engine;
 mod error;
-mod exec;
 mod health;
+mod ids;
 mod ingress;
+pub mod labels;
+mod leader;
 mod logs;
 mod metrics;
 mod names;
@@ -63,16 +66,14 @@ pub mod pg_cluster;
 mod plan;
 mod probe;
 mod rollout;
-mod runs;
 mod runtime;
 mod secrets;
-mod shared;
 mod spec;
 mod status;
 mod store;
 mod sync;
-#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod test_internals;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -80,53 +81,77 @@ mod vault;
 mod volumes;
 mod watch;
 
-pub use acme::{
-    AcmeSettings, DEFAULT_RENEW_BEFORE, DEFAULT_RETRY as DEFAULT_ACME_RETRY, LETS_ENCRYPT_PRODUCTION,
-    MAX_RETRY as MAX_ACME_RETRY,
-};
-pub use builder::{INGRESS_ENDPOINTS_DIR, SECRET_FILES_DIR};
-pub use controller::{BackoffSettings, Change};
-pub use cron::{LABEL_CRON, MAX_PASS_INTERVAL as CRON_PASS_INTERVAL};
-pub use data_dir::LOCK_FILE;
-pub use data_secrets::{MAX_SECRET_KEYS, MAX_SECRET_VALUE_BYTES};
+pub use acme::AcmeSettings;
+pub use builder::DubernetesBuilder;
+pub use change::Change;
+pub use crashloop::BackoffSettings;
 pub use dubernetes_api::{
     AnySecret, ApiError, ApplyResponse, DataSecret, ErrorCode, NamedVolume, NewAnySecret, NewSecret, NewTlsSecret,
     ReplicaCounts, SecretType, TlsSecret,
 };
 pub use engine::Backend;
 pub use engine::LogSource;
-pub use engine::swarm::{DEFAULT_PROBE_IMAGE, LABEL_IMAGE};
 pub use error::{DataDirProblem, Error, PullFailure, Result, StoreError};
-pub use exec::{EXEC_MARKER_ENV, Exec, ExecControl, ExecOptions, KILL_GRACE};
-pub use ingress::{DEFAULT_INGRESS_IMAGE, IngressSettings};
-pub use logs::{
-    DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, FollowLimits, LogLine, LogLines, LogOptions, LogStream,
-    MAX_LOG_LINE_BYTES,
-};
-pub use metrics::{METRICS_CONTENT_TYPE, Metrics, StreamGuard, StreamKind};
-pub use orchestrator::{
-    Condition, ConditionType, Diagnostics, Dubernetes, DubernetesBuilder, Phase, Pod, PodStatus, Replica,
-};
-pub use ownership::{LABEL_DATA_DIR, LABEL_STORE};
-pub use runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION, LABEL_RUN, RunItem};
-pub use runtime::{
-    ContainerLimits, ContainerState, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT, LABEL_INSTANCE,
-    LABEL_POD, LABEL_REVISION, LABEL_ROLE,
-};
-pub use secrets::MAX_CERTIFICATE_PEM_BYTES;
-pub use shared::{
-    CONFIRM_TIMEOUT as LEADER_CONFIRM_TIMEOUT, FENCE_AFTER as LEADER_FENCE_AFTER, HEARTBEAT as LEADER_HEARTBEAT,
-    SESSION_TIMEOUT as LEADER_SESSION_TIMEOUT,
-};
+pub use ingress::IngressSettings;
+pub use logs::{FollowLimits, LogLine, LogLines, LogOptions, LogStream};
+pub use metrics::{Metrics, StreamGuard, StreamKind};
+pub use orchestrator::exec::{Exec, ExecControl, ExecOptions};
+pub use orchestrator::runs::RunItem;
+pub use orchestrator::{Condition, ConditionType, Diagnostics, Dubernetes, Phase, Pod, PodStatus, Replica};
+pub use runtime::{ContainerLimits, ContainerState};
 pub use spec::{
-    Access, CheckKind, DEFAULT_MIN_READY, FieldError, HealthCheck, Logging, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS,
-    MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_STORED_SPEC_BYTES, PodSpec, Resources, RestartBackoff,
-    Security, SpecError, Strategy, Tls, UpdateStrategy, ValidationError, Volume, VolumeMount, check_stored_size,
-    integral_numbers, parse_json_spec, parse_memory, parse_specs,
+    Access, CheckKind, FieldError, HealthCheck, Logging, PodSpec, Resources, RestartBackoff, Security, SpecError,
+    Strategy, Tls, UpdateStrategy, ValidationError, Volume, VolumeMount, check_stored_size, integral_numbers,
+    parse_json_spec, parse_memory, parse_specs,
 };
-pub use store::{
-    ApplyOutcome, DB_FILE, Event, EventKind, MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS, MAX_REVISIONS, Revision,
-    RolloutOutcome, RolloutState, backup,
-};
-pub use vault::KEY_FILE as SECRETS_KEY_FILE;
-pub use watch::{HISTORY as WATCH_HISTORY, HISTORY_BYTES as WATCH_HISTORY_BYTES, WatchEvent, WatchKind};
+pub use store::{ApplyOutcome, Event, EventKind, Revision, RolloutOutcome, RolloutState, backup};
+pub use watch::{WatchEvent, WatchKind};
+
+/// The limits the library enforces, each documented with its value in
+/// docs/spec.md or docs/api.md: what a spec, a secret, a log line or the
+/// store may hold.
+pub mod limits {
+    pub use crate::acme::MAX_RETRY as MAX_ACME_RETRY;
+    pub use crate::data_secrets::{MAX_SECRET_KEYS, MAX_SECRET_VALUE_BYTES};
+    pub use crate::logs::MAX_LOG_LINE_BYTES;
+    pub use crate::orchestrator::cron::MAX_PASS_INTERVAL as CRON_PASS_INTERVAL;
+    pub use crate::secrets::MAX_CERTIFICATE_PEM_BYTES;
+    pub use crate::spec::{
+        MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_PIDS, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_SPEC_DEPTH,
+        MAX_STORED_SPEC_BYTES,
+    };
+    pub use crate::store::{MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS, MAX_REVISIONS};
+    pub use crate::watch::{HISTORY as WATCH_HISTORY, HISTORY_BYTES as WATCH_HISTORY_BYTES};
+}
+
+/// The defaults of settings and spec fields a caller may leave out.
+pub mod defaults {
+    pub use crate::acme::{DEFAULT_RENEW_BEFORE, DEFAULT_RETRY as DEFAULT_ACME_RETRY, LETS_ENCRYPT_PRODUCTION};
+    pub use crate::engine::swarm::DEFAULT_PROBE_IMAGE;
+    pub use crate::ingress::DEFAULT_INGRESS_IMAGE;
+    pub use crate::logs::{DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS};
+    pub use crate::orchestrator::exec::KILL_GRACE;
+    pub use crate::orchestrator::runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION};
+    pub use crate::runtime::{DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT};
+    pub use crate::spec::DEFAULT_MIN_READY;
+}
+
+/// The files and directories a server keeps in its data dir.
+pub mod files {
+    pub use crate::builder::{INGRESS_ENDPOINTS_DIR, SECRET_FILES_DIR};
+    pub use crate::data_dir::{DB_FILE, LOCK_FILE};
+    pub use crate::vault::KEY_FILE as SECRETS_KEY_FILE;
+}
+
+/// The timing of leader election on a shared PostgreSQL store
+/// (docs/architecture.md, "Leadership").
+pub mod leadership {
+    pub use crate::leader::{CONFIRM_TIMEOUT, FENCE_AFTER, HEARTBEAT, SESSION_TIMEOUT};
+}
+
+/// Names on the wire: the metrics' content type, the environment variable
+/// that marks an exec's process.
+pub mod protocol {
+    pub use crate::metrics::METRICS_CONTENT_TYPE;
+    pub use crate::orchestrator::exec::EXEC_MARKER_ENV;
+}

@@ -21,8 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::orchestrator::Pod;
-use crate::runtime::ContainerState;
+use dubernetes_api::{ContainerState, Pod};
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

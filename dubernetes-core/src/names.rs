@@ -30,12 +30,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::engine::{ContainerLimits, ContainerSpec};
 use crate::error::{Error, Result};
-use crate::runtime::{ContainerState, LABEL_INSTANCE, LABEL_ROLE, Runtime};
+use crate::labels::{LABEL_INSTANCE, LABEL_ROLE, ROLE_NAMES};
+use crate::runtime::{ContainerState, Runtime};
 
 /// The image of the name responder (built by `scripts/build-images.sh`).
 pub const DEFAULT_NAMES_IMAGE: &str = "dubernetes/names:local";
-/// The role label of the name responder's container.
-pub(crate) const ROLE_NAMES: &str = "names";
 /// Where the responder reads its table (see `dubernetes-names`).
 const TABLE_DIR: &str = "/names";
 const TABLE_FILE: &str = "table";

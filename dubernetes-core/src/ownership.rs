@@ -20,22 +20,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex as StdMutex;
 
 use crate::error::Error;
-use crate::runtime::{LABEL_POD, LABEL_ROLE};
-
-/// Label: the id of the store whose server created the container.
-pub const LABEL_STORE: &str = "io.dubernetes.store";
-/// Label: the absolute data dir of that store when it created the container
-/// (`in-memory` for an embedded store kept in memory). Named in refusals.
-pub const LABEL_DATA_DIR: &str = "io.dubernetes.data-dir";
-
-/// The [`LABEL_DATA_DIR`] value of a store kept in memory.
-pub(crate) const IN_MEMORY: &str = "in-memory";
-
-/// A new random store id: 128 bits, hex.
-pub(crate) fn new_store_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::labels::{LABEL_DATA_DIR, LABEL_POD, LABEL_ROLE, LABEL_STORE, ROLE_NAMES};
 
 /// One container of the instance as the start-up check sees it.
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +76,7 @@ pub(crate) fn classify(c: Seen<'_>, facts: &Facts<'_>, adopt_foreign: bool) -> V
     }
     let of_our_pod = match c.role() {
         // The instance's own helpers, whatever its pods.
-        "ingress" | crate::names::ROLE_NAMES => true,
+        "ingress" | ROLE_NAMES => true,
         "replica" => c.pod().is_some_and(|p| facts.pods.contains(p)),
         _ => false,
     };

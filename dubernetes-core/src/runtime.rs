@@ -18,27 +18,9 @@ pub use crate::engine::{
 };
 pub(crate) use crate::engine::{ContainerSpec, Mount, Observed, VolumeInfo};
 use crate::error::{Error, Result};
+use crate::labels::{LABEL_DATA_DIR, LABEL_INSTANCE, LABEL_STORE, LABEL_VOLUME};
 use crate::metrics::{EngineOp, Metrics};
 use crate::ownership::Ownership;
-
-/// Label: the instance a container belongs to.
-pub const LABEL_INSTANCE: &str = "io.dubernetes.instance";
-/// Label: the pod a replica belongs to.
-pub const LABEL_POD: &str = "io.dubernetes.pod";
-/// Label: the revision hash of the spec a replica runs.
-pub const LABEL_REVISION: &str = "io.dubernetes.revision";
-/// Label: `replica` or `ingress`.
-pub const LABEL_ROLE: &str = "io.dubernetes.role";
-/// Label: the container port a replica listens on.
-pub const LABEL_PORT: &str = "io.dubernetes.port";
-/// Label: hash of the ingress container's own settings (image, listen address).
-pub const LABEL_INGRESS_CONFIG: &str = "io.dubernetes.ingress-config";
-/// Label: the host directory bound into the ingress container for its endpoint files.
-pub const LABEL_INGRESS_ENDPOINTS: &str = "io.dubernetes.ingress-endpoints";
-
-/// Label: the name a pod's spec gives a volume (the engine's name is
-/// [`volume_engine_name`]).
-pub const LABEL_VOLUME: &str = "io.dubernetes.volume";
 
 /// The engine's name of the instance's volume `name`: `dub-<instance>_<name>`.
 /// Both parts are DNS labels, which have no `_`, so no two (instance, name)
@@ -233,8 +215,8 @@ impl Runtime {
                 if !visible && !self.ownership.owns(&c.id, &c.labels) && self.ownership.note_foreign(&c.id) {
                     tracing::warn!(
                         container = %c.id,
-                        store = c.labels.get(crate::ownership::LABEL_STORE).map_or("(none)", String::as_str),
-                        data_dir = c.labels.get(crate::ownership::LABEL_DATA_DIR).map_or("(unknown)", String::as_str),
+                        store = c.labels.get(LABEL_STORE).map_or("(none)", String::as_str),
+                        data_dir = c.labels.get(LABEL_DATA_DIR).map_or("(unknown)", String::as_str),
                         "a container of this instance belongs to another store; it is left alone"
                     );
                 }
@@ -269,7 +251,7 @@ impl Runtime {
     }
 
     fn check_volume_owner(&self, name: &str, volume: &VolumeInfo) -> Result<()> {
-        let owner = volume.labels.get(crate::ownership::LABEL_STORE);
+        let owner = volume.labels.get(LABEL_STORE);
         if owner.map(String::as_str) == Some(self.ownership.store_id()) {
             return Ok(());
         }
@@ -287,9 +269,7 @@ impl Runtime {
             .await?;
         Ok(all
             .into_iter()
-            .filter(|v| {
-                v.labels.get(crate::ownership::LABEL_STORE).map(String::as_str) == Some(self.ownership.store_id())
-            })
+            .filter(|v| v.labels.get(LABEL_STORE).map(String::as_str) == Some(self.ownership.store_id()))
             .collect())
     }
 

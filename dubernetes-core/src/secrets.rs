@@ -6,11 +6,12 @@
 use dubernetes_api::{NewTlsSecret, Tls, TlsSecret, check_secret_name};
 
 use crate::certificate;
-use crate::controller::Change;
+use crate::change::Change;
+use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::orchestrator::Dubernetes;
 use crate::spec::PodSpec;
-use crate::store::{CertificateKind, StoredCertificate, now_ms};
+use crate::store::{CertificateKind, StoredCertificate};
 
 pub use dubernetes_api::MAX_CERTIFICATE_PEM_BYTES;
 

@@ -15,11 +15,11 @@ use crate::store::{ApplyOutcome, Store};
 use crate::{Dubernetes, DubernetesBuilder};
 
 pub use crate::engine::fake::{App, FakeEngine};
-pub use crate::shared::{HEARTBEAT, SESSION_TIMEOUT};
+pub use crate::leader::{HEARTBEAT, SESSION_TIMEOUT};
 pub use crate::store::StoredPod;
 pub use crate::store::contract as store_contract;
 
-/// The key of the leader's advisory lock (see `shared.rs`).
+/// The key of the leader's advisory lock (see `leader.rs`).
 pub const LEADER_LOCK: i64 = crate::store::postgres::LEADER;
 
 /// `builder` on the in-memory fake engine instead of Docker.
@@ -34,7 +34,7 @@ pub fn leader_changes(server: &Dubernetes) -> tokio::sync::watch::Receiver<bool>
 
 /// The leader's lock connection, with the session settings it carries.
 pub async fn lock_connection(options: &PgConnectOptions) -> std::result::Result<PgConnection, sqlx::Error> {
-    crate::shared::lock_connection(options).await
+    crate::leader::lock_connection(options).await
 }
 
 /// A store of any implementation, as the store contract's cases

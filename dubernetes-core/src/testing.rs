@@ -90,7 +90,7 @@ impl TestClusterBuilder {
         let image = self
             .ingress_image
             .or_else(|| std::env::var("DUBERNETES_TEST_INGRESS_IMAGE").ok())
-            .unwrap_or_else(|| crate::DEFAULT_INGRESS_IMAGE.into());
+            .unwrap_or_else(|| crate::defaults::DEFAULT_INGRESS_IMAGE.into());
         let orchestrator = Dubernetes::builder()
             .instance(instance)
             .in_memory()

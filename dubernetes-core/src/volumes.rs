@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use dubernetes_api::NamedVolume;
 
 use crate::error::{Error, Result};
+use crate::labels::LABEL_VOLUME;
 use crate::orchestrator::Dubernetes;
-use crate::runtime::{LABEL_VOLUME, volume_engine_name};
+use crate::runtime::volume_engine_name;
 
 impl Dubernetes {
     /// The instance's volumes this store made, by name, each with the pods

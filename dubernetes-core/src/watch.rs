@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use futures::Stream;
 use tokio::sync::{broadcast, watch};
 
-use crate::controller::Change;
+use crate::change::Change;
 use crate::error::{Error, Result};
 use crate::store::Event;
 use crate::sync::lock;
@@ -78,7 +78,7 @@ fn comparable(pod: &Pod) -> Pod {
 
 impl Feed {
     pub(crate) fn new() -> Arc<Feed> {
-        let start = u64::try_from(crate::store::now_ms()).unwrap_or(0);
+        let start = u64::try_from(crate::clock::now_ms()).unwrap_or(0);
         let (tx, _) = watch::channel(start);
         Arc::new(Feed {
             state: StdMutex::new(FeedState {

@@ -6,7 +6,8 @@
 //! only `[a-z0-9.-]`, images and env keys are ASCII of their grammars, numbers
 //! are within limits, and the spec survives a JSON round trip unchanged.
 
-use dubernetes_core::{MAX_REPLICAS, PodSpec, SpecError, parse_json_spec, parse_specs};
+use dubernetes_core::limits::MAX_REPLICAS;
+use dubernetes_core::{PodSpec, SpecError, parse_json_spec, parse_specs};
 use proptest::prelude::*;
 
 fn config(cases: u32) -> ProptestConfig {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use dubernetes_core::{AcmeSettings, BackoffSettings, DEFAULT_INGRESS_IMAGE, Dubernetes, IngressSettings};
+use dubernetes_core::defaults::DEFAULT_INGRESS_IMAGE;
+use dubernetes_core::{AcmeSettings, BackoffSettings, Dubernetes, IngressSettings};
 use dubernetes_server::auth::{self, Token};
 use dubernetes_server::serve::ServeLimits;
 
@@ -77,7 +78,7 @@ struct Config {
     ingress_tls_listen: TlsListen,
     /// ACME directory for `access.tls: auto` certificates (HTTP-01 through the ingress, which must be
     /// reachable on port 80 under the pod's host name from the ACME server).
-    #[arg(long, env = "DUBERNETES_ACME_DIRECTORY", default_value = dubernetes_core::LETS_ENCRYPT_PRODUCTION)]
+    #[arg(long, env = "DUBERNETES_ACME_DIRECTORY", default_value = dubernetes_core::defaults::LETS_ENCRYPT_PRODUCTION)]
     acme_directory: String,
     /// Contact e-mail of the ACME account (expiry notices).
     #[arg(long, env = "DUBERNETES_ACME_EMAIL")]
@@ -117,8 +118,8 @@ struct Config {
     #[arg(long, env = "DUBERNETES_MAX_PODS", default_value_t = 1000)]
     max_pods: u32,
     /// Most replicas one pod may ask for (at most 1000).
-    #[arg(long, env = "DUBERNETES_MAX_REPLICAS", default_value_t = dubernetes_core::MAX_REPLICAS,
-          value_parser = clap::value_parser!(u32).range(0..=i64::from(dubernetes_core::MAX_REPLICAS)))]
+    #[arg(long, env = "DUBERNETES_MAX_REPLICAS", default_value_t = dubernetes_core::limits::MAX_REPLICAS,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(dubernetes_core::limits::MAX_REPLICAS)))]
     max_replicas: u32,
     /// Seconds one API request may take, body included; slower ones get 503 request_timeout.
     #[arg(long, env = "DUBERNETES_REQUEST_TIMEOUT_SECONDS", default_value_t = 30,
@@ -136,25 +137,25 @@ struct Config {
     #[arg(long, env = "DUBERNETES_INGRESS_LOG_MAX_SIZE", default_value = "10Mi")]
     ingress_log_max_size: String,
     /// Log files kept for the ingress container, the current one included.
-    #[arg(long, env = "DUBERNETES_INGRESS_LOG_MAX_FILES", default_value_t = dubernetes_core::DEFAULT_LOG_MAX_FILES,
+    #[arg(long, env = "DUBERNETES_INGRESS_LOG_MAX_FILES", default_value_t = dubernetes_core::defaults::DEFAULT_LOG_MAX_FILES,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     ingress_log_max_files: u32,
     /// Most processes in the ingress container (0: no limit).
-    #[arg(long, env = "DUBERNETES_INGRESS_PIDS_LIMIT", default_value_t = dubernetes_core::DEFAULT_PIDS_LIMIT)]
+    #[arg(long, env = "DUBERNETES_INGRESS_PIDS_LIMIT", default_value_t = dubernetes_core::defaults::DEFAULT_PIDS_LIMIT)]
     ingress_pids_limit: u32,
     /// Run the ingress without no-new-privileges (only for an image that needs setuid binaries).
     #[arg(long, env = "DUBERNETES_INGRESS_ALLOW_NEW_PRIVILEGES")]
     ingress_allow_new_privileges: bool,
     /// Most replica log streams followed at once, server-wide (`logs?follow`); past it 503 too_many_log_streams.
-    #[arg(long, env = "DUBERNETES_MAX_LOG_FOLLOWS", default_value_t = dubernetes_core::DEFAULT_MAX_LOG_FOLLOWS,
+    #[arg(long, env = "DUBERNETES_MAX_LOG_FOLLOWS", default_value_t = dubernetes_core::defaults::DEFAULT_MAX_LOG_FOLLOWS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_log_follows: usize,
     /// Most replicas one `logs?follow` request reads; past it 422 limit_exceeded.
-    #[arg(long, env = "DUBERNETES_MAX_LOG_FOLLOW_REPLICAS", default_value_t = dubernetes_core::DEFAULT_MAX_LOG_FOLLOW_REPLICAS,
+    #[arg(long, env = "DUBERNETES_MAX_LOG_FOLLOW_REPLICAS", default_value_t = dubernetes_core::defaults::DEFAULT_MAX_LOG_FOLLOW_REPLICAS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_log_follow_replicas: usize,
     /// Most one-off runs (`dubectl run`) of the instance running at once; past it 429 limit_exceeded.
-    #[arg(long, env = "DUBERNETES_MAX_RUNS", default_value_t = dubernetes_core::DEFAULT_MAX_RUNS,
+    #[arg(long, env = "DUBERNETES_MAX_RUNS", default_value_t = dubernetes_core::defaults::DEFAULT_MAX_RUNS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
     max_runs: usize,
     /// How long an exited run (a detached one, or one whose server crashed) is kept for its log, e.g. 1h.
@@ -237,7 +238,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("backing up {} to {}", data_dir.display(), file.display()))?;
         println!(
             "backed up {} to {}",
-            data_dir.join(dubernetes_core::DB_FILE).display(),
+            data_dir.join(dubernetes_core::files::DB_FILE).display(),
             file.display()
         );
         return Ok(());

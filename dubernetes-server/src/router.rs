@@ -6,7 +6,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::get;
-use dubernetes_core::{DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS, Dubernetes, FollowLimits};
+use dubernetes_core::defaults::DEFAULT_MAX_LOG_FOLLOW_REPLICAS;
+use dubernetes_core::defaults::DEFAULT_MAX_LOG_FOLLOWS;
+use dubernetes_core::{Dubernetes, FollowLimits};
 use tokio_util::sync::CancellationToken;
 
 use crate::MAX_BODY_BYTES;

@@ -65,7 +65,7 @@ async fn an_alias_bomb_is_refused_before_it_takes_memory_or_space() {
         assert_eq!(body["code"], "body_too_large", "{body}");
         let message = body["message"].as_str().unwrap_or_default();
         assert!(
-            message.contains(&dubernetes_core::MAX_STORED_SPEC_BYTES.to_string()) && message.contains("alias"),
+            message.contains(&dubernetes_core::limits::MAX_STORED_SPEC_BYTES.to_string()) && message.contains("alias"),
             "the answer names the limit and the cause: {message}"
         );
     }

@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
-use dubernetes_core::{LEADER_CONFIRM_TIMEOUT, LEADER_FENCE_AFTER, LEADER_HEARTBEAT, LEADER_SESSION_TIMEOUT};
+use dubernetes_core::leadership::CONFIRM_TIMEOUT as LEADER_CONFIRM_TIMEOUT;
+use dubernetes_core::leadership::FENCE_AFTER as LEADER_FENCE_AFTER;
+use dubernetes_core::leadership::HEARTBEAT as LEADER_HEARTBEAT;
+use dubernetes_core::leadership::SESSION_TIMEOUT as LEADER_SESSION_TIMEOUT;
 use dubernetes_tests::partition::Partition;
 use dubernetes_tests::{PgCluster, TestServer, WHOAMI_V1, WHOAMI_V2, containers, docker, instance_name, wait_for};
 use futures::StreamExt as _;

@@ -141,7 +141,7 @@ async fn image_change_under_load_drops_no_request(backend: Backend) {
     // `ingress/`, bound into the ingress, not uploaded through the engine.
     let (_, ingress) = server.get_json("/v1/ingress").await;
     assert_eq!(ingress["endpoints"], "bound", "{ingress}");
-    let bound = server.data_path.join(dubernetes_core::INGRESS_ENDPOINTS_DIR);
+    let bound = server.data_path.join(dubernetes_core::files::INGRESS_ENDPOINTS_DIR);
     assert!(bound.join("app.a").is_file(), "no endpoint file in {}", bound.display());
 
     // The stabilization window is not what this test is about: keep it short.

@@ -63,7 +63,10 @@ fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             let path = e.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.file_name().is_some_and(|n| n != dubernetes_core::SECRETS_KEY_FILE) {
+            } else if path
+                .file_name()
+                .is_some_and(|n| n != dubernetes_core::files::SECRETS_KEY_FILE)
+            {
                 out.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
             }
         }
@@ -226,7 +229,10 @@ async fn generic_secrets_reach_env_and_files_and_nothing_else() {
     );
     for (path, bytes) in &files {
         // The bound secret files hold the values by design (the replica reads them).
-        if path.to_string_lossy().contains(dubernetes_core::SECRET_FILES_DIR) {
+        if path
+            .to_string_lossy()
+            .contains(dubernetes_core::files::SECRET_FILES_DIR)
+        {
             continue;
         }
         for value in [password, new_password, file_value] {
@@ -354,7 +360,10 @@ async fn binary_values_reach_files_and_env_takes_text_only() {
     assert!(!views.contains(marker), "the keystore is in an API answer");
     assert!(!server.log().contains(marker), "the keystore is in the server log");
     for (path, bytes) in files_under(server.data_dir.path()) {
-        if path.to_string_lossy().contains(dubernetes_core::SECRET_FILES_DIR) {
+        if path
+            .to_string_lossy()
+            .contains(dubernetes_core::files::SECRET_FILES_DIR)
+        {
             continue;
         }
         assert!(!contains(&bytes, marker), "the keystore is in {}", path.display());

@@ -406,7 +406,7 @@ impl Context {
 
 impl Context {
     /// What a one-off run of the pod's current revision runs (`dubectl
-    /// run`, see `runs.rs`): a replica's template (image, env, secrets,
+    /// run`, see `orchestrator/runs.rs`): a replica's template (image, env, secrets,
     /// volumes made first, network, DNS, limits) and how to pull its image.
     /// The caller sets its name, labels and command.
     pub(crate) async fn run_template(&self, stored: &StoredPod) -> Result<(ContainerSpec, crate::engine::Pull)> {

@@ -52,7 +52,7 @@ pub(super) fn decode(event: &EngineEvent) -> Meaning {
         return Meaning::Other;
     };
     // A one-off run (`dubectl run`) is no replica: its exit is no crash.
-    if event.attributes.get(LABEL_ROLE).map(String::as_str) == Some(crate::runs::ROLE_RUN) {
+    if event.attributes.get(LABEL_ROLE).map(String::as_str) == Some(crate::labels::ROLE_RUN) {
         return Meaning::Ignore;
     }
     // A deploy hook's end is read by its pod's reconcile: wake it.

@@ -21,7 +21,7 @@ impl Context {
             .remove(&c.id)
             .map(|(cause, _)| cause)
             .unwrap_or(ExitCause::Crash);
-        let lived = Duration::from_secs((crate::store::now_ms() / 1000 - c.created).max(0) as u64);
+        let lived = Duration::from_secs((crate::clock::now_ms() / 1000 - c.created).max(0) as u64);
         let decision =
             lock(&self.book)
                 .slots

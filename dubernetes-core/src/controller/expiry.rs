@@ -7,7 +7,7 @@
 
 use super::prelude::*;
 use crate::certificate::{Expiry, expiry, expiry_warning};
-use crate::store::now_ms;
+use crate::clock::now_ms;
 
 impl Context {
     /// Records the expiry warnings not recorded yet (once per pod, secret,

@@ -19,8 +19,8 @@
 //! `hooks.timeout` (killed): the revision fails with `HookFailed` and the pod
 //! goes back to its last complete revision, as any failed rollout does.
 
+use super::one_off::OneOff;
 use super::prelude::*;
-use crate::runs::OneOff;
 use crate::runtime::ContainerState;
 use crate::store::RolloutOutcome;
 

@@ -26,6 +26,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub(crate) use crate::change::Change;
+pub use crate::crashloop::BackoffSettings;
 use crate::crashloop::{ExitCause, LABEL_SLOT, Slots};
 use crate::error::{Error, Result};
 use crate::health::Health;
@@ -36,6 +38,7 @@ use crate::spec::PodSpec;
 use crate::store::Store;
 use crate::sync::lock;
 
+mod acme_host;
 mod act;
 mod drain;
 mod events;
@@ -46,6 +49,7 @@ mod ingress_sync;
 mod instrument;
 mod names_sync;
 mod observe;
+mod one_off;
 mod progress;
 mod queue;
 mod reconcile;
@@ -69,53 +73,16 @@ mod prelude {
     pub(super) use crate::crashloop::{ExitCause, LABEL_SLOT};
     pub(super) use crate::error::{Error, Result};
     pub(super) use crate::ingress::Route;
+    pub(super) use crate::labels::{LABEL_INSTANCE, LABEL_POD, LABEL_PORT, LABEL_REVISION, LABEL_ROLE};
     pub(super) use crate::plan::{Action, Desired, RemoveReason, plan};
-    pub(super) use crate::runtime::{
-        ContainerSpec, LABEL_INSTANCE, LABEL_POD, LABEL_PORT, LABEL_REVISION, LABEL_ROLE, Observed,
-    };
+    pub(super) use crate::runtime::{ContainerSpec, Observed};
     pub(super) use crate::spec::PodSpec;
     pub(super) use crate::store::StoredPod;
     pub(super) use crate::sync::lock;
 }
 
 use observe::ObservedCache;
-
-/// A change the controller made or saw, for watchers.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Change {
-    /// A pod's desired or observed state changed.
-    Pod {
-        /// The pod's name.
-        name: String,
-    },
-    /// The ingress applied a new config.
-    Ingress,
-}
-
-/// Crash-loop backoff settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BackoffSettings {
-    /// Delay before the second restart in a row; doubles after that.
-    pub initial: Duration,
-    /// Longest delay.
-    pub max: Duration,
-    /// A replica that ran this long before it exited is replaced at once and
-    /// resets the back-off; quicker exits in a row back off.
-    pub reset_after: Duration,
-}
-
-impl Default for BackoffSettings {
-    fn default() -> Self {
-        BackoffSettings {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(60),
-            reset_after: Duration::from_secs(10),
-        }
-    }
-}
+pub(crate) use one_off::OneOff;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PodRuntimeStatus {

@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use super::{Context, PodRuntimeStatus, lock};
 use crate::error::Result;
 use crate::health::Target;
-use crate::runtime::{ContainerState, LABEL_PORT, Observed};
+use crate::labels::LABEL_PORT;
+use crate::runtime::{ContainerState, Observed};
 use crate::spec::PodSpec;
 use crate::status::{self, PodObservation};
 

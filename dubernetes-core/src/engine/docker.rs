@@ -32,7 +32,7 @@ use super::{
     Mount, Network, Observed, VolumeInfo,
 };
 use crate::error::{Error, PullFailure, Result};
-use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
+use crate::labels::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 use crate::spec::PullPolicy;
 
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -346,7 +346,7 @@ pub(super) async fn create_network_with_names(docker: &Docker, request: NetworkC
     let mut last = None;
     for attempt in 0..ATTEMPTS {
         // Short (Swarm refuses names over 63 characters) and unique.
-        let random = crate::ownership::new_store_id();
+        let random = crate::ids::new_id();
         let probe_name = format!("dub-subnet-{}", random.get(..16).unwrap_or(&random));
         let probe = NetworkCreateRequest {
             name: probe_name.clone(),
@@ -529,7 +529,7 @@ impl DockerEngine {
         let mut header = tar::Header::new_gnu();
         header.set_size(content.len() as u64);
         header.set_mode(mode);
-        header.set_mtime(crate::store::now_ms() as u64 / 1000);
+        header.set_mtime(crate::clock::now_ms() as u64 / 1000);
         let mut builder = tar::Builder::new(Vec::new());
         let tar = builder
             .append_data(&mut header, file, content)
@@ -875,7 +875,7 @@ impl Engine for DockerEngine {
     }
 
     async fn write_files(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
-        let mtime = crate::store::now_ms() as u64 / 1000;
+        let mtime = crate::clock::now_ms() as u64 / 1000;
         let mut builder = tar::Builder::new(Vec::new());
         let mut dirs: Vec<&str> = Vec::new();
         for (path, content) in files {

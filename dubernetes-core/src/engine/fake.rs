@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 
 use super::{ContainerSpec, ContainerState, Engine, EngineEvent, LogChunk, LogRequest, LogSource, Network, Observed};
 use crate::error::{Error, Result};
-use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
+use crate::labels::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 use crate::sync::lock;
 
 /// What a container of an image does once started.
@@ -486,7 +486,7 @@ impl Engine for FakeEngine {
             state: ContainerState::Created,
             exit_code: None,
             ip: Some(ip),
-            created: crate::store::now_ms() / 1000,
+            created: crate::clock::now_ms() / 1000,
             published: spec
                 .publish
                 .map(|at| if at.port() == 0 { 30000 + n as u16 } else { at.port() }),

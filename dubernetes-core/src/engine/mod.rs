@@ -529,7 +529,7 @@ pub struct ExecRequest {
     pub tty: bool,
     /// Attach its standard input.
     pub stdin: bool,
-    /// `KEY=value` pairs added to its env (the server's marker, see `exec.rs`).
+    /// `KEY=value` pairs added to its env (the server's marker, see `orchestrator/exec.rs`).
     pub env: Vec<String>,
 }
 

@@ -14,7 +14,7 @@ use super::ContainerSpec;
 use super::docker::{CALL_TIMEOUT, bounded};
 use super::placement::{Ask, Candidate, decide, pin_label};
 use crate::error::{Error, Result};
-use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_ROLE};
+use crate::labels::{LABEL_INSTANCE, LABEL_POD, LABEL_ROLE};
 
 /// Most retries of a node update refused for an outdated version index.
 const NODE_UPDATE_RETRIES: u32 = 5;

@@ -56,9 +56,8 @@ pub(crate) use stream::Stream;
 
 use crate::engine::{BindDir, Network};
 use crate::error::{Error, Result};
-use crate::runtime::{
-    ContainerSpec, LABEL_INGRESS_CONFIG, LABEL_INGRESS_ENDPOINTS, LABEL_INSTANCE, LABEL_ROLE, Observed, Runtime,
-};
+use crate::labels::{LABEL_INGRESS_CONFIG, LABEL_INGRESS_ENDPOINTS, LABEL_INSTANCE, LABEL_ROLE};
+use crate::runtime::{ContainerSpec, Observed, Runtime};
 use crate::sync::lock;
 
 /// The default ingress image: the official nginx image, pulled if missing.

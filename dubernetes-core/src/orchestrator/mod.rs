@@ -8,8 +8,8 @@ use futures::Stream;
 use futures::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
-pub use crate::builder::DubernetesBuilder;
-use crate::controller::{Change, Context};
+use crate::change::Change;
+use crate::controller::Context;
 use crate::data_dir::DataDirLock;
 use crate::error::{Error, Result};
 use crate::runtime::{Observed, Runtime};
@@ -18,8 +18,12 @@ use crate::store::{ApplyOutcome, Event, Revision, StoredPod};
 use crate::watch::{Feed, WatchEvent};
 pub use dubernetes_api::{Condition, ConditionType, Phase, Pod, PodStatus, Replica};
 
+pub(crate) mod cron;
 mod diagnostics;
+pub(crate) mod exec;
 mod handle;
+pub(crate) mod runs;
+mod terms;
 mod views;
 
 pub use diagnostics::Diagnostics;
@@ -39,7 +43,7 @@ pub struct Dubernetes {
     /// Held for the life of the process (and every clone of the handle).
     pub(crate) _lock: Option<Arc<DataDirLock>>,
     /// One-off runs: their limit, retention and reaper's memory (`runs.rs`).
-    pub(crate) runs: Arc<crate::runs::RunSettings>,
+    pub(crate) runs: Arc<runs::RunSettings>,
 }
 
 impl std::fmt::Debug for Dubernetes {
@@ -51,11 +55,6 @@ impl std::fmt::Debug for Dubernetes {
 }
 
 impl Dubernetes {
-    /// A builder with defaults: instance `default`, in-memory store, official nginx ingress on port 80.
-    pub fn builder() -> DubernetesBuilder {
-        DubernetesBuilder::default()
-    }
-
     /// The instance name.
     pub fn instance(&self) -> &str {
         &self.handle.settings.instance
@@ -88,7 +87,7 @@ impl Dubernetes {
         Ok(self.metrics().encode(&pods))
     }
 
-    /// This store's id: the [`LABEL_STORE`](crate::LABEL_STORE) of every container it creates.
+    /// This store's id: the [`LABEL_STORE`](crate::labels::LABEL_STORE) of every container it creates.
     pub fn store_id(&self) -> &str {
         self.handle.runtime.ownership().store_id()
     }
@@ -394,7 +393,7 @@ impl Dubernetes {
     /// [`LogOptions::limits`](crate::LogOptions::limits) too, a followed read
     /// past them is refused ([`Error::Limit`] past the per-request cap,
     /// [`Error::TooManyStreams`] past the total). Lines are cut at
-    /// [`MAX_LOG_LINE_BYTES`](crate::MAX_LOG_LINE_BYTES).
+    /// [`MAX_LOG_LINE_BYTES`](crate::limits::MAX_LOG_LINE_BYTES).
     pub async fn logs(&self, name: &str, options: crate::logs::LogOptions) -> Result<crate::logs::LogLines> {
         if self.handle.store.get(name).await?.is_none() {
             return Err(Error::NotFound(name.to_string()));
@@ -405,10 +404,10 @@ impl Dubernetes {
         let replicas: Vec<&Observed> = containers
             .iter()
             .filter(|c| match options.run.as_deref() {
-                None => c.role == "replica" || c.role == crate::runs::ROLE_RUN,
+                None => c.role == "replica" || c.role == crate::labels::ROLE_RUN,
                 Some(run) => {
-                    c.role == crate::runs::ROLE_RUN
-                        && c.labels.get(crate::runs::LABEL_RUN).map(String::as_str) == Some(run)
+                    c.role == crate::labels::ROLE_RUN
+                        && c.labels.get(crate::labels::LABEL_RUN).map(String::as_str) == Some(run)
                 }
             })
             .collect();

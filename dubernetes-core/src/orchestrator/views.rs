@@ -70,7 +70,7 @@ impl Dubernetes {
             .or_else(|| rejected.map(|m| format!("nginx rejected this pod's route, the host is not served: {m}")));
         let warning = match (tls, &stored) {
             (crate::spec::Tls::Secret(secret), Some(c)) => {
-                crate::certificate::expiry_warning(secret, c.not_after, crate::store::now_ms() / 1000)
+                crate::certificate::expiry_warning(secret, c.not_after, crate::clock::now_ms() / 1000)
             }
             _ => None,
         };

@@ -16,12 +16,12 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 pub use dubernetes_api::{ApplyOutcome, Event, EventKind, Revision, RolloutOutcome, RolloutState};
 
+pub(crate) use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::ownership::Adoption;
 use crate::spec::PodSpec;
@@ -34,7 +34,7 @@ mod revisions_sql;
 mod sql;
 pub(crate) mod sqlite;
 
-pub use sqlite::{DB_FILE, backup};
+pub use sqlite::backup;
 
 /// How many events are kept per instance; older ones are pruned (checked
 /// every 100 events, so at most 100 more are ever stored).
@@ -323,14 +323,6 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     fn postgres(&self) -> Option<&postgres::PgStore> {
         None
     }
-}
-
-/// Unix milliseconds now.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// A generic or docker-registry secret as a pod's write sees it in its

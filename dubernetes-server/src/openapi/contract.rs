@@ -16,7 +16,10 @@ use serde_json::{Value, json};
 use dubernetes_core::dubernetes_api::run::{MAX_EXEC_ARGS, MAX_EXEC_COMMAND_BYTES};
 use dubernetes_core::dubernetes_api::spec::DURATION_PATTERN;
 use dubernetes_core::dubernetes_api::{MAX_IMAGE_REFERENCE, MAX_MOUNT_PATH_BYTES, MAX_VOLUMES};
-use dubernetes_core::{MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_PIDS, MAX_REPLICAS};
+use dubernetes_core::limits::MAX_ENV_VALUE_BYTES;
+use dubernetes_core::limits::MAX_ENV_VARS;
+use dubernetes_core::limits::MAX_PIDS;
+use dubernetes_core::limits::MAX_REPLICAS;
 
 /// A DNS label: what a pod name (and the instance name) must be.
 pub const DNS_LABEL: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";

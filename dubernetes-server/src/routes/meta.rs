@@ -69,7 +69,10 @@ pub(crate) async fn version(State(o): State<Dubernetes>) -> impl IntoResponse {
         (status = 401, body = ApiError, description = "missing or wrong API token")))]
 pub(crate) async fn metrics(State(o): State<Dubernetes>) -> Result<impl IntoResponse, ApiError> {
     let text = o.metrics_text().await?;
-    Ok(([(header::CONTENT_TYPE, dubernetes_core::METRICS_CONTENT_TYPE)], text))
+    Ok((
+        [(header::CONTENT_TYPE, dubernetes_core::protocol::METRICS_CONTENT_TYPE)],
+        text,
+    ))
 }
 
 /// The ingress: its host port, last error, and the pods whose routes nginx rejected.

@@ -52,11 +52,9 @@ use super::{
     Network, Observed,
 };
 use crate::error::{Error, Result};
-use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
+pub(crate) use crate::labels::LABEL_IMAGE;
+use crate::labels::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 
-/// Label on a replica's service: the image reference the user wrote (the
-/// task runs the image id it resolved to).
-pub const LABEL_IMAGE: &str = "io.dubernetes.image";
 /// Label on a replica's service: when it was created, in Unix seconds.
 const LABEL_CREATED: &str = "io.dubernetes.created";
 /// The role label of the probe agent.

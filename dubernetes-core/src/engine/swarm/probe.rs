@@ -54,7 +54,7 @@ impl ProbeNetwork {
                 context: format!("the swarm backend's probe agent image {image}"),
                 source: format!("{e} (build it with scripts/build-images.sh, or set DUBERNETES_PROBE_IMAGE)").into(),
             })?;
-        let password = crate::ownership::new_store_id();
+        let password = crate::ids::new_id();
         let mut limits = ContainerLimits::default();
         limits.log_max_bytes = 1024 * 1024;
         limits.log_max_files = 1;

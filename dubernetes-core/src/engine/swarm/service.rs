@@ -145,7 +145,7 @@ impl SwarmEngine {
     pub(super) fn service_spec(&self, spec: &ContainerSpec, image: String) -> ServiceSpec {
         let mut labels = spec.labels.clone();
         labels.insert(LABEL_IMAGE.to_string(), spec.image.clone());
-        labels.insert(LABEL_CREATED.to_string(), (crate::store::now_ms() / 1000).to_string());
+        labels.insert(LABEL_CREATED.to_string(), (crate::clock::now_ms() / 1000).to_string());
         let limits: &ContainerLimits = &spec.limits;
         ServiceSpec {
             name: Some(spec.name.clone()),

@@ -13,7 +13,7 @@
 //! (delivered at commit, never for a rolled-back write): `spec:POD` when a
 //! pod's desired state changed, `event:POD` for a new event, `view:POD` when
 //! the leader published a new view. Each server LISTENs (see
-//! [`crate::shared`]) to wake its controller and its change feed.
+//! [`crate::leader`]) to wake its controller and its change feed.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -41,7 +41,7 @@ pub(crate) const CHANNEL: &str = "dubernetes_changes";
 /// The advisory lock every write transaction takes (see the module docs).
 const WRITES: i64 = 0x6475_6200_0000_0001;
 
-/// The advisory lock of leadership (see [`crate::shared`]).
+/// The advisory lock of leadership (see [`crate::leader`]).
 pub(crate) const LEADER: i64 = 0x6475_6200_0000_0002;
 
 /// The advisory lock a server holds while it makes the instance's shared

@@ -28,8 +28,7 @@ mod revisions;
 pub use backup::backup;
 use revisions::{decode_revision, note_revision, record_revision};
 
-/// The database file in the data dir.
-pub const DB_FILE: &str = "dubernetes.db";
+pub use crate::data_dir::DB_FILE;
 
 fn connect_options(path: &Path) -> SqliteConnectOptions {
     SqliteConnectOptions::new()

@@ -27,17 +27,13 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use crate::controller::Context;
+use crate::controller::OneOff;
 use crate::error::{Error, Result};
+use crate::labels::{LABEL_CRON, LABEL_RUN, ROLE_RUN};
 use crate::orchestrator::Dubernetes;
-use crate::runtime::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE, Observed};
-use crate::store::StoredPod;
+use crate::runtime::Observed;
 use dubernetes_api::{LogLine, Run, RunExit};
 
-/// The role label of a run's container.
-pub const ROLE_RUN: &str = "run";
-/// Label: the run's name.
-pub const LABEL_RUN: &str = "io.dubernetes.run";
 /// Default of `--max-runs`: runs of the instance running at once.
 pub const DEFAULT_MAX_RUNS: usize = 8;
 /// Default of `--run-retention`: how long an exited run is kept for its log.
@@ -64,7 +60,7 @@ pub struct RunSettings {
     /// Exited runs, by container id, with when the reaper first saw them exited.
     exited: Mutex<HashMap<String, Instant>>,
     /// The cron scheduler's memory (`cron.rs`).
-    pub(crate) cron: crate::cron::CronMemory,
+    pub(crate) cron: super::cron::CronMemory,
 }
 
 impl RunSettings {
@@ -75,7 +71,7 @@ impl RunSettings {
             retention,
             creating: tokio::sync::Mutex::new(()),
             exited: Mutex::new(HashMap::new()),
-            cron: crate::cron::CronMemory::default(),
+            cron: super::cron::CronMemory::default(),
         }
     }
 }
@@ -99,7 +95,7 @@ fn view_of(c: &Observed, exit: Option<(i64, Option<i64>)>) -> Run {
             exit.map(|(code, _)| code).or_else(|| c.exit_code())
         },
         created: c.created,
-        scheduled: crate::cron::scheduled_of(c),
+        scheduled: super::cron::scheduled_of(c),
         finished: if running { None } else { exit.and_then(|(_, at)| at) },
     }
 }
@@ -136,7 +132,7 @@ impl Dubernetes {
     /// Starts a one-off run of `pod`'s current revision with `command`
     /// (replacing the pod's `command` and `args`); returns it at once.
     pub async fn start_run(&self, pod: &str, command: Vec<String>) -> Result<(Run, String)> {
-        crate::exec::check_command(&command, "command")?;
+        super::exec::check_command(&command, "command")?;
         let stored = self
             .handle
             .store
@@ -176,7 +172,7 @@ impl Dubernetes {
         let scheduled = run
             .labels
             .iter()
-            .find(|(k, _)| k == crate::cron::LABEL_CRON)
+            .find(|(k, _)| k == LABEL_CRON)
             .and_then(|(_, t)| t.parse().ok());
         let labels: Vec<(&str, &str)> = std::iter::once((LABEL_RUN, name.as_str()))
             .chain(run.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -280,7 +276,7 @@ impl Dubernetes {
         let exited: HashSet<&str> = containers
             .iter()
             // A cron pod's runs are kept by count (its `history`), not by age.
-            .filter(|c| !c.state.is_live() && !c.labels.contains_key(crate::cron::LABEL_CRON))
+            .filter(|c| !c.state.is_live() && !c.labels.contains_key(LABEL_CRON))
             .map(|c| c.id.as_str())
             .collect();
         let expired: Vec<String> = {
@@ -313,62 +309,6 @@ impl Dubernetes {
                 _ = tokio::time::sleep(every) => {}
             }
         }
-    }
-}
-
-/// A one-off container to start (see [`Context::start_one_off`]).
-pub(crate) struct OneOff<'a> {
-    /// Its name without the `dub-INSTANCE-` prefix.
-    pub name: &'a str,
-    /// Its `io.dubernetes.role`.
-    pub role: &'a str,
-    /// More labels (what it is: the run's name, the hook's kind).
-    pub labels: &'a [(&'a str, &'a str)],
-    /// Replaces the image's command (and the pod's `command` and `args`);
-    /// None: the pod's own (a cron run).
-    pub command: Option<Vec<String>>,
-}
-
-impl Context {
-    /// Creates and starts a one-off container of `stored`'s current revision
-    /// through `runtime`: a run, or a deploy hook (`controller/hooks.rs`).
-    /// The replica's template with `command` replacing the image's command,
-    /// never restarted, publishing nothing, a plain container even on Swarm;
-    /// named `dub-INSTANCE-{name}`, labelled with the instance, pod, revision,
-    /// `role` and `labels`. Returns its id.
-    pub(crate) async fn start_one_off(
-        &self,
-        runtime: &crate::runtime::Runtime,
-        stored: &StoredPod,
-        one_off: OneOff<'_>,
-    ) -> Result<String> {
-        let OneOff {
-            name,
-            role,
-            labels,
-            command,
-        } = one_off;
-        let pod = stored.spec.name.as_str();
-        let (mut spec, pull) = self.run_template(stored).await?;
-        runtime.ensure_image(&spec.image, &pull).await?;
-        spec.name = format!("dub-{}-{name}", self.settings.instance);
-        spec.labels = HashMap::from([
-            (LABEL_INSTANCE.to_string(), self.settings.instance.clone()),
-            (LABEL_POD.to_string(), pod.to_string()),
-            (LABEL_REVISION.to_string(), stored.spec.revision_hash()),
-            (LABEL_ROLE.to_string(), role.to_string()),
-        ]);
-        spec.labels
-            .extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        if let Some(command) = command {
-            spec.args = Some(command);
-            spec.command = None;
-        }
-        spec.restart = false;
-        spec.plain = true;
-        spec.publish = None;
-        spec.publish_tls = None;
-        runtime.create_and_start(&spec).await
     }
 }
 

@@ -24,12 +24,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::error::Result;
+use crate::labels::{LABEL_CRON, LABEL_RUN};
 use crate::orchestrator::Dubernetes;
 use crate::runtime::Observed;
 use crate::store::StoredPod;
-
-/// Label of a cron pod's run: the tick it runs for, Unix seconds.
-pub const LABEL_CRON: &str = "io.dubernetes.cron";
 
 /// Longest time between two passes (timeouts, history and deleted pods are
 /// handled this late at most).
@@ -168,7 +166,7 @@ impl Dubernetes {
         let live: Vec<&Observed> = runs.iter().copied().filter(|c| c.state.is_live()).collect();
         if let Some(timeout) = spec.timeout {
             for c in live.iter().filter(|c| now - c.created > timeout.as_secs() as i64) {
-                let name = c.labels.get(crate::runs::LABEL_RUN).cloned().unwrap_or_default();
+                let name = c.labels.get(LABEL_RUN).cloned().unwrap_or_default();
                 let message = format!(
                     "run {name} ran longer than its timeout of {}; stopping it",
                     humantime::format_duration(timeout)
@@ -212,7 +210,7 @@ impl Dubernetes {
             ctx.event(pod, "Warning", "MissedSchedule", &message).await;
             return;
         }
-        let running = |c: &&Observed| c.labels.get(crate::runs::LABEL_RUN).cloned().unwrap_or_default();
+        let running = |c: &&Observed| c.labels.get(LABEL_RUN).cloned().unwrap_or_default();
         match spec.cron_concurrency() {
             crate::spec::Concurrency::Forbid if !live.is_empty() => {
                 let names: Vec<String> = live.iter().map(running).collect();
@@ -239,7 +237,7 @@ impl Dubernetes {
             }
             _ => {}
         }
-        let run = crate::runs::NewRun {
+        let run = super::runs::NewRun {
             name: run_name(pod, tick),
             command: None,
             labels: vec![(LABEL_CRON.to_string(), tick.to_string())],
@@ -260,13 +258,14 @@ impl Dubernetes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::ROLE_RUN;
     use crate::runtime::ContainerState;
 
     fn run(id: &str, tick: i64, state: ContainerState) -> Observed {
         Observed {
             id: id.into(),
             name: id.into(),
-            role: crate::runs::ROLE_RUN.into(),
+            role: ROLE_RUN.into(),
             pod: Some("job".into()),
             revision: None,
             state,

@@ -44,10 +44,42 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::Change;
-use crate::error::Error;
-use crate::orchestrator::Dubernetes;
+use crate::change::Change;
+use crate::error::{Error, Result};
 use crate::store::postgres::{CHANNEL, LEADER, PgStore};
+use dubernetes_api::Pod;
+
+/// What the leader code needs of its server, and nothing more: its terms
+/// (begin, end, whether it leads), its change broadcast, the wakes of the
+/// current term's controller and the pods' views to publish. The facade
+/// implements it (`orchestrator/terms.rs`), so this module does not import
+/// the facade that starts it.
+pub(crate) trait Terms: Send + Sync {
+    /// The instance's name (for the log).
+    fn instance(&self) -> &str;
+    /// Becomes the leader: a fresh controller context for the new term.
+    fn begin_term(&self) -> impl Future<Output = ()> + Send;
+    /// Stops leading: the term is fenced, then stopped within `wait`.
+    fn end_term(&self, wait: Duration) -> impl Future<Output = ()> + Send;
+    /// Whether this server leads now.
+    fn leading(&self) -> bool;
+    /// Tells of every change of [`Terms::leading`].
+    fn leader_changes(&self) -> tokio::sync::watch::Receiver<bool>;
+    /// Tells this server's watchers (the change feed) that something changed.
+    fn notify(&self, change: Change);
+    /// The current term's controller looks at every pod again.
+    fn resync(&self) -> impl Future<Output = ()> + Send;
+    /// A pod's spec was written through another server: the current term
+    /// wakes its reconcile, the ingress sync and ACME.
+    fn spec_written(&self, pod: &str);
+    /// A certificate was written through another server: the current term
+    /// wakes the ingress sync.
+    fn certificate_written(&self);
+    /// Every pod's view.
+    fn list(&self) -> impl Future<Output = Result<Vec<Pod>>> + Send;
+    /// One pod's view.
+    fn get(&self, name: &str) -> impl Future<Output = Result<Pod>> + Send;
+}
 
 /// How often the leader confirms its lock, and a standby tries to take it.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -107,7 +139,7 @@ fn lock_session_settings() -> [(&'static str, String); 5] {
     ]
 }
 
-pub(crate) async fn lock_connection(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+pub(crate) async fn lock_connection(options: &PgConnectOptions) -> std::result::Result<PgConnection, sqlx::Error> {
     let settings = lock_session_settings();
     let options = options
         .clone()
@@ -120,8 +152,7 @@ pub(crate) async fn lock_connection(options: &PgConnectOptions) -> Result<PgConn
 
 /// Contends for leadership until shutdown: standby until the lock is taken,
 /// then leader until it cannot be confirmed, then standby again.
-pub(crate) async fn lead(orchestrator: Dubernetes, options: PgConnectOptions, shutdown: CancellationToken) {
-    let handle = &orchestrator.handle;
+pub(crate) async fn lead(server: impl Terms, options: PgConnectOptions, shutdown: CancellationToken) {
     loop {
         let mut conn = match lock_connection(&options).await {
             Ok(conn) => conn,
@@ -162,8 +193,8 @@ pub(crate) async fn lead(orchestrator: Dubernetes, options: PgConnectOptions, sh
             }
             continue;
         }
-        tracing::info!(instance = %handle.settings.instance, "this server leads the instance now; it acts on the engine");
-        handle.begin_term().await;
+        tracing::info!(instance = %server.instance(), "this server leads the instance now; it acts on the engine");
+        server.begin_term().await;
         let mut confirmed = Instant::now();
         loop {
             if !pause(&shutdown, HEARTBEAT).await {
@@ -189,10 +220,10 @@ pub(crate) async fn lead(orchestrator: Dubernetes, options: PgConnectOptions, sh
             };
             if lost {
                 tracing::warn!(
-                    instance = %handle.settings.instance,
+                    instance = %server.instance(),
                     "this server lost its leader lock: it stops acting on the engine and stands by"
                 );
-                handle.end_term(TERM_STOP).await;
+                server.end_term(TERM_STOP).await;
                 break;
             }
         }
@@ -206,8 +237,7 @@ pub(crate) async fn lead(orchestrator: Dubernetes, options: PgConnectOptions, sh
 
 /// Listens to the store's notifications until shutdown: wakes the leader's
 /// controller for writes made through other servers, and every server's feed.
-pub(crate) async fn listen(orchestrator: Dubernetes, store: PgStore, shutdown: CancellationToken) {
-    let handle = &orchestrator.handle;
+pub(crate) async fn listen(server: impl Terms, store: PgStore, shutdown: CancellationToken) {
     let mut listener = loop {
         let connected = async {
             let mut l = PgListener::connect_with(store.pool()).await?;
@@ -230,14 +260,13 @@ pub(crate) async fn listen(orchestrator: Dubernetes, store: PgStore, shutdown: C
             next = listener.try_recv() => next,
         };
         match next {
-            Ok(Some(n)) => on_notice(&orchestrator, n.payload()),
+            Ok(Some(n)) => on_notice(&server, n.payload()),
             Ok(None) => {
                 // The connection was lost: notices may be missing. Refresh all.
                 tracing::info!("store notifications: reconnected; refreshing every pod");
-                let _ = handle.changes.send(Change::Ingress);
-                if handle.leading() {
-                    let ctx = handle.ctx();
-                    ctx.resync().await;
+                server.notify(Change::Ingress);
+                if server.leading() {
+                    server.resync().await;
                 }
             }
             Err(e) => {
@@ -250,32 +279,21 @@ pub(crate) async fn listen(orchestrator: Dubernetes, store: PgStore, shutdown: C
     }
 }
 
-fn on_notice(orchestrator: &Dubernetes, payload: &str) {
-    let handle = &orchestrator.handle;
+fn on_notice(server: &impl Terms, payload: &str) {
     let Some((what, pod)) = payload.split_once(':') else {
         return;
     };
     let change = Change::Pod { name: pod.to_string() };
     match what {
         "spec" => {
-            let _ = handle.changes.send(change);
-            if handle.leading() {
-                let ctx = handle.ctx();
-                ctx.wake(pod);
-                ctx.wake_ingress();
-                // A spec with `access.tls: auto` may need a certificate.
-                if let Some(acme) = ctx.acme.get() {
-                    acme.wake();
-                }
+            server.notify(change);
+            if server.leading() {
+                server.spec_written(pod);
             }
         }
-        "certificate" if handle.leading() => handle.ctx().wake_ingress(),
-        "event" => {
-            let _ = handle.changes.send(change);
-        }
-        "view" if !handle.leading() => {
-            let _ = handle.changes.send(change);
-        }
+        "certificate" if server.leading() => server.certificate_written(),
+        "event" => server.notify(change),
+        "view" if !server.leading() => server.notify(change),
         _ => {}
     }
 }
@@ -283,13 +301,13 @@ fn on_notice(orchestrator: &Dubernetes, payload: &str) {
 /// While this server leads, publishes each pod's view when it changes, for
 /// the standbys (they do not observe the engine).
 pub(crate) async fn publish_views(
-    orchestrator: Dubernetes,
+    server: impl Terms,
     store: PgStore,
     mut changes: broadcast::Receiver<Change>,
     shutdown: CancellationToken,
 ) {
     let mut last: HashMap<String, String> = HashMap::new();
-    let mut leader = orchestrator.handle.leader_changes();
+    let mut leader = server.leader_changes();
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -304,7 +322,7 @@ pub(crate) async fn publish_views(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         };
-        if !orchestrator.is_leader() {
+        if !server.leading() {
             continue;
         }
         let mut names: Vec<String> = first.into_iter().collect();
@@ -317,7 +335,7 @@ pub(crate) async fn publish_views(
             }
         }
         if all {
-            match orchestrator.list().await {
+            match server.list().await {
                 Ok(pods) => {
                     names = pods.iter().map(|p| p.name.clone()).collect();
                     for gone in last.keys().filter(|k| !names.contains(k)).cloned().collect::<Vec<_>>() {
@@ -331,18 +349,18 @@ pub(crate) async fn publish_views(
             }
         }
         for name in names {
-            publish_one(&orchestrator, &store, &mut last, &name).await;
+            publish_one(&server, &store, &mut last, &name).await;
         }
     }
 }
 
-async fn publish_one(orchestrator: &Dubernetes, store: &PgStore, last: &mut HashMap<String, String>, name: &str) {
-    let view = orchestrator.get(name).await;
+async fn publish_one(server: &impl Terms, store: &PgStore, last: &mut HashMap<String, String>, name: &str) {
+    let view = server.get(name).await;
     // Only a leader's views are published: a term that ended while this
     // batch ran would otherwise publish a standby's view (no probes, every
     // replica unready), which can land once the database is back, just
     // before the next term reads it to inherit readiness, and route nothing.
-    if !orchestrator.is_leader() {
+    if !server.leading() {
         return;
     }
     match view {
