@@ -17,6 +17,9 @@
 //! # Ok::<(), dubernetes_api::SpecError>(())
 //! ```
 #![deny(missing_docs)]
+// Functions of the product crates stay within `too-many-lines-threshold`
+// (clippy.toml); the integration tests and benchmarks are not held to it.
+#![warn(clippy::too_many_lines)]
 
 pub mod error;
 pub mod event;

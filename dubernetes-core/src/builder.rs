@@ -252,33 +252,9 @@ impl DubernetesBuilder {
     /// decision recorded, and the controller started. A refusal changes
     /// nothing: no file, no container, no network.
     pub async fn build(self) -> Result<Dubernetes> {
-        let probe = PodSpec::new(self.instance.clone(), "x");
-        if let Err(e) = probe.validate() {
-            let message = e.problems.first().map(|p| p.message.clone()).unwrap_or_default();
-            return Err(Error::InvalidInput {
-                field: "instance name".into(),
-                message,
-            });
-        }
+        self.check_instance()?;
         let dir = self.data_dir.as_deref().map(crate::data_dir::absolute).transpose()?;
-        let existing = match (&self.postgres, &dir) {
-            (Some(url), dir) => {
-                // This server's own dir (its token); the store is shared.
-                let lock = match dir {
-                    Some(dir) => {
-                        crate::data_dir::create(dir)?;
-                        Some(DataDirLock::acquire(dir)?)
-                    }
-                    None => None,
-                };
-                Some((lock, Arc::new(PgStore::open(url).await?) as Arc<dyn Store>))
-            }
-            (None, Some(dir)) if crate::data_dir::has_store(dir)? => {
-                let lock = DataDirLock::acquire(dir)?;
-                Some((Some(lock), Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>))
-            }
-            _ => None,
-        };
+        let existing = self.open_existing(dir.as_deref()).await?;
         let facts = match &existing {
             Some((_, store)) => store.ownership_facts().await?,
             None => crate::store::OwnershipFacts::default(),
@@ -310,40 +286,8 @@ impl DubernetesBuilder {
         };
         // Decides only; a refusal returns here, before anything is written.
         let adoptions = crate::ownership::decide(&self.instance, &seen, &decision, self.adopt_foreign)?;
-        // Taking over from a server that still runs would make two managers.
-        let their_dirs: std::collections::BTreeSet<&str> = everything
-            .iter()
-            .filter(|c| adoptions.iter().any(|a| a.id == c.id && a.previous_store.is_some()))
-            .filter_map(|c| c.labels.get(crate::labels::LABEL_DATA_DIR).map(String::as_str))
-            .filter(|d| *d != dir_label && Path::new(d).is_absolute())
-            .collect();
-        for their in their_dirs {
-            if let Some(pid) = crate::data_dir::holder(Path::new(their)) {
-                return Err(Error::ForeignServerRunning {
-                    instance: self.instance.clone(),
-                    data_dir: their.to_string(),
-                    pid,
-                });
-            }
-        }
-        let (lock, store) = match (existing, &dir) {
-            (Some((lock, store)), _) => (lock, store),
-            (None, Some(dir)) => {
-                crate::data_dir::create(dir)?;
-                let lock = DataDirLock::acquire(dir)?;
-                (Some(lock), Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>)
-            }
-            (None, None) => (None, Arc::new(SqliteStore::in_memory().await?) as Arc<dyn Store>),
-        };
-        // The data dir lock (or an in-memory store) makes this process the
-        // only writer of a SQLite store: its reads can be served from memory.
-        // A PostgreSQL store has other writers (the other servers), so it is
-        // never wrapped.
-        let store: Arc<dyn Store> = if store.postgres().is_some() {
-            store
-        } else {
-            Arc::new(crate::store::cache::CachedStore::new(store))
-        };
+        self.refuse_running_server(&everything, &adoptions, &dir_label)?;
+        let (lock, store) = open_store(existing, dir.as_deref()).await?;
         let existing_ids: HashSet<String> = everything.iter().map(|c| c.id.clone()).collect();
         store
             .record_ownership(&store_id, &dir_label, &adoptions, &existing_ids)
@@ -358,16 +302,7 @@ impl DubernetesBuilder {
         if facts.id.is_none() {
             tracing::info!(store_id = %store_id, data_dir = %dir_label, "this store has a new id; every container it creates is labelled with it");
         }
-        for a in &adoptions {
-            tracing::warn!(
-                container = %a.id,
-                pod = a.pod.as_deref().unwrap_or("(ingress)"),
-                previous_store = a.previous_store.as_deref().unwrap_or("(none: an older version)"),
-                held = a.held,
-                "adopted a container as it runs{}",
-                if a.held { "; its pod is not in this store, so it is left alone until such a pod is applied" } else { "" }
-            );
-        }
+        log_adoptions(&adoptions);
         match store.postgres() {
             Some(pg) => {
                 pg.one_at_a_time(runtime.ensure_network(&network, &self.instance))
@@ -375,16 +310,7 @@ impl DubernetesBuilder {
             }
             None => runtime.ensure_network(&network, &self.instance).await?,
         }
-        let key_source = match (&self.secrets_key_file, &self.postgres, &dir) {
-            (Some(file), _, _) => crate::vault::KeySource::File(crate::data_dir::absolute(file)?),
-            (None, Some(_), _) => crate::vault::KeySource::Missing,
-            (None, None, Some(dir)) => crate::vault::KeySource::File(dir.join(crate::vault::KEY_FILE)),
-            (None, None, None) => crate::vault::KeySource::Ephemeral,
-        };
-        let vault = crate::vault::Vault::new(key_source);
-        if self.secrets_key_file.is_some() {
-            vault.check()?;
-        }
+        let vault = self.vault(dir.as_deref())?;
         let names_image =
             std::env::var("DUBERNETES_NAMES_IMAGE").unwrap_or_else(|_| crate::names::DEFAULT_NAMES_IMAGE.to_string());
         let names_address = self.names_address(&runtime, &network, &names_image).await;
@@ -419,36 +345,170 @@ impl DubernetesBuilder {
             _lock: lock.map(Arc::new),
             runs: Arc::new(crate::orchestrator::runs::RunSettings::new(self.runs.0, self.runs.1)),
         };
-        match pg {
-            // One server per store: it leads from the start to the end.
-            None => handle.begin_term().await,
-            Some(pg) => {
-                let views = handle.changes.subscribe();
-                handle.tasks.spawn(crate::leader::publish_views(
-                    orchestrator.clone(),
-                    pg.clone(),
-                    views,
-                    handle.shutdown.clone(),
-                ));
-                handle.tasks.spawn(crate::leader::listen(
-                    orchestrator.clone(),
-                    pg.clone(),
-                    handle.shutdown.clone(),
-                ));
-                handle.tasks.spawn(crate::leader::lead(
-                    orchestrator.clone(),
-                    pg.options().clone(),
-                    handle.shutdown.clone(),
-                ));
-            }
-        }
-        let feed_task = crate::watch::run(
-            orchestrator.clone(),
-            handle.shutdown.clone(),
-            Arc::clone(&orchestrator.feed),
-            changes,
-        );
-        handle.tasks.spawn(feed_task);
+        start(&handle, &orchestrator, pg, changes).await;
         Ok(orchestrator)
     }
+
+    /// The instance name is a DNS label, as a pod's name is.
+    fn check_instance(&self) -> Result<()> {
+        let probe = PodSpec::new(self.instance.clone(), "x");
+        if let Err(e) = probe.validate() {
+            let message = e.problems.first().map(|p| p.message.clone()).unwrap_or_default();
+            return Err(Error::InvalidInput {
+                field: "instance name".into(),
+                message,
+            });
+        }
+        Ok(())
+    }
+
+    /// The store that exists already, with the data dir's lock: the
+    /// PostgreSQL store (and this server's own dir, for its token), or a
+    /// SQLite store in the data dir. `None`: no store yet (made once the
+    /// containers are judged).
+    async fn open_existing(&self, dir: Option<&Path>) -> Result<Option<(Option<DataDirLock>, Arc<dyn Store>)>> {
+        Ok(match (&self.postgres, dir) {
+            (Some(url), dir) => {
+                // This server's own dir (its token); the store is shared.
+                let lock = match dir {
+                    Some(dir) => {
+                        crate::data_dir::create(dir)?;
+                        Some(DataDirLock::acquire(dir)?)
+                    }
+                    None => None,
+                };
+                Some((lock, Arc::new(PgStore::open(url).await?) as Arc<dyn Store>))
+            }
+            (None, Some(dir)) if crate::data_dir::has_store(dir)? => {
+                let lock = DataDirLock::acquire(dir)?;
+                Some((Some(lock), Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>))
+            }
+            _ => None,
+        })
+    }
+
+    /// Taking over from a server that still runs would make two managers:
+    /// an error when the data dir of a container's previous store is locked.
+    fn refuse_running_server(
+        &self,
+        everything: &[crate::engine::Observed],
+        adoptions: &[crate::ownership::Adoption],
+        dir_label: &str,
+    ) -> Result<()> {
+        let their_dirs: std::collections::BTreeSet<&str> = everything
+            .iter()
+            .filter(|c| adoptions.iter().any(|a| a.id == c.id && a.previous_store.is_some()))
+            .filter_map(|c| c.labels.get(crate::labels::LABEL_DATA_DIR).map(String::as_str))
+            .filter(|d| *d != dir_label && Path::new(d).is_absolute())
+            .collect();
+        for their in their_dirs {
+            if let Some(pid) = crate::data_dir::holder(Path::new(their)) {
+                return Err(Error::ForeignServerRunning {
+                    instance: self.instance.clone(),
+                    data_dir: their.to_string(),
+                    pid,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The vault of generic secrets, its key from `secrets_key_file`, the
+    /// data dir, or (in memory) made for this process; none with PostgreSQL
+    /// unless given.
+    fn vault(&self, dir: Option<&Path>) -> Result<crate::vault::Vault> {
+        let key_source = match (&self.secrets_key_file, &self.postgres, dir) {
+            (Some(file), _, _) => crate::vault::KeySource::File(crate::data_dir::absolute(file)?),
+            (None, Some(_), _) => crate::vault::KeySource::Missing,
+            (None, None, Some(dir)) => crate::vault::KeySource::File(dir.join(crate::vault::KEY_FILE)),
+            (None, None, None) => crate::vault::KeySource::Ephemeral,
+        };
+        let vault = crate::vault::Vault::new(key_source);
+        if self.secrets_key_file.is_some() {
+            vault.check()?;
+        }
+        Ok(vault)
+    }
+}
+
+/// The store, once the containers are judged: the one that existed, or a
+/// new SQLite store in the data dir (locked), or in memory.
+async fn open_store(
+    existing: Option<(Option<DataDirLock>, Arc<dyn Store>)>,
+    dir: Option<&Path>,
+) -> Result<(Option<DataDirLock>, Arc<dyn Store>)> {
+    let (lock, store) = match (existing, dir) {
+        (Some((lock, store)), _) => (lock, store),
+        (None, Some(dir)) => {
+            crate::data_dir::create(dir)?;
+            let lock = DataDirLock::acquire(dir)?;
+            (Some(lock), Arc::new(SqliteStore::open(dir).await?) as Arc<dyn Store>)
+        }
+        (None, None) => (None, Arc::new(SqliteStore::in_memory().await?) as Arc<dyn Store>),
+    };
+    // The data dir lock (or an in-memory store) makes this process the
+    // only writer of a SQLite store: its reads can be served from memory.
+    // A PostgreSQL store has other writers (the other servers), so it is
+    // never wrapped.
+    let store: Arc<dyn Store> = if store.postgres().is_some() {
+        store
+    } else {
+        Arc::new(crate::store::cache::CachedStore::new(store))
+    };
+    Ok((lock, store))
+}
+
+/// Says which running containers were adopted, and which are held.
+fn log_adoptions(adoptions: &[crate::ownership::Adoption]) {
+    for a in adoptions {
+        tracing::warn!(
+            container = %a.id,
+            pod = a.pod.as_deref().unwrap_or("(ingress)"),
+            previous_store = a.previous_store.as_deref().unwrap_or("(none: an older version)"),
+            held = a.held,
+            "adopted a container as it runs{}",
+            if a.held { "; its pod is not in this store, so it is left alone until such a pod is applied" } else { "" }
+        );
+    }
+}
+
+/// Starts what runs for the instance's life: the leadership term (one
+/// server per SQLite store leads from the start), or, with PostgreSQL, the
+/// view publisher, the listener and the election; then the change feed.
+async fn start(
+    handle: &Arc<Handle>,
+    orchestrator: &Dubernetes,
+    pg: Option<PgStore>,
+    changes: tokio::sync::broadcast::Receiver<crate::controller::Change>,
+) {
+    match pg {
+        // One server per store: it leads from the start to the end.
+        None => handle.begin_term().await,
+        Some(pg) => {
+            let views = handle.changes.subscribe();
+            handle.tasks.spawn(crate::leader::publish_views(
+                orchestrator.clone(),
+                pg.clone(),
+                views,
+                handle.shutdown.clone(),
+            ));
+            handle.tasks.spawn(crate::leader::listen(
+                orchestrator.clone(),
+                pg.clone(),
+                handle.shutdown.clone(),
+            ));
+            handle.tasks.spawn(crate::leader::lead(
+                orchestrator.clone(),
+                pg.options().clone(),
+                handle.shutdown.clone(),
+            ));
+        }
+    }
+    let feed_task = crate::watch::run(
+        orchestrator.clone(),
+        handle.shutdown.clone(),
+        Arc::clone(&orchestrator.feed),
+        changes,
+    );
+    handle.tasks.spawn(feed_task);
 }

@@ -36,6 +36,9 @@
 //! clients such as `dubectl` use alone; they are re-exported here at the paths
 //! they always had.
 #![deny(missing_docs)]
+// Functions of the product crates stay within `too-many-lines-threshold`
+// (clippy.toml); the integration tests and benchmarks are not held to it.
+#![warn(clippy::too_many_lines)]
 
 pub use dubernetes_api;
 

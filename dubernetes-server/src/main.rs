@@ -1,4 +1,7 @@
 //! `dubernetes-server`: the orchestrator (controller + HTTP API) as a daemon.
+// Functions of the product crates stay within `too-many-lines-threshold`
+// (clippy.toml); the integration tests and benchmarks are not held to it.
+#![warn(clippy::too_many_lines)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -218,30 +221,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     init_logs(config.log_format);
     let store = StoreUrl::parse(config.store.as_deref())?;
-    let data_dir = match (&config.data_dir, &store) {
-        (Some(dir), StoreUrl::Sqlite(Some(other))) if dir != other => bail!(
-            "--data-dir {} and --store sqlite://{} name two places for one SQLite store; give one of them",
-            dir.display(),
-            other.display()
-        ),
-        (Some(dir), _) | (None, StoreUrl::Sqlite(Some(dir))) => {
-            std::path::absolute(dir).with_context(|| format!("--data-dir {}", dir.display()))?
-        }
-        (None, _) => default_data_dir(&config.instance)?,
-    };
+    let data_dir = data_dir(&config, &store)?;
     if let (Some(Command::Backup { .. }), StoreUrl::Postgres(_)) = (&config.command, &store) {
         bail!("the store is PostgreSQL: back it up with `pg_dump` (or your database's backups), not with this command");
     }
     if let Some(Command::Backup { file }) = &config.command {
-        dubernetes_core::backup(&data_dir, file)
-            .await
-            .with_context(|| format!("backing up {} to {}", data_dir.display(), file.display()))?;
-        println!(
-            "backed up {} to {}",
-            data_dir.join(dubernetes_core::files::DB_FILE).display(),
-            file.display()
-        );
-        return Ok(());
+        return backup(&data_dir, file).await;
     }
     if config.resync_seconds == 0 {
         bail!("--resync-seconds must be at least 1");
@@ -257,6 +242,50 @@ async fn main() -> anyhow::Result<()> {
     if let Some(warning) = dubernetes_server::tls::cleartext_warning(config.listen, tls.is_some()) {
         tracing::warn!(listen = %config.listen, "{warning}");
     }
+    let orchestrator = start(&config, &data_dir, &store).await?;
+    let token = match token {
+        Some(token) => token,
+        None => {
+            let (text, path) = auth::create(&data_dir)
+                .with_context(|| format!("writing a new API token into {}", data_dir.display()))?;
+            tracing::info!(file = %path.display(), "generated a new API token (mode 0600); dubectl reads it from DUBERNETES_TOKEN, e.g. `export DUBERNETES_TOKEN=$(cat {})`", path.display());
+            Token::new(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+    };
+    serve(&config, orchestrator, token, tls, &data_dir, &store).await
+}
+
+/// Where the data lives: `--data-dir`, the path of a `sqlite://` store, or
+/// the default for the instance.
+fn data_dir(config: &Config, store: &StoreUrl) -> anyhow::Result<PathBuf> {
+    Ok(match (&config.data_dir, store) {
+        (Some(dir), StoreUrl::Sqlite(Some(other))) if dir != other => bail!(
+            "--data-dir {} and --store sqlite://{} name two places for one SQLite store; give one of them",
+            dir.display(),
+            other.display()
+        ),
+        (Some(dir), _) | (None, StoreUrl::Sqlite(Some(dir))) => {
+            std::path::absolute(dir).with_context(|| format!("--data-dir {}", dir.display()))?
+        }
+        (None, _) => default_data_dir(&config.instance)?,
+    })
+}
+
+/// `dubernetes-server backup FILE`.
+async fn backup(data_dir: &std::path::Path, file: &std::path::Path) -> anyhow::Result<()> {
+    dubernetes_core::backup(data_dir, file)
+        .await
+        .with_context(|| format!("backing up {} to {}", data_dir.display(), file.display()))?;
+    println!(
+        "backed up {} to {}",
+        data_dir.join(dubernetes_core::files::DB_FILE).display(),
+        file.display()
+    );
+    Ok(())
+}
+
+/// The ingress's settings from the flags: image, listen addresses, the limits of its container.
+fn ingress_settings(config: &Config) -> anyhow::Result<IngressSettings> {
     let ingress_log_bytes = dubernetes_core::parse_memory(&config.ingress_log_max_size)
         .map_err(anyhow::Error::msg)
         .and_then(|b| {
@@ -271,25 +300,31 @@ async fn main() -> anyhow::Result<()> {
         .with_log(ingress_log_bytes, config.ingress_log_max_files)
         .with_pids(Some(config.ingress_pids_limit).filter(|&n| n > 0))
         .with_no_new_privileges(!config.ingress_allow_new_privileges);
-    let mut backoff = BackoffSettings::default();
-    backoff.initial = Duration::from_millis(config.backoff_initial_ms);
-    backoff.max = Duration::from_secs(config.backoff_max_seconds);
     let mut ingress_settings =
         IngressSettings::new(config.ingress_image.clone(), config.ingress_listen).with_limits(ingress_limits);
     if let TlsListen(Some(listen)) = config.ingress_tls_listen {
         ingress_settings = ingress_settings.with_tls_listen(listen);
     }
+    Ok(ingress_settings)
+}
+
+/// Builds and starts the orchestrator from the flags.
+async fn start(config: &Config, data_dir: &std::path::Path, store: &StoreUrl) -> anyhow::Result<Dubernetes> {
+    let ingress_settings = ingress_settings(config)?;
+    let mut backoff = BackoffSettings::default();
+    backoff.initial = Duration::from_millis(config.backoff_initial_ms);
+    backoff.max = Duration::from_secs(config.backoff_max_seconds);
     if let Some(file) = &config.acme_ca_file {
         std::fs::metadata(file).with_context(|| format!("--acme-ca-file {}", file.display()))?;
     }
-    let mut builder = Dubernetes::builder().instance(&config.instance).data_dir(&data_dir);
-    if let StoreUrl::Postgres(url) = &store {
+    let mut builder = Dubernetes::builder().instance(&config.instance).data_dir(data_dir);
+    if let StoreUrl::Postgres(url) = store {
         builder = builder.postgres(url);
     }
     if let Some(file) = &config.secrets_key_file {
         builder = builder.secrets_key_file(file);
     }
-    let orchestrator = builder
+    builder
         .adopt_foreign(config.adopt_foreign)
         .backend(config.backend)
         .ingress(ingress_settings)
@@ -316,16 +351,19 @@ async fn main() -> anyhow::Result<()> {
                 config.instance,
                 data_dir.display()
             )
-        })?;
-    let token = match token {
-        Some(token) => token,
-        None => {
-            let (text, path) = auth::create(&data_dir)
-                .with_context(|| format!("writing a new API token into {}", data_dir.display()))?;
-            tracing::info!(file = %path.display(), "generated a new API token (mode 0600); dubectl reads it from DUBERNETES_TOKEN, e.g. `export DUBERNETES_TOKEN=$(cat {})`", path.display());
-            Token::new(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        }
-    };
+        })
+}
+
+/// Binds the API, serves it (and the background loops) until SIGTERM or
+/// Ctrl-C, then shuts the orchestrator down.
+async fn serve(
+    config: &Config,
+    orchestrator: Dubernetes,
+    token: Token,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    data_dir: &std::path::Path,
+    store: &StoreUrl,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "binding the API to {} (in use? pick another with --listen)",
@@ -333,7 +371,7 @@ async fn main() -> anyhow::Result<()> {
         )
     })?;
     let bound = listener.local_addr()?;
-    let address_file = api_address::write(&data_dir, bound)
+    let address_file = api_address::write(data_dir, bound)
         .with_context(|| format!("writing the API address into {}", data_dir.display()))?;
     tracing::info!(
         api = %bound,

@@ -3,7 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use dubernetes_api::{CheckKind, EnvValue, Expose};
+
+use super::interpolate::interpolate;
+use super::service::{http_probe, parse_short_port};
+use super::values::{binary_size, duration};
 use super::*;
 
 /// Converts `text` with these files beside it and this environment.
@@ -208,18 +214,8 @@ volumes:
     );
 }
 
-/// Every key that maps, with interpolation defaults, an env_file, a merge key and secrets from a file and the environment.
-#[test]
-fn every_key_that_maps() {
-    let c = run(
-        &fixture("full.yaml"),
-        &[("web.env", WEB_ENV)],
-        &[("FROM_SHELL", "yes"), ("SHOP_API_KEY", "k")],
-    )
-    .expect("convert");
-    check(
-        &c,
-        r#"---
+/// The pods of tests/compose/full.yaml.
+const FULL_PODS: &str = r#"---
 # compose service web_app
 # pod name "web-app": the service name "web_app" made a DNS label; other services reach it by the new name
 # secrets: create them first: dubectl create secret generic web-app-secrets --from-literal=api_key="$SHOP_API_KEY"
@@ -340,9 +336,18 @@ health:
   timeout: 1s
   healthy_after: 1
   unhealthy_after: 3
-"#,
-        &[],
-    );
+"#;
+
+/// Every key that maps, with interpolation defaults, an env_file, a merge key and secrets from a file and the environment.
+#[test]
+fn every_key_that_maps() {
+    let c = run(
+        &fixture("full.yaml"),
+        &[("web.env", WEB_ENV)],
+        &[("FROM_SHELL", "yes"), ("SHOP_API_KEY", "k")],
+    )
+    .expect("convert");
+    check(&c, FULL_PODS, &[]);
 }
 
 /// The stack tests/tests/compose.rs applies.

@@ -13,29 +13,13 @@ impl Context {
         observed: &[Observed],
         actions: Vec<Action>,
     ) -> Result<Next> {
-        let mut creates = 0u32;
-        let mut starts = Vec::new();
-        let mut quick_removes = Vec::new();
-        let mut drains = Vec::new();
-        let mut exited = Vec::new();
-        for action in actions {
-            match action {
-                Action::Create { count } => creates += count,
-                Action::Start { id } => starts.push(id),
-                Action::Remove { id, running, reason } => {
-                    if reason == RemoveReason::Exited
-                        && let Some(c) = observed.iter().find(|c| c.id == id)
-                    {
-                        exited.push(c.clone());
-                    }
-                    if running {
-                        drains.push((id, reason))
-                    } else {
-                        quick_removes.push((id, reason))
-                    }
-                }
-            }
-        }
+        let Sorted {
+            creates,
+            starts,
+            quick_removes,
+            mut drains,
+            exited,
+        } = Sorted::new(actions, observed);
 
         // Crash-loop bookkeeping: record why replicas died before they are removed.
         let now = Instant::now();
@@ -49,22 +33,7 @@ impl Context {
                 .map(|c| self.record_exit(pod, c, backoff, now, rolling && c.revision == revision)),
         )
         .await;
-        let mut delay_creates = None;
-        let mut slots_for_creates = Vec::new();
-        if creates > 0 {
-            let (slots, wait) = {
-                let mut book = lock(&self.book);
-                let slots = book.slots.entry(pod.to_string()).or_default();
-                slots.take(creates as usize, now, random_suffix)
-            };
-            slots_for_creates = slots;
-            delay_creates = wait.map(|t| t.saturating_duration_since(now));
-        }
-        {
-            let mut book = lock(&self.book);
-            let until = book.slots.get(pod).and_then(|s| s.backing_off_until(now));
-            book.status.entry(pod.to_string()).or_default().next_allowed = until;
-        }
+        let (slots_for_creates, delay_creates) = self.take_slots(pod, creates, now);
 
         // Stopped containers are removed at once, concurrently with the
         // creation of their replacements (a replacement never waits for the
@@ -122,12 +91,7 @@ impl Context {
             if self.names.is_serving() && !drains.is_empty() {
                 // Never stop a replica its name may still list: keep it
                 // serving, and let the error policy retry the reconcile.
-                let mut book = lock(&self.book);
-                let draining = &mut book.draining;
-                for (id, _) in &drains {
-                    draining.remove(id);
-                }
-                drop(book);
+                self.undrain(&drains);
                 tracing::warn!(pod, error = %e, "updating the pod names before draining failed; the replicas keep running until it succeeds");
                 drains.clear();
                 errors.push(e);
@@ -139,12 +103,7 @@ impl Context {
             if stored.is_some_and(|p| p.spec.host().is_some() || !p.spec.expose.is_empty()) {
                 // Never stop a replica the ingress may still route to: keep it
                 // serving, and let the error policy retry the reconcile.
-                let mut book = lock(&self.book);
-                let draining = &mut book.draining;
-                for (id, _) in &drains {
-                    draining.remove(id);
-                }
-                drop(book);
+                self.undrain(&drains);
                 tracing::warn!(pod, error = %e, "the ingress sync before draining failed; the replicas keep running until it succeeds");
                 drains.clear();
                 errors.push(e);
@@ -163,6 +122,60 @@ impl Context {
             self.tasks
                 .spawn(async move { ctx.drain_and_stop(&pod_name, ids, grace).await });
         }
+        self.removal_events(pod, &drains, &quick_removes).await;
+
+        if let Some(e) = errors.into_iter().next() {
+            return Err(e);
+        }
+        Ok(match delay_creates {
+            Some(d) => Next::Requeue(d),
+            None => Next::Requeue(Duration::ZERO),
+        })
+    }
+
+    /// Takes the crash-loop slots for `creates` new replicas (names, and how
+    /// long the creates wait when backing off), and records until when the
+    /// pod backs off.
+    fn take_slots(&self, pod: &str, creates: u32, now: Instant) -> (Vec<String>, Option<Duration>) {
+        let mut delay_creates = None;
+        let mut slots_for_creates = Vec::new();
+        if creates > 0 {
+            let (slots, wait) = {
+                let mut book = lock(&self.book);
+                let all = &mut book.slots;
+                let slots = all.entry(pod.to_string()).or_default();
+                slots.take(creates as usize, now, random_suffix)
+            };
+            slots_for_creates = slots;
+            delay_creates = wait.map(|t| t.saturating_duration_since(now));
+        }
+        {
+            let until = lock(&self.book).slots.get(pod).and_then(|s| s.backing_off_until(now));
+            let mut book = lock(&self.book);
+            let status = &mut book.status;
+            let s = status.entry(pod.to_string()).or_default();
+            s.next_allowed = until;
+        }
+        (slots_for_creates, delay_creates)
+    }
+
+    /// Takes the draining mark off replicas that keep serving.
+    fn undrain(&self, drains: &[(String, RemoveReason)]) {
+        let mut book = lock(&self.book);
+        let draining = &mut book.draining;
+        for (id, _) in drains {
+            draining.remove(id);
+        }
+        drop(book);
+    }
+
+    /// One `Removed` event per reason (exits have their own events).
+    async fn removal_events(
+        &self,
+        pod: &str,
+        drains: &[(String, RemoveReason)],
+        quick_removes: &[(String, RemoveReason)],
+    ) {
         let mut reasons: HashMap<&'static str, usize> = HashMap::new();
         for (_, reason) in drains.iter().chain(quick_removes.iter()) {
             if *reason != RemoveReason::Exited {
@@ -173,14 +186,6 @@ impl Context {
             self.event(pod, "Normal", "Removed", &format!("removed {n} container(s): {reason}"))
                 .await;
         }
-
-        if let Some(e) = errors.into_iter().next() {
-            return Err(e);
-        }
-        Ok(match delay_creates {
-            Some(d) => Next::Requeue(d),
-            None => Next::Requeue(Duration::ZERO),
-        })
     }
 
     /// Creates and starts one replica of the pod's current revision for each
@@ -418,5 +423,54 @@ impl Context {
         let placed = self.runtime.place(&template, 1).await?;
         template.constraints.extend(placed.into_iter().flatten());
         Ok((template, pull))
+    }
+}
+
+/// A plan's actions sorted by how they are carried out.
+struct Sorted {
+    /// How many replicas to create.
+    creates: u32,
+    /// Created containers to start.
+    starts: Vec<String>,
+    /// Stopped containers, removed at once.
+    quick_removes: Vec<(String, RemoveReason)>,
+    /// Running containers, drained first.
+    drains: Vec<(String, RemoveReason)>,
+    /// Containers that exited, for the crash-loop bookkeeping.
+    exited: Vec<Observed>,
+}
+
+impl Sorted {
+    fn new(actions: Vec<Action>, observed: &[Observed]) -> Sorted {
+        let mut creates = 0u32;
+        let mut starts = Vec::new();
+        let mut quick_removes = Vec::new();
+        let mut drains = Vec::new();
+        let mut exited = Vec::new();
+        for action in actions {
+            match action {
+                Action::Create { count } => creates += count,
+                Action::Start { id } => starts.push(id),
+                Action::Remove { id, running, reason } => {
+                    if reason == RemoveReason::Exited
+                        && let Some(c) = observed.iter().find(|c| c.id == id)
+                    {
+                        exited.push(c.clone());
+                    }
+                    if running {
+                        drains.push((id, reason))
+                    } else {
+                        quick_removes.push((id, reason))
+                    }
+                }
+            }
+        }
+        Sorted {
+            creates,
+            starts,
+            quick_removes,
+            drains,
+            exited,
+        }
     }
 }

@@ -84,42 +84,11 @@ impl Context {
         let mut observed = kept;
         let stopping = being_drained.len();
         let Some(stored) = stored else {
-            self.health.forget_pod(pod);
-            lock(&self.book).rollouts.remove(pod);
-            lock(&self.book).slots.remove(pod);
-            self.remove_hooks(&hooks).await?;
-            let actions = plan(None, &observed);
-            if actions.is_empty() {
-                if !draining {
-                    self.forget_secret_files(pod).await;
-                }
-                return Ok(Next::Gone);
-            }
-            self.execute(pod, None, &observed, actions).await?;
-            self.notify(Change::Pod { name: pod.to_string() });
-            return Ok(Next::Requeue(Duration::ZERO));
+            return self.reconcile_deleted(pod, &hooks, &observed, draining).await;
         };
         let spec = &stored.spec;
         self.sync_probes(pod, spec, &observed);
-        let routed = self.ingress.routed();
-        // A serving replica of a pod whose host the live config has is
-        // routed by the next ingress sync: the planner may count it now, so
-        // that a rollout step routes the new replica and unroutes the old
-        // one in the same endpoint write (the drain below syncs before it
-        // stops anything). The status view still counts only what is routed.
-        let host_live = spec.host().is_some() && self.ingress.serves_pod(pod);
-        let mut stale_route = false;
-        for c in &mut observed {
-            let serving = self.is_serving(c, spec);
-            let is_routed = routed.contains(&c.id);
-            stale_route |= spec.host().is_some() && serving != is_routed;
-            c.ready = serving && (spec.host().is_none() || is_routed || host_live);
-        }
-        // Readiness changes of a pod in a rollout wake only the pod (see
-        // `sync_probes`): what the ingress must route now is its to apply.
-        if stale_route {
-            self.wake_ingress();
-        }
+        self.mark_ready(pod, spec, &mut observed);
         // A new revision's `pre_deploy` hook runs before any of its replicas.
         let hook_step = self.hooks_step(&stored, &hooks).await?;
         if let Some(next) = hook_step.hold {
@@ -186,21 +155,7 @@ impl Context {
         // replica's stabilization window ends, and at a running post_deploy
         // hook's deadline, even without events.
         let at = [recheck, trust_at, hook_step.recheck].into_iter().flatten().min();
-        // A running replica whose address is not known yet cannot be probed,
-        // and nothing on this engine says when it is: on the swarm backend a
-        // task on another node gets its overlay address by gossip, after it
-        // runs, with no event here (and an idle pod is not woken by the
-        // resync). Looked at again soon, until every running one has one.
-        let unaddressed = observed
-            .iter()
-            .any(|c| c.state == ContainerState::Running && c.ip.is_none());
-        // So is one failing its readiness check: its node may be lost, which
-        // the engine says only when it lists it (a task on a node Swarm has
-        // marked down reads as exited), never by an event here.
-        let unaddressed = unaddressed
-            || observed.iter().any(|c| {
-                c.state == ContainerState::Running && self.health.state(&c.id).is_some_and(|h| h.failures > 0)
-            });
+        let unaddressed = self.unaddressed(&observed);
         let at = match at {
             Some(at) if unaddressed => Some(at.min(Instant::now() + UNADDRESSED_RECHECK)),
             None if unaddressed => Some(Instant::now() + UNADDRESSED_RECHECK),
@@ -224,21 +179,7 @@ impl Context {
             return Ok(Next::Requeue(Duration::from_secs(1)));
         }
         if actions.is_empty() {
-            let changed = {
-                let mut book = lock(&self.book);
-                let status = &mut book.status;
-                let s = status.entry(pod.to_string()).or_default();
-                let changed = s.observed_generation != stored.generation || s.message.is_some();
-                s.observed_generation = stored.generation;
-                if s.next_allowed.is_none_or(|t| t <= Instant::now()) {
-                    s.reason = None;
-                    s.message = None;
-                }
-                changed
-            };
-            if changed {
-                self.notify(Change::Pod { name: pod.to_string() });
-            }
+            self.record_landed(pod, &stored);
             return Ok(requeue(at));
         }
         let next = self.execute(pod, Some(&stored), &observed, actions).await?;
@@ -247,6 +188,95 @@ impl Context {
             Next::Done if unaddressed => Next::Requeue(UNADDRESSED_RECHECK),
             next => next,
         })
+    }
+
+    /// A pod deleted from the store: its bookkeeping forgotten, its hooks
+    /// and containers removed; `Gone` once nothing is left.
+    async fn reconcile_deleted(
+        self: &Arc<Self>,
+        pod: &str,
+        hooks: &[Observed],
+        observed: &[Observed],
+        draining: bool,
+    ) -> Result<Next> {
+        self.health.forget_pod(pod);
+        lock(&self.book).rollouts.remove(pod);
+        lock(&self.book).slots.remove(pod);
+        self.remove_hooks(hooks).await?;
+        let actions = plan(None, observed);
+        if actions.is_empty() {
+            if !draining {
+                self.forget_secret_files(pod).await;
+            }
+            return Ok(Next::Gone);
+        }
+        self.execute(pod, None, observed, actions).await?;
+        self.notify(Change::Pod { name: pod.to_string() });
+        Ok(Next::Requeue(Duration::ZERO))
+    }
+
+    /// Sets `ready` on each replica the planner may count, and wakes the
+    /// ingress when what it routes is stale.
+    fn mark_ready(&self, pod: &str, spec: &PodSpec, observed: &mut [Observed]) {
+        let routed = self.ingress.routed();
+        // A serving replica of a pod whose host the live config has is
+        // routed by the next ingress sync: the planner may count it now, so
+        // that a rollout step routes the new replica and unroutes the old
+        // one in the same endpoint write (the drain below syncs before it
+        // stops anything). The status view still counts only what is routed.
+        let host_live = spec.host().is_some() && self.ingress.serves_pod(pod);
+        let mut stale_route = false;
+        for c in observed {
+            let serving = self.is_serving(c, spec);
+            let is_routed = routed.contains(&c.id);
+            stale_route |= spec.host().is_some() && serving != is_routed;
+            c.ready = serving && (spec.host().is_none() || is_routed || host_live);
+        }
+        // Readiness changes of a pod in a rollout wake only the pod (see
+        // `sync_probes`): what the ingress must route now is its to apply.
+        if stale_route {
+            self.wake_ingress();
+        }
+    }
+
+    /// Whether a running replica has no address yet or fails its check: the
+    /// pod is looked at again soon.
+    fn unaddressed(&self, observed: &[Observed]) -> bool {
+        // A running replica whose address is not known yet cannot be probed,
+        // and nothing on this engine says when it is: on the swarm backend a
+        // task on another node gets its overlay address by gossip, after it
+        // runs, with no event here (and an idle pod is not woken by the
+        // resync). Looked at again soon, until every running one has one.
+        let unaddressed = observed
+            .iter()
+            .any(|c| c.state == ContainerState::Running && c.ip.is_none());
+        // So is one failing its readiness check: its node may be lost, which
+        // the engine says only when it lists it (a task on a node Swarm has
+        // marked down reads as exited), never by an event here.
+        unaddressed
+            || observed
+                .iter()
+                .any(|c| c.state == ContainerState::Running && self.health.state(&c.id).is_some_and(|h| h.failures > 0))
+    }
+
+    /// Nothing left to do: the generation is observed, a reason that no
+    /// longer holds is cleared, and the pod's view republished if it changed.
+    fn record_landed(&self, pod: &str, stored: &crate::store::StoredPod) {
+        let changed = {
+            let mut book = lock(&self.book);
+            let status = &mut book.status;
+            let s = status.entry(pod.to_string()).or_default();
+            let changed = s.observed_generation != stored.generation || s.message.is_some();
+            s.observed_generation = stored.generation;
+            if s.next_allowed.is_none_or(|t| t <= Instant::now()) {
+                s.reason = None;
+                s.message = None;
+            }
+            changed
+        };
+        if changed {
+            self.notify(Change::Pod { name: pod.to_string() });
+        }
     }
 }
 

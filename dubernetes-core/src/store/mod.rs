@@ -31,8 +31,10 @@ pub(crate) mod cache;
 pub mod contract;
 pub(crate) mod postgres;
 mod revisions_sql;
+mod rows_sql;
 mod sql;
 pub(crate) mod sqlite;
+mod write_tx_sql;
 
 pub use sqlite::backup;
 

@@ -21,6 +21,9 @@ use dubernetes_core::limits::MAX_ENV_VARS;
 use dubernetes_core::limits::MAX_PIDS;
 use dubernetes_core::limits::MAX_REPLICAS;
 
+/// Where the document keeps its schemas.
+const SCHEMAS: &str = "/components/schemas";
+
 /// A DNS label: what a pod name (and the instance name) must be.
 pub const DNS_LABEL: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
 /// An RFC 1123 host name of DNS labels, not in the reserved `.invalid` domain.
@@ -82,7 +85,54 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
         }
         _ => missing.push(pointer.to_string()),
     };
-    let s = "/components/schemas";
+    pod_fields(doc, &mut set);
+    secret_refs(doc, &mut set);
+    access(doc, &mut set);
+    volumes(doc, &mut set);
+    placement(doc, &mut set);
+    expose(doc, &mut set);
+    cron(doc, &mut set);
+    resources(doc, &mut set);
+    health(doc, &mut set);
+    update(doc, &mut set);
+    // An empty body means the previous revision; `null` is not a request.
+    set(
+        doc,
+        "/paths/~1v1~1pods~1{name}~1rollback/post/requestBody/content/application~1json",
+        json!({"schema": {"$ref": "#/components/schemas/RollbackRequest"}}),
+    );
+
+    // Parameters.
+    set_param(
+        doc,
+        &mut missing,
+        "/v1/pods/{name}",
+        "name",
+        json!({"pattern": DNS_LABEL, "maxLength": 63}),
+    );
+    for (path, name, schema) in [
+        ("/v1/events", "limit", json!({"maximum": u32::MAX})),
+        ("/v1/pods/{name}/logs", "tail", json!({"maximum": u64::MAX})),
+        ("/v1/watch", "since", json!({"maximum": u64::MAX})),
+    ] {
+        set_param(doc, &mut missing, path, name, schema);
+    }
+    set_param(
+        doc,
+        &mut missing,
+        "/v1/pods/{name}/logs",
+        "since",
+        duration("any length"),
+    );
+    responses(doc);
+    unsigned(doc);
+    missing
+}
+
+/// The pod's own fields: name, image, replicas, port, env, command and
+/// args, the stop grace period; the hooks' and a run's or exec's command.
+fn pod_fields(doc: &mut Value, set: &mut impl FnMut(&mut Value, &str, Value)) {
+    let s = SCHEMAS;
     let pod = format!("{s}/PodSpec/properties");
     set(
         doc,
@@ -162,7 +212,12 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
             {"required": ["post_deploy"], "properties": {"post_deploy": {"type": "array"}}},
         ]}),
     );
+}
 
+/// Secret references: names are DNS labels, files go to a plain absolute directory.
+fn secret_refs(doc: &mut Value, set: &mut impl FnMut(&mut Value, &str, Value)) {
+    let s = SCHEMAS;
+    let pod = format!("{s}/PodSpec/properties");
     // Secret references: names are DNS labels, files go to a plain absolute directory.
     set(
         doc,
@@ -179,7 +234,12 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
         &format!("{pod}/image_pull_secret"),
         json!({"pattern": DNS_LABEL, "minLength": 1, "maxLength": 63}),
     );
+}
 
+/// `access`: hosts (or wildcards), path, body and time limits; at least one
+/// name, and no wildcard with `tls: auto`.
+fn access(doc: &mut Value, set: &mut impl FnMut(&mut Value, &str, Value)) {
+    let s = SCHEMAS;
     set(
         doc,
         &format!("{s}/Access/properties/host"),
@@ -212,7 +272,12 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
             "then": {"properties": {"host": {"pattern": "^[^*]"}, "hosts": {"items": {"pattern": "^[^*]"}}}},
         }),
     );
+}
 
+/// `volumes`: each entry a named volume or a tmpfs, never both.
+fn volumes(doc: &mut Value, set: &mut impl FnMut(&mut Value, &str, Value)) {
+    let s = SCHEMAS;
+    let pod = format!("{s}/PodSpec/properties");
     // `volumes`: each entry is a named volume or a tmpfs, never both. No
     // path (and no volume) twice is said in words: JSON Schema cannot.
     set(
@@ -236,7 +301,11 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
                 "tmpfs": mount_path, "size": tmpfs_size, "name": absent, "path": absent}},
         ]}),
     );
+}
 
+/// `placement`: Swarm's constraint syntax, checked as `Constraint::parse` does.
+fn placement(doc: &mut Value, set: &mut impl FnMut(&mut Value, &str, Value)) {
+    let s = SCHEMAS;
     // `placement`: Swarm's constraint syntax, checked as `Constraint::parse` does.
     let token = "[A-Za-z0-9._-]{1,128}";
     let key = format!("(node\\.(id|hostname|platform\\.os|platform\\.arch)|(node|engine)\\.labels\\.{token})");
@@ -253,7 +322,12 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
         &format!("{s}/Placement/properties/spread"),
         json!({"pattern": format!("^(node|engine)\\.labels\\.{token}$")}),
     );
+}
 
+/// `expose`: the replicas' port and the listen address on the host.
+fn expose(doc: &mut Value, set: &mut impl FnMut(&mut Value, &str, Value)) {
+    let s = SCHEMAS;
+    let pod = format!("{s}/PodSpec/properties");
     // `expose`: no listen port twice is said in words: JSON Schema cannot.
     set(
         doc,
@@ -271,9 +345,11 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
         &format!("{s}/Expose/properties/listen"),
         json!({"pattern": LISTEN, "minLength": 1, "maxLength": 53}),
     );
+}
 
-    cron(doc, &mut set);
-
+/// `resources` and `logging`: limits and log rotation.
+fn resources(doc: &mut Value, set: &mut impl FnMut(&mut Value, &str, Value)) {
+    let s = SCHEMAS;
     let res = format!("{s}/Resources/properties");
     set(doc, &format!("{res}/memory"), size("6Mi to 4Ti"));
     set(
@@ -286,7 +362,11 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
     let log = format!("{s}/Logging/properties");
     set(doc, &format!("{log}/max_size"), size("1Ki to 1Ti"));
     set(doc, &format!("{log}/max_files"), json!({"minimum": 1, "maximum": 100}));
+}
 
+/// `health`: path, port, timings, thresholds; `type: http` needs a `path`.
+fn health(doc: &mut Value, set: &mut impl FnMut(&mut Value, &str, Value)) {
+    let s = SCHEMAS;
     let health = format!("{s}/HealthCheck");
     set(
         doc,
@@ -316,7 +396,11 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
             {"required": ["type"], "properties": {"type": {"enum": ["tcp", "none"]}, "path": {"maxLength": 0}}},
         ]}),
     );
+}
 
+/// `update` and `restart_backoff`: surge, unavailability, deadlines, back-off delays.
+fn update(doc: &mut Value, set: &mut impl FnMut(&mut Value, &str, Value)) {
+    let s = SCHEMAS;
     let update = format!("{s}/UpdateStrategy");
     for n in ["max_surge", "max_unavailable"] {
         set(
@@ -351,39 +435,6 @@ pub(crate) fn apply(doc: &mut Value) -> Vec<String> {
             duration("at most 24h"),
         );
     }
-
-    // An empty body means the previous revision; `null` is not a request.
-    set(
-        doc,
-        "/paths/~1v1~1pods~1{name}~1rollback/post/requestBody/content/application~1json",
-        json!({"schema": {"$ref": "#/components/schemas/RollbackRequest"}}),
-    );
-
-    // Parameters.
-    set_param(
-        doc,
-        &mut missing,
-        "/v1/pods/{name}",
-        "name",
-        json!({"pattern": DNS_LABEL, "maxLength": 63}),
-    );
-    for (path, name, schema) in [
-        ("/v1/events", "limit", json!({"maximum": u32::MAX})),
-        ("/v1/pods/{name}/logs", "tail", json!({"maximum": u64::MAX})),
-        ("/v1/watch", "since", json!({"maximum": u64::MAX})),
-    ] {
-        set_param(doc, &mut missing, path, name, schema);
-    }
-    set_param(
-        doc,
-        &mut missing,
-        "/v1/pods/{name}/logs",
-        "since",
-        duration("any length"),
-    );
-    responses(doc);
-    unsigned(doc);
-    missing
 }
 
 /// utoipa writes Rust's `u32` as `int32` from 0, whose top is 2^31 - 1: the
@@ -569,195 +620,4 @@ fn responses(doc: &mut Value) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn matches(pattern: &str, text: &str) -> bool {
-        // The regex crate has no look-ahead: the host pattern's `.invalid` rule is checked apart.
-        let (pattern, reserved) = match pattern.strip_prefix(r"^(?!(.*\.)?invalid$)") {
-            Some(rest) => (format!("^{rest}"), text == "invalid" || text.ends_with(".invalid")),
-            None => (pattern.to_string(), false),
-        };
-        regex::Regex::new(&pattern).expect("pattern").is_match(text) && !reserved
-    }
-
-    #[test]
-    fn the_patterns_are_the_validations() {
-        let spec = |name: &str, image: &str, host: Option<&str>, env: Option<&str>| {
-            let mut s = dubernetes_core::PodSpec::new(name, image);
-            if let Some(h) = host {
-                s = s.with_host(h);
-            }
-            if let Some(k) = env {
-                s = s.with_env(k, "v");
-            }
-            s.validate()
-                .map_err(|e| e.problems.iter().map(|p| p.field.clone()).collect::<Vec<_>>())
-        };
-        let names = [
-            "a",
-            "web",
-            "a-b",
-            "0",
-            "-a",
-            "a-",
-            "A",
-            "a_b",
-            "a.b",
-            "",
-            &"a".repeat(63),
-            &"a".repeat(64),
-            "é",
-        ];
-        for n in names {
-            let ok = !spec(n, "x", None, None).is_err_and(|f| f.contains(&"name".to_string()));
-            assert_eq!(matches(DNS_LABEL, n) && n.len() <= 63, ok, "name {n:?}");
-        }
-        let hosts = [
-            "a.local",
-            "web",
-            "a..b",
-            ".a",
-            "a.",
-            "A.b",
-            "x.invalid",
-            "invalid",
-            "invalidx",
-            "a-.b",
-            &"a".repeat(64),
-        ];
-        for h in hosts {
-            let ok = !spec("p", "x", Some(h), None).is_err_and(|f| f.contains(&"access.host".to_string()));
-            assert_eq!(matches(HOST, h) && !h.is_empty() && h.len() <= 253, ok, "host {h:?}");
-        }
-        // Wildcards: the regex crate has no look-ahead either; the two-label rule is checked apart.
-        let wildcard = HOST_OR_WILDCARD.replace(r"(?=[^.]+\.[^.])", "");
-        assert_ne!(wildcard, HOST_OR_WILDCARD);
-        for h in [
-            "*.a.b",
-            "*.example.com",
-            "*.a",
-            "*",
-            "a.*.b",
-            "**.a.b",
-            "*a.b.c",
-            "*.a.invalid",
-            "x.a.b",
-        ] {
-            let ok = !spec("p", "x", Some(h), None).is_err_and(|f| f.contains(&"access.host".to_string()));
-            let two_labels = h.strip_prefix("*.").is_none_or(|rest| rest.contains('.'));
-            assert_eq!(matches(&wildcard, h) && two_labels, ok, "host {h:?}");
-        }
-        for p in [
-            "/",
-            "/api",
-            "/api/",
-            "/a/b.c/~d-e_f",
-            "/.well",
-            "api",
-            "//",
-            "/a//b",
-            "/a/./b",
-            "/a/..",
-            "/a b",
-            "/a;b",
-            "/%41",
-        ] {
-            let s = dubernetes_core::PodSpec::new("p", "x").with_host("a.b").with_path(p);
-            let ok = s.validate().is_ok();
-            let no_dots = !p.split('/').any(|seg| seg == "." || seg == "..");
-            let pattern = ROUTE_PATH.replace(r"(?!.*/\.\.?(/|$))", "");
-            assert_eq!(matches(&pattern, p) && no_dots, ok, "path {p:?}");
-        }
-        let images = [
-            "nginx",
-            "nginx:1.27",
-            "dubernetes/whoami:v1",
-            "localhost:5000/a/b:c",
-            "Nginx",
-            "a@sha256:0123456789abcdef0123456789abcdef",
-            "a:",
-            ":a",
-            "a b",
-            "a//b",
-            "a__b",
-            "a___b",
-            "Dubernetes/whoami:v1",
-            "Reg.io/whoami",
-            "reg:5000/a",
-            "localhost/a",
-            "localhost/A",
-            &"a".repeat(237),
-            &"a".repeat(238),
-            &format!("a@sha256:{}", "0".repeat(64)),
-            &format!("a@sha256:{}", "A".repeat(64)),
-            &format!("a@sha512:{}", "0".repeat(128)),
-            &format!("a@md5:{}", "0".repeat(32)),
-        ];
-        for i in images {
-            let ok = !spec("p", i, None, None).is_err_and(|f| f.contains(&"image".to_string()));
-            assert_eq!(
-                matches(IMAGE, i) && !i.is_empty() && i.len() <= MAX_IMAGE_REFERENCE,
-                ok,
-                "image {i:?}"
-            );
-        }
-        for path in [
-            "/data", "/a/b.c", "/", "/a/", "//a", "/a/./b", "/..", "/a b", "a", "/.x", "/a/..b", "/...", "/.",
-        ] {
-            let v = dubernetes_core::PodSpec::new("p", "x").with_volume(dubernetes_core::Volume::tmpfs(path, None));
-            assert_eq!(matches(MOUNT_PATH, path), v.validate().is_ok(), "path {path:?}");
-        }
-        for k in ["A", "_a1", "1a", "a-b", "a b", "PATH"] {
-            let ok = !spec("p", "x", None, Some(k)).is_err_and(|f| f.iter().any(|f| f.starts_with("env.")));
-            assert_eq!(matches(ENV_KEY, k), ok, "env key {k:?}");
-        }
-    }
-
-    #[test]
-    fn the_listen_pattern_is_the_servers_rule() {
-        // The regex crate has no look-ahead: 80 and 443 are checked apart.
-        let pattern = LISTEN.replace(r"(?!(?:80|443)$)", "");
-        assert_ne!(pattern, LISTEN);
-        for l in [
-            "15432",
-            "1",
-            "65535",
-            "65536",
-            "0",
-            "80",
-            "443",
-            "8080",
-            "4430",
-            "015432",
-            "127.0.0.1:15432",
-            "0.0.0.0:1",
-            "255.255.255.255:65535",
-            "256.0.0.1:1",
-            "127.0.0.01:1",
-            "127.0.0.1:080",
-            "127.0.0.1:80",
-            "127.0.0.1:",
-            ":1",
-            "[::1]:1",
-            "[::]:15432",
-            "[fd00::1:2]:65535",
-            "[::ffff:127.0.0.1]:15432",
-            "[::1]:80",
-            "[::1]",
-            "::1:15432",
-            "[::1]:015432",
-            "localhost:1",
-            "1.2.3:4",
-            " 1",
-        ] {
-            let port = l.rsplit(':').next().unwrap_or_default();
-            let expected = matches(&pattern, l) && port != "80" && port != "443";
-            assert_eq!(
-                dubernetes_core::dubernetes_api::parse_listen(l).is_ok(),
-                expected,
-                "listen {l:?}"
-            );
-        }
-    }
-}
+mod tests;

@@ -1,5 +1,5 @@
-//! `dubectl exec` and `dubectl run`: commands beside a pod, their output
-//! streamed, their exit code ours.
+//! `dubectl exec`: a command in a running replica of a pod, its output
+//! streamed, its exit code ours.
 //!
 //! `exec` speaks `dubernetes-exec.v1` over the upgraded connection (frames:
 //! `dubernetes_api::run`). With `-t` and a terminal on stdin, the terminal is
@@ -10,20 +10,53 @@
 
 use std::io::{IsTerminal, Read, Write};
 use std::os::fd::AsFd;
+use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
+use dubernetes_api::ExecRequest;
 use dubernetes_api::run::{FRAME_HEADER, FrameKind, MAX_FRAME_PAYLOAD, decode_header, encode_frame};
-use dubernetes_api::{ExecRequest, LogLine, LogStream, RunExit};
-use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::client::Client;
 
+/// The arguments of `dubectl exec`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Exec {
+    /// The pod's name.
+    name: String,
+    /// The replica to run in (as `dubectl get pod NAME -o wide` and `dubectl logs` name it).
+    #[arg(long)]
+    replica: Option<String>,
+    /// Pass stdin to the command.
+    #[arg(short = 'i', long = "stdin")]
+    stdin: bool,
+    /// Give the command a terminal (raw mode and resizes when stdin is one).
+    #[arg(short, long)]
+    tty: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+impl Exec {
+    pub(crate) async fn run(self, client: &Client) -> anyhow::Result<ExitCode> {
+        let Exec {
+            name,
+            replica,
+            stdin,
+            tty,
+            command,
+        } = self;
+        let code = exec(client, &name, replica, stdin, tty, command).await?;
+        Ok(ExitCode::from((code & 0xff) as u8))
+    }
+}
+
 /// Exit status when Ctrl-C ended the command (as a shell reports SIGINT).
-const INTERRUPTED: i32 = 130;
+pub(super) const INTERRUPTED: i32 = 130;
 /// Exit status when the connection ended without an exit code.
-const LOST: i32 = 255;
+pub(super) const LOST: i32 = 255;
 
 /// The terminal in raw mode while this lives.
 struct RawMode {
@@ -69,7 +102,7 @@ fn resize_frame() -> Option<Vec<u8>> {
 }
 
 /// Runs `dubectl exec`; returns the exit status (the command's, else ours).
-pub async fn exec(
+async fn exec(
     client: &Client,
     pod: &str,
     replica: Option<String>,
@@ -195,55 +228,4 @@ pub async fn exec(
         return Ok(LOST);
     }
     result
-}
-
-/// Runs `dubectl run`; returns the exit status.
-pub async fn run(client: &Client, pod: &str, detach: bool, raw: bool, command: Vec<String>) -> anyhow::Result<i32> {
-    if detach {
-        let run = client.run_detached(pod, command).await?;
-        println!(
-            "run/{} started; its output: dubectl logs {pod} --run {}",
-            run.name, run.name
-        );
-        return Ok(0);
-    }
-    let mut items = Box::pin(client.run_attached(pod, command).await?);
-    let escape_out = !raw && std::io::stdout().is_terminal();
-    let escape_err = !raw && std::io::stderr().is_terminal();
-    let name: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
-    let read = async {
-        while let Some(item) = items.next().await {
-            let value = item?;
-            if let Ok(exit) = serde_json::from_value::<RunExit>(value.clone()) {
-                return Ok(i32::try_from(exit.exit_code).unwrap_or(LOST));
-            }
-            let line: LogLine = serde_json::from_value(value).map_err(|e| anyhow!("unexpected answer: {e}"))?;
-            name.borrow_mut().get_or_insert_with(|| line.replica.clone());
-            let (escape, text) = match line.stream {
-                LogStream::Stdout => (escape_out, &line.line),
-                LogStream::Stderr => (escape_err, &line.line),
-            };
-            let text = if escape {
-                crate::escape::escape_control(text, false)
-            } else {
-                std::borrow::Cow::Borrowed(text.as_str())
-            };
-            match line.stream {
-                LogStream::Stdout => println!("{text}"),
-                LogStream::Stderr => eprintln!("{text}"),
-            }
-        }
-        Err(anyhow!("the connection to the server closed before the run ended"))
-    };
-    tokio::select! {
-        r = read => r,
-        _ = tokio::signal::ctrl_c() => {
-            // Closing the connection removes the run; say so at once too.
-            let run = name.borrow().clone();
-            if let Some(run) = run {
-                let _ = client.delete_run(pod, &run).await;
-            }
-            Ok(INTERRUPTED)
-        }
-    }
 }

@@ -11,7 +11,7 @@
 //! config could route to, so tests can check availability during a rollout.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,73 +26,10 @@ use crate::error::{Error, Result};
 use crate::labels::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
 use crate::sync::lock;
 
-/// What a container of an image does once started.
-#[derive(Debug, Clone)]
-pub struct App {
-    /// Accepts connections (passes TCP and HTTP readiness checks).
-    pub serves: bool,
-    /// Exits on its own this long after each start.
-    pub exit_after: Option<Duration>,
-    /// Its exit code when it exits on its own.
-    pub exit_code: i64,
-    /// What its log holds.
-    pub log: String,
-    /// Behaves as the ingress's nginx.
-    pub nginx: bool,
-    /// Ignores SIGTERM (a shell as PID 1): a stop takes the whole grace period.
-    pub ignores_sigterm: bool,
-}
+mod app;
+mod network;
 
-impl App {
-    /// Serves forever.
-    pub fn serving() -> App {
-        App {
-            serves: true,
-            exit_after: None,
-            exit_code: 0,
-            log: "listening\n".into(),
-            nginx: false,
-            ignores_sigterm: false,
-        }
-    }
-
-    /// Serves forever and ignores SIGTERM: killed at the end of its grace period.
-    pub fn stubborn() -> App {
-        App {
-            ignores_sigterm: true,
-            ..App::serving()
-        }
-    }
-
-    /// Exits with `code` `after` each start, never serving.
-    pub fn crashing(after: Duration, code: i64) -> App {
-        App {
-            serves: false,
-            exit_after: Some(after),
-            exit_code: code,
-            log: format!("fatal: exiting with {code}\n"),
-            nginx: false,
-            ignores_sigterm: false,
-        }
-    }
-
-    /// Runs but never accepts a connection.
-    pub fn hanging() -> App {
-        App {
-            serves: false,
-            ..App::serving()
-        }
-    }
-
-    /// The ingress's nginx.
-    pub fn nginx() -> App {
-        App {
-            nginx: true,
-            serves: false,
-            ..App::serving()
-        }
-    }
-}
+pub use self::app::App;
 
 #[derive(Debug, Clone)]
 struct Container {
@@ -724,52 +661,5 @@ impl Engine for FakeEngine {
             bytes: Bytes::from(log),
         })])
         .boxed()
-    }
-}
-
-#[async_trait]
-impl Network for FakeEngine {
-    async fn tcp_connect(&self, addr: SocketAddr, _timeout: Duration) -> std::io::Result<()> {
-        let s = lock(&self.state);
-        let serves = s.containers.values().any(|c| {
-            c.state == ContainerState::Running
-                && c.ip.map(IpAddr::V4) == Some(addr.ip())
-                && c.spec.port == addr.port()
-                && s.images.get(&c.spec.image).is_some_and(|a| a.serves)
-        });
-        if serves {
-            Ok(())
-        } else {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionRefused,
-                "connection refused",
-            ))
-        }
-    }
-
-    async fn http_get(
-        &self,
-        addr: SocketAddr,
-        path: &str,
-        _host: &str,
-        timeout: Duration,
-    ) -> std::io::Result<(u16, String)> {
-        if addr.ip().is_loopback() {
-            let s = lock(&self.state);
-            let version = s
-                .containers
-                .values()
-                .find(|c| c.state == ContainerState::Running && c.published == Some(addr.port()))
-                .and_then(|c| c.live_config.as_deref().and_then(version_of));
-            return match version {
-                Some(v) if path == "/.dubernetes/config-version" => Ok((200, v)),
-                Some(_) => Ok((404, String::new())),
-                None => Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionRefused,
-                    "connection refused",
-                )),
-            };
-        }
-        self.tcp_connect(addr, timeout).await.map(|()| (200, "ok".to_string()))
     }
 }

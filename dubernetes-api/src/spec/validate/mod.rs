@@ -1,16 +1,22 @@
-//! Validation of a parsed spec: [`PodSpec::validate`] and the rules of each field.
+//! Validation of a parsed spec: [`PodSpec::validate`], field by field
+//! (`rules.rs`: the rules of single values).
+
+mod rules;
 
 use std::fmt;
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use self::rules::check_dns_label;
+use self::rules::{
+    check_env_key, check_host_pattern, check_http_path, check_mount_path, check_route_path, check_secret_dir,
+};
+pub use self::rules::{check_file_key, check_volume_name, parse_memory};
 use super::image::check_image;
 use super::{
-    CheckKind, EnvValue, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_HOSTS, MAX_MAX_BODY, MAX_MOUNT_PATH_BYTES, MAX_PIDS,
-    MAX_REPLICAS, MAX_SECRET_FILES, MAX_TMPFS_BYTES, MAX_VOLUMES, PodSpec, Tls,
+    CheckKind, EnvValue, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_HOSTS, MAX_MAX_BODY, MAX_PIDS, MAX_REPLICAS,
+    MAX_SECRET_FILES, MAX_TMPFS_BYTES, MAX_VOLUMES, PodSpec, Tls,
 };
 
 impl PodSpec {
@@ -38,6 +44,41 @@ impl PodSpec {
                 format!("has {} variables; at most {MAX_ENV_VARS} are allowed", self.env.len()),
             ));
         }
+        self.validate_env(&mut problems);
+        self.validate_command(&mut problems);
+        self.validate_resources(&mut problems);
+        self.validate_host_limits(&mut problems);
+        self.validate_volumes(&mut problems);
+        if let Some(hooks) = &self.hooks {
+            hooks.validate(&mut problems);
+        }
+        self.validate_health(&mut problems);
+        self.validate_update(&mut problems);
+        if let Some(grace) = self.stop_grace_period
+            && grace > Duration::from_secs(3600)
+        {
+            problems.push(FieldError::new("stop_grace_period", "must be at most 1h"));
+        }
+        self.validate_restart(&mut problems);
+        self.validate_access(&mut problems);
+        self.validate_expose(&mut problems);
+        self.validate_secret_refs(&mut problems);
+        if let Some(placement) = &self.placement {
+            problems.extend(placement.problems());
+        }
+        self.validate_cron(&mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError {
+                pod: self.name.clone(),
+                problems,
+            })
+        }
+    }
+
+    /// `env`: names, values, secret references.
+    fn validate_env(&self, problems: &mut Vec<FieldError>) {
         for (key, value) in &self.env {
             // A bad key is named by its escaped form so nothing odd reaches a terminal or log.
             let field = format!("env.{}", key.escape_default());
@@ -47,7 +88,7 @@ impl PodSpec {
             let value = match value {
                 EnvValue::Value(v) => v,
                 EnvValue::Secret(r) => {
-                    check_secret_ref(&mut problems, &format!("{field}.secret"), &r.secret);
+                    check_secret_ref(problems, &format!("{field}.secret"), &r.secret);
                     if let Err(m) = check_env_key(&r.key).or_else(|_| check_file_key(&r.key)) {
                         problems.push(FieldError::new(format!("{field}.key"), m));
                     }
@@ -63,6 +104,10 @@ impl PodSpec {
                 ));
             }
         }
+    }
+
+    /// `command` and `args`.
+    fn validate_command(&self, problems: &mut Vec<FieldError>) {
         for (field, list) in [("command", &self.command), ("args", &self.args)] {
             if let Some(list) = list {
                 if field == "command" && list.is_empty() {
@@ -82,6 +127,10 @@ impl PodSpec {
                 }
             }
         }
+    }
+
+    /// `resources`: memory and CPU limits.
+    fn validate_resources(&self, problems: &mut Vec<FieldError>) {
         if let Some(resources) = &self.resources {
             if let Some(memory) = &resources.memory {
                 match parse_memory(memory) {
@@ -106,11 +155,10 @@ impl PodSpec {
                 ));
             }
         }
-        self.validate_host_limits(&mut problems);
-        self.validate_volumes(&mut problems);
-        if let Some(hooks) = &self.hooks {
-            hooks.validate(&mut problems);
-        }
+    }
+
+    /// `health`: path, port, timings, thresholds.
+    fn validate_health(&self, problems: &mut Vec<FieldError>) {
         if let Some(h) = &self.health {
             if h.kind == CheckKind::Http
                 && let Err(m) = check_http_path(&h.path)
@@ -135,6 +183,10 @@ impl PodSpec {
                 }
             }
         }
+    }
+
+    /// `update`: surge, unavailability, deadlines.
+    fn validate_update(&self, problems: &mut Vec<FieldError>) {
         if let Some(u) = &self.update {
             if u.max_surge == 0 && u.max_unavailable == 0 {
                 problems.push(FieldError::new(
@@ -164,11 +216,10 @@ impl PodSpec {
                 ));
             }
         }
-        if let Some(grace) = self.stop_grace_period
-            && grace > Duration::from_secs(3600)
-        {
-            problems.push(FieldError::new("stop_grace_period", "must be at most 1h"));
-        }
+    }
+
+    /// `restart`: the back-off delays.
+    fn validate_restart(&self, problems: &mut Vec<FieldError>) {
         if let Some(r) = &self.restart {
             for (field, d) in [
                 ("restart.initial_delay", r.initial_delay),
@@ -179,21 +230,6 @@ impl PodSpec {
                     problems.push(FieldError::new(field, "must be at most 24h"));
                 }
             }
-        }
-        self.validate_access(&mut problems);
-        self.validate_expose(&mut problems);
-        self.validate_secret_refs(&mut problems);
-        if let Some(placement) = &self.placement {
-            problems.extend(placement.problems());
-        }
-        self.validate_cron(&mut problems);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ValidationError {
-                pod: self.name.clone(),
-                problems,
-            })
         }
     }
 
@@ -449,202 +485,6 @@ impl ValidationError {
     }
 }
 
-/// Parses a memory size: `1048576`, `512k`, `256Mi`, `1g`, `2Gi`.
-pub fn parse_memory(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like \"256Mi\" or \"1g\""))?;
-    let factor: u64 = match unit {
-        "" | "b" | "B" => 1,
-        "k" | "K" | "kb" | "KB" => 1000,
-        "m" | "M" | "mb" | "MB" => 1000 * 1000,
-        "g" | "G" | "gb" | "GB" => 1000 * 1000 * 1000,
-        "Ki" => 1024,
-        "Mi" => 1024 * 1024,
-        "Gi" => 1024 * 1024 * 1024,
-        _ => {
-            return Err(format!(
-                "{text:?} has an unknown unit {unit:?}; use k, m, g, Ki, Mi or Gi"
-            ));
-        }
-    };
-    n.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
-}
-
-pub(crate) fn check_dns_label(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if name.len() > 63 {
-        return Err(format!(
-            "{name:?} is {} characters long; at most 63 are allowed",
-            name.len()
-        ));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(format!(
-            "{name:?} may contain only lowercase letters, digits and '-' (a DNS label, e.g. \"my-app\")"
-        ));
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err(format!("{name:?} must start and end with a letter or digit"));
-    }
-    Ok(())
-}
-
-/// A volume name: a DNS label, as pod names are (the engine's volume is
-/// `dub-<instance>-<name>`, see the engine's volumes).
-pub fn check_volume_name(name: &str) -> Result<(), String> {
-    check_dns_label(name)
-}
-
-/// A mount path: absolute, plain (no `.`, `..` or empty component, not `/`
-/// itself), of characters that need no quoting anywhere.
-fn check_mount_path(path: &str) -> Result<(), String> {
-    let shown = || path.escape_default().to_string();
-    if !path.starts_with('/') {
-        return Err(format!("{:?} must be an absolute path, e.g. \"/data\"", shown()));
-    }
-    if path.len() > MAX_MOUNT_PATH_BYTES {
-        return Err(format!("is longer than {MAX_MOUNT_PATH_BYTES} bytes"));
-    }
-    if path == "/" {
-        return Err("cannot be `/` itself; mount below it, e.g. \"/data\"".into());
-    }
-    if !path
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/-._@+~=,".contains(&b))
-    {
-        return Err(format!(
-            "{:?} may contain only letters, digits and / - . _ @ + ~ = ,",
-            shown()
-        ));
-    }
-    if path[1..].split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-        return Err(format!(
-            "{:?} must be a plain path: no `//`, no trailing `/`, no `.` or `..`",
-            shown()
-        ));
-    }
-    Ok(())
-}
-
-fn check_host(host: &str) -> Result<(), String> {
-    if host.is_empty() {
-        return Err("must not be empty; remove `access` for a pod without a host".into());
-    }
-    if host.len() > 253 {
-        return Err(format!(
-            "is {} characters long; a host name has at most 253",
-            host.len()
-        ));
-    }
-    if host == "invalid" || host.ends_with(".invalid") {
-        return Err(format!(
-            "{host:?}: the .invalid domain is reserved (RFC 2606) and used by the ingress's own probes"
-        ));
-    }
-    for label in host.split('.') {
-        if label.is_empty() {
-            return Err(format!(
-                "{host:?} has an empty label (two dots in a row, or a dot at an end)"
-            ));
-        }
-        if label.len() > 63
-            || !label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            || label.starts_with('-')
-            || label.ends_with('-')
-        {
-            return Err(format!(
-                "{host:?} is not an RFC 1123 host name: use lowercase letters, digits, '-' and '.', e.g. \"myapp.local\""
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A host of `access`: an RFC 1123 name, or `*.` and one (a wildcard for one leading label).
-fn check_host_pattern(host: &str) -> Result<(), String> {
-    if host.len() > 253 {
-        return Err(format!(
-            "is {} characters long; a host name has at most 253",
-            host.len()
-        ));
-    }
-    match host.strip_prefix("*.") {
-        Some(rest) if !rest.contains('*') => {
-            if !rest.contains('.') {
-                return Err(format!(
-                    "{host:?}: a wildcard needs a parent domain of two labels or more, e.g. \"*.example.com\""
-                ));
-            }
-            check_host(rest).map_err(|m| format!("after \"*.\": {m}"))
-        }
-        _ if host.contains('*') => Err(format!(
-            "{host:?}: a wildcard is only allowed as the whole first label, e.g. \"*.example.com\""
-        )),
-        _ => check_host(host),
-    }
-}
-
-/// `access.path`: `/`, or `/` and segments of letters, digits, `-`, `.`, `_`
-/// and `~` (no `.` or `..` segment, no trailing `/`): what nginx's location
-/// match sees after it decodes the request path, and safe in its config.
-fn check_route_path(path: &str) -> Result<(), String> {
-    if !path.starts_with('/') {
-        return Err(format!("{path:?} must start with '/', e.g. \"/api\""));
-    }
-    if path.len() > 256 {
-        return Err("is longer than 256 characters".into());
-    }
-    if path == "/" {
-        return Ok(());
-    }
-    let trimmed = path.strip_suffix('/').unwrap_or(path);
-    for segment in trimmed[1..].split('/') {
-        if segment.is_empty() || segment == "." || segment == ".." {
-            return Err(format!(
-                "{path:?} has an empty, \".\" or \"..\" segment; write the prefix like \"/api/v2\""
-            ));
-        }
-        if !segment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-        {
-            return Err(format!(
-                "{path:?} may contain only letters, digits, '-', '.', '_', '~' and '/' (no spaces, quotes, '%', '*' or regex)"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// An HTTP path we may write into a request line: RFC 3986 characters only,
-/// so nothing can inject a header.
-fn check_http_path(path: &str) -> Result<(), String> {
-    if !path.starts_with('/') {
-        return Err(format!("{path:?} must start with '/', e.g. \"/healthz\""));
-    }
-    if path.len() > 1024 {
-        return Err("is longer than 1024 characters".into());
-    }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/%?".contains(c);
-    if !path.chars().all(allowed) {
-        return Err(format!(
-            "{path:?} may contain only URL path characters (no spaces, quotes or control characters)"
-        ));
-    }
-    Ok(())
-}
-
 impl PodSpec {
     /// `secret_files` and `image_pull_secret`.
     fn validate_secret_refs(&self, problems: &mut Vec<FieldError>) {
@@ -680,52 +520,5 @@ impl PodSpec {
 fn check_secret_ref(problems: &mut Vec<FieldError>, field: &str, name: &str) {
     if let Err(m) = check_dns_label(name) {
         problems.push(FieldError::new(field, m));
-    }
-}
-
-/// A key of a generic secret (a file name in `secret_files`, or an env name):
-/// letters, digits, `-`, `_` and `.`, not `.` or `..`, at most 253.
-pub fn check_file_key(key: &str) -> Result<(), String> {
-    let ok = !key.is_empty()
-        && key.len() <= 253
-        && key != "."
-        && key != ".."
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err("a secret key uses letters, digits, '-', '_' and '.' (at most 253), and is not '.' or '..'".into())
-    }
-}
-
-/// An absolute directory in a container: `/` then segments of letters,
-/// digits, `-`, `_`, `.` (no `..`), not `/` itself, at most 256 bytes.
-fn check_secret_dir(path: &str) -> Result<(), String> {
-    let trimmed = path.trim_end_matches('/');
-    let ok = path.starts_with('/')
-        && path.len() <= 256
-        && !trimmed.is_empty()
-        && trimmed[1..].split('/').all(|seg| {
-            !seg.is_empty()
-                && seg != "."
-                && seg != ".."
-                && seg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(
-            "must be an absolute directory such as /run/secrets/db (letters, digits, '-', '_', '.'; no '..'; not '/')"
-                .into(),
-        )
-    }
-}
-
-fn check_env_key(key: &str) -> Result<(), String> {
-    static KEY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex"));
-    if KEY.is_match(key) {
-        Ok(())
-    } else {
-        Err("an environment variable name uses letters, digits and '_', and does not start with a digit".into())
     }
 }
