@@ -10,7 +10,8 @@ like). Module A imports B when any non-test file of A names `crate::B`
 (in a `use`, a `use crate::{B, ...}` group or a path; comments, docs'
 links included, do not count). Test code (`tests.rs`
 files, `#[cfg(test)] mod ... { }` blocks, the files of `#[cfg(test)] mod
-name;` such as a test fake) is left out: tests may reach across.
+name;` such as a test fake, and the same under
+`#[cfg(any(test, feature = "testing"))]`) is left out: tests may reach across.
 The rule it guards is docs/architecture.md's: layers point one way.
 """
 
@@ -20,11 +21,16 @@ import sys
 
 ROOTS = {"lib.rs", "main.rs"}
 
+# Test code: `#[cfg(test)]`, or `#[cfg(any(test, feature = "testing"))]`
+# (test support that the crate's integration tests reach through the
+# `testing` feature: the fake engine, the store contract, `test_internals`).
+TEST_CFG = r'#\[cfg\((?:test|any\(test,\s*feature\s*=\s*"testing"\))\)\]'
+
 
 def strip_tests(text):
     """`text` without `#[cfg(test)]` items (a module block or a `mod x;` line)."""
     out, i = [], 0
-    marker = re.compile(r"#\[cfg\(test\)\]\s*(pub(\([^)]*\))?\s+)?mod\s+\w+\s*([;{])")
+    marker = re.compile(TEST_CFG + r"\s*(pub(\([^)]*\))?\s+)?mod\s+\w+\s*([;{])")
     while True:
         m = marker.search(text, i)
         if not m:
@@ -88,7 +94,7 @@ def modules(src):
     return mods
 
 
-TEST_MOD = re.compile(r"#\[cfg\(test\)\]\s*(pub(\([^)]*\))?\s+)?mod\s+(\w+)\s*;")
+TEST_MOD = re.compile(TEST_CFG + r"\s*(pub(\([^)]*\))?\s+)?mod\s+(\w+)\s*;")
 
 
 def test_only(files):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what is missing,
 # builds the local images (no registry needed), builds the binaries, then runs
-# formatting, lint, unit, doc and integration tests against the real engine.
+# formatting, lint, the unit tests (the fast tier: no Docker, no PostgreSQL),
+# then the integration tests against the real engine and the doc tests.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -94,6 +95,12 @@ log "dubectl links the API types and an HTTP client only"
 tree="$(cargo tree -p dubectl --locked --prefix none)"; if grep -E '^(bollard|sqlx|libsqlite3-sys|askama) ' <<<"$tree"; then log "dubectl must not depend on bollard, sqlx, SQLite or askama (see cargo tree -p dubectl -i <crate>)"; exit 1; fi
 log "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features --locked
+# The fast tier: every unit test of every crate (lib and binaries), which
+# needs no Docker and no PostgreSQL (what does lives in integration tests,
+# such as dubernetes-core/tests/postgres/). It fails in about a minute,
+# before the slow integration tier.
+log "fast tier: cargo test --workspace --lib --bins (unit tests: no Docker, no PostgreSQL)"
+cargo test --workspace --lib --bins --locked
 log "cargo build (binaries the integration tests run)"
 cargo build --workspace --bins --examples --locked
 # The swarm backend's tests (swarm::* in orchestrator, rollout and healing) need a
@@ -168,7 +175,11 @@ timeout --kill-after=30 "${DUBERNETES_PARTITION_TIMEOUT:-300}" \
 	cargo test --locked -p dubernetes-tests --test partition -- --test-threads=1 \
 	|| { log "the partition test failed or took longer than ${DUBERNETES_PARTITION_TIMEOUT:-300} s"; exit 1; }
 
-log "cargo test"
-cargo test --workspace --locked -- --test-threads="${DUBERNETES_TEST_THREADS:-3}" --skip multinode_
+# The integration tier: the integration tests of every crate (the unit tests
+# ran in the fast tier; the multi-node ones above), then the doc tests.
+log "cargo test --test '*' (integration tests of every crate)"
+cargo test --workspace --locked --test '*' -- --test-threads="${DUBERNETES_TEST_THREADS:-3}" --skip multinode_
+log "cargo test --doc"
+cargo test --workspace --locked --doc
 log "embedding example"
 cargo run --locked -p dubernetes-core --example embed

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::change::Change;
 use crate::clock::now_ms;
 use crate::store::{CertificateKind, Store, StoredCertificate};
+use crate::sync::lock;
 
 /// Let's Encrypt's production directory, the default of `--acme-directory`.
 pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -140,10 +141,6 @@ pub(crate) struct Acme {
     settings: AcmeSettings,
     hosts: StdMutex<HashMap<String, HostState>>,
     wake: Notify,
-}
-
-fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Acme {

@@ -90,7 +90,7 @@ impl Dubernetes {
 
 impl DubernetesBuilder {
     /// Runs on this engine instead of connecting to Docker (the fake engine's tests).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn engine(mut self, engine: Arc<dyn crate::engine::Engine>) -> Self {
         self.engine = Some(engine);
         self

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::engine::Network;
 use crate::spec::{CheckKind, HealthCheck};
+use crate::sync::lock;
 
 /// How often a replica that has never passed is re-checked at first.
 const STARTUP_POLL: Duration = Duration::from_millis(15);
@@ -54,10 +55,6 @@ pub(crate) struct Health {
     entries: Mutex<HashMap<String, Entry>>,
     /// How replicas are reached (the host's sockets for a real engine).
     network: Arc<dyn Network>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A replica to check.

@@ -139,7 +139,7 @@ fn lock_session_settings() -> [(&'static str, String); 5] {
     ]
 }
 
-async fn lock_connection(options: &PgConnectOptions) -> std::result::Result<PgConnection, sqlx::Error> {
+pub(crate) async fn lock_connection(options: &PgConnectOptions) -> std::result::Result<PgConnection, sqlx::Error> {
     let settings = lock_session_settings();
     let options = options
         .clone()
@@ -392,5 +392,4 @@ async fn publish_one(server: &impl Terms, store: &PgStore, last: &mut HashMap<St
     }
 }
 
-#[cfg(test)]
-mod tests;
+// Its tests need a real PostgreSQL: tests/postgres/leadership.rs.

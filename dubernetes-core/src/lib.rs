@@ -74,6 +74,10 @@ mod secrets;
 mod spec;
 mod status;
 mod store;
+mod sync;
+#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
+pub mod test_internals;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod vault;

@@ -18,7 +18,7 @@
 //! feed holds and is answered with `Expired`, never with a wrong history.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
+use std::sync::{Arc, Mutex as StdMutex};
 
 use futures::Stream;
 use tokio::sync::{broadcast, watch};
@@ -26,6 +26,7 @@ use tokio::sync::{broadcast, watch};
 use crate::change::Change;
 use crate::error::{Error, Result};
 use crate::store::Event;
+use crate::sync::lock;
 use dubernetes_api::Pod;
 pub use dubernetes_api::{WatchEvent, WatchKind};
 use tokio_util::sync::CancellationToken;
@@ -63,10 +64,6 @@ pub(crate) struct Feed {
     state: StdMutex<FeedState>,
     /// The newest version: wakes live watchers, who read the history.
     tx: watch::Sender<u64>,
-}
-
-fn lock(m: &StdMutex<FeedState>) -> MutexGuard<'_, FeedState> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A pod as compared between publications: the engine's status text (`Up 3

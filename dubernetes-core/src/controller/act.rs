@@ -60,7 +60,9 @@ impl Context {
         // pod's next reconcile does not count draining containers (they
         // serve nobody), so the next step of a rollout starts while they drain.
         if !drains.is_empty() {
-            lock(&self.draining).extend(drains.iter().map(|(id, _)| id.clone()));
+            lock(&self.book)
+                .draining
+                .extend(drains.iter().map(|(id, _)| id.clone()));
         }
         let unroute = async {
             if drains.is_empty() {
@@ -139,7 +141,8 @@ impl Context {
         let mut slots_for_creates = Vec::new();
         if creates > 0 {
             let (slots, wait) = {
-                let mut all = lock(&self.slots);
+                let mut book = lock(&self.book);
+                let all = &mut book.slots;
                 let slots = all.entry(pod.to_string()).or_default();
                 slots.take(creates as usize, now, random_suffix)
             };
@@ -147,8 +150,9 @@ impl Context {
             delay_creates = wait.map(|t| t.saturating_duration_since(now));
         }
         {
-            let until = lock(&self.slots).get(pod).and_then(|s| s.backing_off_until(now));
-            let mut status = lock(&self.status);
+            let until = lock(&self.book).slots.get(pod).and_then(|s| s.backing_off_until(now));
+            let mut book = lock(&self.book);
+            let status = &mut book.status;
             let s = status.entry(pod.to_string()).or_default();
             s.next_allowed = until;
         }
@@ -157,11 +161,12 @@ impl Context {
 
     /// Takes the draining mark off replicas that keep serving.
     fn undrain(&self, drains: &[(String, RemoveReason)]) {
-        let mut draining = lock(&self.draining);
+        let mut book = lock(&self.book);
+        let draining = &mut book.draining;
         for (id, _) in drains {
             draining.remove(id);
         }
-        drop(draining);
+        drop(book);
     }
 
     /// One `Removed` event per reason (exits have their own events).
@@ -359,7 +364,8 @@ impl Context {
     /// stored pod) could not be created, unless a
     /// newer generation was applied meanwhile (its spec has not failed yet).
     fn set_create_failure(&self, pod: &str, generation: (i64, i64), reason: &str, message: &str) {
-        let mut status = lock(&self.status);
+        let mut book = lock(&self.book);
+        let status = &mut book.status;
         let s = status.entry(pod.to_string()).or_default();
         if generation < s.create_failures_from {
             tracing::debug!(
@@ -379,7 +385,8 @@ impl Context {
     /// a failure of an older one that arrives later is not recorded.
     pub(crate) fn forget_create_failure(&self, pod: &str, generation: (i64, i64)) {
         {
-            let mut status = lock(&self.status);
+            let mut book = lock(&self.book);
+            let status = &mut book.status;
             let s = status.entry(pod.to_string()).or_default();
             s.create_failures_from = s.create_failures_from.max(generation);
         }
@@ -391,7 +398,8 @@ impl Context {
 
     /// Forgets a failure of this reason once what failed works again.
     fn clear_failure(&self, pod: &str, reason: &str) {
-        let mut status = lock(&self.status);
+        let mut book = lock(&self.book);
+        let status = &mut book.status;
         if let Some(s) = status.get_mut(pod)
             && s.reason.as_deref() == Some(reason)
         {

@@ -22,7 +22,8 @@ impl Context {
         }))
         .await;
         {
-            let mut draining = lock(&self.draining);
+            let mut book = lock(&self.book);
+            let draining = &mut book.draining;
             for id in &ids {
                 draining.remove(id);
             }

@@ -16,13 +16,15 @@ impl Context {
         now: Instant,
         new_in_rollout: bool,
     ) {
-        let cause = lock(&self.exit_notes)
+        let cause = lock(&self.book)
+            .exit_notes
             .remove(&c.id)
             .map(|(cause, _)| cause)
             .unwrap_or(ExitCause::Crash);
         let lived = Duration::from_secs((crate::clock::now_ms() / 1000 - c.created).max(0) as u64);
         let decision =
-            lock(&self.slots)
+            lock(&self.book)
+                .slots
                 .entry(pod.to_string())
                 .or_default()
                 .on_exit(slot_of(c), cause, lived, now, backoff);
@@ -31,7 +33,8 @@ impl Context {
         if !decision.crash {
             // Counted as a restart (as Kubernetes' restartCount), never as a crash.
             {
-                let mut status = lock(&self.status);
+                let mut book = lock(&self.book);
+                let status = &mut book.status;
                 let s = status.entry(pod.to_string()).or_default();
                 s.restarts = s.restarts.saturating_add(1);
                 s.last_exit_code = c.exit_code();
@@ -64,7 +67,7 @@ impl Context {
         } else {
             ""
         };
-        if new_in_rollout && let Some(r) = lock(&self.rollouts).get_mut(pod) {
+        if new_in_rollout && let Some(r) = lock(&self.book).rollouts.get_mut(pod) {
             r.record_failure(format!(
                 "{} exited with code {code}{oom}. Last log lines:\n{}",
                 c.name,
@@ -72,7 +75,8 @@ impl Context {
             ));
         }
         let restarts = {
-            let mut status = lock(&self.status);
+            let mut book = lock(&self.book);
+            let status = &mut book.status;
             let s = status.entry(pod.to_string()).or_default();
             s.restarts = s.restarts.saturating_add(1);
             s.last_exit_code = c.exit_code();
@@ -106,7 +110,8 @@ impl Context {
     /// Remembers why a replica is about to die (an OOM kill wins over a kill).
     pub(super) fn note_exit(&self, id: &str, cause: ExitCause) {
         let now = Instant::now();
-        let mut notes = lock(&self.exit_notes);
+        let mut book = lock(&self.book);
+        let notes = &mut book.exit_notes;
         // Notes of containers that were removed without an exit to book
         // (`docker rm -f`) are dropped after a while.
         notes.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(600));

@@ -33,13 +33,13 @@ impl Context {
                 Expiry::Expired => "CertificateExpired",
             };
             let key = (secret.clone(), stored.not_after, stage);
-            if lock(&self.expiry_reported).get(&pod.spec.name) == Some(&key) {
+            if lock(&self.book).expiry_reported.get(&pod.spec.name) == Some(&key) {
                 continue;
             }
             if let Some(message) = expiry_warning(secret, stored.not_after, now) {
                 self.event(&pod.spec.name, "Warning", reason, &message).await;
             }
-            lock(&self.expiry_reported).insert(pod.spec.name.clone(), key);
+            lock(&self.book).expiry_reported.insert(pod.spec.name.clone(), key);
         }
     }
 }

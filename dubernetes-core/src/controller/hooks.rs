@@ -197,7 +197,7 @@ impl Context {
             self.event(pod, "Normal", "HookSucceeded", &message).await;
             self.runtime.remove(&c.id).await?;
             // The rollout starts now: its progress deadline too.
-            lock(&self.rollouts).remove(pod);
+            lock(&self.book).rollouts.remove(pod);
             step.hold = Some(Next::Requeue(Duration::ZERO));
             return Ok(step);
         }

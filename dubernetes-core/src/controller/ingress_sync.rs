@@ -71,7 +71,7 @@ impl Context {
     /// What follows a sync: its error for the status, rejections reported
     /// against their pods, and pods whose routed replicas changed woken.
     async fn after_sync(self: &Arc<Self>, routes: &[Route], result: Result<bool>) -> Result<()> {
-        *lock(&self.ingress_error) = result.as_ref().err().map(ToString::to_string);
+        lock(&self.routing).error = result.as_ref().err().map(ToString::to_string);
         self.after_listeners().await;
         // Routes nginx rejected are reported against their pods (status and an event).
         for (pod, change) in self.ingress.take_rejection_changes() {
@@ -127,7 +127,8 @@ impl Context {
     /// since the last call.
     fn routing_changes(&self, routes: &[Route]) -> Vec<String> {
         let routed = self.ingress.routed();
-        let mut last = lock(&self.last_routes);
+        let mut routing = lock(&self.routing);
+        let last = &mut routing.last;
         let now: HashMap<String, Vec<String>> = routes
             .iter()
             .map(|r| {

@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, broadcast};
@@ -36,6 +36,7 @@ use crate::rollout::Progress;
 use crate::runtime::{Observed, Runtime};
 use crate::spec::PodSpec;
 use crate::store::Store;
+use crate::sync::lock;
 
 mod acme_host;
 mod act;
@@ -68,7 +69,7 @@ mod prelude {
     pub(super) use futures::future::join_all;
     pub(super) use tokio::time::Instant;
 
-    pub(super) use super::{BackoffSettings, Change, Context, Next, error_backoff, lock, random_suffix, slot_of};
+    pub(super) use super::{BackoffSettings, Change, Context, Next, error_backoff, random_suffix, slot_of};
     pub(super) use crate::crashloop::{ExitCause, LABEL_SLOT};
     pub(super) use crate::error::{Error, Result};
     pub(super) use crate::ingress::Route;
@@ -77,6 +78,7 @@ mod prelude {
     pub(super) use crate::runtime::{ContainerSpec, Observed};
     pub(super) use crate::spec::PodSpec;
     pub(super) use crate::store::StoredPod;
+    pub(super) use crate::sync::lock;
 }
 
 use observe::ObservedCache;
@@ -136,38 +138,62 @@ pub(crate) struct Context {
     pub changes: broadcast::Sender<Change>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
-    draining: StdMutex<HashSet<String>>,
-    status: StdMutex<HashMap<String, PodRuntimeStatus>>,
+    /// What the controller keeps per pod between reconciles. A std mutex,
+    /// as every lock here but `ingress_sync` (see [`crate::sync`]): never
+    /// held across an `.await`.
+    book: StdMutex<PodBook>,
     queue: queue::WorkQueue,
     engine_slots: Semaphore,
     ingress_wake: Notify,
     /// The next ingress sync lists the engine (see [`Context::wake_ingress_full`]).
     ingress_full: std::sync::atomic::AtomicBool,
-    ingress_error: StdMutex<Option<String>>,
     health: Health,
+    /// One ingress sync at a time. A tokio mutex: held across the whole
+    /// sync, which awaits the engine (render, `nginx -t`, reload).
     ingress_sync: tokio::sync::Mutex<()>,
-    rollouts: StdMutex<HashMap<String, Progress>>,
-    /// Crash-loop back-off per replica slot, by pod.
-    slots: StdMutex<HashMap<String, Slots>>,
-    /// Why replicas stopped, from the engine's `kill` and `oom` events, by
-    /// container id; read when the exited replica is removed.
-    exit_notes: StdMutex<HashMap<String, (ExitCause, Instant)>>,
-    last_routes: StdMutex<HashMap<String, Vec<String>>>,
+    /// What the ingress routes, as the syncs and a new term leave it (std).
+    routing: StdMutex<Routing>,
+    /// What the engine showed last, kept by the observations and the engine
+    /// events (std: see [`crate::sync`]).
     observed: StdMutex<ObservedCache>,
     list_seq: AtomicU64,
+    /// Certificates by ACME, when the instance has an ACME directory.
+    pub acme: std::sync::OnceLock<Arc<crate::acme::Acme>>,
+}
+
+/// What the controller keeps per pod between reconciles: written by the
+/// pod's reconcile (act, exits, progress, drain), by the engine events
+/// (`exit_notes`) and read by the status views. One lock, taken for a few
+/// map operations at a time and never held across an `.await` or while
+/// another lock of the context is taken.
+#[derive(Default)]
+struct PodBook {
+    /// The pod's controller status (reason, restarts, back-off), by pod.
+    status: HashMap<String, PodRuntimeStatus>,
+    /// The progress of each pod's rollout, by pod.
+    rollouts: HashMap<String, Progress>,
+    /// Crash-loop back-off per replica slot, by pod.
+    slots: HashMap<String, Slots>,
+    /// Replicas (container ids) being drained: unrouted, not counted.
+    draining: HashSet<String>,
+    /// Why replicas stopped, from the engine's `kill` and `oom` events, by
+    /// container id; read when the exited replica is removed.
+    exit_notes: HashMap<String, (ExitCause, Instant)>,
+    /// By pod, the last expiry warning recorded for its TLS secret (secret,
+    /// end of validity, stage): each is recorded once.
+    expiry_reported: HashMap<String, (String, i64, crate::certificate::Expiry)>,
+}
+
+/// What the ingress routes, written by the ingress syncs and a new term.
+struct Routing {
+    /// By pod, the replicas the ingress routed at the last sync.
+    last: HashMap<String, Vec<String>>,
+    /// Why the last ingress sync failed, if it did.
+    error: Option<String>,
     /// Replicas (12-character ids) the previous leader last saw ready: they
     /// stay routable in this term until their first probe fails or confirms
     /// them, so a takeover does not empty the ingress while probes start.
-    inherited_ready: StdMutex<(HashSet<String>, Instant)>,
-    /// Certificates by ACME, when the instance has an ACME directory.
-    pub acme: std::sync::OnceLock<Arc<crate::acme::Acme>>,
-    /// By pod, the last expiry warning recorded for its TLS secret (secret,
-    /// end of validity, stage): each is recorded once.
-    expiry_reported: StdMutex<HashMap<String, (String, i64, crate::certificate::Expiry)>>,
-}
-
-fn lock<T>(m: &StdMutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    inherited_ready: (HashSet<String>, Instant),
 }
 
 enum Next {
@@ -204,23 +230,20 @@ impl Context {
             changes,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            draining: StdMutex::new(HashSet::new()),
-            status: StdMutex::new(HashMap::new()),
+            book: StdMutex::new(PodBook::default()),
             queue: queue::WorkQueue::default(),
             ingress_wake: Notify::new(),
             ingress_full: std::sync::atomic::AtomicBool::new(true),
-            ingress_error: StdMutex::new(None),
             health,
             ingress_sync: tokio::sync::Mutex::new(()),
-            rollouts: StdMutex::new(HashMap::new()),
-            slots: StdMutex::new(HashMap::new()),
-            exit_notes: StdMutex::new(HashMap::new()),
-            last_routes: StdMutex::new(HashMap::new()),
+            routing: StdMutex::new(Routing {
+                last: HashMap::new(),
+                error: None,
+                inherited_ready: (HashSet::new(), Instant::now()),
+            }),
             observed: StdMutex::new(ObservedCache::default()),
             list_seq: AtomicU64::new(0),
-            inherited_ready: StdMutex::new((HashSet::new(), Instant::now())),
             acme: std::sync::OnceLock::new(),
-            expiry_reported: StdMutex::new(HashMap::new()),
         })
     }
 
@@ -230,15 +253,15 @@ impl Context {
         // Trusted at once (see `inherited_since`): ready long before this term.
         let now = Instant::now();
         let since = now.checked_sub(Duration::from_secs(24 * 3600)).unwrap_or(now);
-        *lock(&self.inherited_ready) = (ids, since);
+        lock(&self.routing).inherited_ready = (ids, since);
     }
 
     pub(crate) fn is_draining(&self, id: &str) -> bool {
-        lock(&self.draining).contains(id)
+        lock(&self.book).draining.contains(id)
     }
 
     pub(crate) fn ingress_error(&self) -> Option<String> {
-        lock(&self.ingress_error).clone()
+        lock(&self.routing).error.clone()
     }
 
     pub(crate) fn notify(&self, change: Change) {

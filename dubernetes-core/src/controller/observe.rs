@@ -131,7 +131,7 @@ impl Context {
     }
 
     pub(crate) fn pod_status(&self, pod: &str) -> PodRuntimeStatus {
-        lock(&self.status).get(pod).cloned().unwrap_or_default()
+        lock(&self.book).status.get(pod).cloned().unwrap_or_default()
     }
 
     /// Running, on the network, not draining, and passing its readiness check
@@ -219,7 +219,8 @@ impl Context {
     /// a probe of this term fails; None for any other replica.
     pub(super) fn inherited_since(&self, id: &str) -> Option<tokio::time::Instant> {
         let failed = self.health.state(id).is_some_and(|h| h.failures > 0);
-        let inherited = lock(&self.inherited_ready);
+        let routing = lock(&self.routing);
+        let inherited = &routing.inherited_ready;
         if failed || !inherited.0.contains(id.get(..12).unwrap_or(id)) {
             return None;
         }

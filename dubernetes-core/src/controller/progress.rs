@@ -20,7 +20,7 @@ impl Context {
     ) -> Result<std::result::Result<Option<Instant>, Next>> {
         let pod = stored.spec.name.as_str();
         if !stored.rollout.is_progressing() {
-            lock(&self.rollouts).remove(pod);
+            lock(&self.book).rollouts.remove(pod);
             return Ok(Ok(None));
         }
         let number = stored.rollout.number;
@@ -31,7 +31,8 @@ impl Context {
         };
         let now = Instant::now();
         let (verdict, state) = {
-            let mut rollouts = lock(&self.rollouts);
+            let mut book = lock(&self.book);
+            let rollouts = &mut book.rollouts;
             let r = rollouts
                 .entry(pod.to_string())
                 .or_insert_with(|| Progress::new(number, now));
@@ -43,7 +44,7 @@ impl Context {
         let reason = match verdict {
             Verdict::Continue { recheck } => return Ok(Ok(Some(recheck))),
             Verdict::Complete => {
-                lock(&self.rollouts).remove(pod);
+                lock(&self.book).rollouts.remove(pod);
                 // Started before the revision is marked complete, so a crash
                 // in between starts it on the next completion, not never.
                 self.start_hook(stored, super::hooks::POST_DEPLOY).await?;
@@ -62,7 +63,7 @@ impl Context {
             }
             Verdict::Fail(reason) => reason,
         };
-        lock(&self.rollouts).remove(pod);
+        lock(&self.book).rollouts.remove(pod);
         let message = match reason {
             FailReason::ProgressDeadlineExceeded => {
                 let cause = self.failure_cause(&stored.spec, observed);
@@ -94,20 +95,21 @@ impl Context {
         reason: &str,
         message: &str,
     ) -> Result<()> {
-        lock(&self.rollouts).remove(pod);
+        lock(&self.book).rollouts.remove(pod);
         match self.store.fail_and_roll_back(pod, number, reason, message).await? {
             Some(good) => {
                 self.runtime.metrics().rollout(pod, RolloutResult::RolledBack);
                 // The failed revision's crash-loop state is not the rolled-back one's.
                 {
-                    let mut status = lock(&self.status);
+                    let mut book = lock(&self.book);
+                    let status = &mut book.status;
                     if let Some(s) = status.get_mut(pod) {
                         s.reason = None;
                         s.message = None;
                         s.next_allowed = None;
                     }
                 }
-                lock(&self.slots).remove(pod);
+                lock(&self.book).slots.remove(pod);
                 self.event(
                     pod,
                     "Warning",

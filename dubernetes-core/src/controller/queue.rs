@@ -9,15 +9,12 @@
 //!   a key's newest answer replaces its older one (the latest reconcile knows
 //!   best when to look again), and a reconcile that needs nothing more clears it.
 
+use crate::sync::lock;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[derive(Default)]
 struct Delayed {

@@ -27,7 +27,7 @@ impl Context {
             }
             let next = match self.reconcile_measured(&pod).await {
                 Ok(next) => {
-                    if let Some(s) = lock(&self.status).get_mut(&pod) {
+                    if let Some(s) = lock(&self.book).status.get_mut(&pod) {
                         s.error_streak = 0;
                     }
                     next
@@ -43,7 +43,7 @@ impl Context {
                 Next::Requeue(delay) => self.queue.schedule(&pod, Some(Instant::now() + delay)),
                 Next::Gone => {
                     if self.queue.retire(&pod, &rx) {
-                        lock(&self.status).remove(&pod);
+                        lock(&self.book).status.remove(&pod);
                         return;
                     }
                 }
@@ -56,7 +56,8 @@ impl Context {
     pub(super) fn error_policy(&self, pod: &str, e: &Error) -> Next {
         tracing::warn!(pod, error = %e, "reconcile failed");
         let streak = {
-            let mut status = lock(&self.status);
+            let mut book = lock(&self.book);
+            let status = &mut book.status;
             let s = status.entry(pod.to_string()).or_default();
             s.error_streak = s.error_streak.saturating_add(1);
             s.message = Some(e.to_string());
@@ -102,7 +103,7 @@ impl Context {
             // their exit is booked when they are removed.
             let live: Vec<&str> = observed.iter().map(slot_of).collect();
             let backoff = self.backoff_for(Some(spec));
-            if let Some(slots) = lock(&self.slots).get_mut(pod) {
+            if let Some(slots) = lock(&self.book).slots.get_mut(pod) {
                 slots.retain_live(&live, now, backoff);
             }
         }
@@ -199,8 +200,8 @@ impl Context {
         draining: bool,
     ) -> Result<Next> {
         self.health.forget_pod(pod);
-        lock(&self.rollouts).remove(pod);
-        lock(&self.slots).remove(pod);
+        lock(&self.book).rollouts.remove(pod);
+        lock(&self.book).slots.remove(pod);
         self.remove_hooks(hooks).await?;
         let actions = plan(None, observed);
         if actions.is_empty() {
@@ -262,7 +263,8 @@ impl Context {
     /// longer holds is cleared, and the pod's view republished if it changed.
     fn record_landed(&self, pod: &str, stored: &crate::store::StoredPod) {
         let changed = {
-            let mut status = lock(&self.status);
+            let mut book = lock(&self.book);
+            let status = &mut book.status;
             let s = status.entry(pod.to_string()).or_default();
             let changed = s.observed_generation != stored.generation || s.message.is_some();
             s.observed_generation = stored.generation;

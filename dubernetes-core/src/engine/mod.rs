@@ -29,7 +29,7 @@ use crate::error::Result;
 
 pub(crate) mod bind;
 pub(crate) mod docker;
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub(crate) mod nodes;
 pub(crate) mod placement;

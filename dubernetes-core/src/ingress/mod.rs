@@ -44,7 +44,8 @@ mod tls;
 use routing::routed_ids;
 pub(crate) use tls::certificate_file;
 
-#[cfg(test)]
+// For the fake engine (engine/fake.rs).
+#[cfg(any(test, feature = "testing"))]
 pub(crate) use endpoints::{latest as latest_endpoints, slot_path as endpoints_slot};
 
 pub(crate) use listeners::{ListenerChange, ROLE_LISTENER};
@@ -57,6 +58,7 @@ use crate::engine::{BindDir, Network};
 use crate::error::{Error, Result};
 use crate::labels::{LABEL_INGRESS_CONFIG, LABEL_INGRESS_ENDPOINTS, LABEL_INSTANCE, LABEL_ROLE};
 use crate::runtime::{ContainerSpec, Observed, Runtime};
+use crate::sync::lock;
 
 /// The default ingress image: the official nginx image, pulled if missing.
 pub const DEFAULT_INGRESS_IMAGE: &str = "nginx:1.27-alpine";
@@ -455,8 +457,4 @@ impl Ingress {
     pub(crate) fn endpoint_updates(&self) -> u64 {
         self.endpoint_updates.load(Ordering::Relaxed)
     }
-}
-
-fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -44,7 +44,7 @@ impl CachedStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
-        self.cached.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.cached)
     }
 
     /// Every pod by name: from memory, re-reading the pods written since
@@ -280,7 +280,10 @@ mod tests {
     }
 
     // The cache must keep every promise of the store.
-    crate::store::contract::store_contract_tests!(cached_store().await);
+    crate::store_contract_tests!({
+        let (dir, store) = cached_store().await;
+        (dir, crate::test_internals::TestStore::new(store))
+    });
 
     #[tokio::test]
     async fn reads_come_from_memory_until_a_write() {

@@ -1,13 +1,19 @@
-//! The contract of [`Store`]: what every implementation must do, as test
+//! The contract of the `Store` trait: what every implementation must do, as test
 //! functions that take a fresh, empty store. An implementation runs them all
-//! with one line, [`store_contract_tests!`]:
+//! with one line, [`store_contract_tests!`](crate::store_contract_tests):
 //!
 //! ```ignore
-//! crate::store::contract::store_contract_tests!(file_store().await);
+//! crate::store_contract_tests!(file_store().await);
 //! ```
 //!
 //! What only one implementation can show (a file that survives a reopen, its
-//! mode, a corrupt file) stays in that implementation's own tests.
+//! mode, a corrupt file) stays in that implementation's own tests. The
+//! macro is exported (hidden, with the `testing` feature) for the
+//! PostgreSQL store's, which need a real database and so run as an
+//! integration test (`tests/postgres/`), not in the lib tests.
+
+// Each case's name says what it checks.
+#![allow(missing_docs)]
 
 use std::collections::HashSet;
 
@@ -17,20 +23,23 @@ use super::{
 use crate::error::Error;
 use crate::ownership::Adoption;
 use crate::spec::PodSpec;
+use crate::test_internals::TestStore;
 
 /// One `#[tokio::test]` per contract case, each on a store made by `$new`:
 /// an expression, evaluated inside the async test, that yields
-/// `(guard, store)`; the guard (a temporary dir, a scratch schema) lives
+/// `(guard, TestStore)`; the guard (a temporary dir, a scratch schema) lives
 /// until the case ends.
+#[macro_export]
+#[doc(hidden)]
 macro_rules! store_contract_tests {
     ($new:expr) => {
-        $crate::store::contract::store_contract_tests!(@but_backup $new);
-        $crate::store::contract::store_contract_tests!(@cases $new; a_backup_is_private_and_never_overwrites);
+        $crate::store_contract_tests!(@but_backup $new);
+        $crate::store_contract_tests!(@cases $new; a_backup_is_private_and_never_overwrites);
     };
     // Every case but the backup (a store that cannot write a file copy of
     // itself: in memory, or PostgreSQL, backed up with its own tools).
     (@but_backup $new:expr) => {
-        $crate::store::contract::store_contract_tests!(@cases $new;
+        $crate::store_contract_tests!(@cases $new;
             upsert_reports_created_configured_unchanged_and_bumps_generation,
             a_write_at_a_stale_generation_is_refused_and_changes_nothing,
             the_pod_limit_counts_new_pods_only,
@@ -52,13 +61,12 @@ macro_rules! store_contract_tests {
             #[tokio::test]
             async fn $case() {
                 let (_guard, store) = $new;
-                $crate::store::contract::$case(&store).await;
-                $crate::store::Store::close(&store).await;
+                $crate::test_internals::store_contract::$case(&store).await;
+                store.close().await;
             }
         )*
     };
 }
-pub(crate) use store_contract_tests;
 
 /// An unconditional apply (no generation, no pod limit).
 async fn upsert(store: &dyn Store, spec: &PodSpec) -> (i64, ApplyOutcome) {
@@ -66,7 +74,8 @@ async fn upsert(store: &dyn Store, spec: &PodSpec) -> (i64, ApplyOutcome) {
     (pod.generation, outcome)
 }
 
-pub(crate) async fn upsert_reports_created_configured_unchanged_and_bumps_generation(store: &dyn Store) {
+pub async fn upsert_reports_created_configured_unchanged_and_bumps_generation(store: &TestStore) {
+    let store = store.store();
     let spec = PodSpec::new("web", "img:1").with_replicas(2);
     assert_eq!(upsert(store, &spec).await, (1, ApplyOutcome::Created));
     assert_eq!(upsert(store, &spec).await, (1, ApplyOutcome::Unchanged));
@@ -91,7 +100,8 @@ pub(crate) async fn upsert_reports_created_configured_unchanged_and_bumps_genera
     assert_eq!(store.get("web").await.expect("get"), None);
 }
 
-pub(crate) async fn a_write_at_a_stale_generation_is_refused_and_changes_nothing(store: &dyn Store) {
+pub async fn a_write_at_a_stale_generation_is_refused_and_changes_nothing(store: &TestStore) {
+    let store = store.store();
     let spec = PodSpec::new("web", "img:1");
     let err = store.upsert_checked(&spec, Some(1), 10).await.expect_err("no such pod");
     assert!(matches!(err, Error::NotFound(ref p) if p == "web"), "{err:?}");
@@ -125,7 +135,8 @@ pub(crate) async fn a_write_at_a_stale_generation_is_refused_and_changes_nothing
     assert!(store.delete_checked("web", Some(2)).await.expect("delete"));
 }
 
-pub(crate) async fn the_pod_limit_counts_new_pods_only(store: &dyn Store) {
+pub async fn the_pod_limit_counts_new_pods_only(store: &TestStore) {
+    let store = store.store();
     store
         .upsert_checked(&PodSpec::new("a", "img:1"), None, 1)
         .await
@@ -145,7 +156,8 @@ pub(crate) async fn the_pod_limit_counts_new_pods_only(store: &dyn Store) {
         .expect("changing an existing pod is no new pod");
 }
 
-pub(crate) async fn a_host_belongs_to_one_pod(store: &dyn Store) {
+pub async fn a_host_belongs_to_one_pod(store: &TestStore) {
+    let store = store.store();
     upsert(store, &PodSpec::new("a", "img:1").with_host("a.local")).await;
     let err = store
         .upsert_checked(&PodSpec::new("b", "img:1").with_host("a.local"), None, 10)
@@ -184,7 +196,8 @@ pub(crate) async fn a_host_belongs_to_one_pod(store: &dyn Store) {
     upsert(store, &wildcard).await;
 }
 
-pub(crate) async fn revisions_follow_template_changes_and_roll_back(store: &dyn Store) {
+pub async fn revisions_follow_template_changes_and_roll_back(store: &TestStore) {
+    let store = store.store();
     let v1 = PodSpec::new("web", "img:1").with_replicas(2);
     upsert(store, &v1).await;
     upsert(store, &v1.clone().with_replicas(5)).await;
@@ -231,7 +244,8 @@ pub(crate) async fn revisions_follow_template_changes_and_roll_back(store: &dyn 
     assert!(store.revisions("web").await.expect("revisions").is_empty());
 }
 
-pub(crate) async fn revisions_are_pruned_but_never_the_current_or_the_last_complete(store: &dyn Store) {
+pub async fn revisions_are_pruned_but_never_the_current_or_the_last_complete(store: &TestStore) {
+    let store = store.store();
     // Revision 1 completes; 2..=25 never do (each superseded by the next).
     upsert(store, &PodSpec::new("web", "img:1")).await;
     assert!(store.complete_revision("web", 1).await.expect("complete"));
@@ -257,7 +271,8 @@ pub(crate) async fn revisions_are_pruned_but_never_the_current_or_the_last_compl
     assert!(store.revisions("web").await.expect("revisions").len() as i64 <= MAX_REVISIONS + 2);
 }
 
-pub(crate) async fn events_are_listed_per_pod_in_order(store: &dyn Store) {
+pub async fn events_are_listed_per_pod_in_order(store: &TestStore) {
+    let store = store.store();
     store
         .record_event("a", "Normal", "Created", "one")
         .await
@@ -286,7 +301,8 @@ pub(crate) async fn events_are_listed_per_pod_in_order(store: &dyn Store) {
     assert_eq!(newest, ["two", "three"], "the newest, oldest first");
 }
 
-pub(crate) async fn events_resume_after_an_id(store: &dyn Store) {
+pub async fn events_resume_after_an_id(store: &TestStore) {
+    let store = store.store();
     assert_eq!(store.last_event_id().await.expect("last"), 0);
     for m in ["one", "two", "three"] {
         store.record_event("a", "Normal", "Tick", m).await.expect("event");
@@ -305,7 +321,8 @@ pub(crate) async fn events_resume_after_an_id(store: &dyn Store) {
     assert_eq!(rest, ["two"], "at most limit, from after the id");
 }
 
-pub(crate) async fn event_messages_are_cut_and_the_log_is_bounded(store: &dyn Store) {
+pub async fn event_messages_are_cut_and_the_log_is_bounded(store: &TestStore) {
+    let store = store.store();
     let long = "é".repeat(10_000);
     store.record_event("a", "Warning", "Crash", &long).await.expect("event");
     let events = store.events(Some("a"), 10).await.expect("events");
@@ -326,7 +343,8 @@ pub(crate) async fn event_messages_are_cut_and_the_log_is_bounded(store: &dyn St
     assert!(count >= MAX_EVENTS, "{count}: the newest are kept");
 }
 
-pub(crate) async fn the_store_id_is_written_once_and_gone_adoptions_are_forgotten(store: &dyn Store) {
+pub async fn the_store_id_is_written_once_and_gone_adoptions_are_forgotten(store: &TestStore) {
+    let store = store.store();
     let facts = store.ownership_facts().await.expect("facts");
     assert_eq!(
         facts.id, None,
@@ -375,7 +393,8 @@ pub(crate) async fn the_store_id_is_written_once_and_gone_adoptions_are_forgotte
     assert_eq!(facts.adopted.len(), 1);
 }
 
-pub(crate) async fn a_spec_over_the_stored_limit_is_refused_and_nothing_is_written(store: &dyn Store) {
+pub async fn a_spec_over_the_stored_limit_is_refused_and_nothing_is_written(store: &TestStore) {
+    let store = store.store();
     let mut spec = PodSpec::new("big", "img:1");
     for i in 0..9 {
         spec = spec.with_env(format!("V{i}"), "z".repeat(31 * 1024));
@@ -389,7 +408,8 @@ pub(crate) async fn a_spec_over_the_stored_limit_is_refused_and_nothing_is_writt
     assert!(store.revisions("big").await.expect("revisions").is_empty());
 }
 
-pub(crate) async fn a_backup_is_private_and_never_overwrites(store: &dyn Store) {
+pub async fn a_backup_is_private_and_never_overwrites(store: &TestStore) {
+    let store = store.store();
     use std::os::unix::fs::PermissionsExt as _;
     upsert(store, &PodSpec::new("web", "img:1").with_env("SECRET", "s3cret")).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -422,7 +442,8 @@ fn certificate(name: &str, kind: CertificateKind, not_after: i64) -> StoredCerti
     }
 }
 
-pub(crate) async fn certificates_are_replaced_by_name_and_deleted(store: &dyn Store) {
+pub async fn certificates_are_replaced_by_name_and_deleted(store: &TestStore) {
+    let store = store.store();
     assert!(store.certificate("web").await.expect("get").is_none());
     store
         .put_certificate(&certificate("web", CertificateKind::User, 100))
@@ -470,7 +491,8 @@ pub(crate) async fn certificates_are_replaced_by_name_and_deleted(store: &dyn St
 /// raced concurrently over many rounds: a pod applied while its secret is
 /// deleted, a replacement that no longer covers a host while a pod starts
 /// using it, two creates of one name: exactly one of each pair succeeds.
-pub(crate) async fn secret_checks_and_their_writes_are_one_transaction(store: &dyn Store) {
+pub async fn secret_checks_and_their_writes_are_one_transaction(store: &TestStore) {
+    let store = store.store();
     let secret = |name: &str, host: &str| StoredCertificate {
         hosts: vec![host.to_string()],
         not_after: i64::MAX / 2,
@@ -554,7 +576,8 @@ pub(crate) async fn secret_checks_and_their_writes_are_one_transaction(store: &d
     assert!(err.to_string().contains("not the pod's host"), "{err}");
 }
 
-pub(crate) async fn acme_accounts_are_kept_per_directory(store: &dyn Store) {
+pub async fn acme_accounts_are_kept_per_directory(store: &TestStore) {
+    let store = store.store();
     let (one, two) = ("https://acme.one/dir", "https://acme.two/dir");
     assert_eq!(store.acme_account(one).await.expect("get"), None);
     store.put_acme_account(one, "{\"a\":1}").await.expect("put");

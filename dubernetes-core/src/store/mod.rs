@@ -27,8 +27,8 @@ use crate::ownership::Adoption;
 use crate::spec::PodSpec;
 
 pub(crate) mod cache;
-#[cfg(test)]
-pub(crate) mod contract;
+#[cfg(any(test, feature = "testing"))]
+pub mod contract;
 pub(crate) mod postgres;
 mod revisions_sql;
 mod rows_sql;

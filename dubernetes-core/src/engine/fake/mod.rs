@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +24,7 @@ use tokio::sync::broadcast;
 use super::{ContainerSpec, ContainerState, Engine, EngineEvent, LogChunk, LogRequest, LogSource, Network, Observed};
 use crate::error::{Error, Result};
 use crate::labels::{LABEL_INSTANCE, LABEL_POD, LABEL_REVISION, LABEL_ROLE};
+use crate::sync::lock;
 
 mod app;
 mod network;
@@ -84,10 +85,6 @@ impl Default for FakeEngine {
     fn default() -> Self {
         FakeEngine::new()
     }
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn refused(what: &str, why: &str) -> Error {
@@ -204,15 +201,15 @@ impl FakeEngine {
         lock(&self.state).stopped_while_routed
     }
 
-    /// Claims to be a local engine ([`Engine::is_local`]) while never
-    /// showing a bound host directory to a container: what a server in a
-    /// container of its own meets.
     /// Stops waiting out a grace period now, and the most there were at once.
     pub fn stopping(&self) -> (u32, u32) {
         let s = lock(&self.state);
         (s.stopping, s.max_stopping)
     }
 
+    /// Claims to be a local engine ([`Engine::is_local`]) while never
+    /// showing a bound host directory to a container: what a server in a
+    /// container of its own meets.
     pub fn claim_local(&self, on: bool) {
         lock(&self.state).local = on;
     }

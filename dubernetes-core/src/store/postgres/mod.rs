@@ -232,5 +232,18 @@ crate::store::sql::sql_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, {
     }
 });
 
+// The store contract and what needs a real database: tests/postgres/ (an
+// integration test, so the lib tests need no PostgreSQL).
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_malformed_url_names_the_flag() {
+        let err = PgStore::open("postgres://[::1:5432/x").await.expect_err("malformed");
+        assert!(
+            matches!(err, Error::InvalidInput { ref field, .. } if field == "--store"),
+            "{err:?}"
+        );
+    }
+}

@@ -10,14 +10,20 @@ async fn file_store() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-crate::store::contract::store_contract_tests!(file_store().await);
+crate::store_contract_tests!({
+    let (dir, store) = file_store().await;
+    (dir, crate::test_internals::TestStore::new(store))
+});
 
 /// The embedded default (one connection): every case but the backup,
 /// which an in-memory database cannot give (see below).
 mod in_memory {
     use super::*;
 
-    crate::store::contract::store_contract_tests!(@but_backup ((), SqliteStore::in_memory().await.expect("store")));
+    crate::store_contract_tests!(@but_backup (
+        (),
+        crate::test_internals::TestStore::new(SqliteStore::in_memory().await.expect("store"))
+    ));
 }
 
 #[tokio::test]

@@ -2,12 +2,11 @@
 //! leads, what a standby shows and accepts, takeover, and fencing. Real
 //! time (the database is real); the deadlines are generous.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::fake::{App, FakeEngine};
-use crate::pg_cluster::PgCluster;
-use crate::{Dubernetes, IngressSettings, PodSpec};
+use dubernetes_core::pg_cluster::PgCluster;
+use dubernetes_core::test_internals::{self, App, FakeEngine, HEARTBEAT, LEADER_LOCK, SESSION_TIMEOUT};
+use dubernetes_core::{Dubernetes, IngressSettings, PodSpec};
 
 const NGINX: &str = "fake/nginx";
 const V1: &str = "fake/web:v1";
@@ -20,11 +19,10 @@ fn engine() -> FakeEngine {
 }
 
 async fn server(fake: &FakeEngine, url: &str) -> Dubernetes {
-    Dubernetes::builder()
+    test_internals::on_fake_engine(Dubernetes::builder(), fake)
         .instance("fake")
         .ingress(IngressSettings::new(NGINX, "127.0.0.1:0".parse().expect("address")))
         .drain_period(Duration::from_millis(100))
-        .engine(Arc::new(fake.clone()))
         .postgres(url)
         .build()
         .await
@@ -47,7 +45,7 @@ async fn one_leads_a_standby_serves_writes_and_takes_over() {
     until("a to lead", || a.is_leader()).await;
     let b = server(&fake, &url).await;
     // b had every chance to take the lock by the time a confirmed it twice.
-    tokio::time::sleep(crate::leader::HEARTBEAT * 3).await;
+    tokio::time::sleep(HEARTBEAT * 3).await;
     assert!(a.is_leader() && !b.is_leader(), "exactly one leader");
     assert_eq!(b.store_id(), a.store_id(), "one store, one id");
 
@@ -80,7 +78,7 @@ async fn a_leader_whose_lock_session_dies_stops_acting_and_another_takes_over() 
     let b = server(&fake, &url).await;
     a.apply(PodSpec::new("web", V1).with_replicas(2)).await.expect("apply");
     a.wait_ready("web", WAIT).await.expect("ready");
-    let mut a_leads = a.handle.leader_changes();
+    let mut a_leads = test_internals::leader_changes(&a);
     // The database ends a's lock session (as when it stops hearing from a).
     let mut admin = sqlx::PgConnection::connect(&url).await.expect("admin");
     let killed: Vec<bool> = sqlx::query_scalar(
@@ -88,7 +86,7 @@ async fn a_leader_whose_lock_session_dies_stops_acting_and_another_takes_over() 
            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
            AND objid = $1",
     )
-    .bind(i64::from(crate::store::postgres::LEADER as u32))
+    .bind(i64::from(LEADER_LOCK as u32))
     .fetch_all(&mut admin)
     .await
     .expect("terminate");
@@ -116,7 +114,9 @@ async fn a_leader_whose_lock_session_dies_stops_acting_and_another_takes_over() 
 async fn the_lock_session_waits_session_timeout_before_the_database_gives_up_on_it() {
     let url = PgCluster::shared().new_database().await;
     let options: sqlx::postgres::PgConnectOptions = url.parse().expect("a URL");
-    let mut conn = super::lock_connection(&options).await.expect("the lock connection");
+    let mut conn = test_internals::lock_connection(&options)
+        .await
+        .expect("the lock connection");
     let show = |name: &'static str| format!("SELECT current_setting('{name}')");
     let mut got = Vec::new();
     for name in [
@@ -132,7 +132,7 @@ async fn the_lock_session_waits_session_timeout_before_the_database_gives_up_on_
             .expect("a setting");
         got.push((name, value));
     }
-    let session = crate::leader::SESSION_TIMEOUT.as_secs();
+    let session = SESSION_TIMEOUT.as_secs();
     assert_eq!(
         got,
         [
@@ -141,10 +141,7 @@ async fn the_lock_session_waits_session_timeout_before_the_database_gives_up_on_
             ("tcp_keepalives_interval", "1".to_string()),
             ("tcp_keepalives_count", "1".to_string()),
             // Milliseconds, shown without a unit.
-            (
-                "tcp_user_timeout",
-                crate::leader::SESSION_TIMEOUT.as_millis().to_string()
-            ),
+            ("tcp_user_timeout", SESSION_TIMEOUT.as_millis().to_string()),
         ]
     );
 }
