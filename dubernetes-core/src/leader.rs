@@ -13,7 +13,7 @@
 //! (the database is unreachable), the term ends once [`FENCE_AFTER`] has
 //! passed since the last one. Ending a term cancels the fence of its runtime
 //! first, so no engine call of the term is sent after it (see
-//! [`crate::runtime::Runtime::fenced`]). The lock connection sets
+//! [`crate::owned_engine::Runtime::fenced`]). The lock connection sets
 //! `idle_session_timeout` to [`SESSION_TIMEOUT`]: a session that sends
 //! nothing for that long is ended by the server, which frees the lock; and
 //! its TCP keepalive and user timeout so that the server's kernel does not

@@ -64,12 +64,12 @@ mod metrics;
 mod names;
 mod nodes;
 mod orchestrator;
+mod owned_engine;
 mod ownership;
 #[cfg(any(test, feature = "testing"))]
 pub mod pg_cluster;
 mod plan;
 mod rollout;
-mod runtime;
 mod secrets;
 mod spec;
 mod status;
@@ -101,7 +101,7 @@ pub use metrics::{Metrics, StreamGuard, StreamKind};
 pub use orchestrator::exec::{Exec, ExecControl, ExecOptions};
 pub use orchestrator::runs::RunItem;
 pub use orchestrator::{Condition, ConditionType, Diagnostics, Dubernetes, Phase, Pod, PodStatus, Replica};
-pub use runtime::{ContainerLimits, ContainerState};
+pub use owned_engine::{ContainerLimits, ContainerState};
 pub use spec::{
     Access, CheckKind, FieldError, HealthCheck, Logging, PodSpec, Resources, RestartBackoff, Security, SpecError,
     Strategy, Tls, UpdateStrategy, ValidationError, Volume, VolumeMount, check_stored_size, integral_numbers,
@@ -135,7 +135,7 @@ pub mod defaults {
     pub use crate::logs::{DEFAULT_MAX_LOG_FOLLOW_REPLICAS, DEFAULT_MAX_LOG_FOLLOWS};
     pub use crate::orchestrator::exec::KILL_GRACE;
     pub use crate::orchestrator::runs::{DEFAULT_MAX_RUNS, DEFAULT_RUN_RETENTION};
-    pub use crate::runtime::{DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT};
+    pub use crate::owned_engine::{DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_PIDS_LIMIT};
     pub use crate::spec::DEFAULT_MIN_READY;
 }
 

@@ -239,7 +239,7 @@ pub type LogLines = Pin<Box<dyn Stream<Item = Result<LogLine>> + Send>>;
 
 /// One replica's log as lines.
 pub(crate) fn replica_lines(
-    runtime: &crate::runtime::Runtime,
+    runtime: &crate::owned_engine::Runtime,
     id: &str,
     replica: String,
     options: &LogOptions,

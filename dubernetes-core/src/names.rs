@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::engine::{ContainerLimits, ContainerSpec};
 use crate::error::{Error, Result};
 use crate::labels::{LABEL_INSTANCE, LABEL_ROLE, ROLE_NAMES};
-use crate::runtime::{ContainerState, Runtime};
+use crate::owned_engine::{ContainerState, Runtime};
 
 /// The image of the name responder (built by `scripts/build-images.sh`).
 pub const DEFAULT_NAMES_IMAGE: &str = "dubernetes/names:local";

@@ -150,7 +150,7 @@ pub(crate) fn decide(
 }
 
 /// The ownership rule at run time, shared by every engine call that lists
-/// containers: [`Runtime::list`](crate::runtime::Runtime) returns only the
+/// containers: [`Runtime::list`](crate::owned_engine::Runtime) returns only the
 /// containers this store manages.
 #[derive(Debug)]
 pub(crate) struct Ownership {

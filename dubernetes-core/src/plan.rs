@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::runtime::{ContainerState, Observed};
+use crate::owned_engine::{ContainerState, Observed};
 
 /// What a pod should be, as far as the planner cares.
 #[derive(Debug, Clone, PartialEq, Eq)]

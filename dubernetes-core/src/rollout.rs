@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::runtime::Observed;
+use crate::owned_engine::Observed;
 
 /// The stabilization window, while replicas of more than one revision run
 /// (a rollout, or a rollback, is under way; a heal or a scale-up needs no
@@ -165,8 +165,8 @@ pub(crate) fn step(state: &mut Progress, obs: RolloutObservation, limits: Limits
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::owned_engine::ContainerState;
     use crate::plan::{Action, Desired, plan_gated};
-    use crate::runtime::ContainerState;
     use proptest::prelude::*;
     use std::collections::HashMap;
 

@@ -13,7 +13,7 @@ use dubernetes_api::{
     Condition, ConditionType, ContainerState, Phase, Pod, PodSpec, PodStatus, Replica, ReplicaCounts, RolloutOutcome,
 };
 
-use crate::runtime::Observed;
+use crate::owned_engine::Observed;
 use crate::store::StoredPod;
 
 /// What the probes and the drain know of one replica.

@@ -10,7 +10,7 @@ use dubernetes_api::NamedVolume;
 use crate::error::{Error, Result};
 use crate::labels::LABEL_VOLUME;
 use crate::orchestrator::Dubernetes;
-use crate::runtime::volume_engine_name;
+use crate::owned_engine::volume_engine_name;
 
 impl Dubernetes {
     /// The instance's volumes this store made, by name, each with the pods

@@ -2,7 +2,7 @@
 //! removals, drains, and the events that say what was done.
 
 use super::prelude::*;
-use crate::runtime::{Mount, volume_engine_name};
+use crate::owned_engine::{Mount, volume_engine_name};
 use crate::spec::VolumeMount;
 
 impl Context {
@@ -294,7 +294,7 @@ impl Context {
     }
 
     /// Makes sure every named volume of the pod exists and is this store's
-    /// (created on first use; see [`crate::runtime::Runtime::ensure_volume`]),
+    /// (created on first use; see [`crate::owned_engine::Runtime::ensure_volume`]),
     /// before any replica mounts it: the engine would otherwise make a
     /// missing one itself, without our labels.
     async fn ensure_volumes(&self, spec: &crate::spec::PodSpec) -> Result<()> {

@@ -21,7 +21,7 @@
 
 use super::one_off::OneOff;
 use super::prelude::*;
-use crate::runtime::ContainerState;
+use crate::owned_engine::ContainerState;
 use crate::store::RolloutOutcome;
 
 /// The role label of a hook's container.

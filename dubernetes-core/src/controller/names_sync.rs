@@ -5,7 +5,7 @@
 
 use super::prelude::*;
 use crate::names::NameTable;
-use crate::runtime::ContainerState;
+use crate::owned_engine::ContainerState;
 
 impl Context {
     /// Writes the names of every pod (their ready replicas' addresses) into

@@ -9,7 +9,7 @@ use super::{Context, PodRuntimeStatus, lock};
 use crate::error::Result;
 use crate::health::Target;
 use crate::labels::LABEL_PORT;
-use crate::runtime::{ContainerState, Observed};
+use crate::owned_engine::{ContainerState, Observed};
 use crate::spec::PodSpec;
 use crate::status::{self, PodObservation};
 

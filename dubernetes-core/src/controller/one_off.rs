@@ -31,7 +31,7 @@ impl Context {
     /// `role` and `labels`. Returns its id.
     pub(crate) async fn start_one_off(
         &self,
-        runtime: &crate::runtime::Runtime,
+        runtime: &crate::owned_engine::Runtime,
         stored: &StoredPod,
         one_off: OneOff<'_>,
     ) -> Result<String> {

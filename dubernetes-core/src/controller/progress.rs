@@ -3,8 +3,8 @@
 
 use super::prelude::*;
 use crate::metrics::RolloutResult;
+use crate::owned_engine::ContainerState;
 use crate::rollout::{self, FailReason, Limits, Progress, RolloutObservation, Verdict};
-use crate::runtime::ContainerState;
 
 impl Context {
     /// Rollout bookkeeping: completes the current revision once it is fully

@@ -9,9 +9,9 @@ use tokio::time::Instant;
 
 use super::{Change, Context, Next, error_backoff, lock, slot_of};
 use crate::error::{Error, Result};
+use crate::owned_engine::{ContainerState, Observed};
 use crate::plan::{Action, Desired, RemoveReason, plan, plan_gated};
 use crate::rollout::{RolloutObservation, gate};
-use crate::runtime::{ContainerState, Observed};
 use crate::spec::PodSpec;
 use crate::status;
 

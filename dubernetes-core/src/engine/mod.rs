@@ -7,7 +7,7 @@
 //! for tests, in memory ([`fake`]). Nothing outside `engine/docker.rs` and
 //! `engine/swarm.rs` names a bollard type.
 //!
-//! The engine is never used bare: [`crate::runtime::Runtime`] wraps it and
+//! The engine is never used bare: [`crate::owned_engine::Runtime`] wraps it and
 //! adds what every implementation must guarantee and none may forget, this
 //! store's ownership (a list shows only the containers the store manages; a
 //! create always carries the store's labels).
@@ -338,7 +338,7 @@ pub struct LogRequest {
 /// A container engine, in the controller's words.
 ///
 /// Lists return every container of the instance (all states), whoever owns
-/// it: ownership is applied above, by [`crate::runtime::Runtime`].
+/// it: ownership is applied above, by [`crate::owned_engine::Runtime`].
 #[async_trait]
 pub trait Engine: Send + Sync + std::fmt::Debug {
     /// The API version in use (for `/v1/version`).

@@ -97,7 +97,7 @@ impl Ingress {
             let fits = listen.filter(|l| {
                 wanted.contains_key(l)
                     && !kept.contains(l)
-                    && c.state == crate::runtime::ContainerState::Running
+                    && c.state == crate::owned_engine::ContainerState::Running
                     && c.labels.get(LABEL_INGRESS_CONFIG) == Some(&self.listener_hash(*l))
             });
             let Some(listen) = fits else {

@@ -57,7 +57,7 @@ pub(crate) use stream::Stream;
 use crate::engine::{BindDir, Network};
 use crate::error::{Error, Result};
 use crate::labels::{LABEL_INGRESS_CONFIG, LABEL_INGRESS_ENDPOINTS, LABEL_INSTANCE, LABEL_ROLE};
-use crate::runtime::{ContainerSpec, Observed, Runtime};
+use crate::owned_engine::{ContainerSpec, Observed, Runtime};
 use crate::sync::lock;
 
 /// The default ingress image: the official nginx image, pulled if missing.
@@ -75,7 +75,7 @@ pub struct IngressSettings {
     pub listen: SocketAddr,
     /// Log rotation, pids limit and no-new-privileges of the ingress container.
     #[serde(default)]
-    pub limits: crate::runtime::ContainerLimits,
+    pub limits: crate::owned_engine::ContainerLimits,
     /// Where the ingress serves HTTPS on the host (port 0: any free port);
     /// None: no HTTPS listener, every host stays plain HTTP.
     #[serde(default)]
@@ -93,7 +93,7 @@ pub struct IngressSettings {
 
 impl IngressSettings {
     /// The ingress container's log rotation, pids limit and no-new-privileges.
-    pub fn with_limits(mut self, limits: crate::runtime::ContainerLimits) -> Self {
+    pub fn with_limits(mut self, limits: crate::owned_engine::ContainerLimits) -> Self {
         self.limits = limits;
         self
     }
@@ -115,7 +115,7 @@ impl IngressSettings {
         IngressSettings {
             image: image.into(),
             listen,
-            limits: crate::runtime::ContainerLimits::default(),
+            limits: crate::owned_engine::ContainerLimits::default(),
             tls_listen: None,
             endpoints_dir: None,
         }
@@ -127,7 +127,7 @@ impl Default for IngressSettings {
         IngressSettings {
             image: DEFAULT_INGRESS_IMAGE.into(),
             listen: SocketAddr::from(([0, 0, 0, 0], 80)),
-            limits: crate::runtime::ContainerLimits::default(),
+            limits: crate::owned_engine::ContainerLimits::default(),
             tls_listen: None,
             endpoints_dir: None,
         }
@@ -252,7 +252,7 @@ impl Ingress {
         let hash = self.config_hash();
         let healthy = observed.iter().find(|c| {
             c.name == self.name
-                && c.state == crate::runtime::ContainerState::Running
+                && c.state == crate::owned_engine::ContainerState::Running
                 && c.labels.get(LABEL_INGRESS_CONFIG) == Some(&hash)
         });
         match healthy {

@@ -69,7 +69,7 @@ pub(crate) fn listener_hash(
     image: &str,
     listen: SocketAddr,
     network: &str,
-    limits: &crate::runtime::ContainerLimits,
+    limits: &crate::owned_engine::ContainerLimits,
 ) -> String {
     let digest = Sha256::digest(format!(
         "{image}|{listen}|{network}|{LAYOUT}|log={}x{}|pids={:?}|nnp={}",
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn the_hash_is_the_container_not_the_pod_or_replicas() {
-        let limits = crate::runtime::ContainerLimits::default();
+        let limits = crate::owned_engine::ContainerLimits::default();
         let hash = |listen: &str, image: &str| listener_hash(image, listen.parse().expect("addr"), "net", &limits);
         assert_eq!(hash("127.0.0.1:15432", "img"), hash("127.0.0.1:15432", "img"));
         assert_ne!(hash("127.0.0.1:15432", "img"), hash("0.0.0.0:15432", "img"));

@@ -26,7 +26,7 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::labels::{LABEL_CRON, LABEL_RUN};
 use crate::orchestrator::Dubernetes;
-use crate::runtime::Observed;
+use crate::owned_engine::Observed;
 use crate::store::StoredPod;
 
 /// Longest time between two passes (timeouts, history and deleted pods are
@@ -259,7 +259,7 @@ impl Dubernetes {
 mod tests {
     use super::*;
     use crate::labels::ROLE_RUN;
-    use crate::runtime::ContainerState;
+    use crate::owned_engine::ContainerState;
 
     fn run(id: &str, tick: i64, state: ContainerState) -> Observed {
         Observed {

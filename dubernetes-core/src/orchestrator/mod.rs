@@ -12,7 +12,7 @@ use crate::change::Change;
 use crate::controller::Context;
 use crate::data_dir::DataDirLock;
 use crate::error::{Error, Result};
-use crate::runtime::{Observed, Runtime};
+use crate::owned_engine::{Observed, Runtime};
 use crate::spec::PodSpec;
 use crate::store::{ApplyOutcome, Event, Revision, StoredPod};
 use crate::watch::{Feed, WatchEvent};

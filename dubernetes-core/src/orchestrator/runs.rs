@@ -31,7 +31,7 @@ use crate::controller::OneOff;
 use crate::error::{Error, Result};
 use crate::labels::{LABEL_CRON, LABEL_RUN, ROLE_RUN};
 use crate::orchestrator::Dubernetes;
-use crate::runtime::Observed;
+use crate::owned_engine::Observed;
 use dubernetes_api::{LogLine, Run, RunExit};
 
 /// Default of `--max-runs`: runs of the instance running at once.
@@ -313,7 +313,7 @@ impl Dubernetes {
 }
 
 /// The exit code of a run whose output has ended.
-async fn exit_code_of(runtime: &crate::runtime::Runtime, id: &str) -> Result<i64> {
+async fn exit_code_of(runtime: &crate::owned_engine::Runtime, id: &str) -> Result<i64> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(code) = runtime.engine().exit_code(id).await? {
@@ -328,7 +328,7 @@ async fn exit_code_of(runtime: &crate::runtime::Runtime, id: &str) -> Result<i64
 
 /// Removes a streamed run's container when its reader drops the stream early.
 struct RemoveOnDrop {
-    runtime: Option<crate::runtime::Runtime>,
+    runtime: Option<crate::owned_engine::Runtime>,
     id: String,
 }
 
