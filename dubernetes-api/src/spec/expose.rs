@@ -48,7 +48,9 @@ pub fn parse_listen(listen: &str) -> Result<std::net::SocketAddr, String> {
     let (ip, port): (std::net::IpAddr, &str) = match listen.rsplit_once(':') {
         Some((ip, port)) => match ip.strip_prefix('[').and_then(|ip| ip.strip_suffix(']')) {
             // No zone (`%eth0`): the engine's port binding cannot carry one.
-            Some(v6) => (v6.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?.into(), port),
+            // Nor an embedded IPv4 (`::ffff:1.2.3.4`): write that one as IPv4.
+            Some(v6) if !v6.contains('.') => (v6.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?.into(), port),
+            Some(_) => return Err(bad()),
             None => (ip.parse::<std::net::Ipv4Addr>().map_err(|_| bad())?.into(), port),
         },
         None => (std::net::Ipv4Addr::LOCALHOST.into(), listen),

@@ -58,10 +58,10 @@ pub const ENV_KEY: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 pub const HTTP_PATH: &str = r"^/[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*$";
 /// `expose[].listen`: `IPv4:PORT`, `[IPv6]:PORT` or a port alone, the port 1
 /// to 65535 without leading zeros and not 80 or 443 (the ingress's own).
-/// The IPv6 part is loose (hex digits, colons and dots in brackets): the
-/// server parses the address itself.
+/// The IPv6 part is RFC 4291's text form without an embedded IPv4 address
+/// or a zone, as the server parses it.
 pub const LISTEN: &str = concat!(
-    r"^(?:(?:(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|\[[0-9A-Fa-f:.]{2,45}\]):)?",
+    r"^(?:(?:(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|\[(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,7}:|(?:[0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,5}(?::[0-9A-Fa-f]{1,4}){1,2}|(?:[0-9A-Fa-f]{1,4}:){1,4}(?::[0-9A-Fa-f]{1,4}){1,3}|(?:[0-9A-Fa-f]{1,4}:){1,3}(?::[0-9A-Fa-f]{1,4}){1,4}|(?:[0-9A-Fa-f]{1,4}:){1,2}(?::[0-9A-Fa-f]{1,4}){1,5}|[0-9A-Fa-f]{1,4}:(?::[0-9A-Fa-f]{1,4}){1,6}|:(?:(?::[0-9A-Fa-f]{1,4}){1,7}|:))\]):)?",
     r"(?!(?:80|443)$)(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
 );
 /// A NUL character (text must not contain one).

@@ -32,23 +32,42 @@ pub(super) async fn volume_sizes(version: &str) -> HashMap<String, u64> {
         },
         _ => "/var/run/docker.sock".to_string(),
     };
-    let get = async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::UnixStream::connect(&socket).await?;
-        let request = format!("GET /v{version}/system/df HTTP/1.0\r\nHost: docker\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = Vec::new();
-        // Bounded: a few hundred bytes per image, container and volume.
-        stream.take(64 * 1024 * 1024).read_to_end(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
-    };
-    let Ok(Ok(answer)) = tokio::time::timeout(CALL_TIMEOUT, get).await else {
+    // Docker answers 500 ("a disk usage operation is already running") to a
+    // second `/system/df` while one runs (another server of this engine, or
+    // `docker system df`): a few short retries, then no sizes.
+    let mut body = None;
+    for attempt in 0..5u64 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+        }
+        let get = async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::UnixStream::connect(&socket).await?;
+            let request = format!("GET /v{version}/system/df HTTP/1.0\r\nHost: docker\r\n\r\n");
+            stream.write_all(request.as_bytes()).await?;
+            let mut answer = Vec::new();
+            // Bounded: a few hundred bytes per image, container and volume.
+            stream.take(64 * 1024 * 1024).read_to_end(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        let Ok(Ok(answer)) = tokio::time::timeout(CALL_TIMEOUT, get).await else {
+            return HashMap::new();
+        };
+        let ok = answer.split(|&b| b == b'\n').next().is_some_and(|status| {
+            std::str::from_utf8(status).is_ok_and(|s| s.split_whitespace().nth(1) == Some("200"))
+        });
+        if !ok {
+            continue;
+        }
+        if let Some(at) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            body = Some(answer[at + 4..].to_vec());
+        }
+        break;
+    }
+    let Some(body) = body else {
         return HashMap::new();
     };
-    let Some(body_at) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return HashMap::new();
-    };
-    let Ok(usage) = serde_json::from_slice::<DiskUsage>(&answer[body_at + 4..]) else {
+    let Ok(usage) = serde_json::from_slice::<DiskUsage>(&body) else {
         return HashMap::new();
     };
     usage
