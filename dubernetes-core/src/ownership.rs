@@ -179,7 +179,7 @@ impl Ownership {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     pub(crate) fn store_id(&self) -> &str {

@@ -97,7 +97,7 @@ impl Vault {
     }
 
     fn key(&self) -> Result<Arc<LessSafeKey>> {
-        let mut slot = self.key.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = crate::sync::lock(&self.key);
         if let Some(key) = slot.as_ref() {
             return Ok(Arc::clone(key));
         }

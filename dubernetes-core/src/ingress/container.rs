@@ -68,6 +68,20 @@ const LAYOUT: &str = "router-include-1";
 const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Ingress {
+    /// The ingress image (of the HTTP ingress and the TCP listeners) is
+    /// present, pulled if missing; else an error that says how to get one.
+    pub(super) async fn ensure_ingress_image(&self) -> Result<()> {
+        self.runtime
+            .ensure_image(&self.settings.image, &crate::engine::Pull::if_missing())
+            .await
+            .map_err(|e| {
+                Error::Ingress(format!(
+                    "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local-4) or pass --ingress-image with an image you have",
+                    self.settings.image
+                ))
+            })
+    }
+
     /// What fixes an ingress container: a container made with other settings is replaced.
     pub(super) fn config_hash(&self) -> String {
         let l = &self.settings.limits;
@@ -122,15 +136,8 @@ impl Ingress {
         *lock(&self.live) = Arc::new(HashSet::new());
         *lock(&self.live_tls) = Arc::new(HashMap::new());
         self.set_bound(state, None);
-        *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(HashSet::new());
-        self.runtime
-            .ensure_image(&self.settings.image, &crate::engine::Pull::if_missing())
-            .await.map_err(|e| {
-            Error::Ingress(format!(
-                "the ingress image {} is not available ({e}); build one (scripts/build-images.sh builds dubernetes/nginx:local-4) or pass --ingress-image with an image you have",
-                self.settings.image
-            ))
-        })?;
+        *lock(&self.routed) = Arc::new(HashSet::new());
+        self.ensure_ingress_image().await?;
         let mut labels = HashMap::from([
             (LABEL_INSTANCE.to_string(), self.instance.clone()),
             (LABEL_ROLE.to_string(), "ingress".to_string()),

@@ -320,15 +320,7 @@ impl Ingress {
     /// place before it accepts a connection. A container that cannot serve
     /// (the host port taken, nginx refusing the config) does not stay behind.
     async fn start_listener(&self, s: &Stream) -> Result<Listener> {
-        self.runtime
-            .ensure_image(&self.settings.image, &crate::engine::Pull::if_missing())
-            .await
-            .map_err(|e| {
-                Error::Ingress(format!(
-                    "the ingress image {} is not available: {e}",
-                    self.settings.image
-                ))
-            })?;
+        self.ensure_ingress_image().await?;
         let mut labels = HashMap::from([
             (LABEL_INSTANCE.to_string(), self.instance.clone()),
             (LABEL_ROLE.to_string(), ROLE_LISTENER.to_string()),

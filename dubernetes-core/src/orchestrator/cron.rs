@@ -41,21 +41,15 @@ pub(crate) struct CronMemory {
 
 impl CronMemory {
     fn get(&self, pod: &str) -> Option<i64> {
-        self.handled.lock().unwrap_or_else(|e| e.into_inner()).get(pod).copied()
+        crate::sync::lock(&self.handled).get(pod).copied()
     }
 
     fn set(&self, pod: &str, tick: i64) {
-        self.handled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(pod.to_string(), tick);
+        crate::sync::lock(&self.handled).insert(pod.to_string(), tick);
     }
 
     fn forget_others(&self, pods: &[&str]) {
-        self.handled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|pod, _| pods.contains(&pod.as_str()));
+        crate::sync::lock(&self.handled).retain(|pod, _| pods.contains(&pod.as_str()));
     }
 }
 

@@ -233,12 +233,7 @@ impl Dubernetes {
     pub async fn scale(&self, name: &str, replicas: u32) -> Result<Pod> {
         let mut attempts = 0;
         loop {
-            let stored = self
-                .handle
-                .store
-                .get(name)
-                .await?
-                .ok_or_else(|| Error::NotFound(name.to_string()))?;
+            let stored = self.stored(name).await?;
             let mut spec = stored.spec;
             spec.replicas = replicas;
             match self.apply_if(spec, Some(stored.generation)).await {
@@ -248,14 +243,18 @@ impl Dubernetes {
         }
     }
 
-    /// One pod with its replicas, as the controller last observed them (no engine call).
-    pub async fn get(&self, name: &str) -> Result<Pod> {
-        let stored = self
-            .handle
+    /// The stored pod, or [`Error::NotFound`].
+    async fn stored(&self, name: &str) -> Result<crate::store::StoredPod> {
+        self.handle
             .store
             .get(name)
             .await?
-            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+            .ok_or_else(|| Error::NotFound(name.to_string()))
+    }
+
+    /// One pod with its replicas, as the controller last observed them (no engine call).
+    pub async fn get(&self, name: &str) -> Result<Pod> {
+        let stored = self.stored(name).await?;
         self.view(stored).await
     }
 
@@ -330,12 +329,7 @@ impl Dubernetes {
     /// something else. Replicas, host and policies stay as they are; the
     /// undo itself is a new revision.
     pub async fn undo(&self, name: &str, to: Option<i64>) -> Result<(Pod, ApplyOutcome)> {
-        let stored = self
-            .handle
-            .store
-            .get(name)
-            .await?
-            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let stored = self.stored(name).await?;
         let revisions = self.handle.store.revisions(name).await?;
         let current = stored.spec.revision_hash();
         let target = match to {

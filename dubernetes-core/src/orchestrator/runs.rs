@@ -280,7 +280,7 @@ impl Dubernetes {
             .map(|c| c.id.as_str())
             .collect();
         let expired: Vec<String> = {
-            let mut seen = self.runs.exited.lock().unwrap_or_else(|e| e.into_inner());
+            let mut seen = crate::sync::lock(&self.runs.exited);
             seen.retain(|id, _| exited.contains(id.as_str()));
             for id in &exited {
                 seen.entry((*id).to_string()).or_insert(now);

@@ -657,18 +657,7 @@ impl Engine for DockerEngine {
     }
 
     async fn exit_code(&self, id: &str) -> Result<Option<i64>> {
-        let inspect = bounded(
-            "inspecting container",
-            CALL_TIMEOUT,
-            self.docker
-                .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>),
-        )
-        .await?;
-        let state = inspect.state.unwrap_or_default();
-        if state.running.unwrap_or(false) || state.restarting.unwrap_or(false) {
-            return Ok(None);
-        }
-        Ok(state.exit_code)
+        Ok(self.exit_info(id).await?.map(|(code, _)| code))
     }
 
     async fn exit_info(&self, id: &str) -> Result<Option<(i64, Option<i64>)>> {

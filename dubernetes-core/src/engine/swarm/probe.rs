@@ -39,7 +39,7 @@ impl ProbeNetwork {
     }
 
     fn current(&self) -> Option<Probe> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::lock(&self.state).clone()
     }
 
     /// (Re)creates the probe agent of `network` with a new password.
@@ -113,14 +113,14 @@ impl ProbeNetwork {
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
+        *crate::sync::lock(&self.state) = Some(probe);
         Ok(())
     }
 
     /// Removes the probe agent of `network`.
     pub(super) async fn stop(&self, network: &str) -> Result<()> {
         {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = crate::sync::lock(&self.state);
             if state.as_ref().is_some_and(|p| p.network == network) {
                 *state = None;
             }
