@@ -22,6 +22,10 @@ use crate::labels::{LABEL_DATA_DIR, LABEL_INSTANCE, LABEL_STORE, LABEL_VOLUME};
 use crate::metrics::{EngineOp, Metrics};
 use crate::ownership::Ownership;
 
+/// An engine call that takes this long is logged as a warning (it is timed
+/// into the metrics either way).
+const SLOW_ENGINE_CALL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The engine's name of the instance's volume `name`: `dub-<instance>_<name>`.
 /// Both parts are DNS labels, which have no `_`, so no two (instance, name)
 /// pairs share an engine name, and none is a container's or network's name.
@@ -81,7 +85,14 @@ impl Runtime {
     async fn timed<T>(&self, op: EngineOp, call: impl Future<Output = Result<T>>) -> Result<T> {
         let started = std::time::Instant::now();
         let result = call.await;
-        self.metrics.engine_call(op, started.elapsed(), &result);
+        let took = started.elapsed();
+        self.metrics.engine_call(op, took, &result);
+        // Engine calls take milliseconds; one that takes seconds holds up a
+        // reconcile (and a rollout step), and the log should say which.
+        // A stop waits out its grace period: not slow.
+        if took >= SLOW_ENGINE_CALL && !matches!(op, EngineOp::Stop) {
+            tracing::warn!(op = op.as_str(), ?took, ok = result.is_ok(), "slow engine call");
+        }
         result
     }
 

@@ -1079,7 +1079,7 @@ impl Drop for TestServer {
         self.kill9();
         if std::thread::panicking() {
             let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = log.lines().rev().take(150).collect();
             eprintln!("---- server log of instance {} (last lines) ----", self.instance);
             for line in tail.into_iter().rev() {
                 eprintln!("{line}");
