@@ -95,7 +95,7 @@ pub use dubernetes_api::{
 pub use engine::Backend;
 pub use engine::LogSource;
 pub use error::{DataDirProblem, Error, PullFailure, Result, StoreError};
-pub use ingress::IngressSettings;
+pub use ingress::{IngressSettings, ListenerStatus};
 pub use logs::{FollowLimits, LogLine, LogLines, LogOptions, LogStream};
 pub use metrics::{Metrics, StreamGuard, StreamKind};
 pub use orchestrator::exec::{Exec, ExecControl, ExecOptions};

@@ -1079,8 +1079,28 @@ impl Drop for TestServer {
         self.kill9();
         if std::thread::panicking() {
             let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(150).collect();
-            eprintln!("---- server log of instance {} (last lines) ----", self.instance);
+            // The whole log outlives the data dir, for a look afterwards.
+            let kept = std::env::temp_dir()
+                .join("dubernetes-test-logs")
+                .join(format!("{}.log", self.instance));
+            let saved = kept.parent().is_some_and(|dir| std::fs::create_dir_all(dir).is_ok())
+                && std::fs::write(&kept, &log).is_ok();
+            // The engine's exec events (a test's own probes) are noise here.
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .filter(|l| !l.contains("engine event action=\"exec_"))
+                .take(150)
+                .collect();
+            eprintln!(
+                "---- server log of instance {} (last lines but exec events; whole log: {}) ----",
+                self.instance,
+                if saved {
+                    kept.display().to_string()
+                } else {
+                    "not saved".to_string()
+                }
+            );
             for line in tail.into_iter().rev() {
                 eprintln!("{line}");
             }

@@ -592,6 +592,16 @@ async fn a_taken_listen_port_is_reported_and_retried(backend: Backend) {
     .await;
     let status_message = pod["status"]["message"].as_str().unwrap_or_default();
     assert!(status_message.contains(&listen), "{pod}");
+    // The ingress's view lists the listener, not serving, with why.
+    let (_, ingress_view) = server.get_json("/v1/ingress").await;
+    let entry = ingress_view["listeners"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["listen"] == listen.as_str()).cloned())
+        .unwrap_or_else(|| panic!("/v1/ingress lists the listener: {ingress_view}"));
+    assert_eq!(entry["pod"], "echo", "{entry}");
+    assert_eq!(entry["port"], ECHO_PORT, "{entry}");
+    assert_eq!(entry["serving"], false, "{entry}");
+    assert!(entry["error"].as_str().is_some_and(|e| !e.is_empty()), "{entry}");
     assert_eq!(pod["status"]["phase"], "Failing", "{pod}");
     // HTTP is untouched.
     for _ in 0..5 {
@@ -622,6 +632,15 @@ async fn a_taken_listen_port_is_reported_and_retried(backend: Backend) {
         freed.elapsed()
     );
     server.wait_event("echo", "ListenerStarted", Some("Normal")).await;
+    wait_for("/v1/ingress to list the listener as serving", T, || async {
+        let (_, view) = server.get_json("/v1/ingress").await;
+        view["listeners"]
+            .as_array()?
+            .iter()
+            .any(|l| l["listen"] == listen.as_str() && l["serving"] == true && l["error"].is_null())
+            .then_some(())
+    })
+    .await;
     wait_for("the status to clear", T, || async {
         let (_, pod) = server.get_json("/v1/pods/echo").await;
         (pod["status"]["reason"].is_null() && pod["status"]["phase"] == "Running").then_some(())
@@ -633,6 +652,69 @@ async fn a_taken_listen_port_is_reported_and_retried(backend: Backend) {
         "the HTTP ingress container was replaced"
     );
     assert!(matches!(server.via_ingress("web.tcp.test").await, Ok((200, _))));
+
+    // A listener that keeps exiting is replaced at once the first time, then
+    // with back-off (not in a busy loop), and its pod says so.
+    let listener_name = format!("dub-{}-tcp-{taken}", server.instance);
+    let mut killed: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        // The one the ingress says serves (started and checked), not one
+        // it is still starting: that would be a failed start, not an exit.
+        let id = wait_for("a new listener serving", T, || async {
+            let (_, view) = server.get_json("/v1/ingress").await;
+            let id = view["listeners"]
+                .as_array()?
+                .iter()
+                .find(|l| l["listen"] == listen.as_str() && l["serving"] == true)?["container"]
+                .as_str()?
+                .to_string();
+            (!killed.contains(&id)).then_some(id)
+        })
+        .await;
+        docker
+            .kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>)
+            .await
+            .expect("kill the listener");
+        killed.push(id);
+    }
+    let event = wait_for("a ListenerFailed event saying it keeps exiting", T, || async {
+        server.events("echo").await.into_iter().find(|e| {
+            e["reason"] == "ListenerFailed" && e["message"].as_str().is_some_and(|m| m.contains("keeps exiting"))
+        })
+    })
+    .await;
+    assert!(
+        event["message"].as_str().unwrap_or_default().contains(&listen),
+        "{event}"
+    );
+    assert!(
+        server.log().contains("a TCP listener keeps exiting"),
+        "the back-off is in the log"
+    );
+    wait_for("the listener to answer after the kills", T, || async {
+        talk(taken).await.ok()
+    })
+    .await;
+    wait_for("a second ListenerStarted event", T, || async {
+        let started = server
+            .events("echo")
+            .await
+            .into_iter()
+            .filter(|e| e["reason"] == "ListenerStarted")
+            .count();
+        (started >= 2).then_some(())
+    })
+    .await;
+
+    // A listener no pod wants leaves no endpoints directory behind.
+    let dir = server.data_path.join("ingress-tcp").join(taken.to_string());
+    assert!(dir.is_dir(), "{} is the listener's endpoints directory", dir.display());
+    let out = server.dubectl(&["delete", "pod", "echo"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("the listener and its directory to go", T, || async {
+        (container_id(&docker, &listener_name).await.is_none() && !dir.exists()).then_some(())
+    })
+    .await;
 }
 
 dubernetes_tests::on_both_backends!(

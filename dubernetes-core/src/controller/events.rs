@@ -26,8 +26,8 @@ pub(super) enum Meaning {
     },
     /// Something else happened to a container of `pod`: wake it.
     Changed { pod: String },
-    /// A container that is not a replica (the ingress) changed.
-    Other,
+    /// A container that is not a replica (the ingress, a TCP listener) changed.
+    Other { id: Option<String> },
 }
 
 /// Decodes one event. Docker's action strings can carry suffixes
@@ -49,7 +49,7 @@ pub(super) fn decode(event: &EngineEvent) -> Meaning {
         return Meaning::Ignore;
     }
     let Some(pod) = event.attributes.get(LABEL_POD).cloned() else {
-        return Meaning::Other;
+        return Meaning::Other { id: event.id.clone() };
     };
     // A one-off run (`dubectl run`) is no replica: its exit is no crash.
     if event.attributes.get(LABEL_ROLE).map(String::as_str) == Some(crate::labels::ROLE_RUN) {
@@ -118,9 +118,21 @@ impl Context {
     fn on_event(self: &Arc<Self>, meaning: Meaning) {
         match meaning {
             Meaning::Ignore => return,
-            // Not a replica (the ingress container): the next sync looks at the engine.
-            Meaning::Other => {
+            // Not a replica (the ingress or a TCP listener container): the
+            // next sync looks at the engine. As for a replica's `die`, the
+            // engine's list may still show the container running: one more
+            // sync once an inspect (which waits for the container's lock)
+            // has returned, so an exited listener is replaced at once, not
+            // at the next resync.
+            Meaning::Other { id } => {
                 self.wake_ingress_full();
+                if let Some(id) = id {
+                    let ctx = Arc::clone(self);
+                    self.tasks.spawn(async move {
+                        let _ = ctx.runtime.is_running(&id).await;
+                        ctx.wake_ingress_full();
+                    });
+                }
                 return;
             }
             // The engine reports `kill` (with the signal) before the `die` of
@@ -211,6 +223,10 @@ mod tests {
             decode(&event("health_status: healthy", Some("web"), &[])),
             Meaning::Changed { pod: "web".into() }
         );
-        assert_eq!(decode(&event("start", None, &[])), Meaning::Other, "the ingress");
+        assert_eq!(
+            decode(&event("start", None, &[])),
+            Meaning::Other { id: Some("c1".into()) },
+            "the ingress"
+        );
     }
 }

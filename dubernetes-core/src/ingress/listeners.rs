@@ -42,6 +42,28 @@ pub(crate) const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// The longest pause between two tries of a failed listener.
 pub(crate) const RETRY_MAX: Duration = Duration::from_secs(15);
 
+/// A listener container that exits this soon after it started, again, is
+/// failing, not unlucky: its next start waits (see [`State::quick_exits`]).
+pub(crate) const QUICK_EXIT: Duration = Duration::from_secs(60);
+
+/// One TCP listener of a pod's `expose`, from [`Diagnostics::ingress_listeners`](crate::Diagnostics::ingress_listeners).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenerStatus {
+    /// The host address it publishes (`127.0.0.1:15432`, `[::1]:15432`).
+    pub listen: String,
+    /// The pod that exposes it.
+    pub pod: String,
+    /// The pod's container port it forwards to.
+    pub port: u16,
+    /// Whether its container runs.
+    pub serving: bool,
+    /// Its running container's id (None: none runs).
+    pub container: Option<String>,
+    /// Why it could not start (or keeps exiting); None while it serves.
+    pub error: Option<String>,
+}
+
 /// What happened to a pod's listener, for its events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ListenerChange {
@@ -58,6 +80,8 @@ struct Listener {
     /// The host directory its endpoint files are in (None: the archive API).
     bound: Option<PathBuf>,
     written: endpoints::Written,
+    /// When this server started it (or adopted it).
+    since: tokio::time::Instant,
 }
 
 /// A listener that could not start.
@@ -74,6 +98,12 @@ pub(super) struct State {
     /// By host address.
     running: BTreeMap<SocketAddr, Listener>,
     failed: BTreeMap<SocketAddr, Failure>,
+    /// Exits in a row of each address's listener container, each within
+    /// [`QUICK_EXIT`] of its start. The first is replaced at once; from the
+    /// second on, the next start waits as a failed one does (from
+    /// [`RETRY_FIRST`] doubling to [`RETRY_MAX`]), so a listener that keeps
+    /// dying costs a container every 15 s, not a busy loop.
+    quick_exits: BTreeMap<SocketAddr, u32>,
     /// When a wake for the next retry is due (one at a time).
     retry_at: Option<tokio::time::Instant>,
 }
@@ -89,6 +119,8 @@ impl Ingress {
         let mut state = self.listeners.lock().await;
         let wanted: BTreeMap<SocketAddr, &Stream> = streams.iter().map(|s| (s.listen, s)).collect();
         state.failed.retain(|addr, _| wanted.contains_key(addr));
+        state.quick_exits.retain(|addr, _| wanted.contains_key(addr));
+        let now = tokio::time::Instant::now();
         let mut changed = false;
         // What runs: ours to keep (adopted after a restart), or to remove.
         let mut kept = BTreeSet::new();
@@ -101,8 +133,14 @@ impl Ingress {
                     && c.labels.get(LABEL_INGRESS_CONFIG) == Some(&self.listener_hash(*l))
             });
             let Some(listen) = fits else {
+                if let Some((addr, s)) = listen.and_then(|l| wanted.get_key_value(&l)) {
+                    self.note_exit(&mut state, *addr, &s.pod, c, now).await;
+                }
                 tracing::info!(container = %c.name, listen = ?listen, "removing a TCP listener no pod wants as it is");
                 self.runtime.remove(&c.id).await?;
+                if let Some(addr) = listen {
+                    self.remove_listener_dir(addr, &wanted);
+                }
                 changed = true;
                 continue;
             };
@@ -124,14 +162,18 @@ impl Ingress {
                     id: c.id.clone(),
                     bound,
                     written: endpoints::Written::default(),
+                    since: now,
                 },
             );
         }
         let before = state.running.len();
+        let gone: Vec<SocketAddr> = state.running.keys().filter(|a| !kept.contains(*a)).copied().collect();
         state.running.retain(|addr, _| kept.contains(addr));
         changed |= state.running.len() != before;
+        for addr in gone {
+            self.remove_listener_dir(addr, &wanted);
+        }
         // What is missing: started, unless it failed and is not due again.
-        let now = tokio::time::Instant::now();
         for (addr, s) in &wanted {
             if state.running.contains_key(addr) || state.failed.get(addr).is_some_and(|f| f.next_try > now) {
                 continue;
@@ -177,6 +219,7 @@ impl Ingress {
         }
         self.write_listener_endpoints(&wanted, &mut state).await?;
         self.publish_failures(&state);
+        self.publish_table(&wanted, &state);
         Ok(changed)
     }
 
@@ -265,6 +308,27 @@ impl Ingress {
 
     fn note_listener(&self, pod: &str, change: ListenerChange) {
         lock(&self.listener_changes).push((pod.to_string(), change));
+    }
+
+    /// Every wanted listener, by address: whether its container runs, and
+    /// why it does not when it failed.
+    pub(crate) fn listener_table(&self) -> Arc<Vec<ListenerStatus>> {
+        Arc::clone(&lock(&self.listener_table))
+    }
+
+    fn publish_table(&self, wanted: &BTreeMap<SocketAddr, &Stream>, state: &State) {
+        let table = wanted
+            .iter()
+            .map(|(addr, s)| ListenerStatus {
+                listen: addr.to_string(),
+                pod: s.pod.clone(),
+                port: s.port,
+                serving: state.running.contains_key(addr),
+                container: state.running.get(addr).map(|l| l.id.clone()),
+                error: state.failed.get(addr).map(|f| f.reason.clone()),
+            })
+            .collect();
+        *lock(&self.listener_table) = Arc::new(table);
     }
 
     fn publish_failures(&self, state: &State) {
@@ -392,6 +456,7 @@ impl Ingress {
                 id: id.clone(),
                 bound,
                 written,
+                since: tokio::time::Instant::now(),
             })
         }
         .await;
@@ -418,6 +483,79 @@ impl Ingress {
         Ok(listener)
     }
 
+    /// Books the exit of `c`, the listener container of `addr` this server
+    /// ran, which no longer runs: a quick one in a row holds the next start
+    /// back, with the container's last log lines as the reason.
+    async fn note_exit(&self, state: &mut State, addr: SocketAddr, pod: &str, c: &Observed, now: tokio::time::Instant) {
+        let Some(listener) = state.running.get(&addr).filter(|l| l.id == c.id) else {
+            return;
+        };
+        if c.state == crate::owned_engine::ContainerState::Running {
+            return;
+        }
+        let quick = now.saturating_duration_since(listener.since) < QUICK_EXIT;
+        let exits = if quick {
+            state.quick_exits.get(&addr).copied().unwrap_or(0).saturating_add(1)
+        } else {
+            1
+        };
+        state.quick_exits.insert(addr, exits);
+        if exits < 2 {
+            tracing::warn!(listen = %addr, "a TCP listener container exited; replacing it");
+            return;
+        }
+        let attempts = exits - 1;
+        let pause = RETRY_MAX.min(RETRY_FIRST.saturating_mul(1 << (attempts - 1).min(16)));
+        let reason = self
+            .with_logs(
+                &c.id,
+                Error::Ingress(format!(
+                    "the listener container exited {exits} times in a row, each within {}s of its start",
+                    QUICK_EXIT.as_secs()
+                )),
+            )
+            .await
+            .to_string();
+        tracing::warn!(listen = %addr, exits, retry_in = ?pause, error = %reason, "a TCP listener keeps exiting");
+        if exits == 2 {
+            self.note_listener(
+                pod,
+                ListenerChange::Failed(format!(
+                    "the TCP listener on {addr} keeps exiting; restarting it every {}s at most: {reason}",
+                    RETRY_MAX.as_secs()
+                )),
+            );
+        }
+        state.failed.insert(
+            addr,
+            Failure {
+                pod: pod.to_string(),
+                reason,
+                attempts,
+                next_try: now + pause,
+            },
+        );
+    }
+
+    /// Removes the host directory of the endpoint files of a listener no
+    /// pod wants any more (ours: `<endpoints dir>-tcp/<port>`), unless a
+    /// wanted listener has its port.
+    fn remove_listener_dir(&self, addr: SocketAddr, wanted: &BTreeMap<SocketAddr, &Stream>) {
+        if wanted.keys().any(|a| a.port() == addr.port()) {
+            return;
+        }
+        let Some(dir) = self.listener_dir_path(addr.port()) else {
+            return;
+        };
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing a TCP listener's endpoints directory failed")
+            }
+        }
+    }
+
     /// `e`, with the last lines the container wrote (why nginx exited).
     async fn with_logs(&self, id: &str, e: Error) -> Error {
         match self.runtime.log_tail(id, 3).await {
@@ -440,14 +578,19 @@ impl Ingress {
             .is_ok_and(|f| !f.is_empty())
     }
 
+    /// Where the endpoint files of the listener on `port` are on the host.
+    fn listener_dir_path(&self, port: u16) -> Option<PathBuf> {
+        let base = self.endpoints_dir()?;
+        let mut name = base.file_name()?.to_os_string();
+        name.push("-tcp");
+        Some(base.with_file_name(name).join(port.to_string()))
+    }
+
     /// The host directory of a listener's endpoint files, ready to bind:
     /// `<endpoints dir>-tcp/<port>`, beside the HTTP ingress's (whose
     /// read-back of its own directory it would otherwise swell).
     fn listener_dir(&self, listen: SocketAddr) -> Option<PathBuf> {
-        let base = self.endpoints_dir()?;
-        let mut name = base.file_name()?.to_os_string();
-        name.push("-tcp");
-        let dir = base.with_file_name(name).join(listen.port().to_string());
+        let dir = self.listener_dir_path(listen.port())?;
         match crate::engine::bind::prepare(&dir) {
             Ok(dir) => Some(dir),
             Err(e) => {

@@ -41,6 +41,7 @@ mod routing;
 mod stream;
 mod tls;
 
+pub use listeners::ListenerStatus;
 use routing::routed_ids;
 pub(crate) use tls::certificate_file;
 
@@ -207,6 +208,8 @@ pub(crate) struct Ingress {
     listeners: Mutex<listeners::State>,
     /// By pod, why its listeners could not start (what the status shows).
     listener_failures: StdMutex<Arc<BTreeMap<String, String>>>,
+    /// Every wanted listener and how it stands, as of the last sync.
+    listener_table: StdMutex<Arc<Vec<ListenerStatus>>>,
     /// Failed and started listeners not yet reported (events).
     listener_changes: StdMutex<Vec<(String, ListenerChange)>>,
 }
@@ -231,6 +234,7 @@ impl Ingress {
             bound: std::sync::atomic::AtomicBool::new(false),
             listeners: Mutex::new(listeners::State::default()),
             listener_failures: StdMutex::new(Arc::new(BTreeMap::new())),
+            listener_table: StdMutex::new(Arc::new(Vec::new())),
             listener_changes: StdMutex::new(Vec::new()),
         }
     }

@@ -5,6 +5,7 @@
 
 use super::Dubernetes;
 use crate::error::Result;
+pub use crate::ingress::ListenerStatus;
 
 /// Counters and states of one orchestrator, from [`Dubernetes::diagnostics`].
 #[derive(Clone, Copy)]
@@ -49,6 +50,13 @@ impl Diagnostics<'_> {
     /// `IngressRejected`).
     pub fn ingress_rejections(&self) -> std::collections::BTreeMap<String, String> {
         (*self.orchestrator.handle.ctx().ingress.rejections()).clone()
+    }
+
+    /// Every TCP listener pods' `expose` asks for, as of the ingress's last
+    /// sync: its host address, its pod, whether its container runs, and why
+    /// not when it could not start (also the pod's status, `ListenerFailed`).
+    pub fn ingress_listeners(&self) -> Vec<ListenerStatus> {
+        (*self.orchestrator.handle.ctx().ingress.listener_table()).clone()
     }
 
     /// The last ingress error, if the last sync failed.

@@ -76,7 +76,7 @@ pub(crate) async fn metrics(State(o): State<Dubernetes>) -> Result<impl IntoResp
 }
 
 /// The ingress: its host port, last error, and the pods whose routes nginx rejected.
-#[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, tls_port, error, reloads, endpoint_updates, endpoints, rejected}`: `tls_port` is HTTPS's host port (null: none), `reloads` counts configs made live, `endpoint_updates` replica changes applied without a reload, `endpoints` is `bound` (files renamed in a host directory bound into the ingress) or `archive` (written through the engine's archive API), `rejected` maps a pod to nginx's message")))]
+#[utoipa::path(get, path = "/v1/ingress", tag = "server", security(("bearer" = [])), responses((status = 200, description = "`{port, tls_port, error, reloads, endpoint_updates, endpoints, rejected}`: `tls_port` is HTTPS's host port (null: none), `reloads` counts configs made live, `endpoint_updates` replica changes applied without a reload, `endpoints` is `bound` (files renamed in a host directory bound into the ingress) or `archive` (written through the engine's archive API), `rejected` maps a pod to nginx's message, `listeners` lists the TCP listeners of pods' `expose` (`{listen, pod, port, serving, container, error}`: `container` is the running container's id, `error` says why one is not serving)")))]
 pub(crate) async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
     axum::Json(serde_json::json!({
         "port": o.ingress_port().await,
@@ -86,5 +86,13 @@ pub(crate) async fn ingress(State(o): State<Dubernetes>) -> impl IntoResponse {
         "endpoint_updates": o.diagnostics().ingress_endpoint_updates(),
         "endpoints": if o.diagnostics().ingress_endpoints_bound() { "bound" } else { "archive" },
         "rejected": o.diagnostics().ingress_rejections(),
+        "listeners": o.diagnostics().ingress_listeners().iter().map(|l| serde_json::json!({
+            "listen": l.listen,
+            "pod": l.pod,
+            "port": l.port,
+            "serving": l.serving,
+            "container": l.container,
+            "error": l.error,
+        })).collect::<Vec<_>>(),
     }))
 }
