@@ -195,6 +195,28 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Polls `read` until `done` holds for what it read, or fails the test at
+/// the deadline naming the last value read. Returns that value.
+pub async fn wait_until<V, F, Fut>(what: &str, timeout: Duration, mut read: F, done: impl Fn(&V) -> bool) -> V
+where
+    V: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = V>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = read().await;
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; the last value read: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls `check` until it returns `Some`, or fails the test at the deadline.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

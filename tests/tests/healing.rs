@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
-use dubernetes_tests::{Backend, TestServer, WHOAMI_V1, docker, wait_for};
+use dubernetes_tests::{Backend, TestServer, WHOAMI_V1, docker, wait_for, wait_until};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -194,10 +194,12 @@ async fn kill_9_during_scaling_converges_without_duplicates_or_orphans(backend: 
         assert_eq!(status, 200, "round {round}");
         // Kill the server in the middle of the work: once the engine shows some of it.
         let before = server.replicas(Some("churn")).await.len();
-        wait_for(&format!("round {round} to be under way"), T, || async {
-            let now = server.replicas(Some("churn")).await.len();
-            (now != before).then_some(())
-        })
+        wait_until(
+            &format!("round {round} to be under way (replicas: {before} before)"),
+            T,
+            || async { server.replicas(Some("churn")).await.len() },
+            |now| *now != before,
+        )
         .await;
         server.kill9();
         server.start_again().await;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
-use dubernetes_tests::{Backend, TestServer, WHOAMI_V1, WHOAMI_V2, docker, exec_in_container, wait_for};
+use dubernetes_tests::{Backend, TestServer, WHOAMI_V1, WHOAMI_V2, docker, exec_in_container, wait_for, wait_until};
 
 const T: Duration = Duration::from_secs(90);
 const NAMES_IMAGE: &str = "dubernetes/names:local";
@@ -139,9 +139,12 @@ async fn a_pod_reaches_another_by_name(backend: Backend) {
     // Before: db's two ready replicas, and nothing else.
     let v1 = addresses(&docker, &instance, "db").await;
     assert_eq!(v1.len(), 2, "{v1:?}");
-    wait_for("db to resolve to its replicas", T, || async {
-        (lookup(&docker, &web).await == v1).then_some(())
-    })
+    wait_until(
+        &format!("db to resolve to its replicas {v1:?}"),
+        T,
+        || lookup(&docker, &web),
+        |now| *now == v1,
+    )
     .await;
     let (ok, failed, used, out) = fetch(&docker, &web, 300).await;
     assert!(ok > 0 && failed == 0, "{out}");
@@ -233,9 +236,12 @@ async fn a_pod_reaches_another_by_name(backend: Backend) {
         .kill_container(&responder_id, None::<bollard::query_parameters::KillContainerOptions>)
         .await
         .expect("kill the name responder");
-    wait_for("db to resolve again after the responder was killed", T, || async {
-        (lookup(&docker, &web).await == v2).then_some(())
-    })
+    wait_until(
+        &format!("db to resolve to {v2:?} again after the responder was killed"),
+        T,
+        || lookup(&docker, &web),
+        |now| *now == v2,
+    )
     .await;
 
     // Scaled to zero, the name resolves to nothing; the name left before
@@ -250,10 +256,12 @@ async fn a_pod_reaches_another_by_name(backend: Backend) {
     // And back.
     apply(&server, "db", &db(WHOAMI_V2, 2)).await;
     server.wait_converged("db", T).await;
-    let back = wait_for("db to resolve again", T, || async {
-        let answer = lookup(&docker, &web).await;
-        (answer.len() == 2).then_some(answer)
-    })
+    let back = wait_until(
+        "db to resolve again",
+        T,
+        || lookup(&docker, &web),
+        |answer| answer.len() == 2,
+    )
     .await;
     assert_eq!(back, addresses(&docker, &instance, "db").await);
     let (ok, failed, _, out) = fetch(&docker, &web, 300).await;
