@@ -273,6 +273,58 @@ async fn a_config_changed_behind_our_back_is_restored(backend: Backend) {
     wait_for("the pod to be served again", T, serving).await;
 }
 
+/// The swarm backend reaches the replicas' readiness checks through its
+/// probe agent (a SOCKS proxy container on the overlay). Killed, it is
+/// recreated, and the replicas are checked, ready and served again. (It was
+/// not: the repair ran inside the failing check's deadline, half a second
+/// here, and was cut off after it had removed the old agent.)
+#[tokio::test]
+async fn the_swarm_probe_agent_heals_when_killed() {
+    let server = TestServer::start_on(Backend::Swarm, "probe-heal").await;
+    let docker = docker().await;
+    server
+        .put_yaml(
+            "web",
+            "name: web\nimage: dubernetes/whoami:v1\nreplicas: 2\naccess: {host: web.local}\n\
+             health: {path: /healthz, interval: 200ms, timeout: 500ms, unhealthy_after: 1}\n",
+        )
+        .await;
+    server.wait_converged("web", T).await;
+    let serving = || async { matches!(server.via_ingress("web.local").await, Ok((200, _))).then_some(()) };
+    wait_for("the pod to be served", T, serving).await;
+
+    let agent = format!("dub-{}-probe", server.instance);
+    let before = docker
+        .inspect_container(&agent, None::<bollard::query_parameters::InspectContainerOptions>)
+        .await
+        .expect("the probe agent")
+        .id
+        .expect("its id");
+    docker
+        .kill_container(&before, None::<bollard::query_parameters::KillContainerOptions>)
+        .await
+        .expect("kill the probe agent");
+    // The replicas are ready again (through a new agent), and the pod is served.
+    wait_until(
+        "both replicas ready again",
+        T,
+        || async { server.get_json("/v1/pods/web").await.1 },
+        |pod| pod["status"]["ready_replicas"] == 2 && pod["status"]["message"].is_null(),
+    )
+    .await;
+    let after = docker
+        .inspect_container(&agent, None::<bollard::query_parameters::InspectContainerOptions>)
+        .await
+        .expect("the probe agent")
+        .id;
+    assert_ne!(after.as_deref(), Some(before.as_str()), "the agent was made anew");
+    wait_for("the pod to be served again", T, serving).await;
+    assert!(
+        server.log().contains("the probe agent does not answer; recreating it"),
+        "the repair is in the log"
+    );
+}
+
 dubernetes_tests::on_both_backends!(
     crash_loop_backs_off_without_delaying_other_pods,
     orphans_are_removed_and_foreign_containers_left_alone,

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::query_parameters::ListContainersOptionsBuilder;
-use dubernetes_tests::{Backend, TestServer, docker, exec_in_container, free_port, wait_for};
+use dubernetes_tests::{Backend, TestServer, docker, exec_in_container, free_port, free_ports, wait_for};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const T: Duration = Duration::from_secs(90);
@@ -491,9 +491,7 @@ async fn an_expose_change_touches_only_its_own_listener(backend: Backend) {
 
     // Pod b: a listener added, moved (to IPv6 loopback), a second one
     // added, all removed. Each change: timed until it serves (or is gone).
-    let b1 = free_port();
-    let b2 = free_port();
-    let b3 = free_port();
+    let [b1, b2, b3] = free_ports::<3>();
     let steps: [(&str, Vec<String>); 4] = [
         ("added", vec![format!("127.0.0.1:{b1}")]),
         ("moved to IPv6", vec![format!("[::1]:{b2}")]),

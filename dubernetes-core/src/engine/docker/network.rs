@@ -64,22 +64,12 @@ pub(in crate::engine) async fn create_network_with_names(docker: &Docker, reques
         };
         let created = bounded("creating network", CALL_TIMEOUT, docker.create_network(probe)).await?;
         let probe_id = if created.id.is_empty() { probe_name } else { created.id };
-        let inspect = bounded(
-            "inspecting network",
-            CALL_TIMEOUT,
-            docker.inspect_network(&probe_id, None::<bollard::query_parameters::InspectNetworkOptions>),
-        )
-        .await;
+        let subnets = allocated_subnets(docker, &probe_id).await;
         ok_unless(
             bounded("removing network", CALL_TIMEOUT, docker.remove_network(&probe_id)).await,
             &[404],
         )?;
-        let subnet = inspect?
-            .ipam
-            .and_then(|i| i.config)
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|c| c.subnet.filter(|s| names_layout(s).is_some()));
+        let subnet = subnets?.into_iter().find(|s| names_layout(s).is_some());
         let mut real = request.clone();
         if let Some(subnet) = subnet.as_deref()
             && let Some((range, _)) = names_layout(subnet)
@@ -127,6 +117,37 @@ pub(in crate::engine) async fn create_network_with_names(docker: &Docker, reques
     }
     Err(last.unwrap_or_else(|| Error::DockerTimeout("creating network".into())))
 }
+
+/// The subnets the engine gave network `id`. A bridge has them when it is
+/// made; Swarm's allocator gives an overlay its subnet a moment after the
+/// create returns (longer on a loaded manager: seen as an overlay with no
+/// subnet, whose pods then had no names), so an empty answer is asked
+/// again, up to [`SUBNET_WAIT`].
+async fn allocated_subnets(docker: &Docker, id: &str) -> Result<Vec<String>> {
+    let deadline = tokio::time::Instant::now() + SUBNET_WAIT;
+    loop {
+        let inspect = bounded(
+            "inspecting network",
+            CALL_TIMEOUT,
+            docker.inspect_network(id, None::<bollard::query_parameters::InspectNetworkOptions>),
+        )
+        .await?;
+        let subnets: Vec<String> = inspect
+            .ipam
+            .and_then(|i| i.config)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| c.subnet)
+            .collect();
+        if !subnets.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(subnets);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// How long [`allocated_subnets`] waits for an overlay's subnet.
+const SUBNET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Repairs a duplicate of the instance's network `name`. Docker 20.10 lets
 /// two networks share a name (servers of one store starting at once made

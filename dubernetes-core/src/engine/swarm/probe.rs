@@ -13,7 +13,11 @@ use super::*;
 pub(crate) struct ProbeNetwork {
     inner: DockerEngine,
     state: Mutex<Option<Probe>>,
+    /// When the agent was last recreated for not answering. Held while the
+    /// agent is (re)created or removed: one at a time.
     repair: tokio::sync::Mutex<Option<Instant>>,
+    /// Itself, for a repair that outlives the check that asked for it.
+    me: std::sync::Weak<ProbeNetwork>,
 }
 
 #[derive(Debug, Clone)]
@@ -30,12 +34,13 @@ pub(super) fn probe_name(network: &str) -> String {
 }
 
 impl ProbeNetwork {
-    pub(super) fn new(inner: DockerEngine) -> ProbeNetwork {
-        ProbeNetwork {
+    pub(super) fn new(inner: DockerEngine) -> Arc<ProbeNetwork> {
+        Arc::new_cyclic(|me| ProbeNetwork {
             inner,
             state: Mutex::new(None),
             repair: tokio::sync::Mutex::new(None),
-        }
+            me: me.clone(),
+        })
     }
 
     fn current(&self) -> Option<Probe> {
@@ -44,6 +49,12 @@ impl ProbeNetwork {
 
     /// (Re)creates the probe agent of `network` with a new password.
     pub(super) async fn start(&self, network: &str, instance: &str) -> Result<()> {
+        let _one_at_a_time = self.repair.lock().await;
+        self.recreate(network, instance).await
+    }
+
+    /// [`start`](Self::start), under the repair lock.
+    async fn recreate(&self, network: &str, instance: &str) -> Result<()> {
         let name = probe_name(network);
         self.inner.remove(&name).await?;
         let image = std::env::var("DUBERNETES_PROBE_IMAGE").unwrap_or_else(|_| DEFAULT_PROBE_IMAGE.to_string());
@@ -119,6 +130,9 @@ impl ProbeNetwork {
 
     /// Removes the probe agent of `network`.
     pub(super) async fn stop(&self, network: &str) -> Result<()> {
+        // After a repair in flight, never beside it: none starts an agent
+        // once this removed it.
+        let _one_at_a_time = self.repair.lock().await;
         {
             let mut state = crate::sync::lock(&self.state);
             if state.as_ref().is_some_and(|p| p.network == network) {
@@ -128,18 +142,43 @@ impl ProbeNetwork {
         self.inner.remove(&probe_name(network)).await
     }
 
-    /// Recreates the probe agent after it failed to answer, at most every
-    /// [`PROBE_REPAIR_EVERY`].
-    async fn repair(&self, probe: &Probe) {
-        let mut last = self.repair.lock().await;
-        if last.is_some_and(|at| at.elapsed() < PROBE_REPAIR_EVERY) {
+    /// Looks at the agent after a connection through it failed, at most
+    /// every [`PROBE_REPAIR_EVERY`], and recreates it when it does not
+    /// answer; in a task of its own. Not in the check that asked: a check
+    /// has its own deadline (a second or less) and a recreate takes longer,
+    /// so cut off at that deadline it removed the old agent and started
+    /// none, and every readiness check on the overlay failed from then on
+    /// (each repair cut off the same way).
+    fn repair(&self, probe: &Probe) {
+        let Some(me) = self.me.upgrade() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
-        }
-        *last = Some(Instant::now());
-        tracing::warn!(network = %probe.network, "the probe agent does not answer; recreating it");
-        if let Err(e) = self.start(&probe.network, &probe.instance).await {
-            tracing::warn!(error = %e, "recreating the probe agent failed");
-        }
+        };
+        let probe = probe.clone();
+        runtime.spawn(async move {
+            // One look at a time; a start or a stop in progress has it too.
+            let Ok(mut last) = me.repair.try_lock() else {
+                tracing::debug!("a look at the probe agent is already under way");
+                return;
+            };
+            if last.is_some_and(|at| at.elapsed() < PROBE_REPAIR_EVERY) {
+                return;
+            }
+            // Stopped or recreated meanwhile: not this agent's to repair.
+            if me.current().is_none_or(|p| p.password != probe.password) {
+                return;
+            }
+            *last = Some(Instant::now());
+            // A target that is slow or refuses is not the agent's fault.
+            if answers(&probe).await {
+                tracing::debug!(network = %probe.network, "the probe agent answers");
+                return;
+            }
+            tracing::warn!(network = %probe.network, "the probe agent does not answer; recreating it");
+            if let Err(e) = me.recreate(&probe.network, &probe.instance).await {
+                tracing::warn!(error = %e, "recreating the probe agent failed");
+            }
+        });
     }
 
     pub(super) async fn connect(
@@ -149,21 +188,47 @@ impl ProbeNetwork {
         let probe = self
             .current()
             .ok_or_else(|| std::io::Error::other("the probe agent is not running yet"))?;
-        match tokio_socks::tcp::Socks5Stream::connect_with_password(probe.addr, addr, &probe.user, &probe.password)
-            .await
-        {
-            Ok(s) => Ok(s),
-            Err(e) => {
-                if matches!(
-                    e,
-                    tokio_socks::Error::Io(_) | tokio_socks::Error::PasswordAuthFailure(_)
-                ) {
-                    self.repair(&probe).await;
-                }
-                Err(std::io::Error::other(format!("through the probe agent: {e}")))
-            }
+        // Armed until the connection is made: a failure, and an attempt the
+        // caller's deadline cuts off (a dead agent's port may just hang),
+        // look at the agent.
+        let mut look = LookAtAgent {
+            network: self,
+            probe: Some(probe.clone()),
+        };
+        // Any failure may be the agent's (a refused or dropped connection
+        // to it is `ProxyServerUnreachable` or `Io`): the look asks the agent
+        // itself before it recreates anything, at most every few seconds, so
+        // a target that refuses costs one cheap look.
+        let stream =
+            tokio_socks::tcp::Socks5Stream::connect_with_password(probe.addr, addr, &probe.user, &probe.password)
+                .await
+                .map_err(|e| std::io::Error::other(format!("through the probe agent: {e}")))?;
+        look.probe = None;
+        Ok(stream)
+    }
+}
+
+/// Asks for a look at the agent (see [`ProbeNetwork::repair`]) when dropped
+/// armed: on a failure that may be the agent's, and when the caller's
+/// deadline drops the connection attempt.
+struct LookAtAgent<'a> {
+    network: &'a ProbeNetwork,
+    probe: Option<Probe>,
+}
+
+impl Drop for LookAtAgent<'_> {
+    fn drop(&mut self) {
+        if let Some(probe) = self.probe.take() {
+            self.network.repair(&probe);
         }
     }
+}
+
+/// Whether the agent answers: it proxies a connection to itself.
+async fn answers(probe: &Probe) -> bool {
+    let own = SocketAddr::from(([127, 0, 0, 1], PROBE_PORT));
+    let attempt = tokio_socks::tcp::Socks5Stream::connect_with_password(probe.addr, own, &probe.user, &probe.password);
+    matches!(tokio::time::timeout(Duration::from_secs(1), attempt).await, Ok(Ok(_)))
 }
 
 #[async_trait]

@@ -21,7 +21,7 @@ impl SwarmEngine {
             };
             return Err(Error::NotSwarmManager(why));
         }
-        let probe = Arc::new(ProbeNetwork::new(inner.clone()));
+        let probe = ProbeNetwork::new(inner.clone());
         Ok(SwarmEngine { docker, inner, probe })
     }
 
