@@ -274,8 +274,10 @@ pub async fn purge_instance(docker: &Docker, instance: &str) {
             }
         }
     }
-    // The tasks of deleted services leave the overlay network a moment later.
-    let deadline = Instant::now() + Duration::from_secs(if had_services { 20 } else { 0 });
+    // The tasks of deleted services leave the overlay network a moment later;
+    // a container just removed may hold a bridge network's endpoint a moment
+    // too.
+    let deadline = Instant::now() + Duration::from_secs(if had_services { 20 } else { 5 });
     // By id: two networks of one name (the bug of servers starting at once)
     // cannot be removed by name.
     let name = format!("dub-{instance}");
