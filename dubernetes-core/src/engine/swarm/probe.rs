@@ -112,17 +112,11 @@ impl ProbeNetwork {
         };
         // Ready when it proxies a connection to itself.
         let deadline = Instant::now() + PROBE_START;
-        loop {
-            let own = SocketAddr::from(([127, 0, 0, 1], PROBE_PORT));
-            let attempt =
-                tokio_socks::tcp::Socks5Stream::connect_with_password(probe.addr, own, &probe.user, &probe.password);
-            match tokio::time::timeout(Duration::from_secs(1), attempt).await {
-                Ok(Ok(_)) => break,
-                _ if Instant::now() >= deadline => {
-                    return Err(Error::DockerTimeout(format!("starting the probe agent {name}")));
-                }
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        while !answers(&probe).await {
+            if Instant::now() >= deadline {
+                return Err(Error::DockerTimeout(format!("starting the probe agent {name}")));
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         *crate::sync::lock(&self.state) = Some(probe);
         Ok(())
