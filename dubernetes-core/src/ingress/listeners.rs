@@ -42,6 +42,12 @@ pub(crate) const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// The longest pause between two tries of a failed listener.
 pub(crate) const RETRY_MAX: Duration = Duration::from_secs(15);
 
+/// The pause after the `attempts`-th failure in a row of a listener:
+/// [`RETRY_FIRST`], doubling, at most [`RETRY_MAX`].
+fn retry_pause(attempts: u32) -> Duration {
+    RETRY_MAX.min(RETRY_FIRST.saturating_mul(1 << attempts.saturating_sub(1).min(16)))
+}
+
 /// A listener container that exits this soon after it started, again, is
 /// failing, not unlucky: its next start waits (see [`State::quick_exits`]).
 pub(crate) const QUICK_EXIT: Duration = Duration::from_secs(60);
@@ -192,7 +198,7 @@ impl Ingress {
                 }
                 Err(e) => {
                     let attempts = state.failed.get(addr).map_or(0, |f| f.attempts) + 1;
-                    let pause = RETRY_MAX.min(RETRY_FIRST.saturating_mul(1 << (attempts - 1).min(16)));
+                    let pause = retry_pause(attempts);
                     let reason = e.to_string();
                     tracing::warn!(listen = %addr, pod = %s.pod, attempts, retry_in = ?pause, error = %reason, "a TCP listener could not start");
                     if attempts == 1 {
@@ -505,7 +511,7 @@ impl Ingress {
             return;
         }
         let attempts = exits - 1;
-        let pause = RETRY_MAX.min(RETRY_FIRST.saturating_mul(1 << (attempts - 1).min(16)));
+        let pause = retry_pause(attempts);
         let reason = self
             .with_logs(
                 &c.id,
